@@ -1,0 +1,34 @@
+"""gpuad: array automatic differentiation on NVIDIA GPUs (CuPy) with a NumPy CPU fallback.
+
+>>> import gpuad as ad
+>>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+tensor([2., 4.])
+"""
+from . import cuda
+from .autograd.engine import backward, grad
+from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (
+    arange, as_tensor, empty, empty_like, eye, fill, from_dlpack, from_numpy, full, full_like,
+    linspace, manual_seed, ones, ones_like, rand, randn, tensor, zeros, zeros_like,
+)
+from .device import Device, device, get_default_device, set_cpu_fallback, set_default_device
+from .dtypes import bool_, double, float16, float32, float64, half, int32, int64, long
+from .errors import DeviceMismatchError, DeviceUnavailableError, GradcheckError
+from .gradcheck import gradcheck
+from .ops import *  # noqa: F403  (every op of SPEC section 5)
+from .ops import __all__ as _ops_all
+from .tensor import Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "as_tensor", "zeros", "ones", "full", "empty", "arange", "linspace",
+    "eye", "zeros_like", "ones_like", "full_like", "empty_like", "rand", "randn", "fill",
+    "from_numpy", "from_dlpack", "manual_seed", "float16", "float32", "float64", "int32",
+    "int64", "bool_", "half", "double", "long", "Device", "device", "get_default_device",
+    "set_default_device", "set_cpu_fallback", "cuda", "DeviceUnavailableError",
+    "DeviceMismatchError", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
+    "is_grad_enabled", "grad", "backward", "gradcheck", *_ops_all,
+]

@@ -1,0 +1,1 @@
+"""The autograd engine: graph nodes, grad mode and the backward traversal (device-agnostic)."""

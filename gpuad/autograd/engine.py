@@ -1,0 +1,277 @@
+"""The reverse-mode engine: walks the recorded graph from outputs to inputs.
+
+The walk is iterative (graphs of any depth), visits nodes in reverse topological order, runs
+only the nodes that lead to the requested inputs, accumulates gradients out of place, undoes
+broadcasting and dtype promotion in one place (:func:`_fit`), and frees each node's saved values
+after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with grad mode on,
+so the gradients themselves are recorded and can be differentiated again.
+"""
+import sys
+
+from ..tensor import Tensor
+from .grad_mode import mode
+from .node import FREED, Node
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate the gradients of ``tensors`` into the ``.grad`` of the leaves (or ``inputs``)."""
+    tensors = _as_tuple(tensors)
+    seeds = _seeds(tensors, grad_tensors)
+    if retain_graph is None:
+        retain_graph = create_graph
+    if inputs is not None:
+        inputs = _as_tuple(inputs)
+        _check_differentiable(inputs)
+        captured = _execute(tensors, seeds, retain_graph, create_graph, inputs)
+        for t in inputs:
+            g = captured.get(t._grad_fn or t)
+            if g is not None:
+                _accumulate_into_grad(t, g, create_graph, ())
+    else:
+        _execute(tensors, seeds, retain_graph, create_graph, None)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple; ``.grad`` untouched."""
+    outputs = _as_tuple(outputs)
+    inputs = _as_tuple(inputs)
+    _check_differentiable(inputs)
+    seeds = _seeds(outputs, _as_tuple(grad_outputs) if grad_outputs is not None else None)
+    if retain_graph is None:
+        retain_graph = create_graph
+    captured = _execute(outputs, seeds, retain_graph, create_graph, inputs)
+    result = []
+    for i, t in enumerate(inputs):
+        g = captured.get(t._grad_fn or t)
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"gpuad.grad: input {i} (shape {t.shape}) was not used to compute the outputs, "
+                "so it has no gradient; pass allow_unused=True to get None for it"
+            )
+        result.append(g)
+    return tuple(result)
+
+
+# ---- internals ------------------------------------------------------------------------
+
+def _as_tuple(x):
+    if isinstance(x, Tensor):
+        return (x,)
+    if x is None:
+        return ()
+    return tuple(x)
+
+
+def _check_differentiable(inputs):
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gpuad.grad: input {i} is a {type(t).__name__}, not a Tensor")
+        if not t._rg:
+            raise RuntimeError(
+                f"gpuad.grad: input {i} (shape {t.shape}, dtype {t.dtype}) does not require "
+                "grad; create it with requires_grad=True or call .requires_grad_()"
+            )
+
+
+def _seeds(outputs, grads):
+    if grads is not None and len(grads) != len(outputs):
+        raise ValueError(
+            f"gpuad: got {len(grads)} output gradients for {len(outputs)} outputs; "
+            "pass one per output"
+        )
+    seeds = []
+    for i, y in enumerate(outputs):
+        if not isinstance(y, Tensor):
+            raise TypeError(f"gpuad: output {i} is a {type(y).__name__}, not a Tensor")
+        if not y._rg:
+            raise RuntimeError(
+                f"gpuad: element {i} of tensors does not require grad and does not have a "
+                "grad_fn: nothing that requires grad was used to compute it (check "
+                "requires_grad=True on the inputs, and that it was not computed under no_grad)"
+            )
+        g = None if grads is None else grads[i]
+        if g is None:
+            if y._a.size != 1:
+                raise RuntimeError(
+                    "gpuad: grad can be implicitly created only for scalar outputs; output "
+                    f"{i} has shape {y.shape}. Reduce it first (e.g. y.sum().backward()) or "
+                    "pass gradient= with the same shape"
+                )
+            g = Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev)
+        else:
+            if not isinstance(g, Tensor):
+                g = Tensor(y._dev.backend.asarray(g, dtype=y.dtype), y._dev)
+            if g._dev is not y._dev:
+                from ..errors import DeviceMismatchError
+
+                raise DeviceMismatchError(
+                    f"gpuad: backward got a gradient on {g._dev} for an output on {y._dev}; "
+                    "move the gradient to the output's device"
+                )
+            if g.shape != y.shape:
+                raise RuntimeError(
+                    f"gpuad: mismatch in shape: the gradient for output {i} has shape "
+                    f"{g.shape} but the output has shape {y.shape}; they must be equal"
+                )
+            if g.dtype != y.dtype:
+                g = g.astype(y.dtype)
+        seeds.append(g)
+    return seeds
+
+
+def _topological(roots):
+    """Nodes reachable from ``roots``, each before the nodes that produced its inputs."""
+    order = []
+    seen = set(roots)
+    for root in roots:
+        stack = [(root, iter(root.parents))]
+        while stack:
+            node, parents = stack[-1]
+            for p in parents:
+                if p.__class__ is Node and p not in seen:
+                    seen.add(p)
+                    stack.append((p, iter(p.parents)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _needed(order, targets):
+    """The nodes on some path to a target; the others need not run."""
+    needed = set()
+    for node in reversed(order):
+        for p in node.parents:
+            if p is not None and (p in targets or p in needed):
+                needed.add(node)
+                break
+    return needed
+
+
+def _fit(g, parent):
+    """Undo broadcasting and promotion: sum ``g`` down to the parent's shape, cast its dtype."""
+    if parent.__class__ is Node:
+        shape, dtype = parent.shape, parent.dtype
+    else:
+        shape, dtype = parent._a.shape, parent._a.dtype
+    if g._a.shape != shape:
+        from ..ops.shape import sum_to
+
+        g = sum_to(g, shape)
+    if g._a.dtype != dtype:
+        g = g.astype(dtype)
+    return g
+
+
+def _check_versions(node):
+    for counter, version in node.vers:
+        if counter[0] != version:
+            raise RuntimeError(
+                f"gpuad: one of the tensors saved by {node.name()} for the backward pass has been "
+                f"modified by an in-place operation (it was at version {version}, now "
+                f"{counter[0]}). Use an out-of-place op (e.g. x = x + 1 instead of x += 1) or "
+                ".clone() the tensor before changing it"
+            )
+
+
+def _execute(roots, seeds, retain_graph, create_graph, targets):
+    """Run the backward pass. Returns ``{key: grad}`` for the targets (None: all leaves)."""
+    grads = {}
+    root_nodes = []
+    for y, g in zip(roots, seeds):
+        key = y._grad_fn or y
+        old = grads.get(key)
+        grads[key] = g if old is None else old + g
+        if y._grad_fn is not None and y._grad_fn not in root_nodes:
+            root_nodes.append(y._grad_fn)
+    order = _topological(root_nodes)
+    if targets is not None:
+        target_keys = {t._grad_fn or t for t in targets}
+        needed = _needed(order, target_keys)
+        captured = {}
+    foreign = {id(g._a) for g in seeds}
+    prev = mode.enabled
+    mode.enabled = create_graph
+    try:
+        with roots[0]._dev.backend.errstate():
+            for node in order:
+                g = grads.pop(node, None)
+                if g is None:
+                    continue
+                if node.hooks:
+                    for hook in tuple(node.hooks):
+                        r = hook(g)
+                        if r is not None:
+                            g = r
+                if node.retained is not None:
+                    t = node.retained()
+                    if t is not None:
+                        _accumulate_into_grad(t, g, create_graph, foreign)
+                if targets is not None:
+                    if node in target_keys:
+                        captured[node] = g
+                    if node not in needed:
+                        continue
+                saved = node.saved
+                if saved is FREED:
+                    raise RuntimeError(
+                        f"gpuad: trying to backward through {node.name()} a second time, but its "
+                        "saved values were freed by the first backward. Specify "
+                        "retain_graph=True on the first backward (or ad.grad) call if you need "
+                        "to backward through the graph again"
+                    )
+                if node.vers:
+                    _check_versions(node)
+                op = node.op
+                if op.save_out:
+                    saved = (Tensor(node.out, node.device, node, True),) + saved
+                vjps = op.vjps
+                for i, p in enumerate(node.parents):
+                    if p is None or (targets is not None and p not in needed
+                                     and p not in target_keys):
+                        continue
+                    gi = _fit(vjps[i](g, *saved), p)
+                    old = grads.get(p)
+                    grads[p] = gi if old is None else old + gi
+                if not retain_graph and (node.saved or op.save_out):
+                    node.saved = FREED
+                    node.out = None
+            for leaf, g in grads.items():
+                if leaf.__class__ is not Tensor:
+                    continue  # a node that was pruned away
+                if leaf._hooks:
+                    for hook in tuple(leaf._hooks):
+                        r = hook(g)
+                        if r is not None:
+                            g = r
+                if targets is None:
+                    _accumulate_into_grad(leaf, g, create_graph, foreign)
+                elif leaf in target_keys:
+                    captured[leaf] = g
+    finally:
+        mode.enabled = prev
+    return captured if targets is not None else None
+
+
+def _accumulate_into_grad(t, g, create_graph, foreign):
+    """Add ``g`` to ``t.grad``: in place when no graph is being built, else out of place."""
+    old = t._grad
+    if old is None:
+        t._grad = g if create_graph else _owned(g, foreign)
+    elif create_graph or old._grad_fn is not None:
+        t._grad = old + g
+    else:
+        old._a += g._a
+        old._ver[0] += 1
+
+
+def _owned(g, foreign):
+    """``g`` as a gradient this leaf may own: its array is reused when nothing else holds it
+    (not a view, not a caller's seed, not shared with another gradient), else copied."""
+    a = g._a
+    if a.base is None and id(a) not in foreign and sys.getrefcount(a) <= 3:
+        return Tensor(a, g._dev)
+    return Tensor(a.copy(), g._dev)

@@ -1,0 +1,85 @@
+"""Thread-local grad mode: ``no_grad``, ``enable_grad``, ``set_grad_enabled``.
+
+Each is a context manager and a decorator. ``set_grad_enabled(flag)`` also takes effect when
+merely called, as in PyTorch.
+"""
+import functools
+import threading
+
+
+class _Mode(threading.local):
+    enabled = True  # the per-thread default
+
+
+mode = _Mode()
+
+
+def is_grad_enabled():
+    return mode.enabled
+
+
+class _GradModeContext:
+    """Base of the grad-mode contexts: sets ``mode.enabled`` on enter, restores it on exit."""
+
+    flag = True
+
+    def __init__(self, func=None):
+        # Allows the bare-decorator form ``@ad.no_grad`` as well as ``@ad.no_grad()``.
+        self._prev = []
+        if func is not None:
+            self._func = self(func)
+
+    def __enter__(self):
+        self._prev.append(mode.enabled)
+        mode.enabled = self.flag
+
+    def __exit__(self, *exc):
+        mode.enabled = self._prev.pop()
+
+    def __call__(self, *args, **kwargs):
+        if hasattr(self, "_func"):
+            return self._func(*args, **kwargs)
+        func = args[0]
+        flag = self.flag
+
+        @functools.wraps(func)
+        def wrapper(*a, **k):
+            prev = mode.enabled
+            mode.enabled = flag
+            try:
+                return func(*a, **k)
+            finally:
+                mode.enabled = prev
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Ops run inside record nothing."""
+
+    flag = False
+
+
+class enable_grad(_GradModeContext):
+    """Re-enable recording inside a ``no_grad`` region."""
+
+    flag = True
+
+
+class set_grad_enabled(_GradModeContext):
+    """Set grad mode to ``flag``; as a context or decorator it is restored afterwards."""
+
+    def __init__(self, flag):
+        self.flag = bool(flag)
+        self._prev = [mode.enabled]
+        mode.enabled = self.flag
+
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        mode.enabled = self._prev[0]
+
+    def __call__(self, func):
+        mode.enabled = self._prev[0]  # decorating must not change the mode now
+        return _GradModeContext.__call__(self, func)

@@ -1,0 +1,178 @@
+"""The Backend interface: every piece of array work an op needs, written once against an
+array module ``xp`` (NumPy or CuPy).
+
+Ops in ``gpuad/ops`` call only these methods, never NumPy or CuPy directly. Elementwise ufuncs
+are bound straight from ``xp`` (no wrapper on the hot path); composite math (sigmoid, softplus,
+gelu, the row-wise softmax family, scatter-add) is written here in numerically stable forms, and
+a device backend may override any method with a faster kernel.
+"""
+import math
+
+# Bound directly from the array module under the same name.
+UFUNCS = (
+    "negative abs exp expm1 log log1p sqrt square reciprocal sin cos tan tanh sinh cosh arctan "
+    "sign floor ceil rint add subtract multiply true_divide power maximum minimum where clip "
+    "equal not_equal less less_equal greater greater_equal logical_not logical_and logical_or "
+    "logical_xor isnan isinf isfinite matmul"
+).split()
+
+# Bound directly from the array module: reductions, shape and linear-algebra functions.
+FUNCTIONS = (
+    "sum mean var std max min prod argmax argmin cumprod reshape transpose broadcast_to "
+    "concatenate stack flip pad expand_dims squeeze take_along_axis tensordot einsum "
+    "zeros ones full empty zeros_like ones_like full_like arange linspace eye ascontiguousarray "
+    "array_equal"
+).split()
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class Backend:
+    """Array operations for one device kind, implemented with the array module ``xp``."""
+
+    name = "generic"
+
+    def __init__(self, xp):
+        self.xp = xp
+        self.array_type = xp.ndarray
+        for fname in UFUNCS + FUNCTIONS:
+            setattr(self, fname, getattr(xp, fname))
+
+    # ---- conversion -------------------------------------------------------------------
+    def asarray(self, data, dtype=None):
+        return self.xp.asarray(data, dtype=dtype)
+
+    def copy(self, a):
+        return a.copy()
+
+    def astype(self, a, dtype):
+        return a.astype(dtype, copy=False)
+
+    def to_numpy(self, a):
+        """A NumPy copy of ``a`` (a device-to-host transfer for device arrays)."""
+        raise NotImplementedError
+
+    def from_dlpack(self, obj):
+        return self.xp.from_dlpack(obj)
+
+    def errstate(self):
+        """A context that silences floating-point warnings (used around backward passes)."""
+        raise NotImplementedError
+
+    # ---- random -------------------------------------------------------------------------
+    def seed(self, n):
+        raise NotImplementedError
+
+    def rand(self, shape, dtype):
+        raise NotImplementedError
+
+    def randn(self, shape, dtype):
+        raise NotImplementedError
+
+    # ---- stable composite elementwise math ----------------------------------------------
+    def sigmoid(self, x):
+        """1 / (1 + exp(-x)), evaluated through exp(-|x|) so it never overflows."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        r = 1 / (1 + e)
+        return xp.where(x >= 0, r, e * r)
+
+    def relu(self, x):
+        return self.xp.maximum(x, 0)
+
+    def softplus(self, x, beta, threshold):
+        """log(1 + exp(beta x)) / beta as max(bx, 0) + log1p(exp(-|bx|)); linear past threshold."""
+        xp = self.xp
+        bx = x * beta
+        soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
+        return xp.where(bx > threshold, x, soft)
+
+    def erf(self, x):
+        raise NotImplementedError
+
+    def gelu(self, x, approximate):
+        """x Phi(x) with Phi the normal CDF (erf form), or PyTorch's tanh approximation."""
+        if approximate == "tanh":
+            u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+            return 0.5 * x * (1 + self.xp.tanh(u))
+        return 0.5 * x * (1 + self.erf(x * _INV_SQRT_2))
+
+    def gelu_grad(self, x, approximate):
+        """d gelu / dx: Phi(x) + x phi(x), or the derivative of the tanh form."""
+        xp = self.xp
+        if approximate == "tanh":
+            u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+            t = xp.tanh(u)
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+        cdf = 0.5 * (1 + self.erf(x * _INV_SQRT_2))
+        return cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+
+    # ---- row-wise (axis) math -----------------------------------------------------------
+    def logsumexp(self, x, axis, keepdims):
+        """max + log(sum(exp(x - max))); an all -inf slice gives -inf, an inf gives inf."""
+        xp = self.xp
+        m = xp.max(x, axis=axis, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+        return out if keepdims else xp.squeeze(out, axis=axis)
+
+    def softmax(self, x, axis):
+        xp = self.xp
+        e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+        return e / xp.sum(e, axis=axis, keepdims=True)
+
+    def log_softmax(self, x, axis):
+        return x - self.logsumexp(x, axis, True)
+
+    def prod_others(self, x, axis):
+        """For each element, the product of the other elements along ``axis`` (exact with 0s).
+
+        Built from exclusive prefix and suffix products, so no division is involved.
+        """
+        xp = self.xp
+        n = x.shape[axis]
+        ones = xp.ones_like(xp.take(x, [0], axis=axis))
+        head = xp.take(x, range(n - 1), axis=axis)
+        tail = xp.take(x, range(1, n), axis=axis)
+        left = xp.concatenate([ones, xp.cumprod(head, axis=axis)], axis=axis)
+        right = xp.flip(
+            xp.concatenate([ones, xp.cumprod(xp.flip(tail, axis), axis=axis)], axis=axis), axis
+        )
+        return left * right
+
+    # ---- indexing -------------------------------------------------------------------------
+    def getitem(self, a, index):
+        return a[index]
+
+    def index_add(self, shape, dtype, index, values, advanced):
+        """zeros(shape) with ``values`` added at ``index``; repeated (advanced) indices
+        accumulate. A basic index (slices and ints) cannot repeat, so it is a plain store."""
+        out = self.xp.zeros(shape, dtype=dtype)
+        if advanced:
+            self._scatter_add(out, index, values)
+        else:
+            out[index] = values
+        return out
+
+    def _scatter_add(self, out, index, values):
+        raise NotImplementedError
+
+    def setitem(self, a, index, value):
+        a[index] = value
+
+    # ---- activations with parameters (kept here so a device backend can fuse them) ------
+    def rsqrt(self, x):
+        return self.xp.reciprocal(self.xp.sqrt(x))
+
+    def silu(self, x):
+        return x * self.sigmoid(x)
+
+    def leaky_relu(self, x, slope):
+        return self.xp.where(x > 0, x, x * slope)
+
+    def elu(self, x, alpha):
+        xp = self.xp
+        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))

@@ -1,0 +1,171 @@
+"""Creating tensors: from data, filled, ranges, random (seeded by ``manual_seed``), and from
+other libraries' arrays (NumPy, DLPack)."""
+from .device import device as _device
+from .device import resolve
+from .dtypes import as_dtype, float32, infer_dtype
+from .ops._args import shape_arg
+from .tensor import Tensor
+
+
+def _finish(a, dev, requires_grad):
+    t = Tensor(a, dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _source_device(data):
+    """The device an existing array lives on (CuPy arrays carry theirs)."""
+    if hasattr(data, "__cuda_array_interface__") and not isinstance(data, Tensor):
+        return _device(f"cuda:{data.device.id}")
+    return None
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor holding a copy of ``data`` (nested lists, scalars, arrays or a Tensor).
+
+    Python floats default to float32 and ints to int64; arrays keep their dtype.
+    """
+    if isinstance(data, Tensor):
+        dtype = as_dtype(dtype) or data.dtype
+        dev = resolve(device) if device is not None else data._dev
+        src = data._a if dev is data._dev else data._dev.backend.to_numpy(data._a)
+        return _finish(dev.backend.asarray(src, dtype=dtype).copy(), dev, requires_grad)
+    dev = resolve(device if device is not None else _source_device(data))
+    dtype = as_dtype(dtype)
+    if dtype is None:
+        dtype = data.dtype if hasattr(data, "__cuda_array_interface__") else infer_dtype(data)
+    if dev.type == "cpu" and hasattr(data, "__cuda_array_interface__"):
+        data = data.get()
+    return _finish(dev.backend.asarray(data, dtype=dtype).copy(), dev, requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """``data`` as a tensor, without a copy when it already is one of the right kind."""
+    if isinstance(data, Tensor) and device is None and dtype is None:
+        return data
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(array):
+    """A CPU tensor sharing memory with the NumPy array ``array``."""
+    import numpy as np
+
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"gpuad.from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(array, resolve("cpu"))
+
+
+def from_dlpack(obj):
+    """A tensor sharing memory with any DLPack producer (CuPy, PyTorch, JAX, NumPy)."""
+    kind, index = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (1, 0)
+    dev = resolve("cpu" if kind == 1 else f"cuda:{index}")
+    return Tensor(dev.backend.from_dlpack(obj), dev)
+
+
+def _filled(method, shape, dtype, device, requires_grad, *args):
+    dev = resolve(device)
+    a = getattr(dev.backend, method)(shape_arg(shape), *args, dtype=as_dtype(dtype) or float32)
+    return _finish(a, dev, requires_grad)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled("zeros", shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled("ones", shape, dtype, device, requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled("empty", shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    dtype = as_dtype(dtype) or infer_dtype(fill_value)
+    dev = resolve(device)
+    a = dev.backend.full(shape_arg((shape,)), fill_value, dtype=dtype)
+    return _finish(a, dev, requires_grad)
+
+
+def fill(dims, value, dtype=None, device=None):
+    """TensorFlow's spelling of :func:`full`."""
+    return full(dims, value, dtype=dtype, device=device)
+
+
+def _like(t, method, dtype, device, requires_grad, *args):
+    dev = resolve(device) if device is not None else t._dev
+    a = getattr(dev.backend, method)(t.shape, *args, dtype=as_dtype(dtype) or t.dtype)
+    return _finish(a, dev, requires_grad)
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(t, "zeros", dtype, device, requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(t, "ones", dtype, device, requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return _like(t, "full", dtype, device, requires_grad, fill_value)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(t, "empty", dtype, device, requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Evenly spaced values in [start, stop); ints give int64, floats float32."""
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None:
+        dtype = infer_dtype([start, stop, step])
+    dev = resolve(device)
+    return _finish(dev.backend.arange(start, stop, step, dtype=as_dtype(dtype)), dev,
+                   requires_grad)
+
+
+def linspace(start, stop, num=50, dtype=None, device=None, requires_grad=False):
+    dev = resolve(device)
+    a = dev.backend.linspace(start, stop, num, dtype=as_dtype(dtype) or float32)
+    return _finish(a, dev, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    dev = resolve(device)
+    return _finish(dev.backend.eye(n, m, dtype=as_dtype(dtype) or float32), dev, requires_grad)
+
+
+def manual_seed(seed):
+    """Seed the random generators of every device, so ``rand``/``randn`` repeat."""
+    from .backends import _backends
+
+    _Seed.value = int(seed)
+    for backend in list(_backends.values()):
+        backend.seed(_Seed.value)
+        backend._seeded = _Seed.value
+
+
+class _Seed:
+    value = None
+
+
+def _random(method, shape, dtype, device, requires_grad):
+    dev = resolve(device)
+    backend = dev.backend
+    if _Seed.value is not None and getattr(backend, "_seeded", None) != _Seed.value:
+        backend.seed(_Seed.value)
+        backend._seeded = _Seed.value
+    dtype = as_dtype(dtype) or float32
+    return _finish(getattr(backend, method)(shape_arg(shape), dtype), dev, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1)."""
+    return _random("rand", shape, dtype, device, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples."""
+    return _random("randn", shape, dtype, device, requires_grad)

@@ -1,0 +1,43 @@
+"""``ad.cuda``: what the machine offers for CUDA, without importing CuPy until needed."""
+from .backends.probe import cuda_unavailable_reason, driver_devices
+from .device import resolve
+from .errors import DeviceUnavailableError
+
+
+def is_available():
+    """True when CuPy is installed and the driver reports at least one GPU."""
+    return cuda_unavailable_reason(0) is None
+
+
+def device_count():
+    """The number of CUDA devices the driver reports (0 without a driver)."""
+    return driver_devices()[0]
+
+
+def synchronize(device=None):
+    """Wait for all work queued on ``device`` (default cuda:0) to finish."""
+    dev = resolve(device or "cuda:0")
+    if dev.type == "cuda":
+        dev.backend.cuda_device.synchronize()
+
+
+def memory_info(device=None):
+    """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
+    installed (``nvidia-ml-py``), else from the CUDA runtime."""
+    index = 0 if device is None else int(str(device).partition(":")[2] or 0)
+    reason = cuda_unavailable_reason(index)
+    if reason is not None:
+        raise DeviceUnavailableError(f"gpuad: cannot read memory of cuda:{index}: {reason}")
+    try:
+        import pynvml
+    except ImportError:
+        import cupy
+
+        with cupy.cuda.Device(index):
+            return tuple(cupy.cuda.runtime.memGetInfo())
+    pynvml.nvmlInit()
+    try:
+        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+        return int(info.free), int(info.total)
+    finally:
+        pynvml.nvmlShutdown()

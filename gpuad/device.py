@@ -1,0 +1,154 @@
+"""Devices, the default device and the CPU-fallback policy (SPEC section 2).
+
+A :class:`Device` is interned: there is one object per device string, so ops compare devices
+with ``is``. Resolving a device for use (``resolve``) checks CUDA availability once and attaches
+the backend; naming one (``device("cuda")``) checks nothing.
+"""
+import os
+import threading
+import warnings
+
+from .backends import get_backend
+from .backends.probe import cuda_unavailable_reason
+from .errors import DeviceUnavailableError
+
+
+class Device:
+    """A device kind and index: ``cpu`` or ``cuda:N``. Compares equal to its string."""
+
+    __slots__ = ("type", "index", "_str", "_backend")
+
+    def __init__(self, type_, index):
+        self.type = type_
+        self.index = index
+        self._str = type_ if type_ == "cpu" else f"{type_}:{index}"
+        self._backend = None
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            self._backend = get_backend(self)
+        return self._backend
+
+    def __str__(self):
+        return self._str
+
+    def __repr__(self):
+        if self.type == "cpu":
+            return "device(type='cpu')"
+        return f"device(type='{self.type}', index={self.index})"
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            try:
+                other = device(other)
+            except ValueError:
+                return False
+        return self is other
+
+    def __hash__(self):
+        return hash(self._str)
+
+    def __reduce__(self):
+        return (device, (self._str,))
+
+
+_interned = {}
+_lock = threading.Lock()
+
+
+def device(spec):
+    """The :class:`Device` named by ``spec`` ("cpu", "cuda", "cuda:N", or a Device)."""
+    if isinstance(spec, Device):
+        return spec
+    dev = _interned.get(spec)
+    if dev is not None:
+        return dev
+    if not isinstance(spec, str):
+        raise TypeError(f"gpuad: a device is a string like 'cpu' or 'cuda:0', got {spec!r}")
+    text = spec.strip().lower()
+    kind, _, idx = text.partition(":")
+    if kind == "cpu" and not idx:
+        key = "cpu"
+    elif kind in ("cuda", "gpu") and (not idx or idx.isdigit()):
+        key = f"cuda:{int(idx) if idx else 0}"
+    else:
+        raise ValueError(
+            f"gpuad: unknown device {spec!r}; use 'cpu', 'cuda' or 'cuda:N' (or 'auto' as default)"
+        )
+    with _lock:
+        dev = _interned.get(key)
+        if dev is None:
+            t, _, i = key.partition(":")
+            dev = Device(t, int(i) if i else None)
+            _interned[key] = dev
+        _interned[spec] = dev
+    return dev
+
+
+class _Policy:
+    """Process-wide device settings, read from the environment once, on first use."""
+
+    default = None  # a Device, or None until first resolved
+    fallback = None  # bool, or None until first read
+    warned = False
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cpu_fallback_enabled():
+    if _Policy.fallback is None:
+        _Policy.fallback = _env_flag("GPUAD_CPU_FALLBACK")
+    return _Policy.fallback
+
+
+def set_cpu_fallback(flag=True):
+    """Allow (True) or forbid (False) silently-warned CPU use when CUDA is asked for but absent."""
+    _Policy.fallback = bool(flag)
+
+
+def _cuda_or_fallback(dev):
+    reason = cuda_unavailable_reason(dev.index)
+    if reason is None:
+        return dev
+    if cpu_fallback_enabled():
+        if not _Policy.warned:
+            _Policy.warned = True
+            warnings.warn(
+                f"gpuad: {dev} is unavailable ({reason}); falling back to the CPU because CPU "
+                "fallback is enabled (GPUAD_CPU_FALLBACK=1 or ad.set_cpu_fallback(True))",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return device("cpu")
+    raise DeviceUnavailableError(f"gpuad: cannot use {dev}: {reason}")
+
+
+def _auto():
+    return device("cpu") if cuda_unavailable_reason(0) else device("cuda:0")
+
+
+def resolve(spec):
+    """The usable Device for ``spec`` (``None`` means the default), or DeviceUnavailableError."""
+    if spec is None:
+        return get_default_device()
+    if isinstance(spec, str) and spec.strip().lower() == "auto":
+        return _auto()
+    dev = device(spec)
+    if dev.type == "cuda":
+        return _cuda_or_fallback(dev)
+    return dev
+
+
+def get_default_device():
+    """The device tensors are made on when none is named (``GPUAD_DEVICE``, default ``auto``)."""
+    if _Policy.default is None:
+        _Policy.default = resolve(os.environ.get("GPUAD_DEVICE", "auto") or "auto")
+    return _Policy.default
+
+
+def set_default_device(spec):
+    """Set the default device; ``"auto"`` picks cuda:0 where usable, else the CPU."""
+    _Policy.default = resolve(spec)

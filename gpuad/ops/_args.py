@@ -1,0 +1,113 @@
+"""Argument handling shared by the ops: turning inputs into tensors or raw backend values."""
+from ..errors import DeviceMismatchError
+from ..tensor import Tensor
+
+#: Python scalars pass to the backend as they are, so NumPy 2's weak-scalar promotion (NEP 50)
+#: applies: ``float32_tensor * 0.5`` stays float32.
+SCALARS = (int, float, bool)
+
+
+def to_tensor(value):
+    """A tensor for a non-tensor op argument, on the default device."""
+    from ..creation import tensor
+
+    return tensor(value)
+
+
+def mismatch(op, a, b):
+    return DeviceMismatchError(
+        f"gpuad: {op} got tensors on different devices: {a} and {b}; move one explicitly, "
+        f"e.g. other.to({str(a)!r}); gpuad never moves data between devices implicitly"
+    )
+
+
+def constant(value, dev):
+    """``value`` (NumPy array, list, NumPy scalar) as a graph-free tensor on ``dev``."""
+    if dev.type != "cpu" and type(value).__module__ == "numpy":
+        raise DeviceMismatchError(
+            f"gpuad: a NumPy array (on the cpu) was combined with a tensor on {dev}; convert "
+            f"it explicitly with ad.tensor(array, device={str(dev)!r})"
+        )
+    a = dev.backend.asarray(value)
+    if a.dtype.kind == "O":
+        raise TypeError(f"gpuad: cannot use a {type(value).__name__} as a tensor operand")
+    return Tensor(a, dev)
+
+
+def operands(a, b, op):
+    """``(a, b, raw_a, raw_b, device)`` for a two-input op.
+
+    Tensors must share a device. Python scalars stay raw (weak typing); NumPy arrays, NumPy
+    scalars and lists become constant tensors on the other operand's device.
+    """
+    if a.__class__ is Tensor:
+        dev = a._dev
+        if b.__class__ is Tensor:
+            if b._dev is not dev:
+                raise mismatch(op, dev, b._dev)
+            return a, b, a._a, b._a, dev
+        if b.__class__ in SCALARS:
+            return a, b, a._a, b, dev
+        b = constant(b, dev)
+        return a, b, a._a, b._a, dev
+    if b.__class__ is Tensor:
+        dev = b._dev
+        if a.__class__ in SCALARS:
+            return a, b, a, b._a, dev
+        a = constant(a, dev)
+        return a, b, a._a, b._a, dev
+    return operands(to_tensor(a), b, op)
+
+
+def tensors(values, op):
+    """A list of tensors on one device from a sequence of tensors (and array-likes)."""
+    values = list(values)
+    if not values:
+        raise ValueError(f"gpuad: {op} needs at least one tensor")
+    first = next((v for v in values if v.__class__ is Tensor), None)
+    if first is None:
+        return [to_tensor(v) for v in values]
+    dev = first._dev
+    out = []
+    for v in values:
+        if v.__class__ is Tensor:
+            if v._dev is not dev:
+                raise mismatch(op, dev, v._dev)
+            out.append(v)
+        else:
+            out.append(constant(v, dev))
+    return out
+
+
+def plain(a, dev):
+    """A graph-free tensor for an array result (0-d NumPy scalars become arrays)."""
+    backend = dev.backend
+    if a.__class__ is not backend.array_type:
+        a = backend.asarray(a)
+    return Tensor(a, dev)
+
+
+def normalize_axis(axis, ndim, op):
+    """``axis`` (None, int or sequence) as None or a sorted tuple of non-negative ints."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) or hasattr(axis, "__index__") else tuple(axis)
+    out = []
+    for ax in axes:
+        ax = int(ax)
+        if not -max(ndim, 1) <= ax < max(ndim, 1):
+            raise ValueError(
+                f"gpuad: {op}: axis {ax} is out of range for a tensor with {ndim} dimensions "
+                f"(valid: {-ndim}..{ndim - 1})"
+            )
+        out.append(ax % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"gpuad: {op}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def shape_arg(shape):
+    """Accept ``f(2, 3)`` and ``f((2, 3))`` alike."""
+    if len(shape) == 1 and not isinstance(shape[0], int) and not hasattr(shape[0], "__index__"):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)

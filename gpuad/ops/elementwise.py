@@ -1,0 +1,313 @@
+"""Elementwise ops. Each is defined by its backend forward and its derivative rule, side by side.
+
+Unary rules take the output gradient ``g`` and either the input ``x`` or the output ``y``
+(``save="y"``), whichever the derivative is cheaper from. For an elementwise op the Jacobian is
+diagonal, so the same rule serves as its JVP (``t`` in place of ``g``). Rules are written with
+gpuad ops, so they are differentiable again (``create_graph=True``).
+"""
+import math
+
+from ..autograd.node import Op
+from ..tensor import Tensor, record, record1
+from ._args import SCALARS, mismatch, operands, plain, to_tensor
+
+
+def _unary(name, method, rule, save="x", params=False):
+    """Define ``name(x, *params)``: forward ``backend.<method>(x, *params)``, VJP/JVP ``rule``.
+
+    ``save`` picks what the rule receives after ``g``: "x" (the input), "y" (the output) or
+    None (nothing); the op's parameters follow.
+    """
+    op = Op(name, (rule,), jvp=rule, save_out=save == "y")
+
+    if params:
+        def forward(x, *args):
+            if x.__class__ is not Tensor:
+                x = to_tensor(x)
+            out = getattr(x._dev._backend, method)(x._a, *args)
+            return record1(op, x, out, ((x,) if save == "x" else ()) + args)
+    elif save == "x":
+        def forward(x):
+            if x.__class__ is not Tensor:
+                x = to_tensor(x)
+            return record1(op, x, getattr(x._dev._backend, method)(x._a), (x,))
+    else:
+        def forward(x):
+            if x.__class__ is not Tensor:
+                x = to_tensor(x)
+            return record1(op, x, getattr(x._dev._backend, method)(x._a), ())
+    forward.__name__ = forward.__qualname__ = name
+    forward.op = op
+    return forward
+
+
+def _zero(g, *saved):
+    return plain(g._dev._backend.zeros_like(g._a), g._dev)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+# ---- one input --------------------------------------------------------------------------
+neg = _unary("neg", "negative", lambda g: -g, save=None)
+abs = _unary("abs", "abs", lambda g, x: g * sign(x))  # abs'(0) = 0, as in PyTorch
+exp = _unary("exp", "exp", lambda g, y: g * y, save="y")
+expm1 = _unary("expm1", "expm1", lambda g, y: g * (y + 1), save="y")
+log = _unary("log", "log", lambda g, x: g / x)
+log1p = _unary("log1p", "log1p", lambda g, x: g / (x + 1))
+sqrt = _unary("sqrt", "sqrt", lambda g, y: g / (y * 2), save="y")  # sqrt'(0) = inf
+rsqrt = _unary("rsqrt", "rsqrt", lambda g, y: g * (y * y * y) * -0.5, save="y")
+square = _unary("square", "square", lambda g, x: g * x * 2)
+reciprocal = _unary("reciprocal", "reciprocal", lambda g, y: -g * y * y, save="y")
+sin = _unary("sin", "sin", lambda g, x: g * cos(x))
+cos = _unary("cos", "cos", lambda g, x: -g * sin(x))
+tan = _unary("tan", "tan", lambda g, y: g * (y * y + 1), save="y")
+tanh = _unary("tanh", "tanh", lambda g, y: g * (1 - y * y), save="y")
+sinh = _unary("sinh", "sinh", lambda g, x: g * cosh(x))
+cosh = _unary("cosh", "cosh", lambda g, x: g * sinh(x))
+arctan = _unary("arctan", "arctan", lambda g, x: g / (x * x + 1))
+erf = _unary("erf", "erf", lambda g, x: g * exp(-x * x) * _TWO_OVER_SQRT_PI)
+sigmoid = _unary("sigmoid", "sigmoid", lambda g, y: g * y * (1 - y), save="y")
+relu = _unary("relu", "relu", lambda g, y: where(y > 0, g, 0), save="y")  # relu'(0) = 0
+silu = _unary("silu", "silu", lambda g, x: g * _silu_grad(x))
+_leaky_relu = _unary(
+    "leaky_relu", "leaky_relu", lambda g, x, slope: where(x > 0, g, g * slope), params=True
+)
+_elu = _unary(
+    "elu", "elu", lambda g, x, alpha: where(x > 0, g, g * alpha * exp(where(x > 0, 0, x))),
+    params=True,
+)
+_gelu = _unary("gelu", "gelu", lambda g, x, approx: g * _gelu_grad(x, approx), params=True)
+_softplus = _unary(
+    "softplus", "softplus",
+    lambda g, x, beta, threshold: where(x * beta > threshold, g, g * sigmoid(x * beta)),
+    params=True,
+)
+# Piecewise-constant ops: their gradient is zero everywhere (PyTorch's convention).
+sign = _unary("sign", "sign", _zero, save=None)
+floor = _unary("floor", "floor", _zero, save=None)
+ceil = _unary("ceil", "ceil", _zero, save=None)
+round = _unary("round", "rint", _zero, save=None)  # half to even, like NumPy and PyTorch
+
+
+def _silu_grad(x):
+    """d/dx x sigmoid(x) = s (1 + x (1 - s))."""
+    s = sigmoid(x)
+    return s * (x * (1 - s) + 1)
+
+
+def _gelu_grad(x, approximate):
+    """d gelu/dx: Phi(x) + x phi(x) (erf form) or the derivative of the tanh form."""
+    if approximate == "tanh":
+        t = tanh((x + x * x * x * 0.044715) * _SQRT_2_OVER_PI)
+        du = (x * x * (3 * 0.044715) + 1) * _SQRT_2_OVER_PI
+        return (t + 1) * 0.5 + x * (1 - t * t) * du * 0.5
+    return (erf(x * _INV_SQRT_2) + 1) * 0.5 + x * exp(x * x * -0.5) * _INV_SQRT_2PI
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """max(x, 0) + negative_slope min(x, 0); the gradient at 0 is negative_slope."""
+    return _leaky_relu(x, negative_slope)
+
+
+def elu(x, alpha=1.0):
+    """x if x > 0 else alpha (exp(x) - 1)."""
+    return _elu(x, alpha)
+
+
+def gelu(x, approximate="none"):
+    """x Phi(x), Phi the standard normal CDF (``approximate="tanh"``: PyTorch's tanh form)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gpuad.gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _gelu(x, approximate)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (as PyTorch)."""
+    return _softplus(x, beta, threshold)
+
+
+# ---- two inputs -------------------------------------------------------------------------
+
+def _binary(name, method, rule_a, rule_b, save=True):
+    """Define ``name(a, b)`` with broadcasting; rules get ``(g, a, b)`` (``(g,)`` if not save)."""
+    op = Op(name, (rule_a, rule_b))
+
+    def forward(a, b):
+        a, b, xa, xb, dev = operands(a, b, name)
+        try:
+            out = getattr(dev._backend, method)(xa, xb)
+        except ValueError as exc:
+            raise _shape_error(name, a, b, exc) from None
+        return record(op, (a, b), out, dev, (a, b) if save else ())
+
+    forward.__name__ = forward.__qualname__ = name
+    forward.op = op
+    return forward
+
+
+def _shape_error(name, a, b, exc):
+    shapes = [getattr(v, "shape", ()) for v in (a, b)]
+    return ValueError(
+        f"gpuad: {name} cannot broadcast shapes {shapes[0]} and {shapes[1]} ({exc}); make "
+        "the shapes broadcast-compatible, e.g. with reshape or expand_dims"
+    )
+
+
+def _larger(g, a, b):
+    """g where a > b, g/2 where a == b (ties split evenly, as PyTorch), else 0."""
+    return where(a > b, g, where(a == b, g * 0.5, 0))
+
+
+def _pow_base(g, a, b):
+    """d(a^b)/da = b a^(b-1), defined as 0 where b == 0."""
+    if b.__class__ in SCALARS:
+        return _zero(g) if b == 0 else g * b * a ** (b - 1)
+    return where(b == 0, 0, g * b * a ** (b - 1))
+
+
+def _pow_exponent(g, a, b):
+    """d(a^b)/db = a^b log(a), defined as 0 where a == 0 and b >= 0."""
+    if a.__class__ in SCALARS:
+        if a == 0:
+            return where(b >= 0, 0, g * a ** b * -math.inf)
+        return g * a ** b * (math.log(a) if a > 0 else math.nan)
+    return where((a == 0) & (b >= 0), 0, g * a ** b * log(a))
+
+
+add = _binary("add", "add", lambda g: g, lambda g: g, save=False)
+sub = _binary("sub", "subtract", lambda g: g, lambda g: -g, save=False)
+mul = _binary("mul", "multiply", lambda g, a, b: g * b, lambda g, a, b: g * a)
+div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -g * a / (b * b))
+pow = _binary("pow", "power", _pow_base, _pow_exponent)
+maximum = _binary("maximum", "maximum", lambda g, a, b: _larger(g, a, b),
+                  lambda g, a, b: _larger(g, b, a))
+minimum = _binary("minimum", "minimum", lambda g, a, b: _larger(g, b, a),
+                  lambda g, a, b: _larger(g, a, b))
+
+
+# ---- selection ----------------------------------------------------------------------------
+_WHERE = Op("where", (None, lambda g, c: where(c, g, 0), lambda g, c: where(c, 0, g)))
+
+
+def where(condition, x, y):
+    """``x`` where ``condition`` is true, else ``y`` (broadcast together)."""
+    items = (condition, x, y)
+    dev = next((v._dev for v in items if v.__class__ is Tensor), None)
+    if dev is None:
+        condition = to_tensor(condition)
+        dev = condition._dev
+    raw = []
+    conv = []
+    for v in (condition, x, y):
+        if v.__class__ is Tensor:
+            if v._dev is not dev:
+                raise mismatch("where", dev, v._dev)
+            raw.append(v._a)
+            conv.append(v)
+        elif v.__class__ in SCALARS:
+            raw.append(v)
+            conv.append(v)
+        else:
+            t = plain(dev.backend.asarray(v), dev)
+            raw.append(t._a)
+            conv.append(t)
+    condition = conv[0]
+    if condition.__class__ is not Tensor:
+        condition = plain(dev.backend.asarray(condition), dev)
+    if condition.dtype.kind != "b":
+        condition = condition != 0
+        raw[0] = condition._a
+    try:
+        out = dev._backend.where(*raw)
+    except ValueError as exc:
+        shapes = [getattr(v, "shape", ()) for v in conv]
+        raise ValueError(
+            f"gpuad: where cannot broadcast condition, x and y of shapes {shapes} ({exc})"
+        ) from None
+    return record(_WHERE, (condition, conv[1], conv[2]), out, dev, (condition,))
+
+
+def _clip_x(g, x, lo, hi):
+    keep = None
+    if lo is not None:
+        keep = x >= lo
+    if hi is not None:
+        keep = (x <= hi) if keep is None else keep & (x <= hi)
+    return g if keep is None else where(keep, g, 0)
+
+
+_CLIP = Op("clip", (
+    _clip_x,
+    lambda g, x, lo, hi: where(x < lo, g, 0),
+    lambda g, x, lo, hi: where(x > hi, g, 0),
+))
+
+
+def clip(x, min=None, max=None):
+    """``x`` limited to [min, max]; either bound may be None, a scalar or a tensor.
+
+    The gradient reaches ``x`` where min <= x <= max and each bound where it is active.
+    """
+    if x.__class__ is not Tensor:
+        x = to_tensor(x)
+    dev = x._dev
+    bounds = []
+    for b in (min, max):
+        if b is None or b.__class__ in SCALARS:
+            bounds.append(b)
+        elif b.__class__ is Tensor:
+            if b._dev is not dev:
+                raise mismatch("clip", dev, b._dev)
+            bounds.append(b)
+        else:
+            bounds.append(plain(dev.backend.asarray(b), dev))
+    lo, hi = bounds
+    raw = [b._a if b.__class__ is Tensor else b for b in bounds]
+    out = dev._backend.clip(x._a, raw[0], raw[1])
+    return record(_CLIP, (x, lo, hi), out, dev, (x, lo, hi))
+
+
+# ---- comparisons and logic (no gradient) ----------------------------------------------------
+
+def _comparison(name, method):
+    def compare(a, b):
+        a, b, xa, xb, dev = operands(a, b, name)
+        try:
+            return plain(getattr(dev._backend, method)(xa, xb), dev)
+        except ValueError as exc:
+            raise _shape_error(name, a, b, exc) from None
+
+    compare.__name__ = compare.__qualname__ = name
+    return compare
+
+
+equal = _comparison("equal", "equal")
+not_equal = _comparison("not_equal", "not_equal")
+less = _comparison("less", "less")
+less_equal = _comparison("less_equal", "less_equal")
+greater = _comparison("greater", "greater")
+greater_equal = _comparison("greater_equal", "greater_equal")
+logical_and = _comparison("logical_and", "logical_and")
+logical_or = _comparison("logical_or", "logical_or")
+logical_xor = _comparison("logical_xor", "logical_xor")
+
+
+def logical_not(x):
+    if x.__class__ is not Tensor:
+        x = to_tensor(x)
+    return plain(x._dev._backend.logical_not(x._a), x._dev)
+
+
+def isnan(x):
+    return plain(x._dev._backend.isnan(x._a), x._dev)
+
+
+def isinf(x):
+    return plain(x._dev._backend.isinf(x._a), x._dev)
+
+
+def isfinite(x):
+    return plain(x._dev._backend.isfinite(x._a), x._dev)

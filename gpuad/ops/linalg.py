@@ -1,0 +1,172 @@
+"""Linear algebra: matmul (batched, NumPy's 1-D rules), dot, outer, tensordot, einsum."""
+import string
+
+from ..autograd.node import Op
+from ..tensor import record
+from ._args import operands, tensors
+from .shape import broadcast_to, expand_dims, reshape, squeeze, swapaxes, transpose
+
+
+def _t(x):
+    return swapaxes(x, -1, -2)
+
+
+def _matmul_a(g, a, b):
+    """d(a @ b)/da, with the 1-D cases promoted as NumPy does (the engine sums batch axes)."""
+    if b.ndim == 1:
+        return expand_dims(g, -1) * b
+    if a.ndim == 1:
+        return squeeze(expand_dims(g, -2) @ _t(b), -2)
+    return g @ _t(b)
+
+
+def _matmul_b(g, a, b):
+    if a.ndim == 1 and b.ndim == 1:
+        return g * a
+    if a.ndim == 1:
+        return expand_dims(a, -1) * expand_dims(g, -2)
+    if b.ndim == 1:
+        return squeeze(_t(a) @ expand_dims(g, -1), -1)
+    return _t(a) @ g
+
+
+_MATMUL = Op("matmul", (_matmul_a, _matmul_b))
+
+
+def matmul(a, b):
+    """Matrix product with NumPy's rules: batched over leading axes, 1-D operands promoted."""
+    a, b, xa, xb, dev = operands(a, b, "matmul")
+    sa, sb = getattr(xa, "shape", ()), getattr(xb, "shape", ())
+    if not sa or not sb:
+        raise ValueError(f"gpuad: matmul needs operands with at least 1 dimension, got {sa}, {sb}")
+    k_b = sb[0] if len(sb) == 1 else sb[-2]
+    if sa[-1] != k_b:
+        raise ValueError(
+            f"gpuad: matmul shape mismatch: {sa} @ {sb}; the last axis of the first "
+            f"({sa[-1]}) must equal the {'only' if len(sb) == 1 else 'second-to-last'} axis of "
+            f"the second ({k_b}). Transpose or reshape one operand"
+        )
+    try:
+        out = dev._backend.matmul(xa, xb)
+    except ValueError as exc:
+        raise ValueError(f"gpuad: matmul cannot broadcast batch shapes {sa} and {sb}: {exc}") \
+            from None
+    return record(_MATMUL, (a, b), out, dev, (a, b))
+
+
+def dot(a, b):
+    """NumPy's dot: inner product of vectors, matmul of matrices, and for N-D a sum over the
+    last axis of ``a`` and the second-to-last of ``b``."""
+    a, b = tensors((a, b), "dot")
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    if a.ndim <= 2 and b.ndim <= 2:
+        return matmul(a, b)
+    return tensordot(a, b, axes=([a.ndim - 1], [b.ndim - 2 if b.ndim >= 2 else 0]))
+
+
+def outer(a, b):
+    """The outer product of the flattened inputs."""
+    a, b = tensors((a, b), "outer")
+    return reshape(a, (-1, 1)) * reshape(b, (1, -1))
+
+
+def tensordot(a, b, axes=2):
+    """Sum products over ``axes`` (an int: the last n of ``a`` and first n of ``b``; or two
+    sequences of axes), as ``numpy.tensordot``. Built from transpose, reshape and matmul."""
+    a, b = tensors((a, b), "tensordot")
+    if isinstance(axes, int):
+        ax_a = list(range(a.ndim - axes, a.ndim))
+        ax_b = list(range(axes))
+    else:
+        ax_a, ax_b = ([axes[0]] if isinstance(axes[0], int) else list(axes[0]),
+                      [axes[1]] if isinstance(axes[1], int) else list(axes[1]))
+    ax_a = [x % a.ndim for x in ax_a]
+    ax_b = [x % b.ndim for x in ax_b]
+    if len(ax_a) != len(ax_b) or any(a.shape[i] != b.shape[j] for i, j in zip(ax_a, ax_b)):
+        raise ValueError(
+            f"gpuad: tensordot cannot contract axes {ax_a} of {a.shape} with {ax_b} of {b.shape}; "
+            "the contracted sizes must match"
+        )
+    free_a = [i for i in range(a.ndim) if i not in ax_a]
+    free_b = [i for i in range(b.ndim) if i not in ax_b]
+    k = 1
+    for i in ax_a:
+        k *= a.shape[i]
+    a2 = reshape(transpose(a, free_a + ax_a), (-1, k))
+    b2 = reshape(transpose(b, ax_b + free_b), (k, -1))
+    return reshape(a2 @ b2, tuple(a.shape[i] for i in free_a) + tuple(b.shape[i] for i in free_b))
+
+
+# ---- einsum ---------------------------------------------------------------------------------
+
+def _parse_einsum(subscripts, shapes):
+    """Explicit subscripts with the ellipsis spelled out: (["ij", "jk"], "ik")."""
+    subscripts = subscripts.replace(" ", "")
+    lhs, arrow, out = subscripts.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(shapes):
+        raise ValueError(
+            f"gpuad: einsum subscripts {subscripts!r} name {len(ins)} operands, got {len(shapes)}"
+        )
+    used = set(subscripts) - set(".,->")
+    spare = [c for c in string.ascii_letters if c not in used]
+    ell_len = max((len(s) - (len(sub) - 3) for sub, s in zip(ins, shapes) if "..." in sub),
+                  default=0)
+    ell = "".join(spare[:ell_len])
+    expanded = []
+    for sub, shape in zip(ins, shapes):
+        if "..." in sub:
+            n = len(shape) - (len(sub) - 3)
+            sub = sub.replace("...", ell[ell_len - n:] if n else "")
+        if len(sub) != len(shape):
+            raise ValueError(
+                f"gpuad: einsum subscript {sub!r} has {len(sub)} letters for an operand of "
+                f"shape {shape}"
+            )
+        expanded.append(sub)
+    if arrow:
+        out = out.replace("...", ell)
+    else:
+        counts = {}
+        for c in "".join(expanded):
+            counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return expanded, out
+
+
+def _einsum_rule(k):
+    def rule(g, ins, out, *ops):
+        target = ins[k]
+        if len(set(target)) != len(target):
+            raise RuntimeError(
+                f"gpuad: einsum cannot differentiate operand {k} with repeated subscript "
+                f"{target!r} (a diagonal); take the diagonal with indexing instead"
+            )
+        others = [ins[i] for i in range(len(ins)) if i != k]
+        present = set(out).union(*others) if others else set(out)
+        kept = "".join(c for c in target if c in present)
+        grad = einsum(",".join([out] + others) + "->" + kept,
+                      g, *[ops[i] for i in range(len(ops)) if i != k])
+        if kept != target:  # letters summed away in the forward pass come back by broadcasting
+            shape = ops[k].shape
+            grad = reshape(grad, tuple(shape[i] if c in present else 1
+                                       for i, c in enumerate(target)))
+            grad = broadcast_to(grad, shape)
+        return grad
+    return rule
+
+
+def einsum(subscripts, *operands_):
+    """Einstein summation, as ``numpy.einsum`` (explicit or implicit output, ellipsis)."""
+    ts = tensors(operands_, "einsum")
+    ins, out = _parse_einsum(subscripts, [t.shape for t in ts])
+    spec = ",".join(ins) + "->" + out
+    try:
+        result = ts[0]._dev._backend.einsum(spec, *[t._a for t in ts])
+    except ValueError as exc:
+        raise ValueError(
+            f"gpuad: einsum {subscripts!r} does not fit shapes {[t.shape for t in ts]}: {exc}"
+        ) from None
+    op = Op("einsum", tuple(_einsum_rule(k) for k in range(len(ts))))
+    return record(op, ts, result, ts[0]._dev, (ins, out) + tuple(ts))

@@ -1,0 +1,101 @@
+"""Attach the ops to :class:`~gpuad.tensor.Tensor` as methods and Python operators."""
+from ..tensor import Tensor
+from . import elementwise as ew
+from . import inplace, linalg, reduction, shape
+
+_SAME_NAME = (
+    "abs exp expm1 log log1p sqrt rsqrt square reciprocal sin cos tan tanh sinh cosh arctan "
+    "sigmoid relu leaky_relu elu gelu silu softplus erf sign floor ceil round clip maximum "
+    "minimum"
+).split()
+
+
+def _reflected(fn):
+    return lambda self, other: fn(other, self)
+
+
+def _eq(self, other):
+    return NotImplemented if other is None else ew.equal(self, other)
+
+
+def _ne(self, other):
+    return NotImplemented if other is None else ew.not_equal(self, other)
+
+
+def _logic(fn, name):
+    def method(self, other):
+        if self.dtype.kind != "b":
+            raise TypeError(f"gpuad: {name} needs boolean tensors, got {self.dtype}")
+        return fn(self, other)
+    return method
+
+
+def _invert(self):
+    if self.dtype.kind != "b":
+        raise TypeError(f"gpuad: ~ needs a boolean tensor, got {self.dtype}")
+    return ew.logical_not(self)
+
+
+def _reshape(self, *shape):
+    return shape.reshape(self, *shape)
+
+
+def _transpose(self, *axes):
+    """``x.transpose()``, ``x.transpose(1, 0, 2)``, ``x.transpose((1, 0, 2))``; with two axes of
+    a tensor of more dimensions, the two are swapped (PyTorch's meaning)."""
+    if len(axes) == 1 and not isinstance(axes[0], int):
+        axes = tuple(axes[0])
+    if not axes:
+        return shape.transpose(self)
+    if len(axes) == 2 and self.ndim > 2:
+        return shape.swapaxes(self, *axes)
+    return shape.transpose(self, axes)
+
+
+def _squeeze(self, axis=None):
+    return shape.squeeze(self, axis)
+
+
+
+def install():
+    T = Tensor
+    for name in _SAME_NAME:
+        setattr(T, name, getattr(ew, name))
+    T.__neg__ = ew.neg
+    T.__abs__ = ew.abs
+    T.__pos__ = lambda self: self
+    for op, fn in (("add", ew.add), ("sub", ew.sub), ("mul", ew.mul), ("truediv", ew.div),
+                   ("pow", ew.pow), ("matmul", linalg.matmul)):
+        setattr(T, f"__{op}__", fn)
+        setattr(T, f"__r{op}__", _reflected(fn))
+    T.__lt__ = ew.less
+    T.__le__ = ew.less_equal
+    T.__gt__ = ew.greater
+    T.__ge__ = ew.greater_equal
+    T.__eq__ = _eq
+    T.__ne__ = _ne
+    T.__and__ = T.__rand__ = _logic(ew.logical_and, "&")
+    T.__or__ = T.__ror__ = _logic(ew.logical_or, "|")
+    T.__xor__ = T.__rxor__ = _logic(ew.logical_xor, "^")
+    T.__invert__ = _invert
+    T.__getitem__ = shape.getitem
+    T.__setitem__ = inplace.setitem
+    for name in ("sum mean max min prod logsumexp argmax argmin var std norm softmax "
+                 "log_softmax").split():
+        setattr(T, name, getattr(reduction, name))
+    T.add, T.sub, T.mul, T.div, T.pow = ew.add, ew.sub, ew.mul, ew.div, ew.pow
+    T.matmul, T.dot = linalg.matmul, linalg.dot
+    T.reshape = _reshape
+    T.transpose = _transpose
+    T.squeeze = _squeeze
+    T.T = property(lambda self: shape.transpose(self))
+    T.mT = property(lambda self: shape.swapaxes(self, -1, -2))
+    for name in "flatten expand_dims broadcast_to flip astype clone swapaxes".split():
+        setattr(T, name, getattr(shape, name))
+    T.split = shape.split
+    T.take_along_axis = shape.take_along_axis
+    T.where = lambda self, condition, other: ew.where(condition, self, other)
+    for name in "add_ sub_ mul_ div_ pow_ fill_ zero_ copy_".split():
+        setattr(T, name, getattr(inplace, name))
+    T.__iadd__, T.__isub__ = inplace.add_, inplace.sub_
+    T.__imul__, T.__itruediv__, T.__ipow__ = inplace.mul_, inplace.div_, inplace.pow_

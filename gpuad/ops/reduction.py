@@ -1,0 +1,230 @@
+"""Reductions over axes: sum, mean, var, std, max, min, prod, logsumexp, norm, the softmax
+family and argmax/argmin. ``axis`` is None (all axes), an int or a tuple; ``keepdims`` as NumPy.
+"""
+import math
+
+from ..autograd.node import Op
+from ..tensor import Tensor, record1
+from ._args import normalize_axis, plain, to_tensor
+from .elementwise import abs, exp, sign, where
+from .shape import broadcast_to, expand_dims, reshape, transpose
+
+
+def _kept_shape(shape, axis):
+    """``shape`` with the reduced axes set to 1."""
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else s for i, s in enumerate(shape))
+
+
+def _expand(g, shape, axis, keepdims):
+    """Broadcast a reduced value back over the axes it was reduced along."""
+    if not keepdims:
+        g = reshape(g, _kept_shape(shape, axis))
+    return broadcast_to(g, shape)
+
+
+def _count(shape, axis):
+    return math.prod(shape) if axis is None else math.prod(shape[i] for i in axis)
+
+
+def _reduction(name, rule, save_x=True, save_out=False):
+    op = Op(name, (rule,), save_out=save_out)
+
+    def reduce(x, axis=None, keepdims=False):
+        if x.__class__ is not Tensor:
+            x = to_tensor(x)
+        axis = normalize_axis(axis, x.ndim, name)
+        out = getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims)
+        saved = ((x,) if save_x else (x.shape,)) + (axis, keepdims)
+        return record1(op, x, out, saved)
+
+    reduce.__name__ = reduce.__qualname__ = name
+    reduce.op = op
+    return reduce
+
+
+def _extremum_rule(g, y, x, axis, keepdims):
+    """The gradient of max/min goes to the elements equal to the result, split evenly."""
+    hit = x == _expand(y, x.shape, axis, keepdims)
+    count = hit.sum(axis=axis, keepdims=True).astype(g.dtype)
+    return where(hit, _expand(g, x.shape, axis, keepdims) / count, 0)
+
+
+sum = _reduction("sum", lambda g, shape, axis, keepdims: _expand(g, shape, axis, keepdims),
+                 save_x=False)
+mean = _reduction(
+    "mean",
+    lambda g, shape, axis, keepdims: _expand(g, shape, axis, keepdims) / _count(shape, axis),
+    save_x=False,
+)
+max = _reduction("max", _extremum_rule, save_out=True)
+min = _reduction("min", _extremum_rule, save_out=True)
+
+
+def _centered(x, axis):
+    return x - x.mean(axis=axis, keepdims=True)
+
+
+_VAR = Op("var", (lambda g, x, axis, ddof, keepdims: _expand(g, x.shape, axis, keepdims)
+                  * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),))
+_STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: _expand(g / y, x.shape, axis, keepdims)
+                  * _centered(x, axis) / (_count(x.shape, axis) - ddof),), save_out=True)
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """mean((x - mean(x))^2) with N - ddof in the denominator."""
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    axis = normalize_axis(axis, x.ndim, "var")
+    out = x._dev._backend.var(x._a, axis=axis, ddof=ddof, keepdims=keepdims)
+    return record1(_VAR, x, out, (x, axis, ddof, keepdims))
+
+
+def std(x, axis=None, ddof=0, keepdims=False):
+    """sqrt(var(x)); its gradient is infinite where the spread is zero (as PyTorch)."""
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    axis = normalize_axis(axis, x.ndim, "std")
+    out = x._dev._backend.std(x._a, axis=axis, ddof=ddof, keepdims=keepdims)
+    return record1(_STD, x, out, (x, axis, ddof, keepdims))
+
+
+# ---- prod -----------------------------------------------------------------------------------
+
+def _moveaxis_last(x, axis):
+    perm = [i for i in range(x.ndim) if i != axis] + [axis]
+    return transpose(x, perm), perm
+
+
+def _prod_others_rule(g, x, axis):
+    """VJP of o_i = prod_{k != i} x_k: grad_j = sum_{i != j} g_i prod_{k not in {i, j}} x_k.
+
+    Row i of ``rows`` is x with x_i replaced by 1, so prod_others of that row gives the
+    products that leave out both i and j; exact with zeros and differentiable again.
+    """
+    xl, perm = _moveaxis_last(x, axis)
+    gl, _ = _moveaxis_last(g, axis)
+    n = xl.shape[-1]
+    backend = x._dev.backend
+    diag = plain(backend.eye(n, dtype=bool), x._dev)
+    rows = where(diag, 1, expand_dims(xl, -2))
+    pairs = where(diag, 0, _prod_others(rows, rows.ndim - 1))
+    out = reshape(expand_dims(gl, -2) @ pairs, gl.shape)
+    inverse = [perm.index(i) for i in range(len(perm))]
+    return transpose(out, inverse)
+
+
+_PROD_OTHERS = Op("prod_others", (_prod_others_rule,))
+
+
+def _prod_others(x, axis):
+    """For each element, the product of the others along ``axis`` (no division, exact at 0)."""
+    return record1(_PROD_OTHERS, x, x._dev._backend.prod_others(x._a, axis), (x, axis))
+
+
+def _prod_rule(g, x, axis, keepdims):
+    if axis is None:
+        others = reshape(_prod_others(reshape(x, (-1,)), 0), x.shape)
+    elif len(axis) == 1:
+        others = _prod_others(x, axis[0])
+    else:
+        keep = [i for i in range(x.ndim) if i not in axis]
+        xt = transpose(x, keep + list(axis))
+        merged = reshape(xt, tuple(x.shape[i] for i in keep) + (-1,))
+        others = reshape(_prod_others(merged, len(keep)), xt.shape)
+        order = keep + list(axis)
+        others = transpose(others, [order.index(i) for i in range(x.ndim)])
+    return _expand(g, x.shape, axis, keepdims) * others
+
+
+prod = _reduction("prod", _prod_rule)
+
+
+# ---- log-sum-exp, norms, softmax ---------------------------------------------------------------
+_LOGSUMEXP = Op("logsumexp", (lambda g, y, x, axis, keepdims: _expand(g, x.shape, axis, keepdims)
+                              * exp(x - _expand(y, x.shape, axis, keepdims)),), save_out=True)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    axis = normalize_axis(axis, x.ndim, "logsumexp")
+    out = x._dev._backend.logsumexp(x._a, axis, keepdims)
+    return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
+
+
+def _pnorm_rule(g, y, x, p, axis, keepdims):
+    """d||x||_p/dx = sign(x) |x|^(p-1) / ||x||^(p-1); zero where the norm is zero."""
+    safe = where(y == 0, 1, y)
+    scale = _expand(g / (safe if p == 2 else safe ** (p - 1)), x.shape, axis, keepdims)
+    return scale * (x if p == 2 else sign(x) * abs(x) ** (p - 1))
+
+
+_PNORM = Op("norm", (_pnorm_rule,), save_out=True)
+
+
+def norm(x, ord=2, axis=None, keepdims=False):
+    """The vector p-norm of the elements along ``axis`` (all elements when None).
+
+    ``ord``: any p > 0 (2 by default, "fro" is 2), inf (max |x|), -inf (min |x|), 0 (count
+    of non-zeros). The gradient at the zero vector is zero (PyTorch's convention).
+    """
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    if ord in (None, "fro"):
+        ord = 2
+    if isinstance(ord, str):
+        raise ValueError(f"gpuad.norm: ord={ord!r} is not supported; use a number, inf or 'fro'")
+    if ord == math.inf:
+        return abs(x).max(axis=axis, keepdims=keepdims)
+    if ord == -math.inf:
+        return abs(x).min(axis=axis, keepdims=keepdims)
+    if ord == 0:
+        return (x != 0).sum(axis=axis, keepdims=keepdims).astype(x.dtype)
+    if ord == 1:
+        return abs(x).sum(axis=axis, keepdims=keepdims)
+    if ord < 0:
+        raise ValueError(f"gpuad.norm: ord must be positive, inf or -inf, got {ord}")
+    axis = normalize_axis(axis, x.ndim, "norm")
+    backend = x._dev._backend
+    a = x._a
+    if ord == 2:
+        out = backend.sqrt(backend.sum(a * a, axis=axis, keepdims=keepdims))
+    else:
+        out = backend.sum(backend.abs(a) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+    return record1(_PNORM, x, out, (x, ord, axis, keepdims))
+
+
+def _axis_one(axis, ndim, op):
+    if not isinstance(axis, int):
+        raise TypeError(f"gpuad.{op}: axis must be an int, got {axis!r}")
+    return normalize_axis(axis, ndim, op)[0]
+
+
+_SOFTMAX = Op("softmax", (lambda g, y, axis: y * (g - (g * y).sum(axis=axis, keepdims=True)),),
+              save_out=True)
+_LOG_SOFTMAX = Op("log_softmax",
+                  (lambda g, y, axis: g - exp(y) * g.sum(axis=axis, keepdims=True),),
+                  save_out=True)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    axis = _axis_one(axis, x.ndim, "softmax")
+    return record1(_SOFTMAX, x, x._dev._backend.softmax(x._a, axis), (axis,))
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``."""
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    axis = _axis_one(axis, x.ndim, "log_softmax")
+    return record1(_LOG_SOFTMAX, x, x._dev._backend.log_softmax(x._a, axis), (axis,))
+
+
+def argmax(x, axis=None, keepdims=False):
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    return plain(x._dev._backend.argmax(x._a, axis=axis, keepdims=keepdims), x._dev)
+
+
+def argmin(x, axis=None, keepdims=False):
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    return plain(x._dev._backend.argmin(x._a, axis=axis, keepdims=keepdims), x._dev)

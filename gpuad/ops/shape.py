@@ -1,0 +1,370 @@
+"""Shape ops, indexing, casts and device moves.
+
+Ops whose result may share memory with the input (reshape, transpose, basic indexing, ...)
+share the input's version counter, so an in-place change through either is seen by backward.
+"""
+from ..autograd.node import Op
+from ..dtypes import as_dtype
+from ..tensor import Tensor, record, record1
+from ._args import mismatch, normalize_axis, plain, shape_arg, tensors, to_tensor
+
+
+def _tensor(x):
+    return x if x.__class__ is Tensor else to_tensor(x)
+
+
+def _as_view(out, x):
+    """Mark ``out`` as a view of ``x`` when their storage overlaps."""
+    if x._dev._backend.xp.may_share_memory(out._a, x._a):
+        out._ver = x._ver
+        out._base = x._base if x._base is not None else x
+    return out
+
+
+# ---- reshaping ------------------------------------------------------------------------------
+_RESHAPE = Op("reshape", (lambda g, shape: reshape(g, shape),))
+
+
+def reshape(x, *shape):
+    """``x`` with a new shape (one entry may be -1); accepts ``reshape(x, 2, 3)`` or a tuple."""
+    x = _tensor(x)
+    shape = shape_arg(shape)
+    try:
+        out = x._a.reshape(shape)
+    except ValueError:
+        raise ValueError(
+            f"gpuad: reshape cannot turn shape {x.shape} ({x.size} elements) into {shape}; "
+            "the number of elements must match"
+        ) from None
+    return _as_view(record1(_RESHAPE, x, out, (x.shape,)), x)
+
+
+def flatten(x):
+    """``x`` as a 1-D tensor."""
+    return reshape(x, (-1,))
+
+
+def squeeze(x, axis=None):
+    x = _tensor(x)
+    axes = normalize_axis(axis, x.ndim, "squeeze")
+    if axes is None:
+        shape = tuple(s for s in x.shape if s != 1)
+    else:
+        for a in axes:
+            if x.shape[a] != 1:
+                raise ValueError(
+                    f"gpuad: squeeze cannot remove axis {a} of shape {x.shape}: its size is "
+                    f"{x.shape[a]}, not 1"
+                )
+        shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    return reshape(x, shape)
+
+
+def expand_dims(x, axis):
+    x = _tensor(x)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    nd = x.ndim + len(axes)
+    axes = normalize_axis(axes, nd, "expand_dims")
+    it = iter(x.shape)
+    return reshape(x, tuple(1 if i in axes else next(it) for i in range(nd)))
+
+
+_TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),))
+
+
+def transpose(x, axes=None):
+    """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``."""
+    x = _tensor(x)
+    if axes is None:
+        axes = tuple(range(x.ndim - 1, -1, -1))
+    else:
+        axes = tuple(int(a) % x.ndim for a in axes)
+        if sorted(axes) != list(range(x.ndim)):
+            raise ValueError(
+                f"gpuad: transpose axes {axes} are not a permutation of the {x.ndim} axes "
+                f"of shape {x.shape}"
+            )
+    inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+    return _as_view(record1(_TRANSPOSE, x, x._a.transpose(axes), (inverse,)), x)
+
+
+def swapaxes(x, a, b):
+    x = _tensor(x)
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return transpose(x, perm)
+
+
+def moveaxis(x, source, destination):
+    x = _tensor(x)
+    source, destination = source % x.ndim, destination % x.ndim
+    perm = [i for i in range(x.ndim) if i != source]
+    perm.insert(destination, source)
+    return transpose(x, perm)
+
+
+_BROADCAST = Op("broadcast_to", (lambda g, shape: sum_to(g, shape),))
+
+
+def broadcast_to(x, shape):
+    x = _tensor(x)
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    try:
+        out = x._dev._backend.broadcast_to(x._a, shape)
+    except ValueError:
+        raise ValueError(
+            f"gpuad: broadcast_to cannot broadcast shape {x.shape} to {shape}; trailing "
+            "dimensions must match or be 1"
+        ) from None
+    return _as_view(record1(_BROADCAST, x, out, (x.shape,)), x)
+
+
+def sum_to(x, shape):
+    """Sum ``x`` down to ``shape``: the inverse of broadcasting (used to undo it in backward)."""
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    if lead < 0 or any(s != 1 and s != x.shape[lead + i] for i, s in enumerate(shape)):
+        raise RuntimeError(
+            f"gpuad: cannot sum a gradient of shape {x.shape} to shape {shape}; it is not a "
+            "broadcast of that shape"
+        )
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1
+    )
+    if axes:
+        x = x.sum(axis=axes, keepdims=True)
+    return reshape(x, shape) if x.shape != shape else x
+
+
+def _slices(g, axis, bounds):
+    lead = (slice(None),) * axis
+    return [g[lead + (slice(a, b),)] for a, b in bounds]
+
+
+def _concat_rule(i):
+    return lambda g, axis, bounds: g[(slice(None),) * axis + (slice(*bounds[i]),)]
+
+
+def concatenate(seq, axis=0):
+    """Join tensors along an existing axis."""
+    ts = tensors(seq, "concatenate")
+    nd = ts[0].ndim
+    axis = normalize_axis(axis, nd, "concatenate")[0]
+    try:
+        out = ts[0]._dev._backend.concatenate([t._a for t in ts], axis=axis)
+    except ValueError:
+        raise ValueError(
+            f"gpuad: concatenate along axis {axis} needs equal shapes elsewhere, got "
+            f"{[t.shape for t in ts]}"
+        ) from None
+    bounds, start = [], 0
+    for t in ts:
+        bounds.append((start, start + t.shape[axis]))
+        start += t.shape[axis]
+    op = Op("concatenate", tuple(_concat_rule(i) for i in range(len(ts))))
+    return record(op, ts, out, ts[0]._dev, (axis, bounds))
+
+
+def _stack_rule(i):
+    return lambda g, axis: g[(slice(None),) * axis + (i,)]
+
+
+def stack(seq, axis=0):
+    """Join tensors of one shape along a new axis."""
+    ts = tensors(seq, "stack")
+    if len({t.shape for t in ts}) != 1:
+        raise ValueError(f"gpuad: stack needs tensors of one shape, got {[t.shape for t in ts]}")
+    axis = normalize_axis(axis, ts[0].ndim + 1, "stack")[0]
+    out = ts[0]._dev._backend.stack([t._a for t in ts], axis=axis)
+    op = Op("stack", tuple(_stack_rule(i) for i in range(len(ts))))
+    return record(op, ts, out, ts[0]._dev, (axis,))
+
+
+def split(x, sections_or_indices, axis=0):
+    """Split into equal sections (an int) or at the given indices, as ``numpy.split``."""
+    x = _tensor(x)
+    axis = normalize_axis(axis, x.ndim, "split")[0]
+    n = x.shape[axis]
+    if isinstance(sections_or_indices, int):
+        k = sections_or_indices
+        if k <= 0 or n % k:
+            raise ValueError(
+                f"gpuad: split cannot divide axis {axis} of size {n} into {k} equal sections; "
+                "pass a list of split indices instead"
+            )
+        cuts = [i * (n // k) for i in range(1, k)]
+    else:
+        cuts = [int(c) for c in sections_or_indices]
+    edges = [0] + cuts + [n]
+    return _slices(x, axis, list(zip(edges[:-1], edges[1:])))
+
+
+_FLIP = Op("flip", (lambda g, axis: flip(g, axis),))
+
+
+def flip(x, axis=None):
+    x = _tensor(x)
+    axis = normalize_axis(axis, x.ndim, "flip")
+    return _as_view(record1(_FLIP, x, x._dev._backend.flip(x._a, axis), (axis,)), x)
+
+
+_PAD = Op("pad", (lambda g, inner: g[inner],))
+
+
+def pad(x, pad_width, constant_values=0):
+    """Pad with a constant (``numpy.pad``'s constant mode); ``pad_width`` as NumPy takes it."""
+    x = _tensor(x)
+    backend = x._dev._backend
+    widths = [tuple(int(v) for v in w) for w in _pad_widths(pad_width, x.ndim)]
+    out = backend.pad(x._a, widths, mode="constant", constant_values=constant_values)
+    inner = tuple(slice(lo, lo + s) for (lo, _), s in zip(widths, x.shape))
+    return record1(_PAD, x, out, (inner,))
+
+
+def _pad_widths(pad_width, ndim):
+    if isinstance(pad_width, int):
+        return [(pad_width, pad_width)] * ndim
+    pw = list(pad_width)
+    if len(pw) == 2 and all(isinstance(v, int) for v in pw):
+        return [tuple(pw)] * ndim
+    if len(pw) == 1:
+        return [tuple(pw[0])] * ndim
+    if len(pw) != ndim:
+        raise ValueError(f"gpuad: pad needs {ndim} (before, after) pairs, got {pad_width}")
+    return pw
+
+
+# ---- indexing -------------------------------------------------------------------------------
+
+def _index(index, x):
+    """Normalise an index for the backend: tensors and lists become arrays, boolean masks their
+    integer positions. Returns ``(index, advanced)``."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    backend = x._dev._backend
+    out, advanced = [], False
+    for item in index:
+        if item.__class__ is Tensor:
+            if item._dev is not x._dev:
+                raise mismatch("indexing", x._dev, item._dev)
+            arr = item._a
+        elif isinstance(item, (list,)) or hasattr(item, "__array_interface__") \
+                or hasattr(item, "__cuda_array_interface__"):
+            arr = backend.asarray(item)
+        else:
+            out.append(item)
+            continue
+        advanced = True
+        if arr.dtype.kind == "b":
+            out.extend(arr.nonzero())
+        elif arr.dtype.kind in "iu":
+            out.append(arr)
+        else:
+            raise IndexError(
+                f"gpuad: tensors used as indices must be integer or boolean, got {arr.dtype}"
+            )
+    return tuple(out), advanced
+
+
+_GETITEM = Op("getitem", (lambda g, shape, index, advanced:
+                          index_add(g, shape, index, advanced),))
+
+
+def getitem(x, index):
+    """``x[index]``: basic slicing, integer arrays and boolean masks, with gradients."""
+    x = _tensor(x)
+    idx, advanced = _index(index, x)
+    try:
+        out = x._a[idx]
+    except IndexError as exc:
+        raise IndexError(f"gpuad: index {index!r} is invalid for shape {x.shape}: {exc}") from None
+    t = record1(_GETITEM, x, out, (x.shape, idx, advanced))
+    if advanced:
+        return t
+    _as_view(t, x)
+    if x._base is None:
+        t._view_index = idx  # lets an in-place change of the view rebase x's graph
+    return t
+
+
+_INDEX_ADD = Op("index_add", (lambda g, shape, index, advanced: g[index],))
+
+
+def index_add(values, shape, index, advanced=True):
+    """zeros(shape) with ``values`` added at ``index`` (repeated indices accumulate)."""
+    backend = values._dev._backend
+    out = backend.index_add(shape, values.dtype, index, values._a, advanced)
+    return record1(_INDEX_ADD, values, out, (shape, index, advanced))
+
+
+def gather_nd(params, indices):
+    """TensorFlow's gather_nd: ``indices[..., k]`` index the first k axes of ``params``."""
+    params = _tensor(params)
+    if indices.__class__ is not Tensor:
+        indices = plain(params._dev.backend.asarray(indices), params._dev)
+    k = indices.shape[-1]
+    idx = tuple(indices._a[..., i] for i in range(k))
+    return getitem(params, idx)
+
+
+def take_along_axis(x, indices, axis):
+    """Pick values along ``axis`` at ``indices`` (same ndim as ``x``), as NumPy does."""
+    x = _tensor(x)
+    backend = x._dev._backend
+    idx = indices._a if indices.__class__ is Tensor else backend.asarray(indices)
+    axis = normalize_axis(axis, x.ndim, "take_along_axis")[0]
+    if idx.ndim != x.ndim:
+        raise ValueError(
+            f"gpuad: take_along_axis needs indices with {x.ndim} dims like x, got shape "
+            f"{idx.shape}"
+        )
+    full = []
+    for d in range(x.ndim):
+        if d == axis:
+            full.append(idx)
+        else:
+            shape = [1] * x.ndim
+            shape[d] = x.shape[d]
+            full.append(backend.arange(x.shape[d]).reshape(shape))
+    return getitem(x, tuple(full))
+
+
+# ---- dtype and device -----------------------------------------------------------------------
+_ASTYPE = Op("astype", (lambda g: g,))  # the engine casts the gradient back to the input dtype
+
+
+def astype(x, dtype):
+    """``x`` converted to ``dtype``; differentiable between floating dtypes."""
+    x = _tensor(x)
+    dtype = as_dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    out = x._dev._backend.astype(x._a, dtype)
+    if dtype.kind != "f":
+        return plain(out, x._dev)
+    return record1(_ASTYPE, x, out, ())
+
+
+_CLONE = Op("clone", (lambda g: g,))
+
+
+def clone(x):
+    """A differentiable copy with its own storage."""
+    x = _tensor(x)
+    return record1(_CLONE, x, x._dev._backend.copy(x._a), ())
+
+
+_TO_DEVICE = Op("to_device", (lambda g, src: to_device(g, src),))
+
+
+def to_device(x, dev):
+    """``x`` copied to the resolved device ``dev``; the gradient flows back to ``x.device``."""
+    if dev.type == "cpu":
+        out = x._dev.backend.to_numpy(x._a)
+    else:
+        out = dev.backend.asarray(x._a)
+    return record(_TO_DEVICE, (x,), out, dev, (x._dev,))

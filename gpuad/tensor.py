@@ -1,0 +1,303 @@
+"""The Tensor: a backend array, its device, and its place in the autograd graph.
+
+This module also holds the two helpers every op ends with, :func:`record` and
+:func:`record1`: they wrap a forward result as a Tensor and, when grad mode is on and an input
+requires grad, attach a :class:`~gpuad.autograd.node.Node`. They are the per-op hot path.
+"""
+from .autograd.grad_mode import mode
+from .autograd.node import Node
+from .device import resolve
+from .dtypes import as_dtype
+
+
+class Tensor:
+    """An n-dimensional array on a device, optionally tracked for automatic differentiation."""
+
+    __slots__ = ("_a", "_dev", "_grad_fn", "_rg", "_grad", "_ver", "_base", "_hooks",
+                 "_view_index", "__weakref__")
+    __array_priority__ = 1000  # NumPy defers binary operators to us: np_array * tensor -> Tensor
+
+    def __init__(self, array, device, grad_fn=None, requires_grad=False):
+        self._a = array
+        self._dev = device
+        self._grad_fn = grad_fn
+        self._rg = requires_grad
+        self._grad = None
+        self._ver = [0]
+        self._base = None
+        self._hooks = None
+
+    # ---- attributes -------------------------------------------------------------------
+    @property
+    def array(self):
+        """The backend array (NumPy or CuPy), not a copy."""
+        return self._a
+
+    @property
+    def shape(self):
+        return self._a.shape
+
+    @property
+    def dtype(self):
+        return self._a.dtype
+
+    @property
+    def device(self):
+        return self._dev
+
+    @property
+    def ndim(self):
+        return self._a.ndim
+
+    @property
+    def size(self):
+        return self._a.size
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def is_leaf(self):
+        return self._grad_fn is None
+
+    @property
+    def requires_grad(self):
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"gpuad: .grad must be a Tensor or None, got {type(value)}")
+            if value.shape != self.shape or value._dev is not self._dev:
+                raise RuntimeError(
+                    f"gpuad: assigned grad has shape {value.shape} on {value._dev}, but the "
+                    f"tensor has shape {self.shape} on {self._dev}; they must match"
+                )
+        self._grad = value
+
+    @property
+    def data(self):
+        """A tensor sharing this one's storage, detached from the graph (PyTorch's ``.data``)."""
+        return self.detach()
+
+    # ---- autograd -----------------------------------------------------------------------
+    def requires_grad_(self, flag=True):
+        if self._grad_fn is not None and not flag:
+            raise RuntimeError(
+                "gpuad: requires_grad can only be turned off on leaf tensors; this one was "
+                f"computed by {self._grad_fn.name()}. Use .detach() to get a leaf copy"
+            )
+        if flag and self._a.dtype.kind not in "fc":
+            raise TypeError(
+                f"gpuad: only floating-point tensors can require gradients, got {self.dtype}; "
+                "convert first, e.g. x.astype(ad.float32).requires_grad_()"
+            )
+        self._rg = bool(flag)
+        return self
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
+        if not self._rg:
+            raise RuntimeError("gpuad: retain_grad() on a tensor that does not require grad")
+        if self._grad_fn is not None:
+            import weakref
+
+            self._grad_fn.retained = weakref.ref(self)
+
+    def register_hook(self, fn):
+        """Call ``fn(grad)`` when this tensor's gradient is computed; a non-None return replaces
+        the gradient. Returns a handle whose ``remove()`` unregisters it."""
+        if not self._rg:
+            raise RuntimeError(
+                "gpuad: cannot register a hook on a tensor that does not require grad"
+            )
+        if self._grad_fn is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            if self._grad_fn.hooks is None:
+                self._grad_fn.hooks = []
+            hooks = self._grad_fn.hooks
+        hooks.append(fn)
+        return _HookHandle(hooks, fn)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (SPEC section 3)."""
+        from .autograd.engine import backward
+
+        backward((self,), None if gradient is None else (gradient,), retain_graph,
+                 create_graph, inputs)
+
+    def detach(self):
+        """A new leaf sharing this tensor's storage and version counter, outside the graph."""
+        t = Tensor(self._a, self._dev)
+        t._ver = self._ver
+        return t
+
+    def detach_(self):
+        if self._base is not None and self._base._rg:
+            raise RuntimeError("gpuad: cannot detach_() a view of a tensor that requires grad")
+        self._grad_fn = None
+        self._rg = False
+        return self
+
+    # ---- conversion ---------------------------------------------------------------------
+    def numpy(self):
+        """A NumPy copy of the data (detached; a device-to-host copy for CUDA tensors)."""
+        return self._dev.backend.to_numpy(self._a)
+
+    def item(self):
+        if self._a.size != 1:
+            raise RuntimeError(
+                f"gpuad: item() needs a tensor with one element, got shape {self.shape}"
+            )
+        return self._a.reshape(()).item() if self._dev.type == "cpu" else self.numpy().item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        if self._dev.type != "cpu":
+            raise TypeError(
+                f"gpuad: cannot convert a {self._dev} tensor to a NumPy array implicitly; "
+                "call .numpy() (or .cpu()) to copy it to the host explicitly"
+            )
+        a = self._a if dtype is None else self._a.astype(dtype, copy=False)
+        return a.copy() if copy else a
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._a.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+    @property
+    def __cuda_array_interface__(self):
+        if self._dev.type != "cuda":
+            raise AttributeError(
+                "gpuad: __cuda_array_interface__ exists only on CUDA tensors; this one is on cpu"
+            )
+        return self._a.__cuda_array_interface__
+
+    def to(self, device=None, dtype=None):
+        """This tensor on ``device`` and/or as ``dtype``; differentiable; ``self`` if unchanged."""
+        from .ops.shape import to_device
+
+        out = self
+        if device is not None:
+            dev = resolve(device)
+            if dev is not self._dev:
+                out = to_device(out, dev)
+        if dtype is not None and as_dtype(dtype) != out.dtype:
+            out = out.astype(dtype)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else
+                       (device if isinstance(device, str) else f"cuda:{device}"))
+
+    # ---- Python protocol ------------------------------------------------------------------
+    def __len__(self):
+        if self._a.ndim == 0:
+            raise TypeError("gpuad: len() of a 0-d tensor")
+        return self._a.shape[0]
+
+    def __iter__(self):
+        if self._a.ndim == 0:
+            raise TypeError("gpuad: iteration over a 0-d tensor")
+        return (self[i] for i in range(self._a.shape[0]))
+
+    def __bool__(self):
+        if self._a.size != 1:
+            raise RuntimeError(
+                f"gpuad: the truth value of a tensor with {self._a.size} elements is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._a.dtype.kind not in "iub" or self._a.size != 1:
+            raise TypeError("gpuad: only integer tensors of one element can be used as an index")
+        return int(self.item())
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        from .printing import tensor_repr
+
+        return tensor_repr(self)
+
+    def __reduce__(self):
+        raise TypeError(
+            "gpuad: tensors are not pickled; save them with ad.save (safetensors) or .numpy()"
+        )
+
+
+class _HookHandle:
+    __slots__ = ("_hooks", "_fn")
+
+    def __init__(self, hooks, fn):
+        self._hooks = hooks
+        self._fn = fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+# ---- the per-op hot path ----------------------------------------------------------------
+
+def _edge(t):
+    """The graph edge for input ``t``: its node, itself if a grad-requiring leaf, else None."""
+    if t.__class__ is not Tensor or not t._rg:
+        return None
+    return t._grad_fn or t
+
+
+def record1(op, x, a, saved):
+    """Wrap the result ``a`` of the one-input op ``op`` applied to tensor ``x``."""
+    dev = x._dev
+    backend = dev._backend
+    if a.__class__ is not backend.array_type:
+        a = backend.asarray(a)  # NumPy returns scalars for 0-d results; keep arrays
+    if x._rg and mode.enabled:
+        vers = tuple([(s._ver, s._ver[0]) for s in saved if s.__class__ is Tensor])
+        node = Node(op, (x._grad_fn or x,), saved, vers, a if op.save_out else None,
+                    a.shape, a.dtype, dev)
+        return Tensor(a, dev, node, True)
+    return Tensor(a, dev)
+
+
+def record(op, inputs, a, dev, saved):
+    """Wrap the result ``a`` of ``op`` applied to ``inputs`` (tensors and constants)."""
+    backend = dev._backend
+    if a.__class__ is not backend.array_type:
+        a = backend.asarray(a)
+    if mode.enabled:
+        parents = tuple([_edge(t) for t in inputs])
+        if parents.count(None) != len(parents):
+            vers = tuple([(s._ver, s._ver[0]) for s in saved if s.__class__ is Tensor])
+            node = Node(op, parents, saved, vers, a if op.save_out else None,
+                        a.shape, a.dtype, dev)
+            return Tensor(a, dev, node, True)
+    return Tensor(a, dev)
