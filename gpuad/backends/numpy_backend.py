@@ -38,7 +38,7 @@ class NumpyBackend(Backend):
     def erf(self, x):
         x = np.asarray(x)
         if _scipy_erf is not None:
-            return np.asarray(_scipy_erf(x))
+            return np.asarray(_scipy_erf(x)).astype(x.dtype, copy=False)
         out = _math_erf(x.astype(np.float64))
         return np.asarray(out, dtype=np.float64).astype(x.dtype, copy=False)
 

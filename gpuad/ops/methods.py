@@ -36,8 +36,8 @@ def _invert(self):
     return ew.logical_not(self)
 
 
-def _reshape(self, *shape):
-    return shape.reshape(self, *shape)
+def _reshape(self, *dims):
+    return shape.reshape(self, *dims)
 
 
 def _transpose(self, *axes):
