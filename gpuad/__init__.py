@@ -10,8 +10,25 @@ from . import cuda
 from .autograd.engine import backward, grad
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
-    arange, as_tensor, empty, empty_like, eye, fill, from_dlpack, from_numpy, full, full_like,
-    linspace, manual_seed, ones, ones_like, rand, randn, tensor, zeros, zeros_like,
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    fill,
+    from_dlpack,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
 )
 from .device import Device, device, get_default_device, set_cpu_fallback, set_default_device
 from .dtypes import bool_, double, float16, float32, float64, half, int32, int64, long

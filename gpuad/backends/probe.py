@@ -15,12 +15,12 @@ INSTALL_HINT = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_installed():
     return importlib.util.find_spec("cupy") is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def driver_devices():
     """(number of CUDA devices the driver sees, reason when that number is 0)."""
     try:
