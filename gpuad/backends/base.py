@@ -134,13 +134,11 @@ class Backend:
         """
         xp = self.xp
         n = x.shape[axis]
-        ones = xp.ones_like(xp.take(x, [0], axis=axis))
-        head = xp.take(x, range(n - 1), axis=axis)
-        tail = xp.take(x, range(1, n), axis=axis)
-        left = xp.concatenate([ones, xp.cumprod(head, axis=axis)], axis=axis)
-        right = xp.flip(
-            xp.concatenate([ones, xp.cumprod(xp.flip(tail, axis), axis=axis)], axis=axis), axis
-        )
+        lead = (slice(None),) * (axis % x.ndim)
+        ones = xp.ones_like(x[lead + (slice(0, 1),)])
+        left = xp.concatenate([ones, xp.cumprod(x[lead + (slice(0, n - 1),)], axis=axis)], axis)
+        tail = xp.flip(x[lead + (slice(1, n),)], axis)
+        right = xp.flip(xp.concatenate([ones, xp.cumprod(tail, axis=axis)], axis), axis)
         return left * right
 
     # ---- indexing -------------------------------------------------------------------------
