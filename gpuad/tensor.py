@@ -281,10 +281,7 @@ def record1(op, x, a, saved):
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)  # NumPy returns scalars for 0-d results; keep arrays
     if x._rg and mode.enabled:
-        vers = tuple([(s._ver, s._ver[0]) for s in saved if s.__class__ is Tensor])
-        node = Node(op, (x._grad_fn or x,), saved, vers, a if op.save_out else None,
-                    a.shape, a.dtype, dev)
-        return Tensor(a, dev, node, True)
+        return _attach(op, (x._grad_fn or x,), a, dev, saved)
     return Tensor(a, dev)
 
 
@@ -296,8 +293,18 @@ def record(op, inputs, a, dev, saved):
     if mode.enabled:
         parents = tuple([_edge(t) for t in inputs])
         if parents.count(None) != len(parents):
-            vers = tuple([(s._ver, s._ver[0]) for s in saved if s.__class__ is Tensor])
-            node = Node(op, parents, saved, vers, a if op.save_out else None,
-                        a.shape, a.dtype, dev)
-            return Tensor(a, dev, node, True)
+            return _attach(op, parents, a, dev, saved)
     return Tensor(a, dev)
+
+
+def _attach(op, parents, a, dev, saved):
+    """The output tensor of a recorded op, with its node. Each saved tensor's version (and
+    the output's, when the rule reads the output) is noted to catch later in-place changes."""
+    out = Tensor(a, dev, None, True)
+    vers = [(s._ver, s._ver[0]) for s in saved if s.__class__ is Tensor]
+    if op.save_out:
+        vers.append((out._ver, 0))
+        out._grad_fn = Node(op, parents, saved, vers, a, a.shape, a.dtype, dev)
+    else:
+        out._grad_fn = Node(op, parents, saved, vers, None, a.shape, a.dtype, dev)
+    return out
