@@ -30,7 +30,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
-from .device import Device, device, get_default_device, set_cpu_fallback, set_default_device
+from .devices import Device, device, get_default_device, set_cpu_fallback, set_default_device
 from .dtypes import bool_, double, float16, float32, float64, half, int32, int64, long
 from .errors import DeviceMismatchError, DeviceUnavailableError, GradcheckError
 from .gradcheck import gradcheck

@@ -1,7 +1,7 @@
 """Creating tensors: from data, filled, ranges, random (seeded by ``manual_seed``), and from
 other libraries' arrays (NumPy, DLPack)."""
-from .device import device as _device
-from .device import resolve
+from .devices import device as _device
+from .devices import resolve
 from .dtypes import as_dtype, float32, infer_dtype
 from .ops._args import shape_arg
 from .tensor import Tensor

@@ -1,17 +1,17 @@
 """``ad.cuda``: what the machine offers for CUDA, without importing CuPy until needed."""
-from .backends.probe import cuda_unavailable_reason, driver_devices
-from .device import resolve
+from .backends import probe
+from .devices import resolve
 from .errors import DeviceUnavailableError
 
 
 def is_available():
     """True when CuPy is installed and the driver reports at least one GPU."""
-    return cuda_unavailable_reason(0) is None
+    return probe.cuda_unavailable_reason(0) is None
 
 
 def device_count():
     """The number of CUDA devices the driver reports (0 without a driver)."""
-    return driver_devices()[0]
+    return probe.driver_devices()[0]
 
 
 def synchronize(device=None):
@@ -25,7 +25,7 @@ def memory_info(device=None):
     """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
     installed (``nvidia-ml-py``), else from the CUDA runtime."""
     index = 0 if device is None else int(str(device).partition(":")[2] or 0)
-    reason = cuda_unavailable_reason(index)
+    reason = probe.cuda_unavailable_reason(index)
     if reason is not None:
         raise DeviceUnavailableError(f"gpuad: cannot read memory of cuda:{index}: {reason}")
     try:

@@ -6,7 +6,7 @@ requires grad, attach a :class:`~gpuad.autograd.node.Node`. They are the per-op 
 """
 from .autograd.grad_mode import mode
 from .autograd.node import Node
-from .device import resolve
+from .devices import resolve
 from .dtypes import as_dtype
 
 

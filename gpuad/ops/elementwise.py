@@ -246,11 +246,14 @@ _CLIP = Op("clip", (
 ))
 
 
-def clip(x, min=None, max=None):
-    """``x`` limited to [min, max]; either bound may be None, a scalar or a tensor.
+def clip(x, min=None, max=None, *, a_min=None, a_max=None):
+    """``x`` limited to [min, max]; either bound may be None, a scalar or a tensor (NumPy's
+    ``a_min``/``a_max`` keywords also work).
 
     The gradient reaches ``x`` where min <= x <= max and each bound where it is active.
     """
+    min = a_min if min is None else min
+    max = a_max if max is None else max
     if x.__class__ is not Tensor:
         x = to_tensor(x)
     dev = x._dev

@@ -61,7 +61,7 @@ def install():
     T = Tensor
     for name in _SAME_NAME:
         setattr(T, name, getattr(ew, name))
-    T.__neg__ = ew.neg
+    T.neg = T.__neg__ = ew.neg
     T.__abs__ = ew.abs
     T.__pos__ = lambda self: self
     for op, fn in (("add", ew.add), ("sub", ew.sub), ("mul", ew.mul), ("truediv", ew.div),
@@ -84,10 +84,13 @@ def install():
                  "log_softmax").split():
         setattr(T, name, getattr(reduction, name))
     T.add, T.sub, T.mul, T.div, T.pow = ew.add, ew.sub, ew.mul, ew.div, ew.pow
-    T.matmul, T.dot = linalg.matmul, linalg.dot
+    T.matmul, T.dot, T.outer = linalg.matmul, linalg.dot, linalg.outer
     T.reshape = _reshape
     T.transpose = _transpose
     T.squeeze = _squeeze
+    T.unsqueeze = shape.expand_dims  # PyTorch's name
+    T.permute = lambda self, *axes: shape.transpose(
+        self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes)
     T.T = property(lambda self: shape.transpose(self))
     T.mT = property(lambda self: shape.swapaxes(self, -1, -2))
     for name in "flatten expand_dims broadcast_to flip astype clone swapaxes".split():

@@ -1,0 +1,88 @@
+"""The CUDA code path on a machine without a GPU, with NumPy standing in for CuPy
+(tests/fake_cupy.py): every op runs on "cuda" and must agree with "cpu" in value and gradient,
+and the device rules of SPEC section 2 hold."""
+import numpy as np
+import pytest
+from fake_cupy import installed
+from op_cases import CASES
+
+import gpuad as ad
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    with installed(monkeypatch):
+        yield
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_op_on_cuda_matches_cpu(case, fake_cuda):
+    xs = case.inputs(np.random.default_rng(4))
+    results = {}
+    for dev in ("cpu", "cuda"):
+        ts = [ad.tensor(x, dtype=ad.float64, device=dev, requires_grad=case.grad) for x in xs]
+        out = case.fn(*ts)
+        assert out.device == dev
+        grads = ()
+        if case.grad:
+            u = ad.tensor(np.linspace(-1, 1, out.size).reshape(out.shape), device=dev,
+                          dtype=ad.float64)
+            grads = ad.grad(out, ts, u, allow_unused=True)
+            for g in grads:
+                assert g is None or g.device == dev
+        results[dev] = (out.numpy(), [None if g is None else g.numpy() for g in grads])
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-12)
+    for a, b in zip(results["cuda"][1], results["cpu"][1]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_default_device_is_cuda_when_usable(fake_cuda):
+    ad.set_default_device("auto")
+    assert ad.get_default_device() == "cuda:0"
+    assert ad.zeros(2).device == "cuda"
+    assert ad.cuda.is_available() and ad.cuda.device_count() == 1
+    ad.cuda.synchronize()
+
+
+def test_device_rules_on_cuda(fake_cuda):
+    c = ad.ones(3, device="cuda", requires_grad=True)
+    p = ad.ones(3, device="cpu")
+    with pytest.raises(ad.DeviceMismatchError, match="cuda:0 and cpu"):
+        c + p
+    with pytest.raises(ad.DeviceMismatchError, match="NumPy array"):
+        c * np.ones(3)
+    with pytest.raises(TypeError, match=r"\.numpy\(\)"):
+        np.asarray(c)
+    assert repr(c) == "tensor([1., 1., 1.], device='cuda:0', requires_grad=True)"
+    assert c.sum().item() == 3.0
+    assert c.numpy().tolist() == [1.0, 1.0, 1.0]
+
+
+def test_moves_between_devices_are_explicit_and_differentiable(fake_cuda):
+    x = ad.tensor([1.0, 2.0], device="cpu", requires_grad=True)
+    y = (x.cuda() * 3).to("cpu")
+    assert y.device == "cpu"
+    y.sum().backward()
+    assert x.grad.device == "cpu"
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+    w = ad.zeros(2, device="cuda")
+    w.copy_(ad.tensor([5.0, 6.0]))
+    assert w.tolist() == [5.0, 6.0]
+
+
+def test_random_and_creation_on_cuda(fake_cuda):
+    ad.manual_seed(7)
+    a = ad.randn(3, device="cuda")
+    ad.manual_seed(7)
+    b = ad.randn(3, device="cuda")
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert a.dtype == ad.float32
+    for t in (ad.eye(2, device="cuda"), ad.arange(3, device="cuda"),
+              ad.full((2,), 1.5, device="cuda"), ad.linspace(0, 1, 3, device="cuda")):
+        assert t.device == "cuda"
+
+def test_memory_info_without_nvml_reads_the_runtime(fake_cuda, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)  # import fails
+    assert ad.cuda.memory_info("cuda:0") == (1 << 30, 2 << 30)
