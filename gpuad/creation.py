@@ -139,26 +139,15 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 
 def manual_seed(seed):
     """Seed the random generators of every device, so ``rand``/``randn`` repeat."""
-    from .backends import _backends
+    from .backends import manual_seed as seed_backends
 
-    _Seed.value = int(seed)
-    for backend in list(_backends.values()):
-        backend.seed(_Seed.value)
-        backend._seeded = _Seed.value
-
-
-class _Seed:
-    value = None
+    seed_backends(int(seed))
 
 
 def _random(method, shape, dtype, device, requires_grad):
     dev = resolve(device)
-    backend = dev.backend
-    if _Seed.value is not None and getattr(backend, "_seeded", None) != _Seed.value:
-        backend.seed(_Seed.value)
-        backend._seeded = _Seed.value
     dtype = as_dtype(dtype) or float32
-    return _finish(getattr(backend, method)(shape_arg(shape), dtype), dev, requires_grad)
+    return _finish(getattr(dev.backend, method)(shape_arg(shape), dtype), dev, requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):

@@ -1,4 +1,6 @@
 """``ad.gradcheck``: analytic gradients against float64 central differences."""
+import numpy as np
+
 from .autograd.engine import grad as _grad
 from .autograd.grad_mode import no_grad
 from .dtypes import float64
@@ -78,6 +80,4 @@ def _numeric_jacobian(fn, xs, i, o_idx, eps):
                 args[i] = Tensor(backend.asarray(pert.reshape(base.shape)), x._dev)
                 vals.append(_outputs(fn, args)[o_idx].numpy().reshape(-1))
             columns.append((vals[0] - vals[1]) / (2 * eps))
-    import numpy as np
-
     return np.stack(columns, axis=1) if columns else np.zeros((0, 0))

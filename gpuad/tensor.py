@@ -4,6 +4,8 @@ This module also holds the two helpers every op ends with, :func:`record` and
 :func:`record1`: they wrap a forward result as a Tensor and, when grad mode is on and an input
 requires grad, attach a :class:`~gpuad.autograd.node.Node`. They are the per-op hot path.
 """
+import weakref
+
 from .autograd.grad_mode import mode
 from .autograd.node import Node
 from .devices import resolve
@@ -110,8 +112,6 @@ class Tensor:
         if not self._rg:
             raise RuntimeError("gpuad: retain_grad() on a tensor that does not require grad")
         if self._grad_fn is not None:
-            import weakref
-
             self._grad_fn.retained = weakref.ref(self)
 
     def register_hook(self, fn):

@@ -8,6 +8,7 @@ so the gradients themselves are recorded and can be differentiated again.
 """
 import sys
 
+from ..errors import DeviceMismatchError
 from ..tensor import Tensor
 from .grad_mode import mode
 from .node import FREED, Node
@@ -103,8 +104,6 @@ def _seeds(outputs, grads):
             if not isinstance(g, Tensor):
                 g = Tensor(y._dev.backend.asarray(g, dtype=y.dtype), y._dev)
             if g._dev is not y._dev:
-                from ..errors import DeviceMismatchError
-
                 raise DeviceMismatchError(
                     f"gpuad: backward got a gradient on {g._dev} for an output on {y._dev}; "
                     "move the gradient to the output's device"

@@ -3,10 +3,19 @@ import threading
 
 from .probe import cuda_unavailable_reason, cupy_installed, driver_devices
 
-__all__ = ["get_backend", "cuda_unavailable_reason", "cupy_installed", "driver_devices"]
+__all__ = ["get_backend", "manual_seed", "cuda_unavailable_reason", "cupy_installed",
+           "driver_devices"]
 
 _backends = {}
 _lock = threading.Lock()
+_seed = [None]  # the last manual_seed, applied to backends created after it
+
+
+def manual_seed(seed):
+    """Seed every backend's generator, now and as it is created."""
+    _seed[0] = seed
+    for backend in list(_backends.values()):
+        backend.seed(seed)
 
 
 def get_backend(device):
@@ -38,4 +47,6 @@ def get_backend(device):
                         f"({exc}); reinstall the CuPy build that matches your CUDA driver"
                     ) from exc
                 _backends[key] = CupyBackend(device.index)
+            if _seed[0] is not None:
+                _backends[key].seed(_seed[0])
         return _backends[key]
