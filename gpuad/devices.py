@@ -131,14 +131,20 @@ def _auto():
 
 
 def resolve(spec):
-    """The usable Device for ``spec`` (``None`` means the default), or DeviceUnavailableError."""
+    """The usable Device for ``spec`` (``None`` means the default), or DeviceUnavailableError.
+
+    Its backend is set up here, so tensors only ever live on devices whose backend exists and
+    the per-op code can read ``device._backend`` without a check.
+    """
     if spec is None:
         return get_default_device()
     if isinstance(spec, str) and spec.strip().lower() == "auto":
-        return _auto()
-    dev = device(spec)
-    if dev.type == "cuda":
-        return _cuda_or_fallback(dev)
+        dev = _auto()
+    else:
+        dev = device(spec)
+        if dev.type == "cuda":
+            dev = _cuda_or_fallback(dev)
+    dev.backend  # noqa: B018  (set up the backend now)
     return dev
 
 

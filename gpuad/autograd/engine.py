@@ -23,13 +23,14 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     if inputs is not None:
         inputs = _as_tuple(inputs)
         _check_differentiable(inputs)
-        captured = _execute(tensors, seeds, retain_graph, create_graph, inputs)
+        foreign = set()
+        captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign)
         for t in inputs:
             g = captured.get(t._grad_fn or t)
             if g is not None:
-                _accumulate_into_grad(t, g, create_graph, ())
+                _accumulate_into_grad(t, g, create_graph, foreign)
     else:
-        _execute(tensors, seeds, retain_graph, create_graph, None)
+        _execute(tensors, seeds, retain_graph, create_graph, None, set())
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -41,7 +42,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     seeds = _seeds(outputs, _as_tuple(grad_outputs) if grad_outputs is not None else None)
     if retain_graph is None:
         retain_graph = create_graph
-    captured = _execute(outputs, seeds, retain_graph, create_graph, inputs)
+    captured = _execute(outputs, seeds, retain_graph, create_graph, inputs, set())
     result = []
     for i, t in enumerate(inputs):
         g = captured.get(t._grad_fn or t)
@@ -176,8 +177,11 @@ def _check_versions(node):
             )
 
 
-def _execute(roots, seeds, retain_graph, create_graph, targets):
-    """Run the backward pass. Returns ``{key: grad}`` for the targets (None: all leaves)."""
+def _execute(roots, seeds, retain_graph, create_graph, targets, foreign):
+    """Run the backward pass. Returns ``{key: grad}`` for the targets (None: all leaves).
+
+    ``foreign`` collects the ids of arrays the caller owns (seeds, tensors returned by hooks):
+    a leaf never adopts one of those as its ``.grad`` storage."""
     grads = {}
     root_nodes = []
     for y, g in zip(roots, seeds):
@@ -191,7 +195,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets):
         target_keys = {t._grad_fn or t for t in targets}
         needed = _needed(order, target_keys)
         captured = {}
-    foreign = {id(g._a) for g in seeds}
+    foreign.update(id(g._a) for g in seeds)
     prev = mode.enabled
     mode.enabled = create_graph
     try:
@@ -201,10 +205,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets):
                 if g is None:
                     continue
                 if node.hooks:
-                    for hook in tuple(node.hooks):
-                        r = hook(g)
-                        if r is not None:
-                            g = r
+                    g = _run_hooks(node.hooks, g, foreign)
                 if node.retained is not None:
                     t = node.retained()
                     if t is not None:
@@ -242,10 +243,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets):
                 if leaf.__class__ is not Tensor:
                     continue  # a node that was pruned away
                 if leaf._hooks:
-                    for hook in tuple(leaf._hooks):
-                        r = hook(g)
-                        if r is not None:
-                            g = r
+                    g = _run_hooks(leaf._hooks, g, foreign)
                 if targets is None:
                     _accumulate_into_grad(leaf, g, create_graph, foreign)
                 elif leaf in target_keys:
@@ -253,6 +251,16 @@ def _execute(roots, seeds, retain_graph, create_graph, targets):
     finally:
         mode.enabled = prev
     return captured if targets is not None else None
+
+
+def _run_hooks(hooks, g, foreign):
+    """Apply tensor hooks; a tensor a hook returns belongs to the caller, so it is foreign."""
+    for hook in tuple(hooks):
+        r = hook(g)
+        if r is not None:
+            g = r
+            foreign.add(id(r._a))
+    return g
 
 
 def _accumulate_into_grad(t, g, create_graph, foreign):

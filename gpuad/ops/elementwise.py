@@ -131,9 +131,12 @@ def softplus(x, beta=1.0, threshold=20.0):
 
 # ---- two inputs -------------------------------------------------------------------------
 
-def _binary(name, method, rule_a, rule_b, save=True):
-    """Define ``name(a, b)`` with broadcasting; rules get ``(g, a, b)`` (``(g,)`` if not save)."""
+def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
+    """Define ``name(a, b)`` with broadcasting; rules get ``(g, a, b)`` (``(g,)`` if neither
+    reads an operand). ``reads[i]`` says which operands rule ``i`` reads: only those needed by
+    the rules of inputs that require grad are saved (the others are None)."""
     op = Op(name, (rule_a, rule_b))
+    saves = any(map(any, reads))
 
     def forward(a, b):
         a, b, xa, xb, dev = operands(a, b, name)
@@ -141,7 +144,13 @@ def _binary(name, method, rule_a, rule_b, save=True):
             out = getattr(dev._backend, method)(xa, xb)
         except ValueError as exc:
             raise _shape_error(name, a, b, exc) from None
-        return record(op, (a, b), out, dev, (a, b) if save else ())
+        saved = ()
+        if saves:
+            need_a = a.__class__ is Tensor and a._rg
+            need_b = b.__class__ is Tensor and b._rg
+            saved = (a if (need_a and reads[0][0]) or (need_b and reads[1][0]) else None,
+                     b if (need_a and reads[0][1]) or (need_b and reads[1][1]) else None)
+        return record(op, (a, b), out, dev, saved)
 
     forward.__name__ = forward.__qualname__ = name
     forward.op = op
@@ -177,10 +186,13 @@ def _pow_exponent(g, a, b):
     return where((a == 0) & (b >= 0), 0, g * a ** b * log(a))
 
 
-add = _binary("add", "add", lambda g: g, lambda g: g, save=False)
-sub = _binary("sub", "subtract", lambda g: g, lambda g: -g, save=False)
-mul = _binary("mul", "multiply", lambda g, a, b: g * b, lambda g, a, b: g * a)
-div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -g * a / (b * b))
+_NOTHING = ((False, False), (False, False))
+add = _binary("add", "add", lambda g: g, lambda g: g, reads=_NOTHING)
+sub = _binary("sub", "subtract", lambda g: g, lambda g: -g, reads=_NOTHING)
+mul = _binary("mul", "multiply", lambda g, a, b: g * b, lambda g, a, b: g * a,
+              reads=((False, True), (True, False)))
+div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -g * a / (b * b),
+              reads=((False, True), (True, True)))
 pow = _binary("pow", "power", _pow_base, _pow_exponent)
 maximum = _binary("maximum", "maximum", lambda g, a, b: _larger(g, a, b),
                   lambda g, a, b: _larger(g, b, a))

@@ -15,12 +15,17 @@ from .shape import _index, astype, broadcast_to, clone, to_device
 
 
 def _check_leaf(t, name):
-    if mode.enabled and t._rg and t._grad_fn is None:
-        raise RuntimeError(
-            f"gpuad: {name}: a leaf tensor that requires grad (shape {t.shape}) cannot be "
-            "modified in place while grad mode is on; do the update inside "
-            "`with ad.no_grad():`, or use an out-of-place op (x = x + 1)"
-        )
+    """Refuse, before anything is written, to change a grad-requiring leaf (or a view of one)
+    while grad mode is on."""
+    if not mode.enabled:
+        return
+    for leaf, what in ((t, "a leaf tensor"), (t._base, "a view of a leaf tensor")):
+        if leaf is not None and leaf._rg and leaf._grad_fn is None:
+            raise RuntimeError(
+                f"gpuad: {name}: {what} that requires grad (shape {leaf.shape}) cannot be "
+                "modified in place while grad mode is on; do the update inside "
+                "`with ad.no_grad():`, or use an out-of-place op (x = x + 1)"
+            )
 
 
 def _snapshot(t):
@@ -29,18 +34,16 @@ def _snapshot(t):
 
 
 def _rebase(t, new, name):
-    """Write ``new`` into ``t``'s storage and make ``t`` the output of ``new``'s node."""
+    """Write ``new`` into ``t``'s storage and make ``t`` the output of ``new``'s node.
+
+    Everything that can refuse is checked before the storage is touched."""
     if new.shape != t.shape:
         raise RuntimeError(
             f"gpuad: {name}: the result has shape {new.shape} but the tensor changed in place "
             f"has shape {t.shape}; an in-place op cannot change the shape"
         )
-    if new.dtype != t.dtype:
-        new = astype(new, t.dtype)
-    t._a[...] = new._a
-    t._grad_fn = new._grad_fn
-    t._rg = new._rg
     base = t._base
+    index = None
     if base is not None:
         index = getattr(t, "_view_index", None)
         if index is None:
@@ -50,7 +53,12 @@ def _rebase(t, new, name):
                 "views would not see the change in its graph; .clone() the view first, or "
                 "index the base tensor directly (base[i] += v)"
             )
-        _check_leaf(base, name)
+    if new.dtype != t.dtype:
+        new = astype(new, t.dtype)
+    t._a[...] = new._a
+    t._grad_fn = new._grad_fn
+    t._rg = new._rg
+    if base is not None:
         _rebase_base(base, index, t)
 
 
