@@ -2,8 +2,9 @@
 
 The chain is 25 repetitions of (x * 0.9, + 0.1, tanh, sin), then a sum. Every framework that
 is installed (gpuad, PyTorch, HIPS autograd) runs the same chain in the same process, in
-interleaved rounds, so machine noise hits them alike. Reports the median microseconds per op
-and the ratio of each peer to gpuad.
+interleaved rounds, so machine noise hits them alike. Reports the median microseconds per op,
+and for each peer the median over rounds of the per-round ratio gpuad / peer (a paired
+comparison, robust to the machine speeding up or slowing down between rounds).
 
     python -m benchmarks.op_overhead [--rounds 15] [--reps 200] [--json out.json]
 """
@@ -100,15 +101,17 @@ def measure(rounds, reps):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--reps", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=41)
+    p.add_argument("--reps", type=int, default=50)
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     versions, samples = measure(args.rounds, args.reps)
     med = {k: statistics.median(v) for k, v in samples.items()}
+    ratios = {k: statistics.median(g / p for g, p in zip(samples["gpuad"], v))
+              for k, v in samples.items() if k != "gpuad"}
     print(f"chain of {N_OPS} ops on a 4x4 float32 tensor, forward + backward, cpu")
     for name, us in med.items():
-        ratio = "" if name == "gpuad" else f"   gpuad / {name} = {med['gpuad'] / us:.2f}"
+        ratio = "" if name == "gpuad" else f"   gpuad / {name} = {ratios[name]:.2f}"
         print(f"{name:9s} {versions[name]:>10s}  {us:7.2f} us/op (min {min(samples[name]):.2f})"
               f"{ratio}")
     if args.json:
@@ -120,7 +123,9 @@ def main():
             "versions": versions,
             "us_per_op_median": med,
             "us_per_op_min": {k: min(v) for k, v in samples.items()},
-            "ratio_gpuad_over": {k: med["gpuad"] / v for k, v in med.items() if k != "gpuad"},
+            "ratio_gpuad_over": ratios,
+            "rounds": args.rounds,
+            "reps_per_round": args.reps,
         }
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
