@@ -1167,3 +1167,15 @@ class TestAgainstTorch:
         y.backward()
         ty.backward()
         np.testing.assert_allclose(_np(x.grad), tx.grad.numpy(), rtol=1e-12)
+
+
+def test_grad_does_not_fill_retained_non_leaf_grads():
+    x = ad.tensor(2.0, requires_grad=True)
+    y = x * 3
+    y.retain_grad()
+    z = y * y
+    (gx,) = ad.grad(z, x, retain_graph=True)
+    assert gx.item() == 36.0
+    assert y.grad is None and x.grad is None
+    z.backward()
+    assert y.grad.item() == 12.0 and x.grad.item() == 36.0

@@ -206,7 +206,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign):
                     continue
                 if node.hooks:
                     g = _run_hooks(node.hooks, g, foreign)
-                if node.retained is not None:
+                if node.retained is not None and targets is None:  # ad.grad leaves .grad be
                     t = node.retained()
                     if t is not None:
                         _accumulate_into_grad(t, g, create_graph, foreign)
