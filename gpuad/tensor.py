@@ -16,7 +16,7 @@ class Tensor:
     """An n-dimensional array on a device, optionally tracked for automatic differentiation."""
 
     __slots__ = ("_a", "_dev", "_grad_fn", "_rg", "_grad", "_ver", "_base", "_hooks",
-                 "_view_index", "__weakref__")
+                 "_view_of", "_view_ver", "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us: np_array * tensor -> Tensor
 
     def __init__(self, array, device, grad_fn=None, requires_grad=False):
@@ -269,9 +269,20 @@ class _HookHandle:
 
 def _edge(t):
     """The graph edge for input ``t``: its node, itself if a grad-requiring leaf, else None."""
-    if t.__class__ is not Tensor or not t._rg:
+    if t.__class__ is not Tensor:
+        return None
+    if t._base is not None and t._view_ver != t._ver[0]:
+        _refresh(t)
+    if not t._rg:
         return None
     return t._grad_fn or t
+
+
+def _refresh(view):
+    """A view whose storage changed in place since its graph was made gets a fresh graph."""
+    from .ops.shape import refresh_view
+
+    refresh_view(view)
 
 
 def record1(op, x, a, saved):
@@ -280,8 +291,11 @@ def record1(op, x, a, saved):
     backend = dev._backend
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)  # NumPy returns scalars for 0-d results; keep arrays
-    if x._rg and mode.enabled:
-        return _attach(op, (x._grad_fn or x,), a, dev, saved)
+    if mode.enabled:
+        if x._base is not None and x._view_ver != x._ver[0]:
+            _refresh(x)
+        if x._rg:
+            return _attach(op, (x._grad_fn or x,), a, dev, saved)
     return Tensor(a, dev)
 
 

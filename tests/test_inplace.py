@@ -50,8 +50,36 @@ def _chain(x, m):
     return y
 
 
+def _sibling_view(x, m):
+    y = x * 2
+    a, b = y[0:2], y[1:3]
+    a.mul_(3)  # b shares y[1] with a: its graph must see the change
+    return b * 1
+
+
+def _reshaped_view(x, m):
+    y = x * 1
+    v = y.reshape(3, 1)
+    v.mul_(x.reshape(3, 1))
+    return y * y
+
+
+def _transposed_view_row(x, m):
+    y = (x * 1).reshape(1, 3)
+    v = y.T
+    v[1] *= 3
+    return y
+
+
+def _view_of_view(x, m):
+    y = (x * 2).reshape(3, 1)
+    y[1][0:1] += x[0]
+    return y * y
+
+
 @pytest.mark.parametrize("f", [_set_scaled, _augmented, _view_mul, _fill_slots, _zero, _copy,
-                               _chain])
+                               _chain, _sibling_view, _reshaped_view, _transposed_view_row,
+                               _view_of_view])
 def test_inplace_gradients_match_torch(f):
     torch = pytest.importorskip("torch")
     x = ad.tensor([1.0, 2.0, 3.0], dtype=ad.float64, requires_grad=True)
@@ -80,11 +108,21 @@ def test_changing_a_saved_input_through_a_view_is_caught():
         y.backward()
 
 
-def test_inplace_on_reshaped_view_in_graph_is_refused():
+def test_inplace_on_a_view_made_under_no_grad_is_refused():
     x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
-    v = (x * 1).reshape(3)
-    with pytest.raises(RuntimeError, match="in-place change of a view"):
-        v.mul_(2)
+    y = x * 1
+    with ad.no_grad():
+        v = y[0:2]
+    with pytest.raises(RuntimeError, match="made under no_grad"):
+        v.mul_(5)
+    np.testing.assert_array_equal(y.numpy(), [1.0, 2.0, 3.0])
+
+
+def test_views_of_a_leaf_cannot_change_it():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a leaf"):
+        x.reshape(3, 1)[0] += 1
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0, 3.0])
 
 
 def test_inplace_cannot_change_shape_or_kind():

@@ -11,7 +11,16 @@ from ..autograd.node import Op
 from ..tensor import Tensor, record
 from ._args import SCALARS, mismatch, operands
 from .elementwise import _zero, add, div, mul, pow, sub, where
-from .shape import _index, astype, broadcast_to, clone, to_device
+from .shape import (
+    _index,
+    astype,
+    broadcast_to,
+    clone,
+    refresh_view,
+    reshape,
+    to_device,
+    view_positions,
+)
 
 
 def _check_leaf(t, name):
@@ -28,6 +37,32 @@ def _check_leaf(t, name):
             )
 
 
+def _tracking(t, other=None):
+    """Whether the change must be recorded: grad mode is on and the tensor, the new value, or
+    the base the tensor views requires grad."""
+    if not mode.enabled:
+        return False
+    base = t._base
+    if base is not None:
+        if t._view_ver != t._ver[0]:
+            refresh_view(t)
+        if base._rg and not t._rg:
+            raise RuntimeError(
+                f"gpuad: a view (shape {t.shape}) of a tensor that requires grad was made under "
+                "no_grad, so it does not require grad, and is now changed in place with grad "
+                "mode on; the base's gradient would silently miss the change. Make the view "
+                "with grad mode on, or change it inside no_grad"
+            )
+    return t._rg or (other.__class__ is Tensor and other._rg) or (base is not None and base._rg)
+
+
+def _bump(t):
+    """Count one in-place change; a view's own graph is current after it."""
+    t._ver[0] += 1
+    if t._base is not None:
+        t._view_ver = t._ver[0]
+
+
 def _snapshot(t):
     """A copy of ``t``'s current value that sits at ``t``'s place in the graph."""
     return Tensor(t._dev._backend.copy(t._a), t._dev, t._grad_fn, t._rg)
@@ -36,37 +71,25 @@ def _snapshot(t):
 def _rebase(t, new, name):
     """Write ``new`` into ``t``'s storage and make ``t`` the output of ``new``'s node.
 
+    When ``t`` is a view, its base's graph becomes "the old base with this view's positions
+    replaced by the new values", so the base (and, lazily, its other views) see the change.
     Everything that can refuse is checked before the storage is touched."""
     if new.shape != t.shape:
         raise RuntimeError(
             f"gpuad: {name}: the result has shape {new.shape} but the tensor changed in place "
             f"has shape {t.shape}; an in-place op cannot change the shape"
         )
-    base = t._base
-    index = None
-    if base is not None:
-        index = getattr(t, "_view_index", None)
-        if index is None:
-            raise RuntimeError(
-                f"gpuad: {name}: in-place change of a view (from reshape, transpose or a view "
-                "of a view) while recording gradients is not supported, because the tensor it "
-                "views would not see the change in its graph; .clone() the view first, or "
-                "index the base tensor directly (base[i] += v)"
-            )
     if new.dtype != t.dtype:
         new = astype(new, t.dtype)
     t._a[...] = new._a
     t._grad_fn = new._grad_fn
     t._rg = new._rg
+    base = t._base
     if base is not None:
-        _rebase_base(base, index, t)
-
-
-def _rebase_base(base, index, view):
-    """The base's graph after its view at ``index`` was changed: setitem of the new view."""
-    new = _setitem_functional(_snapshot(base), index, view)
-    base._grad_fn = new._grad_fn
-    base._rg = new._rg
+        positions = view_positions(t)
+        flat = _setitem_functional(reshape(_snapshot(base), (-1,)), (positions,), t)
+        fresh = reshape(flat, base.shape)
+        base._grad_fn, base._rg = fresh._grad_fn, fresh._rg
 
 
 def _setitem_rule_base(g, index):
@@ -95,17 +118,17 @@ def setitem(t, index, value):
             raise mismatch("setitem", t._dev, value._dev)
     elif value.__class__ not in SCALARS:
         value = Tensor(t._dev.backend.asarray(value), t._dev)
-    if mode.enabled and (t._rg or (value.__class__ is Tensor and value._rg)):
+    if _tracking(t, value):
         _rebase(t, _setitem_functional(_snapshot(t), idx, value), "setitem")
     else:
         t._a[idx] = value._a if value.__class__ is Tensor else value
-    t._ver[0] += 1
+    _bump(t)
 
 
 def _binary_inplace(name, fn, method):
     def inplace(t, other):
         _check_leaf(t, name)
-        if mode.enabled and (t._rg or (other.__class__ is Tensor and other._rg)):
+        if _tracking(t, other):
             _rebase(t, fn(_snapshot(t), other), name)
         else:
             _, _, xa, xb, dev = operands(t, other, name)
@@ -116,7 +139,7 @@ def _binary_inplace(name, fn, method):
                     f"gpuad: {name} cannot store the result in a tensor of shape {t.shape} and "
                     f"dtype {t.dtype}: {exc}"
                 ) from None
-        t._ver[0] += 1
+        _bump(t)
         return t
 
     inplace.__name__ = inplace.__qualname__ = name
@@ -135,12 +158,12 @@ _FILL = Op("fill", (_zero,))
 def fill_(t, value):
     """Set every element to ``value``; the old value gets a zero gradient."""
     _check_leaf(t, "fill_")
-    if mode.enabled and t._rg:
+    if _tracking(t):
         full = t._dev._backend.full(t.shape, value, dtype=t.dtype)
         _rebase(t, record(_FILL, (_snapshot(t),), full, t._dev, ()), "fill_")
     else:
         t._a.fill(value)
-    t._ver[0] += 1
+    _bump(t)
     return t
 
 
@@ -155,9 +178,9 @@ def copy_(t, src):
         src = Tensor(t._dev.backend.asarray(src, dtype=t.dtype), t._dev)
     if src._dev is not t._dev:
         src = to_device(src, t._dev)
-    if mode.enabled and (t._rg or src._rg):
+    if _tracking(t, src):
         _rebase(t, clone(broadcast_to(astype(src, t.dtype), t.shape)), "copy_")
     else:
         t._a[...] = src._a
-    t._ver[0] += 1
+    _bump(t)
     return t

@@ -13,12 +13,65 @@ def _tensor(x):
     return x if x.__class__ is Tensor else to_tensor(x)
 
 
-def _as_view(out, x):
-    """Mark ``out`` as a view of ``x`` when their storage overlaps."""
+def _as_view(out, x, view, arg):
+    """Mark ``out`` as a view of ``x`` when their storage overlaps.
+
+    ``view(backend, array, arg)`` re-applies the view to an array; applied in turn along the
+    chain of views, it maps each element of ``out`` to its position in the base tensor (see
+    :func:`view_positions`), which is how in-place changes reach the base's graph and how a
+    view's graph is rebuilt after the base changed.
+    """
     if x._dev._backend.xp.may_share_memory(out._a, x._a):
         out._ver = x._ver
         out._base = x._base if x._base is not None else x
+        out._view_of = (x, view, arg)
+        out._view_ver = x._ver[0]
     return out
+
+
+def view_positions(t):
+    """For a view ``t``, the flat index in its base of each of its elements (an int array)."""
+    chain = []
+    v = t
+    while v._base is not None:
+        v, view, arg = v._view_of[0], v._view_of[1], v._view_of[2]
+        chain.append((view, arg))
+    backend = t._dev._backend
+    positions = backend.arange(v._a.size).reshape(v.shape)
+    for view, arg in reversed(chain):
+        positions = view(backend, positions, arg)
+    return positions
+
+
+def refresh_view(t):
+    """Rebuild the graph of view ``t`` from its base, after an in-place change through the base
+    or through another view made it stale: t = base.flat[positions]."""
+    base = t._base
+    t._view_ver = t._ver[0]
+    if base._rg:
+        flat = reshape(base, (-1,))
+        fresh = getitem(flat, (view_positions(t),))
+        t._grad_fn, t._rg = fresh._grad_fn, True
+
+
+def _view_reshape(backend, a, shape):
+    return a.reshape(shape)
+
+
+def _view_transpose(backend, a, axes):
+    return a.transpose(axes)
+
+
+def _view_broadcast(backend, a, shape):
+    return backend.broadcast_to(a, shape)
+
+
+def _view_flip(backend, a, axis):
+    return backend.flip(a, axis)
+
+
+def _view_getitem(backend, a, index):
+    return a[index]
 
 
 # ---- reshaping ------------------------------------------------------------------------------
@@ -36,7 +89,7 @@ def reshape(x, *shape):
             f"gpuad: reshape cannot turn shape {x.shape} ({x.size} elements) into {shape}; "
             "the number of elements must match"
         ) from None
-    return _as_view(record1(_RESHAPE, x, out, (x.shape,)), x)
+    return _as_view(record1(_RESHAPE, x, out, (x.shape,)), x, _view_reshape, shape)
 
 
 def flatten(x):
@@ -85,7 +138,8 @@ def transpose(x, axes=None):
                 f"of shape {x.shape}"
             )
     inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
-    return _as_view(record1(_TRANSPOSE, x, x._a.transpose(axes), (inverse,)), x)
+    out = record1(_TRANSPOSE, x, x._a.transpose(axes), (inverse,))
+    return _as_view(out, x, _view_transpose, axes)
 
 
 def swapaxes(x, a, b):
@@ -118,7 +172,7 @@ def broadcast_to(x, shape):
             f"gpuad: broadcast_to cannot broadcast shape {x.shape} to {shape}; trailing "
             "dimensions must match or be 1"
         ) from None
-    return _as_view(record1(_BROADCAST, x, out, (x.shape,)), x)
+    return _as_view(record1(_BROADCAST, x, out, (x.shape,)), x, _view_broadcast, shape)
 
 
 def sum_to(x, shape):
@@ -209,7 +263,8 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),))
 def flip(x, axis=None):
     x = _tensor(x)
     axis = normalize_axis(axis, x.ndim, "flip")
-    return _as_view(record1(_FLIP, x, x._dev._backend.flip(x._a, axis), (axis,)), x)
+    out = record1(_FLIP, x, x._dev._backend.flip(x._a, axis), (axis,))
+    return _as_view(out, x, _view_flip, axis)
 
 
 _PAD = Op("pad", (lambda g, inner: g[inner],))
@@ -285,10 +340,7 @@ def getitem(x, index):
     t = record1(_GETITEM, x, out, (x.shape, idx, advanced))
     if advanced:
         return t
-    _as_view(t, x)
-    if x._base is None:
-        t._view_index = idx  # lets an in-place change of the view rebase x's graph
-    return t
+    return _as_view(t, x, _view_getitem, idx)
 
 
 _INDEX_ADD = Op("index_add", (lambda g, shape, index, advanced: g[index],))
