@@ -33,11 +33,28 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         return _finish(dev.backend.asarray(src, dtype=dtype).copy(), dev, requires_grad)
     dev = resolve(device if device is not None else _source_device(data))
     dtype = as_dtype(dtype)
-    if dtype is None:
-        dtype = data.dtype if hasattr(data, "__cuda_array_interface__") else infer_dtype(data)
-    if dev.type == "cpu" and hasattr(data, "__cuda_array_interface__"):
-        data = data.get()
-    return _finish(dev.backend.asarray(data, dtype=dtype).copy(), dev, requires_grad)
+    try:
+        if dtype is None:
+            dtype = data.dtype if hasattr(data, "__cuda_array_interface__") else infer_dtype(data)
+        if dev.type == "cpu" and hasattr(data, "__cuda_array_interface__"):
+            data = data.get()
+        if dtype.kind not in NUMERIC:
+            raise TypeError(f"its elements are {dtype} values, not numbers")
+        array = dev.backend.asarray(data, dtype=dtype).copy()
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(
+            f"gpuad.tensor: cannot make a tensor from {_describe(data)}: {exc}. Pass numbers "
+            "(bool, int, float), nested lists of one shape, or an array"
+        ) from None
+    return _finish(array, dev, requires_grad)
+
+
+NUMERIC = "biufc"
+
+
+def _describe(data):
+    text = repr(data)
+    return f"{type(data).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 def as_tensor(data, dtype=None, device=None):
@@ -94,6 +111,8 @@ def fill(dims, value, dtype=None, device=None):
 
 
 def _like(t, method, dtype, device, requires_grad, *args):
+    if not isinstance(t, Tensor):
+        t = tensor(t, device=device)
     dev = resolve(device) if device is not None else t._dev
     a = getattr(dev.backend, method)(t.shape, *args, dtype=as_dtype(dtype) or t.dtype)
     return _finish(a, dev, requires_grad)
@@ -147,6 +166,8 @@ def manual_seed(seed):
 def _random(method, shape, dtype, device, requires_grad):
     dev = resolve(device)
     dtype = as_dtype(dtype) or float32
+    if dtype.kind != "f":
+        raise TypeError(f"gpuad.{method}: samples are floating-point; dtype {dtype} is not")
     return _finish(getattr(dev.backend, method)(shape_arg(shape), dtype), dev, requires_grad)
 
 

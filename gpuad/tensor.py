@@ -8,7 +8,7 @@ import weakref
 
 from .autograd.grad_mode import mode
 from .autograd.node import Node
-from .devices import resolve
+from .devices import Device, resolve
 from .dtypes import as_dtype
 
 
@@ -80,10 +80,11 @@ class Tensor:
         if value is not None:
             if not isinstance(value, Tensor):
                 raise TypeError(f"gpuad: .grad must be a Tensor or None, got {type(value)}")
-            if value.shape != self.shape or value._dev is not self._dev:
+            if (value.shape != self.shape or value._dev is not self._dev
+                    or value.dtype != self.dtype):
                 raise RuntimeError(
-                    f"gpuad: assigned grad has shape {value.shape} on {value._dev}, but the "
-                    f"tensor has shape {self.shape} on {self._dev}; they must match"
+                    f"gpuad: assigned grad is {value.dtype} {value.shape} on {value._dev}, but "
+                    f"the tensor is {self.dtype} {self.shape} on {self._dev}; they must match"
                 )
         self._grad = value
 
@@ -191,9 +192,16 @@ class Tensor:
         return self._a.__cuda_array_interface__
 
     def to(self, device=None, dtype=None):
-        """This tensor on ``device`` and/or as ``dtype``; differentiable; ``self`` if unchanged."""
+        """This tensor on ``device`` and/or as ``dtype``; differentiable; ``self`` if unchanged.
+
+        As in PyTorch, the first argument may also be a dtype (``x.to(ad.float64)``) or a
+        tensor whose device and dtype are taken."""
         from .ops.shape import to_device
 
+        if isinstance(device, Tensor):
+            device, dtype = device._dev, device.dtype if dtype is None else dtype
+        elif device is not None and not isinstance(device, (str, Device)):
+            device, dtype = None, device
         out = self
         if device is not None:
             dev = resolve(device)
@@ -242,6 +250,28 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __format__(self, spec):
+        """One-element tensors format as their number (``f"{loss:.4f}"``)."""
+        if self._a.size == 1 and spec:
+            return format(self.item(), spec)
+        return format(str(self), spec)
+
+    def __deepcopy__(self, memo):
+        """A copy with its own storage, as a leaf (only leaves can be copied, as in PyTorch)."""
+        if self._grad_fn is not None:
+            raise RuntimeError(
+                f"gpuad: only leaf tensors can be deep-copied; this one was computed by "
+                f"{self._grad_fn.name()}. Use .detach().clone() or copy a leaf"
+            )
+        out = Tensor(self._dev.backend.copy(self._a), self._dev, None, self._rg)
+        if self._grad is not None:
+            out._grad = self._grad.__deepcopy__(memo)
+        memo[id(self)] = out
+        return out
+
+    def __copy__(self):
+        return self.__deepcopy__({})
+
     def __repr__(self):
         from .printing import tensor_repr
 
@@ -249,7 +279,8 @@ class Tensor:
 
     def __reduce__(self):
         raise TypeError(
-            "gpuad: tensors are not pickled; save them with ad.save (safetensors) or .numpy()"
+            "gpuad: tensors are not pickled (a pickle can run code when loaded); store "
+            "t.numpy() and rebuild with ad.tensor(...)"
         )
 
 

@@ -252,6 +252,12 @@ CASES += [
     Case("einsum_three", lambda a, b, c: ad.einsum("ij,jk,k->i", a, b, c),
          lambda a, b, c: np.einsum("ij,jk,k->i", a, b, c), ((2, 3), (3, 4), (4,)),
          torch=lambda t: lambda a, b, c: t.einsum("ij,jk,k->i", a, b, c)),
+    Case("einsum_diagonal", lambda a: ad.einsum("ii->i", a) ** 2,
+         lambda a: np.einsum("ii->i", a) ** 2, ((3, 3),),
+         torch=lambda t: lambda a: t.einsum("ii->i", a) ** 2),
+    Case("einsum_trace_product", lambda a, b: ad.einsum("ij,jj->i", a, b),
+         lambda a, b: np.einsum("ij,jj->i", a, b), ((2, 3), (3, 3)),
+         torch=lambda t: lambda a, b: t.einsum("ij,jj->i", a, b)),
     # shapes and indexing
     Case("reshape", lambda x: x.reshape(2, 6) * x.reshape((2, 6)),
          lambda x: x.reshape(2, 6) ** 2, (S,), torch=lambda t: lambda x: x.reshape(2, 6) ** 2),

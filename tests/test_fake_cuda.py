@@ -86,3 +86,16 @@ def test_random_and_creation_on_cuda(fake_cuda):
 def test_memory_info_without_nvml_reads_the_runtime(fake_cuda, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pynvml", None)  # import fails
     assert ad.cuda.memory_info("cuda:0") == (1 << 30, 2 << 30)
+
+
+def test_every_op_refuses_host_arrays_as_values_on_cuda(fake_cuda):
+    c = ad.ones(3, device="cuda", requires_grad=True)
+    host = np.ones(3)
+    for f in (lambda: ad.where(host > 0, c, 0.0), lambda: ad.clip(c, host, None),
+              lambda: ad.maximum(c, host), lambda: (c * 2).sum().backward(gradient=host.sum())):
+        with pytest.raises(ad.DeviceMismatchError):
+            f()
+    with pytest.raises(ad.DeviceMismatchError, match="gather_nd"):
+        ad.gather_nd(ad.ones(2, 2, device="cuda"), ad.tensor([[0, 1]], device="cpu"))
+    # Index data may come from the host: it says where to read, it is not a value.
+    assert ad.take_along_axis(ad.ones(2, 2, device="cuda"), [[0], [1]], 1).shape == (2, 1)

@@ -6,8 +6,6 @@ broadcasting and dtype promotion in one place (:func:`_fit`), and frees each nod
 after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with grad mode on,
 so the gradients themselves are recorded and can be differentiated again.
 """
-import sys
-
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
 from .grad_mode import mode
@@ -103,7 +101,9 @@ def _seeds(outputs, grads):
             g = Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev)
         else:
             if not isinstance(g, Tensor):
-                g = Tensor(y._dev.backend.asarray(g, dtype=y.dtype), y._dev)
+                from ..ops._args import constant
+
+                g = constant(g, y._dev)
             if g._dev is not y._dev:
                 raise DeviceMismatchError(
                     f"gpuad: backward got a gradient on {g._dev} for an output on {y._dev}; "
@@ -123,8 +123,11 @@ def _seeds(outputs, grads):
 def _topological(roots):
     """Nodes reachable from ``roots``, each before the nodes that produced its inputs."""
     order = []
-    seen = set(roots)
+    seen = set()
     for root in roots:
+        if root in seen:  # reached from an earlier root: it is already ordered after it
+            continue
+        seen.add(root)
         stack = [(root, iter(root.parents))]
         while stack:
             node, parents = stack[-1]
@@ -276,9 +279,11 @@ def _accumulate_into_grad(t, g, create_graph, foreign):
 
 
 def _owned(g, foreign):
-    """``g`` as a gradient this leaf may own: its array is reused when nothing else holds it
-    (not a view, not a caller's seed, not shared with another gradient), else copied."""
+    """``g`` as a gradient this leaf may own: its array is adopted unless the caller owns it
+    (a seed or a hook's result), it is a view, or it was already handed to another tensor in
+    this pass (one rule may pass the same gradient to several inputs); then it is copied."""
     a = g._a
-    if a.base is None and id(a) not in foreign and sys.getrefcount(a) <= 3:
-        return Tensor(a, g._dev)
-    return Tensor(a.copy(), g._dev)
+    if a.base is not None or id(a) in foreign:
+        a = a.copy()
+    foreign.add(id(a))
+    return Tensor(a, g._dev)

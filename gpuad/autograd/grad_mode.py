@@ -28,6 +28,7 @@ class _GradModeContext:
         self._prev = []
         if func is not None:
             self._func = self(func)
+            functools.update_wrapper(self, func)
 
     def __enter__(self):
         self._prev.append(mode.enabled)

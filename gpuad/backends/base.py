@@ -10,7 +10,7 @@ import math
 
 # Bound directly from the array module under the same name.
 UFUNCS = (
-    "negative abs exp expm1 log log1p sqrt square reciprocal sin cos tan tanh sinh cosh arctan "
+    "negative abs exp expm1 log log1p sqrt square sin cos tan tanh sinh cosh arctan "
     "sign floor ceil rint add subtract multiply true_divide power maximum minimum where clip "
     "equal not_equal less less_equal greater greater_equal logical_not logical_and logical_or "
     "logical_xor isnan isinf isfinite matmul"
@@ -18,7 +18,7 @@ UFUNCS = (
 
 # Bound directly from the array module: reductions, shape and linear-algebra functions.
 FUNCTIONS = (
-    "sum mean var std max min prod argmax argmin cumprod reshape transpose broadcast_to "
+    "sum mean var std max min prod any all argmax argmin cumprod reshape transpose broadcast_to "
     "concatenate stack flip pad expand_dims squeeze take_along_axis tensordot einsum "
     "zeros ones full empty zeros_like ones_like full_like arange linspace eye ascontiguousarray "
     "array_equal"
@@ -82,6 +82,16 @@ class Backend:
     def relu(self, x):
         return self.xp.maximum(x, 0)
 
+    def step(self, x):
+        """1 where x > 0, else 0, in x's dtype."""
+        return (x > 0).astype(x.dtype)
+
+    def reciprocal(self, x):
+        """1 / x; integer and boolean inputs give floats, as PyTorch (not NumPy's 1 // x)."""
+        if x.dtype.kind in "biu":
+            return self.xp.true_divide(1, x)
+        return self.xp.reciprocal(x)
+
     def softplus(self, x, beta, threshold):
         """log(1 + exp(beta x)) / beta as max(bx, 0) + log1p(exp(-|bx|)); linear past threshold."""
         xp = self.xp
@@ -93,7 +103,10 @@ class Backend:
         raise NotImplementedError
 
     def gelu(self, x, approximate):
-        """x Phi(x) with Phi the normal CDF (erf form), or PyTorch's tanh approximation."""
+        """x Phi(x) with Phi the normal CDF (erf form), or PyTorch's tanh approximation
+        (float16 computed in float32, where x^3 cannot overflow)."""
+        if x.dtype == "float16":
+            return self.gelu(x.astype("float32"), approximate).astype(x.dtype)
         if approximate == "tanh":
             u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
             return 0.5 * x * (1 + self.xp.tanh(u))

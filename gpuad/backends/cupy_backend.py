@@ -35,7 +35,7 @@ class CupyBackend(Backend):
 
     def seed(self, n):
         with self.cuda_device:
-            self._rng = cupy.random.default_rng(n)
+            self._rng = cupy.random.default_rng(n % 2**64)
 
     def rand(self, shape, dtype):
         with self.cuda_device:

@@ -44,8 +44,12 @@ def cuda_unavailable_reason(index=0):
     """Why ``cuda:index`` cannot be used, with the fix; ``None`` when it can."""
     count, why = driver_devices()
     if not cupy_installed():
-        gpu = f"{count} GPU(s) are visible, but " if count else ""
-        return f"{gpu}CuPy is not installed; {INSTALL_HINT}"
+        if count:
+            return f"{count} GPU(s) are visible, but CuPy is not installed; {INSTALL_HINT}"
+        return (
+            f"CuPy is not installed and {why}; a CUDA device needs an NVIDIA GPU with its "
+            f"driver, then {INSTALL_HINT}"
+        )
     if count == 0:
         return (
             f"CuPy is installed but {why}; run on a machine with an NVIDIA GPU and driver, "

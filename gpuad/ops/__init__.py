@@ -55,6 +55,8 @@ from .elementwise import (
 from .linalg import dot, einsum, matmul, outer, tensordot
 from .methods import install as _install
 from .reduction import (
+    all,
+    any,
     argmax,
     argmin,
     log_softmax,
@@ -93,6 +95,8 @@ from .shape import (
 _install()
 
 __all__ = [
+    "all",
+    "any",
     "abs",
     "add",
     "arctan",

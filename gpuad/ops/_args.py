@@ -28,9 +28,16 @@ def constant(value, dev):
             f"gpuad: a NumPy array (on the cpu) was combined with a tensor on {dev}; convert "
             f"it explicitly with ad.tensor(array, device={str(dev)!r})"
         )
-    a = dev.backend.asarray(value)
-    if a.dtype.kind == "O":
-        raise TypeError(f"gpuad: cannot use a {type(value).__name__} as a tensor operand")
+    try:
+        a = dev.backend.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"gpuad: cannot use a {type(value).__name__} as a tensor operand: "
+                        f"{exc}") from None
+    if a.dtype.kind not in "biufc":
+        raise TypeError(
+            f"gpuad: cannot use a {type(value).__name__} ({a.dtype}) as a tensor operand; "
+            "operands are tensors, numbers or numeric arrays"
+        )
     return Tensor(a, dev)
 
 
@@ -91,7 +98,7 @@ def normalize_axis(axis, ndim, op):
     """``axis`` (None, int or sequence) as None or a sorted tuple of non-negative ints."""
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, int) or hasattr(axis, "__index__") else tuple(axis)
+    axes = (axis,) if hasattr(axis, "__index__") else tuple(axis)
     out = []
     for ax in axes:
         ax = int(ax)
@@ -103,11 +110,18 @@ def normalize_axis(axis, ndim, op):
         out.append(ax % ndim if ndim else 0)
     if len(set(out)) != len(out):
         raise ValueError(f"gpuad: {op}: repeated axis in {axis}")
+    if ndim == 0:
+        return None  # axis 0 of a 0-d tensor is the whole of it, as in PyTorch
     return tuple(sorted(out))
 
 
 def shape_arg(shape):
     """Accept ``f(2, 3)`` and ``f((2, 3))`` alike."""
-    if len(shape) == 1 and not isinstance(shape[0], int) and not hasattr(shape[0], "__index__"):
+    if len(shape) == 1 and not hasattr(shape[0], "__index__"):
+        if not hasattr(shape[0], "__iter__"):
+            raise TypeError(f"gpuad: a shape is ints or a tuple of ints, got {shape[0]!r}")
         shape = shape[0]
+    for s in shape:
+        if not hasattr(s, "__index__"):
+            raise TypeError(f"gpuad: a shape is ints or a tuple of ints, got {tuple(shape)!r}")
     return tuple(int(s) for s in shape)

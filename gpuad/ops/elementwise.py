@@ -8,8 +8,9 @@ gpuad ops, so they are differentiable again (``create_graph=True``).
 import math
 
 from ..autograd.node import Op
+from ..dtypes import float16, float32
 from ..tensor import Tensor, record, record1
-from ._args import SCALARS, mismatch, operands, plain, to_tensor
+from ._args import SCALARS, constant, mismatch, operands, plain, to_tensor
 
 
 def _unary(name, method, rule, save="x", params=False):
@@ -70,10 +71,14 @@ cosh = _unary("cosh", "cosh", lambda g, x: g * sinh(x))
 arctan = _unary("arctan", "arctan", lambda g, x: g / (x * x + 1))
 erf = _unary("erf", "erf", lambda g, x: g * exp(-x * x) * _TWO_OVER_SQRT_PI)
 sigmoid = _unary("sigmoid", "sigmoid", lambda g, y: g * y * (1 - y), save="y")
-relu = _unary("relu", "relu", lambda g, y: where(y > 0, g, 0), save="y")  # relu'(0) = 0
+# step(x) = 1 where x > 0 else 0, with a zero gradient: rules built on it stay connected to x,
+# so their own derivative is zero (not "does not require grad") under create_graph.
+step = _unary("step", "step", lambda g: _zero(g), save=None)
+relu = _unary("relu", "relu", lambda g, y: g * step(y), save="y")  # relu'(0) = 0
 silu = _unary("silu", "silu", lambda g, x: g * _silu_grad(x))
 _leaky_relu = _unary(
-    "leaky_relu", "leaky_relu", lambda g, x, slope: where(x > 0, g, g * slope), params=True
+    "leaky_relu", "leaky_relu", lambda g, x, slope: g * (step(x) * (1 - slope) + slope),
+    params=True,
 )
 _elu = _unary(
     "elu", "elu", lambda g, x, alpha: where(x > 0, g, g * alpha * exp(where(x > 0, 0, x))),
@@ -100,6 +105,8 @@ def _silu_grad(x):
 
 def _gelu_grad(x, approximate):
     """d gelu/dx: Phi(x) + x phi(x) (erf form) or the derivative of the tanh form."""
+    if x.dtype == float16:  # x^3 overflows float16; compute in float32
+        return _gelu_grad(x.astype(float32), approximate).astype(float16)
     if approximate == "tanh":
         t = tanh((x + x * x * x * 0.044715) * _SQRT_2_OVER_PI)
         du = (x * x * (3 * 0.044715) + 1) * _SQRT_2_OVER_PI
@@ -159,6 +166,10 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
 
 def _shape_error(name, a, b, exc):
     shapes = [getattr(v, "shape", ()) for v in (a, b)]
+    if "broadcast" not in str(exc):
+        dtypes = [getattr(v, "dtype", type(v).__name__) for v in (a, b)]
+        return ValueError(f"gpuad: {name} of {dtypes[0]} {shapes[0]} and {dtypes[1]} "
+                          f"{shapes[1]} failed: {exc}")
     return ValueError(
         f"gpuad: {name} cannot broadcast shapes {shapes[0]} and {shapes[1]} ({exc}); make "
         "the shapes broadcast-compatible, e.g. with reshape or expand_dims"
@@ -204,8 +215,14 @@ minimum = _binary("minimum", "minimum", lambda g, a, b: _larger(g, b, a),
 _WHERE = Op("where", (None, lambda g, c: where(c, g, 0), lambda g, c: where(c, 0, g)))
 
 
-def where(condition, x, y):
-    """``x`` where ``condition`` is true, else ``y`` (broadcast together)."""
+def where(condition, x=None, y=None):
+    """``x`` where ``condition`` is true, else ``y`` (broadcast together). With only the
+    condition, the indices of its non-zero elements, one int64 tensor per axis (NumPy)."""
+    if x is None and y is None:
+        c = condition if condition.__class__ is Tensor else to_tensor(condition)
+        return tuple(plain(i, c._dev) for i in c._a.nonzero())
+    if x is None or y is None:
+        raise TypeError("gpuad.where takes the condition alone, or the condition, x and y")
     items = (condition, x, y)
     dev = next((v._dev for v in items if v.__class__ is Tensor), None)
     if dev is None:
@@ -223,12 +240,12 @@ def where(condition, x, y):
             raw.append(v)
             conv.append(v)
         else:
-            t = plain(dev.backend.asarray(v), dev)
+            t = constant(v, dev)
             raw.append(t._a)
             conv.append(t)
     condition = conv[0]
     if condition.__class__ is not Tensor:
-        condition = plain(dev.backend.asarray(condition), dev)
+        condition = constant(condition, dev)
     if condition.dtype.kind != "b":
         condition = condition != 0
         raw[0] = condition._a
@@ -251,11 +268,23 @@ def _clip_x(g, x, lo, hi):
     return g if keep is None else where(keep, g, 0)
 
 
-_CLIP = Op("clip", (
-    _clip_x,
-    lambda g, x, lo, hi: where(x < lo, g, 0),
-    lambda g, x, lo, hi: where(x > hi, g, 0),
-))
+def _clip_lo(g, x, lo, hi):
+    """min is active where x < min, unless min > max (then max wins everywhere)."""
+    active = x < lo
+    if hi is not None:
+        active = active & (lo <= hi)
+    return where(active, g, 0)
+
+
+def _clip_hi(g, x, lo, hi):
+    """max is active where x > max, and everywhere max < min."""
+    active = x > hi
+    if lo is not None:
+        active = active | (lo > hi)
+    return where(active, g, 0)
+
+
+_CLIP = Op("clip", (_clip_x, _clip_lo, _clip_hi))
 
 
 def clip(x, min=None, max=None, *, a_min=None, a_max=None):
@@ -278,7 +307,7 @@ def clip(x, min=None, max=None, *, a_min=None, a_max=None):
                 raise mismatch("clip", dev, b._dev)
             bounds.append(b)
         else:
-            bounds.append(plain(dev.backend.asarray(b), dev))
+            bounds.append(constant(b, dev))
     lo, hi = bounds
     raw = [b._a if b.__class__ is Tensor else b for b in bounds]
     out = dev._backend.clip(x._a, raw[0], raw[1])

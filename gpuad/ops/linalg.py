@@ -3,7 +3,7 @@ import string
 
 from ..autograd.node import Op
 from ..tensor import record
-from ._args import operands, tensors
+from ._args import operands, plain, tensors
 from .shape import broadcast_to, expand_dims, reshape, squeeze, swapaxes, transpose
 
 
@@ -138,21 +138,30 @@ def _parse_einsum(subscripts, shapes):
 def _einsum_rule(k):
     def rule(g, ins, out, *ops):
         target = ins[k]
-        if len(set(target)) != len(target):
-            raise RuntimeError(
-                f"gpuad: einsum cannot differentiate operand {k} with repeated subscript "
-                f"{target!r} (a diagonal); take the diagonal with indexing instead"
-            )
+        shape = ops[k].shape
+        unique = "".join(dict.fromkeys(target))  # a repeated letter (a diagonal) once
+        sizes = {c: shape[target.index(c)] for c in unique}
         others = [ins[i] for i in range(len(ins)) if i != k]
         present = set(out).union(*others) if others else set(out)
-        kept = "".join(c for c in target if c in present)
+        kept = "".join(c for c in unique if c in present)
         grad = einsum(",".join([out] + others) + "->" + kept,
                       g, *[ops[i] for i in range(len(ops)) if i != k])
-        if kept != target:  # letters summed away in the forward pass come back by broadcasting
-            shape = ops[k].shape
-            grad = reshape(grad, tuple(shape[i] if c in present else 1
-                                       for i, c in enumerate(target)))
-            grad = broadcast_to(grad, shape)
+        if kept != unique:  # letters summed away in the forward pass come back by broadcasting
+            grad = reshape(grad, tuple(sizes[c] if c in present else 1 for c in unique))
+            grad = broadcast_to(grad, tuple(sizes[c] for c in unique))
+        if unique != target:  # put the values back on the diagonal, zeros elsewhere
+            spare = iter(c for c in string.ascii_letters if c not in "".join(ins) + out)
+            spread, deltas = "", []
+            for i, c in enumerate(target):
+                if c in target[:i]:
+                    fresh = next(spare)
+                    spread += fresh
+                    deltas.append(c + fresh)
+                else:
+                    spread += c
+            eyes = [plain(g._dev.backend.eye(sizes[d[0]], dtype=g.dtype), g._dev)
+                    for d in deltas]
+            grad = einsum(",".join([unique] + deltas) + "->" + spread, grad, *eyes)
         return grad
     return rule
 

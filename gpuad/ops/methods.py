@@ -81,7 +81,7 @@ def install():
     T.__getitem__ = shape.getitem
     T.__setitem__ = inplace.setitem
     for name in ("sum mean max min prod logsumexp argmax argmin var std norm softmax "
-                 "log_softmax").split():
+                 "log_softmax any all").split():
         setattr(T, name, getattr(reduction, name))
     T.add, T.sub, T.mul, T.div, T.pow = ew.add, ew.sub, ew.mul, ew.div, ew.pow
     T.matmul, T.dot, T.outer = linalg.matmul, linalg.dot, linalg.outer

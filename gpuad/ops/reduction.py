@@ -4,6 +4,7 @@ family and argmax/argmin. ``axis`` is None (all axes), an int or a tuple; ``keep
 import math
 
 from ..autograd.node import Op
+from ..dtypes import float16, float32
 from ..tensor import Tensor, record1
 from ._args import normalize_axis, plain, to_tensor
 from .elementwise import abs, exp, sign, where
@@ -24,6 +25,14 @@ def _expand(g, shape, axis, keepdims):
     return broadcast_to(g, shape)
 
 
+def _wide(fn, a, *args, **kwargs):
+    """``fn(a, ...)``, computed in float32 when ``a`` is float16 (no overflow of squares and
+    sums past 65504), with the result cast back."""
+    if a.dtype == float16:
+        return fn(a.astype(float32), *args, **kwargs).astype(float16)
+    return fn(a, *args, **kwargs)
+
+
 def _count(shape, axis):
     return math.prod(shape) if axis is None else math.prod(shape[i] for i in axis)
 
@@ -35,7 +44,7 @@ def _reduction(name, rule, save_x=True, save_out=False):
         if x.__class__ is not Tensor:
             x = to_tensor(x)
         axis = normalize_axis(axis, x.ndim, name)
-        out = getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims)
+        out = _wide(getattr(x._dev._backend, name), x._a, axis=axis, keepdims=keepdims)
         saved = ((x,) if save_x else (x.shape,)) + (axis, keepdims)
         return record1(op, x, out, saved)
 
@@ -76,7 +85,7 @@ def var(x, axis=None, ddof=0, keepdims=False):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
     x = x if x.__class__ is Tensor else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "var")
-    out = x._dev._backend.var(x._a, axis=axis, ddof=ddof, keepdims=keepdims)
+    out = _wide(x._dev._backend.var, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
 
 
@@ -84,7 +93,7 @@ def std(x, axis=None, ddof=0, keepdims=False):
     """sqrt(var(x)); its gradient is infinite where the spread is zero (as PyTorch)."""
     x = x if x.__class__ is Tensor else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "std")
-    out = x._dev._backend.std(x._a, axis=axis, ddof=ddof, keepdims=keepdims)
+    out = _wide(x._dev._backend.std, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
 
 
@@ -148,7 +157,7 @@ def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
     x = x if x.__class__ is Tensor else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "logsumexp")
-    out = x._dev._backend.logsumexp(x._a, axis, keepdims)
+    out = _wide(x._dev._backend.logsumexp, x._a, axis, keepdims)
     return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
 
 
@@ -165,8 +174,9 @@ _PNORM = Op("norm", (_pnorm_rule,), save_out=True)
 def norm(x, ord=2, axis=None, keepdims=False):
     """The vector p-norm of the elements along ``axis`` (all elements when None).
 
-    ``ord``: any p > 0 (2 by default, "fro" is 2), inf (max |x|), -inf (min |x|), 0 (count
-    of non-zeros). The gradient at the zero vector is zero (PyTorch's convention).
+    ``ord``: any p != 0 (2 by default, "fro" is 2; negative p as NumPy), inf (max |x|), -inf
+    (min |x|), 0 (count of non-zeros). The gradient at the zero vector is zero (PyTorch's
+    convention).
     """
     x = x if x.__class__ is Tensor else to_tensor(x)
     if ord in (None, "fro"):
@@ -177,24 +187,23 @@ def norm(x, ord=2, axis=None, keepdims=False):
         return abs(x).max(axis=axis, keepdims=keepdims)
     if ord == -math.inf:
         return abs(x).min(axis=axis, keepdims=keepdims)
-    if ord == 0:
-        return (x != 0).sum(axis=axis, keepdims=keepdims).astype(x.dtype)
+    if ord == 0:  # the number of non-zeros; its gradient is zero (sign's)
+        return abs(sign(x)).sum(axis=axis, keepdims=keepdims)
     if ord == 1:
         return abs(x).sum(axis=axis, keepdims=keepdims)
-    if ord < 0:
-        raise ValueError(f"gpuad.norm: ord must be positive, inf or -inf, got {ord}")
     axis = normalize_axis(axis, x.ndim, "norm")
-    backend = x._dev._backend
-    a = x._a
-    if ord == 2:
-        out = backend.sqrt(backend.sum(a * a, axis=axis, keepdims=keepdims))
-    else:
-        out = backend.sum(backend.abs(a) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+    out = _wide(_pnorm, x._a, x._dev._backend, ord, axis, keepdims)
     return record1(_PNORM, x, out, (x, ord, axis, keepdims))
 
 
+def _pnorm(a, backend, p, axis, keepdims):
+    if p == 2:
+        return backend.sqrt(backend.sum(a * a, axis=axis, keepdims=keepdims))
+    return backend.sum(backend.abs(a) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+
+
 def _axis_one(axis, ndim, op):
-    if not isinstance(axis, int):
+    if not hasattr(axis, "__index__"):
         raise TypeError(f"gpuad.{op}: axis must be an int, got {axis!r}")
     return normalize_axis(axis, ndim, op)[0]
 
@@ -210,14 +219,28 @@ def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
     x = x if x.__class__ is Tensor else to_tensor(x)
     axis = _axis_one(axis, x.ndim, "softmax")
-    return record1(_SOFTMAX, x, x._dev._backend.softmax(x._a, axis), (axis,))
+    return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis``."""
     x = x if x.__class__ is Tensor else to_tensor(x)
     axis = _axis_one(axis, x.ndim, "log_softmax")
-    return record1(_LOG_SOFTMAX, x, x._dev._backend.log_softmax(x._a, axis), (axis,))
+    return record1(_LOG_SOFTMAX, x, _wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
+
+
+def any(x, axis=None, keepdims=False):
+    """Whether any element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    axis = normalize_axis(axis, x.ndim, "any")
+    return plain(x._dev._backend.any(x._a, axis=axis, keepdims=keepdims), x._dev)
+
+
+def all(x, axis=None, keepdims=False):
+    """Whether every element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
+    x = x if x.__class__ is Tensor else to_tensor(x)
+    axis = normalize_axis(axis, x.ndim, "all")
+    return plain(x._dev._backend.all(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
 def argmax(x, axis=None, keepdims=False):

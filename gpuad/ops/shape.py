@@ -115,7 +115,7 @@ def squeeze(x, axis=None):
 
 def expand_dims(x, axis):
     x = _tensor(x)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if hasattr(axis, "__index__") else tuple(axis)
     nd = x.ndim + len(axes)
     axes = normalize_axis(axes, nd, "expand_dims")
     it = iter(x.shape)
@@ -204,8 +204,10 @@ def _concat_rule(i):
 
 
 def concatenate(seq, axis=0):
-    """Join tensors along an existing axis."""
+    """Join tensors along an existing axis (``axis=None``: flatten them first)."""
     ts = tensors(seq, "concatenate")
+    if axis is None:
+        ts, axis = [reshape(t, (-1,)) for t in ts], 0
     nd = ts[0].ndim
     axis = normalize_axis(axis, nd, "concatenate")[0]
     try:
@@ -243,8 +245,8 @@ def split(x, sections_or_indices, axis=0):
     x = _tensor(x)
     axis = normalize_axis(axis, x.ndim, "split")[0]
     n = x.shape[axis]
-    if isinstance(sections_or_indices, int):
-        k = sections_or_indices
+    if hasattr(sections_or_indices, "__index__"):
+        k = int(sections_or_indices)
         if k <= 0 or n % k:
             raise ValueError(
                 f"gpuad: split cannot divide axis {axis} of size {n} into {k} equal sections; "
@@ -281,10 +283,13 @@ def pad(x, pad_width, constant_values=0):
 
 
 def _pad_widths(pad_width, ndim):
-    if isinstance(pad_width, int):
+    """NumPy's forms: n, (n,), (before, after), ((before, after),), or one pair per axis."""
+    if hasattr(pad_width, "__index__"):
         return [(pad_width, pad_width)] * ndim
     pw = list(pad_width)
-    if len(pw) == 2 and all(isinstance(v, int) for v in pw):
+    if len(pw) == 1 and hasattr(pw[0], "__index__"):
+        return [(pw[0], pw[0])] * ndim
+    if len(pw) == 2 and all(hasattr(v, "__index__") for v in pw):
         return [tuple(pw)] * ndim
     if len(pw) == 1:
         return [tuple(pw[0])] * ndim
@@ -307,15 +312,19 @@ def _index(index, x):
             if item._dev is not x._dev:
                 raise mismatch("indexing", x._dev, item._dev)
             arr = item._a
-        elif isinstance(item, (list,)) or hasattr(item, "__array_interface__") \
+        elif isinstance(item, list) or hasattr(item, "__array_interface__") \
                 or hasattr(item, "__cuda_array_interface__"):
             arr = backend.asarray(item)
+            if arr.size == 0 and arr.dtype.kind == "f":  # x[[]] selects nothing
+                arr = arr.astype("int64")
         else:
             out.append(item)
             continue
         advanced = True
-        if arr.dtype.kind == "b":
+        if arr.dtype.kind == "b" and arr.ndim:
             out.extend(arr.nonzero())
+        elif arr.dtype.kind == "b":
+            out.append(arr)
         elif arr.dtype.kind in "iu":
             out.append(arr)
         else:
@@ -353,11 +362,24 @@ def index_add(values, shape, index, advanced=True):
     return record1(_INDEX_ADD, values, out, (shape, index, advanced))
 
 
+def _indices(indices, x, op):
+    """Integer index data for ``x``: a tensor on x's device, or host data (lists, arrays),
+    which may be copied to the device since it only says where to read."""
+    if indices.__class__ is Tensor:
+        if indices._dev is not x._dev:
+            raise mismatch(op, x._dev, indices._dev)
+        t = indices
+    else:
+        t = plain(x._dev.backend.asarray(indices), x._dev)
+    if t.dtype.kind not in "iu":
+        raise IndexError(f"gpuad: {op} needs integer indices, got {t.dtype}")
+    return t
+
+
 def gather_nd(params, indices):
     """TensorFlow's gather_nd: ``indices[..., k]`` index the first k axes of ``params``."""
     params = _tensor(params)
-    if indices.__class__ is not Tensor:
-        indices = plain(params._dev.backend.asarray(indices), params._dev)
+    indices = _indices(indices, params, "gather_nd")
     k = indices.shape[-1]
     idx = tuple(indices._a[..., i] for i in range(k))
     return getitem(params, idx)
@@ -367,7 +389,10 @@ def take_along_axis(x, indices, axis):
     """Pick values along ``axis`` at ``indices`` (same ndim as ``x``), as NumPy does."""
     x = _tensor(x)
     backend = x._dev._backend
-    idx = indices._a if indices.__class__ is Tensor else backend.asarray(indices)
+    idx = _indices(indices, x, "take_along_axis")._a
+    if axis is None:
+        x, idx = reshape(x, (-1,)), idx.reshape(-1)
+        axis = 0
     axis = normalize_axis(axis, x.ndim, "take_along_axis")[0]
     if idx.ndim != x.ndim:
         raise ValueError(
