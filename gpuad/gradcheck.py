@@ -57,7 +57,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
         _, i, o_idx, k, e, a, n = worst
         raise GradcheckError(
             f"gpuad.gradcheck: Jacobian mismatch for output {o_idx} element {k} with respect to "
-            f"input {i} element {e}: analytic {a!r}, numerical {n!r} "
+            f"input {i} element {e}: analytic {float(a)!r}, numerical {float(n)!r} "
             f"(atol={atol}, rtol={rtol}, eps={eps})"
         )
     return True

@@ -190,3 +190,26 @@ def test_bad_operands_and_shapes_say_what_is_wrong():
         ad.zeros(2.5)
     with pytest.raises(TypeError, match="samples are floating-point"):
         ad.rand(2, dtype=ad.int64)
+
+
+def test_no_grad_decorates_generators():
+    @ad.no_grad()
+    def steps():
+        for _ in range(2):
+            yield ad.is_grad_enabled()
+
+    assert list(steps()) == [False, False]
+    assert ad.is_grad_enabled()
+
+
+def test_errors_for_empty_and_mismatched_in_place_input():
+    with pytest.raises(ValueError, match="max of an empty tensor"):
+        ad.max(ad.zeros(0))
+    with pytest.raises(ValueError, match=r"copy_ cannot copy shape \(2,\) into shape \(3,\)"):
+        ad.zeros(3).copy_(ad.ones(2))
+    with pytest.raises(ValueError, match="setitem cannot store a value of shape"):
+        ad.zeros(3)[:] = ad.ones(2)
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    view = ad.broadcast_to(x * 1, (2, 2))
+    with pytest.raises(RuntimeError, match="read-only view"):
+        view += 1

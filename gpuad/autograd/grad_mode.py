@@ -4,6 +4,7 @@ Each is a context manager and a decorator. ``set_grad_enabled(flag)`` also takes
 merely called, as in PyTorch.
 """
 import functools
+import inspect
 import threading
 
 
@@ -42,6 +43,8 @@ class _GradModeContext:
             return self._func(*args, **kwargs)
         func = args[0]
         flag = self.flag
+        if inspect.isgeneratorfunction(func):
+            return _generator_in_mode(func, flag)
 
         @functools.wraps(func)
         def wrapper(*a, **k):
@@ -53,6 +56,27 @@ class _GradModeContext:
                 mode.enabled = prev
 
         return wrapper
+
+
+def _generator_in_mode(func, flag):
+    """Wrap a generator function so that each of its steps runs in grad mode ``flag``."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        gen = func(*args, **kwargs)
+        sent = None
+        while True:
+            prev = mode.enabled
+            mode.enabled = flag
+            try:
+                item = gen.send(sent)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                mode.enabled = prev
+            sent = yield item
+
+    return wrapper
 
 
 class no_grad(_GradModeContext):

@@ -79,6 +79,11 @@ def _rebase(t, new, name):
             f"gpuad: {name}: the result has shape {new.shape} but the tensor changed in place "
             f"has shape {t.shape}; an in-place op cannot change the shape"
         )
+    if not t._a.flags.writeable:
+        raise RuntimeError(
+            f"gpuad: {name}: this tensor (shape {t.shape}) is a read-only view, such as one "
+            "made by broadcast_to, whose elements share memory; .clone() it first"
+        )
     if new.dtype != t.dtype:
         new = astype(new, t.dtype)
     t._a[...] = new._a
@@ -118,10 +123,16 @@ def setitem(t, index, value):
             raise mismatch("setitem", t._dev, value._dev)
     elif value.__class__ not in SCALARS:
         value = Tensor(t._dev.backend.asarray(value), t._dev)
-    if _tracking(t, value):
-        _rebase(t, _setitem_functional(_snapshot(t), idx, value), "setitem")
-    else:
-        t._a[idx] = value._a if value.__class__ is Tensor else value
+    try:
+        if _tracking(t, value):
+            _rebase(t, _setitem_functional(_snapshot(t), idx, value), "setitem")
+        else:
+            t._a[idx] = value._a if value.__class__ is Tensor else value
+    except ValueError as exc:
+        raise ValueError(
+            f"gpuad: setitem cannot store a value of shape {getattr(value, 'shape', ())} at "
+            f"{index!r} of a tensor of shape {t.shape}: {exc}"
+        ) from None
     _bump(t)
 
 
@@ -181,6 +192,12 @@ def copy_(t, src):
     if _tracking(t, src):
         _rebase(t, clone(broadcast_to(astype(src, t.dtype), t.shape)), "copy_")
     else:
-        t._a[...] = src._a
+        try:
+            t._a[...] = src._a
+        except ValueError:
+            raise ValueError(
+                f"gpuad: copy_ cannot copy shape {src.shape} into shape {t.shape}; the source "
+                "must broadcast to the destination"
+            ) from None
     _bump(t)
     return t

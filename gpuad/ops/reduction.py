@@ -44,6 +44,9 @@ def _reduction(name, rule, save_x=True, save_out=False):
         if x.__class__ is not Tensor:
             x = to_tensor(x)
         axis = normalize_axis(axis, x.ndim, name)
+        if x.size == 0 and name in ("max", "min"):
+            raise ValueError(f"gpuad: {name} of an empty tensor (shape {x.shape}) has no value; "
+                             "check the input is not empty")
         out = _wide(getattr(x._dev._backend, name), x._a, axis=axis, keepdims=keepdims)
         saved = ((x,) if save_x else (x.shape,)) + (axis, keepdims)
         return record1(op, x, out, saved)
