@@ -26,5 +26,12 @@ def device(request):
     return request.param
 
 
-def skip_without_cuda():
-    return pytest.mark.skipif(not ad.cuda.is_available(), reason="no usable CUDA device")
+@pytest.fixture
+def cpu_default():
+    """Pin the default device to the CPU for a test (it is cuda:0 on a GPU machine)."""
+    from gpuad.devices import _Policy
+
+    saved = _Policy.default
+    ad.set_default_device("cpu")
+    yield
+    _Policy.default = saved

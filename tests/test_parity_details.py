@@ -9,13 +9,7 @@ import pytest
 
 import gpuad as ad
 
-
-@pytest.fixture(autouse=True)
-def _cpu_default():
-    previous = ad.get_default_device()
-    ad.set_default_device("cpu")
-    yield
-    ad.set_default_device(previous)
+pytestmark = pytest.mark.usefixtures("cpu_default")
 
 
 # ---- several outputs ------------------------------------------------------------------------

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 
 import gpuad as ad
-from gpuad.devices import _Policy
 
-
-@pytest.fixture(autouse=True)
-def _cpu_default():
-    """These tests are about the CPU path: pin the default device (cuda:0 on a GPU machine)."""
-    saved = _Policy.default
-    ad.set_default_device("cpu")
-    yield
-    _Policy.default = saved
+# These tests are about the CPU path: pin the default device (cuda:0 on a GPU machine).
+pytestmark = pytest.mark.usefixtures("cpu_default")
 
 
 def _np(t):
