@@ -14,10 +14,17 @@ def _finish(a, dev, requires_grad):
     return t
 
 
+def _as_cupy(data):
+    """Any CUDA array (CuPy, PyTorch, Numba, ...) as a CuPy array on the same memory."""
+    import cupy
+
+    return cupy.asarray(data)
+
+
 def _source_device(data):
-    """The device an existing array lives on (CuPy arrays carry theirs)."""
-    if hasattr(data, "__cuda_array_interface__") and not isinstance(data, Tensor):
-        return _device(f"cuda:{data.device.id}")
+    """The device an existing array lives on."""
+    if hasattr(data, "__cuda_array_interface__"):
+        return _device(f"cuda:{_as_cupy(data).device.id}")
     return None
 
 
@@ -30,8 +37,11 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         dtype = as_dtype(dtype) or data.dtype
         dev = resolve(device) if device is not None else data._dev
         src = data._a if dev is data._dev else data._dev.backend.to_numpy(data._a)
-        return _finish(dev.backend.asarray(src, dtype=dtype).copy(), dev, requires_grad)
+        return _finish(dev.backend.copy(dev.backend.asarray(src, dtype=dtype)), dev,
+                       requires_grad)
     dev = resolve(device if device is not None else _source_device(data))
+    if hasattr(data, "__cuda_array_interface__"):
+        data = _as_cupy(data)
     dtype = as_dtype(dtype)
     try:
         if dtype is None:
@@ -40,7 +50,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
             data = data.get()
         if dtype.kind not in NUMERIC:
             raise TypeError(f"its elements are {dtype} values, not numbers")
-        array = dev.backend.asarray(data, dtype=dtype).copy()
+        array = dev.backend.copy(dev.backend.asarray(data, dtype=dtype))
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(
             f"gpuad.tensor: cannot make a tensor from {_describe(data)}: {exc}. Pass numbers "
@@ -76,6 +86,11 @@ def from_numpy(array):
 def from_dlpack(obj):
     """A tensor sharing memory with any DLPack producer (CuPy, PyTorch, JAX, NumPy)."""
     kind, index = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (1, 0)
+    if kind not in (1, 2, 13):  # DLPack's CPU, CUDA, CUDA managed
+        raise TypeError(
+            f"gpuad.from_dlpack: DLPack device type {kind} is not supported; gpuad takes CPU "
+            "(1) and CUDA (2, 13) memory"
+        )
     dev = resolve("cpu" if kind == 1 else f"cuda:{index}")
     return Tensor(dev.backend.from_dlpack(obj), dev)
 

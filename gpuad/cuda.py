@@ -35,9 +35,13 @@ def memory_info(device=None):
 
         with cupy.cuda.Device(index):
             return tuple(cupy.cuda.runtime.memGetInfo())
+    import cupy
+
+    bus_id = cupy.cuda.Device(index).pci_bus_id  # NVML numbers GPUs its own way
     pynvml.nvmlInit()
     try:
-        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+        handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+        info = pynvml.nvmlDeviceGetMemoryInfo(handle)
         return int(info.free), int(info.total)
     finally:
         pynvml.nvmlShutdown()

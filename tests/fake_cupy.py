@@ -33,6 +33,18 @@ def modules():
             setattr(cupy, name, getattr(np, name))
     cupy.__version__ = "fake"
     cupy.asnumpy = lambda a: np.array(a, copy=True)
+
+    def flip(a, axis=None):  # like CuPy: no flipping of 0-d arrays
+        if np.ndim(a) == 0:
+            raise np.exceptions.AxisError("Input must be >= 1-d")
+        return np.flip(a, axis)
+
+    def clip(a, lo=None, hi=None, **kwargs):  # like CuPy: one bound at least
+        if lo is None and hi is None:
+            raise ValueError("array_clip: must set either max or min")
+        return np.clip(a, lo, hi, **kwargs)
+
+    cupy.flip, cupy.clip = flip, clip
     cupy.cuda = types.SimpleNamespace(
         Device=_Device,
         runtime=types.SimpleNamespace(memGetInfo=lambda: (1 << 30, 2 << 30)),
@@ -47,7 +59,11 @@ def modules():
         import math
 
         erf = np.vectorize(math.erf, otypes=[np.float64])
-    special.erf = lambda x: np.asarray(erf(x)).astype(x.dtype)
+    def special_erf(x):  # like cupyx: float32 and float64 loops only
+        out = np.asarray(erf(x))
+        return out.astype(np.float32 if x.dtype == np.float16 else out.dtype)
+
+    special.erf = special_erf
     scipy = types.ModuleType("cupyx.scipy")
     scipy.special = special
     cupyx.scipy = scipy

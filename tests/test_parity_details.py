@@ -207,3 +207,22 @@ def test_errors_for_empty_and_mismatched_in_place_input():
     view = ad.broadcast_to(x * 1, (2, 2))
     with pytest.raises(RuntimeError, match="read-only view"):
         view += 1
+
+
+def test_view_chains_do_not_keep_intermediate_tensors_alive():
+    import gc
+    import weakref
+
+    x = ad.ones(3, 4) * 1
+    y = x
+    refs = []
+    for _ in range(4):
+        y = y.T
+        refs.append(weakref.ref(y))
+    gc.collect()
+    assert refs[-1]() is y and y._base is x  # the last view knows its base ...
+    assert all(r() is None for r in refs[:-1])  # ... but keeps no view in between alive
+
+
+def test_erf_of_integers_is_float():
+    np.testing.assert_allclose(ad.erf(ad.tensor([0, 1])).numpy(), [0.0, math.erf(1)])

@@ -274,7 +274,7 @@ def _accumulate_into_grad(t, g, create_graph, foreign):
     elif create_graph or old._grad_fn is not None:
         t._grad = old + g
     else:
-        old._a += g._a
+        old._dev._backend.add(old._a, g._a, out=old._a)
         old._ver[0] += 1
 
 
@@ -284,6 +284,6 @@ def _owned(g, foreign):
     this pass (one rule may pass the same gradient to several inputs); then it is copied."""
     a = g._a
     if a.base is not None or id(a) in foreign:
-        a = a.copy()
+        a = g._dev._backend.copy(a)
     foreign.add(id(a))
     return Tensor(a, g._dev)

@@ -11,7 +11,7 @@ import math
 # Bound directly from the array module under the same name.
 UFUNCS = (
     "negative abs exp expm1 log log1p sqrt square sin cos tan tanh sinh cosh arctan "
-    "sign floor ceil rint add subtract multiply true_divide power maximum minimum where clip "
+    "sign floor ceil rint add subtract multiply true_divide power maximum minimum where "
     "equal not_equal less less_equal greater greater_equal logical_not logical_and logical_or "
     "logical_xor isnan isinf isfinite matmul"
 ).split()
@@ -21,7 +21,14 @@ FUNCTIONS = (
     "sum mean var std max min prod any all argmax argmin cumprod reshape transpose broadcast_to "
     "concatenate stack flip pad expand_dims squeeze take_along_axis tensordot einsum "
     "zeros ones full empty zeros_like ones_like full_like arange linspace eye ascontiguousarray "
-    "array_equal"
+    "array_equal nonzero"
+).split()
+
+# Methods written below that do array work (a device backend runs them on its device).
+METHODS = (
+    "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
+    "log_softmax prod_others getitem index_add setitem clip rsqrt silu leaky_relu elu "
+    "check_indices"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -100,7 +107,26 @@ class Backend:
         return xp.where(bx > threshold, x, soft)
 
     def erf(self, x):
+        """The error function, in floating point: float16 is computed in float32 and
+        integers give float64."""
+        if x.dtype.kind in "biu":
+            return self._erf(x.astype("float64"))
+        if x.dtype == "float16":
+            return self._erf(x.astype("float32")).astype("float16")
+        return self._erf(x)
+
+    def _erf(self, x):
+        """erf of a float32 or float64 array, in the same dtype."""
         raise NotImplementedError
+
+    def clip(self, x, lo, hi):
+        """min(max(x, lo), hi): where lo > hi the result is hi, as NumPy and PyTorch."""
+        xp = self.xp
+        if lo is not None:
+            x = xp.maximum(x, lo)
+        if hi is not None:
+            x = xp.minimum(x, hi)
+        return x
 
     def gelu(self, x, approximate):
         """x Phi(x) with Phi the normal CDF (erf form), or PyTorch's tanh approximation
@@ -111,17 +137,6 @@ class Backend:
             u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
             return 0.5 * x * (1 + self.xp.tanh(u))
         return 0.5 * x * (1 + self.erf(x * _INV_SQRT_2))
-
-    def gelu_grad(self, x, approximate):
-        """d gelu / dx: Phi(x) + x phi(x), or the derivative of the tanh form."""
-        xp = self.xp
-        if approximate == "tanh":
-            u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-            t = xp.tanh(u)
-            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
-        cdf = 0.5 * (1 + self.erf(x * _INV_SQRT_2))
-        return cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x))
 
     # ---- row-wise (axis) math -----------------------------------------------------------
     def logsumexp(self, x, axis, keepdims):
@@ -173,6 +188,15 @@ class Backend:
 
     def setitem(self, a, index, value):
         a[index] = value
+
+    def check_indices(self, index, size, axis):
+        """Raise IndexError when an integer index array reaches outside an axis of ``size``
+        (CuPy wraps such indices around instead of raising)."""
+        if index.size and (int(index.min()) < -size or int(index.max()) >= size):
+            raise IndexError(
+                f"gpuad: index out of range for axis {axis} of size {size} (indices span "
+                f"{int(index.min())}..{int(index.max())})"
+            )
 
     # ---- activations with parameters (kept here so a device backend can fuse them) ------
     def rsqrt(self, x):

@@ -68,12 +68,14 @@ class NumpyBackend(Backend):
     def randn(self, shape, dtype):
         return self._rng.standard_normal(shape, dtype=np.float64).astype(dtype, copy=False)
 
-    def erf(self, x):
-        x = np.asarray(x)
+    def _erf(self, x):
         if _scipy_erf is not None:
             return np.asarray(_scipy_erf(x)).astype(x.dtype, copy=False)
         out = _math_erf(x.astype(np.float64))
         return np.asarray(out, dtype=np.float64).astype(x.dtype, copy=False)
+
+    def check_indices(self, index, size, axis):
+        """NumPy raises IndexError for out-of-range indices by itself."""
 
     def _scatter_add(self, out, index, values):
         np.add.at(out, index, values)

@@ -23,7 +23,7 @@ def mismatch(op, a, b):
 
 def constant(value, dev):
     """``value`` (NumPy array, list, NumPy scalar) as a graph-free tensor on ``dev``."""
-    if dev.type != "cpu" and type(value).__module__ == "numpy":
+    if dev.type != "cpu" and type(value).__module__ == "numpy" and getattr(value, "ndim", 0):
         raise DeviceMismatchError(
             f"gpuad: a NumPy array (on the cpu) was combined with a tensor on {dev}; convert "
             f"it explicitly with ad.tensor(array, device={str(dev)!r})"

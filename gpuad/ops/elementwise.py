@@ -220,7 +220,7 @@ def where(condition, x=None, y=None):
     condition, the indices of its non-zero elements, one int64 tensor per axis (NumPy)."""
     if x is None and y is None:
         c = condition if condition.__class__ is Tensor else to_tensor(condition)
-        return tuple(plain(i, c._dev) for i in c._a.nonzero())
+        return tuple(plain(i, c._dev) for i in c._dev._backend.nonzero(c._a))
     if x is None or y is None:
         raise TypeError("gpuad.where takes the condition alone, or the condition, x and y")
     items = (condition, x, y)
@@ -309,6 +309,8 @@ def clip(x, min=None, max=None, *, a_min=None, a_max=None):
         else:
             bounds.append(constant(b, dev))
     lo, hi = bounds
+    if lo is None and hi is None:
+        return x * 1  # nothing to limit: a differentiable copy
     raw = [b._a if b.__class__ is Tensor else b for b in bounds]
     out = dev._backend.clip(x._a, raw[0], raw[1])
     return record(_CLIP, (x, lo, hi), out, dev, (x, lo, hi))

@@ -79,14 +79,14 @@ def _rebase(t, new, name):
             f"gpuad: {name}: the result has shape {new.shape} but the tensor changed in place "
             f"has shape {t.shape}; an in-place op cannot change the shape"
         )
-    if not t._a.flags.writeable:
+    if _overlapping(t._a):
         raise RuntimeError(
             f"gpuad: {name}: this tensor (shape {t.shape}) is a read-only view, such as one "
             "made by broadcast_to, whose elements share memory; .clone() it first"
         )
     if new.dtype != t.dtype:
         new = astype(new, t.dtype)
-    t._a[...] = new._a
+    t._dev._backend.setitem(t._a, Ellipsis, new._a)
     t._grad_fn = new._grad_fn
     t._rg = new._rg
     base = t._base
@@ -97,11 +97,19 @@ def _rebase(t, new, name):
         base._grad_fn, base._rg = fresh._grad_fn, fresh._rg
 
 
+def _overlapping(a):
+    """Whether ``a`` cannot be written element by element: read-only (NumPy) or with elements
+    sharing memory (a zero stride, as broadcast_to makes; CuPy has no read-only flag)."""
+    if not getattr(a.flags, "writeable", True):
+        return True
+    return any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape))
+
+
 def _setitem_rule_base(g, index):
     """Gradient for the old value: everything except the overwritten positions."""
     backend = g._dev._backend
     keep = backend.ones(g.shape, dtype=bool)
-    keep[index] = False
+    backend.setitem(keep, index, False)
     return where(Tensor(keep, g._dev), g, 0)
 
 
@@ -109,8 +117,9 @@ _SETITEM = Op("setitem", (_setitem_rule_base, lambda g, index: g[index]))
 
 
 def _setitem_functional(old, index, value):
-    out = old._dev._backend.copy(old._a)
-    out[index] = value._a if value.__class__ is Tensor else value
+    backend = old._dev._backend
+    out = backend.copy(old._a)
+    backend.setitem(out, index, value._a if value.__class__ is Tensor else value)
     return record(_SETITEM, (old, value), out, old._dev, (index,))
 
 
@@ -127,7 +136,7 @@ def setitem(t, index, value):
         if _tracking(t, value):
             _rebase(t, _setitem_functional(_snapshot(t), idx, value), "setitem")
         else:
-            t._a[idx] = value._a if value.__class__ is Tensor else value
+            t._dev._backend.setitem(t._a, idx, value._a if value.__class__ is Tensor else value)
     except ValueError as exc:
         raise ValueError(
             f"gpuad: setitem cannot store a value of shape {getattr(value, 'shape', ())} at "
@@ -173,7 +182,7 @@ def fill_(t, value):
         full = t._dev._backend.full(t.shape, value, dtype=t.dtype)
         _rebase(t, record(_FILL, (_snapshot(t),), full, t._dev, ()), "fill_")
     else:
-        t._a.fill(value)
+        t._dev._backend.setitem(t._a, Ellipsis, value)
     _bump(t)
     return t
 
@@ -193,7 +202,7 @@ def copy_(t, src):
         _rebase(t, clone(broadcast_to(astype(src, t.dtype), t.shape)), "copy_")
     else:
         try:
-            t._a[...] = src._a
+            t._dev._backend.setitem(t._a, Ellipsis, src._a)
         except ValueError:
             raise ValueError(
                 f"gpuad: copy_ cannot copy shape {src.shape} into shape {t.shape}; the source "

@@ -24,7 +24,8 @@ def _as_view(out, x, view, arg):
     if x._dev._backend.xp.may_share_memory(out._a, x._a):
         out._ver = x._ver
         out._base = x._base if x._base is not None else x
-        out._view_of = (x, view, arg)
+        # a link of the chain of views from the base, not the intermediate tensors
+        out._view_of = (x._view_of if x._base is not None else None, view, arg)
         out._view_ver = x._ver[0]
     return out
 
@@ -32,12 +33,13 @@ def _as_view(out, x, view, arg):
 def view_positions(t):
     """For a view ``t``, the flat index in its base of each of its elements (an int array)."""
     chain = []
-    v = t
-    while v._base is not None:
-        v, view, arg = v._view_of[0], v._view_of[1], v._view_of[2]
+    link = t._view_of
+    while link is not None:
+        link, view, arg = link
         chain.append((view, arg))
+    base = t._base
     backend = t._dev._backend
-    positions = backend.arange(v._a.size).reshape(v.shape)
+    positions = backend.arange(base._a.size).reshape(base.shape)
     for view, arg in reversed(chain):
         positions = view(backend, positions, arg)
     return positions
@@ -83,7 +85,7 @@ def reshape(x, *shape):
     x = _tensor(x)
     shape = shape_arg(shape)
     try:
-        out = x._a.reshape(shape)
+        out = x._dev._backend.reshape(x._a, shape)
     except ValueError:
         raise ValueError(
             f"gpuad: reshape cannot turn shape {x.shape} ({x.size} elements) into {shape}; "
@@ -138,7 +140,7 @@ def transpose(x, axes=None):
                 f"of shape {x.shape}"
             )
     inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
-    out = record1(_TRANSPOSE, x, x._a.transpose(axes), (inverse,))
+    out = record1(_TRANSPOSE, x, x._dev._backend.transpose(x._a, axes), (inverse,))
     return _as_view(out, x, _view_transpose, axes)
 
 
@@ -264,6 +266,8 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),))
 
 def flip(x, axis=None):
     x = _tensor(x)
+    if x.ndim == 0:
+        return x
     axis = normalize_axis(axis, x.ndim, "flip")
     out = record1(_FLIP, x, x._dev._backend.flip(x._a, axis), (axis,))
     return _as_view(out, x, _view_flip, axis)
@@ -322,7 +326,7 @@ def _index(index, x):
             continue
         advanced = True
         if arr.dtype.kind == "b" and arr.ndim:
-            out.extend(arr.nonzero())
+            out.extend(backend.nonzero(arr))
         elif arr.dtype.kind == "b":
             out.append(arr)
         elif arr.dtype.kind in "iu":
@@ -331,7 +335,25 @@ def _index(index, x):
             raise IndexError(
                 f"gpuad: tensors used as indices must be integer or boolean, got {arr.dtype}"
             )
+    if advanced:
+        _check_bounds(out, x)
     return tuple(out), advanced
+
+
+def _check_bounds(index, x):
+    """Check each integer index array against the axis it indexes (CuPy would wrap around)."""
+    backend = x._dev._backend
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    axis = 0
+    for item in index:
+        if item is None:
+            continue
+        if item is Ellipsis:
+            axis += x.ndim - consumed
+            continue
+        if hasattr(item, "dtype") and item.dtype.kind in "iu" and axis < x.ndim:
+            backend.check_indices(item, x.shape[axis], axis)
+        axis += 1
 
 
 _GETITEM = Op("getitem", (lambda g, shape, index, advanced:
@@ -343,7 +365,7 @@ def getitem(x, index):
     x = _tensor(x)
     idx, advanced = _index(index, x)
     try:
-        out = x._a[idx]
+        out = x._dev._backend.getitem(x._a, idx)
     except IndexError as exc:
         raise IndexError(f"gpuad: index {index!r} is invalid for shape {x.shape}: {exc}") from None
     t = record1(_GETITEM, x, out, (x.shape, idx, advanced))
