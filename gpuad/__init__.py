@@ -8,7 +8,9 @@ tensor([2., 4.])
 """
 from . import cuda
 from .autograd.engine import backward, grad
+from .autograd.function import Function, FunctionCtx, custom_gradient
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd.tape import GradientTape, UnconnectedGradients
 from .creation import (
     arange,
     as_tensor,
@@ -32,11 +34,30 @@ from .creation import (
 )
 from .devices import Device, device, get_default_device, set_cpu_fallback, set_default_device
 from .dtypes import bool_, double, float16, float32, float64, half, int32, int64, long
-from .errors import DeviceMismatchError, DeviceUnavailableError, GradcheckError
+from .errors import (
+    DeviceMismatchError,
+    DeviceUnavailableError,
+    GradcheckError,
+    GradientTapeWarning,
+)
 from .gradcheck import gradcheck
 from .ops import *  # noqa: F403  (every op of SPEC section 5)
 from .ops import __all__ as _ops_all
+from .ops.tf_names import (
+    cast,
+    clip_by_value,
+    cond,
+    divide,
+    multiply,
+    reduce_max,
+    reduce_mean,
+    reduce_min,
+    reduce_sum,
+    subtract,
+    while_loop,
+)
 from .tensor import Tensor
+from .variables import Variable, constant
 
 __version__ = "0.1.0"
 
@@ -47,5 +68,8 @@ __all__ = [
     "int64", "bool_", "half", "double", "long", "Device", "device", "get_default_device",
     "set_default_device", "set_cpu_fallback", "cuda", "DeviceUnavailableError",
     "DeviceMismatchError", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "grad", "backward", "gradcheck", *_ops_all,
+    "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
+    "GradientTapeWarning", "Variable", "constant", "custom_gradient", "Function", "FunctionCtx",
+    "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "multiply", "subtract", "divide",
+    "clip_by_value", "cast", "cond", "while_loop", *_ops_all,
 ]

@@ -11,3 +11,8 @@ class DeviceMismatchError(RuntimeError):
 
 class GradcheckError(RuntimeError):
     """Analytic and finite-difference gradients disagree; the message gives the worst mismatch."""
+
+
+class GradientTapeWarning(UserWarning):
+    """A GradientTape was used in a way that loses gradients (a watched integer tensor, a
+    watched tensor copied out with ``.numpy()`` while recording)."""

@@ -57,11 +57,13 @@ class Tensor:
 
     @property
     def grad_fn(self):
-        return self._grad_fn
+        """The node that made this tensor; None for leaves and for tensors that do not require
+        grad (a result only a gradient tape recorded is one of those)."""
+        return self._grad_fn if self._rg else None
 
     @property
     def is_leaf(self):
-        return self._grad_fn is None
+        return self._grad_fn is None or not self._rg
 
     @property
     def requires_grad(self):
@@ -95,6 +97,14 @@ class Tensor:
 
     # ---- autograd -----------------------------------------------------------------------
     def requires_grad_(self, flag=True):
+        if self._grad_fn is not None and not self._rg:
+            if not flag:
+                return self
+            raise RuntimeError(
+                "gpuad: this tensor was computed while a GradientTape recorded it, so it has a "
+                "place in the tape's graph; it cannot also become a leaf that requires grad. "
+                "Use t.detach().requires_grad_() for a new leaf"
+            )
         if self._grad_fn is not None and not flag:
             raise RuntimeError(
                 "gpuad: requires_grad can only be turned off on leaf tensors; this one was "
@@ -155,7 +165,13 @@ class Tensor:
 
     # ---- conversion ---------------------------------------------------------------------
     def numpy(self):
-        """A NumPy copy of the data (detached; a device-to-host copy for CUDA tensors)."""
+        """A NumPy copy of the data (detached; a device-to-host copy for CUDA tensors).
+
+        Inside a recording gradient tape that watches this tensor, a warning (once per tape)
+        says that what is computed from the copy is not recorded."""
+        if mode.tapes:
+            for tape in mode.tapes:
+                tape._on_numpy(self)
         return self._dev.backend.to_numpy(self._a)
 
     def item(self):
@@ -163,10 +179,12 @@ class Tensor:
             raise RuntimeError(
                 f"gpuad: item() needs a tensor with one element, got shape {self.shape}"
             )
-        return self._a.reshape(()).item() if self._dev.type == "cpu" else self.numpy().item()
+        if self._dev.type == "cpu":
+            return self._a.reshape(()).item()
+        return self._dev.backend.to_numpy(self._a).item()
 
     def tolist(self):
-        return self.numpy().tolist()
+        return self._dev.backend.to_numpy(self._a).tolist()
 
     def __array__(self, dtype=None, copy=None):
         if self._dev.type != "cpu":
@@ -258,12 +276,15 @@ class Tensor:
 
     def __deepcopy__(self, memo):
         """A copy with its own storage, as a leaf (only leaves can be copied, as in PyTorch)."""
-        if self._grad_fn is not None:
+        if not self.is_leaf:
             raise RuntimeError(
                 f"gpuad: only leaf tensors can be deep-copied; this one was computed by "
                 f"{self._grad_fn.name()}. Use .detach().clone() or copy a leaf"
             )
         out = Tensor(self._dev.backend.copy(self._a), self._dev, None, self._rg)
+        return self._copied_into(out, memo)
+
+    def _copied_into(self, out, memo):
         if self._grad is not None:
             out._grad = self._grad.__deepcopy__(memo)
         memo[id(self)] = out
@@ -300,7 +321,7 @@ class _HookHandle:
 
 def _edge(t):
     """The graph edge for input ``t``: its node, itself if a grad-requiring leaf, else None."""
-    if t.__class__ is not Tensor:
+    if not isinstance(t, Tensor):
         return None
     if t._base is not None and t._view_ver != t._ver[0]:
         _refresh(t)
@@ -323,10 +344,14 @@ def record1(op, x, a, saved):
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)  # NumPy returns scalars for 0-d results; keep arrays
     if mode.enabled:
+        if mode.tapes:
+            return _record_taped(op, (x,), a, dev, saved)
         if x._base is not None and x._view_ver != x._ver[0]:
             _refresh(x)
         if x._rg:
             return _attach(op, (x._grad_fn or x,), a, dev, saved)
+    elif mode.watchers:
+        _note_reads((x,))
     return Tensor(a, dev)
 
 
@@ -336,20 +361,92 @@ def record(op, inputs, a, dev, saved):
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)
     if mode.enabled:
+        if mode.tapes:
+            return _record_taped(op, inputs, a, dev, saved)
         parents = tuple([_edge(t) for t in inputs])
         if parents.count(None) != len(parents):
             return _attach(op, parents, a, dev, saved)
+    elif mode.watchers:
+        _note_reads(inputs)
     return Tensor(a, dev)
 
 
-def _attach(op, parents, a, dev, saved):
+def _attach(op, parents, a, dev, saved, rg=True):
     """The output tensor of a recorded op, with its node. Each saved tensor's version (and
     the output's, when the rule reads the output) is noted to catch later in-place changes."""
-    out = Tensor(a, dev, None, True)
-    vers = [(s._ver, s._ver[0]) for s in saved if s.__class__ is Tensor]
+    out = Tensor(a, dev, None, rg)
+    vers = [(s._ver, s._ver[0]) for s in saved if isinstance(s, Tensor)]
     if op.save_out:
         vers.append((out._ver, 0))
         out._grad_fn = Node(op, parents, saved, vers, a, a.shape, a.dtype, dev)
     else:
         out._grad_fn = Node(op, parents, saved, vers, None, a.shape, a.dtype, dev)
     return out
+
+
+# ---- recording while gradient tapes are active ------------------------------------------
+
+def needs_grad(t):
+    """Whether an op must keep what input ``t``'s gradient rule reads: ``t`` requires grad, or
+    a gradient tape now recording watches it."""
+    if not isinstance(t, Tensor):
+        return False
+    if t._rg:
+        return True
+    return bool(mode.enabled and mode.tapes and tape_tracked(t))
+
+
+def tape_tracked(t):
+    """Whether a recording tape watches ``t`` (or recorded the op that made it)."""
+    key = t._grad_fn or t
+    for tape in mode.tapes:
+        if tape._tracks(t, key):
+            return True
+    return False
+
+
+def _record_taped(op, inputs, a, dev, saved):
+    """:func:`record` while tapes record: the node goes on every recording tape that watches
+    one of the inputs, and is in the ``requires_grad`` graph when an input requires grad. A
+    result only tapes recorded does not require grad: after the tapes it is a constant."""
+    tapes = mode.tapes
+    parents, taped, on = [], [], []
+    rg = False
+    for t in inputs:
+        if not isinstance(t, Tensor):
+            parents.append(None)
+            taped.append(None)
+            continue
+        if t._base is not None and t._view_ver != t._ver[0]:
+            _refresh(t)
+        key = t._grad_fn or t
+        hit = t._rg
+        for tape in tapes:
+            if tape._tracks(t, key):
+                hit = True
+                if tape not in on:
+                    on.append(tape)
+        parents.append(key if t._rg else None)
+        taped.append(key if hit else None)
+        rg = rg or t._rg
+    if not on:
+        if rg:
+            return _attach(op, tuple(parents), a, dev, saved)
+        return Tensor(a, dev)
+    out = _attach(op, tuple(parents), a, dev, saved, rg)
+    node = out._grad_fn
+    node.tapes = tuple(tape._mark for tape in on)
+    if taped != parents:
+        node.taped = tuple(taped)
+    for tape in on:
+        tape._nodes.append(node)
+    return out
+
+
+def _note_reads(inputs):
+    """Under ``no_grad``, tell the active collectors which tensors that require grad an op
+    read (``custom_gradient`` finds the trainable variables its function uses this way)."""
+    for t in inputs:
+        if isinstance(t, Tensor) and t._rg:
+            for seen in mode.watchers:
+                seen.setdefault(id(t), t)

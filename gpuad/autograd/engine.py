@@ -5,6 +5,10 @@ only the nodes that lead to the requested inputs, accumulates gradients out of p
 broadcasting and dtype promotion in one place (:func:`_fit`), and frees each node's saved values
 after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with grad mode on,
 so the gradients themselves are recorded and can be differentiated again.
+
+A gradient tape runs the same walk with its mark (:func:`run_tape`): it then follows only the
+nodes recorded on that tape, also through inputs that only the tape watches, and stops at
+nodes made outside it, which are constants to the tape unless they are asked for.
 """
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
@@ -120,7 +124,19 @@ def _seeds(outputs, grads):
     return seeds
 
 
-def _topological(roots):
+def _edges(node, mark):
+    """The inputs a walk follows from ``node``: all tracked ones on a tape's walk."""
+    if mark is None or node.taped is None:
+        return node.parents
+    return node.taped
+
+
+def _follows(p, mark):
+    """Whether a walk goes on into ``p``: a node, and on the tape's walk one it recorded."""
+    return p.__class__ is Node and (mark is None or (p.tapes is not None and mark in p.tapes))
+
+
+def _topological(roots, mark=None):
     """Nodes reachable from ``roots``, each before the nodes that produced its inputs."""
     order = []
     seen = set()
@@ -128,13 +144,13 @@ def _topological(roots):
         if root in seen:  # reached from an earlier root: it is already ordered after it
             continue
         seen.add(root)
-        stack = [(root, iter(root.parents))]
+        stack = [(root, iter(_edges(root, mark)))]
         while stack:
             node, parents = stack[-1]
             for p in parents:
-                if p.__class__ is Node and p not in seen:
+                if p not in seen and _follows(p, mark):
                     seen.add(p)
-                    stack.append((p, iter(p.parents)))
+                    stack.append((p, iter(_edges(p, mark))))
                     break
             else:
                 stack.pop()
@@ -143,11 +159,11 @@ def _topological(roots):
     return order
 
 
-def _needed(order, targets):
+def _needed(order, targets, mark=None):
     """The nodes on some path to a target; the others need not run."""
     needed = set()
     for node in reversed(order):
-        for p in node.parents:
+        for p in _edges(node, mark):
             if p is not None and (p in targets or p in needed):
                 needed.add(node)
                 break
@@ -156,6 +172,8 @@ def _needed(order, targets):
 
 def _fit(g, parent):
     """Undo broadcasting and promotion: sum ``g`` down to the parent's shape, cast its dtype."""
+    if not isinstance(g, Tensor):
+        return g  # the per-output gradients of a multi-output custom function (OutputGrads)
     if parent.__class__ is Node:
         shape, dtype = parent.shape, parent.dtype
     else:
@@ -180,23 +198,25 @@ def _check_versions(node):
             )
 
 
-def _execute(roots, seeds, retain_graph, create_graph, targets, foreign):
+def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=None):
     """Run the backward pass. Returns ``{key: grad}`` for the targets (None: all leaves).
 
     ``foreign`` collects the ids of arrays the caller owns (seeds, tensors returned by hooks):
-    a leaf never adopts one of those as its ``.grad`` storage."""
+    a leaf never adopts one of those as its ``.grad`` storage. With a tape's ``mark`` the walk
+    stays on that tape's nodes, and a target may also be a node the tape did not record."""
     grads = {}
     root_nodes = []
     for y, g in zip(roots, seeds):
         key = y._grad_fn or y
         old = grads.get(key)
         grads[key] = g if old is None else old + g
-        if y._grad_fn is not None and y._grad_fn not in root_nodes:
+        if (y._grad_fn is not None and y._grad_fn not in root_nodes
+                and _follows(y._grad_fn, mark)):
             root_nodes.append(y._grad_fn)
-    order = _topological(root_nodes)
+    order = _topological(root_nodes, mark)
     if targets is not None:
         target_keys = {t._grad_fn or t for t in targets}
-        needed = _needed(order, target_keys)
+        needed = _needed(order, target_keys, mark)
         captured = {}
     foreign.update(id(g._a) for g in seeds)
     prev = mode.enabled
@@ -230,21 +250,33 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign):
                     _check_versions(node)
                 op = node.op
                 if op.save_out:
-                    saved = (Tensor(node.out, node.device, node, True),) + saved
+                    rg = mark is None or node.in_graph()
+                    saved = (Tensor(node.out, node.device, node, rg),) + saved
+                edges = node.parents if mark is None else _edges(node, mark)
                 vjps = op.vjps
-                for i, p in enumerate(node.parents):
+                given = None
+                if vjps is None:  # one rule gives every input's gradient (custom gradients)
+                    wanted = [p is not None and (targets is None or p in needed
+                                                 or p in target_keys) for p in edges]
+                    given = op.vjp_all(node, g, saved, wanted)
+                for i, p in enumerate(edges):
                     if p is None or (targets is not None and p not in needed
                                      and p not in target_keys):
                         continue
-                    gi = _fit(vjps[i](g, *saved), p)
+                    gi = vjps[i](g, *saved) if given is None else given[i]
+                    if gi is None:
+                        continue
+                    gi = _fit(gi, p)
                     old = grads.get(p)
                     grads[p] = gi if old is None else old + gi
                 if not retain_graph and (node.saved or op.save_out):
                     node.saved = FREED
                     node.out = None
             for leaf, g in grads.items():
-                if leaf.__class__ is not Tensor:
-                    continue  # a node that was pruned away
+                if leaf.__class__ is Node:
+                    if targets is not None and leaf in target_keys:
+                        captured[leaf] = g  # a node outside the tape, asked for as a source
+                    continue  # else a node that was pruned away
                 if leaf._hooks:
                     g = _run_hooks(leaf._hooks, g, foreign)
                 if targets is None:

@@ -9,7 +9,13 @@ import threading
 
 
 class _Mode(threading.local):
-    enabled = True  # the per-thread default
+    """Per-thread state of recording: grad mode, the gradient tapes now recording (innermost
+    last), and the collectors of tensors that require grad read under ``no_grad`` (for
+    ``custom_gradient``)."""
+
+    enabled = True
+    tapes = ()
+    watchers = ()
 
 
 mode = _Mode()

@@ -3,6 +3,9 @@
 An :class:`Op` holds one differentiable operation's rules: a VJP per input, and a slot for its
 JVP rule (forward mode). A :class:`Node` is one application of an op: it points at its inputs'
 nodes (or at leaf tensors) and holds only what the op's rules need.
+
+There is one graph. A node made while a :class:`~gpuad.autograd.tape.GradientTape` records
+also carries the marks of the tapes it is on, and its edges to inputs that only a tape watches.
 """
 
 
@@ -14,15 +17,19 @@ class Op:
     to the input's dtype in one shared place. When ``save_out`` is set, the op's output is
     passed as the first saved value (the output is kept as an array, so the graph holds no
     reference cycle). ``jvp`` is the forward-mode rule.
+
+    An op whose rules are one function (a custom gradient) has ``vjps=None`` and
+    ``vjp_all(node, g, saved, needs)``, which returns every input's gradient in one call.
     """
 
-    __slots__ = ("name", "vjps", "jvp", "save_out")
+    __slots__ = ("name", "vjps", "jvp", "save_out", "vjp_all")
 
-    def __init__(self, name, vjps, jvp=None, save_out=False):
+    def __init__(self, name, vjps, jvp=None, save_out=False, vjp_all=None):
         self.name = name
         self.vjps = vjps
         self.jvp = jvp
         self.save_out = save_out
+        self.vjp_all = vjp_all
 
     def __repr__(self):
         return f"Op({self.name})"
@@ -38,11 +45,17 @@ class Node:
     None when that input needs no gradient. ``vers`` pairs each saved tensor's version counter
     with its value at save time, to detect in-place changes. ``shape``/``dtype``/``device``
     describe the output, so gradients can be checked without keeping the output alive.
+
+    ``tapes`` holds the marks of the gradient tapes that recorded this node (None: none).
+    ``taped`` holds the edges a tape follows when they differ from ``parents``: they also reach
+    inputs that a tape watches but that do not require grad (None: the same as ``parents``).
+    A node only tapes recorded (no input requires grad) has parents that are all None, so
+    ``backward()`` never reaches it.
     """
 
     __slots__ = (
         "op", "parents", "saved", "vers", "out", "shape", "dtype", "device",
-        "hooks", "retained", "__weakref__",
+        "hooks", "retained", "tapes", "taped", "__weakref__",
     )
 
     def __init__(self, op, parents, saved, vers, out, shape, dtype, device):
@@ -56,6 +69,12 @@ class Node:
         self.device = device
         self.hooks = None
         self.retained = None
+        self.tapes = None
+        self.taped = None
+
+    def in_graph(self):
+        """Whether this node is part of the ``requires_grad`` graph (not only on tapes)."""
+        return self.taped is None or any(p is not None for p in self.parents)
 
     def name(self):
         return f"{self.op.name.title().replace('_', '')}Backward"

@@ -47,9 +47,9 @@ def operands(a, b, op):
     Tensors must share a device. Python scalars stay raw (weak typing); NumPy arrays, NumPy
     scalars and lists become constant tensors on the other operand's device.
     """
-    if a.__class__ is Tensor:
+    if isinstance(a, Tensor):
         dev = a._dev
-        if b.__class__ is Tensor:
+        if isinstance(b, Tensor):
             if b._dev is not dev:
                 raise mismatch(op, dev, b._dev)
             return a, b, a._a, b._a, dev
@@ -57,7 +57,7 @@ def operands(a, b, op):
             return a, b, a._a, b, dev
         b = constant(b, dev)
         return a, b, a._a, b._a, dev
-    if b.__class__ is Tensor:
+    if isinstance(b, Tensor):
         dev = b._dev
         if a.__class__ in SCALARS:
             return a, b, a, b._a, dev
@@ -71,13 +71,13 @@ def tensors(values, op):
     values = list(values)
     if not values:
         raise ValueError(f"gpuad: {op} needs at least one tensor")
-    first = next((v for v in values if v.__class__ is Tensor), None)
+    first = next((v for v in values if isinstance(v, Tensor)), None)
     if first is None:
         return [to_tensor(v) for v in values]
     dev = first._dev
     out = []
     for v in values:
-        if v.__class__ is Tensor:
+        if isinstance(v, Tensor):
             if v._dev is not dev:
                 raise mismatch(op, dev, v._dev)
             out.append(v)

@@ -9,7 +9,7 @@ import math
 
 from ..autograd.node import Op
 from ..dtypes import float16, float32
-from ..tensor import Tensor, record, record1
+from ..tensor import Tensor, needs_grad, record, record1
 from ._args import SCALARS, constant, mismatch, operands, plain, to_tensor
 
 
@@ -23,18 +23,18 @@ def _unary(name, method, rule, save="x", params=False):
 
     if params:
         def forward(x, *args):
-            if x.__class__ is not Tensor:
+            if not isinstance(x, Tensor):
                 x = to_tensor(x)
             out = getattr(x._dev._backend, method)(x._a, *args)
             return record1(op, x, out, ((x,) if save == "x" else ()) + args)
     elif save == "x":
         def forward(x):
-            if x.__class__ is not Tensor:
+            if not isinstance(x, Tensor):
                 x = to_tensor(x)
             return record1(op, x, getattr(x._dev._backend, method)(x._a), (x,))
     else:
         def forward(x):
-            if x.__class__ is not Tensor:
+            if not isinstance(x, Tensor):
                 x = to_tensor(x)
             return record1(op, x, getattr(x._dev._backend, method)(x._a), ())
     forward.__name__ = forward.__qualname__ = name
@@ -153,8 +153,8 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
             raise _shape_error(name, a, b, exc) from None
         saved = ()
         if saves:
-            need_a = a.__class__ is Tensor and a._rg
-            need_b = b.__class__ is Tensor and b._rg
+            need_a = needs_grad(a)
+            need_b = needs_grad(b)
             saved = (a if (need_a and reads[0][0]) or (need_b and reads[1][0]) else None,
                      b if (need_a and reads[0][1]) or (need_b and reads[1][1]) else None)
         return record(op, (a, b), out, dev, saved)
@@ -219,19 +219,19 @@ def where(condition, x=None, y=None):
     """``x`` where ``condition`` is true, else ``y`` (broadcast together). With only the
     condition, the indices of its non-zero elements, one int64 tensor per axis (NumPy)."""
     if x is None and y is None:
-        c = condition if condition.__class__ is Tensor else to_tensor(condition)
+        c = condition if isinstance(condition, Tensor) else to_tensor(condition)
         return tuple(plain(i, c._dev) for i in c._dev._backend.nonzero(c._a))
     if x is None or y is None:
         raise TypeError("gpuad.where takes the condition alone, or the condition, x and y")
     items = (condition, x, y)
-    dev = next((v._dev for v in items if v.__class__ is Tensor), None)
+    dev = next((v._dev for v in items if isinstance(v, Tensor)), None)
     if dev is None:
         condition = to_tensor(condition)
         dev = condition._dev
     raw = []
     conv = []
     for v in (condition, x, y):
-        if v.__class__ is Tensor:
+        if isinstance(v, Tensor):
             if v._dev is not dev:
                 raise mismatch("where", dev, v._dev)
             raw.append(v._a)
@@ -244,7 +244,7 @@ def where(condition, x=None, y=None):
             raw.append(t._a)
             conv.append(t)
     condition = conv[0]
-    if condition.__class__ is not Tensor:
+    if not isinstance(condition, Tensor):
         condition = constant(condition, dev)
     if condition.dtype.kind != "b":
         condition = condition != 0
@@ -295,14 +295,14 @@ def clip(x, min=None, max=None, *, a_min=None, a_max=None):
     """
     min = a_min if min is None else min
     max = a_max if max is None else max
-    if x.__class__ is not Tensor:
+    if not isinstance(x, Tensor):
         x = to_tensor(x)
     dev = x._dev
     bounds = []
     for b in (min, max):
         if b is None or b.__class__ in SCALARS:
             bounds.append(b)
-        elif b.__class__ is Tensor:
+        elif isinstance(b, Tensor):
             if b._dev is not dev:
                 raise mismatch("clip", dev, b._dev)
             bounds.append(b)
@@ -311,7 +311,7 @@ def clip(x, min=None, max=None, *, a_min=None, a_max=None):
     lo, hi = bounds
     if lo is None and hi is None:
         return x * 1  # nothing to limit: a differentiable copy
-    raw = [b._a if b.__class__ is Tensor else b for b in bounds]
+    raw = [b._a if isinstance(b, Tensor) else b for b in bounds]
     out = dev._backend.clip(x._a, raw[0], raw[1])
     return record(_CLIP, (x, lo, hi), out, dev, (x, lo, hi))
 
@@ -342,7 +342,7 @@ logical_xor = _comparison("logical_xor", "logical_xor")
 
 
 def logical_not(x):
-    if x.__class__ is not Tensor:
+    if not isinstance(x, Tensor):
         x = to_tensor(x)
     return plain(x._dev._backend.logical_not(x._a), x._dev)
 

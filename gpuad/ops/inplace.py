@@ -8,7 +8,7 @@ that saved the old value raises instead of using the new one.
 """
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
-from ..tensor import Tensor, record
+from ..tensor import Tensor, record, tape_tracked
 from ._args import SCALARS, mismatch, operands
 from .elementwise import _zero, add, div, mul, pow, sub, where
 from .shape import (
@@ -39,7 +39,7 @@ def _check_leaf(t, name):
 
 def _tracking(t, other=None):
     """Whether the change must be recorded: grad mode is on and the tensor, the new value, or
-    the base the tensor views requires grad."""
+    the base the tensor views requires grad or is watched by a recording gradient tape."""
     if not mode.enabled:
         return False
     base = t._base
@@ -53,7 +53,10 @@ def _tracking(t, other=None):
                 "mode on; the base's gradient would silently miss the change. Make the view "
                 "with grad mode on, or change it inside no_grad"
             )
-    return t._rg or (other.__class__ is Tensor and other._rg) or (base is not None and base._rg)
+    involved = (t, other, base)
+    if any(isinstance(v, Tensor) and v._rg for v in involved):
+        return True
+    return bool(mode.tapes) and any(isinstance(v, Tensor) and tape_tracked(v) for v in involved)
 
 
 def _bump(t):
@@ -119,7 +122,7 @@ _SETITEM = Op("setitem", (_setitem_rule_base, lambda g, index: g[index]))
 def _setitem_functional(old, index, value):
     backend = old._dev._backend
     out = backend.copy(old._a)
-    backend.setitem(out, index, value._a if value.__class__ is Tensor else value)
+    backend.setitem(out, index, value._a if isinstance(value, Tensor) else value)
     return record(_SETITEM, (old, value), out, old._dev, (index,))
 
 
@@ -127,7 +130,7 @@ def setitem(t, index, value):
     """``t[index] = value``."""
     _check_leaf(t, "setitem")
     idx, _ = _index(index, t)
-    if value.__class__ is Tensor:
+    if isinstance(value, Tensor):
         if value._dev is not t._dev:
             raise mismatch("setitem", t._dev, value._dev)
     elif value.__class__ not in SCALARS:
@@ -136,7 +139,7 @@ def setitem(t, index, value):
         if _tracking(t, value):
             _rebase(t, _setitem_functional(_snapshot(t), idx, value), "setitem")
         else:
-            t._dev._backend.setitem(t._a, idx, value._a if value.__class__ is Tensor else value)
+            t._dev._backend.setitem(t._a, idx, value._a if isinstance(value, Tensor) else value)
     except ValueError as exc:
         raise ValueError(
             f"gpuad: setitem cannot store a value of shape {getattr(value, 'shape', ())} at "
@@ -194,7 +197,7 @@ def zero_(t):
 def copy_(t, src):
     """Copy ``src`` (broadcast, cast, and moved from its device explicitly) into ``t``."""
     _check_leaf(t, "copy_")
-    if src.__class__ is not Tensor:
+    if not isinstance(src, Tensor):
         src = Tensor(t._dev.backend.asarray(src, dtype=t.dtype), t._dev)
     if src._dev is not t._dev:
         src = to_device(src, t._dev)

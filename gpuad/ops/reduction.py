@@ -41,7 +41,7 @@ def _reduction(name, rule, save_x=True, save_out=False):
     op = Op(name, (rule,), save_out=save_out)
 
     def reduce(x, axis=None, keepdims=False):
-        if x.__class__ is not Tensor:
+        if not isinstance(x, Tensor):
             x = to_tensor(x)
         axis = normalize_axis(axis, x.ndim, name)
         if x.size == 0 and name in ("max", "min"):
@@ -86,7 +86,7 @@ _STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: _expand(g / y, x.shape, 
 
 def var(x, axis=None, ddof=0, keepdims=False):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "var")
     out = _wide(x._dev._backend.var, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
@@ -94,7 +94,7 @@ def var(x, axis=None, ddof=0, keepdims=False):
 
 def std(x, axis=None, ddof=0, keepdims=False):
     """sqrt(var(x)); its gradient is infinite where the spread is zero (as PyTorch)."""
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _wide(x._dev._backend.std, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
@@ -158,7 +158,7 @@ _LOGSUMEXP = Op("logsumexp", (lambda g, y, x, axis, keepdims: _expand(g, x.shape
 
 def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "logsumexp")
     out = _wide(x._dev._backend.logsumexp, x._a, axis, keepdims)
     return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
@@ -181,7 +181,7 @@ def norm(x, ord=2, axis=None, keepdims=False):
     (min |x|), 0 (count of non-zeros). The gradient at the zero vector is zero (PyTorch's
     convention).
     """
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     if ord in (None, "fro"):
         ord = 2
     if isinstance(ord, str):
@@ -220,37 +220,37 @@ _LOG_SOFTMAX = Op("log_softmax",
 
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = _axis_one(axis, x.ndim, "softmax")
     return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis``."""
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = _axis_one(axis, x.ndim, "log_softmax")
     return record1(_LOG_SOFTMAX, x, _wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
 
 
 def any(x, axis=None, keepdims=False):
     """Whether any element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "any")
     return plain(x._dev._backend.any(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
 def all(x, axis=None, keepdims=False):
     """Whether every element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "all")
     return plain(x._dev._backend.all(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
 def argmax(x, axis=None, keepdims=False):
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     return plain(x._dev._backend.argmax(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
 def argmin(x, axis=None, keepdims=False):
-    x = x if x.__class__ is Tensor else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     return plain(x._dev._backend.argmin(x._a, axis=axis, keepdims=keepdims), x._dev)

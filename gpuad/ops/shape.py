@@ -3,14 +3,15 @@
 Ops whose result may share memory with the input (reshape, transpose, basic indexing, ...)
 share the input's version counter, so an in-place change through either is seen by backward.
 """
+from ..autograd.grad_mode import mode
 from ..autograd.node import Op
 from ..dtypes import as_dtype
-from ..tensor import Tensor, record, record1
+from ..tensor import Tensor, record, record1, tape_tracked
 from ._args import mismatch, normalize_axis, plain, shape_arg, tensors, to_tensor
 
 
 def _tensor(x):
-    return x if x.__class__ is Tensor else to_tensor(x)
+    return x if isinstance(x, Tensor) else to_tensor(x)
 
 
 def _as_view(out, x, view, arg):
@@ -50,10 +51,10 @@ def refresh_view(t):
     or through another view made it stale: t = base.flat[positions]."""
     base = t._base
     t._view_ver = t._ver[0]
-    if base._rg:
+    if base._rg or (mode.enabled and mode.tapes and tape_tracked(base)):
         flat = reshape(base, (-1,))
         fresh = getitem(flat, (view_positions(t),))
-        t._grad_fn, t._rg = fresh._grad_fn, True
+        t._grad_fn, t._rg = fresh._grad_fn, fresh._rg
 
 
 def _view_reshape(backend, a, shape):
@@ -312,7 +313,7 @@ def _index(index, x):
     backend = x._dev._backend
     out, advanced = [], False
     for item in index:
-        if item.__class__ is Tensor:
+        if isinstance(item, Tensor):
             if item._dev is not x._dev:
                 raise mismatch("indexing", x._dev, item._dev)
             arr = item._a
@@ -387,7 +388,7 @@ def index_add(values, shape, index, advanced=True):
 def _indices(indices, x, op):
     """Integer index data for ``x``: a tensor on x's device, or host data (lists, arrays),
     which may be copied to the device since it only says where to read."""
-    if indices.__class__ is Tensor:
+    if isinstance(indices, Tensor):
         if indices._dev is not x._dev:
             raise mismatch(op, x._dev, indices._dev)
         t = indices

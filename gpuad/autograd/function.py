@@ -1,0 +1,374 @@
+"""Custom gradients: ``@custom_gradient`` (TensorFlow style) and ``Function`` (PyTorch style).
+
+Both run the forward computation without recording it, then put the call into the graph as one
+node whose rule is the user's gradient function, so ``backward()``, ``ad.grad`` and every
+gradient tape use it. The rule runs as ordinary gpuad code: with ``create_graph=True`` or under
+an outer tape, its own ops are recorded and can be differentiated again.
+
+A call with several outputs is a hub node over the inputs plus one small node per output; the
+outputs' gradients meet at the hub (:class:`OutputGrads`), and the rule runs once for all.
+"""
+import functools
+import inspect
+
+from ..tensor import Tensor, needs_grad, record, record1
+from . import structure
+from .grad_mode import mode, no_grad
+from .node import Op
+
+
+class OutputGrads:
+    """The gradients that reached some outputs of a multi-output custom node, by index."""
+
+    __slots__ = ("by_index",)
+
+    def __init__(self, by_index):
+        self.by_index = by_index
+
+    def __add__(self, other):
+        merged = dict(self.by_index)
+        for i, g in other.by_index.items():
+            merged[i] = g if i not in merged else merged[i] + g
+        return OutputGrads(merged)
+
+
+def _select(name, i):
+    """The op of output ``i``: it hands its gradient to the hub under index ``i``."""
+    return Op(name, (lambda g: OutputGrads({i: g}),))
+
+
+class _OutputRef:
+    """Stands for output ``i`` among saved values (the node keeps the array, not the tensor,
+    so the graph holds no reference cycle)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+
+def _connect(name, inputs, outputs, rule, saved, keep_outputs=False):
+    """Put a custom call into the graph; returns ``outputs`` as tensors of the graph, and the
+    hub node (None when nothing was recorded).
+
+    ``inputs`` are the call's arguments (the tensors among them are the node's inputs),
+    ``outputs`` the forward results (tensors made without recording), ``rule(node, grads,
+    saved)`` gives one gradient (or None) per input from one gradient per output (zeros for
+    outputs nothing reached), and ``saved`` is kept for the rule and freed after backward."""
+    tensors_out = [o for o in outputs if isinstance(o, Tensor)]
+    if not tensors_out:
+        return list(outputs), None
+    dev = tensors_out[0]._dev
+    metas = [(o.shape, o.dtype, o._dev) if isinstance(o, Tensor) else None for o in outputs]
+
+    def vjp_all(node, g, saved_values, wanted):
+        grads = []
+        for i, meta in enumerate(metas):
+            gi = g.by_index.get(i)
+            if gi is None and meta is not None and meta[1].kind == "f":
+                shape, dtype, odev = meta
+                gi = Tensor(odev.backend.zeros(shape, dtype=dtype), odev)
+            grads.append(gi)
+        return rule(node, grads, saved_values)
+
+    hub = record(Op(name, None, vjp_all=vjp_all), inputs, tensors_out[0]._a, dev, saved)
+    node = hub._grad_fn
+    if node is None:
+        return list(outputs), None
+    if keep_outputs:
+        node.out = tuple(o._a if isinstance(o, Tensor) else None for o in outputs)
+    wrapped = []
+    for i, o in enumerate(outputs):
+        if isinstance(o, Tensor) and o.dtype.kind == "f":
+            o = record1(_select(name, i), hub, o._a, ())
+        wrapped.append(o)
+    return wrapped, node
+
+
+def _output_again(node, name, i):
+    """Output ``i`` of a custom node, rebuilt in backward from the array the node kept."""
+    hub = Tensor(node.out[0], node.device, node, node.in_graph())
+    return record1(_select(name, i), hub, node.out[i], ())
+
+
+def _expandable(small, big):
+    """Whether shape ``small`` broadcasts to shape ``big`` (a gradient of shape ``big`` then
+    sums down to it)."""
+    if len(small) > len(big):
+        return False
+    return all(s in (1, b) for s, b in zip(reversed(small), reversed(big)))
+
+
+def _check_grad(where, i, label, g, x):
+    """Gradient ``g`` for input ``x``, checked: a tensor on ``x``'s device whose shape is
+    ``x``'s (or one that sums down to it)."""
+    if g is None or not isinstance(x, Tensor):
+        return None
+    if not isinstance(g, Tensor):
+        from ..ops._args import constant
+
+        g = constant(g, x._dev)
+    if g._dev is not x._dev:
+        raise RuntimeError(f"gpuad: {where}: the gradient for input {i} ({label}) is on "
+                           f"{g._dev} but the input is on {x._dev}; return it on {x._dev}")
+    if g.shape != x.shape and not _expandable(x.shape, g.shape):
+        raise ValueError(
+            f"gpuad: {where}: the gradient for input {i} ({label}) has shape {g.shape}, but "
+            f"the input has shape {x.shape}; return one gradient of each input's shape"
+        )
+    return g
+
+
+def _as_list(value):
+    if value is None or isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+# ---- @custom_gradient ---------------------------------------------------------------------
+
+def custom_gradient(f):
+    """Give ``f`` its own gradient: ``f(*args, **kwargs)`` returns ``(y, grad_fn)``.
+
+    ``grad_fn(*upstream)`` gets one gradient per output of ``y`` (a tensor or a list/tuple of
+    them) and returns one gradient per tensor argument of ``f``, positional ones first, then
+    keyword ones in the order given (None for no gradient). When ``f`` reads tensors that
+    require grad without taking them as arguments (trainable Variables), ``grad_fn`` must accept
+    ``variables=`` and return ``(argument_gradients, variable_gradients)``.
+
+    >>> import gpuad as ad
+    >>> @ad.custom_gradient
+    ... def clip_gradient(x):
+    ...     return x * 1.0, lambda g: ad.clip(g, -0.5, 0.5)
+    >>> x = ad.Variable([1.0, 2.0])
+    >>> with ad.GradientTape() as tape:
+    ...     y = (clip_gradient(x) * 3.0).sum()
+    >>> tape.gradient(y, x)
+    tensor([0.5000, 0.5000])
+    """
+    fname = getattr(f, "__qualname__", repr(f))
+
+    @functools.wraps(f)
+    def call(*args, **kwargs):
+        labels = _labels(f, args, kwargs)
+        leaves = structure.flatten(list(args) + list(kwargs.values()))
+        reads = {}
+        mode.watchers = mode.watchers + (reads,)
+        try:
+            with no_grad():
+                result = f(*args, **kwargs)
+        finally:
+            mode.watchers = mode.watchers[:-1]
+        if not (isinstance(result, (tuple, list)) and len(result) == 2 and callable(result[1])):
+            raise TypeError(f"gpuad: custom_gradient function {fname!r} must return "
+                            "(output, grad_fn), with grad_fn a function of the output gradients")
+        y, grad_fn = result
+        outputs = structure.flatten(y)
+        for o in outputs:
+            if not isinstance(o, Tensor):
+                raise TypeError(f"gpuad: custom_gradient function {fname!r} returned a "
+                                f"{type(o).__name__} as output; outputs must be tensors")
+        arg_ids = {id(t) for t in leaves if isinstance(t, Tensor)}
+        captured = [t for t in reads.values() if id(t) not in arg_ids]
+        if captured and not _takes_variables(grad_fn):
+            names = ", ".join(_describe(t) for t in captured)
+            raise TypeError(
+                f"gpuad: custom_gradient function {fname!r} reads tensors that require grad "
+                f"but are not its arguments ({names}); their gradients would be lost. Give its "
+                "grad_fn a `variables=None` keyword argument and return (argument_gradients, "
+                "variable_gradients), or pass those tensors as arguments"
+            )
+        rule = _gradient_rule(fname, grad_fn, leaves, labels, captured)
+        wrapped, _ = _connect(_op_name(f), leaves + captured, outputs, rule, (grad_fn,))
+        return structure.unflattener(y)(wrapped)
+
+    return call
+
+
+def _gradient_rule(fname, grad_fn, leaves, labels, captured):
+    where = f"custom_gradient function {fname!r}"
+    tensor_at = [i for i, t in enumerate(leaves) if isinstance(t, Tensor)]
+
+    def rule(node, upstream, saved):
+        grad_fn = saved[0]
+        if captured:
+            result = grad_fn(*upstream, variables=list(captured))
+            if not (isinstance(result, (tuple, list)) and len(result) == 2):
+                raise TypeError(f"gpuad: {where}: with variables=, grad_fn must return "
+                                "(argument_gradients, variable_gradients)")
+            given, var_grads = _as_list(result[0]), _as_list(result[1])
+            if len(var_grads) != len(captured):
+                raise ValueError(f"gpuad: {where}: grad_fn returned {len(var_grads)} variable "
+                                 f"gradients for {len(captured)} variables")
+        else:
+            given, var_grads = _as_list(grad_fn(*upstream)), []
+        if len(given) == len(leaves):
+            per_leaf = given
+        elif len(given) == len(tensor_at):
+            per_leaf = [None] * len(leaves)
+            for i, g in zip(tensor_at, given):
+                per_leaf[i] = g
+        else:
+            names = ", ".join(labels[i] for i in tensor_at)
+            raise ValueError(
+                f"gpuad: {where}: grad_fn returned {len(given)} gradients, but the function "
+                f"was called with {len(tensor_at)} tensor inputs ({names}); return one "
+                "gradient per input, positional inputs first, then keyword ones"
+            )
+        out = [_check_grad(where, i, labels[i], g, x)
+               for i, (g, x) in enumerate(zip(per_leaf, leaves))]
+        out += [_check_grad(where, i, _describe(v), g, v)
+                for i, (g, v) in enumerate(zip(var_grads, captured))]
+        return out
+
+    return rule
+
+
+def _labels(f, args, kwargs):
+    """A name for each flattened argument, for error messages (``x``, ``xs[1]``, ``scale``)."""
+    try:
+        params = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY,
+                                                       p.POSITIONAL_OR_KEYWORD)]
+    labels = []
+    for i, a in enumerate(args):
+        base = positional[i] if i < len(positional) else f"args[{i}]"
+        labels += _leaf_labels(base, a)
+    for k, v in kwargs.items():
+        labels += _leaf_labels(k, v)
+    return labels
+
+
+def _leaf_labels(base, value):
+    n = len(structure.flatten(value))
+    if n == 1 and not isinstance(value, (list, tuple, dict)):
+        return [base]
+    return [f"{base}[{j}]" for j in range(n)]
+
+
+def _takes_variables(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "variables" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _describe(t):
+    name = getattr(t, "name", None)
+    what = f"Variable {name!r}" if isinstance(name, str) else "tensor"
+    return f"{what} of shape {t.shape}"
+
+
+def _op_name(f):
+    return getattr(f, "__name__", "custom").strip("_<>") or "custom"
+
+
+# ---- class Function ------------------------------------------------------------------------
+
+class FunctionCtx:
+    """The ``ctx`` that ``forward`` fills for ``backward``: tensors saved with
+    ``save_for_backward``, any other attributes, and ``needs_input_grad`` (one flag per
+    argument of ``apply``)."""
+
+    def __init__(self, needs_input_grad):
+        self.needs_input_grad = needs_input_grad
+        self._to_save = ()
+        self._saved = None
+
+    def save_for_backward(self, *tensors):
+        for t in tensors:
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"gpuad: save_for_backward takes tensors (or None), got a "
+                                f"{type(t).__name__}; keep other values as ctx attributes")
+        self._to_save = tensors
+
+    @property
+    def saved_tensors(self):
+        if self._saved is None:
+            raise RuntimeError("gpuad: ctx.saved_tensors can be read in backward only (after a "
+                               "backward without retain_graph=True they are freed)")
+        return self._saved
+
+
+class Function:
+    """A PyTorch-style op with its own rules: subclass it with static ``forward(ctx, *args)``
+    and ``backward(ctx, *grad_outputs)``, and call ``F.apply(*args)``.
+
+    ``forward`` runs without recording; ``backward`` gets one gradient per output (zeros for
+    outputs that received none) and returns one per argument of ``apply`` (None where there is
+    none). ``backward`` runs as ordinary gpuad code, so ``create_graph=True`` differentiates it.
+
+    >>> import gpuad as ad
+    >>> class Cube(ad.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x ** 3
+    ...     @staticmethod
+    ...     def backward(ctx, g):
+    ...         (x,) = ctx.saved_tensors
+    ...         return g * 3 * x ** 2
+    >>> x = ad.tensor(2.0, requires_grad=True)
+    >>> Cube.apply(x).backward()
+    >>> x.grad
+    tensor(12.)
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError("gpuad: a Function subclass must define forward(ctx, ...)")
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError("gpuad: a Function subclass must define backward(ctx, ...)")
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        on = mode.enabled
+        ctx = FunctionCtx(tuple(bool(on and needs_grad(a) and a.dtype.kind == "f")
+                                for a in args))
+        with no_grad():
+            result = cls.forward(ctx, *args, **kwargs)
+        single = not isinstance(result, tuple)
+        outputs = [result] if single else list(result)
+        out_at = {id(o): i for i, o in enumerate(outputs) if isinstance(o, Tensor)}
+        saved = tuple(_OutputRef(out_at[id(s)]) if s is not None and id(s) in out_at else s
+                      for s in ctx._to_save)
+        ctx._to_save = ()
+        keep = any(isinstance(s, _OutputRef) for s in saved)
+        name = cls.__name__
+        rule = _function_rule(cls, name, args)
+        wrapped, node = _connect(name, list(args), outputs, rule, (ctx,) + saved, keep)
+        if node is not None:  # in-place changes of saved outputs are caught as of inputs
+            node.vers += [(wrapped[s.index]._ver, 0) for s in saved
+                          if isinstance(s, _OutputRef)]
+        return wrapped[0] if single else tuple(wrapped)
+
+
+def _function_rule(cls, name, args):
+    where = f"{name}.backward"
+
+    def rule(node, upstream, saved):
+        ctx = saved[0]
+        ctx._saved = tuple(_output_again(node, name, s.index) if isinstance(s, _OutputRef)
+                           else s for s in saved[1:])
+        try:
+            result = cls.backward(ctx, *upstream)
+        finally:
+            ctx._saved = None
+        given = list(result) if isinstance(result, (tuple, list)) else [result]
+        while len(given) > len(args) and given[-1] is None:
+            given.pop()
+        if len(given) != len(args):
+            raise ValueError(f"gpuad: {where} returned {len(given)} gradients, but apply() "
+                             f"got {len(args)} arguments; return one per argument (None where "
+                             "there is none)")
+        return [_check_grad(where, i, f"argument {i}", g, x)
+                for i, (g, x) in enumerate(zip(given, args))]
+
+    return rule

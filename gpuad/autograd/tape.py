@@ -1,0 +1,391 @@
+"""TensorFlow-style reverse mode: :class:`GradientTape`, on the same graph as ``requires_grad``.
+
+While a tape records (inside its ``with`` block, outside ``stop_recording``), every op that
+reads a tensor the tape watches puts the tape's mark on its node (see
+:func:`gpuad.tensor.record`). A tape watches what ``watch`` was given, the results of the ops
+it recorded, and, unless ``watch_accessed_variables=False``, every tensor that requires grad
+(trainable Variables included) that an op reads inside the block. ``gradient`` runs the one
+backward engine restricted to the nodes carrying the tape's mark, so ops computed before the
+tape, outside it, or on another tape only are constants to it. A gradient computed while
+other tapes record is itself recorded on them, which gives nested tapes higher derivatives.
+
+The tape owns the saved values of the nodes only it recorded: they are freed after a
+non-persistent tape's ``gradient``/``jacobian``, on ``reset()``, and when the tape is deleted.
+"""
+import contextlib
+import enum
+import warnings
+import weakref
+
+from ..errors import GradientTapeWarning
+from ..tensor import Tensor
+from . import structure
+from .engine import _execute
+from .grad_mode import mode
+from .node import FREED
+
+
+class UnconnectedGradients(str, enum.Enum):
+    """What ``gradient`` gives for a source the target does not depend on."""
+
+    NONE = "none"
+    ZERO = "zero"
+
+
+class GradientTape:
+    """Records the ops on watched tensors inside its ``with`` block, for reverse mode.
+
+    >>> import gpuad as ad
+    >>> x = ad.Variable(3.0)
+    >>> with ad.GradientTape() as tape:
+    ...     y = x * x
+    >>> tape.gradient(y, x)
+    tensor(6.)
+    """
+
+    def __init__(self, persistent=False, watch_accessed_variables=True):
+        self._persistent = bool(persistent)
+        self._auto = bool(watch_accessed_variables)
+        self._mark = _Mark()
+        self._nodes = []  # the nodes recorded on this tape, in order
+        self._watched = {}  # id(key) -> key: the leaves and nodes watched as sources
+        self._variables = {}  # id -> Variable watched (explicitly or by being read)
+        self._recording = False
+        self._spent = False  # a non-persistent tape after its gradient
+        self._warned = set()
+        self._release = weakref.finalize(self, _release, self._nodes, self._mark)
+
+    # ---- recording ----------------------------------------------------------------------
+    def __enter__(self):
+        if self._recording:
+            raise RuntimeError("gpuad: this GradientTape is already recording; a tape cannot "
+                               "be entered again inside its own with block")
+        self._start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop()
+
+    def _start(self):
+        mode.tapes = mode.tapes + (self,)
+        self._recording = True
+
+    def _stop(self):
+        mode.tapes = tuple(t for t in mode.tapes if t is not self)
+        self._recording = False
+
+    @contextlib.contextmanager
+    def stop_recording(self):
+        """Ops inside this block are not recorded on this tape (they are constants to it)."""
+        if not self._recording:
+            raise RuntimeError("gpuad: GradientTape.stop_recording() needs a recording tape; "
+                               "use it inside the tape's with block")
+        self._stop()
+        try:
+            yield
+        finally:
+            self._start()
+
+    def reset(self):
+        """Forget everything recorded and watched so far; free the saved values only this tape
+        held. Inside the with block, recording goes on afresh."""
+        _release(self._nodes, self._mark)
+        self._watched.clear()
+        self._variables.clear()
+        self._spent = False
+
+    def watch(self, tensor):
+        """Watch ``tensor`` (a tensor, or a nested list, tuple or dict of them) as a source."""
+        for t in structure.flatten(tensor):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"gpuad: GradientTape.watch takes tensors (or nested lists, "
+                                f"tuples and dicts of them), got a {type(t).__name__}; "
+                                "wrap numbers with ad.constant(...)")
+            if t.dtype.kind != "f":
+                self._warn_once(
+                    "integer",
+                    f"gpuad: GradientTape.watch got a {t.dtype} tensor (shape {t.shape}); only "
+                    "floating-point tensors are differentiable, so its gradient will be None. "
+                    "Cast it first (ad.cast(x, ad.float32)) to differentiate with respect to it",
+                )
+                continue
+            self._watch(t, t._grad_fn or t)
+
+    def _watch(self, t, key):
+        self._watched[id(key)] = key
+        if getattr(t, "trainable", None) is not None:  # a Variable
+            self._variables.setdefault(id(t), t)
+
+    def watched_variables(self):
+        """The Variables this tape watches, in the order they were first watched or read."""
+        return tuple(self._variables.values())
+
+    def _tracks(self, t, key):
+        """Whether this tape watches input ``t`` (whose graph key is ``key``) of an op being
+        recorded; a tensor that requires grad becomes watched by being read, unless
+        ``watch_accessed_variables=False``."""
+        if id(key) in self._watched:
+            return True
+        node = t._grad_fn
+        if node is not None and node.tapes is not None and self._mark in node.tapes:
+            return True
+        if t._rg and self._auto:
+            self._watch(t, key)
+            return True
+        return False
+
+    def _is_source(self, t):
+        key = t._grad_fn or t
+        if id(key) in self._watched:
+            return True
+        node = t._grad_fn
+        return node is not None and node.tapes is not None and self._mark in node.tapes
+
+    def _on_numpy(self, t):
+        """``t.numpy()`` while recording: warn (once) when the tape watches ``t``."""
+        key = t._grad_fn or t
+        watched = (id(key) in self._watched or (t._rg and self._auto)
+                   or (t._grad_fn is not None and t._grad_fn.tapes is not None
+                       and self._mark in t._grad_fn.tapes))
+        if watched:
+            self._warn_once(
+                "numpy",
+                f"gpuad: .numpy() was called on a tensor (shape {t.shape}) that the recording "
+                "GradientTape watches; the NumPy copy leaves the graph, so nothing computed "
+                "from it gets a gradient. Keep the computation in gpuad ops to differentiate it",
+            )
+
+    def _warn_once(self, what, message):
+        if what not in self._warned:
+            self._warned.add(what)
+            warnings.warn(message, GradientTapeWarning, stacklevel=4)
+
+    # ---- gradients ----------------------------------------------------------------------
+    def gradient(self, target, sources, output_gradients=None,
+                 unconnected_gradients=UnconnectedGradients.NONE):
+        """d(sum of ``target``)/d``sources``, in the structure of ``sources``.
+
+        ``target`` may be a tensor or a nested structure of them (their gradients add up).
+        ``output_gradients`` weights each target (same structure and shapes). A source the
+        target does not depend on, or that the tape does not watch, gives None, or zeros of its
+        shape, dtype and device with ``unconnected_gradients="zero"``."""
+        self._check_usable("gradient")
+        zero = _zero_unconnected(unconnected_gradients)
+        targets = _tensors(structure.flatten(target), "target")
+        flat, rebuild = structure.flatten(sources), structure.unflattener(sources)
+        _tensors(flat, "sources")
+        seeds = _seeds(targets, output_gradients)
+        try:
+            grads = self._backward(targets, seeds, flat)
+        finally:
+            self._spend()
+        return rebuild([_finish(g, s, zero) for g, s in zip(grads, flat)])
+
+    def jacobian(self, target, sources, unconnected_gradients=UnconnectedGradients.NONE,
+                 parallel_iterations=None, experimental_use_pfor=True):
+        """d``target``/d``source`` for each source: shape ``target.shape + source.shape``.
+
+        Computed one target element at a time (one backward pass each) on the recorded graph.
+        ``parallel_iterations`` and ``experimental_use_pfor`` are accepted for TensorFlow
+        compatibility and change nothing."""
+        self._check_usable("jacobian")
+        self._check_outside("jacobian")
+        zero = _zero_unconnected(unconnected_gradients)
+        (y,) = _tensors([target], "target")
+        flat, rebuild = structure.flatten(sources), structure.unflattener(sources)
+        _tensors(flat, "sources")
+        try:
+            rows = [self._backward([y], [seed], flat) for seed in _one_hots(y, y.size)]
+        finally:
+            self._spend()
+        out = []
+        for j, s in enumerate(flat):
+            column = [r[j] for r in rows]
+            jac = _stack_rows(column, s, y.shape, y.size, zero)
+            out.append(jac)
+        return rebuild(out)
+
+    def batch_jacobian(self, target, source, unconnected_gradients=UnconnectedGradients.NONE,
+                       parallel_iterations=None, experimental_use_pfor=True):
+        """The Jacobian of each example: ``target[i]`` with respect to ``source[i]``.
+
+        ``target`` has shape ``(B, ...)`` and ``source`` ``(B, ...)``; the result has shape
+        ``(B,) + target.shape[1:] + source.shape[1:]``. Example ``i`` of the target must depend
+        on example ``i`` of the source only (as in TensorFlow; this is not checked)."""
+        self._check_usable("batch_jacobian")
+        self._check_outside("batch_jacobian")
+        zero = _zero_unconnected(unconnected_gradients)
+        (y,) = _tensors([target], "target")
+        (x,) = _tensors([source], "source")
+        if y.ndim == 0 or x.ndim == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"gpuad: batch_jacobian needs a target and a source with the same first "
+                f"(batch) dimension; got target shape {y.shape} and source shape {x.shape}"
+            )
+        batch = y.shape[0]
+        per_example = y.size // batch if batch else 0
+        try:
+            rows = [self._backward([y], [seed], [x])[0]
+                    for seed in _one_hots(y, per_example, batch)]
+        finally:
+            self._spend()
+        return _stack_batch_rows(rows, x, y.shape, per_example, zero)
+
+    def _backward(self, targets, seeds, sources):
+        """One backward pass on this tape's nodes: the gradient for each source (or None)."""
+        valid = [s.dtype.kind == "f" and self._is_source(s) for s in sources]
+        wanted = [s for s, ok in zip(sources, valid) if ok]
+        if not wanted:
+            return [None] * len(sources)
+        create = bool(mode.enabled and mode.tapes)  # record it on the tapes now recording
+        captured = _execute(targets, seeds, True, create, wanted, set(), self._mark)
+        return [captured.get(s._grad_fn or s) if ok else None for s, ok in zip(sources, valid)]
+
+    def _check_usable(self, what):
+        if self._spent:
+            raise RuntimeError(
+                f"gpuad: GradientTape.{what}: this tape was already used to compute gradients, "
+                "and a non-persistent tape can do that only once (its recording is freed "
+                "then). Create it with ad.GradientTape(persistent=True) to call gradient() or "
+                "jacobian() more than once"
+            )
+
+    def _check_outside(self, what):
+        if self._recording:
+            raise RuntimeError(
+                f"gpuad: GradientTape.{what} was called inside the tape's with block, while "
+                "the tape is still recording the target; call it after the block (outside it), "
+                "or inside `with tape.stop_recording():`"
+            )
+
+    def _spend(self):
+        if not self._persistent:
+            self._spent = True
+            _release(self._nodes, self._mark)
+            self._watched.clear()
+
+    def __repr__(self):
+        state = "recording" if self._recording else "not recording"
+        return (f"<GradientTape persistent={self._persistent} {state}, "
+                f"{len(self._nodes)} ops recorded>")
+
+
+class _Mark:
+    """The token a tape leaves on its nodes (nodes hold it, not the tape, so a deleted tape
+    is freed at once)."""
+
+    __slots__ = ()
+
+
+def _release(nodes, mark):
+    """Take the tape's mark off its nodes; free the saved values of those that no other tape
+    holds and that are not in the ``requires_grad`` graph."""
+    for node in nodes:
+        if node.tapes is None:
+            continue
+        rest = tuple(m for m in node.tapes if m is not mark)
+        node.tapes = rest or None
+        if not rest and not node.in_graph():
+            node.saved = FREED
+            node.out = None
+            node.taped = (None,) * len(node.parents)
+    nodes.clear()
+
+
+def _zero_unconnected(value):
+    try:
+        return UnconnectedGradients(value) is UnconnectedGradients.ZERO
+    except ValueError:
+        raise ValueError(f"gpuad: unconnected_gradients must be 'none' or 'zero', got "
+                         f"{value!r}") from None
+
+
+def _tensors(values, what):
+    for v in values:
+        if not isinstance(v, Tensor):
+            raise TypeError(f"gpuad: GradientTape: the {what} must be tensors (or nested "
+                            f"lists, tuples and dicts of them), got a {type(v).__name__}")
+    return values
+
+
+def _seeds(targets, output_gradients):
+    """The starting gradient of each target: ones (the gradient of its sum) or as given."""
+    if output_gradients is None:
+        return [Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev) for y in targets]
+    given = structure.flatten(output_gradients)
+    if len(given) != len(targets):
+        raise ValueError(f"gpuad: GradientTape.gradient got {len(given)} output_gradients for "
+                         f"{len(targets)} targets; pass one per target, in the same structure")
+    seeds = []
+    for y, g in zip(targets, given):
+        if g is None:
+            g = Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev)
+        elif not isinstance(g, Tensor):
+            from ..ops._args import constant
+
+            g = constant(g, y._dev)
+        if g.shape != y.shape:
+            raise ValueError(f"gpuad: GradientTape.gradient: an output gradient has shape "
+                             f"{g.shape} but its target has shape {y.shape}; they must match")
+        if g._dev is not y._dev:
+            from ..ops._args import mismatch
+
+            raise mismatch("GradientTape.gradient (output_gradients)", y._dev, g._dev)
+        seeds.append(g if g.dtype == y.dtype else g.astype(y.dtype))
+    return seeds
+
+
+def _zeros(s):
+    return Tensor(s._dev.backend.zeros(s.shape, dtype=s.dtype), s._dev)
+
+
+def _finish(g, source, zero):
+    """The gradient handed back: None, or zeros, for an unconnected floating-point source."""
+    if g is None and zero and source.dtype.kind == "f":
+        return _zeros(source)
+    return g
+
+
+def _one_hots(y, count, batch=None):
+    """Seeds selecting one element of ``y`` each (with ``batch``: that element of every
+    example at once)."""
+    backend = y._dev.backend
+    for i in range(count):
+        if batch is None:
+            a = backend.zeros(y.size, dtype=y.dtype)
+            backend.setitem(a, i, 1)
+        else:
+            a = backend.zeros((batch, count), dtype=y.dtype)
+            backend.setitem(a, (slice(None), i), 1)
+        yield Tensor(a.reshape(y.shape), y._dev)
+
+
+def _stack_rows(rows, source, target_shape, count, zero):
+    """The rows of one source's Jacobian, as a tensor of ``target_shape + source.shape``."""
+    from ..ops.shape import reshape, stack
+
+    if all(r is None for r in rows):
+        if not zero or source.dtype.kind != "f":
+            return None
+        return Tensor(source._dev.backend.zeros(tuple(target_shape) + source.shape,
+                                                dtype=source.dtype), source._dev)
+    if count == 0:
+        return Tensor(source._dev.backend.zeros(tuple(target_shape) + source.shape,
+                                                dtype=source.dtype), source._dev)
+    rows = [_zeros(source) if r is None else r for r in rows]
+    return reshape(stack(rows, 0), tuple(target_shape) + source.shape)
+
+
+def _stack_batch_rows(rows, source, target_shape, count, zero):
+    """Per-example rows ``(B,) + source.shape[1:]`` as ``(B,) + target[1:] + source[1:]``."""
+    from ..ops.shape import reshape, stack
+
+    shape = tuple(target_shape) + source.shape[1:]
+    if all(r is None for r in rows):
+        if not zero or source.dtype.kind != "f":
+            return None
+        return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
+    if count == 0:
+        return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
+    rows = [_zeros(source) if r is None else r for r in rows]
+    return reshape(stack(rows, 1), shape)

@@ -1,0 +1,84 @@
+"""TensorFlow's spellings of gpuad ops (SPEC section 4), and its control flow, run eagerly.
+
+Each name is the gpuad op under TensorFlow's name and argument names; ``cond`` and
+``while_loop`` are plain Python control flow, so a tape records whatever branch or iterations
+actually run. ``fill``, ``gather_nd``, ``less``, ``greater``, ``equal``, ``add`` and
+``square`` already have TensorFlow's names.
+"""
+from .elementwise import clip, div, mul, sub
+from .reduction import max, mean, min, sum
+from .shape import astype
+
+
+def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
+    """The sum over ``axis`` (all axes when None)."""
+    return sum(input_tensor, axis=axis, keepdims=keepdims)
+
+
+def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
+    """The mean over ``axis`` (all axes when None)."""
+    return mean(input_tensor, axis=axis, keepdims=keepdims)
+
+
+def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
+    """The maximum over ``axis``; ties share the gradient evenly."""
+    return max(input_tensor, axis=axis, keepdims=keepdims)
+
+
+def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
+    """The minimum over ``axis``; ties share the gradient evenly."""
+    return min(input_tensor, axis=axis, keepdims=keepdims)
+
+
+def multiply(x, y, name=None):
+    """x * y, broadcast."""
+    return mul(x, y)
+
+
+def subtract(x, y, name=None):
+    """x - y, broadcast."""
+    return sub(x, y)
+
+
+def divide(x, y, name=None):
+    """x / y, broadcast."""
+    return div(x, y)
+
+
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    """``t`` limited to [clip_value_min, clip_value_max]; gradient 1 inside, 0 outside."""
+    return clip(t, clip_value_min, clip_value_max)
+
+
+def cast(x, dtype, name=None):
+    """``x`` as ``dtype`` (floats to integers truncate toward zero)."""
+    return astype(x, dtype)
+
+
+def cond(pred, true_fn=None, false_fn=None, name=None):
+    """``true_fn()`` if ``pred`` (a bool or one-element tensor) holds, else ``false_fn()``;
+    only the branch taken runs."""
+    if true_fn is None or false_fn is None:
+        raise TypeError("gpuad.cond needs both true_fn and false_fn")
+    return true_fn() if bool(pred) else false_fn()
+
+
+def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations=10,
+               back_prop=True, swap_memory=False, maximum_iterations=None, name=None):
+    """Run ``loop_vars = body(*loop_vars)`` while ``cond(*loop_vars)`` holds (at most
+    ``maximum_iterations`` times). Returns the final loop variables: a tuple when
+    ``loop_vars`` is a list or tuple, else the single value. The arguments that only shape
+    TensorFlow's graph building (``shape_invariants``, ``parallel_iterations``, ...) are
+    accepted and change nothing."""
+    single = not isinstance(loop_vars, (list, tuple))
+    values = [loop_vars] if single else list(loop_vars)
+    done = 0
+    while (maximum_iterations is None or done < maximum_iterations) and bool(cond(*values)):
+        out = body(*values)
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        if len(out) != len(values):
+            raise ValueError(f"gpuad.while_loop: body returned {len(out)} values for "
+                             f"{len(values)} loop variables; return one per loop variable")
+        values = out
+        done += 1
+    return values[0] if single else tuple(values)

@@ -1,0 +1,125 @@
+"""TensorFlow's ``Variable`` and ``constant``, as tensors of the one engine.
+
+A trainable Variable is a leaf tensor that requires grad, so it works with ``backward()``,
+``ad.grad`` and optimizers as well as with gradient tapes, which watch it automatically when an
+op reads it. ``assign``, ``assign_add`` and ``assign_sub`` change it in place outside the graph
+(as an optimizer step does) and bump its version, so a backward pass that saved the old value
+raises instead of using the new one.
+"""
+from .autograd.grad_mode import no_grad
+from .creation import tensor
+from .tensor import Tensor
+
+
+class Variable(Tensor):
+    """A mutable tensor, trainable (it requires grad) unless ``trainable=False``.
+
+    ``initial_value`` is anything :func:`gpuad.tensor` takes, or a function returning it.
+    Ops on a Variable give plain tensors.
+
+    >>> import gpuad as ad
+    >>> v = ad.Variable([1.0, 2.0], name="v")
+    >>> v.assign_add([1.0, 1.0])
+    <Variable 'v' shape=(2,) dtype=float32, numpy=[2. 3.]>
+    """
+
+    __slots__ = ("_trainable", "_name")
+
+    def __init__(self, initial_value, trainable=True, name=None, dtype=None, device=None):
+        if callable(initial_value) and not isinstance(initial_value, Tensor):
+            initial_value = initial_value()
+        t = tensor(initial_value, dtype=dtype, device=device)
+        Tensor.__init__(self, t._a, t._dev)
+        self._trainable = bool(trainable)
+        self._name = "Variable" if name is None else str(name)
+        if self._trainable and t.dtype.kind == "f":
+            self._rg = True
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @property
+    def name(self):
+        return self._name
+
+    def assign(self, value, read_value=True):
+        """Set the value (same shape; cast to this Variable's dtype). Returns the Variable."""
+        value = self._operand(value, "assign")
+        if value.shape != self.shape:
+            raise ValueError(
+                f"gpuad: Variable.assign of {self._name!r}: the value has shape {value.shape} "
+                f"but the Variable has shape {self.shape}; a Variable keeps its shape"
+            )
+        with no_grad():
+            self.copy_(value)
+        return self if read_value else None
+
+    def assign_add(self, delta, read_value=True):
+        """Add ``delta`` (broadcast to this Variable's shape) in place. Returns the Variable."""
+        return self._update(delta, "assign_add", lambda v, d: v.add_(d), read_value)
+
+    def assign_sub(self, delta, read_value=True):
+        """Subtract ``delta`` (broadcast to this Variable's shape) in place."""
+        return self._update(delta, "assign_sub", lambda v, d: v.sub_(d), read_value)
+
+    def _update(self, delta, what, change, read_value):
+        delta = self._operand(delta, what)
+        with no_grad():
+            try:
+                change(self, delta.astype(self.dtype))
+            except (RuntimeError, ValueError):
+                raise ValueError(
+                    f"gpuad: Variable.{what} of {self._name!r}: a delta of shape {delta.shape} "
+                    f"does not broadcast to the Variable's shape {self.shape}"
+                ) from None
+        return self if read_value else None
+
+    def _operand(self, value, what):
+        if isinstance(value, Tensor):
+            if value._dev is not self._dev:
+                from .ops._args import mismatch
+
+                raise mismatch(f"Variable.{what}", self._dev, value._dev)
+            return value.detach()
+        return tensor(value, dtype=self.dtype, device=self._dev)
+
+    def value(self):
+        """The current value as a tensor (differentiable: it is read through an op)."""
+        from .ops.shape import clone
+
+        return clone(self)
+
+    read_value = value
+
+    def __deepcopy__(self, memo):
+        out = Variable(self._dev.backend.copy(self._a), self._trainable, self._name,
+                       device=self._dev)
+        return self._copied_into(out, memo)
+
+    def __repr__(self):
+        data = self._dev.backend.to_numpy(self._a)
+        device = "" if self._dev.type == "cpu" else f" device={self._dev}"
+        return (f"<Variable {self._name!r} shape={self.shape} dtype={self.dtype}{device}, "
+                f"numpy={data}>")
+
+
+def constant(value, dtype=None, device=None, shape=None):
+    """A new tensor that requires nothing (TensorFlow's ``tf.constant``).
+
+    With ``shape``, a scalar ``value`` fills it, and a value of the same size is reshaped."""
+    if isinstance(value, Tensor):
+        value = value.detach()
+    t = tensor(value, dtype=dtype, device=device)
+    if shape is None:
+        return t
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if t.size == 1:
+        return Tensor(t._dev.backend.full(shape, t._a.reshape(()), dtype=t.dtype), t._dev)
+    size = 1
+    for n in shape:
+        size *= n
+    if t.size != size:
+        raise ValueError(f"gpuad.constant: a value of {t.size} elements cannot fill shape "
+                         f"{shape}; give a scalar or a value with {size} elements")
+    return Tensor(t._a.reshape(shape), t._dev)
