@@ -269,7 +269,8 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                     gi = _fit(gi, p)
                     old = grads.get(p)
                     grads[p] = gi if old is None else old + gi
-                if not retain_graph and (node.saved or op.save_out):
+                if not retain_graph and (node.saved or op.save_out) and node.tapes is None:
+                    # (a node a live tape recorded keeps its values until the tape lets go)
                     node.saved = FREED
                     node.out = None
             for leaf, g in grads.items():

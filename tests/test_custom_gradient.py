@@ -1,0 +1,499 @@
+"""Custom gradients (SPEC section 4): ``@ad.custom_gradient`` and ``class F(ad.Function)``,
+under tapes, ``backward()``, ``ad.grad`` and ``create_graph``, with their error messages.
+
+References: analytic derivatives, float64 central differences, and PyTorch's
+``torch.autograd.Function`` where torch is installed.
+"""
+import numpy as np
+import pytest
+
+import gpuad as ad
+
+try:
+    import torch
+except ImportError:  # the PyTorch comparisons are skipped
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+
+
+# ---- @custom_gradient ---------------------------------------------------------------------
+
+@ad.custom_gradient
+def inv_exp(x):
+    """1 / exp(x), with the stable derivative -exp(-x)."""
+    e = ad.exp(x)
+
+    def grad(upstream):
+        return upstream * -ad.exp(-x)
+
+    return 1.0 / e, grad
+
+
+def test_autodiff_of_inv_exp_is_nan_custom_gradient_fixes_it():
+    x = ad.Variable(100.0)
+    with ad.GradientTape() as tape:
+        out = 1.0 / ad.exp(x)
+    assert out.numpy() == 0.0 and np.isnan(tape.gradient(out, x).numpy())
+    with ad.GradientTape() as tape:
+        out = inv_exp(x)
+    g = tape.gradient(out, x).numpy()
+    assert out.numpy() == 0.0
+    assert g == -np.exp(np.float32(-100.0)) and g < 0  # a float32 subnormal, not nan
+
+
+def test_custom_gradient_on_device_float64(device):
+    x = ad.constant([1.0, 50.0, 100.0], dtype=ad.float64, device=device)
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = inv_exp(x).sum()
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), -np.exp(-np.array([1.0, 50, 100])),
+                               rtol=1e-14)
+
+
+@ad.custom_gradient
+def log1pexp(x):
+    e = ad.exp(x)
+
+    def grad(upstream):
+        return upstream * (1 - 1 / (1 + e))
+
+    return ad.log(1 + e), grad
+
+
+def test_log1pexp_is_stable_at_100(device):
+    x = ad.constant(100.0, device=device)
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = log1pexp(x)
+    assert tape.gradient(y, x).item() == 1.0
+
+
+def test_backward_and_ad_grad_use_the_custom_rule(device):
+    calls = []
+
+    @ad.custom_gradient
+    def doubled_grad(x):
+        def grad(g):
+            calls.append(1)
+            return 2 * g
+
+        return x * 1.0, grad
+
+    x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    doubled_grad(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+    (g,) = ad.grad(doubled_grad(x).sum(), x)
+    np.testing.assert_array_equal(g.numpy(), [2.0, 2.0])
+    assert len(calls) == 2
+    y = doubled_grad(x)
+    assert repr(y.grad_fn) == "<DoubledGradBackward>"
+
+
+def test_keyword_arguments_get_their_gradients(device):
+    @ad.custom_gradient
+    def scaled(x, scale=1.0):
+        def grad(g):
+            return g * scale, (g * x).sum()
+
+        return x * scale, grad
+
+    x = ad.constant([1.0, 2.0], device=device)
+    s = ad.constant(3.0, device=device)
+    with ad.GradientTape(persistent=True) as tape:
+        tape.watch([x, s])
+        by_keyword = scaled(x=x, scale=s).sum()
+        mixed = scaled(x, scale=s).sum()
+    for y in (by_keyword, mixed):
+        gx, gs = tape.gradient(y, [x, s])
+        np.testing.assert_array_equal(gx.numpy(), [3.0, 3.0])
+        assert gs.item() == 3.0
+
+    @ad.custom_gradient
+    def with_number(x, power):
+        return x ** power, lambda g: (g * power * x ** (power - 1), None)
+
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = with_number(x, power=3).sum()  # a number argument: its gradient may be None
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [3.0, 12.0])
+
+
+def test_wrong_number_of_gradients_is_an_error_naming_the_function():
+    @ad.custom_gradient
+    def two_grads(x):
+        return x * 2.0, lambda g: (g, g)
+
+    x = ad.constant([1.0, 2.0])
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = two_grads(x).sum()
+    with pytest.raises(ValueError, match=r"two_grads.*returned 2 gradients.*1 tensor inputs \(x\)"):
+        tape.gradient(y, x)
+
+
+def test_wrong_gradient_shape_is_an_error_naming_the_shapes():
+    @ad.custom_gradient
+    def bad_shape(x):
+        return x * 2.0, lambda g: ad.ones(3)
+
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"bad_shape.*input 0 \(x\) has shape \(3,\).*\(2,\)"):
+        bad_shape(x).sum().backward()
+
+
+def test_grad_fn_must_be_returned():
+    @ad.custom_gradient
+    def no_grad_fn(x):
+        return x * 2.0
+
+    with pytest.raises(TypeError, match="must return \\(output, grad_fn\\)"):
+        no_grad_fn(ad.constant([1.0, 2.0]))
+
+
+class Dense:
+    """The seed article's custom layer: y = activation(x @ kernel)."""
+
+    def __init__(self, kernel):
+        self.kernel = ad.Variable(kernel, name="kernel")
+
+    @property
+    def trainable_variables(self):
+        return [self.kernel]
+
+
+def test_variables_form_for_variables_used_inside(device):
+    rng = np.random.default_rng(0)
+    layer = Dense(rng.normal(size=(3, 2)))
+    layer.kernel = ad.Variable(layer.kernel.numpy(), device=device, name="kernel")
+    x = ad.constant(rng.normal(size=(4, 3)), device=device)
+
+    @ad.custom_gradient
+    def sin_dense(x):
+        z = x @ layer.kernel
+
+        def grad(upstream, variables=None):
+            dz = upstream * ad.cos(z)
+            return dz @ layer.kernel.T, [x.T @ dz]
+
+        return ad.sin(z), grad
+
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        loss = (sin_dense(x) ** 2).sum()
+    gx, gw = tape.gradient(loss, [x, layer.kernel])
+    with ad.GradientTape() as tape:  # plain autodiff as the reference
+        tape.watch(x)
+        loss = (ad.sin(x @ layer.kernel) ** 2).sum()
+    rx, rw = tape.gradient(loss, [x, layer.kernel])
+    np.testing.assert_allclose(gx.numpy(), rx.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(gw.numpy(), rw.numpy(), rtol=1e-12)
+
+
+def test_variables_used_inside_without_the_variables_argument_is_an_error():
+    w = ad.Variable([1.0, 2.0], name="w")
+
+    @ad.custom_gradient
+    def uses_w(x):
+        return x * w, lambda g: g * w
+
+    with pytest.raises(TypeError, match=r"uses_w.*Variable 'w'.*variables=None"):
+        uses_w(ad.constant([1.0, 1.0]))
+
+
+def test_custom_gradient_second_order_with_create_graph_and_tapes(device):
+    @ad.custom_gradient
+    def cube(x):
+        return x ** 3, lambda g: g * 3 * x ** 2
+
+    x = ad.tensor([1.5, -2.0], dtype=ad.float64, device=device, requires_grad=True)
+    (g,) = ad.grad(cube(x).sum(), x, create_graph=True)
+    (h,) = ad.grad(g.sum(), x)
+    np.testing.assert_allclose(g.numpy(), 3 * np.array([1.5, -2.0]) ** 2)
+    np.testing.assert_allclose(h.numpy(), 6 * np.array([1.5, -2.0]))
+
+    c = ad.constant([1.5, -2.0], dtype=ad.float64, device=device)
+    with ad.GradientTape() as outer:
+        outer.watch(c)
+        with ad.GradientTape() as inner:
+            inner.watch(c)
+            y = cube(c).sum()
+        d1 = inner.gradient(y, c)
+    np.testing.assert_allclose(outer.gradient(d1, c).numpy(), 6 * np.array([1.5, -2.0]))
+
+
+def test_multi_output_custom_gradient_runs_its_rule_once(device):
+    calls = []
+
+    @ad.custom_gradient
+    def sincos(x):
+        def grad(gs, gc):
+            calls.append(1)
+            return gs * ad.cos(x) - gc * ad.sin(x)
+
+        return (ad.sin(x), ad.cos(x)), grad
+
+    x = ad.tensor([0.3, 1.2], dtype=ad.float64, device=device, requires_grad=True)
+    s, c = sincos(x)
+    (2 * s + 3 * c).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.cos([0.3, 1.2]) - 3 * np.sin([0.3, 1.2]))
+    assert len(calls) == 1
+    x.grad = None
+    s, c = sincos(x)
+    s.sum().backward()  # the unused output's gradient is zeros
+    np.testing.assert_allclose(x.grad.numpy(), np.cos([0.3, 1.2]))
+
+
+def test_nested_custom_gradients(device):
+    @ad.custom_gradient
+    def inner(x):
+        return x * 2.0, lambda g: g * 10.0
+
+    @ad.custom_gradient
+    def outer(x):
+        y = inner(x)
+        return y * 3.0, lambda g: g * 7.0
+
+    x = ad.tensor(1.0, device=device, requires_grad=True)
+    outer(x).backward()
+    assert x.grad.item() == 7.0  # outer's rule replaces everything inside
+    x.grad = None
+    (inner(x) * outer(x)).backward()
+    assert x.grad.item() == 10.0 * 6.0 + 2.0 * 7.0
+
+
+def test_custom_gradient_under_no_grad_records_nothing():
+    x = ad.tensor(1.0, requires_grad=True)
+    with ad.no_grad():
+        y = inv_exp(x)
+    assert not y.requires_grad and y.grad_fn is None
+
+
+# ---- class Function -----------------------------------------------------------------------
+
+class Cube(ad.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 3 * x ** 2
+
+
+class Exp(ad.Function):
+    """Saves its output, as torch's exp does."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ad.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * y
+
+
+class ScaleShift(ad.Function):
+    """(x * a + b, x - b) with a number ``a``: two outputs, a non-tensor argument."""
+
+    @staticmethod
+    def forward(ctx, x, a, b):
+        ctx.a = a
+        ctx.flags = ctx.needs_input_grad
+        return x * a + b, x - b
+
+    @staticmethod
+    def backward(ctx, g1, g2):
+        return g1 * ctx.a + g2, None, (g1 - g2).sum()
+
+
+def test_function_first_and_second_order(device):
+    x = ad.tensor([0.5, -1.0], dtype=ad.float64, device=device, requires_grad=True)
+    Cube.apply(x).sum().backward(create_graph=True)
+    np.testing.assert_allclose(x.grad.numpy(), 3 * np.array([0.5, -1.0]) ** 2)
+    (h,) = ad.grad(x.grad.sum(), x)
+    np.testing.assert_allclose(h.numpy(), 6 * np.array([0.5, -1.0]))
+
+
+def test_function_saving_its_output_differentiates_twice(device):
+    x = ad.tensor([0.5, 2.0], dtype=ad.float64, device=device, requires_grad=True)
+    (g,) = ad.grad(Exp.apply(x).sum(), x, create_graph=True)
+    (h,) = ad.grad(g.sum(), x)
+    np.testing.assert_allclose(g.numpy(), np.exp([0.5, 2.0]))
+    np.testing.assert_allclose(h.numpy(), np.exp([0.5, 2.0]))  # through the saved output
+
+
+def test_function_saved_output_changed_in_place_is_caught():
+    x = ad.tensor([0.5, 2.0], requires_grad=True)
+    y = Exp.apply(x)
+    loss = y.sum()
+    y.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+
+
+def test_function_saved_input_changed_in_place_is_caught():
+    x = ad.tensor([0.5, 2.0], requires_grad=True)
+    h = x * 1.0
+    y = Cube.apply(h).sum()
+    h.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.backward()
+
+
+def test_function_multi_output_needs_input_grad_and_non_tensor_arguments(device):
+    x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    b = ad.tensor(0.5, device=device)
+    y1, y2 = ScaleShift.apply(x, 3.0, b)
+    assert y1.grad_fn is not None and y2.grad_fn is not None
+    (y1 * 2.0 + y2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [7.0, 7.0])
+    assert b.grad is None
+    b.requires_grad_()
+    with ad.GradientTape() as tape:
+        y1, y2 = ScaleShift.apply(x, 3.0, b)
+        loss = (y1 * 2.0 + y2).sum()
+    gx, gb = tape.gradient(loss, [x, b])
+    np.testing.assert_array_equal(gx.numpy(), [7.0, 7.0])
+    assert gb.item() == 2.0
+
+
+def test_function_needs_input_grad():
+    seen = {}
+
+    class Spy(ad.Function):
+        @staticmethod
+        def forward(ctx, x, y, k):
+            seen["flags"] = ctx.needs_input_grad
+            return x * y * k
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g, None
+
+    x = ad.tensor(1.0, requires_grad=True)
+    Spy.apply(x, ad.tensor(2.0), 3)
+    assert seen["flags"] == (True, False, False)
+    c = ad.constant(1.0)
+    with ad.GradientTape() as tape:
+        tape.watch(c)
+        Spy.apply(c, ad.tensor(2.0), 3)
+    assert seen["flags"] == (True, False, False)
+    with ad.no_grad():
+        Spy.apply(x, ad.tensor(2.0), 3)
+    assert seen["flags"] == (False, False, False)
+
+
+def test_function_errors():
+    class TooMany(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g
+
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"TooMany.backward returned 2 gradients.*1 arguments"):
+        TooMany.apply(x).sum().backward()
+
+    class TrailingNone(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2.0, None
+
+    TrailingNone.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+    class BadShape(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return ad.ones(3)
+
+    with pytest.raises(ValueError, match=r"BadShape.backward.*shape \(3,\).*\(2,\)"):
+        BadShape.apply(x).sum().backward()
+
+    ctx = ad.FunctionCtx(())
+    with pytest.raises(RuntimeError, match="in backward only"):
+        ctx.saved_tensors  # noqa: B018
+    with pytest.raises(TypeError, match="save_for_backward takes tensors"):
+        ctx.save_for_backward(1.0)
+
+
+def test_function_gradient_that_broadcasts_is_summed_down():
+    class Broadcasting(ad.Function):
+        @staticmethod
+        def forward(ctx, b):
+            return b * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return ad.ones((4, 3))  # sums down to b's shape (3,)
+
+    b = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    Broadcasting.apply(b).sum().backward()
+    np.testing.assert_array_equal(b.grad.numpy(), [4.0, 4.0, 4.0])
+
+
+def test_function_graph_is_freed_after_backward():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = Cube.apply(x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+    y = Cube.apply(x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 3 * (3 * np.array([1.0, 2.0]) ** 2))  # 3 passes
+
+
+@needs_torch
+def test_function_matches_torch_autograd_function():
+    class TorchScaleShift(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, a, b):
+            ctx.a = a
+            return x * a + b, x - b
+
+        @staticmethod
+        def backward(ctx, g1, g2):
+            return g1 * ctx.a + g2, None, (g1 - g2).sum()
+
+    xv = np.array([0.3, -1.2, 2.0])
+    x = ad.tensor(xv, requires_grad=True)
+    b = ad.tensor(0.25, dtype=ad.float64, requires_grad=True)
+    y1, y2 = ScaleShift.apply(x, 1.5, b)
+    (ad.sin(y1) * y2).sum().backward()
+    tx = torch.tensor(xv, requires_grad=True)
+    tb = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+    t1, t2 = TorchScaleShift.apply(tx, 1.5, tb)
+    (torch.sin(t1) * t2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), rtol=1e-12)
+
+
+def test_function_under_a_tape_and_nested_tapes(device):
+    x = ad.constant([0.5, 2.0], dtype=ad.float64, device=device)
+    with ad.GradientTape() as outer:
+        outer.watch(x)
+        with ad.GradientTape() as inner:
+            inner.watch(x)
+            y = Exp.apply(x * 2.0).sum()
+        g = inner.gradient(y, x)
+    h = outer.gradient(g, x)
+    np.testing.assert_allclose(g.numpy(), 2 * np.exp(2 * np.array([0.5, 2.0])))
+    np.testing.assert_allclose(h.numpy(), 4 * np.exp(2 * np.array([0.5, 2.0])))
