@@ -1,4 +1,6 @@
-"""The README's promises, run: its Python examples execute, and the main job's loss falls."""
+"""The README's promises, run: its Python examples execute (the ``pycon`` blocks as doctests,
+with their printed outputs), and the main job's loss falls."""
+import doctest
 import pathlib
 import re
 import subprocess
@@ -22,6 +24,18 @@ def test_python_examples_run(capsys):
     xs = np.array([1.0, 2.0])
     np.testing.assert_allclose(x.grad.numpy(), np.cos(xs) * xs + np.sin(xs), rtol=1e-6)
     assert "tensor([" in capsys.readouterr().out
+
+
+def test_pycon_examples_print_what_the_readme_shows(cpu_default):
+    blocks = re.findall(r"```pycon\n(.*?)```", README, re.S)
+    assert len(blocks) >= 7
+    assert "Coming from TensorFlow" in README and "Coming from PyTorch" in README
+    test = doctest.DocTestParser().get_doctest("\n".join(blocks), {}, "README.md", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 50
+    assert result.failed == 0, "README examples printed something else (see the output above)"
 
 
 def test_commands_are_marked():
