@@ -452,7 +452,7 @@ def test_jacobian_matches_loops_of_gradient(device):
     # and against central differences
     x0, w0 = x.numpy(), w.numpy()
     for (i, k) in [(0, 1), (1, 3)]:
-        fd = _fd_grad(lambda v: float((np.tanh(v @ w0) * v.sum())[i, k]), x0)
+        fd = _fd_grad(lambda v, i=i, k=k: float((np.tanh(v @ w0) * v.sum())[i, k]), x0)
         np.testing.assert_allclose(jx.numpy()[i, k], fd, rtol=1e-6, atol=1e-9)
 
 
