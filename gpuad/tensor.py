@@ -6,7 +6,7 @@ requires grad, attach a :class:`~gpuad.autograd.node.Node`. They are the per-op 
 """
 import weakref
 
-from .autograd.grad_mode import mode
+from .autograd.grad_mode import active, mode
 from .autograd.node import Node
 from .devices import Device, resolve
 from .dtypes import as_dtype
@@ -169,7 +169,7 @@ class Tensor:
 
         Inside a recording gradient tape that watches this tensor, a warning (once per tape)
         says that what is computed from the copy is not recorded."""
-        if mode.tapes:
+        if active[0] and mode.tapes:
             for tape in mode.tapes:
                 tape._on_numpy(self)
         return self._dev.backend.to_numpy(self._a)
@@ -319,17 +319,6 @@ class _HookHandle:
 
 # ---- the per-op hot path ----------------------------------------------------------------
 
-def _edge(t):
-    """The graph edge for input ``t``: its node, itself if a grad-requiring leaf, else None."""
-    if not isinstance(t, Tensor):
-        return None
-    if t._base is not None and t._view_ver != t._ver[0]:
-        _refresh(t)
-    if not t._rg:
-        return None
-    return t._grad_fn or t
-
-
 def _refresh(view):
     """A view whose storage changed in place since its graph was made gets a fresh graph."""
     from .ops.shape import refresh_view
@@ -344,13 +333,13 @@ def record1(op, x, a, saved):
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)  # NumPy returns scalars for 0-d results; keep arrays
     if mode.enabled:
-        if mode.tapes:
+        if active[0] and mode.tapes:
             return _record_taped(op, (x,), a, dev, saved)
         if x._base is not None and x._view_ver != x._ver[0]:
             _refresh(x)
         if x._rg:
             return _attach(op, (x._grad_fn or x,), a, dev, saved)
-    elif mode.watchers:
+    elif active[0] and mode.watchers:
         _note_reads((x,))
     return Tensor(a, dev)
 
@@ -361,12 +350,22 @@ def record(op, inputs, a, dev, saved):
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)
     if mode.enabled:
-        if mode.tapes:
+        if active[0] and mode.tapes:
             return _record_taped(op, inputs, a, dev, saved)
-        parents = tuple([_edge(t) for t in inputs])
-        if parents.count(None) != len(parents):
-            return _attach(op, parents, a, dev, saved)
-    elif mode.watchers:
+        parents = []
+        tracked = False
+        for t in inputs:  # _edge(t), inlined: this loop runs for every op
+            if t.__class__ is Tensor or isinstance(t, Tensor):
+                if t._base is not None and t._view_ver != t._ver[0]:
+                    _refresh(t)
+                if t._rg:
+                    parents.append(t._grad_fn or t)
+                    tracked = True
+                    continue
+            parents.append(None)
+        if tracked:
+            return _attach(op, tuple(parents), a, dev, saved)
+    elif active[0] and mode.watchers:
         _note_reads(inputs)
     return Tensor(a, dev)
 
@@ -393,7 +392,7 @@ def needs_grad(t):
         return False
     if t._rg:
         return True
-    return bool(mode.enabled and mode.tapes and tape_tracked(t))
+    return bool(active[0] and mode.enabled and mode.tapes and tape_tracked(t))
 
 
 def tape_tracked(t):

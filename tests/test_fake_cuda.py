@@ -112,3 +112,30 @@ def test_cuda_specific_differences_are_handled(fake_cuda):
         c[[0, 3]]
     with pytest.raises(IndexError, match="axis 1 of size 2"):
         ad.ones(2, 2, device="cuda")[..., [2]]
+
+
+def test_tapes_variables_and_custom_gradients_on_cuda(fake_cuda):
+    """The TensorFlow-style API keeps every tensor it makes on the source's device."""
+    results = {}
+    for dev in ("cpu", "cuda"):
+        v = ad.Variable([[0.5, -1.0], [2.0, 0.25]], dtype=ad.float64, device=dev)
+        x = ad.constant([[1.0, 2.0], [3.0, 4.0]], dtype=ad.float64, device=dev)
+        u = ad.constant([7.0], device=dev)
+
+        @ad.custom_gradient
+        def softsign(z):
+            return z / (1 + abs(z)), lambda g: g / (1 + abs(z)) ** 2
+
+        with ad.GradientTape(persistent=True) as tape:
+            tape.watch([x, u])
+            y = softsign(x @ v) * ad.reduce_sum(x, axis=1, keepdims=True)
+            s = ad.reduce_sum(y)
+        grads = tape.gradient(s, {"v": v, "x": x, "u": u}, unconnected_gradients="zero")
+        jac = tape.jacobian(y, x)
+        bjac = tape.batch_jacobian(y, x)
+        v.assign_sub(0.1 * grads["v"])
+        for t in (*grads.values(), jac, bjac, v):
+            assert t.device == dev
+        results[dev] = [t.numpy() for t in (*grads.values(), jac, bjac, v)]
+    for a, b in zip(results["cuda"], results["cpu"]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)

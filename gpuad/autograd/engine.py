@@ -12,6 +12,7 @@ nodes made outside it, which are constants to the tape unless they are asked for
 """
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
+from .function import OutputGrads
 from .grad_mode import mode
 from .node import FREED, Node
 
@@ -137,7 +138,8 @@ def _follows(p, mark):
 
 
 def _topological(roots, mark=None):
-    """Nodes reachable from ``roots``, each before the nodes that produced its inputs."""
+    """Nodes reachable from ``roots``, each before the nodes that produced its inputs (on a
+    tape's walk, only the nodes carrying its ``mark``)."""
     order = []
     seen = set()
     for root in roots:
@@ -148,9 +150,10 @@ def _topological(roots, mark=None):
         while stack:
             node, parents = stack[-1]
             for p in parents:
-                if p not in seen and _follows(p, mark):
+                if (p.__class__ is Node and p not in seen
+                        and (mark is None or (p.tapes is not None and mark in p.tapes))):
                     seen.add(p)
-                    stack.append((p, iter(_edges(p, mark))))
+                    stack.append((p, iter(p.parents if mark is None else _edges(p, mark))))
                     break
             else:
                 stack.pop()
@@ -172,8 +175,8 @@ def _needed(order, targets, mark=None):
 
 def _fit(g, parent):
     """Undo broadcasting and promotion: sum ``g`` down to the parent's shape, cast its dtype."""
-    if not isinstance(g, Tensor):
-        return g  # the per-output gradients of a multi-output custom function (OutputGrads)
+    if g.__class__ is OutputGrads:
+        return g  # the gradients of a multi-output custom function's outputs
     if parent.__class__ is Node:
         shape, dtype = parent.shape, parent.dtype
     else:
@@ -252,23 +255,25 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                 if op.save_out:
                     rg = mark is None or node.in_graph()
                     saved = (Tensor(node.out, node.device, node, rg),) + saved
-                edges = node.parents if mark is None else _edges(node, mark)
                 vjps = op.vjps
-                given = None
                 if vjps is None:  # one rule gives every input's gradient (custom gradients)
-                    wanted = [p is not None and (targets is None or p in needed
-                                                 or p in target_keys) for p in edges]
-                    given = op.vjp_all(node, g, saved, wanted)
-                for i, p in enumerate(edges):
-                    if p is None or (targets is not None and p not in needed
-                                     and p not in target_keys):
-                        continue
-                    gi = vjps[i](g, *saved) if given is None else given[i]
-                    if gi is None:
-                        continue
-                    gi = _fit(gi, p)
-                    old = grads.get(p)
-                    grads[p] = gi if old is None else old + gi
+                    edges = _edges(node, mark)
+                    given = op.vjp_all(node, g, saved, [
+                        p is not None and (targets is None or p in needed or p in target_keys)
+                        for p in edges])
+                    for p, gi in zip(edges, given):
+                        if gi is not None and p is not None:
+                            gi = _fit(gi, p)
+                            old = grads.get(p)
+                            grads[p] = gi if old is None else old + gi
+                else:
+                    for i, p in enumerate(node.parents if mark is None else _edges(node, mark)):
+                        if p is None or (targets is not None and p not in needed
+                                         and p not in target_keys):
+                            continue
+                        gi = _fit(vjps[i](g, *saved), p)
+                        old = grads.get(p)
+                        grads[p] = gi if old is None else old + gi
                 if not retain_graph and (node.saved or op.save_out) and node.tapes is None:
                     # (a node a live tape recorded keeps its values until the tape lets go)
                     node.saved = FREED

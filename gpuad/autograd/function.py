@@ -13,7 +13,7 @@ import inspect
 
 from ..tensor import Tensor, needs_grad, record, record1
 from . import structure
-from .grad_mode import mode, no_grad
+from .grad_mode import count_active, mode, no_grad
 from .node import Op
 
 
@@ -156,11 +156,13 @@ def custom_gradient(f):
         leaves = structure.flatten(list(args) + list(kwargs.values()))
         reads = {}
         mode.watchers = mode.watchers + (reads,)
+        count_active(1)
         try:
             with no_grad():
                 result = f(*args, **kwargs)
         finally:
             mode.watchers = mode.watchers[:-1]
+            count_active(-1)
         if not (isinstance(result, (tuple, list)) and len(result) == 2 and callable(result[1])):
             raise TypeError(f"gpuad: custom_gradient function {fname!r} must return "
                             "(output, grad_fn), with grad_fn a function of the output gradients")

@@ -20,6 +20,17 @@ class _Mode(threading.local):
 
 mode = _Mode()
 
+#: How many tapes and custom-gradient collectors are active, in all threads. The per-op hot
+#: path reads this plain global (cheap) and looks at the thread-local lists (dear) only when it
+#: is non-zero.
+active = [0]
+_active_lock = threading.Lock()
+
+
+def count_active(delta):
+    with _active_lock:
+        active[0] += delta
+
 
 def is_grad_enabled():
     return mode.enabled

@@ -21,7 +21,7 @@ from ..errors import GradientTapeWarning
 from ..tensor import Tensor
 from . import structure
 from .engine import _execute
-from .grad_mode import mode
+from .grad_mode import count_active, mode
 from .node import FREED
 
 
@@ -69,10 +69,12 @@ class GradientTape:
     def _start(self):
         mode.tapes = mode.tapes + (self,)
         self._recording = True
+        count_active(1)
 
     def _stop(self):
         mode.tapes = tuple(t for t in mode.tapes if t is not self)
         self._recording = False
+        count_active(-1)
 
     @contextlib.contextmanager
     def stop_recording(self):

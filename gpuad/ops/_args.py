@@ -47,14 +47,14 @@ def operands(a, b, op):
     Tensors must share a device. Python scalars stay raw (weak typing); NumPy arrays, NumPy
     scalars and lists become constant tensors on the other operand's device.
     """
-    if isinstance(a, Tensor):
+    if a.__class__ is Tensor or isinstance(a, Tensor):  # (a Variable is a Tensor too)
         dev = a._dev
+        if b.__class__ in SCALARS:
+            return a, b, a._a, b, dev
         if isinstance(b, Tensor):
             if b._dev is not dev:
                 raise mismatch(op, dev, b._dev)
             return a, b, a._a, b._a, dev
-        if b.__class__ in SCALARS:
-            return a, b, a._a, b, dev
         b = constant(b, dev)
         return a, b, a._a, b._a, dev
     if isinstance(b, Tensor):

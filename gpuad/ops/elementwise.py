@@ -7,6 +7,7 @@ gpuad ops, so they are differentiable again (``create_graph=True``).
 """
 import math
 
+from ..autograd.grad_mode import active
 from ..autograd.node import Op
 from ..dtypes import float16, float32
 from ..tensor import Tensor, needs_grad, record, record1
@@ -153,8 +154,10 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
             raise _shape_error(name, a, b, exc) from None
         saved = ()
         if saves:
-            need_a = needs_grad(a)
-            need_b = needs_grad(b)
+            # An operand is a tensor exactly when its raw value is not itself (operands keeps
+            # Python scalars raw); the tape check costs only while a tape is active.
+            need_a = xa is not a and (a._rg or (active[0] > 0 and needs_grad(a)))
+            need_b = xb is not b and (b._rg or (active[0] > 0 and needs_grad(b)))
             saved = (a if (need_a and reads[0][0]) or (need_b and reads[1][0]) else None,
                      b if (need_a and reads[0][1]) or (need_b and reads[1][1]) else None)
         return record(op, (a, b), out, dev, saved)
