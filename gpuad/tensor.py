@@ -18,6 +18,7 @@ class Tensor:
     __slots__ = ("_a", "_dev", "_grad_fn", "_rg", "_grad", "_ver", "_base", "_hooks",
                  "_view_of", "_view_ver", "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us: np_array * tensor -> Tensor
+    _autowatch = False  # True on trainable float Variables: tapes watch them when they are read
 
     def __init__(self, array, device, grad_fn=None, requires_grad=False):
         self._a = array
@@ -332,15 +333,15 @@ def record1(op, x, a, saved):
     backend = dev._backend
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)  # NumPy returns scalars for 0-d results; keep arrays
+    if active[0]:
+        out = _record_special(op, (x,), a, dev, saved)
+        if out is not None:
+            return out
     if mode.enabled:
-        if active[0] and mode.tapes:
-            return _record_taped(op, (x,), a, dev, saved)
         if x._base is not None and x._view_ver != x._ver[0]:
             _refresh(x)
         if x._rg:
             return _attach(op, (x._grad_fn or x,), a, dev, saved)
-    elif active[0] and mode.watchers:
-        _note_reads((x,))
     return Tensor(a, dev)
 
 
@@ -349,12 +350,14 @@ def record(op, inputs, a, dev, saved):
     backend = dev._backend
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)
+    if active[0]:
+        out = _record_special(op, inputs, a, dev, saved)
+        if out is not None:
+            return out
     if mode.enabled:
-        if active[0] and mode.tapes:
-            return _record_taped(op, inputs, a, dev, saved)
         parents = []
         tracked = False
-        for t in inputs:  # _edge(t), inlined: this loop runs for every op
+        for t in inputs:  # each input's graph edge, inlined: this loop runs for every op
             if t.__class__ is Tensor or isinstance(t, Tensor):
                 if t._base is not None and t._view_ver != t._ver[0]:
                     _refresh(t)
@@ -365,8 +368,6 @@ def record(op, inputs, a, dev, saved):
             parents.append(None)
         if tracked:
             return _attach(op, tuple(parents), a, dev, saved)
-    elif active[0] and mode.watchers:
-        _note_reads(inputs)
     return Tensor(a, dev)
 
 
@@ -442,10 +443,23 @@ def _record_taped(op, inputs, a, dev, saved):
     return out
 
 
+def _record_special(op, inputs, a, dev, saved):
+    """The part of :func:`record` that runs only while some tape or custom-gradient collector
+    is active (in any thread): note the reads, record on this thread's tapes. None: go on
+    with the plain path."""
+    if mode.watchers:
+        _note_reads(inputs)
+    if not mode.enabled:
+        return Tensor(a, dev)
+    if mode.tapes:
+        return _record_taped(op, inputs, a, dev, saved)
+    return None
+
+
 def _note_reads(inputs):
-    """Under ``no_grad``, tell the active collectors which tensors that require grad an op
-    read (``custom_gradient`` finds the trainable variables its function uses this way)."""
+    """Tell the active collectors which leaves that require grad (trainable Variables, say)
+    an op read: ``custom_gradient`` finds the variables its function uses this way."""
     for t in inputs:
-        if isinstance(t, Tensor) and t._rg:
+        if isinstance(t, Tensor) and t._grad_fn is None and (t._rg or t._autowatch):
             for seen in mode.watchers:
                 seen.setdefault(id(t), t)

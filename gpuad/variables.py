@@ -1,10 +1,11 @@
 """TensorFlow's ``Variable`` and ``constant``, as tensors of the one engine.
 
-A trainable Variable is a leaf tensor that requires grad, so it works with ``backward()``,
-``ad.grad`` and optimizers as well as with gradient tapes, which watch it automatically when an
-op reads it. ``assign``, ``assign_add`` and ``assign_sub`` change it in place outside the graph
-(as an optimizer step does) and bump its version, so a backward pass that saved the old value
-raises instead of using the new one.
+As in TensorFlow, a trainable Variable is watched by every gradient tape whose block reads it,
+and ops on it outside tapes build no graph (inference keeps no saved values). It does not
+require grad: for ``backward()``/``ad.grad``, call ``v.requires_grad_()`` (or use
+``ad.tensor(..., requires_grad=True)``). ``assign``, ``assign_add`` and ``assign_sub`` change it
+in place, unrecorded, and bump its version, so a gradient whose rule saved the old value raises
+instead of using the new one.
 """
 from .autograd.grad_mode import no_grad
 from .creation import tensor
@@ -12,7 +13,7 @@ from .tensor import Tensor
 
 
 class Variable(Tensor):
-    """A mutable tensor, trainable (it requires grad) unless ``trainable=False``.
+    """A mutable tensor that gradient tapes watch automatically unless ``trainable=False``.
 
     ``initial_value`` is anything :func:`gpuad.tensor` takes, or a function returning it.
     Ops on a Variable give plain tensors.
@@ -23,7 +24,7 @@ class Variable(Tensor):
     <Variable 'v' shape=(2,) dtype=float32, numpy=[2. 3.]>
     """
 
-    __slots__ = ("_trainable", "_name")
+    __slots__ = ("_trainable", "_name", "_autowatch")
 
     def __init__(self, initial_value, trainable=True, name=None, dtype=None, device=None):
         if callable(initial_value) and not isinstance(initial_value, Tensor):
@@ -32,8 +33,7 @@ class Variable(Tensor):
         Tensor.__init__(self, t._a, t._dev)
         self._trainable = bool(trainable)
         self._name = "Variable" if name is None else str(name)
-        if self._trainable and t.dtype.kind == "f":
-            self._rg = True
+        self._autowatch = self._trainable and t.dtype.kind == "f"
 
     @property
     def trainable(self):
@@ -95,6 +95,7 @@ class Variable(Tensor):
     def __deepcopy__(self, memo):
         out = Variable(self._dev.backend.copy(self._a), self._trainable, self._name,
                        device=self._dev)
+        out._rg = self._rg
         return self._copied_into(out, memo)
 
     def __repr__(self):

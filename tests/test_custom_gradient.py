@@ -497,3 +497,96 @@ def test_function_under_a_tape_and_nested_tapes(device):
     h = outer.gradient(g, x)
     np.testing.assert_allclose(g.numpy(), 2 * np.exp(2 * np.array([0.5, 2.0])))
     np.testing.assert_allclose(h.numpy(), 4 * np.exp(2 * np.array([0.5, 2.0])))
+
+
+# ---- review regressions ------------------------------------------------------------------
+
+def test_a_tape_inside_grad_fn_records(device):
+    """The recompute pattern: grad_fn differentiates its own computation with a tape."""
+
+    @ad.custom_gradient
+    def recompute(x):
+        def grad(dy):
+            with ad.GradientTape() as t:
+                t.watch(x)
+                y2 = ad.sin(x) * x
+            return t.gradient(y2, x, output_gradients=dy)
+
+        return ad.sin(x) * x, grad
+
+    x = ad.Variable(0.5, dtype=ad.float64, device=device)
+    with ad.GradientTape() as t:
+        y = recompute(x)
+    assert t.gradient(y, x).item() == pytest.approx(np.cos(0.5) * 0.5 + np.sin(0.5), rel=1e-12)
+    xr = ad.tensor(0.5, dtype=ad.float64, device=device, requires_grad=True)
+    recompute(xr).backward()
+    assert xr.grad.item() == pytest.approx(np.cos(0.5) * 0.5 + np.sin(0.5), rel=1e-12)
+
+
+def test_a_tape_inside_the_forward_function_records(device):
+    @ad.custom_gradient
+    def with_inner_tape(x):
+        with ad.GradientTape() as t:
+            t.watch(x)
+            y = x * x * x
+        slope = t.gradient(y, x)
+        return y, lambda g: g * slope
+
+    x = ad.constant(2.0, device=device)
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = with_inner_tape(x)
+    assert y.item() == 8.0 and tape.gradient(y, x).item() == 12.0
+
+
+def test_second_order_through_values_grad_fn_keeps_from_the_forward(device):
+    x = ad.Variable(0.5, dtype=ad.float64, device=device)
+    with ad.GradientTape() as t2:
+        with ad.GradientTape() as t1:
+            y = log1pexp(x)
+        g = t1.gradient(y, x)
+    sig = 1 / (1 + np.exp(-0.5))
+    assert g.item() == pytest.approx(sig, rel=1e-12)
+    assert t2.gradient(g, x).item() == pytest.approx(sig * (1 - sig), rel=1e-12)
+
+
+def test_keyword_gradients_follow_the_signature_not_the_call(device):
+    @ad.custom_gradient
+    def f(x, *, a, b):
+        return x * a * b, lambda g: (g * a * b, g * x * b, g * x * a)
+
+    x, a, b = (ad.constant(v, device=device) for v in (1.0, 2.0, 3.0))
+    for kwargs in ({"a": a, "b": b}, {"b": b, "a": a}):
+        with ad.GradientTape() as tape:
+            tape.watch([x, a, b])
+            y = f(x, **kwargs)
+        assert [g.item() for g in tape.gradient(y, [x, a, b])] == [6.0, 3.0, 2.0]
+
+
+def test_grad_fn_may_return_nested_gradients(device):
+    @ad.custom_gradient
+    def f(pair, w):
+        a, (b,) = pair
+        return a * b * w, lambda g: ([g * b * w, [g * a * w]], g * a * b)
+
+    a, b, w = (ad.constant(v, device=device) for v in (2.0, 3.0, 5.0))
+    with ad.GradientTape() as tape:
+        tape.watch([a, b, w])
+        y = f([a, [b]], w)
+    assert [g.item() for g in tape.gradient(y, [a, b, w])] == [15.0, 10.0, 6.0]
+
+
+def test_function_apply_refuses_keyword_tensors_that_need_gradients():
+    class Scale(ad.Function):
+        @staticmethod
+        def forward(ctx, x, scale=None):
+            return x * scale
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    w = ad.tensor(3.0, requires_grad=True)
+    with pytest.raises(TypeError, match="keyword argument 'scale'.*positionally"):
+        Scale.apply(ad.tensor(1.0), scale=w)
+    assert Scale.apply(ad.tensor(1.0), scale=ad.tensor(3.0)).item() == 3.0

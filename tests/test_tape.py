@@ -108,13 +108,18 @@ def test_tensors_that_require_grad_count_as_watched_and_backward_works(device):
     np.testing.assert_allclose(x.grad.numpy(), [3.0, 12.0])
 
 
-def test_backward_first_then_persistent_tape(device):
+def test_backward_frees_the_requires_grad_graph_for_tapes_too(device):
     x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
     with ad.GradientTape(persistent=True) as tape:
         y = ad.sin(x).sum()
-    y.backward()
+    y.backward(retain_graph=True)
     np.testing.assert_allclose(tape.gradient(y, x).numpy(), np.cos([1.0, 2.0]), rtol=1e-6)
     np.testing.assert_allclose(x.grad.numpy(), np.cos([1.0, 2.0]), rtol=1e-6)
+    y.backward()  # as PyTorch: this frees the graph ...
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        tape.gradient(y, x)  # ... for the tape as well
 
 
 def test_tape_only_results_do_not_reach_backward(device):
@@ -627,3 +632,72 @@ def test_requires_grad_graph_is_not_freed_by_the_tape(device):
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), np.cos([0.5, 1.5]) * [0.5, 1.5]
                                + np.sin([0.5, 1.5]), rtol=1e-6)
+
+
+# ---- review regressions ------------------------------------------------------------------
+
+def test_dict_targets_and_output_gradients_pair_by_key(device):
+    x = ad.Variable(1.0, device=device)
+    with ad.GradientTape() as tape:
+        ys = {"a": x * 2.0, "b": x * 3.0}
+    w = {"b": ad.constant(100.0, device=device), "a": ad.constant(1.0, device=device)}
+    assert tape.gradient(ys, x, output_gradients=w).item() == 302.0
+
+
+def test_a_tape_records_under_no_grad(device):
+    x = ad.constant(3.0, device=device)
+    with ad.no_grad():
+        with ad.GradientTape() as tape:
+            tape.watch(x)
+            y = x * x
+        assert not ad.is_grad_enabled()
+        z = x * x
+    assert tape.gradient(y, x).item() == 6.0
+    assert ad.is_grad_enabled() and z.grad_fn is None
+
+
+def test_a_spent_non_persistent_tape_stops_recording(device):
+    x = ad.constant(3.0, device=device)
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = x * x
+        assert tape.gradient(y, x).item() == 6.0
+        z = x * x  # no longer recorded
+    assert z.grad_fn is None and not tape._nodes
+
+
+def test_variable_training_loop_frees_each_step(device):
+    rng = np.random.default_rng(0)
+    w = ad.Variable(rng.normal(size=(64, 64)) / 8, device=device)
+    x = ad.constant(rng.normal(size=(32, 64)), device=device)
+    losses, refs = [], []
+    for _ in range(3):
+        with ad.GradientTape() as tape:
+            h = ad.tanh(x @ w)
+            loss = ad.reduce_mean(ad.tanh(h @ w) ** 2)
+        refs.append(weakref.ref(h.array))
+        w.assign_sub(0.1 * tape.gradient(loss, w))
+        losses.append(loss)  # kept, as a TensorFlow user keeps losses
+        del h
+    assert all(r() is None for r in refs)  # no step's activations survive its gradient
+    assert losses[-1].item() < losses[0].item()
+
+
+def test_persistent_tape_over_variables_frees_on_del_and_reset(device):
+    v = ad.Variable(np.linspace(0.1, 1.0, 500), device=device)
+    for finish in ("del", "reset"):
+        tape = ad.GradientTape(persistent=True)
+        with tape:
+            h = ad.exp(v) * 2.0
+            s = ad.sin(h)
+            loss = (s * s).sum()
+        refs = [weakref.ref(h), weakref.ref(s)]
+        del h, s
+        assert tape.gradient(loss, v) is not None
+        assert all(r() is not None for r in refs)
+        if finish == "del":
+            del tape
+        else:
+            tape.reset()
+        assert all(r() is None for r in refs)
+        assert np.isfinite(loss.item())

@@ -12,8 +12,9 @@ def test_variable_creation(device):
     v = ad.Variable([1.0, 2.0], device=device, name="v")
     assert isinstance(v, ad.Variable) and isinstance(v, ad.Tensor)
     assert v.dtype == ad.float32 and v.device == device and v.shape == (2,)
-    assert v.trainable and v.requires_grad and v.is_leaf and v.name == "v"
-    assert ad.Variable(5).dtype == ad.int64 and not ad.Variable(5).requires_grad
+    assert v.trainable and v.is_leaf and v.name == "v"
+    assert not v.requires_grad  # watched by tapes, as in TensorFlow; no graph outside them
+    assert ad.Variable(5).dtype == ad.int64
     assert ad.Variable(np.float64(1.5)).dtype == ad.float64
     assert ad.Variable(lambda: [3.0], dtype=ad.float64).numpy().tolist() == [3.0]
     frozen = ad.Variable(1.0, trainable=False)
@@ -23,12 +24,30 @@ def test_variable_creation(device):
     assert copied.is_leaf and copied.numpy().tolist() == [2.0, 4.0]
 
 
-def test_ops_on_variables_give_plain_tensors_and_backward_works(device):
+def test_ops_on_variables_build_no_graph_outside_tapes(device):
     v = ad.Variable([1.0, 2.0], device=device)
     y = (v * v).sum()
-    assert type(y) is ad.Tensor and y.requires_grad
+    assert type(y) is ad.Tensor and not y.requires_grad and y.grad_fn is None
+    with pytest.raises(RuntimeError, match="Variable is watched by GradientTape"):
+        y.backward()
+    v.requires_grad_()  # the PyTorch style, on request
+    y = (v * v).sum()
     y.backward()
     np.testing.assert_array_equal(v.grad.numpy(), [2.0, 4.0])
+    with ad.GradientTape() as tape:  # and still watched by tapes
+        y = (v * v * v).sum()
+    np.testing.assert_array_equal(tape.gradient(y, v).numpy(), [3.0, 12.0])
+
+
+def test_in_place_ops_on_a_variable(device):
+    v = ad.Variable([1.0, 2.0], device=device)
+    v += 1.0  # nothing records: a plain in-place update
+    np.testing.assert_array_equal(v.numpy(), [2.0, 3.0])
+    with ad.GradientTape():
+        with pytest.raises(RuntimeError, match="assign, assign_add or assign_sub"):
+            v += 1.0
+        v.assign_add(1.0)  # not recorded
+    np.testing.assert_array_equal(v.numpy(), [3.0, 4.0])
 
 
 def test_assign_family(device):
@@ -44,15 +63,16 @@ def test_assign_family(device):
         v.assign([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="does not broadcast"):
         v.assign_add([1.0, 2.0, 3.0])
-    assert v.requires_grad and v.is_leaf
+    assert v.is_leaf and isinstance(v, ad.Variable)
 
 
-def test_assign_after_use_is_caught_by_backward(device):
+def test_assign_after_use_is_caught_by_the_gradient(device):
     v = ad.Variable([1.0, 2.0], device=device)
-    y = (v * v).sum()
+    with ad.GradientTape() as tape:
+        y = (v * v).sum()
     v.assign_add(1.0)
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
-        y.backward()
+        tape.gradient(y, v)
 
 
 def test_training_loop_with_tape_and_assign_sub(device):
@@ -68,15 +88,18 @@ def test_variable_repr_value_and_copy(device):
     v = ad.Variable([1.0, 2.0], device=device, name="w")
     text = repr(v)
     assert text.startswith("<Variable 'w' shape=(2,) dtype=float32") and "numpy=[1. 2.]" in text
-    r = v.value()
-    assert type(r) is ad.Tensor and r.requires_grad
-    r.sum().backward()
-    np.testing.assert_array_equal(v.grad.numpy(), [1.0, 1.0])
+    with ad.GradientTape() as tape:
+        r = v.value()
+        s = (r * 3.0).sum()
+    assert type(r) is ad.Tensor
+    np.testing.assert_array_equal(tape.gradient(s, v).numpy(), [3.0, 3.0])
+    v.requires_grad_()
+    (v * 2.0).sum().backward()
     c = copy.deepcopy(v)
-    assert isinstance(c, ad.Variable) and c.name == "w" and c.trainable
+    assert isinstance(c, ad.Variable) and c.name == "w" and c.trainable and c.requires_grad
     c.assign([9.0, 9.0])
     np.testing.assert_array_equal(v.numpy(), [1.0, 2.0])
-    np.testing.assert_array_equal(c.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(c.grad.numpy(), [2.0, 2.0])
 
 
 def test_constant(device):

@@ -93,7 +93,9 @@ def _seeds(outputs, grads):
             raise RuntimeError(
                 f"gpuad: element {i} of tensors does not require grad and does not have a "
                 "grad_fn: nothing that requires grad was used to compute it (check "
-                "requires_grad=True on the inputs, and that it was not computed under no_grad)"
+                "requires_grad=True on the inputs, and that it was not computed under no_grad; "
+                "a trainable ad.Variable is watched by GradientTape but does not require grad: "
+                "use tape.gradient, or v.requires_grad_())"
             )
         g = None if grads is None else grads[i]
         if g is None:
@@ -245,9 +247,10 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                 if saved is FREED:
                     raise RuntimeError(
                         f"gpuad: trying to backward through {node.name()} a second time, but its "
-                        "saved values were freed by the first backward. Specify "
-                        "retain_graph=True on the first backward (or ad.grad) call if you need "
-                        "to backward through the graph again"
+                        "saved values were freed by the first backward (or by a GradientTape "
+                        "that let go of its recording). Specify retain_graph=True on the first "
+                        "backward (or ad.grad) call, or use GradientTape(persistent=True), if "
+                        "you need to backward through the graph again"
                     )
                 if node.vers:
                     _check_versions(node)
@@ -274,8 +277,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                         gi = _fit(vjps[i](g, *saved), p)
                         old = grads.get(p)
                         grads[p] = gi if old is None else old + gi
-                if not retain_graph and (node.saved or op.save_out) and node.tapes is None:
-                    # (a node a live tape recorded keeps its values until the tape lets go)
+                if not retain_graph and (node.saved or op.save_out):
                     node.saved = FREED
                     node.out = None
             for leaf, g in grads.items():

@@ -119,12 +119,9 @@ def _check_grad(where, i, label, g, x):
     return g
 
 
-def _as_list(value):
-    if value is None or isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+def _flat(value):
+    """The gradients a grad_fn returned, flattened (nested lists, tuples and dicts allowed)."""
+    return structure.flatten(value)
 
 
 # ---- @custom_gradient ---------------------------------------------------------------------
@@ -133,10 +130,15 @@ def custom_gradient(f):
     """Give ``f`` its own gradient: ``f(*args, **kwargs)`` returns ``(y, grad_fn)``.
 
     ``grad_fn(*upstream)`` gets one gradient per output of ``y`` (a tensor or a list/tuple of
-    them) and returns one gradient per tensor argument of ``f``, positional ones first, then
-    keyword ones in the order given (None for no gradient). When ``f`` reads tensors that
-    require grad without taking them as arguments (trainable Variables), ``grad_fn`` must accept
+    them) and returns one gradient per tensor argument of ``f``, in the order of ``f``'s
+    parameters (keyword arguments included, however they were passed; nested lists of
+    tensors flattened; None for no gradient). When ``f`` reads leaves that require grad
+    without taking them as arguments (trainable Variables), ``grad_fn`` must accept
     ``variables=`` and return ``(argument_gradients, variable_gradients)``.
+
+    ``f`` runs as usual, recorded by the active tapes and the ``requires_grad`` graph, so
+    intermediate results that ``grad_fn`` uses are differentiable to higher order (as in
+    TensorFlow); its outputs, though, get their gradient from ``grad_fn`` only.
 
     >>> import gpuad as ad
     >>> @ad.custom_gradient
@@ -152,15 +154,13 @@ def custom_gradient(f):
 
     @functools.wraps(f)
     def call(*args, **kwargs):
-        labels = _labels(f, args, kwargs)
-        leaves = structure.flatten(list(args) + list(kwargs.values()))
+        labels, leaves = _arguments(f, args, kwargs)
         reads = {}
         mode.watchers = mode.watchers + (reads,)
         count_active(1)
         try:
-            with no_grad():
-                result = f(*args, **kwargs)
-        finally:
+            result = f(*args, **kwargs)  # recorded as usual, as TensorFlow does: what grad_fn
+        finally:  # keeps from it is then differentiable to higher order
             mode.watchers = mode.watchers[:-1]
             count_active(-1)
         if not (isinstance(result, (tuple, list)) and len(result) == 2 and callable(result[1])):
@@ -200,12 +200,12 @@ def _gradient_rule(fname, grad_fn, leaves, labels, captured):
             if not (isinstance(result, (tuple, list)) and len(result) == 2):
                 raise TypeError(f"gpuad: {where}: with variables=, grad_fn must return "
                                 "(argument_gradients, variable_gradients)")
-            given, var_grads = _as_list(result[0]), _as_list(result[1])
+            given, var_grads = _flat(result[0]), _flat(result[1])
             if len(var_grads) != len(captured):
                 raise ValueError(f"gpuad: {where}: grad_fn returned {len(var_grads)} variable "
                                  f"gradients for {len(captured)} variables")
         else:
-            given, var_grads = _as_list(grad_fn(*upstream)), []
+            given, var_grads = _flat(grad_fn(*upstream)), []
         if len(given) == len(leaves):
             per_leaf = given
         elif len(given) == len(tensor_at):
@@ -228,28 +228,24 @@ def _gradient_rule(fname, grad_fn, leaves, labels, captured):
     return rule
 
 
-def _labels(f, args, kwargs):
-    """A name for each flattened argument, for error messages (``x``, ``xs[1]``, ``scale``)."""
+def _arguments(f, args, kwargs):
+    """The call's arguments in ``f``'s signature order (keyword ones where their parameters
+    are, whatever order they were passed in), flattened: ``(labels, leaves)``, with a name for
+    each leaf for error messages (``x``, ``xs[1]``, ``scale``)."""
     try:
-        params = list(inspect.signature(f).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY,
-                                                       p.POSITIONAL_OR_KEYWORD)]
-    labels = []
-    for i, a in enumerate(args):
-        base = positional[i] if i < len(positional) else f"args[{i}]"
-        labels += _leaf_labels(base, a)
-    for k, v in kwargs.items():
-        labels += _leaf_labels(k, v)
-    return labels
-
-
-def _leaf_labels(base, value):
-    n = len(structure.flatten(value))
-    if n == 1 and not isinstance(value, (list, tuple, dict)):
-        return [base]
-    return [f"{base}[{j}]" for j in range(n)]
+        bound = inspect.signature(f).bind(*args, **kwargs).arguments
+    except (TypeError, ValueError):  # no signature to bind to: the order of the call
+        bound = {f"args[{i}]": a for i, a in enumerate(args)}
+        bound.update(kwargs)
+    labels, leaves = [], []
+    for name, value in bound.items():
+        flat = structure.flatten(value)
+        leaves += flat
+        if len(flat) == 1 and not isinstance(value, (list, tuple, dict)):
+            labels.append(name)
+        else:
+            labels += [f"{name}[{j}]" for j in range(len(flat))]
+    return labels, leaves
 
 
 def _takes_variables(fn):
@@ -331,6 +327,13 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        for name, value in kwargs.items():
+            if needs_grad(value) and mode.enabled:
+                raise TypeError(
+                    f"gpuad: {cls.__name__}.apply: keyword argument {name!r} is a tensor that "
+                    "needs a gradient, but backward returns gradients for positional arguments "
+                    "only; pass it positionally"
+                )
         on = mode.enabled
         ctx = FunctionCtx(tuple(bool(on and needs_grad(a) and a.dtype.kind == "f")
                                 for a in args))

@@ -3,14 +3,16 @@
 While a tape records (inside its ``with`` block, outside ``stop_recording``), every op that
 reads a tensor the tape watches puts the tape's mark on its node (see
 :func:`gpuad.tensor.record`). A tape watches what ``watch`` was given, the results of the ops
-it recorded, and, unless ``watch_accessed_variables=False``, every tensor that requires grad
-(trainable Variables included) that an op reads inside the block. ``gradient`` runs the one
+it recorded, and, unless ``watch_accessed_variables=False``, every trainable Variable and every
+tensor that requires grad that an op reads inside the block. ``gradient`` runs the one
 backward engine restricted to the nodes carrying the tape's mark, so ops computed before the
 tape, outside it, or on another tape only are constants to it. A gradient computed while
 other tapes record is itself recorded on them, which gives nested tapes higher derivatives.
 
-The tape owns the saved values of the nodes only it recorded: they are freed after a
-non-persistent tape's ``gradient``/``jacobian``, on ``reset()``, and when the tape is deleted.
+The tape owns the nodes only tapes recorded (from watched constants and trainable Variables,
+which do not require grad): after a non-persistent tape's ``gradient``/``jacobian``, on
+``reset()``, and when the tape is deleted, the saved values of those no other live tape holds
+are freed. Nodes that are also in the ``requires_grad`` graph follow PyTorch's rules.
 """
 import contextlib
 import enum
@@ -50,43 +52,54 @@ class GradientTape:
         self._nodes = []  # the nodes recorded on this tape, in order
         self._watched = {}  # id(key) -> key: the leaves and nodes watched as sources
         self._variables = {}  # id -> Variable watched (explicitly or by being read)
-        self._recording = False
+        self._recording = False  # on this thread's list of recording tapes
+        self._inside = False  # inside the with block
+        self._grad_mode = True  # the grad mode to restore when the block ends
         self._spent = False  # a non-persistent tape after its gradient
         self._warned = set()
         self._release = weakref.finalize(self, _release, self._nodes, self._mark)
 
     # ---- recording ----------------------------------------------------------------------
     def __enter__(self):
-        if self._recording:
+        if self._inside:
             raise RuntimeError("gpuad: this GradientTape is already recording; a tape cannot "
                                "be entered again inside its own with block")
+        self._inside = True
+        self._grad_mode = mode.enabled
+        mode.enabled = True  # a tape records even under no_grad or inside a gradient rule
         self._start()
         return self
 
     def __exit__(self, *exc):
         self._stop()
+        self._inside = False
+        mode.enabled = self._grad_mode
 
     def _start(self):
-        mode.tapes = mode.tapes + (self,)
-        self._recording = True
-        count_active(1)
+        if not self._recording and not self._spent:
+            mode.tapes = mode.tapes + (self,)
+            self._recording = True
+            count_active(1)
 
     def _stop(self):
-        mode.tapes = tuple(t for t in mode.tapes if t is not self)
-        self._recording = False
-        count_active(-1)
+        if self._recording:
+            mode.tapes = tuple(t for t in mode.tapes if t is not self)
+            self._recording = False
+            count_active(-1)
 
     @contextlib.contextmanager
     def stop_recording(self):
         """Ops inside this block are not recorded on this tape (they are constants to it)."""
-        if not self._recording:
+        if not self._inside:
             raise RuntimeError("gpuad: GradientTape.stop_recording() needs a recording tape; "
                                "use it inside the tape's with block")
+        was = self._recording
         self._stop()
         try:
             yield
         finally:
-            self._start()
+            if was:
+                self._start()
 
     def reset(self):
         """Forget everything recorded and watched so far; free the saved values only this tape
@@ -95,6 +108,8 @@ class GradientTape:
         self._watched.clear()
         self._variables.clear()
         self._spent = False
+        if self._inside:
+            self._start()
 
     def watch(self, tensor):
         """Watch ``tensor`` (a tensor, or a nested list, tuple or dict of them) as a source."""
@@ -131,7 +146,7 @@ class GradientTape:
         node = t._grad_fn
         if node is not None and node.tapes is not None and self._mark in node.tapes:
             return True
-        if t._rg and self._auto:
+        if self._auto and (t._rg or t._autowatch):
             self._watch(t, key)
             return True
         return False
@@ -145,11 +160,7 @@ class GradientTape:
 
     def _on_numpy(self, t):
         """``t.numpy()`` while recording: warn (once) when the tape watches ``t``."""
-        key = t._grad_fn or t
-        watched = (id(key) in self._watched or (t._rg and self._auto)
-                   or (t._grad_fn is not None and t._grad_fn.tapes is not None
-                       and self._mark in t._grad_fn.tapes))
-        if watched:
+        if self._is_source(t):
             self._warn_once(
                 "numpy",
                 f"gpuad: .numpy() was called on a tensor (shape {t.shape}) that the recording "
@@ -253,7 +264,7 @@ class GradientTape:
             )
 
     def _check_outside(self, what):
-        if self._recording:
+        if self._inside and self._recording:
             raise RuntimeError(
                 f"gpuad: GradientTape.{what} was called inside the tape's with block, while "
                 "the tape is still recording the target; call it after the block (outside it), "
@@ -261,7 +272,10 @@ class GradientTape:
             )
 
     def _spend(self):
+        """A non-persistent tape is done after one gradient: it stops recording (even inside
+        its block, as in TensorFlow) and frees what it recorded."""
         if not self._persistent:
+            self._stop()
             self._spent = True
             _release(self._nodes, self._mark)
             self._watched.clear()
@@ -280,8 +294,9 @@ class _Mark:
 
 
 def _release(nodes, mark):
-    """Take the tape's mark off its nodes; free the saved values of those that no other tape
-    holds and that are not in the ``requires_grad`` graph."""
+    """Take the tape's mark off its nodes, and free the saved values of those that no other
+    live tape holds and that are not in the ``requires_grad`` graph (that one follows
+    PyTorch's rules: ``backward()`` frees it, or the tensors holding it going away)."""
     for node in nodes:
         if node.tapes is None:
             continue

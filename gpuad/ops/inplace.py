@@ -25,15 +25,23 @@ from .shape import (
 
 def _check_leaf(t, name):
     """Refuse, before anything is written, to change a grad-requiring leaf (or a view of one)
-    while grad mode is on."""
+    while grad mode is on, or a trainable Variable while a tape records."""
     if not mode.enabled:
         return
     for leaf, what in ((t, "a leaf tensor"), (t._base, "a view of a leaf tensor")):
-        if leaf is not None and leaf._rg and leaf._grad_fn is None:
+        if leaf is None or leaf._grad_fn is not None:
+            continue
+        if leaf._rg:
             raise RuntimeError(
                 f"gpuad: {name}: {what} that requires grad (shape {leaf.shape}) cannot be "
                 "modified in place while grad mode is on; do the update inside "
                 "`with ad.no_grad():`, or use an out-of-place op (x = x + 1)"
+            )
+        if leaf._autowatch and mode.tapes:
+            raise RuntimeError(
+                f"gpuad: {name}: a trainable Variable (shape {leaf.shape}) cannot be modified "
+                "in place by an op while a GradientTape records; use its assign, assign_add or "
+                "assign_sub (not recorded), or an out-of-place op (y = v + 1)"
             )
 
 
