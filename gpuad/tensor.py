@@ -410,22 +410,25 @@ def _record_taped(op, inputs, a, dev, saved):
     one of the inputs, and is in the ``requires_grad`` graph when an input requires grad. A
     result only tapes recorded does not require grad: after the tapes it is a constant."""
     tapes = mode.tapes
-    parents, taped, on = [], [], []
+    parents, taped = [], []
+    on = set()
     rg = False
     for t in inputs:
-        if not isinstance(t, Tensor):
+        if t.__class__ is not Tensor and not isinstance(t, Tensor):
             parents.append(None)
             taped.append(None)
             continue
         if t._base is not None and t._view_ver != t._ver[0]:
             _refresh(t)
-        key = t._grad_fn or t
+        node = t._grad_fn
+        key = node or t
         hit = t._rg
+        marks = node.tapes if node is not None else None
         for tape in tapes:
-            if tape._tracks(t, key):
+            # (a result this tape recorded: the common case, checked before the call)
+            if (marks is not None and tape._mark in marks) or tape._tracks(t, key):
                 hit = True
-                if tape not in on:
-                    on.append(tape)
+                on.add(tape)
         parents.append(key if t._rg else None)
         taped.append(key if hit else None)
         rg = rg or t._rg
@@ -435,11 +438,17 @@ def _record_taped(op, inputs, a, dev, saved):
         return Tensor(a, dev)
     out = _attach(op, tuple(parents), a, dev, saved, rg)
     node = out._grad_fn
-    node.tapes = tuple(tape._mark for tape in on)
+    if len(on) == 1:
+        (tape,) = on
+        node.tapes = (tape._mark,)
+        tape._nodes.append(node)
+    else:
+        on = [tape for tape in tapes if tape in on]  # in the order the tapes started
+        node.tapes = tuple(tape._mark for tape in on)
+        for tape in on:
+            tape._nodes.append(node)
     if taped != parents:
         node.taped = tuple(taped)
-    for tape in on:
-        tape._nodes.append(node)
     return out
 
 

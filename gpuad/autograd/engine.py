@@ -155,7 +155,8 @@ def _topological(roots, mark=None):
                 if (p.__class__ is Node and p not in seen
                         and (mark is None or (p.tapes is not None and mark in p.tapes))):
                     seen.add(p)
-                    stack.append((p, iter(p.parents if mark is None else _edges(p, mark))))
+                    stack.append((p, iter(p.parents if mark is None or p.taped is None
+                                          else p.taped)))
                     break
             else:
                 stack.pop()

@@ -74,7 +74,7 @@ class Node:
 
     def in_graph(self):
         """Whether this node is part of the ``requires_grad`` graph (not only on tapes)."""
-        return self.taped is None or any(p is not None for p in self.parents)
+        return self.taped is None or self.parents.count(None) != len(self.parents)
 
     def name(self):
         return f"{self.op.name.title().replace('_', '')}Backward"

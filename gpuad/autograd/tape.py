@@ -298,11 +298,12 @@ def _release(nodes, mark):
     live tape holds and that are not in the ``requires_grad`` graph (that one follows
     PyTorch's rules: ``backward()`` frees it, or the tensors holding it going away)."""
     for node in nodes:
-        if node.tapes is None:
+        marks = node.tapes
+        if marks is None:
             continue
-        rest = tuple(m for m in node.tapes if m is not mark)
-        node.tapes = rest or None
-        if not rest and not node.in_graph():
+        rest = None if len(marks) == 1 else (tuple(m for m in marks if m is not mark) or None)
+        node.tapes = rest
+        if rest is None and not node.in_graph():
             node.saved = FREED
             node.out = None
             node.taped = (None,) * len(node.parents)
