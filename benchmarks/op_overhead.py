@@ -1,10 +1,11 @@
 """Per-op overhead: a chain of 100 tiny ops on a 4x4 float32 tensor, forward plus backward.
 
 The chain is 25 repetitions of (x * 0.9, + 0.1, tanh, sin), then a sum. Every framework that
-is installed (gpuad, PyTorch, HIPS autograd) runs the same chain in the same process, in
-interleaved rounds, so machine noise hits them alike. Reports the median microseconds per op,
-and for each peer the median over rounds of the per-round ratio gpuad / peer (a paired
-comparison, robust to the machine speeding up or slowing down between rounds).
+is installed (gpuad in PyTorch style, gpuad with a GradientTape, PyTorch, HIPS autograd) runs
+the same chain in the same process, in interleaved rounds, so machine noise hits them alike.
+Reports the median microseconds per op, and for each peer the median over rounds of the
+per-round ratio gpuad / peer (a paired comparison, robust to the machine speeding up or
+slowing down between rounds); for the tape variant, its ratio to PyTorch.
 
     python -m benchmarks.op_overhead [--rounds 15] [--reps 200] [--json out.json]
 """
@@ -32,6 +33,23 @@ def gpuad_step():
             y = (y * 0.9 + 0.1).tanh().sin()
         y.sum().backward()
         x.grad = None
+
+    return step, ad.__version__
+
+
+def gpuad_tape_step():
+    """The same chain, TensorFlow style: a Variable, a GradientTape and tape.gradient."""
+    import gpuad as ad
+
+    v = ad.Variable(np.random.default_rng(0).random((4, 4), dtype=np.float32), device="cpu")
+
+    def step():
+        with ad.GradientTape() as tape:
+            y = v
+            for _ in range(N_OPS // 4):
+                y = (y * 0.9 + 0.1).tanh().sin()
+            s = y.sum()
+        tape.gradient(s, v)
 
     return step, ad.__version__
 
@@ -74,7 +92,8 @@ def autograd_step():
     return step, version("autograd")
 
 
-FRAMEWORKS = {"gpuad": gpuad_step, "torch": torch_step, "autograd": autograd_step}
+FRAMEWORKS = {"gpuad": gpuad_step, "gpuad_tape": gpuad_tape_step, "torch": torch_step,
+              "autograd": autograd_step}
 
 
 def measure(rounds, reps):
@@ -109,11 +128,15 @@ def main():
     med = {k: statistics.median(v) for k, v in samples.items()}
     ratios = {k: statistics.median(g / p for g, p in zip(samples["gpuad"], v))
               for k, v in samples.items() if k != "gpuad"}
+    over_torch = {k: statistics.median(a / t for a, t in zip(v, samples["torch"]))
+                  for k, v in samples.items() if k != "torch" and "torch" in samples}
     print(f"chain of {N_OPS} ops on a 4x4 float32 tensor, forward + backward, cpu")
     for name, us in med.items():
         ratio = "" if name == "gpuad" else f"   gpuad / {name} = {ratios[name]:.2f}"
-        print(f"{name:9s} {versions[name]:>10s}  {us:7.2f} us/op (min {min(samples[name]):.2f})"
-              f"{ratio}")
+        if name == "gpuad_tape" and name in over_torch:
+            ratio = f"   {name} / torch = {over_torch[name]:.2f}"
+        print(f"{name:10s} {versions[name]:>10s}  {us:7.2f} us/op "
+              f"(min {min(samples[name]):.2f}){ratio}")
     if args.json:
         result = {
             "benchmark": "op_overhead",
@@ -124,6 +147,7 @@ def main():
             "us_per_op_median": med,
             "us_per_op_min": {k: min(v) for k, v in samples.items()},
             "ratio_gpuad_over": ratios,
+            "ratio_over_torch": over_torch,
             "rounds": args.rounds,
             "reps_per_round": args.reps,
         }
