@@ -323,18 +323,6 @@ def test_a_tape_cannot_be_entered_twice(device):
 
 # ---- higher order ------------------------------------------------------------------------
 
-def test_nested_tapes_second_derivative_seed_example(device):
-    x = ad.constant(3.0, device=device)
-    with ad.GradientTape() as t:
-        t.watch(x)
-        with ad.GradientTape() as tt:
-            tt.watch(x)
-            y = x * x
-        dy_dx = tt.gradient(y, x)
-    d2y_dx2 = t.gradient(dy_dx, x)
-    assert dy_dx.item() == 6.0 and d2y_dx2.item() == 2.0
-
-
 def test_third_derivative_with_three_tapes(device):
     x = ad.Variable(0.7, dtype=ad.float64, device=device)
     with ad.GradientTape() as t3:

@@ -211,12 +211,8 @@ class GradientTape:
             rows = [self._backward([y], [seed], flat) for seed in _one_hots(y, y.size)]
         finally:
             self._spend()
-        out = []
-        for j, s in enumerate(flat):
-            column = [r[j] for r in rows]
-            jac = _stack_rows(column, s, y.shape, y.size, zero)
-            out.append(jac)
-        return rebuild(out)
+        return rebuild([_stack_rows([r[j] for r in rows], s, y.shape + s.shape, 0, zero)
+                        for j, s in enumerate(flat)])
 
     def batch_jacobian(self, target, source, unconnected_gradients=UnconnectedGradients.NONE,
                        parallel_iterations=None, experimental_use_pfor=True):
@@ -242,7 +238,7 @@ class GradientTape:
                     for seed in _one_hots(y, per_example, batch)]
         finally:
             self._spend()
-        return _stack_batch_rows(rows, x, y.shape, per_example, zero)
+        return _stack_rows(rows, x, y.shape + x.shape[1:], 1, zero)
 
     def _backward(self, targets, seeds, sources):
         """One backward pass on this tape's nodes: the gradient for each source (or None)."""
@@ -378,32 +374,15 @@ def _one_hots(y, count, batch=None):
         yield Tensor(a.reshape(y.shape), y._dev)
 
 
-def _stack_rows(rows, source, target_shape, count, zero):
-    """The rows of one source's Jacobian, as a tensor of ``target_shape + source.shape``."""
+def _stack_rows(rows, source, shape, axis, zero):
+    """Jacobian rows (each shaped like ``source``; None where unconnected) stacked on ``axis``
+    and reshaped to ``shape``. None when no row is connected (zeros with ``zero``)."""
     from ..ops.shape import reshape, stack
 
-    if all(r is None for r in rows):
-        if not zero or source.dtype.kind != "f":
-            return None
-        return Tensor(source._dev.backend.zeros(tuple(target_shape) + source.shape,
-                                                dtype=source.dtype), source._dev)
-    if count == 0:
-        return Tensor(source._dev.backend.zeros(tuple(target_shape) + source.shape,
-                                                dtype=source.dtype), source._dev)
-    rows = [_zeros(source) if r is None else r for r in rows]
-    return reshape(stack(rows, 0), tuple(target_shape) + source.shape)
-
-
-def _stack_batch_rows(rows, source, target_shape, count, zero):
-    """Per-example rows ``(B,) + source.shape[1:]`` as ``(B,) + target[1:] + source[1:]``."""
-    from ..ops.shape import reshape, stack
-
-    shape = tuple(target_shape) + source.shape[1:]
-    if all(r is None for r in rows):
-        if not zero or source.dtype.kind != "f":
-            return None
+    connected = [r for r in rows if r is not None]
+    if not rows or (not connected and zero and source.dtype.kind == "f"):
         return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
-    if count == 0:
-        return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
+    if not connected:
+        return None
     rows = [_zeros(source) if r is None else r for r in rows]
-    return reshape(stack(rows, 1), shape)
+    return reshape(stack(rows, axis), shape)
