@@ -124,6 +124,7 @@ class GradientTape:
                     f"gpuad: GradientTape.watch got a {t.dtype} tensor (shape {t.shape}); only "
                     "floating-point tensors are differentiable, so its gradient will be None. "
                     "Cast it first (ad.cast(x, ad.float32)) to differentiate with respect to it",
+                    stacklevel=2,  # the caller of watch
                 )
                 continue
             self._watch(t, t._grad_fn or t)
@@ -166,12 +167,13 @@ class GradientTape:
                 f"gpuad: .numpy() was called on a tensor (shape {t.shape}) that the recording "
                 "GradientTape watches; the NumPy copy leaves the graph, so nothing computed "
                 "from it gets a gradient. Keep the computation in gpuad ops to differentiate it",
+                stacklevel=3,  # the caller of Tensor.numpy
             )
 
-    def _warn_once(self, what, message):
+    def _warn_once(self, what, message, stacklevel):
         if what not in self._warned:
             self._warned.add(what)
-            warnings.warn(message, GradientTapeWarning, stacklevel=4)
+            warnings.warn(message, GradientTapeWarning, stacklevel=stacklevel + 1)
 
     # ---- gradients ----------------------------------------------------------------------
     def gradient(self, target, sources, output_gradients=None,
