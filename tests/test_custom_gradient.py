@@ -590,3 +590,40 @@ def test_function_apply_refuses_keyword_tensors_that_need_gradients():
     with pytest.raises(TypeError, match="keyword argument 'scale'.*positionally"):
         Scale.apply(ad.tensor(1.0), scale=w)
     assert Scale.apply(ad.tensor(1.0), scale=ad.tensor(3.0)).item() == 3.0
+
+
+def test_an_output_that_aliases_an_input_gets_its_own_storage(device):
+    @ad.custom_gradient
+    def ident(a):
+        return a, lambda g: g
+
+    x = ad.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
+    z = x * 1.0
+    w = z * z
+    y = ident(z)
+    y.add_(10.0)  # must not change z, which w's gradient reads
+    w.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0, 6.0])
+    v = ad.Variable([1.0, 2.0], device=device)
+    snapshot = ident(v)
+    v.assign_add(1.0)
+    np.testing.assert_array_equal(snapshot.numpy(), [1.0, 2.0])
+
+
+def test_inputs_changed_in_place_after_the_call_are_caught(device):
+    @ad.custom_gradient
+    def cube(x):
+        return x * x * x, lambda g: g * 3 * x * x
+
+    x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    z = x * 1.0
+    y = cube(z)
+    z.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.sum().backward()
+    v = ad.Variable(2.0, device=device)
+    with ad.GradientTape() as tape:
+        y = cube(v)
+    v.assign(3.0)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        tape.gradient(y, v)

@@ -689,3 +689,65 @@ def test_persistent_tape_over_variables_frees_on_del_and_reset(device):
             tape.reset()
         assert all(r() is None for r in refs)
         assert np.isfinite(loss.item())
+
+
+def test_a_view_made_before_its_base_became_tracked(device):
+    v = ad.Variable([1.0, 2.0, 3.0], device=device)
+    w = v[0:2]  # taken once, before training
+    v.assign_add([1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(w.numpy(), [2.0, 3.0])
+    with ad.GradientTape() as tape:
+        y = (w * w).sum()
+    np.testing.assert_array_equal(tape.gradient(y, v).numpy(), [4.0, 6.0, 0.0])
+    c = ad.constant([1.0, 2.0, 3.0], device=device)
+    view = c[0:2]
+    x = ad.tensor([1.0, 1.0, 1.0], device=device, requires_grad=True)
+    c.add_(x)  # c now depends on x; the view is stale
+    (view * view).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 6.0, 0.0])
+
+
+def test_dict_keys_that_do_not_sort_are_refused(device):
+    x = ad.Variable(1.0, device=device)
+    with ad.GradientTape() as tape:
+        a, b = x * 2.0, x * 3.0
+    with pytest.raises(TypeError, match="keys of a dict of tensors must sort"):
+        tape.gradient({1: a, "b": b}, x)
+
+
+def test_reset_inside_stop_recording_does_not_record(device):
+    x = ad.constant(3.0, device=device)
+    with ad.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        with tape.stop_recording():
+            tape.reset()
+            y = x * x
+        tape.watch(x)
+        z = x * x * x
+    assert tape.gradient(y, x) is None
+    assert tape.gradient(z, x).item() == 27.0
+
+
+def test_a_used_non_persistent_tape_starts_afresh_when_entered_again(device):
+    x = ad.Variable(3.0, device=device)
+    tape = ad.GradientTape()
+    with tape:
+        y = x * x
+    assert tape.gradient(y, x).item() == 6.0
+    with tape:
+        z = x * x * x
+    assert tape.gradient(z, x).item() == 27.0
+
+
+def test_released_tape_keeps_no_edges_to_watched_inputs(device):
+    x = ad.tensor([1.0], device=device, requires_grad=True)
+    c = ad.constant(np.ones(1000), device=device)
+    ref = weakref.ref(c)
+    tape = ad.GradientTape()
+    with tape:
+        tape.watch(c)
+        y = x + c  # in the requires_grad graph (x) and on the tape (c)
+    del tape, c
+    assert ref() is None
+    y.sum().backward()
+    assert x.grad.item() == 1000.0

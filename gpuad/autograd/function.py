@@ -55,9 +55,10 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False):
     ``outputs`` the forward results (tensors made without recording), ``rule(node, grads,
     saved)`` gives one gradient (or None) per input from one gradient per output (zeros for
     outputs nothing reached), and ``saved`` is kept for the rule and freed after backward."""
+    outputs = _own_storage(outputs, inputs)
     tensors_out = [o for o in outputs if isinstance(o, Tensor)]
     if not tensors_out:
-        return list(outputs), None
+        return outputs, None
     dev = tensors_out[0]._dev
     metas = [(o.shape, o.dtype, o._dev) if isinstance(o, Tensor) else None for o in outputs]
 
@@ -74,15 +75,32 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False):
     hub = record(Op(name, None, vjp_all=vjp_all), inputs, tensors_out[0]._a, dev, saved)
     node = hub._grad_fn
     if node is None:
-        return list(outputs), None
-    if keep_outputs:
-        node.out = tuple(o._a if isinstance(o, Tensor) else None for o in outputs)
+        return outputs, None
     wrapped = []
     for i, o in enumerate(outputs):
         if isinstance(o, Tensor) and o.dtype.kind == "f":
             o = record1(_select(name, i), hub, o._a, ())
         wrapped.append(o)
+    if keep_outputs:
+        node.out = tuple(o._a if isinstance(o, Tensor) else None for o in wrapped)
     return wrapped, node
+
+
+def _own_storage(outputs, inputs):
+    """The outputs, each tensor among them a new one; one whose memory it shares with an
+    input gets a copy (an output is a value of its own, not a view the graph cannot see)."""
+    arrays = [t._a for t in inputs if isinstance(t, Tensor)]
+    out = []
+    for o in outputs:
+        if isinstance(o, Tensor):
+            backend = o._dev.backend
+            a = o._a
+            if any(backend.xp.may_share_memory(a, b) for b in arrays
+                   if type(b) is type(a)):
+                a = backend.copy(a)
+            o = Tensor(a, o._dev)
+        out.append(o)
+    return out
 
 
 def _output_again(node, name, i):
@@ -134,7 +152,8 @@ def custom_gradient(f):
     parameters (keyword arguments included, however they were passed; nested lists of
     tensors flattened; None for no gradient). When ``f`` reads leaves that require grad
     without taking them as arguments (trainable Variables), ``grad_fn`` must accept
-    ``variables=`` and return ``(argument_gradients, variable_gradients)``.
+    ``variables=`` and return ``(argument_gradients, variable_gradients)``; other tensors
+    computed outside ``f`` and read inside it are constants to its gradient, as in TensorFlow.
 
     ``f`` runs as usual, recorded by the active tapes and the ``requires_grad`` graph, so
     intermediate results that ``grad_fn`` uses are differentiable to higher order (as in
@@ -183,7 +202,10 @@ def custom_gradient(f):
                 "variable_gradients), or pass those tensors as arguments"
             )
         rule = _gradient_rule(fname, grad_fn, leaves, labels, captured)
-        wrapped, _ = _connect(_op_name(f), leaves + captured, outputs, rule, (grad_fn,))
+        inputs = leaves + captured
+        wrapped, node = _connect(_op_name(f), inputs, outputs, rule, (grad_fn,))
+        if node is not None:  # grad_fn may read any input: an in-place change later raises
+            node.vers += [(t._ver, t._ver[0]) for t in inputs if isinstance(t, Tensor)]
         return structure.unflattener(y)(wrapped)
 
     return call

@@ -1,14 +1,17 @@
 """Nested structures of tensors (lists, tuples, named tuples, dicts), as TensorFlow's ``nest``:
 flatten them to a list of leaves, and rebuild the same structure around new leaves. Dicts are
-walked in sorted key order, so two dicts with the same keys pair up whatever order they were
-written in."""
+walked in sorted key order (their keys must sort), so two dicts with the same keys pair up
+whatever order they were written in."""
 
 
 def _keys(d):
     try:
         return sorted(d)
-    except TypeError:  # keys that do not sort: insertion order
-        return list(d)
+    except TypeError:
+        raise TypeError(
+            f"gpuad: the keys of a dict of tensors must sort, so that two dicts pair up by key "
+            f"(as in TensorFlow's nest); got keys {list(d)!r}. Use keys of one type"
+        ) from None
 
 
 def flatten(struct):

@@ -54,6 +54,7 @@ class GradientTape:
         self._variables = {}  # id -> Variable watched (explicitly or by being read)
         self._recording = False  # on this thread's list of recording tapes
         self._inside = False  # inside the with block
+        self._paused = False  # inside stop_recording()
         self._grad_mode = True  # the grad mode to restore when the block ends
         self._spent = False  # a non-persistent tape after its gradient
         self._warned = set()
@@ -64,6 +65,8 @@ class GradientTape:
         if self._inside:
             raise RuntimeError("gpuad: this GradientTape is already recording; a tape cannot "
                                "be entered again inside its own with block")
+        if self._spent:  # a used non-persistent tape starts afresh, as in TensorFlow
+            self._forget()
         self._inside = True
         self._grad_mode = mode.enabled
         mode.enabled = True  # a tape records even under no_grad or inside a gradient rule
@@ -95,21 +98,26 @@ class GradientTape:
                                "use it inside the tape's with block")
         was = self._recording
         self._stop()
+        self._paused = True
         try:
             yield
         finally:
+            self._paused = False
             if was:
                 self._start()
 
     def reset(self):
         """Forget everything recorded and watched so far; free the saved values only this tape
         held. Inside the with block, recording goes on afresh."""
+        self._forget()
+        if self._inside and not self._paused:
+            self._start()
+
+    def _forget(self):
         _release(self._nodes, self._mark)
         self._watched.clear()
         self._variables.clear()
         self._spent = False
-        if self._inside:
-            self._start()
 
     def watch(self, tensor):
         """Watch ``tensor`` (a tensor, or a nested list, tuple or dict of them) as a source."""
@@ -301,10 +309,13 @@ def _release(nodes, mark):
             continue
         rest = None if len(marks) == 1 else (tuple(m for m in marks if m is not mark) or None)
         node.tapes = rest
-        if rest is None and not node.in_graph():
-            node.saved = FREED
-            node.out = None
-            node.taped = (None,) * len(node.parents)
+        if rest is None and node.taped is not None:  # no tape left: drop the tape-only edges
+            if node.in_graph():
+                node.taped = None
+            else:
+                node.saved = FREED
+                node.out = None
+                node.taped = (None,) * len(node.parents)
     nodes.clear()
 
 
