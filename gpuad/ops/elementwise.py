@@ -154,11 +154,11 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
             raise _shape_error(name, a, b, exc) from None
         saved = ()
         if saves:
-            for t in (a, b):  # a view made stale by a change of its base: current graph first
-                if isinstance(t, Tensor) and t._base is not None and t._view_ver != t._ver[0]:
-                    from .shape import refresh_view  # (shape imports this module)
-
-                    refresh_view(t)
+            # A view made stale by a change of its base gets its current graph first.
+            if xa is not a and a._base is not None and a._view_ver != a._ver[0]:
+                _refresh_view(a)
+            if xb is not b and b._base is not None and b._view_ver != b._ver[0]:
+                _refresh_view(b)
             # An operand is a tensor exactly when its raw value is not itself (operands keeps
             # Python scalars raw); the tape check costs only while a tape is active.
             need_a = xa is not a and (a._rg or (active[0] > 0 and needs_grad(a)))
@@ -170,6 +170,12 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
     forward.__name__ = forward.__qualname__ = name
     forward.op = op
     return forward
+
+
+def _refresh_view(t):
+    from .shape import refresh_view  # (shape imports this module)
+
+    refresh_view(t)
 
 
 def _shape_error(name, a, b, exc):
