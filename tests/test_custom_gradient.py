@@ -627,3 +627,34 @@ def test_inputs_changed_in_place_after_the_call_are_caught(device):
     v.assign(3.0)
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         tape.gradient(y, v)
+
+
+def test_function_mark_non_differentiable_and_materialize_grads(device):
+    seen = {}
+
+    class Sort(ad.Function):
+        """Sorted values, and the positions they came from (as floats, not differentiable)."""
+
+        @staticmethod
+        def forward(ctx, x):
+            order = ad.tensor(np.argsort(x.numpy()), device=x.device)
+            positions = order.astype(ad.float32)
+            ctx.mark_non_differentiable(positions)
+            ctx.set_materialize_grads(False)
+            ctx.order = order
+            return x[order], positions
+
+        @staticmethod
+        def backward(ctx, g_values, g_positions):
+            seen["g_positions"] = g_positions
+            out = ad.zeros(g_values.shape, device=g_values.device)
+            out[ctx.order] = g_values
+            return out
+
+    x = ad.tensor([3.0, 1.0, 2.0], device=device, requires_grad=True)
+    values, positions = Sort.apply(x)
+    assert values.requires_grad and not positions.requires_grad
+    np.testing.assert_array_equal(positions.numpy(), [1.0, 2.0, 0.0])
+    (values * ad.tensor([1.0, 10.0, 100.0], device=device)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [100.0, 1.0, 10.0])
+    assert seen["g_positions"] is None  # not materialized

@@ -47,14 +47,16 @@ class _OutputRef:
         self.index = index
 
 
-def _connect(name, inputs, outputs, rule, saved, keep_outputs=False):
+def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_outputs=(),
+             materialize=True):
     """Put a custom call into the graph; returns ``outputs`` as tensors of the graph, and the
     hub node (None when nothing was recorded).
 
     ``inputs`` are the call's arguments (the tensors among them are the node's inputs),
-    ``outputs`` the forward results (tensors made without recording), ``rule(node, grads,
-    saved)`` gives one gradient (or None) per input from one gradient per output (zeros for
-    outputs nothing reached), and ``saved`` is kept for the rule and freed after backward."""
+    ``outputs`` the forward results, ``rule(node, grads, saved)`` gives one gradient (or None)
+    per input from one gradient per output (zeros for outputs nothing reached, or None unless
+    ``materialize``), and ``saved`` is kept for the rule and freed after backward. Outputs at
+    the indices ``constant_outputs`` are left out of the graph."""
     outputs = _own_storage(outputs, inputs)
     tensors_out = [o for o in outputs if isinstance(o, Tensor)]
     if not tensors_out:
@@ -66,7 +68,7 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False):
         grads = []
         for i, meta in enumerate(metas):
             gi = g.by_index.get(i)
-            if gi is None and meta is not None and meta[1].kind == "f":
+            if gi is None and materialize and meta is not None and meta[1].kind == "f":
                 shape, dtype, odev = meta
                 gi = Tensor(odev.backend.zeros(shape, dtype=dtype), odev)
             grads.append(gi)
@@ -78,7 +80,7 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False):
         return outputs, None
     wrapped = []
     for i, o in enumerate(outputs):
-        if isinstance(o, Tensor) and o.dtype.kind == "f":
+        if isinstance(o, Tensor) and o.dtype.kind == "f" and i not in constant_outputs:
             o = record1(_select(name, i), hub, o._a, ())
         wrapped.append(o)
     if keep_outputs:
@@ -299,6 +301,16 @@ class FunctionCtx:
         self.needs_input_grad = needs_input_grad
         self._to_save = ()
         self._saved = None
+        self._constant = ()
+        self._materialize = True
+
+    def mark_non_differentiable(self, *outputs):
+        """These outputs (returned by forward) get no gradient and do not require grad."""
+        self._constant = outputs
+
+    def set_materialize_grads(self, value):
+        """With False, backward gets None (not zeros) for outputs that received no gradient."""
+        self._materialize = bool(value)
 
     def save_for_backward(self, *tensors):
         for t in tensors:
@@ -368,9 +380,11 @@ class Function:
                       for s in ctx._to_save)
         ctx._to_save = ()
         keep = any(isinstance(s, _OutputRef) for s in saved)
+        constant = {out_at[id(t)] for t in ctx._constant if id(t) in out_at}
         name = cls.__name__
         rule = _function_rule(cls, name, args)
-        wrapped, node = _connect(name, list(args), outputs, rule, (ctx,) + saved, keep)
+        wrapped, node = _connect(name, list(args), outputs, rule, (ctx,) + saved, keep,
+                                 constant, ctx._materialize)
         if node is not None:  # in-place changes of saved outputs are caught as of inputs
             node.vers += [(wrapped[s.index]._ver, 0) for s in saved
                           if isinstance(s, _OutputRef)]
