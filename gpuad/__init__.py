@@ -46,12 +46,15 @@ from .ops import __all__ as _ops_all
 from .ops.tf_names import (
     cast,
     clip_by_value,
+    concat,
     cond,
     divide,
     multiply,
+    reduce_logsumexp,
     reduce_max,
     reduce_mean,
     reduce_min,
+    reduce_prod,
     reduce_sum,
     subtract,
     while_loop,
@@ -71,5 +74,6 @@ __all__ = [
     "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
     "GradientTapeWarning", "Variable", "constant", "custom_gradient", "Function", "FunctionCtx",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "multiply", "subtract", "divide",
-    "clip_by_value", "cast", "cond", "while_loop", *_ops_all,
+    "clip_by_value", "cast", "cond", "while_loop", "reduce_prod", "reduce_logsumexp", "concat",
+    *_ops_all,
 ]

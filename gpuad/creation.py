@@ -121,7 +121,9 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def fill(dims, value, dtype=None, device=None):
-    """TensorFlow's spelling of :func:`full`."""
+    """TensorFlow's spelling of :func:`full`; ``dims`` may also be a tensor of ints."""
+    if isinstance(dims, Tensor):
+        dims = dims.tolist()
     return full(dims, value, dtype=dtype, device=device)
 
 

@@ -188,6 +188,9 @@ class Tensor:
         return self._dev.backend.to_numpy(self._a).tolist()
 
     def __array__(self, dtype=None, copy=None):
+        if active[0] and mode.tapes:
+            for tape in mode.tapes:
+                tape._on_numpy(self)
         if self._dev.type != "cpu":
             raise TypeError(
                 f"gpuad: cannot convert a {self._dev} tensor to a NumPy array implicitly; "

@@ -44,7 +44,8 @@ class Variable(Tensor):
         return self._name
 
     def assign(self, value, read_value=True):
-        """Set the value (same shape; cast to this Variable's dtype). Returns the Variable."""
+        """Set the value (same shape; cast to this Variable's dtype, but a float value for an
+        integer Variable raises rather than truncating). Returns the Variable."""
         value = self._operand(value, "assign")
         if value.shape != self.shape:
             raise ValueError(
@@ -81,8 +82,15 @@ class Variable(Tensor):
                 from .ops._args import mismatch
 
                 raise mismatch(f"Variable.{what}", self._dev, value._dev)
-            return value.detach()
-        return tensor(value, dtype=self.dtype, device=self._dev)
+            value = value.detach()
+        else:
+            value = tensor(value, device=self._dev)
+        if value.dtype.kind == "f" and self.dtype.kind != "f":
+            raise TypeError(
+                f"gpuad: Variable.{what} of {self._name!r}: a {value.dtype} value for a "
+                f"{self.dtype} Variable would be truncated; cast it explicitly (ad.cast)"
+            )
+        return value
 
     def value(self):
         """The current value as a tensor (differentiable: it is read through an op)."""

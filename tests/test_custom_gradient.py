@@ -658,3 +658,62 @@ def test_function_mark_non_differentiable_and_materialize_grads(device):
     (values * ad.tensor([1.0, 10.0, 100.0], device=device)).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [100.0, 1.0, 10.0])
     assert seen["g_positions"] is None  # not materialized
+
+
+def test_function_setup_context_form(device):
+    class Mul(ad.Function):
+        @staticmethod
+        def forward(x, y):
+            return x * y
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            return g * y, g * x
+
+    x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = ad.tensor([3.0, 4.0], device=device, requires_grad=True)
+    Mul.apply(x, y).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 4.0])
+    np.testing.assert_array_equal(y.grad.numpy(), [1.0, 2.0])
+
+
+def test_function_mark_dirty(device):
+    class Double_(ad.Function):
+        """x *= 2 in place."""
+
+        @staticmethod
+        def forward(ctx, x):
+            x.mul_(2.0)
+            ctx.mark_dirty(x)
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2.0
+
+    a = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    h = a * 3.0
+    out = Double_.apply(h)
+    assert out is h and h.grad_fn is not None
+    np.testing.assert_array_equal(h.numpy(), [6.0, 12.0])
+    (h * h).sum().backward()  # d/da (6a)^2 = 72 a
+    np.testing.assert_array_equal(a.grad.numpy(), [72.0, 144.0])
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        Double_.apply(ad.tensor([1.0], device=device, requires_grad=True))
+
+
+def test_custom_gradient_shapes_must_match_exactly(device):
+    @ad.custom_gradient
+    def f(x):
+        return ad.reduce_sum(x), lambda g: ad.ones((3, 3), device=device)
+
+    x = ad.Variable([1.0, 2.0, 3.0], device=device)
+    with ad.GradientTape() as tape:
+        y = f(x)
+    with pytest.raises(ValueError, match=r"'.*f'.*shape \(3, 3\).*shape \(3,\)"):
+        tape.gradient(y, x)

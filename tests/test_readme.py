@@ -30,9 +30,11 @@ def test_pycon_examples_print_what_the_readme_shows(cpu_default):
     blocks = re.findall(r"```pycon\n(.*?)```", README, re.S)
     assert len(blocks) >= 7
     assert "Coming from TensorFlow" in README and "Coming from PyTorch" in README
-    test = doctest.DocTestParser().get_doctest("\n".join(blocks), {}, "README.md", "README.md", 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    runner.run(test)
+    for i, block in enumerate(blocks):  # each block on its own, as a reader would paste it
+        test = doctest.DocTestParser().get_doctest(block, {}, f"README block {i}", "README.md",
+                                                   0)
+        runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted > 50
     assert result.failed == 0, "README examples printed something else (see the output above)"

@@ -751,3 +751,36 @@ def test_released_tape_keeps_no_edges_to_watched_inputs(device):
     assert ref() is None
     y.sum().backward()
     assert x.grad.item() == 1000.0
+
+
+def test_numpy_warning_covers_variables_read_first_and_np_asarray(device):
+    v = ad.Variable([1.0, 2.0], device=device)
+    with ad.GradientTape() as tape:
+        with pytest.warns(ad.GradientTapeWarning, match="leaves the graph"):
+            a = v.numpy()  # before any op read v
+        loss = ad.reduce_sum(ad.constant(a, device=device) * 3.0)
+    assert tape.gradient(loss, v) is None  # the warning was right
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    with ad.GradientTape():
+        with pytest.warns(ad.GradientTapeWarning, match="leaves the graph"):
+            np.asarray(x)
+    c = ad.constant([1.0])
+    with ad.GradientTape():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            (c * 2.0).numpy()  # nothing watched: logging an unwatched value is quiet
+
+
+def test_integer_watch_warning_says_so(device):
+    with ad.GradientTape() as tape:
+        with pytest.warns(UserWarning, match="integer.*not differentiable"):
+            tape.watch(ad.constant([1, 2], device=device))
+
+
+def test_watch_accessed_variables_false_still_watches_tensors_that_require_grad(device):
+    x = ad.tensor(2.0, device=device, requires_grad=True)
+    v = ad.Variable(3.0, device=device)
+    with ad.GradientTape(watch_accessed_variables=False) as tape:
+        y = x * x * v
+    gx, gv = tape.gradient(y, [x, v])
+    assert gx.item() == 12.0 and gv is None

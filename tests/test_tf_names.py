@@ -105,3 +105,26 @@ def test_while_loop_forms():
     assert ad.while_loop(lambda i: True, lambda i: i + 1, i, maximum_iterations=4).item() == 4
     with pytest.raises(ValueError, match="2 values for 1 loop variables"):
         ad.while_loop(lambda i: i < 3, lambda i: (i, i), [i])
+
+
+def test_more_tf_names(device):
+    a = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]])
+    x = ad.constant(a, device=device)
+    np.testing.assert_allclose(ad.reduce_prod(x, axis=1).numpy(), a.prod(axis=1))
+    np.testing.assert_allclose(ad.reduce_logsumexp(x, axis=0).numpy(),
+                               np.log(np.exp(a).sum(axis=0)), rtol=1e-12)
+    np.testing.assert_array_equal(ad.concat([x, x], axis=0).numpy(), np.concatenate([a, a]))
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = ad.reduce_prod(x)
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), a.prod() / a, rtol=1e-12)
+
+
+def test_fill_takes_a_dims_tensor_and_lists_of_floats_are_float32(device):
+    f = ad.fill(ad.constant([2, 2], device=device), 1.0, device=device)
+    assert f.shape == (2, 2) and f.dtype == ad.float32
+    v = ad.Variable([1.0, 2.0], device=device)
+    assert (v * [3.0, 4.0]).dtype == ad.float32
+    assert ad.multiply([1.0, 2.0], [3.0, 4.0]).dtype == ad.float32
+    with pytest.raises(TypeError, match="truncated"):
+        ad.Variable([1]).assign([2.7])

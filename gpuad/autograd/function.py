@@ -48,7 +48,7 @@ class _OutputRef:
 
 
 def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_outputs=(),
-             materialize=True):
+             materialize=True, dirty=()):
     """Put a custom call into the graph; returns ``outputs`` as tensors of the graph, and the
     hub node (None when nothing was recorded).
 
@@ -56,8 +56,10 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
     ``outputs`` the forward results, ``rule(node, grads, saved)`` gives one gradient (or None)
     per input from one gradient per output (zeros for outputs nothing reached, or None unless
     ``materialize``), and ``saved`` is kept for the rule and freed after backward. Outputs at
-    the indices ``constant_outputs`` are left out of the graph."""
-    outputs = _own_storage(outputs, inputs)
+    the indices ``constant_outputs`` are left out of the graph. An input changed in place and
+    returned as output ``i`` (``i`` in ``dirty``) becomes that output in the graph."""
+    given = outputs
+    outputs = _own_storage(outputs, inputs, dirty)
     tensors_out = [o for o in outputs if isinstance(o, Tensor)]
     if not tensors_out:
         return outputs, None
@@ -85,16 +87,22 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
         wrapped.append(o)
     if keep_outputs:
         node.out = tuple(o._a if isinstance(o, Tensor) else None for o in wrapped)
+    for i in dirty:  # the changed input now stands at the output's place in the graph
+        x = given[i]
+        x._grad_fn, x._rg = wrapped[i]._grad_fn, wrapped[i]._rg
+        x._ver = wrapped[i]._ver = x._ver
+        wrapped[i] = x
     return wrapped, node
 
 
-def _own_storage(outputs, inputs):
+def _own_storage(outputs, inputs, dirty=()):
     """The outputs, each tensor among them a new one; one whose memory it shares with an
-    input gets a copy (an output is a value of its own, not a view the graph cannot see)."""
+    input gets a copy (an output is a value of its own, not a view the graph cannot see),
+    except the inputs at the indices ``dirty``, changed in place and returned as they are."""
     arrays = [t._a for t in inputs if isinstance(t, Tensor)]
     out = []
-    for o in outputs:
-        if isinstance(o, Tensor):
+    for i, o in enumerate(outputs):
+        if isinstance(o, Tensor) and i not in dirty:
             backend = o._dev.backend
             a = o._a
             if any(backend.xp.may_share_memory(a, b) for b in arrays
@@ -119,9 +127,9 @@ def _expandable(small, big):
     return all(s in (1, b) for s, b in zip(reversed(small), reversed(big)))
 
 
-def _check_grad(where, i, label, g, x):
+def _check_grad(where, i, label, g, x, exact=True):
     """Gradient ``g`` for input ``x``, checked: a tensor on ``x``'s device whose shape is
-    ``x``'s (or one that sums down to it)."""
+    ``x``'s (unless not ``exact``: then also one that sums down to it, as PyTorch allows)."""
     if g is None or not isinstance(x, Tensor):
         return None
     if not isinstance(g, Tensor):
@@ -131,7 +139,7 @@ def _check_grad(where, i, label, g, x):
     if g._dev is not x._dev:
         raise RuntimeError(f"gpuad: {where}: the gradient for input {i} ({label}) is on "
                            f"{g._dev} but the input is on {x._dev}; return it on {x._dev}")
-    if g.shape != x.shape and not _expandable(x.shape, g.shape):
+    if g.shape != x.shape and (exact or not _expandable(x.shape, g.shape)):
         raise ValueError(
             f"gpuad: {where}: the gradient for input {i} ({label}) has shape {g.shape}, but "
             f"the input has shape {x.shape}; return one gradient of each input's shape"
@@ -226,8 +234,9 @@ def _gradient_rule(fname, grad_fn, leaves, labels, captured):
                                 "(argument_gradients, variable_gradients)")
             given, var_grads = _flat(result[0]), _flat(result[1])
             if len(var_grads) != len(captured):
+                names = ", ".join(_describe(t) for t in captured)
                 raise ValueError(f"gpuad: {where}: grad_fn returned {len(var_grads)} variable "
-                                 f"gradients for {len(captured)} variables")
+                                 f"gradients for {len(captured)} variables ({names})")
         else:
             given, var_grads = _flat(grad_fn(*upstream)), []
         if len(given) == len(leaves):
@@ -302,11 +311,16 @@ class FunctionCtx:
         self._to_save = ()
         self._saved = None
         self._constant = ()
+        self._dirty = ()
         self._materialize = True
 
     def mark_non_differentiable(self, *outputs):
         """These outputs (returned by forward) get no gradient and do not require grad."""
         self._constant = outputs
+
+    def mark_dirty(self, *tensors):
+        """These inputs were changed in place by forward and are returned as outputs."""
+        self._dirty = tensors
 
     def set_materialize_grads(self, value):
         """With False, backward gets None (not zeros) for outputs that received no gradient."""
@@ -359,6 +373,11 @@ class Function:
     def backward(ctx, *grad_outputs):
         raise NotImplementedError("gpuad: a Function subclass must define backward(ctx, ...)")
 
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        """PyTorch 2's form: define it, and ``forward(*args)`` without ``ctx``."""
+        raise NotImplementedError
+
     @classmethod
     def apply(cls, *args, **kwargs):
         for name, value in kwargs.items():
@@ -372,7 +391,11 @@ class Function:
         ctx = FunctionCtx(tuple(bool(on and needs_grad(a) and a.dtype.kind == "f")
                                 for a in args))
         with no_grad():
-            result = cls.forward(ctx, *args, **kwargs)
+            if cls.setup_context is Function.setup_context:
+                result = cls.forward(ctx, *args, **kwargs)
+            else:  # PyTorch 2's form: forward(*args), then setup_context(ctx, inputs, output)
+                result = cls.forward(*args, **kwargs)
+                cls.setup_context(ctx, args, result)
         single = not isinstance(result, tuple)
         outputs = [result] if single else list(result)
         out_at = {id(o): i for i, o in enumerate(outputs) if isinstance(o, Tensor)}
@@ -382,13 +405,31 @@ class Function:
         keep = any(isinstance(s, _OutputRef) for s in saved)
         constant = {out_at[id(t)] for t in ctx._constant if id(t) in out_at}
         name = cls.__name__
+        dirty = _dirty_outputs(name, ctx._dirty, out_at)
         rule = _function_rule(cls, name, args)
         wrapped, node = _connect(name, list(args), outputs, rule, (ctx,) + saved, keep,
-                                 constant, ctx._materialize)
+                                 constant, ctx._materialize, dirty)
         if node is not None:  # in-place changes of saved outputs are caught as of inputs
             node.vers += [(wrapped[s.index]._ver, 0) for s in saved
                           if isinstance(s, _OutputRef)]
         return wrapped[0] if single else tuple(wrapped)
+
+
+def _dirty_outputs(name, dirty, out_at):
+    """The output indices of the inputs ``forward`` marked dirty, checked."""
+    at = set()
+    for t in dirty:
+        if id(t) not in out_at:
+            raise RuntimeError(f"gpuad: {name}.forward marked a tensor dirty but did not return "
+                               "it; return every input it changes in place")
+        if t._rg and t._grad_fn is None and mode.enabled:
+            raise RuntimeError(f"gpuad: {name}: a leaf tensor that requires grad (shape "
+                               f"{t.shape}) was changed in place by forward; clone it first")
+        if t._base is not None:
+            raise NotImplementedError(f"gpuad: {name}: mark_dirty on a view is not supported; "
+                                      "pass a tensor that owns its storage (clone the view)")
+        at.add(out_at[id(t)])
+    return at
 
 
 def _function_rule(cls, name, args):
@@ -409,7 +450,7 @@ def _function_rule(cls, name, args):
             raise ValueError(f"gpuad: {where} returned {len(given)} gradients, but apply() "
                              f"got {len(args)} arguments; return one per argument (None where "
                              "there is none)")
-        return [_check_grad(where, i, f"argument {i}", g, x)
+        return [_check_grad(where, i, f"argument {i}", g, x, exact=False)
                 for i, (g, x) in enumerate(zip(given, args))]
 
     return rule

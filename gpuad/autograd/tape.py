@@ -3,8 +3,8 @@
 While a tape records (inside its ``with`` block, outside ``stop_recording``), every op that
 reads a tensor the tape watches puts the tape's mark on its node (see
 :func:`gpuad.tensor.record`). A tape watches what ``watch`` was given, the results of the ops
-it recorded, and, unless ``watch_accessed_variables=False``, every trainable Variable and every
-tensor that requires grad that an op reads inside the block. ``gradient`` runs the one
+it recorded, every tensor that requires grad that an op reads inside the block, and, unless
+``watch_accessed_variables=False``, every trainable Variable read there. ``gradient`` runs the one
 backward engine restricted to the nodes carrying the tape's mark, so ops computed before the
 tape, outside it, or on another tape only are constants to it. A gradient computed while
 other tapes record is itself recorded on them, which gives nested tapes higher derivatives.
@@ -129,9 +129,10 @@ class GradientTape:
             if t.dtype.kind != "f":
                 self._warn_once(
                     "integer",
-                    f"gpuad: GradientTape.watch got a {t.dtype} tensor (shape {t.shape}); only "
-                    "floating-point tensors are differentiable, so its gradient will be None. "
-                    "Cast it first (ad.cast(x, ad.float32)) to differentiate with respect to it",
+                    f"gpuad: GradientTape.watch got a {t.dtype} tensor (shape {t.shape}): "
+                    "integer (and bool) tensors are not differentiable, so its gradient will be "
+                    "None. Cast it first (ad.cast(x, ad.float32)) to differentiate with respect "
+                    "to it",
                     stacklevel=2,  # the caller of watch
                 )
                 continue
@@ -155,7 +156,7 @@ class GradientTape:
         node = t._grad_fn
         if node is not None and node.tapes is not None and self._mark in node.tapes:
             return True
-        if self._auto and (t._rg or t._autowatch):
+        if t._rg or (self._auto and t._autowatch):
             self._watch(t, key)
             return True
         return False
@@ -169,7 +170,7 @@ class GradientTape:
 
     def _on_numpy(self, t):
         """``t.numpy()`` while recording: warn (once) when the tape watches ``t``."""
-        if self._is_source(t):
+        if self._is_source(t) or t._rg or (self._auto and t._autowatch):
             self._warn_once(
                 "numpy",
                 f"gpuad: .numpy() was called on a tensor (shape {t.shape}) that the recording "

@@ -1,4 +1,5 @@
 """Argument handling shared by the ops: turning inputs into tensors or raw backend values."""
+from ..dtypes import infer_dtype
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
 
@@ -29,7 +30,9 @@ def constant(value, dev):
             f"it explicitly with ad.tensor(array, device={str(dev)!r})"
         )
     try:
-        a = dev.backend.asarray(value)
+        # lists of Python numbers take gpuad's defaults (float32, int64), as ad.tensor does
+        dtype = None if hasattr(value, "dtype") else infer_dtype(value)
+        a = dev.backend.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"gpuad: cannot use a {type(value).__name__} as a tensor operand: "
                         f"{exc}") from None

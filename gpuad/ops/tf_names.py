@@ -1,13 +1,14 @@
 """TensorFlow's spellings of gpuad ops (SPEC section 4), and its control flow, run eagerly.
 
-Each name is the gpuad op under TensorFlow's name and argument names; ``cond`` and
+Each name is the gpuad op under TensorFlow's name and argument names (SPEC's list, plus
+``reduce_prod``, ``reduce_logsumexp`` and ``concat``); ``cond`` and
 ``while_loop`` are plain Python control flow, so a tape records whatever branch or iterations
 actually run. ``fill``, ``gather_nd``, ``less``, ``greater``, ``equal``, ``add`` and
 ``square`` already have TensorFlow's names.
 """
 from .elementwise import clip, div, mul, sub
-from .reduction import max, mean, min, sum
-from .shape import astype
+from .reduction import logsumexp, max, mean, min, prod, sum
+from .shape import astype, concatenate
 
 
 def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
@@ -28,6 +29,21 @@ def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
 def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
     """The minimum over ``axis``; ties share the gradient evenly."""
     return min(input_tensor, axis=axis, keepdims=keepdims)
+
+
+def reduce_prod(input_tensor, axis=None, keepdims=False, name=None):
+    """The product over ``axis``; exact with zeros."""
+    return prod(input_tensor, axis=axis, keepdims=keepdims)
+
+
+def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
+    """log(sum(exp(x))) over ``axis``, shifted by the maximum."""
+    return logsumexp(input_tensor, axis=axis, keepdims=keepdims)
+
+
+def concat(values, axis, name=None):
+    """Join tensors along an existing ``axis``."""
+    return concatenate(values, axis)
 
 
 def multiply(x, y, name=None):
