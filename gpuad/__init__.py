@@ -35,6 +35,7 @@ from .creation import (
 from .devices import Device, device, get_default_device, set_cpu_fallback, set_default_device
 from .dtypes import bool_, double, float16, float32, float64, half, int32, int64, long
 from .errors import (
+    CustomGradientError,
     DeviceMismatchError,
     DeviceUnavailableError,
     GradcheckError,
@@ -72,7 +73,8 @@ __all__ = [
     "set_default_device", "set_cpu_fallback", "cuda", "DeviceUnavailableError",
     "DeviceMismatchError", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
-    "GradientTapeWarning", "Variable", "constant", "custom_gradient", "Function", "FunctionCtx",
+    "GradientTapeWarning", "CustomGradientError", "Variable", "constant", "custom_gradient",
+    "Function", "FunctionCtx",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "multiply", "subtract", "divide",
     "clip_by_value", "cast", "cond", "while_loop", "reduce_prod", "reduce_logsumexp", "concat",
     *_ops_all,

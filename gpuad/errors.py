@@ -16,3 +16,9 @@ class GradcheckError(RuntimeError):
 class GradientTapeWarning(UserWarning):
     """A GradientTape was used in a way that loses gradients (a watched integer tensor, a
     watched tensor copied out with ``.numpy()`` while recording)."""
+
+
+class CustomGradientError(ValueError, RuntimeError):
+    """A custom gradient rule (``custom_gradient``'s grad_fn, ``Function.backward``) returned
+    the wrong number of gradients, or one of the wrong shape or device. It is a ValueError (as
+    TensorFlow raises) and a RuntimeError (as PyTorch raises)."""

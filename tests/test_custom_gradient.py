@@ -717,3 +717,21 @@ def test_custom_gradient_shapes_must_match_exactly(device):
         y = f(x)
     with pytest.raises(ValueError, match=r"'.*f'.*shape \(3, 3\).*shape \(3,\)"):
         tape.gradient(y, x)
+
+
+def test_gradient_count_errors_are_value_and_runtime_errors():
+    assert issubclass(ad.CustomGradientError, ValueError)
+    assert issubclass(ad.CustomGradientError, RuntimeError)
+
+    class One(ad.Function):
+        @staticmethod
+        def forward(ctx, x, y):
+            return x * y
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g,)
+
+    x = ad.tensor(1.0, requires_grad=True)
+    with pytest.raises(RuntimeError, match="returned 1 gradients"):  # as PyTorch
+        One.apply(x, x).backward()

@@ -11,6 +11,7 @@ outputs' gradients meet at the hub (:class:`OutputGrads`), and the rule runs onc
 import functools
 import inspect
 
+from ..errors import CustomGradientError
 from ..tensor import Tensor, needs_grad, record, record1
 from . import structure
 from .grad_mode import count_active, mode, no_grad
@@ -137,10 +138,11 @@ def _check_grad(where, i, label, g, x, exact=True):
 
         g = constant(g, x._dev)
     if g._dev is not x._dev:
-        raise RuntimeError(f"gpuad: {where}: the gradient for input {i} ({label}) is on "
-                           f"{g._dev} but the input is on {x._dev}; return it on {x._dev}")
+        raise CustomGradientError(
+            f"gpuad: {where}: the gradient for input {i} ({label}) is on {g._dev} but the "
+            f"input is on {x._dev}; return it on {x._dev}")
     if g.shape != x.shape and (exact or not _expandable(x.shape, g.shape)):
-        raise ValueError(
+        raise CustomGradientError(
             f"gpuad: {where}: the gradient for input {i} ({label}) has shape {g.shape}, but "
             f"the input has shape {x.shape}; return one gradient of each input's shape"
         )
@@ -235,8 +237,9 @@ def _gradient_rule(fname, grad_fn, leaves, labels, captured):
             given, var_grads = _flat(result[0]), _flat(result[1])
             if len(var_grads) != len(captured):
                 names = ", ".join(_describe(t) for t in captured)
-                raise ValueError(f"gpuad: {where}: grad_fn returned {len(var_grads)} variable "
-                                 f"gradients for {len(captured)} variables ({names})")
+                raise CustomGradientError(
+                    f"gpuad: {where}: grad_fn returned {len(var_grads)} variable gradients for "
+                    f"{len(captured)} variables ({names})")
         else:
             given, var_grads = _flat(grad_fn(*upstream)), []
         if len(given) == len(leaves):
@@ -247,10 +250,10 @@ def _gradient_rule(fname, grad_fn, leaves, labels, captured):
                 per_leaf[i] = g
         else:
             names = ", ".join(labels[i] for i in tensor_at)
-            raise ValueError(
+            raise CustomGradientError(
                 f"gpuad: {where}: grad_fn returned {len(given)} gradients, but the function "
                 f"was called with {len(tensor_at)} tensor inputs ({names}); return one "
-                "gradient per input, positional inputs first, then keyword ones"
+                "gradient per tensor input, in the order of the function's parameters"
             )
         out = [_check_grad(where, i, labels[i], g, x)
                for i, (g, x) in enumerate(zip(per_leaf, leaves))]
@@ -447,9 +450,9 @@ def _function_rule(cls, name, args):
         while len(given) > len(args) and given[-1] is None:
             given.pop()
         if len(given) != len(args):
-            raise ValueError(f"gpuad: {where} returned {len(given)} gradients, but apply() "
-                             f"got {len(args)} arguments; return one per argument (None where "
-                             "there is none)")
+            raise CustomGradientError(
+                f"gpuad: {where} returned {len(given)} gradients, but apply() got {len(args)} "
+                "arguments; return one per argument (None where there is none)")
         return [_check_grad(where, i, f"argument {i}", g, x, exact=False)
                 for i, (g, x) in enumerate(zip(given, args))]
 
