@@ -20,7 +20,7 @@ def _body(data):
 
 
 def tensor_repr(t):
-    data = t.numpy()
+    data = t.device.backend.to_numpy(t.array)  # (not t.numpy(): printing is not a leak)
     extras = []
     if data.size == 0 and data.ndim != 1:
         extras.append(f"size={data.shape}")

@@ -9,6 +9,7 @@ instead of using the new one.
 """
 from .autograd.grad_mode import no_grad
 from .creation import tensor
+from .dtypes import infer_dtype
 from .tensor import Tensor
 
 
@@ -84,7 +85,9 @@ class Variable(Tensor):
                 raise mismatch(f"Variable.{what}", self._dev, value._dev)
             value = value.detach()
         else:
-            value = tensor(value, device=self._dev)
+            kind = infer_dtype(value).kind
+            value = tensor(value, dtype=None if kind == "f" and self.dtype.kind != "f" else
+                           self.dtype, device=self._dev)  # (an int beyond the dtype raises)
         if value.dtype.kind == "f" and self.dtype.kind != "f":
             raise TypeError(
                 f"gpuad: Variable.{what} of {self._name!r}: a {value.dtype} value for a "

@@ -735,3 +735,103 @@ def test_gradient_count_errors_are_value_and_runtime_errors():
     x = ad.tensor(1.0, requires_grad=True)
     with pytest.raises(RuntimeError, match="returned 1 gradients"):  # as PyTorch
         One.apply(x, x).backward()
+
+
+def test_outputs_aliasing_each_other_are_separate_values(device):
+    class Twice(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = x * 2.0
+            return y, y
+
+        @staticmethod
+        def backward(ctx, ga, gb):
+            return 2.0 * (ga + gb)
+
+    x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    a, b = Twice.apply(x)
+    c = b * b
+    a.add_(10.0)  # must not change b, which c's gradient reads
+    c.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0, 16.0])
+
+
+def test_mark_dirty_counts_a_change_made_through_the_array(device):
+    class RawDouble(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            x.array[...] *= 2  # the change bypasses gpuad's in-place ops
+            ctx.mark_dirty(x)
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2.0
+
+    a = ad.tensor([0.5, 1.0], device=device, requires_grad=True)
+    x = a * 1.0
+    s = ad.sin(x)  # saves x
+    RawDouble.apply(x)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        s.sum().backward()
+
+
+def test_mark_dirty_with_the_output_saved(device):
+    class Double_(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            x.mul_(2.0)
+            ctx.mark_dirty(x)
+            ctx.save_for_backward(x)
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 2.0 + 0.0 * x
+
+    a = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    Double_.apply(a * 1.0).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [2.0, 2.0])
+
+
+def test_mark_dirty_and_non_differentiable_together(device):
+    class Flag_(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            x.mul_(2.0)
+            ctx.mark_dirty(x)
+            ctx.mark_non_differentiable(x)
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            return None
+
+    a = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    x = a * 1.0
+    out = Flag_.apply(x)
+    assert out is x and not x.requires_grad and x.grad_fn is None
+
+
+def test_a_saved_non_differentiable_output_stays_constant_in_double_backward(device):
+    class SquareAndScale(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y, s = x * x, x * 3.0
+            ctx.mark_non_differentiable(s)
+            ctx.save_for_backward(x, s)
+            return y, s
+
+        @staticmethod
+        def backward(ctx, g, gs):
+            x, s = ctx.saved_tensors
+            assert not s.requires_grad
+            return g * s * x * 2.0 / 3.0
+
+    x = ad.tensor([1.0, 2.0], dtype=ad.float64, device=device, requires_grad=True)
+    y, s = SquareAndScale.apply(x)
+    (g,) = ad.grad(y.sum(), x, create_graph=True)
+    (h,) = ad.grad(g.sum(), x)
+    np.testing.assert_allclose(g.numpy(), [2.0, 8.0])
+    np.testing.assert_allclose(h.numpy(), [2.0, 4.0])  # s counts as a constant 3x

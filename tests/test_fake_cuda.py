@@ -139,3 +139,20 @@ def test_tapes_variables_and_custom_gradients_on_cuda(fake_cuda):
         results[dev] = [t.numpy() for t in (*grads.values(), jac, bjac, v)]
     for a, b in zip(results["cuda"], results["cpu"]):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_custom_outputs_keep_their_own_devices(fake_cuda):
+    class SumOnHost(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.sum().to("cpu"), x * 2.0
+
+        @staticmethod
+        def backward(ctx, g_sum, g_twice):
+            return g_sum.to("cuda") + g_twice * 2.0
+
+    x = ad.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+    total, twice = SumOnHost.apply(x)
+    assert total.device == "cpu" and twice.device == "cuda"
+    (total * 3.0).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])

@@ -784,3 +784,48 @@ def test_watch_accessed_variables_false_still_watches_tensors_that_require_grad(
         y = x * x * v
     gx, gv = tape.gradient(y, [x, v])
     assert gx.item() == 12.0 and gv is None
+
+
+def test_a_stale_view_used_under_no_grad_keeps_its_graph(device):
+    a = ad.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
+    x = a * 1.0
+    v = x[1:]
+    x.mul_(2.0)
+    with ad.no_grad():
+        (v * 2.0).mean()  # logging a metric
+    ((v * v).sum() + a.sum()).backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [1.0, 17.0, 25.0])
+
+
+def test_a_stale_view_under_stop_recording_is_rebuilt_later(device):
+    c = ad.constant([1.0, 2.0, 3.0], device=device)
+    with ad.GradientTape() as tape:
+        tape.watch(c)
+        x = c * 1.0
+        v = x[1:]
+        x.mul_(2.0)
+        with tape.stop_recording():
+            (v * 1.0).sum()
+        y = (v * v).sum()
+    np.testing.assert_array_equal(tape.gradient(y, c).numpy(), [0.0, 16.0, 24.0])
+
+
+def test_printing_inside_a_tape_does_not_warn(device):
+    x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    with ad.GradientTape():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            repr(x)
+            repr(x * 2.0)
+
+
+def test_list_operands_are_weak_next_to_a_float_tensor(device):
+    x64 = ad.tensor([1.0, 2.0], dtype=ad.float64, device=device)
+    np.testing.assert_array_equal((x64 + [0.1, 0.2]).numpy(), np.array([1.1, 2.2]))
+    x32 = ad.tensor([1.0, 2.0], device=device)
+    assert (x32 * [1, 2]).dtype == ad.float32 and (x32 * [1.0, 2.0]).dtype == ad.float32
+    v = ad.Variable([0.0], dtype=ad.float64, device=device)
+    v.assign([0.1])
+    assert v.numpy()[0] == 0.1
+    with pytest.raises(TypeError):
+        ad.Variable([1], dtype=ad.int32).assign([2 ** 40])

@@ -110,7 +110,7 @@ def _seeds(outputs, grads):
             if not isinstance(g, Tensor):
                 from ..ops._args import constant
 
-                g = constant(g, y._dev)
+                g = constant(g, y._dev, y)
             if g._dev is not y._dev:
                 raise DeviceMismatchError(
                     f"gpuad: backward got a gradient on {g._dev} for an output on {y._dev}; "

@@ -12,7 +12,7 @@ import functools
 import inspect
 
 from ..errors import CustomGradientError
-from ..tensor import Tensor, needs_grad, record, record1
+from ..tensor import Tensor, needs_grad, record
 from . import structure
 from .grad_mode import count_active, mode, no_grad
 from .node import Op
@@ -61,6 +61,8 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
     returned as output ``i`` (``i`` in ``dirty``) becomes that output in the graph."""
     given = outputs
     outputs = _own_storage(outputs, inputs, dirty)
+    for i in dirty:  # PyTorch counts a change marked dirty, however forward made it
+        given[i]._ver[0] += 1
     tensors_out = [o for o in outputs if isinstance(o, Tensor)]
     if not tensors_out:
         return outputs, None
@@ -79,27 +81,31 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
 
     hub = record(Op(name, None, vjp_all=vjp_all), inputs, tensors_out[0]._a, dev, saved)
     node = hub._grad_fn
-    if node is None:
-        return outputs, None
     wrapped = []
     for i, o in enumerate(outputs):
-        if isinstance(o, Tensor) and o.dtype.kind == "f" and i not in constant_outputs:
-            o = record1(_select(name, i), hub, o._a, ())
+        if (node is not None and isinstance(o, Tensor) and o.dtype.kind == "f"
+                and i not in constant_outputs):
+            o = record(_select(name, i), (hub,), o._a, o._dev, ())
+        elif node is not None and i in dirty:  # a changed input marked non-differentiable
+            o = Tensor(o._a, o._dev)
         wrapped.append(o)
+    if node is None:
+        return wrapped, None
     if keep_outputs:
         node.out = tuple(o._a if isinstance(o, Tensor) else None for o in wrapped)
-    for i in dirty:  # the changed input now stands at the output's place in the graph
+    for i in dirty:  # the changed input stands at the output's place in the graph
         x = given[i]
         x._grad_fn, x._rg = wrapped[i]._grad_fn, wrapped[i]._rg
-        x._ver = wrapped[i]._ver = x._ver
+        wrapped[i]._ver = x._ver
         wrapped[i] = x
     return wrapped, node
 
 
 def _own_storage(outputs, inputs, dirty=()):
-    """The outputs, each tensor among them a new one; one whose memory it shares with an
-    input gets a copy (an output is a value of its own, not a view the graph cannot see),
-    except the inputs at the indices ``dirty``, changed in place and returned as they are."""
+    """The outputs, each tensor among them a new one; one whose memory it shares with an input
+    or an earlier output gets a copy (an output is a value of its own, not a view the graph
+    cannot see), except the inputs at the indices ``dirty``, changed in place and returned as
+    they are."""
     arrays = [t._a for t in inputs if isinstance(t, Tensor)]
     out = []
     for i, o in enumerate(outputs):
@@ -109,15 +115,19 @@ def _own_storage(outputs, inputs, dirty=()):
             if any(backend.xp.may_share_memory(a, b) for b in arrays
                    if type(b) is type(a)):
                 a = backend.copy(a)
+            arrays.append(a)
             o = Tensor(a, o._dev)
         out.append(o)
     return out
 
 
-def _output_again(node, name, i):
-    """Output ``i`` of a custom node, rebuilt in backward from the array the node kept."""
+def _output_again(node, name, i, constant):
+    """Output ``i`` of a custom node, rebuilt in backward from the array the node kept (as a
+    constant if it was marked non-differentiable)."""
+    if constant:
+        return Tensor(node.out[i], node.device)
     hub = Tensor(node.out[0], node.device, node, node.in_graph())
-    return record1(_select(name, i), hub, node.out[i], ())
+    return record(_select(name, i), (hub,), node.out[i], node.device, ())
 
 
 def _expandable(small, big):
@@ -136,7 +146,7 @@ def _check_grad(where, i, label, g, x, exact=True):
     if not isinstance(g, Tensor):
         from ..ops._args import constant
 
-        g = constant(g, x._dev)
+        g = constant(g, x._dev, x)
     if g._dev is not x._dev:
         raise CustomGradientError(
             f"gpuad: {where}: the gradient for input {i} ({label}) is on {g._dev} but the "
@@ -409,11 +419,11 @@ class Function:
         constant = {out_at[id(t)] for t in ctx._constant if id(t) in out_at}
         name = cls.__name__
         dirty = _dirty_outputs(name, ctx._dirty, out_at)
-        rule = _function_rule(cls, name, args)
+        rule = _function_rule(cls, name, args, constant)
         wrapped, node = _connect(name, list(args), outputs, rule, (ctx,) + saved, keep,
                                  constant, ctx._materialize, dirty)
         if node is not None:  # in-place changes of saved outputs are caught as of inputs
-            node.vers += [(wrapped[s.index]._ver, 0) for s in saved
+            node.vers += [(wrapped[s.index]._ver, wrapped[s.index]._ver[0]) for s in saved
                           if isinstance(s, _OutputRef)]
         return wrapped[0] if single else tuple(wrapped)
 
@@ -428,6 +438,10 @@ def _dirty_outputs(name, dirty, out_at):
         if t._rg and t._grad_fn is None and mode.enabled:
             raise RuntimeError(f"gpuad: {name}: a leaf tensor that requires grad (shape "
                                f"{t.shape}) was changed in place by forward; clone it first")
+        if t._autowatch and mode.enabled and mode.tapes:
+            raise RuntimeError(f"gpuad: {name}: a trainable Variable (shape {t.shape}) was "
+                               "changed in place by forward while a GradientTape records; use "
+                               "its assign methods outside the Function, or clone it first")
         if t._base is not None:
             raise NotImplementedError(f"gpuad: {name}: mark_dirty on a view is not supported; "
                                       "pass a tensor that owns its storage (clone the view)")
@@ -435,13 +449,13 @@ def _dirty_outputs(name, dirty, out_at):
     return at
 
 
-def _function_rule(cls, name, args):
+def _function_rule(cls, name, args, constant):
     where = f"{name}.backward"
 
     def rule(node, upstream, saved):
         ctx = saved[0]
-        ctx._saved = tuple(_output_again(node, name, s.index) if isinstance(s, _OutputRef)
-                           else s for s in saved[1:])
+        ctx._saved = tuple(_output_again(node, name, s.index, s.index in constant)
+                           if isinstance(s, _OutputRef) else s for s in saved[1:])
         try:
             result = cls.backward(ctx, *upstream)
         finally:

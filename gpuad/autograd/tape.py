@@ -351,7 +351,7 @@ def _seeds(targets, output_gradients):
         elif not isinstance(g, Tensor):
             from ..ops._args import constant
 
-            g = constant(g, y._dev)
+            g = constant(g, y._dev, y)
         if g.shape != y.shape:
             raise ValueError(f"gpuad: GradientTape.gradient: an output gradient has shape "
                              f"{g.shape} but its target has shape {y.shape}; they must match")

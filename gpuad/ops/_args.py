@@ -22,16 +22,22 @@ def mismatch(op, a, b):
     )
 
 
-def constant(value, dev):
-    """``value`` (NumPy array, list, NumPy scalar) as a graph-free tensor on ``dev``."""
+def constant(value, dev, like=None):
+    """``value`` (NumPy array, list, NumPy scalar) as a graph-free tensor on ``dev``.
+
+    A list of Python numbers takes gpuad's defaults (float32, int64), or, next to a floating
+    tensor ``like``, that tensor's dtype (Python numbers are weak, in lists too)."""
     if dev.type != "cpu" and type(value).__module__ == "numpy" and getattr(value, "ndim", 0):
         raise DeviceMismatchError(
             f"gpuad: a NumPy array (on the cpu) was combined with a tensor on {dev}; convert "
             f"it explicitly with ad.tensor(array, device={str(dev)!r})"
         )
     try:
-        # lists of Python numbers take gpuad's defaults (float32, int64), as ad.tensor does
-        dtype = None if hasattr(value, "dtype") else infer_dtype(value)
+        dtype = None
+        if not hasattr(value, "dtype"):
+            dtype = infer_dtype(value)
+            if like is not None and like.dtype.kind == "f" and dtype.kind in "fi":
+                dtype = like.dtype
         a = dev.backend.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"gpuad: cannot use a {type(value).__name__} as a tensor operand: "
@@ -58,13 +64,13 @@ def operands(a, b, op):
             if b._dev is not dev:
                 raise mismatch(op, dev, b._dev)
             return a, b, a._a, b._a, dev
-        b = constant(b, dev)
+        b = constant(b, dev, a)
         return a, b, a._a, b._a, dev
     if isinstance(b, Tensor):
         dev = b._dev
         if a.__class__ in SCALARS:
             return a, b, a, b._a, dev
-        a = constant(a, dev)
+        a = constant(a, dev, b)
         return a, b, a._a, b._a, dev
     return operands(to_tensor(a), b, op)
 

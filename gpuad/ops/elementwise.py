@@ -156,7 +156,7 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
         if saves:
             # A view made stale by a change of its base gets its current graph first.
             if xa is not a and a._base is not None and a._view_ver != a._ver[0]:
-                _refresh_view(a)
+                _refresh_view(a)  # (it rebuilds only while something records)
             if xb is not b and b._base is not None and b._view_ver != b._ver[0]:
                 _refresh_view(b)
             # An operand is a tensor exactly when its raw value is not itself (operands keeps

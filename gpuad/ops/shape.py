@@ -48,13 +48,16 @@ def view_positions(t):
 
 def refresh_view(t):
     """Rebuild the graph of view ``t`` from its base, after an in-place change through the base
-    or through another view made it stale: t = base.flat[positions]."""
+    or through another view made it stale: t = base.flat[positions]. Only while something
+    records (grad mode on, and the base requires grad or a recording tape watches it)."""
     base = t._base
-    t._view_ver = t._ver[0]
-    if base._rg or (mode.enabled and mode.tapes and tape_tracked(base)):
+    if mode.enabled and (base._rg or (mode.tapes and tape_tracked(base))):
+        t._view_ver = t._ver[0]
         flat = reshape(base, (-1,))
         fresh = getitem(flat, (view_positions(t),))
         t._grad_fn, t._rg = fresh._grad_fn, fresh._rg
+    elif base._grad_fn is None and not base._rg:
+        t._view_ver = t._ver[0]  # no graph to rebuild; else it stays stale until one records
 
 
 def _view_reshape(backend, a, shape):
