@@ -1172,3 +1172,56 @@ def test_grad_does_not_fill_retained_non_leaf_grads():
     assert y.grad is None and x.grad is None
     z.backward()
     assert y.grad.item() == 12.0 and x.grad.item() == 36.0
+
+
+def test_a_hook_that_keeps_its_gradient_sees_it_unchanged():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    store = []
+    x.register_hook(store.append)
+    (x * 3).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(store[0].numpy(), [3.0, 3.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
+
+
+def test_retain_grad_then_in_place_gives_the_gradient_of_the_new_value():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 1.0
+    y.retain_grad()
+    y.mul_(3.0)
+    (y * y).sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [6.0, 12.0])  # as torch 2.13
+    np.testing.assert_array_equal(x.grad.numpy(), [18.0, 36.0])
+
+
+def test_no_grad_generator_receives_thrown_exceptions_and_close():
+    import contextlib
+
+    log = []
+
+    @contextlib.contextmanager
+    @ad.no_grad()
+    def quiet():
+        try:
+            yield
+        except ValueError:
+            log.append("handled")
+        finally:
+            log.append("closed")
+
+    with quiet():
+        raise ValueError("inside")
+    assert log == ["handled", "closed"]
+
+    @ad.no_grad()
+    def numbers():
+        try:
+            yield ad.is_grad_enabled()
+            yield 2
+        finally:
+            log.append("gen closed")
+
+    g = numbers()
+    assert next(g) is False
+    g.close()
+    assert log[-1] == "gen closed" and ad.is_grad_enabled()

@@ -835,3 +835,49 @@ def test_a_saved_non_differentiable_output_stays_constant_in_double_backward(dev
     (h,) = ad.grad(g.sum(), x)
     np.testing.assert_allclose(g.numpy(), [2.0, 8.0])
     np.testing.assert_allclose(h.numpy(), [2.0, 4.0])  # s counts as a constant 3x
+
+
+def test_a_gradient_the_rule_returns_is_never_taken_over_by_grad(device):
+    @ad.custom_gradient
+    def half_sq(x):
+        return 0.5 * (x * x).sum(), lambda up: x  # returns the input itself
+
+    x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
+    half_sq(x).backward()
+    half_sq(x).backward()
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0])  # the parameter is untouched
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+    w = ad.tensor([1.0, 2.0], device=device)
+
+    class ReturnsW(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            return w
+
+    y = ad.tensor([0.0, 0.0], device=device, requires_grad=True)
+    for _ in range(3):
+        ReturnsW.apply(y).backward()
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(y.grad.numpy(), [3.0, 6.0])
+
+
+def test_checkpoint_pattern_differentiates_twice_with_create_graph(device):
+    @ad.custom_gradient
+    def checkpointed(x):
+        def grad(dy):
+            with ad.GradientTape() as t:
+                t.watch(x)
+                y = ad.sin(x) * x
+            return t.gradient(y, x, output_gradients=dy)
+
+        return ad.sin(x) * x, grad
+
+    x = ad.tensor(0.7, dtype=ad.float64, device=device, requires_grad=True)
+    (g,) = ad.grad(checkpointed(x), x, create_graph=True)
+    (h,) = ad.grad(g, x)
+    assert g.item() == pytest.approx(np.cos(0.7) * 0.7 + np.sin(0.7), rel=1e-12)
+    assert h.item() == pytest.approx(-np.sin(0.7) * 0.7 + 2 * np.cos(0.7), rel=1e-12)

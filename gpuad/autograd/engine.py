@@ -225,8 +225,9 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
         needed = _needed(order, target_keys, mark)
         captured = {}
     foreign.update(id(g._a) for g in seeds)
-    prev = mode.enabled
+    prev, prev_creating = mode.enabled, mode.creating
     mode.enabled = create_graph
+    mode.creating = create_graph
     try:
         with roots[0]._dev.backend.errstate():
             for node in order:
@@ -267,6 +268,8 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                         for p in edges])
                     for p, gi in zip(edges, given):
                         if gi is not None and p is not None:
+                            if gi.__class__ is not OutputGrads:
+                                foreign.add(id(gi._a))  # the user's rule made it: theirs
                             gi = _fit(gi, p)
                             old = grads.get(p)
                             grads[p] = gi if old is None else old + gi
@@ -293,13 +296,15 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                 elif leaf in target_keys:
                     captured[leaf] = g
     finally:
-        mode.enabled = prev
+        mode.enabled, mode.creating = prev, prev_creating
     return captured if targets is not None else None
 
 
 def _run_hooks(hooks, g, foreign):
-    """Apply tensor hooks; a tensor a hook returns belongs to the caller, so it is foreign."""
+    """Apply tensor hooks. A hook may keep the tensor it gets, and a tensor it returns belongs
+    to the caller, so both are foreign (never adopted as ``.grad`` storage)."""
     for hook in tuple(hooks):
+        foreign.add(id(g._a))
         r = hook(g)
         if r is not None:
             g = r

@@ -16,6 +16,7 @@ class _Mode(threading.local):
     enabled = True
     tapes = ()
     watchers = ()
+    creating = False  # inside a backward pass with create_graph=True
 
 
 mode = _Mode()
@@ -76,22 +77,30 @@ class _GradModeContext:
 
 
 def _generator_in_mode(func, flag):
-    """Wrap a generator function so that each of its steps runs in grad mode ``flag``."""
+    """Wrap a generator function so that each of its steps runs in grad mode ``flag``; values
+    sent, exceptions thrown and ``close()`` reach the generator."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         gen = func(*args, **kwargs)
-        sent = None
+        step, value = gen.send, None
         while True:
             prev = mode.enabled
             mode.enabled = flag
             try:
-                item = gen.send(sent)
+                item = step(value)
             except StopIteration as stop:
                 return stop.value
             finally:
                 mode.enabled = prev
-            sent = yield item
+            try:
+                value = yield item
+                step = gen.send
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as exc:
+                step, value = gen.throw, exc
 
     return wrapper
 

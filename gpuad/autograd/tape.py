@@ -257,7 +257,8 @@ class GradientTape:
         wanted = [s for s, ok in zip(sources, valid) if ok]
         if not wanted:
             return [None] * len(sources)
-        create = bool(mode.enabled and mode.tapes)  # record it on the tapes now recording
+        # recorded when tapes record, or inside a create_graph backward (a grad_fn using a tape)
+        create = bool(mode.enabled and (mode.tapes or mode.creating))
         captured = _execute(targets, seeds, True, create, wanted, set(), self._mark)
         return [captured.get(s._grad_fn or s) if ok else None for s, ok in zip(sources, valid)]
 

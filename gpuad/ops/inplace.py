@@ -98,6 +98,9 @@ def _rebase(t, new, name):
     if new.dtype != t.dtype:
         new = astype(new, t.dtype)
     t._dev._backend.setitem(t._a, Ellipsis, new._a)
+    old = t._grad_fn
+    if old is not None and old.retained is not None and new._grad_fn is not None:
+        new._grad_fn.retained, old.retained = old.retained, None  # .grad of the new value
     t._grad_fn = new._grad_fn
     t._rg = new._rg
     base = t._base
