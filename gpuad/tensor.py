@@ -171,9 +171,13 @@ class Tensor:
         Inside a recording gradient tape that watches this tensor, a warning (once per tape)
         says that what is computed from the copy is not recorded."""
         if active[0] and mode.tapes:
-            for tape in mode.tapes:
-                tape._on_numpy(self)
+            self._copied_out()
         return self._dev.backend.to_numpy(self._a)
+
+    def _copied_out(self):
+        """The data leaves the graph as a NumPy array: the recording tapes may warn."""
+        for tape in mode.tapes:
+            tape._on_numpy(self)
 
     def item(self):
         if self._a.size != 1:
@@ -189,8 +193,7 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         if active[0] and mode.tapes:
-            for tape in mode.tapes:
-                tape._on_numpy(self)
+            self._copied_out()
         if self._dev.type != "cpu":
             raise TypeError(
                 f"gpuad: cannot convert a {self._dev} tensor to a NumPy array implicitly; "

@@ -6,7 +6,7 @@ broadcasting and dtype promotion in one place (:func:`_fit`), and frees each nod
 after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with grad mode on,
 so the gradients themselves are recorded and can be differentiated again.
 
-A gradient tape runs the same walk with its mark (:func:`run_tape`): it then follows only the
+A gradient tape runs the same walk (:func:`_execute` with the tape's mark): it follows only the
 nodes recorded on that tape, also through inputs that only the tape watches, and stops at
 nodes made outside it, which are constants to the tape unless they are asked for.
 """
@@ -263,10 +263,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                 vjps = op.vjps
                 if vjps is None:  # one rule gives every input's gradient (custom gradients)
                     edges = _edges(node, mark)
-                    given = op.vjp_all(node, g, saved, [
-                        p is not None and (targets is None or p in needed or p in target_keys)
-                        for p in edges])
-                    for p, gi in zip(edges, given):
+                    for p, gi in zip(edges, op.vjp_all(node, g, saved)):
                         if gi is not None and p is not None:
                             if gi.__class__ is not OutputGrads:
                                 foreign.add(id(gi._a))  # the user's rule made it: theirs

@@ -69,7 +69,7 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
     dev = tensors_out[0]._dev
     metas = [(o.shape, o.dtype, o._dev) if isinstance(o, Tensor) else None for o in outputs]
 
-    def vjp_all(node, g, saved_values, wanted):
+    def vjp_all(node, g, saved_values):
         grads = []
         for i, meta in enumerate(metas):
             gi = g.by_index.get(i)

@@ -19,7 +19,7 @@ class Op:
     reference cycle). ``jvp`` is the forward-mode rule.
 
     An op whose rules are one function (a custom gradient) has ``vjps=None`` and
-    ``vjp_all(node, g, saved, needs)``, which returns every input's gradient in one call.
+    ``vjp_all(node, g, saved)``, which returns every input's gradient in one call.
     """
 
     __slots__ = ("name", "vjps", "jvp", "save_out", "vjp_all")

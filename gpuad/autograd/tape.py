@@ -151,18 +151,17 @@ class GradientTape:
         """Whether this tape watches input ``t`` (whose graph key is ``key``) of an op being
         recorded; a tensor that requires grad becomes watched by being read, unless
         ``watch_accessed_variables=False``."""
-        if id(key) in self._watched:
-            return True
-        node = t._grad_fn
-        if node is not None and node.tapes is not None and self._mark in node.tapes:
+        if self._is_source(t, key):
             return True
         if t._rg or (self._auto and t._autowatch):
             self._watch(t, key)
             return True
         return False
 
-    def _is_source(self, t):
-        key = t._grad_fn or t
+    def _is_source(self, t, key=None):
+        """Whether ``t`` is watched by this tape or is a result it recorded."""
+        if key is None:
+            key = t._grad_fn or t
         if id(key) in self._watched:
             return True
         node = t._grad_fn
