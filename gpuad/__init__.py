@@ -9,6 +9,7 @@ tensor([2., 4.])
 from . import cuda
 from .autograd.engine import backward, grad
 from .autograd.function import Function, FunctionCtx, custom_gradient
+from .autograd.functional import hessian, hvp, jacobian, jvp, vjp
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd.tape import GradientTape, UnconnectedGradients
 from .creation import (
@@ -38,6 +39,7 @@ from .errors import (
     CustomGradientError,
     DeviceMismatchError,
     DeviceUnavailableError,
+    ForwardModeError,
     GradcheckError,
     GradientTapeWarning,
 )
@@ -74,7 +76,7 @@ __all__ = [
     "DeviceMismatchError", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
     "GradientTapeWarning", "CustomGradientError", "Variable", "constant", "custom_gradient",
-    "Function", "FunctionCtx",
+    "Function", "FunctionCtx", "jvp", "vjp", "jacobian", "hessian", "hvp", "ForwardModeError",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "multiply", "subtract", "divide",
     "clip_by_value", "cast", "cond", "while_loop", "reduce_prod", "reduce_logsumexp", "concat",
     *_ops_all,

@@ -22,3 +22,8 @@ class CustomGradientError(ValueError, RuntimeError):
     """A custom gradient rule (``custom_gradient``'s grad_fn, ``Function.backward``) returned
     the wrong number of gradients, or one of the wrong shape or device. It is a ValueError (as
     TensorFlow raises) and a RuntimeError (as PyTorch raises)."""
+
+
+class ForwardModeError(RuntimeError):
+    """Forward mode reached an op that has no JVP rule (a custom gradient without one); the
+    message names it and says how to give it one."""

@@ -15,8 +15,9 @@ from .dtypes import as_dtype
 class Tensor:
     """An n-dimensional array on a device, optionally tracked for automatic differentiation."""
 
+    # (``_tan``, the forward-mode tangents by level, is set only on tensors that have some)
     __slots__ = ("_a", "_dev", "_grad_fn", "_rg", "_grad", "_ver", "_base", "_hooks",
-                 "_view_of", "_view_ver", "__weakref__")
+                 "_view_of", "_view_ver", "_tan", "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us: np_array * tensor -> Tensor
     _autowatch = False  # True on trainable float Variables: tapes watch them when they are read
 
@@ -393,13 +394,17 @@ def _attach(op, parents, a, dev, saved, rg=True):
 # ---- recording while gradient tapes are active ------------------------------------------
 
 def needs_grad(t):
-    """Whether an op must keep what input ``t``'s gradient rule reads: ``t`` requires grad, or
-    a gradient tape now recording watches it."""
+    """Whether an op must keep what input ``t``'s derivative rules read: ``t`` requires grad,
+    a gradient tape now recording watches it, or it carries a forward-mode tangent."""
     if not isinstance(t, Tensor):
         return False
     if t._rg:
         return True
-    return bool(active[0] and mode.enabled and mode.tapes and tape_tracked(t))
+    if not active[0]:
+        return False
+    if mode.levels and _forward().has_tangent(t):
+        return True
+    return bool(mode.enabled and mode.tapes and tape_tracked(t))
 
 
 def tape_tracked(t):
@@ -459,16 +464,26 @@ def _record_taped(op, inputs, a, dev, saved):
 
 
 def _record_special(op, inputs, a, dev, saved):
-    """The part of :func:`record` that runs only while some tape or custom-gradient collector
-    is active (in any thread): note the reads, record on this thread's tapes. None: go on
-    with the plain path."""
+    """The part of :func:`record` that runs only while some tape, custom-gradient collector or
+    forward level is active (in any thread): note the reads, record on this thread's tapes,
+    push forward-mode tangents. None: go on with the plain path."""
     if mode.watchers:
         _note_reads(inputs)
+    if mode.levels:  # forward mode runs whatever the grad mode
+        out = _record_taped(op, inputs, a, dev, saved) if mode.enabled else Tensor(a, dev)
+        _forward().push(op, inputs, out, saved)
+        return out
     if not mode.enabled:
         return Tensor(a, dev)
     if mode.tapes:
         return _record_taped(op, inputs, a, dev, saved)
     return None
+
+
+def _forward():
+    from .autograd import forward  # (it imports this module)
+
+    return forward
 
 
 def _note_reads(inputs):

@@ -1,12 +1,14 @@
 """The autograd engine: graph nodes, grad mode, the backward traversal, gradient tapes and
-custom gradients (device-agnostic: no numpy or cupy here).
+custom gradients, forward mode and the function transforms built on both (device-agnostic:
+no numpy or cupy here).
 
 ``ad.autograd.grad``, ``ad.autograd.backward`` and ``ad.autograd.Function`` are spelled as in
 ``torch.autograd``.
 """
 from .engine import backward, grad
+from .functional import hessian, hvp, jacobian, jvp, vjp
 from .function import Function, FunctionCtx, custom_gradient
 from .tape import GradientTape, UnconnectedGradients
 
 __all__ = ["backward", "grad", "Function", "FunctionCtx", "custom_gradient", "GradientTape",
-           "UnconnectedGradients"]
+           "UnconnectedGradients", "jvp", "vjp", "jacobian", "hessian", "hvp"]

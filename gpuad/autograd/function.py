@@ -7,6 +7,10 @@ an outer tape, its own ops are recorded and can be differentiated again.
 
 A call with several outputs is a hub node over the inputs plus one small node per output; the
 outputs' gradients meet at the hub (:class:`OutputGrads`), and the rule runs once for all.
+
+In forward mode a custom op needs a JVP rule of its own (``Function.jvp``, or
+``f.defjvp(rule)`` for ``@custom_gradient``): the user's forward code runs with the tangents
+hidden, and without a rule a tangent reaching the op raises, naming it.
 """
 import functools
 import inspect
@@ -14,6 +18,7 @@ import inspect
 from ..errors import CustomGradientError
 from ..tensor import Tensor, needs_grad, record
 from . import structure
+from .forward import PerOutput, hidden
 from .grad_mode import count_active, mode, no_grad
 from .node import Op
 
@@ -35,7 +40,7 @@ class OutputGrads:
 
 def _select(name, i):
     """The op of output ``i``: it hands its gradient to the hub under index ``i``."""
-    return Op(name, (lambda g: OutputGrads({i: g}),))
+    return Op(name, (lambda g: OutputGrads({i: g}),), jvp=lambda ts, y: ts[0][i])
 
 
 class _OutputRef:
@@ -49,7 +54,7 @@ class _OutputRef:
 
 
 def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_outputs=(),
-             materialize=True, dirty=()):
+             materialize=True, dirty=(), jvp=None):
     """Put a custom call into the graph; returns ``outputs`` as tensors of the graph, and the
     hub node (None when nothing was recorded).
 
@@ -58,7 +63,8 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
     per input from one gradient per output (zeros for outputs nothing reached, or None unless
     ``materialize``), and ``saved`` is kept for the rule and freed after backward. Outputs at
     the indices ``constant_outputs`` are left out of the graph. An input changed in place and
-    returned as output ``i`` (``i`` in ``dirty``) becomes that output in the graph."""
+    returned as output ``i`` (``i`` in ``dirty``) becomes that output in the graph.
+    ``jvp(tangents, k)`` gives the outputs' tangents from the inputs' (None: no JVP rule)."""
     given = outputs
     outputs = _own_storage(outputs, inputs, dirty)
     for i in dirty:  # PyTorch counts a change marked dirty, however forward made it
@@ -79,11 +85,15 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
             grads.append(gi)
         return rule(node, grads, saved_values)
 
-    hub = record(Op(name, None, vjp_all=vjp_all), inputs, tensors_out[0]._a, dev, saved)
+    hub_jvp = None if jvp is None else lambda ts, y, *s: PerOutput(
+        jvp(ts, next(t.shape[0] for t in ts if t is not None)))
+    hub = record(Op(name, None, vjp_all=vjp_all, jvp=hub_jvp), inputs, tensors_out[0]._a, dev,
+                 saved)
     node = hub._grad_fn
+    fwd = getattr(hub, "_tan", None)  # the outputs' forward-mode tangents
     wrapped = []
     for i, o in enumerate(outputs):
-        if (node is not None and isinstance(o, Tensor) and o.dtype.kind == "f"
+        if ((node is not None or fwd) and isinstance(o, Tensor) and o.dtype.kind == "f"
                 and i not in constant_outputs):
             o = record(_select(name, i), (hub,), o._a, o._dev, ())
         elif node is not None and i in dirty:  # a changed input marked non-differentiable
@@ -159,6 +169,25 @@ def _check_grad(where, i, label, g, x, exact=True):
     return g
 
 
+def _materialized(tangents, args, k):
+    """One tangent per argument for a user's JVP rule: zeros ``(k,) + shape`` for floating
+    tensors without one, None for other arguments."""
+    out = []
+    for t, x in zip(tangents, args):
+        if t is None and isinstance(x, Tensor) and x.dtype.kind == "f":
+            t = Tensor(x._dev.backend.zeros((k,) + x.shape, dtype=x.dtype), x._dev)
+        out.append(t)
+    return out
+
+
+def _checked_tangents(where, given, n):
+    given = _flat(given)
+    if len(given) != n:
+        raise CustomGradientError(f"gpuad: {where} returned {len(given)} tangents for {n} "
+                                  "outputs; return one per output (None for none)")
+    return given
+
+
 def _flat(value):
     """The gradients a grad_fn returned, flattened (nested lists, tuples and dicts allowed)."""
     return structure.flatten(value)
@@ -192,6 +221,7 @@ def custom_gradient(f):
     tensor([0.5000, 0.5000])
     """
     fname = getattr(f, "__qualname__", repr(f))
+    jvp_rule = []
 
     @functools.wraps(f)
     def call(*args, **kwargs):
@@ -200,8 +230,9 @@ def custom_gradient(f):
         mode.watchers = mode.watchers + (reads,)
         count_active(1)
         try:
-            result = f(*args, **kwargs)  # recorded as usual, as TensorFlow does: what grad_fn
-        finally:  # keeps from it is then differentiable to higher order
+            with hidden():
+                result = f(*args, **kwargs)  # recorded as usual, as TensorFlow does: what
+        finally:  # grad_fn keeps from it is then differentiable to higher order
             mode.watchers = mode.watchers[:-1]
             count_active(-1)
         if not (isinstance(result, (tuple, list)) and len(result) == 2 and callable(result[1])):
@@ -225,11 +256,30 @@ def custom_gradient(f):
             )
         rule = _gradient_rule(fname, grad_fn, leaves, labels, captured)
         inputs = leaves + captured
-        wrapped, node = _connect(_op_name(f), inputs, outputs, rule, (grad_fn,))
+        jvp = None
+        if jvp_rule:
+            def jvp(ts, k):
+                if any(t is not None for t in ts[len(leaves):]):
+                    raise CustomGradientError(
+                        f"gpuad: custom_gradient function {fname!r} reads variables that "
+                        "carry forward-mode tangents; its JVP rule covers its arguments only, "
+                        "so pass them as arguments")
+                given = jvp_rule[0](list(leaves), _materialized(ts, leaves, k))
+                return _checked_tangents(f"the JVP rule of {fname!r}", given, len(outputs))
+        wrapped, node = _connect(_op_name(f), inputs, outputs, rule, (grad_fn,), jvp=jvp)
         if node is not None:  # grad_fn may read any input: an in-place change later raises
             node.vers += [(t._ver, t._ver[0]) for t in inputs if isinstance(t, Tensor)]
         return structure.unflattener(y)(wrapped)
 
+    def defjvp(rule):
+        """Give ``f`` a forward-mode rule: ``rule(primals, tangents)`` gets ``f``'s arguments
+        (flattened as for ``grad_fn``) and one tangent per argument, each with a leading axis
+        of directions (zeros where there is none), and returns the outputs' tangents, with
+        that axis, in the structure of ``f``'s output."""
+        jvp_rule[:] = [rule]
+        return rule
+
+    call.defjvp = defjvp
     return call
 
 
@@ -326,6 +376,7 @@ class FunctionCtx:
         self._constant = ()
         self._dirty = ()
         self._materialize = True
+        self._for_forward = ()
 
     def mark_non_differentiable(self, *outputs):
         """These outputs (returned by forward) get no gradient and do not require grad."""
@@ -346,11 +397,15 @@ class FunctionCtx:
                                 f"{type(t).__name__}; keep other values as ctx attributes")
         self._to_save = tensors
 
+    def save_for_forward(self, *tensors):
+        """Keep tensors for ``jvp``, where ``ctx.saved_tensors`` returns them."""
+        self._for_forward = tensors
+
     @property
     def saved_tensors(self):
         if self._saved is None:
-            raise RuntimeError("gpuad: ctx.saved_tensors can be read in backward only (after a "
-                               "backward without retain_graph=True they are freed)")
+            raise RuntimeError("gpuad: ctx.saved_tensors can be read in backward and jvp only "
+                               "(after a backward without retain_graph=True they are freed)")
         return self._saved
 
 
@@ -387,6 +442,13 @@ class Function:
         raise NotImplementedError("gpuad: a Function subclass must define backward(ctx, ...)")
 
     @staticmethod
+    def jvp(ctx, *tangents):
+        """Forward mode: one tangent per argument of ``apply`` (zeros for floating tensors
+        without one, None for other arguments), each with a leading axis of directions;
+        returns one tangent per output, with that axis. Optional."""
+        raise NotImplementedError
+
+    @staticmethod
     def setup_context(ctx, inputs, output):
         """PyTorch 2's form: define it, and ``forward(*args)`` without ``ctx``."""
         raise NotImplementedError
@@ -403,7 +465,7 @@ class Function:
         on = mode.enabled
         ctx = FunctionCtx(tuple(bool(on and needs_grad(a) and a.dtype.kind == "f")
                                 for a in args))
-        with no_grad():
+        with no_grad(), hidden():
             if cls.setup_context is Function.setup_context:
                 result = cls.forward(ctx, *args, **kwargs)
             else:  # PyTorch 2's form: forward(*args), then setup_context(ctx, inputs, output)
@@ -420,8 +482,9 @@ class Function:
         name = cls.__name__
         dirty = _dirty_outputs(name, ctx._dirty, out_at)
         rule = _function_rule(cls, name, args, constant)
+        jvp = None if cls.jvp is Function.jvp else _function_jvp(cls, ctx, args, len(outputs))
         wrapped, node = _connect(name, list(args), outputs, rule, (ctx,) + saved, keep,
-                                 constant, ctx._materialize, dirty)
+                                 constant, ctx._materialize, dirty, jvp)
         if node is not None:  # in-place changes of saved outputs are caught as of inputs
             node.vers += [(wrapped[s.index]._ver, wrapped[s.index]._ver[0]) for s in saved
                           if isinstance(s, _OutputRef)]
@@ -447,6 +510,17 @@ def _dirty_outputs(name, dirty, out_at):
                                       "pass a tensor that owns its storage (clone the view)")
         at.add(out_at[id(t)])
     return at
+
+
+def _function_jvp(cls, ctx, args, n):
+    def jvp(ts, k):
+        ctx._saved = ctx._for_forward
+        try:
+            given = cls.jvp(ctx, *_materialized(ts, args, k))
+        finally:
+            ctx._saved = None
+        return _checked_tangents(f"{cls.__name__}.jvp", given, n)
+    return jvp
 
 
 def _function_rule(cls, name, args, constant):

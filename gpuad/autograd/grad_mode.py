@@ -10,18 +10,21 @@ import threading
 
 class _Mode(threading.local):
     """Per-thread state of recording: grad mode, the gradient tapes now recording (innermost
-    last), and the collectors of tensors that require grad read under ``no_grad`` (for
-    ``custom_gradient``)."""
+    last), the collectors of tensors that require grad read under ``no_grad`` (for
+    ``custom_gradient``), and the open forward-mode levels (with the bound below which they
+    are visible: a JVP rule of level L sees only the levels opened before L)."""
 
     enabled = True
     tapes = ()
     watchers = ()
     creating = False  # inside a backward pass with create_graph=True
+    levels = ()
+    limit = float("inf")
 
 
 mode = _Mode()
 
-#: How many tapes and custom-gradient collectors are active, in all threads. The per-op hot
+#: How many tapes, custom-gradient collectors and forward levels are active, in all threads. The per-op hot
 #: path reads this plain global (cheap) and looks at the thread-local lists (dear) only when it
 #: is non-zero.
 active = [0]

@@ -2,11 +2,13 @@
 
 Unary rules take the output gradient ``g`` and either the input ``x`` or the output ``y``
 (``save="y"``), whichever the derivative is cheaper from. For an elementwise op the Jacobian is
-diagonal, so the same rule serves as its JVP (``t`` in place of ``g``). Rules are written with
-gpuad ops, so they are differentiable again (``create_graph=True``).
+diagonal, so the same rules serve as its JVP (``jvp=DIAGONAL``: the tangent ``t`` in place of
+``g``, summed over the inputs; tangents carry a leading batch axis, which the rules broadcast
+over). Rules are written with gpuad ops, so they are differentiable again.
 """
 import math
 
+from ..autograd.forward import DIAGONAL
 from ..autograd.grad_mode import active
 from ..autograd.node import Op
 from ..dtypes import float16, float32
@@ -20,7 +22,7 @@ def _unary(name, method, rule, save="x", params=False):
     ``save`` picks what the rule receives after ``g``: "x" (the input), "y" (the output) or
     None (nothing); the op's parameters follow.
     """
-    op = Op(name, (rule,), jvp=rule, save_out=save == "y")
+    op = Op(name, (rule,), jvp=DIAGONAL, save_out=save == "y")
 
     if params:
         def forward(x, *args):
@@ -143,7 +145,7 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
     """Define ``name(a, b)`` with broadcasting; rules get ``(g, a, b)`` (``(g,)`` if neither
     reads an operand). ``reads[i]`` says which operands rule ``i`` reads: only those needed by
     the rules of inputs that require grad are saved (the others are None)."""
-    op = Op(name, (rule_a, rule_b))
+    op = Op(name, (rule_a, rule_b), jvp=DIAGONAL)
     saves = any(map(any, reads))
 
     def forward(a, b):
@@ -226,7 +228,8 @@ minimum = _binary("minimum", "minimum", lambda g, a, b: _larger(g, b, a),
 
 
 # ---- selection ----------------------------------------------------------------------------
-_WHERE = Op("where", (None, lambda g, c: where(c, g, 0), lambda g, c: where(c, 0, g)))
+_WHERE = Op("where", (None, lambda g, c: where(c, g, 0), lambda g, c: where(c, 0, g)),
+            jvp=DIAGONAL)
 
 
 def where(condition, x=None, y=None):
@@ -298,7 +301,7 @@ def _clip_hi(g, x, lo, hi):
     return where(active, g, 0)
 
 
-_CLIP = Op("clip", (_clip_x, _clip_lo, _clip_hi))
+_CLIP = Op("clip", (_clip_x, _clip_lo, _clip_hi), jvp=DIAGONAL)
 
 
 def clip(x, min=None, max=None, *, a_min=None, a_max=None):

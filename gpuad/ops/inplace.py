@@ -6,16 +6,20 @@ value, written back into the same storage, and the tensor becomes the output of 
 (the graph is "rebased"). Every in-place change bumps the version counter, so a backward pass
 that saved the old value raises instead of using the new one.
 """
+from ..autograd.forward import DIAGONAL, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
 from ..tensor import Tensor, record, tape_tracked
-from ._args import SCALARS, mismatch, operands
+from ._args import SCALARS, mismatch, operands, plain
 from .elementwise import _zero, add, div, mul, pow, sub, where
 from .shape import (
+    _batch_last,
     _index,
     astype,
+    batched_index,
     broadcast_to,
     clone,
+    moveaxis,
     refresh_view,
     reshape,
     to_device,
@@ -47,7 +51,10 @@ def _check_leaf(t, name):
 
 def _tracking(t, other=None):
     """Whether the change must be recorded: grad mode is on and the tensor, the new value, or
-    the base the tensor views requires grad or is watched by a recording gradient tape."""
+    the base the tensor views requires grad or is watched by a recording gradient tape; or
+    (whatever the grad mode) one of them carries a forward-mode tangent."""
+    if mode.levels and any(has_tangent(v) for v in (t, other, t._base)):
+        return True
     if not mode.enabled:
         return False
     base = t._base
@@ -75,8 +82,20 @@ def _bump(t):
 
 
 def _snapshot(t):
-    """A copy of ``t``'s current value that sits at ``t``'s place in the graph."""
-    return Tensor(t._dev._backend.copy(t._a), t._dev, t._grad_fn, t._rg)
+    """A copy of ``t``'s current value that sits at ``t``'s place in the graph (with its
+    forward-mode tangents)."""
+    s = Tensor(t._dev._backend.copy(t._a), t._dev, t._grad_fn, t._rg)
+    tan = getattr(t, "_tan", None)
+    if tan:
+        s._tan = dict(tan)
+    return s
+
+
+def _take_tangents(t, new):
+    """``t`` now holds ``new``'s value: it takes ``new``'s tangents too."""
+    if mode.levels:
+        tan = getattr(new, "_tan", None)
+        t._tan = dict(tan) if tan else {}
 
 
 def _rebase(t, new, name):
@@ -103,12 +122,14 @@ def _rebase(t, new, name):
         new._grad_fn.retained, old.retained = old.retained, None  # .grad of the new value
     t._grad_fn = new._grad_fn
     t._rg = new._rg
+    _take_tangents(t, new)
     base = t._base
     if base is not None:
         positions = view_positions(t)
         flat = _setitem_functional(reshape(_snapshot(base), (-1,)), (positions,), t)
         fresh = reshape(flat, base.shape)
         base._grad_fn, base._rg = fresh._grad_fn, fresh._rg
+        _take_tangents(base, fresh)
 
 
 def _overlapping(a):
@@ -127,7 +148,17 @@ def _setitem_rule_base(g, index):
     return where(Tensor(keep, g._dev), g, 0)
 
 
-_SETITEM = Op("setitem", (_setitem_rule_base, lambda g, index: g[index]))
+def _setitem_jvp(ts, y, index):
+    """The old value's tangent with the new value's written at ``index`` (zeros for none)."""
+    t_old, t_value = ts
+    if t_old is None:
+        k = t_value.shape[0]
+        t_old = plain(y._dev._backend.zeros((k,) + y.shape, y.dtype), y._dev)
+    value = 0 if t_value is None else moveaxis(t_value, 0, -1)
+    return _batch_last(_setitem_functional, t_old, batched_index(index, y.ndim), value)
+
+
+_SETITEM = Op("setitem", (_setitem_rule_base, lambda g, index: g[index]), jvp=_setitem_jvp)
 
 
 def _setitem_functional(old, index, value):
@@ -186,7 +217,7 @@ mul_ = _binary_inplace("mul_", mul, "multiply")
 div_ = _binary_inplace("div_", div, "true_divide")
 pow_ = _binary_inplace("pow_", pow, "power")
 
-_FILL = Op("fill", (_zero,))
+_FILL = Op("fill", (_zero,), jvp=DIAGONAL)
 
 
 def fill_(t, value):

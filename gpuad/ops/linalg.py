@@ -1,4 +1,8 @@
-"""Linear algebra: matmul (batched, NumPy's 1-D rules), dot, outer, tensordot, einsum."""
+"""Linear algebra: matmul (batched, NumPy's 1-D rules), dot, outer, tensordot, einsum.
+
+dot, outer and tensordot are built from matmul, reshape and transpose, so their derivative
+rules (both modes) are those ops'.
+"""
 import string
 
 from ..autograd.node import Op
@@ -30,7 +34,30 @@ def _matmul_b(g, a, b):
     return _t(a) @ g
 
 
-_MATMUL = Op("matmul", (_matmul_a, _matmul_b))
+def _lift(t, ndim):
+    """A tangent ``(k, *s)`` with axes of size 1 after the batch axis, to ``ndim + 1`` axes."""
+    pad = ndim + 1 - t.ndim
+    return t if pad <= 0 else reshape(t, t.shape[:1] + (1,) * pad + t.shape[1:])
+
+
+def _matmul_jvp(ts, y, a, b):
+    """d(a @ b) = da @ b + a @ db, with 1-D operands promoted to matrices and back."""
+    ta, tb = ts
+    a2 = a if a.ndim > 1 else expand_dims(a, 0)
+    b2 = b if b.ndim > 1 else expand_dims(b, -1)
+    nd = max(a2.ndim, b2.ndim)
+    out = None
+    if ta is not None:
+        out = _lift(ta if a.ndim > 1 else expand_dims(ta, -2), nd) @ b2
+    if tb is not None:
+        term = a2 @ _lift(tb if b.ndim > 1 else expand_dims(tb, -1), nd)
+        out = term if out is None else out + term
+    if a.ndim == 1:
+        out = squeeze(out, -2)
+    return squeeze(out, -1) if b.ndim == 1 else out
+
+
+_MATMUL = Op("matmul", (_matmul_a, _matmul_b), jvp=_matmul_jvp)
 
 
 def matmul(a, b):
@@ -166,6 +193,21 @@ def _einsum_rule(k):
     return rule
 
 
+def _einsum_jvp(ts, y, ins, out, *ops):
+    """Multilinear: the sum over operands of the product with that operand's tangent, whose
+    batch axis gets a letter of its own that leads the output."""
+    batch = next(c for c in string.ascii_letters if c not in "".join(ins) + out)
+    total = None
+    for k, t in enumerate(ts):
+        if t is None:
+            continue
+        subs = list(ins)
+        subs[k] = batch + subs[k]
+        term = einsum(",".join(subs) + "->" + batch + out, *ops[:k], t, *ops[k + 1:])
+        total = term if total is None else total + term
+    return total
+
+
 def einsum(subscripts, *operands_):
     """Einstein summation, as ``numpy.einsum`` (explicit or implicit output, ellipsis)."""
     ts = tensors(operands_, "einsum")
@@ -177,5 +219,5 @@ def einsum(subscripts, *operands_):
         raise ValueError(
             f"gpuad: einsum {subscripts!r} does not fit shapes {[t.shape for t in ts]}: {exc}"
         ) from None
-    op = Op("einsum", tuple(_einsum_rule(k) for k in range(len(ts))))
+    op = Op("einsum", tuple(_einsum_rule(k) for k in range(len(ts))), jvp=_einsum_jvp)
     return record(op, ts, result, ts[0]._dev, (ins, out) + tuple(ts))

@@ -1,5 +1,8 @@
 """Reductions over axes: sum, mean, var, std, max, min, prod, logsumexp, norm, the softmax
 family and argmax/argmin. ``axis`` is None (all axes), an int or a tuple; ``keepdims`` as NumPy.
+
+JVP rules reduce the tangent over the same axes counted from the end (:func:`_last`), so its
+leading batch axis of directions passes through.
 """
 import math
 
@@ -8,7 +11,7 @@ from ..dtypes import float16, float32
 from ..tensor import Tensor, record1
 from ._args import normalize_axis, plain, to_tensor
 from .elementwise import abs, exp, sign, where
-from .shape import broadcast_to, expand_dims, reshape, transpose
+from .shape import broadcast_to, expand_dims, moveaxis, reshape, transpose
 
 
 def _kept_shape(shape, axis):
@@ -25,6 +28,12 @@ def _expand(g, shape, axis, keepdims):
     return broadcast_to(g, shape)
 
 
+def _last(axis, ndim):
+    """The reduced axes of an ``ndim``-dimensional value, counted from the end (negative), so
+    they also name them in a tangent with a leading batch axis."""
+    return tuple(range(-ndim, 0)) if axis is None else tuple(a - ndim for a in axis)
+
+
 def _wide(fn, a, *args, **kwargs):
     """``fn(a, ...)``, computed in float32 when ``a`` is float16 (no overflow of squares and
     sums past 65504), with the result cast back."""
@@ -37,8 +46,8 @@ def _count(shape, axis):
     return math.prod(shape) if axis is None else math.prod(shape[i] for i in axis)
 
 
-def _reduction(name, rule, save_x=True, save_out=False):
-    op = Op(name, (rule,), save_out=save_out)
+def _reduction(name, rule, jvp, save_x=True, save_out=False):
+    op = Op(name, (rule,), jvp=jvp, save_out=save_out)
 
     def reduce(x, axis=None, keepdims=False):
         if not isinstance(x, Tensor):
@@ -63,25 +72,45 @@ def _extremum_rule(g, y, x, axis, keepdims):
     return where(hit, _expand(g, x.shape, axis, keepdims) / count, 0)
 
 
+def _extremum_jvp(ts, y, x, axis, keepdims):
+    """The tangent of max/min: the mean of the tangents at the elements equal to the result."""
+    hit = x == _expand(y, x.shape, axis, keepdims)
+    count = hit.sum(axis=axis, keepdims=keepdims).astype(y.dtype)
+    return where(hit, ts[0], 0).sum(axis=_last(axis, x.ndim), keepdims=keepdims) / count
+
+
 sum = _reduction("sum", lambda g, shape, axis, keepdims: _expand(g, shape, axis, keepdims),
+                 lambda ts, y, shape, axis, keepdims:
+                 ts[0].sum(axis=_last(axis, len(shape)), keepdims=keepdims),
                  save_x=False)
 mean = _reduction(
     "mean",
     lambda g, shape, axis, keepdims: _expand(g, shape, axis, keepdims) / _count(shape, axis),
+    lambda ts, y, shape, axis, keepdims:
+    ts[0].mean(axis=_last(axis, len(shape)), keepdims=keepdims),
     save_x=False,
 )
-max = _reduction("max", _extremum_rule, save_out=True)
-min = _reduction("min", _extremum_rule, save_out=True)
+max = _reduction("max", _extremum_rule, _extremum_jvp, save_out=True)
+min = _reduction("min", _extremum_rule, _extremum_jvp, save_out=True)
 
 
 def _centered(x, axis):
     return x - x.mean(axis=axis, keepdims=True)
 
 
+def _spread_jvp(ts, x, axis, ddof, keepdims):
+    """d sum((x - mean)^2) / (N - ddof) along t, halved: sum((x - mean) t) / (N - ddof)."""
+    return ((ts[0] * _centered(x, axis)).sum(axis=_last(axis, x.ndim), keepdims=keepdims)
+            / (_count(x.shape, axis) - ddof))
+
+
 _VAR = Op("var", (lambda g, x, axis, ddof, keepdims: _expand(g, x.shape, axis, keepdims)
-                  * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),))
+                  * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),),
+          jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) * 2)
 _STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: _expand(g / y, x.shape, axis, keepdims)
-                  * _centered(x, axis) / (_count(x.shape, axis) - ddof),), save_out=True)
+                  * _centered(x, axis) / (_count(x.shape, axis) - ddof),),
+          jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) / y,
+          save_out=True)
 
 
 def var(x, axis=None, ddof=0, keepdims=False):
@@ -102,30 +131,26 @@ def std(x, axis=None, ddof=0, keepdims=False):
 
 # ---- prod -----------------------------------------------------------------------------------
 
-def _moveaxis_last(x, axis):
-    perm = [i for i in range(x.ndim) if i != axis] + [axis]
-    return transpose(x, perm), perm
-
-
 def _prod_others_rule(g, x, axis):
     """VJP of o_i = prod_{k != i} x_k: grad_j = sum_{i != j} g_i prod_{k not in {i, j}} x_k.
 
     Row i of ``rows`` is x with x_i replaced by 1, so prod_others of that row gives the
-    products that leave out both i and j; exact with zeros and differentiable again.
+    products that leave out both i and j; exact with zeros and differentiable again. The
+    Jacobian is symmetric, so this is also the JVP (``g`` may have leading batch axes).
     """
-    xl, perm = _moveaxis_last(x, axis)
-    gl, _ = _moveaxis_last(g, axis)
+    at = axis - x.ndim
+    xl = moveaxis(x, at, -1)
+    gl = moveaxis(g, at, -1)
     n = xl.shape[-1]
     backend = x._dev.backend
     diag = plain(backend.eye(n, dtype=bool), x._dev)
     rows = where(diag, 1, expand_dims(xl, -2))
     pairs = where(diag, 0, _prod_others(rows, rows.ndim - 1))
-    out = reshape(expand_dims(gl, -2) @ pairs, gl.shape)
-    inverse = [perm.index(i) for i in range(len(perm))]
-    return transpose(out, inverse)
+    return moveaxis(reshape(expand_dims(gl, -2) @ pairs, gl.shape), -1, at)
 
 
-_PROD_OTHERS = Op("prod_others", (_prod_others_rule,))
+_PROD_OTHERS = Op("prod_others", (_prod_others_rule,),
+                  jvp=lambda ts, y, x, axis: _prod_others_rule(ts[0], x, axis))
 
 
 def _prod_others(x, axis):
@@ -133,7 +158,8 @@ def _prod_others(x, axis):
     return record1(_PROD_OTHERS, x, x._dev._backend.prod_others(x._a, axis), (x, axis))
 
 
-def _prod_rule(g, x, axis, keepdims):
+def _others(x, axis):
+    """For each element, the product of the other elements it is reduced with."""
     if axis is None:
         others = reshape(_prod_others(reshape(x, (-1,)), 0), x.shape)
     elif len(axis) == 1:
@@ -145,15 +171,24 @@ def _prod_rule(g, x, axis, keepdims):
         others = reshape(_prod_others(merged, len(keep)), xt.shape)
         order = keep + list(axis)
         others = transpose(others, [order.index(i) for i in range(x.ndim)])
-    return _expand(g, x.shape, axis, keepdims) * others
+    return others
 
 
-prod = _reduction("prod", _prod_rule)
+prod = _reduction(
+    "prod",
+    lambda g, x, axis, keepdims: _expand(g, x.shape, axis, keepdims) * _others(x, axis),
+    lambda ts, y, x, axis, keepdims:
+    (ts[0] * _others(x, axis)).sum(axis=_last(axis, x.ndim), keepdims=keepdims),
+)
 
 
 # ---- log-sum-exp, norms, softmax ---------------------------------------------------------------
 _LOGSUMEXP = Op("logsumexp", (lambda g, y, x, axis, keepdims: _expand(g, x.shape, axis, keepdims)
-                              * exp(x - _expand(y, x.shape, axis, keepdims)),), save_out=True)
+                              * exp(x - _expand(y, x.shape, axis, keepdims)),),
+                jvp=lambda ts, y, x, axis, keepdims:
+                (ts[0] * exp(x - _expand(y, x.shape, axis, keepdims))).sum(
+                    axis=_last(axis, x.ndim), keepdims=keepdims),
+                save_out=True)
 
 
 def logsumexp(x, axis=None, keepdims=False):
@@ -171,7 +206,10 @@ def _pnorm_rule(g, y, x, p, axis, keepdims):
     return scale * (x if p == 2 else sign(x) * abs(x) ** (p - 1))
 
 
-_PNORM = Op("norm", (_pnorm_rule,), save_out=True)
+_PNORM = Op("norm", (_pnorm_rule,), save_out=True,
+            jvp=lambda ts, y, x, p, axis, keepdims: (ts[0] * _pnorm_rule(1.0, y, x, p, axis,
+                                                                         keepdims)).sum(
+                axis=_last(axis, x.ndim), keepdims=keepdims))
 
 
 def norm(x, ord=2, axis=None, keepdims=False):
@@ -212,9 +250,13 @@ def _axis_one(axis, ndim, op):
 
 
 _SOFTMAX = Op("softmax", (lambda g, y, axis: y * (g - (g * y).sum(axis=axis, keepdims=True)),),
+              jvp=lambda ts, y, axis:
+              y * (ts[0] - (ts[0] * y).sum(axis=axis - y.ndim, keepdims=True)),
               save_out=True)
 _LOG_SOFTMAX = Op("log_softmax",
                   (lambda g, y, axis: g - exp(y) * g.sum(axis=axis, keepdims=True),),
+                  jvp=lambda ts, y, axis:
+                  ts[0] - (exp(y) * ts[0]).sum(axis=axis - y.ndim, keepdims=True),
                   save_out=True)
 
 

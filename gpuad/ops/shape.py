@@ -2,6 +2,10 @@
 
 Ops whose result may share memory with the input (reshape, transpose, basic indexing, ...)
 share the input's version counter, so an in-place change through either is seen by backward.
+
+These ops are linear, so each JVP rule applies the op itself to the tangent, with its axes
+shifted past the tangent's leading batch axis (indexing moves that axis last instead, where it
+cannot disturb NumPy's placement of advanced-index axes: :func:`batched_index`).
 """
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
@@ -81,7 +85,8 @@ def _view_getitem(backend, a, index):
 
 
 # ---- reshaping ------------------------------------------------------------------------------
-_RESHAPE = Op("reshape", (lambda g, shape: reshape(g, shape),))
+_RESHAPE = Op("reshape", (lambda g, shape: reshape(g, shape),),
+              jvp=lambda ts, y, shape: reshape(ts[0], ts[0].shape[:1] + y.shape))
 
 
 def reshape(x, *shape):
@@ -128,7 +133,9 @@ def expand_dims(x, axis):
     return reshape(x, tuple(1 if i in axes else next(it) for i in range(nd)))
 
 
-_TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),))
+_TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),),
+                jvp=lambda ts, y, inverse: transpose(ts[0], (0,) + tuple(
+                    sorted(range(1, len(inverse) + 1), key=lambda a: inverse[a - 1]))))
 
 
 def transpose(x, axes=None):
@@ -163,7 +170,12 @@ def moveaxis(x, source, destination):
     return transpose(x, perm)
 
 
-_BROADCAST = Op("broadcast_to", (lambda g, shape: sum_to(g, shape),))
+_BROADCAST = Op(
+    "broadcast_to", (lambda g, shape: sum_to(g, shape),),
+    jvp=lambda ts, y, shape: broadcast_to(
+        reshape(ts[0], ts[0].shape[:1] + (1,) * (y.ndim - len(shape)) + shape),
+        ts[0].shape[:1] + y.shape),
+)
 
 
 def broadcast_to(x, shape):
@@ -209,6 +221,20 @@ def _concat_rule(i):
     return lambda g, axis, bounds: g[(slice(None),) * axis + (slice(*bounds[i]),)]
 
 
+def _zeros_tangent(ts, shape, like):
+    """The tangents ``ts``, with zeros of ``(k,) + shape(i)`` for the inputs that have none."""
+    k = next(t.shape[0] for t in ts if t is not None)
+    backend = like._dev.backend
+    return [t if t is not None else plain(backend.zeros((k,) + shape(i), like.dtype), like._dev)
+            for i, t in enumerate(ts)]
+
+
+def _concat_jvp(ts, y, axis, bounds):
+    def shape(i):
+        return y.shape[:axis] + (bounds[i][1] - bounds[i][0],) + y.shape[axis + 1:]
+    return concatenate(_zeros_tangent(ts, shape, y), axis + 1)
+
+
 def concatenate(seq, axis=0):
     """Join tensors along an existing axis (``axis=None``: flatten them first)."""
     ts = tensors(seq, "concatenate")
@@ -227,7 +253,7 @@ def concatenate(seq, axis=0):
     for t in ts:
         bounds.append((start, start + t.shape[axis]))
         start += t.shape[axis]
-    op = Op("concatenate", tuple(_concat_rule(i) for i in range(len(ts))))
+    op = Op("concatenate", tuple(_concat_rule(i) for i in range(len(ts))), jvp=_concat_jvp)
     return record(op, ts, out, ts[0]._dev, (axis, bounds))
 
 
@@ -242,7 +268,9 @@ def stack(seq, axis=0):
         raise ValueError(f"gpuad: stack needs tensors of one shape, got {[t.shape for t in ts]}")
     axis = normalize_axis(axis, ts[0].ndim + 1, "stack")[0]
     out = ts[0]._dev._backend.stack([t._a for t in ts], axis=axis)
-    op = Op("stack", tuple(_stack_rule(i) for i in range(len(ts))))
+    op = Op("stack", tuple(_stack_rule(i) for i in range(len(ts))),
+            jvp=lambda ts, y, axis: stack(
+                _zeros_tangent(ts, lambda i: y.shape[:axis] + y.shape[axis + 1:], y), axis + 1))
     return record(op, ts, out, ts[0]._dev, (axis,))
 
 
@@ -265,7 +293,9 @@ def split(x, sections_or_indices, axis=0):
     return _slices(x, axis, list(zip(edges[:-1], edges[1:])))
 
 
-_FLIP = Op("flip", (lambda g, axis: flip(g, axis),))
+_FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
+           jvp=lambda ts, y, axis: flip(ts[0], tuple(range(1, ts[0].ndim)) if axis is None
+                                        else tuple(a + 1 for a in axis)))
 
 
 def flip(x, axis=None):
@@ -277,7 +307,9 @@ def flip(x, axis=None):
     return _as_view(out, x, _view_flip, axis)
 
 
-_PAD = Op("pad", (lambda g, inner: g[inner],))
+_PAD = Op("pad", (lambda g, inner: g[inner],),
+          jvp=lambda ts, y, inner: pad(ts[0], [(0, 0)] + [(s.start, n - s.stop)
+                                                        for s, n in zip(inner, y.shape)]))
 
 
 def pad(x, pad_width, constant_values=0):
@@ -360,8 +392,29 @@ def _check_bounds(index, x):
         axis += 1
 
 
+def batched_index(index, ndim):
+    """A normalised ``index`` into an ``ndim``-dimensional value, extended to index the same
+    value with one more axis at the end (a tangent's batch axis moved last), which it keeps
+    last: the ellipsis and the implicit trailing axes are spelled out as slices."""
+    consumed = sum(1 for i in index if not (
+        i is None or i is Ellipsis or i is True or i is False
+        or (getattr(i, "dtype", None) is not None and i.dtype.kind == "b" and i.ndim == 0)))
+    rest = (slice(None),) * (ndim - consumed)
+    at = next((n for n, i in enumerate(index) if i is Ellipsis), None)
+    if at is None:
+        return index + rest + (slice(None),)
+    return index[:at] + rest + index[at + 1:] + (slice(None),)
+
+
+def _batch_last(fn, t, *args):
+    """``fn`` applied to tangent ``t`` with its batch axis moved last, and moved back."""
+    return moveaxis(fn(moveaxis(t, 0, -1), *args), -1, 0)
+
+
 _GETITEM = Op("getitem", (lambda g, shape, index, advanced:
-                          index_add(g, shape, index, advanced),))
+                          index_add(g, shape, index, advanced),),
+              jvp=lambda ts, y, shape, index, advanced:
+              _batch_last(getitem, ts[0], batched_index(index, len(shape))))
 
 
 def getitem(x, index):
@@ -378,7 +431,10 @@ def getitem(x, index):
     return _as_view(t, x, _view_getitem, idx)
 
 
-_INDEX_ADD = Op("index_add", (lambda g, shape, index, advanced: g[index],))
+_INDEX_ADD = Op("index_add", (lambda g, shape, index, advanced: g[index],),
+                jvp=lambda ts, y, shape, index, advanced:
+                _batch_last(index_add, ts[0], shape + ts[0].shape[:1],
+                            batched_index(index, len(shape)), advanced))
 
 
 def index_add(values, shape, index, advanced=True):
@@ -437,7 +493,8 @@ def take_along_axis(x, indices, axis):
 
 
 # ---- dtype and device -----------------------------------------------------------------------
-_ASTYPE = Op("astype", (lambda g: g,))  # the engine casts the gradient back to the input dtype
+# (the engines cast a gradient back to the input's dtype, a tangent to the output's)
+_ASTYPE = Op("astype", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 
 def astype(x, dtype):
@@ -452,7 +509,7 @@ def astype(x, dtype):
     return record1(_ASTYPE, x, out, ())
 
 
-_CLONE = Op("clone", (lambda g: g,))
+_CLONE = Op("clone", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 
 def clone(x):
@@ -461,7 +518,8 @@ def clone(x):
     return record1(_CLONE, x, x._dev._backend.copy(x._a), ())
 
 
-_TO_DEVICE = Op("to_device", (lambda g, src: to_device(g, src),))
+_TO_DEVICE = Op("to_device", (lambda g, src: to_device(g, src),),
+                jvp=lambda ts, y, src: to_device(ts[0], y._dev))
 
 
 def to_device(x, dev):

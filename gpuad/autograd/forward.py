@@ -1,0 +1,161 @@
+"""Forward mode: tangents carried along with values, one op at a time.
+
+While a forward *level* is open, a tensor may carry a tangent for it (``t._tan[level]``).
+Every op that reads a tensor with a tangent computes its output's tangent with the op's JVP
+rule (:func:`push`, called from :func:`~gpuad.tensor.record`), independently of grad mode:
+this is true forward propagation, not a reverse pass run twice.
+
+Tangents are *batched*: a tangent of a value of shape ``s`` has shape ``(k,) + s``, ``k``
+directions at once (Eigen's ``AutoDiffScalar`` derivative vectors), so a whole Jacobian comes
+out of one pass seeded with an identity. Every JVP rule handles that leading axis.
+
+JVP rules are written with gpuad ops, so tangents are differentiable again: reverse mode
+over forward mode records them, and forward over reverse works because the backward rules
+are gpuad ops too. Levels nest (forward over forward): while the rule of level ``L`` runs, only
+levels opened before ``L`` are visible, so each level sees the others' tangents as values.
+"""
+import itertools
+
+from ..errors import ForwardModeError
+from ..tensor import Tensor
+from .grad_mode import count_active, mode
+
+_ids = itertools.count(1)
+
+
+def DIAGONAL(ts, y, *saved):  # noqa: N802  (a marker, used as ``Op(..., jvp=DIAGONAL)``)
+    """The JVP rule of an elementwise op: its Jacobian is diagonal (after broadcasting), so the
+    VJP rules serve as JVP rules, dJ = sum_i vjp_i(t_i); :func:`push` applies them."""
+    raise AssertionError("DIAGONAL is applied by push, never called")
+
+
+class level:
+    """Open a forward level (a context manager); ``with level() as L: ...``.
+
+    Tangents set with :func:`seed` for ``L`` flow through every op run inside; when the
+    block ends, ``L`` is closed and tangents still attached for it are ignored."""
+
+    def __enter__(self):
+        self.id = next(_ids)
+        mode.levels = mode.levels + (self.id,)
+        count_active(1)
+        return self.id
+
+    def __exit__(self, *exc):
+        mode.levels = tuple(v for v in mode.levels if v != self.id)
+        count_active(-1)
+
+
+class hidden:
+    """Hide every forward level inside the block (a custom function's own forward pass)."""
+
+    def __enter__(self):
+        self._prev = mode.limit
+        mode.limit = 0
+
+    def __exit__(self, *exc):
+        mode.limit = self._prev
+
+
+def seed(x, lvl, tangent):
+    """Attach ``tangent`` (shape ``(k,) + x.shape``) to tensor ``x`` for level ``lvl``."""
+    tan = getattr(x, "_tan", None)
+    if tan is None:
+        x._tan = tan = {}
+    tan[lvl] = tangent
+    return x
+
+
+def tangent(x, lvl):
+    """``x``'s tangent for level ``lvl``, or None (no tangent: zero)."""
+    tan = getattr(x, "_tan", None)
+    return None if not tan else tan.get(lvl)
+
+
+def drop(x, lvl):
+    """Forget ``x``'s tangent for level ``lvl``."""
+    tan = getattr(x, "_tan", None)
+    if tan:
+        tan.pop(lvl, None)
+
+
+def has_tangent(x):
+    """Whether ``x`` carries a tangent at a level visible now."""
+    tan = getattr(x, "_tan", None)
+    if not tan:
+        return False
+    live, limit = mode.levels, mode.limit
+    return any(lvl < limit and lvl in live for lvl in tan)
+
+
+def push(op, inputs, out, saved):
+    """Give ``out`` (just made by ``op`` from ``inputs``) its tangents: one per visible level
+    at which some input has one, by the op's JVP rule, run with that level hidden."""
+    live, limit = mode.levels, mode.limit
+    found = set()
+    for x in inputs:
+        tan = getattr(x, "_tan", None)
+        if tan:
+            found.update(lvl for lvl in tan if lvl < limit and lvl in live)
+    if not found:
+        return
+    rule = op.jvp
+    if rule is None:
+        raise ForwardModeError(
+            f"gpuad: forward mode reached {op.name}, which has no JVP rule; give it one "
+            "(ad.Function: a jvp(ctx, *tangents) staticmethod; @ad.custom_gradient: "
+            "f.defjvp(rule)), or compute this derivative in reverse mode"
+        )
+    # The rules see the output without its tangents (and the tangents never point back at it).
+    y = Tensor(out._a, out._dev, out._grad_fn, out._rg)
+    y._ver = out._ver
+    tans = {}
+    try:
+        for lvl in sorted(found):
+            ts = tuple(tangent(x, lvl) for x in inputs)
+            mode.limit = lvl
+            if rule is DIAGONAL:
+                t = _diagonal(op, ts, y, saved)
+            else:
+                t = rule(ts, y, *saved)
+            if t is not None:
+                tans[lvl] = t if t.__class__ is PerOutput else _fit(t, out, op)
+    finally:
+        mode.limit = limit
+    if tans:
+        out._tan = tans
+
+
+class PerOutput(tuple):
+    """The tangents of every output of a multi-output custom node, by output index."""
+
+
+def _diagonal(op, ts, y, saved):
+    args = ((y,) + saved) if op.save_out else saved
+    total = None
+    for rule, t in zip(op.vjps, ts):
+        if t is None or rule is None:
+            continue
+        pad = y._a.ndim + 1 - t._a.ndim
+        if pad > 0:  # align the input's axes with the output's, after the batch axis
+            t = t.reshape(t.shape[:1] + (1,) * pad + t.shape[1:])
+        term = rule(t, *args)
+        total = term if total is None else total + term
+    return total
+
+
+def _fit(t, out, op):
+    """The tangent as ``(k,) + out.shape`` in ``out``'s dtype."""
+    k = t._a.shape[0] if t._a.ndim else 1
+    shape = (k,) + out._a.shape
+    if t._a.shape != shape:
+        try:
+            t = t.broadcast_to(shape)
+        except ValueError:
+            raise RuntimeError(
+                f"gpuad: the JVP rule of {op.name} gave a tangent of shape {t.shape} for an "
+                f"output of shape {out.shape} with {k} directions (expected {shape})"
+            ) from None
+    if t._a.dtype != out._a.dtype:
+        t = t.astype(out._a.dtype)
+    return t

@@ -1,0 +1,402 @@
+"""Function transforms: ``jvp``, ``vjp``, ``jacobian``, ``hessian`` and ``hvp`` (SPEC section 6).
+
+- ``jvp`` is true forward mode (:mod:`.forward`): one pass carries the tangents.
+- ``jacobian(mode="forward")`` is one forward pass seeded with an identity: every input
+  direction rides along at once as the tangents' batch axis.
+- ``jacobian(mode="reverse")`` is one backward pass whose seed carries an identity as its
+  tangent: the backward rules are linear in the output gradient and are gpuad ops with JVP
+  rules, so forward mode over them pushes every output direction through in one pass (what
+  ``vmap`` over a VJP does elsewhere). Graphs with custom gradients, whose rules are user
+  code, are done one row at a time instead.
+- ``hessian`` and ``hvp`` are forward over reverse.
+
+Each takes a function of several arguments: ``primals`` is the tuple of arguments (or one
+tensor) and ``argnums`` picks the ones to differentiate (all by default). Results compose:
+inputs that require grad, are watched by a tape, or carry tangents of an enclosing ``jvp``
+stay connected, so the results can be differentiated again by any of the engines.
+"""
+from ..errors import DeviceMismatchError
+from ..tensor import Tensor, needs_grad, tape_tracked
+from . import engine, forward, structure
+from .grad_mode import enable_grad, mode
+
+_MODES = ("auto", "forward", "reverse")
+
+
+def jvp(f, primals, tangents, argnums=None, batched=False):
+    """``(f(*primals), J v)``: the outputs and their tangents along ``tangents``.
+
+    ``tangents`` has one tensor per differentiated argument, of that argument's shape; with
+    ``batched=True`` each has a leading axis of directions (vector mode) and so do the
+    output tangents. Outputs keep ``f``'s structure (a tensor, or nested lists/tuples/dicts).
+    """
+    args, nums, _ = _arguments("jvp", primals, argnums)
+    tangents = (tangents,) if isinstance(tangents, Tensor) else tuple(tangents)
+    if len(tangents) != len(nums):
+        raise ValueError(f"gpuad.jvp: got {len(tangents)} tangents for {len(nums)} "
+                         "differentiated arguments; pass one per argument")
+    with forward.level() as lvl:
+        args = list(args)
+        k = None
+        for i, v in zip(nums, tangents):
+            v = _tangent(v, args[i], i, batched)
+            if k is not None and v.shape[0] != k:
+                raise ValueError(f"gpuad.jvp: tangent {i} has {v.shape[0]} directions, an "
+                                 f"earlier one {k}; batched tangents share their first axis")
+            k = v.shape[0]
+            args[i] = forward.seed(_alias(args[i]), lvl, v)
+        out = f(*args)
+        outs = structure.flatten(out)
+        t_out = [_output_tangent(o, lvl, k) for o in outs]
+    if not batched:
+        t_out = [None if t is None else t.reshape(t.shape[1:]) for t in t_out]
+    return out, structure.unflattener(out)(t_out)
+
+
+def vjp(f, *primals, argnums=None):
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangents)`` returns the tuple of the
+    differentiated arguments' gradients (``cotangents`` in the structure of the outputs)."""
+    args, nums, _ = _arguments("vjp", primals, argnums)
+    args, inputs, create = _reverse_inputs(args, nums)
+    with enable_grad():
+        out = f(*args)
+    outs = structure.flatten(out)
+    _check_outputs("vjp", outs)
+
+    def vjp_fn(cotangents):
+        cts = structure.flatten(cotangents)
+        if len(cts) != len(outs):
+            raise ValueError(f"gpuad: vjp_fn got {len(cts)} cotangents for {len(outs)} "
+                             "outputs; pass one per output, in the structure of the outputs")
+        pairs = [(o, c) for o, c in zip(outs, cts) if o._rg and c is not None]
+        grads = (engine.grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
+                             retain_graph=True, create_graph=create or _tracked(cts),
+                             allow_unused=True)
+                 if pairs else (None,) * len(inputs))
+        return tuple(_zeros_if_none(g, x) for g, x in zip(grads, inputs))
+
+    return out, vjp_fn
+
+
+def jacobian(f, primals, mode="auto", argnums=None):
+    """The Jacobian of ``f`` at ``primals``: shape ``output.shape + input.shape``.
+
+    ``mode``: "forward" (one pass with every input direction as a tangent), "reverse" (one
+    backward pass with every output direction), or "auto": forward when the differentiated
+    inputs have fewer elements than the outputs. ``f`` may return a tensor or a tuple/list
+    of them; with several outputs or arguments the result is nested (outputs, then inputs)
+    as in ``torch.autograd.functional.jacobian``.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"gpuad.jacobian: mode must be one of {_MODES}, got {mode!r}")
+    args, nums, single_in = _arguments("jacobian", primals, argnums)
+    if mode == "forward":
+        return _jacobian_forward(f, args, nums, single_in)
+    out, outs, inputs, create = _record(f, args, nums)
+    n_in = sum(x.size for x in inputs)
+    if mode == "auto" and n_in < sum(o.size for o in outs):
+        return _jacobian_forward(f, args, nums, single_in)
+    return _nest(out, single_in, _jacobian_reverse(outs, inputs, create))
+
+
+def hessian(f, primals, argnums=None):
+    """The Hessian of scalar ``f`` at ``primals``, forward over reverse: one backward pass
+    whose inputs carry an identity as tangents. Shape ``input.shape + input.shape`` (nested
+    by pairs of arguments when several are differentiated)."""
+    args, nums, single_in = _arguments("hessian", primals, argnums)
+    xs = [args[i] for i in nums]
+    sizes = [x.size for x in xs]
+    with forward.level() as lvl:
+        seeds = _identity_blocks(xs)
+        args = list(args)
+        for i, x, v in zip(nums, xs, seeds):
+            args[i] = forward.seed(_alias(x), lvl, v)
+        args, inputs, create = _reverse_inputs(args, nums)
+        with enable_grad():
+            y = f(*args)
+        _check_scalar("hessian", y)
+        grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
+        rows = [_output_tangent(g, lvl, sum(sizes)) if g is not None else None
+                for g in grads]
+    table = []
+    for x_i, g_t in zip(xs, rows):
+        row = []
+        for j, x_j in enumerate(xs):
+            if g_t is None:
+                row.append(_zeros(x_i.shape + x_j.shape, x_i))
+                continue
+            block = g_t[sum(sizes[:j]):sum(sizes[:j + 1])]
+            block = block.reshape((sizes[j],) + x_i.shape)
+            row.append(_directions_last(block).reshape(x_i.shape + x_j.shape))
+        table.append(row[0] if single_in else tuple(row))
+    return table[0] if single_in else tuple(table)
+
+
+def hvp(f, primals, v, argnums=None):
+    """``(f(*primals), H v)``: the Hessian-vector product of scalar ``f``, forward over
+    reverse (one backward pass, one tangent); ``v`` has one tensor per differentiated
+    argument."""
+    args, nums, single_in = _arguments("hvp", primals, argnums)
+    vs = (v,) if isinstance(v, Tensor) else tuple(v)
+    if len(vs) != len(nums):
+        raise ValueError(f"gpuad.hvp: got {len(vs)} vectors for {len(nums)} differentiated "
+                         "arguments; pass one per argument")
+    with forward.level() as lvl:
+        args = list(args)
+        for i, vi in zip(nums, vs):
+            args[i] = forward.seed(_alias(args[i]), lvl, _tangent(vi, args[i], i, False))
+        args, inputs, create = _reverse_inputs(args, nums)
+        with enable_grad():
+            y = f(*args)
+        _check_scalar("hvp", y)
+        grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
+        out = [_output_tangent(g, lvl, 1) if g is not None else None for g in grads]
+    out = [_zeros(x.shape, x) if t is None else t.reshape(x.shape)
+           for t, x in zip(out, inputs)]
+    return (y if create else y.detach()), out[0] if single_in else tuple(out)
+
+
+# ---- Jacobians ------------------------------------------------------------------------
+
+def _jacobian_forward(f, args, nums, single_in):
+    xs = [args[i] for i in nums]
+    sizes = [x.size for x in xs]
+    with forward.level() as lvl:
+        args = list(args)
+        for i, x, v in zip(nums, xs, _identity_blocks(xs)):
+            args[i] = forward.seed(_alias(x), lvl, v)
+        out = f(*args)
+        outs = structure.flatten(out)
+        _check_outputs("jacobian", outs)
+        t_out = [_output_tangent(o, lvl, sum(sizes)) for o in outs]
+    table = []
+    for o, t in zip(outs, t_out):
+        row = []
+        for j, x in enumerate(xs):
+            block = t[sum(sizes[:j]):sum(sizes[:j + 1])].reshape((sizes[j],) + o.shape)
+            row.append(_directions_last(block).reshape(o.shape + x.shape))
+        table.append(row)
+    return _nest(out, single_in, table)
+
+
+def _jacobian_reverse(outs, inputs, create):
+    """Rows of every output, by output then input: one batched backward pass, or a loop of
+    single backward passes through a graph with custom-gradient rules."""
+    live = [o for o in outs if o._rg]
+    if not live:
+        return [[_zeros(o.shape + x.shape, x) for x in inputs] for o in outs]
+    if _has_custom_rules(live):
+        return _jacobian_rows(outs, inputs, create)
+    sizes = [o.size for o in outs]
+    m = sum(sizes)
+    with forward.level() as lvl:
+        seeds = []
+        for o, v in zip(outs, _identity_blocks(outs)):
+            g = Tensor(o._dev.backend.zeros(o.shape, dtype=o.dtype), o._dev)
+            seeds.append(forward.seed(g, lvl, v))
+        pairs = [(o, s) for o, s in zip(outs, seeds) if o._rg]
+        grads = engine.grad([o for o, _ in pairs], inputs, [s for _, s in pairs],
+                            retain_graph=True, create_graph=create, allow_unused=True)
+        t_in = [None if g is None else _output_tangent(g, lvl, m) for g in grads]
+    table = []
+    for r, o in enumerate(outs):
+        lo, hi = sum(sizes[:r]), sum(sizes[:r + 1])
+        table.append([_zeros(o.shape + x.shape, x) if t is None
+                      else t[lo:hi].reshape(o.shape + x.shape) for x, t in zip(inputs, t_in)])
+    return table
+
+
+def _jacobian_rows(outs, inputs, create):
+    table = []
+    for o in outs:
+        rows = [[] for _ in inputs]
+        backend = o._dev.backend
+        for r in range(o.size):
+            seed = backend.zeros(o.size, dtype=o.dtype)
+            seed[r] = 1
+            seed = Tensor(seed.reshape(o.shape), o._dev)
+            grads = (engine.grad(o, inputs, seed, retain_graph=True, create_graph=create,
+                                 allow_unused=True) if o._rg else (None,) * len(inputs))
+            for acc, g, x in zip(rows, grads, inputs):
+                acc.append(_zeros_if_none(g, x))
+        table.append([_stack(acc, o.shape + x.shape) for acc, x in zip(rows, inputs)])
+    return table
+
+
+def _has_custom_rules(outs):
+    """Whether the graph behind ``outs`` holds a node whose rule is user code."""
+    roots = [o._grad_fn for o in outs if o._grad_fn is not None]
+    return any(node.op.vjps is None for node in engine._topological(roots))
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def _arguments(name, primals, argnums):
+    """``(args, argnums, single)``: the call's arguments, the differentiated ones (checked:
+    floating tensors) and whether results are for one argument (not nested)."""
+    single = isinstance(primals, Tensor)
+    args = (primals,) if single else tuple(primals)
+    if argnums is None:
+        nums = tuple(range(len(args)))
+    elif isinstance(argnums, int):
+        nums, single = (argnums,), True
+    else:
+        nums, single = tuple(argnums), False
+    if not nums:
+        raise ValueError(f"gpuad.{name}: no argument to differentiate")
+    nums = tuple(i % len(args) if -len(args) <= i < len(args) else _bad_argnum(name, i, args)
+                 for i in nums)
+    for i in nums:
+        x = args[i]
+        if not isinstance(x, Tensor):
+            raise TypeError(f"gpuad.{name}: argument {i} is a {type(x).__name__}; the "
+                            "differentiated arguments must be tensors (see argnums)")
+        if x.dtype.kind != "f":
+            raise TypeError(f"gpuad.{name}: argument {i} is {x.dtype}; only floating-point "
+                            "tensors can be differentiated")
+    return args, nums, single
+
+
+def _bad_argnum(name, i, args):
+    raise ValueError(f"gpuad.{name}: argnums names argument {i}, but there are {len(args)}")
+
+
+def _alias(x):
+    """``x`` as a new tensor for a level's tangent: a graph-connected view when something
+    tracks ``x`` (so results stay differentiable with respect to it), else a detached one."""
+    if needs_grad(x):
+        from ..ops.shape import reshape
+
+        return reshape(x, x.shape)
+    return x.detach()
+
+
+def _reverse_inputs(args, nums):
+    """The arguments with the differentiated ones made to require grad, those inputs, and
+    whether the backward pass must be recorded (something outside tracks an input)."""
+    args = list(args)
+    inputs = []
+    create = False
+    for i in nums:
+        x = args[i]
+        outer = mode.enabled and (x._rg or (bool(mode.tapes) and tape_tracked(x)))
+        create = create or outer
+        if outer or forward.has_tangent(x):
+            a = _alias(x)
+        else:
+            a = x.detach()
+        if not a._rg:
+            if a._grad_fn is None:
+                a.requires_grad_()
+            else:  # only a tape recorded it: the inner pass starts here, the tape goes on
+                a._rg = True
+        args[i] = a
+        inputs.append(a)
+    return args, inputs, create
+
+
+def _record(f, args, nums):
+    args, inputs, create = _reverse_inputs(args, nums)
+    with enable_grad():
+        out = f(*args)
+    outs = structure.flatten(out)
+    _check_outputs("jacobian", outs)
+    return out, outs, inputs, create
+
+
+def _grads(y, inputs, create):
+    return engine.grad(y, inputs, retain_graph=create, create_graph=create, allow_unused=True)
+
+
+def _tracked(ts):
+    return any(isinstance(t, Tensor) and needs_grad(t) for t in ts)
+
+
+def _tangent(v, x, i, batched):
+    """A user's tangent for argument ``x``, checked, as ``(k,) + x.shape`` in x's dtype."""
+    if not isinstance(v, Tensor):
+        from ..ops._args import constant
+
+        v = constant(v, x._dev, x)
+    want = x.shape if not batched else ("k",) + x.shape
+    if v._dev is not x._dev:
+        raise DeviceMismatchError(
+            f"gpuad: the tangent for argument {i} is on {v._dev} but the argument is on "
+            f"{x._dev}; move it with .to({str(x._dev)!r})")
+    if v.shape[1 if batched else 0:] != x.shape or (batched and v.ndim != x.ndim + 1):
+        raise ValueError(f"gpuad: the tangent for argument {i} has shape {v.shape}, expected "
+                         f"{want}" + (" (a leading axis of directions)" if batched else ""))
+    if v.dtype != x.dtype:
+        v = v.astype(x.dtype)
+    return v if batched else v.reshape((1,) + x.shape)
+
+
+def _output_tangent(o, lvl, k):
+    """Output ``o``'s tangent at ``lvl``, taken off it: zeros if it has none (it does not
+    depend on the inputs), None for a non-floating output."""
+    if not isinstance(o, Tensor):
+        raise TypeError(f"gpuad: the function returned a {type(o).__name__}; it must return "
+                        "tensors (or nested lists/tuples/dicts of them)")
+    t = forward.tangent(o, lvl)
+    forward.drop(o, lvl)
+    if t is None and o.dtype.kind == "f":
+        return _zeros((k,) + o.shape, o)
+    return t
+
+
+def _identity_blocks(xs):
+    """For tensors ``xs`` of n elements in all, the tangents of an n x n identity seed: one
+    ``(n,) + x.shape`` block per tensor."""
+    n = sum(x.size for x in xs)
+    blocks, start = [], 0
+    for x in xs:
+        backend = x._dev.backend
+        eye = backend.eye(n, x.size, k=-start, dtype=x.dtype)
+        blocks.append(Tensor(eye.reshape((n,) + x.shape), x._dev))
+        start += x.size
+    return blocks
+
+
+def _directions_last(t):
+    """Move a tangent's leading axis of directions to the end."""
+    from ..ops.shape import moveaxis
+
+    return moveaxis(t, 0, -1)
+
+
+def _zeros(shape, like):
+    return Tensor(like._dev.backend.zeros(shape, dtype=like.dtype), like._dev)
+
+
+def _zeros_if_none(g, x):
+    return _zeros(x.shape, x) if g is None else g
+
+
+def _stack(rows, shape):
+    from ..ops.shape import stack
+
+    return stack(rows).reshape(shape)
+
+
+def _check_outputs(name, outs):
+    for o in outs:
+        if not isinstance(o, Tensor):
+            raise TypeError(f"gpuad.{name}: the function returned a {type(o).__name__}; it "
+                            "must return tensors (or nested lists/tuples/dicts of them)")
+
+
+def _check_scalar(name, y):
+    if not isinstance(y, Tensor) or y.size != 1:
+        shape = getattr(y, "shape", type(y).__name__)
+        raise ValueError(f"gpuad.{name}: the function must return a scalar tensor, got "
+                         f"{shape}; reduce it first (e.g. .sum())")
+
+
+def _nest(out, single_in, table):
+    """Results by output then input, shaped like ``torch.autograd.functional.jacobian``."""
+    rows = [row[0] if single_in else tuple(row) for row in table]
+    return rows[0] if isinstance(out, Tensor) else type(out)(rows) if isinstance(
+        out, (tuple, list)) else tuple(rows)
+
+
+__all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp"]
