@@ -259,7 +259,13 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                 op = node.op
                 if op.save_out:
                     rg = mark is None or node.in_graph()
-                    saved = (Tensor(node.out, node.device, node, rg),) + saved
+                    out = node.out
+                    if out.__class__ is Tensor:  # it carries forward-mode tangents
+                        y = Tensor(out._a, node.device, node, rg)
+                        y._tan = out._tan
+                    else:
+                        y = Tensor(out, node.device, node, rg)
+                    saved = (y,) + saved
                 vjps = op.vjps
                 if vjps is None:  # one rule gives every input's gradient (custom gradients)
                     edges = _edges(node, mark)

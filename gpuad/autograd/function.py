@@ -404,8 +404,9 @@ class FunctionCtx:
     @property
     def saved_tensors(self):
         if self._saved is None:
-            raise RuntimeError("gpuad: ctx.saved_tensors can be read in backward and jvp only "
-                               "(after a backward without retain_graph=True they are freed)")
+            raise RuntimeError("gpuad: ctx.saved_tensors can be read in backward only (and in "
+                               "jvp, from save_for_forward); after a backward without "
+                               "retain_graph=True they are freed")
         return self._saved
 
 
