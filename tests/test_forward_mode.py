@@ -4,6 +4,7 @@
 - forward against reverse: <J v, u> = <v, J^T u> on random float64 vectors;
 - vector mode: k directions in one pass equal k single passes (every rule's batch axis);
 - forward over reverse (Hessian-vector products) against differences of gradients;
+- forward over forward (nested levels) against differences of JVPs;
 - every Op defined in gpuad.ops has a JVP rule.
 """
 import numpy as np
@@ -100,6 +101,23 @@ def test_forward_over_reverse_vs_differences_of_gradients(case, device):
         numeric = (p.numpy() - m.numpy()) / (2 * EPS)
         np.testing.assert_allclose(h.numpy(), numeric, rtol=1e-4, atol=1e-5,
                                    err_msg=f"input {i}")
+
+
+@pytest.mark.parametrize("case", [c for c in GRAD_CASES if c.second],
+                         ids=[c.name for c in GRAD_CASES if c.second])
+def test_forward_over_forward_vs_differences_of_jvps(case, device):
+    """Nested levels: d/de J(x + e u) v, each rule's tangents seen by the other level."""
+    rng, xs, vs, _ = _inputs(case, 14, device)
+    us = [rng.standard_normal(x.shape) for x in xs]
+
+    def inner(*args):
+        return ad.jvp(case.fn, args, [_t(v, device) for v in vs])[1]
+
+    _, second = ad.jvp(inner, [_t(x, device) for x in xs], [_t(u, device) for u in us])
+    plus = inner(*[_t(x + EPS * u, device) for x, u in zip(xs, us)])
+    minus = inner(*[_t(x - EPS * u, device) for x, u in zip(xs, us)])
+    np.testing.assert_allclose(second.numpy(), (plus.numpy() - minus.numpy()) / (2 * EPS),
+                               rtol=1e-4, atol=1e-5)
 
 
 def _ops_of(module):

@@ -106,10 +106,11 @@ def push(op, inputs, out, saved):
             "(ad.Function: a jvp(ctx, *tangents) staticmethod; @ad.custom_gradient: "
             "f.defjvp(rule)), or compute this derivative in reverse mode"
         )
-    # The rules see the output without its tangents (and the tangents never point back at it).
+    # The rules see the output as a new tensor (so its tangents never point back at it) that
+    # carries the tangents of the levels done so far: the lower ones, visible to the next rule.
     y = Tensor(out._a, out._dev, out._grad_fn, out._rg)
     y._ver = out._ver
-    tans = {}
+    y._tan = tans = {}
     try:
         for lvl in sorted(found):
             ts = tuple(tangent(x, lvl) for x in inputs)

@@ -1,0 +1,465 @@
+"""jvp, vjp, jacobian, hessian and hvp (SPEC section 6): values against analytic formulas,
+finite differences and PyTorch; composition with reverse mode, tapes, custom gradients and
+in-place ops; argument handling and errors."""
+import numpy as np
+import pytest
+
+import gpuad as ad
+
+F64 = ad.float64
+
+
+def _t(x, device, **kw):
+    return ad.tensor(np.asarray(x, dtype=np.float64), dtype=F64, device=device, **kw)
+
+
+def _fd_jacobian(f, x, eps=1e-6):
+    """Central differences of a NumPy function: shape out.shape + x.shape."""
+    out = np.asarray(f(x))
+    jac = np.zeros(out.shape + x.shape)
+    for idx in np.ndindex(x.shape):
+        d = np.zeros_like(x)
+        d[idx] = eps
+        jac[(...,) + idx] = (np.asarray(f(x + d)) - np.asarray(f(x - d))) / (2 * eps)
+    return jac
+
+
+# ---- the seed article's examples ----------------------------------------------------------
+
+def test_eigen_sigmoid_at_two(device):
+    """Eigen's AutoDiffScalar example: sigmoid and its derivative at 2 in one forward pass."""
+    y, dy = ad.jvp(ad.sigmoid, _t(2.0, device), _t(1.0, device))
+    assert y.item() == pytest.approx(0.8807970779778823, rel=1e-15)
+    assert dy.item() == pytest.approx(0.10499358540350662, rel=1e-15)
+
+
+def test_eigen_derivative_vector_is_a_jacobian(device):
+    """A vector of derivatives per value: one batched pass gives the whole gradient."""
+    x = _t([0.5, -1.0, 2.0], device)
+
+    def f(x):
+        return ad.sigmoid(x[0] * x[1] + x[2])
+
+    y, grad = ad.jvp(f, x, ad.eye(3, dtype=F64, device=device), batched=True)
+    z = 0.5 * -1.0 + 2.0
+    s = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(grad.numpy(), s * (1 - s) * np.array([-1.0, 0.5, 1.0]),
+                               rtol=1e-14)
+
+
+def _dense(x, w):
+    """The seed article's custom layer without bias: sin(x @ W)."""
+    return ad.sin(x @ w)
+
+
+def test_custom_dense_layer_jacobian_wrt_weights(device):
+    rng = np.random.default_rng(0)
+    x = _t([[-1.0, 0.0, 1.0], [2.0, 3.0, 4.0], [-1.0, -5.0, 2.0]], device)
+    w = _t(rng.standard_normal((3, 2)) * 0.3, device)
+    fwd = ad.jacobian(lambda w: _dense(x, w), w, mode="forward")
+    rev = ad.jacobian(lambda w: _dense(x, w), w, mode="reverse")
+    assert fwd.shape == rev.shape == (3, 2, 3, 2)
+    np.testing.assert_allclose(fwd.numpy(), rev.numpy(), rtol=1e-13, atol=1e-14)
+    xn, wn = x.numpy(), w.numpy()
+    np.testing.assert_allclose(fwd.numpy(), _fd_jacobian(lambda w: np.sin(xn @ w), wn),
+                               rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (torch.func's own imports)
+def test_custom_dense_layer_against_torch_func():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    xn, wn = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+    ours = ad.jacobian(lambda w: _dense(_t(xn, "cpu"), w), _t(wn, "cpu"), mode="forward")
+    theirs = torch.func.jacfwd(lambda w: torch.sin(torch.tensor(xn) @ w))(torch.tensor(wn))
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-13, atol=1e-14)
+
+
+# ---- jacobian -----------------------------------------------------------------------------
+
+def _two_in_two_out(a, b):
+    return ad.tanh(a[:, None] * b), (a ** 2).sum() * b
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse", "auto"])
+def test_jacobian_several_arguments_and_outputs(mode, device):
+    rng = np.random.default_rng(2)
+    an, bn = rng.standard_normal(3), rng.standard_normal(2)
+    jac = ad.jacobian(_two_in_two_out, (_t(an, device), _t(bn, device)), mode=mode)
+    assert isinstance(jac, tuple) and len(jac) == 2 and all(len(row) == 2 for row in jac)
+    refs = [
+        (_fd_jacobian(lambda a: np.tanh(a[:, None] * bn), an),
+         _fd_jacobian(lambda b: np.tanh(an[:, None] * b), bn)),
+        (_fd_jacobian(lambda a: (a ** 2).sum() * bn, an),
+         _fd_jacobian(lambda b: (an ** 2).sum() * b, bn)),
+    ]
+    for row, ref_row in zip(jac, refs):
+        for j, ref in zip(row, ref_row):
+            assert j.shape == ref.shape and j.device == device
+            np.testing.assert_allclose(j.numpy(), ref, rtol=1e-6, atol=1e-8)
+
+
+def test_jacobian_argnums(device):
+    a, b = _t([1.0, 2.0], device), _t([3.0, 4.0, 5.0], device)
+    j1 = ad.jacobian(lambda a, b: a[:, None] * b, (a, b), argnums=1)
+    np.testing.assert_allclose(j1.numpy(), _fd_jacobian(lambda b: a.numpy()[:, None] * b,
+                                                        b.numpy()), rtol=1e-7)
+    both = ad.jacobian(lambda a, b: a[:, None] * b, (a, b), argnums=(1, 0), mode="forward")
+    np.testing.assert_allclose(both[0].numpy(), j1.numpy())
+    assert both[1].shape == (2, 3, 2)
+    with pytest.raises(TypeError, match="argument 1 is a float"):
+        ad.jacobian(lambda a, s: a * s, (a, 2.0))
+    assert ad.jacobian(lambda a, s: a * s, (a, 2.0), argnums=0).shape == (2, 2)
+
+
+class _NoJvp(ad.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+def test_auto_mode_picks_forward_for_few_inputs(device):
+    """Auto picks forward when the input is smaller than the output: a custom op without a
+    JVP rule then raises, while the same op in the other shape goes through reverse mode."""
+    wide = _t(np.ones(2), device)
+    with pytest.raises(ad.ForwardModeError, match="_NoJvp"):
+        ad.jacobian(lambda x: _NoJvp.apply(x[:, None] * ad.ones(5, dtype=F64, device=device)),
+                    wide)
+    long = _t(np.arange(5.0), device)
+    jac = ad.jacobian(lambda x: _NoJvp.apply(x).sum(axis=0, keepdims=True), long)
+    np.testing.assert_allclose(jac.numpy(), np.full((1, 5), 2.0))
+
+
+def test_reverse_jacobian_through_custom_rules_goes_row_by_row(device):
+    x = _t([1.0, 2.0, 3.0], device)
+    jac = ad.jacobian(lambda x: _NoJvp.apply(x) * x, x, mode="reverse")
+    np.testing.assert_allclose(jac.numpy(), np.diag([4.0, 8.0, 12.0]))
+
+
+def test_jacobian_of_constant_output_is_zero(device):
+    x = _t([1.0, 2.0], device)
+    for mode in ("forward", "reverse"):
+        jac = ad.jacobian(lambda x: ad.ones(3, dtype=F64, device=device), x, mode=mode)
+        assert jac.shape == (3, 2) and not jac.numpy().any()
+
+
+def test_jacobian_matches_tape_jacobian(device):
+    x = _t([0.3, -0.7, 1.1], device)
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = ad.softmax(x) * ad.exp(x[0])
+    np.testing.assert_allclose(ad.jacobian(lambda x: ad.softmax(x) * ad.exp(x[0]), x).numpy(),
+                               tape.jacobian(y, x).numpy(), rtol=1e-13, atol=1e-15)
+
+
+# ---- hessian and hvp ---------------------------------------------------------------------
+
+def test_hessian_of_quadratic_form_is_analytic(device):
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((4, 4)), rng.standard_normal(4)
+    at, bt = _t(a, device), _t(b, device)
+    x = _t(rng.standard_normal(4), device)
+    h = ad.hessian(lambda x: x @ at @ x + bt @ x, x)
+    np.testing.assert_allclose(h.numpy(), a + a.T, rtol=1e-13, atol=1e-13)
+
+
+def _scalar(x, y):
+    return (ad.sin(x) ** 3).sum() + ad.logsumexp(x * y[0]) + (x[:2] * y).sum() ** 2
+
+
+def _grad_np(x, y, wrt, device):
+    xs = [_t(x, device, requires_grad=True), _t(y, device, requires_grad=True)]
+    return ad.grad(_scalar(*xs), xs[wrt])[0].numpy()
+
+
+def test_hessian_against_differences_of_gradients(device):
+    rng = np.random.default_rng(4)
+    xn, yn = rng.standard_normal(3), rng.standard_normal(2)
+    h = ad.hessian(_scalar, (_t(xn, device), _t(yn, device)))
+    for i in range(2):
+        for j in range(2):
+            def grad_i(v, j=j, i=i):
+                args = [xn, yn]
+                args[j] = v
+                return _grad_np(*args, i, device)
+            ref = _fd_jacobian(grad_i, [xn, yn][j])
+            assert h[i][j].shape == ref.shape
+            np.testing.assert_allclose(h[i][j].numpy(), ref, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(h[0][1].numpy(), np.swapaxes(h[1][0].numpy(), 0, 1),
+                               rtol=1e-12)
+
+
+def test_hessian_matrix_argument_shape(device):
+    x = _t(np.arange(6.0).reshape(2, 3) / 5, device)
+    h = ad.hessian(lambda x: (x ** 3).sum(), x)
+    assert h.shape == (2, 3, 2, 3)
+    np.testing.assert_allclose(h.numpy().reshape(6, 6), np.diag(6 * x.numpy().ravel()),
+                               atol=1e-14)
+
+
+def test_hvp_equals_hessian_times_vector(device):
+    rng = np.random.default_rng(5)
+    x, v = _t(rng.standard_normal(3), device), _t(rng.standard_normal(3), device)
+
+    def f(x):
+        return (ad.sin(x) ** 3).sum() + ad.logsumexp(x)
+
+    value, hv = ad.hvp(f, x, v)
+    assert value.item() == pytest.approx(f(x).item())
+    np.testing.assert_allclose(hv.numpy(), ad.hessian(f, x).numpy() @ v.numpy(), rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_second_order_against_torch():
+    torch = pytest.importorskip("torch")
+    xn = np.random.default_rng(6).standard_normal(5)
+    ours = ad.hessian(lambda x: (ad.sin(x) ** 3).sum() * ad.norm(x), _t(xn, "cpu"))
+    theirs = torch.func.hessian(lambda x: (torch.sin(x) ** 3).sum() * torch.linalg.norm(x))(
+        torch.tensor(xn))
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_hessian_needs_a_scalar(device):
+    with pytest.raises(ValueError, match=r"hessian: the function must return a scalar"):
+        ad.hessian(lambda x: x * 2, _t([1.0, 2.0], device))
+
+
+# ---- vjp -------------------------------------------------------------------------------
+
+def test_vjp_several_outputs_and_argnums(device):
+    a, b = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
+    out, vjp_fn = ad.vjp(lambda a, b: (a * b, (a ** 2).sum()), a, b)
+    ga, gb = vjp_fn((_t([1.0, 1.0], device), _t(2.0, device)))
+    np.testing.assert_allclose(ga.numpy(), [3.0 + 4.0, 4.0 + 8.0])
+    np.testing.assert_allclose(gb.numpy(), [1.0, 2.0])
+    _, vjp_b = ad.vjp(lambda a, b: a * b, a, b, argnums=1)
+    (gb,) = vjp_b(_t([1.0, -1.0], device))
+    np.testing.assert_allclose(gb.numpy(), [1.0, -2.0])
+    np.testing.assert_allclose(vjp_b(_t([1.0, -1.0], device))[0].numpy(), [1.0, -2.0])
+    with pytest.raises(ValueError, match="2 cotangents for 1 outputs"):
+        vjp_b((_t([1.0], device), _t([1.0], device)))
+
+
+# ---- composition ----------------------------------------------------------------------------
+
+def _f(x):
+    return (ad.sin(x) * ad.exp(x[0])).sum()
+
+
+def test_reverse_over_forward(device):
+    """The gradient of a JVP's tangent is the Hessian times the direction."""
+    x = _t([0.2, -0.4, 0.9], device, requires_grad=True)
+    v = _t([1.0, 0.5, -2.0], device)
+    _, jv = ad.jvp(_f, x, v)
+    (hv,) = ad.grad(jv, x)
+    np.testing.assert_allclose(hv.numpy(), ad.hessian(_f, x.detach()).numpy() @ v.numpy(),
+                               rtol=1e-12)
+    y = _t([0.3, 0.1, 0.2], device, requires_grad=True)  # the tangent itself, differentiated
+    _, jv = ad.jvp(_f, _t([0.2, -0.4, 0.9], device), y)
+    (g,) = ad.grad(jv, y)  # J y is linear in y: its gradient is the gradient of f
+    x0 = _t([0.2, -0.4, 0.9], device, requires_grad=True)
+    np.testing.assert_allclose(g.numpy(), ad.grad(_f(x0), x0)[0].numpy(), rtol=1e-14)
+
+
+def test_forward_over_forward(device):
+    """Nested jvp gives u^T H v without confusing the two levels' tangents."""
+    x = _t([0.2, -0.4, 0.9], device)
+    u, v = _t([1.0, 0.0, 2.0], device), _t([0.5, -1.0, 1.0], device)
+    _, uhv = ad.jvp(lambda x: ad.jvp(_f, x, v)[1], x, u)
+    ref = u.numpy() @ ad.hessian(_f, x).numpy() @ v.numpy()
+    assert uhv.item() == pytest.approx(ref, rel=1e-12)
+    # the same point and direction at both levels: the second derivative along v
+    _, vhv = ad.jvp(lambda x: ad.jvp(lambda y: ad.sin(y) * y, x, v)[1], x, v)
+    xn, vn = x.numpy(), v.numpy()
+    np.testing.assert_allclose(vhv.numpy(), (2 * np.cos(xn) - xn * np.sin(xn)) * vn * vn,
+                               rtol=1e-12)
+
+
+def test_forward_over_gradient_tape(device):
+    x = _t([0.2, -0.4, 0.9], device)
+    v = _t([1.0, 0.5, -2.0], device)
+
+    def grad_by_tape(x):
+        with ad.GradientTape() as tape:
+            tape.watch(x)
+            y = _f(x)
+        return tape.gradient(y, x)
+
+    _, hv = ad.jvp(grad_by_tape, x, v)
+    np.testing.assert_allclose(hv.numpy(), ad.hessian(_f, x).numpy() @ v.numpy(), rtol=1e-12)
+
+
+def test_tape_over_jvp(device):
+    x = ad.Variable([0.2, -0.4, 0.9], dtype=F64, device=device)
+    v = _t([1.0, 0.5, -2.0], device)
+    with ad.GradientTape() as tape:
+        _, jv = ad.jvp(_f, x, v)
+    hv = tape.gradient(jv, x)
+    np.testing.assert_allclose(hv.numpy(), ad.hessian(_f, _t(x.numpy(), device)).numpy()
+                               @ v.numpy(), rtol=1e-12)
+
+
+def test_hessian_of_hessian_input_requires_grad(device):
+    """Third order: the Hessian stays differentiable in x when x requires grad."""
+    x = _t([0.3, 0.7], device, requires_grad=True)
+    h = ad.hessian(lambda x: (x ** 4).sum(), x)
+    (g,) = ad.grad(h.sum(), x)
+    np.testing.assert_allclose(g.numpy(), 24 * x.numpy(), rtol=1e-13)
+
+
+def test_forward_mode_ignores_grad_mode(device):
+    x = _t([1.0, 2.0], device)
+
+    def f(x):
+        with ad.no_grad():
+            return ad.exp(x) * x
+
+    _, t = ad.jvp(f, x, _t([1.0, 1.0], device))
+    np.testing.assert_allclose(t.numpy(), np.exp(x.numpy()) * (x.numpy() + 1), rtol=1e-14)
+
+
+def test_in_place_ops_carry_tangents(device):
+    def f(x):
+        y = x * 1
+        y[0] = x[1] ** 2
+        y += x
+        y.mul_(ad.sin(x))
+        z = y[1:]
+        z.add_(x[:2] * 3)  # through a view: the base sees the change
+        return y
+
+    xn = np.array([0.5, -1.5, 2.0])
+
+    def ref(x):
+        y = x.copy()
+        y[0] = x[1] ** 2
+        y = (y + x) * np.sin(x)
+        y[1:] += x[:2] * 3
+        return y
+
+    x = _t(xn, device)
+    jac = ad.jacobian(f, x, mode="forward")
+    np.testing.assert_allclose(jac.numpy(), _fd_jacobian(ref, xn), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ad.jacobian(f, x, mode="reverse").numpy(), jac.numpy(),
+                               rtol=1e-13, atol=1e-14)
+
+
+def test_results_do_not_keep_tangents(device):
+    x = _t([1.0, 2.0], device)
+    out, _ = ad.jvp(lambda x: ad.exp(x), x, _t([1.0, 0.0], device))
+    assert not getattr(out, "_tan", None)
+    assert not getattr(x, "_tan", None)
+    _, t2 = ad.jvp(lambda x: out * x, x, _t([0.0, 1.0], device))  # out is a constant now
+    np.testing.assert_allclose(t2.numpy(), [0.0, np.exp(2.0)])
+
+
+def test_dtype_and_device_kept(device):
+    x = ad.tensor([1.0, 2.0], dtype=ad.float32, device=device)
+    y, t = ad.jvp(lambda x: ad.sigmoid(x) * 2.0, x, ad.ones(2, dtype=ad.float32, device=device))
+    assert t.dtype == ad.float32 and t.device == device
+    j = ad.jacobian(lambda x: x * 2.0, x)
+    assert j.dtype == ad.float32 and j.device == device
+
+
+# ---- custom gradients under forward mode ---------------------------------------------------
+
+def test_custom_gradient_without_jvp_rule_names_it(device):
+    @ad.custom_gradient
+    def clip_gradient(x):
+        return x * 1.0, lambda g: ad.clip(g, -0.5, 0.5)
+
+    x = _t([1.0, 2.0], device)
+    with pytest.raises(ad.ForwardModeError, match="clip_gradient.*no JVP rule.*defjvp"):
+        ad.jvp(clip_gradient, x, x)
+    assert ad.jacobian(clip_gradient, x, mode="reverse").shape == (2, 2)  # reverse still works
+
+
+def test_custom_gradient_with_jvp_rule(device):
+    @ad.custom_gradient
+    def log1pexp(x):
+        e = ad.exp(x)
+        return ad.log(1 + e), lambda g: g * (1 - 1 / (1 + e))
+
+    log1pexp.defjvp(lambda primals, tangents: tangents[0] * ad.sigmoid(primals[0]))
+    x = _t([0.0, 1.0, -3.0], device)
+    v = _t([1.0, 2.0, -1.0], device)
+    _, t = ad.jvp(log1pexp, x, v)
+    sig = 1 / (1 + np.exp(-x.numpy()))
+    np.testing.assert_allclose(t.numpy(), sig * v.numpy(), rtol=1e-14)
+    fwd = ad.jacobian(log1pexp, x, mode="forward")
+    np.testing.assert_allclose(fwd.numpy(), ad.jacobian(log1pexp, x, mode="reverse").numpy(),
+                               rtol=1e-14)
+
+
+class _Scale(ad.Function):
+    """Two outputs: x * 3 and x * y; jvp from save_for_forward."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        ctx.save_for_forward(x, y)
+        return x * 3, x * y
+
+    @staticmethod
+    def backward(ctx, g1, g2):
+        x, y = ctx.saved_tensors
+        return g1 * 3 + g2 * y, g2 * x
+
+    @staticmethod
+    def jvp(ctx, tx, ty):
+        x, y = ctx.saved_tensors
+        return tx * 3, tx * y + x * ty
+
+
+def test_function_jvp_several_outputs(device):
+    x, y = _t([1.0, 2.0], device), _t([3.0, -1.0], device)
+    (a, b), (ta, tb) = ad.jvp(_Scale.apply, (x, y), (_t([1.0, 0.0], device),
+                                                      _t([0.0, 1.0], device)))
+    np.testing.assert_allclose(ta.numpy(), [3.0, 0.0])
+    np.testing.assert_allclose(tb.numpy(), [3.0 * 1.0, 2.0])
+    fwd = ad.jacobian(_Scale.apply, (x, y), mode="forward")
+    rev = ad.jacobian(_Scale.apply, (x, y), mode="reverse")
+    for rf, rr in zip(fwd, rev):
+        for jf, jr in zip(rf, rr):
+            np.testing.assert_allclose(jf.numpy(), jr.numpy(), rtol=1e-14)
+
+
+def test_function_jvp_wrong_count(device):
+    class Bad(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+        @staticmethod
+        def jvp(ctx, t):
+            return t, t
+
+    with pytest.raises(ad.CustomGradientError, match="Bad.jvp returned 2 tangents for 1"):
+        ad.jvp(Bad.apply, _t([1.0], device), _t([1.0], device))
+
+
+# ---- argument errors -----------------------------------------------------------------------
+
+def test_argument_errors(device):
+    x = _t([1.0, 2.0], device)
+    with pytest.raises(ValueError, match=r"tangent for argument 0 has shape \(3,\), expected "
+                                         r"\(2,\)"):
+        ad.jvp(ad.exp, x, _t([1.0, 2.0, 3.0], device))
+    with pytest.raises(ValueError, match="1 tangents for 2"):
+        ad.jvp(lambda a, b: a * b, (x, x), (x,))
+    with pytest.raises(TypeError, match="argument 0 is int64"):
+        ad.jvp(lambda a: a, ad.tensor([1, 2], device=device), ad.tensor([1, 2], device=device))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ad.jacobian(ad.exp, x, mode="sideways")
+    with pytest.raises(ValueError, match="argnums names argument 3"):
+        ad.jacobian(ad.exp, (x,), argnums=3)
+    with pytest.raises(ValueError, match="leading axis of directions"):
+        ad.jvp(ad.exp, x, x, batched=True)
