@@ -463,3 +463,34 @@ def test_argument_errors(device):
         ad.jacobian(ad.exp, (x,), argnums=3)
     with pytest.raises(ValueError, match="leading axis of directions"):
         ad.jvp(ad.exp, x, x, batched=True)
+
+
+def test_tape_jacobian_falls_back_to_rows_for_user_code(device):
+    """Custom rules and hooks are user code: the tape's Jacobian then loops over rows, and is
+    right whatever that code does (here: it leaves gpuad through NumPy)."""
+
+    class ViaNumpy(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return ad.tensor(g.numpy() * 2, device=g.device)
+
+    x = _t([1.0, 2.0, 3.0], device)
+    with ad.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = ViaNumpy.apply(x) * x
+        z = x * 3
+    np.testing.assert_allclose(tape.jacobian(y, x).numpy(), np.diag([4.0, 8.0, 12.0]))
+
+    def hooked(h):
+        w = h * 1
+        w.register_hook(lambda g: ad.tensor(g.numpy() * 10, device=g.device))
+        return w ** 2
+
+    h = _t([1.0, 2.0], device)
+    np.testing.assert_allclose(ad.jacobian(hooked, h, mode="reverse").numpy(),
+                               np.diag([20.0, 40.0]))
+    np.testing.assert_allclose(tape.jacobian(z, x).numpy(), 3 * np.eye(3))

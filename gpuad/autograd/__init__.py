@@ -6,8 +6,8 @@ no numpy or cupy here).
 ``torch.autograd``.
 """
 from .engine import backward, grad
-from .functional import hessian, hvp, jacobian, jvp, vjp
 from .function import Function, FunctionCtx, custom_gradient
+from .functional import hessian, hvp, jacobian, jvp, vjp
 from .tape import GradientTape, UnconnectedGradients
 
 __all__ = ["backward", "grad", "Function", "FunctionCtx", "custom_gradient", "GradientTape",

@@ -165,6 +165,19 @@ def _topological(roots, mark=None):
     return order
 
 
+def runs_user_code(roots, mark=None):
+    """Whether a backward pass from the nodes ``roots`` would run user code: custom gradient
+    rules or hooks. Batched Jacobians push forward-mode tangents through the backward rules,
+    which is exact for gpuad's rules; user code might leave gpuad (and drop the tangents)."""
+    for node in _topological(roots, mark):
+        if node.op.vjps is None or node.hooks:
+            return True
+        for p in _edges(node, mark):
+            if p is not None and p.__class__ is not Node and p._hooks:
+                return True
+    return False
+
+
 def _needed(order, targets, mark=None):
     """The nodes on some path to a target; the others need not run."""
     needed = set()

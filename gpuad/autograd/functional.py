@@ -6,8 +6,8 @@
 - ``jacobian(mode="reverse")`` is one backward pass whose seed carries an identity as its
   tangent: the backward rules are linear in the output gradient and are gpuad ops with JVP
   rules, so forward mode over them pushes every output direction through in one pass (what
-  ``vmap`` over a VJP does elsewhere). Graphs with custom gradients, whose rules are user
-  code, are done one row at a time instead.
+  ``vmap`` over a VJP does elsewhere). Graphs with custom gradients or hooks, whose code is
+  the user's, are done one row at a time instead.
 - ``hessian`` and ``hvp`` are forward over reverse.
 
 Each takes a function of several arguments: ``primals`` is the tuple of arguments (or one
@@ -181,11 +181,11 @@ def _jacobian_forward(f, args, nums, single_in):
 
 def _jacobian_reverse(outs, inputs, create):
     """Rows of every output, by output then input: one batched backward pass, or a loop of
-    single backward passes through a graph with custom-gradient rules."""
+    single backward passes through a graph with custom-gradient rules or hooks."""
     live = [o for o in outs if o._rg]
     if not live:
         return [[_zeros(o.shape + x.shape, x) for x in inputs] for o in outs]
-    if _has_custom_rules(live):
+    if engine.runs_user_code([o._grad_fn for o in live if o._grad_fn is not None]):
         return _jacobian_rows(outs, inputs, create)
     sizes = [o.size for o in outs]
     m = sum(sizes)
@@ -221,12 +221,6 @@ def _jacobian_rows(outs, inputs, create):
                 acc.append(_zeros_if_none(g, x))
         table.append([_stack(acc, o.shape + x.shape) for acc, x in zip(rows, inputs)])
     return table
-
-
-def _has_custom_rules(outs):
-    """Whether the graph behind ``outs`` holds a node whose rule is user code."""
-    roots = [o._grad_fn for o in outs if o._grad_fn is not None]
-    return any(node.op.vjps is None for node in engine._topological(roots))
 
 
 # ---- helpers --------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ class _Mode(threading.local):
 
 mode = _Mode()
 
-#: How many tapes, custom-gradient collectors and forward levels are active, in all threads. The per-op hot
-#: path reads this plain global (cheap) and looks at the thread-local lists (dear) only when it
-#: is non-zero.
+#: How many tapes, custom-gradient collectors and forward levels are active, in all threads.
+#: The per-op hot path reads this plain global (cheap) and looks at the thread-local lists
+#: (dear) only when it is non-zero.
 active = [0]
 _active_lock = threading.Lock()
 

@@ -21,8 +21,8 @@ import weakref
 
 from ..errors import GradientTapeWarning
 from ..tensor import Tensor
-from . import structure
-from .engine import _execute
+from . import forward, structure
+from .engine import _execute, runs_user_code
 from .grad_mode import count_active, mode
 from .node import FREED
 
@@ -208,9 +208,11 @@ class GradientTape:
                  parallel_iterations=None, experimental_use_pfor=True):
         """d``target``/d``source`` for each source: shape ``target.shape + source.shape``.
 
-        Computed one target element at a time (one backward pass each) on the recorded graph.
-        ``parallel_iterations`` and ``experimental_use_pfor`` are accepted for TensorFlow
-        compatibility and change nothing."""
+        Computed in one backward pass whose seed carries every target direction as a
+        forward-mode tangent (see :mod:`.functional`); one pass per target element when the
+        graph has custom gradients or hooks. ``parallel_iterations`` and
+        ``experimental_use_pfor`` are accepted for TensorFlow compatibility and change
+        nothing."""
         self._check_usable("jacobian")
         self._check_outside("jacobian")
         zero = _zero_unconnected(unconnected_gradients)
@@ -218,6 +220,12 @@ class GradientTape:
         flat, rebuild = structure.flatten(sources), structure.unflattener(sources)
         _tensors(flat, "sources")
         try:
+            if self._batchable(y):
+                eye = y._dev.backend.eye(y.size, dtype=y.dtype)
+                grads = self._backward_batched(y, eye.reshape((y.size,) + y.shape), flat)
+                return rebuild([_finish(None if g is None else g.reshape(y.shape + s.shape),
+                                        s, zero, y.shape + s.shape)
+                                for g, s in zip(grads, flat)])
             rows = [self._backward([y], [seed], flat) for seed in _one_hots(y, y.size)]
         finally:
             self._spend()
@@ -243,12 +251,43 @@ class GradientTape:
             )
         batch = y.shape[0]
         per_example = y.size // batch if batch else 0
+        shape = y.shape + x.shape[1:]
         try:
+            if self._batchable(y):
+                (g,) = self._backward_batched(y, _example_directions(y, per_example, batch),
+                                              [x])
+                if g is not None:  # (per example, batch, ...) -> (batch, per example, ...)
+                    from ..ops.shape import moveaxis
+
+                    g = moveaxis(g, 0, 1).reshape(shape)
+                return _finish(g, x, zero, shape)
             rows = [self._backward([y], [seed], [x])[0]
                     for seed in _one_hots(y, per_example, batch)]
         finally:
             self._spend()
-        return _stack_rows(rows, x, y.shape + x.shape[1:], 1, zero)
+        return _stack_rows(rows, x, shape, 1, zero)
+
+    def _batchable(self, y):
+        """Whether Jacobian rows can come from one batched pass (no user code in backward)."""
+        node = y._grad_fn
+        return y.size > 0 and (node is None or not runs_user_code([node], self._mark))
+
+    def _backward_batched(self, y, directions, sources):
+        """One backward pass from a zero seed that carries ``directions`` (``(k,) + y.shape``)
+        as a forward-mode tangent: the tangent of each source's gradient holds its k rows
+        (zeros where the gradient does not depend on the seed; None where unconnected)."""
+        with forward.level() as lvl:
+            seed = forward.seed(Tensor(y._dev.backend.zeros(y.shape, dtype=y.dtype), y._dev),
+                                lvl, Tensor(directions, y._dev))
+            grads = self._backward([y], [seed], sources)
+            out = []
+            for g, s in zip(grads, sources):
+                t = None if g is None else forward.tangent(g, lvl)
+                if g is not None and t is None:
+                    t = Tensor(s._dev.backend.zeros((len(directions),) + s.shape, dtype=s.dtype),
+                               s._dev)
+                out.append(t)
+            return out
 
     def _backward(self, targets, seeds, sources):
         """One backward pass on this tape's nodes: the gradient for each source (or None)."""
@@ -367,10 +406,13 @@ def _zeros(s):
     return Tensor(s._dev.backend.zeros(s.shape, dtype=s.dtype), s._dev)
 
 
-def _finish(g, source, zero):
-    """The gradient handed back: None, or zeros, for an unconnected floating-point source."""
+def _finish(g, source, zero, shape=None):
+    """The result handed back: None, or zeros (of ``shape``, by default the source's), for an
+    unconnected floating-point source."""
     if g is None and zero and source.dtype.kind == "f":
-        return _zeros(source)
+        if shape is None:
+            return _zeros(source)
+        return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
     return g
 
 
@@ -386,6 +428,13 @@ def _one_hots(y, count, batch=None):
             a = backend.zeros((batch, count), dtype=y.dtype)
             backend.setitem(a, (slice(None), i), 1)
         yield Tensor(a.reshape(y.shape), y._dev)
+
+
+def _example_directions(y, count, batch):
+    """The seeds of :func:`_one_hots` with ``batch``, stacked: ``(count,) + y.shape``."""
+    backend = y._dev.backend
+    eye = backend.eye(count, dtype=y.dtype).reshape(count, 1, count)
+    return backend.broadcast_to(eye, (count, batch, count)).reshape((count,) + y.shape)
 
 
 def _stack_rows(rows, source, shape, axis, zero):

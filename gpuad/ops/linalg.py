@@ -41,20 +41,45 @@ def _lift(t, ndim):
 
 
 def _matmul_jvp(ts, y, a, b):
-    """d(a @ b) = da @ b + a @ db, with 1-D operands promoted to matrices and back."""
+    """d(a @ b) = da @ b + a @ db; a tangent's batch axis joins the rows of one matrix
+    product where the other operand is a plain matrix or vector (the common cases)."""
     ta, tb = ts
-    a2 = a if a.ndim > 1 else expand_dims(a, 0)
-    b2 = b if b.ndim > 1 else expand_dims(b, -1)
-    nd = max(a2.ndim, b2.ndim)
     out = None
     if ta is not None:
-        out = _lift(ta if a.ndim > 1 else expand_dims(ta, -2), nd) @ b2
+        out = _tangent_at_left(ta, a, b)
     if tb is not None:
-        term = a2 @ _lift(tb if b.ndim > 1 else expand_dims(tb, -1), nd)
+        term = _tangent_at_right(a, tb, b)
         out = term if out is None else out + term
+    return out
+
+
+def _tangent_at_left(ta, a, b):
+    """ta @ b for a tangent ``ta`` of ``a`` (shape ``(k,) + a.shape``)."""
+    if b.ndim == 1 or (a.ndim == 1 and b.ndim == 2):
+        return ta @ b  # no batch axes to align: NumPy's rules give (k,) + out.shape
+    if b.ndim == 2:
+        return _rows_times(ta, b)
     if a.ndim == 1:
-        out = squeeze(out, -2)
-    return squeeze(out, -1) if b.ndim == 1 else out
+        return squeeze(_lift(expand_dims(ta, -2), b.ndim) @ b, -2)
+    return _lift(ta, b.ndim) @ b
+
+
+def _tangent_at_right(a, tb, b):
+    """a @ tb for a tangent ``tb`` of ``b`` (shape ``(k,) + b.shape``)."""
+    if a.ndim == 1:
+        return a @ tb if b.ndim > 1 else tb @ a
+    if b.ndim == 1:
+        if a.ndim == 2:
+            return tb @ _t(a)
+        return squeeze(a @ _lift(expand_dims(tb, -1), a.ndim), -1)
+    if a.ndim == 2:
+        return _t(_rows_times(_t(tb), _t(a)))
+    return a @ _lift(tb, a.ndim)
+
+
+def _rows_times(t, m):
+    """t @ m for a matrix ``m`` as one matrix product: all of t's rows stacked."""
+    return reshape(reshape(t, (-1, t.shape[-1])) @ m, t.shape[:-1] + (m.shape[-1],))
 
 
 _MATMUL = Op("matmul", (_matmul_a, _matmul_b), jvp=_matmul_jvp)
