@@ -23,10 +23,16 @@ from .grad_mode import count_active, mode
 _ids = itertools.count(1)
 
 
-def DIAGONAL(ts, y, *saved):  # noqa: N802  (a marker, used as ``Op(..., jvp=DIAGONAL)``)
-    """The JVP rule of an elementwise op: its Jacobian is diagonal (after broadcasting), so the
-    VJP rules serve as JVP rules, dJ = sum_i vjp_i(t_i); :func:`push` applies them."""
-    raise AssertionError("DIAGONAL is applied by push, never called")
+class _Diagonal:
+    """The JVP rule of an elementwise op (``Op(..., jvp=DIAGONAL)``): its Jacobian is diagonal
+    after broadcasting, so its VJP rules serve as JVP rules, dy = sum_i vjp_i(t_i), each
+    tangent's axes aligned with the output's (:func:`push` applies them)."""
+
+    def __repr__(self):
+        return "DIAGONAL"
+
+
+DIAGONAL = _Diagonal()
 
 
 class level:
