@@ -470,7 +470,13 @@ def _record_special(op, inputs, a, dev, saved):
     if mode.watchers:
         _note_reads(inputs)
     if mode.levels:  # forward mode runs whatever the grad mode
-        out = _record_taped(op, inputs, a, dev, saved) if mode.enabled else Tensor(a, dev)
+        if mode.enabled:
+            out = _record_taped(op, inputs, a, dev, saved)
+        else:
+            for t in inputs:  # (recording refreshes stale views itself)
+                if isinstance(t, Tensor) and t._base is not None and t._view_ver != t._ver[0]:
+                    _refresh(t)
+            out = Tensor(a, dev)
         _forward().push(op, inputs, out, saved)
         return out
     if not mode.enabled:

@@ -123,15 +123,27 @@ class _NoJvp(ad.Function):
 
 
 def test_auto_mode_picks_forward_for_few_inputs(device):
-    """Auto picks forward when the input is smaller than the output: a custom op without a
-    JVP rule then raises, while the same op in the other shape goes through reverse mode."""
+    """Auto picks forward when the input is smaller than the output: it evaluates f a second
+    time, in forward mode. A custom op without a JVP rule sends it back to reverse mode."""
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return x[:, None] * ad.arange(5.0, dtype=F64, device=device)
+
     wide = _t(np.ones(2), device)
-    with pytest.raises(ad.ForwardModeError, match="_NoJvp"):
-        ad.jacobian(lambda x: _NoJvp.apply(x[:, None] * ad.ones(5, dtype=F64, device=device)),
-                    wide)
+    ad.jacobian(f, wide)
+    assert len(calls) == 2
+    calls.clear()
     long = _t(np.arange(5.0), device)
-    jac = ad.jacobian(lambda x: _NoJvp.apply(x).sum(axis=0, keepdims=True), long)
-    np.testing.assert_allclose(jac.numpy(), np.full((1, 5), 2.0))
+    ad.jacobian(lambda x: f(x).sum(axis=1), long)
+    assert len(calls) == 1
+    jac = ad.jacobian(lambda x: _NoJvp.apply(x[:, None] * ad.ones(5, dtype=F64,
+                                                                 device=device)), wide)
+    np.testing.assert_allclose(jac.numpy(), np.broadcast_to(2 * np.eye(2)[:, None, :],
+                                                            (2, 5, 2)))
+    with pytest.raises(ad.ForwardModeError, match="_NoJvp"):
+        ad.jacobian(lambda x: _NoJvp.apply(x), wide, mode="forward")
 
 
 def test_reverse_jacobian_through_custom_rules_goes_row_by_row(device):
@@ -494,3 +506,151 @@ def test_tape_jacobian_falls_back_to_rows_for_user_code(device):
     np.testing.assert_allclose(ad.jacobian(hooked, h, mode="reverse").numpy(),
                                np.diag([20.0, 40.0]))
     np.testing.assert_allclose(tape.jacobian(z, x).numpy(), 3 * np.eye(3))
+
+
+# ---- found in review --------------------------------------------------------------------------
+
+def test_one_tensor_at_several_places(device):
+    """A gradient or output that is one tensor at two places has its tangent at both."""
+    a, b = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
+    ja, jb = ad.jacobian(lambda a, b: a + b, (a, b))
+    np.testing.assert_allclose(ja.numpy(), np.eye(2))
+    np.testing.assert_allclose(jb.numpy(), np.eye(2))
+    h = ad.hessian(lambda a, b: ((a + b) ** 2).sum(), (a, b))
+    for row in h:
+        for block in row:
+            np.testing.assert_allclose(block.numpy(), 2 * np.eye(2))
+    _, (t1, t2) = ad.jvp(lambda a: (a * 2,) * 2, (a,), (ad.ones_like(a),))
+    np.testing.assert_allclose(t1.numpy(), [2.0, 2.0])
+    np.testing.assert_allclose(t2.numpy(), [2.0, 2.0])
+
+
+def test_transforms_inside_custom_functions(device):
+    x = _t([1.0, 2.0, 3.0], device)
+
+    @ad.custom_gradient
+    def f(a):
+        with ad.GradientTape() as t:
+            t.watch(a)
+            y = a ** 2
+        return t.jacobian(y, a).sum(axis=0), lambda g: g * 2
+
+    np.testing.assert_allclose(f(x).numpy(), [2.0, 4.0, 6.0])
+
+    class F(ad.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return ad.jvp(ad.sin, a, ad.ones_like(a))[1] + ad.hessian(
+                lambda a: (a ** 3).sum(), a).sum(axis=0)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    np.testing.assert_allclose(F.apply(x).numpy(), np.cos([1.0, 2.0, 3.0]) + [6.0, 12.0, 18.0])
+
+
+def test_forward_over_reverse_through_custom_gradients(device):
+    x = _t([0.5, -1.0, 2.0], device)
+    sig = 1 / (1 + np.exp(-x.numpy()))
+
+    @ad.custom_gradient
+    def log1pexp(a):
+        e = ad.exp(a)
+        return ad.log(1 + e), lambda g: g * (1 - 1 / (1 + e))
+
+    log1pexp.defjvp(lambda primals, tangents: [tangents[0] * ad.sigmoid(primals[0])])
+    np.testing.assert_allclose(ad.hessian(lambda a: log1pexp(a).sum(), x).numpy(),
+                               np.diag(sig * (1 - sig)), rtol=1e-13, atol=1e-15)
+
+    class Exp(ad.Function):  # PyTorch's example: backward reads the saved output
+        @staticmethod
+        def forward(ctx, a):
+            y = ad.exp(a)
+            ctx.save_for_backward(y)
+            ctx.save_for_forward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * y
+
+        @staticmethod
+        def jvp(ctx, t):
+            (y,) = ctx.saved_tensors
+            return t * y
+
+    e = np.exp(x.numpy())
+    np.testing.assert_allclose(ad.hessian(lambda a: Exp.apply(a).sum(), x).numpy(), np.diag(e),
+                               rtol=1e-13)
+    _, second = ad.jvp(lambda a: ad.jvp(Exp.apply, a, ad.ones_like(a))[1], x, ad.ones_like(x))
+    np.testing.assert_allclose(second.numpy(), e, rtol=1e-13)
+    xr = _t(x.numpy(), device, requires_grad=True)
+    _, t = ad.jvp(Exp.apply, xr, ad.ones_like(x))
+    np.testing.assert_allclose(ad.grad(t.sum(), xr)[0].numpy(), e, rtol=1e-13)
+
+
+def test_views_see_in_place_changes_in_forward_mode(device):
+    def f(a):
+        c = a * 1.0
+        d = c[:2]
+        c.mul_(2.0)
+        return d * 1.0
+
+    x = _t([1.0, 2.0, 3.0], device)
+    _, t = ad.jvp(f, x, ad.ones_like(x))
+    np.testing.assert_allclose(t.numpy(), [2.0, 2.0])
+    np.testing.assert_allclose(ad.jacobian(f, x, mode="forward").numpy(),
+                               ad.jacobian(f, x, mode="reverse").numpy())
+
+
+def test_backward_inside_jvp(device):
+    def h(a):
+        a.requires_grad_()
+        (a ** 3).sum().backward()
+        (a ** 2).sum().backward()  # accumulated: the tangent adds up too
+        return a.grad
+
+    x = _t([1.0, 2.0, 3.0], device)
+    _, t = ad.jvp(h, x, ad.ones_like(x))
+    np.testing.assert_allclose(t.numpy(), 6 * x.numpy() + 2)
+
+
+def test_custom_jvp_rule_of_wrong_shape_raises(device):
+    f = ad.custom_gradient(lambda a: (a * 2, lambda g: g * 2))
+    f.defjvp(lambda p, t: [t[0][0] * 2])  # forgot the axis of directions
+    x = _t([1.0, 2.0, 3.0], device)
+    with pytest.raises(ad.CustomGradientError, match=r"shape \(3,\).*expected shape \(3, 3\)"):
+        ad.jacobian(f, x, mode="forward")
+
+
+def test_forward_jacobian_of_integer_output_is_zero(device):
+    x = _t([1.0, 3.0, 2.0], device)
+    j, k = ad.jacobian(lambda a: (a * 2, ad.argmax(a)), x, mode="forward")
+    assert k.shape == (3,) and not k.numpy().any()
+    np.testing.assert_allclose(j.numpy(), 2 * np.eye(3))
+
+
+def test_empty_contraction(device):
+    z = ad.zeros((2, 0), dtype=F64, device=device)
+    _, t = ad.jvp(lambda a: a @ ad.ones((0, 3), dtype=F64, device=device), z, z)
+    assert t.shape == (2, 3) and not t.numpy().any()
+    ja, jb = ad.jacobian(lambda a, b: a @ b, (ad.zeros((0, 4), dtype=F64, device=device),
+                                              ad.ones((4, 3), dtype=F64, device=device)),
+                         mode="reverse")
+    assert ja.shape == (0, 3, 0, 4) and jb.shape == (0, 3, 4, 3)
+
+
+def test_hvp_is_differentiable_in_v(device):
+    x = _t([1.0, 2.0, 3.0], device)
+    v = _t([1.0, 0.0, 2.0], device, requires_grad=True)
+    _, hv = ad.hvp(lambda a: (a ** 3).sum(), x, v)
+    np.testing.assert_allclose(ad.grad(hv.sum(), v)[0].numpy(), 6 * x.numpy())
+
+
+def test_softmax_of_a_scalar(device):
+    x = _t(0.7, device, requires_grad=True)
+    assert ad.softmax(x).item() == 1.0 and ad.log_softmax(x).item() == 0.0
+    (g,) = ad.grad(ad.softmax(x), x)
+    assert g.item() == 0.0

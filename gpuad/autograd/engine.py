@@ -12,6 +12,7 @@ nodes made outside it, which are constants to the tape unless they are asked for
 """
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
+from .forward import has_tangent
 from .function import OutputGrads
 from .grad_mode import mode
 from .node import FREED, Node
@@ -329,11 +330,13 @@ def _run_hooks(hooks, g, foreign):
 
 
 def _accumulate_into_grad(t, g, create_graph, foreign):
-    """Add ``g`` to ``t.grad``: in place when no graph is being built, else out of place."""
+    """Add ``g`` to ``t.grad``: in place when no graph is being built (and no forward-mode
+    tangent rides along), else out of place."""
     old = t._grad
     if old is None:
         t._grad = g if create_graph else _owned(g, foreign)
-    elif create_graph or old._grad_fn is not None:
+    elif (create_graph or old._grad_fn is not None
+          or (mode.levels and (has_tangent(old) or has_tangent(g)))):
         t._grad = old + g
     else:
         old._dev._backend.add(old._a, g._a, out=old._a)
@@ -348,4 +351,8 @@ def _owned(g, foreign):
     if a.base is not None or id(a) in foreign:
         a = g._dev._backend.copy(a)
     foreign.add(id(a))
-    return Tensor(a, g._dev)
+    out = Tensor(a, g._dev)
+    tan = getattr(g, "_tan", None)
+    if tan:
+        out._tan = dict(tan)  # forward over reverse through .backward()
+    return out

@@ -52,17 +52,6 @@ class level:
         count_active(-1)
 
 
-class hidden:
-    """Hide every forward level inside the block (a custom function's own forward pass)."""
-
-    def __enter__(self):
-        self._prev = mode.limit
-        mode.limit = 0
-
-    def __exit__(self, *exc):
-        mode.limit = self._prev
-
-
 def seed(x, lvl, tangent):
     """Attach ``tangent`` (shape ``(k,) + x.shape``) to tensor ``x`` for level ``lvl``."""
     tan = getattr(x, "_tan", None)
@@ -90,19 +79,19 @@ def has_tangent(x):
     tan = getattr(x, "_tan", None)
     if not tan:
         return False
-    live, limit = mode.levels, mode.limit
-    return any(lvl < limit and lvl in live for lvl in tan)
+    live, masked = mode.levels, mode.masked
+    return any(lvl in live and lvl not in masked for lvl in tan)
 
 
 def push(op, inputs, out, saved):
     """Give ``out`` (just made by ``op`` from ``inputs``) its tangents: one per visible level
     at which some input has one, by the op's JVP rule, run with that level hidden."""
-    live, limit = mode.levels, mode.limit
+    live, masked = mode.levels, mode.masked
     found = set()
     for x in inputs:
         tan = getattr(x, "_tan", None)
         if tan:
-            found.update(lvl for lvl in tan if lvl < limit and lvl in live)
+            found.update(lvl for lvl in tan if lvl in live and lvl not in masked)
     if not found:
         return
     rule = op.jvp
@@ -120,7 +109,7 @@ def push(op, inputs, out, saved):
     try:
         for lvl in sorted(found):
             ts = tuple(tangent(x, lvl) for x in inputs)
-            mode.limit = lvl
+            mode.masked = masked.union(v for v in live if v >= lvl)
             if rule is DIAGONAL:
                 t = _diagonal(op, ts, y, saved)
             else:
@@ -128,7 +117,7 @@ def push(op, inputs, out, saved):
             if t is not None:
                 tans[lvl] = t if t.__class__ is PerOutput else _fit(t, out, op)
     finally:
-        mode.limit = limit
+        mode.masked = masked
     if tans:
         out._tan = tans
         node = out._grad_fn

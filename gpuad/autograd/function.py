@@ -9,8 +9,9 @@ A call with several outputs is a hub node over the inputs plus one small node pe
 outputs' gradients meet at the hub (:class:`OutputGrads`), and the rule runs once for all.
 
 In forward mode a custom op needs a JVP rule of its own (``Function.jvp``, or
-``f.defjvp(rule)`` for ``@custom_gradient``): the user's forward code runs with the tangents
-hidden, and without a rule a tangent reaching the op raises, naming it.
+``f.defjvp(rule)`` for ``@custom_gradient``): it replaces whatever tangents the user's forward
+code computed for the outputs (intermediates keep theirs, so the rules that read them work
+forward over reverse), and without a rule a tangent reaching the op raises, naming it.
 """
 import functools
 import inspect
@@ -18,7 +19,7 @@ import inspect
 from ..errors import CustomGradientError
 from ..tensor import Tensor, needs_grad, record
 from . import structure
-from .forward import PerOutput, hidden
+from .forward import PerOutput
 from .grad_mode import count_active, mode, no_grad
 from .node import Op
 
@@ -64,7 +65,8 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
     ``materialize``), and ``saved`` is kept for the rule and freed after backward. Outputs at
     the indices ``constant_outputs`` are left out of the graph. An input changed in place and
     returned as output ``i`` (``i`` in ``dirty``) becomes that output in the graph.
-    ``jvp(tangents, k)`` gives the outputs' tangents from the inputs' (None: no JVP rule)."""
+    ``jvp(tangents, k, hub)`` gives the outputs' tangents from the inputs' (None: no JVP
+    rule); ``hub`` stands for the call in the graph, from which outputs can be rebuilt."""
     given = outputs
     outputs = _own_storage(outputs, inputs, dirty)
     for i in dirty:  # PyTorch counts a change marked dirty, however forward made it
@@ -85,10 +87,24 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
             grads.append(gi)
         return rule(node, grads, saved_values)
 
-    hub_jvp = None if jvp is None else lambda ts, y, *s: PerOutput(
-        jvp(ts, next(t.shape[0] for t in ts if t is not None)))
-    hub = record(Op(name, None, vjp_all=vjp_all, jvp=hub_jvp), inputs, tensors_out[0]._a, dev,
-                 saved)
+    def hub_jvp(ts, hub, *saved_values):
+        k = next(t.shape[0] for t in ts if t is not None)
+        given = jvp(ts, k, hub)
+        for i, (t, meta) in enumerate(zip(given, metas)):
+            if t is not None and (not isinstance(t, Tensor) or meta is None
+                                  or t.shape != (k,) + meta[0] or t._dev is not meta[2]):
+                what = (f"a {type(t).__name__}" if not isinstance(t, Tensor)
+                        else f"shape {t.shape} on {t._dev}")
+                want = ("nothing (not a tensor)" if meta is None
+                        else f"shape {(k,) + meta[0]} on {meta[2]}")
+                raise CustomGradientError(
+                    f"gpuad: the JVP rule of {name} returned {what} as the tangent of output "
+                    f"{i}; expected {want}: the output's shape after a leading axis of {k} "
+                    "directions")
+        return PerOutput(given)
+
+    hub = record(Op(name, None, vjp_all=vjp_all, jvp=None if jvp is None else hub_jvp), inputs,
+                 tensors_out[0]._a, dev, saved)
     node = hub._grad_fn
     fwd = getattr(hub, "_tan", None)  # the outputs' forward-mode tangents
     wrapped = []
@@ -101,11 +117,14 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
         wrapped.append(o)
     if node is None:
         return wrapped, None
-    if keep_outputs:
-        node.out = tuple(o._a if isinstance(o, Tensor) else None for o in wrapped)
+    if keep_outputs:  # (an output with forward-mode tangents is kept with them)
+        node.out = tuple((_with_tangents(o) if getattr(o, "_tan", None) else o._a)
+                         if isinstance(o, Tensor) else None for o in wrapped)
     for i in dirty:  # the changed input stands at the output's place in the graph
         x = given[i]
         x._grad_fn, x._rg = wrapped[i]._grad_fn, wrapped[i]._rg
+        if getattr(wrapped[i], "_tan", None):
+            x._tan = dict(wrapped[i]._tan)
         wrapped[i]._ver = x._ver
         wrapped[i] = x
     return wrapped, node
@@ -131,13 +150,26 @@ def _own_storage(outputs, inputs, dirty=()):
     return out
 
 
+def _with_tangents(o):
+    shell = Tensor(o._a, o._dev)
+    shell._tan = dict(o._tan)
+    return shell
+
+
 def _output_again(node, name, i, constant):
     """Output ``i`` of a custom node, rebuilt in backward from the array the node kept (as a
-    constant if it was marked non-differentiable)."""
+    constant if it was marked non-differentiable), with its forward-mode tangents if any."""
+    kept, first = node.out[i], node.out[0]
+    a = kept._a if kept.__class__ is Tensor else kept
     if constant:
-        return Tensor(node.out[i], node.device)
-    hub = Tensor(node.out[0], node.device, node, node.in_graph())
-    return record(_select(name, i), (hub,), node.out[i], node.device, ())
+        out = Tensor(a, node.device)
+    else:
+        hub = Tensor(first._a if first.__class__ is Tensor else first, node.device, node,
+                     node.in_graph())
+        out = record(_select(name, i), (hub,), a, node.device, ())
+    if kept.__class__ is Tensor:
+        out._tan = dict(kept._tan)
+    return out
 
 
 def _expandable(small, big):
@@ -230,8 +262,7 @@ def custom_gradient(f):
         mode.watchers = mode.watchers + (reads,)
         count_active(1)
         try:
-            with hidden():
-                result = f(*args, **kwargs)  # recorded as usual, as TensorFlow does: what
+            result = f(*args, **kwargs)  # recorded as usual, as TensorFlow does: what
         finally:  # grad_fn keeps from it is then differentiable to higher order
             mode.watchers = mode.watchers[:-1]
             count_active(-1)
@@ -258,7 +289,7 @@ def custom_gradient(f):
         inputs = leaves + captured
         jvp = None
         if jvp_rule:
-            def jvp(ts, k):
+            def jvp(ts, k, hub):
                 if any(t is not None for t in ts[len(leaves):]):
                     raise CustomGradientError(
                         f"gpuad: custom_gradient function {fname!r} reads variables that "
@@ -466,7 +497,7 @@ class Function:
         on = mode.enabled
         ctx = FunctionCtx(tuple(bool(on and needs_grad(a) and a.dtype.kind == "f")
                                 for a in args))
-        with no_grad(), hidden():
+        with no_grad():
             if cls.setup_context is Function.setup_context:
                 result = cls.forward(ctx, *args, **kwargs)
             else:  # PyTorch 2's form: forward(*args), then setup_context(ctx, inputs, output)
@@ -483,7 +514,8 @@ class Function:
         name = cls.__name__
         dirty = _dirty_outputs(name, ctx._dirty, out_at)
         rule = _function_rule(cls, name, args, constant)
-        jvp = None if cls.jvp is Function.jvp else _function_jvp(cls, ctx, args, len(outputs))
+        jvp = (None if cls.jvp is Function.jvp
+               else _function_jvp(cls, ctx, args, outputs, out_at, constant))
         wrapped, node = _connect(name, list(args), outputs, rule, (ctx,) + saved, keep,
                                  constant, ctx._materialize, dirty, jvp)
         if node is not None:  # in-place changes of saved outputs are caught as of inputs
@@ -513,9 +545,17 @@ def _dirty_outputs(name, dirty, out_at):
     return at
 
 
-def _function_jvp(cls, ctx, args, n):
-    def jvp(ts, k):
-        ctx._saved = ctx._for_forward
+def _function_jvp(cls, ctx, args, outputs, out_at, constant):
+    """The hub's JVP rule from ``cls.jvp``. Outputs among the tensors saved for it are rebuilt
+    from the hub, so they stay differentiable (reverse mode over the JVP)."""
+    n = len(outputs)
+
+    def jvp(ts, k, hub):
+        name = cls.__name__
+        ctx._saved = tuple(
+            record(_select(name, out_at[id(t)]), (hub,), t._a, t._dev, ())
+            if t is not None and id(t) in out_at and out_at[id(t)] not in constant else t
+            for t in ctx._for_forward)
         try:
             given = cls.jvp(ctx, *_materialized(ts, args, k))
         finally:

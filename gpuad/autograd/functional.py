@@ -15,7 +15,7 @@ tensor) and ``argnums`` picks the ones to differentiate (all by default). Result
 inputs that require grad, are watched by a tape, or carry tangents of an enclosing ``jvp``
 stay connected, so the results can be differentiated again by any of the engines.
 """
-from ..errors import DeviceMismatchError
+from ..errors import DeviceMismatchError, ForwardModeError
 from ..tensor import Tensor, needs_grad, tape_tracked
 from . import engine, forward, structure
 from .grad_mode import enable_grad, mode
@@ -46,8 +46,7 @@ def jvp(f, primals, tangents, argnums=None, batched=False):
             k = v.shape[0]
             args[i] = forward.seed(_alias(args[i]), lvl, v)
         out = f(*args)
-        outs = structure.flatten(out)
-        t_out = [_output_tangent(o, lvl, k) for o in outs]
+        t_out = _take_tangents(structure.flatten(out), lvl, k)
     if not batched:
         t_out = [None if t is None else t.reshape(t.shape[1:]) for t in t_out]
     return out, structure.unflattener(out)(t_out)
@@ -95,7 +94,10 @@ def jacobian(f, primals, mode="auto", argnums=None):
     out, outs, inputs, create = _record(f, args, nums)
     n_in = sum(x.size for x in inputs)
     if mode == "auto" and n_in < sum(o.size for o in outs):
-        return _jacobian_forward(f, args, nums, single_in)
+        try:
+            return _jacobian_forward(f, args, nums, single_in)
+        except ForwardModeError:  # a custom op without a JVP rule: reverse mode can do it
+            pass
     return _nest(out, single_in, _jacobian_reverse(outs, inputs, create))
 
 
@@ -116,8 +118,7 @@ def hessian(f, primals, argnums=None):
             y = f(*args)
         _check_scalar("hessian", y)
         grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
-        rows = [_output_tangent(g, lvl, sum(sizes)) if g is not None else None
-                for g in grads]
+        rows = _take_tangents(grads, lvl, sum(sizes))
     table = []
     for x_i, g_t in zip(xs, rows):
         row = []
@@ -146,11 +147,12 @@ def hvp(f, primals, v, argnums=None):
         for i, vi in zip(nums, vs):
             args[i] = forward.seed(_alias(args[i]), lvl, _tangent(vi, args[i], i, False))
         args, inputs, create = _reverse_inputs(args, nums)
+        create = create or (mode.enabled and _tracked(vs))  # H v differentiable in v too
         with enable_grad():
             y = f(*args)
         _check_scalar("hvp", y)
         grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
-        out = [_output_tangent(g, lvl, 1) if g is not None else None for g in grads]
+        out = _take_tangents(grads, lvl, 1)
     out = [_zeros(x.shape, x) if t is None else t.reshape(x.shape)
            for t, x in zip(out, inputs)]
     return (y if create else y.detach()), out[0] if single_in else tuple(out)
@@ -168,11 +170,14 @@ def _jacobian_forward(f, args, nums, single_in):
         out = f(*args)
         outs = structure.flatten(out)
         _check_outputs("jacobian", outs)
-        t_out = [_output_tangent(o, lvl, sum(sizes)) for o in outs]
+        t_out = _take_tangents(outs, lvl, sum(sizes))
     table = []
     for o, t in zip(outs, t_out):
         row = []
         for j, x in enumerate(xs):
+            if t is None:  # a non-floating output: zeros, as in reverse mode
+                row.append(_zeros(o.shape + x.shape, x))
+                continue
             block = t[sum(sizes[:j]):sum(sizes[:j + 1])].reshape((sizes[j],) + o.shape)
             row.append(_directions_last(block).reshape(o.shape + x.shape))
         table.append(row)
@@ -197,7 +202,7 @@ def _jacobian_reverse(outs, inputs, create):
         pairs = [(o, s) for o, s in zip(outs, seeds) if o._rg]
         grads = engine.grad([o for o, _ in pairs], inputs, [s for _, s in pairs],
                             retain_graph=True, create_graph=create, allow_unused=True)
-        t_in = [None if g is None else _output_tangent(g, lvl, m) for g in grads]
+        t_in = _take_tangents(grads, lvl, m)
     table = []
     for r, o in enumerate(outs):
         lo, hi = sum(sizes[:r]), sum(sizes[:r + 1])
@@ -325,17 +330,20 @@ def _tangent(v, x, i, batched):
     return v if batched else v.reshape((1,) + x.shape)
 
 
-def _output_tangent(o, lvl, k):
-    """Output ``o``'s tangent at ``lvl``, taken off it: zeros if it has none (it does not
-    depend on the inputs), None for a non-floating output."""
-    if not isinstance(o, Tensor):
-        raise TypeError(f"gpuad: the function returned a {type(o).__name__}; it must return "
-                        "tensors (or nested lists/tuples/dicts of them)")
-    t = forward.tangent(o, lvl)
-    forward.drop(o, lvl)
-    if t is None and o.dtype.kind == "f":
-        return _zeros((k,) + o.shape, o)
-    return t
+def _take_tangents(outs, lvl, k):
+    """The tangents at ``lvl`` of the tensors ``outs`` (None entries stay None), then taken off
+    them (all read first: one tensor may stand at several places). Zeros for a tensor without
+    one (it does not depend on the inputs), None for a non-floating one."""
+    for o in outs:
+        if o is not None and not isinstance(o, Tensor):
+            raise TypeError(f"gpuad: the function returned a {type(o).__name__}; it must "
+                            "return tensors (or nested lists/tuples/dicts of them)")
+    found = [None if o is None else forward.tangent(o, lvl) for o in outs]
+    for o in outs:
+        if o is not None:
+            forward.drop(o, lvl)
+    return [_zeros((k,) + o.shape, o) if t is None and o is not None and o.dtype.kind == "f"
+            else t for o, t in zip(outs, found)]
 
 
 def _identity_blocks(xs):
@@ -387,10 +395,10 @@ def _check_scalar(name, y):
 
 
 def _nest(out, single_in, table):
-    """Results by output then input, shaped like ``torch.autograd.functional.jacobian``."""
+    """Results by output (in the structure of ``out``) then input, as
+    ``torch.autograd.functional.jacobian`` shapes them."""
     rows = [row[0] if single_in else tuple(row) for row in table]
-    return rows[0] if isinstance(out, Tensor) else type(out)(rows) if isinstance(
-        out, (tuple, list)) else tuple(rows)
+    return rows[0] if isinstance(out, Tensor) else structure.unflattener(out)(rows)
 
 
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp"]

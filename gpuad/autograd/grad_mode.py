@@ -11,15 +11,15 @@ import threading
 class _Mode(threading.local):
     """Per-thread state of recording: grad mode, the gradient tapes now recording (innermost
     last), the collectors of tensors that require grad read under ``no_grad`` (for
-    ``custom_gradient``), and the open forward-mode levels (with the bound below which they
-    are visible: a JVP rule of level L sees only the levels opened before L)."""
+    ``custom_gradient``), and the open forward-mode levels (with those masked while a JVP rule
+    runs: the rule of level L sees only the levels opened before L, and any it opens)."""
 
     enabled = True
     tapes = ()
     watchers = ()
     creating = False  # inside a backward pass with create_graph=True
     levels = ()
-    limit = float("inf")
+    masked = frozenset()
 
 
 mode = _Mode()

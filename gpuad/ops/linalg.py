@@ -3,6 +3,7 @@
 dot, outer and tensordot are built from matmul, reshape and transpose, so their derivative
 rules (both modes) are those ops'.
 """
+import math
 import string
 
 from ..autograd.node import Op
@@ -79,7 +80,8 @@ def _tangent_at_right(a, tb, b):
 
 def _rows_times(t, m):
     """t @ m for a matrix ``m`` as one matrix product: all of t's rows stacked."""
-    return reshape(reshape(t, (-1, t.shape[-1])) @ m, t.shape[:-1] + (m.shape[-1],))
+    rows = math.prod(t.shape[:-1])
+    return reshape(reshape(t, (rows, t.shape[-1])) @ m, t.shape[:-1] + (m.shape[-1],))
 
 
 _MATMUL = Op("matmul", (_matmul_a, _matmul_b), jvp=_matmul_jvp)

@@ -263,6 +263,9 @@ _LOG_SOFTMAX = Op("log_softmax",
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if x.ndim == 0:  # one element: as a vector of one (PyTorch allows axis 0 or -1)
+        _axis_one(axis, 1, "softmax")
+        return reshape(softmax(reshape(x, (1,))), ())
     axis = _axis_one(axis, x.ndim, "softmax")
     return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
@@ -270,6 +273,9 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis``."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if x.ndim == 0:
+        _axis_one(axis, 1, "log_softmax")
+        return reshape(log_softmax(reshape(x, (1,))), ())
     axis = _axis_one(axis, x.ndim, "log_softmax")
     return record1(_LOG_SOFTMAX, x, _wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
 

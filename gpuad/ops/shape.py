@@ -7,6 +7,7 @@ These ops are linear, so each JVP rule applies the op itself to the tangent, wit
 shifted past the tangent's leading batch axis (indexing moves that axis last instead, where it
 cannot disturb NumPy's placement of advanced-index axes: :func:`batched_index`).
 """
+from ..autograd.forward import has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
 from ..dtypes import as_dtype
@@ -53,14 +54,19 @@ def view_positions(t):
 def refresh_view(t):
     """Rebuild the graph of view ``t`` from its base, after an in-place change through the base
     or through another view made it stale: t = base.flat[positions]. Only while something
-    records (grad mode on, and the base requires grad or a recording tape watches it)."""
+    records (grad mode on, and the base requires grad or a recording tape watches it); the
+    view's forward-mode tangents are rebuilt likewise whenever the base has some."""
     base = t._base
-    if mode.enabled and (base._rg or (mode.tapes and tape_tracked(base))):
-        t._view_ver = t._ver[0]
-        flat = reshape(base, (-1,))
-        fresh = getitem(flat, (view_positions(t),))
-        t._grad_fn, t._rg = fresh._grad_fn, fresh._rg
-    elif base._grad_fn is None and not base._rg:
+    graph = mode.enabled and (base._rg or (mode.tapes and tape_tracked(base)))
+    tangents = mode.levels and (has_tangent(base) or has_tangent(t))
+    if graph or tangents:
+        fresh = getitem(reshape(base, (-1,)), (view_positions(t),))
+        if tangents:
+            t._tan = dict(getattr(fresh, "_tan", None) or {})
+        if graph:
+            t._view_ver = t._ver[0]
+            t._grad_fn, t._rg = fresh._grad_fn, fresh._rg
+    if not graph and base._grad_fn is None and not base._rg:
         t._view_ver = t._ver[0]  # no graph to rebuild; else it stays stale until one records
 
 
