@@ -654,3 +654,22 @@ def test_softmax_of_a_scalar(device):
     assert ad.softmax(x).item() == 1.0 and ad.log_softmax(x).item() == 0.0
     (g,) = ad.grad(ad.softmax(x), x)
     assert g.item() == 0.0
+
+
+def test_tensors_that_outlive_a_level_drop_its_tangents(device):
+    """Intermediates kept in a closure (or a graph) do not keep n tangents alive."""
+    import weakref
+
+    kept = []
+
+    def f(x):
+        y = ad.sin(x)
+        kept.append(y)
+        return y * 2
+
+    x = _t(np.ones(50), device, requires_grad=True)
+    ad.jacobian(f, x, mode="forward")
+    assert not getattr(kept[0], "_tan", None)
+    _, t = ad.jvp(f, x, ad.ones_like(x))
+    ref = weakref.ref(kept[1]._grad_fn)  # the graph lives on, through the output
+    assert ref() is not None and not getattr(kept[1], "_tan", None)

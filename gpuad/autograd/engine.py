@@ -12,7 +12,7 @@ nodes made outside it, which are constants to the tape unless they are asked for
 """
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
-from .forward import has_tangent
+from .forward import carry, has_tangent
 from .function import OutputGrads
 from .grad_mode import mode
 from .node import FREED, Node
@@ -276,7 +276,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                     out = node.out
                     if out.__class__ is Tensor:  # it carries forward-mode tangents
                         y = Tensor(out._a, node.device, node, rg)
-                        y._tan = out._tan
+                        carry(y, out._tan)
                     else:
                         y = Tensor(out, node.device, node, rg)
                     saved = (y,) + saved
@@ -354,5 +354,5 @@ def _owned(g, foreign):
     out = Tensor(a, g._dev)
     tan = getattr(g, "_tan", None)
     if tan:
-        out._tan = dict(tan)  # forward over reverse through .backward()
+        carry(out, dict(tan))  # forward over reverse through .backward()
     return out

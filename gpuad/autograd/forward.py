@@ -15,12 +15,14 @@ are gpuad ops too. Levels nest (forward over forward): while the rule of level `
 levels opened before ``L`` are visible, so each level sees the others' tangents as values.
 """
 import itertools
+import weakref
 
 from ..errors import ForwardModeError
 from ..tensor import Tensor
 from .grad_mode import count_active, mode
 
 _ids = itertools.count(1)
+_holders = {}  # open level -> {id: weak reference} of the tensors with a tangent for it
 
 
 class _Diagonal:
@@ -39,10 +41,12 @@ class level:
     """Open a forward level (a context manager); ``with level() as L: ...``.
 
     Tangents set with :func:`seed` for ``L`` flow through every op run inside; when the
-    block ends, ``L`` is closed and tangents still attached for it are ignored."""
+    block ends, ``L`` is closed and the tangents still attached for it are dropped (tensors
+    that outlive the block, in closures or graphs, do not keep them alive)."""
 
     def __enter__(self):
         self.id = next(_ids)
+        _holders[self.id] = {}
         mode.levels = mode.levels + (self.id,)
         count_active(1)
         return self.id
@@ -50,14 +54,28 @@ class level:
     def __exit__(self, *exc):
         mode.levels = tuple(v for v in mode.levels if v != self.id)
         count_active(-1)
+        for ref in _holders.pop(self.id, {}).values():
+            t = ref()
+            if t is not None:
+                drop(t, self.id)
 
 
 def seed(x, lvl, tangent):
     """Attach ``tangent`` (shape ``(k,) + x.shape``) to tensor ``x`` for level ``lvl``."""
     tan = getattr(x, "_tan", None)
     if tan is None:
-        x._tan = tan = {}
+        tan = {}
     tan[lvl] = tangent
+    return carry(x, tan)
+
+
+def carry(x, tans):
+    """Make ``tans`` (``{level: tangent}``) tensor ``x``'s tangents; returns ``x``."""
+    x._tan = tans
+    for lvl in tans:
+        holders = _holders.get(lvl)
+        if holders is not None:
+            holders[id(x)] = weakref.ref(x)
     return x
 
 
@@ -119,13 +137,12 @@ def push(op, inputs, out, saved):
     finally:
         mode.masked = masked
     if tans:
-        out._tan = tans
+        carry(out, tans)
+        carry(y, tans)  # (the rules' graphs may keep it)
         node = out._grad_fn
         if node is not None and op.save_out and node.out is out._a:
             # the backward rules read the output: with its tangents (forward over reverse)
-            shell = Tensor(out._a, out._dev)
-            shell._tan = tans
-            node.out = shell
+            node.out = carry(Tensor(out._a, out._dev), tans)
 
 
 class PerOutput(tuple):

@@ -19,7 +19,7 @@ import inspect
 from ..errors import CustomGradientError
 from ..tensor import Tensor, needs_grad, record
 from . import structure
-from .forward import PerOutput
+from .forward import PerOutput, carry
 from .grad_mode import count_active, mode, no_grad
 from .node import Op
 
@@ -124,7 +124,7 @@ def _connect(name, inputs, outputs, rule, saved, keep_outputs=False, constant_ou
         x = given[i]
         x._grad_fn, x._rg = wrapped[i]._grad_fn, wrapped[i]._rg
         if getattr(wrapped[i], "_tan", None):
-            x._tan = dict(wrapped[i]._tan)
+            carry(x, dict(wrapped[i]._tan))
         wrapped[i]._ver = x._ver
         wrapped[i] = x
     return wrapped, node
@@ -151,9 +151,7 @@ def _own_storage(outputs, inputs, dirty=()):
 
 
 def _with_tangents(o):
-    shell = Tensor(o._a, o._dev)
-    shell._tan = dict(o._tan)
-    return shell
+    return carry(Tensor(o._a, o._dev), dict(o._tan))
 
 
 def _output_again(node, name, i, constant):
@@ -168,7 +166,7 @@ def _output_again(node, name, i, constant):
                      node.in_graph())
         out = record(_select(name, i), (hub,), a, node.device, ())
     if kept.__class__ is Tensor:
-        out._tan = dict(kept._tan)
+        carry(out, dict(kept._tan))
     return out
 
 

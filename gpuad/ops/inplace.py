@@ -6,7 +6,7 @@ value, written back into the same storage, and the tensor becomes the output of 
 (the graph is "rebased"). Every in-place change bumps the version counter, so a backward pass
 that saved the old value raises instead of using the new one.
 """
-from ..autograd.forward import DIAGONAL, has_tangent
+from ..autograd.forward import DIAGONAL, carry, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
 from ..tensor import Tensor, record, tape_tracked
@@ -87,7 +87,7 @@ def _snapshot(t):
     s = Tensor(t._dev._backend.copy(t._a), t._dev, t._grad_fn, t._rg)
     tan = getattr(t, "_tan", None)
     if tan:
-        s._tan = dict(tan)
+        carry(s, dict(tan))
     return s
 
 
@@ -95,7 +95,7 @@ def _take_tangents(t, new):
     """``t`` now holds ``new``'s value: it takes ``new``'s tangents too."""
     if mode.levels:
         tan = getattr(new, "_tan", None)
-        t._tan = dict(tan) if tan else {}
+        carry(t, dict(tan) if tan else {})
 
 
 def _rebase(t, new, name):

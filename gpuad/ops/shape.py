@@ -7,7 +7,7 @@ These ops are linear, so each JVP rule applies the op itself to the tangent, wit
 shifted past the tangent's leading batch axis (indexing moves that axis last instead, where it
 cannot disturb NumPy's placement of advanced-index axes: :func:`batched_index`).
 """
-from ..autograd.forward import has_tangent
+from ..autograd.forward import carry, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
 from ..dtypes import as_dtype
@@ -62,7 +62,7 @@ def refresh_view(t):
     if graph or tangents:
         fresh = getitem(reshape(base, (-1,)), (view_positions(t),))
         if tangents:
-            t._tan = dict(getattr(fresh, "_tan", None) or {})
+            carry(t, dict(getattr(fresh, "_tan", None) or {}))
         if graph:
             t._view_ver = t._ver[0]
             t._grad_fn, t._rg = fresh._grad_fn, fresh._rg
