@@ -487,9 +487,16 @@ def _record_special(op, inputs, a, dev, saved):
 
 
 def _forward():
-    from .autograd import forward  # (it imports this module)
+    """The forward-mode module (imported on first use: it imports this module)."""
+    global _forward_module
+    if _forward_module is None:
+        from .autograd import forward
 
-    return forward
+        _forward_module = forward
+    return _forward_module
+
+
+_forward_module = None
 
 
 def _note_reads(inputs):
