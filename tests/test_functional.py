@@ -673,3 +673,113 @@ def test_tensors_that_outlive_a_level_drop_its_tangents(device):
     _, t = ad.jvp(f, x, ad.ones_like(x))
     ref = weakref.ref(kept[1]._grad_fn)  # the graph lives on, through the output
     assert ref() is not None and not getattr(kept[1], "_tan", None)
+
+
+# ---- found in the second review ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_transforms_stay_differentiable_in_closure_parameters(mode, device):
+    x = _t([0.5, -1.0, 2.0], device)
+    w = _t([0.3, 0.7, -1.1], device, requires_grad=True)
+    jac = ad.jacobian(lambda a: ad.sin(a) * w, x, mode=mode)
+    ((jac * jac).sum() + w.sum()).backward()
+    np.testing.assert_allclose(w.grad.numpy(), 2 * w.numpy() * np.cos(x.numpy()) ** 2 + 1,
+                               rtol=1e-13)
+    _, vjp_fn = ad.vjp(lambda a: ad.sin(a) * w, x)
+    (g,) = vjp_fn(ad.ones_like(x))
+    (gw,) = ad.grad(g.sum(), w)
+    np.testing.assert_allclose(gw.numpy(), np.cos(x.numpy()), rtol=1e-13)
+    h = ad.hessian(lambda a: (ad.sin(a) * w).sum(), x)
+    (hw,) = ad.grad(h.sum(), w)
+    np.testing.assert_allclose(hw.numpy(), -np.sin(x.numpy()), rtol=1e-13)
+
+
+def test_function_changing_its_input_in_place(device):
+    class Double(ad.Function):
+        @staticmethod
+        def forward(ctx, a):
+            a.mul_(2.0)
+            ctx.mark_dirty(a)
+            return a
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+        @staticmethod
+        def jvp(ctx, t):
+            return t * 2
+
+    x = _t([0.5, -1.0, 2.0], device)
+    _, t = ad.jvp(lambda a: Double.apply(a * 1.0), x, ad.ones_like(x))
+    np.testing.assert_allclose(t.numpy(), [2.0, 2.0, 2.0])
+
+
+def test_custom_rule_covers_a_body_without_rules(device):
+    class Inner(ad.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            raise NotImplementedError
+
+    kept = []
+
+    @ad.custom_gradient
+    def cube(a):
+        y = Inner.apply(a) * 1.0
+        kept.append(y)
+        return y, lambda g: g * 3 * a ** 2
+
+    cube.defjvp(lambda p, t: [t[0] * 3 * p[0] ** 2])
+    x = _t([0.5, -1.0, 2.0], device)
+    _, t = ad.jvp(cube, x, ad.ones_like(x))
+    np.testing.assert_allclose(t.numpy(), 3 * x.numpy() ** 2)
+    with pytest.raises(ad.ForwardModeError, match="Inner"):  # read outside the body: refused
+        ad.jvp(lambda a: cube(a) + kept[-1], x, ad.ones_like(x))
+
+
+def test_norm_and_std_at_their_edges(device):
+    _, t = ad.jvp(lambda a: ad.norm(a, ord=0.5), _t([0.0, 1.0, 2.0], device),
+                  _t([0.0, 1.0, 0.0], device))
+    assert t.item() == pytest.approx(1 + np.sqrt(2), rel=1e-13)
+    x = _t([0.0, 1.0, 2.0], device, requires_grad=True)
+    (g,) = ad.grad(ad.norm(x, ord=0.5), x)
+    np.testing.assert_allclose(g.numpy(), [0.0, 1 + np.sqrt(2), (1 + np.sqrt(2)) / np.sqrt(2)],
+                               rtol=1e-13)
+    _, t = ad.jvp(ad.std, ad.ones(3, dtype=F64, device=device), _t([1.0, 0.0, 0.0], device))
+    assert t.item() == 0.0
+    c = ad.ones(3, dtype=F64, device=device, requires_grad=True)
+    (g,) = ad.grad(ad.std(c), c)
+    assert not g.numpy().any()
+
+
+def test_reverse_jacobian_stays_batched_beside_user_code(device):
+    """User code off the path to the inputs does not force one backward pass per row."""
+    import gpuad.autograd.functional as fn
+
+    @ad.custom_gradient
+    def ident(a):
+        return a * 1.0, lambda g: g
+
+    w = ident(_t(np.eye(3), device, requires_grad=True))
+    calls = []
+    rows = fn._jacobian_rows
+    fn._jacobian_rows = lambda *a: calls.append(1) or rows(*a)
+    try:
+        jac = ad.jacobian(lambda a: w @ ad.sin(a), _t([0.1, 0.2, 0.3], device), mode="reverse")
+        assert not calls
+        ad.jacobian(lambda a: ident(ad.sin(a)), _t([0.1, 0.2, 0.3], device), mode="reverse")
+        assert calls
+    finally:
+        fn._jacobian_rows = rows
+    np.testing.assert_allclose(jac.numpy(), np.diag(np.cos([0.1, 0.2, 0.3])), rtol=1e-14)
+
+
+def test_results_are_writable(device):
+    x = _t([1.0, 2.0, 3.0], device)
+    _, t = ad.jvp(lambda a: a + ad.zeros((2, 3), dtype=F64, device=device), x, ad.ones_like(x))
+    t.add_(1.0)
+    np.testing.assert_allclose(t.numpy(), np.full((2, 3), 2.0))

@@ -166,17 +166,17 @@ def _topological(roots, mark=None):
     return order
 
 
-def runs_user_code(roots, mark=None):
-    """Whether a backward pass from the nodes ``roots`` would run user code: custom gradient
-    rules or hooks. Batched Jacobians push forward-mode tangents through the backward rules,
-    which is exact for gpuad's rules; user code might leave gpuad (and drop the tangents)."""
-    for node in _topological(roots, mark):
+def runs_user_code(roots, targets, mark=None):
+    """Whether a backward pass from the nodes ``roots`` to the tensors ``targets`` would run
+    user code: custom gradient rules or hooks on the way. Batched Jacobians push forward-mode
+    tangents through the backward rules, which is exact for gpuad's rules; user code might
+    leave gpuad (and drop the tangents)."""
+    order = _topological(roots, mark)
+    keys = {t._grad_fn or t for t in targets}
+    for node in _needed(order, keys, mark):
         if node.op.vjps is None or node.hooks:
             return True
-        for p in _edges(node, mark):
-            if p is not None and p.__class__ is not Node and p._hooks:
-                return True
-    return False
+    return any(t._hooks or (t._grad_fn is not None and t._grad_fn.hooks) for t in targets)
 
 
 def _needed(order, targets, mark=None):

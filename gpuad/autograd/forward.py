@@ -113,12 +113,14 @@ def push(op, inputs, out, saved):
     if not found:
         return
     rule = op.jvp
-    if rule is None:
-        raise ForwardModeError(
-            f"gpuad: forward mode reached {op.name}, which has no JVP rule; give it one "
-            "(ad.Function: a jvp(ctx, *tangents) staticmethod; @ad.custom_gradient: "
-            "f.defjvp(rule)), or compute this derivative in reverse mode"
-        )
+    if rule is None or mode.deferring:
+        unruled = _unruled(op, inputs, found)
+        if unruled is not None:
+            if not mode.deferring:
+                unruled.refuse()
+            # the enclosing custom op's own rule replaces the tangents of its body
+            carry(out, {lvl: unruled for lvl in found})
+            return
     # The rules see the output as a new tensor (so its tangents never point back at it) that
     # carries the tangents of the levels done so far: the lower ones, visible to the next rule.
     y = Tensor(out._a, out._dev, out._grad_fn, out._rg)
@@ -127,6 +129,9 @@ def push(op, inputs, out, saved):
     try:
         for lvl in sorted(found):
             ts = tuple(tangent(x, lvl) for x in inputs)
+            for t in ts:
+                if t.__class__ is Unruled:  # read outside the custom body that made it
+                    t.refuse()
             mode.masked = masked.union(v for v in live if v >= lvl)
             if rule is DIAGONAL:
                 t = _diagonal(op, ts, y, saved)
@@ -143,6 +148,51 @@ def push(op, inputs, out, saved):
         if node is not None and op.save_out and node.out is out._a:
             # the backward rules read the output: with its tangents (forward over reverse)
             node.out = carry(Tensor(out._a, out._dev), tans)
+
+
+class Unruled:
+    """The tangent of a result of an op without a JVP rule, made inside the body of a custom
+    op that has a rule of its own (which replaces the body's output tangents). Reading it, as
+    an op of the body that the rule does not replace would, raises."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def refuse(self):
+        raise ForwardModeError(
+            f"gpuad: forward mode reached {self.name}, which has no JVP rule; give it one "
+            "(ad.Function: a jvp(ctx, *tangents) staticmethod; @ad.custom_gradient: "
+            "f.defjvp(rule)), or compute this derivative in reverse mode"
+        )
+
+
+class deferring:
+    """Inside the block (the body of a custom op with its own JVP rule), ops without a JVP
+    rule leave an :class:`Unruled` marker instead of raising at once."""
+
+    def __init__(self, on):
+        self.on = bool(on)
+
+    def __enter__(self):
+        mode.deferring += self.on
+
+    def __exit__(self, *exc):
+        mode.deferring -= self.on
+
+
+def _unruled(op, inputs, found):
+    """The marker ``op``'s output gets when its tangent cannot be computed: the op has no JVP
+    rule, or an input's tangent is a marker. None: it can."""
+    if op.jvp is None:
+        return Unruled(op.name)
+    for x in inputs:
+        for lvl in found:
+            t = tangent(x, lvl)
+            if t.__class__ is Unruled:
+                return t
+    return None
 
 
 class PerOutput(tuple):

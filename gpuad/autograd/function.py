@@ -19,7 +19,7 @@ import inspect
 from ..errors import CustomGradientError
 from ..tensor import Tensor, needs_grad, record
 from . import structure
-from .forward import PerOutput, carry
+from .forward import PerOutput, carry, deferring
 from .grad_mode import count_active, mode, no_grad
 from .node import Op
 
@@ -260,7 +260,8 @@ def custom_gradient(f):
         mode.watchers = mode.watchers + (reads,)
         count_active(1)
         try:
-            result = f(*args, **kwargs)  # recorded as usual, as TensorFlow does: what
+            with deferring(jvp_rule):
+                result = f(*args, **kwargs)  # recorded as usual, as TensorFlow does: what
         finally:  # grad_fn keeps from it is then differentiable to higher order
             mode.watchers = mode.watchers[:-1]
             count_active(-1)
@@ -495,12 +496,16 @@ class Function:
         on = mode.enabled
         ctx = FunctionCtx(tuple(bool(on and needs_grad(a) and a.dtype.kind == "f")
                                 for a in args))
-        with no_grad():
+        tangents = [(a, getattr(a, "_tan", None)) for a in args if isinstance(a, Tensor)]
+        with no_grad(), deferring(cls.jvp is not Function.jvp):
             if cls.setup_context is Function.setup_context:
                 result = cls.forward(ctx, *args, **kwargs)
             else:  # PyTorch 2's form: forward(*args), then setup_context(ctx, inputs, output)
                 result = cls.forward(*args, **kwargs)
                 cls.setup_context(ctx, args, result)
+        for a, tan in tangents:  # the JVP rule starts from the tangents the inputs came with
+            if getattr(a, "_tan", None) is not tan:
+                carry(a, tan if tan is not None else {})
         single = not isinstance(result, tuple)
         outputs = [result] if single else list(result)
         out_at = {id(o): i for i, o in enumerate(outputs) if isinstance(o, Tensor)}

@@ -19,6 +19,7 @@ from ..errors import DeviceMismatchError, ForwardModeError
 from ..tensor import Tensor, needs_grad, tape_tracked
 from . import engine, forward, structure
 from .grad_mode import enable_grad, mode
+from .node import Node
 
 _MODES = ("auto", "forward", "reverse")
 
@@ -61,6 +62,7 @@ def vjp(f, *primals, argnums=None):
         out = f(*args)
     outs = structure.flatten(out)
     _check_outputs("vjp", outs)
+    create = create or _reaches_outside(outs, inputs)
 
     def vjp_fn(cotangents):
         cts = structure.flatten(cotangents)
@@ -117,6 +119,7 @@ def hessian(f, primals, argnums=None):
         with enable_grad():
             y = f(*args)
         _check_scalar("hessian", y)
+        create = create or _reaches_outside([y], inputs)
         grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
         rows = _take_tangents(grads, lvl, sum(sizes))
     table = []
@@ -151,6 +154,7 @@ def hvp(f, primals, v, argnums=None):
         with enable_grad():
             y = f(*args)
         _check_scalar("hvp", y)
+        create = create or _reaches_outside([y], inputs)
         grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
         out = _take_tangents(grads, lvl, 1)
     out = [_zeros(x.shape, x) if t is None else t.reshape(x.shape)
@@ -190,7 +194,7 @@ def _jacobian_reverse(outs, inputs, create):
     live = [o for o in outs if o._rg]
     if not live:
         return [[_zeros(o.shape + x.shape, x) for x in inputs] for o in outs]
-    if engine.runs_user_code([o._grad_fn for o in live if o._grad_fn is not None]):
+    if engine.runs_user_code([o._grad_fn for o in live if o._grad_fn is not None], inputs):
         return _jacobian_rows(outs, inputs, create)
     sizes = [o.size for o in outs]
     m = sum(sizes)
@@ -300,7 +304,34 @@ def _record(f, args, nums):
         out = f(*args)
     outs = structure.flatten(out)
     _check_outputs("jacobian", outs)
-    return out, outs, inputs, create
+    return out, outs, inputs, create or _reaches_outside(outs, inputs)
+
+
+def _reaches_outside(outs, inputs):
+    """Whether (with grad mode on) the graph behind ``outs`` also depends on something tracked
+    besides ``inputs``: a leaf that requires grad (a parameter in a closure), or anything a
+    tape recorded or watches. Then the backward pass is recorded, so the results stay
+    differentiable with respect to it, as the forward-mode results are."""
+    if not mode.enabled:
+        return False
+    own = {id(x) for x in inputs}
+    stack = [o._grad_fn for o in outs if isinstance(o, Tensor) and o._grad_fn is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.tapes:
+            return True
+        for p in node.taped or node.parents:
+            if p is None:
+                continue
+            if p.__class__ is Node:
+                stack.append(p)
+            elif id(p) not in own:
+                return True
+    return False
 
 
 def _grads(y, inputs, create):
@@ -339,11 +370,22 @@ def _take_tangents(outs, lvl, k):
             raise TypeError(f"gpuad: the function returned a {type(o).__name__}; it must "
                             "return tensors (or nested lists/tuples/dicts of them)")
     found = [None if o is None else forward.tangent(o, lvl) for o in outs]
+    for t in found:
+        if t.__class__ is forward.Unruled:
+            t.refuse()
     for o in outs:
         if o is not None:
             forward.drop(o, lvl)
     return [_zeros((k,) + o.shape, o) if t is None and o is not None and o.dtype.kind == "f"
-            else t for o, t in zip(outs, found)]
+            else _writable(t) for o, t in zip(outs, found)]
+
+
+def _writable(t):
+    """A result the caller may change in place: not a broadcast view (elements sharing
+    memory), which a tangent may be."""
+    if t is not None and any(st == 0 and n > 1 for st, n in zip(t._a.strides, t._a.shape)):
+        return t.clone()
+    return t
 
 
 def _identity_blocks(xs):

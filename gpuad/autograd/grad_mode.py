@@ -20,6 +20,7 @@ class _Mode(threading.local):
     creating = False  # inside a backward pass with create_graph=True
     levels = ()
     masked = frozenset()
+    deferring = 0  # inside the body of a custom op that has its own JVP rule
 
 
 mode = _Mode()

@@ -220,7 +220,7 @@ class GradientTape:
         flat, rebuild = structure.flatten(sources), structure.unflattener(sources)
         _tensors(flat, "sources")
         try:
-            if self._batchable(y):
+            if self._batchable(y, flat):
                 eye = y._dev.backend.eye(y.size, dtype=y.dtype)
                 grads = self._backward_batched(y, eye.reshape((y.size,) + y.shape), flat)
                 return rebuild([_finish(None if g is None else g.reshape(y.shape + s.shape),
@@ -253,7 +253,7 @@ class GradientTape:
         per_example = y.size // batch if batch else 0
         shape = y.shape + x.shape[1:]
         try:
-            if self._batchable(y):
+            if self._batchable(y, [x]):
                 (g,) = self._backward_batched(y, _example_directions(y, per_example, batch),
                                               [x])
                 if g is not None:  # (per example, batch, ...) -> (batch, per example, ...)
@@ -267,10 +267,10 @@ class GradientTape:
             self._spend()
         return _stack_rows(rows, x, shape, 1, zero)
 
-    def _batchable(self, y):
+    def _batchable(self, y, sources):
         """Whether Jacobian rows can come from one batched pass (no user code in backward)."""
         node = y._grad_fn
-        return y.size > 0 and (node is None or not runs_user_code([node], self._mark))
+        return y.size > 0 and (node is None or not runs_user_code([node], sources, self._mark))
 
     def _backward_batched(self, y, directions, sources):
         """One backward pass from a zero seed that carries ``directions`` (``(k,) + y.shape``)

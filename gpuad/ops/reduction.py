@@ -107,9 +107,17 @@ def _spread_jvp(ts, x, axis, ddof, keepdims):
 _VAR = Op("var", (lambda g, x, axis, ddof, keepdims: _expand(g, x.shape, axis, keepdims)
                   * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),),
           jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) * 2)
-_STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: _expand(g / y, x.shape, axis, keepdims)
+def _nonzero(y):
+    """``y`` with its zeros replaced by ones: where the spread is zero, so is x - mean, and
+    std's derivative comes out 0 (PyTorch's convention) instead of 0/0."""
+    return where(y == 0, 1, y)
+
+
+_STD = Op("std", (lambda g, y, x, axis, ddof, keepdims:
+                  _expand(g / _nonzero(y), x.shape, axis, keepdims)
                   * _centered(x, axis) / (_count(x.shape, axis) - ddof),),
-          jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) / y,
+          jvp=lambda ts, y, x, axis, ddof, keepdims:
+          _spread_jvp(ts, x, axis, ddof, keepdims) / _nonzero(y),
           save_out=True)
 
 
@@ -122,7 +130,7 @@ def var(x, axis=None, ddof=0, keepdims=False):
 
 
 def std(x, axis=None, ddof=0, keepdims=False):
-    """sqrt(var(x)); its gradient is infinite where the spread is zero (as PyTorch)."""
+    """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _wide(x._dev._backend.std, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
@@ -200,10 +208,15 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 def _pnorm_rule(g, y, x, p, axis, keepdims):
-    """d||x||_p/dx = sign(x) |x|^(p-1) / ||x||^(p-1); zero where the norm is zero."""
+    """d||x||_p/dx = sign(x) |x|^(p-1) / ||x||^(p-1); zero where the norm is zero, and (for
+    p < 1, where |x|^(p-1) is infinite) where x is zero, as in PyTorch."""
     safe = where(y == 0, 1, y)
     scale = _expand(g / (safe if p == 2 else safe ** (p - 1)), x.shape, axis, keepdims)
-    return scale * (x if p == 2 else sign(x) * abs(x) ** (p - 1))
+    if p == 2:
+        return scale * x
+    if p < 1:
+        return scale * where(x == 0, 0, sign(x) * abs(where(x == 0, 1, x)) ** (p - 1))
+    return scale * sign(x) * abs(x) ** (p - 1)
 
 
 _PNORM = Op("norm", (_pnorm_rule,), save_out=True,
