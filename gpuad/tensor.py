@@ -352,13 +352,14 @@ def record1(op, x, a, saved):
     return Tensor(a, dev)
 
 
-def record(op, inputs, a, dev, saved):
-    """Wrap the result ``a`` of ``op`` applied to ``inputs`` (tensors and constants)."""
+def record(op, inputs, a, dev, saved, jvp_saved=None):
+    """Wrap the result ``a`` of ``op`` applied to ``inputs`` (tensors and constants).
+    ``jvp_saved``: what the JVP rule reads, when it is more than the node keeps."""
     backend = dev._backend
     if a.__class__ is not backend.array_type:
         a = backend.asarray(a)
     if active[0]:
-        out = _record_special(op, inputs, a, dev, saved)
+        out = _record_special(op, inputs, a, dev, saved, jvp_saved)
         if out is not None:
             return out
     if mode.enabled:
@@ -393,16 +394,17 @@ def _attach(op, parents, a, dev, saved, rg=True):
 
 # ---- recording while gradient tapes are active ------------------------------------------
 
-def needs_grad(t):
+def needs_grad(t, tangents=True):
     """Whether an op must keep what input ``t``'s derivative rules read: ``t`` requires grad,
-    a gradient tape now recording watches it, or it carries a forward-mode tangent."""
+    a gradient tape now recording watches it, or (with ``tangents``) it carries a
+    forward-mode tangent."""
     if not isinstance(t, Tensor):
         return False
     if t._rg:
         return True
     if not active[0]:
         return False
-    if mode.levels and _forward().has_tangent(t):
+    if tangents and mode.levels and _forward().has_tangent(t):
         return True
     return bool(mode.enabled and mode.tapes and tape_tracked(t))
 
@@ -463,7 +465,7 @@ def _record_taped(op, inputs, a, dev, saved):
     return out
 
 
-def _record_special(op, inputs, a, dev, saved):
+def _record_special(op, inputs, a, dev, saved, jvp_saved=None):
     """The part of :func:`record` that runs only while some tape, custom-gradient collector or
     forward level is active (in any thread): note the reads, record on this thread's tapes,
     push forward-mode tangents. None: go on with the plain path."""
@@ -477,7 +479,7 @@ def _record_special(op, inputs, a, dev, saved):
                 if isinstance(t, Tensor) and t._base is not None and t._view_ver != t._ver[0]:
                     _refresh(t)
             out = Tensor(a, dev)
-        _forward().push(op, inputs, out, saved)
+        _forward().push(op, inputs, out, saved if jvp_saved is None else jvp_saved)
         return out
     if not mode.enabled:
         return Tensor(a, dev)

@@ -783,3 +783,73 @@ def test_results_are_writable(device):
     _, t = ad.jvp(lambda a: a + ad.zeros((2, 3), dtype=F64, device=device), x, ad.ones_like(x))
     t.add_(1.0)
     np.testing.assert_allclose(t.numpy(), np.full((2, 3), 2.0))
+
+
+# ---- found in the third review ----------------------------------------------------------------
+
+def test_in_place_through_a_stale_view_inside_jvp(device):
+    x = _t([1.0, 2.0, 3.0], device, requires_grad=True)
+
+    def f(c):
+        y = x * 1.0
+        v = y[0:2]
+        y.mul_(3.0)  # v is stale now
+        v.add_(x[0:2] * c)
+        return y
+
+    out, t = ad.jvp(f, _t(2.0, device), _t(1.0, device))
+    np.testing.assert_allclose(t.numpy(), [1.0, 2.0, 0.0])
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 5.0, 3.0])
+
+
+def test_no_grad_update_inside_a_level_keeps_requires_grad(device):
+    w = _t([1.0, 2.0, 3.0], device, requires_grad=True)
+
+    def step(lr):
+        loss = (w * w).sum()
+        (g,) = ad.grad(loss, w, create_graph=True)
+        with ad.no_grad():
+            w.sub_(g * 0.0)  # a parameter update inside forward mode
+        return (w * lr).sum()
+
+    _, t = ad.jvp(step, _t(0.1, device), _t(1.0, device))
+    assert w.requires_grad and w.is_leaf
+    assert t.item() == pytest.approx(6.0)
+
+
+def test_reverse_transforms_of_variables_stay_on_the_tape(device):
+    x = ad.Variable(np.linspace(0.1, 1.0, 4), dtype=F64, device=device)
+    with ad.GradientTape() as tape:
+        h = ad.hessian(lambda a: (a ** 3).sum(), x)
+        s = h.sum()
+    assert not h.requires_grad
+    np.testing.assert_allclose(tape.gradient(s, x).numpy(), np.full(4, 6.0))
+
+
+def test_jvp_keeps_only_what_backward_needs(device):
+    w = _t([1.0, 2.0], device, requires_grad=True)
+
+    def f(c):
+        y = w * 2.0
+        return (y * c).sum(), y
+
+    (z, y), _ = ad.jvp(f, _t([5.0, 7.0], device), ad.ones(2, dtype=F64, device=device))
+    y.add_(1.0)  # y was saved for the JVP only, not for z's backward (c needs no gradient)
+    z.backward()
+    np.testing.assert_allclose(w.grad.numpy(), [10.0, 14.0])
+
+
+def test_second_derivatives_at_kinks_follow_pytorch(device):
+    h = ad.hessian(ad.norm, ad.zeros(3, dtype=F64, device=device))
+    assert not h.numpy().any()
+    h = ad.hessian(lambda a: ad.std(a, ddof=1), ad.ones(3, dtype=F64, device=device))
+    assert not h.numpy().any()
+
+
+def test_scalar_tangents_and_numpy_argnums(device):
+    _, t = ad.jvp(ad.sin, _t(1.0, device), 1.0)
+    assert t.item() == pytest.approx(np.cos(1.0))
+    j = ad.jacobian(lambda a, b: a * b, (_t([1.0], device), _t([2.0], device)),
+                    argnums=np.int64(1))
+    assert j.item() == 1.0

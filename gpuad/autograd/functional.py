@@ -32,7 +32,7 @@ def jvp(f, primals, tangents, argnums=None, batched=False):
     output tangents. Outputs keep ``f``'s structure (a tensor, or nested lists/tuples/dicts).
     """
     args, nums, _ = _arguments("jvp", primals, argnums)
-    tangents = (tangents,) if isinstance(tangents, Tensor) else tuple(tangents)
+    tangents = tuple(tangents) if isinstance(tangents, (list, tuple)) else (tangents,)
     if len(tangents) != len(nums):
         raise ValueError(f"gpuad.jvp: got {len(tangents)} tangents for {len(nums)} "
                          "differentiated arguments; pass one per argument")
@@ -62,7 +62,7 @@ def vjp(f, *primals, argnums=None):
         out = f(*args)
     outs = structure.flatten(out)
     _check_outputs("vjp", outs)
-    create = create or _reaches_outside(outs, inputs)
+    create = _stronger(create, _reaches_outside(outs, inputs))
 
     def vjp_fn(cotangents):
         cts = structure.flatten(cotangents)
@@ -70,11 +70,11 @@ def vjp(f, *primals, argnums=None):
             raise ValueError(f"gpuad: vjp_fn got {len(cts)} cotangents for {len(outs)} "
                              "outputs; pass one per output, in the structure of the outputs")
         pairs = [(o, c) for o, c in zip(outs, cts) if o._rg and c is not None]
+        kind = _stronger(create, mode.enabled and _tracking(cts))
         grads = (engine.grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
-                             retain_graph=True, create_graph=create or _tracked(cts),
-                             allow_unused=True)
+                             retain_graph=True, create_graph=bool(kind), allow_unused=True)
                  if pairs else (None,) * len(inputs))
-        return tuple(_zeros_if_none(g, x) for g, x in zip(grads, inputs))
+        return _settle(tuple(_zeros_if_none(g, x) for g, x in zip(grads, inputs)), kind)
 
     return out, vjp_fn
 
@@ -100,7 +100,7 @@ def jacobian(f, primals, mode="auto", argnums=None):
             return _jacobian_forward(f, args, nums, single_in)
         except ForwardModeError:  # a custom op without a JVP rule: reverse mode can do it
             pass
-    return _nest(out, single_in, _jacobian_reverse(outs, inputs, create))
+    return _settle(_nest(out, single_in, _jacobian_reverse(outs, inputs, create)), create)
 
 
 def hessian(f, primals, argnums=None):
@@ -119,7 +119,7 @@ def hessian(f, primals, argnums=None):
         with enable_grad():
             y = f(*args)
         _check_scalar("hessian", y)
-        create = create or _reaches_outside([y], inputs)
+        create = _stronger(create, _reaches_outside([y], inputs))
         grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
         rows = _take_tangents(grads, lvl, sum(sizes))
     table = []
@@ -133,7 +133,7 @@ def hessian(f, primals, argnums=None):
             block = block.reshape((sizes[j],) + x_i.shape)
             row.append(_directions_last(block).reshape(x_i.shape + x_j.shape))
         table.append(row[0] if single_in else tuple(row))
-    return table[0] if single_in else tuple(table)
+    return _settle(table[0] if single_in else tuple(table), create)
 
 
 def hvp(f, primals, v, argnums=None):
@@ -141,7 +141,7 @@ def hvp(f, primals, v, argnums=None):
     reverse (one backward pass, one tangent); ``v`` has one tensor per differentiated
     argument."""
     args, nums, single_in = _arguments("hvp", primals, argnums)
-    vs = (v,) if isinstance(v, Tensor) else tuple(v)
+    vs = tuple(v) if isinstance(v, (list, tuple)) else (v,)
     if len(vs) != len(nums):
         raise ValueError(f"gpuad.hvp: got {len(vs)} vectors for {len(nums)} differentiated "
                          "arguments; pass one per argument")
@@ -150,16 +150,16 @@ def hvp(f, primals, v, argnums=None):
         for i, vi in zip(nums, vs):
             args[i] = forward.seed(_alias(args[i]), lvl, _tangent(vi, args[i], i, False))
         args, inputs, create = _reverse_inputs(args, nums)
-        create = create or (mode.enabled and _tracked(vs))  # H v differentiable in v too
+        create = _stronger(create, mode.enabled and _tracking(vs))  # H v differentiable in v
         with enable_grad():
             y = f(*args)
         _check_scalar("hvp", y)
-        create = create or _reaches_outside([y], inputs)
+        create = _stronger(create, _reaches_outside([y], inputs))
         grads = _grads(y, inputs, create) if y._rg else [None] * len(inputs)
         out = _take_tangents(grads, lvl, 1)
     out = [_zeros(x.shape, x) if t is None else t.reshape(x.shape)
            for t, x in zip(out, inputs)]
-    return (y if create else y.detach()), out[0] if single_in else tuple(out)
+    return _settle(((y if create else y.detach()), out[0] if single_in else tuple(out)), create)
 
 
 # ---- Jacobians ------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def _jacobian_reverse(outs, inputs, create):
             seeds.append(forward.seed(g, lvl, v))
         pairs = [(o, s) for o, s in zip(outs, seeds) if o._rg]
         grads = engine.grad([o for o, _ in pairs], inputs, [s for _, s in pairs],
-                            retain_graph=True, create_graph=create, allow_unused=True)
+                            retain_graph=True, create_graph=bool(create), allow_unused=True)
         t_in = _take_tangents(grads, lvl, m)
     table = []
     for r, o in enumerate(outs):
@@ -224,7 +224,7 @@ def _jacobian_rows(outs, inputs, create):
             seed = backend.zeros(o.size, dtype=o.dtype)
             seed[r] = 1
             seed = Tensor(seed.reshape(o.shape), o._dev)
-            grads = (engine.grad(o, inputs, seed, retain_graph=True, create_graph=create,
+            grads = (engine.grad(o, inputs, seed, retain_graph=True, create_graph=bool(create),
                                  allow_unused=True) if o._rg else (None,) * len(inputs))
             for acc, g, x in zip(rows, grads, inputs):
                 acc.append(_zeros_if_none(g, x))
@@ -241,8 +241,8 @@ def _arguments(name, primals, argnums):
     args = (primals,) if single else tuple(primals)
     if argnums is None:
         nums = tuple(range(len(args)))
-    elif isinstance(argnums, int):
-        nums, single = (argnums,), True
+    elif hasattr(argnums, "__index__"):
+        nums, single = (int(argnums),), True
     else:
         nums, single = tuple(argnums), False
     if not nums:
@@ -276,14 +276,16 @@ def _alias(x):
 
 def _reverse_inputs(args, nums):
     """The arguments with the differentiated ones made to require grad, those inputs, and
-    whether the backward pass must be recorded (something outside tracks an input)."""
+    whether the backward pass must be recorded because something outside tracks an input:
+    False, "tape" (only gradient tapes) or "rg" (it requires grad)."""
     args = list(args)
     inputs = []
     create = False
     for i in nums:
         x = args[i]
-        outer = mode.enabled and (x._rg or (bool(mode.tapes) and tape_tracked(x)))
-        create = create or outer
+        outer = mode.enabled and ("rg" if x._rg else
+                                  "tape" if mode.tapes and tape_tracked(x) else False)
+        create = _stronger(create, outer)
         if outer or forward.has_tangent(x):
             a = _alias(x)
         else:
@@ -304,42 +306,68 @@ def _record(f, args, nums):
         out = f(*args)
     outs = structure.flatten(out)
     _check_outputs("jacobian", outs)
-    return out, outs, inputs, create or _reaches_outside(outs, inputs)
+    return out, outs, inputs, _stronger(create, _reaches_outside(outs, inputs))
 
 
 def _reaches_outside(outs, inputs):
     """Whether (with grad mode on) the graph behind ``outs`` also depends on something tracked
-    besides ``inputs``: a leaf that requires grad (a parameter in a closure), or anything a
-    tape recorded or watches. Then the backward pass is recorded, so the results stay
-    differentiable with respect to it, as the forward-mode results are."""
+    besides ``inputs``: "rg" for a leaf that requires grad (a parameter in a closure), "tape"
+    for only what gradient tapes recorded or watch, else False. Then the backward pass is
+    recorded, so the results stay differentiable with respect to it, as forward mode's are."""
     if not mode.enabled:
         return False
     own = {id(x) for x in inputs}
     stack = [o._grad_fn for o in outs if isinstance(o, Tensor) and o._grad_fn is not None]
     seen = set()
+    found = False
     while stack:
         node = stack.pop()
         if node in seen:
             continue
         seen.add(node)
         if node.tapes:
-            return True
+            found = "tape"
         for p in node.taped or node.parents:
             if p is None:
                 continue
             if p.__class__ is Node:
                 stack.append(p)
             elif id(p) not in own:
-                return True
-    return False
+                if p._rg:
+                    return "rg"
+                found = "tape"
+    return found
+
+
+def _stronger(a, b):
+    """The stronger of two reasons to record the backward pass: "rg" > "tape" > False."""
+    return "rg" if "rg" in (a, b) else ("tape" if "tape" in (a, b) else False)
+
+
+def _settle(results, create):
+    """Results that only tapes track do not require grad (they stay on the tapes, as
+    Variables' results do), like forward mode's."""
+    if create == "tape":
+        for r in structure.flatten(results):
+            if isinstance(r, Tensor) and r._rg and r._grad_fn is not None:
+                r._rg = False
+    return results
 
 
 def _grads(y, inputs, create):
+    create = bool(create)
     return engine.grad(y, inputs, retain_graph=create, create_graph=create, allow_unused=True)
 
 
-def _tracked(ts):
-    return any(isinstance(t, Tensor) and needs_grad(t) for t in ts)
+def _tracking(ts):
+    """What tracks the tensors ``ts``: "rg", "tape" or False (see :func:`_reverse_inputs`)."""
+    kind = False
+    for t in ts:
+        if isinstance(t, Tensor) and needs_grad(t, tangents=False):
+            if t._rg:
+                return "rg"
+            kind = "tape"
+    return kind
 
 
 def _tangent(v, x, i, batched):

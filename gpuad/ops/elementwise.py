@@ -9,7 +9,7 @@ over). Rules are written with gpuad ops, so they are differentiable again.
 import math
 
 from ..autograd.forward import DIAGONAL
-from ..autograd.grad_mode import active
+from ..autograd.grad_mode import active, mode
 from ..autograd.node import Op
 from ..dtypes import float16, float32
 from ..tensor import Tensor, needs_grad, record, record1
@@ -163,10 +163,12 @@ def _binary(name, method, rule_a, rule_b, reads=((True, True), (True, True))):
                 _refresh_view(b)
             # An operand is a tensor exactly when its raw value is not itself (operands keeps
             # Python scalars raw); the tape check costs only while a tape is active.
-            need_a = xa is not a and (a._rg or (active[0] > 0 and needs_grad(a)))
-            need_b = xb is not b and (b._rg or (active[0] > 0 and needs_grad(b)))
+            need_a = xa is not a and (a._rg or (active[0] > 0 and needs_grad(a, False)))
+            need_b = xb is not b and (b._rg or (active[0] > 0 and needs_grad(b, False)))
             saved = (a if (need_a and reads[0][0]) or (need_b and reads[1][0]) else None,
                      b if (need_a and reads[0][1]) or (need_b and reads[1][1]) else None)
+            if active[0] and mode.levels:  # the JVP rules read both (the node keeps its own)
+                return record(op, (a, b), out, dev, saved, (a, b))
         return record(op, (a, b), out, dev, saved)
 
     forward.__name__ = forward.__qualname__ = name

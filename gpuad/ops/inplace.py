@@ -53,14 +53,18 @@ def _tracking(t, other=None):
     """Whether the change must be recorded: grad mode is on and the tensor, the new value, or
     the base the tensor views requires grad or is watched by a recording gradient tape; or
     (whatever the grad mode) one of them carries a forward-mode tangent."""
-    if mode.levels and any(has_tangent(v) for v in (t, other, t._base)):
-        return True
+    base = t._base
+    if base is not None and t._view_ver != t._ver[0] and (mode.enabled or mode.levels):
+        refresh_view(t)
+    if mode.levels and any(has_tangent(v) for v in (t, other, base)):
+        if not mode.enabled:
+            return True
+        tangents = True
+    else:
+        tangents = False
     if not mode.enabled:
         return False
-    base = t._base
     if base is not None:
-        if t._view_ver != t._ver[0]:
-            refresh_view(t)
         if base._rg and not t._rg:
             raise RuntimeError(
                 f"gpuad: a view (shape {t.shape}) of a tensor that requires grad was made under "
@@ -69,7 +73,7 @@ def _tracking(t, other=None):
                 "with grad mode on, or change it inside no_grad"
             )
     involved = (t, other, base)
-    if any(isinstance(v, Tensor) and v._rg for v in involved):
+    if tangents or any(isinstance(v, Tensor) and v._rg for v in involved):
         return True
     return bool(mode.tapes) and any(isinstance(v, Tensor) and tape_tracked(v) for v in involved)
 
@@ -117,6 +121,13 @@ def _rebase(t, new, name):
     if new.dtype != t.dtype:
         new = astype(new, t.dtype)
     t._dev._backend.setitem(t._a, Ellipsis, new._a)
+    if not mode.enabled:  # only tangents to carry: the graph stays as it was
+        _take_tangents(t, new)
+        base = t._base
+        if base is not None:
+            flat = _setitem_functional(reshape(_snapshot(base), (-1,)), (view_positions(t),), t)
+            _take_tangents(base, flat)
+        return
     old = t._grad_fn
     if old is not None and old.retained is not None and new._grad_fn is not None:
         new._grad_fn.retained, old.retained = old.retained, None  # .grad of the new value

@@ -108,16 +108,18 @@ _VAR = Op("var", (lambda g, x, axis, ddof, keepdims: _expand(g, x.shape, axis, k
                   * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),),
           jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) * 2)
 def _nonzero(y):
-    """``y`` with its zeros replaced by ones: where the spread is zero, so is x - mean, and
-    std's derivative comes out 0 (PyTorch's convention) instead of 0/0."""
+    """``y`` with its zeros replaced by ones, so that 0/0 is not computed where std's
+    derivative is defined as 0 (zero spread, PyTorch's convention; masked as a whole, so
+    its own derivative there is 0 too)."""
     return where(y == 0, 1, y)
 
 
-_STD = Op("std", (lambda g, y, x, axis, ddof, keepdims:
+_STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: where(
+                  _expand(y, x.shape, axis, keepdims) == 0, 0,
                   _expand(g / _nonzero(y), x.shape, axis, keepdims)
-                  * _centered(x, axis) / (_count(x.shape, axis) - ddof),),
+                  * _centered(x, axis) / (_count(x.shape, axis) - ddof)),),
           jvp=lambda ts, y, x, axis, ddof, keepdims:
-          _spread_jvp(ts, x, axis, ddof, keepdims) / _nonzero(y),
+          where(y == 0, 0, _spread_jvp(ts, x, axis, ddof, keepdims) / _nonzero(y)),
           save_out=True)
 
 
@@ -213,7 +215,7 @@ def _pnorm_rule(g, y, x, p, axis, keepdims):
     safe = where(y == 0, 1, y)
     scale = _expand(g / (safe if p == 2 else safe ** (p - 1)), x.shape, axis, keepdims)
     if p == 2:
-        return scale * x
+        return where(_expand(y, x.shape, axis, keepdims) == 0, 0, scale * x)
     if p < 1:
         return scale * where(x == 0, 0, sign(x) * abs(where(x == 0, 1, x)) ** (p - 1))
     return scale * sign(x) * abs(x) ** (p - 1)
