@@ -1,0 +1,158 @@
+"""The math of kernels/elementwise.cuh, compiled for the host and run against the NumPy
+backend (forward) and the ops' own rules (derivatives), in float32 and float64, on random
+values and on the edges: 0, -0, +-1, +-1e4, +-inf, nan and the smallest normal. Also: every
+elementwise op has a kernel, and every kernel a check here."""
+import re
+import warnings
+
+import numpy as np
+import pytest
+from kernel_harness import KERNELS, Harness, build_host_library, host_compiler
+
+import gpuad as ad
+import gpuad.ops.elementwise as ew
+from gpuad.autograd.forward import DIAGONAL
+from gpuad.autograd.node import Op
+from gpuad.backends.kernel_table import BINARY, SELECTION, UNARY, kernel_functions
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=4e-6, atol=1e-6), np.float64: dict(rtol=1e-13, atol=1e-13)}
+PARAMS = {"leaky_relu": (0.1,), "elu": (1.3,), "softplus": (1.5, 20.0)}
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler (g++, c++ or clang++) on this machine to build the "
+                    "host harness of kernels/elementwise.cuh")
+    return Harness(build_host_library(tmp_path_factory.mktemp("kernels")))
+
+
+def _values(dtype, n=600, lo=-3.0, hi=3.0):
+    tiny = np.finfo(dtype).tiny
+    edges = [0.0, -0.0, 1.0, -1.0, 1e4, -1e4, np.inf, -np.inf, np.nan, tiny, -tiny, 0.5, -0.5]
+    rng = np.random.default_rng(0)
+    return np.concatenate([np.array(edges), rng.uniform(lo, hi, n)]).astype(dtype)
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def _same(got, want, dtype, what):
+    want = np.asarray(want, dtype=dtype)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: nan places")
+    np.testing.assert_allclose(got, want, equal_nan=True, err_msg=what, **TOL[dtype])
+
+
+def _op(row):
+    fn = ew.step if row.op == "step" else getattr(ad, row.op)
+    if row.kernel == "gelu_tanh":
+        return lambda x: fn(x, approximate="tanh")
+    return lambda x: fn(x, *PARAMS.get(row.op, ()))
+
+
+def _forward_ref(row, x):
+    backend = ad.device("cpu").backend
+    method = getattr(backend, row.method)
+    if row.op == "gelu":
+        return method(x, "tanh" if row.kernel == "gelu_tanh" else "none")
+    return method(x, *PARAMS.get(row.op, ()))
+
+
+def _grad(fn, xs, g, dtype):
+    ts = [ad.tensor(x, dtype=dtype, requires_grad=True) for x in xs]
+    out = _quiet(fn, *ts)
+    grads = _quiet(ad.grad, out, ts, ad.tensor(g, dtype=dtype), allow_unused=True)
+    return [np.zeros_like(x) if gr is None else gr.numpy() for gr, x in zip(grads, xs)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("row", UNARY, ids=[r.kernel for r in UNARY])
+def test_unary_kernel_matches_backend_and_rule(row, dtype, kernel):
+    x = _values(dtype)
+    params = PARAMS.get(row.op, ())
+    y = kernel(f"{row.kernel}_fwd", dtype, x, params=params)
+    _same(y, _quiet(_forward_ref, row, x), dtype, f"{row.kernel}_fwd")
+    g = np.random.default_rng(1).standard_normal(x.size).astype(dtype)
+    want = _grad(_op(row), [x], g, dtype)[0]
+    reads = {"x": [x], "y": [_quiet(_forward_ref, row, x)], None: []}[row.reads]
+    got = kernel(f"{row.kernel}_bwd", dtype, g, *reads, params=params)
+    _same(got, want, dtype, f"{row.kernel}_bwd")
+
+
+def _pairs(dtype, positive_base=False):
+    edges = np.array([0.0, -0.0, 1.0, -1.0, 2.0, 1e4, -1e4, np.inf, -np.inf, np.nan, 0.5])
+    a, b = np.meshgrid(edges, edges)
+    rng = np.random.default_rng(2)
+    ra, rb = rng.uniform(-3, 3, 400), rng.uniform(-3, 3, 400)
+    if positive_base:
+        ra = np.abs(ra) + 0.1
+    rb[:50] = ra[:50]  # ties
+    return (np.concatenate([a.ravel(), ra]).astype(dtype),
+            np.concatenate([b.ravel(), rb]).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("op", list(BINARY))
+def test_binary_kernel_matches_backend_and_rules(op, dtype, kernel):
+    a, b = _pairs(dtype, positive_base=op == "pow")
+    backend = ad.device("cpu").backend
+    _same(kernel(f"{op}_fwd", dtype, a, b), _quiet(getattr(backend, BINARY[op]), a, b), dtype,
+          f"{op}_fwd")
+    g = np.random.default_rng(3).standard_normal(a.size).astype(dtype)
+    want_a, want_b = _grad(getattr(ad, op), [a, b], g, dtype)
+    _same(kernel(f"{op}_bwd_a", dtype, g, a, b), want_a, dtype, f"{op}_bwd_a")
+    _same(kernel(f"{op}_bwd_b", dtype, g, a, b), want_b, dtype, f"{op}_bwd_b")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_selection_kernels(dtype, kernel):
+    x, y = _pairs(dtype)
+    c = (np.random.default_rng(4).random(x.size) > 0.5).astype(dtype)
+    _same(kernel("where_fwd", dtype, c, x, y), np.where(c != 0, x, y), dtype, "where_fwd")
+    g = np.random.default_rng(5).standard_normal(x.size).astype(dtype)
+    _, gx, gy = _grad(lambda c, x, y: ad.where(c != 0, x, y), [c, x, y], g, dtype)
+    _same(kernel("where_bwd_x", dtype, g, c), gx, dtype, "where_bwd_x")
+    _same(kernel("where_bwd_y", dtype, g, c), gy, dtype, "where_bwd_y")
+    rng = np.random.default_rng(6)
+    lo, hi = rng.uniform(-2, 1, x.size).astype(dtype), rng.uniform(-1, 2, x.size).astype(dtype)
+    xs = rng.uniform(-3, 3, x.size).astype(dtype)
+    xs[:30], xs[30:60] = lo[:30], hi[30:60]  # on the bounds (some with lo > hi)
+    backend = ad.device("cpu").backend
+    _same(kernel("clip_fwd", dtype, xs, lo, hi), backend.clip(xs, lo, hi), dtype, "clip_fwd")
+    wx, wlo, whi = _grad(ad.clip, [xs, lo, hi], g, dtype)
+    for name, want in (("clip_bwd_x", wx), ("clip_bwd_lo", wlo), ("clip_bwd_hi", whi)):
+        _same(kernel(name, dtype, g, xs, lo, hi), want, dtype, name)
+
+
+def _elementwise_ops():
+    """The op names of gpuad/ops/elementwise.py whose Jacobian is diagonal."""
+    names = set()
+    for value in vars(ew).values():
+        op = value if isinstance(value, Op) else getattr(value, "op", None)
+        if isinstance(op, Op) and op.jvp is DIAGONAL:
+            names.add(op.name)
+    return names
+
+
+def test_every_elementwise_op_has_a_kernel():
+    have = {r.op for r in UNARY} | set(BINARY) | set(SELECTION)
+    ops = _elementwise_ops()
+    assert len(ops) > 35
+    assert not ops - have, f"elementwise ops without a kernel: {sorted(ops - have)}"
+    for row in UNARY:  # the table reads what the op's rule reads
+        op = (ew.step if row.op == "step" else getattr(ew, "_" + row.op, None)
+              or getattr(ew, row.op)).op
+        assert op.save_out == (row.reads == "y"), row.op
+
+
+def test_every_kernel_has_a_host_check():
+    header = (KERNELS / "elementwise.cuh").read_text()
+    defined = set(re.findall(r"GPUAD_HD T (\w+_(?:fwd|bwd\w*))\(", header))
+    checked = set(kernel_functions())
+    assert defined, "no kernel functions found in kernels/elementwise.cuh"
+    assert not defined - checked, f"kernels without a host check: {sorted(defined - checked)}"
+    assert not checked - defined, f"table rows without a kernel: {sorted(checked - defined)}"
