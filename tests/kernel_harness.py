@@ -105,3 +105,70 @@ class Harness:
         fn(*[a.ctypes.data_as(ptr) for a in arrays], out.ctypes.data_as(ptr), n,
            *[float(p) for p in params])
         return out
+
+
+ROWWISE = [  # the kernels of kernels/rowwise.cu, as the CUDA backend instantiates them
+    "softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
+    "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward",
+]
+
+
+def rowwise_instances():
+    """A CUDA source that instantiates every row-wise kernel for every data type."""
+    refs = [f"    (void*)&gpuad::{kernel}<{t}, {a}>," for kernel in ROWWISE
+            for t, a in (("__half", "float"), ("float", "float"), ("double", "double"))]
+    return '#include "rowwise.cu"\nvoid* gpuad_kernels[] = {\n' + "\n".join(refs) + "\n};\n"
+
+
+def rowwise_source():
+    """Host wrappers running the row-wise math of kernels/rowwise.cuh one row at a time (a
+    group of one thread), for float and double."""
+    lines = ['#include "rowwise.cuh"', 'extern "C" {']
+    for suffix, (t, _) in CTYPES.items():
+        lines.append(f"""
+void k_softmax_{suffix}(int mode, const {t}* x, {t}* out, long rows, long cols) {{
+    for (long r = 0; r < rows; ++r)
+        gpuad::softmax_row<{t}>(gpuad::Serial(), mode, x + r * cols,
+                                 out + (mode == 2 ? r : r * cols), cols);
+}}
+void k_softmax_backward_{suffix}(int mode, const {t}* g, const {t}* y, const {t}* x, {t}* dx,
+                               long rows, long cols) {{
+    for (long r = 0; r < rows; ++r) {{
+        long one = mode == 2 ? r : r * cols;
+        gpuad::softmax_row_backward<{t}>(gpuad::Serial(), mode, g + one, y + one,
+                                          x + r * cols, dx + r * cols, cols);
+    }}
+}}
+void k_cross_entropy_{suffix}(const {t}* x, const long long* labels, long long ignore,
+                            double eps, {t}* loss, {t}* dlogits, long rows, long cols) {{
+    for (long r = 0; r < rows; ++r)
+        gpuad::cross_entropy_row<{t}>(gpuad::Serial(), x + r * cols, (long)labels[r],
+                                       (long)ignore, ({t})eps, loss + r,
+                                       dlogits + r * cols, cols);
+}}
+void k_bias_act_forward_{suffix}(int act, const {t}* x, const {t}* b, {t}* z, {t}* y, long n,
+                               long cols) {{
+    for (long i = 0; i < n; ++i) {{
+        {t} zi = x[i] + b[i % cols];
+        z[i] = zi;
+        y[i] = gpuad::activation<{t}>(act, zi);
+    }}
+}}
+void k_bias_act_backward_{suffix}(int act, const {t}* g, const {t}* z, const {t}* y, {t}* dz,
+                                {t}* db, long rows, long cols) {{
+    for (long c = 0; c < cols; ++c)
+        db[c] = gpuad::bias_act_column_backward<{t}>(gpuad::Serial(), act, g, z, y, dz, rows,
+                                                      cols, c);
+}}""")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def build_rowwise_library(tmp):
+    src = pathlib.Path(tmp) / "rowwise_harness.cpp"
+    src.write_text(rowwise_source())
+    lib = pathlib.Path(tmp) / "rowwise_harness.so"
+    subprocess.run([host_compiler(), "-O2", "-std=c++17", "-shared", "-fPIC",
+                    "-ffp-contract=off", f"-I{KERNELS}", str(src), "-o", str(lib)],
+                   check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(lib))

@@ -1,0 +1,160 @@
+// gpuad: row-wise math (softmax, log_softmax, logsumexp and their backward; fused softmax
+// cross-entropy; bias-add plus activation), written once for any group of threads that shares
+// a row.
+//
+// A `Group` says which member this thread is (`rank`, `size`) and reduces a value over the
+// group (`max`, `sum`). The device kernels in rowwise.cu use a warp (shuffles) or a whole block
+// (shared memory) per row; tests/test_kernels_host.py runs the same functions on the host with a
+// group of one thread, against the NumPy backend. Values are accumulated in `A` (float for
+// float16 and float32 data, double for double); every reduction has a fixed order, so results
+// are deterministic (no atomics).
+#ifndef GPUAD_ROWWISE_CUH
+#define GPUAD_ROWWISE_CUH
+
+#include "elementwise.cuh"
+
+namespace gpuad {
+
+// the identity of max over a row: -inf
+template <typename A> GPUAD_HD A neg_inf() { return -A(1) / A(0); }
+
+template <typename A> GPUAD_HD bool finite(A v) { return v == v && v - v == A(0); }
+
+// mode: 0 softmax, 1 log_softmax, 2 logsumexp (one value per row, in out[0])
+template <typename A, typename T, typename Group>
+GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, long cols) {
+    A m = neg_inf<A>();
+    for (long j = grp.rank(); j < cols; j += grp.size()) {
+        A v = A(x[j]);
+        m = (v > m || v != v) ? v : m;  // nan wins, as NumPy's max
+    }
+    m = grp.max(m);
+    // logsumexp (and log_softmax, x - logsumexp) shift by a finite max only: an all -inf row
+    // gives -inf, an inf gives inf, as the NumPy backend
+    A shift = (mode != 0 && !finite(m)) ? A(0) : m;
+    A s = A(0);
+    for (long j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - shift);
+    s = grp.sum(s);
+    if (mode == 2) {
+        if (grp.rank() == 0) out[0] = T(log(s) + shift);
+        return;
+    }
+    A lse = log(s) + shift;
+    for (long j = grp.rank(); j < cols; j += grp.size()) {
+        A v = A(x[j]);
+        out[j] = mode == 0 ? T(exp(v - m) / s) : T(v - lse);
+    }
+}
+
+// mode 0: dx = y (g - sum(g y)); mode 1: dx = g - exp(y) sum(g);
+// mode 2 (logsumexp, y and g one per row): dx = g exp(x - y)
+template <typename A, typename T, typename Group>
+GPUAD_HD void softmax_row_backward(const Group& grp, int mode, const T* g, const T* y,
+                                   const T* x, T* dx, long cols) {
+    if (mode == 2) {
+        A gr = A(g[0]), lse = A(y[0]);
+        for (long j = grp.rank(); j < cols; j += grp.size()) {
+            dx[j] = T(gr * exp(A(x[j]) - lse));
+        }
+        return;
+    }
+    A s = A(0);
+    for (long j = grp.rank(); j < cols; j += grp.size()) {
+        s += mode == 0 ? A(g[j]) * A(y[j]) : A(g[j]);
+    }
+    s = grp.sum(s);
+    for (long j = grp.rank(); j < cols; j += grp.size()) {
+        A gj = A(g[j]), yj = A(y[j]);
+        dx[j] = mode == 0 ? T(yj * (gj - s)) : T(gj - exp(yj) * s);
+    }
+}
+
+// Softmax cross-entropy of one row with label smoothing eps: the target is
+// q = (1 - eps) onehot(label) + eps / C, the loss -sum(q log p) = lse - sum(q x), and
+// dlogits = p - q (the upstream gradient multiplies it later). A row whose label is
+// ignore_index gets loss 0 and dlogits 0.
+template <typename A, typename T, typename Group>
+GPUAD_HD void cross_entropy_row(const Group& grp, const T* x, long label, long ignore_index,
+                                A eps, T* loss, T* dlogits, long cols) {
+    if (label == ignore_index) {
+        for (long j = grp.rank(); j < cols; j += grp.size()) dlogits[j] = T(0);
+        if (grp.rank() == 0) loss[0] = T(0);
+        return;
+    }
+    A m = neg_inf<A>();
+    A total = A(0);
+    for (long j = grp.rank(); j < cols; j += grp.size()) {
+        A v = A(x[j]);
+        m = (v > m || v != v) ? v : m;
+        total += v;
+    }
+    m = grp.max(m);
+    total = grp.sum(total);
+    A s = A(0);
+    for (long j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - m);
+    s = grp.sum(s);
+    A lse = log(s) + m;
+    A off = eps / A(cols);
+    for (long j = grp.rank(); j < cols; j += grp.size()) {
+        A q = (j == label ? A(1) - eps : A(0)) + off;
+        dlogits[j] = T(exp(A(x[j]) - m) / s - q);
+    }
+    if (grp.rank() == 0) {
+        loss[0] = T(lse - (A(1) - eps) * A(x[label]) - off * total);
+    }
+}
+
+// ---- bias-add plus activation -------------------------------------------------------------------
+// act: 0 identity, 1 relu, 2 sigmoid, 3 tanh, 4 gelu (erf), 5 gelu (tanh), 6 silu.
+// Forward: y = act(x + b). Backward from the output gradient g, the pre-activation z = x + b
+// and the output y: dz = act'(g), the bias gradient the column sums of dz.
+template <typename A> GPUAD_HD A activation(int act, A z) {
+    switch (act) {
+        case 1: return relu_fwd(z);
+        case 2: return sigmoid_fwd(z);
+        case 3: return tanh_fwd(z);
+        case 4: return gelu_erf_fwd(z);
+        case 5: return gelu_tanh_fwd(z);
+        case 6: return silu_fwd(z);
+        default: return z;
+    }
+}
+
+template <typename A> GPUAD_HD A activation_backward(int act, A g, A z, A y) {
+    switch (act) {
+        case 1: return relu_bwd(g, y);
+        case 2: return sigmoid_bwd(g, y);
+        case 3: return tanh_bwd(g, y);
+        case 4: return gelu_erf_bwd(g, z);
+        case 5: return gelu_tanh_bwd(g, z);
+        case 6: return silu_bwd(g, z);
+        default: return g;
+    }
+}
+
+// One column of the backward: dz for every row of column `col`, and its sum (this thread's
+// share of the rows; the group adds the shares in a fixed order).
+template <typename A, typename T, typename Group>
+GPUAD_HD A bias_act_column_backward(const Group& grp, int act, const T* g, const T* z,
+                                    const T* y, T* dz, long rows, long cols, long col) {
+    A total = A(0);
+    for (long r = grp.rank(); r < rows; r += grp.size()) {
+        long i = r * cols + col;
+        A d = activation_backward<A>(act, A(g[i]), A(z[i]), A(y[i]));
+        dz[i] = T(d);
+        total += d;
+    }
+    return grp.sum(total);
+}
+
+// A group of one thread: the host, and the reference for the device groups.
+struct Serial {
+    GPUAD_HD int rank() const { return 0; }
+    GPUAD_HD int size() const { return 1; }
+    template <typename A> GPUAD_HD A max(A v) const { return v; }
+    template <typename A> GPUAD_HD A sum(A v) const { return v; }
+};
+
+}  // namespace gpuad
+
+#endif  // GPUAD_ROWWISE_CUH

@@ -1,0 +1,154 @@
+"""The row-wise math of kernels/rowwise.cuh (softmax family, fused softmax cross-entropy,
+bias-add plus activation), compiled for the host and run one row at a time, against the
+NumPy backend, the ops' rules, and PyTorch's cross-entropy where torch is installed. The
+device kernels in kernels/rowwise.cu run the same functions with a warp or a block per row."""
+import ctypes
+import warnings
+
+import numpy as np
+import pytest
+from kernel_harness import build_rowwise_library, host_compiler
+
+import gpuad as ad
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+P = ctypes.c_void_p
+ACTS = {0: lambda z: z, 1: ad.relu, 2: ad.sigmoid, 3: ad.tanh, 4: ad.gelu,
+        5: lambda z: ad.gelu(z, approximate="tanh"), 6: ad.silu}
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler (g++, c++ or clang++) to build the row-wise host harness")
+    return build_rowwise_library(tmp_path_factory.mktemp("rowwise"))
+
+
+def _fn(lib, name, dtype, *argtypes):
+    fn = getattr(lib, f"k_{name}_{'f32' if dtype == np.float32 else 'f64'}")
+    fn.argtypes = list(argtypes)
+    fn.restype = None
+    return fn
+
+
+def _p(a):
+    return a.ctypes.data_as(P)
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def _logits(dtype, rows=8, cols=37):
+    x = np.random.default_rng(0).uniform(-4, 4, (rows, cols))
+    x[1, 3] = 1e4  # a large value: the shift by the max keeps it finite
+    x[2, :5] = -np.inf
+    x[3, :] = -np.inf  # a row of -inf: logsumexp -inf, softmax nan (as NumPy)
+    x[4, 7] = np.inf
+    x[5, 2] = np.nan
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _same(got, want, dtype, what):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: nan places")
+    np.testing.assert_allclose(got, np.asarray(want, dtype=dtype), equal_nan=True,
+                               err_msg=what, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["softmax", "log_softmax", "logsumexp"])
+def test_softmax_family(mode, dtype, lib):
+    x = _logits(dtype)
+    rows, cols = x.shape
+    out = np.empty(rows if mode == 2 else x.shape, dtype=dtype)
+    C = ctypes.c_long
+    _fn(lib, "softmax", dtype, ctypes.c_int, P, P, C, C)(mode, _p(x), _p(out), rows, cols)
+    backend = ad.device("cpu").backend
+    want = _quiet([lambda a: backend.softmax(a, -1), lambda a: backend.log_softmax(a, -1),
+                   lambda a: backend.logsumexp(a, -1, False)][mode], x)
+    _same(out, want, dtype, "forward")
+    ok = slice(0, 2) if mode != 2 else slice(0, 8)  # finite rows for the gradients
+    xs = np.ascontiguousarray(np.concatenate([x[ok], x[6:]]) if mode != 2 else x[6:])
+    rows = xs.shape[0]
+    g = np.random.default_rng(1).standard_normal(rows if mode == 2 else xs.shape).astype(dtype)
+    op = [ad.softmax, ad.log_softmax, lambda t, axis: ad.logsumexp(t, axis=axis)][mode]
+    xt = ad.tensor(xs, requires_grad=True)
+    y = op(xt, axis=-1)
+    (want_dx,) = ad.grad(y, xt, ad.tensor(g))
+    dx = np.empty_like(xs)
+    yv = np.ascontiguousarray(y.numpy())
+    _fn(lib, "softmax_backward", dtype, ctypes.c_int, P, P, P, P, C, C)(
+        mode, _p(g), _p(yv), _p(xs), _p(dx), rows, xs.shape[1])
+    _same(dx, want_dx.numpy(), dtype, "backward")
+
+
+def _cross_entropy(lib, x, labels, eps, ignore=-100):
+    rows, cols = x.shape
+    loss, dlogits = np.empty(rows, dtype=x.dtype), np.empty_like(x)
+    C = ctypes.c_long
+    _fn(lib, "cross_entropy", x.dtype, P, P, ctypes.c_longlong, ctypes.c_double, P, P, C, C)(
+        _p(x), _p(labels), ignore, eps, _p(loss), _p(dlogits), rows, cols)
+    return loss, dlogits
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_fused_cross_entropy(eps, dtype, lib):
+    rng = np.random.default_rng(2)
+    x = np.ascontiguousarray(rng.uniform(-5, 5, (9, 13)), dtype=dtype)
+    labels = rng.integers(0, 13, 9).astype(np.int64)
+    labels[4] = -100
+    loss, dlogits = _cross_entropy(lib, x, labels, eps)
+    x64 = x.astype(np.float64)
+    lse = np.log(np.exp(x64 - x64.max(1, keepdims=True)).sum(1)) + x64.max(1)
+    q = np.full(x.shape, eps / 13)
+    q[np.arange(9), np.where(labels < 0, 0, labels)] += 1 - eps
+    want_loss = lse - (q * x64).sum(1)
+    want_d = np.exp(x64 - lse[:, None]) - q
+    want_loss[4], want_d[4] = 0, 0
+    _same(loss, want_loss, dtype, "loss")
+    _same(dlogits, want_d, dtype, "dlogits")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fused_cross_entropy_against_torch(lib):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 10))
+    labels = rng.integers(0, 10, 16).astype(np.int64)
+    labels[[2, 9]] = -100
+    loss, dlogits = _cross_entropy(lib, x, labels, 0.05)
+    xt = torch.tensor(x, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(xt, torch.tensor(labels), reduction="none",
+                                           ignore_index=-100, label_smoothing=0.05)
+    tl.sum().backward()
+    np.testing.assert_allclose(loss, tl.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dlogits, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("act", sorted(ACTS), ids=["identity", "relu", "sigmoid", "tanh",
+                                                   "gelu", "gelu_tanh", "silu"])
+def test_bias_activation(act, dtype, lib):
+    rng = np.random.default_rng(4)
+    rows, cols = 11, 5
+    x = rng.uniform(-3, 3, (rows, cols)).astype(dtype)
+    b = rng.uniform(-1, 1, cols).astype(dtype)
+    x[0, 0] = -b[0]  # z exactly 0 (relu's kink)
+    z, y = np.empty_like(x), np.empty_like(x)
+    C = ctypes.c_long
+    _fn(lib, "bias_act_forward", dtype, ctypes.c_int, P, P, P, P, C, C)(
+        act, _p(x), _p(b), _p(z), _p(y), x.size, cols)
+    xt, bt = ad.tensor(x, requires_grad=True), ad.tensor(b, requires_grad=True)
+    yt = ACTS[act](xt + bt)
+    _same(y, yt.numpy(), dtype, "forward")
+    g = rng.standard_normal(x.shape).astype(dtype)
+    want_dx, want_db = ad.grad(yt, (xt, bt), ad.tensor(g))
+    dz, db = np.empty_like(x), np.empty(cols, dtype=dtype)
+    _fn(lib, "bias_act_backward", dtype, ctypes.c_int, P, P, P, P, P, C, C)(
+        act, _p(g), _p(z), _p(y), _p(dz), _p(db), rows, cols)
+    _same(dz, want_dx.numpy(), dtype, "dz")
+    _same(db, want_db.numpy(), dtype, "db")
