@@ -25,6 +25,51 @@ class _Device:
         pass
 
 
+class _CUDARuntimeError(RuntimeError):
+    pass
+
+
+class _CompileException(Exception):
+    pass
+
+
+_harness = []
+
+
+def _host_kernels():
+    """The host build of kernels/elementwise.cuh (tests/kernel_harness.py), made once."""
+    if not _harness:
+        import tempfile
+
+        import pytest
+        from kernel_harness import Harness, build_host_library, host_compiler
+
+        if host_compiler() is None:
+            pytest.skip("no C++ compiler: the stand-in for CuPy runs gpuad's CUDA kernels "
+                        "through their host build")
+        _harness.append(Harness(build_host_library(tempfile.mkdtemp(prefix="gpuad-fake-"))))
+    return _harness[0]
+
+
+class ElementwiseKernel:
+    """Stands in for ``cupy.ElementwiseKernel`` for gpuad's kernels (named
+    ``gpuad_<function>_<dtype>``): runs the same function of kernels/elementwise.cuh, built for
+    the host, over the broadcast inputs (float16 computed in float32, as on the GPU)."""
+
+    def __init__(self, in_params, out_params, operation, name="kernel", preamble="", **kw):
+        params = [p.split()[1] for p in in_params.split(",")]
+        self.n_arrays = sum(1 for p in params if p.startswith("a"))
+        self.function, _, dtype = name[len("gpuad_"):].rpartition("_")
+        self.dtype = np.dtype(dtype)
+
+    def __call__(self, *values):
+        arrays = np.broadcast_arrays(*[np.asarray(v) for v in values[:self.n_arrays]])
+        work = np.float64 if self.dtype == np.float64 else np.float32
+        out = _host_kernels()(self.function, work, *[a.ravel() for a in arrays],
+                              params=values[self.n_arrays:])
+        return out.reshape(arrays[0].shape).astype(self.dtype)
+
+
 def modules():
     """``{module name: module}`` to place in ``sys.modules``."""
     cupy = types.ModuleType("cupy")
@@ -47,8 +92,11 @@ def modules():
     cupy.flip, cupy.clip = flip, clip
     cupy.cuda = types.SimpleNamespace(
         Device=_Device,
-        runtime=types.SimpleNamespace(memGetInfo=lambda: (1 << 30, 2 << 30)),
+        runtime=types.SimpleNamespace(memGetInfo=lambda: (1 << 30, 2 << 30),
+                                      CUDARuntimeError=_CUDARuntimeError),
+        compiler=types.SimpleNamespace(CompileException=_CompileException),
     )
+    cupy.ElementwiseKernel = ElementwiseKernel
     cupy.random = types.SimpleNamespace(default_rng=np.random.default_rng)
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = np.add.at

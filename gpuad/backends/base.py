@@ -39,6 +39,9 @@ class Backend:
     """Array operations for one device kind, implemented with the array module ``xp``."""
 
     name = "generic"
+    #: ``fused_unary_grad(op, g, s, params)``: an elementwise op's derivative rule in one
+    #: kernel (the CUDA backend); None here: the rules run as composed ops
+    fused_unary_grad = None
 
     def __init__(self, xp):
         self.xp = xp

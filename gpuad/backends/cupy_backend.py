@@ -1,7 +1,8 @@
 """The CUDA backend: the Backend interface implemented with CuPy.
 
-This module is imported only when a CUDA tensor is made. Hot methods are overridden here; the
-custom kernels from ``kernels/`` replace them in their own layer.
+This module is imported only when a CUDA tensor is made. The composite activations and the
+derivatives of the elementwise ops run in one kernel each, built from ``kernels/`` (see
+:mod:`.cupy_kernels`); other dtypes fall back to the generic array code.
 """
 import contextlib
 
@@ -10,6 +11,7 @@ import cupyx
 import numpy as np
 from cupyx.scipy import special as _special
 
+from . import cupy_kernels
 from .base import FUNCTIONS, METHODS, UFUNCS, Backend
 
 
@@ -36,6 +38,56 @@ class CupyBackend(Backend):
             setattr(self, name, _on(self.cuda_device, getattr(self, name)))
         with self.cuda_device:
             self._rng = cupy.random.default_rng()
+        self.kernels = cupy_kernels.Kernels()
+
+    # ---- fused elementwise kernels (kernels/elementwise.cuh) --------------------------------
+    def _fused(self, op, x, params=()):
+        """``op``'s forward in one kernel; None where no kernel applies (not a float dtype)."""
+        row = cupy_kernels.row_of(op, params)
+        if row is None or x.dtype not in cupy_kernels.TYPES:
+            return None
+        nums = cupy_kernels.numeric(row, params)
+        return self.kernels.elementwise(f"{row.kernel}_fwd", x.dtype, 1, len(nums))(x, *nums)
+
+    def fused_unary_grad(self, op, g, s, params):
+        """The derivative rule of unary ``op`` applied to the output gradient ``g`` and the
+        saved ``s`` (input or output) in one kernel; None where no kernel applies."""
+        row = cupy_kernels.row_of(op, params)
+        if row is None or row.reads is None or g.dtype != s.dtype \
+                or g.dtype not in cupy_kernels.TYPES:
+            return None
+        nums = cupy_kernels.numeric(row, params)
+        with self.cuda_device:
+            return self.kernels.elementwise(f"{row.kernel}_bwd", g.dtype, 2, len(nums))(
+                g, s, *nums)
+
+    def sigmoid(self, x):
+        out = self._fused("sigmoid", x)
+        return super().sigmoid(x) if out is None else out
+
+    def silu(self, x):
+        out = self._fused("silu", x)
+        return super().silu(x) if out is None else out
+
+    def softplus(self, x, beta, threshold):
+        out = self._fused("softplus", x, (beta, threshold))
+        return super().softplus(x, beta, threshold) if out is None else out
+
+    def gelu(self, x, approximate):
+        out = self._fused("gelu", x, (approximate,))
+        return super().gelu(x, approximate) if out is None else out
+
+    def elu(self, x, alpha):
+        out = self._fused("elu", x, (alpha,))
+        return super().elu(x, alpha) if out is None else out
+
+    def leaky_relu(self, x, slope):
+        out = self._fused("leaky_relu", x, (slope,))
+        return super().leaky_relu(x, slope) if out is None else out
+
+    def rsqrt(self, x):
+        out = self._fused("rsqrt", x)
+        return super().rsqrt(x) if out is None else out
 
     def to_numpy(self, a):
         return cupy.asnumpy(a)

@@ -22,7 +22,8 @@ def _unary(name, method, rule, save="x", params=False):
     ``save`` picks what the rule receives after ``g``: "x" (the input), "y" (the output) or
     None (nothing); the op's parameters follow.
     """
-    op = Op(name, (rule,), jvp=DIAGONAL, save_out=save == "y")
+    op = Op(name, (_fusable(name, rule) if save else rule,), jvp=DIAGONAL,
+            save_out=save == "y")
 
     if params:
         def forward(x, *args):
@@ -43,6 +44,41 @@ def _unary(name, method, rule, save="x", params=False):
     forward.__name__ = forward.__qualname__ = name
     forward.op = op
     return forward
+
+
+def _fusable(name, rule):
+    """``rule(g, s, *params)`` run in one kernel where the backend has one (CUDA), as a node
+    of its own whose derivatives are ordinary differentiable code (so ``create_graph`` works
+    on the fast path); elsewhere the rule itself, as composed ops."""
+    grad_op = None
+
+    def vjp(g, s, *params):
+        nonlocal grad_op
+        fused = g._dev._backend.fused_unary_grad
+        if fused is not None and s.__class__ is Tensor:
+            out = fused(name, g._a, s._a, params)
+            if out is not None:
+                if grad_op is None:
+                    grad_op = Op(f"{name}_grad", (
+                        lambda gg, g, s, *p: vjp(gg, s, *p),  # the rule is linear in g
+                        lambda gg, g, s, *p: _rule_along_s(rule, g, s, p, gg),
+                    ), jvp=DIAGONAL)
+                return record(grad_op, (g, s), out, g._dev, (g, s) + params)
+        return rule(g, s, *params)
+
+    return vjp
+
+
+def _rule_along_s(rule, g, s, params, direction):
+    """d rule(g, s) / ds times ``direction``, elementwise (the rule is diagonal in s): the
+    derivative of the fused derivative node, by forward mode over the composed rule."""
+    from ..autograd.functional import jvp
+    from .shape import broadcast_to
+
+    shape = direction.shape
+    g = g if g.shape == shape else broadcast_to(g, shape)
+    s = s if s.shape == shape else broadcast_to(s, shape)
+    return jvp(lambda v: rule(g, v, *params), s, direction)[1]
 
 
 def _zero(g, *saved):

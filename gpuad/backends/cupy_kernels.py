@@ -1,0 +1,84 @@
+"""The CUDA backend's own kernels, built from ``kernels/`` with CuPy (NVRTC) on first use.
+
+Elementwise kernels wrap one function of ``kernels/elementwise.cuh`` (the header is their
+preamble), per function and dtype: float16 and float32 data are computed in float32, float64 in
+double. They are made lazily and memoized (CuPy caches the compiled code across runs), and
+every launch is counted, so tests can check that a fused rule is one launch.
+"""
+import cupy
+import numpy as np
+
+from . import kernel_sources
+from .kernel_table import UNARY
+
+#: data dtype -> (CuPy's parameter type, the type the math runs in)
+TYPES = {
+    np.dtype(np.float16): ("float16", "float"),
+    np.dtype(np.float32): ("float32", "float"),
+    np.dtype(np.float64): ("float64", "double"),
+}
+
+
+class KernelCompileError(RuntimeError):
+    """A kernel of ``kernels/`` failed to compile; the message has its name and NVRTC's log."""
+
+
+class Kernels:
+    """The memoized kernels of one device, and a count of their launches."""
+
+    def __init__(self):
+        self._cache = {}
+        self.launches = 0
+
+    def elementwise(self, function, dtype, n_inputs, n_params=0):
+        """A callable ``k(*arrays, *params)`` that applies ``gpuad::<function>`` elementwise
+        (with broadcasting) and returns a new array of ``dtype``."""
+        key = (function, np.dtype(dtype), n_inputs, n_params)
+        kernel = self._cache.get(key)
+        if kernel is None:
+            kernel = self._cache[key] = self._build(function, np.dtype(dtype), n_inputs,
+                                                    n_params)
+        return kernel
+
+    def _build(self, function, dtype, n_inputs, n_params):
+        ctype, acc = TYPES[dtype]
+        ins = [f"{ctype} a{i}" for i in range(n_inputs)] + [f"float64 p{j}"
+                                                            for j in range(n_params)]
+        args = [f"({acc})a{i}" for i in range(n_inputs)] + [f"({acc})p{j}"
+                                                           for j in range(n_params)]
+        name = f"gpuad_{function}_{dtype.name}"
+        raw = cupy.ElementwiseKernel(
+            ", ".join(ins), f"{ctype} out",
+            f"out = gpuad::{function}<{acc}>({', '.join(args)});",
+            name=name, preamble=kernel_sources.read("elementwise.cuh"))
+
+        def launch(*values):
+            self.launches += 1
+            try:
+                return raw(*values)
+            except cupy.cuda.compiler.CompileException as exc:
+                raise KernelCompileError(
+                    f"gpuad: the CUDA kernel {name} (kernels/elementwise.cuh, "
+                    f"gpuad::{function}) failed to compile:\n{exc}") from None
+            except cupy.cuda.runtime.CUDARuntimeError as exc:
+                raise RuntimeError(f"gpuad: CUDA error in kernel {name}: {exc}") from exc
+
+        launch.__name__ = name
+        return launch
+
+
+#: the unary rows by op name and, for gelu, its approximation
+ROWS = {(row.op, "tanh" if row.kernel == "gelu_tanh" else None): row for row in UNARY}
+
+
+def row_of(op, params):
+    """The kernel-table row of unary op ``op`` called with ``params`` (gelu's approximation
+    picks the kernel)."""
+    if op == "gelu":
+        return ROWS[("gelu", "tanh" if params and params[0] == "tanh" else None)]
+    return ROWS.get((op, None))
+
+
+def numeric(row, params):
+    """The op's numeric parameters (gelu's approximation is in the kernel's name)."""
+    return () if row.op == "gelu" else tuple(float(p) for p in params)
