@@ -21,6 +21,16 @@ def synchronize(device=None):
         dev.backend.cuda_device.synchronize()
 
 
+def warmup(device=None):
+    """Compile every custom kernel for ``device`` (default cuda:0) ahead of time, instead of
+    at its first use; CuPy keeps the compiled code in its cache (``CUPY_CACHE_DIR``) across
+    runs. Returns the number of kernels built."""
+    dev = resolve(device or "cuda:0")
+    if dev.type != "cuda":
+        raise ValueError(f"gpuad.cuda.warmup: {dev} is not a CUDA device")
+    return dev.backend.warmup()
+
+
 def memory_info(device=None):
     """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
     installed (``nvidia-ml-py``), else from the CUDA runtime."""

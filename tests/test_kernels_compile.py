@@ -8,6 +8,8 @@ import subprocess
 import pytest
 from kernel_harness import KERNELS, rowwise_instances, source
 
+from gpuad.backends.kernel_table import TYPES, UNARY, elementwise_spec
+
 ARCHS = ["sm_80", "sm_90"]
 
 
@@ -59,3 +61,39 @@ def test_kernel_source_compiles(name, arch, tmp_path):
 def test_every_source_is_covered():
     assert "rowwise.cu" in _sources()
     assert set(INSTANCES) <= set(_sources())
+
+
+def _cupy_like_source():
+    """Every ElementwiseKernel the CUDA backend builds, wrapped the way CuPy wraps one (a
+    loop over elements with the parameters as locals; float16 as cuda_fp16's __half), so
+    their operation strings are compiled here too."""
+    lines = ["#include <cuda_fp16.h>", "typedef __half float16;", "typedef float float32;",
+             "typedef double float64;", '#include "elementwise.cuh"']
+    for row in UNARY:
+        n = sum(1 for p in row.params if "=" not in p)
+        for function, n_in in ((f"{row.kernel}_fwd", 1), (f"{row.kernel}_bwd", 2)):
+            if function.endswith("_bwd") and not row.reads:
+                continue
+            for dtype in TYPES:
+                ins, outs, operation, name = elementwise_spec(function, dtype, n_in, n)
+                params = [p.split() for p in ins.split(", ")]
+                arrays = [(t, v) for t, v in params if v.startswith("a")]
+                scalars = [(t, v) for t, v in params if v.startswith("p")]
+                otype = outs.split()[0]
+                sig = [f"const {t}* {v}_ptr" for t, v in arrays] + [f"{t} {v}" for t, v in scalars]
+                sig += [f"{otype}* out_ptr", "long n"]
+                loads = "".join(f"        const {t} {v} = {v}_ptr[i];\n" for t, v in arrays)
+                lines.append(f"__global__ void {name}({', '.join(sig)}) {{\n"
+                             f"    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; "
+                             f"i < n; i += (long)blockDim.x * gridDim.x) {{\n{loads}"
+                             f"        {otype} out;\n        {operation}\n"
+                             f"        out_ptr[i] = out;\n    }}\n}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_backend_elementwise_kernels_compile(arch, tmp_path):
+    nvcc = _nvcc()
+    src = tmp_path / "cupy_like.cu"
+    src.write_text(_cupy_like_source())
+    _compile(nvcc, src, arch, tmp_path)

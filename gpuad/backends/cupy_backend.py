@@ -13,6 +13,7 @@ from cupyx.scipy import special as _special
 
 from . import cupy_kernels
 from .base import FUNCTIONS, METHODS, UFUNCS, Backend
+from .kernel_table import TYPES, UNARY
 
 
 def _on(device, fn):
@@ -44,7 +45,7 @@ class CupyBackend(Backend):
     def _fused(self, op, x, params=()):
         """``op``'s forward in one kernel; None where no kernel applies (not a float dtype)."""
         row = cupy_kernels.row_of(op, params)
-        if row is None or x.dtype not in cupy_kernels.TYPES:
+        if row is None or x.dtype not in TYPES:
             return None
         nums = cupy_kernels.numeric(row, params)
         return self.kernels.elementwise(f"{row.kernel}_fwd", x.dtype, 1, len(nums))(x, *nums)
@@ -54,12 +55,30 @@ class CupyBackend(Backend):
         saved ``s`` (input or output) in one kernel; None where no kernel applies."""
         row = cupy_kernels.row_of(op, params)
         if row is None or row.reads is None or g.dtype != s.dtype \
-                or g.dtype not in cupy_kernels.TYPES:
+                or g.dtype not in TYPES:
             return None
         nums = cupy_kernels.numeric(row, params)
         with self.cuda_device:
             return self.kernels.elementwise(f"{row.kernel}_bwd", g.dtype, 2, len(nums))(
                 g, s, *nums)
+
+    def warmup(self):
+        """Build (compile, or load from CuPy's cache) every elementwise kernel for every
+        dtype; returns how many."""
+        count = 0
+        with self.cuda_device:
+            for row in UNARY:
+                nums = (1.0,) * sum(1 for p in row.params if "=" not in p)
+                for dtype in TYPES:
+                    one = cupy.zeros(1, dtype=dtype)
+                    self.kernels.elementwise(f"{row.kernel}_fwd", dtype, 1, len(nums))(
+                        one, *nums)
+                    count += 1
+                    if row.reads:
+                        self.kernels.elementwise(f"{row.kernel}_bwd", dtype, 2, len(nums))(
+                            one, one, *nums)
+                        count += 1
+        return count
 
     def sigmoid(self, x):
         out = self._fused("sigmoid", x)

@@ -9,14 +9,7 @@ import cupy
 import numpy as np
 
 from . import kernel_sources
-from .kernel_table import UNARY
-
-#: data dtype -> (CuPy's parameter type, the type the math runs in)
-TYPES = {
-    np.dtype(np.float16): ("float16", "float"),
-    np.dtype(np.float32): ("float32", "float"),
-    np.dtype(np.float64): ("float64", "double"),
-}
+from .kernel_table import UNARY, elementwise_spec
 
 
 class KernelCompileError(RuntimeError):
@@ -41,16 +34,9 @@ class Kernels:
         return kernel
 
     def _build(self, function, dtype, n_inputs, n_params):
-        ctype, acc = TYPES[dtype]
-        ins = [f"{ctype} a{i}" for i in range(n_inputs)] + [f"float64 p{j}"
-                                                            for j in range(n_params)]
-        args = [f"({acc})a{i}" for i in range(n_inputs)] + [f"({acc})p{j}"
-                                                           for j in range(n_params)]
-        name = f"gpuad_{function}_{dtype.name}"
-        raw = cupy.ElementwiseKernel(
-            ", ".join(ins), f"{ctype} out",
-            f"out = gpuad::{function}<{acc}>({', '.join(args)});",
-            name=name, preamble=kernel_sources.read("elementwise.cuh"))
+        ins, outs, operation, name = elementwise_spec(function, dtype, n_inputs, n_params)
+        raw = cupy.ElementwiseKernel(ins, outs, operation, name=name,
+                                     preamble=kernel_sources.read("elementwise.cuh"))
 
         def launch(*values):
             self.launches += 1

@@ -11,6 +11,8 @@ fails when an elementwise op has no row or a kernel in the header has no check.
 """
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Unary:
@@ -71,6 +73,26 @@ SELECTION = {
     "where": ("where_fwd", "where_bwd_x", "where_bwd_y"),
     "clip": ("clip_fwd", "clip_bwd_x", "clip_bwd_lo", "clip_bwd_hi"),
 }
+
+
+#: data dtype -> (CuPy's parameter type, the type the math runs in: float16 in float)
+TYPES = {
+    np.dtype(np.float16): ("float16", "float"),
+    np.dtype(np.float32): ("float32", "float"),
+    np.dtype(np.float64): ("float64", "double"),
+}
+
+
+def elementwise_spec(function, dtype, n_inputs, n_params=0):
+    """``(in_params, out_params, operation, name)`` of the CuPy ElementwiseKernel that applies
+    ``gpuad::<function>`` to ``n_inputs`` arrays of ``dtype`` and ``n_params`` scalars."""
+    dtype = np.dtype(dtype)
+    ctype, acc = TYPES[dtype]
+    ins = [f"{ctype} a{i}" for i in range(n_inputs)] + [f"float64 p{j}" for j in range(n_params)]
+    args = [f"({acc})a{i}" for i in range(n_inputs)] + [f"({acc})p{j}" for j in range(n_params)]
+    return (", ".join(ins), f"{ctype} out",
+            f"out = gpuad::{function}<{acc}>({', '.join(args)});",
+            f"gpuad_{function}_{dtype.name}")
 
 
 def kernel_functions():

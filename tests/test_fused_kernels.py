@@ -1,0 +1,114 @@
+"""The CUDA backend's fused kernels, on the stand-in for CuPy (which runs the kernels'
+functions through their host build): each derivative rule is one launch, it agrees with the
+composed rule on the CPU, its node differentiates again (create_graph), float16 is computed in
+float32, other dtypes fall back, and failures name the kernel."""
+import numpy as np
+import pytest
+from fake_cupy import installed
+
+import gpuad as ad
+from gpuad.backends.kernel_table import UNARY
+
+ROWS = [r for r in UNARY if r.reads]
+PARAMS = {"leaky_relu": (0.1,), "elu": (1.3,), "softplus": (1.5, 20.0)}
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    with installed(monkeypatch):
+        yield
+
+
+def _op(row):
+    fn = getattr(ad, row.op)
+    if row.kernel == "gelu_tanh":
+        return lambda x: fn(x, approximate="tanh")
+    return lambda x: fn(x, *PARAMS.get(row.op, ()))
+
+
+def _x(row):
+    lo = 0.5 if row.op in ("log", "log1p", "sqrt", "rsqrt", "reciprocal") else -2.0
+    hi = 0.9 if row.op == "tan" else 2.0
+    return np.random.default_rng(0).uniform(lo, hi, (3, 5))
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.kernel for r in ROWS])
+def test_fused_derivative_is_one_launch_and_matches_the_rule(row, fake_cuda):
+    xn, gn = _x(row), np.random.default_rng(1).standard_normal((3, 5))
+    results = {}
+    for dev in ("cpu", "cuda"):
+        x = ad.tensor(xn, dtype=ad.float64, device=dev, requires_grad=True)
+        y = _op(row)(x)
+        kernels = x.device.backend.kernels if dev == "cuda" else None
+        before = kernels.launches if kernels else 0
+        (g,) = ad.grad(y, x, ad.tensor(gn, dtype=ad.float64, device=dev))
+        if kernels:
+            assert kernels.launches - before == 1, "a fused derivative is one kernel launch"
+        results[dev] = (y.numpy(), g.numpy())
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(results["cuda"][1], results["cpu"][1], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.kernel for r in ROWS])
+def test_fused_derivative_differentiates_again(row, fake_cuda):
+    xn = _x(row)
+    rng = np.random.default_rng(2)
+    gn, vn = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    results = {}
+    for dev in ("cpu", "cuda"):
+        x = ad.tensor(xn, dtype=ad.float64, device=dev, requires_grad=True)
+        g = ad.tensor(gn, dtype=ad.float64, device=dev, requires_grad=True)
+        (gx,) = ad.grad(_op(row)(x), x, g, create_graph=True)
+        if dev == "cuda":
+            assert gx.grad_fn.name().lower().startswith(row.op.replace("_", ""))
+        second = ad.grad((gx * ad.tensor(vn, dtype=ad.float64, device=dev)).sum(), (x, g),
+                         allow_unused=True)
+        results[dev] = [np.zeros_like(xn) if s is None else s.numpy() for s in second]
+    for a, b in zip(results["cuda"], results["cpu"]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_float16_computes_in_float32_and_ints_fall_back(fake_cuda):
+    xn = np.linspace(-3, 3, 11)
+    x = ad.tensor(xn, dtype=ad.float16, device="cuda", requires_grad=True)
+    y = ad.sigmoid(x)
+    assert y.dtype == ad.float16
+    want = (1 / (1 + np.exp(-xn.astype(np.float16).astype(np.float32)))).astype(np.float16)
+    np.testing.assert_array_equal(y.numpy(), want)
+    (g,) = ad.grad(y.sum(), x)
+    assert g.dtype == ad.float16
+    i = ad.tensor([-1, 0, 2], device="cuda")
+    np.testing.assert_allclose(ad.sigmoid(i).numpy(), 1 / (1 + np.exp([1.0, 0.0, -2.0])))
+
+
+def test_forward_activations_are_one_launch(fake_cuda):
+    x = ad.tensor(np.linspace(-2, 2, 7), device="cuda")
+    kernels = x.device.backend.kernels
+    for fn in (ad.sigmoid, ad.silu, ad.gelu, lambda t: ad.softplus(t, 2.0), ad.elu,
+               ad.leaky_relu, lambda t: ad.gelu(t, approximate="tanh")):
+        before = kernels.launches
+        fn(x)
+        assert kernels.launches - before == 1
+
+
+def test_warmup_builds_every_kernel(fake_cuda):
+    n = ad.cuda.warmup()
+    assert n == sum(3 * (2 if r.reads else 1) for r in UNARY)
+    with pytest.raises(ValueError, match="not a CUDA device"):
+        ad.cuda.warmup("cpu")
+
+
+def test_compile_failure_names_the_kernel(fake_cuda, monkeypatch):
+    import cupy
+
+    from gpuad.backends import cupy_kernels  # (imports CuPy: here the stand-in)
+
+    def broken(self, *values):
+        raise cupy.cuda.compiler.CompileException("error: identifier 'x' is undefined")
+
+    monkeypatch.setattr(cupy.ElementwiseKernel, "__call__", broken)
+    x = ad.tensor([1.0], device="cuda")
+    x.device.backend.kernels._cache.clear()
+    with pytest.raises(cupy_kernels.KernelCompileError,
+                       match=r"(?s)gpuad_sigmoid_fwd_float32.*failed to compile.*undefined"):
+        ad.sigmoid(x)
