@@ -6,6 +6,7 @@ behaviour of real CuPy/CUDA is checked by the same tests on a GPU machine, where
 CuPy is used instead.
 """
 import contextlib
+import ctypes
 import types
 
 import numpy as np
@@ -70,6 +71,60 @@ class ElementwiseKernel:
         return out.reshape(arrays[0].shape).astype(self.dtype)
 
 
+_row_harness = []
+
+#: the arguments each row-wise kernel writes, by position
+_ROW_OUTPUTS = {"softmax": (2,), "softmax_backward": (4,), "cross_entropy": (4, 5),
+                "bias_act_forward": (3, 4), "bias_act_backward": (4, 5)}
+
+
+class RawModule:
+    """Stands in for ``cupy.RawModule`` for kernels/rowwise.cu: each kernel runs the same
+    row functions, built for the host with a group of one thread (tests/kernel_harness.py);
+    grid and block are ignored. float16 data is computed in float32."""
+
+    def __init__(self, code="", options=(), name_expressions=()):
+        self.names = set(name_expressions)
+
+    def get_function(self, name):
+        assert name in self.names, name
+        base, _, types = name[len("gpuad::"):].partition("<")
+        for suffix in ("_warp", "_block"):
+            base = base.removesuffix(suffix)
+        wide = np.float64 if types.startswith("double") else np.float32
+
+        def launch(grid, block, args):
+            if not _row_harness:
+                import tempfile
+
+                from kernel_harness import build_rowwise_library
+
+                _row_harness.append(build_rowwise_library(tempfile.mkdtemp(prefix="gpuad-")))
+            lib = _row_harness[0]
+            fn = getattr(lib, f"k_{base}_{'f64' if wide == np.float64 else 'f32'}")
+            work, values = [], []
+            for a in args:
+                if isinstance(a, np.ndarray):
+                    w = a if a.dtype.kind != "f" else np.ascontiguousarray(a, dtype=wide)
+                    work.append((a, w))
+                    values.append(ctypes.c_void_p(w.ctypes.data))
+                elif isinstance(a, np.int32):
+                    values.append(ctypes.c_int(int(a)))
+                elif isinstance(a, np.integer):
+                    values.append(ctypes.c_longlong(int(a)))
+                else:
+                    values.append(ctypes.c_double(float(a)))
+            fn.restype = None
+            fn(*values)
+            arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+            for i in _ROW_OUTPUTS[base]:
+                original, w = work[arrays.index(i)]
+                if w is not original:
+                    original[...] = w
+
+        return launch
+
+
 def modules():
     """``{module name: module}`` to place in ``sys.modules``."""
     cupy = types.ModuleType("cupy")
@@ -97,6 +152,7 @@ def modules():
         compiler=types.SimpleNamespace(CompileException=_CompileException),
     )
     cupy.ElementwiseKernel = ElementwiseKernel
+    cupy.RawModule = RawModule
     cupy.random = types.SimpleNamespace(default_rng=np.random.default_rng)
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = np.add.at

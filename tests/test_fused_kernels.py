@@ -112,3 +112,58 @@ def test_compile_failure_names_the_kernel(fake_cuda, monkeypatch):
     with pytest.raises(cupy_kernels.KernelCompileError,
                        match=r"(?s)gpuad_sigmoid_fwd_float32.*failed to compile.*undefined"):
         ad.sigmoid(x)
+
+
+SOFTMAX_FAMILY = {
+    "softmax": lambda t: ad.softmax(t, axis=1),
+    "log_softmax": lambda t: ad.log_softmax(t, axis=0),
+    "logsumexp": lambda t: ad.logsumexp(t, axis=(0, 2)),
+    "logsumexp_keepdims": lambda t: ad.logsumexp(t, axis=1, keepdims=True),
+    "logsumexp_all": lambda t: ad.logsumexp(t),
+}
+
+
+@pytest.mark.parametrize("cols", [7, 1500], ids=["warp_rows", "block_rows"])
+@pytest.mark.parametrize("name", list(SOFTMAX_FAMILY))
+def test_softmax_family_kernels(name, cols, fake_cuda):
+    """Forward and backward are one launch each, equal to the CPU; the fused backward node
+    differentiates again (create_graph) and carries tangents (forward mode)."""
+    fn = SOFTMAX_FAMILY[name]
+    rng = np.random.default_rng(3)
+    xn = rng.standard_normal((3, cols, 2))
+    results = {}
+    for dev in ("cpu", "cuda"):
+        wide = ad.tensor(np.concatenate([xn, xn], axis=2), dtype=ad.float64, device=dev)
+        x = wide[:, :, ::2].detach().requires_grad_()  # not contiguous
+        kernels = x.device.backend.kernels if dev == "cuda" else None
+        before = kernels.launches if kernels else 0
+        y = fn(x)
+        if kernels:
+            assert kernels.launches - before == 1
+        g = ad.tensor(rng.standard_normal(y.shape), dtype=ad.float64, device=dev)
+        before = kernels.launches if kernels else 0
+        (gx,) = ad.grad(y, x, g, create_graph=True)
+        if kernels:
+            assert kernels.launches - before == 1
+        v = ad.tensor(np.linspace(-1, 1, x.size).reshape(x.shape), dtype=ad.float64,
+                      device=dev)
+        (second,) = ad.grad((gx * v).sum(), x)
+        _, tangent = ad.jvp(lambda t, g=g: ad.grad(fn(t.requires_grad_()), t, g)[0], x.detach(),
+                            v)
+        results[dev] = [y.numpy(), gx.numpy(), second.numpy(), tangent.numpy()]
+        rng = np.random.default_rng(3)  # the same g on both devices
+        rng.standard_normal(xn.shape)
+    for a, b in zip(results["cuda"], results["cpu"]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_softmax_family_float16_and_edges(fake_cuda):
+    x = np.array([[0.0, 1e4, -1e4], [-np.inf, -np.inf, -np.inf], [np.inf, 0.0, 1.0]])
+    for fn in (lambda t: ad.softmax(t), lambda t: ad.log_softmax(t), ad.logsumexp):
+        with np.errstate(all="ignore"):
+            want = fn(ad.tensor(x, device="cpu")).numpy()
+            got = fn(ad.tensor(x, device="cuda")).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    h = ad.tensor(np.linspace(-3, 3, 12).reshape(3, 4), dtype=ad.float16, device="cuda")
+    np.testing.assert_allclose(ad.softmax(h).numpy().astype(np.float32),
+                               ad.softmax(h.cpu()).numpy().astype(np.float32), rtol=1e-3)

@@ -42,6 +42,9 @@ class Backend:
     #: ``fused_unary_grad(op, g, s, params)``: an elementwise op's derivative rule in one
     #: kernel (the CUDA backend); None here: the rules run as composed ops
     fused_unary_grad = None
+    #: ``fused_softmax_grad(mode, g, y, x, axes)``: the softmax family's derivative rules in
+    #: one kernel (the CUDA backend); None here
+    fused_softmax_grad = None
 
     def __init__(self, xp):
         self.xp = xp

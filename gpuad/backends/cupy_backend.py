@@ -80,6 +80,74 @@ class CupyBackend(Backend):
                         count += 1
         return count
 
+    # ---- row-wise kernels (kernels/rowwise.cu) ---------------------------------------------
+    def _as_rows(self, x, axes):
+        """``x`` with ``axes`` moved last as a C-contiguous (rows, cols) array (the kernels
+        index by hand: a copy is made here when the layout needs one), and the moved shape."""
+        moved = cupy.transpose(x, [i for i in range(x.ndim) if i not in axes] + list(axes))
+        cols = 1
+        for a in axes:
+            cols *= x.shape[a]
+        rows = x.size // cols
+        return cupy.ascontiguousarray(moved).reshape(rows, cols), moved.shape
+
+    def _row_mode(self, mode, x, axes):
+        """Softmax (0), log_softmax (1) or logsumexp (2, one value per row) along ``axes``;
+        None where no kernel applies."""
+        if x.dtype not in TYPES or x.size == 0:
+            return None
+        x2, moved = self._as_rows(x, axes)
+        rows, cols = x2.shape
+        out = cupy.empty(rows if mode == 2 else x2.shape, dtype=x.dtype)
+        kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "softmax")
+        self.kernels.rows.get(kernel, x.dtype)(
+            grid, block, (np.int32(mode), x2, out, np.int64(rows), np.int64(cols)))
+        if mode == 2:
+            return out.reshape(moved[:x.ndim - len(axes)])
+        return cupy.moveaxis(out.reshape(moved), -1, axes[0])
+
+    def softmax(self, x, axis):
+        out = self._row_mode(0, x, (axis % x.ndim,))
+        return super().softmax(x, axis) if out is None else out
+
+    def log_softmax(self, x, axis):
+        out = self._row_mode(1, x, (axis % x.ndim,))
+        return super().log_softmax(x, axis) if out is None else out
+
+    def logsumexp(self, x, axis, keepdims):
+        axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
+        out = self._row_mode(2, x, axes) if axes else None
+        if out is None:
+            return super().logsumexp(x, axis, keepdims)
+        if keepdims:
+            out = out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+        return out
+
+    def fused_softmax_grad(self, mode, g, y, x, axes):
+        """The derivative rule of softmax (0), log_softmax (1) or logsumexp (2) along
+        ``axes`` in one kernel: dx from the output gradient ``g``, the output ``y`` and (for
+        logsumexp) the input ``x``; None where no kernel applies."""
+        ref = x if mode == 2 else y
+        if ref.dtype not in TYPES or g.dtype != ref.dtype or ref.size == 0:
+            return None
+        with self.cuda_device:
+            base, moved = self._as_rows(ref, axes)
+            rows, cols = base.shape
+            if mode == 2:  # g and y hold one value per row, in the rows' order
+                g2 = cupy.ascontiguousarray(cupy.broadcast_to(g, y.shape)).reshape(rows)
+                y2 = cupy.ascontiguousarray(y).reshape(rows)
+                x2 = base
+            else:
+                g2 = self._as_rows(cupy.broadcast_to(g, y.shape), axes)[0]
+                y2, x2 = base, base
+            dx = cupy.empty((rows, cols), dtype=ref.dtype)
+            kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "softmax_backward")
+            self.kernels.rows.get(kernel, ref.dtype)(
+                grid, block, (np.int32(mode), g2, y2, x2, dx, np.int64(rows), np.int64(cols)))
+            keep = [i for i in range(ref.ndim) if i not in axes]
+            inverse = sorted(range(ref.ndim), key=(keep + list(axes)).__getitem__)
+            return cupy.transpose(dx.reshape(moved), inverse)
+
     def sigmoid(self, x):
         out = self._fused("sigmoid", x)
         return super().sigmoid(x) if out is None else out

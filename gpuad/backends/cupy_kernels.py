@@ -22,6 +22,7 @@ class Kernels:
     def __init__(self):
         self._cache = {}
         self.launches = 0
+        self.rows = RowKernels(self)
 
     def elementwise(self, function, dtype, n_inputs, n_params=0):
         """A callable ``k(*arrays, *params)`` that applies ``gpuad::<function>`` elementwise
@@ -51,6 +52,54 @@ class Kernels:
 
         launch.__name__ = name
         return launch
+
+
+ROWWISE = ("softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
+           "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward")
+_TEMPLATE = {np.dtype(np.float16): "__half, float", np.dtype(np.float32): "float, float",
+             np.dtype(np.float64): "double, double"}
+
+
+class RowKernels:
+    """The kernels of ``kernels/rowwise.cu``, one module for every kernel and dtype, compiled
+    on first use; launches are counted with the elementwise ones."""
+
+    def __init__(self, counter):
+        self._counter = counter
+        self._module = None
+
+    def _names(self):
+        return [f"gpuad::{k}<{t}>" for k in ROWWISE for t in _TEMPLATE.values()]
+
+    def get(self, kernel, dtype):
+        if self._module is None:
+            folder = kernel_sources.kernels_dir()
+            self._module = cupy.RawModule(code=kernel_sources.read("rowwise.cu"),
+                                          options=("-std=c++17", f"-I{folder}"),
+                                          name_expressions=self._names())
+        name = f"gpuad::{kernel}<{_TEMPLATE[np.dtype(dtype)]}>"
+        try:
+            fn = self._module.get_function(name)
+        except cupy.cuda.compiler.CompileException as exc:
+            raise KernelCompileError(f"gpuad: the CUDA kernel {name} (kernels/rowwise.cu) "
+                                     f"failed to compile:\n{exc}") from None
+
+        def launch(grid, block, args):
+            self._counter.launches += 1
+            try:
+                fn(grid, block, args)
+            except cupy.cuda.runtime.CUDARuntimeError as exc:
+                raise RuntimeError(f"gpuad: CUDA error in kernel {name}: {exc}") from exc
+
+        return launch
+
+
+def rows_launch(rows, cols, kernel):
+    """Grid and block for ``kernel``: a warp per row for rows up to 1024 long (4 rows per
+    block), else a block of 256 threads per row."""
+    if cols <= 1024:
+        return f"{kernel}_warp", ((rows + 3) // 4,), (32, 4)
+    return f"{kernel}_block", (rows,), (256,)
 
 
 #: the unary rows by op name and, for gelu, its approximation

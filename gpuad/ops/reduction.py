@@ -8,7 +8,7 @@ import math
 
 from ..autograd.node import Op
 from ..dtypes import float16, float32
-from ..tensor import Tensor, record1
+from ..tensor import Tensor, record, record1
 from ._args import normalize_axis, plain, to_tensor
 from .elementwise import abs, exp, sign, where
 from .shape import broadcast_to, expand_dims, moveaxis, reshape, transpose
@@ -193,8 +193,59 @@ prod = _reduction(
 
 
 # ---- log-sum-exp, norms, softmax ---------------------------------------------------------------
-_LOGSUMEXP = Op("logsumexp", (lambda g, y, x, axis, keepdims: _expand(g, x.shape, axis, keepdims)
-                              * exp(x - _expand(y, x.shape, axis, keepdims)),),
+
+def _fused_rows(mode, name, rule):
+    """The softmax family's derivative ``rule(g, y, [x], *params)`` in one kernel where the
+    backend has one (CUDA): a node of its own whose derivatives (both modes) are the composed
+    rule's, so ``create_graph`` and forward mode work on the fast path; elsewhere the rule."""
+    n = 3 if mode == 2 else 2
+    grad_op = None
+
+    def vjp(g, y, *saved):
+        nonlocal grad_op
+        fused = g._dev._backend.fused_softmax_grad
+        if fused is not None:
+            inputs, params = (g, y) + saved[:n - 2], saved[n - 2:]
+            axis = params[0]
+            axes = (tuple(range(y.ndim if mode != 2 else inputs[2].ndim)) if axis is None
+                    else (axis,) if mode != 2 else axis)
+            out = fused(mode, g._a, y._a, inputs[2]._a if mode == 2 else None, axes)
+            if out is not None:
+                if grad_op is None:
+                    grad_op = Op(f"{name}_grad",
+                                 tuple(_rule_vjp(rule, i, n) for i in range(n)),
+                                 jvp=lambda ts, out, *args: _rule_jvp(rule, n, ts, args))
+                return record(grad_op, inputs, out, g._dev, inputs + params)
+        return rule(g, y, *saved)
+
+    return vjp
+
+
+def _rule_vjp(rule, i, n):
+    """The fused node's VJP for input ``i``: the composed rule, differentiated in reverse."""
+    def vjp_i(gg, *args):
+        from ..autograd.functional import vjp
+
+        inputs, params = args[:n], args[n:]
+        _, pull = vjp(lambda v: rule(*inputs[:i], v, *inputs[i + 1:], *params), inputs[i])
+        return pull(gg)[0]
+    return vjp_i
+
+
+def _rule_jvp(rule, n, ts, args):
+    """The fused node's JVP: the composed rule's, in vector mode."""
+    from ..autograd.functional import jvp
+
+    inputs, params = args[:n], args[n:]
+    k = next(t.shape[0] for t in ts if t is not None)
+    ts = [t if t is not None else plain(x._dev.backend.zeros((k,) + x.shape, x.dtype), x._dev)
+          for t, x in zip(ts, inputs)]
+    return jvp(lambda *vs: rule(*vs, *params), tuple(inputs), ts, batched=True)[1]
+
+
+_LOGSUMEXP = Op("logsumexp", (_fused_rows(2, "logsumexp", lambda g, y, x, axis, keepdims:
+                                          _expand(g, x.shape, axis, keepdims)
+                                          * exp(x - _expand(y, x.shape, axis, keepdims))),),
                 jvp=lambda ts, y, x, axis, keepdims:
                 (ts[0] * exp(x - _expand(y, x.shape, axis, keepdims))).sum(
                     axis=_last(axis, x.ndim), keepdims=keepdims),
@@ -264,12 +315,14 @@ def _axis_one(axis, ndim, op):
     return normalize_axis(axis, ndim, op)[0]
 
 
-_SOFTMAX = Op("softmax", (lambda g, y, axis: y * (g - (g * y).sum(axis=axis, keepdims=True)),),
+_SOFTMAX = Op("softmax", (_fused_rows(0, "softmax", lambda g, y, axis:
+                                      y * (g - (g * y).sum(axis=axis, keepdims=True))),),
               jvp=lambda ts, y, axis:
               y * (ts[0] - (ts[0] * y).sum(axis=axis - y.ndim, keepdims=True)),
               save_out=True)
 _LOG_SOFTMAX = Op("log_softmax",
-                  (lambda g, y, axis: g - exp(y) * g.sum(axis=axis, keepdims=True),),
+                  (_fused_rows(1, "log_softmax", lambda g, y, axis:
+                               g - exp(y) * g.sum(axis=axis, keepdims=True)),),
                   jvp=lambda ts, y, axis:
                   ts[0] - (exp(y) * ts[0]).sum(axis=axis - y.ndim, keepdims=True),
                   save_out=True)
