@@ -93,7 +93,7 @@ def test_forward_activations_are_one_launch(fake_cuda):
 
 def test_warmup_builds_every_kernel(fake_cuda):
     n = ad.cuda.warmup()
-    assert n == sum(3 * (2 if r.reads else 1) for r in UNARY)
+    assert n == sum(3 * (2 if r.reads else 1) for r in UNARY) + 8 * 3
     with pytest.raises(ValueError, match="not a CUDA device"):
         ad.cuda.warmup("cpu")
 
@@ -167,3 +167,51 @@ def test_softmax_family_float16_and_edges(fake_cuda):
     h = ad.tensor(np.linspace(-3, 3, 12).reshape(3, 4), dtype=ad.float16, device="cuda")
     np.testing.assert_allclose(ad.softmax(h).numpy().astype(np.float32),
                                ad.softmax(h.cpu()).numpy().astype(np.float32), rtol=1e-3)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("cols", [10, 1200], ids=["warp_rows", "block_rows"])
+def test_fused_cross_entropy_matches_the_composition(cols, smoothing, fake_cuda):
+    rng = np.random.default_rng(7)
+    xn = rng.standard_normal((6, cols))
+    labels = rng.integers(0, cols, 6)
+    labels[2] = -100
+    backend = ad.device("cuda").backend
+    x = ad.tensor(xn, dtype=ad.float64, device="cuda")
+    before = backend.kernels.launches
+    loss, dlogits = backend.fused_cross_entropy(x.array, ad.tensor(labels, device="cuda").array,
+                                                -100, smoothing)
+    assert backend.kernels.launches - before == 1
+    xt = ad.tensor(xn, dtype=ad.float64)  # the same, composed from ops on the CPU
+    q = np.full(xn.shape, smoothing / cols)
+    q[np.arange(6), np.where(labels < 0, 0, labels)] += 1 - smoothing
+    want_loss = (ad.logsumexp(xt, axis=1) - (xt * ad.tensor(q)).sum(axis=1)).numpy()
+    want_d = (ad.softmax(xt, axis=1) - ad.tensor(q)).numpy()
+    want_loss[2], want_d[2] = 0.0, 0.0
+    np.testing.assert_allclose(np.asarray(loss), want_loss, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(dlogits), want_d, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "sigmoid", "tanh", "gelu",
+                                        "gelu_tanh", "silu"])
+def test_fused_bias_activation_matches_the_composition(activation, fake_cuda):
+    fns = {"identity": lambda z: z, "relu": ad.relu, "sigmoid": ad.sigmoid, "tanh": ad.tanh,
+           "gelu": ad.gelu, "gelu_tanh": lambda z: ad.gelu(z, approximate="tanh"),
+           "silu": ad.silu}
+    rng = np.random.default_rng(8)
+    xn, bn, gn = rng.standard_normal((9, 40)), rng.standard_normal(40), rng.standard_normal(
+        (9, 40))
+    backend = ad.device("cuda").backend
+    c = {k: ad.tensor(v, dtype=ad.float64, device="cuda").array for k, v in
+         (("x", xn), ("b", bn), ("g", gn))}
+    before = backend.kernels.launches
+    z, y = backend.fused_bias_act(c["x"], c["b"], activation)
+    dz, db = backend.fused_bias_act_backward(c["g"], z, y, activation)
+    assert backend.kernels.launches - before == 2
+    x = ad.tensor(xn, dtype=ad.float64, requires_grad=True)
+    b = ad.tensor(bn, dtype=ad.float64, requires_grad=True)
+    out = fns[activation](x + b)
+    want_dx, want_db = ad.grad(out, (x, b), ad.tensor(gn, dtype=ad.float64))
+    np.testing.assert_allclose(np.asarray(y), out.numpy(), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(dz), want_dx.numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(db), want_db.numpy(), rtol=1e-12, atol=1e-13)

@@ -78,6 +78,10 @@ class CupyBackend(Backend):
                         self.kernels.elementwise(f"{row.kernel}_bwd", dtype, 2, len(nums))(
                             one, one, *nums)
                         count += 1
+            for kernel in cupy_kernels.ROWWISE:  # one module: compiled at the first get
+                for dtype in TYPES:
+                    self.kernels.rows.get(kernel, dtype)
+                    count += 1
         return count
 
     # ---- row-wise kernels (kernels/rowwise.cu) ---------------------------------------------
@@ -147,6 +151,63 @@ class CupyBackend(Backend):
             keep = [i for i in range(ref.ndim) if i not in axes]
             inverse = sorted(range(ref.ndim), key=(keep + list(axes)).__getitem__)
             return cupy.transpose(dx.reshape(moved), inverse)
+
+    def fused_cross_entropy(self, logits, labels, ignore_index, smoothing):
+        """Softmax cross-entropy of (N, C) ``logits`` against int64 ``labels`` (N,) in one
+        pass: ``(loss, dlogits)``, the per-row loss ``-sum(q log softmax)`` with the target
+        ``q = (1 - smoothing) onehot + smoothing / C``, and ``softmax - q`` (the logits'
+        gradient for an upstream gradient of 1 per row); rows labelled ``ignore_index`` give
+        0 and 0. Deterministic (no atomics). None where no kernel applies."""
+        if logits.dtype not in TYPES or logits.ndim != 2 or logits.size == 0:
+            return None
+        with self.cuda_device:
+            x = cupy.ascontiguousarray(logits)
+            lab = cupy.ascontiguousarray(labels, dtype=cupy.int64)
+            rows, cols = x.shape
+            loss = cupy.empty(rows, dtype=x.dtype)
+            dlogits = cupy.empty_like(x)
+            kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "cross_entropy")
+            self.kernels.rows.get(kernel, x.dtype)(
+                grid, block, (x, lab, np.int64(ignore_index), np.float64(smoothing), loss,
+                              dlogits, np.int64(rows), np.int64(cols)))
+            return loss, dlogits
+
+    #: the activations the fused bias-add kernels know (kernels/rowwise.cuh)
+    ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "gelu": 4,
+                   "gelu_tanh": 5, "silu": 6}
+
+    def fused_bias_act(self, x, b, activation):
+        """``(z, y)`` with z = x + b (b along the last axis) and y = activation(z), in one
+        kernel; None where no kernel applies."""
+        act = self.ACTIVATIONS.get(activation)
+        if act is None or x.dtype not in TYPES or b.dtype != x.dtype or x.size == 0:
+            return None
+        with self.cuda_device:
+            x2 = cupy.ascontiguousarray(x)
+            b2 = cupy.ascontiguousarray(b)
+            z, y = cupy.empty_like(x2), cupy.empty_like(x2)
+            n, cols = x2.size, x2.shape[-1]
+            self.kernels.rows.get("bias_act_forward", x.dtype)(
+                ((n + 255) // 256,), (256,), (np.int32(act), x2, b2, z, y, np.int64(n),
+                                              np.int64(cols)))
+            return z, y
+
+    def fused_bias_act_backward(self, g, z, y, activation):
+        """``(dz, db)``: the activation's derivative rule applied to ``g`` and the bias
+        gradient (column sums of dz, in a fixed order), in one kernel; None where none
+        applies."""
+        act = self.ACTIVATIONS.get(activation)
+        if act is None or g.dtype not in TYPES or g.size == 0:
+            return None
+        with self.cuda_device:
+            g2, z2, y2 = (cupy.ascontiguousarray(a) for a in (g, z, y))
+            cols = g2.shape[-1]
+            rows = g2.size // cols
+            dz, db = cupy.empty_like(g2), cupy.empty(cols, dtype=g2.dtype)
+            self.kernels.rows.get("bias_act_backward", g.dtype)(
+                ((cols + 31) // 32,), (32, 8), (np.int32(act), g2, z2, y2, dz, db,
+                                                np.int64(rows), np.int64(cols)))
+            return dz, db
 
     def sigmoid(self, x):
         out = self._fused("sigmoid", x)
