@@ -25,9 +25,14 @@ def test_installed_wheel_finds_its_kernels(tmp_path):
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                     str(wheel)], check=True, capture_output=True, text=True)
-    # NumPy from this environment (the fresh one has no index to install it from); its folder
-    # holds no gpuad, so the import below finds the installed wheel
-    numpy_dir = pathlib.Path(np.__file__).resolve().parents[1]
+    # NumPy from this environment (the fresh one has no index to install it from), linked
+    # alone into a folder of its own, so that the import below finds the installed wheel
+    numpy_dir = tmp_path / "numpy_only"
+    numpy_dir.mkdir()
+    site = pathlib.Path(np.__file__).resolve().parents[1]
+    for name in ("numpy", "numpy.libs"):
+        if (site / name).exists():
+            (numpy_dir / name).symlink_to(site / name)
     probe = ("import gpuad, gpuad.backends.kernel_sources as k;"
              "print(gpuad.__file__); print(k.kernels_dir());"
              "print(len(k.read('elementwise.cuh')), len(k.read('rowwise.cu')))")
