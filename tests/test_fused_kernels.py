@@ -215,3 +215,22 @@ def test_fused_bias_activation_matches_the_composition(activation, fake_cuda):
     np.testing.assert_allclose(np.asarray(y), out.numpy(), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(np.asarray(dz), want_dx.numpy(), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(np.asarray(db), want_db.numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_composed_rule_would_launch_three_kernels(fake_cuda, monkeypatch):
+    """Without the fused kernel, sigmoid's derivative is a chain of CuPy calls (three
+    launches: y * (1 - y) times g); with it, one."""
+    x = ad.tensor(np.linspace(-2, 2, 5), device="cuda", requires_grad=True)
+    backend = x.device.backend
+    calls = []
+    for name in ("multiply", "subtract", "add", "true_divide", "negative"):
+        original = getattr(backend, name)
+        monkeypatch.setattr(backend, name,
+                            lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    y = ad.sigmoid(x)
+    before = backend.kernels.launches
+    ad.grad(y, x, ad.ones_like(y))
+    assert backend.kernels.launches - before == 1 and not calls
+    monkeypatch.setattr(type(backend), "fused_unary_grad", None)
+    ad.grad(ad.sigmoid(x), x, ad.ones_like(y))
+    assert len(calls) >= 3, calls
