@@ -1,0 +1,215 @@
+"""Losses, as ``torch.nn.functional`` spells them: ``mse_loss``, ``cross_entropy``,
+``nll_loss`` and ``binary_cross_entropy_with_logits``, each with ``reduction`` "mean", "sum"
+or "none", and gradients that match PyTorch's.
+
+``cross_entropy`` on CUDA runs the fused softmax cross-entropy kernel (loss and the logits'
+gradient in one pass, kernels/rowwise.cu); its gradient is then a node whose own derivative is
+the composed softmax rule, so second derivatives still work. Elsewhere it is composed from ops.
+"""
+from ..autograd.node import Op
+from ..ops import (
+    abs,
+    exp,
+    expand_dims,
+    log1p,
+    log_softmax,
+    maximum,
+    moveaxis,
+    reshape,
+    softmax,
+    take_along_axis,
+    where,
+)
+from ..ops._args import plain
+from ..tensor import Tensor, needs_grad, record
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(loss, reduction, name, count=None):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"gpuad.nn.functional.{name}: reduction must be one of "
+                         f"{_REDUCTIONS}, got {reduction!r}")
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    return total / (loss.size if count is None else count)
+
+
+def _check_pair(name, a, b):
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError(f"gpuad.nn.functional.{name}: input and target must be tensors")
+    if a.device != b.device:
+        raise _mismatch(name, a, b)
+
+
+def _mismatch(name, a, b):
+    from ..errors import DeviceMismatchError
+
+    return DeviceMismatchError(
+        f"gpuad.nn.functional.{name}: input is on {a.device} but target on {b.device}; move "
+        "one explicitly (nothing moves between devices implicitly)")
+
+
+def mse_loss(input, target, reduction="mean"):
+    """mean((input - target)^2) (shapes broadcast, as PyTorch with a warning-free match)."""
+    _check_pair("mse_loss", input, target)
+    if input.shape != target.shape:
+        raise ValueError(f"gpuad.nn.functional.mse_loss: input shape {input.shape} and target "
+                         f"shape {target.shape} differ; they must be equal")
+    d = input - target
+    return _reduce(d * d, reduction, "mse_loss")
+
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean", pos_weight=None):
+    """-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), in the stable form
+    max(x, 0) - x t + log1p(exp(-|x|)); ``pos_weight`` weighs the positive term."""
+    _check_pair("binary_cross_entropy_with_logits", input, target)
+    if input.shape != target.shape:
+        raise ValueError("gpuad.nn.functional.binary_cross_entropy_with_logits: input shape "
+                         f"{input.shape} and target shape {target.shape} differ")
+    softplus_neg = log1p(exp(-abs(input))) + maximum(-input, 0)  # log(1 + exp(-x))
+    if pos_weight is None:
+        loss = (1 - target) * input + softplus_neg
+    else:
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * softplus_neg
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def _as_rows(input, target, name):
+    """(N, C) logits and (N,) labels from (C,), (N, C) or (N, C, d1, ...) inputs; and a
+    function giving the per-element loss its input shape back."""
+    if input.ndim == 1:
+        return reshape(input, (1, -1)), reshape(target, (1,)), lambda loss: reshape(loss, ())
+    if input.ndim == 2:
+        return input, target, lambda loss: loss
+    c = input.shape[1]
+    rows = moveaxis(input, 1, -1)
+    shape = rows.shape[:-1]
+    return reshape(rows, (-1, c)), reshape(target, (-1,)), lambda loss: reshape(loss, shape)
+
+
+def _labels(target, n, c, name):
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"gpuad.nn.functional.{name}: target must hold integer class indices "
+                        f"(int64), got {target.dtype}; for class probabilities pass a float "
+                        "target of the input's shape to cross_entropy")
+    if target.shape != (n,):
+        raise ValueError(f"gpuad.nn.functional.{name}: {n} rows of logits but target shape "
+                         f"{target.shape}")
+    return target
+
+
+def nll_loss(input, target, ignore_index=-100, reduction="mean"):
+    """-input[i, target[i]] for log-probabilities ``input`` of shape (N, C) (or (C,) or
+    (N, C, d...)); rows whose target is ``ignore_index`` give 0 and do not count in the mean."""
+    _check_pair("nll_loss", input, target)
+    x, t, back = _as_rows(input, target, "nll_loss")
+    n, c = x.shape
+    t = _labels(t, n, c, "nll_loss")
+    ignored = t == ignore_index
+    _check_range(t, ignored, c, "nll_loss")
+    safe = where(ignored, 0, t)
+    picked = take_along_axis(x, expand_dims(safe, 1), 1)
+    loss = where(ignored, 0, -reshape(picked, (n,)))
+    return _reduce(back(loss), reduction, "nll_loss", _count(ignored))
+
+
+def _count(ignored):
+    return (~ignored).sum().astype("float64").item() if ignored.size else 0
+
+
+def _check_range(t, ignored, c, name):
+    bad = (~ignored) & ((t < 0) | (t >= c))
+    if bad.any().item():
+        raise IndexError(f"gpuad.nn.functional.{name}: target holds class indices outside "
+                         f"[0, {c}) (other than ignore_index)")
+
+
+def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of logits ``input`` (N, C) (or (C,), or (N, C, d...)) against
+    integer ``target`` labels, or against class probabilities (a float target of the input's
+    shape). With ``label_smoothing`` e the target is (1 - e) onehot + e / C; rows whose label is
+    ``ignore_index`` give 0 and do not count in the mean."""
+    _check_pair("cross_entropy", input, target)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError("gpuad.nn.functional.cross_entropy: label_smoothing must be in "
+                         f"[0, 1], got {label_smoothing}")
+    if target.dtype.kind == "f":
+        if target.shape != input.shape:
+            raise ValueError("gpuad.nn.functional.cross_entropy: a probability target must "
+                             f"have the input's shape {input.shape}, got {target.shape}")
+        axis = 0 if input.ndim == 1 else 1
+        c = input.shape[axis]
+        q = target * (1 - label_smoothing) + label_smoothing / c
+        loss = -(q * log_softmax(input, axis=axis)).sum(axis=axis)
+        return _reduce(loss, reduction, "cross_entropy")
+    x, t, back = _as_rows(input, target, "cross_entropy")
+    n, c = x.shape
+    t = _labels(t, n, c, "cross_entropy")
+    ignored = t == ignore_index
+    _check_range(t, ignored, c, "cross_entropy")
+    fused = x.device.backend.fused_cross_entropy if hasattr(
+        x.device.backend, "fused_cross_entropy") else None
+    loss = None
+    if fused is not None:
+        loss = _fused_cross_entropy(x, t, ignored, ignore_index, label_smoothing)
+    if loss is None:
+        logp = log_softmax(x, axis=1)
+        safe = where(ignored, 0, t)
+        nll = -reshape(take_along_axis(logp, expand_dims(safe, 1), 1), (n,))
+        if label_smoothing:
+            nll = nll * (1 - label_smoothing) - logp.mean(axis=1) * label_smoothing
+        loss = where(ignored, 0, nll)
+    return _reduce(back(loss), reduction, "cross_entropy", _count(ignored))
+
+
+# ---- the fused path (CUDA) ---------------------------------------------------------------------
+
+def _target(x, t, ignored, smoothing):
+    """The smoothed one-hot target q, zero on ignored rows (a constant)."""
+    backend = x.device.backend
+    n, c = x.shape
+    q = backend.full((n, c), smoothing / c, dtype=x.dtype)
+    safe = backend.where(ignored.array, 0, t.array)
+    rows = backend.arange(n)
+    q[rows, safe] += 1 - smoothing
+    q[ignored.array] = 0
+    return plain(q, x.device)
+
+
+def _softmax_minus_target_vjp(gg, x, mask, q):
+    """The derivative of D(x) = where(mask, softmax(x) - q, 0), composed from ops."""
+    from ..autograd.functional import vjp
+
+    _, pull = vjp(lambda v: where(mask, softmax(v, axis=1) - q, 0), x)
+    return pull(gg)[0]
+
+
+def _softmax_minus_target_jvp(ts, out, x, mask, q):
+    from ..autograd.functional import jvp
+
+    (t,) = ts
+    return jvp(lambda v: where(mask, softmax(v, axis=1) - q, 0), x, t, batched=True)[1]
+
+
+# D = dloss/dlogits (per row), a node of its own so that it differentiates again
+_CE_GRAD = Op("cross_entropy_grad", (_softmax_minus_target_vjp,), jvp=_softmax_minus_target_jvp)
+# the per-row loss: its gradient is g * D, its tangent sum(D * t)
+_CE = Op("cross_entropy", (lambda g, d: expand_dims(g, 1) * d,),
+         jvp=lambda ts, out, d: (ts[0] * d).sum(axis=-1))
+
+
+def _fused_cross_entropy(x, t, ignored, ignore_index, smoothing):
+    got = x.device.backend.fused_cross_entropy(x.array, t.array, ignore_index, smoothing)
+    if got is None:
+        return None
+    loss, dlogits = got
+    d = Tensor(dlogits, x.device)
+    if needs_grad(x):
+        mask = expand_dims(~ignored, 1)
+        d = record(_CE_GRAD, (x,), dlogits, x.device, (x, mask, _target(x, t, ignored,
+                                                                        smoothing)))
+    return record(_CE, (x,), loss, x.device, (d,))

@@ -1,0 +1,151 @@
+"""ad.nn.functional losses against PyTorch (values and gradients, every reduction,
+ignore_index, label smoothing, probability targets), against finite differences to second
+order, and the fused cross-entropy path (CUDA, here the CuPy stand-in) against the composed
+one."""
+import numpy as np
+import pytest
+from fake_cupy import installed
+
+import gpuad as ad
+
+F = ad.nn.functional
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def _pair(shape=(6, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(shape), rng
+
+
+@pytest.fixture
+def torch():
+    t = pytest.importorskip("torch")
+    return t
+
+
+def _compare(ours, theirs, inputs, tinputs, torch):
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-12, atol=1e-13)
+    g = np.random.default_rng(9).standard_normal(ours.shape)
+    grads = ad.grad(ours, inputs, ad.tensor(g, dtype=ad.float64), allow_unused=True)
+    tgrads = torch.autograd.grad(theirs, tinputs, torch.tensor(g), allow_unused=True)
+    for a, b in zip(grads, tgrads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("shape", [(6, 5), (5,), (3, 4, 2)], ids=["rows", "one", "spatial"])
+def test_cross_entropy_against_torch(shape, smoothing, reduction, torch):
+    xn, rng = _pair(shape)
+    c = shape[0] if len(shape) == 1 else shape[1]
+    tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    labels = rng.integers(0, c, tshape)
+    if labels.ndim:
+        labels.flat[1] = -100
+    x = ad.tensor(xn, dtype=ad.float64, requires_grad=True)
+    tx = torch.tensor(xn, requires_grad=True)
+    ours = F.cross_entropy(x, ad.tensor(labels), reduction=reduction, label_smoothing=smoothing)
+    theirs = torch.nn.functional.cross_entropy(tx, torch.tensor(labels), reduction=reduction,
+                                               label_smoothing=smoothing)
+    _compare(ours, theirs, [x], [tx], torch)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_probability_targets(reduction, torch):
+    xn, rng = _pair()
+    p = rng.random((6, 5))
+    p /= p.sum(1, keepdims=True)
+    x, tx = ad.tensor(xn, requires_grad=True), torch.tensor(xn, requires_grad=True)
+    ours = F.cross_entropy(x, ad.tensor(p), reduction=reduction, label_smoothing=0.1)
+    theirs = torch.nn.functional.cross_entropy(tx, torch.tensor(p), reduction=reduction,
+                                               label_smoothing=0.1)
+    _compare(ours, theirs, [x], [tx], torch)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_nll_mse_bce_against_torch(reduction, torch):
+    xn, rng = _pair()
+    labels = rng.integers(0, 5, 6)
+    labels[3] = -100
+    x, tx = ad.tensor(xn, requires_grad=True), torch.tensor(xn, requires_grad=True)
+    _compare(F.nll_loss(ad.log_softmax(x, axis=1), ad.tensor(labels), reduction=reduction),
+             torch.nn.functional.nll_loss(torch.log_softmax(tx, 1), torch.tensor(labels),
+                                          reduction=reduction), [x], [tx], torch)
+    yn = rng.standard_normal((6, 5))
+    y, ty = ad.tensor(yn, requires_grad=True), torch.tensor(yn, requires_grad=True)
+    _compare(F.mse_loss(x, y, reduction=reduction),
+             torch.nn.functional.mse_loss(tx, ty, reduction=reduction), [x, y], [tx, ty], torch)
+    tn = rng.random((6, 5))
+    t, tt = ad.tensor(tn, requires_grad=True), torch.tensor(tn, requires_grad=True)
+    _compare(F.binary_cross_entropy_with_logits(x * 10, t, reduction=reduction),
+             torch.nn.functional.binary_cross_entropy_with_logits(tx * 10, tt,
+                                                                  reduction=reduction),
+             [x, t], [tx, tt], torch)
+    pw = rng.random(5) + 0.5
+    _compare(F.binary_cross_entropy_with_logits(x, t, reduction=reduction,
+                                                pos_weight=ad.tensor(pw)),
+             torch.nn.functional.binary_cross_entropy_with_logits(
+                 tx, tt, reduction=reduction, pos_weight=torch.tensor(pw)),
+             [x, t], [tx, tt], torch)
+
+
+def test_cross_entropy_second_order_against_differences():
+    xn, rng = _pair((4, 3))
+    labels = ad.tensor(rng.integers(0, 3, 4))
+    v = rng.standard_normal((4, 3))
+
+    def grad(a):
+        x = ad.tensor(a, requires_grad=True)
+        return ad.grad(F.cross_entropy(x, labels, label_smoothing=0.1), x)[0].numpy()
+
+    x = ad.tensor(xn, requires_grad=True)
+    (g,) = ad.grad(F.cross_entropy(x, labels, label_smoothing=0.1), x, create_graph=True)
+    (hv,) = ad.grad((g * ad.tensor(v)).sum(), x)
+    eps = 1e-6
+    np.testing.assert_allclose(hv.numpy(), (grad(xn + eps * v) - grad(xn - eps * v)) / (2 * eps),
+                               rtol=1e-5, atol=1e-7)
+    assert ad.gradcheck(lambda x: F.cross_entropy(x, labels, label_smoothing=0.1),
+                        [ad.tensor(xn, requires_grad=True)])
+
+
+def test_loss_errors():
+    x = ad.tensor(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        F.mse_loss(x, x, reduction="avg")
+    with pytest.raises(TypeError, match="integer class indices"):
+        F.nll_loss(x, ad.tensor([0.0, 1.0]))
+    with pytest.raises(IndexError, match=r"outside \[0, 3\)"):
+        F.cross_entropy(x, ad.tensor([0, 3]))
+    with pytest.raises(ValueError, match="2 rows of logits but target shape"):
+        F.cross_entropy(x, ad.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_fused_cross_entropy_equals_the_composed_one(reduction, smoothing, monkeypatch):
+    """On CUDA (the stand-in) cross_entropy is the fused kernel: one launch forward, values,
+    gradients, second derivatives and forward-mode tangents equal to the composed CPU path."""
+    xn, rng = _pair((7, 6))
+    labels = rng.integers(0, 6, 7)
+    labels[4] = -100
+    v = rng.standard_normal((7, 6))
+    with installed(monkeypatch):
+        results = {}
+        for dev in ("cpu", "cuda"):
+            x = ad.tensor(xn, dtype=ad.float64, device=dev, requires_grad=True)
+            t = ad.tensor(labels, device=dev)
+            kernels = x.device.backend.kernels if dev == "cuda" else None
+            before = kernels.launches if kernels else 0
+            loss = F.cross_entropy(x, t, reduction=reduction, label_smoothing=smoothing)
+            if kernels:
+                assert kernels.launches - before == 1
+            out = loss if loss.ndim == 0 else (loss * ad.arange(7.0, device=dev,
+                                                                   dtype=ad.float64)).sum()
+            (g,) = ad.grad(out, x, create_graph=True)
+            (h,) = ad.grad((g * ad.tensor(v, device=dev)).sum(), x)
+            _, tangent = ad.jvp(lambda a, t=t: F.cross_entropy(a, t, reduction=reduction,
+                                                               label_smoothing=smoothing),
+                                x.detach(), ad.tensor(v, device=dev))
+            results[dev] = [loss.numpy(), g.numpy(), h.numpy(), tangent.numpy()]
+        for a, b in zip(results["cuda"], results["cpu"]):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
