@@ -6,7 +6,7 @@
 >>> x.grad
 tensor([2., 4.])
 """
-from . import cuda, nn
+from . import cuda, nn, optim
 from .autograd.engine import backward, grad
 from .autograd.function import Function, FunctionCtx, custom_gradient
 from .autograd.functional import hessian, hvp, jacobian, jvp, vjp
@@ -72,7 +72,7 @@ __all__ = [
     "eye", "zeros_like", "ones_like", "full_like", "empty_like", "rand", "randn", "fill",
     "from_numpy", "from_dlpack", "manual_seed", "float16", "float32", "float64", "int32",
     "int64", "bool_", "half", "double", "long", "Device", "device", "get_default_device",
-    "set_default_device", "set_cpu_fallback", "cuda", "nn", "DeviceUnavailableError",
+    "set_default_device", "set_cpu_fallback", "cuda", "nn", "optim", "DeviceUnavailableError",
     "DeviceMismatchError", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
     "GradientTapeWarning", "CustomGradientError", "Variable", "constant", "custom_gradient",

@@ -1,0 +1,140 @@
+"""SGD (momentum, Nesterov, weight decay), Adam and AdamW, updating parameters in place with
+the same formulas, in the same order, as PyTorch's (so results agree to rounding)."""
+import math
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    """Holds parameter groups (``[{"params": [...], "lr": ..., ...}]``) and per-parameter
+    state; subclasses define ``_update(p, g, group, state)`` on backend arrays."""
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        params = list(params)
+        if not params:
+            raise ValueError("gpuad.optim: the optimizer got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = []
+        for group in groups:
+            group = {**defaults, **group, "params": list(group["params"])}
+            for p in group["params"]:
+                if not isinstance(p, Tensor) or not p.requires_grad or p.grad_fn is not None:
+                    raise ValueError("gpuad.optim: parameters must be leaf tensors that "
+                                     "require grad (e.g. a module's .parameters())")
+            self.param_groups.append(group)
+        self.state = {}
+
+    def zero_grad(self, set_to_none=True):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad = p.grad * 0
+
+    def step(self):
+        """One update of every parameter that has a gradient (not recorded)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(id(p), {})
+                self._update(p._a, p.grad._a, p._dev.backend.xp, group, state)
+                p._ver[0] += 1
+
+    def state_dict(self):
+        """``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``, with
+        parameters numbered in group order (as PyTorch)."""
+        index, groups, state = {}, [], {}
+        for group in self.param_groups:
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+                if id(p) in self.state:
+                    state[index[id(p)]] = dict(self.state[id(p)])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        params = [p for group in self.param_groups for p in group["params"]]
+        if len(state_dict["param_groups"]) != len(self.param_groups):
+            raise ValueError("gpuad.optim: the state dict has a different number of parameter "
+                             "groups than this optimizer")
+        for group, saved in zip(self.param_groups, state_dict["param_groups"]):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {id(params[int(i)]): {k: v.copy() if hasattr(v, "copy") else v
+                                           for k, v in s.items()}
+                      for i, s in state_dict["state"].items()}
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines + [")"])
+
+
+class SGD(Optimizer):
+    """p -= lr * d, d = g + wd p, or with momentum the buffer b = m b + (1 - dampening) d
+    (d itself at the first step), and with Nesterov d + m b."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("gpuad.optim.SGD: Nesterov momentum needs momentum > 0 and "
+                             "dampening 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _update(self, p, g, xp, group, state):
+        wd, m = group["weight_decay"], group["momentum"]
+        d = g + wd * p if wd else g
+        if m:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d.copy()
+            else:
+                buf *= m
+                buf += (1 - group["dampening"]) * d
+            d = d + m * buf if group["nesterov"] else buf
+        p -= group["lr"] * d
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba) with bias correction; ``weight_decay`` adds wd p to the gradient
+    (L2), as PyTorch's Adam."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+    def _update(self, p, g, xp, group, state):
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if wd and self.decoupled:
+            p *= 1 - lr * wd
+        elif wd:
+            g = g + wd * p
+        if not state:
+            state.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = xp.sqrt(v) / math.sqrt(1 - b2 ** t) + eps
+        p -= (lr / (1 - b1 ** t)) * m / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter): p *= 1 - lr wd first."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)

@@ -1,0 +1,82 @@
+"""ad.optim against torch.optim: the same parameters after several steps (SGD with momentum,
+dampening, Nesterov and weight decay; Adam; AdamW), the schedules, and state dicts."""
+import numpy as np
+import pytest
+
+import gpuad as ad
+
+torch = pytest.importorskip("torch")
+
+
+def _run(make_ours, make_theirs, steps=6, schedule=None):
+    rng = np.random.default_rng(0)
+    wn, an = rng.standard_normal((4, 3)), rng.standard_normal((5, 4))
+    w = ad.tensor(wn, dtype=ad.float64, requires_grad=True)
+    tw = torch.tensor(wn, requires_grad=True)
+    a, ta = ad.tensor(an, dtype=ad.float64), torch.tensor(an)
+    opt, topt = make_ours([w]), make_theirs([tw])
+    sched = schedule[0](opt) if schedule else None
+    tsched = schedule[1](topt) if schedule else None
+    for _ in range(steps):
+        opt.zero_grad()
+        topt.zero_grad()
+        (ad.tanh(a @ w) ** 2).sum().backward()
+        (torch.tanh(ta @ tw) ** 2).sum().backward()
+        opt.step()
+        topt.step()
+        if sched:
+            sched.step()
+            tsched.step()
+            assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-12)
+    np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-12, atol=1e-13)
+    return opt
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(momentum=0.9), dict(momentum=0.9, dampening=0.3),
+                                dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+                                dict(weight_decay=0.1)],
+                         ids=["plain", "momentum", "dampening", "nesterov_wd", "wd"])
+def test_sgd_matches_torch(kw):
+    _run(lambda p: ad.optim.SGD(p, lr=0.05, **kw), lambda p: torch.optim.SGD(p, lr=0.05, **kw))
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.05])
+def test_adam_and_adamw_match_torch(wd):
+    _run(lambda p: ad.optim.Adam(p, lr=0.01, weight_decay=wd),
+         lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=wd))
+    _run(lambda p: ad.optim.AdamW(p, lr=0.01, betas=(0.8, 0.99), weight_decay=wd),
+         lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.8, 0.99), weight_decay=wd))
+
+
+def test_schedules_match_torch():
+    _run(lambda p: ad.optim.SGD(p, lr=0.1, momentum=0.5),
+         lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.5), steps=9,
+         schedule=(lambda o: ad.optim.lr_scheduler.StepLR(o, 3, gamma=0.5),
+                   lambda o: torch.optim.lr_scheduler.StepLR(o, 3, gamma=0.5)))
+    _run(lambda p: ad.optim.Adam(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=0.05), steps=9,
+         schedule=(lambda o: ad.optim.lr_scheduler.CosineAnnealingLR(o, 5, eta_min=0.001),
+                   lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 5, eta_min=0.001)))
+
+
+def test_state_dict_round_trip_continues_identically():
+    opt = _run(lambda p: ad.optim.Adam(p, lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01))
+    state = opt.state_dict()
+    assert state["param_groups"][0]["params"] == [0] and state["state"][0]["step"] == 6
+    (w,) = opt.param_groups[0]["params"]
+    copy = ad.tensor(w.numpy(), requires_grad=True)
+    other = ad.optim.Adam([copy], lr=0.5)
+    other.load_state_dict(state)
+    assert other.param_groups[0]["lr"] == 0.01
+    for o, p in ((opt, w), (other, copy)):
+        p.grad = ad.ones_like(p)
+        o.step()
+    np.testing.assert_array_equal(copy.numpy(), w.numpy())
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="empty parameter list"):
+        ad.optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="leaf tensors that require grad"):
+        ad.optim.SGD([ad.ones(2)], lr=0.1)
+    with pytest.raises(ValueError, match="Nesterov momentum needs"):
+        ad.optim.SGD([ad.ones(2, requires_grad=True)], nesterov=True)
