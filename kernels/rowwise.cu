@@ -81,33 +81,33 @@ struct Column {
 // ---- softmax, log_softmax, logsumexp (mode 0, 1, 2) ----------------------------------------------
 // warp per row: blockDim (32, rows per block); block per row: blockDim (threads, 1)
 template <typename T, typename A>
-__global__ void softmax_warp(int mode, const T* x, T* out, long rows, long cols) {
-    long row = blockIdx.x * (long)blockDim.y + threadIdx.y;
+__global__ void softmax_warp(int mode, const T* x, T* out, index_t rows, index_t cols) {
+    index_t row = blockIdx.x * (index_t)blockDim.y + threadIdx.y;
     if (row >= rows) return;  // a whole warp leaves together
     softmax_row<A>(Warp(), mode, x + row * cols, out + (mode == 2 ? row : row * cols), cols);
 }
 
 template <typename T, typename A>
-__global__ void softmax_block(int mode, const T* x, T* out, long rows, long cols) {
-    long row = blockIdx.x;
+__global__ void softmax_block(int mode, const T* x, T* out, index_t rows, index_t cols) {
+    index_t row = blockIdx.x;
     softmax_row<A>(Block(), mode, x + row * cols, out + (mode == 2 ? row : row * cols), cols);
 }
 
 template <typename T, typename A>
 __global__ void softmax_backward_warp(int mode, const T* g, const T* y, const T* x, T* dx,
-                                      long rows, long cols) {
-    long row = blockIdx.x * (long)blockDim.y + threadIdx.y;
+                                      index_t rows, index_t cols) {
+    index_t row = blockIdx.x * (index_t)blockDim.y + threadIdx.y;
     if (row >= rows) return;
-    long one = mode == 2 ? row : row * cols;
+    index_t one = mode == 2 ? row : row * cols;
     softmax_row_backward<A>(Warp(), mode, g + one, y + one, x + row * cols, dx + row * cols,
                             cols);
 }
 
 template <typename T, typename A>
 __global__ void softmax_backward_block(int mode, const T* g, const T* y, const T* x, T* dx,
-                                       long rows, long cols) {
-    long row = blockIdx.x;
-    long one = mode == 2 ? row : row * cols;
+                                       index_t rows, index_t cols) {
+    index_t row = blockIdx.x;
+    index_t one = mode == 2 ? row : row * cols;
     softmax_row_backward<A>(Block(), mode, g + one, y + one, x + row * cols, dx + row * cols,
                             cols);
 }
@@ -115,42 +115,48 @@ __global__ void softmax_backward_block(int mode, const T* g, const T* y, const T
 // ---- fused softmax cross-entropy: per-row loss and dlogits = p - q in one pass -------------------
 template <typename T, typename A>
 __global__ void cross_entropy_warp(const T* x, const long long* labels, long long ignore_index,
-                                   double eps, T* loss, T* dlogits, long rows, long cols) {
-    long row = blockIdx.x * (long)blockDim.y + threadIdx.y;
+                                   double eps, T* loss, T* dlogits, index_t rows, index_t cols) {
+    index_t row = blockIdx.x * (index_t)blockDim.y + threadIdx.y;
     if (row >= rows) return;
-    cross_entropy_row<A>(Warp(), x + row * cols, long(labels[row]), long(ignore_index), A(eps),
+    cross_entropy_row<A>(Warp(), x + row * cols, index_t(labels[row]), index_t(ignore_index), A(eps),
                          loss + row, dlogits + row * cols, cols);
 }
 
 template <typename T, typename A>
 __global__ void cross_entropy_block(const T* x, const long long* labels, long long ignore_index,
-                                    double eps, T* loss, T* dlogits, long rows, long cols) {
-    long row = blockIdx.x;
-    cross_entropy_row<A>(Block(), x + row * cols, long(labels[row]), long(ignore_index), A(eps),
+                                    double eps, T* loss, T* dlogits, index_t rows, index_t cols) {
+    index_t row = blockIdx.x;
+    cross_entropy_row<A>(Block(), x + row * cols, index_t(labels[row]), index_t(ignore_index), A(eps),
                          loss + row, dlogits + row * cols, cols);
 }
 
 // ---- bias-add plus activation ---------------------------------------------------------------------
 // forward, elementwise over rows x cols: z = x + b[col] (kept when z is not null), y = act(z)
 template <typename T, typename A>
-__global__ void bias_act_forward(int act, const T* x, const T* b, T* z, T* y, long n,
-                                 long cols) {
-    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+__global__ void bias_act_forward(int act, const T* x, const T* b, T* z, T* y, index_t n,
+                                 index_t cols) {
+    index_t i = blockIdx.x * (index_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     A zi = A(x[i]) + A(b[i % cols]);
     if (z) z[i] = T(zi);
     y[i] = T(activation<A>(act, zi));
 }
 
-// backward: blockDim (32 columns, up to 32 row lanes); dz for every element, db per column
+// backward: blockDim (32 columns, up to 32 row lanes), blockIdx.y a chunk of rows_per_chunk
+// rows; dz for every element, and per chunk the column sums of dz (db_partial[chunk, col]),
+// which the backend adds up in a fixed order (no atomics)
 template <typename T, typename A>
-__global__ void bias_act_backward(int act, const T* g, const T* z, const T* y, T* dz, T* db,
-                                  long rows, long cols) {
-    long col = blockIdx.x * (long)blockDim.x + threadIdx.x;
-    bool inside = col < cols;
-    A total = bias_act_column_backward<A>(Column(), act, g, z, y, dz, inside ? rows : 0, cols,
-                                          inside ? col : 0);
-    if (inside && threadIdx.y == 0) db[col] = T(total);
+__global__ void bias_act_backward(int act, const T* g, const T* z, const T* y, T* dz,
+                                  T* db_partial, index_t rows, index_t cols,
+                                  index_t rows_per_chunk) {
+    index_t col = blockIdx.x * (index_t)blockDim.x + threadIdx.x;
+    index_t start = blockIdx.y * rows_per_chunk;
+    index_t count = rows - start < rows_per_chunk ? rows - start : rows_per_chunk;
+    bool inside = col < cols && count > 0;
+    index_t at = start * cols;
+    A total = bias_act_column_backward<A>(Column(), act, g + at, z + at, y + at, dz + at,
+                                          inside ? count : 0, cols, inside ? col : 0);
+    if (inside && threadIdx.y == 0) db_partial[blockIdx.y * cols + col] = T(total);
 }
 
 }  // namespace gpuad

@@ -15,6 +15,9 @@
 
 namespace gpuad {
 
+// sizes and positions: 64 bits on every platform (``long`` is 32 on Windows)
+typedef long long index_t;
+
 // the identity of max over a row: -inf
 template <typename A> GPUAD_HD A neg_inf() { return -A(1) / A(0); }
 
@@ -22,9 +25,9 @@ template <typename A> GPUAD_HD bool finite(A v) { return v == v && v - v == A(0)
 
 // mode: 0 softmax, 1 log_softmax, 2 logsumexp (one value per row, in out[0])
 template <typename A, typename T, typename Group>
-GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, long cols) {
+GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, index_t cols) {
     A m = neg_inf<A>();
-    for (long j = grp.rank(); j < cols; j += grp.size()) {
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A v = A(x[j]);
         m = (v > m || v != v) ? v : m;  // nan wins, as NumPy's max
     }
@@ -33,14 +36,14 @@ GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, long c
     // gives -inf, an inf gives inf, as the NumPy backend
     A shift = (mode != 0 && !finite(m)) ? A(0) : m;
     A s = A(0);
-    for (long j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - shift);
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - shift);
     s = grp.sum(s);
     if (mode == 2) {
         if (grp.rank() == 0) out[0] = T(log(s) + shift);
         return;
     }
     A lse = log(s) + shift;
-    for (long j = grp.rank(); j < cols; j += grp.size()) {
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A v = A(x[j]);
         out[j] = mode == 0 ? T(exp(v - m) / s) : T(v - lse);
     }
@@ -50,20 +53,20 @@ GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, long c
 // mode 2 (logsumexp, y and g one per row): dx = g exp(x - y)
 template <typename A, typename T, typename Group>
 GPUAD_HD void softmax_row_backward(const Group& grp, int mode, const T* g, const T* y,
-                                   const T* x, T* dx, long cols) {
+                                   const T* x, T* dx, index_t cols) {
     if (mode == 2) {
         A gr = A(g[0]), lse = A(y[0]);
-        for (long j = grp.rank(); j < cols; j += grp.size()) {
+        for (index_t j = grp.rank(); j < cols; j += grp.size()) {
             dx[j] = T(gr * exp(A(x[j]) - lse));
         }
         return;
     }
     A s = A(0);
-    for (long j = grp.rank(); j < cols; j += grp.size()) {
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         s += mode == 0 ? A(g[j]) * A(y[j]) : A(g[j]);
     }
     s = grp.sum(s);
-    for (long j = grp.rank(); j < cols; j += grp.size()) {
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A gj = A(g[j]), yj = A(y[j]);
         dx[j] = mode == 0 ? T(yj * (gj - s)) : T(gj - exp(yj) * s);
     }
@@ -74,16 +77,16 @@ GPUAD_HD void softmax_row_backward(const Group& grp, int mode, const T* g, const
 // dlogits = p - q (the upstream gradient multiplies it later). A row whose label is
 // ignore_index gets loss 0 and dlogits 0.
 template <typename A, typename T, typename Group>
-GPUAD_HD void cross_entropy_row(const Group& grp, const T* x, long label, long ignore_index,
-                                A eps, T* loss, T* dlogits, long cols) {
+GPUAD_HD void cross_entropy_row(const Group& grp, const T* x, index_t label, index_t ignore_index,
+                                A eps, T* loss, T* dlogits, index_t cols) {
     if (label == ignore_index) {
-        for (long j = grp.rank(); j < cols; j += grp.size()) dlogits[j] = T(0);
+        for (index_t j = grp.rank(); j < cols; j += grp.size()) dlogits[j] = T(0);
         if (grp.rank() == 0) loss[0] = T(0);
         return;
     }
     A m = neg_inf<A>();
     A total = A(0);
-    for (long j = grp.rank(); j < cols; j += grp.size()) {
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A v = A(x[j]);
         m = (v > m || v != v) ? v : m;
         total += v;
@@ -91,11 +94,11 @@ GPUAD_HD void cross_entropy_row(const Group& grp, const T* x, long label, long i
     m = grp.max(m);
     total = grp.sum(total);
     A s = A(0);
-    for (long j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - m);
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - m);
     s = grp.sum(s);
     A lse = log(s) + m;
     A off = eps / A(cols);
-    for (long j = grp.rank(); j < cols; j += grp.size()) {
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A q = (j == label ? A(1) - eps : A(0)) + off;
         dlogits[j] = T(exp(A(x[j]) - m) / s - q);
     }
@@ -136,10 +139,10 @@ template <typename A> GPUAD_HD A activation_backward(int act, A g, A z, A y) {
 // share of the rows; the group adds the shares in a fixed order).
 template <typename A, typename T, typename Group>
 GPUAD_HD A bias_act_column_backward(const Group& grp, int act, const T* g, const T* z,
-                                    const T* y, T* dz, long rows, long cols, long col) {
+                                    const T* y, T* dz, index_t rows, index_t cols, index_t col) {
     A total = A(0);
-    for (long r = grp.rank(); r < rows; r += grp.size()) {
-        long i = r * cols + col;
+    for (index_t r = grp.rank(); r < rows; r += grp.size()) {
+        index_t i = r * cols + col;
         A d = activation_backward<A>(act, A(g[i]), A(z[i]), A(y[i]));
         dz[i] = T(d);
         total += d;

@@ -34,6 +34,10 @@ class _CompileException(Exception):
     pass
 
 
+class _CUDADriverError(RuntimeError):
+    pass
+
+
 _harness = []
 
 
@@ -76,6 +80,7 @@ _row_harness = []
 #: the arguments each row-wise kernel writes, by position
 _ROW_OUTPUTS = {"softmax": (2,), "softmax_backward": (4,), "cross_entropy": (4, 5),
                 "bias_act_forward": (3, 4), "bias_act_backward": (4, 5)}
+_TEMPLATE_DTYPES = {"__half": np.float16, "float": np.float32, "double": np.float64}
 
 
 class RawModule:
@@ -92,6 +97,7 @@ class RawModule:
         for suffix in ("_warp", "_block"):
             base = base.removesuffix(suffix)
         wide = np.float64 if types.startswith("double") else np.float32
+        data = _TEMPLATE_DTYPES[types.split(",")[0]]
 
         def launch(grid, block, args):
             if not _row_harness:
@@ -105,6 +111,9 @@ class RawModule:
             work, values = [], []
             for a in args:
                 if isinstance(a, np.ndarray):
+                    # as the GPU would: data of the template's type, laid out C-contiguous
+                    assert a.dtype.kind != "f" or a.dtype == data, (name, a.dtype)
+                    assert a.flags.c_contiguous, name
                     w = a if a.dtype.kind != "f" else np.ascontiguousarray(a, dtype=wide)
                     work.append((a, w))
                     values.append(ctypes.c_void_p(w.ctypes.data))
@@ -150,6 +159,7 @@ def modules():
         runtime=types.SimpleNamespace(memGetInfo=lambda: (1 << 30, 2 << 30),
                                       CUDARuntimeError=_CUDARuntimeError),
         compiler=types.SimpleNamespace(CompileException=_CompileException),
+        driver=types.SimpleNamespace(CUDADriverError=_CUDADriverError),
     )
     cupy.ElementwiseKernel = ElementwiseKernel
     cupy.RawModule = RawModule

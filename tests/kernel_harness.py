@@ -114,10 +114,13 @@ ROWWISE = [  # the kernels of kernels/rowwise.cu, as the CUDA backend instantiat
 
 
 def rowwise_instances():
-    """A CUDA source that instantiates every row-wise kernel for every data type."""
+    """The row-wise source as the CUDA backend compiles it (includes inlined), instantiating
+    every kernel for every data type."""
     refs = [f"    (void*)&gpuad::{kernel}<{t}, {a}>," for kernel in ROWWISE
             for t, a in (("__half", "float"), ("float", "float"), ("double", "double"))]
-    return '#include "rowwise.cu"\nvoid* gpuad_kernels[] = {\n' + "\n".join(refs) + "\n};\n"
+    from gpuad.backends.kernel_sources import inlined  # what the backend hands NVRTC
+
+    return inlined("rowwise.cu") + "void* gpuad_kernels[] = {\n" + "\n".join(refs) + "\n};\n"
 
 
 def rowwise_source():
@@ -126,39 +129,43 @@ def rowwise_source():
     lines = ['#include "rowwise.cuh"', 'extern "C" {']
     for suffix, (t, _) in CTYPES.items():
         lines.append(f"""
-void k_softmax_{suffix}(int mode, const {t}* x, {t}* out, long rows, long cols) {{
-    for (long r = 0; r < rows; ++r)
+void k_softmax_{suffix}(int mode, const {t}* x, {t}* out, long long rows, long long cols) {{
+    for (long long r = 0; r < rows; ++r)
         gpuad::softmax_row<{t}>(gpuad::Serial(), mode, x + r * cols,
                                  out + (mode == 2 ? r : r * cols), cols);
 }}
 void k_softmax_backward_{suffix}(int mode, const {t}* g, const {t}* y, const {t}* x, {t}* dx,
-                               long rows, long cols) {{
-    for (long r = 0; r < rows; ++r) {{
-        long one = mode == 2 ? r : r * cols;
+                               long long rows, long long cols) {{
+    for (long long r = 0; r < rows; ++r) {{
+        long long one = mode == 2 ? r : r * cols;
         gpuad::softmax_row_backward<{t}>(gpuad::Serial(), mode, g + one, y + one,
                                           x + r * cols, dx + r * cols, cols);
     }}
 }}
 void k_cross_entropy_{suffix}(const {t}* x, const long long* labels, long long ignore,
-                            double eps, {t}* loss, {t}* dlogits, long rows, long cols) {{
-    for (long r = 0; r < rows; ++r)
-        gpuad::cross_entropy_row<{t}>(gpuad::Serial(), x + r * cols, (long)labels[r],
-                                       (long)ignore, ({t})eps, loss + r,
+                            double eps, {t}* loss, {t}* dlogits, long long rows, long long cols) {{
+    for (long long r = 0; r < rows; ++r)
+        gpuad::cross_entropy_row<{t}>(gpuad::Serial(), x + r * cols, (long long)labels[r],
+                                       (long long)ignore, ({t})eps, loss + r,
                                        dlogits + r * cols, cols);
 }}
-void k_bias_act_forward_{suffix}(int act, const {t}* x, const {t}* b, {t}* z, {t}* y, long n,
-                               long cols) {{
-    for (long i = 0; i < n; ++i) {{
+void k_bias_act_forward_{suffix}(int act, const {t}* x, const {t}* b, {t}* z, {t}* y, long long n,
+                               long long cols) {{
+    for (long long i = 0; i < n; ++i) {{
         {t} zi = x[i] + b[i % cols];
         z[i] = zi;
         y[i] = gpuad::activation<{t}>(act, zi);
     }}
 }}
 void k_bias_act_backward_{suffix}(int act, const {t}* g, const {t}* z, const {t}* y, {t}* dz,
-                                {t}* db, long rows, long cols) {{
-    for (long c = 0; c < cols; ++c)
-        db[c] = gpuad::bias_act_column_backward<{t}>(gpuad::Serial(), act, g, z, y, dz, rows,
-                                                      cols, c);
+                                {t}* db_partial, long long rows, long long cols,
+                                long long per) {{
+    for (long long start = 0, chunk = 0; start < rows; start += per, ++chunk) {{
+        long long count = rows - start < per ? rows - start : per, at = start * cols;
+        for (long long c = 0; c < cols; ++c)
+            db_partial[chunk * cols + c] = gpuad::bias_act_column_backward<{t}>(
+                gpuad::Serial(), act, g + at, z + at, y + at, dz + at, count, cols, c);
+    }}
 }}""")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -234,3 +234,18 @@ def test_composed_rule_would_launch_three_kernels(fake_cuda, monkeypatch):
     monkeypatch.setattr(type(backend), "fused_unary_grad", None)
     ad.grad(ad.sigmoid(x), x, ad.ones_like(y))
     assert len(calls) >= 3, calls
+
+
+def test_few_long_rows_use_cupy_reductions(fake_cuda):
+    """A single row of 100k values would be one block: the composed path (CuPy's reductions,
+    which split the row) is used instead, with the same result."""
+    xn = np.random.default_rng(5).standard_normal(100_000)
+    x = ad.tensor(xn, dtype=ad.float64, device="cuda", requires_grad=True)
+    kernels = x.device.backend.kernels
+    before = kernels.launches
+    y = ad.logsumexp(x)
+    (g,) = ad.grad(y, x)
+    assert kernels.launches == before
+    m = xn.max()
+    assert y.item() == pytest.approx(m + np.log(np.exp(xn - m).sum()), rel=1e-13)
+    np.testing.assert_allclose(g.numpy(), np.exp(xn - y.item()), rtol=1e-12)

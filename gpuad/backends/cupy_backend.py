@@ -5,6 +5,7 @@ derivatives of the elementwise ops run in one kernel each, built from ``kernels/
 :mod:`.cupy_kernels`); other dtypes fall back to the generic array code.
 """
 import contextlib
+import math
 
 import cupy
 import cupyx
@@ -97,11 +98,14 @@ class CupyBackend(Backend):
 
     def _row_mode(self, mode, x, axes):
         """Softmax (0), log_softmax (1) or logsumexp (2, one value per row) along ``axes``;
-        None where no kernel applies."""
+        None where no kernel applies (or where a few long rows would leave most of the GPU
+        idle: CuPy's own reductions split those)."""
         if x.dtype not in TYPES or x.size == 0:
             return None
         x2, moved = self._as_rows(x, axes)
         rows, cols = x2.shape
+        if rows < 64 and cols > 1 << 16:
+            return None
         out = cupy.empty(rows if mode == 2 else x2.shape, dtype=x.dtype)
         kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "softmax")
         self.kernels.rows.get(kernel, x.dtype)(
@@ -132,7 +136,13 @@ class CupyBackend(Backend):
         ``axes`` in one kernel: dx from the output gradient ``g``, the output ``y`` and (for
         logsumexp) the input ``x``; None where no kernel applies."""
         ref = x if mode == 2 else y
-        if ref.dtype not in TYPES or g.dtype != ref.dtype or ref.size == 0:
+        if (ref.dtype not in TYPES or g.dtype != ref.dtype or y.dtype != ref.dtype
+                or ref.size == 0):
+            return None
+        if mode == 2 and y.size * math.prod(ref.shape[a] for a in axes) != ref.size:
+            return None
+        rows_hint = ref.size // max(1, math.prod(ref.shape[a] for a in axes))
+        if rows_hint < 64 and ref.size // max(1, rows_hint) > 1 << 16:
             return None
         with self.cuda_device:
             base, moved = self._as_rows(ref, axes)
@@ -158,7 +168,8 @@ class CupyBackend(Backend):
         ``q = (1 - smoothing) onehot + smoothing / C``, and ``softmax - q`` (the logits'
         gradient for an upstream gradient of 1 per row); rows labelled ``ignore_index`` give
         0 and 0. Deterministic (no atomics). None where no kernel applies."""
-        if logits.dtype not in TYPES or logits.ndim != 2 or logits.size == 0:
+        if (logits.dtype not in TYPES or logits.ndim != 2 or logits.size == 0
+                or labels.shape != logits.shape[:1]):
             return None
         with self.cuda_device:
             x = cupy.ascontiguousarray(logits)
@@ -180,7 +191,8 @@ class CupyBackend(Backend):
         """``(z, y)`` with z = x + b (b along the last axis) and y = activation(z), in one
         kernel; None where no kernel applies."""
         act = self.ACTIVATIONS.get(activation)
-        if act is None or x.dtype not in TYPES or b.dtype != x.dtype or x.size == 0:
+        if (act is None or x.dtype not in TYPES or b.dtype != x.dtype or x.size == 0
+                or x.ndim == 0 or b.shape != x.shape[-1:]):
             return None
         with self.cuda_device:
             x2 = cupy.ascontiguousarray(x)
@@ -197,17 +209,24 @@ class CupyBackend(Backend):
         gradient (column sums of dz, in a fixed order), in one kernel; None where none
         applies."""
         act = self.ACTIVATIONS.get(activation)
-        if act is None or g.dtype not in TYPES or g.size == 0:
+        if (act is None or g.dtype not in TYPES or g.size == 0 or g.ndim == 0
+                or any(a.dtype != g.dtype or a.shape != g.shape for a in (z, y))):
             return None
         with self.cuda_device:
             g2, z2, y2 = (cupy.ascontiguousarray(a) for a in (g, z, y))
             cols = g2.shape[-1]
             rows = g2.size // cols
-            dz, db = cupy.empty_like(g2), cupy.empty(cols, dtype=g2.dtype)
+            # chunks of rows spread the work over the GPU; their partial column sums are
+            # added by one reduction in a fixed order (deterministic)
+            per = max(64, -(-rows // 256))
+            chunks = -(-rows // per)
+            dz = cupy.empty_like(g2)
+            partial = cupy.empty((chunks, cols), dtype=g2.dtype)
             self.kernels.rows.get("bias_act_backward", g.dtype)(
-                ((cols + 31) // 32,), (32, 8), (np.int32(act), g2, z2, y2, dz, db,
-                                                np.int64(rows), np.int64(cols)))
-            return dz, db
+                ((cols + 31) // 32, chunks), (32, 8),
+                (np.int32(act), g2, z2, y2, dz, partial, np.int64(rows), np.int64(cols),
+                 np.int64(per)))
+            return dz, partial.sum(axis=0, dtype=g2.dtype)
 
     def sigmoid(self, x):
         out = self._fused("sigmoid", x)

@@ -47,7 +47,7 @@ class Kernels:
                 raise KernelCompileError(
                     f"gpuad: the CUDA kernel {name} (kernels/elementwise.cuh, "
                     f"gpuad::{function}) failed to compile:\n{exc}") from None
-            except cupy.cuda.runtime.CUDARuntimeError as exc:
+            except _cuda_errors() as exc:
                 raise RuntimeError(f"gpuad: CUDA error in kernel {name}: {exc}") from exc
 
         launch.__name__ = name
@@ -73,9 +73,8 @@ class RowKernels:
 
     def get(self, kernel, dtype):
         if self._module is None:
-            folder = kernel_sources.kernels_dir()
-            self._module = cupy.RawModule(code=kernel_sources.read("rowwise.cu"),
-                                          options=("-std=c++17", f"-I{folder}"),
+            self._module = cupy.RawModule(code=kernel_sources.inlined("rowwise.cu"),
+                                          options=("-std=c++17",),
                                           name_expressions=self._names())
         name = f"gpuad::{kernel}<{_TEMPLATE[np.dtype(dtype)]}>"
         try:
@@ -83,15 +82,22 @@ class RowKernels:
         except cupy.cuda.compiler.CompileException as exc:
             raise KernelCompileError(f"gpuad: the CUDA kernel {name} (kernels/rowwise.cu) "
                                      f"failed to compile:\n{exc}") from None
+        except _cuda_errors() as exc:
+            raise RuntimeError(f"gpuad: CUDA error loading kernel {name}: {exc}") from exc
 
         def launch(grid, block, args):
             self._counter.launches += 1
             try:
                 fn(grid, block, args)
-            except cupy.cuda.runtime.CUDARuntimeError as exc:
+            except _cuda_errors() as exc:
                 raise RuntimeError(f"gpuad: CUDA error in kernel {name}: {exc}") from exc
 
         return launch
+
+
+def _cuda_errors():
+    """The errors a launch can raise: the driver's (kernel launches) and the runtime's."""
+    return (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError)
 
 
 def rows_launch(rows, cols, kernel):
