@@ -12,6 +12,7 @@ from .autograd.function import Function, FunctionCtx, custom_gradient
 from .autograd.functional import hessian, hvp, jacobian, jvp, vjp
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd.tape import GradientTape, UnconnectedGradients
+from .checkpoint import load, save
 from .creation import (
     arange,
     as_tensor,
@@ -72,7 +73,8 @@ __all__ = [
     "eye", "zeros_like", "ones_like", "full_like", "empty_like", "rand", "randn", "fill",
     "from_numpy", "from_dlpack", "manual_seed", "float16", "float32", "float64", "int32",
     "int64", "bool_", "half", "double", "long", "Device", "device", "get_default_device",
-    "set_default_device", "set_cpu_fallback", "cuda", "nn", "optim", "DeviceUnavailableError",
+    "set_default_device", "set_cpu_fallback", "cuda", "nn", "optim", "save", "load",
+    "DeviceUnavailableError",
     "DeviceMismatchError", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
     "GradientTapeWarning", "CustomGradientError", "Variable", "constant", "custom_gradient",

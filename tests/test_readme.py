@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import gpuad as ad
 
@@ -45,14 +46,31 @@ def test_commands_are_marked():
         assert re.search(f"<!-- {tag} -->\n```\n.+\n```\n<!-- /{tag} -->", README), tag
 
 
-def test_demo_loss_falls():
-    out = subprocess.run([sys.executable, "-m", "gpuad", "demo", "--device", "cpu",
-                          "--steps", "120"], capture_output=True, text=True, timeout=120,
-                         cwd=ROOT, check=True).stdout
-    losses = [float(v) for v in re.findall(r"loss ([0-9.]+)", out)]
-    assert len(losses) >= 5
-    assert losses[-1] < losses[0] / 5
-    assert all(b <= a for a, b in zip(losses, losses[1:]))
+def test_demo_learns_the_digits(tmp_path):
+    """The main job with its defaults: the loss falls and the test accuracy reaches 0.95; the
+    checkpoint it writes loads into a fresh model that scores the same."""
+    path = tmp_path / "digits.safetensors"
+    out = subprocess.run([sys.executable, "-m", "gpuad", "demo", "--device", "cpu", "--save",
+                          str(path)], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         check=True)
+    text = out.stdout + out.stderr
+    losses = [float(v) for v in re.findall(r"loss ([0-9.]+)", text)]
+    assert len(losses) >= 5 and losses[-1] < losses[0] / 3
+    acc = float(re.search(r"test accuracy ([0-9.]+)", text).group(1))
+    assert acc >= 0.95, text
+    assert "ms per epoch on cpu" in text
+    saved = ad.load(path, device="cpu")
+    assert saved["test_accuracy"] == pytest.approx(acc, abs=1e-4) and saved["epochs"] == 20
+    from gpuad.data import load_digits
+
+    nn = ad.nn
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                          nn.Linear(128, 10))
+    model.load_state_dict(saved["model"])
+    images, labels = load_digits()
+    test = np.random.default_rng(0).permutation(len(labels))[:360]
+    pred = model(ad.tensor(images[test])).argmax(axis=1).numpy()
+    assert (pred == labels[test]).mean() == pytest.approx(saved["test_accuracy"], abs=1e-6)
 
 
 def test_info_reports_what_is_missing():

@@ -1,0 +1,107 @@
+"""Checkpoints: ``ad.save(obj, path)`` and ``ad.load(path, device=None)`` in the safetensors
+format (the ``safetensors`` package, ``pip install 'gpuad[checkpoint]'``).
+
+``obj`` is a state dict, or a dict of tensors, arrays and plain metadata (numbers, strings,
+booleans, None, and lists or dicts of them), nested dicts of those included (an optimizer's
+state dict, a model's next to it). Tensors go into the file as arrays; everything else goes into
+its JSON header. Loading reads arrays and JSON only, so it never runs code from the file (a
+pickle is refused, not unpickled).
+"""
+import json
+
+import numpy as np
+
+from .tensor import Tensor
+
+_META = "gpuad"
+_SEP = "\x1f"  # joins nested keys (a character no sensible key contains)
+
+
+def _module():
+    try:
+        import safetensors.numpy as st
+    except ImportError:
+        raise ImportError("gpuad: checkpoints need the safetensors package: "
+                          "pip install 'gpuad[checkpoint]' (or pip install safetensors)") from None
+    return st
+
+
+def _split(obj, prefix, arrays, layout):
+    """Arrays into ``arrays`` (flat names), the structure with placeholders into ``layout``."""
+    if isinstance(obj, Tensor):
+        arrays[prefix] = np.ascontiguousarray(obj.numpy())
+        return {"__tensor__": prefix}
+    if isinstance(obj, np.ndarray):
+        arrays[prefix] = np.ascontiguousarray(obj)
+        return {"__array__": prefix}
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"gpuad.save: dict keys must be strings or ints, got {k!r}")
+            out[str(k) if isinstance(k, str) else f"__int__{k}"] = _split(
+                v, f"{prefix}{_SEP}{k}" if prefix else str(k), arrays, layout)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_split(v, f"{prefix}{_SEP}{i}", arrays, layout) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"gpuad.save: cannot store a {type(obj).__name__} (at {prefix!r}); a "
+                    "checkpoint holds tensors, arrays and plain data (numbers, strings, lists, "
+                    "dicts)")
+
+
+def save(obj, path):
+    """Write ``obj`` to ``path`` as a safetensors file."""
+    st = _module()
+    if not isinstance(obj, dict):
+        raise TypeError(f"gpuad.save: expected a dict (a state dict), got {type(obj).__name__}")
+    arrays = {}
+    layout = _split(obj, "", arrays, None)
+    st.save_file(arrays, str(path), metadata={_META: json.dumps(layout)})
+
+
+def _join(layout, arrays, device):
+    from .creation import tensor
+
+    if isinstance(layout, dict):
+        if "__tensor__" in layout and len(layout) == 1:
+            return tensor(arrays[layout["__tensor__"]], device=device)
+        if "__array__" in layout and len(layout) == 1:
+            return arrays[layout["__array__"]]
+        return {(int(k[7:]) if k.startswith("__int__") else k): _join(v, arrays, device)
+                for k, v in layout.items()}
+    if isinstance(layout, list):
+        return [_join(v, arrays, device) for v in layout]
+    return layout
+
+
+def load(path, device=None):
+    """Read a checkpoint written by :func:`save`: tensors on ``device`` (the default device
+    when None), plain data as it was (tuples come back as lists). A file that is not a
+    safetensors checkpoint (a pickle, a truncated or corrupt file) raises ValueError."""
+    _module()
+    from safetensors import safe_open
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if len(head) < 8 or head[:1] == b"\x80" or head[:2] == b"PK":
+            raise ValueError("it starts like a pickle or a zip archive, not a safetensors "
+                             "header" if len(head) == 8 else "it is too short")
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+        layout = json.loads(meta[_META]) if _META in meta else None
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # the format library's errors, JSON errors, short reads
+        raise ValueError(
+            f"gpuad.load: {path} is not a readable gpuad checkpoint (safetensors format): "
+            f"{exc}. A pickle (torch.save, np.save of objects) is never loaded, since "
+            "unpickling can run code; a truncated or corrupt file cannot be loaded") from None
+    if layout is None:  # a safetensors file from elsewhere: its tensors by name
+        return {k: _join({"__tensor__": k}, arrays, device) for k in arrays}
+    return _join(layout, arrays, device)
