@@ -43,6 +43,7 @@ from .errors import (
     ForwardModeError,
     GradcheckError,
     GradientTapeWarning,
+    OutOfMemoryError,
 )
 from .gradcheck import gradcheck
 from .ops import *  # noqa: F403  (every op of SPEC section 5)
@@ -79,6 +80,7 @@ __all__ = [
     "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
     "GradientTapeWarning", "CustomGradientError", "Variable", "constant", "custom_gradient",
     "Function", "FunctionCtx", "jvp", "vjp", "jacobian", "hessian", "hvp", "ForwardModeError",
+    "OutOfMemoryError",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "multiply", "subtract", "divide",
     "clip_by_value", "cast", "cond", "while_loop", "reduce_prod", "reduce_logsumexp", "concat",
     *_ops_all,

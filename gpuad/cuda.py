@@ -31,6 +31,46 @@ def warmup(device=None):
     return dev.backend.warmup()
 
 
+def empty_cache():
+    """Return the cached, unused blocks of CuPy's memory pools to the driver (a no-op before
+    any CUDA tensor was made)."""
+    import sys
+
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()
+
+
+def gpu_info():
+    """Per GPU (in CUDA's order), from NVML: ``{"name", "memory_total", "memory_used",
+    "memory_free", "utilization", "temperature"}``; None when nvidia-ml-py is not installed."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    import cupy
+
+    pynvml.nvmlInit()
+    try:
+        out = []
+        for i in range(cupy.cuda.runtime.getDeviceCount()):
+            handle = pynvml.nvmlDeviceGetHandleByPciBusId(cupy.cuda.Device(i).pci_bus_id)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            out.append({
+                "name": name.decode() if isinstance(name, bytes) else name,
+                "memory_total": int(mem.total), "memory_used": int(mem.used),
+                "memory_free": int(mem.free),
+                "utilization": int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+                "temperature": int(pynvml.nvmlDeviceGetTemperature(
+                    handle, pynvml.NVML_TEMPERATURE_GPU)),
+            })
+        return out
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def memory_info(device=None):
     """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
     installed (``nvidia-ml-py``), else from the CUDA runtime."""

@@ -24,6 +24,11 @@ class CustomGradientError(ValueError, RuntimeError):
     TensorFlow raises) and a RuntimeError (as PyTorch raises)."""
 
 
+class OutOfMemoryError(MemoryError, RuntimeError):
+    """A CUDA allocation failed; the message has the requested size, the device's free and
+    total memory, and the memory pool's used and cached bytes."""
+
+
 class ForwardModeError(RuntimeError):
     """Forward mode reached an op that has no JVP rule (a custom gradient without one); the
     message names it and says how to give it one."""

@@ -25,6 +25,10 @@ class _Device:
     def synchronize(self):
         pass
 
+    @property
+    def pci_bus_id(self):
+        return f"0000:0{self.id}:00.0"
+
 
 class _CUDARuntimeError(RuntimeError):
     pass
@@ -36,6 +40,24 @@ class _CompileException(Exception):
 
 class _CUDADriverError(RuntimeError):
     pass
+
+
+class _OutOfMemoryError(MemoryError):
+    pass
+
+
+class _Pool:
+    def __init__(self):
+        self.freed = 0
+
+    def used_bytes(self):
+        return 3 << 20
+
+    def total_bytes(self):
+        return 5 << 20
+
+    def free_all_blocks(self):
+        self.freed += 1
 
 
 _harness = []
@@ -156,12 +178,19 @@ def modules():
     cupy.flip, cupy.clip = flip, clip
     cupy.cuda = types.SimpleNamespace(
         Device=_Device,
-        runtime=types.SimpleNamespace(memGetInfo=lambda: (1 << 30, 2 << 30),
-                                      CUDARuntimeError=_CUDARuntimeError),
+        runtime=types.SimpleNamespace(
+            memGetInfo=lambda: (1 << 30, 2 << 30), CUDARuntimeError=_CUDARuntimeError,
+            runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13010,
+            getDeviceCount=lambda: 1,
+            getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0}),
+        memory=types.SimpleNamespace(OutOfMemoryError=_OutOfMemoryError),
         compiler=types.SimpleNamespace(CompileException=_CompileException),
         driver=types.SimpleNamespace(CUDADriverError=_CUDADriverError),
     )
     cupy.ElementwiseKernel = ElementwiseKernel
+    pool, pinned = _Pool(), _Pool()
+    cupy.get_default_memory_pool = lambda: pool
+    cupy.get_default_pinned_memory_pool = lambda: pinned
     cupy.RawModule = RawModule
     cupy.random = types.SimpleNamespace(default_rng=np.random.default_rng)
     cupyx = types.ModuleType("cupyx")

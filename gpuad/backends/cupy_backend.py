@@ -19,14 +19,34 @@ from .kernel_table import TYPES, UNARY
 
 def _on(device, fn):
     """``fn`` run with ``device`` as CuPy's current device, where kernels launch and arrays
-    are allocated (so cuda:1 tensors stay on GPU 1 whatever device is current)."""
+    are allocated (so cuda:1 tensors stay on GPU 1 whatever device is current); running out
+    of memory raises :class:`~gpuad.errors.OutOfMemoryError` with the numbers."""
 
     def call(*args, **kwargs):
         with device:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except cupy.cuda.memory.OutOfMemoryError as exc:
+                raise out_of_memory(device, exc) from exc
 
     call.__name__ = getattr(fn, "__name__", "call")
     return call
+
+
+def out_of_memory(device, exc):
+    """The error for a failed allocation on ``device``: what was asked for, what the device
+    and CuPy's pool hold, and what to do."""
+    from ..errors import OutOfMemoryError
+
+    free, total = cupy.cuda.runtime.memGetInfo()
+    pool = cupy.get_default_memory_pool()
+    used, held = pool.used_bytes(), pool.total_bytes()
+    gib = 2.0 ** 30
+    return OutOfMemoryError(
+        f"gpuad: CUDA out of memory on cuda:{device.id}: {exc}. The device has "
+        f"{free / gib:.2f} GiB free of {total / gib:.2f} GiB; CuPy's pool uses "
+        f"{used / gib:.2f} GiB and caches {(held - used) / gib:.2f} GiB more. Free tensors you "
+        "no longer need (and call ad.cuda.empty_cache()), or use smaller batches")
 
 
 class CupyBackend(Backend):
