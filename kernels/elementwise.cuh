@@ -23,6 +23,9 @@ using std::sqrt; using std::tan; using std::tanh; using std::isnan;
 
 namespace gpuad {
 
+// sizes and positions: 64 bits on every platform (``long`` is 32 on Windows)
+typedef long long index_t;
+
 // 2/sqrt(pi), 1/sqrt(2), 1/sqrt(2 pi), sqrt(2/pi)
 #define GPUAD_TWO_OVER_SQRT_PI 1.1283791670955126
 #define GPUAD_INV_SQRT_2 0.7071067811865476

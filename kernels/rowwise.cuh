@@ -15,9 +15,6 @@
 
 namespace gpuad {
 
-// sizes and positions: 64 bits on every platform (``long`` is 32 on Windows)
-typedef long long index_t;
-
 // the identity of max over a row: -inf
 template <typename A> GPUAD_HD A neg_inf() { return -A(1) / A(0); }
 

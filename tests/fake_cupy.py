@@ -101,14 +101,17 @@ _row_harness = []
 
 #: the arguments each row-wise kernel writes, by position
 _ROW_OUTPUTS = {"softmax": (2,), "softmax_backward": (4,), "cross_entropy": (4, 5),
-                "bias_act_forward": (3, 4), "bias_act_backward": (4, 5)}
+                "bias_act_forward": (3, 4), "bias_act_backward": (4, 5),
+                "sgd_update": (0, 2), "adam_update": (0, 2, 3)}
+_ROW_RAW = {"sgd_update": 3, "adam_update": 4}  # the double* hyper-parameters
 _TEMPLATE_DTYPES = {"__half": np.float16, "float": np.float32, "double": np.float64}
 
 
 class RawModule:
-    """Stands in for ``cupy.RawModule`` for kernels/rowwise.cu: each kernel runs the same
-    row functions, built for the host with a group of one thread (tests/kernel_harness.py);
-    grid and block are ignored. float16 data is computed in float32."""
+    """Stands in for ``cupy.RawModule`` for kernels/rowwise.cu and optim.cu: each kernel runs
+    the same functions built for the host (rows with a group of one thread, optimizer updates
+    one element at a time; tests/kernel_harness.py); grid and block are ignored. float16 data
+    is computed in float32."""
 
     def __init__(self, code="", options=(), name_expressions=()):
         self.names = set(name_expressions)
@@ -131,8 +134,12 @@ class RawModule:
             lib = _row_harness[0]
             fn = getattr(lib, f"k_{base}_{'f64' if wide == np.float64 else 'f32'}")
             work, values = [], []
-            for a in args:
-                if isinstance(a, np.ndarray):
+            for pos, a in enumerate(args):
+                if isinstance(a, np.ndarray) and pos == _ROW_RAW.get(base):
+                    assert a.dtype == np.float64 and a.flags.c_contiguous
+                    work.append((a, a))
+                    values.append(ctypes.c_void_p(a.ctypes.data))
+                elif isinstance(a, np.ndarray):
                     # as the GPU would: data of the template's type, laid out C-contiguous
                     assert a.dtype.kind != "f" or a.dtype == data, (name, a.dtype)
                     assert a.flags.c_contiguous, name

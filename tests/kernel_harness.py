@@ -111,6 +111,16 @@ ROWWISE = [  # the kernels of kernels/rowwise.cu, as the CUDA backend instantiat
     "softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
     "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward",
 ]
+OPTIM = ["sgd_update", "adam_update"]  # kernels/optim.cu
+
+
+def optim_instances():
+    """kernels/optim.cu as the CUDA backend compiles it, every kernel instantiated."""
+    from gpuad.backends.kernel_sources import inlined
+
+    refs = [f"    (void*)&gpuad::{kernel}<{t}, {a}>," for kernel in OPTIM
+            for t, a in (("__half", "float"), ("float", "float"), ("double", "double"))]
+    return inlined("optim.cu") + "void* gpuad_kernels[] = {\n" + "\n".join(refs) + "\n};\n"
 
 
 def rowwise_instances():
@@ -125,9 +135,18 @@ def rowwise_instances():
 
 def rowwise_source():
     """Host wrappers running the row-wise math of kernels/rowwise.cuh one row at a time (a
-    group of one thread), for float and double."""
-    lines = ['#include "rowwise.cuh"', 'extern "C" {']
+    group of one thread), and the optimizer updates of kernels/optim.cuh one element at a
+    time, for float and double."""
+    lines = ['#include "rowwise.cuh"', '#include "optim.cuh"', 'extern "C" {']
     for suffix, (t, _) in CTYPES.items():
+        lines.append(f"""
+void k_sgd_update_{suffix}({t}* p, const {t}* g, {t}* buf, const double* hyper, long long n) {{
+    for (long long i = 0; i < n; ++i) gpuad::sgd_element<{t}, {t}>(p, g, buf, hyper, i);
+}}
+void k_adam_update_{suffix}({t}* p, const {t}* g, {t}* m, {t}* v, const double* hyper,
+                          long long n) {{
+    for (long long i = 0; i < n; ++i) gpuad::adam_element<{t}, {t}>(p, g, m, v, hyper, i);
+}}""")
         lines.append(f"""
 void k_softmax_{suffix}(int mode, const {t}* x, {t}* out, long long rows, long long cols) {{
     for (long long r = 0; r < rows; ++r)

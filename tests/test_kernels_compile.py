@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from kernel_harness import KERNELS, rowwise_instances, source
+from kernel_harness import KERNELS, optim_instances, rowwise_instances, source
 
 from gpuad.backends.kernel_table import TYPES, UNARY, elementwise_spec
 
@@ -44,7 +44,7 @@ def test_elementwise_header_compiles(arch, tmp_path):
 
 
 #: sources whose kernels are templates: a file that instantiates every one of them
-INSTANCES = {"rowwise.cu": rowwise_instances}
+INSTANCES = {"rowwise.cu": rowwise_instances, "optim.cu": optim_instances}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -59,7 +59,7 @@ def test_kernel_source_compiles(name, arch, tmp_path):
 
 
 def test_every_source_is_covered():
-    assert "rowwise.cu" in _sources()
+    assert {"rowwise.cu", "optim.cu"} <= set(_sources())
     assert set(INSTANCES) <= set(_sources())
 
 

@@ -45,6 +45,9 @@ class Backend:
     #: ``fused_softmax_grad(mode, g, y, x, axes)``: the softmax family's derivative rules in
     #: one kernel (the CUDA backend); None here
     fused_softmax_grad = None
+    #: ``fused_optimizer_step(kind, arrays, hyper)``: an optimizer update of flat buffers in
+    #: one kernel (the CUDA backend); None here: parameters are updated one by one
+    fused_optimizer_step = None
 
     def __init__(self, xp):
         self.xp = xp

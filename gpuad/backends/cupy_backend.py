@@ -99,7 +99,7 @@ class CupyBackend(Backend):
                         self.kernels.elementwise(f"{row.kernel}_bwd", dtype, 2, len(nums))(
                             one, one, *nums)
                         count += 1
-            for kernel in cupy_kernels.ROWWISE:  # one module: compiled at the first get
+            for kernel in cupy_kernels.ROWWISE + cupy_kernels.OPTIM:  # compiled at first get
                 for dtype in TYPES:
                     self.kernels.rows.get(kernel, dtype)
                     count += 1
@@ -202,6 +202,16 @@ class CupyBackend(Backend):
                 grid, block, (x, lab, np.int64(ignore_index), np.float64(smoothing), loss,
                               dlogits, np.int64(rows), np.int64(cols)))
             return loss, dlogits
+
+    def fused_optimizer_step(self, kind, arrays, hyper):
+        """One launch of ``kernels/optim.cu``'s ``<kind>_update`` over flat buffers (``arrays``:
+        parameters, gradients and the state, all of one dtype) with the hyper-parameters in
+        the device array ``hyper``."""
+        p = arrays[0]
+        n = p.size
+        with self.cuda_device:
+            self.kernels.rows.get(f"{kind}_update", p.dtype)(
+                (min(-(-n // 256), 4096),), (256,), (*arrays, hyper, np.int64(n)))
 
     #: the activations the fused bias-add kernels know (kernels/rowwise.cuh)
     ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "gelu": 4,

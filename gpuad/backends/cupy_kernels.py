@@ -56,32 +56,39 @@ class Kernels:
 
 ROWWISE = ("softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
            "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward")
+OPTIM = ("sgd_update", "adam_update")
+#: the source file of each kernel module, and its kernels
+MODULES = {"rowwise.cu": ROWWISE, "optim.cu": OPTIM}
 _TEMPLATE = {np.dtype(np.float16): "__half, float", np.dtype(np.float32): "float, float",
              np.dtype(np.float64): "double, double"}
 
 
 class RowKernels:
-    """The kernels of ``kernels/rowwise.cu``, one module for every kernel and dtype, compiled
-    on first use; launches are counted with the elementwise ones."""
+    """The kernels of ``kernels/rowwise.cu`` and ``kernels/optim.cu``: one module per file for
+    every kernel and dtype, compiled on first use; launches are counted with the elementwise
+    ones."""
 
     def __init__(self, counter):
         self._counter = counter
-        self._module = None
+        self._modules = {}
 
-    def _names(self):
-        return [f"gpuad::{k}<{t}>" for k in ROWWISE for t in _TEMPLATE.values()]
+    def _module(self, kernel):
+        source = next(f for f, kernels in MODULES.items() if kernel in kernels)
+        module = self._modules.get(source)
+        if module is None:
+            names = [f"gpuad::{k}<{t}>" for k in MODULES[source] for t in _TEMPLATE.values()]
+            module = self._modules[source] = cupy.RawModule(
+                code=kernel_sources.inlined(source), options=("-std=c++17",),
+                name_expressions=names)
+        return module
 
     def get(self, kernel, dtype):
-        if self._module is None:
-            self._module = cupy.RawModule(code=kernel_sources.inlined("rowwise.cu"),
-                                          options=("-std=c++17",),
-                                          name_expressions=self._names())
         name = f"gpuad::{kernel}<{_TEMPLATE[np.dtype(dtype)]}>"
         try:
-            fn = self._module.get_function(name)
+            fn = self._module(kernel).get_function(name)
         except cupy.cuda.compiler.CompileException as exc:
-            raise KernelCompileError(f"gpuad: the CUDA kernel {name} (kernels/rowwise.cu) "
-                                     f"failed to compile:\n{exc}") from None
+            raise KernelCompileError(f"gpuad: the CUDA kernel {name} (kernels/) failed to "
+                                     f"compile:\n{exc}") from None
         except _cuda_errors() as exc:
             raise RuntimeError(f"gpuad: CUDA error loading kernel {name}: {exc}") from exc
 

@@ -3,6 +3,7 @@ the same formulas, in the same order, as PyTorch's (so results agree to rounding
 import math
 
 from ..tensor import Tensor
+from .flat import FlatGroup
 
 
 class Optimizer:
@@ -24,18 +25,46 @@ class Optimizer:
                                      "require grad (e.g. a module's .parameters())")
             self.param_groups.append(group)
         self.state = {}
+        self._flat = {}  # group index -> its FlatGroups (the fused CUDA path)
+        for gi, group in enumerate(self.param_groups):
+            by_kind = {}
+            for p in group["params"]:
+                if getattr(p._dev._backend, "fused_optimizer_step", None) is not None:
+                    by_kind.setdefault((p._dev, p.dtype), []).append(p)
+            if by_kind and self.kind is not None and sum(map(len, by_kind.values())) == len(
+                    group["params"]) and len({id(p) for p in group["params"]}) == len(
+                    group["params"]):
+                self._flat[gi] = [FlatGroup(ps, self.kind) for ps in by_kind.values()]
 
     def zero_grad(self, set_to_none=True):
-        for group in self.param_groups:
+        """Forget the gradients (None), or with ``set_to_none=False`` set them to zero (on the
+        fused CUDA path: one fill of the flat gradient buffer, which backward then
+        accumulates into in place)."""
+        for gi, group in enumerate(self.param_groups):
+            if not set_to_none and gi in self._flat:
+                for f in self._flat[gi]:
+                    f.zero_grad()
+                continue
             for p in group["params"]:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
                     p.grad = p.grad * 0
 
+    kind = None  # the fused kernel's name (kernels/optim.cu), where there is one
+    decoupled = False
+
     def step(self):
-        """One update of every parameter that has a gradient (not recorded)."""
-        for group in self.param_groups:
+        """One update of every parameter that has a gradient (not recorded). On CUDA, one
+        fused launch per group and dtype."""
+        for gi, group in enumerate(self.param_groups):
+            flats = self._flat.get(gi)
+            if flats is not None:
+                if all(f.fused for f in flats) and all(f.ready() for f in flats):
+                    for f in flats:
+                        f.step(group, self.decoupled)
+                    continue
+                self._leave_flat(gi)  # a parameter without gradient: one by one from now on
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -43,17 +72,38 @@ class Optimizer:
                 self._update(p._a, p.grad._a, p._dev.backend.xp, group, state)
                 p._ver[0] += 1
 
+    def _leave_flat(self, gi):
+        """Continue group ``gi`` parameter by parameter, from the flat state."""
+        for f in self._flat.pop(gi):
+            f.fused = False
+            for i, p in enumerate(f.params):
+                state = f.param_state(i)
+                if state:
+                    self.state[id(p)] = state
+
+    def _flat_states(self):
+        """``{id(p): state}`` of the parameters on the fused path (copies)."""
+        out = {}
+        for flats in self._flat.values():
+            for f in flats:
+                for i, p in enumerate(f.params):
+                    state = f.param_state(i)
+                    if state:
+                        out[id(p)] = state
+        return out
+
     def state_dict(self):
         """``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``, with
         parameters numbered in group order (as PyTorch)."""
         index, groups, state = {}, [], {}
+        states = {**self.state, **self._flat_states()}
         for group in self.param_groups:
             ids = []
             for p in group["params"]:
                 index.setdefault(id(p), len(index))
                 ids.append(index[id(p)])
-                if id(p) in self.state:
-                    state[index[id(p)]] = dict(self.state[id(p)])
+                if id(p) in states:
+                    state[index[id(p)]] = dict(states[id(p)])
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
         return {"state": state, "param_groups": groups}
 
@@ -67,6 +117,10 @@ class Optimizer:
         self.state = {id(params[int(i)]): {k: v.copy() if hasattr(v, "copy") else v
                                            for k, v in s.items()}
                       for i, s in state_dict["state"].items()}
+        for flats in self._flat.values():  # the fused path keeps its state in flat buffers
+            for f in flats:
+                for i, p in enumerate(f.params):
+                    f.load_param_state(i, self.state.pop(id(p), {}))
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -79,6 +133,8 @@ class Optimizer:
 class SGD(Optimizer):
     """p -= lr * d, d = g + wd p, or with momentum the buffer b = m b + (1 - dampening) d
     (d itself at the first step), and with Nesterov d + m b."""
+
+    kind = "sgd"
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
@@ -106,7 +162,7 @@ class Adam(Optimizer):
     """Adam (Kingma and Ba) with bias correction; ``weight_decay`` adds wd p to the gradient
     (L2), as PyTorch's Adam."""
 
-    decoupled = False
+    kind = "adam"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
@@ -123,8 +179,7 @@ class Adam(Optimizer):
         state["step"] += 1
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1 - b1) * g
+        m += (1 - b1) * (g - m)  # a lerp towards g, as PyTorch
         v *= b2
         v += (1 - b2) * g * g
         denom = xp.sqrt(v) / math.sqrt(1 - b2 ** t) + eps

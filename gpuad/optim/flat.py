@@ -1,0 +1,108 @@
+"""Flat buffers for the fused CUDA updates: the parameters of one group and dtype become views
+into one buffer, their gradients views into another, and the optimizer state lives in flat
+buffers too, so a step is one kernel launch. The learning rate and the step count sit in a
+small device array: a step needs no host synchronisation (the array is rewritten only when a
+hyper-parameter changes, and the step count is incremented on the device).
+
+A step where some parameter has no gradient cannot skip it inside the launch, so from then on
+the group is updated parameter by parameter (exactly as PyTorch would), from the same state.
+"""
+import numpy as np
+
+from ..tensor import Tensor
+
+#: per kind: the state buffers, the hyper-parameter layout, and where the step count is
+KINDS = {
+    "sgd": (("momentum_buffer",), ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
+            5),
+    "adam": (("exp_avg", "exp_avg_sq"), ("lr", "betas0", "betas1", "eps", "weight_decay",
+                                          "decoupled"), 6),
+}
+
+
+class FlatGroup:
+    """The parameters of one group, device and dtype, in flat buffers."""
+
+    def __init__(self, params, kind):
+        self.kind = kind
+        self.params = params
+        first = params[0]
+        self.backend = first._dev._backend
+        xp = self.backend.xp
+        n = sum(p.size for p in params)
+        self.data = xp.empty(n, dtype=first.dtype)
+        self.grad = xp.zeros(n, dtype=first.dtype)
+        self.views = []
+        off = 0
+        for p in params:
+            view = self.data[off:off + p.size]
+            view[...] = p._a.reshape(-1)
+            p._a = view.reshape(p.shape)
+            p._ver[0] += 1
+            grad = self.grad[off:off + p.size].reshape(p.shape)
+            if p._grad is not None:
+                grad[...] = p._grad._a
+                p._grad = Tensor(grad, p._dev)
+            self.views.append((off, p.size, grad))
+            off += p.size
+        names, _, _ = KINDS[kind]
+        self.state = {name: xp.zeros(n, dtype=first.dtype) for name in names}
+        self.hyper = xp.zeros(8, dtype=np.float64)
+        self.written = None  # the hyper-parameters the device array holds
+        self.steps = 0
+        self.fused = True
+
+    def zero_grad(self):
+        """Zero the flat gradient buffer and make every gradient its view again."""
+        self.grad.fill(0)
+        for p, (_, _, grad) in zip(self.params, self.views):
+            p._grad = Tensor(grad, p._dev)
+
+    def ready(self):
+        """Make every gradient its view of the flat buffer; False when one is missing."""
+        for p, (_, _, grad) in zip(self.params, self.views):
+            if p._grad is None:
+                return False
+            if p._grad._a is not grad:
+                grad[...] = p._grad._a
+                p._grad = Tensor(grad, p._dev)
+        return True
+
+    def step(self, group, decoupled):
+        _, layout, at = KINDS[self.kind]
+        values = [float(group["betas"][int(k[-1])]) if k.startswith("betas")
+                  else float(decoupled) if k == "decoupled" else float(group[k])
+                  for k in layout]
+        xp = self.backend.xp
+        if values != self.written:
+            self.hyper[:len(values)] = xp.asarray(np.array(values))
+            self.written = values
+        self.hyper[at] += 1  # on the device
+        self.steps += 1
+        arrays = [self.data, self.grad] + [self.state[n] for n in KINDS[self.kind][0]]
+        self.backend.fused_optimizer_step(self.kind, arrays, self.hyper)
+        for p in self.params:
+            p._ver[0] += 1
+
+    def param_state(self, i):
+        """Parameter ``i``'s state as the one-by-one path keeps it (copies)."""
+        off, size, grad = self.views[i]
+        shape = self.params[i].shape
+        names = KINDS[self.kind][0]
+        if self.kind == "sgd":
+            if not self.steps:
+                return {}
+            return {"momentum_buffer": self.state[names[0]][off:off + size].reshape(shape).copy()}
+        if not self.steps:
+            return {}
+        return {"step": self.steps,
+                **{n: self.state[n][off:off + size].reshape(shape).copy() for n in names}}
+
+    def load_param_state(self, i, state):
+        off, size, _ = self.views[i]
+        for n in KINDS[self.kind][0]:
+            if n in state:
+                self.state[n][off:off + size] = self.backend.xp.asarray(state[n]).reshape(-1)
+        steps = int(state.get("step", 1 if state else 0))
+        self.steps = steps
+        self.hyper[KINDS[self.kind][2]] = steps
