@@ -87,8 +87,13 @@ def main(argv=None):
         return info()
     if argv[0] == "demo":
         from .demo import main as demo
+        from .errors import DeviceUnavailableError
 
-        return demo(argv[1:])
+        try:
+            return demo(argv[1:])
+        except DeviceUnavailableError as exc:
+            print(f"{exc}", file=sys.stderr)
+            return 2
     print(f"unknown command {argv[0]!r}; use info or demo", file=sys.stderr)
     return 2
 
