@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from .errors import DeviceUnavailableError
 from .tensor import Tensor
 
 _META = "gpuad"
@@ -29,18 +30,25 @@ def _module():
 def _split(obj, prefix, arrays, layout):
     """Arrays into ``arrays`` (flat names), the structure with placeholders into ``layout``."""
     if isinstance(obj, Tensor):
-        arrays[prefix] = np.ascontiguousarray(obj.numpy())
+        arrays[prefix] = np.asarray(obj.numpy(), order="C")  # (0-d stays 0-d)
         return {"__tensor__": prefix}
+    if hasattr(obj, "__cuda_array_interface__") and hasattr(obj, "get"):
+        obj = obj.get()  # a CuPy array (an optimizer's state on CUDA)
     if isinstance(obj, np.ndarray):
-        arrays[prefix] = np.ascontiguousarray(obj)
+        arrays[prefix] = np.asarray(obj, order="C")
         return {"__array__": prefix}
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            if not isinstance(k, (str, int)):
+            if isinstance(k, bool) or not isinstance(k, (str, int)):
                 raise TypeError(f"gpuad.save: dict keys must be strings or ints, got {k!r}")
-            out[str(k) if isinstance(k, str) else f"__int__{k}"] = _split(
-                v, f"{prefix}{_SEP}{k}" if prefix else str(k), arrays, layout)
+            if isinstance(k, str) and (k.startswith("__") or _SEP in k):
+                raise TypeError(f"gpuad.save: the key {k!r} is reserved (it starts with '__' "
+                                "or holds a control character)")
+            name = k if isinstance(k, str) else f"__int__{k}"
+            if name in out or (isinstance(k, int) and str(k) in obj):
+                raise TypeError(f"gpuad.save: the keys {k!r} and {str(k)!r} would collide")
+            out[name] = _split(v, f"{prefix}{_SEP}{k}" if prefix else str(k), arrays, layout)
         return out
     if isinstance(obj, (list, tuple)):
         return [_split(v, f"{prefix}{_SEP}{i}", arrays, layout) for i, v in enumerate(obj)]
@@ -88,20 +96,19 @@ def load(path, device=None):
     try:
         with open(path, "rb") as f:
             head = f.read(8)
-        if len(head) < 8 or head[:1] == b"\x80" or head[:2] == b"PK":
-            raise ValueError("it starts like a pickle or a zip archive, not a safetensors "
-                             "header" if len(head) == 8 else "it is too short")
-        with safe_open(str(path), framework="numpy") as f:
+        if len(head) < 8:
+            raise ValueError("it is too short")
+        with safe_open(str(path), framework="numpy") as f:  # (it never unpickles)
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
         layout = json.loads(meta[_META]) if _META in meta else None
-    except FileNotFoundError:
+        if layout is None:  # a safetensors file from elsewhere: its tensors by name
+            return {k: _join({"__tensor__": k}, arrays, device) for k in arrays}
+        return _join(layout, arrays, device)
+    except (FileNotFoundError, DeviceUnavailableError):
         raise
     except Exception as exc:  # the format library's errors, JSON errors, short reads
         raise ValueError(
             f"gpuad.load: {path} is not a readable gpuad checkpoint (safetensors format): "
             f"{exc}. A pickle (torch.save, np.save of objects) is never loaded, since "
             "unpickling can run code; a truncated or corrupt file cannot be loaded") from None
-    if layout is None:  # a safetensors file from elsewhere: its tensors by name
-        return {k: _join({"__tensor__": k}, arrays, device) for k in arrays}
-    return _join(layout, arrays, device)

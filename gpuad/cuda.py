@@ -74,7 +74,15 @@ def gpu_info():
 def memory_info(device=None):
     """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
     installed (``nvidia-ml-py``), else from the CUDA runtime."""
-    index = 0 if device is None else int(str(device).partition(":")[2] or 0)
+    if device is None:
+        index = 0
+    elif isinstance(device, int):
+        index = device
+    else:
+        dev = resolve(device)
+        if dev.type != "cuda":
+            raise ValueError(f"gpuad.cuda.memory_info: {dev} is not a CUDA device")
+        index = dev.index
     reason = probe.cuda_unavailable_reason(index)
     if reason is not None:
         raise DeviceUnavailableError(f"gpuad: cannot read memory of cuda:{index}: {reason}")

@@ -12,13 +12,20 @@ def _parser():
     p = argparse.ArgumentParser(prog="python -m gpuad demo", description=__doc__.split("\n")[0])
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the best "
                    "available)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=_positive, default=20)
+    p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", metavar="PATH", help="write a checkpoint (safetensors) here")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the loss and accuracy curves")
     return p
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _progress(epochs):
@@ -35,6 +42,8 @@ def main(argv=None):
     import gpuad as ad
     from gpuad.data import load_digits
 
+    if args.plot:
+        _matplotlib()  # before training, not after
     ad.manual_seed(args.seed)
     dev = ad.device(args.device) if args.device else ad.get_default_device()
     images, labels = load_digits()
@@ -46,6 +55,7 @@ def main(argv=None):
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                           nn.Linear(128, 10)).to(dev)
     opt = ad.optim.Adam(model.parameters(), lr=args.lr)
+    dev = x_train.device  # (where the data really is: CPU fallback may have moved it)
     print(f"training a 64-128-128-10 MLP on {len(train)} digits on {dev} "
           f"({args.epochs} epochs, batch {args.batch_size})")
     history = {"loss": [], "train_acc": [], "test_acc": []}
@@ -113,7 +123,7 @@ def _plain(state):
     return conv(state)
 
 
-def _plot(history, path):
+def _matplotlib():
     try:
         import matplotlib
 
@@ -121,6 +131,11 @@ def _plot(history, path):
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("--plot needs matplotlib: pip install 'gpuad[demo]'") from None
+    return plt
+
+
+def _plot(history, path):
+    plt = _matplotlib()
     epochs = range(1, len(history["loss"]) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     left.plot(epochs, history["loss"])

@@ -81,3 +81,23 @@ def test_what_cannot_be_saved(tmp_path):
         ad.save([ad.ones(2)], tmp_path / "x")
     with pytest.raises(TypeError, match="cannot store a object"):
         ad.save({"f": object()}, tmp_path / "x")
+
+
+def test_every_header_length_loads(tmp_path):
+    """(The first byte of the file is the low byte of the header length, whatever it is.)"""
+    for n in range(1, 40):
+        path = tmp_path / f"c{n}.safetensors"
+        ad.save({"x" * n: ad.zeros(()), "n": n}, path)
+        back = ad.load(path)
+        assert back["n"] == n and back["x" * n].shape == ()
+
+
+def test_colliding_and_reserved_keys_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="would collide"):
+        ad.save({"1": ad.ones(1), 1: ad.ones(1)}, tmp_path / "a")
+    with pytest.raises(TypeError, match="keys must be strings or ints"):
+        ad.save({True: 1}, tmp_path / "a")
+    with pytest.raises(TypeError, match="reserved"):
+        ad.save({"__int__3": 1}, tmp_path / "a")
+    ad.save({3: ad.ones(2), "a": {"b": [1, 2]}}, tmp_path / "ok")
+    assert ad.load(tmp_path / "ok")["a"] == {"b": [1, 2]}

@@ -149,3 +149,21 @@ def test_fused_cross_entropy_equals_the_composed_one(reduction, smoothing, monke
             results[dev] = [loss.numpy(), g.numpy(), h.numpy(), tangent.numpy()]
         for a, b in zip(results["cuda"], results["cpu"]):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_all_rows_ignored_and_empty_batches(monkeypatch):
+    with installed(monkeypatch):
+        for dev in ("cpu", "cuda"):
+            x = ad.tensor(np.ones((3, 4)), dtype=ad.float64, device=dev, requires_grad=True)
+            loss = F.cross_entropy(x, ad.tensor([-100, -100, -100], device=dev))
+            (g,) = ad.grad(loss, x)
+            assert np.isnan(loss.item()) and not g.numpy().any(), dev
+            empty = ad.zeros((0, 4), dtype=ad.float64, device=dev)
+            assert np.isnan(F.cross_entropy(empty, ad.tensor(np.zeros(0, np.int64),
+                                                             device=dev)).item())
+
+
+def test_float16_means_do_not_overflow():
+    x = ad.full((70000,), 0.01, dtype=ad.float16)
+    loss = F.mse_loss(x, ad.zeros(70000, dtype=ad.float16))
+    assert loss.dtype == ad.float16 and loss.item() == pytest.approx(1e-4, rel=1e-2)

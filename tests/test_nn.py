@@ -147,3 +147,64 @@ def test_initializers():
     assert not w.numpy().any() and w.requires_grad and w.is_leaf
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         nn.init.xavier_uniform_(nn.Parameter(ad.empty(3)))
+
+
+# ---- found in review ---------------------------------------------------------------------------
+
+def test_layernorm_init_is_exact_and_checks_shapes():
+    garbage = ad.full((1000,), float("nan"))
+    del garbage  # (empty() may reuse its memory)
+    ln = nn.LayerNorm(1000)
+    assert (ln.weight.numpy() == 1).all() and (ln.bias.numpy() == 0).all()
+    with pytest.raises(ValueError, match="do not match normalized_shape"):
+        nn.LayerNorm(4)(ad.ones((2, 1)))
+    h = ad.tensor(np.linspace(-3, 3, 16).reshape(2, 8), dtype=ad.float16)
+    out = nn.LayerNorm(8)(h)
+    x = np.linspace(-3, 3, 16).reshape(2, 8).astype(np.float16).astype(np.float64)
+    want = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    assert out.dtype == ad.float16 and np.abs(out.numpy() - want).max() < 5e-3
+
+
+def test_setattr_keeps_buffers_and_guards_parameters():
+    m = nn.Linear(2, 2)
+    m.register_buffer("running", ad.zeros(2))
+    m.running = m.running * 0.9 + 1
+    assert "running" in m.state_dict()
+    with pytest.raises(TypeError, match="as parameter 'weight'"):
+        m.weight = ad.zeros((2, 2))
+    m.bias = None
+    assert [n for n, _ in m.named_parameters()] == ["weight"]
+
+
+def test_load_state_dict_converts_everything_first():
+    m = nn.Linear(2, 2)
+    before = m.weight.numpy().copy()
+    with pytest.raises(RuntimeError, match="Nothing was loaded"):
+        m.load_state_dict({"weight": np.zeros((2, 2)), "bias": np.array(["a", "b"])})
+    with pytest.raises(RuntimeError, match="complex128 value cannot be loaded"):
+        m.load_state_dict({"weight": np.zeros((2, 2)), "bias": np.zeros(2, dtype=complex)})
+    np.testing.assert_array_equal(m.weight.numpy(), before)
+
+
+def test_deepcopy_keeps_parameters():
+    import copy
+
+    a = nn.Linear(2, 3)
+    b = copy.deepcopy(a)
+    assert isinstance(b.weight, nn.Parameter) and b.weight.requires_grad
+    assert b.weight is not a.weight
+    np.testing.assert_array_equal(b.weight.numpy(), a.weight.numpy())
+
+
+def test_embedding_refuses_indices_out_of_range():
+    e = nn.Embedding(5, 3)
+    for bad in ([-1], [5]):
+        with pytest.raises(IndexError, match=r"in \[0, 5\)"):
+            e(ad.tensor(bad))
+
+
+def test_zero_grad_without_none_clears_nan_and_graph():
+    m = nn.Linear(2, 1)
+    m.weight.grad = ad.tensor([[np.nan, np.inf]])
+    m.zero_grad(set_to_none=False)
+    assert (m.weight.grad.numpy() == 0).all() and m.weight.grad.grad_fn is None

@@ -76,7 +76,16 @@ def test_state_dict_round_trip_continues_identically():
 def test_bad_parameters():
     with pytest.raises(ValueError, match="empty parameter list"):
         ad.optim.SGD([], lr=0.1)
-    with pytest.raises(ValueError, match="leaf tensors that require grad"):
-        ad.optim.SGD([ad.ones(2)], lr=0.1)
+    w = ad.ones(2, requires_grad=True)
+    with pytest.raises(ValueError, match="floating leaf tensors"):
+        ad.optim.SGD([w * 2], lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        ad.optim.SGD([{"params": [w]}, {"params": [w], "lr": 0.5}], lr=0.1)
+    frozen = ad.ones(2)  # frozen parameters are accepted (and never move), as in PyTorch
+    opt = ad.optim.SGD([w, frozen], lr=0.1)
+    w.grad = ad.ones(2)
+    opt.step()
+    assert frozen.numpy().tolist() == [1.0, 1.0] and np.allclose(w.numpy(), 0.9)
+    ad.optim.SGD(w, lr=0.1).step()  # one tensor as the parameters
     with pytest.raises(ValueError, match="Nesterov momentum needs"):
         ad.optim.SGD([ad.ones(2, requires_grad=True)], nesterov=True)

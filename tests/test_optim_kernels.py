@@ -101,3 +101,51 @@ def test_state_dict_of_the_fused_path(fake_cuda):
     fresh = ad.optim.Adam(list(m.parameters()), lr=0.01, weight_decay=0.01)
     fresh.load_state_dict(ours)
     assert fresh.state_dict()["state"][0]["step"] == 3
+
+
+def test_module_to_after_the_optimizer_keeps_training(fake_cuda):
+    m = ad.nn.Linear(3, 4).to("cuda")
+    opt = ad.optim.SGD(m.parameters(), lr=0.1)
+    m.to(ad.float64)
+    before = m.weight.numpy().copy()
+    opt.zero_grad()
+    m(ad.ones((2, 3), dtype=ad.float64, device="cuda")).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(before - m.weight.numpy(), 0.2, rtol=1e-12)
+
+
+def test_unused_parameter_keeps_no_gradient(fake_cuda):
+    def run(device):
+        m = _model(device)
+        opt = ad.optim.AdamW(list(m.parameters()), lr=0.1, weight_decay=0.5)
+        x = ad.ones((2, 7), dtype=ad.float64, device=device)
+        for _ in range(3):
+            opt.zero_grad(set_to_none=False)
+            (m[2](x) ** 2).sum().backward()  # m[0] never used
+            opt.step()
+        return m[0].weight.grad, [p.numpy() for p in m.parameters()]
+
+    (g_cpu, want), (g_cuda, got) = run("cpu"), run("cuda")
+    assert g_cpu is None and g_cuda is None
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_loading_a_fresh_state_resets_the_moments(fake_cuda):
+    for device in ("cpu", "cuda"):
+        m = _model(device)
+        opt = ad.optim.Adam(list(m.parameters()), lr=0.1)
+        x = ad.ones((2, 5), dtype=ad.float64, device=device)
+        for _ in range(2):
+            opt.zero_grad()
+            (m(x) ** 2).sum().backward()
+            opt.step()
+        opt.load_state_dict(ad.optim.Adam(list(_model(device).parameters()), lr=0.1)
+                            .state_dict())
+        opt.zero_grad()
+        (m(x) ** 2).sum().backward()
+        opt.step()
+        if device == "cpu":
+            want = [p.numpy() for p in m.parameters()]
+    for a, b in zip([p.numpy() for p in m.parameters()], want):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)

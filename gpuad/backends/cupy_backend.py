@@ -143,6 +143,8 @@ class CupyBackend(Backend):
         return super().log_softmax(x, axis) if out is None else out
 
     def logsumexp(self, x, axis, keepdims):
+        if isinstance(axis, int):
+            axis = (axis,)
         axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
         out = self._row_mode(2, x, axes) if axes else None
         if out is None:

@@ -32,10 +32,14 @@ def _reduce(loss, reduction, name, count=None):
                          f"{_REDUCTIONS}, got {reduction!r}")
     if reduction == "none":
         return loss
-    total = loss.sum()
-    if reduction == "sum":
-        return total
-    return total / (loss.size if count is None else count)
+    half = loss.dtype == "float16"  # sums and counts past 65504: in float32, then cast back
+    wide = loss.astype("float32") if half else loss
+    total = wide.sum()
+    if reduction == "mean":
+        count = loss.size if count is None else count
+        # nothing to average (an empty batch, every row ignored): nan, as PyTorch, quietly
+        total = total / count if count else total * float("nan")
+    return total.astype("float16") if half else total
 
 
 def _check_pair(name, a, b):
@@ -156,6 +160,8 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
     loss = None
     if fused is not None:
         loss = _fused_cross_entropy(x, t, ignored, ignore_index, label_smoothing)
+        if loss is not None:  # ignored rows take no gradient (even when the mean's is 1/0)
+            loss = where(ignored, 0, loss)
     if loss is None:
         logp = log_softmax(x, axis=1)
         safe = where(ignored, 0, t)

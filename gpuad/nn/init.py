@@ -7,8 +7,10 @@ from ..creation import rand, randn
 
 
 def _fill(t, values):
+    """Write ``values`` (a tensor or a number) into ``t`` in place, unrecorded."""
     with no_grad():
-        t._dev._backend.setitem(t._a, Ellipsis, values.astype(t.dtype)._a)
+        value = values.astype(t.dtype)._a if hasattr(values, "astype") else values
+        t._dev._backend.setitem(t._a, Ellipsis, value)
         t._ver[0] += 1
     return t
 
@@ -42,11 +44,11 @@ def normal_(t, mean=0.0, std=1.0):
 
 
 def zeros_(t):
-    return _fill(t, t.detach() * 0)
+    return _fill(t, 0)
 
 
 def ones_(t):
-    return _fill(t, t.detach() * 0 + 1)
+    return _fill(t, 1)
 
 
 def kaiming_uniform_(t, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):

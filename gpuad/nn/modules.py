@@ -26,6 +26,10 @@ class Parameter(Tensor):
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 
+    def __deepcopy__(self, memo):
+        out = Parameter(Tensor(self._dev.backend.copy(self._a), self._dev), self._rg)
+        return self._copied_into(out, memo)
+
 
 class Module:
     """Base class of layers and models: subclass it, assign parameters and submodules as
@@ -42,9 +46,15 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"gpuad.nn: call super().__init__() in {type(self).__name__}"
                                  ".__init__ before assigning attributes")
+        if name in self._parameters and not isinstance(value, Parameter) and value is not None:
+            raise TypeError(f"gpuad.nn: cannot assign a {type(value).__name__} as parameter "
+                            f"{name!r} (an ad.nn.Parameter or None is expected)")
+        if name in self._buffers and (value is None or isinstance(value, Tensor)):
+            self._buffers[name] = value  # a buffer stays a buffer when reassigned
+            return
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
-        if isinstance(value, Parameter):
+        if isinstance(value, Parameter) or (value is None and name in self._parameters):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
@@ -104,7 +114,8 @@ class Module:
     def named_buffers(self, prefix=""):
         for mod_prefix, mod in self.named_modules(prefix):
             for name, b in mod._buffers.items():
-                yield (f"{mod_prefix}.{name}" if mod_prefix else name), b
+                if b is not None:
+                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), b
 
     # ---- modes, devices, gradients ------------------------------------------------------------
     def train(self, mode=True):
@@ -134,8 +145,8 @@ class Module:
         for p in self.parameters():
             if set_to_none:
                 p.grad = None
-            elif p.grad is not None:
-                p.grad = ops.clone(p.grad) * 0
+            elif p.grad is not None:  # zeros (also where the gradient was nan), no graph
+                p.grad = Tensor(p._dev._backend.zeros_like(p.grad._a), p._dev)
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -175,19 +186,17 @@ class Module:
             if shape != t.shape:
                 problems.append(f"{k}: the checkpoint has shape {shape}, the model {t.shape}")
                 continue
-            values[k] = v
+            try:  # converted before anything is written
+                values[k] = _converted(v, t)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{k}: {exc}")
         if problems:
             raise RuntimeError(f"gpuad: error(s) loading the state dict into "
                                f"{type(self).__name__}: " + "; ".join(problems)
                                + ". Nothing was loaded")
         with no_grad():
-            for k, v in values.items():
+            for k, src in values.items():
                 t = own[k]
-                if not isinstance(v, Tensor):
-                    from ..creation import tensor
-
-                    v = tensor(v, device=t.device)
-                src = v.to(device=t.device, dtype=t.dtype)
                 t._dev._backend.setitem(t._a, Ellipsis, src._a)
                 t._ver[0] += 1
         return missing, unexpected
@@ -203,6 +212,19 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _converted(value, like):
+    """``value`` as a tensor on ``like``'s device and dtype; a kind of value that would lose
+    information (complex into real, text) raises."""
+    from ..creation import tensor
+
+    v = value if isinstance(value, Tensor) else tensor(value, device=like.device)
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"a {v.dtype} value cannot be loaded into a {like.dtype} tensor")
+    if v.dtype.kind == "f" and like.dtype.kind in "iub":
+        raise TypeError(f"a {v.dtype} value cannot be loaded into a {like.dtype} tensor")
+    return v.detach().to(device=like.device, dtype=like.dtype)
 
 
 # ---- layers -------------------------------------------------------------------------------------
@@ -331,11 +353,19 @@ class LayerNorm(Module):
             self.weight = self.bias = None
 
     def forward(self, x):
-        axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))
-        mean = x.mean(axis=axes, keepdims=True)
-        var = ops.var(x, axis=axes, keepdims=True)
-        y = (x - mean) * ops.rsqrt(var + self.eps)
-        return y if self.weight is None else y * self.weight + self.bias
+        n = len(self.normalized_shape)
+        if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
+            raise ValueError(f"gpuad.nn.LayerNorm: the input's last dimensions {x.shape} do "
+                             f"not match normalized_shape {self.normalized_shape}")
+        half = x.dtype == "float16"  # statistics in float32, as PyTorch
+        xw = x.astype("float32") if half else x
+        axes = tuple(range(x.ndim - n, x.ndim))
+        mean = xw.mean(axis=axes, keepdims=True)
+        var = ops.var(xw, axis=axes, keepdims=True)
+        y = (xw - mean) * ops.rsqrt(var + self.eps)
+        if self.weight is not None:
+            y = y * self.weight + self.bias
+        return y.astype("float16") if half else y
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -352,6 +382,13 @@ class Embedding(Module):
         init.normal_(self.weight)
 
     def forward(self, indices):
+        if not isinstance(indices, Tensor):
+            from ..creation import tensor
+
+            indices = tensor(indices, device=self.weight.device)
+        if indices.size and ((indices < 0).any() | (indices >= self.num_embeddings).any()).item():
+            raise IndexError(f"gpuad.nn.Embedding: indices must be in [0, "
+                             f"{self.num_embeddings}), got values outside it")
         return self.weight[indices]
 
     def extra_repr(self):

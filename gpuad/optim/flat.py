@@ -52,11 +52,19 @@ class FlatGroup:
         self.steps = 0
         self.fused = True
 
+    def intact(self):
+        """Whether every parameter still lives in the flat buffer (``Module.to`` after the
+        optimizer was made gives parameters new storage)."""
+        return self.fused and all(p._a.base is self.data and p._dev._backend is self.backend
+                                  for p in self.params)
+
     def zero_grad(self):
-        """Zero the flat gradient buffer and make every gradient its view again."""
+        """Zero the flat gradient buffer; gradients that exist become its views again (a
+        parameter without one keeps None, as on the CPU)."""
         self.grad.fill(0)
         for p, (_, _, grad) in zip(self.params, self.views):
-            p._grad = Tensor(grad, p._dev)
+            if p._grad is not None:
+                p._grad = Tensor(grad, p._dev)
 
     def ready(self):
         """Make every gradient its view of the flat buffer; False when one is missing."""
@@ -100,9 +108,11 @@ class FlatGroup:
 
     def load_param_state(self, i, state):
         off, size, _ = self.views[i]
-        for n in KINDS[self.kind][0]:
-            if n in state:
-                self.state[n][off:off + size] = self.backend.xp.asarray(state[n]).reshape(-1)
+        xp = self.backend.xp
+        for n in KINDS[self.kind][0]:  # absent state starts from zero, as a fresh optimizer
+            value = state.get(n)
+            self.state[n][off:off + size] = 0 if value is None else xp.asarray(
+                value).reshape(-1)
         steps = int(state.get("step", 1 if state else 0))
         self.steps = steps
         self.hyper[KINDS[self.kind][2]] = steps

@@ -34,8 +34,11 @@ class StepLR(_Schedule):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [base * self.gamma ** (self.last_epoch // self.step_size)
-                for base in self.base_lrs]
+        """Chained, as PyTorch: each step_size-th epoch multiplies the current rate by gamma
+        (so a rate changed by hand keeps its change)."""
+        if self.last_epoch == 0 or self.last_epoch % self.step_size:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
 
 class CosineAnnealingLR(_Schedule):

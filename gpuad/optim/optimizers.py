@@ -12,28 +12,33 @@ class Optimizer:
 
     def __init__(self, params, defaults):
         self.defaults = defaults
-        params = list(params)
+        params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
             raise ValueError("gpuad.optim: the optimizer got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.param_groups = []
+        seen = set()
         for group in groups:
-            group = {**defaults, **group, "params": list(group["params"])}
+            ps = group["params"]
+            group = {**defaults, **group, "params": [ps] if isinstance(ps, Tensor) else list(ps)}
             for p in group["params"]:
-                if not isinstance(p, Tensor) or not p.requires_grad or p.grad_fn is not None:
-                    raise ValueError("gpuad.optim: parameters must be leaf tensors that "
-                                     "require grad (e.g. a module's .parameters())")
+                if not isinstance(p, Tensor) or p.grad_fn is not None or p.dtype.kind != "f":
+                    raise ValueError("gpuad.optim: parameters must be floating leaf tensors "
+                                     "(e.g. a module's .parameters())")
+                if id(p) in seen:
+                    raise ValueError("gpuad.optim: some parameters appear more than once (in "
+                                     "one group or in several); give each parameter once")
+                seen.add(id(p))
             self.param_groups.append(group)
         self.state = {}
         self._flat = {}  # group index -> its FlatGroups (the fused CUDA path)
         for gi, group in enumerate(self.param_groups):
             by_kind = {}
-            for p in group["params"]:
-                if getattr(p._dev._backend, "fused_optimizer_step", None) is not None:
+            for p in group["params"]:  # (frozen parameters stay out: they get no gradient)
+                if p.requires_grad and getattr(p._dev._backend, "fused_optimizer_step",
+                                               None) is not None:
                     by_kind.setdefault((p._dev, p.dtype), []).append(p)
-            if by_kind and self.kind is not None and sum(map(len, by_kind.values())) == len(
-                    group["params"]) and len({id(p) for p in group["params"]}) == len(
-                    group["params"]):
+            if by_kind and self.kind is not None:
                 self._flat[gi] = [FlatGroup(ps, self.kind) for ps in by_kind.values()]
 
     def zero_grad(self, set_to_none=True):
@@ -41,15 +46,18 @@ class Optimizer:
         fused CUDA path: one fill of the flat gradient buffer, which backward then
         accumulates into in place)."""
         for gi, group in enumerate(self.param_groups):
+            flat = set()
             if not set_to_none and gi in self._flat:
                 for f in self._flat[gi]:
                     f.zero_grad()
-                continue
+                    flat.update(id(p) for p in f.params)
             for p in group["params"]:
+                if id(p) in flat:
+                    continue
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad = p.grad * 0
+                    p.grad = Tensor(p._dev._backend.zeros_like(p.grad._a), p._dev)
 
     kind = None  # the fused kernel's name (kernels/optim.cu), where there is one
     decoupled = False
@@ -59,14 +67,16 @@ class Optimizer:
         fused launch per group and dtype."""
         for gi, group in enumerate(self.param_groups):
             flats = self._flat.get(gi)
+            done = set()
             if flats is not None:
-                if all(f.fused for f in flats) and all(f.ready() for f in flats):
+                if all(f.intact() for f in flats) and all(f.ready() for f in flats):
                     for f in flats:
                         f.step(group, self.decoupled)
-                    continue
-                self._leave_flat(gi)  # a parameter without gradient: one by one from now on
+                        done.update(id(p) for p in f.params)
+                else:  # a parameter without gradient, or moved: one by one from now on
+                    self._leave_flat(gi)
             for p in group["params"]:
-                if p.grad is None:
+                if p.grad is None or id(p) in done:
                     continue
                 state = self.state.setdefault(id(p), {})
                 self._update(p._a, p.grad._a, p._dev.backend.xp, group, state)
@@ -108,16 +118,38 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
+        """Load a state dict made by :meth:`state_dict`, after checking that it fits (the
+        same groups and sizes, state shaped like the parameters): nothing changes otherwise."""
         params = [p for group in self.param_groups for p in group["params"]]
-        if len(state_dict["param_groups"]) != len(self.param_groups):
-            raise ValueError("gpuad.optim: the state dict has a different number of parameter "
-                             "groups than this optimizer")
-        for group, saved in zip(self.param_groups, state_dict["param_groups"]):
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups) or any(
+                len(s["params"]) != len(g["params"])
+                for s, g in zip(saved_groups, self.param_groups)):
+            raise ValueError("gpuad.optim: the state dict's parameter groups do not match this "
+                             "optimizer's (number of groups or of parameters per group)")
+        for i, s in state_dict["state"].items():
+            if int(i) >= len(params):
+                raise ValueError(f"gpuad.optim: the state dict has state for parameter {i}, "
+                                 f"but this optimizer has {len(params)}")
+            for k, v in s.items():
+                if hasattr(v, "shape") and tuple(v.shape) != params[int(i)].shape:
+                    raise ValueError(f"gpuad.optim: state {k!r} of parameter {i} has shape "
+                                     f"{tuple(v.shape)}, the parameter "
+                                     f"{params[int(i)].shape}")
+        for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
         self.state = {id(params[int(i)]): {k: v.copy() if hasattr(v, "copy") else v
                                            for k, v in s.items()}
                       for i, s in state_dict["state"].items()}
-        for flats in self._flat.values():  # the fused path keeps its state in flat buffers
+        for gi in list(self._flat):  # the fused path keeps its state in flat buffers
+            flats = self._flat[gi]
+            steps = {self.state.get(id(p), {}).get("step", bool(self.state.get(id(p))))
+                     for f in flats for p in f.params}
+            if len(steps) > 1 or any(not f.intact() for f in flats):
+                del self._flat[gi]  # parameters at different steps: one by one
+                for f in flats:
+                    f.fused = False
+                continue
             for f in flats:
                 for i, p in enumerate(f.params):
                     f.load_param_state(i, self.state.pop(id(p), {}))
