@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 
-from gpuad.backends.kernel_table import BINARY, SELECTION, UNARY
+from gpuad.backends.kernel_table import BINARY, OPTIM, ROWWISE, SELECTION, UNARY
 
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "kernels"
 CTYPES = {"f32": ("float", np.float32), "f64": ("double", np.float64)}
@@ -107,11 +107,7 @@ class Harness:
         return out
 
 
-ROWWISE = [  # the kernels of kernels/rowwise.cu, as the CUDA backend instantiates them
-    "softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
-    "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward",
-]
-OPTIM = ["sgd_update", "adam_update"]  # kernels/optim.cu
+
 
 
 def optim_instances():

@@ -14,7 +14,7 @@ from cupyx.scipy import special as _special
 
 from . import cupy_kernels
 from .base import FUNCTIONS, METHODS, UFUNCS, Backend
-from .kernel_table import TYPES, UNARY
+from .kernel_table import OPTIM, ROWWISE, TYPES, UNARY
 
 
 def _on(device, fn):
@@ -99,7 +99,7 @@ class CupyBackend(Backend):
                         self.kernels.elementwise(f"{row.kernel}_bwd", dtype, 2, len(nums))(
                             one, one, *nums)
                         count += 1
-            for kernel in cupy_kernels.ROWWISE + cupy_kernels.OPTIM:  # compiled at first get
+            for kernel in ROWWISE + OPTIM:  # compiled at their first get
                 for dtype in TYPES:
                     self.kernels.rows.get(kernel, dtype)
                     count += 1

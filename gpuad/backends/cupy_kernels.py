@@ -9,7 +9,7 @@ import cupy
 import numpy as np
 
 from . import kernel_sources
-from .kernel_table import UNARY, elementwise_spec
+from .kernel_table import MODULES, UNARY, elementwise_spec
 
 
 class KernelCompileError(RuntimeError):
@@ -54,11 +54,6 @@ class Kernels:
         return launch
 
 
-ROWWISE = ("softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
-           "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward")
-OPTIM = ("sgd_update", "adam_update")
-#: the source file of each kernel module, and its kernels
-MODULES = {"rowwise.cu": ROWWISE, "optim.cu": OPTIM}
 _TEMPLATE = {np.dtype(np.float16): "__half, float", np.dtype(np.float32): "float, float",
              np.dtype(np.float64): "double, double"}
 

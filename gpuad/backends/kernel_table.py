@@ -95,6 +95,14 @@ def elementwise_spec(function, dtype, n_inputs, n_params=0):
             f"gpuad_{function}_{dtype.name}")
 
 
+#: the templated kernels of kernels/rowwise.cu and kernels/optim.cu (instantiated per dtype)
+ROWWISE = ("softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
+           "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward")
+OPTIM = ("sgd_update", "adam_update")
+#: the source file of each kernel module, and its kernels
+MODULES = {"rowwise.cu": ROWWISE, "optim.cu": OPTIM}
+
+
 def kernel_functions():
     """Every function name the table uses from the header."""
     names = []
