@@ -238,7 +238,8 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
         target_keys = {t._grad_fn or t for t in targets}
         needed = _needed(order, target_keys, mark)
         captured = {}
-    foreign.update(id(g._a) for g in seeds)
+    for g in seeds:
+        _claim(foreign, g._a)
     prev, prev_creating = mode.enabled, mode.creating
     mode.enabled = create_graph
     mode.creating = create_graph
@@ -286,7 +287,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                     for p, gi in zip(edges, op.vjp_all(node, g, saved)):
                         if gi is not None and p is not None:
                             if gi.__class__ is not OutputGrads:
-                                foreign.add(id(gi._a))  # the user's rule made it: theirs
+                                _claim(foreign, gi._a)  # the user's rule made it: theirs
                             gi = _fit(gi, p)
                             old = grads.get(p)
                             grads[p] = gi if old is None else old + gi
@@ -321,11 +322,11 @@ def _run_hooks(hooks, g, foreign):
     """Apply tensor hooks. A hook may keep the tensor it gets, and a tensor it returns belongs
     to the caller, so both are foreign (never adopted as ``.grad`` storage)."""
     for hook in tuple(hooks):
-        foreign.add(id(g._a))
+        _claim(foreign, g._a)
         r = hook(g)
         if r is not None:
             g = r
-            foreign.add(id(r._a))
+            _claim(foreign, r._a)
     return g
 
 
@@ -343,14 +344,26 @@ def _accumulate_into_grad(t, g, create_graph, foreign):
         old._ver[0] += 1
 
 
+def _claim(foreign, a):
+    """Mark array ``a`` (and the array it views) as not for a leaf to adopt."""
+    foreign.add(id(a))
+    if a.base is not None:
+        foreign.add(id(a.base))
+
+
 def _owned(g, foreign):
     """``g`` as a gradient this leaf may own: its array is adopted unless the caller owns it
-    (a seed or a hook's result), it is a view, or it was already handed to another tensor in
-    this pass (one rule may pass the same gradient to several inputs); then it is copied."""
+    (a seed or a hook's result, or what they view), it was already handed to another tensor in
+    this pass (one rule may pass the same gradient to several inputs), or it is a view of only
+    part of an array; then it is copied. (A whole-array view, such as the transposed weight
+    gradient of ``x @ W.T``, is adopted: no copy.)"""
     a = g._a
-    if a.base is not None or id(a) in foreign:
+    base = a.base
+    if id(a) in foreign or (base is not None and (
+            id(base) in foreign or base.base is not None or a.size != base.size
+            or base.__class__ is not a.__class__)):
         a = g._dev._backend.copy(a)
-    foreign.add(id(a))
+    _claim(foreign, a)
     out = Tensor(a, g._dev)
     tan = getattr(g, "_tan", None)
     if tan:
