@@ -12,13 +12,12 @@ reports the median milliseconds per Jacobian and the ratios.
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
 
-from .op_overhead import _cpu_model
+from .op_overhead import machine
 
 
 def _problem(n, m, hidden):
@@ -145,9 +144,7 @@ def main():
             "benchmark": "jacobian",
             "problem": {"n": args.n, "m": args.m, "hidden": args.hidden, "dtype": "float64",
                         "device": args.device},
-            "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
-                        "python": platform.python_version(), "numpy": np.__version__,
-                        "torch_threads": int(os.environ.get("BENCH_THREADS", "2"))},
+            "machine": machine(),
             "versions": versions,
             "ms_median": med,
             "ms_min": {k: min(v) for k, v in samples.items()},

@@ -140,9 +140,7 @@ def main():
     if args.json:
         result = {
             "benchmark": "op_overhead",
-            "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
-                        "python": platform.python_version(), "numpy": np.__version__,
-                        "torch_threads": int(os.environ.get("BENCH_THREADS", "2"))},
+            "machine": machine(),
             "versions": versions,
             "us_per_op_median": med,
             "us_per_op_min": {k: min(v) for k, v in samples.items()},
@@ -153,6 +151,12 @@ def main():
         }
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+
+
+def machine():
+    """The machine a result was measured on (for the JSON files)."""
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "torch_threads": int(os.environ.get("BENCH_THREADS", "2"))}
 
 
 def _cpu_model():

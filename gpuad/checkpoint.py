@@ -27,8 +27,8 @@ def _module():
     return st
 
 
-def _split(obj, prefix, arrays, layout):
-    """Arrays into ``arrays`` (flat names), the structure with placeholders into ``layout``."""
+def _split(obj, prefix, arrays):
+    """Arrays into ``arrays`` (flat names); returns the structure with placeholders."""
     if isinstance(obj, Tensor):
         arrays[prefix] = np.asarray(obj.numpy(), order="C")  # (0-d stays 0-d)
         return {"__tensor__": prefix}
@@ -48,10 +48,10 @@ def _split(obj, prefix, arrays, layout):
             name = k if isinstance(k, str) else f"__int__{k}"
             if name in out or (isinstance(k, int) and str(k) in obj):
                 raise TypeError(f"gpuad.save: the keys {k!r} and {str(k)!r} would collide")
-            out[name] = _split(v, f"{prefix}{_SEP}{k}" if prefix else str(k), arrays, layout)
+            out[name] = _split(v, f"{prefix}{_SEP}{k}" if prefix else str(k), arrays)
         return out
     if isinstance(obj, (list, tuple)):
-        return [_split(v, f"{prefix}{_SEP}{i}", arrays, layout) for i, v in enumerate(obj)]
+        return [_split(v, f"{prefix}{_SEP}{i}", arrays) for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, np.generic):
@@ -67,7 +67,7 @@ def save(obj, path):
     if not isinstance(obj, dict):
         raise TypeError(f"gpuad.save: expected a dict (a state dict), got {type(obj).__name__}")
     arrays = {}
-    layout = _split(obj, "", arrays, None)
+    layout = _split(obj, "", arrays)
     st.save_file(arrays, str(path), metadata={_META: json.dumps(layout)})
 
 

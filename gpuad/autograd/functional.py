@@ -32,20 +32,15 @@ def jvp(f, primals, tangents, argnums=None, batched=False):
     output tangents. Outputs keep ``f``'s structure (a tensor, or nested lists/tuples/dicts).
     """
     args, nums, _ = _arguments("jvp", primals, argnums)
-    tangents = tuple(tangents) if isinstance(tangents, (list, tuple)) else (tangents,)
-    if len(tangents) != len(nums):
-        raise ValueError(f"gpuad.jvp: got {len(tangents)} tangents for {len(nums)} "
-                         "differentiated arguments; pass one per argument")
+    tangents = _per_argument("jvp", "tangents", tangents, nums)
+    tangents = [_tangent(v, args[i], i, batched) for i, v in zip(nums, tangents)]
+    k = tangents[0].shape[0]
+    for i, v in zip(nums, tangents):
+        if v.shape[0] != k:
+            raise ValueError(f"gpuad.jvp: tangent {i} has {v.shape[0]} directions, an "
+                             f"earlier one {k}; batched tangents share their first axis")
     with forward.level() as lvl:
-        args = list(args)
-        k = None
-        for i, v in zip(nums, tangents):
-            v = _tangent(v, args[i], i, batched)
-            if k is not None and v.shape[0] != k:
-                raise ValueError(f"gpuad.jvp: tangent {i} has {v.shape[0]} directions, an "
-                                 f"earlier one {k}; batched tangents share their first axis")
-            k = v.shape[0]
-            args[i] = forward.seed(_alias(args[i]), lvl, v)
+        args = _seeded(args, nums, lvl, tangents)
         out = f(*args)
         t_out = _take_tangents(structure.flatten(out), lvl, k)
     if not batched:
@@ -111,10 +106,7 @@ def hessian(f, primals, argnums=None):
     xs = [args[i] for i in nums]
     sizes = [x.size for x in xs]
     with forward.level() as lvl:
-        seeds = _identity_blocks(xs)
-        args = list(args)
-        for i, x, v in zip(nums, xs, seeds):
-            args[i] = forward.seed(_alias(x), lvl, v)
+        args = _seeded(args, nums, lvl, _identity_blocks(xs))
         args, inputs, create = _reverse_inputs(args, nums)
         with enable_grad():
             y = f(*args)
@@ -141,14 +133,10 @@ def hvp(f, primals, v, argnums=None):
     reverse (one backward pass, one tangent); ``v`` has one tensor per differentiated
     argument."""
     args, nums, single_in = _arguments("hvp", primals, argnums)
-    vs = tuple(v) if isinstance(v, (list, tuple)) else (v,)
-    if len(vs) != len(nums):
-        raise ValueError(f"gpuad.hvp: got {len(vs)} vectors for {len(nums)} differentiated "
-                         "arguments; pass one per argument")
+    vs = _per_argument("hvp", "vectors", v, nums)
     with forward.level() as lvl:
-        args = list(args)
-        for i, vi in zip(nums, vs):
-            args[i] = forward.seed(_alias(args[i]), lvl, _tangent(vi, args[i], i, False))
+        args = _seeded(args, nums, lvl, [_tangent(vi, args[i], i, False)
+                                         for i, vi in zip(nums, vs)])
         args, inputs, create = _reverse_inputs(args, nums)
         create = _stronger(create, mode.enabled and _tracking(vs))  # H v differentiable in v
         with enable_grad():
@@ -168,9 +156,7 @@ def _jacobian_forward(f, args, nums, single_in):
     xs = [args[i] for i in nums]
     sizes = [x.size for x in xs]
     with forward.level() as lvl:
-        args = list(args)
-        for i, x, v in zip(nums, xs, _identity_blocks(xs)):
-            args[i] = forward.seed(_alias(x), lvl, v)
+        args = _seeded(args, nums, lvl, _identity_blocks(xs))
         out = f(*args)
         outs = structure.flatten(out)
         _check_outputs("jacobian", outs)
@@ -258,6 +244,24 @@ def _arguments(name, primals, argnums):
             raise TypeError(f"gpuad.{name}: argument {i} is {x.dtype}; only floating-point "
                             "tensors can be differentiated")
     return args, nums, single
+
+
+def _per_argument(name, what, values, nums):
+    """``values`` (one, or a list/tuple) as a tuple of one per differentiated argument."""
+    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+    if len(values) != len(nums):
+        raise ValueError(f"gpuad.{name}: got {len(values)} {what} for {len(nums)} "
+                         "differentiated arguments; pass one per argument")
+    return values
+
+
+def _seeded(args, nums, lvl, tangents):
+    """The arguments with each differentiated one replaced by an alias carrying its tangent
+    for level ``lvl``."""
+    args = list(args)
+    for i, t in zip(nums, tangents):
+        args[i] = forward.seed(_alias(args[i]), lvl, t)
+    return args
 
 
 def _bad_argnum(name, i, args):

@@ -94,17 +94,13 @@ class FlatGroup:
 
     def param_state(self, i):
         """Parameter ``i``'s state as the one-by-one path keeps it (copies)."""
-        off, size, grad = self.views[i]
-        shape = self.params[i].shape
-        names = KINDS[self.kind][0]
-        if self.kind == "sgd":
-            if not self.steps:
-                return {}
-            return {"momentum_buffer": self.state[names[0]][off:off + size].reshape(shape).copy()}
         if not self.steps:
             return {}
-        return {"step": self.steps,
-                **{n: self.state[n][off:off + size].reshape(shape).copy() for n in names}}
+        off, size, _ = self.views[i]
+        shape = self.params[i].shape
+        state = {n: self.state[n][off:off + size].reshape(shape).copy()
+                 for n in KINDS[self.kind][0]}
+        return state if self.kind == "sgd" else {"step": self.steps, **state}
 
     def load_param_state(self, i, state):
         off, size, _ = self.views[i]
