@@ -1,10 +1,12 @@
 """python -m gpuad demo's options: --plot writes a PNG (where matplotlib is installed),
 --epochs and --batch-size are honoured, and an unusable --device is a clear error."""
 import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
+import tomllib
 
 import gpuad as ad
 
@@ -30,3 +32,15 @@ def test_unusable_device_is_a_clear_error():
     out = _demo("--device", "cuda", check=False)
     assert out.returncode == 2
     assert "cannot use cuda:0" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_demo_dependency_is_used():
+    """The demo extra holds what the demo imports and nothing more (the digits ship inside
+    gpuad, so scikit-learn, their source, is not a dependency)."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["demo"]
+    source = "\n".join(p.read_text() for p in (ROOT / "gpuad").rglob("*.py"))
+    for requirement in extra:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).replace("-", "_")
+        assert re.search(rf"^\s*(import|from) {name}\b", source, re.M), (
+            f"the demo extra lists {requirement}, which gpuad never imports")
