@@ -153,6 +153,10 @@ def test_cpu_image_install_replayed_then_smoke(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "smoke test passed" in out.stdout and "test accuracy" in out.stdout
+    plot = subprocess.run(["python", "-m", "gpuad", "demo", "--epochs", "1", "--plot", "c.png"],
+                          env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert plot.returncode == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG", (
+        plot.stdout + plot.stderr)
     where = subprocess.run(["python", "-c", "import gpuad; print(gpuad.__file__)"],
                            env=run_env, cwd=tmp_path, capture_output=True, text=True).stdout
     assert where.startswith(str(site))
