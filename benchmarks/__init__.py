@@ -1,1 +1,3 @@
-"""Side-by-side benchmarks of gpuad against its peers (run as python -m benchmarks.NAME)."""
+"""Side-by-side benchmarks of gpuad against its peers: ``python -m benchmarks run``, then
+``report`` and ``readme`` (see ``benchmarks/__main__.py``); ``python -m benchmarks.kernels``
+is the CUDA kernel suite on its own."""

@@ -16,10 +16,8 @@ status=0
 # the whole suite, CUDA cases included (about 5 minutes on the CPU side of an H100 machine)
 timeout 330 "$py" -m pytest -q -p no:cacheprovider -o addopts="-ra" tests \
     > "$out/pytest_cuda.log" 2>&1 || status=1
-timeout 90 "$py" -m benchmarks.kernels --json "$out/kernels.json" > "$out/kernels.txt" 2>&1 \
-    || status=1
-timeout 60 "$py" -m benchmarks.jacobian --device cuda --rounds 7 --reps 3 \
-    --json "$out/jacobian_cuda.json" > "$out/jacobian_cuda.txt" 2>&1 || status=1
+timeout 200 "$py" -m benchmarks run --device cuda --out "$out/cuda.json" \
+    > "$out/benchmarks_cuda.txt" 2>&1 || status=1
 timeout 30 "$py" -m gpuad demo --device cuda > "$out/demo_cuda.txt" 2>&1 || status=1
-tail -n 3 "$out"/pytest_cuda.log "$out"/kernels.txt "$out"/demo_cuda.txt
+tail -n 3 "$out"/pytest_cuda.log "$out"/benchmarks_cuda.txt "$out"/demo_cuda.txt
 exit $status

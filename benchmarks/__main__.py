@@ -1,0 +1,69 @@
+"""``python -m benchmarks run | report | readme``.
+
+    python -m benchmarks run [--suite NAME ...] [--frameworks gpuad,torch,...] [--device cpu|cuda]
+                             [--threads 2] [--quick] [--out results.json]
+    python -m benchmarks report results.json [--out-dir DIR]   (markdown table and PNG plots)
+    python -m benchmarks readme                                (README's performance section)
+"""
+import argparse
+import json
+import pathlib
+import sys
+
+from . import suites
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="time the suites, every framework in its own process")
+    r.add_argument("--suite", action="append", choices=list(suites.SUITES),
+                   help="a suite to run (repeatable; default: all of them)")
+    r.add_argument("--frameworks", default=",".join(suites.FRAMEWORKS),
+                   help="comma-separated, from " + ", ".join(suites.FRAMEWORKS)
+                   + " (missing ones are skipped with a note)")
+    r.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    r.add_argument("--threads", type=int, default=2, help="threads per framework (default 2)")
+    r.add_argument("--quick", action="store_true",
+                   help="small sizes and few samples: checks that every suite runs and is right")
+    r.add_argument("--out", help="write the results (JSON) here")
+    rep = sub.add_parser("report", help="a markdown table and PNG plots from a results file")
+    rep.add_argument("results", nargs="+")
+    rep.add_argument("--out-dir", help="where to write report.md and the plots (default: next "
+                     "to the first results file)")
+    sub.add_parser("readme", help="regenerate README.md's performance section from "
+                   "benchmarks/results/")
+    args = p.parse_args(argv)
+
+    if args.command == "run":
+        from . import harness
+
+        frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+        unknown = sorted(set(frameworks) - set(suites.FRAMEWORKS))
+        if unknown:
+            p.error(f"unknown frameworks {unknown}; choose from {list(suites.FRAMEWORKS)}")
+        chosen = args.suite or [s for s in suites.SUITES
+                                if args.device == "cuda" or s != "kernels"]
+        doc, right = harness.run(chosen, frameworks, args.device, args.quick, args.threads)
+        if args.out:
+            pathlib.Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+            print(f"wrote {args.out}")
+        if not right:
+            print("FAILED: a result was wrong, a framework errored, or gpuad did not run a "
+                  "case (see above)", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "report":
+        from . import report
+
+        for path in report.write(args.results, args.out_dir):
+            print(f"wrote {path}")
+        return 0
+    from . import readme
+
+    print(f"wrote {readme.update()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""gpuad, written the way its README shows: tensors with requires_grad, nn.Linear and optim."""
+import numpy as np
+
+from .. import reference as ref
+from . import NotOffered, Unavailable
+
+ad = None
+_device = "cpu"
+
+
+def load(device, threads):
+    global ad, _device
+    import gpuad
+
+    ad, _device = gpuad, device
+    if device == "cuda" and not gpuad.cuda.is_available():
+        raise Unavailable("gpuad sees no usable GPU")
+    return gpuad.__version__
+
+
+def sync(out):
+    if _device == "cuda":
+        ad.cuda.synchronize()
+
+
+def to_numpy(out):
+    if isinstance(out, (list, tuple)):
+        return [to_numpy(o) for o in out]
+    return out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+
+
+def build(suite, params, device):
+    if suite in ("op_overhead", "scaling_chain"):
+        return _chain(params["shape"], params["n_ops"], device)
+    if suite in ("mlp_step", "scaling_mlp_batch", "scaling_mlp_width"):
+        return _mlp(params["sizes"], params["batch"], params["optimizer"], device)
+    if suite == "big_elementwise":
+        return _elementwise(params["n"], device)
+    if suite == "second_order":
+        return _second_order(params["n"], device)
+    if suite == "jacobian":
+        return _jacobian(params, device)
+    raise NotOffered(suite)
+
+
+def _chain(shape, n_ops, device):
+    x = ad.tensor(ref.chain_input(shape), device=device, requires_grad=True)
+
+    def step():
+        y = x
+        for _ in range(n_ops // ref.CHAIN_BLOCK):
+            y = (y * 0.9 + 0.1).tanh().sin()
+        y.sum().backward()
+        g, x.grad = x.grad, None
+        return g
+
+    return step
+
+
+def _mlp(sizes, batch, optimizer, device):
+    weights, x, labels = ref.mlp_problem(sizes, batch)
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(ad.nn.Linear(sizes[i], sizes[i + 1]))
+        layers.append(ad.nn.ReLU())
+    model = ad.nn.Sequential(*layers[:-1])
+    model.load_state_dict({k: ad.tensor(w) for k, w in zip(model.state_dict(), weights)})
+    model.to(device)
+    params = list(model.parameters())
+    if optimizer == "sgd":
+        opt = ad.optim.SGD(params, lr=ref.SGD_LR)
+    else:
+        opt = ad.optim.Adam(params, lr=ref.ADAM["lr"], betas=(ref.ADAM["b1"], ref.ADAM["b2"]),
+                            eps=ref.ADAM["eps"])
+    xt = ad.tensor(x, device=device)
+    yt = ad.tensor(labels, device=device)
+    cross_entropy = ad.nn.functional.cross_entropy
+
+    def step():
+        opt.zero_grad()
+        loss = cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return [loss] + params
+
+    return step
+
+
+def _elementwise(n, device):
+    x = ad.tensor(ref.elementwise_input(n), device=device, requires_grad=True)
+
+    def step():
+        loss = (ad.sigmoid(x) * ad.tanh(x)).sum()
+        (g,) = ad.grad(loss, x)
+        return [loss, g]
+
+    return step
+
+
+def _second_order(n, device):
+    x = ad.tensor(ref.second_order_input(n), device=device, requires_grad=True)
+
+    def step():
+        (g,) = ad.grad((ad.sin(x) ** 3).sum(), x, create_graph=True)
+        (h,) = ad.grad(g.sum(), x)
+        return h
+
+    return step
+
+
+def _jacobian(params, device):
+    x, w1, w2 = (ad.tensor(a, device=device) for a in ref.jacobian_problem(
+        params["n"], params["m"], params["hidden"]))
+
+    def f(x):
+        return w2 @ ad.tanh(w1 @ x) + ad.sin(x).sum()
+
+    mode = params["mode"]
+    return lambda: ad.jacobian(f, x, mode=mode)

@@ -1,0 +1,116 @@
+"""PyTorch eager, as its tutorials write it: nn.Linear, torch.optim, torch.autograd.grad,
+torch.func for Jacobians."""
+from .. import reference as ref
+from . import NotOffered, Unavailable
+
+torch = None
+_device = "cpu"
+
+def load(device, threads):
+    global torch, _device
+    import warnings
+
+    import torch as _torch
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # (torch.func's own imports)
+    import torch.func  # noqa: F401
+
+    torch = _torch
+    torch.set_num_threads(threads)
+    _device = device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise Unavailable("this PyTorch build sees no GPU")
+    return torch.__version__
+
+def sync(out):
+    if _device == "cuda":
+        torch.cuda.synchronize()
+
+def to_numpy(out):
+    if isinstance(out, (list, tuple)):
+        return [to_numpy(o) for o in out]
+    return out.detach().cpu().numpy()
+
+def build(suite, params, device):
+    if suite in ("op_overhead", "scaling_chain"):
+        return _chain(params["shape"], params["n_ops"], device)
+    if suite in ("mlp_step", "scaling_mlp_batch", "scaling_mlp_width"):
+        return _mlp(params["sizes"], params["batch"], params["optimizer"], device)
+    if suite == "big_elementwise":
+        return _elementwise(params["n"], device)
+    if suite == "second_order":
+        return _second_order(params["n"], device)
+    if suite == "jacobian":
+        return _jacobian(params, device)
+    raise NotOffered(suite)
+
+def _chain(shape, n_ops, device):
+    x = torch.tensor(ref.chain_input(shape), device=device, requires_grad=True)
+
+    def step():
+        y = x
+        for _ in range(n_ops // ref.CHAIN_BLOCK):
+            y = (y * 0.9 + 0.1).tanh().sin()
+        y.sum().backward()
+        g, x.grad = x.grad, None
+        return g
+
+    return step
+
+def _mlp(sizes, batch, optimizer, device):
+    weights, x, labels = ref.mlp_problem(sizes, batch)
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers += [torch.nn.Linear(sizes[i], sizes[i + 1]), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    model.load_state_dict({k: torch.from_numpy(w) for k, w in zip(model.state_dict(), weights)})
+    model.to(device)
+    params = list(model.parameters())
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=ref.SGD_LR)
+    else:
+        opt = torch.optim.Adam(params, lr=ref.ADAM["lr"],
+                               betas=(ref.ADAM["b1"], ref.ADAM["b2"]), eps=ref.ADAM["eps"])
+    xt = torch.from_numpy(x).to(device)
+    yt = torch.from_numpy(labels).to(device)
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def step():
+        opt.zero_grad()
+        loss = cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return [loss] + params
+
+    return step
+
+def _elementwise(n, device):
+    x = torch.tensor(ref.elementwise_input(n), device=device, requires_grad=True)
+
+    def step():
+        loss = (torch.sigmoid(x) * torch.tanh(x)).sum()
+        (g,) = torch.autograd.grad(loss, x)
+        return [loss, g]
+
+    return step
+
+def _second_order(n, device):
+    x = torch.tensor(ref.second_order_input(n), device=device, requires_grad=True)
+
+    def step():
+        (g,) = torch.autograd.grad((torch.sin(x) ** 3).sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), x)
+        return h
+
+    return step
+
+def _jacobian(params, device):
+    x, w1, w2 = (torch.tensor(a, device=device) for a in ref.jacobian_problem(
+        params["n"], params["m"], params["hidden"]))
+
+    def f(x):
+        return w2 @ torch.tanh(w1 @ x) + torch.sin(x).sum()
+
+    transform = torch.func.jacfwd if params["mode"] == "forward" else torch.func.jacrev
+    jf = transform(f)
+    return lambda: jf(x)

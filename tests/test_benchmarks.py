@@ -1,0 +1,144 @@
+"""The benchmark harness: every suite's check accepts the right answer and rejects a wrong one,
+a quick run works end to end in worker processes, the report states targets, and README's
+performance section is exactly what the committed results generate."""
+import copy
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import harness, readme, report, suites
+from benchmarks.peers import NotOffered, gpuad_runs
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER_SUITES = [s for s, (_, make) in suites.SUITES.items() if make is not None]
+gpuad_runs.load("cpu", 1)
+
+
+def _perturb(out):
+    """The same structure with one value moved by 1%."""
+    if isinstance(out, list):
+        return [_perturb(out[0])] + out[1:]
+    out = np.array(out, dtype=np.float64, copy=True)
+    out.flat[out.size // 2] = out.flat[out.size // 2] * 1.01 + 1e-3
+    return out
+
+
+@pytest.mark.parametrize("suite", WORKER_SUITES)
+def test_checks_accept_gpuad_and_reject_a_wrong_value(suite):
+    for case in suites.cases(suite, True, "cpu"):
+        out = gpuad_runs.to_numpy(gpuad_runs.build(case.suite, case.params, "cpu")())
+        assert suites.check(case, out) < 1e-3
+        with pytest.raises(AssertionError, match="off"):
+            suites.check(case, _perturb(out))
+
+
+def test_check_rejects_a_wrong_shape():
+    (case,) = suites.cases("second_order", True, "cpu")
+    with pytest.raises(AssertionError, match="shape"):
+        suites.check(case, np.zeros(999))
+
+
+def test_numpy_peer_has_no_autodiff_suites():
+    from benchmarks.peers import numpy_runs
+
+    with pytest.raises(NotOffered):
+        numpy_runs.build("second_order", {"n": 10}, "cpu")
+
+
+class _FakeWorker:
+    def __init__(self, framework, status="ok", seconds=1e-3):
+        self.framework, self.status, self.seconds = framework, status, seconds
+
+    def ask(self, cmd, **msg):
+        if cmd == "build":
+            return ({"ok": True, "max_error": 0.0} if self.status == "ok" else
+                    {"ok": False, "status": self.status, "reason": "made up"})
+        return {"seconds": self.seconds}
+
+
+def test_case_timing_pairs_rounds_and_reports_wrong_results():
+    (case,) = suites.cases("op_overhead", True, "cpu")
+    workers = [_FakeWorker("gpuad", seconds=2e-4), _FakeWorker("torch", seconds=4e-4),
+               _FakeWorker("jax", status="wrong")]
+    record = harness._time_case(case, workers, harness.PROFILES["quick"], True, lambda s: None)
+    assert record["ratio"] == pytest.approx(0.5)
+    assert record["results"]["gpuad"]["median"] == pytest.approx(2.0)  # µs per op
+    assert record["results"]["jax"] == {"status": "wrong", "reason": "made up"}
+    doc = {"cases": [record]}
+    assert not harness.verdict(doc)
+    record["results"]["jax"]["status"] = "not offered"
+    assert harness.verdict(doc)
+    record["results"]["gpuad"]["status"] = "not offered"
+    assert not harness.verdict(doc), "a case gpuad did not run must fail the run"
+
+
+def test_quick_run_end_to_end(tmp_path):
+    """Two suites in worker processes, a missing framework skipped with a note, JSON written,
+    then the report."""
+    out = tmp_path / "r.json"
+    frameworks = "gpuad,numpy,torch" if _has("torch") else "gpuad,numpy"
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--quick", "--suite",
+                          "op_overhead", "--suite", "import_time", "--frameworks", frameworks,
+                          "--threads", "1", "--out", str(out)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(out.read_text())
+    assert doc["machine"]["threads"] == 1 and doc["frameworks"]["gpuad"]["cpus"] in ([0], None)
+    assert [r["suite"] for r in doc["cases"]] == ["op_overhead", "import_time"]
+    for record in doc["cases"]:
+        g = record["results"]["gpuad"]
+        assert g["status"] == "ok" and 0 < g["min"] <= g["median"]
+    if _has("torch"):
+        assert "ratio" in doc["cases"][0]
+    rep = subprocess.run([sys.executable, "-m", "benchmarks", "report", str(out)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    text = (tmp_path / "report.md").read_text()
+    assert "### op_overhead" in text and "| chain100 | us/op |" in text
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_targets_say_by_how_much_they_are_missed():
+    record = {"suite": "mlp_step", "results": {"gpuad": {"status": "ok", "median": 1.2}},
+              "ratio": 1.2}
+    assert report.target(record) == ("≤ 1.00× torch", False, "+20%")
+    record["ratio"] = 0.9
+    assert report.target(record)[1]
+    imports = {"suite": "import_time", "results": {"gpuad": {"status": "ok", "median": 0.36}}}
+    assert report.target(imports) == ("< 0.3 s", False, "+20%")
+    assert report.target({"suite": "scaling_chain", "results": {}, "ratio": 3}) is None
+
+
+def test_readme_performance_section_is_generated_from_committed_results():
+    files = readme.result_files()
+    assert files, "benchmarks/results/cpu.json is missing"
+    docs = report.load(files)
+    cpu = [d for d in docs if d["device"] == "cpu"][0]
+    assert not cpu["quick"], "the committed CPU results must come from a full run"
+    assert {r["suite"] for r in cpu["cases"]} >= set(suites.CPU_SUITES)
+    assert cpu["machine"]["cpu"] and cpu["machine"]["threads"]
+    text = (ROOT / "README.md").read_text()
+    assert readme.render() in text, "README's performance section is stale: python -m " \
+                                    "benchmarks readme"
+    for suite in report.LABELS:
+        assert (readme.RESULTS / f"{suite}.png").exists()
+
+
+def test_render_reflects_the_results(monkeypatch, tmp_path):
+    doc = report.load(readme.result_files())[0]
+    doc = copy.deepcopy(doc)
+    doc["cases"] = [r for r in doc["cases"] if r["suite"] == "op_overhead"]
+    doc["cases"][0]["ratio"] = 1.37
+    (tmp_path / "cpu.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(readme, "RESULTS", tmp_path)
+    text = readme.render()
+    assert "| 1.37 | missed by +37% |" in text
