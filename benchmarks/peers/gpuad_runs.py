@@ -13,6 +13,7 @@ def load(device, threads):
     import gpuad
 
     ad, _device = gpuad, device
+    gpuad.set_num_threads(threads)
     if device == "cuda" and not gpuad.cuda.is_available():
         raise Unavailable("gpuad sees no usable GPU")
     return gpuad.__version__

@@ -88,11 +88,12 @@ class Backend:
 
     # ---- stable composite elementwise math ----------------------------------------------
     def sigmoid(self, x):
-        """1 / (1 + exp(-x)), evaluated through exp(-|x|) so it never overflows."""
+        """1 / (1 + exp(-x)), evaluated through e = exp(-|x|) so it never overflows: r = 1 / (1 + e)
+        where x >= 0, else e r. The choice is the product r max(e, [x >= 0]) (e <= 1), which
+        is branch-free and several times faster than a masked select on random signs."""
         xp = self.xp
         e = xp.exp(-xp.abs(x))
-        r = 1 / (1 + e)
-        return xp.where(x >= 0, r, e * r)
+        return (1 / (1 + e)) * xp.maximum(e, x >= 0)
 
     def relu(self, x):
         return self.xp.maximum(x, 0)

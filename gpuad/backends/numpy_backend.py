@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from . import cpu_parallel
 from .base import Backend
 
 try:  # SciPy's erf is fast and exact; without SciPy, math.erf is applied per element.
@@ -27,6 +28,10 @@ except ImportError:  # pragma: no cover - other NumPy versions
 QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh "
          "logsumexp log_softmax softmax var std").split()
 
+#: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
+#: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound
+#: directly: one pass gains little from chunks, and a wrapper would slow every small op.
+SPLIT = "sigmoid softplus gelu silu rsqrt leaky_relu elu".split()
 
 def _quiet(fn):
     if _fp_state is None:  # pragma: no cover
@@ -50,8 +55,19 @@ class NumpyBackend(Backend):
     def __init__(self):
         super().__init__(np)
         self._rng = np.random.default_rng()
+        self.power = self._power
+        for name in SPLIT:
+            setattr(self, name, cpu_parallel.elementwise(getattr(self, name)))
         for name in QUIET:
             setattr(self, name, _quiet(getattr(self, name)))
+
+    def _power(self, a, b):
+        """a ** b (bound as ``power``). A float array cubed is a * a * a, as PyTorch computes
+        it: NumPy's pow takes some 50 times longer on negative bases (the C library's slow
+        path)."""
+        if b.__class__ is int and b == 3 and a.dtype.kind == "f":
+            return a * a * a
+        return np.power(a, b)
 
     def to_numpy(self, a):
         return np.array(a, copy=True)

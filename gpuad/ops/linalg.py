@@ -32,7 +32,16 @@ def _matmul_b(g, a, b):
         return expand_dims(a, -1) * expand_dims(g, -2)
     if b.ndim == 1:
         return squeeze(_t(a) @ expand_dims(g, -1), -1)
+    if a.ndim == 2 and b.ndim == 2 and _column_major(b):
+        # (gᵀ a)ᵀ: the same product, laid out as b is. For b = W.T (x @ W.T, as Linear) the
+        # gradient reaching W is then row-major like W, not a transposed view
+        return _t(_t(g) @ a)
     return _t(a) @ g
+
+
+def _column_major(t):
+    flags = t._a.flags
+    return flags.f_contiguous and not flags.c_contiguous
 
 
 def _lift(t, ndim):

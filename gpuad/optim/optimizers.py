@@ -211,11 +211,22 @@ class Adam(Optimizer):
         state["step"] += 1
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (1 - b1) * (g - m)  # a lerp towards g, as PyTorch
+        if g.flags.c_contiguous != p.flags.c_contiguous:  # one copy, not a dozen strided passes
+            g = xp.ascontiguousarray(g) if p.flags.c_contiguous else g.copy(order="K")
+        # in place through two scratch arrays, in the order of PyTorch's operations
+        a = xp.subtract(g, m)
+        a *= 1 - b1
+        m += a  # m += (1 - b1) (g - m): a lerp towards g
         v *= b2
-        v += (1 - b2) * g * g
-        denom = xp.sqrt(v) / math.sqrt(1 - b2 ** t) + eps
-        p -= (lr / (1 - b1 ** t)) * m / denom
+        xp.multiply(g, 1 - b2, out=a)
+        a *= g
+        v += a  # v = b2 v + (1 - b2) g²
+        xp.sqrt(v, out=a)
+        a /= math.sqrt(1 - b2 ** t)
+        a += eps  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
+        b = xp.multiply(m, lr / (1 - b1 ** t))
+        b /= a
+        p -= b  # p -= lr / (1 - b1^t) m / denom
 
 
 class AdamW(Adam):

@@ -1,0 +1,185 @@
+"""The CPU backend's speed paths give the very same numbers as the plain ones: composite
+elementwise functions split into chunks over threads, the branch-free sigmoid, the cube, the
+matmul gradient laid out as its operand, and Adam on a transposed gradient."""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import gpuad as ad
+from gpuad.backends import cpu_parallel
+from gpuad.backends.numpy_backend import NumpyBackend
+
+N = cpu_parallel.MIN_SIZE + cpu_parallel.CHUNK // 3  # several chunks, the last one partial
+
+
+@pytest.fixture
+def threads():
+    before = ad.get_num_threads()
+    yield ad.set_num_threads
+    ad.set_num_threads(before)
+
+
+def _inputs(dtype):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(N) * 6).astype(dtype)
+    x[:8] = [0.0, -0.0, 50.0, -50.0, 100.0, -100.0, np.inf, -np.inf]
+    x[-1] = np.nan
+    return x
+
+
+CASES = [("sigmoid", ()), ("softplus", (1.5, 20.0)), ("gelu", ("none",)), ("gelu", ("tanh",)),
+         ("silu", ()), ("rsqrt", ()), ("leaky_relu", (0.1,)), ("elu", (1.0,))]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,params", CASES)
+def test_split_composites_are_bit_identical(threads, n_threads, dtype, name, params):
+    threads(n_threads)
+    backend = NumpyBackend()
+    x = _inputs(dtype)
+    with np.errstate(all="ignore"):  # (silu(-inf) is -inf * 0, as before any split)
+        split = getattr(backend, name)(x, *params)
+    plain = _unsplit(backend, name)(x, *params)
+    assert split.dtype == plain.dtype and split.shape == plain.shape
+    np.testing.assert_array_equal(split, plain)
+
+
+def _unsplit(backend, name):
+    """The backend's function on one whole-array call (chunks of the whole size)."""
+    def call(*args):
+        saved = cpu_parallel.MIN_SIZE
+        cpu_parallel.MIN_SIZE = 1 << 62
+        try:
+            with np.errstate(all="ignore"):
+                return getattr(backend, name)(*args)
+        finally:
+            cpu_parallel.MIN_SIZE = saved
+    return call
+
+
+def test_sigmoid_matches_the_masked_form_exactly():
+    x = _inputs(np.float32)
+    e = np.exp(-np.abs(x))
+    r = 1 / (1 + e)
+    np.testing.assert_array_equal(ad.sigmoid(ad.tensor(x)).numpy(), np.where(x >= 0, r, e * r))
+    assert ad.sigmoid(ad.tensor(np.float32(-100))).numpy() == np.float32(3.783506e-44)
+
+
+def test_strided_and_mixed_shapes_fall_back(threads):
+    threads(2)
+    backend = NumpyBackend()
+    x = _inputs(np.float64)
+    strided = x[::2]
+    np.testing.assert_array_equal(backend.sigmoid(strided), _unsplit(backend, "sigmoid")(strided))
+    big = np.linspace(-3, 3, N).reshape(-1, 1).repeat(2, axis=1)
+    col = big.T.copy().T  # Fortran order
+    np.testing.assert_array_equal(backend.silu(col), _unsplit(backend, "silu")(col))
+
+
+def test_the_quiet_error_state_reaches_the_helper_threads(threads):
+    """rsqrt of negatives gives nan without a RuntimeWarning on every thread (the helpers run
+    in a copy of the caller's context, where NumPy keeps its error state)."""
+    threads(2)
+    x = -np.ones(N)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = ad.rsqrt(ad.tensor(x)).numpy()
+    assert np.isnan(out).all()
+
+
+def test_an_error_in_a_helper_reaches_the_caller(threads):
+    threads(2)
+    seen = []
+
+    def piece(start, stop):
+        seen.append(start)
+        if start == cpu_parallel.CHUNK:  # the second chunk: most likely a helper's
+            raise ZeroDivisionError("from a chunk")
+
+    with pytest.raises(ZeroDivisionError, match="from a chunk"):
+        cpu_parallel.for_chunks(piece, 4 * cpu_parallel.CHUNK)
+    assert sorted(seen) == [i * cpu_parallel.CHUNK for i in range(4)]  # every chunk ran
+
+
+def test_thread_count_settings(threads):
+    threads(3)
+    assert ad.get_num_threads() == 3
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="set_num_threads"):
+            ad.set_num_threads(bad)
+    code = "import gpuad; print(gpuad.get_num_threads())"
+    env = {**os.environ, "GPUAD_NUM_THREADS": "5"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "5"
+    env["GPUAD_NUM_THREADS"] = "many"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "GPUAD_NUM_THREADS must be a positive integer" in out.stderr
+
+
+def test_cube_is_the_triple_product_pytorch_computes():
+    x = np.random.default_rng(1).uniform(-3, 3, 1001)
+    for dtype in (np.float32, np.float64):
+        a = x.astype(dtype)
+        got = (ad.tensor(a) ** 3).numpy()
+        np.testing.assert_array_equal(got, a * a * a)
+        np.testing.assert_allclose(got, np.power(a, 3), rtol=4 * np.finfo(dtype).eps)
+    assert (ad.tensor(np.arange(-3, 4)) ** 3).numpy().tolist() == [-27, -8, -1, 0, 1, 8, 27]
+    torch = pytest.importorskip("torch")
+    np.testing.assert_array_equal((ad.tensor(x) ** 3).numpy(),
+                                  (torch.from_numpy(x) ** 3).numpy())
+
+
+@pytest.mark.parametrize("transpose_weight", [True, False])
+def test_matmul_gradient_takes_its_operands_layout(transpose_weight):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((16, 7))
+    w = ad.tensor(rng.standard_normal((5, 7) if transpose_weight else (7, 5)),
+                  requires_grad=True)
+    y = x @ (ad.transpose(w) if transpose_weight else w)
+    g = rng.standard_normal((16, 5))
+    y.backward(ad.tensor(g))
+    expect = (g.T @ x) if transpose_weight else (x.T @ g)
+    np.testing.assert_allclose(w.grad.numpy(), expect, rtol=1e-12, atol=1e-12)
+    assert w.grad._a.flags.c_contiguous, "the leaf's gradient must be row-major like the leaf"
+
+
+def test_linear_weight_gradients_are_row_major_and_second_order_still_works():
+    layer = ad.nn.Linear(6, 3)
+    x = ad.tensor(np.random.default_rng(3).standard_normal((4, 6)), requires_grad=True)
+    (gw,) = ad.grad(layer(x).tanh().sum(), layer.weight, create_graph=True)
+    assert gw._a.flags.c_contiguous
+    (gx,) = ad.grad(gw.sum(), x)  # through the transposed product
+    w, xv = layer.weight.numpy(), x.numpy()
+    # gw = (1 - t²)ᵀ x with t = tanh(x Wᵀ + b): d sum(gw) / dx by central differences
+    eps, num = 1e-6, np.zeros_like(xv)
+    for i in np.ndindex(xv.shape):
+        for s in (1, -1):
+            xp = xv.copy()
+            xp[i] += s * eps
+            tp = np.tanh(xp @ w.T + layer.bias.numpy())
+            num[i] += s * ((1 - tp * tp).T @ xp).sum() / (2 * eps)
+    np.testing.assert_allclose(gx.numpy(), num, rtol=1e-6, atol=1e-6)
+
+
+def test_adam_on_a_transposed_gradient_is_bit_identical():
+    rng = np.random.default_rng(4)
+    w0 = rng.standard_normal((300, 200)).astype(np.float32)
+    grads = [rng.standard_normal((200, 300)).astype(np.float32).T for _ in range(3)]
+    results = []
+    for layout in ("transposed", "contiguous"):
+        p = ad.nn.Parameter(ad.tensor(w0.copy()))
+        opt = ad.optim.Adam([p], lr=1e-2)
+        for g in grads:
+            p.grad = ad.tensor(g)
+            if layout == "transposed":
+                p.grad._a = g  # the view itself, as a backward pass leaves it
+            else:
+                assert p.grad._a.flags.c_contiguous
+            opt.step()
+        results.append(p.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
