@@ -46,6 +46,7 @@ def main(argv=None):
                                 if args.device == "cuda" or s != "kernels"]
         doc, right = harness.run(chosen, frameworks, args.device, args.quick, args.threads)
         if args.out:
+            pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             pathlib.Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
             print(f"wrote {args.out}")
         if not right:

@@ -4,7 +4,8 @@ For each case, every worker builds the step and checks its first result against 
 reference (a wrong result is reported and fails the run; nothing wrong is ever timed). Then a
 warm-up, then rounds: in each round every worker times one sample (a number of steps chosen
 so a sample lasts about ``sample_s``) in turn, the order rotating, so that the machine's noise
-falls on all frameworks alike. Reported: the median and min of the samples, and gpuad / torch
+falls on all frameworks alike, with a pause before each sample for the previous framework's
+thread pools to stop spinning. Reported: the median and min of the samples, and gpuad / torch
 as the median of the per-round ratios.
 """
 import datetime
@@ -15,17 +16,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import machine, suites
 from .worker import THREAD_VARIABLES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-PROFILES = {  # seconds per sample, seconds of samples per framework and case, rounds
-    "full": {"warm_s": 0.3, "sample_s": 0.05, "budget_s": 2.0, "rounds": (7, 41),
-             "imports": 11},
+# Before each sample the harness waits ``settle_s``: a BLAS or OpenMP pool keeps spinning on
+# the cores for a while after its last call (NumPy's OpenBLAS for about 0.1 s), which would
+# slow whichever framework's sample came next, since all of them share the same cores.
+PROFILES = {  # warm-up, seconds per sample, seconds of samples per framework and case, rounds
+    "full": {"warm_s": 0.3, "sample_s": 0.05, "budget_s": 1.0, "rounds": (7, 21),
+             "settle_s": 0.15, "imports": 11},
     "quick": {"warm_s": 0.0, "sample_s": 0.005, "budget_s": 0.05, "rounds": (2, 3),
-              "imports": 2},
+              "settle_s": 0.0, "imports": 2},
 }
 
 
@@ -105,6 +110,8 @@ def _time_case(case, workers, profile, quick, say):
     samples = {w.framework: [] for w in ready}
     for r in range(rounds):
         for w in ready[r % len(ready):] + ready[:r % len(ready)] if ready else []:
+            if len(ready) > 1:
+                time.sleep(profile["settle_s"])
             samples[w.framework].append(w.ask(cmd="time", reps=reps[w.framework])["seconds"])
     for f, s in samples.items():
         res = record["results"][f]

@@ -183,3 +183,84 @@ def test_adam_on_a_transposed_gradient_is_bit_identical():
             opt.step()
         results.append(p.numpy())
     np.testing.assert_array_equal(results[0], results[1])
+
+
+# ---- F.linear: one node for x Wᵀ + b --------------------------------------------------------
+
+LINEAR_SHAPES = [((5, 4), True), ((4,), True), ((2, 3, 4), True), ((5, 4), False)]
+
+
+@pytest.mark.parametrize("x_shape,bias", LINEAR_SHAPES)
+def test_linear_against_torch(x_shape, bias):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    xn, wn, bn = rng.standard_normal(x_shape), rng.standard_normal((3, 4)), \
+        rng.standard_normal(3)
+    gn = rng.standard_normal(x_shape[:-1] + (3,))
+    x, w = ad.tensor(xn, requires_grad=True), ad.tensor(wn, requires_grad=True)
+    b = ad.tensor(bn, requires_grad=True) if bias else None
+    tx, tw = torch.tensor(xn, requires_grad=True), torch.tensor(wn, requires_grad=True)
+    tb = torch.tensor(bn, requires_grad=True) if bias else None
+    y = ad.nn.functional.linear(x, w, b)
+    ty = torch.nn.functional.linear(tx, tw, tb)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    ours = ad.grad((y * ad.tensor(gn)).sum(), [x, w] + ([b] if bias else []))
+    theirs = torch.autograd.grad((ty * torch.tensor(gn)).sum(), [tx, tw] + ([tb] if bias else []))
+    for a, t in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), t.numpy(), rtol=1e-12, atol=1e-12)
+    assert ours[1]._a.flags.c_contiguous
+
+
+def test_linear_higher_orders_and_forward_mode():
+    rng = np.random.default_rng(6)
+    x = ad.tensor(rng.standard_normal((3, 4)))
+    w = ad.tensor(rng.standard_normal((2, 4)))
+    b = ad.tensor(rng.standard_normal(2))
+
+    def f(x, w, b):
+        return ad.tanh(ad.nn.functional.linear(x, w, b)).sum()
+
+    watched = [ad.tensor(a.numpy(), requires_grad=True) for a in (x, w, b)]
+    assert ad.gradcheck(lambda x, w, b: ad.tanh(ad.nn.functional.linear(x, w, b)), watched)
+    composed = ad.hessian(lambda x, w, b: ad.tanh(x @ ad.transpose(w) + b).sum(), (x, w, b))
+    fused = ad.hessian(f, (x, w, b))
+    for row_f, row_c in zip(fused, composed):
+        for a, c in zip(row_f, row_c):
+            np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-10, atol=1e-12)
+    for mode in ("forward", "reverse"):
+        jac = ad.jacobian(lambda x, w, b: ad.nn.functional.linear(x, w, b), (x, w, b), mode=mode)
+        np.testing.assert_allclose(jac[2].numpy(), np.broadcast_to(np.eye(2), (3, 2, 2)))
+        np.testing.assert_allclose(jac[0].numpy()[1, :, 1], w.numpy())
+
+
+def test_linear_promotes_like_the_composition_and_names_bad_shapes():
+    x = ad.tensor(np.ones((2, 3), np.float32))
+    w = ad.tensor(np.ones((4, 3), np.float32))
+    b = ad.tensor(np.full(4, 0.1))  # float64: the result is float64, as x @ W.T + b
+    y = ad.nn.functional.linear(x, w, b)
+    assert y.dtype == ad.float64 and np.allclose(y.numpy(), 3.1)
+    with pytest.raises(ValueError, match=r"linear: input \(2, 3\) @ weight \(3, 4\)"):
+        ad.nn.functional.linear(x, ad.transpose(w))
+    with pytest.raises(ValueError, match="bias"):
+        ad.nn.functional.linear(x, w, ad.ones(3))
+
+
+def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits():
+    """relu, sigmoid and tanh derivatives run on raw arrays as one node on the CPU: the same
+    bits as the composed rules, and they still differentiate again."""
+    rng = np.random.default_rng(7)
+    xn = rng.standard_normal((6, 5)).astype(np.float32)
+    gn = rng.standard_normal((6, 5)).astype(np.float32)
+    for name in ("relu", "sigmoid", "tanh"):
+        fn = getattr(ad, name)
+        x = ad.tensor(xn, requires_grad=True)
+        (g,) = ad.grad((fn(x) * ad.tensor(gn)).sum(), x, create_graph=True)
+        assert g.grad_fn.name() == f"{name.capitalize()}GradBackward"  # one node
+        y = fn(ad.tensor(xn)).numpy()
+        composed = {"relu": gn * (y > 0).astype(np.float32), "sigmoid": gn * y * (1 - y),
+                    "tanh": gn * (1 - y * y)}[name]
+        np.testing.assert_array_equal(g.numpy(), composed)
+        (h,) = ad.grad(g.sum(), x)
+        d2 = {"relu": np.zeros_like(y), "sigmoid": gn * y * (1 - y) * (1 - 2 * y),
+              "tanh": gn * -2 * y * (1 - y * y)}[name]
+        np.testing.assert_allclose(h.numpy(), d2, rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ import pytest
 from fake_cupy import installed
 
 import gpuad as ad
+from gpuad.backends.numpy_backend import NumpyBackend
 
 F = ad.nn.functional
 REDUCTIONS = ["mean", "sum", "none"]
@@ -123,32 +124,37 @@ def test_loss_errors():
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_fused_cross_entropy_equals_the_composed_one(reduction, smoothing, monkeypatch):
-    """On CUDA (the stand-in) cross_entropy is the fused kernel: one launch forward, values,
-    gradients, second derivatives and forward-mode tangents equal to the composed CPU path."""
+    """On CUDA (the stand-in) cross_entropy is the fused kernel, one launch forward, and on
+    the CPU its NumPy twin: values, gradients, second derivatives and forward-mode tangents
+    equal to the composed path (the CPU backend without its fused function)."""
     xn, rng = _pair((7, 6))
     labels = rng.integers(0, 6, 7)
     labels[4] = -100
     v = rng.standard_normal((7, 6))
+    def run(dev):
+        x = ad.tensor(xn, dtype=ad.float64, device=dev, requires_grad=True)
+        t = ad.tensor(labels, device=dev)
+        kernels = x.device.backend.kernels if dev == "cuda" else None
+        before = kernels.launches if kernels else 0
+        loss = F.cross_entropy(x, t, reduction=reduction, label_smoothing=smoothing)
+        if kernels:
+            assert kernels.launches - before == 1
+        out = loss if loss.ndim == 0 else (loss * ad.arange(7.0, device=dev,
+                                                               dtype=ad.float64)).sum()
+        (g,) = ad.grad(out, x, create_graph=True)
+        (h,) = ad.grad((g * ad.tensor(v, device=dev)).sum(), x)
+        _, tangent = ad.jvp(lambda a: F.cross_entropy(a, t, reduction=reduction,
+                                                      label_smoothing=smoothing),
+                            x.detach(), ad.tensor(v, device=dev))
+        return [loss.numpy(), g.numpy(), h.numpy(), tangent.numpy()]
+
     with installed(monkeypatch):
-        results = {}
+        with monkeypatch.context() as patch:
+            patch.setattr(NumpyBackend, "fused_cross_entropy", lambda *args: None)
+            composed = run("cpu")
         for dev in ("cpu", "cuda"):
-            x = ad.tensor(xn, dtype=ad.float64, device=dev, requires_grad=True)
-            t = ad.tensor(labels, device=dev)
-            kernels = x.device.backend.kernels if dev == "cuda" else None
-            before = kernels.launches if kernels else 0
-            loss = F.cross_entropy(x, t, reduction=reduction, label_smoothing=smoothing)
-            if kernels:
-                assert kernels.launches - before == 1
-            out = loss if loss.ndim == 0 else (loss * ad.arange(7.0, device=dev,
-                                                                   dtype=ad.float64)).sum()
-            (g,) = ad.grad(out, x, create_graph=True)
-            (h,) = ad.grad((g * ad.tensor(v, device=dev)).sum(), x)
-            _, tangent = ad.jvp(lambda a, t=t: F.cross_entropy(a, t, reduction=reduction,
-                                                               label_smoothing=smoothing),
-                                x.detach(), ad.tensor(v, device=dev))
-            results[dev] = [loss.numpy(), g.numpy(), h.numpy(), tangent.numpy()]
-        for a, b in zip(results["cuda"], results["cpu"]):
-            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+            for a, b in zip(run(dev), composed):
+                np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=dev)
 
 
 def test_all_rows_ignored_and_empty_batches(monkeypatch):

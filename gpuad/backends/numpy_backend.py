@@ -49,6 +49,16 @@ def _quiet(fn):
     return call
 
 
+#: The hottest activations' derivative rules on raw arrays, as ``fused_unary_grad`` runs them:
+#: the same operations, in the same order, as the composed rules in ``ops/elementwise.py``
+#: (so the same bits), without a graph node per operation.
+FUSED_GRADS = {
+    "relu": lambda g, y: g * (y > 0),  # g * step(y)
+    "sigmoid": lambda g, y: g * y * (1 - y),
+    "tanh": lambda g, y: g * (1 - y * y),
+}
+
+
 class NumpyBackend(Backend):
     name = "numpy"
 
@@ -68,6 +78,41 @@ class NumpyBackend(Backend):
         if b.__class__ is int and b == 3 and a.dtype.kind == "f":
             return a * a * a
         return np.power(a, b)
+
+    def fused_unary_grad(self, op, g, s, params):
+        """``FUSED_GRADS[op](g, s)`` for float arrays of one dtype; None for other ops."""
+        rule = FUSED_GRADS.get(op)
+        if rule is None or g.dtype != s.dtype or g.dtype.kind != "f":
+            return None
+        return rule(g, s)
+
+    def fused_cross_entropy(self, logits, labels, ignore_index, smoothing):
+        """The CUDA kernel's contract in NumPy: ``(loss, dlogits)`` for (N, C) float32/float64
+        ``logits`` and int ``labels`` (N,), with q = (1 - e) onehot + e / C the per-row loss
+        log sum exp z - (1 - e) z[label] - e mean(z) (z = x - max x) and dlogits = softmax - q;
+        rows labelled ``ignore_index`` give 0 and 0. One node instead of a dozen composed ops;
+        None where it does not apply."""
+        if (logits.dtype.kind != "f" or logits.dtype.itemsize < 4 or logits.ndim != 2
+                or logits.size == 0 or labels.shape != logits.shape[:1]):
+            return None
+        rows = np.arange(logits.shape[0])
+        ignored = labels == ignore_index
+        safe = np.where(ignored, 0, labels)
+        with np.errstate(all="ignore"):  # (inf logits give nan, as the composed path)
+            z = logits - logits.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            total = e.sum(axis=1, keepdims=True)
+            loss = np.log(total[:, 0]) - (1 - smoothing) * z[rows, safe]
+            if smoothing:
+                loss -= smoothing * z.mean(axis=1)
+            e /= total  # softmax
+        e[rows, safe] -= 1 - smoothing
+        if smoothing:
+            e -= smoothing / logits.shape[1]
+        if ignored.any():
+            loss[ignored] = 0
+            e[ignored] = 0
+        return loss.astype(logits.dtype, copy=False), e
 
     def to_numpy(self, a):
         return np.array(a, copy=True)

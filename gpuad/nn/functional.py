@@ -1,10 +1,11 @@
 """Losses, as ``torch.nn.functional`` spells them: ``mse_loss``, ``cross_entropy``,
 ``nll_loss`` and ``binary_cross_entropy_with_logits``, each with ``reduction`` "mean", "sum"
-or "none", and gradients that match PyTorch's.
+or "none", and gradients that match PyTorch's; and ``linear`` (x Wᵀ + b, from ``ops.linalg``).
 
-``cross_entropy`` on CUDA runs the fused softmax cross-entropy kernel (loss and the logits'
-gradient in one pass, kernels/rowwise.cu); its gradient is then a node whose own derivative is
-the composed softmax rule, so second derivatives still work. Elsewhere it is composed from ops.
+``cross_entropy`` runs the backend's one-pass softmax cross-entropy (loss and the logits'
+gradient together: the kernel of kernels/rowwise.cu on CUDA, NumPy on the CPU); its gradient is
+then a node whose own derivative is the composed softmax rule, so second derivatives still
+work. Where no one-pass version applies (float16 on the CPU) it is composed from ops.
 """
 from ..autograd.node import Op
 from ..ops import (
@@ -21,6 +22,7 @@ from ..ops import (
     where,
 )
 from ..ops._args import plain
+from ..ops.linalg import linear  # noqa: F401  (F.linear, as PyTorch)
 from ..tensor import Tensor, needs_grad, record
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -122,12 +124,13 @@ def nll_loss(input, target, ignore_index=-100, reduction="mean"):
 
 
 def _count(ignored):
-    return (~ignored).sum().astype("float64").item() if ignored.size else 0
+    """How many rows count in the mean (on the raw arrays: nothing here is differentiated)."""
+    return float((~ignored.array).sum()) if ignored.size else 0
 
 
 def _check_range(t, ignored, c, name):
-    bad = (~ignored) & ((t < 0) | (t >= c))
-    if bad.any().item():
+    a = t.array
+    if ((~ignored.array) & ((a < 0) | (a >= c))).any():
         raise IndexError(f"gpuad.nn.functional.{name}: target holds class indices outside "
                          f"[0, {c}) (other than ignore_index)")
 
@@ -172,7 +175,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
     return _reduce(back(loss), reduction, "cross_entropy", _count(ignored))
 
 
-# ---- the fused path (CUDA) ---------------------------------------------------------------------
+# ---- the fused path (one pass in a backend: a CUDA kernel, or NumPy on the CPU) -----------
 
 def _target(x, t, ignored, smoothing):
     """The smoothed one-hot target q, zero on ignored rows (a constant)."""
@@ -186,19 +189,25 @@ def _target(x, t, ignored, smoothing):
     return plain(q, x.device)
 
 
-def _softmax_minus_target_vjp(gg, x, mask, q):
-    """The derivative of D(x) = where(mask, softmax(x) - q, 0), composed from ops."""
+def _softmax_minus_target(x, t, ignored, smoothing):
+    """D(v) = where(mask, softmax(v) - q, 0) as a function of v, composed from ops (built only
+    when D itself is differentiated)."""
+    mask = expand_dims(~ignored, 1)
+    q = _target(x, t, ignored, smoothing)
+    return lambda v: where(mask, softmax(v, axis=1) - q, 0)
+
+
+def _softmax_minus_target_vjp(gg, x, t, ignored, smoothing):
     from ..autograd.functional import vjp
 
-    _, pull = vjp(lambda v: where(mask, softmax(v, axis=1) - q, 0), x)
+    _, pull = vjp(_softmax_minus_target(x, t, ignored, smoothing), x)
     return pull(gg)[0]
 
 
-def _softmax_minus_target_jvp(ts, out, x, mask, q):
+def _softmax_minus_target_jvp(ts, out, x, t, ignored, smoothing):
     from ..autograd.functional import jvp
 
-    (t,) = ts
-    return jvp(lambda v: where(mask, softmax(v, axis=1) - q, 0), x, t, batched=True)[1]
+    return jvp(_softmax_minus_target(x, t, ignored, smoothing), x, ts[0], batched=True)[1]
 
 
 # D = dloss/dlogits (per row), a node of its own so that it differentiates again
@@ -215,7 +224,5 @@ def _fused_cross_entropy(x, t, ignored, ignore_index, smoothing):
     loss, dlogits = got
     d = Tensor(dlogits, x.device)
     if needs_grad(x):
-        mask = expand_dims(~ignored, 1)
-        d = record(_CE_GRAD, (x,), dlogits, x.device, (x, mask, _target(x, t, ignored,
-                                                                        smoothing)))
+        d = record(_CE_GRAD, (x,), dlogits, x.device, (x, t, ignored, smoothing))
     return record(_CE, (x,), loss, x.device, (d,))

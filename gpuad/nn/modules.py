@@ -7,6 +7,7 @@ from .. import ops
 from ..autograd.grad_mode import no_grad
 from ..creation import empty
 from ..devices import Device
+from ..ops.linalg import linear
 from ..tensor import Tensor
 from . import init
 
@@ -248,8 +249,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        y = x @ ops.transpose(self.weight)
-        return y if self.bias is None else y + self.bias
+        return linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

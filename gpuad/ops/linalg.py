@@ -257,3 +257,65 @@ def einsum(subscripts, *operands_):
         ) from None
     op = Op("einsum", tuple(_einsum_rule(k) for k in range(len(ts))), jvp=_einsum_jvp)
     return record(op, ts, result, ts[0]._dev, (ins, out) + tuple(ts))
+
+
+# ---- linear: x Wᵀ + b, one node (PyTorch's F.linear) -------------------------------------------
+
+def _linear_x(g, x, w):
+    """d(x Wᵀ + b)/dx: g W."""
+    return g @ w
+
+
+def _linear_w(g, x, w):
+    """d(x Wᵀ + b)/dW: gᵀ x over all the rows of x (row-major, like W)."""
+    if x.ndim == 1:
+        return expand_dims(g, -1) * x
+    rows = math.prod(x.shape[:-1])
+    return _t(reshape(g, (rows, g.shape[-1]))) @ reshape(x, (rows, x.shape[-1]))
+
+
+def _linear_b(g, x, w):
+    """d(x Wᵀ + b)/db: g summed over all but its last axis."""
+    return g.sum(axis=tuple(range(g.ndim - 1))) if g.ndim > 1 else g
+
+
+def _linear_jvp(ts, y, x, w):
+    """d(x Wᵀ + b) = dx Wᵀ + x dWᵀ + db, each term with the tangents' batch axis first."""
+    tx, tw = ts[0], ts[1]
+    tb = ts[2] if len(ts) > 2 else None
+    wt = _t(w)
+    out = None if tx is None else _tangent_at_left(tx, x, wt)
+    if tw is not None:
+        term = _tangent_at_right(x, swapaxes(tw, -1, -2), wt)
+        out = term if out is None else out + term
+    if tb is not None:
+        term = reshape(tb, tb.shape[:1] + (1,) * (y.ndim - 1) + tb.shape[1:])
+        out = broadcast_to(term, tb.shape[:1] + y.shape) if out is None else out + term
+    return out
+
+
+_LINEAR = Op("linear", (_linear_x, _linear_w), jvp=_linear_jvp)
+_LINEAR_BIAS = Op("linear", (_linear_x, _linear_w, _linear_b), jvp=_linear_jvp)
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias`` for ``weight`` of shape (out, in) and ``bias`` (out,), as
+    ``torch.nn.functional.linear``: one graph node, the bias added in place into the product,
+    and W's gradient computed as gᵀ x so it is row-major like W."""
+    x, w = tensors((input, weight), "linear")
+    b = None if bias is None else tensors((bias, x), "linear")[0]
+    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1] or (
+            b is not None and b.shape != (w.shape[0],)):
+        raise ValueError(
+            f"gpuad.nn.functional.linear: input {x.shape} @ weight {w.shape}.T + bias "
+            f"{None if b is None else b.shape}: the weight must be (out, in) with in = the "
+            "input's last axis, and the bias (out,)")
+    backend = x._dev._backend
+    out = backend.matmul(x._a, w._a.T)
+    if b is None:
+        return record(_LINEAR, (x, w), out, x._dev, (x, w))
+    if out.__class__ is backend.array_type and out.ndim and out.dtype == b._a.dtype:
+        backend.add(out, b._a, out=out)  # the product is a fresh array: add in place
+    else:
+        out = backend.add(out, b._a)  # (a 0-d product, or a bias that promotes the result)
+    return record(_LINEAR_BIAS, (x, w, b), out, x._dev, (x, w))
