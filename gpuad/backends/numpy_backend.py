@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - other NumPy versions
 #: They run without NumPy's RuntimeWarnings, as PyTorch and CuPy do; plain arithmetic
 #: (add, multiply, ...) keeps NumPy's warnings for overflow.
 QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh "
-         "logsumexp log_softmax softmax var std").split()
+         "logsumexp log_softmax softmax var std fused_cross_entropy").split()
 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
 #: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound
@@ -97,19 +97,27 @@ class NumpyBackend(Backend):
             return None
         rows = np.arange(logits.shape[0])
         ignored = labels == ignore_index
-        safe = np.where(ignored, 0, labels)
-        with np.errstate(all="ignore"):  # (inf logits give nan, as the composed path)
-            z = logits - logits.max(axis=1, keepdims=True)
-            e = np.exp(z)
-            total = e.sum(axis=1, keepdims=True)
-            loss = np.log(total[:, 0]) - (1 - smoothing) * z[rows, safe]
-            if smoothing:
-                loss -= smoothing * z.mean(axis=1)
-            e /= total  # softmax
-        e[rows, safe] -= 1 - smoothing
+        some_ignored = ignored.any()
+        safe = np.where(ignored, 0, labels) if some_ignored else labels
+        # (quiet, as every name in QUIET: inf logits give nan, as the composed path)
+        # With few classes the rows are reduced as columns of the transpose: NumPy reduces a
+        # short contiguous axis several times slower than it adds rows together.
+        across = logits.shape[1] <= 32
+        x, axis = (np.ascontiguousarray(logits.T), 0) if across else (logits, 1)
+        at = (safe, rows) if across else (rows, safe)
+        z = x - x.max(axis=axis, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=axis, keepdims=True)
+        loss = np.log(total.reshape(-1)) - (1 - smoothing) * z[at]
+        if smoothing:
+            loss -= smoothing * z.mean(axis=axis)
+        e /= total  # softmax
+        e[at] -= 1 - smoothing
         if smoothing:
             e -= smoothing / logits.shape[1]
-        if ignored.any():
+        if across:
+            e = np.ascontiguousarray(e.T)
+        if some_ignored:
             loss[ignored] = 0
             e[ignored] = 0
         return loss.astype(logits.dtype, copy=False), e

@@ -8,6 +8,7 @@ then a node whose own derivative is the composed softmax rule, so second derivat
 work. Where no one-pass version applies (float16 on the CPU) it is composed from ops.
 """
 from ..autograd.node import Op
+from ..dtypes import float16
 from ..ops import (
     abs,
     exp,
@@ -158,13 +159,20 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
     t = _labels(t, n, c, "cross_entropy")
     ignored = t == ignore_index
     _check_range(t, ignored, c, "cross_entropy")
+    count = _count(ignored)
     fused = x.device.backend.fused_cross_entropy if hasattr(
         x.device.backend, "fused_cross_entropy") else None
     loss = None
     if fused is not None:
-        loss = _fused_cross_entropy(x, t, ignored, ignore_index, label_smoothing)
-        if loss is not None:  # ignored rows take no gradient (even when the mean's is 1/0)
-            loss = where(ignored, 0, loss)
+        got = fused(x.array, t.array, ignore_index, label_smoothing)
+        if got is not None:
+            d = _loss_gradient(x, t, ignored, label_smoothing, got[1])
+            if reduction in ("mean", "sum") and count == n and got[0].dtype != float16:
+                # every row counts: the reduction joins the loss's node
+                return _total(x, got[0], d, count if reduction == "mean" else None)
+            loss = record(_CE, (x,), got[0], x.device, (d,))
+            # ignored rows take no gradient (even when the mean's is 1/0)
+            loss = where(ignored, 0, loss) if count < n else loss
     if loss is None:
         logp = log_softmax(x, axis=1)
         safe = where(ignored, 0, t)
@@ -172,7 +180,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
         if label_smoothing:
             nll = nll * (1 - label_smoothing) - logp.mean(axis=1) * label_smoothing
         loss = where(ignored, 0, nll)
-    return _reduce(back(loss), reduction, "cross_entropy", _count(ignored))
+    return _reduce(back(loss), reduction, "cross_entropy", count)
 
 
 # ---- the fused path (one pass in a backend: a CUDA kernel, or NumPy on the CPU) -----------
@@ -217,12 +225,25 @@ _CE = Op("cross_entropy", (lambda g, d: expand_dims(g, 1) * d,),
          jvp=lambda ts, out, d: (ts[0] * d).sum(axis=-1))
 
 
-def _fused_cross_entropy(x, t, ignored, ignore_index, smoothing):
-    got = x.device.backend.fused_cross_entropy(x.array, t.array, ignore_index, smoothing)
-    if got is None:
-        return None
-    loss, dlogits = got
-    d = Tensor(dlogits, x.device)
+# the loss summed (scale None) or averaged (scale: the row count) over rows, in one node
+_CE_TOTAL = Op("cross_entropy", (
+    lambda g, d, count: (g if count is None else g / count) * d,),
+    jvp=lambda ts, out, d, count: _scaled((ts[0] * d).sum(axis=-1).sum(axis=-1), count))
+
+
+def _scaled(total, count):
+    return total if count is None else total / count
+
+
+def _loss_gradient(x, t, ignored, smoothing, dlogits):
+    """D = softmax(x) - q from the one-pass function, as a node when x needs gradients."""
     if needs_grad(x):
-        d = record(_CE_GRAD, (x,), dlogits, x.device, (x, t, ignored, smoothing))
-    return record(_CE, (x,), loss, x.device, (d,))
+        return record(_CE_GRAD, (x,), dlogits, x.device, (x, t, ignored, smoothing))
+    return Tensor(dlogits, x.device)
+
+
+def _total(x, loss, d, count):
+    """sum(loss), divided by ``count`` for the mean: the same operations as ``_reduce``."""
+    total = loss.sum()
+    return record(_CE_TOTAL, (x,), total if count is None else total / count, x.device,
+                  (d, count))
