@@ -264,3 +264,35 @@ def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits():
         d2 = {"relu": np.zeros_like(y), "sigmoid": gn * y * (1 - y) * (1 - 2 * y),
               "tanh": gn * -2 * y * (1 - y * y)}[name]
         np.testing.assert_allclose(h.numpy(), d2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_helper_threads(threads):
+    """The parent's helpers do not exist in a child made by fork: the child starts its own
+    (instead of waiting forever on a queue nobody reads)."""
+    threads(2)
+    x = _inputs(np.float32)
+    want = ad.sigmoid(ad.tensor(x)).numpy()  # the parent's helpers now exist
+    code = (
+        "import os, sys, numpy as np, gpuad as ad\n"
+        "ad.set_num_threads(2)\n"
+        f"x = np.load({str(_save(x))!r})\n"
+        "ad.sigmoid(ad.tensor(x))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    y = ad.sigmoid(ad.tensor(x)).numpy()\n"
+        "    os._exit(0 if np.isfinite(y[:-1]).all() else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert np.isfinite(want[:-1]).all()
+
+
+def _save(x):
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    np.save(path, x)
+    return path

@@ -59,16 +59,30 @@ def set_num_threads(n):
     _threads = n
 
 
-def _helper_loop():
+def _forget_helpers():
+    """In a forked child the helper threads are gone: start afresh (from a lock and a queue
+    that no other thread holds)."""
+    global _tasks, _lock
+    _helpers.clear()
+    _tasks = queue.SimpleQueue()
+    _lock = threading.Lock()
+    _local.busy = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helpers)
+
+
+def _helper_loop(tasks):
     while True:
-        _tasks.get()()
+        tasks.get()()
 
 
 def _ensure_helpers(n):
     with _lock:
         while len(_helpers) < n:
-            t = threading.Thread(target=_helper_loop, name=f"gpuad-cpu-{len(_helpers)}",
-                                 daemon=True)
+            t = threading.Thread(target=_helper_loop, args=(_tasks,),
+                                 name=f"gpuad-cpu-{len(_helpers)}", daemon=True)
             t.start()
             _helpers.append(t)
 
