@@ -33,6 +33,19 @@ QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh 
 #: directly: one pass gains little from chunks, and a wrapper would slow every small op.
 SPLIT = "sigmoid softplus gelu silu rsqrt leaky_relu elu".split()
 
+class _Quiet:
+    """``np.errstate(all="ignore")`` by the error-state context variable directly (~0.3 us
+    where ``np.errstate`` takes ~2 us), around each backward pass."""
+
+    __slots__ = ("token",)
+
+    def __enter__(self):
+        self.token = _fp_state.set(_QUIET)
+
+    def __exit__(self, *exc):
+        _fp_state.reset(self.token)
+
+
 def _quiet(fn):
     if _fp_state is None:  # pragma: no cover
         def call(*args, **kwargs):
@@ -59,6 +72,14 @@ FUSED_GRADS = {
 }
 
 
+def _reshape(a, shape):
+    return a.reshape(shape)  # (the array method: np.reshape adds ~0.5 us of Python)
+
+
+def _transpose(a, axes=None):
+    return a.transpose(axes)
+
+
 class NumpyBackend(Backend):
     name = "numpy"
 
@@ -66,6 +87,8 @@ class NumpyBackend(Backend):
         super().__init__(np)
         self._rng = np.random.default_rng()
         self.power = self._power
+        self.reshape = _reshape
+        self.transpose = _transpose
         for name in SPLIT:
             setattr(self, name, cpu_parallel.elementwise(getattr(self, name)))
         for name in QUIET:
@@ -126,7 +149,7 @@ class NumpyBackend(Backend):
         return np.array(a, copy=True)
 
     def errstate(self):
-        return np.errstate(all="ignore")
+        return _Quiet() if _fp_state is not None else np.errstate(all="ignore")
 
     def seed(self, n):
         self._rng = np.random.default_rng(n % 2**64)
