@@ -270,6 +270,8 @@ def _linear_w(g, x, w):
     """d(x Wᵀ + b)/dW: gᵀ x over all the rows of x (row-major, like W)."""
     if x.ndim == 1:
         return expand_dims(g, -1) * x
+    if x.ndim == 2:
+        return transpose(g) @ x
     rows = math.prod(x.shape[:-1])
     return _t(reshape(g, (rows, g.shape[-1]))) @ reshape(x, (rows, x.shape[-1]))
 
