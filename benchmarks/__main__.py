@@ -44,7 +44,11 @@ def main(argv=None):
             p.error(f"unknown frameworks {unknown}; choose from {list(suites.FRAMEWORKS)}")
         chosen = args.suite or [s for s in suites.SUITES
                                 if args.device == "cuda" or s != "kernels"]
-        doc, right = harness.run(chosen, frameworks, args.device, args.quick, args.threads)
+        try:
+            doc, right = harness.run(chosen, frameworks, args.device, args.quick, args.threads)
+        except harness.Unusable as exc:
+            print(f"benchmarks: {exc}", file=sys.stderr)
+            return 2
         if args.out:
             pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             pathlib.Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")

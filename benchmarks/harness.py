@@ -38,6 +38,10 @@ class WorkerDied(RuntimeError):
     pass
 
 
+class Unusable(RuntimeError):
+    """gpuad itself cannot run on the device asked for: nothing to compare."""
+
+
 def _env(threads):
     env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
@@ -213,6 +217,10 @@ def run(suite_names, frameworks, device, quick, threads, say=print):
             doc["frameworks"][f] = {"status": "skipped", "reason": w.hello["reason"]}
             w.close()
         say(f"{f:9s} " + (w.hello.get("version") or f"skipped: {w.hello['reason']}"))
+    if "gpuad" in frameworks and doc["frameworks"]["gpuad"]["status"] != "ok":
+        for w in workers:
+            w.close()
+        raise Unusable(f"gpuad cannot run on {device}: {doc['frameworks']['gpuad']['reason']}")
     try:
         for name in suite_names:
             say(f"{name}: {suites.SUITES[name][0]}")

@@ -59,6 +59,8 @@ def main():
         return reply(ready=False, reason=f"not installed ({exc.name or exc})")
     except Unavailable as exc:
         return reply(ready=False, reason=str(exc))
+    except Exception as exc:  # a framework that fails to start is skipped, with the reason
+        return reply(ready=False, reason=f"failed to start: {type(exc).__name__}: {exc}")
     reply(ready=True, version=version, cpus=cpus)
 
     step = None

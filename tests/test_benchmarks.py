@@ -142,3 +142,32 @@ def test_render_reflects_the_results(monkeypatch, tmp_path):
     monkeypatch.setattr(readme, "RESULTS", tmp_path)
     text = readme.render()
     assert "| 1.37 | missed by +37% |" in text
+
+
+def test_a_device_gpuad_cannot_use_is_a_clear_error():
+    import gpuad as ad
+
+    if ad.cuda.is_available():
+        pytest.skip("a GPU is usable here")
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--quick", "--device",
+                          "cuda", "--suite", "op_overhead", "--frameworks", "gpuad,numpy"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 2
+    assert "gpuad cannot run on cuda: no usable GPU" in run.stderr
+
+
+@pytest.mark.parametrize("suite", [s for s in WORKER_SUITES if s != "scaling_chain"])
+def test_the_gpuad_peer_on_cuda_is_right_on_the_stand_in(suite, monkeypatch):
+    """The CUDA path of the gpuad peer (tensors on cuda, the wide MLP cases, the device
+    synchronisation) on the CuPy stand-in, checked like the CPU path."""
+    from fake_cupy import installed
+
+    with installed(monkeypatch):
+        gpuad_runs.load("cuda", 1)
+        try:
+            for case in suites.cases(suite, True, "cuda"):
+                out = gpuad_runs.build(case.suite, case.params, "cuda")()
+                gpuad_runs.sync(out)
+                assert suites.check(case, gpuad_runs.to_numpy(out)) < 1e-3
+        finally:
+            gpuad_runs.load("cpu", 1)

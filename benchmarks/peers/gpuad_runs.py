@@ -15,7 +15,9 @@ def load(device, threads):
     ad, _device = gpuad, device
     gpuad.set_num_threads(threads)
     if device == "cuda" and not gpuad.cuda.is_available():
-        raise Unavailable("gpuad sees no usable GPU")
+        from gpuad.backends.probe import cuda_unavailable_reason
+
+        raise Unavailable(f"no usable GPU: {cuda_unavailable_reason(0)}")
     return gpuad.__version__
 
 

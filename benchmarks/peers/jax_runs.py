@@ -19,8 +19,9 @@ def load(device, threads, jit=False):
     jax, jnp, _jit = _jax, _jax.numpy, jit
     try:
         target = jax.devices("gpu" if device == "cuda" else "cpu")[0]
-    except RuntimeError as exc:
-        raise Unavailable(f"JAX has no {device} backend ({exc})") from None
+    except Exception as exc:  # (RuntimeError, or an assertion inside JAX's backend setup)
+        raise Unavailable(f"JAX has no {device} backend ({type(exc).__name__}: {exc})") \
+            from None
     _put = lambda a: jax.device_put(a, target)  # noqa: E731
     return jax.__version__ + (" (jit)" if jit else " (eager)")
 
