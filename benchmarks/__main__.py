@@ -13,6 +13,13 @@ import sys
 from . import suites
 
 
+def _positive(text):
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1 thread, got {n}")
+    return n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -23,7 +30,8 @@ def main(argv=None):
                    help="comma-separated, from " + ", ".join(suites.FRAMEWORKS)
                    + " (missing ones are skipped with a note)")
     r.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    r.add_argument("--threads", type=int, default=2, help="threads per framework (default 2)")
+    r.add_argument("--threads", type=_positive, default=2,
+                   help="threads per framework (default 2)")
     r.add_argument("--quick", action="store_true",
                    help="small sizes and few samples: checks that every suite runs and is right")
     r.add_argument("--out", help="write the results (JSON) here")
@@ -44,14 +52,21 @@ def main(argv=None):
             p.error(f"unknown frameworks {unknown}; choose from {list(suites.FRAMEWORKS)}")
         chosen = args.suite or [s for s in suites.SUITES
                                 if args.device == "cuda" or s != "kernels"]
+        save = None
+        if args.out:
+            out = pathlib.Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+
+            def save(doc):
+                out.write_text(json.dumps(doc, indent=1) + "\n")
         try:
-            doc, right = harness.run(chosen, frameworks, args.device, args.quick, args.threads)
+            doc, right = harness.run(chosen, frameworks, args.device, args.quick, args.threads,
+                                     save=save)
         except harness.Unusable as exc:
             print(f"benchmarks: {exc}", file=sys.stderr)
             return 2
-        if args.out:
-            pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            pathlib.Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+        if save is not None:
+            save(doc)
             print(f"wrote {args.out}")
         if not right:
             print("FAILED: a result was wrong, a framework errored, or gpuad did not run a "

@@ -16,6 +16,7 @@ status=0
 # the whole suite, CUDA cases included (about 5 minutes on the CPU side of an H100 machine)
 timeout 330 "$py" -m pytest -q -p no:cacheprovider -o addopts="-ra" tests \
     > "$out/pytest_cuda.log" 2>&1 || status=1
+# every suite on CUDA (the kernels suite included), saved after each suite
 timeout 200 "$py" -m benchmarks run --device cuda --out "$out/cuda.json" \
     > "$out/benchmarks_cuda.txt" 2>&1 || status=1
 timeout 30 "$py" -m gpuad demo --device cuda > "$out/demo_cuda.txt" 2>&1 || status=1

@@ -122,12 +122,12 @@ def _close(name, got, want, rtol, atol):
     if got.shape != np.shape(want):
         raise AssertionError(f"{name}: shape {got.shape}, expected {np.shape(want)}")
     err = np.abs(got - want)
-    bad = err > atol + rtol * np.abs(want)
+    bad = ~(err <= atol + rtol * np.abs(want))  # (nan is never close)
     if bad.any():
         i = np.unravel_index(np.argmax(err - rtol * np.abs(want)), err.shape) if err.ndim else ()
         raise AssertionError(f"{name}: {int(bad.sum())} of {err.size} values off, the worst "
                              f"{float(got[i])} against {float(np.asarray(want)[i])}")
-    return float(err.max()) if err.size else 0.0
+    return float(err.max()) if err.size else 0.0  # (finite: every value passed)
 
 
 def check(case, out):

@@ -36,6 +36,12 @@ def test_checks_accept_gpuad_and_reject_a_wrong_value(suite):
             suites.check(case, _perturb(out))
 
 
+def test_check_rejects_nan():
+    (case,) = suites.cases("second_order", True, "cpu")
+    with pytest.raises(AssertionError, match="1000 of 1000 values off"):
+        suites.check(case, np.full(1000, np.nan))
+
+
 def test_check_rejects_a_wrong_shape():
     (case,) = suites.cases("second_order", True, "cpu")
     with pytest.raises(AssertionError, match="shape"):
@@ -72,8 +78,18 @@ def test_case_timing_pairs_rounds_and_reports_wrong_results():
     assert not harness.verdict(doc)
     record["results"]["jax"]["status"] = "not offered"
     assert harness.verdict(doc)
+    doc["frameworks"] = {"gpuad": {}, "torch": {}}
     record["results"]["gpuad"]["status"] = "not offered"
     assert not harness.verdict(doc), "a case gpuad did not run must fail the run"
+    doc["frameworks"] = {"torch": {}}  # (gpuad not asked for)
+    del record["results"]["gpuad"]
+    assert harness.verdict(doc)
+
+
+def test_threads_must_be_positive():
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--threads", "0"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 2 and "needs at least 1 thread" in run.stderr
 
 
 def test_quick_run_end_to_end(tmp_path):

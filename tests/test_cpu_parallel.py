@@ -125,9 +125,12 @@ def test_cube_is_the_triple_product_pytorch_computes():
     x = np.random.default_rng(1).uniform(-3, 3, 1001)
     for dtype in (np.float32, np.float64):
         a = x.astype(dtype)
-        got = (ad.tensor(a) ** 3).numpy()
-        np.testing.assert_array_equal(got, a * a * a)
+        for exponent in (3, 3.0):
+            got = (ad.tensor(a) ** exponent).numpy()
+            np.testing.assert_array_equal(got, a * a * a)
         np.testing.assert_allclose(got, np.power(a, 3), rtol=4 * np.finfo(dtype).eps)
+    half = (x * 10).astype(np.float16)  # one rounding, as NumPy's pow and PyTorch
+    np.testing.assert_array_equal((ad.tensor(half) ** 3).numpy(), np.power(half, 3))
     assert (ad.tensor(np.arange(-3, 4)) ** 3).numpy().tolist() == [-27, -8, -1, 0, 1, 8, 27]
     torch = pytest.importorskip("torch")
     np.testing.assert_array_equal((ad.tensor(x) ** 3).numpy(),
@@ -296,3 +299,37 @@ def _save(x):
     path = os.path.join(tempfile.mkdtemp(), "x.npy")
     np.save(path, x)
     return path
+
+
+def test_power_derivatives_stay_connected_to_any_order():
+    """d³(x²)/dx³ is 0, not "does not require grad" (as PyTorch): the rules of x**2 keep
+    x ** 1 in the graph."""
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (g1,) = ad.grad((x ** 2).sum(), x, create_graph=True)
+    (g2,) = ad.grad(g1.sum(), x, create_graph=True)
+    assert g2.requires_grad
+    (g3,) = ad.grad(g2.sum(), x)
+    assert g3.numpy().tolist() == [0.0, 0.0, 0.0]
+
+
+def test_sigmoid_of_integers_is_computed_in_floating_point():
+    for dtype, want in ((np.uint8, np.float16), (np.int8, np.float16), (np.int32, np.float64),
+                        (np.bool_, np.float16)):
+        x = np.array([0, 1, 2, 100] if dtype != np.bool_ else [False, True], dtype)
+        got = ad.sigmoid(ad.tensor(x))
+        assert got.dtype == want
+        ref = 1 / (1 + np.exp(-x.astype(np.float64)))
+        np.testing.assert_allclose(got.numpy(), ref, rtol=1e-3)
+
+
+def test_a_raising_error_state_reaches_the_helper_threads(threads):
+    """Under np.errstate(all="raise") a split silu of -inf raises, whichever thread meets it
+    (NumPy 1 keeps the error state per thread; the helpers take the caller's)."""
+    threads(2)
+    x = np.zeros(4 * cpu_parallel.CHUNK)
+    x[-1] = -np.inf  # in the last chunk: most likely a helper's
+    with np.errstate(all="raise"), pytest.raises(FloatingPointError):
+        ad.silu(ad.tensor(x))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(ad.silu(ad.tensor(x)).numpy()[-1])

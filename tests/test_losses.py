@@ -200,3 +200,23 @@ def test_cpu_one_pass_cross_entropy_against_the_formula(classes, smoothing, dtyp
     np.testing.assert_allclose(loss, want_loss, rtol=tol, atol=tol)
     np.testing.assert_allclose(d, want_d, rtol=tol, atol=tol)
     assert NumpyBackend().fused_cross_entropy(x.astype(np.float16), labels, -7, 0.0) is None
+
+
+def test_ignored_rows_take_no_gradient_even_when_not_finite(monkeypatch):
+    """The documented difference from PyTorch (which passes nan through ignored rows): the loss
+    does not depend on an ignored row, so its gradient is 0, on the CPU and on CUDA."""
+    x = np.array([[1.0, 2.0, 0.5], [np.nan, 1.0, 0.0], [-np.inf, -np.inf, -np.inf],
+                  [0.3, -0.2, 0.1]])
+    labels = np.array([0, 2, 2, 1])
+    with installed(monkeypatch):
+        for dev in ("cpu", "cuda"):
+            xt = ad.tensor(x, device=dev, requires_grad=True)
+            loss = F.cross_entropy(xt, ad.tensor(labels, device=dev), ignore_index=2)
+            (g,) = ad.grad(loss, xt)
+            g = g.numpy()
+            assert not g[1:3].any(), dev
+            z = x[[0, 3]] - x[[0, 3]].max(1, keepdims=True)
+            p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+            p[[0, 1], [0, 1]] -= 1
+            np.testing.assert_allclose(g[[0, 3]], p / 2, rtol=1e-12, err_msg=dev)
+            assert np.isfinite(loss.item())

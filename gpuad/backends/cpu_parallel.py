@@ -90,7 +90,7 @@ def _ensure_helpers(n):
 def for_chunks(fn, size):
     """Call ``fn(start, stop)`` over [0, size) in CHUNK-sized pieces, on up to
     ``get_num_threads()`` threads (this one included), each helper in a copy of the caller's
-    context (so NumPy's error state carries over). The first exception is re-raised here once
+    context and with its NumPy error state. The first exception is re-raised here once
     every piece has finished."""
     n_chunks = -(-size // CHUNK)
     helpers = min(_threads, n_chunks) - 1
@@ -100,9 +100,11 @@ def for_chunks(fn, size):
         return
     counter = itertools.count()
     done = queue.SimpleQueue()
+    errors = np.geterr()  # (NumPy 2 keeps it in the context; NumPy 1 per thread)
 
     def work():
         _local.busy = True
+        before = np.seterr(**errors)
         try:
             for i in counter:
                 if i >= n_chunks:
@@ -111,14 +113,15 @@ def for_chunks(fn, size):
         except BaseException as exc:  # handed to the caller
             return exc
         finally:
+            np.seterr(**before)
             _local.busy = False
 
     _ensure_helpers(helpers)
     for _ in range(helpers):
         ctx = contextvars.copy_context()
         _tasks.put(lambda ctx=ctx: done.put(ctx.run(work)))
-    errors = [work()] + [done.get() for _ in range(helpers)]
-    for exc in errors:
+    raised = [work()] + [done.get() for _ in range(helpers)]
+    for exc in raised:
         if exc is not None:
             raise exc
 

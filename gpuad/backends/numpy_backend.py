@@ -80,6 +80,9 @@ def _transpose(a, axes=None):
     return a.transpose(axes)
 
 
+_CUBED = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class NumpyBackend(Backend):
     name = "numpy"
 
@@ -95,10 +98,10 @@ class NumpyBackend(Backend):
             setattr(self, name, _quiet(getattr(self, name)))
 
     def _power(self, a, b):
-        """a ** b (bound as ``power``). A float array cubed is a * a * a, as PyTorch computes
-        it: NumPy's pow takes some 50 times longer on negative bases (the C library's slow
-        path)."""
-        if b.__class__ is int and b == 3 and a.dtype.kind == "f":
+        """a ** b (bound as ``power``). A float32 or float64 array cubed is a * a * a, as
+        PyTorch computes it: NumPy's pow takes some 50 times longer on negative bases (the C
+        library's slow path). (float16 keeps pow's single rounding, as PyTorch.)"""
+        if b.__class__ in (int, float) and b == 3 and a.dtype in _CUBED:
             return a * a * a
         return np.power(a, b)
 

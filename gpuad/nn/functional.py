@@ -140,7 +140,8 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
     """Softmax cross-entropy of logits ``input`` (N, C) (or (C,), or (N, C, d...)) against
     integer ``target`` labels, or against class probabilities (a float target of the input's
     shape). With ``label_smoothing`` e the target is (1 - e) onehot + e / C; rows whose label is
-    ``ignore_index`` give 0 and do not count in the mean."""
+    ``ignore_index`` give 0, do not count in the mean and take a zero gradient (also where
+    their logits are nan or inf: the loss does not depend on them; PyTorch passes nan)."""
     _check_pair("cross_entropy", input, target)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError("gpuad.nn.functional.cross_entropy: label_smoothing must be in "

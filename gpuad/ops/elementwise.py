@@ -238,8 +238,6 @@ def _larger(g, a, b):
 def _pow_base(g, a, b):
     """d(a^b)/da = b a^(b-1), defined as 0 where b == 0."""
     if b.__class__ in SCALARS:
-        if b == 2:
-            return g * b * a  # (a ** 1 is a: one op fewer, here and in every derivative)
         return _zero(g) if b == 0 else g * b * a ** (b - 1)
     return where(b == 0, 0, g * b * a ** (b - 1))
 
