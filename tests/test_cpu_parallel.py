@@ -116,9 +116,12 @@ def test_thread_count_settings(threads):
     env = {**os.environ, "GPUAD_NUM_THREADS": "5"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "5"
-    env["GPUAD_NUM_THREADS"] = "many"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.returncode != 0 and "GPUAD_NUM_THREADS must be a positive integer" in out.stderr
+    for bad in ("many", "0", "-2"):
+        env["GPUAD_NUM_THREADS"] = bad
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True)
+        assert out.returncode != 0, bad
+        assert "GPUAD_NUM_THREADS must be a positive integer" in out.stderr
 
 
 def test_cube_is_the_triple_product_pytorch_computes():

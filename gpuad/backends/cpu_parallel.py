@@ -31,11 +31,11 @@ _lock = threading.Lock()
 def _default_threads():
     env = os.environ.get("GPUAD_NUM_THREADS")
     if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
+        n = int(env) if env.strip().isdigit() else 0
+        if n < 1:
             raise ValueError(f"gpuad: GPUAD_NUM_THREADS must be a positive integer, not "
-                             f"{env!r}") from None
+                             f"{env!r}")
+        return n
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
