@@ -42,6 +42,9 @@ class Backend:
     #: ``fused_unary_grad(op, g, s, params)``: an elementwise op's derivative rule in one
     #: kernel (the CUDA backend); None here: the rules run as composed ops
     fused_unary_grad = None
+    #: whether a fused derivative is worth a graph node of its own when the backward pass
+    #: records (create_graph, tapes, forward mode): yes for a kernel launch saved (CUDA)
+    fused_grad_nodes = True
     #: ``fused_softmax_grad(mode, g, y, x, axes)``: the softmax family's derivative rules in
     #: one kernel (the CUDA backend); None here
     fused_softmax_grad = None

@@ -49,13 +49,17 @@ def _unary(name, method, rule, save="x", params=False):
 def _fusable(name, rule):
     """``rule(g, s, *params)`` run in one kernel where the backend has one (CUDA), as a node
     of its own whose derivatives are ordinary differentiable code (so ``create_graph`` works
-    on the fast path); elsewhere the rule itself, as composed ops."""
+    on the fast path); elsewhere the rule itself, as composed ops. A backend whose fused rules
+    only save Python per op (the CPU: ``fused_grad_nodes`` False) runs them only where nothing
+    records, since the composed rule differentiates again faster than a fused node."""
     grad_op = None
 
     def vjp(g, s, *params):
         nonlocal grad_op
-        fused = g._dev._backend.fused_unary_grad
-        if fused is not None and s.__class__ is Tensor:
+        backend = g._dev._backend
+        fused = backend.fused_unary_grad
+        if fused is not None and s.__class__ is Tensor and (
+                backend.fused_grad_nodes or not (mode.enabled or active[0])):
             out = fused(name, g._a, s._a, params)
             if out is not None:
                 if grad_op is None:

@@ -23,7 +23,7 @@ def _kept_shape(shape, axis):
 
 def _expand(g, shape, axis, keepdims):
     """Broadcast a reduced value back over the axes it was reduced along."""
-    if not keepdims:
+    if not keepdims and g.ndim:  # (a 0-d value broadcasts as it is)
         g = reshape(g, _kept_shape(shape, axis))
     return broadcast_to(g, shape)
 
