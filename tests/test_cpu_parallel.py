@@ -252,9 +252,10 @@ def test_linear_promotes_like_the_composition_and_names_bad_shapes():
 
 
 def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits(monkeypatch):
-    """relu, sigmoid and tanh derivatives run on raw arrays in a plain backward pass on the
-    CPU: the same bits as the composed rules. Where the pass records (create_graph), the
-    composed rules run, which differentiate again faster than a fused node."""
+    """relu, sigmoid, tanh, sin, cos and exp derivatives run on raw arrays in a plain
+    backward pass on the CPU: the same bits as the composed rules. Where the pass records
+    (create_graph), the composed rules run, which differentiate again faster than a fused
+    node."""
     rng = np.random.default_rng(7)
     xn = rng.standard_normal((6, 5)).astype(np.float32)
     gn = rng.standard_normal((6, 5)).astype(np.float32)
@@ -262,11 +263,12 @@ def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits(monkeypatc
     real = NumpyBackend.fused_unary_grad
     monkeypatch.setattr(NumpyBackend, "fused_unary_grad",
                         lambda self, op, *a: calls.append(op) or real(self, op, *a))
-    for name in ("relu", "sigmoid", "tanh"):
+    for name in ("relu", "sigmoid", "tanh", "sin", "cos", "exp"):
         fn = getattr(ad, name)
         y = fn(ad.tensor(xn)).numpy()
         composed = {"relu": gn * (y > 0).astype(np.float32), "sigmoid": gn * y * (1 - y),
-                    "tanh": gn * (1 - y * y)}[name]
+                    "tanh": gn * (1 - y * y), "sin": gn * np.cos(xn),
+                    "cos": -gn * np.sin(xn), "exp": gn * y}[name]
         x = ad.tensor(xn, requires_grad=True)
         (g,) = ad.grad((fn(x) * ad.tensor(gn)).sum(), x)
         assert calls[-1:] == [name]
@@ -277,7 +279,8 @@ def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits(monkeypatc
         np.testing.assert_array_equal(g.numpy(), composed)
         (h,) = ad.grad(g.sum(), x)
         d2 = {"relu": np.zeros_like(y), "sigmoid": gn * y * (1 - y) * (1 - 2 * y),
-              "tanh": gn * -2 * y * (1 - y * y)}[name]
+              "tanh": gn * -2 * y * (1 - y * y), "sin": -gn * y, "cos": -gn * y,
+              "exp": gn * y}[name]
         np.testing.assert_allclose(h.numpy(), d2, rtol=1e-5, atol=1e-6)
 
 

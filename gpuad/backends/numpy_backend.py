@@ -62,13 +62,16 @@ def _quiet(fn):
     return call
 
 
-#: The hottest activations' derivative rules on raw arrays, as ``fused_unary_grad`` runs them:
+#: The hottest derivative rules on raw arrays, as ``fused_unary_grad`` runs them:
 #: the same operations, in the same order, as the composed rules in ``ops/elementwise.py``
 #: (so the same bits), without a graph node per operation.
 FUSED_GRADS = {
     "relu": lambda g, y: g * (y > 0),  # g * step(y)
     "sigmoid": lambda g, y: g * y * (1 - y),
     "tanh": lambda g, y: g * (1 - y * y),
+    "sin": lambda g, x: g * np.cos(x),
+    "cos": lambda g, x: -g * np.sin(x),
+    "exp": lambda g, y: g * y,
 }
 
 
@@ -78,6 +81,11 @@ def _reshape(a, shape):
 
 def _transpose(a, axes=None):
     return a.transpose(axes)
+
+
+def _sum(a, axis=None, keepdims=False, dtype=None):
+    """np.sum without its Python wrapper (the ufunc reduction it calls: the same result)."""
+    return np.add.reduce(a, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
 _CUBED = (np.dtype(np.float32), np.dtype(np.float64))
@@ -94,6 +102,7 @@ class NumpyBackend(Backend):
         self.power = self._power
         self.reshape = _reshape
         self.transpose = _transpose
+        self.sum = _sum
         for name in SPLIT:
             setattr(self, name, cpu_parallel.elementwise(getattr(self, name)))
         for name in QUIET:
