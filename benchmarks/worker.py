@@ -48,7 +48,7 @@ def main():
         channel.flush()
 
     cpus = pin(threads)
-    from . import suites
+    from . import peers, suites
     from .peers import NotOffered, Unavailable
 
     module, options = PEERS[framework]
@@ -73,10 +73,10 @@ def main():
             (case,) = [c for c in suites.cases(msg["suite"], msg["quick"], device)
                        if c.name == msg["name"]]
             try:
-                made = peer.build(case.suite, case.params, device)
+                made = peers.build(peer, case.suite, case.params, device)
                 out = made()
-                peer.sync(out)
-                error = suites.check(case, peer.to_numpy(out))
+                peers.sync(peer, out)
+                error = suites.check(case, peers.to_numpy(peer, out))
             except NotOffered as exc:
                 reply(ok=False, status="not offered", reason=str(exc))
             except AssertionError as exc:
@@ -91,7 +91,7 @@ def main():
             t0 = time.perf_counter()
             for _ in range(reps):
                 out = step()
-            peer.sync(out)
+            peers.sync(peer, out)
             reply(seconds=(time.perf_counter() - t0) / reps)
 
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import harness, readme, report, suites
+from benchmarks import harness, peers, readme, report, suites
 from benchmarks.peers import NotOffered, gpuad_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,7 +30,8 @@ def _perturb(out):
 @pytest.mark.parametrize("suite", WORKER_SUITES)
 def test_checks_accept_gpuad_and_reject_a_wrong_value(suite):
     for case in suites.cases(suite, True, "cpu"):
-        out = gpuad_runs.to_numpy(gpuad_runs.build(case.suite, case.params, "cpu")())
+        out = peers.to_numpy(gpuad_runs, peers.build(gpuad_runs, case.suite, case.params,
+                                                     "cpu")())
         assert suites.check(case, out) < 1e-3
         with pytest.raises(AssertionError, match="off"):
             suites.check(case, _perturb(out))
@@ -52,7 +53,7 @@ def test_numpy_peer_has_no_autodiff_suites():
     from benchmarks.peers import numpy_runs
 
     with pytest.raises(NotOffered):
-        numpy_runs.build("second_order", {"n": 10}, "cpu")
+        peers.build(numpy_runs, "second_order", {"n": 10}, "cpu")
 
 
 class _FakeWorker:
@@ -182,8 +183,8 @@ def test_the_gpuad_peer_on_cuda_is_right_on_the_stand_in(suite, monkeypatch):
         gpuad_runs.load("cuda", 1)
         try:
             for case in suites.cases(suite, True, "cuda"):
-                out = gpuad_runs.build(case.suite, case.params, "cuda")()
-                gpuad_runs.sync(out)
-                assert suites.check(case, gpuad_runs.to_numpy(out)) < 1e-3
+                out = peers.build(gpuad_runs, case.suite, case.params, "cuda")()
+                peers.sync(gpuad_runs, out)
+                assert suites.check(case, peers.to_numpy(gpuad_runs, out)) < 1e-3
         finally:
             gpuad_runs.load("cpu", 1)

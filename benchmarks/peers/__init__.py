@@ -1,8 +1,18 @@
 """One module per framework, each building every suite's step the way that framework's users
 write it. A peer module offers ``load(device, threads, **options) -> version`` (ImportError when
-the framework is not installed), ``build(suite, params, device) -> step`` (``NotOffered`` when
-the framework has no such feature), ``sync()`` and ``to_numpy(outputs)``. A step returns what
-``benchmarks.suites.check`` compares with the float64 reference."""
+the framework is not installed) and, for each kind of problem it can run, a builder taking the
+case's parameters and ``device`` and returning a step: ``chain``, ``mlp``, ``elementwise``,
+``second_order``, ``jacobian`` (a missing one, or ``NotOffered``, means the framework has no
+such feature). Optional: ``sync(out)`` (wait for the device) and ``array_to_numpy(a)``
+(default ``numpy.asarray``). A step returns what ``benchmarks.suites.check`` compares with
+the float64 reference."""
+import numpy as np
+
+#: the builder each suite's cases call, with the case's parameters as keywords
+BUILDERS = {"op_overhead": "chain", "scaling_chain": "chain", "mlp_step": "mlp",
+            "scaling_mlp_batch": "mlp", "scaling_mlp_width": "mlp",
+            "big_elementwise": "elementwise", "second_order": "second_order",
+            "jacobian": "jacobian"}
 
 
 class NotOffered(Exception):
@@ -11,3 +21,25 @@ class NotOffered(Exception):
 
 class Unavailable(Exception):
     """The framework is installed but cannot use the device asked for."""
+
+
+def build(peer, suite, params, device):
+    """``peer``'s step for a case of ``suite``."""
+    make = getattr(peer, BUILDERS[suite], None)
+    if make is None:
+        raise NotOffered(f"{suite}: not offered by {peer.__name__.rsplit('.', 1)[-1]}")
+    return make(device=device, **params)
+
+
+def sync(peer, out):
+    """Wait until ``out`` is computed (asynchronous devices and dispatchers)."""
+    wait = getattr(peer, "sync", None)
+    if wait is not None:
+        wait(out)
+
+
+def to_numpy(peer, out):
+    """A step's result (an array or a list of them) as NumPy arrays."""
+    if isinstance(out, (list, tuple)):
+        return [to_numpy(peer, o) for o in out]
+    return getattr(peer, "array_to_numpy", np.asarray)(out)

@@ -21,40 +21,29 @@ def load(device, threads):
     return version("autograd")
 
 
-def sync(out):
-    pass
+def elementwise(n, device):
+    x = ref.elementwise_input(n)
+    f = autograd.value_and_grad(lambda x: anp.sum(1 / (1 + anp.exp(-x)) * anp.tanh(x)))
+    return lambda: list(f(x))
 
 
-def to_numpy(out):
-    if isinstance(out, (list, tuple)):
-        return [to_numpy(o) for o in out]
-    return np.asarray(out)
+def second_order(n, device):
+    x = ref.second_order_input(n)
+    g = autograd.grad(lambda x: anp.sum(anp.sin(x) ** 3))
+    h = autograd.grad(lambda x: anp.sum(g(x)))
+    return lambda: h(x)
 
 
-def build(suite, params, device):
-    if suite in ("op_overhead", "scaling_chain"):
-        return _chain(params["shape"], params["n_ops"])
-    if suite in ("mlp_step", "scaling_mlp_batch", "scaling_mlp_width"):
-        return _mlp(params["sizes"], params["batch"], params["optimizer"])
-    if suite == "big_elementwise":
-        x = ref.elementwise_input(params["n"])
-        f = autograd.value_and_grad(lambda x: anp.sum(
-            1 / (1 + anp.exp(-x)) * anp.tanh(x)))
-        return lambda: list(f(x))
-    if suite == "second_order":
-        x = ref.second_order_input(params["n"])
-        g = autograd.grad(lambda x: anp.sum(anp.sin(x) ** 3))
-        h = autograd.grad(lambda x: anp.sum(g(x)))
-        return lambda: h(x)
-    if suite == "jacobian" and params["mode"] == "reverse":
-        x, w1, w2 = ref.jacobian_problem(params["n"], params["m"], params["hidden"])
-        jf = autograd.jacobian(lambda x: anp.dot(w2, anp.tanh(anp.dot(w1, x)))
-                               + anp.sum(anp.sin(x)))
-        return lambda: jf(x)
-    raise NotOffered(f"{suite} {params.get('mode', '')}".strip())
+def jacobian(n, m, hidden, mode, device):
+    if mode != "reverse":
+        raise NotOffered("jacobian: HIPS autograd has reverse mode only")
+    x, w1, w2 = ref.jacobian_problem(n, m, hidden)
+    jf = autograd.jacobian(lambda x: anp.dot(w2, anp.tanh(anp.dot(w1, x)))
+                           + anp.sum(anp.sin(x)))
+    return lambda: jf(x)
 
 
-def _chain(shape, n_ops):
+def chain(shape, n_ops, device):
     x = ref.chain_input(shape)
 
     def f(y):
@@ -66,7 +55,7 @@ def _chain(shape, n_ops):
     return lambda: g(x)
 
 
-def _mlp(sizes, batch, optimizer):
+def mlp(sizes, batch, optimizer, device):
     params, x, labels = ref.mlp_problem(sizes, batch)
     rows = np.arange(batch)
 

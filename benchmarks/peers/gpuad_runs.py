@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import reference as ref
-from . import NotOffered, Unavailable
+from . import Unavailable
 
 ad = None
 _device = "cpu"
@@ -26,27 +26,11 @@ def sync(out):
         ad.cuda.synchronize()
 
 
-def to_numpy(out):
-    if isinstance(out, (list, tuple)):
-        return [to_numpy(o) for o in out]
-    return out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+def array_to_numpy(a):
+    return a.numpy() if hasattr(a, "numpy") else np.asarray(a)
 
 
-def build(suite, params, device):
-    if suite in ("op_overhead", "scaling_chain"):
-        return _chain(params["shape"], params["n_ops"], device)
-    if suite in ("mlp_step", "scaling_mlp_batch", "scaling_mlp_width"):
-        return _mlp(params["sizes"], params["batch"], params["optimizer"], device)
-    if suite == "big_elementwise":
-        return _elementwise(params["n"], device)
-    if suite == "second_order":
-        return _second_order(params["n"], device)
-    if suite == "jacobian":
-        return _jacobian(params, device)
-    raise NotOffered(suite)
-
-
-def _chain(shape, n_ops, device):
+def chain(shape, n_ops, device):
     x = ad.tensor(ref.chain_input(shape), device=device, requires_grad=True)
 
     def step():
@@ -60,7 +44,7 @@ def _chain(shape, n_ops, device):
     return step
 
 
-def _mlp(sizes, batch, optimizer, device):
+def mlp(sizes, batch, optimizer, device):
     weights, x, labels = ref.mlp_problem(sizes, batch)
     layers = []
     for i in range(len(sizes) - 1):
@@ -89,7 +73,7 @@ def _mlp(sizes, batch, optimizer, device):
     return step
 
 
-def _elementwise(n, device):
+def elementwise(n, device):
     x = ad.tensor(ref.elementwise_input(n), device=device, requires_grad=True)
 
     def step():
@@ -100,7 +84,7 @@ def _elementwise(n, device):
     return step
 
 
-def _second_order(n, device):
+def second_order(n, device):
     x = ad.tensor(ref.second_order_input(n), device=device, requires_grad=True)
 
     def step():
@@ -111,12 +95,10 @@ def _second_order(n, device):
     return step
 
 
-def _jacobian(params, device):
-    x, w1, w2 = (ad.tensor(a, device=device) for a in ref.jacobian_problem(
-        params["n"], params["m"], params["hidden"]))
+def jacobian(n, m, hidden, mode, device):
+    x, w1, w2 = (ad.tensor(a, device=device) for a in ref.jacobian_problem(n, m, hidden))
 
     def f(x):
         return w2 @ ad.tanh(w1 @ x) + ad.sin(x).sum()
 
-    mode = params["mode"]
     return lambda: ad.jacobian(f, x, mode=mode)

@@ -3,7 +3,7 @@ value_and_grad, jacfwd/jacrev, and the optimizers' updates written with tree_map
 import os
 
 from .. import reference as ref
-from . import NotOffered, Unavailable
+from . import Unavailable
 
 jax = jnp = None
 _jit = False
@@ -30,33 +30,11 @@ def sync(out):
     jax.block_until_ready(out)
 
 
-def to_numpy(out):
-    import numpy as np
-
-    if isinstance(out, (list, tuple)):
-        return [to_numpy(o) for o in out]
-    return np.asarray(out)
-
-
 def _maybe_jit(f):
     return jax.jit(f) if _jit else f
 
 
-def build(suite, params, device):
-    if suite in ("op_overhead", "scaling_chain"):
-        return _chain(params["shape"], params["n_ops"])
-    if suite in ("mlp_step", "scaling_mlp_batch", "scaling_mlp_width"):
-        return _mlp(params["sizes"], params["batch"], params["optimizer"])
-    if suite == "big_elementwise":
-        return _elementwise(params["n"])
-    if suite == "second_order":
-        return _second_order(params["n"])
-    if suite == "jacobian":
-        return _jacobian(params)
-    raise NotOffered(suite)
-
-
-def _chain(shape, n_ops):
+def chain(shape, n_ops, device):
     x = _put(ref.chain_input(shape))
 
     def f(y):
@@ -68,7 +46,7 @@ def _chain(shape, n_ops):
     return lambda: g(x)
 
 
-def _mlp(sizes, batch, optimizer):
+def mlp(sizes, batch, optimizer, device):
     weights, x, labels = ref.mlp_problem(sizes, batch)
     params = [_put(w) for w in weights]
     xt, yt = _put(x), _put(labels)
@@ -113,22 +91,21 @@ def _mlp(sizes, batch, optimizer):
     return step
 
 
-def _elementwise(n):
+def elementwise(n, device):
     x = _put(ref.elementwise_input(n))
     f = _maybe_jit(jax.value_and_grad(lambda x: (jax.nn.sigmoid(x) * jnp.tanh(x)).sum()))
     return lambda: list(f(x))
 
 
-def _second_order(n):
+def second_order(n, device):
     x = _put(ref.second_order_input(n))
     g = jax.grad(lambda x: (jnp.sin(x) ** 3).sum())
     h = _maybe_jit(jax.grad(lambda x: g(x).sum()))
     return lambda: h(x)
 
 
-def _jacobian(params):
-    x, w1, w2 = (_put(a) for a in ref.jacobian_problem(params["n"], params["m"],
-                                                        params["hidden"]))
-    transform = jax.jacfwd if params["mode"] == "forward" else jax.jacrev
+def jacobian(n, m, hidden, mode, device):
+    x, w1, w2 = (_put(a) for a in ref.jacobian_problem(n, m, hidden))
+    transform = jax.jacfwd if mode == "forward" else jax.jacrev
     jf = _maybe_jit(transform(lambda x: w2 @ jnp.tanh(w1 @ x) + jnp.sin(x).sum()))
     return lambda: jf(x)

@@ -5,7 +5,7 @@ Jacobian suites."""
 import numpy as np
 
 from .. import reference as ref
-from . import NotOffered, Unavailable
+from . import Unavailable
 
 F32 = np.float32
 
@@ -16,29 +16,17 @@ def load(device, threads):
     return np.__version__
 
 
-def sync(out):
-    pass
+def chain(shape, n_ops, device):
+    x = ref.chain_input(shape)
+    return lambda: ref.chain_grad(x, n_ops, dtype=F32)
 
 
-def to_numpy(out):
-    if isinstance(out, (list, tuple)):
-        return [to_numpy(o) for o in out]
-    return np.asarray(out)
+def elementwise(n, device):
+    x = ref.elementwise_input(n)
+    return lambda: list(ref.elementwise_loss_and_grad(x, dtype=F32))
 
 
-def build(suite, params, device):
-    if suite in ("op_overhead", "scaling_chain"):
-        x = ref.chain_input(params["shape"])
-        return lambda: ref.chain_grad(x, params["n_ops"], dtype=F32)
-    if suite in ("mlp_step", "scaling_mlp_batch", "scaling_mlp_width"):
-        return _mlp(params["sizes"], params["batch"], params["optimizer"])
-    if suite == "big_elementwise":
-        x = ref.elementwise_input(params["n"])
-        return lambda: list(ref.elementwise_loss_and_grad(x, dtype=F32))
-    raise NotOffered(f"{suite}: hand-written NumPy has no automatic differentiation")
-
-
-def _mlp(sizes, batch, optimizer):
+def mlp(sizes, batch, optimizer, device):
     params, x, labels = ref.mlp_problem(sizes, batch)
     box = {"params": params, "t": 0,
            "state": [(np.zeros_like(p), np.zeros_like(p)) for p in params]}

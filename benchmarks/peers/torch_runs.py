@@ -1,7 +1,7 @@
 """PyTorch eager, as its tutorials write it: nn.Linear, torch.optim, torch.autograd.grad,
 torch.func for Jacobians."""
 from .. import reference as ref
-from . import NotOffered, Unavailable
+from . import Unavailable
 
 torch = None
 _device = "cpu"
@@ -26,25 +26,11 @@ def sync(out):
     if _device == "cuda":
         torch.cuda.synchronize()
 
-def to_numpy(out):
-    if isinstance(out, (list, tuple)):
-        return [to_numpy(o) for o in out]
-    return out.detach().cpu().numpy()
+def array_to_numpy(a):
+    return a.detach().cpu().numpy()
 
-def build(suite, params, device):
-    if suite in ("op_overhead", "scaling_chain"):
-        return _chain(params["shape"], params["n_ops"], device)
-    if suite in ("mlp_step", "scaling_mlp_batch", "scaling_mlp_width"):
-        return _mlp(params["sizes"], params["batch"], params["optimizer"], device)
-    if suite == "big_elementwise":
-        return _elementwise(params["n"], device)
-    if suite == "second_order":
-        return _second_order(params["n"], device)
-    if suite == "jacobian":
-        return _jacobian(params, device)
-    raise NotOffered(suite)
 
-def _chain(shape, n_ops, device):
+def chain(shape, n_ops, device):
     x = torch.tensor(ref.chain_input(shape), device=device, requires_grad=True)
 
     def step():
@@ -57,7 +43,7 @@ def _chain(shape, n_ops, device):
 
     return step
 
-def _mlp(sizes, batch, optimizer, device):
+def mlp(sizes, batch, optimizer, device):
     weights, x, labels = ref.mlp_problem(sizes, batch)
     layers = []
     for i in range(len(sizes) - 1):
@@ -84,7 +70,7 @@ def _mlp(sizes, batch, optimizer, device):
 
     return step
 
-def _elementwise(n, device):
+def elementwise(n, device):
     x = torch.tensor(ref.elementwise_input(n), device=device, requires_grad=True)
 
     def step():
@@ -94,7 +80,7 @@ def _elementwise(n, device):
 
     return step
 
-def _second_order(n, device):
+def second_order(n, device):
     x = torch.tensor(ref.second_order_input(n), device=device, requires_grad=True)
 
     def step():
@@ -104,13 +90,12 @@ def _second_order(n, device):
 
     return step
 
-def _jacobian(params, device):
-    x, w1, w2 = (torch.tensor(a, device=device) for a in ref.jacobian_problem(
-        params["n"], params["m"], params["hidden"]))
+def jacobian(n, m, hidden, mode, device):
+    x, w1, w2 = (torch.tensor(a, device=device) for a in ref.jacobian_problem(n, m, hidden))
 
     def f(x):
         return w2 @ torch.tanh(w1 @ x) + torch.sin(x).sum()
 
-    transform = torch.func.jacfwd if params["mode"] == "forward" else torch.func.jacrev
+    transform = torch.func.jacfwd if mode == "forward" else torch.func.jacrev
     jf = transform(f)
     return lambda: jf(x)
