@@ -44,36 +44,74 @@ def empty_cache():
 
 def gpu_info():
     """Per GPU (in CUDA's order), from NVML: ``{"name", "memory_total", "memory_used",
-    "memory_free", "utilization", "temperature"}``; None when nvidia-ml-py is not installed."""
-    try:
-        import pynvml
-    except ImportError:
+    "memory_free", "utilization", "temperature", "errors"}``. A query NVML refuses (a MIG
+    device, an unsupported sensor) leaves its fields None, with NVML's message in ``errors``.
+    None when NVML is unusable (nvidia-ml-py not installed, or libnvidia-ml missing)."""
+    nvml, _ = _start_nvml()
+    if nvml is None:
         return None
     import cupy
 
-    pynvml.nvmlInit()
     try:
-        out = []
-        for i in range(cupy.cuda.runtime.getDeviceCount()):
-            handle = pynvml.nvmlDeviceGetHandleByPciBusId(cupy.cuda.Device(i).pci_bus_id)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            name = pynvml.nvmlDeviceGetName(handle)
-            out.append({
-                "name": name.decode() if isinstance(name, bytes) else name,
-                "memory_total": int(mem.total), "memory_used": int(mem.used),
-                "memory_free": int(mem.free),
-                "utilization": int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
-                "temperature": int(pynvml.nvmlDeviceGetTemperature(
-                    handle, pynvml.NVML_TEMPERATURE_GPU)),
-            })
-        return out
+        return [_gpu_fields(nvml, cupy.cuda.Device(i).pci_bus_id)
+                for i in range(cupy.cuda.runtime.getDeviceCount())]
     finally:
-        pynvml.nvmlShutdown()
+        nvml.nvmlShutdown()
+
+
+def _start_nvml():
+    """``(pynvml, None)`` with NVML initialised (the caller shuts it down), else ``(None,
+    why)``: nvidia-ml-py not installed, or NVML would not start."""
+    try:
+        import pynvml
+    except ImportError:
+        return None, "not installed (pip install nvidia-ml-py)"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return None, f"installed, but NVML did not start: {_nvml_message(exc)}"
+    return pynvml, None
+
+
+def _nvml_message(exc):
+    return str(exc) or type(exc).__name__
+
+
+_FIELDS = ("name", "memory_total", "memory_used", "memory_free", "utilization", "temperature")
+
+
+def _gpu_fields(nvml, bus_id):
+    """One GPU's NVML fields; a query that raises NVMLError leaves its fields None and puts
+    its message in ``errors`` under the query's name (handle, name, memory, utilization,
+    temperature)."""
+    out, errors = dict.fromkeys(_FIELDS), {}
+
+    def ask(query, read):
+        try:
+            return read()
+        except nvml.NVMLError as exc:
+            errors[query] = _nvml_message(exc)
+            return None
+
+    handle = ask("handle", lambda: nvml.nvmlDeviceGetHandleByPciBusId(bus_id))
+    if handle is not None:
+        name = ask("name", lambda: nvml.nvmlDeviceGetName(handle))
+        out["name"] = name.decode() if isinstance(name, bytes) else name
+        mem = ask("memory", lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+        if mem is not None:
+            out.update(memory_total=int(mem.total), memory_used=int(mem.used),
+                       memory_free=int(mem.free))
+        out["utilization"] = ask(
+            "utilization", lambda: int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+        out["temperature"] = ask("temperature", lambda: int(nvml.nvmlDeviceGetTemperature(
+            handle, nvml.NVML_TEMPERATURE_GPU)))
+    out["errors"] = errors
+    return out
 
 
 def memory_info(device=None):
     """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
-    installed (``nvidia-ml-py``), else from the CUDA runtime."""
+    installed (``nvidia-ml-py``) and answers, else from the CUDA runtime."""
     if device is None:
         index = 0
     elif isinstance(device, int):
@@ -86,20 +124,17 @@ def memory_info(device=None):
     reason = probe.cuda_unavailable_reason(index)
     if reason is not None:
         raise DeviceUnavailableError(f"gpuad: cannot read memory of cuda:{index}: {reason}")
-    try:
-        import pynvml
-    except ImportError:
-        import cupy
-
-        with cupy.cuda.Device(index):
-            return tuple(cupy.cuda.runtime.memGetInfo())
     import cupy
 
-    bus_id = cupy.cuda.Device(index).pci_bus_id  # NVML numbers GPUs its own way
-    pynvml.nvmlInit()
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
-        info = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        return int(info.free), int(info.total)
-    finally:
-        pynvml.nvmlShutdown()
+    nvml, _ = _start_nvml()
+    if nvml is not None:
+        try:
+            bus_id = cupy.cuda.Device(index).pci_bus_id  # NVML numbers GPUs its own way
+            info = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByPciBusId(bus_id))
+            return int(info.free), int(info.total)
+        except nvml.NVMLError:
+            pass  # (a MIG device, say: the CUDA runtime still knows)
+        finally:
+            nvml.nvmlShutdown()
+    with cupy.cuda.Device(index):
+        return tuple(cupy.cuda.runtime.memGetInfo())

@@ -1,31 +1,160 @@
 """``python -m gpuad demo``: train an MLP on the bundled handwritten digits (8x8 images, 1,797
 samples) on the best available device, with a progress line per epoch, then report the test
 accuracy, the time per epoch and the device. Optional: a checkpoint (``--save``) and a plot of
-the curves (``--plot``, needs matplotlib)."""
+the curves (``--plot``, needs matplotlib).
+
+Every option, output path, optional package and the device are checked before training starts,
+so a mistake costs no training run."""
 import argparse
+import importlib
+import math
+import pathlib
 import time
 
 import numpy as np
 
+from ._cli import CommandError
 
-def _parser():
-    p = argparse.ArgumentParser(prog="python -m gpuad demo", description=__doc__.split("\n")[0])
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the best "
-                   "available)")
-    p.add_argument("--epochs", type=_positive, default=20)
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", metavar="PATH", help="write a checkpoint (safetensors) here")
-    p.add_argument("--plot", metavar="PATH", help="write a PNG of the loss and accuracy curves")
+DESCRIPTION = ("Train a 64-128-128-10 MLP on the handwritten digits bundled with gpuad (8x8 "
+               "images, 1,797 samples), then report the test accuracy, the time per epoch "
+               "and the device.")
+
+
+def add_arguments(p):
+    """The demo's options, on the parser ``p`` (its help shows every default)."""
+    p.add_argument("--device", type=_device, default=None,
+                   help="auto, cpu, cuda or cuda:N (default: GPUAD_DEVICE, else auto: cuda:0 "
+                   "where a GPU is usable, else cpu)")
+    p.add_argument("--epochs", type=_int_from(1, "positive int"), default=20,
+                   help="passes over the training set (default: %(default)s)")
+    p.add_argument("--batch-size", type=_int_from(1, "positive int"), default=64,
+                   help="samples per step (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=3e-3,
+                   help="Adam's learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=_int_from(0, "non-negative int"), default=0,
+                   help="seed of the weights, the split and the batches (default: %(default)s)")
+    p.add_argument("--save", metavar="PATH", default=None,
+                   help="write a checkpoint (safetensors) here (default: none)")
+    p.add_argument("--plot", metavar="PATH", default=None,
+                   help="write a PNG of the loss and accuracy curves here, needs matplotlib "
+                   "(default: none)")
     return p
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+def _int_from(low, name):
+    """argparse type: an int of at least ``low``; argparse's message names it ``name``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {name} value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                f"invalid {name} value: {text!r} (must be {low} or more)")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _positive_float(text):
+    """argparse type: a finite number above 0 (a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid positive float value: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid positive float value: {text!r} (must be a finite number above 0)")
     return value
+
+
+def _device(text):
+    """argparse type: a device name (whether it is usable is checked before training)."""
+    import gpuad as ad
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return str(ad.device(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid device value: {text!r} (use auto, cpu, cuda or cuda:N)") from None
+
+
+def _prepare(args):
+    """Check, before training, what would otherwise fail after it: the optional packages and
+    output paths asked for, and the device (with GPUAD_DEVICE and GPUAD_CPU_FALLBACK). The
+    chosen device becomes the default one. Returns it."""
+    if args.save and args.plot and pathlib.Path(args.save).resolve() == \
+            pathlib.Path(args.plot).resolve():
+        raise CommandError(f"--save and --plot name the same file, {args.save}")
+    if args.save:
+        _need("safetensors.numpy", "--save", "safetensors")
+        _check_writable(args.save, "--save")
+    if args.plot:
+        _check_plot_format(args.plot)
+        _check_writable(args.plot, "--plot")
+    return _resolve_device(args.device)
+
+
+def _need(module, option, package):
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise CommandError(f"{option} needs the {package} package: pip install 'gpuad[demo]' "
+                           f"(or pip install {package})") from None
+
+
+def _check_writable(path, option):
+    """Refuse a path that cannot be written: a directory, a missing folder, no permission. The
+    check writes nothing: an existing file is opened to append, a new one made and removed."""
+    target = pathlib.Path(path)
+    if target.is_dir():
+        raise CommandError(f"{option} {path}: is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise CommandError(f"{option} {path}: the folder {target.parent} does not exist")
+    try:
+        if target.exists():
+            open(target, "ab").close()
+        else:
+            open(target, "xb").close()
+            target.unlink()
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: cannot write there ({exc.strerror or exc})") \
+            from None
+
+
+def _check_plot_format(path):
+    """matplotlib is installed and writes the format the path's suffix names (PNG without
+    one)."""
+    _matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = pathlib.Path(path).suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise CommandError(f"--plot {path}: matplotlib cannot write .{suffix} files; use one "
+                           f"of {', '.join('.' + f for f in sorted(formats))}")
+
+
+def _resolve_device(name):
+    """The device to train on, made the default (so the model is built there); a bad
+    setting or an unusable GPU is a CommandError."""
+    import gpuad as ad
+    from gpuad.devices import cpu_fallback_enabled
+
+    try:
+        cpu_fallback_enabled()  # (a bad GPUAD_CPU_FALLBACK is refused even on the CPU)
+        if name is not None:
+            ad.set_default_device(name)
+        return ad.get_default_device()
+    except (ValueError, ad.DeviceUnavailableError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _plural(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _progress(epochs):
@@ -37,15 +166,13 @@ def _progress(epochs):
     return tqdm(total=epochs, unit="epoch", ncols=90)
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def run(args):
+    """Train and report (``args`` from :func:`add_arguments`); returns the exit status."""
     import gpuad as ad
     from gpuad.data import load_digits
 
-    if args.plot:
-        _matplotlib()  # before training, not after
+    dev = _prepare(args)
     ad.manual_seed(args.seed)
-    dev = ad.device(args.device) if args.device else ad.get_default_device()
     images, labels = load_digits()
     order = np.random.default_rng(args.seed).permutation(len(labels))
     test, train = order[:360], order[360:]
@@ -53,20 +180,39 @@ def main(argv=None):
     x_test, y_test = ad.tensor(images[test], device=dev), ad.tensor(labels[test], device=dev)
     nn = ad.nn
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                          nn.Linear(128, 10)).to(dev)
+                          nn.Linear(128, 10))  # (on dev: the default device now)
     opt = ad.optim.Adam(model.parameters(), lr=args.lr)
-    dev = x_train.device  # (where the data really is: CPU fallback may have moved it)
     print(f"training a 64-128-128-10 MLP on {len(train)} digits on {dev} "
-          f"({args.epochs} epochs, batch {args.batch_size})")
+          f"({_plural(args.epochs, 'epoch')}, batch {args.batch_size})")
+    history = _train(ad, model, opt, (x_train, y_train), (x_test, y_test), args)
+    acc = history["test_acc"][-1]
+    print(f"test accuracy {acc:.4f}  ({history['seconds'] / args.epochs * 1e3:.1f} ms per "
+          f"epoch on {dev})")
+    if args.save:
+        _write(args.save, "the checkpoint", lambda: ad.save(
+            {"model": model.state_dict(), "optimizer": _plain(opt.state_dict()),
+             "epochs": args.epochs, "test_accuracy": acc, "seed": args.seed}, args.save))
+        print(f"checkpoint written to {args.save}")
+    if args.plot:
+        _write(args.plot, "the plot", lambda: _plot(history, args.plot))
+        print(f"curves written to {args.plot}")
+    return 0
+
+
+def _train(ad, model, opt, train, test, args):
+    """Train for ``args.epochs``, a progress line (or tqdm bar) per epoch; the loss and
+    accuracy curves, and the seconds spent."""
+    (x_train, y_train), (x_test, y_test) = train, test
+    dev, n = x_train.device, len(y_train)
     history = {"loss": [], "train_acc": [], "test_acc": []}
     bar = _progress(args.epochs)
     rng = np.random.default_rng(args.seed + 1)
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         model.train()
-        perm = rng.permutation(len(train))
+        perm = rng.permutation(n)
         total, correct = 0.0, 0
-        for i in range(0, len(perm), args.batch_size):
+        for i in range(0, n, args.batch_size):
             idx = ad.tensor(perm[i:i + args.batch_size], device=dev)
             logits = model(x_train[idx])
             loss = ad.nn.functional.cross_entropy(logits, y_train[idx])
@@ -75,8 +221,8 @@ def main(argv=None):
             opt.step()
             total += loss.item() * len(idx)
             correct += int((logits.argmax(axis=1) == y_train[idx]).sum().item())
-        history["loss"].append(total / len(train))
-        history["train_acc"].append(correct / len(train))
+        history["loss"].append(total / n)
+        history["train_acc"].append(correct / n)
         history["test_acc"].append(_accuracy(ad, model, x_test, y_test))
         line = (f"loss {history['loss'][-1]:.4f}  train acc {history['train_acc'][-1]:.3f}  "
                 f"test acc {history['test_acc'][-1]:.3f}")
@@ -85,20 +231,19 @@ def main(argv=None):
             bar.update()
         else:
             print(f"epoch {epoch:3d}  {line}", flush=True)
-    elapsed = time.perf_counter() - start
+    history["seconds"] = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    acc = history["test_acc"][-1]
-    print(f"test accuracy {acc:.4f}  ({elapsed / max(args.epochs, 1) * 1e3:.1f} ms per epoch "
-          f"on {dev})")
-    if args.save:
-        ad.save({"model": model.state_dict(), "optimizer": _plain(opt.state_dict()),
-                 "epochs": args.epochs, "test_accuracy": acc, "seed": args.seed}, args.save)
-        print(f"checkpoint written to {args.save}")
-    if args.plot:
-        _plot(history, args.plot)
-        print(f"curves written to {args.plot}")
-    return 0
+    return history
+
+
+def _write(path, what, write):
+    """Run ``write``; an OSError (a full disk, say) becomes a one-line failure (status 1)."""
+    try:
+        write()
+    except OSError as exc:
+        raise CommandError(f"could not write {what} to {path}: {exc.strerror or exc}",
+                           code=1) from None
 
 
 def _accuracy(ad, model, x, y):
@@ -130,7 +275,8 @@ def _matplotlib():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'gpuad[demo]'") from None
+        raise CommandError("--plot needs the matplotlib package: pip install 'gpuad[demo]' "
+                           "(or pip install matplotlib)") from None
     return plt
 
 

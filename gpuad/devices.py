@@ -8,6 +8,7 @@ import os
 import threading
 import warnings
 
+from ._frames import user_stacklevel
 from .backends import get_backend
 from .backends.probe import cuda_unavailable_reason
 from .errors import DeviceUnavailableError
@@ -94,13 +95,30 @@ class _Policy:
     warned = False
 
 
-def _env_flag(name):
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+_FALLBACK_ON = ("1", "true", "yes", "on")
+_FALLBACK_OFF = ("", "0", "false", "no", "off")
+
+
+def _fallback_setting():
+    """``GPUAD_CPU_FALLBACK`` as a bool (unset means off); ValueError for any other text."""
+    text = os.environ.get("GPUAD_CPU_FALLBACK", "")
+    value = text.strip().lower()
+    if value in _FALLBACK_ON:
+        return True
+    if value in _FALLBACK_OFF:
+        return False
+    on, off = ", ".join(_FALLBACK_ON), ", ".join(v for v in _FALLBACK_OFF if v)
+    raise ValueError(
+        f"gpuad: GPUAD_CPU_FALLBACK={text!r} is not a valid setting: use one of {on} to fall "
+        f"back to the CPU when CUDA is unusable, or one of {off} (or leave it unset) to raise"
+    )
 
 
 def cpu_fallback_enabled():
+    """Whether CPU fallback is on: ``ad.set_cpu_fallback``, else ``GPUAD_CPU_FALLBACK`` (read
+    once; a value that is neither on nor off raises ValueError naming the accepted ones)."""
     if _Policy.fallback is None:
-        _Policy.fallback = _env_flag("GPUAD_CPU_FALLBACK")
+        _Policy.fallback = _fallback_setting()
     return _Policy.fallback
 
 
@@ -120,7 +138,7 @@ def _cuda_or_fallback(dev):
                 f"gpuad: {dev} is unavailable ({reason}); falling back to the CPU because CPU "
                 "fallback is enabled (GPUAD_CPU_FALLBACK=1 or ad.set_cpu_fallback(True))",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         return device("cpu")
     raise DeviceUnavailableError(f"gpuad: cannot use {dev}: {reason}")
@@ -149,10 +167,26 @@ def resolve(spec):
 
 
 def get_default_device():
-    """The device tensors are made on when none is named (``GPUAD_DEVICE``, default ``auto``)."""
+    """The device tensors are made on when none is named (``GPUAD_DEVICE``, default ``auto``).
+
+    The environment is read on first use, ``GPUAD_CPU_FALLBACK`` included, so a bad value of
+    either raises here (ValueError) or a GPU it asks for is missing (DeviceUnavailableError)."""
     if _Policy.default is None:
-        _Policy.default = resolve(os.environ.get("GPUAD_DEVICE", "auto") or "auto")
+        _Policy.default = _default_from_env()
     return _Policy.default
+
+
+def _default_from_env():
+    env = os.environ.get("GPUAD_DEVICE", "")
+    cpu_fallback_enabled()  # (its setting is checked whatever the device)
+    try:
+        return resolve(env or "auto")
+    except ValueError:
+        raise ValueError(f"gpuad: GPUAD_DEVICE={env!r} is not a device: use 'auto' (the "
+                         "default), 'cpu', 'cuda' or 'cuda:N'") from None
+    except DeviceUnavailableError as exc:
+        raise DeviceUnavailableError(f"{exc} (GPUAD_DEVICE={env!r} asks for it: unset it or "
+                                     "set GPUAD_DEVICE=cpu)") from None
 
 
 def set_default_device(spec):

@@ -19,6 +19,7 @@ import enum
 import warnings
 import weakref
 
+from .._frames import user_stacklevel
 from ..errors import GradientTapeWarning
 from ..tensor import Tensor
 from . import forward, structure
@@ -133,7 +134,6 @@ class GradientTape:
                     "integer (and bool) tensors are not differentiable, so its gradient will be "
                     "None. Cast it first (ad.cast(x, ad.float32)) to differentiate with respect "
                     "to it",
-                    stacklevel=2,  # the caller of watch
                 )
                 continue
             self._watch(t, t._grad_fn or t)
@@ -175,13 +175,12 @@ class GradientTape:
                 f"gpuad: .numpy() was called on a tensor (shape {t.shape}) that the recording "
                 "GradientTape watches; the NumPy copy leaves the graph, so nothing computed "
                 "from it gets a gradient. Keep the computation in gpuad ops to differentiate it",
-                stacklevel=3,  # the caller of Tensor.numpy
             )
 
-    def _warn_once(self, what, message, stacklevel):
+    def _warn_once(self, what, message):
         if what not in self._warned:
             self._warned.add(what)
-            warnings.warn(message, GradientTapeWarning, stacklevel=stacklevel + 1)
+            warnings.warn(message, GradientTapeWarning, stacklevel=user_stacklevel())
 
     # ---- gradients ----------------------------------------------------------------------
     def gradient(self, target, sources, output_gradients=None,
