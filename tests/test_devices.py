@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gpuad as ad
-from gpuad.devices import _Policy
+from gpuad.devices import _Policy, cpu_fallback_enabled
 
 HAS_CUDA = ad.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no usable CUDA device")
@@ -185,6 +185,28 @@ def test_fallback_off_by_default():
         ad.ones(2, device="cuda")
 
 
+@pytest.mark.parametrize("text, on", [("1", True), ("true", True), (" Yes ", True),
+                                      ("ON", True), ("0", False), ("false", False),
+                                      ("no", False), ("Off", False), ("", False)])
+def test_env_cpu_fallback_values(monkeypatch, text, on):
+    monkeypatch.setenv("GPUAD_CPU_FALLBACK", text)
+    assert cpu_fallback_enabled() is on
+
+
+@pytest.mark.parametrize("text", ["banana", "2", "enable", "y"])
+def test_env_cpu_fallback_unknown_value_names_the_accepted_ones(monkeypatch, text):
+    monkeypatch.setenv("GPUAD_CPU_FALLBACK", text)
+    expected = (f"GPUAD_CPU_FALLBACK='{text}' is not a valid setting: use one of 1, true, yes, "
+                "on to fall back to the CPU when CUDA is unusable, or one of 0, false, no, off "
+                "(or leave it unset) to raise")
+    for _ in range(2):  # (raised on every read until it is fixed, not remembered as off)
+        with pytest.raises(ValueError) as info:
+            cpu_fallback_enabled()
+        assert expected in str(info.value)
+    ad.set_cpu_fallback(False)  # (a call overrides the environment)
+    assert cpu_fallback_enabled() is False
+
+
 # ---- environment, in fresh interpreters -------------------------------------------------------
 
 def test_gpuad_device_env_cpu():
@@ -248,6 +270,31 @@ def test_gpuad_device_env_invalid():
     r = _run(code, GPUAD_DEVICE="tpu")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "VALUEERROR"
+
+
+def test_gpuad_device_env_invalid_names_the_setting():
+    r = _run("import gpuad as ad; ad.tensor([1.0])", GPUAD_DEVICE="tpu")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == (
+        "ValueError: gpuad: GPUAD_DEVICE='tpu' is not a device: use 'auto' (the default), "
+        "'cpu', 'cuda' or 'cuda:N'")
+
+
+def test_bad_cpu_fallback_env_fails_at_first_use_not_import():
+    code = (
+        "import gpuad as ad\n"
+        "print('imported')\n"
+        "try:\n"
+        "    ad.tensor([1.0])\n"
+        "except ValueError as e:\n"
+        "    print('VALUEERROR', e)\n"
+        "print(ad.tensor([1.0], device='cpu').device)\n"
+    )
+    r = _run(code, GPUAD_CPU_FALLBACK="banana")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "imported" and lines[2] == "cpu"
+    assert lines[1].startswith("VALUEERROR gpuad: GPUAD_CPU_FALLBACK='banana'")
 
 
 def test_import_does_not_import_cupy():
