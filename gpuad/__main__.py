@@ -146,7 +146,9 @@ def _parser():
                                 required=True)
     commands.add_parser(
         "info", help="print versions, devices, GPUs and settings, and what is missing for CUDA",
-        description=info.__doc__.split("\n")[0]).set_defaults(run=info)
+        description="Print gpuad's, Python's, NumPy's and CuPy's versions, the default device "
+        "and why, the CPU-fallback setting, the GPUs (through NVML where installed) and the "
+        "kernel cache; say which piece is missing when CUDA is unusable.").set_defaults(run=info)
     demo.add_arguments(commands.add_parser(
         "demo", help="train a small MLP on the bundled handwritten digits",
         description=demo.DESCRIPTION)).set_defaults(run=demo.run)
