@@ -291,5 +291,6 @@ def _plot(history, path):
     right.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     right.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    suffix = pathlib.Path(path).suffix  # (without one, PNG at exactly this path)
+    fig.savefig(path, dpi=100, format=None if suffix else "png")
     plt.close(fig)

@@ -177,10 +177,13 @@ def get_default_device():
 
 
 def _default_from_env():
+    """GPUAD_DEVICE's device (auto when unset), its errors naming the setting."""
     env = os.environ.get("GPUAD_DEVICE", "")
     cpu_fallback_enabled()  # (its setting is checked whatever the device)
+    if not env:
+        return resolve("auto")
     try:
-        return resolve(env or "auto")
+        return resolve(env)
     except ValueError:
         raise ValueError(f"gpuad: GPUAD_DEVICE={env!r} is not a device: use 'auto' (the "
                          "default), 'cpu', 'cuda' or 'cuda:N'") from None

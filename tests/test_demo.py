@@ -186,3 +186,11 @@ def test_version_has_one_source():
 def test_no_command_or_an_unknown_one_is_a_usage_error():
     assert "required: COMMAND" in _usage_error(_gpuad())
     assert "invalid choice: 'train'" in _usage_error(_gpuad("train"))
+
+
+def test_plot_without_a_suffix_is_a_png_at_that_path(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "curves"
+    _demo("--device", "cpu", "--epochs", "1", "--batch-size", "512", "--plot", str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves"]
