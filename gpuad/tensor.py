@@ -12,6 +12,11 @@ from .devices import Device, resolve
 from .dtypes import as_dtype
 
 
+#: tensors the user assigned to some ``.grad``, by id: ``x.grad is g`` after ``x.grad = g``,
+#: but backward adds into them out of place, so it never changes the caller's tensor
+lent_grads = weakref.WeakValueDictionary()
+
+
 class Tensor:
     """An n-dimensional array on a device, optionally tracked for automatic differentiation."""
 
@@ -77,6 +82,9 @@ class Tensor:
 
     @property
     def grad(self):
+        """The gradient backward passes accumulated (None until one reaches this tensor).
+        ``x.grad = g`` keeps ``g`` itself (same shape, dtype and device), but the next backward
+        adds out of place and leaves ``g`` unchanged (PyTorch would add into ``g``)."""
         return self._grad
 
     @grad.setter
@@ -90,6 +98,7 @@ class Tensor:
                     f"gpuad: assigned grad is {value.dtype} {value.shape} on {value._dev}, but "
                     f"the tensor is {self.dtype} {self.shape} on {self._dev}; they must match"
                 )
+            lent_grads[id(value)] = value
         self._grad = value
 
     @property

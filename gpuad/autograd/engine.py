@@ -11,10 +11,11 @@ nodes recorded on that tape, also through inputs that only the tape watches, and
 nodes made outside it, which are constants to the tape unless they are asked for.
 """
 from ..errors import DeviceMismatchError
-from ..tensor import Tensor
+from ..tensor import Tensor, lent_grads
 from .forward import carry, has_tangent
 from .function import OutputGrads
 from .grad_mode import mode
+from .hooks import hook_result
 from .node import FREED, Node
 
 
@@ -29,10 +30,15 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         _check_differentiable(inputs)
         foreign = set()
         captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign)
-        for t in inputs:
-            g = captured.get(t._grad_fn or t)
-            if g is not None:
-                _accumulate_into_grad(t, g, create_graph, foreign)
+        prev = mode.enabled
+        mode.enabled = create_graph  # (as during the pass: a plain one records nothing)
+        try:
+            for t in inputs:
+                g = captured.get(t._grad_fn or t)
+                if g is not None:
+                    _accumulate_into_grad(t, g, create_graph, foreign)
+        finally:
+            mode.enabled = prev
     else:
         _execute(tensors, seeds, retain_graph, create_graph, None, set())
 
@@ -319,24 +325,28 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
 
 
 def _run_hooks(hooks, g, foreign):
-    """Apply tensor hooks. A hook may keep the tensor it gets, and a tensor it returns belongs
-    to the caller, so both are foreign (never adopted as ``.grad`` storage)."""
+    """Apply tensor hooks (each result checked: :func:`.hooks.hook_result`). A hook may keep
+    the tensor it gets, and a tensor it returns belongs to the caller, so both are foreign
+    (never adopted as ``.grad`` storage)."""
     for hook in tuple(hooks):
         _claim(foreign, g._a)
         r = hook(g)
         if r is not None:
-            g = r
-            _claim(foreign, r._a)
+            g = hook_result(hook, g, r)
+            _claim(foreign, g._a)
     return g
 
 
 def _accumulate_into_grad(t, g, create_graph, foreign):
-    """Add ``g`` to ``t.grad``: in place when no graph is being built (and no forward-mode
-    tangent rides along), else out of place."""
+    """Add ``g`` to ``t.grad``. The first gradient is adopted when nothing else can reach its
+    storage (:func:`_owned`). Later ones are added in place when no graph is being built, the
+    stored gradient is a plain tensor the engine made (not a graph result, not one the user
+    assigned to ``.grad``: that one stays theirs) and no forward-mode tangent rides along;
+    else out of place, into a new tensor."""
     old = t._grad
     if old is None:
-        t._grad = g if create_graph else _owned(g, foreign)
-    elif (create_graph or old._grad_fn is not None
+        t._grad = _owned(g, foreign, create_graph)
+    elif (create_graph or old._grad_fn is not None or lent_grads.get(id(old)) is old
           or (mode.levels and (has_tangent(old) or has_tangent(g)))):
         t._grad = old + g
     else:
@@ -351,17 +361,27 @@ def _claim(foreign, a):
         foreign.add(id(a.base))
 
 
-def _owned(g, foreign):
-    """``g`` as a gradient this leaf may own: its array is adopted unless the caller owns it
-    (a seed or a hook's result, or what they view), it was already handed to another tensor in
-    this pass (one rule may pass the same gradient to several inputs), or it is a view of only
-    part of an array; then it is copied. (A whole-array view, such as the transposed weight
-    gradient of ``x @ W.T``, is adopted: no copy.)"""
+def _owned(g, foreign, create_graph=False):
+    """``g`` as a gradient one tensor may own. Its array is adopted unless the caller owns it
+    (a seed, a hook's result, a custom rule's result, or what they view), it was already handed
+    to another tensor in this pass (one rule may pass the same gradient to several inputs), or
+    it is a view of only part of an array (a broadcast one is also read-only); then it is
+    copied. (A whole-array view, such as the transposed weight gradient of ``x @ W.T``, is
+    adopted: no copy.) With ``create_graph`` the gradient keeps its graph: ``g`` itself, or
+    its differentiable copy (``clone``), so ``.grad`` can be differentiated again."""
     a = g._a
     base = a.base
-    if id(a) in foreign or (base is not None and (
-            id(base) in foreign or base.base is not None or a.size != base.size
-            or base.__class__ is not a.__class__)):
+    shared = id(a) in foreign or (base is not None and (
+        id(base) in foreign or base.base is not None or a.size != base.size
+        or base.__class__ is not a.__class__))
+    if create_graph:
+        if shared:
+            from ..ops.shape import clone
+
+            g = clone(g)
+        _claim(foreign, g._a)
+        return g
+    if shared:
         a = g._dev._backend.copy(a)
     _claim(foreign, a)
     out = Tensor(a, g._dev)

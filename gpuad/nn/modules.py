@@ -147,7 +147,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:  # zeros (also where the gradient was nan), no graph
-                p.grad = Tensor(p._dev._backend.zeros_like(p.grad._a), p._dev)
+                p._grad = Tensor(p._dev._backend.zeros_like(p._grad._a), p._dev)  # (not lent: added into)
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)

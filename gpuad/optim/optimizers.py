@@ -57,7 +57,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad = Tensor(p._dev._backend.zeros_like(p.grad._a), p._dev)
+                    p._grad = Tensor(p._dev._backend.zeros_like(p._grad._a), p._dev)  # (not lent: added into)
 
     kind = None  # the fused kernel's name (kernels/optim.cu), where there is one
     decoupled = False
