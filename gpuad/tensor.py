@@ -11,7 +11,6 @@ from .autograd.node import Node
 from .devices import Device, resolve
 from .dtypes import as_dtype
 
-
 #: tensors the user assigned to some ``.grad``, by id: ``x.grad is g`` after ``x.grad = g``,
 #: but backward adds into them out of place, so it never changes the caller's tensor
 lent_grads = weakref.WeakValueDictionary()
