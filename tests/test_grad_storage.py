@@ -53,3 +53,197 @@ def test_seed_views_are_not_adopted():
     x.T.backward(seed)
     np.testing.assert_array_equal(seed.numpy(), 1.0)
     np.testing.assert_allclose(x.grad.numpy(), 2.0)
+
+
+# ---- create_graph: the issue's reproducers, against PyTorch ---------------------------------
+
+import itertools  # noqa: E402
+import warnings  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    torch.set_default_dtype(torch.float64)
+    return torch
+
+
+def _quiet(fn, *args, **kwargs):
+    """Run a PyTorch call without its create_graph reference-cycle warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def _apart(*arrays):
+    """No two of ``arrays`` share any memory."""
+    for (i, p), (j, q) in itertools.combinations(enumerate(arrays), 2):
+        assert not np.shares_memory(p, q), f"arrays {i} and {j} share memory"
+
+
+def test_two_leaves_through_one_add_get_their_own_gradients_under_create_graph():
+    torch = _torch()
+    c = ad.tensor([3.0, 5.0], dtype=ad.float64)
+    a, b = (ad.tensor([1.0, 2.0], dtype=ad.float64, requires_grad=True) for _ in range(2))
+    ((a + b) * c).sum().backward(create_graph=True)
+    assert a.grad is not b.grad
+    _apart(a.grad.array, b.grad.array, c.array)
+    ((a + b) * c).sum().backward()
+    ta, tb = (torch.tensor([1.0, 2.0], requires_grad=True) for _ in range(2))
+    tc = torch.tensor([3.0, 5.0])
+    _quiet(((ta + tb) * tc).sum().backward, create_graph=True)
+    ((ta + tb) * tc).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), ta.grad.detach().numpy())  # [6, 10]
+    np.testing.assert_array_equal(b.grad.numpy(), tb.grad.detach().numpy())
+
+
+@pytest.mark.parametrize("create_first", [True, False])
+def test_a_seed_never_becomes_a_grad(create_first):
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    G = ad.tensor([1.0, 1.0])
+    y = x.clone()
+    y.backward(G, create_graph=create_first, retain_graph=True)
+    assert x.grad is not G
+    _apart(x.grad.array, G.array)
+    y.backward(G)
+    np.testing.assert_array_equal(G.numpy(), [1.0, 1.0])  # PyTorch leaves G alone too
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_a_leaf_seeded_directly_copies_the_seed_under_create_graph():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    G = ad.tensor([4.0, 5.0])
+    x.backward(G, create_graph=True)
+    x.backward(G)
+    np.testing.assert_array_equal(G.numpy(), [4.0, 5.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0, 10.0])
+
+
+def test_broadcast_gradient_from_create_graph_can_be_accumulated_into():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    x.sum().backward(create_graph=True)
+    assert x.grad.array.flags.writeable
+    x.sum().backward()  # was: ValueError: output array is read-only
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_retained_non_leaf_and_leaf_do_not_share_under_create_graph():
+    torch = _torch()
+    x = ad.tensor([1.0, -2.0, 3.0], dtype=ad.float64, requires_grad=True)
+    y = x.clone()
+    y.retain_grad()
+    (y * y).sum().backward(create_graph=True)
+    _apart(x.grad.array, y.grad.array)
+    (y * y).sum().backward()
+    tx = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    ty = tx.clone()
+    ty.retain_grad()
+    _quiet((ty * ty).sum().backward, create_graph=True)
+    (ty * ty).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.detach().numpy())
+    np.testing.assert_allclose(y.grad.numpy(), ty.grad.detach().numpy())
+
+
+def test_create_graph_grad_stays_differentiable_when_it_had_to_be_copied():
+    """b's gradient is a copy of a's (one add rule hands both the same tensor): the copy is
+    recorded, so second derivatives through b.grad are PyTorch's."""
+    torch = _torch()
+    a = ad.tensor([1.0, 2.0], dtype=ad.float64, requires_grad=True)
+    b = ad.tensor([0.5, -1.0], dtype=ad.float64, requires_grad=True)
+    ((a + b) ** 3).sum().backward(create_graph=True)
+    assert a.grad.grad_fn is not None and b.grad.grad_fn is not None
+    _apart(a.grad.array, b.grad.array)
+    ga, gb = ad.grad((a.grad * b.grad).sum(), [a, b], retain_graph=True)
+    ta = torch.tensor([1.0, 2.0], requires_grad=True)
+    tb = torch.tensor([0.5, -1.0], requires_grad=True)
+    _quiet(((ta + tb) ** 3).sum().backward, create_graph=True)
+    tga, tgb = torch.autograd.grad((ta.grad * tb.grad).sum(), [ta, tb], retain_graph=True)
+    np.testing.assert_allclose(ga.numpy(), tga.numpy())
+    np.testing.assert_allclose(gb.numpy(), tgb.numpy())
+    (b.grad.sum()).backward()  # double backward into .grad itself, as in PyTorch
+    (tb.grad.sum()).backward()
+    np.testing.assert_allclose(a.grad.detach().numpy(), ta.grad.detach().numpy())
+    np.testing.assert_allclose(b.grad.detach().numpy(), tb.grad.detach().numpy())
+
+
+def test_create_graph_with_inputs_under_no_grad_keeps_the_graph():
+    torch = _torch()
+    a = ad.tensor([1.0, 2.0], dtype=ad.float64, requires_grad=True)
+    b = ad.tensor([3.0, 4.0], dtype=ad.float64, requires_grad=True)
+    z = ((a + b) ** 2).sum()
+    with ad.no_grad():
+        z.backward(create_graph=True, inputs=[a, b])
+    _apart(a.grad.array, b.grad.array)
+    gb = ad.grad(b.grad.sum(), [a, b])
+    ta = torch.tensor([1.0, 2.0], requires_grad=True)
+    tb = torch.tensor([3.0, 4.0], requires_grad=True)
+    tz = ((ta + tb) ** 2).sum()
+    with torch.no_grad():
+        _quiet(tz.backward, create_graph=True, inputs=[ta, tb])
+    tgb = torch.autograd.grad(tb.grad.sum(), [ta, tb])
+    for g, t in zip(gb, tgb):
+        np.testing.assert_allclose(g.numpy(), t.numpy())
+
+
+# ---- any mix of passes ------------------------------------------------------------------------
+
+A0 = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
+B0 = np.array([[1.0, 2.0, -0.5], [0.0, -1.25, 3.0]])
+M0 = np.array([[2.0, -1.0], [0.5, 1.0], [-0.25, 3.0]])
+C0 = np.array([3.0, -2.0, 0.5])
+
+
+def _program(lib, a, b, m, c):
+    """y = a + b hands one gradient to y (retained), a and b; m.T's gradient is a transposed
+    view; the seed of the sum broadcasts."""
+    y = a + b
+    y.retain_grad()
+    return y, (y * y * c).sum() + (m.T * a).sum()
+
+
+def _run_pass(kind, lib, leaves, c, grads_seen):
+    a, b, m = leaves
+    y, loss = _program(lib, a, b, m, c)
+    if kind == "plain":
+        loss.backward()
+    elif kind == "create":
+        _quiet(loss.backward, create_graph=True)
+    elif kind == "inputs":
+        _quiet(loss.backward, inputs=[y, a, b, m])
+    elif kind == "create_inputs":
+        _quiet(loss.backward, create_graph=True, inputs=[y, a, b, m])
+    elif lib is ad and kind == "grad":  # ad.grad and a tape leave .grad alone
+        grads_seen.extend(g.array for g in ad.grad(loss, [a, b, m], create_graph=True))
+    elif lib is ad and kind == "tape":
+        with ad.GradientTape() as tape:
+            tape.watch([a, b, m])
+            _, loss = _program(lib, a, b, m, c)
+        grads_seen.extend(g.array for g in tape.gradient(loss, [a, b, m]))
+    return y
+
+
+KINDS = ("plain", "create", "inputs", "create_inputs", "grad", "tape")
+
+
+@pytest.mark.parametrize("kinds", list(itertools.product(KINDS, repeat=3)),
+                         ids="-".join)
+def test_any_mix_of_passes_accumulates_as_pytorch_and_shares_nothing(kinds):
+    torch = _torch()
+    leaves = [ad.tensor(v, dtype=ad.float64, requires_grad=True) for v in (A0, B0, M0)]
+    tleaves = [torch.tensor(v, requires_grad=True) for v in (A0, B0, M0)]
+    c, tc = ad.tensor(C0, dtype=ad.float64), torch.tensor(C0)
+    seen = []
+    for kind in kinds:
+        y = _run_pass(kind, ad, leaves, c, seen)
+        ty = _run_pass(kind, torch, tleaves, tc, None) if kind not in ("grad", "tape") else None
+        grads = [t.grad for t in leaves]
+        tgrads = [t.grad for t in tleaves]
+        if ty is not None:
+            grads.append(y.grad)
+            tgrads.append(ty.grad)
+        for g, tg in zip(grads, tgrads):
+            assert (g is None) == (tg is None)
+            if g is not None:
+                np.testing.assert_allclose(g.numpy(), tg.detach().numpy(), rtol=1e-13)
+        _apart(*[g.array for g in grads if g is not None], c.array, *seen)
