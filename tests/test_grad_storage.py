@@ -1,8 +1,13 @@
 """Which arrays a leaf adopts as its .grad storage: a whole-array view made in the backward
 pass (the transposed weight gradient of x @ W.T) without a copy, and never anything a caller,
-a hook or a custom rule owns, nor one array for two leaves (accumulating into one would change
-the other)."""
+a hook or a custom rule owns, nor one array for two leaves or a leaf and a retained non-leaf
+(accumulating into one would change the other), in plain and create_graph passes alike; and
+a tensor the user assigns to .grad is never written into."""
+import itertools
+import warnings
+
 import numpy as np
+import pytest
 
 import gpuad as ad
 
@@ -56,12 +61,6 @@ def test_seed_views_are_not_adopted():
 
 
 # ---- create_graph: the issue's reproducers, against PyTorch ---------------------------------
-
-import itertools  # noqa: E402
-import warnings  # noqa: E402
-
-import pytest  # noqa: E402
-
 
 def _torch():
     torch = pytest.importorskip("torch")
@@ -247,3 +246,167 @@ def test_any_mix_of_passes_accumulates_as_pytorch_and_shares_nothing(kinds):
             if g is not None:
                 np.testing.assert_allclose(g.numpy(), tg.detach().numpy(), rtol=1e-13)
         _apart(*[g.array for g in grads if g is not None], c.array, *seen)
+
+
+# ---- what the caller hands over, under create_graph -------------------------------------------
+
+@pytest.mark.parametrize("create", [True, False])
+@pytest.mark.parametrize("where", ["leaf", "non_leaf"])
+def test_hook_results_are_not_adopted(where, create):
+    keep = ad.tensor([1.0, 1.0])
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    if where == "leaf":
+        x.register_hook(lambda g: keep)
+    for create_graph in (create, False):  # (the second pass adds in place)
+        h = x * 3.0
+        if where == "non_leaf":
+            h.register_hook(lambda g: keep)
+        h.sum().backward(create_graph=create_graph)
+    np.testing.assert_array_equal(keep.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0] if where == "leaf" else [6.0, 6.0])
+    _apart(x.grad.array, keep.array)
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_custom_function_results_are_not_adopted(create):
+    data = ad.tensor([4.0, 5.0])
+
+    class Returns(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return data
+
+    x = ad.tensor([0.0, 0.0], requires_grad=True)
+    Returns.apply(x).sum().backward(create_graph=create)
+    Returns.apply(x).sum().backward()
+    np.testing.assert_array_equal(data.numpy(), [4.0, 5.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0, 10.0])
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_custom_gradient_results_are_not_adopted(create):
+    data = ad.tensor([4.0, 5.0])
+
+    @ad.custom_gradient
+    def f(x):
+        return x * 1.0, lambda g: data
+
+    x = ad.tensor([0.0, 0.0], requires_grad=True)
+    f(x).sum().backward(create_graph=create)
+    f(x).sum().backward()
+    np.testing.assert_array_equal(data.numpy(), [4.0, 5.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0, 10.0])
+
+
+def test_custom_rule_with_a_graph_keeps_it_in_the_copied_grad():
+    """The rule's result is the caller's (copied), but the copy stays differentiable."""
+    @ad.custom_gradient
+    def cube(x):
+        return x ** 3, lambda g: g * 3 * x ** 2
+
+    x = ad.tensor([1.0, 2.0], dtype=ad.float64, requires_grad=True)
+    cube(x).sum().backward(create_graph=True)
+    (gx,) = ad.grad(x.grad.sum(), x)
+    np.testing.assert_allclose(gx.numpy(), 6 * x.numpy())
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_an_assigned_grad_is_never_written_into(create):
+    """``x.grad = G`` keeps G itself; the next backward adds out of place (PyTorch would add
+    into G: gpuad leaves the caller's tensor alone)."""
+    G = ad.tensor([1.0, 1.0])
+    a = ad.tensor([1.0, 2.0], requires_grad=True)
+    b = ad.tensor([1.0, 2.0], requires_grad=True)
+    a.grad = G
+    b.grad = G
+    assert a.grad is G
+    (a + b).sum().backward(create_graph=create)
+    (a * b).sum().backward()
+    np.testing.assert_array_equal(G.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(a.grad.numpy(), [3.0, 4.0])  # 1 + 1 + b
+    np.testing.assert_array_equal(b.grad.numpy(), [3.0, 4.0])  # 1 + 1 + a
+    _apart(a.grad.array, b.grad.array, G.array)
+
+
+def test_another_tensors_grad_assigned_is_not_written_into():
+    a = ad.tensor([1.0, 2.0], requires_grad=True)
+    b = ad.tensor([1.0, 2.0], requires_grad=True)
+    (a * 2).sum().backward()
+    b.grad = a.grad
+    (a * 3).sum().backward()
+    (b * 5).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [5.0, 5.0])
+    np.testing.assert_array_equal(b.grad.numpy(), [7.0, 7.0])
+
+
+def test_engine_made_grads_still_accumulate_in_place():
+    """The plain pass's speed: the adopted gradient, and zeros set by zero_grad(set_to_none=
+    False), are added into without a new array."""
+    w = ad.tensor(np.ones((2, 2)), requires_grad=True)
+    (w * 2).sum().backward()
+    first = w.grad
+    (w * 2).sum().backward()
+    assert w.grad is first
+    opt = ad.optim.SGD([w], lr=0.1)
+    opt.zero_grad(set_to_none=False)
+    zeros = w.grad
+    (w * 2).sum().backward()
+    assert w.grad is zeros
+    np.testing.assert_array_equal(w.grad.numpy(), 2.0)
+    m = ad.nn.Linear(2, 1)
+    (m(ad.ones(1, 2)).sum()).backward()
+    m.zero_grad(set_to_none=False)
+    zeros = m.weight.grad
+    (m(ad.ones(1, 2)).sum()).backward()
+    assert m.weight.grad is zeros
+
+
+def test_forward_mode_tangents_ride_along_copied_create_graph_grads():
+    """Forward over reverse through backward(create_graph=True): both leaves of one add rule
+    get their own gradient, each with the tangent d/dt of 2 (a + b) along (ta, tb) (twice:
+    two passes)."""
+    def grads(a, b):
+        a.requires_grad_()
+        b.requires_grad_()
+        ((a + b) ** 2).sum().backward(create_graph=True)
+        _apart(a.grad.array, b.grad.array)
+        ((a + b) ** 2).sum().backward()
+        return a.grad, b.grad
+
+    a0 = ad.tensor([1.0, 2.0], dtype=ad.float64)
+    b0 = ad.tensor([0.5, 3.0], dtype=ad.float64)
+    ta = ad.tensor([1.0, -1.0], dtype=ad.float64)
+    tb = ad.tensor([2.0, 0.5], dtype=ad.float64)
+    (ga, gb), (tga, tgb) = ad.jvp(grads, (a0, b0), (ta, tb))
+    expect = 4 * (a0.numpy() + b0.numpy())
+    np.testing.assert_allclose(ga.numpy(), expect)
+    np.testing.assert_allclose(gb.numpy(), expect)
+    np.testing.assert_allclose(tga.numpy(), 4 * (ta.numpy() + tb.numpy()))
+    np.testing.assert_allclose(tgb.numpy(), 4 * (ta.numpy() + tb.numpy()))
+
+
+def test_flat_optimizer_buffers_keep_gradients_apart(monkeypatch):
+    """The fused CUDA path puts every gradient in one flat buffer: disjoint views, so no two
+    parameters' .grad overlap, and an assigned .grad is copied in, not written into."""
+    from fake_cupy import installed
+
+    with installed(monkeypatch):
+        p = ad.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+        q = ad.tensor([3.0, 4.0, 5.0], device="cuda", requires_grad=True)
+        opt = ad.optim.SGD([p, q], lr=0.5)
+        G = ad.tensor([1.0, 1.0], device="cuda")
+        p.grad = G
+        (p * 3 + q[:2]).sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+        (p * 3).sum().backward()
+        (q * 2).sum().backward()
+        np.testing.assert_array_equal(G.numpy(), [1.0, 1.0])
+        np.testing.assert_array_equal(p.grad.numpy(), [3.0, 3.0])
+        np.testing.assert_array_equal(q.grad.numpy(), [2.0, 2.0, 2.0])
+        np.testing.assert_allclose(p.numpy(), [1.0 - 0.5 * 4, 2.0 - 0.5 * 4])
+        _apart(p.grad.array, q.grad.array, G.array)
