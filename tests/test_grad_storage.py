@@ -410,3 +410,23 @@ def test_flat_optimizer_buffers_keep_gradients_apart(monkeypatch):
         np.testing.assert_array_equal(q.grad.numpy(), [2.0, 2.0, 2.0])
         np.testing.assert_allclose(p.numpy(), [1.0 - 0.5 * 4, 2.0 - 0.5 * 4])
         _apart(p.grad.array, q.grad.array, G.array)
+
+
+def test_a_retained_gradient_kept_by_a_hook_downstream_is_not_changed_later():
+    """y = x.clone() hands y's gradient on to x, whose hook keeps it: accumulating into y.grad
+    again must not change what the hook kept (PyTorch's retained .grad is its own too)."""
+    torch = _torch()
+    results = []
+    for lib in (ad, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        store = []
+        x.register_hook(store.append)
+        y = x.clone()
+        y.retain_grad()
+        z = (y * 3).sum()
+        z.backward(retain_graph=True)
+        z.backward()
+        results.append([store[0].detach().numpy(), y.grad.detach().numpy(),
+                        x.grad.detach().numpy()])
+    for ours, theirs in zip(*results):
+        np.testing.assert_array_equal(ours, theirs)  # [3, 3], [6, 6], [6, 6]

@@ -339,14 +339,16 @@ def _run_hooks(hooks, g, foreign):
 
 def _accumulate_into_grad(t, g, create_graph, foreign):
     """Add ``g`` to ``t.grad``. The first gradient is adopted when nothing else can reach its
-    storage (:func:`_owned`). Later ones are added in place when no graph is being built, the
-    stored gradient is a plain tensor the engine made (not a graph result, not one the user
-    assigned to ``.grad``: that one stays theirs) and no forward-mode tangent rides along;
-    else out of place, into a new tensor."""
+    storage (:func:`_owned`). Later ones are added in place when ``t`` is a leaf, no graph is
+    being built, the stored gradient is a plain tensor the engine made (not a graph result, not
+    one the user assigned to ``.grad``: that one stays theirs) and no forward-mode tangent
+    rides along; else out of place, into a new tensor. (A retained non-leaf's gradient went on
+    down the graph, where hooks and custom rules may have kept it.)"""
     old = t._grad
     if old is None:
         t._grad = _owned(g, foreign, create_graph)
-    elif (create_graph or old._grad_fn is not None or lent_grads.get(id(old)) is old
+    elif (create_graph or t._grad_fn is not None or old._grad_fn is not None
+          or lent_grads.get(id(old)) is old
           or (mode.levels and (has_tangent(old) or has_tangent(g)))):
         t._grad = old + g
     else:
