@@ -430,3 +430,26 @@ def test_a_retained_gradient_kept_by_a_hook_downstream_is_not_changed_later():
                         x.grad.detach().numpy()])
     for ours, theirs in zip(*results):
         np.testing.assert_array_equal(ours, theirs)  # [3, 3], [6, 6], [6, 6]
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_numpy_arrays_handed_over_are_never_adopted(create):
+    """A NumPy seed and a NumPy array returned by a custom rule become tensors without a copy;
+    the leaves still get their own storage."""
+    seed = np.array([4.0, 5.0], dtype=np.float32)
+    data = np.array([1.0, 2.0], dtype=np.float32)
+
+    @ad.custom_gradient
+    def f(x):
+        return x * 1.0, lambda g: data
+
+    x = ad.tensor([0.0, 0.0], requires_grad=True)
+    y = ad.tensor([0.0, 0.0], requires_grad=True)
+    for create_graph in (create, False):
+        (x + y).backward(seed, create_graph=create_graph)
+        f(y).sum().backward(create_graph=create_graph)
+    np.testing.assert_array_equal(seed, [4.0, 5.0])
+    np.testing.assert_array_equal(data, [1.0, 2.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0, 10.0])
+    np.testing.assert_array_equal(y.grad.numpy(), [10.0, 14.0])
+    _apart(x.grad.array, y.grad.array, seed, data)

@@ -45,7 +45,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
-    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple; ``.grad`` untouched."""
+    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple; ``.grad`` untouched.
+
+    As in PyTorch, a result may be a ``grad_outputs`` tensor itself or share storage with
+    another result (one add rule hands both inputs one gradient): ``.clone()`` one before
+    changing it in place. Only ``.grad`` never shares storage."""
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
     _check_differentiable(inputs)
