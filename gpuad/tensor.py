@@ -11,9 +11,16 @@ from .autograd.node import Node
 from .devices import Device, resolve
 from .dtypes import as_dtype
 
-#: tensors the user assigned to some ``.grad``, by id: ``x.grad is g`` after ``x.grad = g``,
-#: but backward adds into them out of place, so it never changes the caller's tensor
-lent_grads = weakref.WeakValueDictionary()
+#: the tensors the user assigned to some ``.grad`` (id -> weak reference, gone when the tensor
+#: is): ``x.grad is g`` after ``x.grad = g``, but backward adds into ``g`` out of place, so it
+#: never changes the caller's tensor
+lent_grads = {}
+
+
+def _lend(t):
+    """Mark ``t`` as the user's (see ``lent_grads``) while it lives."""
+    key = id(t)
+    lent_grads[key] = weakref.ref(t, lambda _, key=key: lent_grads.pop(key, None))
 
 
 class Tensor:
@@ -97,7 +104,7 @@ class Tensor:
                     f"gpuad: assigned grad is {value.dtype} {value.shape} on {value._dev}, but "
                     f"the tensor is {self.dtype} {self.shape} on {self._dev}; they must match"
                 )
-            lent_grads[id(value)] = value
+            _lend(value)
         self._grad = value
 
     @property

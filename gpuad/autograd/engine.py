@@ -352,7 +352,7 @@ def _accumulate_into_grad(t, g, create_graph, foreign):
     if old is None:
         t._grad = _owned(g, foreign, create_graph)
     elif (create_graph or t._grad_fn is not None or old._grad_fn is not None
-          or lent_grads.get(id(old)) is old
+          or (lent_grads and id(old) in lent_grads)
           or (mode.levels and (has_tangent(old) or has_tangent(g)))):
         t._grad = old + g
     else:
