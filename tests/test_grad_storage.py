@@ -453,3 +453,90 @@ def test_numpy_arrays_handed_over_are_never_adopted(create):
     np.testing.assert_array_equal(x.grad.numpy(), [8.0, 10.0])
     np.testing.assert_array_equal(y.grad.numpy(), [10.0, 14.0])
     _apart(x.grad.array, y.grad.array, seed, data)
+
+
+# ---- a differential fuzz: random programs, random mixes of passes --------------------------------
+
+UNARY = {
+    "clone": lambda v: v.clone(),
+    "neg": lambda v: -v,
+    "tanh": lambda v: v.tanh(),
+    "scale": lambda v: v * 1.5,
+    "rowsum": lambda v: v + v.sum(0, keepdims=True),  # a gradient that broadcasts back
+}
+BINARY = {"add": lambda v, w: v + w, "sub": lambda v, w: v - w, "mul": lambda v, w: v * w}
+PASSES = ("plain", "create", "inputs", "create_inputs")
+
+
+def _build(lib, program, leaves, mt, c):
+    """Run ``program`` on the leaves (and m.T, a transposed view): the loss and the retained
+    intermediates."""
+    values = list(leaves) + [mt]
+    retained = []
+    for op, args, retain in program:
+        v = (UNARY[op](values[args[0]]) if op in UNARY
+             else BINARY[op](values[args[0]], values[args[1]]))
+        if retain:
+            v.retain_grad()
+            retained.append(v)
+        values.append(v)
+    loss = sum((v * c).sum() for v in values[-2:])
+    return loss, retained
+
+
+def _program_strategy():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def program(draw):
+        ops = []
+        for k in range(draw(st.integers(1, 6))):
+            n = 4 + k  # three leaves and m.T, then one value per op
+            op = draw(st.sampled_from(sorted(UNARY) + sorted(BINARY)))
+            args = [draw(st.integers(0, n - 1)) for _ in range(1 if op in UNARY else 2)]
+            ops.append((op, args, draw(st.booleans())))
+        return ops
+
+    return program()
+
+
+def test_fuzz_create_graph_mixes_against_pytorch():
+    """Random programs in which gradients are handed to several tensors (add, clone, a
+    transposed leaf, a broadcast-back), some intermediates retained, a leaf hook, and a random
+    sequence of plain, create_graph and inputs= passes: PyTorch's values, and no .grad shares
+    storage with another or with a constant. Derandomized, with a fixed example count."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal((2, 3)) for _ in range(3)]
+    m0, c0 = rng.standard_normal((3, 2)), rng.standard_normal((2, 3))
+
+    @hypothesis.settings(max_examples=60, derandomize=True, deadline=None, database=None)
+    @hypothesis.given(_program_strategy(), st.lists(st.sampled_from(PASSES), min_size=1,
+                                                    max_size=3), st.booleans())
+    def check(program, passes, hooked):
+        libs = {}
+        for lib in (ad, torch):
+            leaves = [lib.tensor(v, requires_grad=True) for v in data + [m0]]
+            if hooked:
+                leaves[0].register_hook(lambda g: g * 2.0)
+            c = lib.tensor(c0)
+            libs[lib] = (leaves, c, [])
+        for kind in passes:
+            for lib, (leaves, c, retained_all) in libs.items():
+                loss, retained = _build(lib, program, leaves[:3], leaves[3].T, c)
+                retained_all.extend(retained)
+                inputs = leaves + retained
+                _quiet(loss.backward, create_graph=kind.startswith("create"),
+                       inputs=inputs if kind.endswith("inputs") else None)
+            (ours, c, got), (theirs, _, want) = libs[ad], libs[torch]
+            for t, tt in zip(ours + got, theirs + want):
+                assert (t.grad is None) == (tt.grad is None)
+                if t.grad is not None:
+                    np.testing.assert_allclose(t.grad.numpy(), tt.grad.detach().numpy(),
+                                               rtol=1e-12, atol=1e-12)
+            _apart(*[t.grad.array for t in ours + got if t.grad is not None], c.array)
+
+    check()
