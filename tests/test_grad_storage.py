@@ -540,3 +540,24 @@ def test_fuzz_create_graph_mixes_against_pytorch():
             _apart(*[t.grad.array for t in ours + got if t.grad is not None], c.array)
 
     check()
+
+
+def test_a_plain_pass_after_create_graph_keeps_the_graph_and_its_saved_values():
+    """After a create_graph pass, a's gradient c is a constant that the recorded graph also
+    saved (b's gradient is c * w): the plain pass must not add into it in place. b.grad keeps
+    its graph through the plain pass, as in PyTorch (which adds in place under no_grad)."""
+    torch = _torch()
+    results = []
+    for lib in (ad, torch):
+        a, b, w = (lib.tensor(v, requires_grad=True) for v in ([1.0, 2.0], [3.0, 4.0],
+                                                                [0.5, -1.0]))
+        c = lib.tensor([2.0, 3.0])
+        _quiet(((a + b * w) * c).sum().backward, create_graph=True)
+        first = b.grad
+        ((a + b * w) * c).sum().backward()
+        grad = ad.grad if lib is ad else torch.autograd.grad
+        results.append([a.grad.detach().numpy(), b.grad.detach().numpy(),
+                        grad(b.grad.sum(), w, retain_graph=True)[0].numpy(),
+                        grad(first.sum(), w)[0].numpy()])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs)

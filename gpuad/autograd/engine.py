@@ -347,10 +347,17 @@ def _accumulate_into_grad(t, g, create_graph, foreign):
     being built, the stored gradient is a plain tensor the engine made (not a graph result, not
     one the user assigned to ``.grad``: that one stays theirs) and no forward-mode tangent
     rides along; else out of place, into a new tensor. (A retained non-leaf's gradient went on
-    down the graph, where hooks and custom rules may have kept it.)"""
+    down the graph, where hooks and custom rules may have kept it.) A stored gradient with a
+    graph keeps it, also through a plain pass (as PyTorch's add under no_grad keeps it)."""
     old = t._grad
     if old is None:
         t._grad = _owned(g, foreign, create_graph)
+    elif old._grad_fn is not None and not mode.enabled:
+        mode.enabled = True
+        try:
+            t._grad = old + g
+        finally:
+            mode.enabled = False
     elif (create_graph or t._grad_fn is not None or old._grad_fn is not None
           or (lent_grads and id(old) in lent_grads)
           or (mode.levels and (has_tangent(old) or has_tangent(g)))):
@@ -374,14 +381,16 @@ def _owned(g, foreign, create_graph=False):
     it is a view of only part of an array (a broadcast one is also read-only); then it is
     copied. (A whole-array view, such as the transposed weight gradient of ``x @ W.T``, is
     adopted: no copy.) With ``create_graph`` the gradient keeps its graph: ``g`` itself, or
-    its differentiable copy (``clone``), so ``.grad`` can be differentiated again."""
+    its differentiable copy (``clone``), so ``.grad`` can be differentiated again; and a
+    gradient without a graph is copied, as the recorded graph may have saved it (a later
+    in-place add would change a saved value)."""
     a = g._a
     base = a.base
     shared = id(a) in foreign or (base is not None and (
         id(base) in foreign or base.base is not None or a.size != base.size
         or base.__class__ is not a.__class__))
     if create_graph:
-        if shared:
+        if shared or g._grad_fn is None:
             from ..ops.shape import clone
 
             g = clone(g)
