@@ -537,9 +537,25 @@ def test_fuzz_create_graph_mixes_against_pytorch():
                 if t.grad is not None:
                     np.testing.assert_allclose(t.grad.numpy(), tt.grad.detach().numpy(),
                                                rtol=1e-12, atol=1e-12)
+                    assert (t.grad.grad_fn is None) == (tt.grad.grad_fn is None)
             _apart(*[t.grad.array for t in ours + got if t.grad is not None], c.array)
+        _second_order_agrees(libs[ad][0], libs[torch][0], torch)
 
     check()
+
+
+def _second_order_agrees(ours, theirs, torch):
+    """d(sum of the leaves' .grad that have a graph)/d(leaves): PyTorch's."""
+    pairs = [(t, tt) for t, tt in zip(ours, theirs) if t.grad is not None
+             and t.grad.grad_fn is not None]
+    if not pairs:
+        return
+    got = ad.grad(sum(t.grad.sum() for t, _ in pairs), ours, allow_unused=True)
+    want = torch.autograd.grad(sum(tt.grad.sum() for _, tt in pairs), theirs, allow_unused=True)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if g is not None:
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_a_plain_pass_after_create_graph_keeps_the_graph_and_its_saved_values():
@@ -559,5 +575,30 @@ def test_a_plain_pass_after_create_graph_keeps_the_graph_and_its_saved_values():
         results.append([a.grad.detach().numpy(), b.grad.detach().numpy(),
                         grad(b.grad.sum(), w, retain_graph=True)[0].numpy(),
                         grad(first.sum(), w)[0].numpy()])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs)
+
+
+def test_retained_and_leaf_grads_through_create_plain_create_passes():
+    """One retained graph, three passes: values, which .grad has a graph, and second
+    derivatives through x.grad are PyTorch's (a plain pass keeps a leaf's graph, not a
+    retained non-leaf's)."""
+    torch = _torch()
+    results = []
+    for lib in (ad, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        y = x * x
+        y.retain_grad()
+        z = (y * y).sum()
+        seen = []
+        for create in (True, False, True):
+            _quiet(z.backward, create_graph=create, retain_graph=True)
+            seen += [x.grad.detach().numpy().copy(), y.grad.detach().numpy().copy(),
+                     x.grad.grad_fn is None, y.grad.grad_fn is None]
+            if lib is ad:
+                _apart(x.grad.array, y.grad.array)
+        grad = ad.grad if lib is ad else torch.autograd.grad
+        seen.append(grad(x.grad.sum(), x)[0].numpy())
+        results.append(seen)
     for ours, theirs in zip(*results):
         np.testing.assert_allclose(ours, theirs)

@@ -347,12 +347,12 @@ def _accumulate_into_grad(t, g, create_graph, foreign):
     being built, the stored gradient is a plain tensor the engine made (not a graph result, not
     one the user assigned to ``.grad``: that one stays theirs) and no forward-mode tangent
     rides along; else out of place, into a new tensor. (A retained non-leaf's gradient went on
-    down the graph, where hooks and custom rules may have kept it.) A stored gradient with a
-    graph keeps it, also through a plain pass (as PyTorch's add under no_grad keeps it)."""
+    down the graph, where hooks and custom rules may have kept it.) A leaf's gradient that has
+    a graph keeps it through a plain pass, as in PyTorch (a retained one does not)."""
     old = t._grad
     if old is None:
         t._grad = _owned(g, foreign, create_graph)
-    elif old._grad_fn is not None and not mode.enabled:
+    elif old._grad_fn is not None and not mode.enabled and t._grad_fn is None:
         mode.enabled = True
         try:
             t._grad = old + g
