@@ -4,18 +4,21 @@ The walk is iterative (graphs of any depth), visits nodes in reverse topological
 only the nodes that lead to the requested inputs, accumulates gradients out of place, undoes
 broadcasting and dtype promotion in one place (:func:`_fit`), and frees each node's saved values
 after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with grad mode on,
-so the gradients themselves are recorded and can be differentiated again.
+so the gradients themselves are recorded and can be differentiated again. How a gradient
+becomes ``.grad`` (never sharing storage) and what hooks may return: :mod:`.accumulate`.
 
 A gradient tape runs the same walk (:func:`_execute` with the tape's mark): it follows only the
 nodes recorded on that tape, also through inputs that only the tape watches, and stops at
 nodes made outside it, which are constants to the tape unless they are asked for.
 """
 from ..errors import DeviceMismatchError
-from ..tensor import Tensor, lent_grads
-from .forward import carry, has_tangent
+from ..tensor import Tensor
+from .accumulate import accumulate_into_grad as _accumulate_into_grad
+from .accumulate import claim as _claim
+from .accumulate import run_hooks as _run_hooks
+from .forward import carry
 from .function import OutputGrads
 from .grad_mode import mode
-from .hooks import hook_result
 from .node import FREED, Node
 
 
@@ -326,81 +329,3 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
     finally:
         mode.enabled, mode.creating = prev, prev_creating
     return captured if targets is not None else None
-
-
-def _run_hooks(hooks, g, foreign):
-    """Apply tensor hooks (each result checked: :func:`.hooks.hook_result`). A hook may keep
-    the tensor it gets, and a tensor it returns belongs to the caller, so both are foreign
-    (never adopted as ``.grad`` storage)."""
-    for hook in tuple(hooks):
-        _claim(foreign, g._a)
-        r = hook(g)
-        if r is not None:
-            g = hook_result(hook, g, r)
-            _claim(foreign, g._a)
-    return g
-
-
-def _accumulate_into_grad(t, g, create_graph, foreign):
-    """Add ``g`` to ``t.grad``. The first gradient is adopted when nothing else can reach its
-    storage (:func:`_owned`). Later ones are added in place when ``t`` is a leaf, no graph is
-    being built, the stored gradient is a plain tensor the engine made (not a graph result, not
-    one the user assigned to ``.grad``: that one stays theirs) and no forward-mode tangent
-    rides along; else out of place, into a new tensor. (A retained non-leaf's gradient went on
-    down the graph, where hooks and custom rules may have kept it.) A leaf's gradient that has
-    a graph keeps it through a plain pass, as in PyTorch (a retained one does not)."""
-    old = t._grad
-    if old is None:
-        t._grad = _owned(g, foreign, create_graph)
-    elif old._grad_fn is not None and not mode.enabled and t._grad_fn is None:
-        mode.enabled = True
-        try:
-            t._grad = old + g
-        finally:
-            mode.enabled = False
-    elif (create_graph or t._grad_fn is not None or old._grad_fn is not None
-          or (lent_grads and id(old) in lent_grads)
-          or (mode.levels and (has_tangent(old) or has_tangent(g)))):
-        t._grad = old + g
-    else:
-        old._dev._backend.add(old._a, g._a, out=old._a)
-        old._ver[0] += 1
-
-
-def _claim(foreign, a):
-    """Mark array ``a`` (and the array it views) as not for a leaf to adopt."""
-    foreign.add(id(a))
-    if a.base is not None:
-        foreign.add(id(a.base))
-
-
-def _owned(g, foreign, create_graph=False):
-    """``g`` as a gradient one tensor may own. Its array is adopted unless the caller owns it
-    (a seed, a hook's result, a custom rule's result, or what they view), it was already handed
-    to another tensor in this pass (one rule may pass the same gradient to several inputs), or
-    it is a view of only part of an array (a broadcast one is also read-only); then it is
-    copied. (A whole-array view, such as the transposed weight gradient of ``x @ W.T``, is
-    adopted: no copy.) With ``create_graph`` the gradient keeps its graph: ``g`` itself, or
-    its differentiable copy (``clone``), so ``.grad`` can be differentiated again; and a
-    gradient without a graph is copied, as the recorded graph may have saved it (a later
-    in-place add would change a saved value)."""
-    a = g._a
-    base = a.base
-    shared = id(a) in foreign or (base is not None and (
-        id(base) in foreign or base.base is not None or a.size != base.size
-        or base.__class__ is not a.__class__))
-    if create_graph:
-        if shared or g._grad_fn is None:
-            from ..ops.shape import clone
-
-            g = clone(g)
-        _claim(foreign, g._a)
-        return g
-    if shared:
-        a = g._dev._backend.copy(a)
-    _claim(foreign, a)
-    out = Tensor(a, g._dev)
-    tan = getattr(g, "_tan", None)
-    if tan:
-        carry(out, dict(tan))  # forward over reverse through .backward()
-    return out
