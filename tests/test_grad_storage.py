@@ -11,6 +11,10 @@ import pytest
 
 import gpuad as ad
 
+# Storage is checked with NumPy (np.shares_memory): pin the default device (cuda:0 on a GPU
+# machine); the CUDA path's flat optimizer buffers are checked with the fake CuPy.
+pytestmark = pytest.mark.usefixtures("cpu_default")
+
 
 def test_transposed_weight_gradient_is_adopted_without_copy():
     w = ad.tensor(np.ones((3, 4)), requires_grad=True)
