@@ -20,7 +20,7 @@ lent_grads = {}
 def _lend(t):
     """Mark ``t`` as the user's (see ``lent_grads``) while it lives."""
     key = id(t)
-    lent_grads[key] = weakref.ref(t, lambda _, key=key: lent_grads.pop(key, None))
+    lent_grads[key] = weakref.ref(t, lambda _, key=key, lent=lent_grads: lent.pop(key, None))
 
 
 class Tensor:
