@@ -11,6 +11,17 @@ from .autograd.node import Node
 from .devices import Device, resolve
 from .dtypes import as_dtype
 
+#: the tensors the user assigned to some ``.grad`` (id -> weak reference, gone when the tensor
+#: is): ``x.grad is g`` after ``x.grad = g``, but backward adds into ``g`` out of place, so it
+#: never changes the caller's tensor
+lent_grads = {}
+
+
+def _lend(t):
+    """Mark ``t`` as the user's (see ``lent_grads``) while it lives."""
+    key = id(t)
+    lent_grads[key] = weakref.ref(t, lambda _, key=key, lent=lent_grads: lent.pop(key, None))
+
 
 class Tensor:
     """An n-dimensional array on a device, optionally tracked for automatic differentiation."""
@@ -77,6 +88,9 @@ class Tensor:
 
     @property
     def grad(self):
+        """The gradient backward passes accumulated (None until one reaches this tensor).
+        ``x.grad = g`` keeps ``g`` itself (same shape, dtype and device), but the next backward
+        adds out of place and leaves ``g`` unchanged (PyTorch would add into ``g``)."""
         return self._grad
 
     @grad.setter
@@ -90,6 +104,7 @@ class Tensor:
                     f"gpuad: assigned grad is {value.dtype} {value.shape} on {value._dev}, but "
                     f"the tensor is {self.dtype} {self.shape} on {self._dev}; they must match"
                 )
+            _lend(value)
         self._grad = value
 
     @property

@@ -4,7 +4,8 @@ The walk is iterative (graphs of any depth), visits nodes in reverse topological
 only the nodes that lead to the requested inputs, accumulates gradients out of place, undoes
 broadcasting and dtype promotion in one place (:func:`_fit`), and frees each node's saved values
 after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with grad mode on,
-so the gradients themselves are recorded and can be differentiated again.
+so the gradients themselves are recorded and can be differentiated again. How a gradient
+becomes ``.grad`` (never sharing storage) and what hooks may return: :mod:`.accumulate`.
 
 A gradient tape runs the same walk (:func:`_execute` with the tape's mark): it follows only the
 nodes recorded on that tape, also through inputs that only the tape watches, and stops at
@@ -12,7 +13,10 @@ nodes made outside it, which are constants to the tape unless they are asked for
 """
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
-from .forward import carry, has_tangent
+from .accumulate import accumulate_into_grad as _accumulate_into_grad
+from .accumulate import claim as _claim
+from .accumulate import run_hooks as _run_hooks
+from .forward import carry
 from .function import OutputGrads
 from .grad_mode import mode
 from .node import FREED, Node
@@ -29,17 +33,26 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         _check_differentiable(inputs)
         foreign = set()
         captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign)
-        for t in inputs:
-            g = captured.get(t._grad_fn or t)
-            if g is not None:
-                _accumulate_into_grad(t, g, create_graph, foreign)
+        prev = mode.enabled
+        mode.enabled = create_graph  # (as during the pass: a plain one records nothing)
+        try:
+            for t in inputs:
+                g = captured.get(t._grad_fn or t)
+                if g is not None:
+                    _accumulate_into_grad(t, g, create_graph, foreign)
+        finally:
+            mode.enabled = prev
     else:
         _execute(tensors, seeds, retain_graph, create_graph, None, set())
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
-    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple; ``.grad`` untouched."""
+    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple; ``.grad`` untouched.
+
+    As in PyTorch, a result may be a ``grad_outputs`` tensor itself or share storage with
+    another result (one add rule hands both inputs one gradient): ``.clone()`` one before
+    changing it in place. Only ``.grad`` never shares storage."""
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
     _check_differentiable(inputs)
@@ -316,56 +329,3 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
     finally:
         mode.enabled, mode.creating = prev, prev_creating
     return captured if targets is not None else None
-
-
-def _run_hooks(hooks, g, foreign):
-    """Apply tensor hooks. A hook may keep the tensor it gets, and a tensor it returns belongs
-    to the caller, so both are foreign (never adopted as ``.grad`` storage)."""
-    for hook in tuple(hooks):
-        _claim(foreign, g._a)
-        r = hook(g)
-        if r is not None:
-            g = r
-            _claim(foreign, r._a)
-    return g
-
-
-def _accumulate_into_grad(t, g, create_graph, foreign):
-    """Add ``g`` to ``t.grad``: in place when no graph is being built (and no forward-mode
-    tangent rides along), else out of place."""
-    old = t._grad
-    if old is None:
-        t._grad = g if create_graph else _owned(g, foreign)
-    elif (create_graph or old._grad_fn is not None
-          or (mode.levels and (has_tangent(old) or has_tangent(g)))):
-        t._grad = old + g
-    else:
-        old._dev._backend.add(old._a, g._a, out=old._a)
-        old._ver[0] += 1
-
-
-def _claim(foreign, a):
-    """Mark array ``a`` (and the array it views) as not for a leaf to adopt."""
-    foreign.add(id(a))
-    if a.base is not None:
-        foreign.add(id(a.base))
-
-
-def _owned(g, foreign):
-    """``g`` as a gradient this leaf may own: its array is adopted unless the caller owns it
-    (a seed or a hook's result, or what they view), it was already handed to another tensor in
-    this pass (one rule may pass the same gradient to several inputs), or it is a view of only
-    part of an array; then it is copied. (A whole-array view, such as the transposed weight
-    gradient of ``x @ W.T``, is adopted: no copy.)"""
-    a = g._a
-    base = a.base
-    if id(a) in foreign or (base is not None and (
-            id(base) in foreign or base.base is not None or a.size != base.size
-            or base.__class__ is not a.__class__)):
-        a = g._dev._backend.copy(a)
-    _claim(foreign, a)
-    out = Tensor(a, g._dev)
-    tan = getattr(g, "_tan", None)
-    if tan:
-        carry(out, dict(tan))  # forward over reverse through .backward()
-    return out

@@ -146,8 +146,8 @@ class Module:
         for p in self.parameters():
             if set_to_none:
                 p.grad = None
-            elif p.grad is not None:  # zeros (also where the gradient was nan), no graph
-                p.grad = Tensor(p._dev._backend.zeros_like(p.grad._a), p._dev)
+            elif p.grad is not None:  # zeros (also where it was nan), no graph, not lent
+                p._grad = Tensor(p._dev._backend.zeros_like(p._grad._a), p._dev)
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)

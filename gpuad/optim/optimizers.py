@@ -56,8 +56,8 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
-                elif p.grad is not None:
-                    p.grad = Tensor(p._dev._backend.zeros_like(p.grad._a), p._dev)
+                elif p.grad is not None:  # (set directly: backward adds into it in place)
+                    p._grad = Tensor(p._dev._backend.zeros_like(p._grad._a), p._dev)
 
     kind = None  # the fused kernel's name (kernels/optim.cu), where there is one
     decoupled = False
