@@ -6,10 +6,10 @@ no numpy or cupy here).
 ``torch.autograd``, and so is the anomaly mode (``detect_anomaly``, ``set_detect_anomaly``).
 """
 from .anomaly import (
-                      detect_anomaly,
-                      is_anomaly_check_nan_enabled,
-                      is_anomaly_enabled,
-                      set_detect_anomaly,
+    detect_anomaly,
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    set_detect_anomaly,
 )
 from .engine import backward, grad
 from .function import Function, FunctionCtx, custom_gradient

@@ -67,8 +67,8 @@ class _Settings:
                 f"{out.shape}, {out.dtype}) from finite inputs (shapes {_shapes(inputs)}); it "
                 f"ran {_place(_where(sys._getframe(1)))}")
         node = out._grad_fn
-        if node is not None:
-            node.where = _where(sys._getframe(1))
+        if node is not None:  # (frame 3: the op's own, below record and _record_special)
+            node.where = _where(sys._getframe(3))
         return out
 
 
