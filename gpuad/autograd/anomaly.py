@@ -63,9 +63,9 @@ class _Settings:
         if (self.check_forward and not out._dev._backend.all_finite(out._a)
                 and _finite(inputs, out._dev._backend) and not _in_backward(sys._getframe(1))):
             raise RuntimeError(
-                f"gpuad: anomaly mode: the op {op.name} gave {_bad(out)} in its output (shape "
-                f"{out.shape}, {out.dtype}) from finite inputs (shapes {_shapes(inputs)}); it "
-                f"ran {_place(_where(sys._getframe(1)))}")
+                f"gpuad: anomaly mode: the op {op.name} returned {_bad(out)} in its output, "
+                f"shape {out.shape} {out.dtype}, although its inputs were finite (shapes "
+                f"[{_shapes(inputs)}]). It ran {_place(_where(sys._getframe(1)))}")
         node = out._grad_fn
         if node is not None:  # (frame 3: the op's own, below record and _record_special)
             node.where = _where(sys._getframe(3))
@@ -182,11 +182,11 @@ def _check_rule(node, i, g, saved, gi):
         return
     edges = node.taped or node.parents
     exc = RuntimeError(
-        f"gpuad: anomaly mode: {node.name()} gave {_bad(gi)} in the gradient for its input {i} "
-        f"of {len(edges)} (shape {gi.shape}, {gi.dtype}) from finite values: the output "
-        f"gradient (shape {_shapes((g,))}) and the {_count(saved)} saved for the rule. The "
-        f"op's inputs have shapes {_shapes(edges)} and its output {node.shape}; its forward "
-        f"op ran {_place(getattr(node, 'where', None))}")
+        f"gpuad: anomaly mode: {node.name()} returned {_bad(gi)} in the gradient for input {i} "
+        f"(of {len(edges)}) of its op, shape {gi.shape} {gi.dtype}, although the rule's inputs "
+        f"were finite: the output gradient, shape {_shapes((g,))}, and the {_count(saved)} "
+        f"saved for the rule. The op's inputs have shapes [{_shapes(edges)}], its output "
+        f"{node.shape}. Its forward op ran {_place(getattr(node, 'where', None))}")
     exc._gpuad_anomaly = True
     raise exc
 
@@ -239,17 +239,15 @@ def _bad(t):
 
 
 def _shapes(values):
+    """The shapes of tensors, nodes and arrays, "constant" for other values (or an input that
+    needs no gradient)."""
     parts = []
     for v in values:
-        if isinstance(v, Tensor):
-            parts.append(str(v.shape))
-        elif hasattr(v, "shape"):  # a node
-            parts.append(str(v.shape))
-        elif isinstance(v, OutputGrads):
-            parts.append(", ".join(f"output {k}: {g.shape}" for k, g in v.by_index.items()))
+        if isinstance(v, OutputGrads):
+            parts.extend(f"{g.shape} (output {k})" for k, g in v.by_index.items())
         else:
-            parts.append("a constant" if v is None else type(v).__name__)
-    return ", ".join(parts) if parts else "none"
+            parts.append(str(v.shape) if hasattr(v, "shape") else "constant")
+    return ", ".join(parts)
 
 
 def _count(saved):
