@@ -347,3 +347,36 @@ def test_cuda_all_finite_kinds(fake_cuda):
     assert not backend.all_finite(cupy.asarray([1.0 + 1j, complex(0, np.nan)]))
     assert backend.all_finite(cupy.asarray([1, 2]))  # integers: no kernel needed
     assert backend.all_finite(cupy.zeros((0, 3)))
+
+
+def test_the_mode_changes_no_value():
+    """The benchmark's chain (forward, backward, fused CPU derivative rules included) gives the
+    same gradient bits with the mode on as off, and matches PyTorch."""
+    torch = pytest.importorskip("torch")
+    x0 = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+
+    def chain(x, lib):
+        y = x
+        for _ in range(5):
+            y = lib.sin(lib.tanh(y * 0.9 + 0.1))
+        return y.sum()
+
+    grads = []
+    for on in (False, True):
+        x = ad.tensor(x0, requires_grad=True)
+        with ad.autograd.set_detect_anomaly(on, check_forward=True):
+            chain(x, ad).backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+    xt = torch.tensor(x0, requires_grad=True)
+    chain(xt, torch).backward()
+    np.testing.assert_allclose(grads[1], xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_cuda_forward_check(fake_cuda):
+    x = ad.tensor([-1.0, 1.0], device="cuda")
+    before = ReductionKernel.calls
+    with ad.autograd.detect_anomaly(check_forward=True), np.errstate(invalid="ignore"):
+        with pytest.raises(RuntimeError, match="the op log returned nan"):  # (NumPy's warning:
+            ad.log(x)                                                      # the stand-in's)
+    assert ReductionKernel.calls - before == 2  # the output, then the input
