@@ -476,6 +476,8 @@ def _record_special(op, inputs, a, dev, saved, jvp_saved=None):
     out = _record_active(op, inputs, a, dev, saved, jvp_saved)
     if out is None:  # the plain path, which recording for no tape is
         out = _record_taped(op, inputs, a, dev, saved)
+    if out._grad_fn is None and not settings.check_forward:
+        return out
     return settings.on_op(op, inputs, out)
 
 
