@@ -6,7 +6,8 @@ warm-up, then rounds: in each round every worker times one sample (a number of s
 so a sample lasts about ``sample_s``) in turn, the order rotating, so that the machine's noise
 falls on all frameworks alike, with a pause before each sample for the previous framework's
 thread pools to stop spinning. Reported: the median and min of the samples, and gpuad / torch
-as the median of the per-round ratios.
+as the median of the per-round ratios (for a variant's case, also each framework's variant /
+plain, the plain step being timed in the same rounds).
 """
 import datetime
 import json
@@ -92,6 +93,8 @@ def _time_case(case, workers, profile, quick, say):
     """Build, check, warm up and time one case on every worker; the case's result record."""
     record = {"suite": case.suite, "case": case.name, "unit": case.unit, "x": case.x,
               "params": case.params, "results": {}}
+    if case.variant:
+        record["variant"] = case.variant
     ready = []
     for w in workers:
         answer = w.ask(cmd="build", suite=case.suite, name=case.name, quick=quick)
@@ -103,29 +106,37 @@ def _time_case(case, workers, profile, quick, say):
                                               "reason": answer["reason"]}
             if answer["status"] != "not offered":
                 say(f"  {w.framework}: {answer['status']}: {answer['reason']}")
+    # what each worker times: its step, and for a variant's case its plain step too
+    runs = [(w, plain) for w in ready for plain in ((False, True) if case.variant else (False,))]
     per_step = {}
-    for w in ready:  # warm-up, which also estimates a step's time
+    for w, plain in runs:  # warm-up, which also estimates a step's time
         spent, n = 0.0, 0
         while n < 2 or spent < profile["warm_s"]:
-            spent += w.ask(cmd="time", reps=1)["seconds"]
+            spent += w.ask(cmd="time", reps=1, plain=plain)["seconds"]
             n += 1
-        per_step[w.framework] = spent / n
-    reps = {f: max(1, round(profile["sample_s"] / t)) for f, t in per_step.items()}
-    longest = max([reps[f] * t for f, t in per_step.items()], default=1)
+        per_step[w.framework, plain] = spent / n
+    reps = {k: max(1, round(profile["sample_s"] / t)) for k, t in per_step.items()}
+    longest = max([reps[k] * t for k, t in per_step.items()], default=1)
     lo, hi = profile["rounds"]
     rounds = max(lo, min(hi, int(profile["budget_s"] / longest)))
-    samples = {w.framework: [] for w in ready}
+    all_samples = {k: [] for k in per_step}
     for r in range(rounds):
-        for w in ready[r % len(ready):] + ready[:r % len(ready)] if ready else []:
-            if len(ready) > 1:
+        for w, plain in runs[r % len(runs):] + runs[:r % len(runs)] if runs else []:
+            if len(runs) > 1:
                 time.sleep(profile["settle_s"])
-            samples[w.framework].append(w.ask(cmd="time", reps=reps[w.framework])["seconds"])
+            key = (w.framework, plain)
+            all_samples[key].append(w.ask(cmd="time", reps=reps[key], plain=plain)["seconds"])
+    samples = {f: s for (f, plain), s in all_samples.items() if not plain}
     for f, s in samples.items():
         res = record["results"][f]
         res.update(median=statistics.median(s) * case.per_step, min=min(s) * case.per_step,
-                   samples=len(s), reps=reps[f])
+                   samples=len(s), reps=reps[f, False])
         if "bytes_per_step" in case.extra:
             res["gb_per_s"] = case.extra["bytes_per_step"] / statistics.median(s) / 1e9
+        if case.variant:  # the mode's cost: against the plain step, round by round
+            plain = all_samples[f, True]
+            res.update(plain_median=statistics.median(plain) * case.per_step,
+                       vs_plain=statistics.median(a / b for a, b in zip(s, plain)))
     if "gpuad" in samples and suites.BASELINE in samples:
         record["ratio"] = statistics.median(
             a / b for a, b in zip(samples["gpuad"], samples[suites.BASELINE]))
@@ -268,4 +279,7 @@ def _line(record):
         elif r["status"] != "ok":
             parts.append(f"{f} {r['status']}")
     ratio = f"   gpuad/torch {record['ratio']:.2f}" if "ratio" in record else ""
+    costs = [f"{f} {r['vs_plain']:.2f}" for f, r in record["results"].items() if "vs_plain" in r]
+    if costs:
+        ratio += "   against plain: " + ", ".join(costs)
     return f"{record['case']:22s} [{record['unit']}] " + ", ".join(parts) + ratio

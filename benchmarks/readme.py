@@ -20,7 +20,7 @@ def result_files():
 def _value(r):
     if r is None or r["status"] != "ok" or "median" not in r:
         return "—" if r is None or r["status"] in ("not offered", "missing") else r["status"]
-    return f"{r['median']:.3g}"
+    return f"{r['median']:.3g}" + (f" ({r['vs_plain']:.2f}× plain)" if "vs_plain" in r else "")
 
 
 def render():

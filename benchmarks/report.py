@@ -18,10 +18,17 @@ def load(paths):
 
 def target(record):
     """(what gpuad must reach, whether it does, by how much it misses) for a case with a
-    target: at least as fast as PyTorch, and imports under 0.3 s; None for the others."""
+    target: at least as fast as PyTorch, imports under 0.3 s, and a variant (the anomaly mode)
+    at most its target times gpuad's plain step; None for the others."""
     if record["suite"] in suites.SCALING or record["suite"] == "kernels":
         return None
     g = record["results"].get("gpuad", {})
+    if record.get("variant"):
+        limit = suites.VARIANT_TARGETS[record["variant"]]
+        if "vs_plain" not in g:
+            return None
+        return (f"≤ {limit:.2f}× gpuad plain", g["vs_plain"] <= limit,
+                f"{g['vs_plain'] / limit - 1:+.0%}")
     if record["suite"] == "import_time":
         if "median" not in g:
             return None
@@ -41,6 +48,8 @@ def _cell(r, unit):
     if "median" not in r:
         return "ok"
     text = f"{r['median']:.3g}"
+    if "vs_plain" in r:
+        text += f" ({r['vs_plain']:.2f}× plain)"
     if "gb_per_s" in r:
         text += f" ({r['gb_per_s']:.1f} GB/s)"
     return text
@@ -89,7 +98,9 @@ def markdown(docs, plots=()):
             lines.append("")
         lines += ["Medians over the samples (each sample a run of steps sized to about "
                   f"{'5' if doc['quick'] else '50'} ms); gpuad / torch is the median of the "
-                  "per-round ratios (the frameworks take turns within each round).", ""]
+                  "per-round ratios (the frameworks take turns within each round); a variant's "
+                  "× plain is the median of the per-round ratios to the framework's plain step.",
+                  ""]
     for path in plots:
         lines += [f"![{path.stem}]({path.name})", ""]
     return "\n".join(lines)

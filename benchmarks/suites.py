@@ -3,6 +3,8 @@ of a framework's first result against the float64 NumPy reference.
 
 A case's ``per_step`` turns seconds per step into its unit (µs per op for op_overhead: a step is
 the whole 100-op chain forward and backward). ``x`` is the case's position on a scaling curve.
+A case with a ``variant`` (op_overhead's ``anomaly``) runs each framework's step in that mode,
+and times the framework's plain step in the same rounds, for the cost of the mode.
 """
 from dataclasses import dataclass, field
 
@@ -25,14 +27,22 @@ class Case:
     per_step: float  # unit per second of one step
     x: float = None
     extra: dict = field(default_factory=dict)  # derived figures, e.g. bytes per step for GB/s
+    variant: str = None  # a mode the step runs in (peers' builder ``<builder>_<variant>``)
 
     @property
     def key(self):
         return f"{self.suite}/{self.name}"
 
 
+#: a variant's target: at most this many times the framework's plain step
+VARIANT_TARGETS = {"anomaly": 2.0}
+
+
 def _op_overhead(quick, device):
-    return [Case("op_overhead", "chain100", {"shape": [4, 4], "n_ops": 100}, "us/op", 1e6 / 100)]
+    params = {"shape": [4, 4], "n_ops": 100}
+    return [Case("op_overhead", "chain100", params, "us/op", 1e6 / 100),
+            Case("op_overhead", "chain100 anomaly", params, "us/op", 1e6 / 100,
+                 variant="anomaly")]
 
 
 def _mlp_step(quick, device):
@@ -89,7 +99,10 @@ def _scaling_mlp_width(quick, device):
 # suite -> (description, cases(quick, device)); import_time and kernels run outside the workers
 SUITES = {
     "op_overhead": ("µs per op of a 100-op chain (y*0.9, +0.1, tanh, sin) on a 4x4 float32 "
-                    "tensor, forward plus backward", _op_overhead),
+                    "tensor, forward plus backward; the anomaly variant runs it in the "
+                    "framework's anomaly mode (gpuad.autograd.detect_anomaly, "
+                    "torch.autograd.detect_anomaly), its plain run timed in the same rounds",
+                    _op_overhead),
     "mlp_step": ("one training step of a 784-256-256-10 ReLU MLP with softmax cross-entropy, "
                  "batch 128, float32 (and 784-1024-1024-10, batch 512, on CUDA)", _mlp_step),
     "big_elementwise": ("sum(sigmoid(x) * tanh(x)) and its gradient on 10⁷ float32 values",

@@ -5,11 +5,12 @@ harness sets before anything is imported), loads the framework, then answers JSO
 stdin, one reply line each on the stdout it started with (the framework's own prints go to
 stderr):
 
-- ``{"cmd": "build", "suite", "name", "quick"}``: build the case's step, run it once and check
-  its result against the float64 reference; replies ok with the largest error, or
-  ``not_offered``, ``wrong`` or ``error`` with the reason;
-- ``{"cmd": "time", "reps": n}``: n steps then one device synchronisation; replies the
-  seconds per step;
+- ``{"cmd": "build", "suite", "name", "quick"}``: build the case's step (and for a case with a
+  variant, the plain step too), run each once and check its result against the float64
+  reference; replies ok with the largest error, or ``not_offered``, ``wrong`` or ``error`` with
+  the reason;
+- ``{"cmd": "time", "reps": n, "plain": false}``: n steps (of the plain step, for a variant's
+  case) then one device synchronisation; replies the seconds per step;
 - ``{"cmd": "quit"}``.
 """
 import importlib
@@ -63,20 +64,24 @@ def main():
         return reply(ready=False, reason=f"failed to start: {type(exc).__name__}: {exc}")
     reply(ready=True, version=version, cpus=cpus)
 
-    step = None
+    steps = {}
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "quit":
             break
         if msg["cmd"] == "build":
-            step = None
+            steps = {}
             (case,) = [c for c in suites.cases(msg["suite"], msg["quick"], device)
                        if c.name == msg["name"]]
             try:
-                made = peers.build(peer, case.suite, case.params, device)
-                out = made()
-                peers.sync(peer, out)
-                error = suites.check(case, peers.to_numpy(peer, out))
+                made = {False: peers.build(peer, case.suite, case.params, device, case.variant)}
+                if case.variant is not None:
+                    made[True] = peers.build(peer, case.suite, case.params, device)
+                error = 0.0
+                for step in made.values():
+                    out = step()
+                    peers.sync(peer, out)
+                    error = max(error, suites.check(case, peers.to_numpy(peer, out)))
             except NotOffered as exc:
                 reply(ok=False, status="not offered", reason=str(exc))
             except AssertionError as exc:
@@ -84,10 +89,10 @@ def main():
             except Exception:  # reported whole; the harness decides what it means
                 reply(ok=False, status="error", reason=traceback.format_exc(limit=-4))
             else:
-                step = made
+                steps = made
                 reply(ok=True, max_error=error)
         elif msg["cmd"] == "time":
-            reps = msg["reps"]
+            reps, step = msg["reps"], steps[msg.get("plain", False)]
             t0 = time.perf_counter()
             for _ in range(reps):
                 out = step()

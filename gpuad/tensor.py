@@ -6,7 +6,7 @@ requires grad, attach a :class:`~gpuad.autograd.node.Node`. They are the per-op 
 """
 import weakref
 
-from .autograd.grad_mode import active, mode
+from .autograd.grad_mode import active, anomaly, mode
 from .autograd.node import Node
 from .devices import Device, resolve
 from .dtypes import as_dtype
@@ -481,9 +481,24 @@ def _record_taped(op, inputs, a, dev, saved):
 
 
 def _record_special(op, inputs, a, dev, saved, jvp_saved=None):
-    """The part of :func:`record` that runs only while some tape, custom-gradient collector or
-    forward level is active (in any thread): note the reads, record on this thread's tapes,
-    push forward-mode tangents. None: go on with the plain path."""
+    """The part of :func:`record` that runs only while some tape, custom-gradient collector,
+    forward level or the anomaly mode is active (in any thread). None: go on with the plain
+    path. The anomaly mode takes every op here: it checks the output and notes the user's line
+    on the node (:mod:`.autograd.anomaly`)."""
+    settings = anomaly[0]
+    if settings is None:
+        return _record_active(op, inputs, a, dev, saved, jvp_saved)
+    out = _record_active(op, inputs, a, dev, saved, jvp_saved)
+    if out is None:  # the plain path, which recording for no tape is
+        out = _record_taped(op, inputs, a, dev, saved)
+    if out._grad_fn is None and not settings.check_forward:
+        return out
+    return settings.on_op(op, inputs, out)
+
+
+def _record_active(op, inputs, a, dev, saved, jvp_saved):
+    """Note the reads, record on this thread's tapes, push forward-mode tangents. None: go on
+    with the plain path."""
     if mode.watchers:
         _note_reads(inputs)
     if mode.levels:  # forward mode runs whatever the grad mode

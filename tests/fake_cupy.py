@@ -97,6 +97,24 @@ class ElementwiseKernel:
         return out.reshape(arrays[0].shape).astype(self.dtype)
 
 
+class ReductionKernel:
+    """Stands in for ``cupy.ReductionKernel`` for gpuad's one reduction, ``gpuad_all_finite_*``
+    (the anomaly mode's check): a 0-d bool array, True when no value is nan or ±inf. Each call
+    is counted in ``calls``."""
+
+    calls = 0
+
+    def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity,
+                 name="reduce", **kw):
+        assert name.startswith("gpuad_all_finite_") and reduce_expr == "a && b", name
+        assert identity == "true" and "isfinite" in map_expr, map_expr
+
+    def __call__(self, x):
+        assert isinstance(x, np.ndarray) and x.dtype.kind in "fc", type(x)
+        ReductionKernel.calls += 1
+        return np.asarray(np.isfinite(x).all())
+
+
 _row_harness = []
 
 #: the arguments each row-wise kernel writes, by position
@@ -195,6 +213,7 @@ def modules():
         driver=types.SimpleNamespace(CUDADriverError=_CUDADriverError),
     )
     cupy.ElementwiseKernel = ElementwiseKernel
+    cupy.ReductionKernel = ReductionKernel
     pool, pinned = _Pool(), _Pool()
     cupy.get_default_memory_pool = lambda: pool
     cupy.get_default_pinned_memory_pool = lambda: pinned

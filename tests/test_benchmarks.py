@@ -31,7 +31,7 @@ def _perturb(out):
 def test_checks_accept_gpuad_and_reject_a_wrong_value(suite):
     for case in suites.cases(suite, True, "cpu"):
         out = peers.to_numpy(gpuad_runs, peers.build(gpuad_runs, case.suite, case.params,
-                                                     "cpu")())
+                                                     "cpu", case.variant)())
         assert suites.check(case, out) < 1e-3
         with pytest.raises(AssertionError, match="off"):
             suites.check(case, _perturb(out))
@@ -57,18 +57,21 @@ def test_numpy_peer_has_no_autodiff_suites():
 
 
 class _FakeWorker:
-    def __init__(self, framework, status="ok", seconds=1e-3):
+    def __init__(self, framework, status="ok", seconds=1e-3, plain_seconds=None):
         self.framework, self.status, self.seconds = framework, status, seconds
+        self.plain_seconds = plain_seconds
+        self.asked = []
 
     def ask(self, cmd, **msg):
         if cmd == "build":
             return ({"ok": True, "max_error": 0.0} if self.status == "ok" else
                     {"ok": False, "status": self.status, "reason": "made up"})
-        return {"seconds": self.seconds}
+        self.asked.append(msg["plain"])
+        return {"seconds": self.plain_seconds if msg["plain"] else self.seconds}
 
 
 def test_case_timing_pairs_rounds_and_reports_wrong_results():
-    (case,) = suites.cases("op_overhead", True, "cpu")
+    case = suites.cases("op_overhead", True, "cpu")[0]
     workers = [_FakeWorker("gpuad", seconds=2e-4), _FakeWorker("torch", seconds=4e-4),
                _FakeWorker("jax", status="wrong")]
     record = harness._time_case(case, workers, harness.PROFILES["quick"], True, lambda s: None)
@@ -85,6 +88,60 @@ def test_case_timing_pairs_rounds_and_reports_wrong_results():
     doc["frameworks"] = {"torch": {}}  # (gpuad not asked for)
     del record["results"]["gpuad"]
     assert harness.verdict(doc)
+
+
+def test_a_variant_is_timed_against_the_plain_step_in_the_same_rounds():
+    """op_overhead's anomaly case: each framework's step in its anomaly mode, its plain step
+    timed in the same rounds; gpuad / torch compares the anomaly runs, and the target is
+    gpuad's cost against its own plain run."""
+    case = [c for c in suites.cases("op_overhead", True, "cpu") if c.variant == "anomaly"][0]
+    workers = [_FakeWorker("gpuad", seconds=3e-4, plain_seconds=2e-4),
+               _FakeWorker("torch", seconds=1.2e-3, plain_seconds=3e-4),
+               _FakeWorker("jax", status="not offered")]
+    record = harness._time_case(case, workers, harness.PROFILES["quick"], True, lambda s: None)
+    g, t = record["results"]["gpuad"], record["results"]["torch"]
+    assert record["variant"] == "anomaly" and record["ratio"] == pytest.approx(0.25)
+    assert g["vs_plain"] == pytest.approx(1.5) and t["vs_plain"] == pytest.approx(4.0)
+    assert g["median"] == pytest.approx(3.0) and g["plain_median"] == pytest.approx(2.0)
+    for w in workers[:2]:
+        assert w.asked.count(True) == w.asked.count(False) > 0  # both, round by round
+    assert report.target(record) == ("≤ 2.00× gpuad plain", True, "-25%")
+    assert "3 (1.50× plain)" in report.markdown([{"device": "cpu", "machine": {
+        "cpu": "x", "threads": 1, "cores": 1, "python": "3"}, "frameworks": {
+        "gpuad": {"status": "ok", "version": "0"}}, "quick": True, "created": "now",
+        "cases": [record]}])
+    assert "anomaly" in harness._line(record) and "gpuad 1.50" in harness._line(record)
+
+
+def test_anomaly_variant_runs_in_the_anomaly_mode_of_each_framework():
+    import gpuad as ad
+
+    case = [c for c in suites.cases("op_overhead", True, "cpu") if c.variant][0]
+    seen = []
+    step = peers.build(gpuad_runs, case.suite, case.params, "cpu", case.variant)
+    real = ad.Tensor.backward
+
+    def spy(self, *a, **k):
+        seen.append(ad.autograd.is_anomaly_enabled())
+        return real(self, *a, **k)
+
+    ad.Tensor.backward = spy
+    try:
+        step()
+        peers.build(gpuad_runs, case.suite, case.params, "cpu")()
+    finally:
+        ad.Tensor.backward = real
+    assert seen == [True, False] and not ad.autograd.is_anomaly_enabled()
+    if _has("torch"):
+        from benchmarks.peers import torch_runs
+
+        torch_runs.load("cpu", 1)
+        out = peers.build(torch_runs, case.suite, case.params, "cpu", case.variant)()
+        assert suites.check(case, peers.to_numpy(torch_runs, out)) < 1e-3
+    from benchmarks.peers import numpy_runs
+
+    with pytest.raises(NotOffered, match="chain_anomaly"):
+        peers.build(numpy_runs, case.suite, case.params, "cpu", case.variant)
 
 
 def test_threads_must_be_positive():
@@ -105,12 +162,14 @@ def test_quick_run_end_to_end(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads(out.read_text())
     assert doc["machine"]["threads"] == 1 and doc["frameworks"]["gpuad"]["cpus"] in ([0], None)
-    assert [r["suite"] for r in doc["cases"]] == ["op_overhead", "import_time"]
+    assert [r["case"] for r in doc["cases"]] == ["chain100", "chain100 anomaly", "import"]
     for record in doc["cases"]:
         g = record["results"]["gpuad"]
         assert g["status"] == "ok" and 0 < g["min"] <= g["median"]
+    assert doc["cases"][1]["results"]["gpuad"]["vs_plain"] > 0
+    assert doc["cases"][1]["results"]["numpy"]["status"] == "not offered"
     if _has("torch"):
-        assert "ratio" in doc["cases"][0]
+        assert "ratio" in doc["cases"][0] and "ratio" in doc["cases"][1]
     rep = subprocess.run([sys.executable, "-m", "benchmarks", "report", str(out)],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert rep.returncode == 0, rep.stderr

@@ -2,10 +2,10 @@
 write it. A peer module offers ``load(device, threads, **options) -> version`` (ImportError when
 the framework is not installed) and, for each kind of problem it can run, a builder taking the
 case's parameters and ``device`` and returning a step: ``chain``, ``mlp``, ``elementwise``,
-``second_order``, ``jacobian`` (a missing one, or ``NotOffered``, means the framework has no
-such feature). Optional: ``sync(out)`` (wait for the device) and ``array_to_numpy(a)``
-(default ``numpy.asarray``). A step returns what ``benchmarks.suites.check`` compares with
-the float64 reference."""
+``second_order``, ``jacobian``, and ``chain_anomaly`` for the anomaly variant (a missing one, or
+``NotOffered``, means the framework has no such feature). Optional: ``sync(out)`` (wait for
+the device) and ``array_to_numpy(a)`` (default ``numpy.asarray``). A step returns what
+``benchmarks.suites.check`` compares with the float64 reference."""
 import numpy as np
 
 #: the builder each suite's cases call, with the case's parameters as keywords
@@ -23,11 +23,13 @@ class Unavailable(Exception):
     """The framework is installed but cannot use the device asked for."""
 
 
-def build(peer, suite, params, device):
-    """``peer``'s step for a case of ``suite``."""
-    make = getattr(peer, BUILDERS[suite], None)
+def build(peer, suite, params, device, variant=None):
+    """``peer``'s step for a case of ``suite`` (in mode ``variant``, if given)."""
+    name = BUILDERS[suite] if variant is None else f"{BUILDERS[suite]}_{variant}"
+    make = getattr(peer, name, None)
     if make is None:
-        raise NotOffered(f"{suite}: not offered by {peer.__name__.rsplit('.', 1)[-1]}")
+        raise NotOffered(f"{suite} ({name}): not offered by "
+                         f"{peer.__name__.rsplit('.', 1)[-1]}")
     return make(device=device, **params)
 
 

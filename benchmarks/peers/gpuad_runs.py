@@ -44,6 +44,18 @@ def chain(shape, n_ops, device):
     return step
 
 
+def chain_anomaly(shape, n_ops, device):
+    """The chain with the anomaly mode on for the whole step (forward lines noted, every
+    derivative rule's result checked for nan/inf)."""
+    step = chain(shape, n_ops, device)
+
+    def anomalous():
+        with ad.autograd.detect_anomaly():
+            return step()
+
+    return anomalous
+
+
 def mlp(sizes, batch, optimizer, device):
     weights, x, labels = ref.mlp_problem(sizes, batch)
     layers = []

@@ -43,6 +43,20 @@ def chain(shape, n_ops, device):
 
     return step
 
+def chain_anomaly(shape, n_ops, device):
+    """The chain under torch.autograd.detect_anomaly (forward tracebacks kept, every backward
+    function's output checked for nan)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", "Anomaly Detection has been enabled")
+    step = chain(shape, n_ops, device)
+
+    def anomalous():
+        with torch.autograd.detect_anomaly():
+            return step()
+
+    return anomalous
+
 def mlp(sizes, batch, optimizer, device):
     weights, x, labels = ref.mlp_problem(sizes, batch)
     layers = []

@@ -16,9 +16,10 @@ from ..tensor import Tensor
 from .accumulate import accumulate_into_grad as _accumulate_into_grad
 from .accumulate import claim as _claim
 from .accumulate import run_hooks as _run_hooks
+from .anomaly import name_forward_line
 from .forward import carry
 from .function import OutputGrads
-from .grad_mode import mode
+from .grad_mode import anomaly, mode
 from .node import FREED, Node
 
 
@@ -256,6 +257,8 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
     prev, prev_creating = mode.enabled, mode.creating
     mode.enabled = create_graph
     mode.creating = create_graph
+    check = getattr(anomaly[0], "check_rule", None)  # the anomaly mode's, after each rule
+    node = None
     try:
         with roots[0]._dev.backend.errstate():
             for node in order:
@@ -297,11 +300,13 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                 vjps = op.vjps
                 if vjps is None:  # one rule gives every input's gradient (custom gradients)
                     edges = _edges(node, mark)
-                    for p, gi in zip(edges, op.vjp_all(node, g, saved)):
+                    for i, (p, gi) in enumerate(zip(edges, op.vjp_all(node, g, saved))):
                         if gi is not None and p is not None:
                             if gi.__class__ is not OutputGrads:
                                 _claim(foreign, gi._a)  # the user's rule made it: theirs
                             gi = _fit(gi, p)
+                            if check:
+                                check(node, i, g, saved, gi)
                             old = grads.get(p)
                             grads[p] = gi if old is None else old + gi
                 else:
@@ -310,11 +315,14 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                                          and p not in target_keys):
                             continue
                         gi = _fit(vjps[i](g, *saved), p)
+                        if check:
+                            check(node, i, g, saved, gi)
                         old = grads.get(p)
                         grads[p] = gi if old is None else old + gi
                 if not retain_graph and (node.saved or op.save_out):
                     node.saved = FREED
                     node.out = None
+            node = None  # (past the nodes)
             for leaf, g in grads.items():
                 if leaf.__class__ is Node:
                     if targets is not None and leaf in target_keys:
@@ -326,6 +334,10 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                     _accumulate_into_grad(leaf, g, create_graph, foreign)
                 elif leaf in target_keys:
                     captured[leaf] = g
+    except Exception as exc:
+        if node is not None and anomaly[0] is not None:
+            name_forward_line(exc, node)  # the anomaly mode: the forward line of the node
+        raise
     finally:
         mode.enabled, mode.creating = prev, prev_creating
     return captured if targets is not None else None

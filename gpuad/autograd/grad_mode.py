@@ -138,3 +138,18 @@ class set_grad_enabled(_GradModeContext):
     def __call__(self, func):
         mode.enabled = self._prev[0]  # decorating must not change the mode now
         return _GradModeContext.__call__(self, func)
+
+
+#: The anomaly mode's settings while it is on (an ``anomaly._Settings``), else None. Global to
+#: all threads, as PyTorch's: a debugging switch, flipped in one place for the whole program.
+#: While it is on, it counts in ``active``, so every op takes the special recording path.
+anomaly = [None]
+
+
+def set_anomaly(settings):
+    """Switch the anomaly mode to ``settings`` (None: off); returns the previous settings."""
+    with _active_lock:
+        prev = anomaly[0]
+        anomaly[0] = settings
+        active[0] += (settings is not None) - (prev is not None)
+    return prev

@@ -51,11 +51,15 @@ class Node:
     inputs that a tape watches but that do not require grad (None: the same as ``parents``).
     A node only tapes recorded (no input requires grad) has parents that are all None, so
     ``backward()`` never reaches it.
+
+    ``where`` is set only on nodes made while the anomaly mode is on: ``(file, line, function)``
+    of the user's code that ran the forward op (see :mod:`.anomaly`); unset otherwise (read it
+    with ``getattr(node, "where", None)``: the plain path spends nothing on it).
     """
 
     __slots__ = (
         "op", "parents", "saved", "vers", "out", "shape", "dtype", "device",
-        "hooks", "retained", "tapes", "taped", "__weakref__",
+        "hooks", "retained", "tapes", "taped", "where", "__weakref__",
     )
 
     def __init__(self, op, parents, saved, vers, out, shape, dtype, device):

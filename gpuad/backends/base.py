@@ -27,7 +27,7 @@ FUNCTIONS = (
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
     "log_softmax prod_others getitem index_add setitem clip rsqrt silu leaky_relu elu "
-    "check_indices"
+    "check_indices all_finite"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -74,6 +74,13 @@ class Backend:
 
     def from_dlpack(self, obj):
         return self.xp.from_dlpack(obj)
+
+    def all_finite(self, a):
+        """Whether no value of ``a`` is nan or ±inf, as a host bool (the anomaly mode's check of
+        every derivative rule's result): an elementwise test and an all-reduction."""
+        if a.dtype.kind not in "fc":
+            return True
+        return bool(self.xp.isfinite(a).all())
 
     def errstate(self):
         """A context that silences floating-point warnings (used around backward passes)."""

@@ -291,6 +291,12 @@ class CupyBackend(Backend):
     def to_numpy(self, a):
         return cupy.asnumpy(a)
 
+    def all_finite(self, a):
+        """One reduction kernel on the device; only its bool comes back to the host."""
+        if a.dtype.kind not in "fc":
+            return True
+        return self.kernels.all_finite(a)
+
     def errstate(self):
         return contextlib.nullcontext()
 

@@ -54,6 +54,25 @@ class Kernels:
         return launch
 
 
+    def all_finite(self, a):
+        """Whether no value of the float or complex array ``a`` is nan or ±inf: the test and
+        the all-reduction in one kernel (float16 tested as float, as the others), whose one
+        bool is read back."""
+        kind = "c" if a.dtype.kind == "c" else "f"
+        kernel = self._cache.get(("all_finite", kind))
+        if kernel is None:
+            test = ("isfinite((double)x.real()) && isfinite((double)x.imag())" if kind == "c"
+                    else "isfinite((double)x)")
+            kernel = self._cache[("all_finite", kind)] = cupy.ReductionKernel(
+                "T x", "bool y", test, "a && b", "y = a", "true", f"gpuad_all_finite_{kind}")
+        self.launches += 1
+        try:
+            return bool(kernel(a))
+        except cupy.cuda.compiler.CompileException as exc:
+            raise KernelCompileError(f"gpuad: the CUDA kernel gpuad_all_finite_{kind} failed "
+                                     f"to compile:\n{exc}") from None
+
+
 _TEMPLATE = {np.dtype(np.float16): "__half, float", np.dtype(np.float32): "float, float",
              np.dtype(np.float64): "double, double"}
 

@@ -31,6 +31,7 @@ QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
 #: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound
 #: directly: one pass gains little from chunks, and a wrapper would slow every small op.
+_ALL = np.logical_and.reduce
 SPLIT = "sigmoid softplus gelu silu rsqrt leaky_relu elu".split()
 
 class _Quiet:
@@ -161,6 +162,11 @@ class NumpyBackend(Backend):
 
     def to_numpy(self, a):
         return np.array(a, copy=True)
+
+    def all_finite(self, a):
+        """The base's test as one ufunc reduction (``ndarray.all`` goes through a Python
+        wrapper): it runs after every derivative rule in the anomaly mode."""
+        return a.dtype.kind not in "fc" or bool(_ALL(np.isfinite(a), axis=None))
 
     def errstate(self):
         return _Quiet() if _fp_state is not None else np.errstate(all="ignore")

@@ -59,7 +59,8 @@ def _fusable(name, rule):
         backend = g._dev._backend
         fused = backend.fused_unary_grad
         if fused is not None and s.__class__ is Tensor and (
-                backend.fused_grad_nodes or not (mode.enabled or active[0])):
+                backend.fused_grad_nodes or not (mode.enabled or (active[0] and (
+                    mode.levels or mode.tapes or mode.watchers)))):  # (not the anomaly mode)
             out = fused(name, g._a, s._a, params)
             if out is not None:
                 if grad_op is None:
