@@ -291,11 +291,11 @@ def _index(data, shape):
 class _Program:
     """One random program run side by side on gpuad and PyTorch (float64)."""
 
-    def __init__(self, data, torch, shape):
-        self.data, self.torch = data, torch
+    def __init__(self, data, torch, shape, device):
+        self.data, self.torch, self.device = data, torch, device
         rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
         x0 = rng.uniform(0.5, 2.0, shape)
-        self.x = (ad.tensor(x0, dtype=ad.float64, requires_grad=True),
+        self.x = (ad.tensor(x0, dtype=ad.float64, device=device, requires_grad=True),
                   torch.tensor(x0, dtype=torch.float64, requires_grad=True))
         self.w = rng.uniform(-1.0, 1.0, shape)
         self.pool = [(self.x[0] * 1, self.x[1] * 1)]  # y, then views of y and of its views
@@ -309,12 +309,23 @@ class _Program:
         return self.pool[self.draw(st.integers(0, len(self.pool) - 1))]
 
     def source(self):
-        """A 0-d value that depends on x (a constant otherwise)."""
-        if self.draw(st.booleans()):
+        """A value for an in-place op: a constant, or a 0-d tensor that depends on x: a sum
+        over x, an element view of x, or a sum over a view (read now, maybe after changes)."""
+        kind = self.draw(st.sampled_from(("constant", "sum", "element", "view")))
+        if kind == "constant":
             return (self.draw(st.sampled_from((0.5, -2.0, 3.0))),) * 2
         k = self.draw(st.sampled_from((0.25, -0.5)))
-        return tuple((x * ad.tensor(self.w) if m is ad else x * self.torch.tensor(self.w))
-                     .sum() * k for m, x in zip((ad, self.torch), self.x))
+        if kind == "element" and 0 not in self.x[1].shape:
+            index = tuple(self.draw(st.integers(-n, n - 1)) for n in self.x[1].shape)
+            return tuple(x[index] for x in self.x)
+        if kind == "view":
+            return tuple(v.sum() * k for v in self.pick())
+        return tuple((x * self.weights(side)).sum() * k for side, x in enumerate(self.x))
+
+    def weights(self, side):
+        if side == 0:
+            return ad.tensor(self.w, device=self.device)
+        return self.torch.tensor(self.w)
 
     # -- steps: each returns ``run(side)`` (side 0: gpuad, 1: PyTorch): a new view or None --
     def step(self):
@@ -441,8 +452,7 @@ class _Program:
     def backward(self, side):
         """The loss's backward pass on one side: None, or the error message."""
         y = self.pool[0][side]
-        w = ad.tensor(self.w) if side == 0 else self.torch.tensor(self.w)
-        total = (y * w).sum()
+        total = (y * self.weights(side)).sum()
         for r in self.reads[side]:
             total = total + r
         try:
@@ -452,13 +462,11 @@ class _Program:
         return None
 
 
-@settings(max_examples=500, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.data())
-def test_random_inplace_programs_through_views_match_torch(data):
+def _random_program(data, device):
     torch = pytest.importorskip("torch")
     shape = data.draw(st.sampled_from(((2, 3), (3,), (2, 1, 3), (), (2, 0))))
-    p = _Program(data, torch, shape)
+    p = _Program(data, torch, shape, device)
+    assert p.x[0].device == device
     for _ in range(data.draw(st.integers(2, 12))):
         if p.run(p.step()):
             event(f"refused: {p.log[-1].split()[0]}")
@@ -474,3 +482,21 @@ def test_random_inplace_programs_through_views_match_torch(data):
     np.testing.assert_allclose(p.x[0].grad.numpy(), p.x[1].grad.numpy(), rtol=1e-10,
                                atol=1e-12, err_msg=str(p.log))
     p.compare()
+
+
+_FUZZ = dict(derandomize=True, deadline=None, database=None,
+             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@settings(max_examples=500, **_FUZZ)
+@given(st.data())
+def test_random_inplace_programs_through_views_match_torch(data):
+    _random_program(data, "cpu")
+
+
+@settings(max_examples=100, **_FUZZ)
+@given(st.data())
+def test_random_inplace_programs_through_views_on_the_cuda_path(data):
+    """The same programs on the CuPy backend, NumPy standing in for CuPy."""
+    with pytest.MonkeyPatch.context() as mp, installed(mp):
+        _random_program(data, "cuda")
