@@ -125,7 +125,7 @@ def _rebase(t, new, name):
         base = t._base
         if base is not None:
             flat = _setitem_functional(reshape(_snapshot(base), (-1,)), (view_positions(t),), t)
-            _take_tangents(base, flat)
+            _take_tangents(base, reshape(flat, base.shape))
         return
     old = t._grad_fn
     if old is not None and old.retained is not None and new._grad_fn is not None:
