@@ -18,7 +18,6 @@ from .shape import (
     astype,
     batched_index,
     broadcast_to,
-    clone,
     moveaxis,
     refresh_view,
     reshape,
@@ -126,7 +125,7 @@ def _rebase(t, new, name):
         base = t._base
         if base is not None:
             flat = _setitem_functional(reshape(_snapshot(base), (-1,)), (view_positions(t),), t)
-            _take_tangents(base, flat)
+            _take_tangents(base, reshape(flat, base.shape))
         return
     old = t._grad_fn
     if old is not None and old.retained is not None and new._grad_fn is not None:
@@ -145,10 +144,11 @@ def _rebase(t, new, name):
 
 def _overlapping(a):
     """Whether ``a`` cannot be written element by element: read-only (NumPy) or with elements
-    sharing memory (a zero stride, as broadcast_to makes; CuPy has no read-only flag)."""
+    sharing memory (a zero stride, as broadcast_to makes; CuPy has no read-only flag). An
+    empty array has nothing to write (NumPy may give its axes zero strides)."""
     if not getattr(a.flags, "writeable", True):
         return True
-    return any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape))
+    return a.size > 0 and any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape))
 
 
 def _setitem_rule_base(g, index):
@@ -255,7 +255,10 @@ def copy_(t, src):
     if src._dev is not t._dev:
         src = to_device(src, t._dev)
     if _tracking(t, src):
-        _rebase(t, clone(broadcast_to(astype(src, t.dtype), t.shape)), "copy_")
+        # (the old value stays an input, with a zero gradient: t still requires grad after
+        # a constant is copied in, as in PyTorch)
+        new = broadcast_to(astype(src, t.dtype), t.shape)
+        _rebase(t, _setitem_functional(_snapshot(t), (Ellipsis,), new), "copy_")
     else:
         try:
             t._dev._backend.setitem(t._a, Ellipsis, src._a)

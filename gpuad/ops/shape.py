@@ -7,6 +7,8 @@ These ops are linear, so each JVP rule applies the op itself to the tangent, wit
 shifted past the tangent's leading batch axis (indexing moves that axis last instead, where it
 cannot disturb NumPy's placement of advanced-index axes: :func:`batched_index`).
 """
+from numbers import Integral
+
 from ..autograd.forward import carry, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
@@ -20,14 +22,16 @@ def _tensor(x):
 
 
 def _as_view(out, x, view, arg):
-    """Mark ``out`` as a view of ``x`` when their storage overlaps.
+    """Mark ``out`` as a view of ``x`` when their storage overlaps, or when ``out`` is empty
+    (NumPy says that nothing overlaps then; PyTorch's empty views still share the version
+    counter).
 
     ``view(backend, array, arg)`` re-applies the view to an array; applied in turn along the
     chain of views, it maps each element of ``out`` to its position in the base tensor (see
     :func:`view_positions`), which is how in-place changes reach the base's graph and how a
     view's graph is rebuilt after the base changed.
     """
-    if x._dev._backend.xp.may_share_memory(out._a, x._a):
+    if x._dev._backend.xp.may_share_memory(out._a, x._a) or not out._a.size:
         out._ver = x._ver
         out._base = x._base if x._base is not None else x
         # a link of the chain of views from the base, not the intermediate tensors
@@ -348,18 +352,25 @@ def _pad_widths(pad_width, ndim):
 
 def _index(index, x):
     """Normalise an index for the backend: tensors and lists become arrays, boolean masks their
-    integer positions. Returns ``(index, advanced)``."""
+    integer positions, and integer scalars (NumPy's, or 0-d integer tensors, as PyTorch takes
+    them) Python ints. Returns ``(index, advanced)``."""
     if not isinstance(index, tuple):
         index = (index,)
     backend = x._dev._backend
     out, advanced = [], False
     for item in index:
         if isinstance(item, Tensor):
+            if item._a.ndim == 0 and item._a.dtype.kind in "iu":
+                out.append(int(item.item()))
+                continue
             if item._dev is not x._dev:
                 raise mismatch("indexing", x._dev, item._dev)
             arr = item._a
         elif isinstance(item, list) or hasattr(item, "__array_interface__") \
                 or hasattr(item, "__cuda_array_interface__"):
+            if getattr(item, "ndim", 1) == 0 and isinstance(item, Integral):  # NumPy's int
+                out.append(int(item))
+                continue
             arr = backend.asarray(item)
             if arr.size == 0 and arr.dtype.kind == "f":  # x[[]] selects nothing
                 arr = arr.astype("int64")
@@ -424,16 +435,27 @@ _GETITEM = Op("getitem", (lambda g, shape, index, advanced:
 
 
 def getitem(x, index):
-    """``x[index]``: basic slicing, integer arrays and boolean masks, with gradients."""
-    x = _tensor(x)
+    """``x[index]``: basic slicing, integer arrays and boolean masks, with gradients.
+
+    A basic index (ints, slices, None, Ellipsis) gives a view, as in PyTorch, also when it
+    picks a single element: NumPy returns a scalar copy for ``a[0, 1]``, so that index is
+    taken again as ``a[0, 1, ...]``, NumPy's 0-d view (CuPy's ``a[0, 1]`` is one already)."""
+    if x.__class__ is not Tensor:
+        x = _tensor(x)
     idx, advanced = _index(index, x)
+    backend = x._dev._backend
     try:
-        out = x._dev._backend.getitem(x._a, idx)
+        out = backend.getitem(x._a, idx)
+        if out.__class__ is not backend.array_type and not advanced:
+            idx += (Ellipsis,)
+            out = backend.getitem(x._a, idx)
     except IndexError as exc:
         raise IndexError(f"gpuad: index {index!r} is invalid for shape {x.shape}: {exc}") from None
     t = record1(_GETITEM, x, out, (x.shape, idx, advanced))
     if advanced:
         return t
+    if not out.size and any(i.__class__ is bool for i in idx):
+        return t  # a copy (NumPy takes a Python bool as an advanced index)
     return _as_view(t, x, _view_getitem, idx)
 
 
