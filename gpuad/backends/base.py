@@ -154,8 +154,11 @@ class Backend:
 
     # ---- row-wise (axis) math -----------------------------------------------------------
     def logsumexp(self, x, axis, keepdims):
-        """max + log(sum(exp(x - max))); an all -inf slice gives -inf, an inf gives inf."""
+        """max + log(sum(exp(x - max))); an all -inf slice gives -inf, an inf gives inf, and
+        an empty one log(0) = -inf (no max to shift by: the elements are none)."""
         xp = self.xp
+        if x.size == 0:
+            return xp.log(xp.sum(xp.exp(x), axis=axis, keepdims=keepdims))
         m = xp.max(x, axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
@@ -163,6 +166,8 @@ class Backend:
 
     def softmax(self, x, axis):
         xp = self.xp
+        if x.size == 0:  # nothing to normalize (and no max to shift by)
+            return xp.exp(x)
         e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
         return e / xp.sum(e, axis=axis, keepdims=True)
 
