@@ -157,8 +157,8 @@ class Backend:
         """max + log(sum(exp(x - max))); an all -inf slice gives -inf, an inf gives inf, and
         an empty one log(0) = -inf (no max to shift by: the elements are none)."""
         xp = self.xp
-        if x.size == 0:
-            return xp.log(xp.sum(xp.exp(x), axis=axis, keepdims=keepdims))
+        if x.size == 0:  # (0 - inf: log(0) without a divide-by-zero)
+            return xp.sum(xp.exp(x), axis=axis, keepdims=keepdims) - xp.inf
         m = xp.max(x, axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m

@@ -358,7 +358,8 @@ def norm(x, ord=2, axis=None, keepdims=False):
 def _pnorm(a, backend, p, axis, keepdims):
     if p == 2:
         return backend.sqrt(backend.sum(a * a, axis=axis, keepdims=keepdims))
-    return backend.sum(backend.abs(a) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+    return backend.power(backend.sum(backend.power(backend.abs(a), p), axis=axis,
+                                     keepdims=keepdims), 1.0 / p)
 
 
 def _axis_one(axis, ndim, op):
