@@ -143,20 +143,28 @@ def _two_over(dof):
 _VAR = Op("var", (lambda g, x, axis, ddof, keepdims: _expand(g, x.shape, axis, keepdims)
                   * _centered(x, axis) * _two_over(_dof(x.shape, axis, ddof)),),
           jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) * 2)
-def _nonzero(y):
-    """``y`` with its zeros replaced by ones, so that 0/0 is not computed where std's
-    derivative is defined as 0 (zero spread, PyTorch's convention; masked as a whole, so
-    its own derivative there is 0 too)."""
-    return where(y == 0, 1, y)
+def _standardized(y, x, axis, keepdims):
+    """(x - mean) / std, and where std is zero (True) in the second place. The ratio is at
+    most sqrt(N), so a tiny std does not overflow the rule (1 / std would, in float16)."""
+    ye = _expand(y, x.shape, axis, keepdims)
+    zero = ye == 0
+    return _centered(x, axis) / where(zero, 1, ye), zero
 
 
-_STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: where(
-                  _expand(y, x.shape, axis, keepdims) == 0, 0,
-                  _expand(g / _nonzero(y), x.shape, axis, keepdims)
-                  * _centered(x, axis) / _dof(x.shape, axis, ddof)),),
-          jvp=lambda ts, y, x, axis, ddof, keepdims:
-          where(y == 0, 0, _spread_jvp(ts, x, axis, ddof, keepdims) / _nonzero(y)),
-          save_out=True)
+def _std_rule(g, y, x, axis, ddof, keepdims):
+    """d std/dx = (x - mean) / (std (N - ddof)); 0 where the spread is zero (PyTorch's
+    convention; masked as a whole, so its own derivative there is 0 too)."""
+    z, zero = _standardized(y, x, axis, keepdims)
+    return where(zero, 0, _expand(g, x.shape, axis, keepdims) * z / _dof(x.shape, axis, ddof))
+
+
+def _std_jvp(ts, y, x, axis, ddof, keepdims):
+    z, _ = _standardized(y, x, axis, keepdims)
+    return where(y == 0, 0, (ts[0] * z).sum(axis=_last(axis, x.ndim), keepdims=keepdims)
+                 / _dof(x.shape, axis, ddof))
+
+
+_STD = Op("std", (_std_rule,), jvp=_std_jvp, save_out=True)
 
 
 def _spread(method, x, axis, ddof, keepdims):
