@@ -225,11 +225,13 @@ def test_empty_reductions_match_torch(name, fns, shape, device, monkeypatch):
 
 
 @pytest.mark.parametrize("fn, what", [
-    (lambda x: x.max(axis=0), "max over axis"), (lambda x: x.min(), "min over an empty"),
-    (lambda x: ad.norm(x, math.inf, axis=0), "norm"), (lambda x: ad.norm(x, -math.inf), "norm"),
+    (lambda x: x.max(axis=0), r"max of an empty tensor \(shape \(0, 3\)\) along axes \(0,\)"),
+    (lambda x: x.min(), r"min of an empty tensor \(shape \(0, 3\)\) has no value"),
+    (lambda x: ad.norm(x, math.inf, axis=0), r"norm\(ord=inf\) of an empty tensor .* along"),
+    (lambda x: ad.norm(x, -math.inf), r"norm\(ord=-inf\) of an empty tensor \(shape"),
 ])
 def test_extremum_over_an_empty_axis_is_a_clear_error(fn, what):
-    with pytest.raises(ValueError, match=f"{what}.*shape \\(0, 3\\)"):
+    with pytest.raises(ValueError, match=what):
         fn(ad.zeros(0, 3))
 
 

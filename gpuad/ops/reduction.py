@@ -50,9 +50,9 @@ def _check_extremum(name, shape, axis):
     """max and min have no value over zero elements: refuse an empty reduced axis (other
     axes may be empty: the result is then empty too, as in NumPy and PyTorch)."""
     if _count(shape, axis) == 0:
-        where_ = "an empty tensor" if axis is None else f"axis {axis} of length 0"
-        raise ValueError(f"gpuad: {name} over {where_} (shape {shape}) has no value; reduce "
-                         "along a non-empty axis or check the input is not empty")
+        along = "" if axis is None else f" along axes {axis} of length 0"
+        raise ValueError(f"gpuad: {name} of an empty tensor (shape {shape}){along} has no "
+                         "value; check the input is not empty, or reduce along a non-empty axis")
 
 
 def _empty_mean(backend, a, axis, keepdims):
