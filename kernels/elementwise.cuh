@@ -133,7 +133,9 @@ template <typename T> GPUAD_HD T gelu_erf_bwd(T g, T x) {
     return g * ((erf(x * T(GPUAD_INV_SQRT_2)) + T(1)) * T(0.5)
                 + x * exp(x * x * T(-0.5)) * T(GPUAD_INV_SQRT_2PI));
 }
+// (x taken at +-100 past it, where tanh has saturated: no inf * 0 from an overflowed x^3)
 template <typename T> GPUAD_HD T gelu_tanh_bwd(T g, T x) {
+    x = x > T(100) ? T(100) : (x < T(-100) ? T(-100) : x);
     T t = tanh((x + x * x * x * T(0.044715)) * T(GPUAD_SQRT_2_OVER_PI));
     T du = (x * x * T(3 * 0.044715) + T(1)) * T(GPUAD_SQRT_2_OVER_PI);
     return g * ((t + T(1)) * T(0.5) + x * (T(1) - t * t) * du * T(0.5));

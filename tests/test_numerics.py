@@ -103,6 +103,16 @@ def test_tan_gradient_with_a_small_upstream_in_float16():
     _same(g.astype(np.float64), [1e-3 * (1 + y * y)], rtol=4e-3)
 
 
+@pytest.mark.parametrize("dtype, big", [(ad.float32, 1e13), (ad.float64, 1e103)])
+def test_gelu_tanh_gradient_where_the_cube_overflows(dtype, big):
+    # x^3 overflowed to inf and (1 - tanh^2) to 0: nan, where the derivative is 1 and 0
+    x = [big, -big, 3.0]
+    _, (g,) = _grads(lambda t: ad.gelu(t, approximate="tanh"), [x], dtype)
+    _, (want,) = _torch_grads(lambda t: __import__("torch").nn.functional.gelu(
+        t, approximate="tanh"), [[3.0]])
+    _same(g.astype(np.float64), [1.0, 0.0, want[0]], rtol=1e-6)
+
+
 def test_rsqrt_gradient_with_a_small_upstream():
     # d rsqrt/dx = -x^(-3/2) / 2: y^3 overflows at x = 1e-210, g y^3 with g = 1e-10 does not
     _, (g,) = _grads(lambda x: ad.rsqrt(x) * 1e-10, [[1e-210]])

@@ -163,6 +163,9 @@ def _gelu_grad(x, approximate):
     if x.dtype == float16:  # x^3 overflows float16; compute in float32
         return _gelu_grad(x.astype(float32), approximate).astype(float16)
     if approximate == "tanh":
+        # past |x| = 100 tanh has saturated (t = +-1 exactly): x taken there gives the same
+        # value, without the inf * 0 = nan of an overflowed x^3
+        x = clip(x, -100.0, 100.0)
         t = tanh((x + x * x * x * 0.044715) * _SQRT_2_OVER_PI)
         du = (x * x * (3 * 0.044715) + 1) * _SQRT_2_OVER_PI
         return (t + 1) * 0.5 + x * (1 - t * t) * du * 0.5
