@@ -78,7 +78,8 @@ template <typename T> GPUAD_HD T gelu_erf_fwd(T x) {
     return T(0.5) * x * (T(1) + erf(x * T(GPUAD_INV_SQRT_2)));
 }
 template <typename T> GPUAD_HD T gelu_tanh_fwd(T x) {
-    T u = T(GPUAD_SQRT_2_OVER_PI) * (x + T(0.044715) * x * x * x);
+    T c = x > T(100) ? T(100) : (x < T(-100) ? T(-100) : x);  // tanh saturated past 100
+    T u = T(GPUAD_SQRT_2_OVER_PI) * (c + T(0.044715) * c * c * c);
     return T(0.5) * x * (T(1) + tanh(u));
 }
 // log(1 + exp(bx)) / b as max(bx, 0) + log1p(exp(-|bx|)); x itself past the threshold

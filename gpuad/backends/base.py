@@ -147,8 +147,9 @@ class Backend:
         (float16 computed in float32, where x^3 cannot overflow)."""
         if x.dtype == "float16":
             return self.gelu(x.astype("float32"), approximate).astype(x.dtype)
-        if approximate == "tanh":
-            u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        if approximate == "tanh":  # (tanh has saturated past |x| = 100, where x^3 overflows)
+            c = self.xp.clip(x, -100.0, 100.0)
+            u = _SQRT_2_OVER_PI * (c + 0.044715 * c * c * c)
             return 0.5 * x * (1 + self.xp.tanh(u))
         return 0.5 * x * (1 + self.erf(x * _INV_SQRT_2))
 
