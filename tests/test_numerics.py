@@ -304,6 +304,13 @@ def test_nan_inputs_get_torch_gradients(name, create_graph, device, monkeypatch)
     _same(out, want_out)
     for g, w in zip(got, want):
         _same(g, w)
+    if seed is not None:  # forward mode: a diagonal Jacobian, so the tangent is the gradient
+        with installed(monkeypatch):
+            for i, w in enumerate(want):
+                ts = tuple(ad.tensor(seed if j == i else np.zeros(8), device=device)
+                           for j in range(arity))
+                _, tangent = ad.jvp(ours, tuple(ad.tensor(x, device=device) for x in xs), ts)
+                _same(tangent.numpy(), w)
 
 
 def test_relu_at_nan_on_the_fused_cpu_path_and_in_forward_mode():
