@@ -16,10 +16,11 @@ import gpuad as ad
 NAN = math.nan
 
 
-@pytest.fixture
-def fake_cuda(monkeypatch):
-    with installed(monkeypatch):
-        yield
+@pytest.fixture(autouse=True)
+def _cpu_by_default(cpu_default):
+    """(A default device left unresolved would resolve to the stand-in GPU after a test's
+    ``installed`` block, and stay so for the tests after it.)"""
+    yield
 
 
 def _grads(fn, xs, dtype=ad.float64, create_graph=False, device="cpu", seed=None):
@@ -46,17 +47,22 @@ def _same(got, want, **tol):
 
 # ---- division and other rules whose intermediates overflowed ----------------------------------
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("create_graph", [False, True])
-def test_division_by_a_float16_sum_keeps_its_gradient(create_graph):
+def test_division_by_a_float16_sum_keeps_its_gradient(create_graph, device, monkeypatch):
     # x / x.sum() with x = [100, 200]: the old -g a / (b b) made b b = 90000 inf in float16
-    _, (g,) = _grads(lambda x: (x / x.sum())[0], [[100.0, 200.0]], ad.float16, create_graph)
+    with installed(monkeypatch):
+        _, (g,) = _grads(lambda x: (x / x.sum())[0], [[100.0, 200.0]], ad.float16,
+                         create_graph, device)
     _same(g.astype(np.float64), [1 / 300 - 100 / 300**2, -100 / 300**2], rtol=2e-3)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("dtype, v", [(ad.float32, 1e-23), (ad.float64, 1e-170)])
-def test_division_by_a_tiny_divisor(dtype, v):
+def test_division_by_a_tiny_divisor(dtype, v, device, monkeypatch):
     # b b underflowed to 0, giving -inf where d(a/b)/db = -a / b^2 = -1/v is representable
-    _, (ga, gb) = _grads(lambda a, b: a / b, [[v], [v]], dtype)
+    with installed(monkeypatch):
+        _, (ga, gb) = _grads(lambda a, b: a / b, [[v], [v]], dtype, device=device)
     _same(ga.astype(np.float64), [1 / v], rtol=1e-6)
     _same(gb.astype(np.float64), [-1 / v], rtol=1e-6)
     prim, tan = ad.jvp(lambda b: ad.tensor([v], dtype=dtype) / b,
