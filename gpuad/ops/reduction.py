@@ -143,6 +143,8 @@ def _two_over(dof):
 _VAR = Op("var", (lambda g, x, axis, ddof, keepdims: _expand(g, x.shape, axis, keepdims)
                   * _centered(x, axis) * _two_over(_dof(x.shape, axis, ddof)),),
           jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) * 2)
+
+
 def _standardized(y, x, axis, keepdims):
     """(x - mean) / std, and where std is zero (True) in the second place. The ratio is at
     most sqrt(N), so a tiny std does not overflow the rule (1 / std would, in float16)."""
