@@ -78,7 +78,8 @@ template <typename T> GPUAD_HD T gelu_erf_fwd(T x) {
     return T(0.5) * x * (T(1) + erf(x * T(GPUAD_INV_SQRT_2)));
 }
 template <typename T> GPUAD_HD T gelu_tanh_fwd(T x) {
-    T u = T(GPUAD_SQRT_2_OVER_PI) * (x + T(0.044715) * x * x * x);
+    T c = x > T(100) ? T(100) : (x < T(-100) ? T(-100) : x);  // tanh saturated past 100
+    T u = T(GPUAD_SQRT_2_OVER_PI) * (c + T(0.044715) * c * c * c);
     return T(0.5) * x * (T(1) + tanh(u));
 }
 // log(1 + exp(bx)) / b as max(bx, 0) + log1p(exp(-|bx|)); x itself past the threshold
@@ -96,23 +97,27 @@ template <typename T> GPUAD_HD T expm1_bwd(T g, T y) { return g * (y + T(1)); }
 template <typename T> GPUAD_HD T log_bwd(T g, T x) { return g / x; }
 template <typename T> GPUAD_HD T log1p_bwd(T g, T x) { return g / (x + T(1)); }
 template <typename T> GPUAD_HD T sqrt_bwd(T g, T y) { return g / (y * T(2)); }   // inf at 0
-template <typename T> GPUAD_HD T rsqrt_bwd(T g, T y) { return g * (y * y * y) * T(-0.5); }
+template <typename T> GPUAD_HD T rsqrt_bwd(T g, T y) { return g * y * y * y * T(-0.5); }
 template <typename T> GPUAD_HD T square_bwd(T g, T x) { return g * x * T(2); }
 template <typename T> GPUAD_HD T reciprocal_bwd(T g, T y) { return -g * y * y; }
 template <typename T> GPUAD_HD T sin_bwd(T g, T x) { return g * cos(x); }
 template <typename T> GPUAD_HD T cos_bwd(T g, T x) { return -g * sin(x); }
-template <typename T> GPUAD_HD T tan_bwd(T g, T y) { return g * (y * y + T(1)); }
+template <typename T> GPUAD_HD T tan_bwd(T g, T y) { return g * y * y + g; }
 template <typename T> GPUAD_HD T tanh_bwd(T g, T y) { return g * (T(1) - y * y); }
 template <typename T> GPUAD_HD T sinh_bwd(T g, T x) { return g * cosh(x); }
 template <typename T> GPUAD_HD T cosh_bwd(T g, T x) { return g * sinh(x); }
-template <typename T> GPUAD_HD T arctan_bwd(T g, T x) { return g / (x * x + T(1)); }
+// g / (1 + x^2), as (g / x) / (x + 1 / x) past |x| = 1 (x^2 would overflow first)
+template <typename T> GPUAD_HD T arctan_bwd(T g, T x) {
+    return abs(x) > T(1) ? g / x / (x + T(1) / x) : g / (x * x + T(1));
+}
 template <typename T> GPUAD_HD T erf_bwd(T g, T x) {
     return g * exp(-x * x) * T(GPUAD_TWO_OVER_SQRT_PI);
 }
 // sigmoid's gradient from its output
 template <typename T> GPUAD_HD T sigmoid_bwd(T g, T y) { return g * y * (T(1) - y); }
 template <typename T> GPUAD_HD T step_bwd(T g) { return T(0); }
-template <typename T> GPUAD_HD T relu_bwd(T g, T y) { return g * step(y); }        // relu'(0) = 0
+// relu'(0) = 0, relu'(nan) = 1 (PyTorch)
+template <typename T> GPUAD_HD T relu_bwd(T g, T y) { return g * (y <= T(0) ? T(0) : T(1)); }
 // d/dx x sigmoid(x) = s (1 + x (1 - s))
 template <typename T> GPUAD_HD T silu_bwd(T g, T x) {
     T s = sigmoid_fwd(x);
@@ -122,14 +127,16 @@ template <typename T> GPUAD_HD T leaky_relu_bwd(T g, T x, T slope) {
     return g * (step(x) * (T(1) - slope) + slope);
 }
 template <typename T> GPUAD_HD T elu_bwd(T g, T x, T alpha) {
-    return x > T(0) ? g : g * alpha * exp(x > T(0) ? T(0) : x);
+    return x <= T(0) ? g * alpha * exp(x) : g;  // elu'(nan) = 1 (PyTorch)
 }
 // Phi(x) + x phi(x)
 template <typename T> GPUAD_HD T gelu_erf_bwd(T g, T x) {
     return g * ((erf(x * T(GPUAD_INV_SQRT_2)) + T(1)) * T(0.5)
                 + x * exp(x * x * T(-0.5)) * T(GPUAD_INV_SQRT_2PI));
 }
+// (x taken at +-100 past it, where tanh has saturated: no inf * 0 from an overflowed x^3)
 template <typename T> GPUAD_HD T gelu_tanh_bwd(T g, T x) {
+    x = x > T(100) ? T(100) : (x < T(-100) ? T(-100) : x);
     T t = tanh((x + x * x * x * T(0.044715)) * T(GPUAD_SQRT_2_OVER_PI));
     T du = (x * x * T(3 * 0.044715) + T(1)) * T(GPUAD_SQRT_2_OVER_PI);
     return g * ((t + T(1)) * T(0.5) + x * (T(1) - t * t) * du * T(0.5));
@@ -155,7 +162,8 @@ template <typename T> GPUAD_HD T mul_bwd_a(T g, T a, T b) { return g * b; }
 template <typename T> GPUAD_HD T mul_bwd_b(T g, T a, T b) { return g * a; }
 template <typename T> GPUAD_HD T div_fwd(T a, T b) { return a / b; }
 template <typename T> GPUAD_HD T div_bwd_a(T g, T a, T b) { return g / b; }
-template <typename T> GPUAD_HD T div_bwd_b(T g, T a, T b) { return -g * a / (b * b); }
+// -(g/b)(a/b): no b*b, which overflows or underflows where the result does not
+template <typename T> GPUAD_HD T div_bwd_b(T g, T a, T b) { return -(g / b) * (a / b); }
 template <typename T> GPUAD_HD T pow_fwd(T a, T b) { return pow(a, b); }
 // d(a^b)/da = b a^(b-1), 0 where b == 0
 template <typename T> GPUAD_HD T pow_bwd_a(T g, T a, T b) {
@@ -171,9 +179,9 @@ template <typename T> GPUAD_HD T maximum_fwd(T a, T b) {
 template <typename T> GPUAD_HD T minimum_fwd(T a, T b) {
     return (isnan(a) || isnan(b)) ? a + b : (a < b ? a : b);
 }
-// the larger operand gets g; ties split it evenly (as PyTorch)
+// 0 where a < b, g/2 on ties (split evenly), else g: also where either is nan (PyTorch)
 template <typename T> GPUAD_HD T larger(T g, T a, T b) {
-    return a > b ? g : (a == b ? g * T(0.5) : T(0));
+    return a < b ? T(0) : (a == b ? g * T(0.5) : g);
 }
 template <typename T> GPUAD_HD T maximum_bwd_a(T g, T a, T b) { return larger(g, a, b); }
 template <typename T> GPUAD_HD T maximum_bwd_b(T g, T a, T b) { return larger(g, b, a); }

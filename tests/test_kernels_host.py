@@ -156,3 +156,36 @@ def test_every_kernel_has_a_host_check():
     assert defined, "no kernel functions found in kernels/elementwise.cuh"
     assert not defined - checked, f"kernels without a host check: {sorted(defined - checked)}"
     assert not checked - defined, f"table rows without a kernel: {sorted(checked - defined)}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_kernel_rules_past_the_overflow_of_squares(dtype, kernel):
+    """(float16 is computed in float32.) d(a/b)/db where b*b underflows, arctan' where x*x
+    overflows, rsqrt' where y^3 overflows but g y^3 does not: the exact values."""
+    v = 1e-23 if dtype == np.float32 else 1e-170
+    np.testing.assert_allclose(kernel("div_bwd_b", dtype, [1.0, 1.0], [v, 100.0], [v, 300.0]),
+                               [-1 / v, -100 / 300**2], rtol=1e-6)
+    big = 1e20 if dtype == np.float32 else 1e155
+    np.testing.assert_allclose(kernel("arctan_bwd", dtype, [1.0, 1.0], [big, -big]),
+                               [(1 / big) ** 2 / (1 + (1 / big) ** 2)] * 2, rtol=1e-5)
+    x = 1e-28 if dtype == np.float32 else 1e-210
+    y = np.array([x ** -0.5], dtype)
+    np.testing.assert_allclose(kernel("rsqrt_bwd", dtype, [1e-10], y),
+                               [1e-10 * float(y[0]) * float(y[0]) * float(y[0]) * -0.5],
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_kernel_rules_at_nan_give_torchs_gradient(dtype, kernel):
+    """relu'(nan) = 1, elu'(nan) = 1, and maximum/minimum give a nan operand (and the other)
+    the gradient, as PyTorch (values from torch, float64); no clean zeros."""
+    nan = np.nan
+    g = [2.0, 2.0, 2.0, 2.0]
+    assert kernel("relu_bwd", dtype, g, [nan, 0.0, 1.0, -0.0]).tolist() == [2, 0, 2, 0]
+    assert kernel("elu_bwd", dtype, g, [nan, 0.0, 1.0, -1.0], params=(1.0,))[:3].tolist() == \
+        [2, 2, 2]
+    assert kernel("leaky_relu_bwd", dtype, g, [nan, 0.0, 1.0, -1.0], params=(0.1,)).tolist() \
+        == pytest.approx([0.2, 0.2, 2, 0.2])
+    a, b = [nan, 1.0, nan, 2.0], [1.0, nan, nan, 2.0]
+    for op in ("maximum_bwd_a", "maximum_bwd_b", "minimum_bwd_a", "minimum_bwd_b"):
+        assert kernel(op, dtype, g, a, b).tolist() == [2, 2, 2, 1], op

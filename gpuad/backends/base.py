@@ -154,15 +154,19 @@ class Backend:
         (float16 computed in float32, where x^3 cannot overflow)."""
         if x.dtype == "float16":
             return self.gelu(x.astype("float32"), approximate).astype(x.dtype)
-        if approximate == "tanh":
-            u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        if approximate == "tanh":  # (tanh has saturated past |x| = 100, where x^3 overflows)
+            c = self.xp.clip(x, -100.0, 100.0)
+            u = _SQRT_2_OVER_PI * (c + 0.044715 * c * c * c)
             return 0.5 * x * (1 + self.xp.tanh(u))
         return 0.5 * x * (1 + self.erf(x * _INV_SQRT_2))
 
     # ---- row-wise (axis) math -----------------------------------------------------------
     def logsumexp(self, x, axis, keepdims):
-        """max + log(sum(exp(x - max))); an all -inf slice gives -inf, an inf gives inf."""
+        """max + log(sum(exp(x - max))); an all -inf slice gives -inf, an inf gives inf, and
+        an empty one log(0) = -inf (no max to shift by: the elements are none)."""
         xp = self.xp
+        if x.size == 0:  # (0 - inf: log(0) without a divide-by-zero)
+            return xp.sum(xp.exp(x), axis=axis, keepdims=keepdims) - xp.inf
         m = xp.max(x, axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
@@ -170,6 +174,8 @@ class Backend:
 
     def softmax(self, x, axis):
         xp = self.xp
+        if x.size == 0:  # nothing to normalize (and no max to shift by)
+            return xp.exp(x)
         e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
         return e / xp.sum(e, axis=axis, keepdims=True)
 

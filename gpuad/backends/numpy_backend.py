@@ -67,7 +67,8 @@ def _quiet(fn):
 #: the same operations, in the same order, as the composed rules in ``ops/elementwise.py``
 #: (so the same bits), without a graph node per operation.
 FUSED_GRADS = {
-    "relu": lambda g, y: g * (y > 0),  # g * step(y)
+    # g * where(y <= 0, step(y), 1): a relu output is >= 0 or nan, so y <= 0 is y == 0
+    "relu": lambda g, y: g * (y != 0),
     "sigmoid": lambda g, y: g * y * (1 - y),
     "tanh": lambda g, y: g * (1 - y * y),
     "sin": lambda g, x: g * np.cos(x),

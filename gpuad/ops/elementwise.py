@@ -103,29 +103,31 @@ expm1 = _unary("expm1", "expm1", lambda g, y: g * (y + 1), save="y")
 log = _unary("log", "log", lambda g, x: g / x)
 log1p = _unary("log1p", "log1p", lambda g, x: g / (x + 1))
 sqrt = _unary("sqrt", "sqrt", lambda g, y: g / (y * 2), save="y")  # sqrt'(0) = inf
-rsqrt = _unary("rsqrt", "rsqrt", lambda g, y: g * (y * y * y) * -0.5, save="y")
+# (left to right: the partial products are monotone, so none overflows before the result)
+rsqrt = _unary("rsqrt", "rsqrt", lambda g, y: g * y * y * y * -0.5, save="y")
 square = _unary("square", "square", lambda g, x: g * x * 2)
 reciprocal = _unary("reciprocal", "reciprocal", lambda g, y: -g * y * y, save="y")
 sin = _unary("sin", "sin", lambda g, x: g * cos(x))
 cos = _unary("cos", "cos", lambda g, x: -g * sin(x))
-tan = _unary("tan", "tan", lambda g, y: g * (y * y + 1), save="y")
+tan = _unary("tan", "tan", lambda g, y: g * y * y + g, save="y")  # g (1 + y^2), no y^2 alone
 tanh = _unary("tanh", "tanh", lambda g, y: g * (1 - y * y), save="y")
 sinh = _unary("sinh", "sinh", lambda g, x: g * cosh(x))
 cosh = _unary("cosh", "cosh", lambda g, x: g * sinh(x))
-arctan = _unary("arctan", "arctan", lambda g, x: g / (x * x + 1))
+arctan = _unary("arctan", "arctan", lambda g, x: _arctan_grad(g, x))
 erf = _unary("erf", "erf", lambda g, x: g * exp(-x * x) * _TWO_OVER_SQRT_PI)
 sigmoid = _unary("sigmoid", "sigmoid", lambda g, y: g * y * (1 - y), save="y")
 # step(x) = 1 where x > 0 else 0, with a zero gradient: rules built on it stay connected to x,
 # so their own derivative is zero (not "does not require grad") under create_graph.
 step = _unary("step", "step", lambda g: _zero(g), save=None)
-relu = _unary("relu", "relu", lambda g, y: g * step(y), save="y")  # relu'(0) = 0
+# relu'(0) = 0 and relu'(nan) = 1 (PyTorch: the gradient is cut where y <= 0 only)
+relu = _unary("relu", "relu", lambda g, y: g * where(y <= 0, step(y), 1), save="y")
 silu = _unary("silu", "silu", lambda g, x: g * _silu_grad(x))
 _leaky_relu = _unary(
     "leaky_relu", "leaky_relu", lambda g, x, slope: g * (step(x) * (1 - slope) + slope),
     params=True,
 )
 _elu = _unary(
-    "elu", "elu", lambda g, x, alpha: where(x > 0, g, g * alpha * exp(where(x > 0, 0, x))),
+    "elu", "elu", lambda g, x, alpha: where(x <= 0, g * alpha * exp(where(x <= 0, x, 0)), g),
     params=True,
 )
 _gelu = _unary("gelu", "gelu", lambda g, x, approx: g * _gelu_grad(x, approx), params=True)
@@ -141,6 +143,16 @@ ceil = _unary("ceil", "ceil", _zero, save=None)
 round = _unary("round", "rint", _zero, save=None)  # half to even, like NumPy and PyTorch
 
 
+def _arctan_grad(g, x):
+    """g / (1 + x^2); past |x| = 1 as (g / x) / (x + 1 / x), where x^2 would overflow while
+    the result is representable. Each branch sees only its own x values (the other gets 1),
+    so neither makes an inf or nan that a second derivative would multiply by zero."""
+    big = abs(x) > 1
+    xb = where(big, x, 1)
+    xs = where(big, 1, x)
+    return where(big, g / xb / (xb + 1 / xb), g / (xs * xs + 1))
+
+
 def _silu_grad(x):
     """d/dx x sigmoid(x) = s (1 + x (1 - s))."""
     s = sigmoid(x)
@@ -152,6 +164,9 @@ def _gelu_grad(x, approximate):
     if x.dtype == float16:  # x^3 overflows float16; compute in float32
         return _gelu_grad(x.astype(float32), approximate).astype(float16)
     if approximate == "tanh":
+        # past |x| = 100 tanh has saturated (t = +-1 exactly): x taken there gives the same
+        # value, without the inf * 0 = nan of an overflowed x^3
+        x = clip(x, -100.0, 100.0)
         t = tanh((x + x * x * x * 0.044715) * _SQRT_2_OVER_PI)
         du = (x * x * (3 * 0.044715) + 1) * _SQRT_2_OVER_PI
         return (t + 1) * 0.5 + x * (1 - t * t) * du * 0.5
@@ -236,8 +251,9 @@ def _shape_error(name, a, b, exc):
 
 
 def _larger(g, a, b):
-    """g where a > b, g/2 where a == b (ties split evenly, as PyTorch), else 0."""
-    return where(a > b, g, where(a == b, g * 0.5, 0))
+    """0 where a < b, g/2 where a == b (ties split evenly), else g: also where either is nan,
+    so a nan operand gets the gradient (as PyTorch)."""
+    return where(a < b, 0, where(a == b, g * 0.5, g))
 
 
 def _pow_base(g, a, b):
@@ -261,7 +277,8 @@ add = _binary("add", "add", lambda g: g, lambda g: g, reads=_NOTHING)
 sub = _binary("sub", "subtract", lambda g: g, lambda g: -g, reads=_NOTHING)
 mul = _binary("mul", "multiply", lambda g, a, b: g * b, lambda g, a, b: g * a,
               reads=((False, True), (True, False)))
-div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -g * a / (b * b),
+# d(a/b)/db = -(g/b)(a/b): no b*b, which overflows or underflows where the result does not
+div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -(g / b) * (a / b),
               reads=((False, True), (True, True)))
 pow = _binary("pow", "power", _pow_base, _pow_exponent)
 maximum = _binary("maximum", "maximum", lambda g, a, b: _larger(g, a, b),

@@ -153,11 +153,9 @@ def tensordot(a, b, axes=2):
         )
     free_a = [i for i in range(a.ndim) if i not in ax_a]
     free_b = [i for i in range(b.ndim) if i not in ax_b]
-    k = 1
-    for i in ax_a:
-        k *= a.shape[i]
-    a2 = reshape(transpose(a, free_a + ax_a), (-1, k))
-    b2 = reshape(transpose(b, ax_b + free_b), (k, -1))
+    k = math.prod(a.shape[i] for i in ax_a)  # (sizes, not -1: k may be 0, a sum of nothing)
+    a2 = reshape(transpose(a, free_a + ax_a), (math.prod(a.shape[i] for i in free_a), k))
+    b2 = reshape(transpose(b, ax_b + free_b), (k, math.prod(b.shape[i] for i in free_b)))
     return reshape(a2 @ b2, tuple(a.shape[i] for i in free_a) + tuple(b.shape[i] for i in free_b))
 
 

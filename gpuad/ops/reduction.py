@@ -10,7 +10,7 @@ from ..autograd.node import Op
 from ..dtypes import float16, float32
 from ..tensor import Tensor, record, record1
 from ._args import normalize_axis, plain, to_tensor
-from .elementwise import abs, exp, sign, where
+from .elementwise import abs, exp, isnan, sign, where
 from .shape import broadcast_to, expand_dims, moveaxis, reshape, transpose
 
 
@@ -46,6 +46,21 @@ def _count(shape, axis):
     return math.prod(shape) if axis is None else math.prod(shape[i] for i in axis)
 
 
+def _check_extremum(name, shape, axis):
+    """max and min have no value over zero elements: refuse an empty reduced axis (other
+    axes may be empty: the result is then empty too, as in NumPy and PyTorch)."""
+    if _count(shape, axis) == 0:
+        along = "" if axis is None else f" along axes {axis} of length 0"
+        raise ValueError(f"gpuad: {name} of an empty tensor (shape {shape}){along} has no "
+                         "value; check the input is not empty, or reduce along a non-empty axis")
+
+
+def _empty_mean(backend, a, axis, keepdims):
+    """The mean over zero elements: 0/0 = nan, without NumPy's "Mean of empty slice"."""
+    with backend.errstate():
+        return backend.sum(a, axis=axis, keepdims=keepdims) / 0.0
+
+
 def _reduction(name, rule, jvp, save_x=True, save_out=False):
     op = Op(name, (rule,), jvp=jvp, save_out=save_out)
 
@@ -53,9 +68,12 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
         if not isinstance(x, Tensor):
             x = to_tensor(x)
         axis = normalize_axis(axis, x.ndim, name)
-        if x.size == 0 and name in ("max", "min"):
-            raise ValueError(f"gpuad: {name} of an empty tensor (shape {x.shape}) has no value; "
-                             "check the input is not empty")
+        if x.size == 0 and name != "sum":
+            if name in ("max", "min"):
+                _check_extremum(name, x.shape, axis)
+            elif name == "mean" and _count(x.shape, axis) == 0:
+                out = _empty_mean(x._dev._backend, x._a, axis, keepdims)
+                return record1(op, x, out, (x.shape, axis, keepdims))
         out = _wide(getattr(x._dev._backend, name), x._a, axis=axis, keepdims=keepdims)
         saved = ((x,) if save_x else (x.shape,)) + (axis, keepdims)
         return record1(op, x, out, saved)
@@ -65,16 +83,22 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
     return reduce
 
 
+def _hits(x, y, axis, keepdims):
+    """Where x equals its max/min ``y``; where the result is nan, the nan elements (a nan
+    wins the reduction, so it gets the gradient, as in PyTorch's max())."""
+    return (x == _expand(y, x.shape, axis, keepdims)) | isnan(x)
+
+
 def _extremum_rule(g, y, x, axis, keepdims):
     """The gradient of max/min goes to the elements equal to the result, split evenly."""
-    hit = x == _expand(y, x.shape, axis, keepdims)
+    hit = _hits(x, y, axis, keepdims)
     count = hit.sum(axis=axis, keepdims=True).astype(g.dtype)
     return where(hit, _expand(g, x.shape, axis, keepdims) / count, 0)
 
 
 def _extremum_jvp(ts, y, x, axis, keepdims):
     """The tangent of max/min: the mean of the tangents at the elements equal to the result."""
-    hit = x == _expand(y, x.shape, axis, keepdims)
+    hit = _hits(x, y, axis, keepdims)
     count = hit.sum(axis=axis, keepdims=keepdims).astype(y.dtype)
     return where(hit, ts[0], 0).sum(axis=_last(axis, x.ndim), keepdims=keepdims) / count
 
@@ -98,36 +122,72 @@ def _centered(x, axis):
     return x - x.mean(axis=axis, keepdims=True)
 
 
+def _dof(shape, axis, ddof):
+    """The degrees of freedom N - ddof, at least 0 (NumPy and PyTorch: var is then x/0)."""
+    dof = _count(shape, axis) - ddof
+    return dof if dof > 0 else 0  # (max here is the reduction)
+
+
 def _spread_jvp(ts, x, axis, ddof, keepdims):
     """d sum((x - mean)^2) / (N - ddof) along t, halved: sum((x - mean) t) / (N - ddof)."""
     return ((ts[0] * _centered(x, axis)).sum(axis=_last(axis, x.ndim), keepdims=keepdims)
-            / (_count(x.shape, axis) - ddof))
+            / _dof(x.shape, axis, ddof))
+
+
+def _two_over(dof):
+    """2 / dof as a float: inf at no degrees of freedom (then nan times a zero spread, or
+    inf, as PyTorch), not ZeroDivisionError."""
+    return 2.0 / dof if dof else math.inf
 
 
 _VAR = Op("var", (lambda g, x, axis, ddof, keepdims: _expand(g, x.shape, axis, keepdims)
-                  * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),),
+                  * _centered(x, axis) * _two_over(_dof(x.shape, axis, ddof)),),
           jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) * 2)
-def _nonzero(y):
-    """``y`` with its zeros replaced by ones, so that 0/0 is not computed where std's
-    derivative is defined as 0 (zero spread, PyTorch's convention; masked as a whole, so
-    its own derivative there is 0 too)."""
-    return where(y == 0, 1, y)
 
 
-_STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: where(
-                  _expand(y, x.shape, axis, keepdims) == 0, 0,
-                  _expand(g / _nonzero(y), x.shape, axis, keepdims)
-                  * _centered(x, axis) / (_count(x.shape, axis) - ddof)),),
-          jvp=lambda ts, y, x, axis, ddof, keepdims:
-          where(y == 0, 0, _spread_jvp(ts, x, axis, ddof, keepdims) / _nonzero(y)),
-          save_out=True)
+def _standardized(y, x, axis, keepdims):
+    """(x - mean) / std, and where std is zero (True) in the second place. The ratio is at
+    most sqrt(N), so a tiny std does not overflow the rule (1 / std would, in float16)."""
+    ye = _expand(y, x.shape, axis, keepdims)
+    zero = ye == 0
+    return _centered(x, axis) / where(zero, 1, ye), zero
+
+
+def _std_rule(g, y, x, axis, ddof, keepdims):
+    """d std/dx = (x - mean) / (std (N - ddof)); 0 where the spread is zero (PyTorch's
+    convention; masked as a whole, so its own derivative there is 0 too)."""
+    z, zero = _standardized(y, x, axis, keepdims)
+    return where(zero, 0, _expand(g, x.shape, axis, keepdims) * z / _dof(x.shape, axis, ddof))
+
+
+def _std_jvp(ts, y, x, axis, ddof, keepdims):
+    z, _ = _standardized(y, x, axis, keepdims)
+    return where(y == 0, 0, (ts[0] * z).sum(axis=_last(axis, x.ndim), keepdims=keepdims)
+                 / _dof(x.shape, axis, ddof))
+
+
+_STD = Op("std", (_std_rule,), jvp=_std_jvp, save_out=True)
+
+
+def _spread(method, x, axis, ddof, keepdims):
+    """The backend's var or std; with no degrees of freedom (N - ddof <= 0, an empty tensor
+    included) sum((x - mean)^2) / 0 (inf, or nan where N or the sum is 0, as NumPy and
+    PyTorch) computed by hand, without NumPy's warnings."""
+    backend = x._dev._backend
+    if _dof(x.shape, axis, ddof) > 0:
+        return _wide(getattr(backend, method), x._a, axis=axis, ddof=ddof, keepdims=keepdims)
+    with backend.errstate():
+        a = x._a
+        d = a - backend.sum(a, axis=axis, keepdims=True) / _count(x.shape, axis)
+        out = backend.sum(d * d, axis=axis, keepdims=keepdims) / 0.0
+        return backend.sqrt(out) if method == "std" else out
 
 
 def var(x, axis=None, ddof=0, keepdims=False):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "var")
-    out = _wide(x._dev._backend.var, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
+    out = _spread("var", x, axis, ddof, keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
 
 
@@ -135,7 +195,7 @@ def std(x, axis=None, ddof=0, keepdims=False):
     """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
     axis = normalize_axis(axis, x.ndim, "std")
-    out = _wide(x._dev._backend.std, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
+    out = _spread("std", x, axis, ddof, keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
 
 
@@ -260,22 +320,25 @@ def logsumexp(x, axis=None, keepdims=False):
     return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
 
 
-def _pnorm_rule(g, y, x, p, axis, keepdims):
-    """d||x||_p/dx = sign(x) |x|^(p-1) / ||x||^(p-1); zero where the norm is zero, and (for
-    p < 1, where |x|^(p-1) is infinite) where x is zero, as in PyTorch."""
-    safe = where(y == 0, 1, y)
-    scale = _expand(g / (safe if p == 2 else safe ** (p - 1)), x.shape, axis, keepdims)
+def _pnorm_dir(y, x, p, axis, keepdims):
+    """d||x||_p/dx = sign(x) (|x| / ||x||)^(p-1), from the ratio |x| / ||x|| (at most 1 for
+    p >= 1), so no power of |x| or of the norm overflows before the result does. Zero where
+    the norm is zero, and (for p < 1, where |x|^(p-1) is infinite) where x is zero, as in
+    PyTorch."""
+    ye = _expand(y, x.shape, axis, keepdims)
+    zero = ye == 0
+    safe = where(zero, 1, ye)
     if p == 2:
-        return where(_expand(y, x.shape, axis, keepdims) == 0, 0, scale * x)
+        return where(zero, 0, x / safe)
     if p < 1:
-        return scale * where(x == 0, 0, sign(x) * abs(where(x == 0, 1, x)) ** (p - 1))
-    return scale * sign(x) * abs(x) ** (p - 1)
+        return where(x == 0, 0, sign(x) * abs(where(x == 0, 1, x) / safe) ** (p - 1))
+    return sign(x) * abs(x / safe) ** (p - 1)
 
 
-_PNORM = Op("norm", (_pnorm_rule,), save_out=True,
-            jvp=lambda ts, y, x, p, axis, keepdims: (ts[0] * _pnorm_rule(1.0, y, x, p, axis,
-                                                                         keepdims)).sum(
-                axis=_last(axis, x.ndim), keepdims=keepdims))
+_PNORM = Op("norm", (lambda g, y, x, p, axis, keepdims: _expand(g, x.shape, axis, keepdims)
+                     * _pnorm_dir(y, x, p, axis, keepdims),), save_out=True,
+            jvp=lambda ts, y, x, p, axis, keepdims: (ts[0] * _pnorm_dir(y, x, p, axis, keepdims))
+            .sum(axis=_last(axis, x.ndim), keepdims=keepdims))
 
 
 def norm(x, ord=2, axis=None, keepdims=False):
@@ -290,10 +353,9 @@ def norm(x, ord=2, axis=None, keepdims=False):
         ord = 2
     if isinstance(ord, str):
         raise ValueError(f"gpuad.norm: ord={ord!r} is not supported; use a number, inf or 'fro'")
-    if ord == math.inf:
-        return abs(x).max(axis=axis, keepdims=keepdims)
-    if ord == -math.inf:
-        return abs(x).min(axis=axis, keepdims=keepdims)
+    if ord in (math.inf, -math.inf):
+        _check_extremum(f"norm(ord={ord})", x.shape, normalize_axis(axis, x.ndim, "norm"))
+        return (abs(x).max if ord > 0 else abs(x).min)(axis=axis, keepdims=keepdims)
     if ord == 0:  # the number of non-zeros; its gradient is zero (sign's)
         return abs(sign(x)).sum(axis=axis, keepdims=keepdims)
     if ord == 1:
@@ -306,7 +368,8 @@ def norm(x, ord=2, axis=None, keepdims=False):
 def _pnorm(a, backend, p, axis, keepdims):
     if p == 2:
         return backend.sqrt(backend.sum(a * a, axis=axis, keepdims=keepdims))
-    return backend.sum(backend.abs(a) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+    return backend.power(backend.sum(backend.power(backend.abs(a), p), axis=axis,
+                                     keepdims=keepdims), 1.0 / p)
 
 
 def _axis_one(axis, ndim, op):

@@ -1,0 +1,354 @@
+"""Derivative rules at the numeric edges (issue 15, section 3): no spurious overflow or
+underflow (division, arctan, tan, rsqrt, p-norms), no exception where PyTorch gives nan (var
+and std with no degrees of freedom), empty inputs NumPy and PyTorch accept (softmax family,
+max/min/norm(inf), tensordot/dot), and nan inputs getting the gradient PyTorch gives them
+(relu, elu, maximum/minimum, max/min reductions). Each against analytic values or PyTorch
+(float64), in reverse mode (plain and create_graph, which take different CPU paths), in
+forward mode, and through the CUDA backend's code (tests/fake_cupy.py)."""
+import math
+
+import numpy as np
+import pytest
+from fake_cupy import installed
+
+import gpuad as ad
+
+NAN = math.nan
+
+
+@pytest.fixture(autouse=True)
+def _cpu_by_default(cpu_default):
+    """(A default device left unresolved would resolve to the stand-in GPU after a test's
+    ``installed`` block, and stay so for the tests after it.)"""
+    yield
+
+
+def _grads(fn, xs, dtype=ad.float64, create_graph=False, device="cpu", seed=None):
+    ts = [ad.tensor(x, dtype=dtype, device=device, requires_grad=True) for x in xs]
+    out = fn(*ts)
+    seed = ad.ones_like(out) if seed is None else ad.tensor(seed, dtype=dtype, device=device)
+    grads = ad.grad(out, ts, seed, create_graph=create_graph)
+    return out.numpy(), [g.numpy() for g in grads]
+
+
+def _torch_grads(fn, xs, seed=None):
+    torch = pytest.importorskip("torch")
+    ts = [torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True) for x in xs]
+    out = fn(*ts)
+    seed = torch.ones_like(out) if seed is None else torch.tensor(seed, dtype=torch.float64)
+    grads = torch.autograd.grad(out, ts, seed)
+    return out.detach().numpy(), [g.numpy() for g in grads]
+
+
+def _same(got, want, **tol):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, equal_nan=True, **(tol or dict(rtol=1e-12)))
+
+
+# ---- division and other rules whose intermediates overflowed ----------------------------------
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_division_by_a_float16_sum_keeps_its_gradient(create_graph, device, monkeypatch):
+    # x / x.sum() with x = [100, 200]: the old -g a / (b b) made b b = 90000 inf in float16
+    with installed(monkeypatch):
+        _, (g,) = _grads(lambda x: (x / x.sum())[0], [[100.0, 200.0]], ad.float16,
+                         create_graph, device)
+    _same(g.astype(np.float64), [1 / 300 - 100 / 300**2, -100 / 300**2], rtol=2e-3)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("dtype, v", [(ad.float32, 1e-23), (ad.float64, 1e-170)])
+def test_division_by_a_tiny_divisor(dtype, v, device, monkeypatch):
+    # b b underflowed to 0, giving -inf where d(a/b)/db = -a / b^2 = -1/v is representable
+    with installed(monkeypatch):
+        _, (ga, gb) = _grads(lambda a, b: a / b, [[v], [v]], dtype, device=device)
+    _same(ga.astype(np.float64), [1 / v], rtol=1e-6)
+    _same(gb.astype(np.float64), [-1 / v], rtol=1e-6)
+    prim, tan = ad.jvp(lambda b: ad.tensor([v], dtype=dtype) / b,
+                       ad.tensor([v], dtype=dtype), ad.tensor([1.0], dtype=dtype))
+    _same(tan.numpy().astype(np.float64), [-1 / v], rtol=1e-6)
+
+
+def test_division_matches_torch():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(20), rng.uniform(0.5, 3, 20) * rng.choice([-1, 1], 20)
+    _, got = _grads(lambda a, b: a / b, [a, b])
+    _, want = _torch_grads(lambda a, b: a / b, [a, b])
+    for x, y in zip(got, want):
+        _same(x, y, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype, x", [(ad.float16, 300.0), (ad.float32, 1e20),
+                                      (ad.float64, 1e155)])
+def test_arctan_gradient_past_the_square_overflow(dtype, x):
+    # 1 / (1 + x^2) is representable (a subnormal in float16 and float32), x^2 is not
+    _, (g,) = _grads(ad.arctan, [[x, -x]], dtype)
+    tol = dict(rtol=2e-3, atol=1.2e-7) if dtype == ad.float16 else dict(rtol=1e-5)  # 2 ulp
+    _same(g.astype(np.float64), [(1 / x) ** 2 / (1 + (1 / x) ** 2)] * 2, **tol)
+
+
+def test_arctan_first_and_second_derivatives_match_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([-30.0, -2.0, -1.0, -0.5, 0.0, 0.25, 1.0, 1.5, 7.0, 1e30])
+    t = torch.tensor(x, requires_grad=True)
+    (d1,) = torch.autograd.grad(torch.atan(t).sum(), t, create_graph=True)
+    (d2,) = torch.autograd.grad(d1.sum(), t)
+    a = ad.tensor(x, requires_grad=True)
+    (g1,) = ad.grad(ad.arctan(a).sum(), a, create_graph=True)
+    (g2,) = ad.grad(g1.sum(), a)
+    _same(g1.numpy(), d1.detach().numpy(), rtol=1e-14)
+    _same(g2.numpy(), d2.numpy(), rtol=1e-13)
+
+
+def test_tan_gradient_with_a_small_upstream_in_float16():
+    # near pi/2, tan^2 overflows float16 but g (1 + tan^2) with g = 1e-3 does not
+    x = np.float16(1.5703125)
+    y = np.tan(np.float64(x))
+    _, (g,) = _grads(lambda x: ad.tan(x) * 1e-3, [[x]], ad.float16)
+    _same(g.astype(np.float64), [1e-3 * (1 + y * y)], rtol=4e-3)
+
+
+@pytest.mark.parametrize("dtype, big", [(ad.float32, 1e20), (ad.float64, 1e160)])
+def test_gelu_tanh_gradient_where_the_cube_overflows(dtype, big):
+    # x^2 and x^3 overflowed to inf and (1 - tanh^2) to 0: nan, where the derivative is 1 and 0
+    x = [big, -big, 3.0]
+    _, (g,) = _grads(lambda t: ad.gelu(t, approximate="tanh"), [x], dtype)
+    _, (want,) = _torch_grads(lambda t: __import__("torch").nn.functional.gelu(
+        t, approximate="tanh"), [[3.0]])
+    _same(g.astype(np.float64), [1.0, 0.0, want[0]], rtol=1e-6)
+
+
+def test_rsqrt_gradient_with_a_small_upstream():
+    # d rsqrt/dx = -x^(-3/2) / 2: y^3 overflows at x = 1e-210, g y^3 with g = 1e-10 does not
+    _, (g,) = _grads(lambda x: ad.rsqrt(x) * 1e-10, [[1e-210]])
+    _same(g, [-5e304], rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [3, 2.5, 2])
+def test_pnorm_gradient_in_float16(p):
+    # ||x||^(p-1) of [300, 400] overflows float16; (|x| / ||x||)^(p-1) does not
+    x = np.array([300.0, -400.0])
+    n = np.sum(np.abs(x) ** p) ** (1 / p)
+    _, (g,) = _grads(lambda x: ad.norm(x, p), [x], ad.float16)
+    _same(g.astype(np.float64), np.sign(x) * (np.abs(x) / n) ** (p - 1), rtol=3e-3)
+
+
+@pytest.mark.parametrize("p", [3, 0.5, -1.5, 2])
+def test_pnorm_gradient_matches_torch(p):
+    torch = pytest.importorskip("torch")
+    x = np.array([[0.5, -2.0, 3.0], [0.0, 0.0, 0.0], [1e-3, 7.0, -0.25]])
+    _, (g,) = _grads(lambda x: ad.norm(x, p, axis=1), [x])
+    if p < 1:  # a zero element: PyTorch's rule divides by it; gpuad's gives 0 (see norm)
+        x = x[[0, 2]]
+        g = g[[0, 2]]
+    _, (want,) = _torch_grads(lambda t: torch.linalg.vector_norm(t, p, dim=1), [x])
+    _same(g, want, rtol=1e-12)
+
+
+# ---- var and std with no degrees of freedom -------------------------------------------------
+
+@pytest.mark.parametrize("shape, axis, ddof", [((1,), None, 1), ((0,), None, 0),
+                                               ((0,), None, 1), ((2, 1), 1, 1),
+                                               ((2, 0), 1, 0), ((3, 2), 0, 3)])
+@pytest.mark.parametrize("op", ["var", "std"])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_spread_with_no_degrees_of_freedom_matches_torch(op, shape, axis, ddof, device,
+                                                         monkeypatch):
+    x = np.arange(math.prod(shape), dtype=np.float64).reshape(shape) * 1.5 + 1
+    # (CuPy has no floating-point warnings; the NumPy standing in for it has, so they are off)
+    with installed(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
+        out, (g,) = _grads(lambda t: getattr(t, op)(axis=axis, ddof=ddof), [x], device=device)
+    with pytest.warns(UserWarning):  # PyTorch warns; gpuad must not (warnings are errors)
+        want, (wg,) = _torch_grads(lambda t: getattr(t, op)(dim=axis, correction=ddof), [x])
+    _same(out, want)
+    _same(g, wg)
+
+
+def test_var_of_one_element_with_ddof_1():
+    # the reproducer: ZeroDivisionError in the backward pass; PyTorch gives nan
+    x = ad.tensor([2.0], requires_grad=True)
+    y = x.var(ddof=1)
+    y.backward()
+    assert np.isnan(y.item()) and np.isnan(x.grad.numpy()).all()
+    _, tangent = ad.jvp(lambda v: v.var(ddof=1), ad.tensor([2.0]), ad.tensor([1.0]))
+    assert np.isnan(tangent.item())
+
+
+def test_std_gradient_of_a_tiny_spread_in_float16():
+    # 1 / std overflowed float16 at std = 1e-5; (x - mean) / std is at most sqrt(N)
+    _, (g,) = _grads(lambda t: t.std(), [[1e-5, -1e-5]], ad.float16)
+    _same(g.astype(np.float64), [0.5, -0.5], rtol=2e-3)
+    _, (g,) = _grads(lambda t: t.std(), [[1e-5, -1e-5]], ad.float16, create_graph=True)
+    _same(g.astype(np.float64), [0.5, -0.5], rtol=2e-3)
+    _, tangent = ad.jvp(lambda t: t.std(), ad.tensor([1e-5, -1e-5], dtype=ad.float16),
+                        ad.tensor([1.0, 0.0], dtype=ad.float16))
+    _same(tangent.numpy().astype(np.float64), 0.5, rtol=2e-3)
+
+
+def test_mean_of_nothing_is_nan_without_a_warning():
+    assert np.isnan(ad.zeros(0).mean().item())
+    assert np.isnan(ad.zeros(3, 0).mean(axis=1).numpy()).all()
+
+
+# ---- empty inputs ---------------------------------------------------------------------------
+
+def _torch_empty(fn, shape):
+    torch = pytest.importorskip("torch")
+    t = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    out = fn(t)
+    (g,) = torch.autograd.grad(out.sum(), t, allow_unused=True)
+    return out.detach().numpy(), np.zeros(shape) if g is None else g.numpy()
+
+
+SOFTMAXES = {
+    "softmax": (lambda x: ad.softmax(x, axis=1), lambda t: t.softmax(1)),
+    "log_softmax": (lambda x: ad.log_softmax(x, axis=1), lambda t: t.log_softmax(1)),
+    "logsumexp": (lambda x: ad.logsumexp(x, axis=1), lambda t: t.logsumexp(1)),
+    "logsumexp_keep": (lambda x: ad.logsumexp(x, axis=1, keepdims=True),
+                       lambda t: t.logsumexp(1, keepdim=True)),
+    "logsumexp_other": (lambda x: ad.logsumexp(x, axis=0), lambda t: t.logsumexp(0)),
+}
+EXTREMA = {
+    "max": (lambda x: x.max(axis=1), lambda t: t.amax(1)),
+    "min": (lambda x: x.min(axis=1), lambda t: t.amin(1)),
+    "norm_inf": (lambda x: ad.norm(x, math.inf, axis=1),
+                 lambda t: __import__("torch").linalg.vector_norm(t, math.inf, dim=1)),
+    "norm_-inf": (lambda x: ad.norm(x, -math.inf, axis=1, keepdims=True),
+                  lambda t: __import__("torch").linalg.vector_norm(t, -math.inf, dim=1,
+                                                                   keepdim=True)),
+}
+EMPTY_CASES = [(name, fns, (2, 0)) for name, fns in SOFTMAXES.items()] + \
+              [(name, fns, (0, 3)) for name, fns in EXTREMA.items()]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("name, fns, shape", EMPTY_CASES, ids=[c[0] for c in EMPTY_CASES])
+def test_empty_reductions_match_torch(name, fns, shape, device, monkeypatch):
+    ours, theirs = fns
+    want, wg = _torch_empty(theirs, shape)
+    with installed(monkeypatch):
+        for create_graph in (False, True):
+            x = ad.zeros(shape, dtype=ad.float64, device=device, requires_grad=True)
+            out = ours(x)
+            (g,) = ad.grad(out.sum(), x, create_graph=create_graph)
+            assert out.device == device
+            _same(out.numpy(), want)
+            _same(g.numpy(), wg)
+        x = ad.zeros(shape, dtype=ad.float64, device=device)
+        _, tangent = ad.jvp(ours, x, ad.ones_like(x))
+        _same(tangent.numpy(), np.zeros(want.shape))  # (a sum of no terms, or no values)
+
+
+@pytest.mark.parametrize("fn, what", [
+    (lambda x: x.max(axis=0), r"max of an empty tensor \(shape \(0, 3\)\) along axes \(0,\)"),
+    (lambda x: x.min(), r"min of an empty tensor \(shape \(0, 3\)\) has no value"),
+    (lambda x: ad.norm(x, math.inf, axis=0), r"norm\(ord=inf\) of an empty tensor .* along"),
+    (lambda x: ad.norm(x, -math.inf), r"norm\(ord=-inf\) of an empty tensor \(shape"),
+])
+def test_extremum_over_an_empty_axis_is_a_clear_error(fn, what):
+    with pytest.raises(ValueError, match=what):
+        fn(ad.zeros(0, 3))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("fn, shapes, out_shape", [
+    (lambda a, b: ad.tensordot(a, b, 1), [(2, 0), (0, 3)], (2, 3)),
+    (lambda a, b: ad.tensordot(a, b, ([0, 2], [1, 0])), [(0, 2, 4), (4, 0, 5)], (2, 5)),
+    (lambda a, b: ad.dot(a, b), [(2, 2, 0), (3, 0, 4)], (2, 2, 3, 4)),
+    (lambda a, b: ad.dot(a, b), [(0,), (0,)], ()),
+    (lambda a, b: ad.dot(a, b), [(2, 0), (0, 3)], (2, 3)),
+])
+def test_contraction_over_an_empty_axis_is_zeros(fn, shapes, out_shape, device, monkeypatch):
+    with installed(monkeypatch):
+        ts = [ad.ones(s, dtype=ad.float64, device=device, requires_grad=True) for s in shapes]
+        out = fn(*ts)
+        assert out.shape == out_shape and (out.numpy() == 0).all()
+        grads = ad.grad(out.sum(), ts)
+        assert [g.shape for g in grads] == shapes
+        _, tangent = ad.jvp(fn, tuple(ad.ones(s, dtype=ad.float64, device=device)
+                                      for s in shapes),
+                            tuple(ad.ones(s, dtype=ad.float64, device=device) for s in shapes))
+        assert tangent.shape == out_shape and (tangent.numpy() == 0).all()
+
+
+# ---- nan inputs get PyTorch's gradient, not a clean zero ------------------------------------
+
+def _torch_ops():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    return {
+        "relu": (ad.relu, torch.relu, 1),
+        "leaky_relu": (lambda x: ad.leaky_relu(x, 0.1), lambda t: F.leaky_relu(t, 0.1), 1),
+        "elu": (lambda x: ad.elu(x, 1.3), lambda t: F.elu(t, 1.3), 1),
+        "softplus": (ad.softplus, F.softplus, 1),
+        "clip": (lambda x: ad.clip(x, -0.5, 1.0), lambda t: t.clamp(-0.5, 1.0), 1),
+        "maximum": (ad.maximum, torch.maximum, 2),
+        "minimum": (ad.minimum, torch.minimum, 2),
+        "max": (lambda x: x.max(), lambda t: t.max(), 1),
+        "min": (lambda x: x.min(), lambda t: t.min(), 1),
+    }
+
+
+NAN_OPS = ["relu", "leaky_relu", "elu", "softplus", "clip", "maximum", "minimum", "max", "min"]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("name", NAN_OPS)
+def test_nan_inputs_get_torch_gradients(name, create_graph, device, monkeypatch):
+    ours, theirs, arity = _torch_ops()[name]
+    a = np.array([NAN, -1.0, 0.0, 2.0, NAN, 1.0, 3.0, -0.0])
+    b = np.array([1.0, NAN, 0.0, 2.0, NAN, -1.0, 3.0, 0.0])
+    xs = [a, b][:arity]
+    if name in ("max", "min"):
+        xs = [np.array([1.0, NAN, 2.0])]
+    seed = None if name in ("max", "min") else np.linspace(0.5, 2, 8)
+    want_out, want = _torch_grads(theirs, xs, seed)
+    with installed(monkeypatch):
+        out, got = _grads(ours, xs, create_graph=create_graph, device=device, seed=seed)
+    _same(out, want_out)
+    for g, w in zip(got, want):
+        _same(g, w)
+    if seed is not None:  # forward mode: a diagonal Jacobian, so the tangent is the gradient
+        with installed(monkeypatch):
+            for i, w in enumerate(want):
+                ts = tuple(ad.tensor(seed if j == i else np.zeros(8), device=device)
+                           for j in range(arity))
+                _, tangent = ad.jvp(ours, tuple(ad.tensor(x, device=device) for x in xs), ts)
+                _same(tangent.numpy(), w)
+
+
+def test_relu_at_nan_on_the_fused_cpu_path_and_in_forward_mode():
+    x = ad.tensor([NAN, -1.0, 0.0, 2.0], requires_grad=True)
+    ad.relu(x).sum().backward()  # (plain backward: the raw-array rule of FUSED_GRADS)
+    assert x.grad.tolist() == [1.0, 0.0, 0.0, 1.0]
+    _, t = ad.jvp(ad.relu, ad.tensor([NAN, -1.0, 0.0, 2.0]), ad.ones(4))
+    assert t.tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_maximum_of_nan_and_one_sends_the_gradient_to_the_nan():
+    a, b = ad.tensor([NAN], requires_grad=True), ad.tensor([1.0], requires_grad=True)
+    ad.maximum(a, b).sum().backward()
+    assert a.grad.tolist() == [1.0]  # (and b gets it too, as in PyTorch)
+    assert b.grad.tolist() == [1.0]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_max_reduction_along_an_axis_with_nan_and_ties(op, device, monkeypatch):
+    pytest.importorskip("torch")
+    x = np.array([[1.0, NAN, 2.0], [3.0, 1.0, 3.0], [NAN, 0.0, NAN]])
+    reduce_all = {"max": lambda t: t.max(), "min": lambda t: t.min()}[op]
+    along = {"max": lambda t: t.amax(1), "min": lambda t: t.amin(1)}[op]
+    # ties split evenly (as amax), a row with nan: its nans share the gradient (torch's max())
+    _, (tie,) = _torch_grads(along, [x[1:2]])
+    _, (nan0,) = _torch_grads(reduce_all, [x[0]])
+    _, (nan2,) = _torch_grads(reduce_all, [x[2]])
+    with installed(monkeypatch):
+        _, (g,) = _grads(lambda t: getattr(t, op)(axis=1), [x], device=device)
+        _same(g, np.stack([nan0, tie[0], nan2]))
+        directions = ad.tensor(np.ones((3, 3)) * [1, 2, 4], device=device)
+        _, tangent = ad.jvp(lambda t: getattr(t, op)(axis=1), ad.tensor(x, device=device),
+                            directions)
+    _same(tangent.numpy(), [2.0, 2.5 if op == "max" else 2.0, 2.5])
