@@ -233,7 +233,7 @@ class Tensor:
             dev = resolve(device)
             if dev is not self._dev:
                 out = to_device(out, dev)
-        if dtype is not None and as_dtype(dtype) != out.dtype:
+        if dtype is not None and as_dtype(dtype, "to") != out.dtype:
             out = out.astype(dtype)
         return out
 

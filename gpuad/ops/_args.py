@@ -1,5 +1,5 @@
 """Argument handling shared by the ops: turning inputs into tensors or raw backend values."""
-from ..dtypes import infer_dtype
+from ..dtypes import NUMERIC, infer_dtype
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
 
@@ -42,7 +42,7 @@ def constant(value, dev, like=None):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"gpuad: cannot use a {type(value).__name__} as a tensor operand: "
                         f"{exc}") from None
-    if a.dtype.kind not in "biufc":
+    if a.dtype.kind not in NUMERIC:
         raise TypeError(
             f"gpuad: cannot use a {type(value).__name__} ({a.dtype}) as a tensor operand; "
             "operands are tensors, numbers or numeric arrays"

@@ -506,7 +506,7 @@ _ASTYPE = Op("astype", (lambda g: g,), jvp=lambda ts, y: ts[0])
 def astype(x, dtype):
     """``x`` converted to ``dtype``; differentiable between floating dtypes."""
     x = _tensor(x)
-    dtype = as_dtype(dtype)
+    dtype = as_dtype(dtype, "astype")
     if dtype == x.dtype:
         return x
     out = x._dev._backend.astype(x._a, dtype)
