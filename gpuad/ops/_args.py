@@ -103,25 +103,81 @@ def plain(a, dev):
     return Tensor(a, dev)
 
 
+try:
+    from numpy.exceptions import AxisError  # NumPy 2 (a ValueError and an IndexError)
+except ImportError:  # NumPy 1.26
+    from numpy import AxisError
+
+
+def axis_index(axis, ndim, op):
+    """One axis of an ``ndim``-dimensional tensor as an int in [0, ndim): an integer in
+    [-ndim, ndim), else a TypeError (not an integer) or AxisError (out of range)."""
+    if not hasattr(axis, "__index__") or axis.__class__ is bool:
+        raise TypeError(f"gpuad.{op}: an axis is an int, got {axis!r} "
+                        f"({type(axis).__name__})")
+    ax = axis.__index__()
+    if not -ndim <= ax < ndim:
+        raise AxisError(f"gpuad.{op}: axis {ax} is out of range for a tensor with {ndim} "
+                        f"dimensions (valid: {-ndim}..{ndim - 1})" if ndim else
+                        f"gpuad.{op}: axis {ax} is out of range for a tensor with 0 dimensions "
+                        "(it has no axes)")
+    return ax % ndim
+
+
+def axes_tuple(axis, op):
+    """``axis`` (an int or a sequence of them) as a tuple, unchecked."""
+    if hasattr(axis, "__index__"):
+        return (axis,)
+    if isinstance(axis, (str, bytes)) or not hasattr(axis, "__iter__"):
+        raise TypeError(f"gpuad.{op}: axis is an int or a tuple of ints, got {axis!r} "
+                        f"({type(axis).__name__})")
+    return tuple(axis)
+
+
 def normalize_axis(axis, ndim, op):
-    """``axis`` (None, int or sequence) as None or a sorted tuple of non-negative ints."""
+    """``axis`` (None, int or sequence) as None or a sorted tuple of non-negative ints. A 0-d
+    tensor takes axis 0 or -1, which is the whole of it (as in PyTorch)."""
     if axis is None:
         return None
-    axes = (axis,) if hasattr(axis, "__index__") else tuple(axis)
-    out = []
-    for ax in axes:
-        ax = int(ax)
-        if not -max(ndim, 1) <= ax < max(ndim, 1):
-            raise ValueError(
-                f"gpuad: {op}: axis {ax} is out of range for a tensor with {ndim} dimensions "
-                f"(valid: {-ndim}..{ndim - 1})"
-            )
-        out.append(ax % ndim if ndim else 0)
+    out = [axis_index(ax, max(ndim, 1), op) for ax in axes_tuple(axis, op)]
     if len(set(out)) != len(out):
-        raise ValueError(f"gpuad: {op}: repeated axis in {axis}")
+        raise ValueError(f"gpuad.{op}: repeated axis in {axis}")
     if ndim == 0:
-        return None  # axis 0 of a 0-d tensor is the whole of it, as in PyTorch
+        return None
     return tuple(sorted(out))
+
+
+def permutation(axes, ndim, op):
+    """``axes`` as a permutation of range(ndim) (each in [-ndim, ndim), each once)."""
+    perm = tuple(axis_index(ax, ndim, op) for ax in axes_tuple(axes, op))
+    if sorted(perm) != list(range(ndim)):
+        raise ValueError(f"gpuad.{op}: axes {tuple(axes)} are not a permutation of the {ndim} "
+                         f"axes of the tensor (each of 0..{ndim - 1} once)")
+    return perm
+
+
+class Default(int):
+    """An int default value that tells whether it was passed: ``arg is DEFAULT``."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return int.__repr__(self)
+
+
+def torch_axis(op, axis, keepdims, dim, keepdim):
+    """``(axis, keepdims)`` from PyTorch's names ``dim`` and ``keepdim`` (the same arguments)."""
+    if dim is not None:
+        if axis is not None and not isinstance(axis, Default):
+            raise TypeError(f"gpuad.{op}: got both axis={axis!r} and dim={dim!r}; dim is "
+                            "PyTorch's name for axis: pass one of them")
+        axis = dim
+    if keepdim is not None:
+        if keepdims:
+            raise TypeError(f"gpuad.{op}: got both keepdims and keepdim; keepdim is PyTorch's "
+                            "name for keepdims: pass one of them")
+        keepdims = bool(keepdim)
+    return axis, keepdims
 
 
 def shape_arg(shape):

@@ -9,7 +9,7 @@ import math
 from ..autograd.node import Op
 from ..dtypes import float16, float32
 from ..tensor import Tensor, record, record1
-from ._args import normalize_axis, plain, to_tensor
+from ._args import Default, axis_index, normalize_axis, plain, to_tensor, torch_axis
 from .elementwise import abs, exp, sign, where
 from .shape import broadcast_to, expand_dims, moveaxis, reshape, transpose
 
@@ -49,9 +49,11 @@ def _count(shape, axis):
 def _reduction(name, rule, jvp, save_x=True, save_out=False):
     op = Op(name, (rule,), jvp=jvp, save_out=save_out)
 
-    def reduce(x, axis=None, keepdims=False):
+    def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
         if not isinstance(x, Tensor):
             x = to_tensor(x)
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names(name, axis, keepdims, dim, keepdim)
         axis = normalize_axis(axis, x.ndim, name)
         if x.size == 0 and name in ("max", "min"):
             raise ValueError(f"gpuad: {name} of an empty tensor (shape {x.shape}) has no value; "
@@ -63,6 +65,16 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
     reduce.__name__ = reduce.__qualname__ = name
     reduce.op = op
     return reduce
+
+
+def _torch_names(name, axis, keepdims, dim, keepdim):
+    """PyTorch's ``dim``/``keepdim``; refused for max and min, whose PyTorch form with a dim
+    returns (values, indices)."""
+    if name in ("max", "min") and dim is not None:
+        raise TypeError(
+            f"gpuad.{name}: PyTorch's {name}(dim=...) returns (values, indices); gpuad's "
+            f"{name}(axis=...) returns the values, arg{name}(axis=...) the indices")
+    return torch_axis(name, axis, keepdims, dim, keepdim)
 
 
 def _extremum_rule(g, y, x, axis, keepdims):
@@ -123,17 +135,46 @@ _STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: where(
           save_out=True)
 
 
-def var(x, axis=None, ddof=0, keepdims=False):
+_DDOF = Default(0)
+
+
+def _spread_args(name, axis, ddof, keepdims, dim, keepdim, correction):
+    """PyTorch's ``dim``, ``keepdim`` and ``correction`` (= ddof) for var and std. Since
+    PyTorch's default correction is 1 and gpuad's ddof is 0 (NumPy's), the PyTorch spelling
+    must say which it means."""
+    if correction is not None:
+        if ddof is not _DDOF:
+            raise TypeError(f"gpuad.{name}: got both ddof and correction; correction is "
+                            "PyTorch's name for ddof: pass one of them")
+        ddof = correction
+    elif ddof is _DDOF and (dim is not None or keepdim is not None):
+        raise TypeError(
+            f"gpuad.{name}: gpuad's {name} defaults to ddof=0 (NumPy), PyTorch's to "
+            f"correction=1; with dim=/keepdim= say which: ddof=1 (or correction=1) for "
+            "PyTorch's result, ddof=0 for NumPy's")
+    axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
+    return axis, ddof, keepdims
+
+
+def var(x, axis=None, ddof=_DDOF, keepdims=False, *, dim=None, keepdim=None,
+        correction=None):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None or correction is not None:
+        axis, ddof, keepdims = _spread_args("var", axis, ddof, keepdims, dim, keepdim,
+                                            correction)
     axis = normalize_axis(axis, x.ndim, "var")
     out = _wide(x._dev._backend.var, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
 
 
-def std(x, axis=None, ddof=0, keepdims=False):
+def std(x, axis=None, ddof=_DDOF, keepdims=False, *, dim=None, keepdim=None,
+        correction=None):
     """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None or correction is not None:
+        axis, ddof, keepdims = _spread_args("std", axis, ddof, keepdims, dim, keepdim,
+                                            correction)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _wide(x._dev._backend.std, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
@@ -252,9 +293,11 @@ _LOGSUMEXP = Op("logsumexp", (_fused_rows(2, "logsumexp", lambda g, y, x, axis, 
                 save_out=True)
 
 
-def logsumexp(x, axis=None, keepdims=False):
+def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis("logsumexp", axis, keepdims, dim, keepdim)
     axis = normalize_axis(axis, x.ndim, "logsumexp")
     out = _wide(x._dev._backend.logsumexp, x._a, axis, keepdims)
     return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
@@ -278,7 +321,7 @@ _PNORM = Op("norm", (_pnorm_rule,), save_out=True,
                 axis=_last(axis, x.ndim), keepdims=keepdims))
 
 
-def norm(x, ord=2, axis=None, keepdims=False):
+def norm(x, ord=2, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """The vector p-norm of the elements along ``axis`` (all elements when None).
 
     ``ord``: any p != 0 (2 by default, "fro" is 2; negative p as NumPy), inf (max |x|), -inf
@@ -286,6 +329,8 @@ def norm(x, ord=2, axis=None, keepdims=False):
     convention).
     """
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis("norm", axis, keepdims, dim, keepdim)
     if ord in (None, "fro"):
         ord = 2
     if isinstance(ord, str):
@@ -310,9 +355,10 @@ def _pnorm(a, backend, p, axis, keepdims):
 
 
 def _axis_one(axis, ndim, op):
-    if not hasattr(axis, "__index__"):
-        raise TypeError(f"gpuad.{op}: axis must be an int, got {axis!r}")
-    return normalize_axis(axis, ndim, op)[0]
+    return axis_index(axis, ndim, op)
+
+
+_LAST = Default(-1)
 
 
 _SOFTMAX = Op("softmax", (_fused_rows(0, "softmax", lambda g, y, axis:
@@ -328,9 +374,11 @@ _LOG_SOFTMAX = Op("log_softmax",
                   save_out=True)
 
 
-def softmax(x, axis=-1):
+def softmax(x, axis=_LAST, *, dim=None):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None:
+        axis = torch_axis("softmax", axis, False, dim, None)[0]
     if x.ndim == 0:  # one element: as a vector of one (PyTorch allows axis 0 or -1)
         _axis_one(axis, 1, "softmax")
         return reshape(softmax(reshape(x, (1,))), ())
@@ -338,9 +386,11 @@ def softmax(x, axis=-1):
     return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=_LAST, *, dim=None):
     """x - logsumexp(x) along ``axis``."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None:
+        axis = torch_axis("log_softmax", axis, False, dim, None)[0]
     if x.ndim == 0:
         _axis_one(axis, 1, "log_softmax")
         return reshape(log_softmax(reshape(x, (1,))), ())
@@ -348,25 +398,37 @@ def log_softmax(x, axis=-1):
     return record1(_LOG_SOFTMAX, x, _wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
 
 
-def any(x, axis=None, keepdims=False):
+def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """Whether any element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis("any", axis, keepdims, dim, keepdim)
     axis = normalize_axis(axis, x.ndim, "any")
     return plain(x._dev._backend.any(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
-def all(x, axis=None, keepdims=False):
+def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """Whether every element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis("all", axis, keepdims, dim, keepdim)
     axis = normalize_axis(axis, x.ndim, "all")
     return plain(x._dev._backend.all(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
-def argmax(x, axis=None, keepdims=False):
+def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
+    """The flat (``axis`` None) or per-``axis`` index of the first extreme element."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
-    return plain(x._dev._backend.argmax(x._a, axis=axis, keepdims=keepdims), x._dev)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
+    if axis is not None:  # (axis 0 or -1 of a 0-d tensor is the whole of it)
+        axis = axis_index(axis, x.ndim or 1, name) if x.ndim else None
+    return plain(getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
-def argmin(x, axis=None, keepdims=False):
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    return plain(x._dev._backend.argmin(x._a, axis=axis, keepdims=keepdims), x._dev)
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    return _arg_extremum("argmax", x, axis, keepdims, dim, keepdim)
+
+
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    return _arg_extremum("argmin", x, axis, keepdims, dim, keepdim)
