@@ -53,9 +53,8 @@ class Tensor:
     def ndim(self):
         return self._a.ndim
 
-    @property
-    def size(self):
-        return self._a.size
+    # (``size``, the number of elements, is an int that PyTorch's ``size()`` can also call:
+    # ops/methods.py installs it with the other PyTorch spellings)
 
     @property
     def grad_fn(self):
