@@ -138,6 +138,16 @@ def test_non_integer_axes_are_a_type_error(op, axis):
         calls[op]()
 
 
+def test_zero_d_tensors_take_axis_0_or_minus_1_only():
+    """As PyTorch: axis 0 or -1 of a 0-d tensor is the whole of it; others are out of range."""
+    s = ad.tensor(3.0)
+    assert ad.flip(s, 0).item() == 3.0 and s.sum(axis=-1).item() == 3.0
+    for call in (lambda: ad.flip(s, 5), lambda: s.sum(axis=1), lambda: s.argmax(axis=2),
+                 lambda: ad.softmax(s, 1)):
+        with pytest.raises(AxisError):
+            call()
+
+
 def test_concatenate_of_0d_tensors_says_to_stack():
     with pytest.raises(ValueError, match="use stack"):
         ad.concatenate([ad.tensor(1.0), ad.tensor(2.0)])

@@ -332,9 +332,9 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
 
 def flip(x, axis=None):
     x = _tensor(x)
+    axis = normalize_axis(axis, x.ndim, "flip")
     if x.ndim == 0:
         return x
-    axis = normalize_axis(axis, x.ndim, "flip")
     out = record1(_FLIP, x, x._dev._backend.flip(x._a, axis), (axis,))
     return _as_view(out, x, _view_flip, axis)
 
