@@ -109,19 +109,20 @@ except ImportError:  # NumPy 1.26
     from numpy import AxisError
 
 
-def axis_index(axis, ndim, op):
+def axis_index(axis, ndim, op, whole=False):
     """One axis of an ``ndim``-dimensional tensor as an int in [0, ndim): an integer in
-    [-ndim, ndim), else a TypeError (not an integer) or AxisError (out of range)."""
+    [-ndim, ndim), else a TypeError (not an integer) or AxisError (out of range). ``whole``:
+    a 0-d tensor takes axis 0 or -1, meaning the whole of it (PyTorch's rule), as 0."""
     if not hasattr(axis, "__index__") or axis.__class__ is bool:
         raise TypeError(f"gpuad.{op}: an axis is an int, got {axis!r} "
                         f"({type(axis).__name__})")
     ax = axis.__index__()
-    if not -ndim <= ax < ndim:
+    n = 1 if whole and ndim == 0 else ndim
+    if not -n <= ax < n:
+        valid = f"valid: {-n}..{n - 1}" if n else "it has no axes"
         raise AxisError(f"gpuad.{op}: axis {ax} is out of range for a tensor with {ndim} "
-                        f"dimensions (valid: {-ndim}..{ndim - 1})" if ndim else
-                        f"gpuad.{op}: axis {ax} is out of range for a tensor with 0 dimensions "
-                        "(it has no axes)")
-    return ax % ndim
+                        f"dimensions ({valid})")
+    return ax % n
 
 
 def axes_tuple(axis, op):
@@ -139,7 +140,7 @@ def normalize_axis(axis, ndim, op):
     tensor takes axis 0 or -1, which is the whole of it (as in PyTorch)."""
     if axis is None:
         return None
-    out = [axis_index(ax, max(ndim, 1), op) for ax in axes_tuple(axis, op)]
+    out = [axis_index(ax, ndim, op, whole=True) for ax in axes_tuple(axis, op)]
     if len(set(out)) != len(out):
         raise ValueError(f"gpuad.{op}: repeated axis in {axis}")
     if ndim == 0:

@@ -354,10 +354,6 @@ def _pnorm(a, backend, p, axis, keepdims):
     return backend.sum(backend.abs(a) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
 
 
-def _axis_one(axis, ndim, op):
-    return axis_index(axis, ndim, op)
-
-
 _LAST = Default(-1)
 
 
@@ -380,9 +376,9 @@ def softmax(x, axis=_LAST, *, dim=None):
     if dim is not None:
         axis = torch_axis("softmax", axis, False, dim, None)[0]
     if x.ndim == 0:  # one element: as a vector of one (PyTorch allows axis 0 or -1)
-        _axis_one(axis, 1, "softmax")
+        axis_index(axis, 0, "softmax", whole=True)
         return reshape(softmax(reshape(x, (1,))), ())
-    axis = _axis_one(axis, x.ndim, "softmax")
+    axis = axis_index(axis, x.ndim, "softmax")
     return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
 
@@ -392,9 +388,9 @@ def log_softmax(x, axis=_LAST, *, dim=None):
     if dim is not None:
         axis = torch_axis("log_softmax", axis, False, dim, None)[0]
     if x.ndim == 0:
-        _axis_one(axis, 1, "log_softmax")
+        axis_index(axis, 0, "log_softmax", whole=True)
         return reshape(log_softmax(reshape(x, (1,))), ())
-    axis = _axis_one(axis, x.ndim, "log_softmax")
+    axis = axis_index(axis, x.ndim, "log_softmax")
     return record1(_LOG_SOFTMAX, x, _wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
 
 
@@ -421,8 +417,10 @@ def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
     x = x if isinstance(x, Tensor) else to_tensor(x)
     if dim is not None or keepdim is not None:
         axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
-    if axis is not None:  # (axis 0 or -1 of a 0-d tensor is the whole of it)
-        axis = axis_index(axis, x.ndim or 1, name) if x.ndim else None
+    if axis is not None:
+        axis = axis_index(axis, x.ndim, name, whole=True)
+        if x.ndim == 0:
+            axis = None  # (axis 0 or -1 of a 0-d tensor is the whole of it)
     return plain(getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
