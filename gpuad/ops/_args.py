@@ -140,6 +140,8 @@ def normalize_axis(axis, ndim, op):
     tensor takes axis 0 or -1, which is the whole of it (as in PyTorch)."""
     if axis is None:
         return None
+    if axis.__class__ is int and -ndim <= axis < ndim:  # (the common case, inline)
+        return (axis % ndim,)
     out = [axis_index(ax, ndim, op, whole=True) for ax in axes_tuple(axis, op)]
     if len(set(out)) != len(out):
         raise ValueError(f"gpuad.{op}: repeated axis in {axis}")
@@ -150,7 +152,8 @@ def normalize_axis(axis, ndim, op):
 
 def permutation(axes, ndim, op):
     """``axes`` as a permutation of range(ndim) (each in [-ndim, ndim), each once)."""
-    perm = tuple(axis_index(ax, ndim, op) for ax in axes_tuple(axes, op))
+    perm = tuple(ax % ndim if ax.__class__ is int and -ndim <= ax < ndim
+                 else axis_index(ax, ndim, op) for ax in axes_tuple(axes, op))
     if sorted(perm) != list(range(ndim)):
         raise ValueError(f"gpuad.{op}: axes {tuple(axes)} are not a permutation of the {ndim} "
                          f"axes of the tensor (each of 0..{ndim - 1} once)")

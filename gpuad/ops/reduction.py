@@ -55,7 +55,7 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names(name, axis, keepdims, dim, keepdim)
         axis = normalize_axis(axis, x.ndim, name)
-        if x.size == 0 and name in ("max", "min"):
+        if x._a.size == 0 and name in ("max", "min"):
             raise ValueError(f"gpuad: {name} of an empty tensor (shape {x.shape}) has no value; "
                              "check the input is not empty")
         out = _wide(getattr(x._dev._backend, name), x._a, axis=axis, keepdims=keepdims)
