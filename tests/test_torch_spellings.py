@@ -169,3 +169,14 @@ def test_casts_clamp_permute():
     _check(ad.clamp(x, min=0.1), torch.clamp(tx, min=0.1), x, tx)
     x, tx = _pair()
     _check(x.permute(2, 0, 1), tx.permute(2, 0, 1), x, tx)
+
+
+def test_transpose_of_two_axes_and_flip_dims():
+    x, tx = _pair()
+    _check(ad.transpose(x, 0, 2), torch.transpose(tx, 0, 2), x, tx)
+    x, tx = _pair()
+    _check(ad.flip(x, dims=[0, 2]), torch.flip(tx, dims=[0, 2]), x, tx)
+    with pytest.raises(TypeError, match="both"):
+        ad.flip(x, 0, dims=[0])
+    with pytest.raises(IndexError, match="swapaxes: axis 3"):
+        ad.transpose(x, 0, 3)

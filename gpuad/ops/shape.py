@@ -161,9 +161,12 @@ _TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),),
                     sorted(range(1, len(inverse) + 1), key=lambda a: inverse[a - 1]))))
 
 
-def transpose(x, axes=None):
-    """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``."""
+def transpose(x, axes=None, dim1=None):
+    """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``; with two
+    axes, ``transpose(x, 0, 1)``, swap them, as ``torch.transpose``."""
     x = _tensor(x)
+    if dim1 is not None:
+        return swapaxes(x, axes, dim1)
     if axes is None:
         axes = tuple(range(x.ndim - 1, -1, -1))
     else:
@@ -330,8 +333,11 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
                                         else tuple(a + 1 for a in axis)))
 
 
-def flip(x, axis=None):
+def flip(x, axis=None, *, dims=None):
+    """``x`` reversed along ``axis`` (all axes when None); ``dims`` is PyTorch's name."""
     x = _tensor(x)
+    if dims is not None:
+        axis = torch_axis("flip", axis, False, dims, None)[0]
     axis = normalize_axis(axis, x.ndim, "flip")
     if x.ndim == 0:
         return x
