@@ -169,6 +169,9 @@ class Default(int):
         return int.__repr__(self)
 
 
+LAST = Default(-1)  # (the softmax family's default axis)
+
+
 def torch_axis(op, axis, keepdims, dim, keepdim):
     """``(axis, keepdims)`` from PyTorch's names ``dim`` and ``keepdim`` (the same arguments)."""
     if dim is not None:
@@ -194,3 +197,34 @@ def shape_arg(shape):
         if not hasattr(s, "__index__"):
             raise TypeError(f"gpuad: a shape is ints or a tuple of ints, got {tuple(shape)!r}")
     return tuple(int(s) for s in shape)
+
+
+def torch_reduce(name, axis, keepdims, dim, keepdim):
+    """PyTorch's ``dim``/``keepdim``; refused for max and min, whose PyTorch form with a dim
+    returns (values, indices)."""
+    if name in ("max", "min") and dim is not None:
+        raise TypeError(
+            f"gpuad.{name}: PyTorch's {name}(dim=...) returns (values, indices); gpuad's "
+            f"{name}(axis=...) returns the values, arg{name}(axis=...) the indices")
+    return torch_axis(name, axis, keepdims, dim, keepdim)
+
+
+DDOF = Default(0)
+
+
+def torch_spread(name, axis, ddof, keepdims, dim, keepdim, correction):
+    """PyTorch's ``dim``, ``keepdim`` and ``correction`` (= ddof) for var and std. Since
+    PyTorch's default correction is 1 and gpuad's ddof is 0 (NumPy's), the PyTorch spelling
+    must say which it means."""
+    if correction is not None:
+        if ddof is not DDOF:
+            raise TypeError(f"gpuad.{name}: got both ddof and correction; correction is "
+                            "PyTorch's name for ddof: pass one of them")
+        ddof = correction
+    elif ddof is DDOF and (dim is not None or keepdim is not None):
+        raise TypeError(
+            f"gpuad.{name}: gpuad's {name} defaults to ddof=0 (NumPy), PyTorch's to "
+            f"correction=1; with dim=/keepdim= say which: ddof=1 (or correction=1) for "
+            "PyTorch's result, ddof=0 for NumPy's")
+    axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
+    return axis, ddof, keepdims

@@ -9,7 +9,17 @@ import math
 from ..autograd.node import Op
 from ..dtypes import float16, float32
 from ..tensor import Tensor, record, record1
-from ._args import Default, axis_index, normalize_axis, plain, to_tensor, torch_axis
+from ._args import (
+    DDOF,
+    LAST,
+    axis_index,
+    normalize_axis,
+    plain,
+    to_tensor,
+    torch_axis,
+    torch_reduce,
+    torch_spread,
+)
 from .elementwise import abs, exp, sign, where
 from .shape import broadcast_to, expand_dims, moveaxis, reshape, transpose
 
@@ -53,7 +63,7 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
         if not isinstance(x, Tensor):
             x = to_tensor(x)
         if dim is not None or keepdim is not None:
-            axis, keepdims = _torch_names(name, axis, keepdims, dim, keepdim)
+            axis, keepdims = torch_reduce(name, axis, keepdims, dim, keepdim)
         axis = normalize_axis(axis, x.ndim, name)
         if x._a.size == 0 and name in ("max", "min"):
             raise ValueError(f"gpuad: {name} of an empty tensor (shape {x.shape}) has no value; "
@@ -65,16 +75,6 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
     reduce.__name__ = reduce.__qualname__ = name
     reduce.op = op
     return reduce
-
-
-def _torch_names(name, axis, keepdims, dim, keepdim):
-    """PyTorch's ``dim``/``keepdim``; refused for max and min, whose PyTorch form with a dim
-    returns (values, indices)."""
-    if name in ("max", "min") and dim is not None:
-        raise TypeError(
-            f"gpuad.{name}: PyTorch's {name}(dim=...) returns (values, indices); gpuad's "
-            f"{name}(axis=...) returns the values, arg{name}(axis=...) the indices")
-    return torch_axis(name, axis, keepdims, dim, keepdim)
 
 
 def _extremum_rule(g, y, x, axis, keepdims):
@@ -135,45 +135,24 @@ _STD = Op("std", (lambda g, y, x, axis, ddof, keepdims: where(
           save_out=True)
 
 
-_DDOF = Default(0)
-
-
-def _spread_args(name, axis, ddof, keepdims, dim, keepdim, correction):
-    """PyTorch's ``dim``, ``keepdim`` and ``correction`` (= ddof) for var and std. Since
-    PyTorch's default correction is 1 and gpuad's ddof is 0 (NumPy's), the PyTorch spelling
-    must say which it means."""
-    if correction is not None:
-        if ddof is not _DDOF:
-            raise TypeError(f"gpuad.{name}: got both ddof and correction; correction is "
-                            "PyTorch's name for ddof: pass one of them")
-        ddof = correction
-    elif ddof is _DDOF and (dim is not None or keepdim is not None):
-        raise TypeError(
-            f"gpuad.{name}: gpuad's {name} defaults to ddof=0 (NumPy), PyTorch's to "
-            f"correction=1; with dim=/keepdim= say which: ddof=1 (or correction=1) for "
-            "PyTorch's result, ddof=0 for NumPy's")
-    axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
-    return axis, ddof, keepdims
-
-
-def var(x, axis=None, ddof=_DDOF, keepdims=False, *, dim=None, keepdim=None,
+def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=None, keepdim=None,
         correction=None):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
     if dim is not None or keepdim is not None or correction is not None:
-        axis, ddof, keepdims = _spread_args("var", axis, ddof, keepdims, dim, keepdim,
+        axis, ddof, keepdims = torch_spread("var", axis, ddof, keepdims, dim, keepdim,
                                             correction)
     axis = normalize_axis(axis, x.ndim, "var")
     out = _wide(x._dev._backend.var, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
 
 
-def std(x, axis=None, ddof=_DDOF, keepdims=False, *, dim=None, keepdim=None,
+def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=None, keepdim=None,
         correction=None):
     """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
     if dim is not None or keepdim is not None or correction is not None:
-        axis, ddof, keepdims = _spread_args("std", axis, ddof, keepdims, dim, keepdim,
+        axis, ddof, keepdims = torch_spread("std", axis, ddof, keepdims, dim, keepdim,
                                             correction)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _wide(x._dev._backend.std, x._a, axis=axis, ddof=ddof, keepdims=keepdims)
@@ -354,9 +333,6 @@ def _pnorm(a, backend, p, axis, keepdims):
     return backend.sum(backend.abs(a) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
 
 
-_LAST = Default(-1)
-
-
 _SOFTMAX = Op("softmax", (_fused_rows(0, "softmax", lambda g, y, axis:
                                       y * (g - (g * y).sum(axis=axis, keepdims=True))),),
               jvp=lambda ts, y, axis:
@@ -370,7 +346,7 @@ _LOG_SOFTMAX = Op("log_softmax",
                   save_out=True)
 
 
-def softmax(x, axis=_LAST, *, dim=None):
+def softmax(x, axis=LAST, *, dim=None):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
     if dim is not None:
@@ -382,7 +358,7 @@ def softmax(x, axis=_LAST, *, dim=None):
     return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
 
-def log_softmax(x, axis=_LAST, *, dim=None):
+def log_softmax(x, axis=LAST, *, dim=None):
     """x - logsumexp(x) along ``axis``."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
     if dim is not None:
@@ -394,22 +370,22 @@ def log_softmax(x, axis=_LAST, *, dim=None):
     return record1(_LOG_SOFTMAX, x, _wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
 
 
-def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Whether any element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    if dim is not None or keepdim is not None:
-        axis, keepdims = torch_axis("any", axis, keepdims, dim, keepdim)
-    axis = normalize_axis(axis, x.ndim, "any")
-    return plain(x._dev._backend.any(x._a, axis=axis, keepdims=keepdims), x._dev)
+def _truth(name, doc):
+    """A reduction to a boolean tensor (``any``/``all`` along ``axis``), with no gradient."""
+    def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        x = x if isinstance(x, Tensor) else to_tensor(x)
+        if dim is not None or keepdim is not None:
+            axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
+        axis = normalize_axis(axis, x.ndim, name)
+        return plain(getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims), x._dev)
+
+    reduce.__name__ = reduce.__qualname__ = name
+    reduce.__doc__ = doc
+    return reduce
 
 
-def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Whether every element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    if dim is not None or keepdim is not None:
-        axis, keepdims = torch_axis("all", axis, keepdims, dim, keepdim)
-    axis = normalize_axis(axis, x.ndim, "all")
-    return plain(x._dev._backend.all(x._a, axis=axis, keepdims=keepdims), x._dev)
+any = _truth("any", "Whether any element (along ``axis``) is non-zero.")
+all = _truth("all", "Whether every element (along ``axis``) is non-zero.")
 
 
 def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
