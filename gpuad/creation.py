@@ -173,6 +173,8 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
 
 
 def linspace(start, stop, num=50, dtype=None, device=None, requires_grad=False):
+    value_dtype(start, "linspace")
+    value_dtype(stop, "linspace")
     dev = resolve(device)
     a = dev.backend.linspace(start, stop, num, dtype=as_dtype(dtype, "linspace") or float32)
     return _finish(a, dev, requires_grad)

@@ -173,6 +173,12 @@ NON_NUMERIC = {
     "cast_str": lambda: ad.cast(ad.ones(2), "U3"),
     "to_object": lambda: ad.ones(2).to(dtype=object),
     "zeros_str": lambda: ad.zeros(2, dtype=str),
+    "linspace_none": lambda: ad.linspace(None, 1),
+    "fill__none": lambda: ad.zeros(2).fill_(None),
+    "fill__str": lambda: ad.zeros(2).fill_("x"),
+    "eye_str": lambda: ad.eye(2, dtype=str),
+    "zeros_like_object": lambda: ad.zeros_like(ad.ones(2), dtype=object),
+    "variable_str": lambda: ad.Variable("x"),
     "tensor_dtype_object": lambda: ad.tensor([1.0], dtype=object),
 }
 

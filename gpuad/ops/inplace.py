@@ -236,6 +236,8 @@ _FILL = Op("fill", (_zero,), jvp=DIAGONAL)
 def fill_(t, value):
     """Set every element to ``value``; the old value gets a zero gradient."""
     _check_leaf(t, "fill_")
+    if value.__class__ not in SCALARS:
+        value_dtype(value, "fill_")
     if _tracking(t):
         full = t._dev._backend.full(t.shape, value, dtype=t.dtype)
         _rebase(t, record(_FILL, (_snapshot(t),), full, t._dev, ()), "fill_")
