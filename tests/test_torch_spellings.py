@@ -22,7 +22,7 @@ def _check(ours, theirs, x, tx):
     np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
     if ours.dtype.kind == "f":
         w = np.cos(np.arange(ours.size)).reshape(ours.shape)
-        (ours * ad.tensor(w)).sum().backward()
+        (ours * ad.tensor(w, device=ours.device)).sum().backward()
         (theirs * torch.tensor(w)).sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-14)
 
@@ -180,3 +180,27 @@ def test_transpose_of_two_axes_and_flip_dims():
         ad.flip(x, 0, dims=[0])
     with pytest.raises(IndexError, match="swapaxes: axis 3"):
         ad.transpose(x, 0, 3)
+
+
+def test_spellings_and_checks_on_the_cuda_path(monkeypatch):
+    """The same on "cuda" (NumPy standing in for CuPy): the checks run before the backend,
+    which would wrap axes or store None as nan."""
+    from fake_cupy import installed
+
+    with installed(monkeypatch):
+        x = ad.tensor(A, device="cuda", requires_grad=True)
+        tx = torch.tensor(A, requires_grad=True)
+        _check(x.softmax(dim=1), tx.softmax(dim=1), x, tx)
+        x.grad = None
+        tx.grad = None
+        _check((x * 2).view(6, 4), (tx * 2).view(6, 4), x, tx)
+        assert x.size() == (2, 3, 4) and x.size == 24
+        np.testing.assert_array_equal(x.argmax(dim=-1).numpy(), tx.argmax(dim=-1).numpy())
+        with pytest.raises(IndexError, match="moveaxis: axis 5"):
+            ad.moveaxis(x, 0, 5)
+        with pytest.raises(RuntimeError, match="reshape"):
+            x.permute(2, 1, 0).view(24)
+        y = ad.zeros(2, device="cuda")
+        with pytest.raises(TypeError, match="setitem"):
+            y[0] = None
+        assert ad.isnan([1.0, float("nan")]).tolist() == [False, True]
