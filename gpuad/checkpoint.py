@@ -68,7 +68,13 @@ def save(obj, path):
         raise TypeError(f"gpuad.save: expected a dict (a state dict), got {type(obj).__name__}")
     arrays = {}
     layout = _split(obj, "", arrays)
-    st.save_file(arrays, str(path), metadata={_META: json.dumps(layout)})
+    data = st.save(arrays, metadata={_META: json.dumps(layout)})
+    try:
+        with open(path, "wb") as f:  # (Python's own OSError subclasses, naming the path)
+            f.write(data)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"gpuad.save: cannot write the checkpoint to {path!r}: "
+                        f"{exc.strerror}", exc.filename) from None
 
 
 def _join(layout, arrays, device):

@@ -2,7 +2,7 @@
 other libraries' arrays (NumPy, DLPack)."""
 from .devices import device as _device
 from .devices import resolve
-from .dtypes import as_dtype, float32, infer_dtype
+from .dtypes import as_dtype, check_numeric, float32, infer_dtype, value_dtype
 from .ops._args import shape_arg
 from .tensor import Tensor
 
@@ -31,10 +31,10 @@ def _source_device(data):
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor holding a copy of ``data`` (nested lists, scalars, arrays or a Tensor).
 
-    Python floats default to float32 and ints to int64; arrays keep their dtype.
+    Python floats default to float32 and ints int64; arrays keep their dtype.
     """
     if isinstance(data, Tensor):
-        dtype = as_dtype(dtype) or data.dtype
+        dtype = as_dtype(dtype, "tensor") or data.dtype
         dev = resolve(device) if device is not None else data._dev
         src = data._a if dev is data._dev else data._dev.backend.to_numpy(data._a)
         return _finish(dev.backend.copy(dev.backend.asarray(src, dtype=dtype)), dev,
@@ -42,24 +42,27 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     dev = resolve(device if device is not None else _source_device(data))
     if hasattr(data, "__cuda_array_interface__"):
         data = _as_cupy(data)
-    dtype = as_dtype(dtype)
+    dtype = as_dtype(dtype, "tensor")
     try:
         if dtype is None:
             dtype = data.dtype if hasattr(data, "__cuda_array_interface__") else infer_dtype(data)
         if dev.type == "cpu" and hasattr(data, "__cuda_array_interface__"):
             data = data.get()
-        if dtype.kind not in NUMERIC:
-            raise TypeError(f"its elements are {dtype} values, not numbers")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _refused(data, exc) from None
+    check_numeric(dtype, "tensor", f"from {_describe(data)}")
+    try:
         array = dev.backend.copy(dev.backend.asarray(data, dtype=dtype))
     except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(
-            f"gpuad.tensor: cannot make a tensor from {_describe(data)}: {exc}. Pass numbers "
-            "(bool, int, float), nested lists of one shape, or an array"
-        ) from None
+        raise _refused(data, exc) from None
     return _finish(array, dev, requires_grad)
 
 
-NUMERIC = "biufc"
+def _refused(data, exc):
+    return TypeError(
+        f"gpuad.tensor: cannot make a tensor from {_describe(data)}: {exc}. Pass numbers "
+        "(bool, int, float), nested lists of one shape, or an array"
+    )
 
 
 def _describe(data):
@@ -80,6 +83,7 @@ def from_numpy(array):
 
     if not isinstance(array, np.ndarray):
         raise TypeError(f"gpuad.from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    check_numeric(array.dtype, "from_numpy", "from this array")
     return Tensor(array, resolve("cpu"))
 
 
@@ -97,7 +101,8 @@ def from_dlpack(obj):
 
 def _filled(method, shape, dtype, device, requires_grad, *args):
     dev = resolve(device)
-    a = getattr(dev.backend, method)(shape_arg(shape), *args, dtype=as_dtype(dtype) or float32)
+    dtype = as_dtype(dtype, method) or float32
+    a = getattr(dev.backend, method)(shape_arg(shape), *args, dtype=dtype)
     return _finish(a, dev, requires_grad)
 
 
@@ -114,7 +119,8 @@ def empty(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
-    dtype = as_dtype(dtype) or infer_dtype(fill_value)
+    inferred = value_dtype(fill_value, "full")
+    dtype = as_dtype(dtype, "full") or inferred
     dev = resolve(device)
     a = dev.backend.full(shape_arg((shape,)), fill_value, dtype=dtype)
     return _finish(a, dev, requires_grad)
@@ -124,6 +130,7 @@ def fill(dims, value, dtype=None, device=None):
     """TensorFlow's spelling of :func:`full`; ``dims`` may also be a tensor of ints."""
     if isinstance(dims, Tensor):
         dims = dims.tolist()
+    value_dtype(value, "fill")
     return full(dims, value, dtype=dtype, device=device)
 
 
@@ -131,7 +138,8 @@ def _like(t, method, dtype, device, requires_grad, *args):
     if not isinstance(t, Tensor):
         t = tensor(t, device=device)
     dev = resolve(device) if device is not None else t._dev
-    a = getattr(dev.backend, method)(t.shape, *args, dtype=as_dtype(dtype) or t.dtype)
+    dtype = as_dtype(dtype, f"{method}_like") or t.dtype
+    a = getattr(dev.backend, method)(t.shape, *args, dtype=dtype)
     return _finish(a, dev, requires_grad)
 
 
@@ -144,6 +152,7 @@ def ones_like(t, dtype=None, device=None, requires_grad=False):
 
 
 def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    value_dtype(fill_value, "full_like")
     return _like(t, "full", dtype, device, requires_grad, fill_value)
 
 
@@ -155,22 +164,26 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
     """Evenly spaced values in [start, stop); ints give int64, floats float32."""
     if stop is None:
         start, stop = 0, start
-    if dtype is None:
-        dtype = infer_dtype([start, stop, step])
+    for bound in (start, stop, step):
+        if value_dtype(bound, "arange").kind not in "biuf":
+            raise TypeError(f"gpuad.arange: start, stop and step are real numbers, got {bound!r}")
+    dtype = as_dtype(dtype, "arange") or infer_dtype([start, stop, step])
     dev = resolve(device)
-    return _finish(dev.backend.arange(start, stop, step, dtype=as_dtype(dtype)), dev,
-                   requires_grad)
+    return _finish(dev.backend.arange(start, stop, step, dtype=dtype), dev, requires_grad)
 
 
 def linspace(start, stop, num=50, dtype=None, device=None, requires_grad=False):
+    value_dtype(start, "linspace")
+    value_dtype(stop, "linspace")
     dev = resolve(device)
-    a = dev.backend.linspace(start, stop, num, dtype=as_dtype(dtype) or float32)
+    a = dev.backend.linspace(start, stop, num, dtype=as_dtype(dtype, "linspace") or float32)
     return _finish(a, dev, requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     dev = resolve(device)
-    return _finish(dev.backend.eye(n, m, dtype=as_dtype(dtype) or float32), dev, requires_grad)
+    dtype = as_dtype(dtype, "eye") or float32
+    return _finish(dev.backend.eye(n, m, dtype=dtype), dev, requires_grad)
 
 
 def manual_seed(seed):
@@ -182,7 +195,7 @@ def manual_seed(seed):
 
 def _random(method, shape, dtype, device, requires_grad):
     dev = resolve(device)
-    dtype = as_dtype(dtype) or float32
+    dtype = as_dtype(dtype, method) or float32
     if dtype.kind != "f":
         raise TypeError(f"gpuad.{method}: samples are floating-point; dtype {dtype} is not")
     return _finish(getattr(dev.backend, method)(shape_arg(shape), dtype), dev, requires_grad)

@@ -11,19 +11,34 @@ bool_ = np.dtype("bool")
 half, double, long = float16, float64, int64  # PyTorch spellings
 
 SUPPORTED = (float16, float32, float64, int32, int64, bool_)
+_NAMES = "ad.float16, ad.float32, ad.float64, ad.int32, ad.int64, ad.bool_"
+
+#: The NumPy dtype kinds a tensor can hold: bool, signed and unsigned int, float, complex.
+NUMERIC = "biufc"
 
 
-def as_dtype(dtype):
-    """Normalise a user dtype (string, NumPy type, dtype or None) to a NumPy dtype or None."""
+def check_numeric(dtype, op, what):
+    """``dtype`` if a tensor can hold it (a number type, :data:`NUMERIC`); else a TypeError
+    naming ``op`` and ``what`` it was asked to make a tensor from (or of). The one check behind
+    every way of making a tensor."""
+    if dtype.kind not in NUMERIC:
+        raise TypeError(
+            f"gpuad.{op}: cannot make a tensor {what}: dtype {dtype} is not a number type; "
+            f"tensors hold bool, integer, floating or complex numbers: use one of {_NAMES}"
+        )
+    return dtype
+
+
+def as_dtype(dtype, op="dtype"):
+    """Normalise a user dtype (string, NumPy type, dtype or None) to a NumPy dtype or None;
+    a non-numeric one (str, object, datetime, structured) is refused, naming ``op``."""
     if dtype is None:
         return None
     try:
-        return np.dtype(dtype)
+        dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(
-            f"gpuad: {dtype!r} is not a dtype; use one of "
-            "ad.float16, ad.float32, ad.float64, ad.int32, ad.int64, ad.bool_"
-        ) from None
+        raise TypeError(f"gpuad.{op}: {dtype!r} is not a dtype; use one of {_NAMES}") from None
+    return check_numeric(dt, op, f"of dtype={getattr(dtype, '__name__', dtype)!r}")
 
 
 def is_floating(dtype):
@@ -44,3 +59,10 @@ def infer_dtype(data):
     if dt.kind in "iu":
         return int64
     return dt
+
+
+def value_dtype(value, op):
+    """The dtype of a single value (a fill value, a range bound, a value to store), refused
+    unless it is a number."""
+    dtype = value.dtype if hasattr(value, "dtype") else infer_dtype(value)
+    return check_numeric(dtype, op, f"from the value {value!r}")

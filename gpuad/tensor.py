@@ -64,9 +64,8 @@ class Tensor:
     def ndim(self):
         return self._a.ndim
 
-    @property
-    def size(self):
-        return self._a.size
+    # (``size``, the number of elements, is an int that PyTorch's ``size()`` can also call:
+    # ops/methods.py installs it with the other PyTorch spellings)
 
     @property
     def grad_fn(self):
@@ -248,7 +247,7 @@ class Tensor:
             dev = resolve(device)
             if dev is not self._dev:
                 out = to_device(out, dev)
-        if dtype is not None and as_dtype(dtype) != out.dtype:
+        if dtype is not None and as_dtype(dtype, "to") != out.dtype:
             out = out.astype(dtype)
         return out
 

@@ -93,6 +93,7 @@ from .shape import (
 )
 
 _install()
+cat, clamp = concatenate, clip  # PyTorch's names (README, "Coming from PyTorch")
 
 __all__ = [
     "all",
@@ -102,6 +103,7 @@ __all__ = [
     "arctan",
     "ceil",
     "clip",
+    "clamp",
     "cos",
     "cosh",
     "div",
@@ -170,6 +172,7 @@ __all__ = [
     "broadcast_to",
     "clone",
     "concatenate",
+    "cat",
     "expand_dims",
     "flatten",
     "flip",

@@ -1,5 +1,5 @@
 """Argument handling shared by the ops: turning inputs into tensors or raw backend values."""
-from ..dtypes import infer_dtype
+from ..dtypes import NUMERIC, infer_dtype
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
 
@@ -42,7 +42,7 @@ def constant(value, dev, like=None):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"gpuad: cannot use a {type(value).__name__} as a tensor operand: "
                         f"{exc}") from None
-    if a.dtype.kind not in "biufc":
+    if a.dtype.kind not in NUMERIC:
         raise TypeError(
             f"gpuad: cannot use a {type(value).__name__} ({a.dtype}) as a tensor operand; "
             "operands are tensors, numbers or numeric arrays"
@@ -103,25 +103,88 @@ def plain(a, dev):
     return Tensor(a, dev)
 
 
+try:
+    from numpy.exceptions import AxisError  # NumPy 2 (a ValueError and an IndexError)
+except ImportError:  # NumPy 1.26
+    from numpy import AxisError
+
+
+def axis_index(axis, ndim, op, whole=False):
+    """One axis of an ``ndim``-dimensional tensor as an int in [0, ndim): an integer in
+    [-ndim, ndim), else a TypeError (not an integer) or AxisError (out of range). ``whole``:
+    a 0-d tensor takes axis 0 or -1, meaning the whole of it (PyTorch's rule), as 0."""
+    if not hasattr(axis, "__index__") or axis.__class__ is bool:
+        raise TypeError(f"gpuad.{op}: an axis is an int, got {axis!r} "
+                        f"({type(axis).__name__})")
+    ax = axis.__index__()
+    n = 1 if whole and ndim == 0 else ndim
+    if not -n <= ax < n:
+        valid = f"valid: {-n}..{n - 1}" if n else "it has no axes"
+        raise AxisError(f"gpuad.{op}: axis {ax} is out of range for a tensor with {ndim} "
+                        f"dimensions ({valid})")
+    return ax % n
+
+
+def axes_tuple(axis, op):
+    """``axis`` (an int or a sequence of them) as a tuple, unchecked."""
+    if hasattr(axis, "__index__"):
+        return (axis,)
+    if isinstance(axis, (str, bytes)) or not hasattr(axis, "__iter__"):
+        raise TypeError(f"gpuad.{op}: axis is an int or a tuple of ints, got {axis!r} "
+                        f"({type(axis).__name__})")
+    return tuple(axis)
+
+
 def normalize_axis(axis, ndim, op):
-    """``axis`` (None, int or sequence) as None or a sorted tuple of non-negative ints."""
+    """``axis`` (None, int or sequence) as None or a sorted tuple of non-negative ints. A 0-d
+    tensor takes axis 0 or -1, which is the whole of it (as in PyTorch)."""
     if axis is None:
         return None
-    axes = (axis,) if hasattr(axis, "__index__") else tuple(axis)
-    out = []
-    for ax in axes:
-        ax = int(ax)
-        if not -max(ndim, 1) <= ax < max(ndim, 1):
-            raise ValueError(
-                f"gpuad: {op}: axis {ax} is out of range for a tensor with {ndim} dimensions "
-                f"(valid: {-ndim}..{ndim - 1})"
-            )
-        out.append(ax % ndim if ndim else 0)
+    if axis.__class__ is int and -ndim <= axis < ndim:  # (the common case, inline)
+        return (axis % ndim,)
+    out = [axis_index(ax, ndim, op, whole=True) for ax in axes_tuple(axis, op)]
     if len(set(out)) != len(out):
-        raise ValueError(f"gpuad: {op}: repeated axis in {axis}")
+        raise ValueError(f"gpuad.{op}: repeated axis in {axis}")
     if ndim == 0:
-        return None  # axis 0 of a 0-d tensor is the whole of it, as in PyTorch
+        return None
     return tuple(sorted(out))
+
+
+def permutation(axes, ndim, op):
+    """``axes`` as a permutation of range(ndim) (each in [-ndim, ndim), each once)."""
+    perm = tuple(ax % ndim if ax.__class__ is int and -ndim <= ax < ndim
+                 else axis_index(ax, ndim, op) for ax in axes_tuple(axes, op))
+    if sorted(perm) != list(range(ndim)):
+        raise ValueError(f"gpuad.{op}: axes {tuple(axes)} are not a permutation of the {ndim} "
+                         f"axes of the tensor (each of 0..{ndim - 1} once)")
+    return perm
+
+
+class Default(int):
+    """An int default value that tells whether it was passed: ``arg is DEFAULT``."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return int.__repr__(self)
+
+
+LAST = Default(-1)  # (the softmax family's default axis)
+
+
+def torch_axis(op, axis, keepdims, dim, keepdim):
+    """``(axis, keepdims)`` from PyTorch's names ``dim`` and ``keepdim`` (the same arguments)."""
+    if dim is not None:
+        if axis is not None and not isinstance(axis, Default):
+            raise TypeError(f"gpuad.{op}: got both axis={axis!r} and dim={dim!r}; dim is "
+                            "PyTorch's name for axis: pass one of them")
+        axis = dim
+    if keepdim is not None:
+        if keepdims:
+            raise TypeError(f"gpuad.{op}: got both keepdims and keepdim; keepdim is PyTorch's "
+                            "name for keepdims: pass one of them")
+        keepdims = bool(keepdim)
+    return axis, keepdims
 
 
 def shape_arg(shape):
@@ -134,3 +197,34 @@ def shape_arg(shape):
         if not hasattr(s, "__index__"):
             raise TypeError(f"gpuad: a shape is ints or a tuple of ints, got {tuple(shape)!r}")
     return tuple(int(s) for s in shape)
+
+
+def torch_reduce(name, axis, keepdims, dim, keepdim):
+    """PyTorch's ``dim``/``keepdim``; refused for max and min, whose PyTorch form with a dim
+    returns (values, indices)."""
+    if name in ("max", "min") and dim is not None:
+        raise TypeError(
+            f"gpuad.{name}: PyTorch's {name}(dim=...) returns (values, indices); gpuad's "
+            f"{name}(axis=...) returns the values, arg{name}(axis=...) the indices")
+    return torch_axis(name, axis, keepdims, dim, keepdim)
+
+
+DDOF = Default(0)
+
+
+def torch_spread(name, axis, ddof, keepdims, dim, keepdim, correction):
+    """PyTorch's ``dim``, ``keepdim`` and ``correction`` (= ddof) for var and std. Since
+    PyTorch's default correction is 1 and gpuad's ddof is 0 (NumPy's), the PyTorch spelling
+    must say which it means."""
+    if correction is not None:
+        if ddof is not DDOF:
+            raise TypeError(f"gpuad.{name}: got both ddof and correction; correction is "
+                            "PyTorch's name for ddof: pass one of them")
+        ddof = correction
+    elif ddof is DDOF and (dim is not None or keepdim is not None):
+        raise TypeError(
+            f"gpuad.{name}: gpuad's {name} defaults to ddof=0 (NumPy), PyTorch's to "
+            f"correction=1; with dim=/keepdim= say which: ddof=1 (or correction=1) for "
+            "PyTorch's result, ddof=0 for NumPy's")
+    axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
+    return axis, ddof, keepdims

@@ -424,13 +424,17 @@ def logical_not(x):
     return plain(x._dev._backend.logical_not(x._a), x._dev)
 
 
-def isnan(x):
-    return plain(x._dev._backend.isnan(x._a), x._dev)
+def _classify(name):
+    """An elementwise test (isnan, isinf, isfinite) of a tensor or array-like; no gradient."""
+    def test(x):
+        if not isinstance(x, Tensor):
+            x = to_tensor(x)
+        return plain(getattr(x._dev._backend, name)(x._a), x._dev)
+
+    test.__name__ = test.__qualname__ = name
+    return test
 
 
-def isinf(x):
-    return plain(x._dev._backend.isinf(x._a), x._dev)
-
-
-def isfinite(x):
-    return plain(x._dev._backend.isfinite(x._a), x._dev)
+isnan = _classify("isnan")
+isinf = _classify("isinf")
+isfinite = _classify("isfinite")

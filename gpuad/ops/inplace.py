@@ -9,6 +9,7 @@ that saved the old value raises instead of using the new one.
 from ..autograd.forward import DIAGONAL, carry, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
+from ..dtypes import value_dtype
 from ..tensor import Tensor, record, tape_tracked
 from ._args import SCALARS, mismatch, operands, plain
 from .elementwise import _zero, add, div, mul, pow, sub, where
@@ -187,6 +188,7 @@ def setitem(t, index, value):
         if value._dev is not t._dev:
             raise mismatch("setitem", t._dev, value._dev)
     elif value.__class__ not in SCALARS:
+        value_dtype(value, "setitem")  # (NumPy would store None as nan)
         value = Tensor(t._dev.backend.asarray(value), t._dev)
     try:
         if _tracking(t, value):
@@ -234,6 +236,8 @@ _FILL = Op("fill", (_zero,), jvp=DIAGONAL)
 def fill_(t, value):
     """Set every element to ``value``; the old value gets a zero gradient."""
     _check_leaf(t, "fill_")
+    if value.__class__ not in SCALARS:
+        value_dtype(value, "fill_")
     if _tracking(t):
         full = t._dev._backend.full(t.shape, value, dtype=t.dtype)
         _rebase(t, record(_FILL, (_snapshot(t),), full, t._dev, ()), "fill_")

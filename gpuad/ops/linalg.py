@@ -8,7 +8,7 @@ import string
 
 from ..autograd.node import Op
 from ..tensor import record
-from ._args import operands, plain, tensors
+from ._args import axes_tuple, axis_index, operands, plain, tensors
 from .shape import broadcast_to, expand_dims, reshape, squeeze, swapaxes, transpose
 
 
@@ -138,14 +138,7 @@ def tensordot(a, b, axes=2):
     """Sum products over ``axes`` (an int: the last n of ``a`` and first n of ``b``; or two
     sequences of axes), as ``numpy.tensordot``. Built from transpose, reshape and matmul."""
     a, b = tensors((a, b), "tensordot")
-    if isinstance(axes, int):
-        ax_a = list(range(a.ndim - axes, a.ndim))
-        ax_b = list(range(axes))
-    else:
-        ax_a, ax_b = ([axes[0]] if isinstance(axes[0], int) else list(axes[0]),
-                      [axes[1]] if isinstance(axes[1], int) else list(axes[1]))
-    ax_a = [x % a.ndim for x in ax_a]
-    ax_b = [x % b.ndim for x in ax_b]
+    ax_a, ax_b = _contracted(axes, a.ndim, b.ndim)
     if len(ax_a) != len(ax_b) or any(a.shape[i] != b.shape[j] for i, j in zip(ax_a, ax_b)):
         raise ValueError(
             f"gpuad: tensordot cannot contract axes {ax_a} of {a.shape} with {ax_b} of {b.shape}; "
@@ -157,6 +150,28 @@ def tensordot(a, b, axes=2):
     a2 = reshape(transpose(a, free_a + ax_a), (math.prod(a.shape[i] for i in free_a), k))
     b2 = reshape(transpose(b, ax_b + free_b), (k, math.prod(b.shape[i] for i in free_b)))
     return reshape(a2 @ b2, tuple(a.shape[i] for i in free_a) + tuple(b.shape[i] for i in free_b))
+
+
+def _contracted(axes, nd_a, nd_b):
+    """tensordot's ``axes`` as two lists of axes of ``a`` and ``b``, each checked once."""
+    if hasattr(axes, "__index__") and axes.__class__ is not bool:
+        n = axes.__index__()
+        if not 0 <= n <= min(nd_a, nd_b):
+            raise ValueError(f"gpuad.tensordot: axes={n} contracts the last {n} axes of a "
+                             f"({nd_a}-d) with the first {n} of b ({nd_b}-d); it must be in "
+                             f"0..{min(nd_a, nd_b)}")
+        return list(range(nd_a - n, nd_a)), list(range(n))
+    if isinstance(axes, (str, bytes)) or not hasattr(axes, "__len__") or len(axes) != 2:
+        raise TypeError(f"gpuad.tensordot: axes is an int or a pair (axes of a, axes of b), "
+                        f"got {axes!r}")
+    out = []
+    for which, ax, nd in (("a", axes[0], nd_a), ("b", axes[1], nd_b)):
+        ax = [axis_index(i, nd, f"tensordot (axes of {which})") for i in axes_tuple(
+            ax, "tensordot")]
+        if len(set(ax)) != len(ax):
+            raise ValueError(f"gpuad.tensordot: repeated axis in the axes of {which}: {axes!r}")
+        out.append(ax)
+    return out
 
 
 # ---- einsum ---------------------------------------------------------------------------------

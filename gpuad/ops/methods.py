@@ -1,12 +1,14 @@
 """Attach the ops to :class:`~gpuad.tensor.Tensor` as methods and Python operators."""
+from ..dtypes import bool_, float16, float32, float64, int32, int64
 from ..tensor import Tensor
 from . import elementwise as ew
 from . import inplace, linalg, reduction, shape
+from ._args import axis_index, shape_arg
 
 _SAME_NAME = (
     "abs exp expm1 log log1p sqrt rsqrt square reciprocal sin cos tan tanh sinh cosh arctan "
     "sigmoid relu leaky_relu elu gelu silu softplus erf sign floor ceil round clip maximum "
-    "minimum"
+    "minimum isnan isinf isfinite"
 ).split()
 
 
@@ -52,8 +54,46 @@ def _transpose(self, *axes):
     return shape.transpose(self, axes)
 
 
-def _squeeze(self, axis=None):
-    return shape.squeeze(self, axis)
+def _squeeze(self, axis=None, *, dim=None):
+    return shape.squeeze(self, axis, dim=dim)
+
+
+class Size(int):
+    """``Tensor.size``: the number of elements (an int, as NumPy's ``size``). Called, it is
+    PyTorch's ``size()``: the shape, or with an axis, that axis's length."""
+
+    def __call__(self, dim=None):
+        if dim is None:
+            return self.shape
+        return self.shape[axis_index(dim, len(self.shape), "size")]
+
+
+def _size(self):
+    size = Size(self._a.size)
+    size.shape = self._a.shape
+    return size
+
+
+def _view(self, *dims):
+    """PyTorch's ``view``: ``reshape`` that refuses to copy. The new shape must be reachable
+    by re-striding the same memory, else a RuntimeError says to use ``reshape``."""
+    if len(dims) == 1 and not hasattr(dims[0], "__index__") and not isinstance(
+            dims[0], (tuple, list)):
+        raise TypeError(
+            f"gpuad: view takes a shape; PyTorch's view({dims[0]!r}) reinterprets the bits, "
+            "which gpuad does not do: use x.astype(dtype) to convert the values")
+    dims = shape_arg(dims)
+    out = shape.reshape(self, dims)
+    if out._a.size and not self._dev._backend.xp.may_share_memory(out._a, self._a):
+        raise RuntimeError(
+            f"gpuad: view{dims} of a tensor of shape {self.shape} would need a copy (its "
+            "memory layout, e.g. after a transpose, does not allow it); use x.reshape(...), "
+            "which copies when it must")
+    return out
+
+
+def _cast(dtype):
+    return lambda self: shape.astype(self, dtype)
 
 
 
@@ -98,7 +138,20 @@ def install():
     T.split = shape.split
     T.take_along_axis = shape.take_along_axis
     T.where = lambda self, condition, other: ew.where(condition, self, other)
+    _install_torch_names(T)
     for name in "add_ sub_ mul_ div_ pow_ fill_ zero_ copy_".split():
         setattr(T, name, getattr(inplace, name))
     T.__iadd__, T.__isub__ = inplace.add_, inplace.sub_
     T.__imul__, T.__itruediv__, T.__ipow__ = inplace.mul_, inplace.div_, inplace.pow_
+
+
+def _install_torch_names(T):
+    """PyTorch's spellings that mean exactly what gpuad's do (README, "Coming from PyTorch")."""
+    T.size = property(_size)
+    T.numel = lambda self: int(self._a.size)
+    T.dim = lambda self: self._a.ndim
+    T.view = _view
+    T.clamp = ew.clip
+    for name, dtype in (("float", float32), ("double", float64), ("half", float16),
+                        ("int", int32), ("long", int64), ("bool", bool_)):
+        setattr(T, name, _cast(dtype))

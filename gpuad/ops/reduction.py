@@ -9,7 +9,17 @@ import math
 from ..autograd.node import Op
 from ..dtypes import float16, float32
 from ..tensor import Tensor, record, record1
-from ._args import normalize_axis, plain, to_tensor
+from ._args import (
+    DDOF,
+    LAST,
+    axis_index,
+    normalize_axis,
+    plain,
+    to_tensor,
+    torch_axis,
+    torch_reduce,
+    torch_spread,
+)
 from .elementwise import abs, exp, isnan, sign, where
 from .shape import broadcast_to, expand_dims, moveaxis, reshape, transpose
 
@@ -64,11 +74,13 @@ def _empty_mean(backend, a, axis, keepdims):
 def _reduction(name, rule, jvp, save_x=True, save_out=False):
     op = Op(name, (rule,), jvp=jvp, save_out=save_out)
 
-    def reduce(x, axis=None, keepdims=False):
+    def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
         if not isinstance(x, Tensor):
             x = to_tensor(x)
+        if dim is not None or keepdim is not None:
+            axis, keepdims = torch_reduce(name, axis, keepdims, dim, keepdim)
         axis = normalize_axis(axis, x.ndim, name)
-        if x.size == 0 and name != "sum":
+        if x._a.size == 0 and name != "sum":
             if name in ("max", "min"):
                 _check_extremum(name, x.shape, axis)
             elif name == "mean" and _count(x.shape, axis) == 0:
@@ -183,17 +195,25 @@ def _spread(method, x, axis, ddof, keepdims):
         return backend.sqrt(out) if method == "std" else out
 
 
-def var(x, axis=None, ddof=0, keepdims=False):
+def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=None, keepdim=None,
+        correction=None):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None or correction is not None:
+        axis, ddof, keepdims = torch_spread("var", axis, ddof, keepdims, dim, keepdim,
+                                            correction)
     axis = normalize_axis(axis, x.ndim, "var")
     out = _spread("var", x, axis, ddof, keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
 
 
-def std(x, axis=None, ddof=0, keepdims=False):
+def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=None, keepdim=None,
+        correction=None):
     """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None or correction is not None:
+        axis, ddof, keepdims = torch_spread("std", axis, ddof, keepdims, dim, keepdim,
+                                            correction)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _spread("std", x, axis, ddof, keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
@@ -312,9 +332,11 @@ _LOGSUMEXP = Op("logsumexp", (_fused_rows(2, "logsumexp", lambda g, y, x, axis, 
                 save_out=True)
 
 
-def logsumexp(x, axis=None, keepdims=False):
+def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis("logsumexp", axis, keepdims, dim, keepdim)
     axis = normalize_axis(axis, x.ndim, "logsumexp")
     out = _wide(x._dev._backend.logsumexp, x._a, axis, keepdims)
     return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
@@ -341,7 +363,7 @@ _PNORM = Op("norm", (lambda g, y, x, p, axis, keepdims: _expand(g, x.shape, axis
             .sum(axis=_last(axis, x.ndim), keepdims=keepdims))
 
 
-def norm(x, ord=2, axis=None, keepdims=False):
+def norm(x, ord=2, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """The vector p-norm of the elements along ``axis`` (all elements when None).
 
     ``ord``: any p != 0 (2 by default, "fro" is 2; negative p as NumPy), inf (max |x|), -inf
@@ -349,6 +371,8 @@ def norm(x, ord=2, axis=None, keepdims=False):
     convention).
     """
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis("norm", axis, keepdims, dim, keepdim)
     if ord in (None, "fro"):
         ord = 2
     if isinstance(ord, str):
@@ -372,12 +396,6 @@ def _pnorm(a, backend, p, axis, keepdims):
                                      keepdims=keepdims), 1.0 / p)
 
 
-def _axis_one(axis, ndim, op):
-    if not hasattr(axis, "__index__"):
-        raise TypeError(f"gpuad.{op}: axis must be an int, got {axis!r}")
-    return normalize_axis(axis, ndim, op)[0]
-
-
 _SOFTMAX = Op("softmax", (_fused_rows(0, "softmax", lambda g, y, axis:
                                       y * (g - (g * y).sum(axis=axis, keepdims=True))),),
               jvp=lambda ts, y, axis:
@@ -391,45 +409,63 @@ _LOG_SOFTMAX = Op("log_softmax",
                   save_out=True)
 
 
-def softmax(x, axis=-1):
+def softmax(x, axis=LAST, *, dim=None):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None:
+        axis = torch_axis("softmax", axis, False, dim, None)[0]
     if x.ndim == 0:  # one element: as a vector of one (PyTorch allows axis 0 or -1)
-        _axis_one(axis, 1, "softmax")
+        axis_index(axis, 0, "softmax", whole=True)
         return reshape(softmax(reshape(x, (1,))), ())
-    axis = _axis_one(axis, x.ndim, "softmax")
+    axis = axis_index(axis, x.ndim, "softmax")
     return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=LAST, *, dim=None):
     """x - logsumexp(x) along ``axis``."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
+    if dim is not None:
+        axis = torch_axis("log_softmax", axis, False, dim, None)[0]
     if x.ndim == 0:
-        _axis_one(axis, 1, "log_softmax")
+        axis_index(axis, 0, "log_softmax", whole=True)
         return reshape(log_softmax(reshape(x, (1,))), ())
-    axis = _axis_one(axis, x.ndim, "log_softmax")
+    axis = axis_index(axis, x.ndim, "log_softmax")
     return record1(_LOG_SOFTMAX, x, _wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
 
 
-def any(x, axis=None, keepdims=False):
-    """Whether any element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
+def _truth(name, doc):
+    """A reduction to a boolean tensor (``any``/``all`` along ``axis``), with no gradient."""
+    def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        x = x if isinstance(x, Tensor) else to_tensor(x)
+        if dim is not None or keepdim is not None:
+            axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
+        axis = normalize_axis(axis, x.ndim, name)
+        return plain(getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims), x._dev)
+
+    reduce.__name__ = reduce.__qualname__ = name
+    reduce.__doc__ = doc
+    return reduce
+
+
+any = _truth("any", "Whether any element (along ``axis``) is non-zero.")
+all = _truth("all", "Whether every element (along ``axis``) is non-zero.")
+
+
+def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
+    """The flat (``axis`` None) or per-``axis`` index of the first extreme element."""
     x = x if isinstance(x, Tensor) else to_tensor(x)
-    axis = normalize_axis(axis, x.ndim, "any")
-    return plain(x._dev._backend.any(x._a, axis=axis, keepdims=keepdims), x._dev)
+    if dim is not None or keepdim is not None:
+        axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
+    if axis is not None:
+        axis = axis_index(axis, x.ndim, name, whole=True)
+        if x.ndim == 0:
+            axis = None  # (axis 0 or -1 of a 0-d tensor is the whole of it)
+    return plain(getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
-def all(x, axis=None, keepdims=False):
-    """Whether every element (along ``axis``) is non-zero; a boolean tensor, no gradient."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    axis = normalize_axis(axis, x.ndim, "all")
-    return plain(x._dev._backend.all(x._a, axis=axis, keepdims=keepdims), x._dev)
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    return _arg_extremum("argmax", x, axis, keepdims, dim, keepdim)
 
 
-def argmax(x, axis=None, keepdims=False):
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    return plain(x._dev._backend.argmax(x._a, axis=axis, keepdims=keepdims), x._dev)
-
-
-def argmin(x, axis=None, keepdims=False):
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    return plain(x._dev._backend.argmin(x._a, axis=axis, keepdims=keepdims), x._dev)
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    return _arg_extremum("argmin", x, axis, keepdims, dim, keepdim)

@@ -14,7 +14,19 @@ from ..autograd.grad_mode import mode
 from ..autograd.node import Op
 from ..dtypes import as_dtype
 from ..tensor import Tensor, record, record1, tape_tracked
-from ._args import mismatch, normalize_axis, plain, shape_arg, tensors, to_tensor
+from ._args import (
+    Default,
+    axes_tuple,
+    axis_index,
+    mismatch,
+    normalize_axis,
+    permutation,
+    plain,
+    shape_arg,
+    tensors,
+    to_tensor,
+    torch_axis,
+)
 
 
 def _tensor(x):
@@ -118,8 +130,10 @@ def flatten(x):
     return reshape(x, (-1,))
 
 
-def squeeze(x, axis=None):
+def squeeze(x, axis=None, *, dim=None):
     x = _tensor(x)
+    if dim is not None:
+        axis = torch_axis("squeeze", axis, False, dim, None)[0]
     axes = normalize_axis(axis, x.ndim, "squeeze")
     if axes is None:
         shape = tuple(s for s in x.shape if s != 1)
@@ -134,9 +148,12 @@ def squeeze(x, axis=None):
     return reshape(x, shape)
 
 
-def expand_dims(x, axis):
+def expand_dims(x, axis=None, *, dim=None):
     x = _tensor(x)
-    axes = (axis,) if hasattr(axis, "__index__") else tuple(axis)
+    axis = torch_axis("expand_dims", axis, False, dim, None)[0]
+    if axis is None:
+        raise TypeError("gpuad.expand_dims: say where the new axis goes: expand_dims(x, axis)")
+    axes = axes_tuple(axis, "expand_dims")
     nd = x.ndim + len(axes)
     axes = normalize_axis(axes, nd, "expand_dims")
     it = iter(x.shape)
@@ -148,18 +165,16 @@ _TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),),
                     sorted(range(1, len(inverse) + 1), key=lambda a: inverse[a - 1]))))
 
 
-def transpose(x, axes=None):
-    """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``."""
+def transpose(x, axes=None, dim1=None):
+    """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``; with two
+    axes, ``transpose(x, 0, 1)``, swap them, as ``torch.transpose``."""
     x = _tensor(x)
+    if dim1 is not None:
+        return swapaxes(x, axes, dim1)
     if axes is None:
         axes = tuple(range(x.ndim - 1, -1, -1))
     else:
-        axes = tuple(int(a) % x.ndim for a in axes)
-        if sorted(axes) != list(range(x.ndim)):
-            raise ValueError(
-                f"gpuad: transpose axes {axes} are not a permutation of the {x.ndim} axes "
-                f"of shape {x.shape}"
-            )
+        axes = permutation(axes, x.ndim, "transpose")
     inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
     out = record1(_TRANSPOSE, x, x._dev._backend.transpose(x._a, axes), (inverse,))
     return _as_view(out, x, _view_transpose, axes)
@@ -167,6 +182,7 @@ def transpose(x, axes=None):
 
 def swapaxes(x, a, b):
     x = _tensor(x)
+    a, b = axis_index(a, x.ndim, "swapaxes"), axis_index(b, x.ndim, "swapaxes")
     perm = list(range(x.ndim))
     perm[a], perm[b] = perm[b], perm[a]
     return transpose(x, perm)
@@ -174,7 +190,8 @@ def swapaxes(x, a, b):
 
 def moveaxis(x, source, destination):
     x = _tensor(x)
-    source, destination = source % x.ndim, destination % x.ndim
+    source = axis_index(source, x.ndim, "moveaxis")
+    destination = axis_index(destination, x.ndim, "moveaxis")
     perm = [i for i in range(x.ndim) if i != source]
     perm.insert(destination, source)
     return transpose(x, perm)
@@ -245,13 +262,20 @@ def _concat_jvp(ts, y, axis, bounds):
     return concatenate(_zeros_tangent(ts, shape, y), axis + 1)
 
 
-def concatenate(seq, axis=0):
+_AXIS0 = Default(0)
+
+
+def concatenate(seq, axis=_AXIS0, *, dim=None):
     """Join tensors along an existing axis (``axis=None``: flatten them first)."""
     ts = tensors(seq, "concatenate")
+    axis = torch_axis("concatenate", axis, False, dim, None)[0]
     if axis is None:
         ts, axis = [reshape(t, (-1,)) for t in ts], 0
     nd = ts[0].ndim
-    axis = normalize_axis(axis, nd, "concatenate")[0]
+    if nd == 0:
+        raise ValueError("gpuad.concatenate: 0-d tensors have no axis to join along; use "
+                         "stack to make a 1-D tensor of them")
+    axis = axis_index(axis, nd, "concatenate")
     try:
         out = ts[0]._dev._backend.concatenate([t._a for t in ts], axis=axis)
     except ValueError:
@@ -271,12 +295,13 @@ def _stack_rule(i):
     return lambda g, axis: g[(slice(None),) * axis + (i,)]
 
 
-def stack(seq, axis=0):
+def stack(seq, axis=_AXIS0, *, dim=None):
     """Join tensors of one shape along a new axis."""
     ts = tensors(seq, "stack")
+    axis = torch_axis("stack", axis, False, dim, None)[0]
     if len({t.shape for t in ts}) != 1:
         raise ValueError(f"gpuad: stack needs tensors of one shape, got {[t.shape for t in ts]}")
-    axis = normalize_axis(axis, ts[0].ndim + 1, "stack")[0]
+    axis = axis_index(axis, ts[0].ndim + 1, "stack")
     out = ts[0]._dev._backend.stack([t._a for t in ts], axis=axis)
     op = Op("stack", tuple(_stack_rule(i) for i in range(len(ts))),
             jvp=lambda ts, y, axis: stack(
@@ -284,10 +309,14 @@ def stack(seq, axis=0):
     return record(op, ts, out, ts[0]._dev, (axis,))
 
 
-def split(x, sections_or_indices, axis=0):
+def split(x, sections_or_indices, axis=0, *, dim=None):
     """Split into equal sections (an int) or at the given indices, as ``numpy.split``."""
     x = _tensor(x)
-    axis = normalize_axis(axis, x.ndim, "split")[0]
+    if dim is not None:
+        raise TypeError(
+            "gpuad.split follows numpy.split, not torch.split: an int is the number of equal "
+            "sections (not their size); call split(x, sections_or_indices, axis=...)")
+    axis = axis_index(axis, x.ndim, "split")
     n = x.shape[axis]
     if hasattr(sections_or_indices, "__index__"):
         k = int(sections_or_indices)
@@ -308,11 +337,14 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
                                         else tuple(a + 1 for a in axis)))
 
 
-def flip(x, axis=None):
+def flip(x, axis=None, *, dims=None):
+    """``x`` reversed along ``axis`` (all axes when None); ``dims`` is PyTorch's name."""
     x = _tensor(x)
+    if dims is not None:
+        axis = torch_axis("flip", axis, False, dims, None)[0]
+    axis = normalize_axis(axis, x.ndim, "flip")
     if x.ndim == 0:
         return x
-    axis = normalize_axis(axis, x.ndim, "flip")
     out = record1(_FLIP, x, x._dev._backend.flip(x._a, axis), (axis,))
     return _as_view(out, x, _view_flip, axis)
 
@@ -503,7 +535,7 @@ def take_along_axis(x, indices, axis):
     if axis is None:
         x, idx = reshape(x, (-1,)), idx.reshape(-1)
         axis = 0
-    axis = normalize_axis(axis, x.ndim, "take_along_axis")[0]
+    axis = axis_index(axis, x.ndim, "take_along_axis")
     if idx.ndim != x.ndim:
         raise ValueError(
             f"gpuad: take_along_axis needs indices with {x.ndim} dims like x, got shape "
@@ -528,7 +560,7 @@ _ASTYPE = Op("astype", (lambda g: g,), jvp=lambda ts, y: ts[0])
 def astype(x, dtype):
     """``x`` converted to ``dtype``; differentiable between floating dtypes."""
     x = _tensor(x)
-    dtype = as_dtype(dtype)
+    dtype = as_dtype(dtype, "astype")
     if dtype == x.dtype:
         return x
     out = x._dev._backend.astype(x._a, dtype)

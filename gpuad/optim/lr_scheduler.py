@@ -1,9 +1,23 @@
 """Learning-rate schedules: ``StepLR`` and ``CosineAnnealingLR``, stepped once per epoch."""
 import math
+import numbers
+
+
+def _number(schedule, name, value, low, strict=False, integer=False):
+    """Refuse a setting that is not a finite number >= ``low`` (> ``low`` when ``strict``;
+    an int when ``integer``), naming it."""
+    kind = numbers.Integral if integer else numbers.Real
+    ok = (isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > low if strict else value >= low))
+    if not ok:
+        rule = f"{'an int' if integer else 'a finite number'} {'>' if strict else '>='} {low}"
+        raise ValueError(f"gpuad.optim.lr_scheduler.{schedule}: invalid {name}={value!r}; "
+                         f"it must be {rule}")
 
 
 class _Schedule:
     def __init__(self, optimizer, last_epoch=-1):
+        _number(type(self).__name__, "last_epoch", last_epoch, -1, integer=True)
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -30,6 +44,8 @@ class StepLR(_Schedule):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        _number("StepLR", "step_size", step_size, 0, strict=True, integer=True)
+        _number("StepLR", "gamma", gamma, 0)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -45,6 +61,8 @@ class CosineAnnealingLR(_Schedule):
     """lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (PyTorch)
+        _number("CosineAnnealingLR", "T_max", T_max, 0, strict=True)
+        _number("CosineAnnealingLR", "eta_min", eta_min, 0)
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 

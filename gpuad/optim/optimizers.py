@@ -1,6 +1,7 @@
 """SGD (momentum, Nesterov, weight decay), Adam and AdamW, updating parameters in place with
 the same formulas, in the same order, as PyTorch's (so results agree to rounding)."""
 import math
+import numbers
 
 from ..tensor import Tensor
 from .flat import FlatGroup
@@ -15,31 +16,46 @@ class Optimizer:
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
             raise ValueError("gpuad.optim: the optimizer got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.param_groups = []
-        seen = set()
-        for group in groups:
-            ps = group["params"]
-            group = {**defaults, **group, "params": [ps] if isinstance(ps, Tensor) else list(ps)}
-            for p in group["params"]:
-                if not isinstance(p, Tensor) or p.grad_fn is not None or p.dtype.kind != "f":
-                    raise ValueError("gpuad.optim: parameters must be floating leaf tensors "
-                                     "(e.g. a module's .parameters())")
-                if id(p) in seen:
-                    raise ValueError("gpuad.optim: some parameters appear more than once (in "
-                                     "one group or in several); give each parameter once")
-                seen.add(id(p))
-            self.param_groups.append(group)
         self.state = {}
         self._flat = {}  # group index -> its FlatGroups (the fused CUDA path)
-        for gi, group in enumerate(self.param_groups):
-            by_kind = {}
-            for p in group["params"]:  # (frozen parameters stay out: they get no gradient)
-                if p.requires_grad and getattr(p._dev._backend, "fused_optimizer_step",
-                                               None) is not None:
-                    by_kind.setdefault((p._dev, p.dtype), []).append(p)
-            if by_kind and self.kind is not None:
-                self._flat[gi] = [FlatGroup(ps, self.kind) for ps in by_kind.values()]
+        for group in params if isinstance(params[0], dict) else [{"params": params}]:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group):
+        """Add a group (``{"params": [...], "lr": ..., ...}``; settings it leaves out take the
+        optimizer's defaults), checking its settings and that no parameter is already held."""
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError("gpuad.optim: a parameter group is a dict with a 'params' list, "
+                            f"got {param_group!r}")
+        ps = param_group["params"]
+        group = {**self.defaults, **param_group,
+                 "params": [ps] if isinstance(ps, Tensor) else list(ps)}
+        self._check(group)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for p in group["params"]:
+            if not isinstance(p, Tensor) or p.grad_fn is not None or p.dtype.kind != "f":
+                raise ValueError("gpuad.optim: parameters must be floating leaf tensors "
+                                 "(e.g. a module's .parameters())")
+            if id(p) in seen:
+                raise ValueError("gpuad.optim: some parameters appear more than once (in "
+                                 "one group or in several); give each parameter once")
+            seen.add(id(p))
+        self.param_groups.append(group)
+        self._fuse(len(self.param_groups) - 1)
+
+    def _fuse(self, gi):
+        """Put group ``gi``'s parameters on the fused path where the backend has one."""
+        by_kind = {}
+        for p in self.param_groups[gi]["params"]:  # (frozen ones stay out: no gradient)
+            if p.requires_grad and getattr(p._dev._backend, "fused_optimizer_step",
+                                           None) is not None:
+                by_kind.setdefault((p._dev, p.dtype), []).append(p)
+        if by_kind and self.kind is not None:
+            self._flat[gi] = [FlatGroup(ps, self.kind) for ps in by_kind.values()]
+
+    def _check(self, group):
+        """Refuse a group's invalid settings (ValueError, naming the setting): subclasses."""
 
     def zero_grad(self, set_to_none=True):
         """Forget the gradients (None), or with ``set_to_none=False`` set them to zero (on the
@@ -137,6 +153,8 @@ class Optimizer:
                                      f"{tuple(v.shape)}, the parameter "
                                      f"{params[int(i)].shape}")
         for group, saved in zip(self.param_groups, saved_groups):
+            self._check({**group, **saved})
+        for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
         self.state = {id(params[int(i)]): {k: v.copy() if hasattr(v, "copy") else v
                                            for k, v in s.items()}
@@ -162,6 +180,14 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
+def _setting(opt, name, value, upper=None):
+    """Refuse a setting that is not a finite number >= 0 (and below ``upper`` when given)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (upper is not None and value >= upper):
+        rule = f"in [0, {upper})" if upper is not None else "a finite number >= 0"
+        raise ValueError(f"gpuad.optim.{opt}: invalid {name}={value!r}; it must be {rule}")
+
+
 class SGD(Optimizer):
     """p -= lr * d, d = g + wd p, or with momentum the buffer b = m b + (1 - dampening) d
     (d itself at the first step), and with Nesterov d + m b."""
@@ -170,11 +196,18 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("gpuad.optim.SGD: Nesterov momentum needs momentum > 0 and "
-                             "dampening 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
+
+    def _check(self, group):
+        """PyTorch's rules: lr, momentum and weight_decay >= 0; Nesterov needs momentum > 0
+        and dampening 0. (Also: each a finite number, so nan and inf are refused.)"""
+        for name in ("lr", "momentum", "dampening", "weight_decay"):
+            _setting("SGD", name, group[name])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("gpuad.optim.SGD: Nesterov momentum needs momentum > 0 and "
+                             f"dampening 0, got momentum={group['momentum']!r} and "
+                             f"dampening={group['dampening']!r}")
 
     def _update(self, p, g, xp, group, state):
         wd, m = group["weight_decay"], group["momentum"]
@@ -197,8 +230,20 @@ class Adam(Optimizer):
     kind = "adam"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay))
+
+    def _check(self, group):
+        """PyTorch's rules: lr, eps and weight_decay >= 0, each beta in [0, 1) (and each a
+        finite number, so nan and inf are refused)."""
+        name = type(self).__name__
+        for key in ("lr", "eps", "weight_decay"):
+            _setting(name, key, group[key])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"gpuad.optim.{name}: betas is a pair (beta1, beta2), got {betas!r}")
+        for i, beta in enumerate(betas):
+            _setting(name, f"betas[{i}]", beta, upper=1)
 
     def _update(self, p, g, xp, group, state):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -227,6 +272,10 @@ class Adam(Optimizer):
         b = xp.multiply(m, lr / (1 - b1 ** t))
         b /= a
         p -= b  # p -= lr / (1 - b1^t) m / denom
+
+
+def _pair(betas):
+    return tuple(betas) if hasattr(betas, "__iter__") else betas
 
 
 class AdamW(Adam):

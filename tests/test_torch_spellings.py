@@ -1,0 +1,206 @@
+"""PyTorch habits (issue 15, section 7; README "Coming from PyTorch"): the spellings that mean
+exactly what gpuad's do are accepted and agree with PyTorch; the others raise an error that
+names gpuad's spelling."""
+import json
+
+import numpy as np
+import pytest
+
+import gpuad as ad
+
+torch = pytest.importorskip("torch")
+
+A = np.random.default_rng(0).standard_normal((2, 3, 4))
+
+
+def _pair():
+    return ad.tensor(A, requires_grad=True), torch.tensor(A, requires_grad=True)
+
+
+def _check(ours, theirs, x, tx):
+    """Values and gradients (of a fixed weighting) agree with PyTorch."""
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
+    if ours.dtype.kind == "f":
+        w = np.cos(np.arange(ours.size)).reshape(ours.shape)
+        (ours * ad.tensor(w, device=ours.device)).sum().backward()
+        (theirs * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+REDUCTIONS = {
+    "sum": lambda m, x, **k: x.sum(**k),
+    "mean": lambda m, x, **k: x.mean(**k),
+    "prod": lambda m, x, **k: x.prod(**k),
+    "logsumexp": lambda m, x, **k: m.logsumexp(x, **k),
+    "norm": lambda m, x, **k: (x.norm(dim=k["dim"], keepdim=k["keepdim"])),
+    "var": lambda m, x, **k: (x.var(**k, correction=1)),
+    "std": lambda m, x, **k: (x.std(**k, correction=0)),
+    "argmax": lambda m, x, **k: x.argmax(**k),
+    "any": lambda m, x, **k: (x > 0).any(**k),
+    "all": lambda m, x, **k: (x > -1).all(**k),
+}
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("dim", [1, -1, (0, 2)])
+@pytest.mark.parametrize("name", REDUCTIONS)
+def test_dim_and_keepdim_mean_axis_and_keepdims(name, dim, keepdim):
+    if isinstance(dim, tuple) and name in ("prod", "argmax", "any", "all"):
+        pytest.skip("PyTorch takes one dim here")
+    x, tx = _pair()
+    fn = REDUCTIONS[name]
+    _check(fn(ad, x, dim=dim, keepdim=keepdim), fn(torch, tx, dim=dim, keepdim=keepdim), x, tx)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_family_takes_dim(name, dim):
+    x, tx = _pair()
+    _check(getattr(ad, name)(x, dim=dim), getattr(torch, name)(tx, dim=dim), x, tx)
+    x, tx = _pair()
+    _check(getattr(x, name)(dim=dim), getattr(tx, name)(dim=dim), x, tx)
+
+
+def test_torch_style_positional_axis():
+    x, tx = _pair()
+    _check(x.mean(0), tx.mean(0), x, tx)
+    x, tx = _pair()
+    _check(x.sum(1, True), tx.sum(1, True), x, tx)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: x.sum(axis=1, dim=1), lambda x: ad.mean(x, 0, dim=1),
+    lambda x: x.softmax(axis=-1, dim=0), lambda x: ad.log_softmax(x, 1, dim=1),
+    lambda x: x.var(axis=0, dim=0, ddof=1), lambda x: x.norm(axis=0, dim=0),
+    lambda x: ad.concatenate([x, x], 0, dim=0), lambda x: ad.stack([x], axis=0, dim=0),
+    lambda x: x.squeeze(axis=0, dim=0), lambda x: ad.expand_dims(x, 0, dim=0),
+    lambda x: x.argmax(axis=0, dim=0), lambda x: x.sum(keepdims=True, keepdim=True),
+    lambda x: x.std(ddof=1, correction=1),
+], ids=range(13))
+def test_axis_and_dim_together_raise(call):
+    with pytest.raises(TypeError, match="both"):
+        call(ad.tensor(A))
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_with_dim_names_gpuads_spelling(name):
+    """PyTorch's max(dim=) returns (values, indices): not the same thing, so refused."""
+    with pytest.raises(TypeError, match=rf"{name}\(axis=\.\.\.\).*arg{name}"):
+        getattr(ad.tensor(A), name)(dim=1)
+    np.testing.assert_array_equal(getattr(ad.tensor(A), name)(1).numpy(),
+                                  getattr(torch.tensor(A), f"a{name}")(1).numpy())
+
+
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_var_with_dim_must_say_its_correction(name):
+    """gpuad's ddof defaults to 0 (NumPy), PyTorch's correction to 1: a PyTorch call without
+    one would silently differ, so it is refused with both spellings named."""
+    with pytest.raises(TypeError, match="ddof=1 .*correction=1"):
+        getattr(ad.tensor(A), name)(dim=1)
+    with pytest.raises(TypeError, match="ddof=1"):
+        getattr(ad.tensor(A), name)(keepdim=True)
+    ours = getattr(ad.tensor(A), name)(dim=1, ddof=1).numpy()
+    np.testing.assert_allclose(ours, getattr(torch.tensor(A), name)(dim=1).numpy(), rtol=1e-12)
+
+
+def test_size_is_the_element_count_and_size_call_is_the_shape():
+    x, tx = ad.tensor(A), torch.tensor(A)
+    assert x.size == A.size and isinstance(x.size, int)  # SPEC: size is the number of elements
+    assert x.size + 1 == 25 and json.dumps(x.size) == "24" and np.zeros(x.size).shape == (24,)
+    assert x.size() == tuple(tx.size()) == (2, 3, 4)
+    assert x.size(1) == tx.size(1) and x.size(-1) == tx.size(-1)
+    assert x.numel() == tx.numel() and x.dim() == tx.dim() == 3
+    assert ad.tensor(1.0).size() == () and ad.tensor(1.0).numel() == 1
+    with pytest.raises(IndexError, match="size: axis 3"):
+        x.size(3)
+
+
+def test_view_is_a_reshape_that_shares_memory():
+    x, tx = _pair()
+    v, tv = x.view(6, 4), tx.view(6, 4)
+    _check(v, tv, x, tx)
+    x = ad.tensor(A)
+    assert x.view((4, -1)).shape == tuple(torch.tensor(A).view((4, -1)).shape)
+    with ad.no_grad():
+        x.view(-1)[0] = 100.0
+    assert x[0, 0, 0].item() == 100.0  # a view: the write shows in x
+
+
+def test_view_that_needs_a_copy_raises_like_pytorch():
+    x, tx = ad.tensor(A), torch.tensor(A)
+    with pytest.raises(RuntimeError):
+        tx.transpose(0, 2).view(24)
+    with pytest.raises(RuntimeError, match="reshape"):
+        x.transpose((2, 1, 0)).view(24)
+    np.testing.assert_array_equal(x.transpose((2, 1, 0)).reshape(24).numpy(),
+                                  tx.permute(2, 1, 0).reshape(24).numpy())
+    with pytest.raises(TypeError, match="astype"):
+        x.view(ad.float32)
+
+
+def test_cat_and_dim_on_joins():
+    x, tx = ad.tensor(A), torch.tensor(A)
+    for dim in (0, 1, -1):
+        np.testing.assert_array_equal(ad.cat([x, x], dim=dim).numpy(),
+                                      torch.cat([tx, tx], dim=dim).numpy())
+        np.testing.assert_array_equal(ad.stack([x, x], dim=dim).numpy(),
+                                      torch.stack([tx, tx], dim=dim).numpy())
+    np.testing.assert_array_equal(ad.cat([x, x]).numpy(), torch.cat([tx, tx]).numpy())
+    np.testing.assert_array_equal(x[:, :1].squeeze(dim=1).numpy(),
+                                  tx[:, :1].squeeze(dim=1).numpy())
+    np.testing.assert_array_equal(x.unsqueeze(1).numpy(), tx.unsqueeze(1).numpy())
+    np.testing.assert_array_equal(ad.expand_dims(x, dim=-1).numpy(), tx.unsqueeze(-1).numpy())
+
+
+def test_split_with_dim_names_gpuads_meaning():
+    """torch.split's int is a chunk size, numpy.split's (gpuad's) a number of sections."""
+    with pytest.raises(TypeError, match="number of equal sections"):
+        ad.tensor(A).split(2, dim=2)
+
+
+def test_casts_clamp_permute():
+    x, tx = _pair()
+    for name in ("float", "double", "half", "int", "long", "bool"):
+        assert getattr(x, name)().numpy().dtype == getattr(tx, name)().detach().numpy().dtype
+    _check(x.float().double(), tx.float().double(), x, tx)
+    x, tx = _pair()
+    _check(x.clamp(-0.5, 0.5), tx.clamp(-0.5, 0.5), x, tx)
+    x, tx = _pair()
+    _check(ad.clamp(x, min=0.1), torch.clamp(tx, min=0.1), x, tx)
+    x, tx = _pair()
+    _check(x.permute(2, 0, 1), tx.permute(2, 0, 1), x, tx)
+
+
+def test_transpose_of_two_axes_and_flip_dims():
+    x, tx = _pair()
+    _check(ad.transpose(x, 0, 2), torch.transpose(tx, 0, 2), x, tx)
+    x, tx = _pair()
+    _check(ad.flip(x, dims=[0, 2]), torch.flip(tx, dims=[0, 2]), x, tx)
+    with pytest.raises(TypeError, match="both"):
+        ad.flip(x, 0, dims=[0])
+    with pytest.raises(IndexError, match="swapaxes: axis 3"):
+        ad.transpose(x, 0, 3)
+
+
+def test_spellings_and_checks_on_the_cuda_path(monkeypatch):
+    """The same on "cuda" (NumPy standing in for CuPy): the checks run before the backend,
+    which would wrap axes or store None as nan."""
+    from fake_cupy import installed
+
+    with installed(monkeypatch):
+        x = ad.tensor(A, device="cuda", requires_grad=True)
+        tx = torch.tensor(A, requires_grad=True)
+        _check(x.softmax(dim=1), tx.softmax(dim=1), x, tx)
+        x.grad = None
+        tx.grad = None
+        _check((x * 2).view(6, 4), (tx * 2).view(6, 4), x, tx)
+        assert x.size() == (2, 3, 4) and x.size == 24
+        np.testing.assert_array_equal(x.argmax(dim=-1).numpy(), tx.argmax(dim=-1).numpy())
+        with pytest.raises(IndexError, match="moveaxis: axis 5"):
+            ad.moveaxis(x, 0, 5)
+        with pytest.raises(RuntimeError, match="reshape"):
+            x.permute(2, 1, 0).view(24)
+        y = ad.zeros(2, device="cuda")
+        with pytest.raises(TypeError, match="setitem"):
+            y[0] = None
+        assert ad.isnan([1.0, float("nan")]).tolist() == [False, True]
