@@ -36,14 +36,12 @@ whose bool is read back, never a host copy of the array); see README's "Debuggin
 import cmath
 import functools
 import linecache
-import os
 import sys
 
+from .._frames import inside_gpuad, user_frame
 from ..tensor import Tensor
 from .function import OutputGrads
 from .grad_mode import anomaly, set_anomaly
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class _Settings:
@@ -149,8 +147,7 @@ def is_anomaly_check_nan_enabled():
 def _where(frame):
     """(file, line, function) of the first frame outside gpuad from ``frame`` up; None if
     there is none."""
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        frame = frame.f_back
+    frame = user_frame(frame)
     if frame is None:
         return None
     code = frame.f_code
@@ -162,7 +159,7 @@ def _in_backward(frame):
     pass: then an op is part of a derivative rule, which the rule's own check covers."""
     from .engine import _execute
 
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and inside_gpuad(frame):
         if frame.f_code is _execute.__code__:
             return True
         frame = frame.f_back
