@@ -102,9 +102,10 @@ def _t_full(fn):
 
 def _t_prod(x, axis, keepdims):
     dims = _dims(axis, x.ndim)
-    if x.ndim == 0:
-        return torch.prod(x)
-    out = x
+    if x.ndim == 0 or axis is None:
+        out = torch.prod(x)
+        return out.reshape((1,) * x.ndim) if keepdims else out
+    out = x  # one dim at a time (edge values go through axis None or one axis only)
     for d in sorted(dims, reverse=True):
         out = torch.prod(out, dim=d, keepdim=keepdims)
     return out

@@ -26,7 +26,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 import gpuad as ad
@@ -67,6 +67,9 @@ KNOWN_BROKEN = {
     # old value from the graph, so y = x * 1; y.copy_(u); leaves x.grad None and ad.grad(.., x)
     # raises "not used" (PyTorch: zeros; fill_ gives zeros too)
     "copy_disconnects",
+    # section 3 ("review every rule for the same overflow pattern"): prod's rule multiplies
+    # the other elements, so d prod([0, 0, 1e300, 1e300])/dx0 = 0 * inf = nan (PyTorch: 0)
+    "prod_grad_overflow",
     "var_zero_dof",  # section 3: var backward with N - ddof <= 0
     "empty_reductions",  # section 3: softmax/logsumexp/max/min/norm/tensordot on empty axes
     "nan_grads",  # section 3: maximum/minimum/max/min/relu give nan inputs zero gradients
@@ -87,9 +90,10 @@ PIECEWISE = {"sign", "abs", "relu", "elu", "leaky_relu", "maximum", "minimum", "
 SCALE = max(1, int(os.environ.get("GPUAD_FUZZ_EXAMPLES", "1")))
 
 
-def fuzz(n):
+def fuzz(n, shrink=True):
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.generate]
     return settings(max_examples=n * SCALE, derandomize=True, deadline=None, database=None,
-                    print_blob=False,
+                    print_blob=False, phases=phases,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
 
@@ -501,10 +505,14 @@ def test_op_chains(data):
 
 # ---- family (b): in-place ops through views -----------------------------------------------------
 
-def _view_step(draw, shape, broken):
-    """One view op for a tensor of ``shape``: (gpuad source suffix, function) or None."""
+def _view_step(draw, va, vt, broken):
+    """One view op for the views ``va`` (gpuad) and ``vt`` (torch): (gpuad source suffix,
+    function) or None. Reshape only where both are contiguous (a view in both then)."""
+    shape = tuple(va.shape)
     nd = len(shape)
     kinds = ["slice", "row", "T", "swap"]
+    if va.array.flags.c_contiguous and vt.is_contiguous() and va.size:
+        kinds.append("reshape")
     if nd >= 1 and all(shape) and not _off(broken, "element_view"):
         kinds += ["element", "element_chain"]
     kind = draw(st.sampled_from(kinds))
@@ -524,6 +532,9 @@ def _view_step(draw, shape, broken):
             *reversed(range(x.ndim)))
     if kind == "swap" and nd >= 2:
         return ".swapaxes(0, 1)", lambda x: x.swapaxes(0, 1)
+    if kind == "reshape":
+        new = (-1,) if nd > 1 else (1, -1)
+        return f".reshape{new!r}", lambda x: x.reshape(new)
     if kind == "element":
         ks = tuple(draw(st.integers(-d, d - 1)) for d in shape)
         return f"[{', '.join(map(str, ks))}]", lambda x: x[ks]
@@ -604,7 +615,7 @@ def run_inplace(data, broken):
     for _ in range(draw(st.integers(1, 4))):
         va, vt, src = ya, yt, "y"
         for _ in range(draw(st.integers(0, 3))):
-            step = _view_step(draw, tuple(va.shape), broken)
+            step = _view_step(draw, va, vt, broken)
             if step is None:
                 continue
             suffix, fn = step
@@ -638,10 +649,10 @@ def run_inplace(data, broken):
                                lambda: loss_t.backward() or 1)
     if ok[0] is None:
         return
-    if xa.grad is None and _off(broken, "copy_disconnects") and not xt.grad.any():
-        return
-    compare("x.grad", xa.grad, xt.grad, 10)
-    for ua, ut, name in operands:
+    for ua, ut, name in [(xa, xt, "x")] + operands:
+        if ua.grad is None and _off(broken, "copy_disconnects") and ut.grad is not None \
+                and not ut.grad.any():
+            continue  # overwritten by copy_: gpuad None, torch zeros
         compare(f"{name}.grad", ua.grad, ut.grad, 10)
 
 
@@ -858,6 +869,9 @@ def _edge_op(draw, dtype, x, z, broken):
         name = "sum"
     if name == "prod" and not np.isfinite(x).all():
         name = "sum"  # torch's rule is prod/x (inf/inf = nan); gpuad multiplies the others
+    if name == "prod" and _off(broken, "prod_grad_overflow") and np.isin(
+            x, np.array(EDGES[dtype], dtype=dtype)).any():
+        name = "sum"
     axis = draw(st.sampled_from([None, -1])) if x.ndim else None
     if name == "log_softmax" and _off(broken, "log_softmax_large") and np.isin(
             x, np.array(EDGES[dtype], dtype=dtype)).any():
@@ -977,6 +991,7 @@ _RUNNERS = {
     "relu_nonfinite_grad": (run_chain,),
     "log_softmax_large": (run_edges,),
     "copy_disconnects": (run_inplace,),
+    "prod_grad_overflow": (run_edges,),
 }
 FAMILIES = sorted(_RUNNERS)
 
@@ -1083,12 +1098,19 @@ def _copy_whole(m):
     return [x.grad, u.grad]
 
 
+def _prod_zeros_huge(m):
+    x = _mk(m, [0.0, 0.0, 1e300, 1e300], rg=True)
+    m.prod(x).backward()
+    return [x.grad]
+
+
 PINNED = {  # each family's reproducer, run in both frameworks
     "create_graph_shared_grad": _grad_twice, "element_view": _element_view,
     "empty_view_inplace": _empty_view, "div_grad_overflow": _div16,
     "pow_grad_overflow": _pow_tiny, "square_overflow": _norm_huge, "var_zero_dof": _var_one,
     "empty_reductions": _empty_axes, "nan_grads": _nan_max, "relu_nonfinite_grad": _relu_pole,
     "log_softmax_large": _log_softmax_large, "copy_disconnects": _copy_whole,
+    "prod_grad_overflow": _prod_zeros_huge,
 }
 
 
