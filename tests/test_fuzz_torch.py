@@ -14,10 +14,13 @@ Four families, each a hypothesis test with a fixed, derandomized example count:
 - ``test_edge_values``: nan, ±inf, ±0, huge and tiny values and the float16 range through
   every op's forward and backward.
 
-Where torch raises, gpuad must raise too (and the reverse). ``KNOWN_BROKEN`` names the
-feature families with open bugs (issue 15, sections 1-3): the main tests leave them out and
-``test_known_broken`` runs each one alone, xfail while it is listed. Empty the set once the
-fixes are in. ``GPUAD_FUZZ_EXAMPLES=<n>`` multiplies the example counts for a long local run.
+Where torch raises, gpuad must raise too (and the reverse). Every failure prints the program
+as plain gpuad code. ``KNOWN_BROKEN`` names the feature families with open bugs (issue 15,
+sections 1-3, and those this fuzz found): the main tests leave them out, and
+``test_known_broken_reproducer`` (each family's reproducer) and ``test_known_broken`` (the fuzz
+with that family switched back on) are xfail while it is listed. ``PIECEWISE`` notes the
+deliberate differences (NumPy's sign(nan) = nan). ``GPUAD_FUZZ_EXAMPLES=<n>`` multiplies the
+example counts for a long local run; the default run takes about 25 s on 2 cores.
 """
 import contextlib
 import os
@@ -47,43 +50,50 @@ pytestmark = pytest.mark.usefixtures("cpu_default")
 use_torch(torch)
 T = Table()
 
-# Families with open bugs in issue 15; each name is left out of the main fuzz while listed.
+# Families with open bugs; each name is left out of the main fuzz while listed. Empty the set
+# as the fixes land (test_known_broken_reproducer then checks each reproducer for real).
 KNOWN_BROKEN = {
-    "create_graph_shared_grad",  # section 1: .grad adopted, not copied, under create_graph
-    "element_view",  # section 2: w[0, 1] and w[1][2] are copies, not views
-    "div_grad_overflow",  # section 3: d(a/b)/db as -g*a/(b*b) overflows
-    # section 3 ("review every rule ... powers"): d(a^b)/da as (g*b)*a^(b-1) underflows g*b
-    # to 0 and gives 0*inf = nan: pow(5e-324, 5e-324) seeded with 0.5 (PyTorch: inf; exact 0.5)
+    # issue 15, section 1: .grad adopts the incoming tensor under create_graph
+    "create_graph_shared_grad",
+    # section 2: w[0, 1] and w[1][2] are copies, not views
+    "element_view",
+    # section 3: d(a/b)/db as -g*a/(b*b) overflows
+    "div_grad_overflow",
+    # section 3: var backward with N - ddof <= 0 raises
+    "var_zero_dof",
+    # section 3: softmax/logsumexp/max/min/norm/tensordot along or beside empty axes
+    "empty_reductions",
+    # section 3: maximum/minimum/max/min/relu give nan inputs zero gradients
+    "nan_grads",
+    # section 3, "review every rule for the same overflow pattern": (g*b)*a^(b-1) underflows
+    # g*b to 0, so pow(5e-324, 5e-324) seeded with 0.5 gives 0*inf = nan (PyTorch: inf)
     "pow_grad_overflow",
-    # related to section 3 (norms) but in the forward value: norm(1e300) and
-    # std([0, 0, 3e38] float32) are inf (sqrt of an overflowed sum of squares); PyTorch 1e300
-    # and 1.41e38
-    "square_overflow",
-    # not in the issue (found by this fuzz): log_softmax computes x - logsumexp(x), which
-    # loses log(sum) next to a large max: float32 log_softmax([1e8, 1e8]) is [0, 0] and
-    # [3e5, 3e5] gives -0.6875 (PyTorch: -0.6931); the CUDA row kernel (v - lse) too
-    "log_softmax_large",
-    # not in the issue (found by this fuzz): copy_ that overwrites a whole non-leaf cuts the
-    # old value from the graph, so y = x * 1; y.copy_(u); leaves x.grad None and ad.grad(.., x)
-    # raises "not used" (PyTorch: zeros; fill_ gives zeros too)
-    "copy_disconnects",
-    # section 3 ("review every rule for the same overflow pattern"): prod's rule multiplies
-    # the other elements, so d prod([0, 0, 1e300, 1e300])/dx0 = 0 * inf = nan (PyTorch: 0)
+    # the same: prod's rule multiplies the other elements, so d prod([0, 0, 1e300, 1e300])/dx0
+    # is 0 * inf = nan (PyTorch: 0)
     "prod_grad_overflow",
-    "var_zero_dof",  # section 3: var backward with N - ddof <= 0
-    "empty_reductions",  # section 3: softmax/logsumexp/max/min/norm/tensordot on empty axes
-    "nan_grads",  # section 3: maximum/minimum/max/min/relu give nan inputs zero gradients
-    # not in the issue (found by this fuzz): relu's rule multiplies by a 0/1 mask, so an inf
-    # or nan gradient arriving at x <= 0 gives nan; PyTorch selects (0)
+    # near section 3 (norms), in the forward value: norm(1e300) and float32
+    # std([0, 0, 3e38]) are inf (an overflowed sum of squares); PyTorch 1e300 and 1.41e38
+    "square_overflow",
+    # NEW (not in the issue): log_softmax is x - logsumexp(x), which loses log(sum) next to a
+    # large max: float32 log_softmax([1e8, 1e8]) is [0, 0], [3e5, 3e5] gives -0.6875
+    # (PyTorch: -0.6931); the CUDA row kernel computes v - lse too
+    "log_softmax_large",
+    # NEW: copy_ over a whole non-leaf cuts its old value from the graph: y = x * 1;
+    # y.copy_(u) leaves x.grad None and ad.grad(..., x) raises "not used" (PyTorch: zeros;
+    # gpuad's fill_ gives zeros)
+    "copy_disconnects",
+    # NEW: relu's rule multiplies by a 0/1 mask, so an inf or nan gradient arriving where
+    # x <= 0 gives nan: 2 / relu(x) at x = -1 (PyTorch selects: 0)
     "relu_nonfinite_grad",
-    # not in the issue (found by this fuzz): an in-place op on an empty view (y[0:0]) is
-    # not recorded: on a view of a grad-requiring leaf it does not raise, and an operand
-    # that requires grad gets None as .grad (PyTorch: an error, and zeros)
+    # NEW: an empty slice (y[0:0]) is not a view and in-place ops on it are not recorded: on a
+    # leaf that requires grad it does not raise, and an operand gets None as .grad
+    # (PyTorch: an error, and zeros)
     "empty_view_inplace",
 }
 
-# Deliberate differences: gpuad follows NumPy, where sign(nan) is nan (torch: 0), so abs'(nan)
-# is nan too (torch: 0). Op chains leave nan inputs of piecewise ops to test_edge_values.
+# Deliberate differences, not compared: gpuad follows NumPy, where sign(nan) is nan (torch:
+# 0), so abs'(nan), norm(ord=1)'(nan) and elu'(nan) are nan too (torch: 0, 0 and 1). Op chains
+# keep nan away from these piecewise ops; test_edge_values covers them without nan.
 PIECEWISE = {"sign", "abs", "relu", "elu", "leaky_relu", "maximum", "minimum", "max", "min",
              "clip"}
 
@@ -105,7 +115,8 @@ def _off(broken, name):
 # ---- lockstep values ----------------------------------------------------------------------------
 
 def _fmt(arr):
-    return repr(np.asarray(arr).tolist()).replace("nan", "nan").replace("inf", "inf")
+    """An array as a Python literal (the reproducer imports ``inf`` and ``nan``)."""
+    return repr(np.asarray(arr).tolist())
 
 
 class Lockstep:
@@ -131,11 +142,6 @@ class Lockstep:
         if rg:
             self.leaves.append((a, t, name))
         return len(self.vals) - 1
-
-    def const(self, arr):
-        arr = np.asarray(arr, dtype=self.dtype)
-        return ad.tensor(arr.copy()), torch.tensor(arr.copy()), f"ad.tensor({_fmt(arr)}, " \
-            f"dtype=ad.{self.dtype})"
 
     def apply(self, src, fa, ft, *idx):
         """Run one op on values ``idx`` (or on ready-made operand triples); compare; keep the
