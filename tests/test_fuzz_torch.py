@@ -79,9 +79,14 @@ KNOWN_BROKEN = {
     # (PyTorch: -0.6931); the CUDA row kernel computes v - lse too
     "log_softmax_large",
     # NEW: copy_ over a whole non-leaf cuts its old value from the graph: y = x * 1;
-    # y.copy_(u) leaves x.grad None and ad.grad(..., x) raises "not used" (PyTorch: zeros;
-    # gpuad's fill_ gives zeros)
+    # y.copy_(u * 1) leaves x.grad None (PyTorch: zeros; gpuad's fill_ gives zeros), and
+    # y.copy_(constant) makes y stop requiring grad, so y.sum().backward() raises
+    # (PyTorch: x.grad zeros)
     "copy_disconnects",
+    # NEW: prod over several (not all) axes of a tensor with a zero-length axis fails in
+    # backward: prod(zeros((2, 0, 3)), axis=(0, 2)).sum().backward() raises "reshape cannot
+    # turn shape (0, 2, 3) (0 elements) into (0, -1)" (PyTorch: an empty gradient)
+    "empty_prod_axes",
     # NEW: relu's rule multiplies by a 0/1 mask, so an inf or nan gradient arriving where
     # x <= 0 gives nan: 2 / relu(x) at x = -1 (PyTorch selects: 0)
     "relu_nonfinite_grad",
@@ -126,7 +131,7 @@ class Lockstep:
         self.dtype = dtype
         self.vals = []  # (gpuad, torch, name)
         self.leaves = []
-        self.lines = ["import gpuad as ad", "from math import inf, nan"]
+        self.lines = ["import numpy as np", "import gpuad as ad", "from math import inf, nan"]
 
     def _name(self):
         return f"v{len(self.vals)}"
@@ -136,7 +141,8 @@ class Lockstep:
         name = self._name()
         a = ad.tensor(arr.copy(), requires_grad=rg)
         t = torch.tensor(arr.copy(), requires_grad=rg)
-        self.lines.append(f"{name} = ad.tensor({_fmt(arr)}, dtype=ad.{self.dtype}, "
+        data = _fmt(arr) if arr.size else f"np.zeros({arr.shape!r})"
+        self.lines.append(f"{name} = ad.tensor({data}, dtype=ad.{self.dtype}, "
                           f"requires_grad={rg})")
         self.vals.append((a, t, name))
         if rg:
@@ -268,6 +274,9 @@ def step_reduce(draw, p, i, broken):
     if name == "norm":
         kw["ord"] = draw(st.sampled_from([1, 2, float("inf")]))
     empty_any = 0 in shape
+    if name == "prod" and empty_any and isinstance(axis, tuple) and 1 < len(axis) < len(
+            shape) and _off(broken, "empty_prod_axes"):
+        name, fa, ft = "sum", *T.reductions["sum"]
     if _off(broken, "empty_reductions") and empty_any and name in (
             "max", "min", "logsumexp", "norm"):
         if not (name == "norm" and kw["ord"] != float("inf")) and not (
@@ -560,7 +569,7 @@ _INPLACE = ["add_", "sub_", "mul_", "div_", "pow_", "fill_", "zero_", "copy_", "
             "iadd"]
 
 
-def _inplace_step(draw, rng, dtype, shape, operand_leaves):
+def _inplace_step(draw, rng, dtype, shape, operand_leaves, broken):
     """Draw one in-place op for a view of ``shape``: (gpuad source with the view as ``v``,
     function of the gpuad view, function of the torch view)."""
     op = draw(st.sampled_from(_INPLACE))
@@ -571,12 +580,14 @@ def _inplace_step(draw, rng, dtype, shape, operand_leaves):
     if (draw(st.booleans()) or op == "copy_") and op != "pow_":
         part = shape[len(shape) - draw(st.integers(0, len(shape))):]
         w = rng.uniform(0.5, 2.0, part).astype(dtype)
+        rg = draw(st.booleans()) or op == "copy_" and _off(broken, "copy_disconnects")
         name = f"u{len(operand_leaves)}"
-        ua = ad.tensor(w.copy(), requires_grad=True)
-        ut = torch.tensor(w.copy(), requires_grad=True)
-        operand_leaves.append((ua, ut, name))
+        ua = ad.tensor(w.copy(), requires_grad=rg)
+        ut = torch.tensor(w.copy(), requires_grad=rg)
+        if rg:
+            operand_leaves.append((ua, ut, name))
         src = f"({name} * 1)"  # a non-leaf operand, so the leaf's gradient is checked
-        pre = f"{name} = ad.tensor({w.tolist()!r}, dtype=ad.{dtype}, requires_grad=True)\n"
+        pre = f"{name} = ad.tensor({w.tolist()!r}, dtype=ad.{dtype}, requires_grad={rg})\n"
 
         def oa():
             return ua * 1
@@ -636,7 +647,7 @@ def run_inplace(data, broken):
             saved.append((fa(va), ft(vt), f"s{len(saved)}"))
             lines.append(f"s{len(saved) - 1} = {kind}(v)")
         note("\n".join(lines))
-        src, fa, ft = _inplace_step(draw, rng, dtype, tuple(va.shape), operands)
+        src, fa, ft = _inplace_step(draw, rng, dtype, tuple(va.shape), operands, broken)
         lines.append(src if not off else "with ad.no_grad(): " + src)
         note("\n".join(lines))
         with ad.no_grad() if off else contextlib.nullcontext(), \
@@ -1077,7 +1088,11 @@ def _copy_whole(m):
     y = x * 1
     y.copy_(u * 1)
     y.sum().backward()
-    return [x.grad, u.grad]
+    x2 = _mk(m, [1.5, 2.0], rg=True)
+    y2 = x2 * 1
+    y2.copy_(_mk(m, [0.5, 0.25]))
+    y2.sum().backward()
+    return [x.grad, u.grad, x2.grad]
 
 
 def _prod_zeros_huge(m):
@@ -1086,13 +1101,20 @@ def _prod_zeros_huge(m):
     return [x.grad]
 
 
+def _prod_empty_axes(m):
+    x = _mk(m, np.zeros((2, 0, 3)), rg=True)
+    p = ad.prod(x, axis=(0, 2)) if m is ad else torch.prod(torch.prod(x, 2), 0)
+    p.sum().backward()
+    return [p, x.grad]
+
+
 PINNED = {  # each family's reproducer, run in both frameworks
     "create_graph_shared_grad": _grad_twice, "element_view": _element_view,
     "empty_view_inplace": _empty_view, "div_grad_overflow": _div16,
     "pow_grad_overflow": _pow_tiny, "square_overflow": _norm_huge, "var_zero_dof": _var_one,
     "empty_reductions": _empty_axes, "nan_grads": _nan_max, "relu_nonfinite_grad": _relu_pole,
     "log_softmax_large": _log_softmax_large, "copy_disconnects": _copy_whole,
-    "prod_grad_overflow": _prod_zeros_huge,
+    "prod_grad_overflow": _prod_zeros_huge, "empty_prod_axes": _prod_empty_axes,
 }
 
 
