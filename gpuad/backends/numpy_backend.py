@@ -110,13 +110,14 @@ class NumpyBackend(Backend):
         for name in QUIET:
             setattr(self, name, _quiet(getattr(self, name)))
 
-    def _power(self, a, b):
-        """a ** b (bound as ``power``). A float32 or float64 array cubed is a * a * a, as
-        PyTorch computes it: NumPy's pow takes some 50 times longer on negative bases (the C
-        library's slow path). (float16 keeps pow's single rounding, as PyTorch.)"""
+    def _power(self, a, b, out=None):
+        """a ** b (bound as ``power``; ``out`` as the ufunc's, for ``pow_``). A float32 or
+        float64 array cubed is a * a * a, as PyTorch computes it: NumPy's pow takes some 50
+        times longer on negative bases (the C library's slow path). (float16 keeps pow's
+        single rounding, as PyTorch.)"""
         if b.__class__ in (int, float) and b == 3 and a.dtype in _CUBED:
-            return a * a * a
-        return np.power(a, b)
+            return np.multiply(a * a, a, out=out)
+        return np.power(a, b, out=out)
 
     def fused_unary_grad(self, op, g, s, params):
         """``FUSED_GRADS[op](g, s)`` for float arrays of one dtype; None for other ops."""

@@ -1,0 +1,234 @@
+"""The op table and the lockstep runner of tests/test_fuzz_torch.py.
+
+A program is a list of steps; every step applies one op to a gpuad value and to the matching
+PyTorch value, so both frameworks run the same program side by side. Each op is spelled once
+for each framework here, translating NumPy's names (``axis``, ``keepdims``, ``ddof=0``) into
+PyTorch's (``dim``, ``keepdim``, ``correction``), so naming differences never show up as
+discrepancies. ``Step.src`` renders a step as plain gpuad Python for a reproducer.
+"""
+import warnings
+
+import numpy as np
+
+import gpuad as ad
+
+torch = None  # set by use_torch(); the test module imports torch with pytest.importorskip
+
+
+def use_torch(module):
+    global torch, F
+    torch = module
+    import torch.nn.functional as F  # noqa: F401  (module global for the table below)
+
+
+F = None
+
+def ad_tensor(arr, requires_grad=False):
+    return ad.tensor(np.array(arr), requires_grad=requires_grad)
+
+
+def torch_tensor(arr, requires_grad=False):
+    return torch.tensor(np.array(arr)).requires_grad_(requires_grad)
+
+
+# ---- elementwise ops: name -> (gpuad function, torch function) --------------------------------
+
+def _unary():
+    return {
+        "abs": (ad.abs, torch.abs),
+        "arctan": (ad.arctan, torch.atan),
+        "ceil": (ad.ceil, torch.ceil),
+        "cos": (ad.cos, torch.cos),
+        "cosh": (ad.cosh, torch.cosh),
+        "elu": (ad.elu, F.elu),
+        "erf": (ad.erf, torch.erf),
+        "exp": (ad.exp, torch.exp),
+        "expm1": (ad.expm1, torch.expm1),
+        "floor": (ad.floor, torch.floor),
+        "gelu": (ad.gelu, F.gelu),
+        "gelu_tanh": (lambda x: ad.gelu(x, approximate="tanh"),
+                      lambda x: F.gelu(x, approximate="tanh")),
+        "leaky_relu": (ad.leaky_relu, F.leaky_relu),
+        "log": (ad.log, torch.log),
+        "log1p": (ad.log1p, torch.log1p),
+        "neg": (ad.neg, torch.neg),
+        "reciprocal": (ad.reciprocal, torch.reciprocal),
+        "relu": (ad.relu, torch.relu),
+        "round": (ad.round, torch.round),
+        "rsqrt": (ad.rsqrt, torch.rsqrt),
+        "sigmoid": (ad.sigmoid, torch.sigmoid),
+        "sign": (ad.sign, torch.sign),
+        "silu": (ad.silu, F.silu),
+        "sin": (ad.sin, torch.sin),
+        "sinh": (ad.sinh, torch.sinh),
+        "softplus": (ad.softplus, F.softplus),
+        "sqrt": (ad.sqrt, torch.sqrt),
+        "square": (ad.square, torch.square),
+        "tan": (ad.tan, torch.tan),
+        "tanh": (ad.tanh, torch.tanh),
+    }
+
+
+def _binary():
+    return {
+        "add": (ad.add, torch.add),
+        "sub": (ad.sub, torch.sub),
+        "mul": (ad.mul, torch.mul),
+        "div": (ad.div, torch.div),
+        "pow": (ad.pow, torch.pow),
+        "maximum": (ad.maximum, torch.maximum),
+        "minimum": (ad.minimum, torch.minimum),
+    }
+
+
+# ---- reductions: (gpuad, torch) taking (x, axis, keepdims, **extra) ---------------------------
+
+def _dims(axis, ndim):
+    """NumPy's axis (None, int or tuple) as a tuple of non-negative dims."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(a % ndim for a in axes)
+
+
+def _t_full(fn):
+    """A torch reduction whose dim must be given: None becomes every dim."""
+    def run(x, axis, keepdims, **kw):
+        if x.ndim == 0:
+            return fn(x, dim=0, keepdim=keepdims, **kw)
+        return fn(x, dim=_dims(axis, x.ndim), keepdim=keepdims, **kw)
+    return run
+
+
+def _t_prod(x, axis, keepdims):
+    dims = _dims(axis, x.ndim)
+    if x.ndim == 0 or axis is None:
+        out = torch.prod(x)
+        return out.reshape((1,) * x.ndim) if keepdims else out
+    out = x  # one dim at a time (edge values go through axis None or one axis only)
+    for d in sorted(dims, reverse=True):
+        out = torch.prod(out, dim=d, keepdim=keepdims)
+    return out
+
+
+def _t_var(fn):
+    def run(x, axis, keepdims, ddof=0):
+        if x.ndim == 0:
+            return fn(x, correction=ddof)
+        return fn(x, dim=_dims(axis, x.ndim), correction=ddof, keepdim=keepdims)
+    return run
+
+
+def _t_norm(x, axis, keepdims, ord=2):
+    dims = None if axis is None else _dims(axis, x.ndim)
+    return torch.linalg.vector_norm(x, ord=ord, dim=dims, keepdim=keepdims)
+
+
+def _reductions():
+    return {
+        "sum": (ad.sum, _t_full(torch.sum)),
+        "mean": (ad.mean, _t_full(torch.mean)),
+        "max": (ad.max, _t_full(torch.amax)),
+        "min": (ad.min, _t_full(torch.amin)),
+        "prod": (ad.prod, _t_prod),
+        "logsumexp": (ad.logsumexp, _t_full(torch.logsumexp)),
+        "var": (ad.var, _t_var(torch.var)),
+        "std": (ad.std, _t_var(torch.std)),
+        "norm": (ad.norm, _t_norm),
+    }
+
+
+class Table:
+    """The op tables, built once torch is imported."""
+
+    def __init__(self):
+        self.unary = _unary()
+        self.binary = _binary()
+        self.reductions = _reductions()
+
+
+# ---- comparison -------------------------------------------------------------------------------
+
+TOL = {  # (rtol, atol) for forward values; gradients get GRAD_SCALE times more
+    "float64": (1e-7, 1e-12),
+    "float32": (2e-4, 1e-6),
+    "float16": (4e-3, 1e-4),
+}
+GRAD_SCALE = {"float64": 10.0, "float32": 10.0, "float16": 4.0}
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+def to_numpy(v):
+    if v is None:
+        return None
+    if isinstance(v, ad.Tensor):
+        return np.asarray(v.numpy())
+    return v.detach().cpu().numpy()
+
+
+def compare(what, a, t, scale=1.0, zero_sign=False):
+    """Raise Mismatch unless the gpuad value ``a`` matches the torch value ``t``: same
+    presence, shape and dtype, nan in the same places, infinities equal, finite values
+    within the dtype's tolerance (times ``scale``), and with ``zero_sign`` the same signed
+    zeros."""
+    if (a is None) != (t is None):
+        raise Mismatch(f"{what}: gpuad {'None' if a is None else 'a value'}, "
+                       f"torch {'None' if t is None else 'a value'}")
+    if a is None:
+        return
+    x, y = to_numpy(a), to_numpy(t)
+    if x.shape != y.shape or x.dtype != y.dtype:
+        raise Mismatch(f"{what}: gpuad {x.dtype}{x.shape}, torch {y.dtype}{y.shape}")
+    rtol, atol = TOL.get(str(x.dtype), (0, 0))
+    rtol, atol = rtol * scale, atol * scale
+    xf, yf = x.astype(np.float64), y.astype(np.float64)
+    with np.errstate(all="ignore"):
+        bad = _differs(xf, yf, rtol, atol, zero_sign)
+    if bad.any():
+        raise Mismatch(f"{what}: differs at {np.argwhere(bad)[:4].tolist()}\n"
+                       f"  gpuad {x.tolist()}\n  torch {y.tolist()}")
+
+
+def _differs(xf, yf, rtol, atol, zero_sign):
+    bad = np.isnan(xf) != np.isnan(yf)
+    inf = np.isinf(xf) | np.isinf(yf)
+    bad |= inf & (xf != yf) & ~(np.isnan(xf) & np.isnan(yf))
+    fin = np.isfinite(xf) & np.isfinite(yf)
+    bad |= fin & (np.abs(xf - yf) > atol + rtol * np.maximum(np.abs(xf), np.abs(yf)))
+    if zero_sign:
+        bad |= (xf == 0) & (yf == 0) & (np.signbit(xf) != np.signbit(yf))
+    return bad
+
+
+def both_raise_or_neither(what, run_ad, run_torch):
+    """Run both sides; return (gpuad result, torch result), or (None, None) when both raise.
+    Warnings (NumPy's overflow warnings, torch's degrees-of-freedom warning) are ignored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _run_both(what, run_ad, run_torch)
+
+
+def _run_both(what, run_ad, run_torch):
+    try:
+        t = run_torch()
+    except (RuntimeError, ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
+        t_exc = exc
+    else:
+        t_exc = None
+    try:
+        a = run_ad()
+    except Exception as exc:  # noqa: BLE001  (any gpuad error counts as raising)
+        a_exc = exc
+    else:
+        a_exc = None
+    if t_exc is not None and a_exc is None:
+        raise Mismatch(f"{what}: torch raised {type(t_exc).__name__}: {t_exc}; gpuad did not")
+    if a_exc is not None and t_exc is None:
+        raise Mismatch(f"{what}: gpuad raised {type(a_exc).__name__}: {a_exc}; torch did not")
+    if a_exc is not None:
+        return None, None
+    return a, t
+
