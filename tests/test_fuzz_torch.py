@@ -53,18 +53,6 @@ T = Table()
 # Families with open bugs; each name is left out of the main fuzz while listed. Empty the set
 # as the fixes land (test_known_broken_reproducer then checks each reproducer for real).
 KNOWN_BROKEN = {
-    # issue 15, section 1: .grad adopts the incoming tensor under create_graph
-    "create_graph_shared_grad",
-    # section 2: w[0, 1] and w[1][2] are copies, not views
-    "element_view",
-    # section 3: d(a/b)/db as -g*a/(b*b) overflows
-    "div_grad_overflow",
-    # section 3: var backward with N - ddof <= 0 raises
-    "var_zero_dof",
-    # section 3: softmax/logsumexp/max/min/norm/tensordot along or beside empty axes
-    "empty_reductions",
-    # section 3: maximum/minimum/max/min/relu give nan inputs zero gradients
-    "nan_grads",
     # section 3, "review every rule for the same overflow pattern": (g*b)*a^(b-1) underflows
     # g*b to 0, so pow(5e-324, 5e-324) seeded with 0.5 gives 0*inf = nan (PyTorch: inf)
     "pow_grad_overflow",
@@ -79,11 +67,6 @@ KNOWN_BROKEN = {
     # large max: float32 log_softmax([1e8, 1e8]) is [0, 0], [3e5, 3e5] gives -0.6875
     # (PyTorch: -0.6931); the CUDA row kernel computes v - lse too
     "log_softmax_large",
-    # NEW: copy_ over a whole non-leaf cuts its old value from the graph: y = x * 1;
-    # y.copy_(u * 1) leaves x.grad None (PyTorch: zeros; gpuad's fill_ gives zeros), and
-    # y.copy_(constant) makes y stop requiring grad, so y.sum().backward() raises
-    # (PyTorch: x.grad zeros)
-    "copy_disconnects",
     # NEW: prod over several (not all) axes of a tensor with a zero-length axis fails in
     # backward: prod(zeros((2, 0, 3)), axis=(0, 2)).sum().backward() raises "reshape cannot
     # turn shape (0, 2, 3) (0 elements) into (0, -1)" (PyTorch: an empty gradient)
@@ -91,10 +74,6 @@ KNOWN_BROKEN = {
     # NEW: relu's rule multiplies by a 0/1 mask, so an inf or nan gradient arriving where
     # x <= 0 gives nan: 2 / relu(x) at x = -1 (PyTorch selects: 0)
     "relu_nonfinite_grad",
-    # NEW: an empty slice (y[0:0]) is not a view and in-place ops on it are not recorded: on a
-    # leaf that requires grad it does not raise, and an operand gets None as .grad
-    # (PyTorch: an error, and zeros)
-    "empty_view_inplace",
 }
 
 # Deliberate differences, not compared: gpuad follows NumPy, where sign(nan) is nan (torch:
@@ -866,6 +845,10 @@ def _edge_op(draw, dtype, x, z, broken):
             names = [n for n in names if n not in PIECEWISE]
         if dtype != "float64" and not np.all(np.abs(x) < 1e4):
             names.remove("gelu")  # torch's float32 kernel: gelu(inf) = nan, gelu(3e38) = inf
+        if not np.all(np.abs(x) < 1e4):
+            # torch's tanh-form gradient overflows x^3 and gives inf * 0 = nan at huge |x|;
+            # gpuad gives the limits 1 and 0 (test_numerics checks them against the formula)
+            names.remove("gelu_tanh")
         name = draw(st.sampled_from(names))
         fa, ft = T.unary[name]
         return f"ad.{name}(x)", fa, ft, 1
