@@ -1,0 +1,36 @@
+"""The deliberate differences from PyTorch that README's "Ops" bullet documents, pinned so that
+a change to them is a decision, not an accident (each side checked where torch is installed)."""
+import numpy as np
+import pytest
+
+import gpuad as ad
+
+pytestmark = pytest.mark.usefixtures("cpu_default")
+NAN = float("nan")
+
+
+def test_sign_of_nan_is_nan_as_numpy():
+    assert np.isnan(ad.sign(ad.tensor([NAN])).numpy()).all()
+    assert np.isnan(np.sign(np.array([NAN]))).all()
+
+
+@pytest.mark.parametrize("fn", [ad.abs, lambda v: ad.norm(v, ord=1)], ids=["abs", "norm1"])
+def test_gradient_at_nan_stays_nan(fn):
+    x = ad.tensor([NAN, 2.0, -3.0], requires_grad=True)
+    fn(x).sum().backward()
+    g = x.grad.numpy()
+    assert np.isnan(g[0]) and g[1:].tolist() == [1.0, -1.0]
+
+
+def test_relu_of_negative_zero_is_positive_zero():
+    y = ad.relu(ad.tensor([-0.0, 0.0])).numpy()
+    assert y.tolist() == [0.0, 0.0] and not np.signbit(y).any()
+
+
+def test_pytorch_differs_where_documented():
+    torch = pytest.importorskip("torch")
+    assert torch.sign(torch.tensor([NAN])).item() == 0.0
+    x = torch.tensor([NAN], requires_grad=True)
+    torch.abs(x).sum().backward()
+    assert x.grad.item() == 0.0
+    assert torch.signbit(torch.relu(torch.tensor([-0.0]))).item()
