@@ -219,7 +219,9 @@ def test_method_transpose_of_two_axes_swaps_them_as_pytorch(shape, dims):
     """x.transpose(0, 1) of a matrix is its transpose (it was a no-op: NumPy's identity
     permutation); x.transpose(1, 1) is x (it was refused); any ndim, negative axes."""
     a = np.random.default_rng(1).standard_normal(shape)
-    for call in (lambda t: t.transpose(*dims), lambda t: ad.transpose(t, *dims)):
+    for call in (lambda t: t.transpose(*dims), lambda t: ad.transpose(t, *dims),
+                 lambda t: t.transpose(dim0=dims[0], dim1=dims[1]),
+                 lambda t: t.transpose(dims[0], dim1=dims[1])):
         x, tx = ad.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
         ours, theirs = call(x), torch.transpose(tx, *dims)
         assert ours.shape == tuple(theirs.shape)

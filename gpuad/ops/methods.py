@@ -44,11 +44,16 @@ def _reshape(self, *dims):
     return shape.reshape(self, *dims)
 
 
-def _transpose(self, *axes):
+def _transpose(self, *axes, dim0=None, dim1=None):
     """``x.transpose(dim0, dim1)``, exactly two int axes: swap them, as PyTorch's, at any ndim
     (``x.transpose(0, 1)`` of a matrix is its transpose, ``x.transpose(1, 1)`` is ``x``, negative
     axes count from the end). Otherwise NumPy's: ``x.transpose()`` reverses the axes,
     ``x.transpose(1, 0, 2)`` and ``x.transpose((1, 0, 2))`` permute them."""
+    if dim0 is not None or dim1 is not None:
+        axes += tuple(d for d in (dim0, dim1) if d is not None)
+        if len(axes) != 2:
+            raise TypeError("gpuad.transpose: x.transpose(dim0, dim1) takes two axes, got "
+                            f"{axes} (and dim0={dim0!r}, dim1={dim1!r})")
     if len(axes) == 2:
         return shape.swapped(self, *axes, "transpose")
     if not axes:
