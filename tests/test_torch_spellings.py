@@ -254,8 +254,11 @@ def test_permute_and_unsqueeze_errors_name_the_op_called():
         x.permute("a")
     with pytest.raises(IndexError, match=r"gpuad\.unsqueeze: axis 5"):
         x.unsqueeze(5)
-    with pytest.raises(TypeError, match=r"gpuad\.unsqueeze: "):
-        x.unsqueeze(None)
+    with pytest.raises(TypeError, match=r"gpuad\.unsqueeze: say where the new axis goes"):
+        x.unsqueeze()
+    with pytest.raises(TypeError, match=r"gpuad\.unsqueeze: got both"):
+        x.unsqueeze(0, axis=0)
+    assert x.unsqueeze(axis=1).shape == x.unsqueeze(dim=1).shape == (2, 1, 3, 4)
     with pytest.raises(IndexError, match=r"gpuad\.expand_dims: axis 5"):
         ad.expand_dims(x, 5)
     with pytest.raises(IndexError, match=r"gpuad\.swapaxes: axis 5"):

@@ -5,7 +5,7 @@ from ..dtypes import bool_, float16, float32, float64, int32, int64
 from ..tensor import Tensor
 from . import elementwise as ew
 from . import inplace, linalg, reduction, shape
-from ._args import axis_index, shape_arg
+from ._args import axis_index, shape_arg, torch_axis
 
 _SAME_NAME = (
     "abs exp expm1 log log1p sqrt rsqrt square reciprocal sin cos tan tanh sinh cosh arctan "
@@ -71,9 +71,9 @@ def _permute(self, *dims):
     return shape.permuted(self, dims, "permute")
 
 
-def _unsqueeze(self, dim):
+def _unsqueeze(self, dim=None, *, axis=None):
     """PyTorch's ``x.unsqueeze(dim)``: a new axis of length 1 at ``dim`` (``expand_dims``)."""
-    return shape.inserted(self, dim, "unsqueeze")
+    return shape.inserted(self, torch_axis("unsqueeze", axis, False, dim, None)[0], "unsqueeze")
 
 
 def _matrix_transpose(self):
