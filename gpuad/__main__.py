@@ -155,13 +155,19 @@ def _parser():
     return p
 
 
+#: The exit status after the reader of stdout went away: a shell's for a command that SIGPIPE
+#: ended (128 + 13), as ``yes | head -1`` gives, quietly, with no traceback.
+SIGPIPE_STATUS = 141
+
+
 def _prog():
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return "gpuad" if name.startswith("gpuad") else "python -m gpuad"
 
 
 def main(argv=None):
-    """Run a command; returns its exit status (2: usage error, 1: failure, 0: success)."""
+    """Run a command; returns its exit status (2: usage error, 1: failure, 0: success, 141:
+    stdout was closed early, as by ``| head``)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # (argparse's usage error, --help or --version)
@@ -177,7 +183,7 @@ def main(argv=None):
         return exc.code
     except BrokenPipeError:  # (python -m gpuad info | head -1)
         _stdout_to_devnull()
-        return 1
+        return SIGPIPE_STATUS
     except KeyboardInterrupt:
         print("gpuad: interrupted", file=sys.stderr)
         return 130

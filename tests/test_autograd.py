@@ -5,6 +5,7 @@ PyTorch (where it is installed).
 """
 import math
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -1361,3 +1362,65 @@ def test_no_grad_generator_receives_thrown_exceptions_and_close():
     assert next(g) is False
     g.close()
     assert log[-1] == "gen closed" and ad.is_grad_enabled()
+
+
+# ---- backward(inputs=...) and retained non-leaves, as PyTorch ----------------------------------
+
+def _inputs_program(lib, retain):
+    """a, b leaves; h = a*b and k = 2h on the way from the loss to a; u = 3b on a branch that
+    reaches only b; the loss itself. ``retain``: which non-leaves retain their gradient."""
+    new = (lambda v: lib.tensor(v, dtype=lib.float64, requires_grad=True))
+    a, b = new([1.0, -2.0]), new([3.0, 0.5])
+    h = a * b
+    k = h * 2
+    u = b * 3
+    loss = (k * h).sum() + (u * u).sum()
+    named = dict(a=a, b=b, h=h, k=k, u=u, loss=loss)
+    for name in retain:
+        named[name].retain_grad()
+    return named
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("retain", [(), ("h",), ("h", "k", "u"), ("h", "k", "u", "loss")],
+                         ids=str)
+@pytest.mark.parametrize("inputs", [("a",), ("h",), ("h", "a"), ("k",), ("u",), ("h", "b"),
+                                    ("loss",), ("a", "b"), ("k", "h", "u")], ids=str)
+def test_backward_inputs_fills_retained_non_leaves_on_the_way_as_pytorch(inputs, retain,
+                                                                          create_graph):
+    """PyTorch: an input's .grad accumulates, a non-leaf input's too (retained or not), and a
+    retained non-leaf gets its .grad when the pass reaches it on the way to the inputs; one on
+    a branch that leads to no input gets none. (gpuad gave retained non-leaves none.)"""
+    torch = pytest.importorskip("torch")
+    ours, theirs = _inputs_program(ad, retain), _inputs_program(torch, retain)
+    for _ in range(2):  # twice: the second pass accumulates
+        for named in (ours, theirs):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # (PyTorch: .grad of a non-leaf, create_graph)
+                named["loss"].backward(inputs=[named[n] for n in inputs], retain_graph=True,
+                                       create_graph=create_graph)
+    for name in ours:
+        got, want = ours[name].grad, _torch_grad(theirs[name])
+        assert (got is None) == (want is None), (name, got, want)
+        if got is not None:
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+            assert (got.grad_fn is None) == (theirs[name].grad.grad_fn is None)
+
+
+def _torch_grad(t):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return None if t.grad is None else t.grad.detach().numpy()
+
+
+def test_backward_inputs_function_form_and_grad_leave_retained_as_documented():
+    """ad.backward(..., inputs=) is the method's; ad.grad still leaves every .grad alone."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = _inputs_program(ad, ["h", "u"]), _inputs_program(torch, ["h", "u"])
+    ad.backward(ours["loss"], inputs=[ours["a"]], retain_graph=True)
+    torch.autograd.backward(theirs["loss"], inputs=[theirs["a"]], retain_graph=True)
+    np.testing.assert_allclose(ours["h"].grad.numpy(), theirs["h"].grad.numpy(), rtol=1e-12)
+    assert ours["u"].grad is None and theirs["u"].grad is None
+    ours["h"].grad = None
+    ad.grad(ours["loss"], ours["a"])
+    assert ours["h"].grad is None and ours["b"].grad is None

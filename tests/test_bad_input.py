@@ -220,6 +220,17 @@ def test_isnan_isinf_isfinite_take_array_likes(name, value):
     np.testing.assert_array_equal(method.numpy(), out.numpy())
 
 
+@pytest.mark.parametrize("name", ["isnan", "isinf", "isfinite", "exp", "sigmoid", "clip",
+                                  "sum", "var", "logsumexp", "softmax", "any", "argmax",
+                                  "add"])
+@pytest.mark.parametrize("value", ["a", None, [[1.0], [2.0, 3.0]]])
+def test_an_argument_that_cannot_be_a_tensor_names_the_op(name, value):
+    """The message names the op called, not "tensor" (the conversion inside it)."""
+    args = {"clip": (0.0,), "add": (1.0,)}.get(name, ())
+    with pytest.raises(TypeError, match=rf"^gpuad\.{name}: cannot make a tensor from"):
+        getattr(ad, name)(value, *args)
+
+
 # ---- optimizers and schedules -------------------------------------------------------------------
 
 def _param():

@@ -107,7 +107,10 @@ def test_cuda_specific_differences_are_handled(fake_cuda):
     assert ad.erf(c.astype(ad.float16)).dtype == ad.float16
     assert ad.erf(ad.tensor([1, 2], device="cuda")).dtype == ad.float64
     assert ad.flip(ad.tensor(3.0, device="cuda")).item() == 3.0
-    assert ad.clip(c).tolist() == c.tolist()
+    assert ad.clip(c, min=1.0).tolist() == [1.0, 1.0, 2.0]  # (one bound None: CuPy's clip)
+    assert ad.clip(c, max=1.0).tolist() == [0.5, 1.0, 1.0]
+    with pytest.raises(TypeError, match="at least one of min and max"):
+        ad.clip(c)  # (PyTorch refuses clamp without bounds too)
     with pytest.raises(IndexError, match="index out of range for axis 0 of size 3"):
         c[[0, 3]]
     with pytest.raises(IndexError, match="axis 1 of size 2"):

@@ -15,6 +15,9 @@ OPTIMIZERS = {
     "nesterov": lambda p: ad.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
     "adam": lambda p: ad.optim.Adam(p, lr=0.01, weight_decay=0.01),
     "adamw": lambda p: ad.optim.AdamW(p, lr=0.01, betas=(0.8, 0.99)),
+    "adam_decoupled": lambda p: ad.optim.Adam(p, lr=0.01, weight_decay=0.1,
+                                              decoupled_weight_decay=True),
+    "adam_betas_0_tensor_lr": lambda p: ad.optim.Adam(p, lr=ad.tensor(0.01), betas=(0, 0.0)),
 }
 
 

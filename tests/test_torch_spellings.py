@@ -178,7 +178,7 @@ def test_transpose_of_two_axes_and_flip_dims():
     _check(ad.flip(x, dims=[0, 2]), torch.flip(tx, dims=[0, 2]), x, tx)
     with pytest.raises(TypeError, match="both"):
         ad.flip(x, 0, dims=[0])
-    with pytest.raises(IndexError, match="swapaxes: axis 3"):
+    with pytest.raises(IndexError, match="transpose: axis 3"):  # (the op called)
         ad.transpose(x, 0, 3)
 
 
@@ -204,3 +204,147 @@ def test_spellings_and_checks_on_the_cuda_path(monkeypatch):
         with pytest.raises(TypeError, match="setitem"):
             y[0] = None
         assert ad.isnan([1.0, float("nan")]).tolist() == [False, True]
+
+
+# ---- transpose of two axes, permute, unsqueeze, mT (issue 15 follow-up) ----------------------
+
+TRANSPOSE_CASES = [((4,), (0, 0)), ((4,), (0, -1)), ((4,), (-1, 0)), ((2, 3), (0, 1)),
+                   ((2, 3), (1, 0)), ((2, 3), (1, 1)), ((2, 3), (-1, -2)), ((2, 3), (0, -1)),
+                   ((2, 3, 4), (0, 2)), ((2, 3, 4), (2, 0)), ((2, 3, 4), (-1, 1)),
+                   ((2, 3, 4), (1, 1))]
+
+
+@pytest.mark.parametrize("shape,dims", TRANSPOSE_CASES, ids=str)
+def test_method_transpose_of_two_axes_swaps_them_as_pytorch(shape, dims):
+    """x.transpose(0, 1) of a matrix is its transpose (it was a no-op: NumPy's identity
+    permutation); x.transpose(1, 1) is x (it was refused); any ndim, negative axes."""
+    a = np.random.default_rng(1).standard_normal(shape)
+    for call in (lambda t: t.transpose(*dims), lambda t: ad.transpose(t, *dims),
+                 lambda t: t.transpose(dim0=dims[0], dim1=dims[1]),
+                 lambda t: t.transpose(dims[0], dim1=dims[1])):
+        x, tx = ad.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+        ours, theirs = call(x), torch.transpose(tx, *dims)
+        assert ours.shape == tuple(theirs.shape)
+        _check(ours, theirs, x, tx)
+
+
+def test_method_transpose_keeps_numpys_meaning_otherwise():
+    x, tx = ad.tensor(A), torch.tensor(A)
+    np.testing.assert_array_equal(x.transpose().numpy(), A.transpose())
+    np.testing.assert_array_equal(x.transpose(1, 0, 2).numpy(), A.transpose(1, 0, 2))
+    np.testing.assert_array_equal(x.transpose((2, 0, 1)).numpy(), A.transpose((2, 0, 1)))
+    np.testing.assert_array_equal(x.transpose([2, 0, 1]).numpy(), tx.permute(2, 0, 1).numpy())
+    m = A[0]
+    np.testing.assert_array_equal(ad.tensor(m).transpose((0, 1)).numpy(), m)  # a permutation
+    np.testing.assert_array_equal(ad.tensor(m).T.numpy(), torch.tensor(m).T.numpy())
+    np.testing.assert_array_equal(x.mT.numpy(), tx.mT.numpy())
+    with pytest.raises(IndexError, match="transpose: axis 3"):
+        x.transpose(0, 3)
+    with pytest.raises(ValueError, match=r"mT .*shape \(4,\)"):
+        _ = ad.tensor(A[0, 0]).mT
+
+
+def test_permute_and_unsqueeze_errors_name_the_op_called():
+    x = ad.tensor(A)
+    with pytest.raises(IndexError, match=r"gpuad\.permute: axis 5"):
+        x.permute(0, 5, 1)
+    with pytest.raises(ValueError, match=r"gpuad\.permute: axes \(0, 0, 1\)"):
+        x.permute(0, 0, 1)
+    with pytest.raises(TypeError, match=r"gpuad\.permute: "):
+        x.permute("a")
+    with pytest.raises(IndexError, match=r"gpuad\.unsqueeze: axis 5"):
+        x.unsqueeze(5)
+    with pytest.raises(TypeError, match=r"gpuad\.unsqueeze: say where the new axis goes"):
+        x.unsqueeze()
+    with pytest.raises(TypeError, match=r"gpuad\.unsqueeze: got both"):
+        x.unsqueeze(0, axis=0)
+    assert x.unsqueeze(axis=1).shape == x.unsqueeze(dim=1).shape == (2, 1, 3, 4)
+    with pytest.raises(IndexError, match=r"gpuad\.expand_dims: axis 5"):
+        ad.expand_dims(x, 5)
+    with pytest.raises(IndexError, match=r"gpuad\.swapaxes: axis 5"):
+        ad.swapaxes(x, 0, 5)
+    for d in (0, 3, -1, -4):  # [-ndim - 1, ndim]: PyTorch's range
+        np.testing.assert_array_equal(x.unsqueeze(d).numpy(), torch.tensor(A).unsqueeze(d))
+    np.testing.assert_array_equal(x.permute((1, 2, 0)).numpy(), A.transpose(1, 2, 0))
+
+
+# ---- dim=None, unbiased= -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_var_with_dim_none_must_say_its_correction_too(name):
+    """PyTorch's x.var(dim=None) is over all axes with correction 1; gpuad's default is ddof=0,
+    so, like dim=1, it is refused unless the correction is given (it was silently ddof=0)."""
+    x, tx = ad.tensor(A), torch.tensor(A)
+    with pytest.raises(TypeError, match="ddof=1 .*correction=1"):
+        getattr(x, name)(dim=None)
+    with pytest.raises(TypeError, match="ddof=1"):
+        getattr(ad, name)(x, dim=None, keepdim=True)
+    for kwargs in ({"correction": 1}, {"correction": 0}, {"unbiased": True},
+                   {"unbiased": False}):
+        ours = getattr(x, name)(dim=None, **kwargs)
+        theirs = getattr(tx, name)(dim=None, **kwargs)
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(getattr(x, name)().numpy(), getattr(A, name)(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_unbiased_is_pytorchs_name_for_ddof_1_or_0(name):
+    x, tx = _pair()
+    fn = getattr(ad, name)
+    _check(fn(x, dim=1, unbiased=True), getattr(torch, name)(tx, dim=1, unbiased=True), x, tx)
+    x, tx = _pair()
+    _check(fn(x, unbiased=False, dim=(0, 2), keepdim=True),
+           getattr(torch, name)(tx, dim=(0, 2), unbiased=False, keepdim=True), x, tx)
+    np.testing.assert_allclose(fn(x, unbiased=True).numpy(), getattr(A, name)(ddof=1))
+    for kwargs in ({"ddof": 1, "unbiased": True}, {"correction": 1, "unbiased": True}):
+        with pytest.raises(TypeError, match="both"):
+            fn(x, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "norm", "argmax", "any", "all"])
+def test_dim_none_means_all_axes_as_in_pytorch(name):
+    x, tx = ad.tensor(A), torch.tensor(A)
+    if name in ("any", "all"):
+        x, tx = x > 0, tx > 0
+    ours, theirs = getattr(x, name)(dim=None), getattr(tx, name)(dim=None)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_dim_none_is_refused(name):
+    """PyTorch's functional softmax(dim=None) picks an axis by ndim (deprecated; dim 0 of a
+    3-D tensor), torch.softmax refuses it: not silently the last axis."""
+    x = ad.tensor(A)
+    with pytest.raises(TypeError, match=rf"gpuad\.{name}: dim=None .*dim=-1"):
+        getattr(x, name)(dim=None)
+    with pytest.raises(TypeError, match="dim=None"):
+        getattr(ad, name)(x, dim=None)
+    with pytest.raises(TypeError):
+        getattr(torch, name)(torch.tensor(A), dim=None)
+
+
+# ---- view(dtype), clamp() ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,name", [(np.int32, "int32"), (ad.float32, "float32"),
+                                        ("int64", "int64"), (float, "float64"),
+                                        (np.dtype("float16"), "float16")])
+def test_view_of_a_dtype_names_view_the_dtype_and_astype(dtype, name):
+    x = ad.tensor(A)
+    with pytest.raises(TypeError, match=rf"gpuad\.view: .*dtype {name}.*astype\(ad\.{name}\)"):
+        x.view(dtype)
+    with pytest.raises(TypeError, match=rf"gpuad\.view: .*dtype {name}"):
+        x.view(dtype=dtype)
+    assert x.view(np.int64(24)).shape == (24,)  # a NumPy integer is a length, not a dtype
+    with pytest.raises(TypeError, match="a shape is ints"):
+        x.view(None)
+
+
+def test_clamp_and_clip_need_a_bound():
+    x, tx = ad.tensor(A), torch.tensor(A)
+    with pytest.raises(RuntimeError, match="At least one"):
+        torch.clamp(tx)
+    for call in (lambda: ad.clamp(x), lambda: x.clamp(), lambda: ad.clip(x, None, None),
+                 lambda: x.clip(min=None, max=None), lambda: ad.clip(x, a_min=None)):
+        with pytest.raises(TypeError, match=r"gpuad\.clip \(clamp\): at least one of min and"):
+            call()
+    np.testing.assert_array_equal(x.clamp(max=0.0).numpy(), tx.clamp(max=0.0).numpy())

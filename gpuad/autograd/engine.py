@@ -33,7 +33,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         inputs = _as_tuple(inputs)
         _check_differentiable(inputs)
         foreign = set()
-        captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign)
+        captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign,
+                            fill_retained=True)
         prev = mode.enabled
         mode.enabled = create_graph  # (as during the pass: a plain one records nothing)
         try:
@@ -232,12 +233,17 @@ def _check_versions(node):
             )
 
 
-def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=None):
+def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=None,
+             fill_retained=False):
     """Run the backward pass. Returns ``{key: grad}`` for the targets (None: all leaves).
 
     ``foreign`` collects the ids of arrays the caller owns (seeds, tensors returned by hooks):
     a leaf never adopts one of those as its ``.grad`` storage. With a tape's ``mark`` the walk
-    stays on that tape's nodes, and a target may also be a node the tape did not record."""
+    stays on that tape's nodes, and a target may also be a node the tape did not record.
+    A retained non-leaf's ``.grad`` accumulates when the pass reaches its node: always without
+    targets; with targets only for ``backward(inputs=...)`` (``fill_retained``: as PyTorch, the
+    retained tensors on the way to the inputs, each input itself accumulated by the caller),
+    never for ``ad.grad``."""
     grads = {}
     root_nodes = []
     for y, g in zip(roots, seeds):
@@ -267,7 +273,8 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                     continue
                 if node.hooks:
                     g = _run_hooks(node.hooks, g, foreign)
-                if node.retained is not None and targets is None:  # ad.grad leaves .grad be
+                if node.retained is not None and (targets is None or (
+                        fill_retained and node not in target_keys)):
                     t = node.retained()
                     if t is not None:
                         _accumulate_into_grad(t, g, create_graph, foreign)

@@ -8,11 +8,17 @@ from ..tensor import Tensor
 SCALARS = (int, float, bool)
 
 
-def to_tensor(value):
-    """A tensor for a non-tensor op argument, on the default device."""
+def to_tensor(value, op=None):
+    """A tensor for a non-tensor op argument, on the default device; ``op`` names the op in
+    the message when ``value`` cannot be one."""
     from ..creation import tensor
 
-    return tensor(value)
+    if op is None:
+        return tensor(value)
+    try:
+        return tensor(value)
+    except TypeError as exc:
+        raise TypeError(str(exc).replace("gpuad.tensor:", f"gpuad.{op}:", 1)) from None
 
 
 def mismatch(op, a, b):
@@ -72,7 +78,7 @@ def operands(a, b, op):
             return a, b, a, b._a, dev
         a = constant(a, dev, b)
         return a, b, a._a, b._a, dev
-    return operands(to_tensor(a), b, op)
+    return operands(to_tensor(a, op), b, op)
 
 
 def tensors(values, op):
@@ -82,7 +88,7 @@ def tensors(values, op):
         raise ValueError(f"gpuad: {op} needs at least one tensor")
     first = next((v for v in values if isinstance(v, Tensor)), None)
     if first is None:
-        return [to_tensor(v) for v in values]
+        return [to_tensor(v, op) for v in values]
     dev = first._dev
     out = []
     for v in values:
@@ -212,19 +218,46 @@ def torch_reduce(name, axis, keepdims, dim, keepdim):
 DDOF = Default(0)
 
 
-def torch_spread(name, axis, ddof, keepdims, dim, keepdim, correction):
-    """PyTorch's ``dim``, ``keepdim`` and ``correction`` (= ddof) for var and std. Since
-    PyTorch's default correction is 1 and gpuad's ddof is 0 (NumPy's), the PyTorch spelling
-    must say which it means."""
+class _NotGiven:
+    """The default of a ``dim=`` whose explicit None means something: PyTorch's
+    ``x.var(dim=None)`` is over all axes *with correction 1*, not gpuad's default ddof=0."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<not given>"
+
+
+NO_DIM = _NotGiven()
+
+
+def torch_spread(name, axis, ddof, keepdims, dim, keepdim, correction, unbiased):
+    """PyTorch's ``dim`` (None too), ``keepdim``, ``correction`` (= ddof) and ``unbiased``
+    (ddof 1 or 0) for var and std. Since PyTorch's default correction is 1 and gpuad's ddof is
+    0 (NumPy's), the PyTorch spelling must say which it means."""
+    given = [k for k, v in (("ddof", ddof is not DDOF), ("correction", correction is not None),
+                            ("unbiased", unbiased is not None)) if v]
+    if len(given) > 1:
+        raise TypeError(f"gpuad.{name}: got both {given[0]} and {given[1]}; correction is "
+                        "PyTorch's name for ddof (unbiased=True is ddof=1): pass one of them")
     if correction is not None:
-        if ddof is not DDOF:
-            raise TypeError(f"gpuad.{name}: got both ddof and correction; correction is "
-                            "PyTorch's name for ddof: pass one of them")
         ddof = correction
-    elif ddof is DDOF and (dim is not None or keepdim is not None):
+    elif unbiased is not None:
+        ddof = int(bool(unbiased))
+    elif ddof is DDOF and (dim is not NO_DIM or keepdim is not None):
         raise TypeError(
             f"gpuad.{name}: gpuad's {name} defaults to ddof=0 (NumPy), PyTorch's to "
             f"correction=1; with dim=/keepdim= say which: ddof=1 (or correction=1) for "
             "PyTorch's result, ddof=0 for NumPy's")
+    dim = None if dim is NO_DIM else dim
     axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
     return axis, ddof, keepdims
+
+
+def softmax_dim(name, axis, dim):
+    """The axis of the softmax family from PyTorch's ``dim``. ``dim=None`` is refused: PyTorch
+    then picks an axis by the number of dimensions (deprecated), not always the last."""
+    if dim is None:
+        raise TypeError(f"gpuad.{name}: dim=None is not supported (PyTorch's implicit choice "
+                        "of dim is deprecated); pass the axis, e.g. dim=-1")
+    return torch_axis(name, axis, False, dim, None)[0]

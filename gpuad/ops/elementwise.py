@@ -28,18 +28,18 @@ def _unary(name, method, rule, save="x", params=False):
     if params:
         def forward(x, *args):
             if not isinstance(x, Tensor):
-                x = to_tensor(x)
+                x = to_tensor(x, name)
             out = getattr(x._dev._backend, method)(x._a, *args)
             return record1(op, x, out, ((x,) if save == "x" else ()) + args)
     elif save == "x":
         def forward(x):
             if not isinstance(x, Tensor):
-                x = to_tensor(x)
+                x = to_tensor(x, name)
             return record1(op, x, getattr(x._dev._backend, method)(x._a), (x,))
     else:
         def forward(x):
             if not isinstance(x, Tensor):
-                x = to_tensor(x)
+                x = to_tensor(x, name)
             return record1(op, x, getattr(x._dev._backend, method)(x._a), ())
     forward.__name__ = forward.__qualname__ = name
     forward.op = op
@@ -365,15 +365,18 @@ _CLIP = Op("clip", (_clip_x, _clip_lo, _clip_hi), jvp=DIAGONAL)
 
 
 def clip(x, min=None, max=None, *, a_min=None, a_max=None):
-    """``x`` limited to [min, max]; either bound may be None, a scalar or a tensor (NumPy's
-    ``a_min``/``a_max`` keywords also work).
+    """``x`` limited to [min, max]; either bound (not both) may be None, a scalar or a tensor
+    (NumPy's ``a_min``/``a_max`` keywords also work).
 
     The gradient reaches ``x`` where min <= x <= max and each bound where it is active.
     """
     min = a_min if min is None else min
     max = a_max if max is None else max
+    if min is None and max is None:
+        raise TypeError("gpuad.clip (clamp): at least one of min and max must not be None; "
+                        "pass a bound, e.g. clip(x, min=0) (or x.clamp(min=0))")
     if not isinstance(x, Tensor):
-        x = to_tensor(x)
+        x = to_tensor(x, "clip")
     dev = x._dev
     bounds = []
     for b in (min, max):
@@ -386,8 +389,6 @@ def clip(x, min=None, max=None, *, a_min=None, a_max=None):
         else:
             bounds.append(constant(b, dev))
     lo, hi = bounds
-    if lo is None and hi is None:
-        return x * 1  # nothing to limit: a differentiable copy
     raw = [b._a if isinstance(b, Tensor) else b for b in bounds]
     out = dev._backend.clip(x._a, raw[0], raw[1])
     return record(_CLIP, (x, lo, hi), out, dev, (x, lo, hi))
@@ -420,7 +421,7 @@ logical_xor = _comparison("logical_xor", "logical_xor")
 
 def logical_not(x):
     if not isinstance(x, Tensor):
-        x = to_tensor(x)
+        x = to_tensor(x, "logical_not")
     return plain(x._dev._backend.logical_not(x._a), x._dev)
 
 
@@ -428,7 +429,7 @@ def _classify(name):
     """An elementwise test (isnan, isinf, isfinite) of a tensor or array-like; no gradient."""
     def test(x):
         if not isinstance(x, Tensor):
-            x = to_tensor(x)
+            x = to_tensor(x, name)
         return plain(getattr(x._dev._backend, name)(x._a), x._dev)
 
     test.__name__ = test.__qualname__ = name

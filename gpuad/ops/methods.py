@@ -1,9 +1,11 @@
 """Attach the ops to :class:`~gpuad.tensor.Tensor` as methods and Python operators."""
+import numpy as np
+
 from ..dtypes import bool_, float16, float32, float64, int32, int64
 from ..tensor import Tensor
 from . import elementwise as ew
 from . import inplace, linalg, reduction, shape
-from ._args import axis_index, shape_arg
+from ._args import axis_index, shape_arg, torch_axis
 
 _SAME_NAME = (
     "abs exp expm1 log log1p sqrt rsqrt square reciprocal sin cos tan tanh sinh cosh arctan "
@@ -42,16 +44,44 @@ def _reshape(self, *dims):
     return shape.reshape(self, *dims)
 
 
-def _transpose(self, *axes):
-    """``x.transpose()``, ``x.transpose(1, 0, 2)``, ``x.transpose((1, 0, 2))``; with two axes of
-    a tensor of more dimensions, the two are swapped (PyTorch's meaning)."""
-    if len(axes) == 1 and not isinstance(axes[0], int):
-        axes = tuple(axes[0])
+def _transpose(self, *axes, dim0=None, dim1=None):
+    """``x.transpose(dim0, dim1)``, exactly two int axes: swap them, as PyTorch's, at any ndim
+    (``x.transpose(0, 1)`` of a matrix is its transpose, ``x.transpose(1, 1)`` is ``x``, negative
+    axes count from the end). Otherwise NumPy's: ``x.transpose()`` reverses the axes,
+    ``x.transpose(1, 0, 2)`` and ``x.transpose((1, 0, 2))`` permute them."""
+    if dim0 is not None or dim1 is not None:
+        axes += tuple(d for d in (dim0, dim1) if d is not None)
+        if len(axes) != 2:
+            raise TypeError("gpuad.transpose: x.transpose(dim0, dim1) takes two axes, got "
+                            f"{axes} (and dim0={dim0!r}, dim1={dim1!r})")
+    if len(axes) == 2:
+        return shape.swapped(self, *axes, "transpose")
     if not axes:
-        return shape.transpose(self)
-    if len(axes) == 2 and self.ndim > 2:
-        return shape.swapaxes(self, *axes)
-    return shape.transpose(self, axes)
+        return shape.permuted(self, None, "transpose")
+    if len(axes) == 1 and not hasattr(axes[0], "__index__"):
+        axes = axes[0]
+    return shape.permuted(self, axes, "transpose")
+
+
+def _permute(self, *dims):
+    """PyTorch's ``x.permute(2, 0, 1)`` (or ``x.permute((2, 0, 1))``): the axes in that order,
+    each once (NumPy's ``transpose(x, axes)``)."""
+    if len(dims) == 1 and not hasattr(dims[0], "__index__"):
+        dims = dims[0]
+    return shape.permuted(self, dims, "permute")
+
+
+def _unsqueeze(self, dim=None, *, axis=None):
+    """PyTorch's ``x.unsqueeze(dim)``: a new axis of length 1 at ``dim`` (``expand_dims``)."""
+    return shape.inserted(self, torch_axis("unsqueeze", axis, False, dim, None)[0], "unsqueeze")
+
+
+def _matrix_transpose(self):
+    """``x.mT``: the last two axes swapped (a batch of matrices transposed)."""
+    if self.ndim < 2:
+        raise ValueError(f"gpuad: x.mT transposes matrices (the last two axes), but x has "
+                         f"shape {self.shape}; use x.T, or reshape x to 2-D first")
+    return shape.swapped(self, -1, -2, "mT")
 
 
 def _squeeze(self, axis=None, *, dim=None):
@@ -74,14 +104,16 @@ def _size(self):
     return size
 
 
-def _view(self, *dims):
+def _view(self, *dims, dtype=None):
     """PyTorch's ``view``: ``reshape`` that refuses to copy. The new shape must be reachable
-    by re-striding the same memory, else a RuntimeError says to use ``reshape``."""
-    if len(dims) == 1 and not hasattr(dims[0], "__index__") and not isinstance(
-            dims[0], (tuple, list)):
+    by re-striding the same memory, else a RuntimeError says to use ``reshape``. PyTorch's
+    ``view(dtype)`` (the same bytes read as another dtype) is refused."""
+    if dtype is not None or len(dims) == 1 and _dtype_name(dims[0]):
+        name = _dtype_name(dims[0] if dtype is None else dtype) or repr(dtype)
         raise TypeError(
-            f"gpuad: view takes a shape; PyTorch's view({dims[0]!r}) reinterprets the bits, "
-            "which gpuad does not do: use x.astype(dtype) to convert the values")
+            f"gpuad.view: view takes a shape, got the dtype {name}; PyTorch's x.view(dtype) "
+            "reinterprets the bytes as another dtype, which gpuad does not support: use "
+            f"x.astype(ad.{name}) to convert the values")
     dims = shape_arg(dims)
     out = shape.reshape(self, dims)
     if out._a.size and not self._dev._backend.xp.may_share_memory(out._a, self._a):
@@ -90,6 +122,18 @@ def _view(self, *dims):
             "memory layout, e.g. after a transpose, does not allow it); use x.reshape(...), "
             "which copies when it must")
     return out
+
+
+def _dtype_name(arg):
+    """The name of the dtype ``arg`` stands for (a dtype, a type such as ``np.int32`` or
+    ``float``, a name), else None (a shape, or something else)."""
+    if arg is None or isinstance(arg, (tuple, list)) or (
+            hasattr(arg, "__index__") and not isinstance(arg, type)):
+        return None
+    try:
+        return np.dtype(arg).name
+    except TypeError:
+        return None
 
 
 def _cast(dtype):
@@ -128,11 +172,10 @@ def install():
     T.reshape = _reshape
     T.transpose = _transpose
     T.squeeze = _squeeze
-    T.unsqueeze = shape.expand_dims  # PyTorch's name
-    T.permute = lambda self, *axes: shape.transpose(
-        self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes)
+    T.unsqueeze = _unsqueeze  # PyTorch's names
+    T.permute = _permute
     T.T = property(lambda self: shape.transpose(self))
-    T.mT = property(lambda self: shape.swapaxes(self, -1, -2))
+    T.mT = property(_matrix_transpose)
     for name in "flatten expand_dims broadcast_to flip astype clone swapaxes".split():
         setattr(T, name, getattr(shape, name))
     T.split = shape.split

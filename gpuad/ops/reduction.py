@@ -12,9 +12,11 @@ from ..tensor import Tensor, record, record1
 from ._args import (
     DDOF,
     LAST,
+    NO_DIM,
     axis_index,
     normalize_axis,
     plain,
+    softmax_dim,
     to_tensor,
     torch_axis,
     torch_reduce,
@@ -76,7 +78,7 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
 
     def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
         if not isinstance(x, Tensor):
-            x = to_tensor(x)
+            x = to_tensor(x, name)
         if dim is not None or keepdim is not None:
             axis, keepdims = torch_reduce(name, axis, keepdims, dim, keepdim)
         axis = normalize_axis(axis, x.ndim, name)
@@ -195,25 +197,27 @@ def _spread(method, x, axis, ddof, keepdims):
         return backend.sqrt(out) if method == "std" else out
 
 
-def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=None, keepdim=None,
-        correction=None):
+def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
+        correction=None, unbiased=None):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    if dim is not None or keepdim is not None or correction is not None:
+    x = x if isinstance(x, Tensor) else to_tensor(x, "var")
+    if (dim is not NO_DIM or keepdim is not None or correction is not None
+            or unbiased is not None):
         axis, ddof, keepdims = torch_spread("var", axis, ddof, keepdims, dim, keepdim,
-                                            correction)
+                                            correction, unbiased)
     axis = normalize_axis(axis, x.ndim, "var")
     out = _spread("var", x, axis, ddof, keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
 
 
-def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=None, keepdim=None,
-        correction=None):
+def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
+        correction=None, unbiased=None):
     """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    if dim is not None or keepdim is not None or correction is not None:
+    x = x if isinstance(x, Tensor) else to_tensor(x, "std")
+    if (dim is not NO_DIM or keepdim is not None or correction is not None
+            or unbiased is not None):
         axis, ddof, keepdims = torch_spread("std", axis, ddof, keepdims, dim, keepdim,
-                                            correction)
+                                            correction, unbiased)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _spread("std", x, axis, ddof, keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
@@ -334,7 +338,7 @@ _LOGSUMEXP = Op("logsumexp", (_fused_rows(2, "logsumexp", lambda g, y, x, axis, 
 
 def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x, "logsumexp")
     if dim is not None or keepdim is not None:
         axis, keepdims = torch_axis("logsumexp", axis, keepdims, dim, keepdim)
     axis = normalize_axis(axis, x.ndim, "logsumexp")
@@ -370,7 +374,7 @@ def norm(x, ord=2, axis=None, keepdims=False, *, dim=None, keepdim=None):
     (min |x|), 0 (count of non-zeros). The gradient at the zero vector is zero (PyTorch's
     convention).
     """
-    x = x if isinstance(x, Tensor) else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x, "norm")
     if dim is not None or keepdim is not None:
         axis, keepdims = torch_axis("norm", axis, keepdims, dim, keepdim)
     if ord in (None, "fro"):
@@ -409,11 +413,11 @@ _LOG_SOFTMAX = Op("log_softmax",
                   save_out=True)
 
 
-def softmax(x, axis=LAST, *, dim=None):
+def softmax(x, axis=LAST, *, dim=NO_DIM):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    if dim is not None:
-        axis = torch_axis("softmax", axis, False, dim, None)[0]
+    x = x if isinstance(x, Tensor) else to_tensor(x, "softmax")
+    if dim is not NO_DIM:
+        axis = softmax_dim("softmax", axis, dim)
     if x.ndim == 0:  # one element: as a vector of one (PyTorch allows axis 0 or -1)
         axis_index(axis, 0, "softmax", whole=True)
         return reshape(softmax(reshape(x, (1,))), ())
@@ -421,11 +425,11 @@ def softmax(x, axis=LAST, *, dim=None):
     return record1(_SOFTMAX, x, _wide(x._dev._backend.softmax, x._a, axis), (axis,))
 
 
-def log_softmax(x, axis=LAST, *, dim=None):
+def log_softmax(x, axis=LAST, *, dim=NO_DIM):
     """x - logsumexp(x) along ``axis``."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
-    if dim is not None:
-        axis = torch_axis("log_softmax", axis, False, dim, None)[0]
+    x = x if isinstance(x, Tensor) else to_tensor(x, "log_softmax")
+    if dim is not NO_DIM:
+        axis = softmax_dim("log_softmax", axis, dim)
     if x.ndim == 0:
         axis_index(axis, 0, "log_softmax", whole=True)
         return reshape(log_softmax(reshape(x, (1,))), ())
@@ -436,7 +440,7 @@ def log_softmax(x, axis=LAST, *, dim=None):
 def _truth(name, doc):
     """A reduction to a boolean tensor (``any``/``all`` along ``axis``), with no gradient."""
     def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        x = x if isinstance(x, Tensor) else to_tensor(x)
+        x = x if isinstance(x, Tensor) else to_tensor(x, name)
         if dim is not None or keepdim is not None:
             axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
         axis = normalize_axis(axis, x.ndim, name)
@@ -453,7 +457,7 @@ all = _truth("all", "Whether every element (along ``axis``) is non-zero.")
 
 def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
     """The flat (``axis`` None) or per-``axis`` index of the first extreme element."""
-    x = x if isinstance(x, Tensor) else to_tensor(x)
+    x = x if isinstance(x, Tensor) else to_tensor(x, name)
     if dim is not None or keepdim is not None:
         axis, keepdims = torch_axis(name, axis, keepdims, dim, keepdim)
     if axis is not None:

@@ -149,13 +149,18 @@ def squeeze(x, axis=None, *, dim=None):
 
 
 def expand_dims(x, axis=None, *, dim=None):
-    x = _tensor(x)
-    axis = torch_axis("expand_dims", axis, False, dim, None)[0]
+    """``x`` with a new axis of length 1 at ``axis`` (each of them, for a tuple)."""
+    return inserted(_tensor(x), torch_axis("expand_dims", axis, False, dim, None)[0],
+                    "expand_dims")
+
+
+def inserted(x, axis, op):
+    """expand_dims and unsqueeze: ``op`` names the one called, in messages."""
     if axis is None:
-        raise TypeError("gpuad.expand_dims: say where the new axis goes: expand_dims(x, axis)")
-    axes = axes_tuple(axis, "expand_dims")
+        raise TypeError(f"gpuad.{op}: say where the new axis goes: {op}(x, axis)")
+    axes = axes_tuple(axis, op)
     nd = x.ndim + len(axes)
-    axes = normalize_axis(axes, nd, "expand_dims")
+    axes = normalize_axis(axes, nd, op)
     it = iter(x.shape)
     return reshape(x, tuple(1 if i in axes else next(it) for i in range(nd)))
 
@@ -170,22 +175,33 @@ def transpose(x, axes=None, dim1=None):
     axes, ``transpose(x, 0, 1)``, swap them, as ``torch.transpose``."""
     x = _tensor(x)
     if dim1 is not None:
-        return swapaxes(x, axes, dim1)
+        return swapped(x, axes, dim1, "transpose")
+    return permuted(x, axes, "transpose")
+
+
+def permuted(x, axes, op):
+    """``x`` with its axes in the order ``axes`` (None: reversed); ``op`` names the op called
+    (transpose, permute), in messages."""
     if axes is None:
         axes = tuple(range(x.ndim - 1, -1, -1))
     else:
-        axes = permutation(axes, x.ndim, "transpose")
+        axes = permutation(axes, x.ndim, op)
     inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
     out = record1(_TRANSPOSE, x, x._dev._backend.transpose(x._a, axes), (inverse,))
     return _as_view(out, x, _view_transpose, axes)
 
 
 def swapaxes(x, a, b):
-    x = _tensor(x)
-    a, b = axis_index(a, x.ndim, "swapaxes"), axis_index(b, x.ndim, "swapaxes")
+    """``x`` with axes ``a`` and ``b`` exchanged."""
+    return swapped(_tensor(x), a, b, "swapaxes")
+
+
+def swapped(x, a, b, op):
+    """swapaxes, and transpose of two axes: ``op`` names the one called, in messages."""
+    a, b = axis_index(a, x.ndim, op), axis_index(b, x.ndim, op)
     perm = list(range(x.ndim))
     perm[a], perm[b] = perm[b], perm[a]
-    return transpose(x, perm)
+    return permuted(x, perm, op)
 
 
 def moveaxis(x, source, destination):

@@ -28,9 +28,11 @@ class Optimizer:
         if not isinstance(param_group, dict) or "params" not in param_group:
             raise TypeError("gpuad.optim: a parameter group is a dict with a 'params' list, "
                             f"got {param_group!r}")
+        self._refuse(param_group)
         ps = param_group["params"]
-        group = {**self.defaults, **param_group,
-                 "params": [ps] if isinstance(ps, Tensor) else list(ps)}
+        group = _numbers(type(self).__name__, {**self.defaults, **param_group,
+                                                "params": [ps] if isinstance(ps, Tensor)
+                                                else list(ps)})
         self._check(group)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for p in group["params"]:
@@ -56,6 +58,20 @@ class Optimizer:
 
     def _check(self, group):
         """Refuse a group's invalid settings (ValueError, naming the setting): subclasses."""
+
+    #: PyTorch's options that change the update and that gpuad does not have, with the hint
+    #: the refusal gives (each is refused unless off).
+    unsupported = {"maximize": "minimize the negated loss instead",
+                   "differentiable": "an optimizer step is not recorded for autograd"}
+
+    def _refuse(self, options):
+        """Refuse PyTorch options (constructor arguments or group keys) that gpuad's
+        optimizer does not have, naming the optimizer and the option."""
+        for key, hint in self.unsupported.items():
+            if options.get(key):
+                name = type(self).__name__
+                raise ValueError(f"gpuad.optim.{name}: {key}={options[key]!r} is not supported "
+                                 f"(gpuad's {name} is PyTorch's with {key}=False); {hint}")
 
     def zero_grad(self, set_to_none=True):
         """Forget the gradients (None), or with ``set_to_none=False`` set them to zero (on the
@@ -152,7 +168,9 @@ class Optimizer:
                     raise ValueError(f"gpuad.optim: state {k!r} of parameter {i} has shape "
                                      f"{tuple(v.shape)}, the parameter "
                                      f"{params[int(i)].shape}")
+        saved_groups = [_numbers(type(self).__name__, dict(saved)) for saved in saved_groups]
         for group, saved in zip(self.param_groups, saved_groups):
+            self._refuse(saved)
             self._check({**group, **saved})
         for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
@@ -180,6 +198,32 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
+def _numbers(opt, group):
+    """``group`` with settings given as one-number tensors or 0-d arrays (PyTorch accepts a
+    tensor lr) turned into floats; other values stay, for :func:`_setting` to judge."""
+    for key in ("lr", "momentum", "dampening", "weight_decay", "eps"):
+        if key in group:
+            group[key] = _number(opt, key, group[key])
+    betas = group.get("betas")
+    if isinstance(betas, (tuple, list)):
+        group["betas"] = tuple(_number(opt, f"betas[{i}]", b) for i, b in enumerate(betas))
+    return group
+
+
+def _number(opt, name, value):
+    """A 0-d tensor, array or NumPy scalar as a Python float (so a float32 one does not make
+    the update's arithmetic float32); anything else as it is."""
+    if value.__class__ in (int, float, bool) or not (hasattr(value, "ndim") and
+                                                     hasattr(value, "item")):
+        return value
+    if value.ndim != 0:
+        raise ValueError(f"gpuad.optim.{opt}: {name} is a number (a 0-d tensor also works), "
+                         f"got a tensor of shape {tuple(value.shape)}")
+    value = value.item()
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else value
+
+
 def _setting(opt, name, value, upper=None):
     """Refuse a setting that is not a finite number >= 0 (and below ``upper`` when given)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -195,7 +239,12 @@ class SGD(Optimizer):
     kind = "sgd"
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
+                 fused=None):
+        """As PyTorch's; ``foreach`` and ``fused`` pick PyTorch's implementation, not the
+        update, so they are accepted and ignored (gpuad fuses on CUDA by itself);
+        ``maximize`` and ``differentiable`` are refused unless False."""
+        self._refuse(dict(maximize=maximize, differentiable=differentiable))
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
@@ -229,7 +278,19 @@ class Adam(Optimizer):
 
     kind = "adam"
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    unsupported = {**Optimizer.unsupported, "amsgrad": "there is no AMSGrad variant",
+                   "capturable": "gpuad does not capture CUDA graphs"}
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None, decoupled_weight_decay=False):
+        """As PyTorch's; ``decoupled_weight_decay=True`` is AdamW's update; ``foreach`` and
+        ``fused`` are accepted and ignored (see :class:`SGD`); ``amsgrad``, ``maximize``,
+        ``capturable`` and ``differentiable`` are refused unless False."""
+        self._refuse(dict(amsgrad=amsgrad, maximize=maximize, capturable=capturable,
+                          differentiable=differentiable))
+        if decoupled_weight_decay:
+            self.decoupled = True
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay))
 
@@ -283,5 +344,8 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr, betas, eps, weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
+                 differentiable=False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable)
