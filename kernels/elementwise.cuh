@@ -116,8 +116,8 @@ template <typename T> GPUAD_HD T erf_bwd(T g, T x) {
 // sigmoid's gradient from its output
 template <typename T> GPUAD_HD T sigmoid_bwd(T g, T y) { return g * y * (T(1) - y); }
 template <typename T> GPUAD_HD T step_bwd(T g) { return T(0); }
-// relu'(0) = 0, relu'(nan) = 1 (PyTorch)
-template <typename T> GPUAD_HD T relu_bwd(T g, T y) { return g * (y <= T(0) ? T(0) : T(1)); }
+// relu'(0) = 0, relu'(nan) = 1 (PyTorch); selected, so an inf or nan g where y <= 0 gives 0
+template <typename T> GPUAD_HD T relu_bwd(T g, T y) { return y <= T(0) ? T(0) : g; }
 // d/dx x sigmoid(x) = s (1 + x (1 - s))
 template <typename T> GPUAD_HD T silu_bwd(T g, T x) {
     T s = sigmoid_fwd(x);
@@ -162,16 +162,17 @@ template <typename T> GPUAD_HD T mul_bwd_a(T g, T a, T b) { return g * b; }
 template <typename T> GPUAD_HD T mul_bwd_b(T g, T a, T b) { return g * a; }
 template <typename T> GPUAD_HD T div_fwd(T a, T b) { return a / b; }
 template <typename T> GPUAD_HD T div_bwd_a(T g, T a, T b) { return g / b; }
-// -(g/b)(a/b): no b*b, which overflows or underflows where the result does not
-template <typename T> GPUAD_HD T div_bwd_b(T g, T a, T b) { return -(g / b) * (a / b); }
+// -(g (a/b)) / b: no b*b (it overflows or underflows where the result does not), no g/b (inf
+// next to a tiny b where a = 0: inf * 0 = nan)
+template <typename T> GPUAD_HD T div_bwd_b(T g, T a, T b) { return -(g * (a / b)) / b; }
 template <typename T> GPUAD_HD T pow_fwd(T a, T b) { return pow(a, b); }
-// d(a^b)/da = b a^(b-1), 0 where b == 0
+// d(a^b)/da = b a^(b-1), 0 where b == 0; g times the whole derivative (g b would underflow)
 template <typename T> GPUAD_HD T pow_bwd_a(T g, T a, T b) {
-    return b == T(0) ? T(0) : g * b * pow(a, b - T(1));
+    return b == T(0) ? T(0) : g * (b * pow(a, b - T(1)));
 }
 // d(a^b)/db = a^b log(a), 0 where a == 0 and b >= 0
 template <typename T> GPUAD_HD T pow_bwd_b(T g, T a, T b) {
-    return (a == T(0) && b >= T(0)) ? T(0) : g * pow(a, b) * log(a);
+    return (a == T(0) && b >= T(0)) ? T(0) : g * (pow(a, b) * log(a));
 }
 template <typename T> GPUAD_HD T maximum_fwd(T a, T b) {
     return (isnan(a) || isnan(b)) ? a + b : (a > b ? a : b);

@@ -29,9 +29,10 @@ GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, index_
         m = (v > m || v != v) ? v : m;  // nan wins, as NumPy's max
     }
     m = grp.max(m);
-    // logsumexp (and log_softmax, x - logsumexp) shift by a finite max only: an all -inf row
-    // gives -inf, an inf gives inf, as the NumPy backend
-    A shift = (mode != 0 && !finite(m)) ? A(0) : m;
+    // logsumexp shifts by a finite max only: an all -inf row gives -inf, an inf gives inf;
+    // softmax and log_softmax by the max itself (an infinite max gives nan), as the NumPy
+    // backend and PyTorch
+    A shift = (mode == 2 && !finite(m)) ? A(0) : m;
     A s = A(0);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - shift);
     s = grp.sum(s);
@@ -39,10 +40,12 @@ GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, index_
         if (grp.rank() == 0) out[0] = T(log(s) + shift);
         return;
     }
-    A lse = log(s) + shift;
+    // log_softmax is (x - m) - log(s), not x - (m + log(s)): next to a large max, m + log(s)
+    // rounds log(s) away (float [1e8, 1e8] would give [0, 0])
+    A ls = log(s);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) {
-        A v = A(x[j]);
-        out[j] = mode == 0 ? T(exp(v - m) / s) : T(v - lse);
+        A z = A(x[j]) - m;
+        out[j] = mode == 0 ? T(exp(z) / s) : T(z - ls);
     }
 }
 
@@ -70,7 +73,8 @@ GPUAD_HD void softmax_row_backward(const Group& grp, int mode, const T* g, const
 }
 
 // Softmax cross-entropy of one row with label smoothing eps: the target is
-// q = (1 - eps) onehot(label) + eps / C, the loss -sum(q log p) = lse - sum(q x), and
+// q = (1 - eps) onehot(label) + eps / C, the loss -sum(q log p) = log(s) - sum(q z) with
+// z = x - max (not lse - sum(q x), which rounds log(s) away next to a large max), and
 // dlogits = p - q (the upstream gradient multiplies it later). A row whose label is
 // ignore_index gets loss 0 and dlogits 0.
 template <typename A, typename T, typename Group>
@@ -82,25 +86,26 @@ GPUAD_HD void cross_entropy_row(const Group& grp, const T* x, index_t label, ind
         return;
     }
     A m = neg_inf<A>();
-    A total = A(0);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A v = A(x[j]);
         m = (v > m || v != v) ? v : m;
-        total += v;
     }
     m = grp.max(m);
-    total = grp.sum(total);
-    A s = A(0);
-    for (index_t j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - m);
+    A s = A(0), total = A(0);  // sum(exp(z)) and sum(z)
+    for (index_t j = grp.rank(); j < cols; j += grp.size()) {
+        A z = A(x[j]) - m;
+        s += exp(z);
+        total += z;
+    }
     s = grp.sum(s);
-    A lse = log(s) + m;
+    total = grp.sum(total);
     A off = eps / A(cols);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A q = (j == label ? A(1) - eps : A(0)) + off;
         dlogits[j] = T(exp(A(x[j]) - m) / s - q);
     }
     if (grp.rank() == 0) {
-        loss[0] = T(lse - (A(1) - eps) * A(x[label]) - off * total);
+        loss[0] = T(log(s) - (A(1) - eps) * (A(x[label]) - m) - off * total);
     }
 }
 

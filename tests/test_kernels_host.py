@@ -189,3 +189,23 @@ def test_kernel_rules_at_nan_give_torchs_gradient(dtype, kernel):
     a, b = [nan, 1.0, nan, 2.0], [1.0, nan, nan, 2.0]
     for op in ("maximum_bwd_a", "maximum_bwd_b", "minimum_bwd_a", "minimum_bwd_b"):
         assert kernel(op, dtype, g, a, b).tolist() == [2, 2, 2, 1], op
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_kernel_rules_with_nonfinite_upstream_and_extreme_operands(dtype, kernel):
+    """relu selects g (an inf or nan g where y <= 0 gives 0, not 0 * inf); pow multiplies g
+    by the whole derivative (g b underflowed next to a^(b-1) = inf); d(a/b)/db at a = 0 and
+    a tiny b is -0, not inf * 0 (values from PyTorch, float64)."""
+    inf, nan = np.inf, np.nan
+    got = kernel("relu_bwd", dtype, [inf, nan, -inf, inf, nan], [0.0, 0.0, 0.0, 2.0, 1.0])
+    _same(got, [0.0, 0.0, 0.0, inf, nan], dtype, "relu_bwd")
+    tiny = np.finfo(dtype).smallest_subnormal
+    assert kernel("pow_bwd_a", dtype, [0.5], [tiny], [tiny]).tolist() == [inf]
+    big = np.finfo(dtype).max
+    # d(a^b)/db = a^b log(a) = 1e-300-ish * log(tiny): g a^b underflowed first
+    a, b = np.array([tiny, big], dtype), np.array([1.0, -1.0], dtype)
+    want = [0.5 * (float(a[0]) * np.log(float(a[0]))), 0.5 * (1 / float(a[1]) * np.log(
+        float(a[1])))]
+    _same(kernel("pow_bwd_b", dtype, [0.5, 0.5], a, b), want, dtype, "pow_bwd_b")
+    got = kernel("div_bwd_b", dtype, [1.0, 1.0], [0.0, 0.0], [tiny, -tiny])
+    assert got.tolist() == [0.0, 0.0] and np.signbit(got).all()  # -a / b^2: -0

@@ -45,7 +45,7 @@ def _same(got, want, **tol):
     np.testing.assert_allclose(got, want, equal_nan=True, **(tol or dict(rtol=1e-12)))
 
 
-# ---- division and other rules whose intermediates overflowed ----------------------------------
+# ---- division and other rules whose intermediates overflowed ---------------------------------
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("create_graph", [False, True])
@@ -352,3 +352,214 @@ def test_max_reduction_along_an_axis_with_nan_and_ties(op, device, monkeypatch):
         _, tangent = ad.jvp(lambda t: getattr(t, op)(axis=1), ad.tensor(x, device=device),
                             directions)
     _same(tangent.numpy(), [2.0, 2.5 if op == "max" else 2.0, 2.5])
+
+
+# ---- an inf or nan upstream gradient through masks: a select, not 0 * inf --------------------
+
+MASK_OPS = ["relu", "leaky_relu", "elu", "clip", "maximum", "minimum"]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("name", MASK_OPS)
+def test_nonfinite_upstream_gradients_match_torch(name, create_graph, device, monkeypatch):
+    # relu multiplied g by a 0/1 mask: an inf or nan g where x <= 0 gave 0 * inf = nan
+    # (PyTorch selects: 0); the others select (or multiply by a non-zero slope) already
+    ours, theirs, arity = _torch_ops()[name]
+    a = np.array([-1.0, 0.0, 2.0, -3.0, 0.5, 1.0, -0.25, 3.0])
+    b = np.array([0.0, 0.0, 1.0, -3.0, 2.0, -1.0, 1.0, 3.0])
+    xs = [a, b][:arity]
+    seed = np.array([math.inf, NAN, math.inf, -math.inf, NAN, math.inf, NAN, -math.inf])
+    want_out, want = _torch_grads(theirs, xs, seed)
+    with installed(monkeypatch):
+        out, got = _grads(ours, xs, create_graph=create_graph, device=device, seed=seed)
+    _same(out, want_out)
+    for g, w in zip(got, want):
+        _same(g, w)
+
+
+@pytest.mark.parametrize("dtype", [ad.float16, ad.float32, ad.float64])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_relu_pole_upstream_gives_zero(create_graph, dtype):
+    # the reproducer: 2 / relu(x) at x = -1 sends inf to relu's rule (PyTorch: x.grad 0); the
+    # plain pass runs the CPU's raw-array rule (FUSED_GRADS), create_graph the composed one
+    x = ad.tensor([-1.0, 0.0, 2.0, NAN], dtype=dtype, requires_grad=True)
+    (g,) = ad.grad((2.0 / ad.relu(x)).sum(), x, create_graph=create_graph)
+    assert g.dtype == dtype
+    _same(g.numpy().astype(np.float64), [0.0, 0.0, -0.5, NAN])
+    if create_graph:  # the rule stays connected to x: its own derivative is 0 where x <= 0
+        (h,) = ad.grad(g[:2].sum(), x)
+        assert h.numpy()[:2].tolist() == [0.0, 0.0]
+
+
+# ---- pow: g times the whole derivative -------------------------------------------------------
+
+_POW_EDGES = [5e-324, 1e-300, 1e-10, 0.5, 2.0, 1e10, 1e300, 1.7976931348623157e308]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_pow_gradients_at_extreme_values_match_torch(create_graph, device, monkeypatch):
+    # pow(5e-324, 5e-324) seeded with 0.5: (g b) a^(b-1) underflowed g b to 0, 0 * inf = nan
+    # where PyTorch's g (b a^(b-1)) gives inf; likewise (g a^b) log(a)
+    a, b = np.meshgrid(_POW_EDGES, _POW_EDGES + [-v for v in _POW_EDGES] + [0.0, 1.0, 3.0])
+    a, b = a.ravel(), b.ravel()
+    seed = np.full(a.size, 0.5)
+    want_out, want = _torch_grads(lambda x, z: x ** z, [a, b], seed)
+    with installed(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
+        out, got = _grads(lambda x, z: x ** z, [a, b], create_graph=create_graph,
+                          device=device, seed=seed)
+    _same(out, want_out)
+    for g, w in zip(got, want):
+        _same(g, w, rtol=1e-14)
+    assert got[0][0] == math.inf  # the reproducer
+
+
+@pytest.mark.parametrize("scalar", [5e-324, 1e-300, 3.0])
+def test_pow_with_a_scalar_operand_at_extreme_values(scalar):
+    torch = pytest.importorskip("torch")
+    x = np.array(_POW_EDGES)
+    for fa, ft in ((lambda t: t ** scalar, lambda t: t ** scalar),
+                   (lambda t: scalar ** t, lambda t: torch.tensor(scalar, dtype=t.dtype) ** t)):
+        _, (got,) = _grads(fa, [x], seed=np.full(x.size, 0.5))
+        _, (want,) = _torch_grads(ft, [x], seed=np.full(x.size, 0.5))
+        _same(got, want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_division_of_zero_by_a_tiny_divisor(device, monkeypatch):
+    # d(a/b)/db as -(g/b)(a/b) was inf * 0 = nan at a = 0, b = 5e-324 (PyTorch: -0)
+    with installed(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
+        _, (ga, gb) = _grads(lambda a, b: a / b, [[0.0, 1e-300], [5e-324, 1e-200]],
+                             device=device)
+    _same(ga, [math.inf, 1e200])
+    _same(gb, [0.0, -1e-300 / 1e-200 / 1e-200])
+    assert np.signbit(gb[0])
+
+
+# ---- log_softmax next to a large max ---------------------------------------------------------
+
+def _log_softmax_ref(x):
+    """(x - max) - log(sum(exp(x - max))) in float64 along the last axis (x - max exact)."""
+    z = np.asarray(x, dtype=np.float64) - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_log_softmax_next_to_a_large_max(create_graph, device, monkeypatch):
+    # x - logsumexp(x) rounded log(sum) away: float32 [1e8, 1e8] gave [0, 0], [3e5, 3e5]
+    # gave -0.6875 (-log 2 = -0.6931)
+    x = np.array([[1e8, 1e8, 1e8 - 8], [3e5, 3e5, 3e5 - 0.5], [-2e4, -2e4 - 1, -2e4 - 3]],
+                 dtype=np.float32)
+    want = _log_softmax_ref(x)
+    g = np.array([[1.0, 0.0, 0.5], [0.25, 2.0, -1.0], [1.0, 1.0, 1.0]])
+    p = np.exp(want)
+    want_dx = g - p * g.sum(axis=-1, keepdims=True)  # the rule: g - softmax sum(g)
+    with installed(monkeypatch):
+        out, (dx,) = _grads(lambda t: ad.log_softmax(t, axis=-1), [x], ad.float32,
+                            create_graph, device, seed=g)
+    _same(out.astype(np.float64), want, rtol=1e-6, atol=1e-6)
+    _same(dx.astype(np.float64), want_dx, rtol=1e-5, atol=1e-6)
+    for dtype, big in ((ad.float64, 1e300), (ad.float16, 3e4)):
+        with installed(monkeypatch):
+            y = ad.log_softmax(ad.tensor([big, big], dtype=dtype, device=device))
+        _same(y.numpy().astype(np.float64), [-math.log(2)] * 2, rtol=1e-3)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_log_softmax_at_infinities_matches_torch(device, monkeypatch):
+    torch = pytest.importorskip("torch")
+    inf = math.inf
+    x = np.array([[0.0, inf], [-inf, -inf], [-inf, 0.0], [inf, inf], [-inf, inf],
+                  [NAN, 0.0], [-1e308, 1e308], [1e308, 1e308]])
+    want = torch.log_softmax(torch.tensor(x), -1).numpy()
+    with installed(monkeypatch), np.errstate(all="ignore"):
+        got = ad.log_softmax(ad.tensor(x, device=device), axis=-1).numpy()
+    _same(got, want)
+    assert np.isnan(got[0]).all()  # was [-inf, nan]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_cross_entropy_next_to_a_large_logit(device, monkeypatch):
+    # the CUDA kernel's loss was lse - x[label] with lse = max + log(sum): 0 for [1e8, 1e8]
+    x = np.array([[1e8, 1e8], [3e5, 3e5 - 1]], dtype=np.float32)
+    with installed(monkeypatch):
+        xt = ad.tensor(x, device=device, requires_grad=True)
+        loss = ad.nn.functional.cross_entropy(xt, ad.tensor([0, 1], device=device),
+                                              reduction="none")
+        loss.sum().backward()
+    want = -_log_softmax_ref(x)[[0, 1], [0, 1]]
+    _same(loss.numpy().astype(np.float64), want, rtol=1e-6)
+    p = np.exp(_log_softmax_ref(x))
+    _same(xt.grad.numpy().astype(np.float64), p - np.eye(2), rtol=1e-5, atol=1e-7)
+
+
+# ---- gelu's gradient at the ends of the range ------------------------------------------------
+
+def _gelu_tanh_grad_exact(x):
+    """d/dx 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), in 60-digit decimals (no
+    overflow of x^3, no inf * 0): 0.5 (1 + t) + 0.5 x sech(u)^2 u', with sech(u)^2 =
+    4 e / (1 + e)^2, e = exp(-2|u|)."""
+    import decimal
+
+    ctx = decimal.Context(prec=60, Emax=10**8, Emin=-10**8, traps=[decimal.InvalidOperation])
+    if math.isinf(x):
+        return 1.0 if x > 0 else 0.0  # the limits
+    d = decimal.Decimal(x)
+    c = ctx.sqrt(ctx.divide(2, decimal.Decimal(math.pi)))
+    k = decimal.Decimal("0.044715")
+    u = ctx.multiply(c, ctx.add(d, ctx.multiply(k, ctx.power(d, 3))))
+    e = ctx.exp(ctx.multiply(-2, abs(u)))
+    t = ctx.divide(1 - e, 1 + e).copy_sign(u)
+    sech2 = ctx.divide(4 * e, ctx.power(1 + e, 2))
+    du = ctx.multiply(c, 1 + ctx.multiply(3 * k, ctx.power(d, 2)))
+    return float(ctx.add(ctx.multiply(decimal.Decimal("0.5"), 1 + t),
+                         ctx.multiply(ctx.multiply(decimal.Decimal("0.5") * d, sech2), du)))
+
+
+def _gelu_erf_grad(x):
+    """Phi(x) + x phi(x), with math.erfc (Phi(x) = erfc(-x / sqrt 2) / 2) and the limits 1
+    and 0 past |x| = 40, where x phi(x) < 1e-300."""
+    if abs(x) > 40:
+        return 1.0 if x > 0 else 0.0
+    return 0.5 * math.erfc(-x / math.sqrt(2)) + x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+GELU_POINTS = {ad.float64: [math.inf, -math.inf, 1e300, -1e300, 1e5, -1e5, 50.0, -50.0, 3.0,
+                            -3.0, 0.5, -0.5, 0.0, 1e-8],
+               ad.float32: [math.inf, -math.inf, 3e38, -3e38, 1e5, -1e5, 50.0, -50.0, 3.0,
+                            -3.0, 0.5, -0.5, 0.0]}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("dtype", [ad.float64, ad.float32], ids=["float64", "float32"])
+def test_gelu_tanh_gradient_against_the_formula(dtype, device, monkeypatch):
+    # past |x| = 100 the rule takes x at +-100 (tanh has saturated there): the gradient is the
+    # limit 1 or 0 at huge |x| and at +-inf, where x^3 overflowed to inf * 0 = nan (and where
+    # PyTorch still gives nan)
+    x = GELU_POINTS[dtype]
+    with installed(monkeypatch), np.errstate(all="ignore"):  # (gelu(-inf) = -inf * 0)
+        _, (g,) = _grads(lambda t: ad.gelu(t, approximate="tanh"), [x], dtype, device=device)
+    want = [_gelu_tanh_grad_exact(float(np.asarray(v, dtype=dtype))) for v in x]
+    tol = dict(rtol=1e-13, atol=1e-15) if dtype == ad.float64 else dict(rtol=2e-6, atol=1e-6)
+    _same(g.astype(np.float64), want, **tol)
+    assert g[:4].tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("dtype", [ad.float64, ad.float32], ids=["float64", "float32"])
+def test_gelu_erf_gradient_against_the_formula_and_torch(dtype, device, monkeypatch):
+    # the exact form is finite at every finite x (x phi(x) underflows to 0 before x overflows):
+    # 1 and 0 at +-1e300 and +-3e38, as PyTorch; at +-inf x phi(x) is inf * 0 = nan, as PyTorch
+    torch = pytest.importorskip("torch")
+    x = GELU_POINTS[dtype]
+    with installed(monkeypatch), np.errstate(all="ignore"):  # (gelu(-inf) = -inf * 0)
+        _, (g,) = _grads(ad.gelu, [x], dtype, device=device)
+    want = [_gelu_erf_grad(float(np.asarray(v, dtype=dtype))) for v in x[2:]]
+    tol = dict(rtol=1e-13, atol=1e-15) if dtype == ad.float64 else dict(rtol=2e-6, atol=1e-6)
+    _same(g[2:].astype(np.float64), want, **tol)
+    t = torch.tensor(np.asarray(x, dtype=dtype.name), requires_grad=True)
+    torch.nn.functional.gelu(t).sum().backward()
+    _same(g.astype(np.float64), t.grad.numpy().astype(np.float64), **tol)
+    assert np.isnan(g[:2]).all() and g[2:4].tolist() == [1.0, 0.0]

@@ -153,3 +153,25 @@ def test_bias_activation(act, dtype, lib):
         act, _p(g), _p(z), _p(y), _p(dz), _p(partial), rows, cols, per)
     _same(dz, want_dx.numpy(), dtype, "dz")
     _same(partial.sum(axis=0), want_db.numpy(), dtype, "db")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_log_softmax_and_cross_entropy_next_to_a_large_max(dtype, lib):
+    """log_softmax as (x - max) - log(sum), not x - (max + log(sum)), which rounded log(sum)
+    away: float32 [1e8, 1e8] gave [0, 0] (and the cross-entropy loss 0), against the exact
+    float64 values of the same inputs."""
+    big = 1e8 if dtype == np.float32 else 1e300
+    x = np.array([[big, big, big], [3e5, 3e5, 3e5 - 0.5], [-big, -big, -big]], dtype=dtype)
+    rows, cols = x.shape
+    out = np.empty_like(x)
+    C = ctypes.c_longlong
+    _fn(lib, "softmax", dtype, ctypes.c_int, P, P, C, C)(1, _p(x), _p(out), rows, cols)
+    z = x.astype(np.float64) - x.astype(np.float64).max(axis=1, keepdims=True)
+    want = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    _same(out, want, dtype, "log_softmax")
+    np.testing.assert_allclose(out[0], -np.log(3), rtol=1e-6)
+    labels = np.array([0, 2, 1], dtype=np.int64)
+    loss, _ = _cross_entropy(lib, x, labels, 0.1)
+    q = np.full(x.shape, 0.1 / cols)
+    q[np.arange(rows), labels] += 0.9
+    _same(loss, -(q * want).sum(axis=1), dtype, "cross-entropy loss")

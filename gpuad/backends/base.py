@@ -180,7 +180,14 @@ class Backend:
         return e / xp.sum(e, axis=axis, keepdims=True)
 
     def log_softmax(self, x, axis):
-        return x - self.logsumexp(x, axis, True)
+        """(x - max) - log(sum(exp(x - max))): not x - logsumexp(x), whose max + log(sum)
+        rounds log(sum) away next to a large max (float32 [1e8, 1e8] would give [0, 0]). An
+        infinite or nan max gives nan, as PyTorch (x - max is nan somewhere in the slice)."""
+        xp = self.xp
+        if x.size == 0:  # nothing to normalize (and no max to shift by)
+            return x + 0.0
+        z = x - xp.max(x, axis=axis, keepdims=True)
+        return z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))
 
     def prod_others(self, x, axis):
         """For each element, the product of the other elements along ``axis`` (exact with 0s).

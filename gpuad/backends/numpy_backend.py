@@ -63,12 +63,28 @@ def _quiet(fn):
     return call
 
 
+#: the integer type of each float type's width (for selects on the bits)
+_BITS = {np.dtype(f"f{n}"): np.dtype(f"i{n}") for n in (2, 4, 8)}
+
+
+def _relu_grad(g, y):
+    """where(y <= 0, 0, g), the relu rule (a relu output is >= 0 or nan, so y <= 0 is
+    y == 0): g's bits and'ed with all ones where y != 0 and with 0 elsewhere. A select, so an
+    inf or nan g where y == 0 gives 0 (not 0 * inf = nan), at a multiply's speed (np.where
+    takes several times as long on the random masks of relu)."""
+    bits = _BITS[g.dtype]
+    keep = (y != 0).astype(bits)
+    if keep.ndim:
+        np.negative(keep, out=keep)  # 1 -> -1: every bit set
+        return np.bitwise_and(g.view(bits), keep, out=keep).view(g.dtype)
+    return np.bitwise_and(g.view(bits), -keep).view(g.dtype)  # (0-d: NumPy scalars)
+
+
 #: The hottest derivative rules on raw arrays, as ``fused_unary_grad`` runs them:
 #: the same operations, in the same order, as the composed rules in ``ops/elementwise.py``
 #: (so the same bits), without a graph node per operation.
 FUSED_GRADS = {
-    # g * where(y <= 0, step(y), 1): a relu output is >= 0 or nan, so y <= 0 is y == 0
-    "relu": lambda g, y: g * (y != 0),
+    "relu": _relu_grad,
     "sigmoid": lambda g, y: g * y * (1 - y),
     "tanh": lambda g, y: g * (1 - y * y),
     "sin": lambda g, x: g * np.cos(x),

@@ -119,8 +119,9 @@ sigmoid = _unary("sigmoid", "sigmoid", lambda g, y: g * y * (1 - y), save="y")
 # step(x) = 1 where x > 0 else 0, with a zero gradient: rules built on it stay connected to x,
 # so their own derivative is zero (not "does not require grad") under create_graph.
 step = _unary("step", "step", lambda g: _zero(g), save=None)
-# relu'(0) = 0 and relu'(nan) = 1 (PyTorch: the gradient is cut where y <= 0 only)
-relu = _unary("relu", "relu", lambda g, y: g * where(y <= 0, step(y), 1), save="y")
+# relu'(0) = 0 and relu'(nan) = 1 (PyTorch: the gradient is cut where y <= 0 only); selected,
+# not multiplied by a 0/1 mask, so an inf or nan g where y <= 0 gives 0, not 0 * inf = nan
+relu = _unary("relu", "relu", lambda g, y: where(y <= 0, step(y), g), save="y")
 silu = _unary("silu", "silu", lambda g, x: g * _silu_grad(x))
 _leaky_relu = _unary(
     "leaky_relu", "leaky_relu", lambda g, x, slope: g * (step(x) * (1 - slope) + slope),
@@ -256,20 +257,22 @@ def _larger(g, a, b):
     return where(a < b, 0, where(a == b, g * 0.5, g))
 
 
+# The pow rules multiply g by the whole derivative, g (b a^(b-1)) and g (a^b log a), as PyTorch:
+# (g b) a^(b-1) underflows g b to 0 (or overflows it) next to a huge (tiny) power, 0 * inf = nan.
 def _pow_base(g, a, b):
     """d(a^b)/da = b a^(b-1), defined as 0 where b == 0."""
     if b.__class__ in SCALARS:
-        return _zero(g) if b == 0 else g * b * a ** (b - 1)
-    return where(b == 0, 0, g * b * a ** (b - 1))
+        return _zero(g) if b == 0 else g * (b * a ** (b - 1))
+    return where(b == 0, 0, g * (b * a ** (b - 1)))
 
 
 def _pow_exponent(g, a, b):
     """d(a^b)/db = a^b log(a), defined as 0 where a == 0 and b >= 0."""
     if a.__class__ in SCALARS:
         if a == 0:
-            return where(b >= 0, 0, g * a ** b * -math.inf)
-        return g * a ** b * (math.log(a) if a > 0 else math.nan)
-    return where((a == 0) & (b >= 0), 0, g * a ** b * log(a))
+            return where(b >= 0, 0, g * (a ** b * -math.inf))
+        return g * (a ** b * (math.log(a) if a > 0 else math.nan))
+    return where((a == 0) & (b >= 0), 0, g * (a ** b * log(a)))
 
 
 _NOTHING = ((False, False), (False, False))
@@ -277,8 +280,9 @@ add = _binary("add", "add", lambda g: g, lambda g: g, reads=_NOTHING)
 sub = _binary("sub", "subtract", lambda g: g, lambda g: -g, reads=_NOTHING)
 mul = _binary("mul", "multiply", lambda g, a, b: g * b, lambda g, a, b: g * a,
               reads=((False, True), (True, False)))
-# d(a/b)/db = -(g/b)(a/b): no b*b, which overflows or underflows where the result does not
-div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -(g / b) * (a / b),
+# d(a/b)/db = -(g (a/b)) / b: no b*b, which overflows or underflows where the result does not,
+# and no g/b, which overflows next to a tiny b where a = 0 (then inf * 0 = nan; PyTorch: -0)
+div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -(g * (a / b)) / b,
               reads=((False, True), (True, True)))
 pow = _binary("pow", "power", _pow_base, _pow_exponent)
 maximum = _binary("maximum", "maximum", lambda g, a, b: _larger(g, a, b),
