@@ -56,21 +56,10 @@ KNOWN_BROKEN = {
     # section 3, "review every rule for the same overflow pattern": (g*b)*a^(b-1) underflows
     # g*b to 0, so pow(5e-324, 5e-324) seeded with 0.5 gives 0*inf = nan (PyTorch: inf)
     "pow_grad_overflow",
-    # the same: prod's rule multiplies the other elements, so d prod([0, 0, 1e300, 1e300])/dx0
-    # is 0 * inf = nan (PyTorch: 0)
-    "prod_grad_overflow",
-    # near section 3 (norms), in the forward value: norm(1e300) and float32
-    # std([0, 0, 3e38]) are inf (an overflowed sum of squares), float32
-    # var([[3e38, 3e38]], axis=-1) is inf (the mean overflows); PyTorch 1e300, 1.41e38, 0
-    "square_overflow",
     # NEW (not in the issue): log_softmax is x - logsumexp(x), which loses log(sum) next to a
     # large max: float32 log_softmax([1e8, 1e8]) is [0, 0], [3e5, 3e5] gives -0.6875
     # (PyTorch: -0.6931); the CUDA row kernel computes v - lse too
     "log_softmax_large",
-    # NEW: prod over several (not all) axes of a tensor with a zero-length axis fails in
-    # backward: prod(zeros((2, 0, 3)), axis=(0, 2)).sum().backward() raises "reshape cannot
-    # turn shape (0, 2, 3) (0 elements) into (0, -1)" (PyTorch: an empty gradient)
-    "empty_prod_axes",
     # NEW: relu's rule multiplies by a 0/1 mask, so an inf or nan gradient arriving where
     # x <= 0 gives nan: 2 / relu(x) at x = -1 (PyTorch selects: 0)
     "relu_nonfinite_grad",
@@ -254,9 +243,6 @@ def step_reduce(draw, p, i, broken):
     if name == "norm":
         kw["ord"] = draw(st.sampled_from([1, 2, float("inf")]))
     empty_any = 0 in shape
-    if name == "prod" and empty_any and isinstance(axis, tuple) and 1 < len(axis) < len(
-            shape) and _off(broken, "empty_prod_axes"):
-        name, fa, ft = "sum", *T.reductions["sum"]
     if _off(broken, "empty_reductions") and empty_any and name in (
             "max", "min", "logsumexp", "norm"):
         if not (name == "norm" and kw["ord"] != float("inf")) and not (
@@ -869,9 +855,9 @@ def _edge_op(draw, dtype, x, z, broken):
     if nan and name in ("max", "min") and _off(broken, "nan_grads"):
         name = "sum"
     if name == "prod" and not np.isfinite(x).all():
-        name = "sum"  # torch's rule is prod/x (inf/inf = nan); gpuad multiplies the others
-    if name == "prod" and _off(broken, "prod_grad_overflow") and np.isin(
-            x, np.array(EDGES[dtype], dtype=dtype)).any():
+        # torch's rule is prod/x (inf/inf = nan) unless the tensor holds a zero anywhere, then
+        # the product of the others in every slice: per slice, gpuad takes prod/x where the
+        # slice has no zero
         name = "sum"
     axis = draw(st.sampled_from([None, -1])) if x.ndim else None
     if name == "log_softmax" and _off(broken, "log_softmax_large") and np.isin(
@@ -886,20 +872,31 @@ def _edge_op(draw, dtype, x, z, broken):
             return f"ad.{name}(x, axis=-1)", lambda v: fa(v, axis=-1), \
                 lambda v: ft(v, dim=-1), 1
     kw = {"ord": draw(st.sampled_from([1, 2, _INF]))} if name == "norm" else {}
-    if _off(broken, "square_overflow") and np.isin(
-            x, np.array(EDGES[dtype], dtype=dtype)).any():
-        if kw.get("ord") == 2:
-            kw["ord"] = 1
-        if name in ("std", "var"):
-            name = "mean"
     if nan and name == "norm":
         kw["ord"] = 2  # ord 1 uses sign (nan in NumPy, 0 in torch); ord inf is max
     if name in ("var", "std"):
         kw["ddof"] = 0
     fa, ft = T.reductions[name]
+    if nan and name in ("max", "min"):
+        ft = partial(_shared_nan, name)
     extra = "".join(f", {k}={v!r}" for k, v in kw.items())
-    return (f"ad.{name}(x, axis={axis}{extra})", lambda v: fa(v, axis=axis, **kw),
-            lambda v: ft(v, axis, False, **kw), 1)
+    run = partial(_reduce_ref, ft, axis, kw)
+    if name in T.scaled:
+        run.alt = partial(_reduce_ref, T.scaled[name], axis, kw)
+    return f"ad.{name}(x, axis={axis}{extra})", lambda v: fa(v, axis=axis, **kw), run, 1
+
+
+def _reduce_ref(ft, axis, kw, v):
+    return ft(v, axis, False, **kw)
+
+
+def _shared_nan(name, v, axis, keepdims):
+    """torch's ``max()``/``min()`` of each slice: the nans of a slice share its gradient (as
+    gpuad, README "Ops"); ``amax`` along a dim gives every element of such a slice nan."""
+    if axis is None or v.ndim == 0:
+        return getattr(v, name)()
+    rows = v.reshape(-1, v.shape[-1])
+    return torch.stack([getattr(r, name)() for r in rows]).reshape(v.shape[:-1])
 
 
 def run_edges(data, broken):
@@ -917,6 +914,8 @@ def run_edges(data, broken):
     # torch in the same dtype, and in float64 rounded to it: gpuad may match either (a rule
     # that rounds more exactly than torch's, 2 * x * g as x * (2 * g), is no bug)
     refs = [_torch_run(ft, args, None), _torch_run(ft, args, "float64")]
+    if hasattr(ft, "alt"):
+        refs.append(_torch_run(ft.alt, args, None))
     ya = both_raise_or_neither(src, lambda: fa(*xa), lambda: _reraise(refs[0]))[0]
     if ya is None:
         return
@@ -960,13 +959,19 @@ def _grad_of(ref, k):
 
 
 def _either(what, a, ts, dtype, scale):
-    """gpuad's ``a`` matches torch's value in ``dtype`` or torch's float64 value rounded."""
-    try:
-        compare(what, a, ts[0], scale)
-    except Mismatch:
-        if dtype == "float64" or not isinstance(ts[1], torch.Tensor):
-            raise
-        compare(what + " (vs torch float64)", a, ts[1].detach().to(ts[0].dtype), scale)
+    """gpuad's ``a`` matches torch's value in ``dtype``, torch's float64 value rounded (for
+    float32 and float16), or the third reference where there is one (``T.scaled``: norms,
+    std and var evaluated without overflow)."""
+    refs = [(what, ts[0])]
+    if dtype != "float64" and isinstance(ts[1], torch.Tensor):
+        refs.append((what + " (vs torch float64)", ts[1].detach().to(ts[0].dtype)))
+    refs += [(what + " (vs torch, scaled)", t) for t in ts[2:]]
+    for k, (label, t) in enumerate(refs):
+        try:
+            return compare(label, a, t, scale)
+        except Mismatch:
+            if k == len(refs) - 1:
+                raise
 
 
 @fuzz(2000)

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - other NumPy versions
 #: They run without NumPy's RuntimeWarnings, as PyTorch and CuPy do; plain arithmetic
 #: (add, multiply, ...) keeps NumPy's warnings for overflow.
 QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh "
-         "logsumexp log_softmax softmax var std fused_cross_entropy").split()
+         "logsumexp log_softmax softmax var std vector_norm fused_cross_entropy").split()
 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
 #: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound

@@ -131,7 +131,10 @@ min = _reduction("min", _extremum_rule, _extremum_jvp, save_out=True)
 
 
 def _centered(x, axis):
-    return x - x.mean(axis=axis, keepdims=True)
+    """x - mean(x), the mean taken of x / s times s (s a constant power of two near max|x|,
+    an exact scaling), so the sum does not overflow: float32 [3e38, 3e38] gives [0, 0]."""
+    s = plain(x._dev._backend.pow2_scale(x._a, axis), x._dev)
+    return x - (x / s).mean(axis=axis, keepdims=True) * s
 
 
 def _dof(shape, axis, ddof):
@@ -182,17 +185,11 @@ _STD = Op("std", (_std_rule,), jvp=_std_jvp, save_out=True)
 
 
 def _spread(method, x, axis, ddof, keepdims):
-    """The backend's var or std; with no degrees of freedom (N - ddof <= 0, an empty tensor
-    included) sum((x - mean)^2) / 0 (inf, or nan where N or the sum is 0, as NumPy and
-    PyTorch) computed by hand, without NumPy's warnings."""
-    backend = x._dev._backend
-    if _dof(x.shape, axis, ddof) > 0:
-        return _wide(getattr(backend, method), x._a, axis=axis, ddof=ddof, keepdims=keepdims)
-    with backend.errstate():
-        a = x._a
-        d = a - backend.sum(a, axis=axis, keepdims=True) / _count(x.shape, axis)
-        out = backend.sum(d * d, axis=axis, keepdims=keepdims) / 0.0
-        return backend.sqrt(out) if method == "std" else out
+    """The backend's var or std: scaled, so the mean and the squares do not overflow; with
+    no degrees of freedom (N - ddof <= 0, an empty tensor included) sum((x - mean)^2) / 0
+    (inf, or nan where N or the sum is 0, as NumPy and PyTorch), without warnings."""
+    return _wide(getattr(x._dev._backend, method), x._a, axis=axis, ddof=ddof,
+                 keepdims=keepdims)
 
 
 def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=None, keepdim=None,
@@ -257,18 +254,30 @@ def _others(x, axis):
     else:
         keep = [i for i in range(x.ndim) if i not in axis]
         xt = transpose(x, keep + list(axis))
-        merged = reshape(xt, tuple(x.shape[i] for i in keep) + (-1,))
+        merged = reshape(xt, tuple(x.shape[i] for i in keep) + (_count(x.shape, axis),))
         others = reshape(_prod_others(merged, len(keep)), xt.shape)
         order = keep + list(axis)
         others = transpose(others, [order.index(i) for i in range(x.ndim)])
     return others
 
 
+def _prod_grad(y, x, axis, keepdims):
+    """d prod/dx_i: prod / x_i in a slice without zeros (PyTorch's form), else the product of
+    the others, 0 wherever another factor is 0 (even where the rest overflows: no 0 * inf),
+    and differentiable again (exact second derivatives with zeros)."""
+    zero = x == 0
+    whole = zero.sum(axis=axis, keepdims=True) == 0
+    return where(whole, _expand(y, x.shape, axis, keepdims) / where(zero, 1, x),
+                 _others(x, axis))
+
+
 prod = _reduction(
     "prod",
-    lambda g, x, axis, keepdims: _expand(g, x.shape, axis, keepdims) * _others(x, axis),
+    lambda g, y, x, axis, keepdims: _expand(g, x.shape, axis, keepdims)
+    * _prod_grad(y, x, axis, keepdims),
     lambda ts, y, x, axis, keepdims:
-    (ts[0] * _others(x, axis)).sum(axis=_last(axis, x.ndim), keepdims=keepdims),
+    (ts[0] * _prod_grad(y, x, axis, keepdims)).sum(axis=_last(axis, x.ndim), keepdims=keepdims),
+    save_out=True,
 )
 
 
@@ -385,15 +394,8 @@ def norm(x, ord=2, axis=None, keepdims=False, *, dim=None, keepdim=None):
     if ord == 1:
         return abs(x).sum(axis=axis, keepdims=keepdims)
     axis = normalize_axis(axis, x.ndim, "norm")
-    out = _wide(_pnorm, x._a, x._dev._backend, ord, axis, keepdims)
+    out = _wide(x._dev._backend.vector_norm, x._a, ord, axis, keepdims)
     return record1(_PNORM, x, out, (x, ord, axis, keepdims))
-
-
-def _pnorm(a, backend, p, axis, keepdims):
-    if p == 2:
-        return backend.sqrt(backend.sum(a * a, axis=axis, keepdims=keepdims))
-    return backend.power(backend.sum(backend.power(backend.abs(a), p), axis=axis,
-                                     keepdims=keepdims), 1.0 / p)
 
 
 _SOFTMAX = Op("softmax", (_fused_rows(0, "softmax", lambda g, y, axis:
