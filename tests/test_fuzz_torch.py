@@ -877,8 +877,6 @@ def _edge_op(draw, dtype, x, z, broken):
     if name in ("var", "std"):
         kw["ddof"] = 0
     fa, ft = T.reductions[name]
-    if nan and name in ("max", "min"):
-        ft = partial(_shared_nan, name)
     extra = "".join(f", {k}={v!r}" for k, v in kw.items())
     run = partial(_reduce_ref, ft, axis, kw)
     if name in T.scaled:
@@ -888,15 +886,6 @@ def _edge_op(draw, dtype, x, z, broken):
 
 def _reduce_ref(ft, axis, kw, v):
     return ft(v, axis, False, **kw)
-
-
-def _shared_nan(name, v, axis, keepdims):
-    """torch's ``max()``/``min()`` of each slice: the nans of a slice share its gradient (as
-    gpuad, README "Ops"); ``amax`` along a dim gives every element of such a slice nan."""
-    if axis is None or v.ndim == 0:
-        return getattr(v, name)()
-    rows = v.reshape(-1, v.shape[-1])
-    return torch.stack([getattr(r, name)() for r in rows]).reshape(v.shape[:-1])
 
 
 def run_edges(data, broken):
