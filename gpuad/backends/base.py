@@ -35,6 +35,13 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+def reduced_size(shape, axis):
+    """How many elements each slice along ``axis`` (None: all, an int or a tuple) holds."""
+    if axis is None:
+        return math.prod(shape)
+    return math.prod(shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
+
+
 class Backend:
     """Array operations for one device kind, implemented with the array module ``xp``."""
 
@@ -226,8 +233,7 @@ class Backend:
         does not overflow. N - ddof <= 0 gives a sum / 0 (inf, or nan where the sum is 0)."""
         xp = self.xp
         x = self._floats(x)
-        n = math.prod(x.shape) if axis is None else math.prod(
-            x.shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
+        n = reduced_size(x.shape, axis)
         s = self.pow2_scale(x, axis)
         xs = x / s
         d = xs - xp.sum(xs, axis=axis, keepdims=True) / n
