@@ -124,6 +124,28 @@ def _t_norm(x, axis, keepdims, ord=2):
     return torch.linalg.vector_norm(x, ord=ord, dim=dims, keepdim=keepdims)
 
 
+def _scaled(fn, degree):
+    """The reduction ``fn(x, axis, keepdims, **kw)``, positively homogeneous of ``degree``
+    (norms and std 1, var 2), evaluated as fn(x / c) c^degree with c a power of two near
+    max|x| per slice (an exact scaling). torch's float64 kernels square x as it is, so there
+    norm([1e300, 1e300]), std([1e154, -1e154]) and var([1e154, -1e154]) are inf and
+    std([1e-300, 0]) is 0; gpuad scales, and the edge-value family accepts this evaluation of
+    the same function too."""
+    def run(x, axis, keepdims, **kw):
+        if x.numel() == 0:
+            return fn(x, axis, keepdims, **kw)
+        dims = _dims(axis, x.ndim)
+        m = x.detach().abs().amax(dim=dims, keepdim=True) if x.ndim else x.detach().abs()
+        m = torch.where(torch.isfinite(m) & (m > 0), m, torch.ones_like(m))
+        c = torch.ldexp(torch.ones_like(m), torch.frexp(m).exponent - 1)
+        out = fn(x / c, axis, keepdims, **kw)
+        c = c if keepdims or not x.ndim else c.squeeze(dims)
+        for _ in range(degree):
+            out = out * c
+        return out
+    return run
+
+
 def _reductions():
     return {
         "sum": (ad.sum, _t_full(torch.sum)),
@@ -145,6 +167,9 @@ class Table:
         self.unary = _unary()
         self.binary = _binary()
         self.reductions = _reductions()
+        #: a second torch evaluation of the reductions that square (see _scaled)
+        self.scaled = {"var": _scaled(_t_var(torch.var), 2), "std": _scaled(_t_var(torch.std), 1),
+                       "norm": _scaled(_t_norm, 1)}
 
 
 # ---- comparison -------------------------------------------------------------------------------

@@ -134,10 +134,11 @@ def test_every_op_has_a_jvp_rule():
     import gpuad.ops.linalg
     import gpuad.ops.reduction
     import gpuad.ops.shape
+    import gpuad.ops.spread
 
     found = []
     for module in (gpuad.ops.elementwise, gpuad.ops.inplace, gpuad.ops.linalg,
-                   gpuad.ops.reduction, gpuad.ops.shape):
+                   gpuad.ops.reduction, gpuad.ops.shape, gpuad.ops.spread):
         for name, op in _ops_of(module):
             found.append(name)
             assert op.jvp is not None, f"{module.__name__}.{name} has no JVP rule"

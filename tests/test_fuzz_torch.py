@@ -52,19 +52,7 @@ T = Table()
 
 # Families with open bugs; each name is left out of the main fuzz while listed. Empty the set
 # as the fixes land (test_known_broken_reproducer then checks each reproducer for real).
-KNOWN_BROKEN = {
-    # the same: prod's rule multiplies the other elements, so d prod([0, 0, 1e300, 1e300])/dx0
-    # is 0 * inf = nan (PyTorch: 0)
-    "prod_grad_overflow",
-    # near section 3 (norms), in the forward value: norm(1e300) and float32
-    # std([0, 0, 3e38]) are inf (an overflowed sum of squares), float32
-    # var([[3e38, 3e38]], axis=-1) is inf (the mean overflows); PyTorch 1e300, 1.41e38, 0
-    "square_overflow",
-    # NEW: prod over several (not all) axes of a tensor with a zero-length axis fails in
-    # backward: prod(zeros((2, 0, 3)), axis=(0, 2)).sum().backward() raises "reshape cannot
-    # turn shape (0, 2, 3) (0 elements) into (0, -1)" (PyTorch: an empty gradient)
-    "empty_prod_axes",
-}
+KNOWN_BROKEN = set()
 
 # Deliberate differences, not compared: gpuad follows NumPy, where sign(nan) is nan (torch:
 # 0), so abs'(nan), norm(ord=1)'(nan) and elu'(nan) are nan too (torch: 0, 0 and 1). Op chains
@@ -256,9 +244,6 @@ def step_reduce(draw, p, i, broken):
     if name == "norm":
         kw["ord"] = draw(st.sampled_from([1, 2, float("inf")]))
     empty_any = 0 in shape
-    if name == "prod" and empty_any and isinstance(axis, tuple) and 1 < len(axis) < len(
-            shape) and _off(broken, "empty_prod_axes"):
-        name, fa, ft = "sum", *T.reductions["sum"]
     if _off(broken, "empty_reductions") and empty_any and name in (
             "max", "min", "logsumexp", "norm"):
         if not (name == "norm" and kw["ord"] != float("inf")) and not (
@@ -875,9 +860,9 @@ def _edge_op(draw, dtype, x, z, broken):
         # test_numerics pins the choice): compared over all elements with torch.max()
         return f"ad.{name}(x)", getattr(ad, name), getattr(torch, name), 1
     if name == "prod" and not np.isfinite(x).all():
-        name = "sum"  # torch's rule is prod/x (inf/inf = nan); gpuad multiplies the others
-    if name == "prod" and _off(broken, "prod_grad_overflow") and np.isin(
-            x, np.array(EDGES[dtype], dtype=dtype)).any():
+        # torch's rule is prod/x (inf/inf = nan) unless the tensor holds a zero anywhere, then
+        # the product of the others in every slice: per slice, gpuad takes prod/x where the
+        # slice has no zero
         name = "sum"
     axis = draw(st.sampled_from([None, -1])) if x.ndim else None
     if name == "log_softmax" and _off(broken, "log_softmax_large") and np.isin(
@@ -892,20 +877,20 @@ def _edge_op(draw, dtype, x, z, broken):
             return f"ad.{name}(x, axis=-1)", lambda v: fa(v, axis=-1), \
                 lambda v: ft(v, dim=-1), 1
     kw = {"ord": draw(st.sampled_from([1, 2, _INF]))} if name == "norm" else {}
-    if _off(broken, "square_overflow") and np.isin(
-            x, np.array(EDGES[dtype], dtype=dtype)).any():
-        if kw.get("ord") == 2:
-            kw["ord"] = 1
-        if name in ("std", "var"):
-            name = "mean"
     if nan and name == "norm":
         kw["ord"] = 2  # ord 1 uses sign (nan in NumPy, 0 in torch); ord inf is max
     if name in ("var", "std"):
         kw["ddof"] = 0
     fa, ft = T.reductions[name]
     extra = "".join(f", {k}={v!r}" for k, v in kw.items())
-    return (f"ad.{name}(x, axis={axis}{extra})", lambda v: fa(v, axis=axis, **kw),
-            lambda v: ft(v, axis, False, **kw), 1)
+    run = partial(_reduce_ref, ft, axis, kw)
+    if name in T.scaled:
+        run.alt = partial(_reduce_ref, T.scaled[name], axis, kw)
+    return f"ad.{name}(x, axis={axis}{extra})", lambda v: fa(v, axis=axis, **kw), run, 1
+
+
+def _reduce_ref(ft, axis, kw, v):
+    return ft(v, axis, False, **kw)
 
 
 def run_edges(data, broken):
@@ -923,6 +908,8 @@ def run_edges(data, broken):
     # torch in the same dtype, and in float64 rounded to it: gpuad may match either (a rule
     # that rounds more exactly than torch's, 2 * x * g as x * (2 * g), is no bug)
     refs = [_torch_run(ft, args, None), _torch_run(ft, args, "float64")]
+    if hasattr(ft, "alt"):
+        refs.append(_torch_run(ft.alt, args, None))
     ya = both_raise_or_neither(src, lambda: fa(*xa), lambda: _reraise(refs[0]))[0]
     if ya is None:
         return
@@ -966,13 +953,19 @@ def _grad_of(ref, k):
 
 
 def _either(what, a, ts, dtype, scale):
-    """gpuad's ``a`` matches torch's value in ``dtype`` or torch's float64 value rounded."""
-    try:
-        compare(what, a, ts[0], scale)
-    except Mismatch:
-        if dtype == "float64" or not isinstance(ts[1], torch.Tensor):
-            raise
-        compare(what + " (vs torch float64)", a, ts[1].detach().to(ts[0].dtype), scale)
+    """gpuad's ``a`` matches torch's value in ``dtype``, torch's float64 value rounded (for
+    float32 and float16), or the third reference where there is one (``T.scaled``: norms,
+    std and var evaluated without overflow)."""
+    refs = [(what, ts[0])]
+    if dtype != "float64" and isinstance(ts[1], torch.Tensor):
+        refs.append((what + " (vs torch float64)", ts[1].detach().to(ts[0].dtype)))
+    refs += [(what + " (vs torch, scaled)", t) for t in ts[2:]]
+    for k, (label, t) in enumerate(refs):
+        try:
+            return compare(label, a, t, scale)
+        except Mismatch:
+            if k == len(refs) - 1:
+                raise
 
 
 @fuzz(2000)

@@ -5,6 +5,8 @@ max/min/norm(inf), tensordot/dot), and nan inputs getting the gradient PyTorch g
 (relu, elu, maximum/minimum, max/min reductions). Each against analytic values or PyTorch
 (float64), in reverse mode (plain and create_graph, which take different CPU paths), in
 forward mode, and through the CUDA backend's code (tests/fake_cupy.py)."""
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -563,3 +565,143 @@ def test_gelu_erf_gradient_against_the_formula_and_torch(dtype, device, monkeypa
     torch.nn.functional.gelu(t).sum().backward()
     _same(g.astype(np.float64), t.grad.numpy().astype(np.float64), **tol)
     assert np.isnan(g[:2]).all() and g[2:4].tolist() == [1.0, 0.0]
+
+
+# ---- prod: empty axes, and zeros next to overflowing factors --------------------------------
+
+def _torch_prod(t, axes):
+    for a in sorted(axes, reverse=True):
+        t = t.prod(dim=a)
+    return t
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 3), (0, 2), (3, 0), (0, 0, 2), (1, 2, 0, 2)])
+def test_prod_over_every_axis_combination_of_an_empty_tensor_matches_torch(shape):
+    # the reproducer: prod over (0, 2) of a (2, 0, 3) tensor raised in backward ("reshape
+    # cannot turn shape (0, 2, 3) (0 elements) into (0, -1)"); PyTorch: an empty gradient
+    axes_sets = [c for k in range(1, len(shape) + 1)
+                 for c in itertools.combinations(range(len(shape)), k)]
+    for axes in axes_sets:
+        ours = functools.partial(ad.prod, axis=axes)
+        out, (g,) = _grads(ours, [np.zeros(shape)])
+        want, (wg,) = _torch_grads(functools.partial(_torch_prod, axes=axes), [np.zeros(shape)])
+        _same(out, want)
+        _same(g, wg)
+        _, (g2,) = _grads(ours, [np.zeros(shape)], create_graph=True)
+        _same(g2, wg)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("values", [[0.0, 0.0, 1e300, 1e300], [1e300, 1e300, 0.0, 0.0],
+                                    [0.0, 1e300, 1e300, 0.0], [1e300, 0.0, 1e300, 0.0],
+                                    [0.0, 1e300, 1e300], [2.0, 1e300, 1e300],
+                                    [0.0, 0.0, 0.0, 3.0], [2.0, 0.0, 3.0, 0.5]])
+def test_prod_gradient_with_zeros_and_huge_factors_matches_torch(values, device, monkeypatch):
+    # 0 * inf: the product of the others at the first zero of [0, 0, 1e300, 1e300] was
+    # 0 * (1e300 * 1e300) = nan; with another zero among them it is 0 (PyTorch: 0)
+    # (the products overflow: NumPy's warnings, as for multiply, are expected here)
+    with installed(monkeypatch), np.errstate(over="ignore", invalid="ignore"):
+        for create_graph in (False, True):
+            out, (g,) = _grads(ad.prod, [values], create_graph=create_graph, device=device)
+            want, (wg,) = _torch_grads(lambda t: t.prod(), [values])
+            _same(out, want)
+            _same(g, wg)
+        _, tangent = ad.jvp(ad.prod, ad.tensor(values, dtype=ad.float64, device=device),
+                            ad.tensor(np.ones(len(values)), dtype=ad.float64, device=device))
+    _same(tangent.numpy(), np.sum(wg))
+
+
+@np.errstate(over="ignore", invalid="ignore")
+def test_prod_products_of_others_are_zero_next_to_a_zero_but_nan_carries():
+    x = ad.tensor([[0.0, 0.0, 1e300, 1e300], [0.0, NAN, 1e300, 1e300]], dtype=ad.float64,
+                  requires_grad=True)
+    ad.prod(x, axis=1).sum().backward()
+    # (the nan's own derivative is 0 * 1e300 * 1e300 = 0: no nan among the others)
+    _same(x.grad.numpy(), [[0, 0, 0, 0], [NAN, 0, NAN, NAN]])
+    # second derivatives stay exact with two zeros: d2/dx0 dx1 prod([0, 0, 3]) = 3
+    x = ad.tensor([0.0, 0.0, 3.0], requires_grad=True)
+    (g,) = ad.grad(ad.prod(x), x, create_graph=True)
+    hess = np.stack([ad.grad(g[i], x, retain_graph=True)[0].numpy() for i in range(3)])
+    _same(hess, [[0, 3, 0], [3, 0, 0], [0, 0, 0]])
+
+
+# ---- sums of squares: norm, std and var without overflow --------------------------------------
+
+def _torch_scaled(fn, x, c):
+    """fn (homogeneous of degree 1) in PyTorch, on x / c, times c: the value without its
+    overflow (PyTorch's own float64 norm([1e300, 1e300]) is inf)."""
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(np.asarray(x) / c, requires_grad=True)
+    out = fn(t)
+    (g,) = torch.autograd.grad(out.sum(), t)
+    return out.detach().numpy() * c, g.numpy()
+
+
+ORDS = [1, 2, 3, 0.5, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("ord", ORDS)
+@pytest.mark.parametrize("dtype, scale", [(ad.float64, 1e300), (ad.float64, 1e200),
+                                          (ad.float64, 1e-200), (ad.float64, 1.0),
+                                          (ad.float32, 1e36), (ad.float32, 1e-30),
+                                          (ad.float32, 1.0)])
+def test_pnorm_of_huge_and_tiny_values_matches_torch(ord, dtype, scale, device, monkeypatch):
+    torch = pytest.importorskip("torch")
+    base = np.array([[0.5, -2.0, 1.5], [1.0, 1.0, -1.0]])
+    x = (base * scale).astype(np.dtype(dtype.name))
+    want, wg = _torch_scaled(lambda t: torch.linalg.vector_norm(t, ord, dim=1),
+                             x.astype(np.float64), scale)
+    with installed(monkeypatch):
+        out, (g,) = _grads(lambda t: ad.norm(t, ord, axis=1), [x], dtype, device=device)
+    rtol = 1e-12 if dtype == ad.float64 else 1e-5
+    _same(out.astype(np.float64), want, rtol=rtol)
+    _same(g.astype(np.float64), wg, rtol=rtol)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_square_overflow_reproducers(device, monkeypatch):
+    # norm(1e300) was inf (PyTorch 1e300), float32 std([0, 0, 3e38]) inf (PyTorch 1.41e38),
+    # float32 var([[3e38, 3e38]], axis=-1) inf (the mean overflowed; PyTorch 0)
+    with installed(monkeypatch):
+        out, (g,) = _grads(ad.norm, [1e300], device=device)
+        _same(out, 1e300)
+        _same(g, 1.0)
+        z = ad.tensor([0.0, 0.0, 3e38], dtype=ad.float32, device=device)
+        _same(ad.std(z).numpy().astype(np.float64), math.sqrt(2) * 1e38, rtol=1e-6)
+        out, (g,) = _grads(lambda t: ad.var(t, axis=-1), [[[3e38, 3e38]]], ad.float32,
+                           device=device)
+        _same(out, [0.0])
+        _same(g, [[0.0, 0.0]])  # (the rule's mean overflowed too: -inf)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("dtype, values", [
+    (ad.float64, [1e154, -1e154, 3e153]), (ad.float64, [1e-300, 0.0, -2e-300]),
+    (ad.float32, [2e38, -1e38, 5e37]), (ad.float32, [1e-30, 0.0, 3e-30]),
+    (ad.float16, [30000.0, -20000.0, 10000.0]),
+    (ad.float16, [1e-4, -2e-4, 0.0]),
+    (ad.float64, [0.5, -2.0, 1.5])])
+@pytest.mark.parametrize("op", ["var", "std", "norm"])
+def test_spread_and_norm_without_overflow_match_torch(op, dtype, values, device, monkeypatch):
+    # against PyTorch in float64 on exactly rescaled values (std, norm: degree 1; var: 2)
+    torch = pytest.importorskip("torch")
+    x = np.array(values, dtype=np.dtype(dtype.name))
+    c = float(2.0 ** np.frexp(np.abs(x.astype(np.float64)).max())[1])
+    fns = {"var": (lambda t: t.var(), lambda t: t.var(correction=0)),
+           "std": (lambda t: t.std(), lambda t: t.std(correction=0)),
+           "norm": (ad.norm, torch.linalg.vector_norm)}
+    ours, theirs = fns[op]
+    want, wg = _torch_scaled(theirs, x.astype(np.float64), c)
+    if op == "var":  # var(x) = c^2 var(x / c); its gradient c var'(x / c)
+        want, wg = want * c, wg * c
+    with np.errstate(over="ignore"):  # (var: c^2 var(x / c) may overflow; so does gpuad's)
+        want, wg = want.astype(x.dtype), wg.astype(x.dtype)
+    # (var's value overflows where std's does not, and float16 results are cast from float32:
+    # NumPy's warnings for those, as for any cast, are expected)
+    with installed(monkeypatch), np.errstate(all="ignore"):
+        out, (g,) = _grads(ours, [x], dtype, device=device)
+        assert out.dtype == x.dtype
+    rtol = {ad.float64: 1e-12, ad.float32: 1e-6, ad.float16: 2e-3}[dtype]
+    _same(out.astype(np.float64), want.astype(np.float64), rtol=rtol)
+    _same(g.astype(np.float64), wg.astype(np.float64), rtol=rtol, atol=1e-30)

@@ -13,12 +13,12 @@ UFUNCS = (
     "negative abs exp expm1 log log1p sqrt square sin cos tan tanh sinh cosh arctan "
     "sign floor ceil rint add subtract multiply true_divide power maximum minimum where "
     "equal not_equal less less_equal greater greater_equal logical_not logical_and logical_or "
-    "logical_xor isnan isinf isfinite matmul"
+    "logical_xor isnan isinf isfinite matmul frexp ldexp"
 ).split()
 
 # Bound directly from the array module: reductions, shape and linear-algebra functions.
 FUNCTIONS = (
-    "sum mean var std max min prod any all argmax argmin reshape transpose broadcast_to "
+    "sum mean max min prod any all argmax argmin reshape transpose broadcast_to "
     "concatenate stack flip pad einsum zeros ones full empty zeros_like arange linspace eye "
     "nonzero"
 ).split()
@@ -26,13 +26,20 @@ FUNCTIONS = (
 # Methods written below that do array work (a device backend runs them on its device).
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
-    "log_softmax prod_others getitem index_add setitem clip rsqrt silu leaky_relu elu "
-    "check_indices all_finite"
+    "log_softmax prod_others pow2_scale var std vector_norm getitem index_add setitem clip "
+    "rsqrt silu leaky_relu elu check_indices all_finite"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def reduced_size(shape, axis):
+    """How many elements each slice along ``axis`` (None: all, an int or a tuple) holds."""
+    if axis is None:
+        return math.prod(shape)
+    return math.prod(shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
 
 
 class Backend:
@@ -192,7 +199,10 @@ class Backend:
     def prod_others(self, x, axis):
         """For each element, the product of the other elements along ``axis`` (exact with 0s).
 
-        Built from exclusive prefix and suffix products, so no division is involved.
+        Built from exclusive prefix and suffix products, so no division is involved. Where
+        the others hold a 0 and are all finite, the product is 0 even if a partial product
+        overflowed (the 0 * inf of [0, 0, 1e300, 1e300]: its products of others are all 0);
+        a nan or inf among them still gives 0 * inf = nan.
         """
         xp = self.xp
         n = x.shape[axis]
@@ -201,7 +211,71 @@ class Backend:
         left = xp.concatenate([ones, xp.cumprod(x[lead + (slice(0, n - 1),)], axis=axis)], axis)
         tail = xp.flip(x[lead + (slice(1, n),)], axis)
         right = xp.flip(xp.concatenate([ones, xp.cumprod(tail, axis=axis)], axis), axis)
-        return left * right
+        return xp.where(self._among_others(x == 0, axis) & ~self._among_others(
+            ~xp.isfinite(x), axis), 0, left * right)
+
+    def _among_others(self, flag, axis):
+        """Whether ``flag`` holds at some other element along ``axis``."""
+        return self.xp.sum(flag, axis=axis, keepdims=True) - flag > 0
+
+    # ---- sums of squares and powers, scaled (no overflow or underflow on the way) --------------
+    def pow2_scale(self, x, axis, smallest=False):
+        """Per slice along ``axis`` (kept), a power of two s with s <= m < 2 s for m = max|x|
+        (min|x| with ``smallest``): x / s is then exact and at most 2 in size. 1/2 where m is
+        0, 1 where it is inf or nan (whose sums carry them anyway), 1 for an empty ``x``."""
+        xp = self.xp
+        if x.size == 0:  # (no max of nothing: the sums are empty too)
+            return xp.ones_like(xp.sum(x, axis=axis, keepdims=True))
+        m = (xp.min if smallest else xp.max)(xp.abs(x), axis=axis, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 1)
+        return xp.ldexp(xp.ones_like(m), xp.frexp(m)[1] - 1)
+
+    def _floats(self, x):
+        return x if x.dtype.kind == "f" else x.astype(self.xp.float64)
+
+    def _spread(self, x, axis, ddof, keepdims):
+        """(sum((x/s - mean(x/s))^2) / max(N - ddof, 0), s) with s from :meth:`pow2_scale`
+        (squeezed unless ``keepdims``): the mean and the squares of x / s cannot overflow,
+        and scaling by a power of two is exact, so var = (v s) s is NumPy's value where that
+        does not overflow. N - ddof <= 0 gives a sum / 0 (inf, or nan where the sum is 0)."""
+        xp = self.xp
+        x = self._floats(x)
+        n = reduced_size(x.shape, axis)
+        s = self.pow2_scale(x, axis)
+        xs = x / s
+        d = xs - xp.sum(xs, axis=axis, keepdims=True) / n
+        v = xp.sum(d * d, axis=axis, keepdims=keepdims) / max(n - ddof, 0)
+        return v, s if keepdims else xp.squeeze(s, axis=axis)
+
+    def var(self, x, axis=None, ddof=0, keepdims=False):
+        """sum((x - mean)^2) / (N - ddof), computed scaled (:meth:`_spread`)."""
+        if x.dtype.kind == "c":  # (|x - mean|^2: NumPy's own)
+            return self.xp.var(x, axis=axis, ddof=ddof, keepdims=keepdims)
+        v, s = self._spread(x, axis, ddof, keepdims)
+        return v * s * s
+
+    def std(self, x, axis=None, ddof=0, keepdims=False):
+        """sqrt(var), computed scaled (:meth:`_spread`): finite wherever the result is."""
+        if x.dtype.kind == "c":
+            return self.xp.std(x, axis=axis, ddof=ddof, keepdims=keepdims)
+        v, s = self._spread(x, axis, ddof, keepdims)
+        return self.xp.sqrt(v) * s
+
+    def vector_norm(self, x, p, axis, keepdims):
+        """(sum |x|^p)^(1/p) along ``axis`` for p != 0, inf: s (sum |x/s|^p)^(1/p) with s a
+        power of two near max|x| (min|x| for p < 0, so |x/s|^p <= 1 either way), so neither
+        the powers nor their sum overflow or underflow; for p = 2, bit for bit the plain
+        formula wherever that is finite and nonzero (scaling by 2^k is exact)."""
+        xp = self.xp
+        x = self._floats(x)
+        s = self.pow2_scale(x, axis, smallest=p < 0)
+        r = x / s
+        if p == 2:
+            out = xp.sqrt(xp.sum(r * r, axis=axis, keepdims=keepdims))
+        else:
+            out = self.power(xp.sum(self.power(xp.abs(r), p), axis=axis, keepdims=keepdims),
+                             1.0 / p)
+        return out * (s if keepdims else xp.squeeze(s, axis=axis))
 
     # ---- indexing -------------------------------------------------------------------------
     def getitem(self, a, index):

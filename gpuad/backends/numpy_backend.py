@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from . import cpu_parallel
-from .base import Backend
+from .base import Backend, reduced_size
 
 try:  # SciPy's erf is fast and exact; without SciPy, math.erf is applied per element.
     from scipy.special import erf as _scipy_erf
@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - other NumPy versions
 #: They run without NumPy's RuntimeWarnings, as PyTorch and CuPy do; plain arithmetic
 #: (add, multiply, ...) keeps NumPy's warnings for overflow.
 QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh "
-         "logsumexp log_softmax softmax var std fused_cross_entropy").split()
+         "logsumexp log_softmax softmax var std vector_norm fused_cross_entropy").split()
 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
 #: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound
@@ -108,6 +108,25 @@ def _sum(a, axis=None, keepdims=False, dtype=None):
 
 _CUBED = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: per float dtype, the smallest sum of squares that is computed as exactly as a scaled one
+#: (its largest term is far from the subnormals): tiny / eps
+_SAFE_LOW = {np.dtype(t): np.finfo(t).tiny / np.finfo(t).eps
+             for t in (np.float16, np.float32, np.float64)}
+
+
+def _plain_var(x, axis, ddof, keepdims):
+    """NumPy's var; None (to the scaled form) with no degrees of freedom, where NumPy warns."""
+    if reduced_size(x.shape, axis) - ddof <= 0:
+        return None
+    return np.var(x, axis=axis, ddof=ddof, keepdims=keepdims)
+
+
+def _safe(total):
+    """Whether every sum of squares (or powers) in ``total`` is finite and at least
+    ``_SAFE_LOW``; zeros fail too (all-zero slices, and those whose squares underflowed)."""
+    low = None if total is None else _SAFE_LOW.get(total.dtype)
+    return low is not None and bool(_ALL((total >= low) & (total < np.inf), axis=None))
+
 
 class NumpyBackend(Backend):
     name = "numpy"
@@ -177,6 +196,27 @@ class NumpyBackend(Backend):
             loss[ignored] = 0
             e[ignored] = 0
         return loss.astype(logits.dtype, copy=False), e
+
+    # ---- var, std, norms: the plain formulas where they are safe ------------------------------
+    def vector_norm(self, x, p, axis, keepdims):
+        """(sum |x|^p)^(1/p) as it is where the sum is safely inside the float range (the
+        usual case, at the cost of one test of the small result), else the base's scaled form
+        (for p = 2 the same bits where both are finite)."""
+        x = self._floats(x)
+        total = _sum(x * x if p == 2 else self.power(np.abs(x), p), axis=axis, keepdims=keepdims)
+        if _safe(total):
+            return np.sqrt(total) if p == 2 else self.power(total, 1.0 / p)
+        return super().vector_norm(x, p, axis, keepdims)
+
+    def var(self, x, axis=None, ddof=0, keepdims=False):
+        """NumPy's var where it is safely inside the float range, else the base's scaled form
+        (where the mean or the squares overflow, or the squares underflow)."""
+        out = _plain_var(x, axis, ddof, keepdims)
+        return out if _safe(out) else super().var(x, axis, ddof, keepdims)
+
+    def std(self, x, axis=None, ddof=0, keepdims=False):
+        out = _plain_var(x, axis, ddof, keepdims)
+        return np.sqrt(out) if _safe(out) else super().std(x, axis, ddof, keepdims)
 
     def to_numpy(self, a):
         return np.array(a, copy=True)
