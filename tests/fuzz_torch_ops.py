@@ -100,6 +100,35 @@ def _t_full(fn):
     return run
 
 
+def _t_extremum(fn):
+    """torch's amax/amin, with its gradient a select: where(x == y, g / count, 0). torch's own
+    rule multiplies g by the mask, so an inf or nan g gives the other elements nan; gpuad
+    selects there, as relu and torch's own clamp do (README: deliberate differences)."""
+    class Select(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, dims, keepdim):
+            y = fn(x, dim=dims, keepdim=keepdim)
+            ctx.save_for_backward(x, y)
+            ctx.dims, ctx.keepdim = dims, keepdim
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            if not ctx.keepdim:
+                for d in sorted(ctx.dims):
+                    y, g = y.unsqueeze(d), g.unsqueeze(d)
+            hit = x == y
+            count = hit.sum(ctx.dims, keepdim=True).to(g.dtype)
+            return torch.where(hit, g / count, torch.zeros_like(x)), None, None
+
+    def run(x, axis, keepdims):
+        if x.ndim == 0:
+            return Select.apply(x.reshape(1), (0,), True).reshape(())
+        return Select.apply(x, _dims(axis, x.ndim), keepdims)
+    return run
+
+
 def _t_prod(x, axis, keepdims):
     dims = _dims(axis, x.ndim)
     if x.ndim == 0 or axis is None:
@@ -150,8 +179,8 @@ def _reductions():
     return {
         "sum": (ad.sum, _t_full(torch.sum)),
         "mean": (ad.mean, _t_full(torch.mean)),
-        "max": (ad.max, _t_full(torch.amax)),
-        "min": (ad.min, _t_full(torch.amin)),
+        "max": (ad.max, _t_extremum(torch.amax)),
+        "min": (ad.min, _t_extremum(torch.amin)),
         "prod": (ad.prod, _t_prod),
         "logsumexp": (ad.logsumexp, _t_full(torch.logsumexp)),
         "var": (ad.var, _t_var(torch.var)),

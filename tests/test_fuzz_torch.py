@@ -15,9 +15,8 @@ Four families, each a hypothesis test with a fixed, derandomized example count:
   every op's forward and backward.
 
 Where torch raises, gpuad must raise too (and the reverse). Every failure prints the program
-as plain gpuad code. ``KNOWN_BROKEN`` names the feature families with open bugs (issue 15,
-sections 1-3, and those this fuzz found): the main tests leave them out, and
-``test_known_broken_reproducer`` runs each family's reproducer, xfail while it is listed.
+as plain gpuad code. ``PINNED`` keeps one reproducer for each family of bugs this fuzz or
+issue 15 found (sections 1-3), run against PyTorch by ``test_pinned_reproducer``.
 ``PIECEWISE`` notes the deliberate differences (NumPy's sign(nan) = nan).
 ``GPUAD_FUZZ_EXAMPLES=<n>`` multiplies the example counts for a long local run; the default
 run takes about 15 s on 2 cores.
@@ -50,10 +49,6 @@ pytestmark = pytest.mark.usefixtures("cpu_default")
 use_torch(torch)
 T = Table()
 
-# Families with open bugs; each name is left out of the main fuzz while listed. Empty the set
-# as the fixes land (test_known_broken_reproducer then checks each reproducer for real).
-KNOWN_BROKEN = set()
-
 # Deliberate differences, not compared: gpuad follows NumPy, where sign(nan) is nan (torch:
 # 0), so abs'(nan), norm(ord=1)'(nan) and elu'(nan) are nan too (torch: 0, 0 and 1). Op chains
 # keep nan away from these piecewise ops; test_edge_values covers them without nan.
@@ -71,11 +66,6 @@ def fuzz(n):
                     print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
-
-
-def _off(broken, name):
-    """Whether the family ``name`` is left out (listed in ``broken``, KNOWN_BROKEN)."""
-    return name in broken
 
 
 # ---- lockstep values ----------------------------------------------------------------------------
@@ -159,13 +149,6 @@ def _axis(draw, ndim, many=True):
     return tuple(axes)
 
 
-def _reduced_empty(shape, axis):
-    if axis is None:
-        return int(np.prod(shape)) == 0
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    return any(shape[a] == 0 for a in axes)
-
-
 def _nan(p, *idx):
     return any(bool(torch.isnan(p.vals[i][1]).any()) for i in idx)
 
@@ -175,7 +158,7 @@ def _negative_zero(p, i):
     return bool(((v == 0) & torch.signbit(v)).any())
 
 
-def step_unary(draw, p, i, broken):
+def step_unary(draw, p, i):
     name = draw(st.sampled_from(sorted(T.unary)))
     if name in PIECEWISE and _nan(p, i):
         name = "neg"
@@ -189,10 +172,8 @@ def step_unary(draw, p, i, broken):
 _OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
 
 
-def step_binary(draw, p, i, rng, broken):
+def step_binary(draw, p, i, rng):
     names = sorted(T.binary)
-    if _off(broken, "div_grad_overflow") and p.dtype == "float16":
-        names.remove("div")
     name = draw(st.sampled_from(names))
     fa, ft = T.binary[name]
     a = p.vals[i][0]
@@ -224,7 +205,7 @@ def step_binary(draw, p, i, rng, broken):
     return p.apply(f"ad.{name}({{}}, {{}})", fa, ft, i, j)
 
 
-def step_reduce(draw, p, i, broken):
+def step_reduce(draw, p, i):
     name = draw(st.sampled_from(sorted(T.reductions)))
     if name in PIECEWISE and _nan(p, i):
         name = "sum"
@@ -235,34 +216,19 @@ def step_reduce(draw, p, i, broken):
     kw = {}
     if name in ("var", "std"):
         kw["ddof"] = draw(st.sampled_from([0, 1]))
-        n = int(np.prod([shape[a] for a in range(len(shape))] if axis is None else
-                        [shape[a] for a in (axis if isinstance(axis, tuple) else (axis,))]))
-        if name == "var" and n - kw["ddof"] <= 0 and _off(broken, "var_zero_dof"):
-            kw["ddof"] = 0
-            if n == 0:
-                name, fa, ft = "sum", *T.reductions["sum"]
     if name == "norm":
         kw["ord"] = draw(st.sampled_from([1, 2, float("inf")]))
-    empty_any = 0 in shape
-    if _off(broken, "empty_reductions") and empty_any and name in (
-            "max", "min", "logsumexp", "norm"):
-        if not (name == "norm" and kw["ord"] != float("inf")) and not (
-                name == "logsumexp" and not _reduced_empty(shape, axis)):
-            name, fa, ft = "sum", *T.reductions["sum"]
-            kw = {}
     extra = "".join(f", {k}={v!r}" for k, v in kw.items())
     return p.apply(f"ad.{name}({{}}, axis={axis!r}, keepdims={keep}{extra})",
                    lambda x: fa(x, axis=axis, keepdims=keep, **kw),
                    lambda x: ft(x, axis, keep, **kw), i)
 
 
-def step_softmax(draw, p, i, broken):
+def step_softmax(draw, p, i):
     shape = p.vals[i][0].shape
     if not shape:
         return None
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    if _off(broken, "empty_reductions") and shape[axis] == 0:
-        return None
     log = draw(st.booleans())
     fa = ad.log_softmax if log else ad.softmax
     ft = torch.log_softmax if log else torch.softmax
@@ -341,13 +307,10 @@ def step_shape(draw, p, i, rng):
     return None
 
 
-def step_linalg(draw, p, i, rng, broken):
+def step_linalg(draw, p, i, rng):
     shape = p.vals[i][0].shape
     nd = len(shape)
     kind = draw(st.sampled_from(["matmul", "rmatmul", "tensordot", "einsum", "outer"]))
-    if _off(broken, "empty_reductions") and nd and shape[-1] == 0 and kind in (
-            "tensordot", "matmul", "rmatmul", "einsum"):
-        return None
     k = draw(st.integers(0, 3))
     if kind == "matmul" and nd:
         other = (shape[-1], k) if draw(st.booleans()) else (shape[-1],)
@@ -379,7 +342,7 @@ def step_linalg(draw, p, i, rng, broken):
     return None
 
 
-def run_chain(data, broken, steps=5):
+def run_chain(data, steps=5):
     """Draw and run one random program of family (a); compare every gradient."""
     draw = data.draw
     dtype = draw(st.sampled_from(["float64", "float64", "float32"]))
@@ -391,17 +354,17 @@ def run_chain(data, broken, steps=5):
         kind = draw(st.sampled_from(["unary", "unary", "binary", "binary", "reduce",
                                      "softmax", "shape", "shape", "linalg"]))
         if kind == "unary":
-            step_unary(draw, p, i, broken)
+            step_unary(draw, p, i)
         elif kind == "binary":
-            step_binary(draw, p, i, rng, broken)
+            step_binary(draw, p, i, rng)
         elif kind == "reduce":
-            step_reduce(draw, p, i, broken)
+            step_reduce(draw, p, i)
         elif kind == "softmax":
-            step_softmax(draw, p, i, broken)
+            step_softmax(draw, p, i)
         elif kind == "shape":
             step_shape(draw, p, i, rng)
         else:
-            step_linalg(draw, p, i, rng, broken)
+            step_linalg(draw, p, i, rng)
     check_gradients(draw, p, rng)
 
 
@@ -482,12 +445,12 @@ def check_gradients(draw, p, rng):
 def test_op_chains(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_chain(data, KNOWN_BROKEN)
+        run_chain(data)
 
 
 # ---- family (b): in-place ops through views -----------------------------------------------------
 
-def _view_step(draw, va, vt, broken):
+def _view_step(draw, va, vt):
     """One view op for the views ``va`` (gpuad) and ``vt`` (torch): (gpuad source suffix,
     function) or None. Reshape only where both are contiguous (a view in both then)."""
     shape = tuple(va.shape)
@@ -495,7 +458,7 @@ def _view_step(draw, va, vt, broken):
     kinds = ["slice", "row", "T", "swap"]
     if va.array.flags.c_contiguous and vt.is_contiguous() and va.size:
         kinds.append("reshape")
-    if nd >= 1 and all(shape) and not _off(broken, "element_view"):
+    if nd >= 1 and all(shape):
         kinds += ["element", "element_chain"]
     kind = draw(st.sampled_from(kinds))
     if nd == 0:
@@ -536,7 +499,7 @@ _INPLACE = ["add_", "sub_", "mul_", "div_", "pow_", "fill_", "zero_", "copy_", "
             "iadd"]
 
 
-def _inplace_step(draw, rng, dtype, shape, operand_leaves, broken):
+def _inplace_step(draw, rng, dtype, shape, operand_leaves):
     """Draw one in-place op for a view of ``shape``: (gpuad source with the view as ``v``,
     function of the gpuad view, function of the torch view)."""
     op = draw(st.sampled_from(_INPLACE))
@@ -547,7 +510,7 @@ def _inplace_step(draw, rng, dtype, shape, operand_leaves, broken):
     if (draw(st.booleans()) or op == "copy_") and op != "pow_":
         part = shape[len(shape) - draw(st.integers(0, len(shape))):]
         w = rng.uniform(0.5, 2.0, part).astype(dtype)
-        rg = draw(st.booleans()) or op == "copy_" and _off(broken, "copy_disconnects")
+        rg = draw(st.booleans())
         name = f"u{len(operand_leaves)}"
         ua = ad.tensor(w.copy(), requires_grad=rg)
         ut = torch.tensor(w.copy(), requires_grad=rg)
@@ -577,7 +540,7 @@ def _inplace_step(draw, rng, dtype, shape, operand_leaves, broken):
             lambda v: getattr(v, op)(ot()))
 
 
-def run_inplace(data, broken):
+def run_inplace(data):
     draw = data.draw
     dtype = draw(st.sampled_from(["float64", "float32"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -599,14 +562,12 @@ def run_inplace(data, broken):
     for _ in range(draw(st.integers(1, 4))):
         va, vt, src = ya, yt, "y"
         for _ in range(draw(st.integers(0, 3))):
-            step = _view_step(draw, va, vt, broken)
+            step = _view_step(draw, va, vt)
             if step is None:
                 continue
             suffix, fn = step
             va, vt, src = fn(va), fn(vt), src + suffix
         lines.append(f"v = {src}")
-        if va.size == 0 and _off(broken, "empty_view_inplace"):
-            continue
         if draw(st.booleans()) and not off:
             kind = draw(st.sampled_from(["square", "exp", "double"]))
             fa = {"square": ad.square, "exp": ad.exp, "double": lambda v: v * 2}[kind]
@@ -614,7 +575,7 @@ def run_inplace(data, broken):
             saved.append((fa(va), ft(vt), f"s{len(saved)}"))
             lines.append(f"s{len(saved) - 1} = {kind}(v)")
         note("\n".join(lines))
-        src, fa, ft = _inplace_step(draw, rng, dtype, tuple(va.shape), operands, broken)
+        src, fa, ft = _inplace_step(draw, rng, dtype, tuple(va.shape), operands)
         lines.append(src if not off else "with ad.no_grad(): " + src)
         note("\n".join(lines))
         with ad.no_grad() if off else contextlib.nullcontext(), \
@@ -634,9 +595,6 @@ def run_inplace(data, broken):
     if ok[0] is None:
         return
     for ua, ut, name in [(xa, xt, "x")] + operands:
-        if ua.grad is None and _off(broken, "copy_disconnects") and ut.grad is not None \
-                and not ut.grad.any():
-            continue  # overwritten by copy_: gpuad None, torch zeros
         compare(f"{name}.grad", ua.grad, ut.grad, 10)
 
 
@@ -645,7 +603,7 @@ def run_inplace(data, broken):
 def test_inplace_through_views(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_inplace(data, KNOWN_BROKEN)
+        run_inplace(data)
 
 
 # ---- family (c): create_graph mixes -------------------------------------------------------------
@@ -715,7 +673,7 @@ def _grad_pass(lines, rng, la, lt, ya, yt, cg):
     return True
 
 
-def run_create_graph(data, broken):
+def run_create_graph(data):
     draw = data.draw
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     shape = tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=2)))
@@ -750,8 +708,6 @@ def run_create_graph(data, broken):
                 ht.retain_grad()
         kind = draw(st.sampled_from(["backward", "seed", "grad", "inputs"]))
         cg = draw(st.booleans())
-        if cg and kind != "grad" and _off(broken, "create_graph_shared_grad"):
-            cg = False
         if kind == "grad":
             if not _grad_pass(lines, rng, la, lt, ya, yt, cg):
                 return
@@ -795,7 +751,7 @@ def run_create_graph(data, broken):
 def test_create_graph_mixes(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_create_graph(data, KNOWN_BROKEN)
+        run_create_graph(data)
 
 
 # ---- family (d): edge values ---------------------------------------------------------------------
@@ -821,10 +777,9 @@ def _edge_array(draw, dtype, shape):
         return np.array(vals, dtype=dtype).reshape(shape)
 
 
-def _edge_op(draw, dtype, x, z, broken):
+def _edge_op(draw, dtype, x, z):
     """Draw one op for the edge-value family: (source, gpuad fn, torch fn, n_inputs)."""
     nan = bool(np.isnan(x).any())
-    nan2 = nan or bool(np.isnan(z).any())
     kind = draw(st.sampled_from(["unary", "unary", "binary", "reduce"]))
     if kind == "unary":
         names = sorted(T.unary)
@@ -841,20 +796,10 @@ def _edge_op(draw, dtype, x, z, broken):
         return f"ad.{name}(x)", fa, ft, 1
     if kind == "binary":
         names = sorted(T.binary)
-        if nan2:
-            names = [n for n in names if n not in PIECEWISE or not _off(broken, "nan_grads")]
-        if _off(broken, "div_grad_overflow"):
-            names.remove("div")
-        extreme = np.isin(np.concatenate([x.ravel(), z.ravel()]),
-                          np.array(EDGES[dtype], dtype=dtype)).any()
-        if _off(broken, "pow_grad_overflow") and extreme:
-            names.remove("pow")
         name = draw(st.sampled_from(names))
         fa, ft = T.binary[name]
         return f"ad.{name}(x, z)", fa, ft, 2
     name = draw(st.sampled_from(_REDUCE_EDGE))
-    if nan and name in ("max", "min") and _off(broken, "nan_grads"):
-        name = "sum"
     if nan and name in ("max", "min"):
         # the nans share the gradient, as in torch.max() (torch.amax gives every element nan;
         # test_numerics pins the choice): compared over all elements with torch.max()
@@ -865,9 +810,6 @@ def _edge_op(draw, dtype, x, z, broken):
         # slice has no zero
         name = "sum"
     axis = draw(st.sampled_from([None, -1])) if x.ndim else None
-    if name == "log_softmax" and _off(broken, "log_softmax_large") and np.isin(
-            x, np.array(EDGES[dtype], dtype=dtype)).any():
-        name = "softmax"
     if name in ("softmax", "log_softmax"):
         if not x.ndim or np.isposinf(x).any():  # (inf - inf: ill-defined, not compared)
             name, axis = "sum", None
@@ -893,12 +835,12 @@ def _reduce_ref(ft, axis, kw, v):
     return ft(v, axis, False, **kw)
 
 
-def run_edges(data, broken):
+def run_edges(data):
     draw = data.draw
     dtype = draw(st.sampled_from(["float64", "float32", "float16"]))
     shape = draw(st.sampled_from([(), (1,), (3,), (2, 2)]))
     x, z = _edge_array(draw, dtype, shape), _edge_array(draw, dtype, shape)
-    src, fa, ft, n = _edge_op(draw, dtype, x, z, broken)
+    src, fa, ft, n = _edge_op(draw, dtype, x, z)
     args = [x, z][:n]
     xa = [ad.tensor(v.copy(), requires_grad=True) for v in args]
     lines = ["import gpuad as ad", "from math import inf, nan"] + [
@@ -973,10 +915,10 @@ def _either(what, a, ts, dtype, scale):
 def test_edge_values(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_edges(data, KNOWN_BROKEN)
+        run_edges(data)
 
 
-# ---- the known-broken families: one reproducer each ----------------------------------------
+# ---- the families of bugs found: one reproducer each -------------------------------------------
 
 def _mk(m, values, dtype="float64", rg=False):
     if m is ad:
@@ -1101,19 +1043,9 @@ PINNED = {  # each family's reproducer, run in both frameworks
 }
 
 
-def _family_case(name):
-    marks = [pytest.mark.xfail(reason=f"issue 15: {name} is listed in KNOWN_BROKEN",
-                               strict=False)] if name in KNOWN_BROKEN else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-def test_every_known_broken_family_has_a_reproducer():
-    assert KNOWN_BROKEN <= set(PINNED)
-
-
-@pytest.mark.parametrize("family", [_family_case(n) for n in sorted(PINNED)])
-def test_known_broken_reproducer(family):
-    """Each family's reproducer against PyTorch: xfail while the family is listed."""
+@pytest.mark.parametrize("family", sorted(PINNED))
+def test_pinned_reproducer(family):
+    """Each family's reproducer against PyTorch."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got, want = both_raise_or_neither(family, lambda: PINNED[family](ad),

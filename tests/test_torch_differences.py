@@ -34,3 +34,25 @@ def test_pytorch_differs_where_documented():
     torch.abs(x).sum().backward()
     assert x.grad.item() == 0.0
     assert torch.signbit(torch.relu(torch.tensor([-0.0]))).item()
+
+
+def test_max_gradient_is_a_select_under_an_infinite_upstream_gradient():
+    # d/dx max(x) sends g to the maximum only; an inf g leaves the others 0 (a select, as relu),
+    # where torch's amax multiplies its mask by g and gives them nan
+    x = ad.tensor([0.5, -1.0], requires_grad=True)
+    (1.0 / ad.minimum(ad.max(x) - 0.5, 0.0)).backward()
+    assert x.grad.numpy()[1] == 0.0 and np.isinf(x.grad.numpy()[0])
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([0.5, -1.0], requires_grad=True)
+    (1.0 / torch.clamp(t.amax() - 0.5, max=0.0)).backward()
+    assert np.isnan(t.grad[1].item())
+
+
+def test_float64_norm_and_std_do_not_overflow_where_the_result_fits():
+    x = np.array([1e300, 1e300])
+    assert ad.norm(ad.tensor(x)).item() == pytest.approx(np.sqrt(2.0) * 1e300, rel=1e-15)
+    y = np.array([1e154, -1e154])
+    assert ad.std(ad.tensor(y)).item() == pytest.approx(1e154, rel=1e-15)
+    torch = pytest.importorskip("torch")
+    assert np.isinf(torch.linalg.vector_norm(torch.tensor(x)).item())
+    assert np.isinf(torch.std(torch.tensor(y), correction=0).item())
