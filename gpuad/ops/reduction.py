@@ -249,7 +249,8 @@ def softmax(x, axis=LAST, *, dim=NO_DIM):
 
 
 def log_softmax(x, axis=LAST, *, dim=NO_DIM):
-    """x - logsumexp(x) along ``axis``."""
+    """x - logsumexp(x) along ``axis``, computed as (x - max) - log(sum(exp(x - max))) so that
+    log(sum) is not lost next to a large max."""
     x = x if isinstance(x, Tensor) else to_tensor(x, "log_softmax")
     if dim is not NO_DIM:
         axis = softmax_dim("log_softmax", axis, dim)
