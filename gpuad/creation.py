@@ -50,7 +50,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
             data = data.get()
     except (TypeError, ValueError, OverflowError) as exc:
         raise _refused(data, exc) from None
-    check_numeric(dtype, "tensor", f"from {_describe(data)}")
+    check_numeric(dtype, "tensor", lambda: f"from {_describe(data)}")
     try:
         array = dev.backend.copy(dev.backend.asarray(data, dtype=dtype))
     except (TypeError, ValueError, OverflowError) as exc:

@@ -19,11 +19,13 @@ NUMERIC = "biufc"
 
 def check_numeric(dtype, op, what):
     """``dtype`` if a tensor can hold it (a number type, :data:`NUMERIC`); else a TypeError
-    naming ``op`` and ``what`` it was asked to make a tensor from (or of). The one check behind
-    every way of making a tensor."""
+    naming ``op`` and ``what`` it was asked to make a tensor from (or of): a string, or a
+    function giving one, called only for the message (a repr of the data costs more than
+    making the tensor). The one check behind every way of making a tensor."""
     if dtype.kind not in NUMERIC:
         raise TypeError(
-            f"gpuad.{op}: cannot make a tensor {what}: dtype {dtype} is not a number type; "
+            f"gpuad.{op}: cannot make a tensor {what() if callable(what) else what}: "
+            f"dtype {dtype} is not a number type; "
             f"tensors hold bool, integer, floating or complex numbers: use one of {_NAMES}"
         )
     return dtype
@@ -65,4 +67,4 @@ def value_dtype(value, op):
     """The dtype of a single value (a fill value, a range bound, a value to store), refused
     unless it is a number."""
     dtype = value.dtype if hasattr(value, "dtype") else infer_dtype(value)
-    return check_numeric(dtype, op, f"from the value {value!r}")
+    return check_numeric(dtype, op, lambda: f"from the value {value!r}")

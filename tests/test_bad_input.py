@@ -378,3 +378,18 @@ def test_save_still_round_trips(tmp_path):
     pytest.importorskip("safetensors")
     ad.save({"w": ad.tensor([1.0, 2.0])}, tmp_path / "c.safetensors")
     np.testing.assert_array_equal(ad.load(tmp_path / "c.safetensors")["w"].numpy(), [1, 2])
+
+
+class _NoRepr(np.ndarray):
+    """An array whose repr fails: the data is only described when it is refused."""
+
+    def __repr__(self):
+        raise AssertionError("repr() of the data was taken for a message never raised")
+
+
+def test_making_a_tensor_does_not_describe_the_data_unless_it_is_refused():
+    """The refusal message reprs the data; a tensor made without one must not pay for it
+    (a repr of a large array or list costs more than the copy)."""
+    data = np.arange(4.0).view(_NoRepr)
+    np.testing.assert_array_equal(ad.tensor(data).numpy(), np.arange(4.0))
+    np.testing.assert_array_equal(ad.exp(data).numpy(), np.exp(np.arange(4.0)))
