@@ -162,9 +162,9 @@ template <typename T> GPUAD_HD T mul_bwd_a(T g, T a, T b) { return g * b; }
 template <typename T> GPUAD_HD T mul_bwd_b(T g, T a, T b) { return g * a; }
 template <typename T> GPUAD_HD T div_fwd(T a, T b) { return a / b; }
 template <typename T> GPUAD_HD T div_bwd_a(T g, T a, T b) { return g / b; }
-// -(g (a/b)) / b: no b*b (it overflows or underflows where the result does not), no g/b (inf
-// next to a tiny b where a = 0: inf * 0 = nan)
-template <typename T> GPUAD_HD T div_bwd_b(T g, T a, T b) { return -(g * (a / b)) / b; }
+// -g ((a/b) / b), as PyTorch: no b*b (it overflows or underflows where the result does not), no
+// g/b (inf next to a tiny b where a = 0: inf * 0 = nan), no g (a/b) (inf with a loss-scaled g)
+template <typename T> GPUAD_HD T div_bwd_b(T g, T a, T b) { return -g * ((a / b) / b); }
 template <typename T> GPUAD_HD T pow_fwd(T a, T b) { return pow(a, b); }
 // d(a^b)/da = b a^(b-1), 0 where b == 0; g times the whole derivative (g b would underflow)
 template <typename T> GPUAD_HD T pow_bwd_a(T g, T a, T b) {

@@ -165,6 +165,9 @@ def test_kernel_rules_past_the_overflow_of_squares(dtype, kernel):
     v = 1e-23 if dtype == np.float32 else 1e-170
     np.testing.assert_allclose(kernel("div_bwd_b", dtype, [1.0, 1.0], [v, 100.0], [v, 300.0]),
                                [-1 / v, -100 / 300**2], rtol=1e-6)
+    g, big = (1e30, 1e10) if dtype == np.float32 else (1e300, 1e10)  # g (a/b) overflows
+    np.testing.assert_allclose(kernel("div_bwd_b", dtype, [g], [big * big], [big]), [-g],
+                               rtol=1e-6)
     big = 1e20 if dtype == np.float32 else 1e155
     np.testing.assert_allclose(kernel("arctan_bwd", dtype, [1.0, 1.0], [big, -big]),
                                [(1 / big) ** 2 / (1 + (1 / big) ** 2)] * 2, rtol=1e-5)

@@ -60,6 +60,16 @@ def test_division_by_a_float16_sum_keeps_its_gradient(create_graph, device, monk
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_division_with_a_loss_scaled_float16_gradient(device, monkeypatch):
+    # d(a/b)/db as -(g (a/b)) / b made g (a/b) = 1024 * 100 inf in float16; exact -1024
+    with installed(monkeypatch):
+        _, (ga, gb) = _grads(lambda a, b: a * 100 / b, [[100.0], [100.0]], ad.float16,
+                             device=device, seed=np.array([1024.0]))
+    _same(ga.astype(np.float64), [1024.0], rtol=2e-3)
+    _same(gb.astype(np.float64), [-1024.0], rtol=2e-3)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("dtype, v", [(ad.float32, 1e-23), (ad.float64, 1e-170)])
 def test_division_by_a_tiny_divisor(dtype, v, device, monkeypatch):
     # b b underflowed to 0, giving -inf where d(a/b)/db = -a / b^2 = -1/v is representable

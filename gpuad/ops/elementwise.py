@@ -280,9 +280,10 @@ add = _binary("add", "add", lambda g: g, lambda g: g, reads=_NOTHING)
 sub = _binary("sub", "subtract", lambda g: g, lambda g: -g, reads=_NOTHING)
 mul = _binary("mul", "multiply", lambda g, a, b: g * b, lambda g, a, b: g * a,
               reads=((False, True), (True, False)))
-# d(a/b)/db = -(g (a/b)) / b: no b*b, which overflows or underflows where the result does not,
-# and no g/b, which overflows next to a tiny b where a = 0 (then inf * 0 = nan; PyTorch: -0)
-div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -(g * (a / b)) / b,
+# d(a/b)/db = -g ((a/b) / b), as PyTorch: no b*b, which overflows or underflows where the result
+# does not; no g/b, which overflows next to a tiny b where a = 0 (then inf * 0 = nan; here -0);
+# no g (a/b), which overflows with a loss-scaled g in float16 where the result does not
+div = _binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -g * ((a / b) / b),
               reads=((False, True), (True, True)))
 pow = _binary("pow", "power", _pow_base, _pow_exponent)
 maximum = _binary("maximum", "maximum", lambda g, a, b: _larger(g, a, b),
