@@ -1385,12 +1385,14 @@ def _inputs_program(lib, retain):
 @pytest.mark.parametrize("retain", [(), ("h",), ("h", "k", "u"), ("h", "k", "u", "loss")],
                          ids=str)
 @pytest.mark.parametrize("inputs", [("a",), ("h",), ("h", "a"), ("k",), ("u",), ("h", "b"),
-                                    ("loss",), ("a", "b"), ("k", "h", "u")], ids=str)
+                                    ("loss",), ("a", "b"), ("k", "h", "u"), ("a", "a"),
+                                    ("h", "a", "h")], ids=str)
 def test_backward_inputs_fills_retained_non_leaves_on_the_way_as_pytorch(inputs, retain,
                                                                           create_graph):
     """PyTorch: an input's .grad accumulates, a non-leaf input's too (retained or not), and a
     retained non-leaf gets its .grad when the pass reaches it on the way to the inputs; one on
-    a branch that leads to no input gets none. (gpuad gave retained non-leaves none.)"""
+    a branch that leads to no input gets none; an input named twice gets its gradient once.
+    (gpuad gave retained non-leaves none, and a repeated input its gradient twice.)"""
     torch = pytest.importorskip("torch")
     ours, theirs = _inputs_program(ad, retain), _inputs_program(torch, retain)
     for _ in range(2):  # twice: the second pass accumulates
@@ -1424,3 +1426,17 @@ def test_backward_inputs_function_form_and_grad_leave_retained_as_documented():
     ours["h"].grad = None
     ad.grad(ours["loss"], ours["a"])
     assert ours["h"].grad is None and ours["b"].grad is None
+
+
+@pytest.mark.parametrize("call", ["backward", "grad"])
+def test_empty_inputs_are_refused_naming_the_call(call):
+    """PyTorch refuses backward(inputs=[]) and grad(y, []); so does gpuad, naming the call
+    (not a silent no-op); a bad input in backward's list names backward, not grad."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2).sum()
+    run = {"backward": lambda i: y.backward(inputs=i), "grad": lambda i: ad.grad(y, i)}[call]
+    with pytest.raises(RuntimeError, match=rf"^gpuad\.{call}: inputs is empty"):
+        run([])
+    with pytest.raises(RuntimeError, match=rf"^gpuad\.{call}: input 1 .*does not require grad"):
+        run([x, ad.tensor([1.0])])
+    assert x.grad is None

@@ -31,7 +31,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         retain_graph = create_graph
     if inputs is not None:
         inputs = _as_tuple(inputs)
-        _check_differentiable(inputs)
+        _check_differentiable(inputs, "backward")
+        inputs = tuple({id(t): t for t in inputs}.values())  # (one gradient each, as PyTorch)
         foreign = set()
         captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign,
                             fill_retained=True)
@@ -57,7 +58,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     changing it in place. Only ``.grad`` never shares storage."""
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
-    _check_differentiable(inputs)
+    _check_differentiable(inputs, "grad")
     seeds = _seeds(outputs, _as_tuple(grad_outputs) if grad_outputs is not None else None)
     if retain_graph is None:
         retain_graph = create_graph
@@ -84,13 +85,19 @@ def _as_tuple(x):
     return tuple(x)
 
 
-def _check_differentiable(inputs):
+def _check_differentiable(inputs, op):
+    """Refuse an empty ``inputs`` (PyTorch too) and any input that is not a tensor requiring
+    grad; ``op`` ("grad" or "backward") is named in the message."""
+    if not inputs:
+        raise RuntimeError(f"gpuad.{op}: inputs is empty; pass the tensors to differentiate "
+                           "with respect to" + (", or inputs=None for every leaf"
+                                                if op == "backward" else ""))
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
-            raise TypeError(f"gpuad.grad: input {i} is a {type(t).__name__}, not a Tensor")
+            raise TypeError(f"gpuad.{op}: input {i} is a {type(t).__name__}, not a Tensor")
         if not t._rg:
             raise RuntimeError(
-                f"gpuad.grad: input {i} (shape {t.shape}, dtype {t.dtype}) does not require "
+                f"gpuad.{op}: input {i} (shape {t.shape}, dtype {t.dtype}) does not require "
                 "grad; create it with requires_grad=True or call .requires_grad_()"
             )
 
