@@ -112,7 +112,7 @@ def test_reshape_and_axis_errors():
         ad.ones(2, 3).reshape(4, 2)
     with pytest.raises(ValueError, match="sum: axis 2 is out of range"):
         ad.ones(2, 3).sum(axis=2)
-    with pytest.raises(ValueError, match="squeeze cannot remove axis 0"):
+    with pytest.raises(ValueError, match="squeeze: cannot remove axis 0"):
         ad.squeeze(ad.ones(2, 3), 0)
     with pytest.raises(ValueError, match="split cannot divide"):
         ad.split(ad.ones(5), 2)

@@ -152,6 +152,39 @@ def test_cat_and_dim_on_joins():
     np.testing.assert_array_equal(ad.expand_dims(x, dim=-1).numpy(), tx.unsqueeze(-1).numpy())
 
 
+@pytest.mark.parametrize("dim", [0, 1, 2, -1, (0, 1), (1, 2), (0, 2)], ids=str)
+def test_squeeze_dim_keeps_an_axis_of_another_length_as_pytorch(dim):
+    """PyTorch's squeeze(dim=) skips an axis whose length is not 1; NumPy's squeeze(axis)
+    (gpuad's, positional too) refuses it, with a message pointing to dim=."""
+    x = ad.ones(1, 3, 1, requires_grad=True)
+    tx = torch.ones(1, 3, 1, requires_grad=True)
+    y, ty = x.squeeze(dim=dim), tx.squeeze(dim=dim)
+    assert y.shape == tuple(ty.shape)
+    (y * ad.tensor(np.arange(3.0, dtype=np.float32)).reshape(ty.shape)).sum().backward()
+    (ty * torch.arange(3.0).reshape(ty.shape)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    if 1 in np.atleast_1d(dim) or -2 in np.atleast_1d(dim):
+        with pytest.raises(ValueError, match=r"^gpuad\.squeeze: cannot remove axis 1 .*dim="):
+            x.squeeze(dim)
+
+
+def test_contiguous_copies_only_a_transposed_layout_as_pytorch():
+    """x.contiguous() is x itself when its memory is in row-major order, else a copy that
+    is (so the idiom x.transpose(0, 1).contiguous().view(-1) works); gradients flow."""
+    x = ad.tensor(A, requires_grad=True)
+    tx = torch.tensor(A, requires_grad=True)
+    assert x.contiguous() is x and x.is_contiguous()
+    t = x.transpose(0, 1)
+    assert not t.is_contiguous() and not tx.transpose(0, 1).is_contiguous()
+    flat = t.contiguous().view(-1)
+    tflat = tx.transpose(0, 1).contiguous().view(-1)
+    np.testing.assert_array_equal(flat.numpy(), tflat.detach().numpy())
+    w = np.arange(flat.size, dtype=A.dtype)
+    (flat * ad.tensor(w)).sum().backward()
+    (tflat * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+
 def test_split_with_dim_names_gpuads_meaning():
     """torch.split's int is a chunk size, numpy.split's (gpuad's) a number of sections."""
     with pytest.raises(TypeError, match="number of equal sections"):
@@ -180,6 +213,11 @@ def test_transpose_of_two_axes_and_flip_dims():
         ad.flip(x, 0, dims=[0])
     with pytest.raises(IndexError, match="transpose: axis 3"):  # (the op called)
         ad.transpose(x, 0, 3)
+    x, tx = _pair()  # torch.transpose's keywords
+    _check(ad.transpose(x, dim0=-1, dim1=0), torch.transpose(tx, dim0=-1, dim1=0), x, tx)
+    for kw in (dict(dim0=0), dict(dim1=1), dict(axes=0, dim0=1, dim1=2)):
+        with pytest.raises(TypeError, match="^gpuad.transpose: swapping takes two axes"):
+            ad.transpose(x, **kw)
 
 
 def test_spellings_and_checks_on_the_cuda_path(monkeypatch):

@@ -195,6 +195,8 @@ def _install_torch_names(T):
     T.dim = lambda self: self._a.ndim
     T.view = _view
     T.clamp = ew.clip
+    T.is_contiguous = lambda self: bool(self._a.flags.c_contiguous)
+    T.contiguous = lambda self: self if self._a.flags.c_contiguous else shape.clone(self)
     for name, dtype in (("float", float32), ("double", float64), ("half", float16),
                         ("int", int32), ("long", int64), ("bool", bool_)):
         setattr(T, name, _cast(dtype))

@@ -131,6 +131,9 @@ def flatten(x):
 
 
 def squeeze(x, axis=None, *, dim=None):
+    """``x`` without the axes ``axis`` (all axes of length 1 when None), which must have
+    length 1, as NumPy; with PyTorch's ``dim=``, an axis of another length is kept, as
+    PyTorch."""
     x = _tensor(x)
     if dim is not None:
         axis = torch_axis("squeeze", axis, False, dim, None)[0]
@@ -139,12 +142,13 @@ def squeeze(x, axis=None, *, dim=None):
         shape = tuple(s for s in x.shape if s != 1)
     else:
         for a in axes:
-            if x.shape[a] != 1:
+            if x.shape[a] != 1 and dim is None:
                 raise ValueError(
-                    f"gpuad: squeeze cannot remove axis {a} of shape {x.shape}: its size is "
-                    f"{x.shape[a]}, not 1"
+                    f"gpuad.squeeze: cannot remove axis {a} of shape {x.shape}: its size is "
+                    f"{x.shape[a]}, not 1 (NumPy's rule; PyTorch's squeeze(dim={a}) keeps "
+                    "such an axis: pass dim= for that)"
                 )
-        shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+        shape = tuple(s for i, s in enumerate(x.shape) if i not in axes or x.shape[i] != 1)
     return reshape(x, shape)
 
 
@@ -170,12 +174,17 @@ _TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),),
                     sorted(range(1, len(inverse) + 1), key=lambda a: inverse[a - 1]))))
 
 
-def transpose(x, axes=None, dim1=None):
+def transpose(x, axes=None, dim1=None, *, dim0=None):
     """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``; with two
-    axes, ``transpose(x, 0, 1)``, swap them, as ``torch.transpose``."""
+    axes, ``transpose(x, 0, 1)`` or ``transpose(x, dim0=0, dim1=1)``, swap them, as
+    ``torch.transpose``."""
     x = _tensor(x)
-    if dim1 is not None:
-        return swapped(x, axes, dim1, "transpose")
+    if dim0 is not None or dim1 is not None:
+        if (dim0 is None) == (axes is None) or dim1 is None:
+            raise TypeError(f"gpuad.transpose: swapping takes two axes, transpose(x, 0, 1) or "
+                            f"transpose(x, dim0=0, dim1=1); got axes={axes!r}, dim0={dim0!r}, "
+                            f"dim1={dim1!r}")
+        return swapped(x, axes if dim0 is None else dim0, dim1, "transpose")
     return permuted(x, axes, "transpose")
 
 
