@@ -386,3 +386,28 @@ def test_clamp_and_clip_need_a_bound():
         with pytest.raises(TypeError, match=r"gpuad\.clip \(clamp\): at least one of min and"):
             call()
     np.testing.assert_array_equal(x.clamp(max=0.0).numpy(), tx.clamp(max=0.0).numpy())
+
+
+@pytest.mark.parametrize("empty", [(), []], ids=str)
+@pytest.mark.parametrize("op, ours, theirs", [
+    ("sum", lambda x, d: x.sum(dim=d), lambda t, d: t.sum(dim=d)),
+    ("mean", lambda x, d: x.mean(dim=d, keepdim=True), lambda t, d: t.mean(dim=d, keepdim=True)),
+    ("var", lambda x, d: x.var(dim=d, correction=0), lambda t, d: t.var(dim=d, correction=0)),
+    ("std", lambda x, d: x.std(dim=d, unbiased=True), lambda t, d: t.std(dim=d, unbiased=True)),
+    ("norm", lambda x, d: ad.norm(x, dim=d), lambda t, d: torch.linalg.vector_norm(t, dim=d)),
+    ("any", lambda x, d: (x > 0).any(dim=d), lambda t, d: (t > 0).any(dim=d)),
+    ("squeeze", lambda x, d: x[:1].squeeze(dim=d), lambda t, d: t[:1].squeeze(dim=d)),
+])
+def test_an_empty_dim_means_what_it_does_in_pytorch(op, ours, theirs, empty):
+    """PyTorch's sum/mean/var/std/vector_norm read dim=() as every axis (NumPy's axis=() is
+    none: gpuad reduced nothing, a silently different result); any and squeeze as none."""
+    x, tx = ad.tensor(A), torch.tensor(A)
+    y, ty = ours(x, empty), theirs(tx, empty)
+    assert y.shape == tuple(ty.shape)
+    np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("op", ["prod", "logsumexp", "argmax"])
+def test_an_empty_dim_is_refused_where_pytorch_refuses_it(op):
+    with pytest.raises(TypeError, match=rf"^gpuad\.{op}: dim=\(\) names no axis"):
+        getattr(ad.tensor(A), op)(dim=())

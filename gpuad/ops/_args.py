@@ -178,13 +178,27 @@ class Default(int):
 LAST = Default(-1)  # (the softmax family's default axis)
 
 
+#: the reductions whose PyTorch form reads an empty ``dim`` (``()`` or ``[]``) as every axis,
+#: where NumPy's ``axis=()`` is none
+_EMPTY_DIM_IS_ALL = frozenset(("sum", "mean", "var", "std", "norm"))
+#: those whose PyTorch form refuses an empty ``dim``: refused here too, not guessed
+_EMPTY_DIM_REFUSED = frozenset(("prod", "logsumexp", "argmax", "argmin"))
+
+
 def torch_axis(op, axis, keepdims, dim, keepdim):
-    """``(axis, keepdims)`` from PyTorch's names ``dim`` and ``keepdim`` (the same arguments)."""
+    """``(axis, keepdims)`` from PyTorch's names ``dim`` and ``keepdim`` (the same arguments).
+    An empty ``dim`` means what it does in PyTorch: every axis for sum, mean, var, std and
+    norm; none for any, all, squeeze and flip (NumPy's reading too)."""
     if dim is not None:
         if axis is not None and not isinstance(axis, Default):
             raise TypeError(f"gpuad.{op}: got both axis={axis!r} and dim={dim!r}; dim is "
                             "PyTorch's name for axis: pass one of them")
         axis = dim
+        if isinstance(dim, (tuple, list)) and not dim:
+            if op in _EMPTY_DIM_REFUSED:
+                raise TypeError(f"gpuad.{op}: dim={dim!r} names no axis (PyTorch refuses it "
+                                "too); pass an axis, or dim=None for every axis")
+            axis = None if op in _EMPTY_DIM_IS_ALL else axis
     if keepdim is not None:
         if keepdims:
             raise TypeError(f"gpuad.{op}: got both keepdims and keepdim; keepdim is PyTorch's "
