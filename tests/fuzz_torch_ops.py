@@ -103,7 +103,9 @@ def _t_full(fn):
 def _t_extremum(fn):
     """torch's amax/amin, with its gradient a select: where(x == y, g / count, 0). torch's own
     rule multiplies g by the mask, so an inf or nan g gives the other elements nan; gpuad
-    selects there, as relu and torch's own clamp do (README: deliberate differences)."""
+    selects there, as relu and torch's own clamp do (README: deliberate differences). Where
+    the result is nan, the nans share the gradient, as in torch.max() over all elements
+    (amax's mask x == nan would give every element 0)."""
     class Select(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, dims, keepdim):
@@ -118,7 +120,7 @@ def _t_extremum(fn):
             if not ctx.keepdim:
                 for d in sorted(ctx.dims):
                     y, g = y.unsqueeze(d), g.unsqueeze(d)
-            hit = x == y
+            hit = (x == y) | torch.isnan(x)  # (a nan in a slice makes its result nan)
             count = hit.sum(ctx.dims, keepdim=True).to(g.dtype)
             return torch.where(hit, g / count, torch.zeros_like(x)), None, None
 
