@@ -145,10 +145,15 @@ round = _unary("round", "rint", _zero, save=None)  # half to even, like NumPy an
 
 
 def _arctan_grad(g, x):
-    """g / (1 + x^2); past |x| = 1 as (g / x) / (x + 1 / x), where x^2 would overflow while
-    the result is representable. Each branch sees only its own x values (the other gets 1),
-    so neither makes an inf or nan that a second derivative would multiply by zero."""
-    big = abs(x) > 1
+    """g / (1 + x^2); where x^2 overflows (|x| past the square root of the largest float) as
+    (g / x) / (x + 1 / x), whose value is still representable (a subnormal: float32 1e20
+    gives 1e-40). The second form is computed only where some x^2 overflowed, and each branch
+    sees only its own x values (the other gets 1), so neither makes an inf or nan that a
+    second derivative would multiply by zero."""
+    xx = x * x
+    if x._dev._backend.all_finite(xx._a):
+        return g / (xx + 1)
+    big = isinf(xx)
     xb = where(big, x, 1)
     xs = where(big, 1, x)
     return where(big, g / xb / (xb + 1 / xb), g / (xs * xs + 1))
