@@ -128,7 +128,8 @@ def _plain_var(x, axis, ddof, keepdims):
     hundred. No degrees of freedom (N - ddof <= 0) gives x/0, which :func:`_safe` refuses."""
     n = reduced_size(x.shape, axis)
     d = x - _sum(x, axis=axis, keepdims=True) / n
-    return _sum(np.multiply(d, d, out=d), axis=axis, keepdims=keepdims) / max(n - ddof, 0)
+    d *= d  # (in place; a 0-d x makes NumPy scalars, which rebind)
+    return _sum(d, axis=axis, keepdims=keepdims) / max(n - ddof, 0)
 
 
 def _safe(total):

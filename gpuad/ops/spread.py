@@ -81,13 +81,25 @@ def _spread(method, x, axis, ddof, keepdims):
                  keepdims=keepdims)
 
 
-#: what ddof (and PyTorch's correction) and ord may be: ints first, checked fastest
-_NUMBER = (int, float, numbers.Real)
+_PLAIN_INT = (int, Default)
 
 
-def _bad_ddof(name, ddof):
-    raise TypeError(f"gpuad.{name}: ddof (PyTorch: correction) must be a number, the N - ddof "
-                    f"divisor's ddof, e.g. ddof=1; got {ddof!r} ({type(ddof).__name__})")
+def _number(value):
+    """A Python int or float from a real number (NumPy's scalars included, whose own
+    precision would otherwise carry into the arithmetic: 1 / float32(3)); None otherwise."""
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else None
+
+
+def _ddof(name, ddof):
+    """``ddof`` as a Python number, or a clear error."""
+    out = _number(ddof)
+    if out is None:
+        raise TypeError(f"gpuad.{name}: ddof (PyTorch: correction) must be a number, the "
+                        f"ddof of the N - ddof divisor, e.g. ddof=1; got {ddof!r} "
+                        f"({type(ddof).__name__})")
+    return out
 
 
 def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
@@ -98,8 +110,8 @@ def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
             or unbiased is not None):
         axis, ddof, keepdims = torch_spread("var", axis, ddof, keepdims, dim, keepdim,
                                             correction, unbiased)
-    if not isinstance(ddof, _NUMBER):
-        _bad_ddof("var", ddof)
+    if ddof.__class__ not in _PLAIN_INT:
+        ddof = _ddof("var", ddof)
     axis = normalize_axis(axis, x.ndim, "var")
     out = _spread("var", x, axis, ddof, keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
@@ -113,8 +125,8 @@ def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
             or unbiased is not None):
         axis, ddof, keepdims = torch_spread("std", axis, ddof, keepdims, dim, keepdim,
                                             correction, unbiased)
-    if not isinstance(ddof, _NUMBER):
-        _bad_ddof("std", ddof)
+    if ddof.__class__ not in _PLAIN_INT:
+        ddof = _ddof("std", ddof)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _spread("std", x, axis, ddof, keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
@@ -161,10 +173,11 @@ def _norm_ord(ord, p):
             return 2
         raise ValueError(f"gpuad.norm: ord={ord!r} is not supported (vector norms only); use "
                          "a number, inf, -inf or 'fro'")
-    if not isinstance(ord, _NUMBER):
+    number = _number(ord)
+    if number is None:
         raise TypeError(f"gpuad.norm: ord must be a number (the p of the p-norm), inf, -inf or "
                         f"'fro'; got {ord!r} ({type(ord).__name__})")
-    return ord
+    return number
 
 
 def norm(x, ord=_ORD, axis=None, keepdims=False, *, dim=None, keepdim=None, p=None):
