@@ -54,6 +54,22 @@ def test_var_rows_next_to_a_constant_row_near_the_float_max(device, monkeypatch)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_var_gradient_with_infinite_entries_matches_torch(device, monkeypatch):
+    # x - mean with an inf in the slice is [nan, -inf] (inf - inf, 0 - inf), on the scaled
+    # path too (the CUDA backend's, and the CPU's where a mean overflows): the refinement of
+    # the mean must not turn it all nan
+    pytest.importorskip("torch")
+    x = np.array([[math.inf, 0.0], [1.0, 2.0], [-math.inf, 3.0], [1e308, 1.5e308]])
+    seed = [0.5, 1.5, 2.0, 1e-300]
+    want, (wg,) = _torch_grads(lambda t: t.var(dim=1, correction=0), [x], seed)
+    with installed(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
+        out, (g,) = _grads(lambda t: t.var(axis=1), [x], device=device, seed=seed)
+    _same(out[:3], want[:3])
+    _same(g[:3], wg[:3])
+    _same(g[3], [-2.5e7, 2.5e7])  # (PyTorch's mean overflows: [-inf, -inf])
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("op", ["var", "std"])
 @pytest.mark.parametrize("axis, ddof, keepdims", [(None, 0, False), (1, 1, True),
                                                   ((0, 2), 0, False), (-1, 2, False)])

@@ -256,14 +256,15 @@ class Backend:
         at most 2 in size, so its sum cannot overflow. The mean is refined once
         (m = m1 + mean(x/s - m1)), which makes a constant slice's deviations exactly 0 (the
         rounding of sum(a, a, a) / 3 can leave a 1-ulp residual, which times s overflows
-        where a is near the float maximum)."""
+        where a is near the float maximum); not where m1 is inf or nan (an inf or nan in the
+        slice), whose deviations stay x - m1 as in the plain formula ([inf, 0]: [nan, -inf])."""
         xp = self.xp
         n = reduced_size(x.shape, axis)
         s = self.pow2_scale(x, axis)
         xs = x / s
         m = xp.sum(xs, axis=axis, keepdims=True) / n
-        m = m + xp.sum(xs - m, axis=axis, keepdims=True) / n
-        return xs - m, s
+        r = xp.sum(xs - m, axis=axis, keepdims=True) / n
+        return xs - (m + xp.where(xp.isfinite(r), r, 0)), s
 
     def center(self, x, axis):
         """x - mean(x) along ``axis`` (None: all axes; an int or a tuple), computed scaled
