@@ -26,9 +26,8 @@ FUNCTIONS = (
 # Methods written below that do array work (a device backend runs them on its device).
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
-    "log_softmax prod_others normal pow2_scale center var std vector_norm getitem "
-    "index_add setitem clip "
-    "rsqrt silu leaky_relu elu check_indices all_finite"
+    "log_softmax prod_others is_normal pow2_scale center var std vector_norm getitem "
+    "index_add setitem clip rsqrt silu leaky_relu elu check_indices all_finite"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -219,10 +218,9 @@ class Backend:
         """Whether ``flag`` holds at some other element along ``axis``."""
         return self.xp.sum(flag, axis=axis, keepdims=True) - flag > 0
 
-    def normal(self, a):
+    def is_normal(self, a):
         """Whether each value of the float array ``a`` is a normal number: finite, nonzero
-        and not subnormal (so a product that is normal neither overflowed nor lost digits to
-        an underflow at the end)."""
+        and not subnormal (a product that is normal did not end in an overflow or underflow)."""
         info = self.xp.finfo(a.dtype)
         m = self.xp.abs(a)
         return (m >= info.tiny) & (m <= info.max)

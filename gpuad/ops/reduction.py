@@ -143,7 +143,7 @@ def _prod_grad(y, x, axis, keepdims):
     is 0 even where the rest overflows, differentiable again), computed only when there are
     such slices."""
     ye = expand(y, x.shape, axis, keepdims)
-    normal = x._dev._backend.normal(y._a)
+    normal = x._dev._backend.is_normal(y._a)
     if x._dev._backend.all(normal):
         return ye / x
     bad = expand(plain(~normal, x._dev), x.shape, axis, keepdims)
