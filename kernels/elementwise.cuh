@@ -18,7 +18,7 @@
 using std::abs; using std::atan; using std::ceil; using std::cos; using std::cosh;
 using std::erf; using std::exp; using std::expm1; using std::floor; using std::log;
 using std::log1p; using std::pow; using std::rint; using std::sin; using std::sinh;
-using std::sqrt; using std::tan; using std::tanh; using std::isnan;
+using std::sqrt; using std::tan; using std::tanh; using std::isnan; using std::isinf;
 #endif
 
 namespace gpuad {
@@ -108,7 +108,8 @@ template <typename T> GPUAD_HD T sinh_bwd(T g, T x) { return g * cosh(x); }
 template <typename T> GPUAD_HD T cosh_bwd(T g, T x) { return g * sinh(x); }
 // g / (1 + x^2), as (g / x) / (x + 1 / x) past |x| = 1 (x^2 would overflow first)
 template <typename T> GPUAD_HD T arctan_bwd(T g, T x) {
-    return abs(x) > T(1) ? g / x / (x + T(1) / x) : g / (x * x + T(1));
+    T xx = x * x;  // (where x^2 overflows the result may not: g / x / (x + 1 / x) then)
+    return isinf(xx) ? g / x / (x + T(1) / x) : g / (xx + T(1));
 }
 template <typename T> GPUAD_HD T erf_bwd(T g, T x) {
     return g * exp(-x * x) * T(GPUAD_TWO_OVER_SQRT_PI);

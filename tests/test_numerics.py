@@ -5,6 +5,7 @@ max/min/norm(inf), tensordot/dot), and nan inputs getting the gradient PyTorch g
 (relu, elu, maximum/minimum, max/min reductions). Each against analytic values or PyTorch
 (float64), in reverse mode (plain and create_graph, which take different CPU paths), in
 forward mode, and through the CUDA backend's code (tests/fake_cupy.py)."""
+import fractions
 import functools
 import itertools
 import math
@@ -151,9 +152,6 @@ def test_pnorm_gradient_matches_torch(p):
     torch = pytest.importorskip("torch")
     x = np.array([[0.5, -2.0, 3.0], [0.0, 0.0, 0.0], [1e-3, 7.0, -0.25]])
     _, (g,) = _grads(lambda x: ad.norm(x, p, axis=1), [x])
-    if p < 1:  # a zero element: PyTorch's rule divides by it; gpuad's gives 0 (see norm)
-        x = x[[0, 2]]
-        g = g[[0, 2]]
     _, (want,) = _torch_grads(lambda t: torch.linalg.vector_norm(t, p, dim=1), [x])
     _same(g, want, rtol=1e-12)
 
@@ -601,24 +599,57 @@ def test_prod_over_every_axis_combination_of_an_empty_tensor_matches_torch(shape
         _same(g2, wg)
 
 
+def _exact_products_of_others(values, dtype=np.float64):
+    """For each element, the product of the others, exactly (as fractions), rounded once to
+    ``dtype`` (inf where it is past the largest float)."""
+    out = []
+    for i in range(len(values)):
+        p = math.prod(fractions.Fraction(float(v)) for j, v in enumerate(values) if j != i)
+        out.append((1 if p > 0 else -1) * math.inf if abs(p) > np.finfo(dtype).max else float(p))
+    return np.array(out, dtype=dtype)
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("values", [[0.0, 0.0, 1e300, 1e300], [1e300, 1e300, 0.0, 0.0],
                                     [0.0, 1e300, 1e300, 0.0], [1e300, 0.0, 1e300, 0.0],
                                     [0.0, 1e300, 1e300], [2.0, 1e300, 1e300],
-                                    [0.0, 0.0, 0.0, 3.0], [2.0, 0.0, 3.0, 0.5]])
-def test_prod_gradient_with_zeros_and_huge_factors_matches_torch(values, device, monkeypatch):
-    # 0 * inf: the product of the others at the first zero of [0, 0, 1e300, 1e300] was
-    # 0 * (1e300 * 1e300) = nan; with another zero among them it is 0 (PyTorch: 0)
+                                    [0.0, 0.0, 0.0, 3.0], [2.0, 0.0, 3.0, 0.5],
+                                    [1e-200, 1e-200, 3.0], [1.5, -2.0, 0.25]])
+def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkeypatch):
+    """d prod/dx_i is the product of the others, against its exact value. 0 * inf: the
+    product of the others at the first zero of [0, 0, 1e300, 1e300] was 0 * (1e300 * 1e300) =
+    nan; with another zero among them it is 0. Where the product overflows or underflows,
+    PyTorch's prod / x_i loses partial derivatives that are representable: [2, 1e300, 1e300]
+    gives PyTorch [inf, inf, inf] (exact: [inf, 2e300, 2e300]) and [1e-200, 1e-200, 3] gives
+    [0, 0, 0] (exact: [3e-200, 3e-200, 1e-400 = 0])."""
+    want = _exact_products_of_others(values)
     # (the products overflow: NumPy's warnings, as for multiply, are expected here)
-    with installed(monkeypatch), np.errstate(over="ignore", invalid="ignore"):
+    with installed(monkeypatch), np.errstate(over="ignore", invalid="ignore", under="ignore"):
         for create_graph in (False, True):
             out, (g,) = _grads(ad.prod, [values], create_graph=create_graph, device=device)
-            want, (wg,) = _torch_grads(lambda t: t.prod(), [values])
-            _same(out, want)
-            _same(g, wg)
+            _same(out, math.prod(values))
+            _same(g, want)
         _, tangent = ad.jvp(ad.prod, ad.tensor(values, dtype=ad.float64, device=device),
                             ad.tensor(np.ones(len(values)), dtype=ad.float64, device=device))
-    _same(tangent.numpy(), np.sum(wg))
+    _same(tangent.numpy(), np.sum(want))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("values", [[1e30, 1e30, 1e-30], [1e-30, 1e-30], [1e20, 1e20, 1e-20],
+                                    [3e-39, 2.0], [2.0, 0.5, -4.0]])
+def test_prod_gradient_past_a_float32_overflow_or_underflow(values, device, monkeypatch):
+    # the reproducer: prod / x_i gave [inf, inf, 1e30 / 1e-30 = inf] where the first two are
+    # 1, and [0, 0] where both are 1e-30
+    x = np.array(values, dtype=np.float32)
+    want = _exact_products_of_others(x, np.float32)
+    with installed(monkeypatch), np.errstate(over="ignore", under="ignore"):
+        for create_graph in (False, True):
+            _, (g,) = _grads(ad.prod, [x], ad.float32, create_graph, device)
+            _same(g.astype(np.float64), want.astype(np.float64), rtol=1e-6)
+        rows = ad.tensor(np.stack([x, np.ones_like(x)]), device=device, requires_grad=True)
+        (g,) = ad.grad(ad.prod(rows, axis=1).sum(), rows)  # a normal slice next to it
+        _same(g.numpy()[0].astype(np.float64), want.astype(np.float64), rtol=1e-6)
+        _same(g.numpy()[1], np.ones_like(x))
 
 
 @np.errstate(over="ignore", invalid="ignore")

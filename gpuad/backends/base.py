@@ -26,8 +26,8 @@ FUNCTIONS = (
 # Methods written below that do array work (a device backend runs them on its device).
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
-    "log_softmax prod_others pow2_scale var std vector_norm getitem index_add setitem clip "
-    "rsqrt silu leaky_relu elu check_indices all_finite"
+    "log_softmax prod_others is_normal pow2_scale center var std vector_norm getitem "
+    "index_add setitem clip rsqrt silu leaky_relu elu check_indices all_finite"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -218,32 +218,71 @@ class Backend:
         """Whether ``flag`` holds at some other element along ``axis``."""
         return self.xp.sum(flag, axis=axis, keepdims=True) - flag > 0
 
+    def is_normal(self, a):
+        """Whether each value of the float array ``a`` is a normal number: finite, nonzero
+        and not subnormal (a product that is normal did not end in an overflow or underflow)."""
+        info = self.xp.finfo(a.dtype)
+        m = self.xp.abs(a)
+        return (m >= info.tiny) & (m <= info.max)
+
     # ---- sums of squares and powers, scaled (no overflow or underflow on the way) --------------
-    def pow2_scale(self, x, axis, smallest=False):
-        """Per slice along ``axis`` (kept), a power of two s with s <= m < 2 s for m = max|x|
-        (min|x| with ``smallest``): x / s is then exact and at most 2 in size. 1/2 where m is
-        0, 1 where it is inf or nan (whose sums carry them anyway), 1 for an empty ``x``."""
+    def pow2_scale(self, x, axis):
+        """Per slice along ``axis`` (kept), a power of two s with s <= m < 2 s for m = max|x|:
+        x / s is then exact and at most 2 in size. 1/2 where m is 0, 1 where it is inf or nan
+        (whose sums carry them anyway), 1 for an empty ``x``."""
         xp = self.xp
         if x.size == 0:  # (no max of nothing: the sums are empty too)
             return xp.ones_like(xp.sum(x, axis=axis, keepdims=True))
-        m = (xp.min if smallest else xp.max)(xp.abs(x), axis=axis, keepdims=True)
+        m = xp.max(xp.abs(x), axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 1)
         return xp.ldexp(xp.ones_like(m), xp.frexp(m)[1] - 1)
+
+    def _extreme(self, a, axis, smallest):
+        """Per slice along ``axis`` (kept), max(a) (min(a) with ``smallest``) of a >= 0; 1
+        where that is 0, inf or nan, and for an empty ``a``."""
+        xp = self.xp
+        if a.size == 0:
+            return xp.ones_like(xp.sum(a, axis=axis, keepdims=True))
+        m = (xp.min if smallest else xp.max)(a, axis=axis, keepdims=True)
+        return xp.where((m > 0) & (m < xp.inf), m, 1)
 
     def _floats(self, x):
         return x if x.dtype.kind == "f" else x.astype(self.xp.float64)
 
-    def _spread(self, x, axis, ddof, keepdims):
-        """(sum((x/s - mean(x/s))^2) / max(N - ddof, 0), s) with s from :meth:`pow2_scale`
-        (squeezed unless ``keepdims``): the mean and the squares of x / s cannot overflow,
-        and scaling by a power of two is exact, so var = (v s) s is NumPy's value where that
-        does not overflow. N - ddof <= 0 gives a sum / 0 (inf, or nan where the sum is 0)."""
+    def _scaled_deviations(self, x, axis):
+        """(x/s - mean(x/s), s) with s from :meth:`pow2_scale` (kept): x / s is exact and
+        at most 2 in size, so its sum cannot overflow. The mean is refined once
+        (m = m1 + mean(x/s - m1)), which makes a constant slice's deviations exactly 0 (the
+        rounding of sum(a, a, a) / 3 can leave a 1-ulp residual, which times s overflows
+        where a is near the float maximum); not where m1 is inf or nan (an inf or nan in the
+        slice), whose deviations stay x - m1 as in the plain formula ([inf, 0]: [nan, -inf])."""
         xp = self.xp
-        x = self._floats(x)
         n = reduced_size(x.shape, axis)
         s = self.pow2_scale(x, axis)
         xs = x / s
-        d = xs - xp.sum(xs, axis=axis, keepdims=True) / n
+        m = xp.sum(xs, axis=axis, keepdims=True) / n
+        r = xp.sum(xs - m, axis=axis, keepdims=True) / n
+        return xs - (m + xp.where(xp.isfinite(r), r, 0)), s
+
+    def center(self, x, axis):
+        """x - mean(x) along ``axis`` (None: all axes; an int or a tuple), computed scaled
+        (:meth:`_scaled_deviations`): (x/s - mean(x/s)) s, finite wherever the result is, and
+        exactly 0 for a constant slice."""
+        x = self._floats(x)
+        if x.size == 0:  # (no mean of nothing to take)
+            return x + 0
+        d, s = self._scaled_deviations(x, axis)
+        return d * s
+
+    def _spread(self, x, axis, ddof, keepdims):
+        """(sum(d^2) / max(N - ddof, 0), s) with d, s from :meth:`_scaled_deviations` (s
+        squeezed unless ``keepdims``): neither the mean nor the squares overflow, and scaling
+        by a power of two is exact, so var = (v s) s is the plain value where that does not
+        overflow. N - ddof <= 0 gives a sum / 0 (inf, or nan where the sum is 0)."""
+        xp = self.xp
+        x = self._floats(x)
+        n = reduced_size(x.shape, axis)
+        d, s = self._scaled_deviations(x, axis)
         v = xp.sum(d * d, axis=axis, keepdims=keepdims) / max(n - ddof, 0)
         return v, s if keepdims else xp.squeeze(s, axis=axis)
 
@@ -262,18 +301,27 @@ class Backend:
         return self.xp.sqrt(v) * s
 
     def vector_norm(self, x, p, axis, keepdims):
-        """(sum |x|^p)^(1/p) along ``axis`` for p != 0, inf: s (sum |x/s|^p)^(1/p) with s a
-        power of two near max|x| (min|x| for p < 0, so |x/s|^p <= 1 either way), so neither
-        the powers nor their sum overflow or underflow; for p = 2, bit for bit the plain
-        formula wherever that is finite and nonzero (scaling by 2^k is exact)."""
+        """(sum |x|^p)^(1/p) along ``axis`` for p != 0, inf, scaled so that neither the
+        powers nor their sum overflow or underflow on the way.
+
+        p = 2: s sqrt(sum (x/s)^2) with s from :meth:`pow2_scale`; |x/s| < 2, so the sum is
+        at most 4 N, and scaling by 2^k is exact: bit for bit the plain formula wherever that
+        is finite and nonzero. Other p: m (sum (|x|/m)^p)^(1/p) with m = max|x| (min|x| for
+        p < 0): every term is at most 1 and the one at m is exactly 1, so the sum lies in
+        [1, N] for any p. (A power of two only bounds |x/s| within a factor of 2, and 2^p
+        overflows, or 2^-p underflows, once |p| passes the exponent range: float32 norm(x,
+        200).) Where m is 0, inf or nan it is taken as 1 and the sum carries the 0, inf or
+        nan (a 0 with p < 0 makes the sum inf and the norm 0)."""
         xp = self.xp
         x = self._floats(x)
-        s = self.pow2_scale(x, axis, smallest=p < 0)
-        r = x / s
         if p == 2:
+            s = self.pow2_scale(x, axis)
+            r = x / s
             out = xp.sqrt(xp.sum(r * r, axis=axis, keepdims=keepdims))
         else:
-            out = self.power(xp.sum(self.power(xp.abs(r), p), axis=axis, keepdims=keepdims),
+            a = xp.abs(x)
+            s = self._extreme(a, axis, smallest=p < 0)
+            out = self.power(xp.sum(self.power(a / s, p), axis=axis, keepdims=keepdims),
                              1.0 / p)
         return out * (s if keepdims else xp.squeeze(s, axis=axis))
 

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - other NumPy versions
 #: They run without NumPy's RuntimeWarnings, as PyTorch and CuPy do; plain arithmetic
 #: (add, multiply, ...) keeps NumPy's warnings for overflow.
 QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh "
-         "logsumexp log_softmax softmax var std vector_norm fused_cross_entropy").split()
+         "logsumexp log_softmax softmax center var std vector_norm fused_cross_entropy").split()
 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
 #: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound
@@ -80,6 +80,13 @@ def _relu_grad(g, y):
     return np.bitwise_and(g.view(bits), -keep).view(g.dtype)  # (0-d: NumPy scalars)
 
 
+def _arctan_grad(g, x):
+    """g / (1 + x^2), the arctan rule's first form, where no x^2 overflows; None (the
+    composed rule, with its second form) where one does."""
+    xx = x * x
+    return g / (xx + 1) if _ALL(np.isfinite(xx), axis=None) else None
+
+
 #: The hottest derivative rules on raw arrays, as ``fused_unary_grad`` runs them:
 #: the same operations, in the same order, as the composed rules in ``ops/elementwise.py``
 #: (so the same bits), without a graph node per operation.
@@ -90,6 +97,7 @@ FUSED_GRADS = {
     "sin": lambda g, x: g * np.cos(x),
     "cos": lambda g, x: -g * np.sin(x),
     "exp": lambda g, y: g * y,
+    "arctan": _arctan_grad,
 }
 
 
@@ -115,10 +123,13 @@ _SAFE_LOW = {np.dtype(t): np.finfo(t).tiny / np.finfo(t).eps
 
 
 def _plain_var(x, axis, ddof, keepdims):
-    """NumPy's var; None (to the scaled form) with no degrees of freedom, where NumPy warns."""
-    if reduced_size(x.shape, axis) - ddof <= 0:
-        return None
-    return np.var(x, axis=axis, ddof=ddof, keepdims=keepdims)
+    """NumPy's var, sum((x - mean)^2) / (N - ddof), by the same operations (so the same bits)
+    without its Python wrapper, which takes twice as long as the arithmetic on rows of a few
+    hundred. No degrees of freedom (N - ddof <= 0) gives x/0, which :func:`_safe` refuses."""
+    n = reduced_size(x.shape, axis)
+    d = x - _sum(x, axis=axis, keepdims=True) / n
+    d *= d  # (in place; a 0-d x makes NumPy scalars, which rebind)
+    return _sum(d, axis=axis, keepdims=keepdims) / max(n - ddof, 0)
 
 
 def _safe(total):
@@ -208,13 +219,31 @@ class NumpyBackend(Backend):
             return np.sqrt(total) if p == 2 else self.power(total, 1.0 / p)
         return super().vector_norm(x, p, axis, keepdims)
 
+    def center(self, x, axis):
+        """x - mean(x) as it is (NumPy's mean) where every mean is finite (the usual case, at
+        the cost of one test of the small mean), else the base's scaled form (the sum
+        overflowed)."""
+        x = self._floats(x)
+        n = reduced_size(x.shape, axis)
+        if n:
+            m = _sum(x, axis=axis, keepdims=True) / n
+            if _ALL(np.isfinite(m), axis=None):
+                return x - m
+        return super().center(x, axis)
+
     def var(self, x, axis=None, ddof=0, keepdims=False):
         """NumPy's var where it is safely inside the float range, else the base's scaled form
         (where the mean or the squares overflow, or the squares underflow)."""
+        if x.dtype.kind == "c":  # (NumPy's own, by the base)
+            return super().var(x, axis, ddof, keepdims)
+        x = self._floats(x)
         out = _plain_var(x, axis, ddof, keepdims)
         return out if _safe(out) else super().var(x, axis, ddof, keepdims)
 
     def std(self, x, axis=None, ddof=0, keepdims=False):
+        if x.dtype.kind == "c":
+            return super().std(x, axis, ddof, keepdims)
+        x = self._floats(x)
         out = _plain_var(x, axis, ddof, keepdims)
         return np.sqrt(out) if _safe(out) else super().std(x, axis, ddof, keepdims)
 

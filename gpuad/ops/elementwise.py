@@ -145,12 +145,16 @@ round = _unary("round", "rint", _zero, save=None)  # half to even, like NumPy an
 
 
 def _arctan_grad(g, x):
-    """g / (1 + x^2); past |x| = 1 as (g / x) / (x + 1 / x), where x^2 would overflow while
-    the result is representable. Each branch sees only its own x values (the other gets 1),
-    so neither makes an inf or nan that a second derivative would multiply by zero."""
-    big = abs(x) > 1
-    xb = where(big, x, 1)
-    xs = where(big, 1, x)
+    """g / (1 + x^2); where x^2 overflows, (g / x) / (x + 1 / x), still representable (float32
+    1e20: 1e-40), each branch on its own x values (the other gets 1: no inf or nan for a
+    second derivative to multiply by zero)."""
+    backend = x._dev._backend
+    with backend.errstate():  # (forward mode runs rules outside the quiet backward pass)
+        xx = x * x
+    if backend.all_finite(xx._a):
+        return g / (xx + 1)
+    big = isinf(xx)
+    xb, xs = where(big, x, 1), where(big, 1, x)
     return where(big, g / xb / (xb + 1 / xb), g / (xs * xs + 1))
 
 

@@ -134,13 +134,20 @@ def _others(x, axis):
 
 
 def _prod_grad(y, x, axis, keepdims):
-    """d prod/dx_i: prod / x_i in a slice without zeros (PyTorch's form), else the product of
-    the others, 0 wherever another factor is 0 (even where the rest overflows: no 0 * inf),
-    and differentiable again (exact second derivatives with zeros)."""
-    zero = x == 0
-    whole = zero.sum(axis=axis, keepdims=True) == 0
-    return where(whole, expand(y, x.shape, axis, keepdims) / where(zero, 1, x),
-                 _others(x, axis))
+    """d prod/dx_i, the product of the others: y / x_i (PyTorch's form, one division) where
+    the product y is a normal number, so no factor is 0 and y / x_i is the product of the
+    others to within y's own rounding. Slices whose product is 0, inf, nan or subnormal (a
+    zero factor, or an over- or underflow that y / x_i would pass on to finite partial
+    derivatives: float32 [1e30, 1e30, 1e-30] gives y = inf, the others of 1e30 are 1) take
+    the product of the others itself (no division: exact at zeros, 0 wherever another factor
+    is 0 even where the rest overflows, differentiable again), computed only when there are
+    such slices."""
+    ye = expand(y, x.shape, axis, keepdims)
+    normal = x._dev._backend.is_normal(y._a)
+    if x._dev._backend.all(normal):
+        return ye / x
+    bad = expand(plain(~normal, x._dev), x.shape, axis, keepdims)
+    return where(bad, _others(x, axis), ye / where(bad, 1, x))
 
 
 prod = _reduction(

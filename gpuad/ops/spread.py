@@ -1,22 +1,28 @@
 """The reductions that square: var, std and the vector p-norms. Their values come from the
-backend's scaled forms (x divided by a power of two near max|x|), so no square, sum or mean
-overflows or underflows on the way; the rules use ratios ((x - mean) / std, |x| / ||x||) for the
-same reason.
+backend's scaled forms (x divided by a power of two near max|x|, or by max|x| itself for
+p-norms other than 2), so no square, power, sum or mean overflows or underflows on the way; the
+rules use the backend's centering (x - mean, scaled where the mean overflows) and ratios
+((x - mean) / std, |x| / ||x||) for the same reason.
 """
 import math
+import numbers
 
 from ..autograd.node import Op
 from ..tensor import Tensor, record1
-from ._args import DDOF, NO_DIM, normalize_axis, plain, to_tensor, torch_axis, torch_spread
+from ._args import DDOF, NO_DIM, Default, normalize_axis, to_tensor, torch_axis, torch_spread
 from ._reduce import check_extremum, expand, last_axes, n_reduced, wide
 from .elementwise import abs, sign, where
 
 
-def _centered(x, axis):
-    """x - mean(x), the mean taken of x / s times s (s a constant power of two near max|x|,
-    an exact scaling), so the sum does not overflow: float32 [3e38, 3e38] gives [0, 0]."""
-    s = plain(x._dev._backend.pow2_scale(x._a, axis), x._dev)
-    return x - (x / s).mean(axis=axis, keepdims=True) * s
+def _center(x, axes):
+    """x - mean(x) along ``axes`` (negative, so a tangent's leading batch axis passes): the
+    backend's, which is finite wherever the result is and exactly 0 for a constant slice."""
+    return record1(_CENTER, x, wide(x._dev._backend.center, x._a, axes), (axes,))
+
+
+# centering is linear and its matrix I - 11^T / N symmetric: it is its own VJP and JVP
+_CENTER = Op("center", (lambda g, axes: _center(g, axes),),
+             jvp=lambda ts, y, axes: _center(ts[0], axes))
 
 
 def _dof(shape, axis, ddof):
@@ -25,40 +31,41 @@ def _dof(shape, axis, ddof):
     return dof if dof > 0 else 0  # (max here is the reduction)
 
 
-def _spread_jvp(ts, x, axis, ddof, keepdims):
-    """d sum((x - mean)^2) / (N - ddof) along t, halved: sum((x - mean) t) / (N - ddof)."""
-    return ((ts[0] * _centered(x, axis)).sum(axis=last_axes(axis, x.ndim), keepdims=keepdims)
-            / _dof(x.shape, axis, ddof))
-
-
 def _two_over(dof):
     """2 / dof as a float: inf at no degrees of freedom (then nan times a zero spread, or
     inf, as PyTorch), not ZeroDivisionError."""
     return 2.0 / dof if dof else math.inf
 
 
-_VAR = Op("var", (lambda g, x, axis, ddof, keepdims: expand(g, x.shape, axis, keepdims)
-                  * _centered(x, axis) * _two_over(_dof(x.shape, axis, ddof)),),
-          jvp=lambda ts, y, x, axis, ddof, keepdims: _spread_jvp(ts, x, axis, ddof, keepdims) * 2)
+def _var_jvp(ts, y, x, axis, ddof, keepdims):
+    """d var along t: 2 sum((x - mean) t) / (N - ddof) (divided: the quiet x/0 at no degrees
+    of freedom, where forward mode runs without the backward pass's silenced warnings)."""
+    at = last_axes(axis, x.ndim)
+    return (ts[0] * _center(x, at)).sum(axis=at, keepdims=keepdims) / _dof(x.shape, axis,
+                                                                           ddof) * 2
+
+
+_VAR = Op("var", (lambda g, x, axis, ddof, keepdims:
+                  expand(g * _two_over(_dof(x.shape, axis, ddof)), x.shape, axis, keepdims)
+                  * _center(x, last_axes(axis, x.ndim)),), jvp=_var_jvp)
 
 
 def _standardized(y, x, axis, keepdims):
-    """(x - mean) / std, and where std is zero (True) in the second place. The ratio is at
-    most sqrt(N), so a tiny std does not overflow the rule (1 / std would, in float16)."""
-    ye = expand(y, x.shape, axis, keepdims)
-    zero = ye == 0
-    return _centered(x, axis) / where(zero, 1, ye), zero
+    """(x - mean) / std, with 1 for std where it is zero. The ratio is at most sqrt(N), so a
+    tiny std does not overflow the rule (1 / std would, in float16)."""
+    ye = expand(where(y == 0, 1, y), x.shape, axis, keepdims)
+    return _center(x, last_axes(axis, x.ndim)) / ye
 
 
 def _std_rule(g, y, x, axis, ddof, keepdims):
     """d std/dx = (x - mean) / (std (N - ddof)); 0 where the spread is zero (PyTorch's
-    convention; masked as a whole, so its own derivative there is 0 too)."""
-    z, zero = _standardized(y, x, axis, keepdims)
-    return where(zero, 0, expand(g, x.shape, axis, keepdims) * z / _dof(x.shape, axis, ddof))
+    convention; g is masked there, so the rule's own derivative is 0 there too)."""
+    g = where(y == 0, 0, g) / _dof(x.shape, axis, ddof)
+    return expand(g, x.shape, axis, keepdims) * _standardized(y, x, axis, keepdims)
 
 
 def _std_jvp(ts, y, x, axis, ddof, keepdims):
-    z, _ = _standardized(y, x, axis, keepdims)
+    z = _standardized(y, x, axis, keepdims)
     return where(y == 0, 0, (ts[0] * z).sum(axis=last_axes(axis, x.ndim), keepdims=keepdims)
                  / _dof(x.shape, axis, ddof))
 
@@ -74,6 +81,27 @@ def _spread(method, x, axis, ddof, keepdims):
                  keepdims=keepdims)
 
 
+_PLAIN_INT = (int, Default)
+
+
+def _number(value):
+    """A Python int or float from a real number (NumPy's scalars included, whose own
+    precision would otherwise carry into the arithmetic: 1 / float32(3)); None otherwise."""
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else None
+
+
+def _ddof(name, ddof):
+    """``ddof`` as a Python number, or a clear error."""
+    out = _number(ddof)
+    if out is None:
+        raise TypeError(f"gpuad.{name}: ddof (PyTorch: correction) must be a number, the "
+                        f"ddof of the N - ddof divisor, e.g. ddof=1; got {ddof!r} "
+                        f"({type(ddof).__name__})")
+    return out
+
+
 def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
@@ -82,6 +110,8 @@ def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
             or unbiased is not None):
         axis, ddof, keepdims = torch_spread("var", axis, ddof, keepdims, dim, keepdim,
                                             correction, unbiased)
+    if ddof.__class__ not in _PLAIN_INT:
+        ddof = _ddof("var", ddof)
     axis = normalize_axis(axis, x.ndim, "var")
     out = _spread("var", x, axis, ddof, keepdims)
     return record1(_VAR, x, out, (x, axis, ddof, keepdims))
@@ -95,6 +125,8 @@ def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
             or unbiased is not None):
         axis, ddof, keepdims = torch_spread("std", axis, ddof, keepdims, dim, keepdim,
                                             correction, unbiased)
+    if ddof.__class__ not in _PLAIN_INT:
+        ddof = _ddof("std", ddof)
     axis = normalize_axis(axis, x.ndim, "std")
     out = _spread("std", x, axis, ddof, keepdims)
     return record1(_STD, x, out, (x, axis, ddof, keepdims))
@@ -105,15 +137,16 @@ def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
 def _pnorm_dir(y, x, p, axis, keepdims):
     """d||x||_p/dx = sign(x) (|x| / ||x||)^(p-1), from the ratio |x| / ||x|| (at most 1 for
     p >= 1), so no power of |x| or of the norm overflows before the result does. Zero where
-    the norm is zero, and (for p < 1, where |x|^(p-1) is infinite) where x is zero, as in
-    PyTorch."""
+    the norm is zero (for p < 0, wherever the slice holds a zero), and (for p < 1, where
+    |x|^(p-1) is infinite) where x is zero, as in PyTorch."""
     ye = expand(y, x.shape, axis, keepdims)
     zero = ye == 0
     safe = where(zero, 1, ye)
     if p == 2:
         return where(zero, 0, x / safe)
-    if p < 1:
-        return where(x == 0, 0, sign(x) * abs(where(x == 0, 1, x) / safe) ** (p - 1))
+    if p < 1:  # (p < 0: one zero element makes the norm zero)
+        off = zero | (x == 0)
+        return where(off, 0, sign(x) * abs(where(off, 1, x) / safe) ** (p - 1))
     return sign(x) * abs(x / safe) ** (p - 1)
 
 
@@ -123,20 +156,41 @@ _PNORM = Op("norm", (lambda g, y, x, p, axis, keepdims: expand(g, x.shape, axis,
             .sum(axis=last_axes(axis, x.ndim), keepdims=keepdims))
 
 
-def norm(x, ord=2, axis=None, keepdims=False, *, dim=None, keepdim=None):
+_ORD = Default(2)  # (norm's default ord, told apart from an explicit 2)
+
+
+def _norm_ord(ord, p):
+    """The p of the p-norm from ``ord`` or PyTorch's ``p`` (None and "fro" are 2)."""
+    if p is not None:
+        if ord is not _ORD:
+            raise TypeError(f"gpuad.norm: got both ord={ord!r} and p={p!r}; p is PyTorch's "
+                            "name for ord: pass one of them")
+        ord = p
+    if ord is None:
+        return 2
+    if isinstance(ord, str):
+        if ord == "fro":
+            return 2
+        raise ValueError(f"gpuad.norm: ord={ord!r} is not supported (vector norms only); use "
+                         "a number, inf, -inf or 'fro'")
+    number = _number(ord)
+    if number is None:
+        raise TypeError(f"gpuad.norm: ord must be a number (the p of the p-norm), inf, -inf or "
+                        f"'fro'; got {ord!r} ({type(ord).__name__})")
+    return number
+
+
+def norm(x, ord=_ORD, axis=None, keepdims=False, *, dim=None, keepdim=None, p=None):
     """The vector p-norm of the elements along ``axis`` (all elements when None).
 
-    ``ord``: any p != 0 (2 by default, "fro" is 2; negative p as NumPy), inf (max |x|), -inf
-    (min |x|), 0 (count of non-zeros). The gradient at the zero vector is zero (PyTorch's
-    convention).
+    ``ord`` (or PyTorch's name ``p``): any p != 0 (2 by default, "fro" is 2; negative p as
+    NumPy), inf (max |x|), -inf (min |x|), 0 (count of non-zeros). The gradient is zero where
+    the norm is zero (PyTorch's convention), which for p < 0 is wherever the slice holds a 0.
     """
     x = x if isinstance(x, Tensor) else to_tensor(x, "norm")
     if dim is not None or keepdim is not None:
         axis, keepdims = torch_axis("norm", axis, keepdims, dim, keepdim)
-    if ord in (None, "fro"):
-        ord = 2
-    if isinstance(ord, str):
-        raise ValueError(f"gpuad.norm: ord={ord!r} is not supported; use a number, inf or 'fro'")
+    ord = _norm_ord(ord, p)
     if ord in (math.inf, -math.inf):
         check_extremum(f"norm(ord={ord})", x.shape, normalize_axis(axis, x.ndim, "norm"))
         return (abs(x).max if ord > 0 else abs(x).min)(axis=axis, keepdims=keepdims)
