@@ -27,6 +27,34 @@ def test_kink_conventions(device):
                                         device), [1, 1, 1, 0])
 
 
+_KINKED = {
+    "relu": (ad.relu, "relu"), "abs": (ad.abs, "abs"),
+    "leaky_relu": (lambda x: ad.leaky_relu(x, 0.2),
+                   lambda x: __import__("torch").nn.functional.leaky_relu(x, 0.2)),
+    "elu": (lambda x: ad.elu(x, 1.5), lambda x: __import__("torch").nn.functional.elu(x, 1.5)),
+    "clip": (lambda x: ad.clip(x, -1.0, 1.0), lambda x: x.clamp(-1.0, 1.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_KINKED))
+def test_first_and_second_derivatives_at_the_kinks_match_torch(name, device):
+    """At 0, -0, the clip bounds and next to them, the first and second derivatives are
+    PyTorch's (elu''(0) was alpha: PyTorch takes the exp of x only where x < 0, so 0)."""
+    torch = pytest.importorskip("torch")
+    values = [0.0, -0.0, 1e-300, -1e-300, 1.0, -1.0, 2.0, -2.0]
+    ours, theirs = _KINKED[name]
+    theirs = getattr(torch, theirs) if isinstance(theirs, str) else theirs
+    x = ad.tensor(values, dtype=ad.float64, device=device, requires_grad=True)
+    (g,) = ad.grad(ours(x).sum(), x, create_graph=True)
+    (h,) = ad.grad(g.sum(), x, allow_unused=True) if g.requires_grad else (None,)
+    t = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    (tg,) = torch.autograd.grad(theirs(t).sum(), t, create_graph=True)
+    th = torch.autograd.grad(tg.sum(), t)[0] if tg.requires_grad else torch.zeros_like(t)
+    np.testing.assert_array_equal(g.numpy(), tg.detach().numpy())
+    np.testing.assert_array_equal(np.zeros(len(values)) if h is None else h.numpy(),
+                                  th.numpy(force=True))
+
+
 def test_max_min_split_ties_evenly(device):
     np.testing.assert_allclose(_grad(ad.max, [1.0, 3.0, 3.0, 2.0], device), [0, 0.5, 0.5, 0])
     np.testing.assert_allclose(_grad(lambda x: x.min(axis=1), [[1.0, 1.0, 1.0], [0.0, 2.0, 5.0]],

@@ -127,8 +127,9 @@ _leaky_relu = _unary(
     "leaky_relu", "leaky_relu", lambda g, x, slope: g * (step(x) * (1 - slope) + slope),
     params=True,
 )
+# elu'(0) = alpha and elu''(0) = 0, as PyTorch: the exp is taken of x only where x < 0
 _elu = _unary(
-    "elu", "elu", lambda g, x, alpha: where(x <= 0, g * alpha * exp(where(x <= 0, x, 0)), g),
+    "elu", "elu", lambda g, x, alpha: where(x <= 0, g * alpha * exp(where(x < 0, x, 0)), g),
     params=True,
 )
 _gelu = _unary("gelu", "gelu", lambda g, x, approx: g * _gelu_grad(x, approx), params=True)
