@@ -56,3 +56,23 @@ def test_float64_norm_and_std_do_not_overflow_where_the_result_fits():
     torch = pytest.importorskip("torch")
     assert np.isinf(torch.linalg.vector_norm(torch.tensor(x)).item())
     assert np.isinf(torch.std(torch.tensor(y), correction=0).item())
+
+
+@pytest.mark.parametrize("name", ["std", "norm"])
+def test_second_derivatives_where_std_or_norm_is_zero_are_zero(name):
+    """std'(x) and norm'(x) are 0 where the result is 0 (PyTorch's convention), masked as a
+    whole, so the derivatives of the gradient are 0 there too; PyTorch's are nan."""
+    def run(m):
+        x = m.tensor([0.5, 0.5], dtype=m.float64, requires_grad=True)
+        w = m.tensor([-1.75], dtype=m.float64, requires_grad=True)
+        if m is ad:
+            y = ad.std(x) if name == "std" else ad.norm(x - 0.5)
+            grad = ad.grad
+        else:
+            y = x.std(correction=0) if name == "std" else m.linalg.vector_norm(x - 0.5)
+            grad = m.autograd.grad
+        gx, gw = grad((y * w).sum(), [x, w], create_graph=True)
+        return [v.detach().numpy() for v in grad((gx * 1.3).sum() + (gw * 0.7).sum(), [x, w])]
+    assert [v.tolist() for v in run(ad)] == [[0.0, 0.0], [0.0]]
+    torch = pytest.importorskip("torch")
+    assert np.isnan(np.concatenate(run(torch))).any()
