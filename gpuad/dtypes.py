@@ -40,7 +40,7 @@ def as_dtype(dtype, op="dtype"):
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"gpuad.{op}: {dtype!r} is not a dtype; use one of {_NAMES}") from None
-    return check_numeric(dt, op, f"of dtype={getattr(dtype, '__name__', dtype)!r}")
+    return check_numeric(dt, op, lambda: f"of dtype={getattr(dtype, '__name__', dtype)!r}")
 
 
 def is_floating(dtype):

@@ -142,6 +142,47 @@ def _t_prod(x, axis, keepdims):
     return out
 
 
+def _others(x, dim):
+    """The product of the other elements along ``dim``: exclusive prefix times exclusive suffix
+    products, and exactly 0 where another element is 0 and the rest are finite (where the
+    prefix or suffix alone overflows, inf * 0 would be nan)."""
+    n = x.shape[dim]
+    if n == 0:
+        return x
+    ones = torch.ones_like(x.narrow(dim, 0, 1))
+    left = torch.cat([ones, torch.cumprod(x.narrow(dim, 0, n - 1), dim)], dim)
+    tail = torch.flip(x.narrow(dim, 1, n - 1), [dim])
+    right = torch.cat([torch.flip(torch.cumprod(tail, dim), [dim]), ones], dim)
+    zeros = (x == 0).sum(dim, keepdim=True) - (x == 0).to(torch.int64)
+    odd = (~torch.isfinite(x)).sum(dim, keepdim=True) - (~torch.isfinite(x)).to(torch.int64)
+    return torch.where((zeros > 0) & (odd == 0), torch.zeros_like(x), left * right)
+
+
+def _t_prod_exact():
+    """prod over ``axis`` None or one axis (the edge-value family's) whose gradient is the
+    product of the others (gpuad's where the product is not a normal number; torch's prod / x
+    is inf or 0 there where the exact value is finite: [1, 1e300, 1e300] gives [inf, 1e300,
+    1e300])."""
+    class ProdOfOthers(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, dim):
+            ctx.save_for_backward(x)
+            ctx.dim = dim
+            return torch.prod(x) if dim is None else torch.prod(x, dim=dim)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            if ctx.dim is None:
+                return (g * _others(x.reshape(-1), 0)).reshape(x.shape), None
+            return g.unsqueeze(ctx.dim) * _others(x, ctx.dim), None
+
+    def run(x, axis, keepdims):
+        assert not keepdims and (axis is None or isinstance(axis, int))
+        return ProdOfOthers.apply(x, None if axis is None or x.ndim == 0 else axis % x.ndim)
+    return run
+
+
 def _t_var(fn):
     def run(x, axis, keepdims, ddof=0):
         if x.ndim == 0:
@@ -198,9 +239,10 @@ class Table:
         self.unary = _unary()
         self.binary = _binary()
         self.reductions = _reductions()
-        #: a second torch evaluation of the reductions that square (see _scaled)
-        self.scaled = {"var": _scaled(_t_var(torch.var), 2), "std": _scaled(_t_var(torch.std), 1),
-                       "norm": _scaled(_t_norm, 1)}
+        #: a second torch evaluation of the reductions where gpuad is more exact than torch:
+        #: those that square (see _scaled) and prod's gradient (see _ProdOfOthers)
+        self.exact = {"var": _scaled(_t_var(torch.var), 2), "std": _scaled(_t_var(torch.std), 1),
+                      "norm": _scaled(_t_norm, 1), "prod": _t_prod_exact()}
 
 
 # ---- comparison -------------------------------------------------------------------------------

@@ -60,12 +60,11 @@ def test_division_by_a_float16_sum_keeps_its_gradient(create_graph, device, monk
     _same(g.astype(np.float64), [1 / 300 - 100 / 300**2, -100 / 300**2], rtol=2e-3)
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_division_with_a_loss_scaled_float16_gradient(device, monkeypatch):
-    # d(a/b)/db as -(g (a/b)) / b made g (a/b) = 1024 * 100 inf in float16; exact -1024
-    with installed(monkeypatch):
-        _, (ga, gb) = _grads(lambda a, b: a * 100 / b, [[100.0], [100.0]], ad.float16,
-                             device=device, seed=np.array([1024.0]))
+def test_division_with_a_loss_scaled_float16_gradient():
+    # d(a/b)/db as -(g (a/b)) / b made g (a/b) = 1024 * 100 inf in float16; exact -1024 (the
+    # CUDA kernel computes float16 in float32: test_kernels_host checks its rule past overflow)
+    _, (ga, gb) = _grads(lambda a, b: a * 100 / b, [[100.0], [100.0]], ad.float16,
+                         seed=np.array([1024.0]))
     _same(ga.astype(np.float64), [1024.0], rtol=2e-3)
     _same(gb.astype(np.float64), [-1024.0], rtol=2e-3)
 

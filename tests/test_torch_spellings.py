@@ -407,7 +407,12 @@ def test_an_empty_dim_means_what_it_does_in_pytorch(op, ours, theirs, empty):
     np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("op", ["prod", "logsumexp", "argmax"])
+@pytest.mark.parametrize("op", ["prod", "logsumexp", "argmax", "unsqueeze", "expand_dims"])
 def test_an_empty_dim_is_refused_where_pytorch_refuses_it(op):
+    """PyTorch refuses dim=() for prod, argmax and unsqueeze, and its logsumexp reduces every
+    axis with keepdim=True but fails without: refused (unsqueeze(()) was a silent no-op)."""
     with pytest.raises(TypeError, match=rf"^gpuad\.{op}: dim=\(\) names no axis"):
         getattr(ad.tensor(A), op)(dim=())
+    if op == "unsqueeze":
+        with pytest.raises(TypeError, match=r"^gpuad\.unsqueeze: dim=\[\] names no axis"):
+            ad.tensor(A).unsqueeze([])

@@ -181,14 +181,16 @@ LAST = Default(-1)  # (the softmax family's default axis)
 #: the reductions whose PyTorch form reads an empty ``dim`` (``()`` or ``[]``) as every axis,
 #: where NumPy's ``axis=()`` is none
 _EMPTY_DIM_IS_ALL = frozenset(("sum", "mean", "var", "std", "norm"))
-#: those whose PyTorch form refuses an empty ``dim``: refused here too, not guessed
-_EMPTY_DIM_REFUSED = frozenset(("prod", "logsumexp", "argmax", "argmin"))
+#: those whose PyTorch form refuses an empty ``dim`` or reads it inconsistently (logsumexp):
+#: refused, not guessed
+_EMPTY_DIM_REFUSED = frozenset(("prod", "logsumexp", "argmax", "argmin", "unsqueeze",
+                                "expand_dims"))
 
 
 def torch_axis(op, axis, keepdims, dim, keepdim):
     """``(axis, keepdims)`` from PyTorch's names ``dim`` and ``keepdim`` (the same arguments).
     An empty ``dim`` means what it does in PyTorch: every axis for sum, mean, var, std and
-    norm; none for any, all, squeeze and flip (NumPy's reading too)."""
+    norm; none for any, all, squeeze and flip (NumPy's reading too); an error elsewhere."""
     if dim is not None:
         if axis is not None and not isinstance(axis, Default):
             raise TypeError(f"gpuad.{op}: got both axis={axis!r} and dim={dim!r}; dim is "
@@ -196,8 +198,9 @@ def torch_axis(op, axis, keepdims, dim, keepdim):
         axis = dim
         if isinstance(dim, (tuple, list)) and not dim:
             if op in _EMPTY_DIM_REFUSED:
-                raise TypeError(f"gpuad.{op}: dim={dim!r} names no axis (PyTorch refuses it "
-                                "too); pass an axis, or dim=None for every axis")
+                raise TypeError(f"gpuad.{op}: dim={dim!r} names no axis; pass an axis"
+                                + ("" if op in ("unsqueeze", "expand_dims")
+                                   else ", or dim=None for every axis"))
             axis = None if op in _EMPTY_DIM_IS_ALL else axis
     if keepdim is not None:
         if keepdims:
