@@ -76,3 +76,15 @@ def test_second_derivatives_where_std_or_norm_is_zero_are_zero(name):
     assert [v.tolist() for v in run(ad)] == [[0.0, 0.0], [0.0]]
     torch = pytest.importorskip("torch")
     assert np.isnan(np.concatenate(run(torch))).any()
+
+
+def test_pow_exponent_gradient_at_a_zero_base_is_a_select():
+    """d(a ** b)/db = a ** b log(a) is 0 at a = 0, b > 0 by a where: an inf arriving there
+    (from 1 / 0 ** b) stays out, where PyTorch's rule multiplies it by the zero (nan)."""
+    b = ad.tensor([0.5, 2.0], dtype=ad.float64, requires_grad=True)
+    ad.reciprocal(ad.tensor(0.0, dtype=ad.float64) ** b).sum().backward()
+    assert b.grad.tolist() == [0.0, 0.0]
+    torch = pytest.importorskip("torch")
+    tb = torch.tensor([0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    torch.reciprocal(torch.tensor(0.0, dtype=torch.float64) ** tb).sum().backward()
+    assert torch.isnan(tb.grad).all()

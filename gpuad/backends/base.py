@@ -202,9 +202,13 @@ class Backend:
         Built from exclusive prefix and suffix products, so no division is involved. Where
         the others hold a 0 and are all finite, the product is 0 even if a partial product
         overflowed (the 0 * inf of [0, 0, 1e300, 1e300]: its products of others are all 0);
-        a nan or inf among them still gives 0 * inf = nan.
+        a nan or inf among them still gives 0 * inf = nan. float16 and float32 are multiplied
+        in float64 and rounded once, so no partial product underflows to 0 or overflows to inf
+        where the whole is finite (float32 [1e-23, 1e-23, inf] leaves 1e-46 * inf = inf).
         """
         xp = self.xp
+        if x.dtype.kind == "f" and x.dtype.itemsize < 8:
+            return self.prod_others(x.astype(xp.float64), axis).astype(x.dtype)
         n = x.shape[axis]
         lead = (slice(None),) * (axis % x.ndim)
         ones = xp.ones_like(x[lead + (slice(0, 1),)])
