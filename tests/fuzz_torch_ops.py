@@ -145,10 +145,12 @@ def _t_prod(x, axis, keepdims):
 def _others(x, dim):
     """The product of the other elements along ``dim``: exclusive prefix times exclusive suffix
     products, and exactly 0 where another element is 0 and the rest are finite (where the
-    prefix or suffix alone overflows, inf * 0 would be nan)."""
+    prefix or suffix alone overflows, inf * 0 would be nan); in float64, rounded once."""
     n = x.shape[dim]
     if n == 0:
         return x
+    if x.dtype != torch.float64:
+        return _others(x.double(), dim).to(x.dtype)
     ones = torch.ones_like(x.narrow(dim, 0, 1))
     left = torch.cat([ones, torch.cumprod(x.narrow(dim, 0, n - 1), dim)], dim)
     tail = torch.flip(x.narrow(dim, 1, n - 1), [dim])

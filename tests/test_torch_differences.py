@@ -88,3 +88,22 @@ def test_pow_exponent_gradient_at_a_zero_base_is_a_select():
     tb = torch.tensor([0.5, 2.0], dtype=torch.float64, requires_grad=True)
     torch.reciprocal(torch.tensor(0.0, dtype=torch.float64) ** tb).sum().backward()
     assert torch.isnan(tb.grad).all()
+
+
+def test_prod_gradient_is_the_product_of_the_others_also_at_nan_and_inf():
+    """d prod/dx_i is the product of the other elements (as mul's d(ab)/db = a), also where
+    the product overflows or x_i is nan or inf; PyTorch's prod / x_i is inf or nan there."""
+    x = ad.tensor([2.0, NAN, 3.0], dtype=ad.float64, requires_grad=True)
+    ad.prod(x).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [NAN, 6.0, NAN])
+    y = ad.tensor([1.0, 1e300, 1e300], dtype=ad.float64, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="overflow"):  # (the product, as NumPy's)
+        ad.prod(y).backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [np.inf, 1e300, 1e300])
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor([2.0, NAN, 3.0], dtype=torch.float64, requires_grad=True)
+    torch.prod(tx).backward()
+    assert torch.isnan(tx.grad).all()
+    ty = torch.tensor([1.0, 1e300, 1e300], dtype=torch.float64, requires_grad=True)
+    torch.prod(ty).backward()
+    assert torch.isinf(ty.grad).all()
