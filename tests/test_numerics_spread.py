@@ -53,6 +53,50 @@ def test_var_rows_next_to_a_constant_row_near_the_float_max(device, monkeypatch)
     _same(g.astype(np.float64), [[0.0] * 3, 2 * (r - r.mean()) / 3], rtol=1e-6)
 
 
+# ordinary constants whose one-pass mean rounds (0.1 * 3 / 3 != 0.1): the CPU's plain path
+# left a 1-ulp residual (std 1.4e-17, gradient -1/3 each) where the CUDA backend's refined
+# mean gave 0; both are now exactly 0, value and gradient, and the same bits
+ROUNDING = [(ad.float64, 0.1, 3, 0), (ad.float32, -0.22223517298698425, 3, 2),
+            (ad.float64, 1 / 3, 7, 1), (ad.float16, 0.1, 5, 0)]
+
+
+@pytest.mark.parametrize("dtype, a, n, ddof", ROUNDING)
+@pytest.mark.parametrize("op", ["var", "std"])
+def test_spread_of_an_ordinary_constant_slice_is_zero_on_both_devices(op, dtype, a, n, ddof,
+                                                                      monkeypatch):
+    got = {}
+    with installed(monkeypatch):
+        for device in ("cpu", "cuda"):
+            out, (g,) = _grads(lambda t: getattr(t, op)(ddof=ddof), [[a] * n], dtype,
+                               device=device)
+            assert out == 0 and g.tolist() == [0.0] * n, device
+            rows = np.array([[a] * n, np.linspace(-1, 2, n)])
+            got[device] = _grads(lambda t: getattr(t, op)(axis=1, ddof=ddof), [rows], dtype,
+                                 device=device)
+    np.testing.assert_array_equal(got["cpu"][0], got["cuda"][0])
+    np.testing.assert_array_equal(got["cpu"][1][0], got["cuda"][1][0])
+
+
+@pytest.mark.parametrize("a", [0.1, -0.22223517298698425, 1 / 3, 1.7, 7.3e5])
+@pytest.mark.parametrize("offset", [-3, -1, 1, 2])
+def test_constant_slice_is_exact_whatever_the_mean_rounded_to(a, offset):
+    # another device sums in another order, so its mean may round to another neighbour of a:
+    # the refinement and the corrected two-pass form cancel any such residual exactly
+    from gpuad.backends.base import refined, spread_of
+    x = np.full((2, 6), a)
+    m1 = np.full((2, 1), a)
+    for _ in range(abs(offset)):
+        m1 = np.nextafter(m1, np.inf if offset > 0 else -np.inf)
+    assert np.all(x - m1 != 0)  # (the residual is there to cancel)
+    assert np.all(refined(np, x - m1, 1, 6) == 0)
+    assert np.all(spread_of(np, x - m1, 1, 6, 0, False) == 0)
+    # and a slice that is not constant keeps its spread: var([a, 2a, ..]) to rounding (unscaled,
+    # as the CPU's plain path: so without squares that overflow)
+    y = x * np.arange(1, 7) / max(1.0, abs(a))
+    d = y - y.mean(axis=1, keepdims=True)
+    _same(spread_of(np, d, 1, 6, 1, False), np.var(y, axis=1, ddof=1))
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_var_gradient_with_infinite_entries_matches_torch(device, monkeypatch):
     # x - mean with an inf in the slice is [nan, -inf] (inf - inf, 0 - inf), on the scaled

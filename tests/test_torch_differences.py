@@ -58,6 +58,18 @@ def test_float64_norm_and_std_do_not_overflow_where_the_result_fits():
     assert np.isinf(torch.std(torch.tensor(y), correction=0).item())
 
 
+def test_spread_of_a_constant_slice_is_exactly_zero():
+    # the mean is refined (and the squares' sum corrected), so the rounding of sum / N cancels
+    x = ad.tensor([0.1] * 3, dtype=ad.float64, requires_grad=True)
+    ad.std(x).backward()
+    assert ad.std(x).item() == 0.0 and x.grad.tolist() == [0.0] * 3
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([0.1] * 3, dtype=torch.float64, requires_grad=True)
+    y = t.std(correction=0)
+    y.backward()
+    assert 0 < y.item() < 1e-16 and t.grad.tolist() == pytest.approx([-1 / 3] * 3, rel=1e-6)
+
+
 @pytest.mark.parametrize("name", ["std", "norm"])
 def test_second_derivatives_where_std_or_norm_is_zero_are_zero(name):
     """std'(x) and norm'(x) are 0 where the result is 0 (PyTorch's convention), masked as a

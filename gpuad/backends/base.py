@@ -42,6 +42,28 @@ def reduced_size(shape, axis):
     return math.prod(shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
 
 
+def refined(xp, d, axis, n):
+    """Deviations d = x - m1 from a rounded mean m1, refined by their own mean: d - mean(d),
+    i.e. x - (m1 + mean(x - m1)). Exact 0 for a constant slice (its d are equal and exact),
+    whatever order the sums run in; a slice whose mean(d) is inf or nan keeps d. In place
+    where d is an array."""
+    r = xp.sum(d, axis=axis, keepdims=True) / n
+    d -= xp.where(xp.isfinite(r), r, 0)
+    return d
+
+
+def spread_of(xp, d, axis, n, ddof, keepdims):
+    """var from deviations d = x - m1 about a rounded mean m1, the corrected two-pass form:
+    (sum(d^2) - sum(d)^2 / N) / (N - ddof), at least 0. Algebraically d refined by its own
+    mean (:func:`refined`), so a constant slice is exactly 0 whatever order the sums run in,
+    at the cost of one sum of d rather than a pass that rewrites it. N - ddof <= 0 gives a
+    sum / 0 (inf, or nan where the sum is 0). Squares d in place."""
+    total = xp.sum(d, axis=axis, keepdims=keepdims)
+    d *= d
+    v = (xp.sum(d, axis=axis, keepdims=keepdims) - total * total / n) / max(n - ddof, 0)
+    return xp.maximum(v, 0)
+
+
 class Backend:
     """Array operations for one device kind, implemented with the array module ``xp``."""
 
@@ -255,40 +277,36 @@ class Backend:
 
     def _scaled_deviations(self, x, axis):
         """(x/s - mean(x/s), s) with s from :meth:`pow2_scale` (kept): x / s is exact and
-        at most 2 in size, so its sum cannot overflow. The mean is refined once
-        (m = m1 + mean(x/s - m1)), which makes a constant slice's deviations exactly 0 (the
-        rounding of sum(a, a, a) / 3 can leave a 1-ulp residual, which times s overflows
-        where a is near the float maximum); not where m1 is inf or nan (an inf or nan in the
-        slice), whose deviations stay x - m1 as in the plain formula ([inf, 0]: [nan, -inf])."""
+        at most 2 in size, so its sum cannot overflow. The one-pass mean, as NumPy's: where
+        that does not overflow, the plain deviations scaled by a power of two, so the same
+        bits. Its rounding can leave a constant slice a 1-ulp residual (sum(a, a, a) / 3 !=
+        a), which :meth:`center` refines away and :func:`spread_of` cancels."""
         xp = self.xp
-        n = reduced_size(x.shape, axis)
         s = self.pow2_scale(x, axis)
         xs = x / s
-        m = xp.sum(xs, axis=axis, keepdims=True) / n
-        r = xp.sum(xs - m, axis=axis, keepdims=True) / n
-        return xs - (m + xp.where(xp.isfinite(r), r, 0)), s
+        return xs - xp.sum(xs, axis=axis, keepdims=True) / reduced_size(x.shape, axis), s
 
     def center(self, x, axis):
         """x - mean(x) along ``axis`` (None: all axes; an int or a tuple), computed scaled
-        (:meth:`_scaled_deviations`): (x/s - mean(x/s)) s, finite wherever the result is, and
-        exactly 0 for a constant slice."""
+        (:meth:`_scaled_deviations`) with the mean refined once: d - mean(d), which makes a
+        constant slice exactly 0 (not where mean(d) is inf or nan, an inf or nan in the
+        slice, whose deviations stay x - mean as in the plain formula: [inf, 0] gives
+        [nan, -inf])."""
         x = self._floats(x)
         if x.size == 0:  # (no mean of nothing to take)
             return x + 0
         d, s = self._scaled_deviations(x, axis)
-        return d * s
+        return refined(self.xp, d, axis, reduced_size(x.shape, axis)) * s
 
     def _spread(self, x, axis, ddof, keepdims):
-        """(sum(d^2) / max(N - ddof, 0), s) with d, s from :meth:`_scaled_deviations` (s
-        squeezed unless ``keepdims``): neither the mean nor the squares overflow, and scaling
-        by a power of two is exact, so var = (v s) s is the plain value where that does not
-        overflow. N - ddof <= 0 gives a sum / 0 (inf, or nan where the sum is 0)."""
-        xp = self.xp
+        """(:func:`spread_of` the scaled deviations, s) with d, s from
+        :meth:`_scaled_deviations` (s squeezed unless ``keepdims``): neither the mean nor the
+        squares overflow, and scaling by a power of two is exact, so var = (v s) s is the
+        plain value where that does not overflow."""
         x = self._floats(x)
-        n = reduced_size(x.shape, axis)
         d, s = self._scaled_deviations(x, axis)
-        v = xp.sum(d * d, axis=axis, keepdims=keepdims) / max(n - ddof, 0)
-        return v, s if keepdims else xp.squeeze(s, axis=axis)
+        v = spread_of(self.xp, d, axis, reduced_size(x.shape, axis), ddof, keepdims)
+        return v, s if keepdims else self.xp.squeeze(s, axis=axis)
 
     def var(self, x, axis=None, ddof=0, keepdims=False):
         """sum((x - mean)^2) / (N - ddof), computed scaled (:meth:`_spread`)."""

@@ -1,10 +1,11 @@
 """The CPU backend: the Backend interface implemented with NumPy."""
 import math
+import types
 
 import numpy as np
 
 from . import cpu_parallel
-from .base import Backend, reduced_size
+from .base import Backend, reduced_size, spread_of
 
 try:  # SciPy's erf is fast and exact; without SciPy, math.erf is applied per element.
     from scipy.special import erf as _scipy_erf
@@ -122,14 +123,19 @@ _SAFE_LOW = {np.dtype(t): np.finfo(t).tiny / np.finfo(t).eps
              for t in (np.float16, np.float32, np.float64)}
 
 
+#: the NumPy functions :func:`spread_of` calls, as bare ufunc methods (``np.sum`` goes through
+#: a Python wrapper that costs more than the sum of a row of a few hundred)
+_BOUND = types.SimpleNamespace(sum=_sum, maximum=np.maximum)
+
+
 def _plain_var(x, axis, ddof, keepdims):
-    """NumPy's var, sum((x - mean)^2) / (N - ddof), by the same operations (so the same bits)
-    without its Python wrapper, which takes twice as long as the arithmetic on rows of a few
-    hundred. No degrees of freedom (N - ddof <= 0) gives x/0, which :func:`_safe` refuses."""
+    """var about NumPy's one-pass mean without scaling, by :func:`spread_of` (so the same bits
+    as the base's scaled form wherever neither overflows nor underflows), and without np.var's
+    Python wrapper, which takes twice as long as the arithmetic on rows of a few hundred. No
+    degrees of freedom (N - ddof <= 0) gives x/0, which :func:`_safe` refuses."""
     n = reduced_size(x.shape, axis)
-    d = x - _sum(x, axis=axis, keepdims=True) / n
-    d *= d  # (in place; a 0-d x makes NumPy scalars, which rebind)
-    return _sum(d, axis=axis, keepdims=keepdims) / max(n - ddof, 0)
+    return spread_of(_BOUND, x - _sum(x, axis=axis, keepdims=True) / n, axis, n, ddof,
+                     keepdims)
 
 
 def _safe(total):
@@ -220,15 +226,19 @@ class NumpyBackend(Backend):
         return super().vector_norm(x, p, axis, keepdims)
 
     def center(self, x, axis):
-        """x - mean(x) as it is (NumPy's mean) where every mean is finite (the usual case, at
-        the cost of one test of the small mean), else the base's scaled form (the sum
-        overflowed)."""
+        """x - mean(x) with the mean refined once, as the base's (:func:`refined`), unscaled
+        where every mean and refinement is finite (the usual case, at the cost of testing
+        those two small arrays), else the base's scaled form (a sum or x - mean overflowed)."""
         x = self._floats(x)
         n = reduced_size(x.shape, axis)
         if n:
             m = _sum(x, axis=axis, keepdims=True) / n
             if _ALL(np.isfinite(m), axis=None):
-                return x - m
+                d = x - m
+                r = _sum(d, axis=axis, keepdims=True) / n
+                if _ALL(np.isfinite(r), axis=None):
+                    d -= r
+                    return d
         return super().center(x, axis)
 
     def var(self, x, axis=None, ddof=0, keepdims=False):
