@@ -129,11 +129,12 @@ def test_selection_kernels(dtype, kernel):
 
 
 def _elementwise_ops():
-    """The op names of gpuad/ops/elementwise.py whose Jacobian is diagonal."""
+    """The op names of gpuad/ops/elementwise.py whose Jacobian is diagonal, but for nodes of
+    derivatives (``*_grad``: their values come from their op's ``_bwd`` kernel)."""
     names = set()
     for value in vars(ew).values():
         op = value if isinstance(value, Op) else getattr(value, "op", None)
-        if isinstance(op, Op) and op.jvp is DIAGONAL:
+        if isinstance(op, Op) and op.jvp is DIAGONAL and not op.name.endswith("_grad"):
             names.add(op.name)
     return names
 
@@ -176,6 +177,23 @@ def test_kernel_rules_past_the_overflow_of_squares(dtype, kernel):
     np.testing.assert_allclose(kernel("rsqrt_bwd", dtype, [1e-10], y),
                                [1e-10 * float(y[0]) * float(y[0]) * float(y[0]) * -0.5],
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_arctan_kernel_selects_its_form_as_the_cpu_does(dtype, kernel):
+    """arctan_bwd picks g / (1 + x^2) or, where x^2 overflows, (g / x) / (x + 1 / x), as the
+    backends' arctan_grad: the same bits on either side of the switch (sqrt of the float max),
+    at 0, +-inf and nan, and for upstream gradients from tiny to huge."""
+    edge = float(np.sqrt(np.finfo(dtype).max))
+    near = [edge * f for f in (0.5, 0.999, 0.9999999, 1.0, 1.0000001, 1.001, 2.0)]
+    mag = np.concatenate([_quiet(np.geomspace, 1e-3, float(np.finfo(dtype).max) / 2, 400),
+                          near, [0.0, np.inf, np.nan, 1.0]])
+    x = np.concatenate([mag, -mag]).astype(dtype)
+    squares = _quiet(np.multiply, x, x)
+    assert np.isinf(squares).sum() > 200 and np.isfinite(squares).sum() > 200
+    for g in (np.ones_like(x), np.geomspace(1e-30, 1e30, x.size).astype(dtype)):
+        want = _quiet(ad.device("cpu").backend.arctan_grad, g, x)
+        np.testing.assert_array_equal(kernel("arctan_bwd", dtype, g, x), want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

@@ -257,6 +257,50 @@ def test_arctan_gradient_is_the_same_on_every_path(dtype):
                                                 ad.float64: 1e-15}[dtype], atol=1e-7)
 
 
+def _arctan_derivatives_exact(x):
+    """The second and third derivatives of arctan in float64, from u = 1/x past |x| = 1 (no
+    overflow on the way): -2x / (1 + x^2)^2 = -2u^3 / (1 + u^2)^2 and (6x^2 - 2) / (1 + x^2)^3
+    = (6u^4 - 2u^6) / (1 + u^2)^3."""
+    x = np.asarray(x, np.float64)
+    u = 1 / x
+    big = np.abs(x) > 1
+    d2 = np.where(big, -2 * u**3 / (1 + u * u) ** 2, -2 * x / (1 + x * x) ** 2)
+    d3 = np.where(big, (6 * u**4 - 2 * u**6) / (1 + u * u) ** 3,
+                  (6 * x * x - 2) / (1 + x * x) ** 3)
+    return d2, d3
+
+
+ARCTAN_SWEEP = {ad.float16: (1e-2, 6e4, 4e-3), ad.float32: (1e-4, 1e18, 2e-6),
+                ad.float64: (1e-8, 1e75, 1e-13)}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("dtype", list(ARCTAN_SWEEP), ids=lambda d: d.name)
+def test_arctan_higher_derivatives_do_not_underflow_before_the_result(dtype, device,
+                                                                      monkeypatch):
+    # differentiating g / (1 + x^2) as a quotient went through g / (1 + x^2)^2 ~ 1/x^4:
+    # float32 arctan''(2e11) was -0.0 (exact -2.3e-34), float16's 2.6% off at 32
+    lo, hi, rtol = ARCTAN_SWEEP[dtype]
+    mag = np.geomspace(lo, hi, 300)
+    x = np.concatenate([mag, -mag]).astype(np.dtype(dtype.name))
+    with installed(monkeypatch), np.errstate(all="ignore"):
+        t = ad.tensor(x, dtype=dtype, device=device, requires_grad=True)
+        (g1,) = ad.grad(ad.arctan(t).sum(), [t], create_graph=True)
+        (g2,) = ad.grad(g1.sum(), [t], create_graph=True)
+        (g3,) = ad.grad(g2.sum(), [t])
+        exact = _arctan_derivatives_exact(x)
+    tiny = np.finfo(np.dtype(dtype.name)).tiny
+    # relative to the value, but to the derivative's scale (2) where the third derivative
+    # crosses zero (|x| near 0.58, a cancellation in any form)
+    atol = np.where(np.abs(x) < 2, 2 * rtol, 0)
+    for got, want in zip((g2, g3), exact):
+        normal = np.abs(want) >= tiny  # (the exact value itself is normal in the dtype)
+        assert normal.sum() > 250
+        got = got.numpy().astype(np.float64)
+        err = np.abs(got - want) / (rtol * np.abs(want) + atol)
+        assert np.all(err[normal] <= 1), (x[normal][np.argmax(err[normal])], err[normal].max())
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("dtype, big", [(ad.float16, 300.0), (ad.float32, 1e20),
                                         (ad.float64, 1e155)])

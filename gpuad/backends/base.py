@@ -27,7 +27,7 @@ FUNCTIONS = (
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
     "log_softmax prod_others is_normal pow2_scale center var std vector_norm getitem "
-    "index_add setitem clip rsqrt silu leaky_relu elu check_indices all_finite"
+    "index_add setitem clip rsqrt silu leaky_relu elu check_indices all_finite arctan_grad"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -274,6 +274,19 @@ class Backend:
 
     def _floats(self, x):
         return x if x.dtype.kind == "f" else x.astype(self.xp.float64)
+
+    def arctan_grad(self, g, x):
+        """g / (1 + x^2); where x^2 overflows (the result may not: float32 1e20 gives 1e-40),
+        (g / x) / (x + 1 / x), each branch on its own x values. The CUDA kernel's selection
+        too (``arctan_bwd``), so the same bits on either device."""
+        xp = self.xp
+        xx = x * x
+        if self.all_finite(xx):
+            return g / (xx + 1)
+        big = xp.isinf(xx)
+        one = xp.ones_like(x)
+        xb, xs = xp.where(big, x, one), xp.where(big, one, x)
+        return xp.where(big, g / xb / (xb + 1 / xb), g / (xs * xs + 1))
 
     def _scaled_deviations(self, x, axis):
         """(x/s - mean(x/s), s) with s from :meth:`pow2_scale` (kept): x / s is exact and

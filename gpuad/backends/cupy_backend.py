@@ -83,6 +83,12 @@ class CupyBackend(Backend):
             return self.kernels.elementwise(f"{row.kernel}_bwd", g.dtype, 2, len(nums))(
                 g, s, *nums)
 
+    def arctan_grad(self, g, x):
+        """g / (1 + x^2) by the ``arctan_bwd`` kernel (the base's selection of forms, in one
+        pass) where it applies, else the base's."""
+        out = self.fused_unary_grad("arctan", g, x, ())
+        return super().arctan_grad(g, x) if out is None else out
+
     def warmup(self):
         """Build (compile, or load from CuPy's cache) every elementwise kernel for every
         dtype; returns how many."""

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - other NumPy versions
 #: Ops that routinely turn finite inputs into inf or nan (log(0), 1/0, exp overflow, ...).
 #: They run without NumPy's RuntimeWarnings, as PyTorch and CuPy do; plain arithmetic
 #: (add, multiply, ...) keeps NumPy's warnings for overflow.
-QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh "
+QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh arctan_grad "
          "logsumexp log_softmax softmax center var std vector_norm fused_cross_entropy").split()
 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
@@ -81,13 +81,6 @@ def _relu_grad(g, y):
     return np.bitwise_and(g.view(bits), -keep).view(g.dtype)  # (0-d: NumPy scalars)
 
 
-def _arctan_grad(g, x):
-    """g / (1 + x^2), the arctan rule's first form, where no x^2 overflows; None (the
-    composed rule, with its second form) where one does."""
-    xx = x * x
-    return g / (xx + 1) if _ALL(np.isfinite(xx), axis=None) else None
-
-
 #: The hottest derivative rules on raw arrays, as ``fused_unary_grad`` runs them:
 #: the same operations, in the same order, as the composed rules in ``ops/elementwise.py``
 #: (so the same bits), without a graph node per operation.
@@ -98,7 +91,6 @@ FUSED_GRADS = {
     "sin": lambda g, x: g * np.cos(x),
     "cos": lambda g, x: -g * np.sin(x),
     "exp": lambda g, y: g * y,
-    "arctan": _arctan_grad,
 }
 
 
@@ -161,6 +153,7 @@ class NumpyBackend(Backend):
             setattr(self, name, cpu_parallel.elementwise(getattr(self, name)))
         for name in QUIET:
             setattr(self, name, _quiet(getattr(self, name)))
+        self._fused_grads = dict(FUSED_GRADS, arctan=self.arctan_grad)
 
     def _power(self, a, b, out=None):
         """a ** b (bound as ``power``; ``out`` as the ufunc's, for ``pow_``). A float32 or
@@ -172,8 +165,9 @@ class NumpyBackend(Backend):
         return np.power(a, b, out=out)
 
     def fused_unary_grad(self, op, g, s, params):
-        """``FUSED_GRADS[op](g, s)`` for float arrays of one dtype; None for other ops."""
-        rule = FUSED_GRADS.get(op)
+        """``FUSED_GRADS[op](g, s)`` (arctan: :meth:`arctan_grad`) for float arrays of one
+        dtype; None for other ops."""
+        rule = self._fused_grads.get(op)
         if rule is None or g.dtype != s.dtype or g.dtype.kind != "f":
             return None
         return rule(g, s)
