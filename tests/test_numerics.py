@@ -613,7 +613,11 @@ def _exact_products_of_others(values, dtype=np.float64):
                                     [0.0, 1e300, 1e300, 0.0], [1e300, 0.0, 1e300, 0.0],
                                     [0.0, 1e300, 1e300], [2.0, 1e300, 1e300],
                                     [0.0, 0.0, 0.0, 3.0], [2.0, 0.0, 3.0, 0.5],
-                                    [1e-200, 1e-200, 3.0], [1.5, -2.0, 0.25]])
+                                    [1e-200, 1e-200, 3.0], [1.5, -2.0, 0.25],
+                                    # a prefix or suffix product past the float range where the
+                                    # product of the others is not
+                                    [0.0, 1e-200, 1e200, 1e300], [1, 1e200, 1e200, 1e-200, 0],
+                                    [1e-300, 1e-300, 1e300, 1e300, 0.0, 5e-324]])
 def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkeypatch):
     """d prod/dx_i is the product of the others, against its exact value. 0 * inf: the
     product of the others at the first zero of [0, 0, 1e300, 1e300] was 0 * (1e300 * 1e300) =
@@ -635,7 +639,12 @@ def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkey
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("values", [[1e30, 1e30, 1e-30], [1e-30, 1e-30], [1e20, 1e20, 1e-20],
-                                    [3e-39, 2.0], [2.0, 0.5, -4.0]])
+                                    [3e-39, 2.0], [2.0, 0.5, -4.0],
+                                    # a subnormal factor: y / x_i was 12% and 7% off
+                                    [1.4012985e-45, -2.6883411, -5.2793422, 1e30],
+                                    [1.4012985e-45, -1.8682997, 3e38, 2.1992664],
+                                    # past float64's range on the way
+                                    [1e38] * 9 + [1e-38] * 9])
 def test_prod_gradient_past_a_float32_overflow_or_underflow(values, device, monkeypatch):
     # the reproducer: prod / x_i gave [inf, inf, 1e30 / 1e-30 = inf] where the first two are
     # 1, and [0, 0] where both are 1e-30
@@ -658,6 +667,10 @@ def test_prod_products_of_others_are_zero_next_to_a_zero_but_nan_carries():
     ad.prod(x, axis=1).sum().backward()
     # (the nan's own derivative is 0 * 1e300 * 1e300 = 0: no nan among the others)
     _same(x.grad.numpy(), [[0, 0, 0, 0], [NAN, 0, NAN, NAN]])
+    # the others of a nan are still their product where a suffix of it overflows
+    x = ad.tensor([NAN, 1e-200, 1e200, 1e300], dtype=ad.float64, requires_grad=True)
+    ad.prod(x).backward()
+    _same(x.grad.numpy(), [1e300, NAN, NAN, NAN])
     # second derivatives stay exact with two zeros: d2/dx0 dx1 prod([0, 0, 3]) = 3
     x = ad.tensor([0.0, 0.0, 3.0], requires_grad=True)
     (g,) = ad.grad(ad.prod(x), x, create_graph=True)

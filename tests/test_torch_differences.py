@@ -119,3 +119,24 @@ def test_prod_gradient_is_the_product_of_the_others_also_at_nan_and_inf():
     ty = torch.tensor([1.0, 1e300, 1e300], dtype=torch.float64, requires_grad=True)
     torch.prod(ty).backward()
     assert torch.isinf(ty.grad).all()
+
+
+def test_prod_others_of_a_slice_as_long_as_readme_says():
+    """README's bound on the slices whose products of others are built from mantissas and
+    exponents is the code's; at that length, 1e300s then 1e-300s (prefix products far past
+    the float range) and a zero: the zero's partial derivative is the exact product of the rest."""
+    import fractions
+    import math
+    from pathlib import Path
+
+    from gpuad.backends.base import _MANTISSA_RUN
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert f"(slices of up to {_MANTISSA_RUN} elements)" in readme
+    k = (_MANTISSA_RUN - 1) // 2
+    values = [1e300] * k + [1e-300] * k + [0.0]
+    x = ad.tensor(values, dtype=ad.float64, requires_grad=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # (NumPy's product itself: inf * 0)
+        ad.prod(x).backward()
+    exact = float(math.prod(fractions.Fraction(v) for v in values[:-1]))
+    assert x.grad.numpy()[-1] == pytest.approx(exact, rel=1e-12) and 0.5 < exact < 2
+

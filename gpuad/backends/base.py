@@ -42,6 +42,11 @@ def reduced_size(shape, axis):
     return math.prod(shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
 
 
+#: the longest slice whose product of others is built from mantissas and exponents: the
+#: mantissas' product is at least 2^-n, a normal float64 up to n = 1021
+_MANTISSA_RUN = 1000
+
+
 def refined(xp, d, axis, n):
     """Deviations d = x - m1 from a rounded mean m1, refined by their own mean: d - mean(d),
     i.e. x - (m1 + mean(x - m1)). Exact 0 for a constant slice (its d are equal and exact),
@@ -221,24 +226,42 @@ class Backend:
     def prod_others(self, x, axis):
         """For each element, the product of the other elements along ``axis`` (exact with 0s).
 
-        Built from exclusive prefix and suffix products, so no division is involved. Where
-        the others hold a 0 and are all finite, the product is 0 even if a partial product
-        overflowed (the 0 * inf of [0, 0, 1e300, 1e300]: its products of others are all 0);
-        a nan or inf among them still gives 0 * inf = nan. float16 and float32 are multiplied
-        in float64 and rounded once, so no partial product underflows to 0 or overflows to inf
-        where the whole is finite (float32 [1e-23, 1e-23, inf] leaves 1e-46 * inf = inf).
+        Built from exclusive prefix and suffix products, so no division is involved: of the
+        mantissas m and, added, of the exponents e of x = m 2^e (``frexp``), put together by
+        ``ldexp`` at the end, so no partial product overflows or underflows where the product
+        of the others does not (float64 [nan, 1e-200, 1e200, 1e300]: the others of nan are
+        1e300, where the suffix 1e300 * 1e200 overflowed). Scaling by 2^e is exact, so
+        elsewhere these are the plain products' bits. (Past ``_MANTISSA_RUN`` factors the
+        mantissas' product, at least 2^-n, could itself underflow: longer slices multiply
+        plainly.) Where the others hold a 0 and are all finite, the product is 0 (the 0 * inf
+        of [0, 0, 1e300, 1e300]); a nan or inf among them still gives 0 * inf = nan. float16
+        and float32 are multiplied in float64 and rounded once.
         """
         xp = self.xp
         if x.dtype.kind == "f" and x.dtype.itemsize < 8:
             return self.prod_others(x.astype(xp.float64), axis).astype(x.dtype)
         n = x.shape[axis]
-        lead = (slice(None),) * (axis % x.ndim)
-        ones = xp.ones_like(x[lead + (slice(0, 1),)])
-        left = xp.concatenate([ones, xp.cumprod(x[lead + (slice(0, n - 1),)], axis=axis)], axis)
-        tail = xp.flip(x[lead + (slice(1, n),)], axis)
-        right = xp.flip(xp.concatenate([ones, xp.cumprod(tail, axis=axis)], axis), axis)
+        if x.dtype.kind == "f" and n <= _MANTISSA_RUN:
+            m, e = xp.frexp(x)
+            m = self._exclusive(xp.cumprod, m, axis, 1)
+            others = xp.ldexp(m[0] * m[1], self._exclusive(xp.cumsum, e, axis, 0).sum(axis=0))
+        else:
+            left, right = self._exclusive(xp.cumprod, x, axis, 1)
+            others = left * right
         return xp.where(self._among_others(x == 0, axis) & ~self._among_others(
-            ~xp.isfinite(x), axis), 0, left * right)
+            ~xp.isfinite(x), axis), 0, others)
+
+    def _exclusive(self, scan, x, axis, identity):
+        """(prefix, suffix) of the running ``scan`` (cumprod, cumsum) of x along ``axis``,
+        each leaving the element itself out, stacked on a new leading axis."""
+        xp = self.xp
+        n = x.shape[axis]
+        lead = (slice(None),) * (axis % x.ndim)
+        first = xp.full_like(x[lead + (slice(0, 1),)], identity)
+        left = xp.concatenate([first, scan(x[lead + (slice(0, n - 1),)], axis=axis)], axis)
+        tail = xp.flip(x[lead + (slice(1, n),)], axis)
+        right = xp.flip(xp.concatenate([first, scan(tail, axis=axis)], axis), axis)
+        return xp.stack([left, right])
 
     def _among_others(self, flag, axis):
         """Whether ``flag`` holds at some other element along ``axis``."""

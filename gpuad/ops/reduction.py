@@ -135,16 +135,19 @@ def _others(x, axis):
 
 def _prod_grad(y, x, axis, keepdims):
     """d prod/dx_i, the product of the others: y / x_i (PyTorch's form, one division) where
-    the product y is a normal number, so no factor is 0 and y / x_i is the product of the
-    others to within y's own rounding. Slices whose product is 0, inf, nan or subnormal (a
-    zero factor, or an over- or underflow that y / x_i would pass on to finite partial
-    derivatives: float32 [1e30, 1e30, 1e-30] gives y = inf, the others of 1e30 are 1) take
-    the product of the others itself (no division: exact at zeros, 0 wherever another factor
-    is 0 even where the rest overflows, differentiable again), computed only when there are
-    such slices."""
+    the product y and every factor are normal numbers, so y / x_i is the product of the
+    others to within y's own rounding. Other slices (a zero factor, a subnormal one, whose
+    partial products lost bits: float32 y = 1.4e-45 * 14.19 * 1e30 is 12% off; an over- or
+    underflow that y / x_i would pass on to finite partial derivatives: float32
+    [1e30, 1e30, 1e-30] gives y = inf, the others of 1e30 are 1; a nan or inf) take the
+    product of the others itself (``Backend.prod_others``: no division, exact at zeros, 0
+    wherever another factor is 0 even where the rest overflows, differentiable again),
+    computed only when there are such slices."""
+    backend = x._dev._backend
     ye = expand(y, x.shape, axis, keepdims)
-    normal = x._dev._backend.is_normal(y._a)
-    if x._dev._backend.all(normal):
+    normal = backend.is_normal(y._a) & backend.all(backend.is_normal(x._a), axis=axis,
+                                                   keepdims=keepdims)
+    if backend.all(normal):
         return ye / x
     bad = expand(plain(~normal, x._dev), x.shape, axis, keepdims)
     return where(bad, _others(x, axis), ye / where(bad, 1, x))
