@@ -138,10 +138,11 @@ def _pnorm_dir(y, x, p, axis, keepdims):
     """d||x||_p/dx = sign(x) (|x| / ||x||)^(p-1), from the ratio |x| / ||x|| (at most 1 for
     p >= 1), so no power of |x| or of the norm overflows before the result does. Zero where
     the norm is zero (for p < 0, wherever the slice holds a zero), and (for p < 1, where
-    |x|^(p-1) is infinite) where x is zero, as in PyTorch."""
-    ye = expand(y, x.shape, axis, keepdims)
-    zero = ye == 0
-    safe = where(zero, 1, ye)
+    |x|^(p-1) is infinite) where x is zero, as in PyTorch. The norm's masks are taken before
+    they are broadcast over x (one pass over x each, not two)."""
+    zero = y == 0
+    safe = expand(where(zero, 1, y), x.shape, axis, keepdims)
+    zero = expand(zero, x.shape, axis, keepdims)
     if p == 2:
         return where(zero, 0, x / safe)
     if p < 1:  # (p < 0: one zero element makes the norm zero)
