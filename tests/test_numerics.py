@@ -617,7 +617,9 @@ def _exact_products_of_others(values, dtype=np.float64):
                                     # a prefix or suffix product past the float range where the
                                     # product of the others is not
                                     [0.0, 1e-200, 1e200, 1e300], [1, 1e200, 1e200, 1e-200, 0],
-                                    [1e-300, 1e-300, 1e300, 1e300, 0.0, 5e-324]])
+                                    [1e-300, 1e-300, 1e300, 1e300, 0.0, 5e-324],
+                                    # a partial product in the subnormals: y / x_i 1e-5 off
+                                    [3e-160, 3e-160, 1e300], [1e300, 3e-160, 3e-160]])
 def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkeypatch):
     """d prod/dx_i is the product of the others, against its exact value. 0 * inf: the
     product of the others at the first zero of [0, 0, 1e300, 1e300] was 0 * (1e300 * 1e300) =
@@ -627,7 +629,9 @@ def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkey
     [0, 0, 0] (exact: [3e-200, 3e-200, 1e-400 = 0])."""
     want = _exact_products_of_others(values)
     # (the products overflow: NumPy's warnings, as for multiply, are expected here)
-    with installed(monkeypatch), np.errstate(over="ignore", invalid="ignore", under="ignore"):
+    # (and log2(0) of the range test, where the stand-in's NumPy warns and CuPy does not)
+    with installed(monkeypatch), np.errstate(over="ignore", invalid="ignore", under="ignore",
+                                             divide="ignore"):
         for create_graph in (False, True):
             out, (g,) = _grads(ad.prod, [values], create_graph=create_graph, device=device)
             _same(out, math.prod(values))
@@ -644,7 +648,9 @@ def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkey
                                     [1.4012985e-45, -2.6883411, -5.2793422, 1e30],
                                     [1.4012985e-45, -1.8682997, 3e38, 2.1992664],
                                     # past float64's range on the way
-                                    [1e38] * 9 + [1e-38] * 9])
+                                    [1e38] * 9 + [1e-38] * 9,
+                                    # a subnormal partial product (not factor): 5e-6 off
+                                    [1e-20, 1e-20, 1e30]])
 def test_prod_gradient_past_a_float32_overflow_or_underflow(values, device, monkeypatch):
     # the reproducer: prod / x_i gave [inf, inf, 1e30 / 1e-30 = inf] where the first two are
     # 1, and [0, 0] where both are 1e-30
@@ -671,6 +677,15 @@ def test_prod_products_of_others_are_zero_next_to_a_zero_but_nan_carries():
     x = ad.tensor([NAN, 1e-200, 1e200, 1e300], dtype=ad.float64, requires_grad=True)
     ad.prod(x).backward()
     _same(x.grad.numpy(), [1e300, NAN, NAN, NAN])
+    # and past the float maximum: row 1e-300 of the Hessian of [1e300, 1e300, 1e-300, 2]
+    # holds inf (1e600) next to finite entries, which the y / x_i form made inf - inf = nan and
+    # the matmul of a one-hot g with the pairs' infs 0 * inf = nan
+    from gpuad.autograd.functional import hessian
+    v = [1e300, 1e300, 1e-300, 2.0]
+    h = hessian(ad.prod, ad.tensor(v, dtype=ad.float64)).numpy()
+    want = [[0, 2e-300, 2e300, 1], [2e-300, 0, 2e300, 1], [2e300, 2e300, 0, math.inf],
+            [1, 1, math.inf, 0]]
+    _same(h, want)
     # second derivatives stay exact with two zeros: d2/dx0 dx1 prod([0, 0, 3]) = 3
     x = ad.tensor([0.0, 0.0, 3.0], requires_grad=True)
     (g,) = ad.grad(ad.prod(x), x, create_graph=True)

@@ -26,7 +26,7 @@ FUNCTIONS = (
 # Methods written below that do array work (a device backend runs them on its device).
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
-    "log_softmax prod_others is_normal pow2_scale center var std vector_norm getitem "
+    "log_softmax prod_others products_in_range pow2_scale center var std vector_norm getitem "
     "index_add setitem clip rsqrt silu leaky_relu elu check_indices all_finite arctan_grad"
 ).split()
 
@@ -267,12 +267,21 @@ class Backend:
         """Whether ``flag`` holds at some other element along ``axis``."""
         return self.xp.sum(flag, axis=axis, keepdims=True) - flag > 0
 
-    def is_normal(self, a):
-        """Whether each value of the float array ``a`` is a normal number: finite, nonzero
-        and not subnormal (a product that is normal did not end in an overflow or underflow)."""
-        info = self.xp.finfo(a.dtype)
-        m = self.xp.abs(a)
-        return (m >= info.tiny) & (m <= info.max)
+    def products_in_range(self, x, y, axis, keepdims):
+        """Per product y of x along ``axis``: whether y is a normal number and so is every
+        product of a subset of its factors, whatever order the product ran in (none passed
+        through the subnormals, losing bits, or overflowed). Every such product lies between
+        2^low and 2^high, low and high the sums of log2|x| over |x| < 1 and over |x| > 1;
+        both must stay inside the normal exponents, by a margin of 1 for the sums' rounding
+        (a zero factor makes low -inf, a nan or inf y fails on its own)."""
+        xp = self.xp
+        info = xp.finfo(x.dtype)
+        lg = xp.log2(xp.abs(x))
+        low = xp.sum(xp.minimum(lg, 0), axis=axis, keepdims=keepdims)
+        high = xp.sum(xp.maximum(lg, 0), axis=axis, keepdims=keepdims)
+        m = xp.abs(y)
+        return ((m >= info.tiny) & (m <= info.max) & (low >= info.minexp + 1)
+                & (high <= info.maxexp - 1))
 
     # ---- sums of squares and powers, scaled (no overflow or underflow on the way) --------------
     def pow2_scale(self, x, axis):

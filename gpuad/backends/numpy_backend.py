@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover - other NumPy versions
 #: They run without NumPy's RuntimeWarnings, as PyTorch and CuPy do; plain arithmetic
 #: (add, multiply, ...) keeps NumPy's warnings for overflow.
 QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh arctan_grad "
-         "logsumexp log_softmax softmax center var std vector_norm fused_cross_entropy").split()
+         "logsumexp log_softmax softmax center var std vector_norm fused_cross_entropy "
+         "products_in_range").split()
 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
 #: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound

@@ -96,6 +96,7 @@ def _prod_others_rule(g, x, axis):
     Row i of ``rows`` is x with x_i replaced by 1, so prod_others of that row gives the
     products that leave out both i and j; exact with zeros and differentiable again. The
     Jacobian is symmetric, so this is also the JVP (``g`` may have leading batch axes).
+    A zero g_i contributes nothing, also where its products are inf.
     """
     at = axis - x.ndim
     xl = moveaxis(x, at, -1)
@@ -105,7 +106,12 @@ def _prod_others_rule(g, x, axis):
     diag = plain(backend.eye(n, dtype=bool), x._dev)
     rows = where(diag, 1, expand_dims(xl, -2))
     pairs = where(diag, 0, _prod_others(rows, rows.ndim - 1))
-    return moveaxis(reshape(expand_dims(gl, -2) @ pairs, gl.shape), -1, at)
+    if x._dev._backend.all_finite(pairs._a):
+        return moveaxis(reshape(expand_dims(gl, -2) @ pairs, gl.shape), -1, at)
+    # an inf among the pairs: a zero g_i selects its row out (a product would make 0 * inf =
+    # nan of it, as in the Hessian of [1e300, 1e300, 1e-300, 2], whose row of 1e-300 holds inf)
+    gi = expand_dims(gl, -1)
+    return moveaxis(where(gi == 0, 0, gi * pairs).sum(axis=-2), -1, at)
 
 
 _PROD_OTHERS = Op("prod_others", (_prod_others_rule,),
@@ -135,18 +141,20 @@ def _others(x, axis):
 
 def _prod_grad(y, x, axis, keepdims):
     """d prod/dx_i, the product of the others: y / x_i (PyTorch's form, one division) where
-    the product y and every factor are normal numbers, so y / x_i is the product of the
-    others to within y's own rounding. Other slices (a zero factor, a subnormal one, whose
-    partial products lost bits: float32 y = 1.4e-45 * 14.19 * 1e30 is 12% off; an over- or
-    underflow that y / x_i would pass on to finite partial derivatives: float32
-    [1e30, 1e30, 1e-30] gives y = inf, the others of 1e30 are 1; a nan or inf) take the
-    product of the others itself (``Backend.prod_others``: no division, exact at zeros, 0
-    wherever another factor is 0 even where the rest overflows, differentiable again),
-    computed only when there are such slices."""
+    y and every partial product on the way to it are normal numbers
+    (``Backend.products_in_range``), so y / x_i is the product of the others to within y's
+    own rounding. Other slices take the product of the others itself
+    (``Backend.prod_others``: no division, exact at zeros, 0 wherever another factor is 0
+    even where the rest overflows, differentiable again), computed only when there are such
+    slices: a zero, nan or inf factor; an over- or underflow that y / x_i would pass on to
+    finite partial derivatives (float32 [1e30, 1e30, 1e-30] gives y = inf, the others of
+    1e30 are 1); a partial product in the subnormals, whose lost bits y / x_i carries
+    (float32 [1e-20, 1e-20, 1e30]: 5e-6 off; a subnormal factor, 12%); one past the float
+    maximum, where y / x_i differentiates to inf - inf (the Hessian of
+    [1e300, 1e300, 1e-300, 2])."""
     backend = x._dev._backend
     ye = expand(y, x.shape, axis, keepdims)
-    normal = backend.is_normal(y._a) & backend.all(backend.is_normal(x._a), axis=axis,
-                                                   keepdims=keepdims)
+    normal = backend.products_in_range(x._a, y._a, axis, keepdims)
     if backend.all(normal):
         return ye / x
     bad = expand(plain(~normal, x._dev), x.shape, axis, keepdims)
