@@ -18,7 +18,7 @@ from ._args import (
     torch_reduce,
 )
 from ._reduce import check_extremum, expand, last_axes, n_reduced, wide
-from .elementwise import exp, isnan, where
+from .elementwise import exp, isinf, isnan, where
 from .shape import expand_dims, moveaxis, reshape, transpose
 from .spread import norm, std, var  # noqa: F401  (re-exported: the reductions' module)
 
@@ -108,10 +108,11 @@ def _prod_others_rule(g, x, axis):
     pairs = where(diag, 0, _prod_others(rows, rows.ndim - 1))
     if x._dev._backend.all_finite(pairs._a):
         return moveaxis(reshape(expand_dims(gl, -2) @ pairs, gl.shape), -1, at)
-    # an inf among the pairs: a zero g_i selects its row out (a product would make 0 * inf =
-    # nan of it, as in the Hessian of [1e300, 1e300, 1e-300, 2], whose row of 1e-300 holds inf)
+    # an inf among the pairs: a zero g_i selects its infs out (a product would make 0 * inf =
+    # nan of them, as in the Hessian of [1e300, 1e300, 1e-300, 2], whose row of 1e-300 holds
+    # inf); elsewhere, a nan pair included, the rule stays g_i times the pair, linear in g
     gi = expand_dims(gl, -1)
-    return moveaxis(where(gi == 0, 0, gi * pairs).sum(axis=-2), -1, at)
+    return moveaxis(where((gi == 0) & isinf(pairs), 0, gi * pairs).sum(axis=-2), -1, at)
 
 
 _PROD_OTHERS = Op("prod_others", (_prod_others_rule,),
