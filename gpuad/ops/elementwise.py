@@ -161,13 +161,14 @@ def _x_over_1_plus_x2(x):
     return where(big, 1 / (xb + 1 / xb), xs / (xs * xs + 1))
 
 
-# d/dx g / (1 + x^2) = -2 (g / (1 + x^2)) (x / (1 + x^2)): factors of size 1/x^2 and 1/x, so
-# nothing underflows before the result does (differentiating the quotient itself went through
-# g / (1 + x^2)^2, of size 1/x^4: float32 arctan''(2e11) was 0, not -2.3e-34); linear in g
+# d/dx y = -2 y (x / (1 + x^2)) for y = g / (1 + x^2), the node's output: factors of size
+# 1/x^2 and 1/x, so nothing underflows before the result does (differentiating the quotient
+# itself went through g / (1 + x^2)^2, of size 1/x^4: float32 arctan''(2e11) was 0, not
+# -2.3e-34); linear in g
 _ARCTAN_GRAD = Op("arctan_grad", (
-    lambda gg, g, x: _arctan_grad(gg, x),
-    lambda gg, g, x: gg * (_arctan_grad(g, x) * _x_over_1_plus_x2(x) * -2),
-), jvp=DIAGONAL)
+    lambda gg, y, g, x: _arctan_grad(gg, x),
+    lambda gg, y, g, x: gg * (y * _x_over_1_plus_x2(x) * -2),
+), jvp=DIAGONAL, save_out=True)
 
 
 def _silu_grad(x):
