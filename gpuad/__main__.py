@@ -93,6 +93,8 @@ def _gpu_fields(ad, count):
     reported as n/a with NVML's reason where it refuses, on a MIG device say)."""
     import cupy
 
+    from gpuad.backends.probe import version_text as _version
+
     rt = cupy.cuda.runtime
     _field("cupy", lambda: f"{cupy.__version__}, CUDA runtime {_version(rt.runtimeGetVersion())}"
                            f", driver {_version(rt.driverGetVersion())}")
@@ -128,11 +130,6 @@ def _nvml_value(gpu, field, unit):
         return f"{gpu[field]}{unit}"
     errors = gpu["errors"]
     return f"n/a (NVML: {errors.get(field) or errors.get('handle', 'no value')})"
-
-
-def _version(v):
-    """CUDA's integer version (13000) as text (13.0)."""
-    return f"{v // 1000}.{v % 1000 // 10}"
 
 
 def _parser():

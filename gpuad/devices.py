@@ -127,8 +127,21 @@ def set_cpu_fallback(flag=True):
     _Policy.fallback = bool(flag)
 
 
-def _cuda_or_fallback(dev):
+def _refusal(dev):
+    """Why ``dev`` (a CUDA device) cannot be used, None when it can: the probe's answer, else
+    the CUDA runtime's refusal while its backend is made (a driver older than CuPy's CUDA)."""
     reason = cuda_unavailable_reason(dev.index)
+    if reason is not None:
+        return reason
+    try:
+        dev.backend  # noqa: B018  (made now: the runtime may still refuse)
+    except DeviceUnavailableError:
+        return cuda_unavailable_reason(dev.index)  # (recorded by the backend's maker)
+    return None
+
+
+def _cuda_or_fallback(dev):
+    reason = _refusal(dev)
     if reason is None:
         return dev
     if cpu_fallback_enabled():
@@ -145,7 +158,8 @@ def _cuda_or_fallback(dev):
 
 
 def _auto():
-    return device("cpu") if cuda_unavailable_reason(0) else device("cuda:0")
+    cuda0 = device("cuda:0")
+    return device("cpu") if _refusal(cuda0) else cuda0
 
 
 def resolve(spec):

@@ -205,6 +205,7 @@ def modules():
         Device=_Device,
         runtime=types.SimpleNamespace(
             memGetInfo=lambda: (1 << 30, 2 << 30), CUDARuntimeError=_CUDARuntimeError,
+            getDevice=lambda: 0,
             runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13010,
             getDeviceCount=lambda: 1,
             getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0}),

@@ -84,11 +84,86 @@ def test_out_of_memory_names_the_numbers(fake_cuda, monkeypatch):
 
     from gpuad.backends.cupy_backend import _on
 
-    monkeypatch.setattr(backend, "exp", _on(backend.cuda_device, fail))
+    monkeypatch.setattr(backend, "exp", _on(backend, fail))
     with pytest.raises(ad.OutOfMemoryError, match=r"(?s)allocating 8,589,934,592 bytes.*1\.00 "
                                                   r"GiB free of 2\.00 GiB.*pool uses 0\.00 GiB"):
         ad.exp(x)
     assert issubclass(ad.OutOfMemoryError, MemoryError)
+
+
+def _library_error(name, status, text):
+    """An error shaped like CuPy's wrappers of the CUDA libraries' (its class name and
+    ``status``), made here: loading cupy_backends' cublas needs libcublas installed."""
+
+    def init(self, code):
+        Exception.__init__(self, text)
+        self.status = code
+
+    return type(name, (RuntimeError,), {"__init__": init})(status)
+
+
+#: (class name, status, message): each a failed allocation in a library's own workspace
+WORKSPACE_OOM = [("CUBLASError", 3, "CUBLAS_STATUS_ALLOC_FAILED"),
+                 ("CURANDError", 102, "CURAND_STATUS_ALLOCATION_FAILED"),
+                 ("CUDARuntimeError", 2, "cudaErrorMemoryAllocation: out of memory"),
+                 ("CUDADriverError", 2, "CUDA_ERROR_OUT_OF_MEMORY: out of memory")]
+
+
+@pytest.mark.parametrize("name,status,text", WORKSPACE_OOM)
+def test_out_of_memory_in_a_library_workspace_is_out_of_memory(fake_cuda, monkeypatch, name,
+                                                                 status, text):
+    """cuBLAS (matmul), cuRAND (randn) and CUB/the runtime (a reduction's temporary) allocate
+    outside CuPy's pool and say so in their own error; each is ad.OutOfMemoryError."""
+    x = ad.ones((4, 4), device="cuda")
+    backend = x.device.backend
+    from gpuad.backends.cupy_backend import _on
+
+    def fail(*a, **k):
+        raise _library_error(name, status, text)
+
+    monkeypatch.setattr(backend, "matmul", _on(backend, fail))
+    with pytest.raises(ad.OutOfMemoryError, match=rf"(?s)cuda:0: {text}.*GiB free of 2\.00"):
+        x @ x
+
+
+@pytest.mark.parametrize("name,status", [("CUBLASError", 13), ("CURANDError", 201),
+                                         ("CUDARuntimeError", 700), ("CUDADriverError", 700)])
+def test_other_library_errors_are_not_called_out_of_memory(fake_cuda, monkeypatch, name,
+                                                           status):
+    x = ad.ones((4, 4), device="cuda")
+    backend = x.device.backend
+    from gpuad.backends.cupy_backend import _on
+
+    monkeypatch.setattr(backend, "matmul", _on(backend, lambda *a: (_ for _ in ()).throw(
+        _library_error(name, status, "execution failed"))))
+    with pytest.raises(RuntimeError, match="execution failed") as caught:
+        x @ x
+    assert not isinstance(caught.value, ad.OutOfMemoryError)
+
+
+def test_out_of_memory_in_a_row_kernel_launch_is_out_of_memory(fake_cuda, monkeypatch):
+    """A launch that fails for memory (the driver's CUDA_ERROR_OUT_OF_MEMORY) is not wrapped
+    as a generic kernel error: it reaches the caller as ad.OutOfMemoryError."""
+    from gpuad.backends import cupy_kernels
+
+    cupy = cupy_kernels.cupy  # (the CuPy that the kernels' module bound)
+    x = ad.ones((8, 5), device="cuda")
+    backend = x.device.backend
+    error = _library_error("CUDADriverError", 2, "CUDA_ERROR_OUT_OF_MEMORY")
+    monkeypatch.setattr(cupy.cuda.driver, "CUDADriverError", type(error))
+
+    class Module:
+        def __init__(self, **kw):
+            pass
+
+        def get_function(self, name):
+            def launch(grid, block, args):
+                raise error
+            return launch
+
+    monkeypatch.setattr(cupy, "RawModule", Module)
+    with pytest.raises(ad.OutOfMemoryError, match="CUDA_ERROR_OUT_OF_MEMORY"):
+        backend.softmax(x._a, 1)
 
 
 def test_empty_cache(fake_cuda):

@@ -1,7 +1,7 @@
 """The dispatch layer: ``get_backend(device)`` is the one place that picks NumPy or CuPy."""
 import threading
 
-from .probe import cuda_unavailable_reason, cupy_installed, driver_devices
+from .probe import cuda_unavailable_reason, cupy_installed, driver_devices, refuse, version_text
 
 __all__ = ["get_backend", "manual_seed", "cuda_unavailable_reason", "cupy_installed",
            "driver_devices"]
@@ -46,7 +46,53 @@ def get_backend(device):
                         f"gpuad: cannot use {device}: CuPy is installed but failed to import "
                         f"({exc}); reinstall the CuPy build that matches your CUDA driver"
                     ) from exc
-                _backends[key] = CupyBackend(device.index)
+                _backends[key] = _cuda_backend(CupyBackend, device)
             if _seed[0] is not None:
                 _backends[key].seed(_seed[0])
         return _backends[key]
+
+
+#: the CUDA runtime's errors that mean the device cannot be used at all (cudaError_t values):
+#: the driver is older than CuPy's CUDA runtime, a stub libcuda, no device, an invalid one, a
+#: device in exclusive use elsewhere, or a failed initialisation
+_REFUSALS = frozenset({
+    35,  # cudaErrorInsufficientDriver
+    34,  # cudaErrorStubLibrary
+    100,  # cudaErrorNoDevice
+    101,  # cudaErrorInvalidDevice
+    46,  # cudaErrorDevicesUnavailable
+    3,  # cudaErrorInitializationError
+})
+
+
+def _cuda_backend(make, device):
+    """``make(index)``, the CUDA backend; a refusal by the CUDA runtime (the probe passed, but
+    the driver is too old for CuPy's runtime, say) becomes DeviceUnavailableError with the
+    versions and the fix, and is recorded, so the device counts as unavailable from then on."""
+    import cupy
+
+    runtime = cupy.cuda.runtime
+    try:
+        return make(device.index)
+    except runtime.CUDARuntimeError as exc:
+        if getattr(exc, "status", None) not in _REFUSALS:
+            raise
+        from ..errors import DeviceUnavailableError
+
+        reason = (f"the CUDA runtime refused it ({exc}); CuPy {cupy.__version__} runs CUDA "
+                  f"runtime {_version(runtime.runtimeGetVersion)} and the driver supports "
+                  f"CUDA {_version(runtime.driverGetVersion)}: update the NVIDIA driver, or "
+                  "install the CuPy for the driver's CUDA (pip install 'gpuad[cuda12]' for "
+                  "CUDA 12); or use device='cpu' (GPUAD_CPU_FALLBACK=1 falls back "
+                  "automatically)")
+        refuse(device.index, reason)
+        raise DeviceUnavailableError(f"gpuad: cannot use {device}: {reason}") from exc
+
+
+def _version(read):
+    """A CUDA version read by ``read()`` as text (13.0), or "unknown" where it fails."""
+    try:
+        v = read()
+    except Exception:  # noqa: BLE001  (only for a message: any failure means unknown)
+        return "unknown"
+    return version_text(v) if v else "unknown"

@@ -6,6 +6,7 @@ are bound straight from ``xp`` (no wrapper on the hot path); composite math (sig
 gelu, the row-wise softmax family, scatter-add) is written here in numerically stable forms, and
 a device backend may override any method with a faster kernel.
 """
+import contextlib
 import math
 
 # Bound directly from the array module under the same name.
@@ -119,6 +120,12 @@ class Backend:
     def errstate(self):
         """A context that silences floating-point warnings (used around backward passes)."""
         raise NotImplementedError
+
+    def on_device(self):
+        """A context in which ``xp`` used directly allocates and launches on this backend's
+        device (code outside the backend that calls ``xp``, the optimizers: CuPy works on
+        the current device); nothing to do where there is one device."""
+        return contextlib.nullcontext()
 
     # ---- random -------------------------------------------------------------------------
     def seed(self, n):

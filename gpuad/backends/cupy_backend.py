@@ -14,20 +14,31 @@ from cupyx.scipy import special as _special
 
 from . import cupy_kernels
 from .base import FUNCTIONS, METHODS, UFUNCS, Backend
+from .cuda_errors import is_out_of_memory
 from .kernel_table import OPTIM, ROWWISE, TYPES, UNARY
 
 
-def _on(device, fn):
-    """``fn`` run with ``device`` as CuPy's current device, where kernels launch and arrays
-    are allocated (so cuda:1 tensors stay on GPU 1 whatever device is current); running out
-    of memory raises :class:`~gpuad.errors.OutOfMemoryError` with the numbers."""
+def _on(backend, fn):
+    """``fn`` run with the backend's device as CuPy's current device, where kernels launch and
+    arrays are allocated (so cuda:1 tensors stay on GPU 1 whatever device is current). The
+    device is switched only when another is current (``with Device(i)`` costs two
+    ``setDevice`` calls even when ``i`` is current, and every backend call comes here).
+    Running out of memory, in CuPy's pool or in a CUDA library's workspace, raises
+    :class:`~gpuad.errors.OutOfMemoryError` with the numbers."""
+    index, device = backend.index, backend.cuda_device
+    current = cupy.cuda.runtime.getDevice
+    pool_error = cupy.cuda.memory.OutOfMemoryError
 
     def call(*args, **kwargs):
-        with device:
-            try:
+        try:
+            if current() == index:
                 return fn(*args, **kwargs)
-            except cupy.cuda.memory.OutOfMemoryError as exc:
+            with device:
+                return fn(*args, **kwargs)
+        except Exception as exc:
+            if is_out_of_memory(exc, pool_error):
                 raise out_of_memory(device, exc) from exc
+            raise
 
     call.__name__ = getattr(fn, "__name__", "call")
     return call
@@ -56,11 +67,31 @@ class CupyBackend(Backend):
         super().__init__(cupy)
         self.index = index
         self.cuda_device = cupy.cuda.Device(index)
-        for name in UFUNCS + FUNCTIONS + METHODS + ["rand", "randn", "seed"]:
-            setattr(self, name, _on(self.cuda_device, getattr(self, name)))
+        fused = [n for n, v in vars(CupyBackend).items() if n.startswith("fused_") and callable(v)]
+        for name in UFUNCS + FUNCTIONS + METHODS + self.DEVICE_WORK + fused:
+            setattr(self, name, _on(self, getattr(self, name)))
         with self.cuda_device:
             self._rng = cupy.random.default_rng()
         self.kernels = cupy_kernels.Kernels()
+
+    #: this class's own methods that allocate or launch, besides the base's METHODS and every
+    #: ``fused_*`` (found by name): warmup and the generator's
+    DEVICE_WORK = ["rand", "randn", "seed", "warmup"]
+
+    @contextlib.contextmanager
+    def on_device(self):
+        """A context with this backend's device current (switched only when another is), in
+        which running out of memory raises :class:`~gpuad.errors.OutOfMemoryError`."""
+        try:
+            if cupy.cuda.runtime.getDevice() == self.index:
+                yield
+            else:
+                with self.cuda_device:
+                    yield
+        except Exception as exc:
+            if is_out_of_memory(exc, cupy.cuda.memory.OutOfMemoryError):
+                raise out_of_memory(self.cuda_device, exc) from exc
+            raise
 
     # ---- fused elementwise kernels (kernels/elementwise.cuh) --------------------------------
     def _fused(self, op, x, params=()):
@@ -79,9 +110,8 @@ class CupyBackend(Backend):
                 or g.dtype not in TYPES:
             return None
         nums = cupy_kernels.numeric(row, params)
-        with self.cuda_device:
-            return self.kernels.elementwise(f"{row.kernel}_bwd", g.dtype, 2, len(nums))(
-                g, s, *nums)
+        return self.kernels.elementwise(f"{row.kernel}_bwd", g.dtype, 2, len(nums))(
+            g, s, *nums)
 
     def arctan_grad(self, g, x):
         """g / (1 + x^2) by the ``arctan_bwd`` kernel (the base's selection of forms, in one
@@ -93,22 +123,21 @@ class CupyBackend(Backend):
         """Build (compile, or load from CuPy's cache) every elementwise kernel for every
         dtype; returns how many."""
         count = 0
-        with self.cuda_device:
-            for row in UNARY:
-                nums = (1.0,) * sum(1 for p in row.params if "=" not in p)
-                for dtype in TYPES:
-                    one = cupy.zeros(1, dtype=dtype)
-                    self.kernels.elementwise(f"{row.kernel}_fwd", dtype, 1, len(nums))(
-                        one, *nums)
+        for row in UNARY:
+            nums = (1.0,) * sum(1 for p in row.params if "=" not in p)
+            for dtype in TYPES:
+                one = cupy.zeros(1, dtype=dtype)
+                self.kernels.elementwise(f"{row.kernel}_fwd", dtype, 1, len(nums))(
+                    one, *nums)
+                count += 1
+                if row.reads:
+                    self.kernels.elementwise(f"{row.kernel}_bwd", dtype, 2, len(nums))(
+                        one, one, *nums)
                     count += 1
-                    if row.reads:
-                        self.kernels.elementwise(f"{row.kernel}_bwd", dtype, 2, len(nums))(
-                            one, one, *nums)
-                        count += 1
-            for kernel in ROWWISE + OPTIM:  # compiled at their first get
-                for dtype in TYPES:
-                    self.kernels.rows.get(kernel, dtype)
-                    count += 1
+        for kernel in ROWWISE + OPTIM:  # compiled at their first get
+            for dtype in TYPES:
+                self.kernels.rows.get(kernel, dtype)
+                count += 1
         return count
 
     # ---- row-wise kernels (kernels/rowwise.cu) ---------------------------------------------
@@ -172,23 +201,22 @@ class CupyBackend(Backend):
         rows_hint = ref.size // max(1, math.prod(ref.shape[a] for a in axes))
         if rows_hint < 64 and ref.size // max(1, rows_hint) > 1 << 16:
             return None
-        with self.cuda_device:
-            base, moved = self._as_rows(ref, axes)
-            rows, cols = base.shape
-            if mode == 2:  # g and y hold one value per row, in the rows' order
-                g2 = cupy.ascontiguousarray(cupy.broadcast_to(g, y.shape)).reshape(rows)
-                y2 = cupy.ascontiguousarray(y).reshape(rows)
-                x2 = base
-            else:
-                g2 = self._as_rows(cupy.broadcast_to(g, y.shape), axes)[0]
-                y2, x2 = base, base
-            dx = cupy.empty((rows, cols), dtype=ref.dtype)
-            kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "softmax_backward")
-            self.kernels.rows.get(kernel, ref.dtype)(
-                grid, block, (np.int32(mode), g2, y2, x2, dx, np.int64(rows), np.int64(cols)))
-            keep = [i for i in range(ref.ndim) if i not in axes]
-            inverse = sorted(range(ref.ndim), key=(keep + list(axes)).__getitem__)
-            return cupy.transpose(dx.reshape(moved), inverse)
+        base, moved = self._as_rows(ref, axes)
+        rows, cols = base.shape
+        if mode == 2:  # g and y hold one value per row, in the rows' order
+            g2 = cupy.ascontiguousarray(cupy.broadcast_to(g, y.shape)).reshape(rows)
+            y2 = cupy.ascontiguousarray(y).reshape(rows)
+            x2 = base
+        else:
+            g2 = self._as_rows(cupy.broadcast_to(g, y.shape), axes)[0]
+            y2, x2 = base, base
+        dx = cupy.empty((rows, cols), dtype=ref.dtype)
+        kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "softmax_backward")
+        self.kernels.rows.get(kernel, ref.dtype)(
+            grid, block, (np.int32(mode), g2, y2, x2, dx, np.int64(rows), np.int64(cols)))
+        keep = [i for i in range(ref.ndim) if i not in axes]
+        inverse = sorted(range(ref.ndim), key=(keep + list(axes)).__getitem__)
+        return cupy.transpose(dx.reshape(moved), inverse)
 
     def fused_cross_entropy(self, logits, labels, ignore_index, smoothing):
         """Softmax cross-entropy of (N, C) ``logits`` against int64 ``labels`` (N,) in one
@@ -199,27 +227,28 @@ class CupyBackend(Backend):
         if (logits.dtype not in TYPES or logits.ndim != 2 or logits.size == 0
                 or labels.shape != logits.shape[:1]):
             return None
-        with self.cuda_device:
-            x = cupy.ascontiguousarray(logits)
-            lab = cupy.ascontiguousarray(labels, dtype=cupy.int64)
-            rows, cols = x.shape
-            loss = cupy.empty(rows, dtype=x.dtype)
-            dlogits = cupy.empty_like(x)
-            kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "cross_entropy")
-            self.kernels.rows.get(kernel, x.dtype)(
-                grid, block, (x, lab, np.int64(ignore_index), np.float64(smoothing), loss,
-                              dlogits, np.int64(rows), np.int64(cols)))
-            return loss, dlogits
+        x = cupy.ascontiguousarray(logits)
+        lab = cupy.ascontiguousarray(labels, dtype=cupy.int64)
+        rows, cols = x.shape
+        loss = cupy.empty(rows, dtype=x.dtype)
+        dlogits = cupy.empty_like(x)
+        kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "cross_entropy")
+        self.kernels.rows.get(kernel, x.dtype)(
+            grid, block, (x, lab, np.int64(ignore_index), np.float64(smoothing), loss,
+                          dlogits, np.int64(rows), np.int64(cols)))
+        return loss, dlogits
 
     def fused_optimizer_step(self, kind, arrays, hyper):
         """One launch of ``kernels/optim.cu``'s ``<kind>_update`` over flat buffers (``arrays``:
         parameters, gradients and the state, all of one dtype) with the hyper-parameters in
-        the device array ``hyper``."""
+        the device array ``hyper``; no launch for empty buffers (a group of zero-size
+        parameters)."""
         p = arrays[0]
         n = p.size
-        with self.cuda_device:
-            self.kernels.rows.get(f"{kind}_update", p.dtype)(
-                (min(-(-n // 256), 4096),), (256,), (*arrays, hyper, np.int64(n)))
+        if n == 0:  # (a grid of no blocks is an invalid launch configuration)
+            return
+        self.kernels.rows.get(f"{kind}_update", p.dtype)(
+            (min(-(-n // 256), 4096),), (256,), (*arrays, hyper, np.int64(n)))
 
     #: the activations the fused bias-add kernels know (kernels/rowwise.cuh)
     ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "gelu": 4,
@@ -232,15 +261,14 @@ class CupyBackend(Backend):
         if (act is None or x.dtype not in TYPES or b.dtype != x.dtype or x.size == 0
                 or x.ndim == 0 or b.shape != x.shape[-1:]):
             return None
-        with self.cuda_device:
-            x2 = cupy.ascontiguousarray(x)
-            b2 = cupy.ascontiguousarray(b)
-            z, y = cupy.empty_like(x2), cupy.empty_like(x2)
-            n, cols = x2.size, x2.shape[-1]
-            self.kernels.rows.get("bias_act_forward", x.dtype)(
-                ((n + 255) // 256,), (256,), (np.int32(act), x2, b2, z, y, np.int64(n),
-                                              np.int64(cols)))
-            return z, y
+        x2 = cupy.ascontiguousarray(x)
+        b2 = cupy.ascontiguousarray(b)
+        z, y = cupy.empty_like(x2), cupy.empty_like(x2)
+        n, cols = x2.size, x2.shape[-1]
+        self.kernels.rows.get("bias_act_forward", x.dtype)(
+            ((n + 255) // 256,), (256,), (np.int32(act), x2, b2, z, y, np.int64(n),
+                                          np.int64(cols)))
+        return z, y
 
     def fused_bias_act_backward(self, g, z, y, activation):
         """``(dz, db)``: the activation's derivative rule applied to ``g`` and the bias
@@ -250,21 +278,20 @@ class CupyBackend(Backend):
         if (act is None or g.dtype not in TYPES or g.size == 0 or g.ndim == 0
                 or any(a.dtype != g.dtype or a.shape != g.shape for a in (z, y))):
             return None
-        with self.cuda_device:
-            g2, z2, y2 = (cupy.ascontiguousarray(a) for a in (g, z, y))
-            cols = g2.shape[-1]
-            rows = g2.size // cols
-            # chunks of rows spread the work over the GPU; their partial column sums are
-            # added by one reduction in a fixed order (deterministic)
-            per = max(64, -(-rows // 256))
-            chunks = -(-rows // per)
-            dz = cupy.empty_like(g2)
-            partial = cupy.empty((chunks, cols), dtype=g2.dtype)
-            self.kernels.rows.get("bias_act_backward", g.dtype)(
-                ((cols + 31) // 32, chunks), (32, 8),
-                (np.int32(act), g2, z2, y2, dz, partial, np.int64(rows), np.int64(cols),
-                 np.int64(per)))
-            return dz, partial.sum(axis=0, dtype=g2.dtype)
+        g2, z2, y2 = (cupy.ascontiguousarray(a) for a in (g, z, y))
+        cols = g2.shape[-1]
+        rows = g2.size // cols
+        # chunks of rows spread the work over the GPU; their partial column sums are
+        # added by one reduction in a fixed order (deterministic)
+        per = max(64, -(-rows // 256))
+        chunks = -(-rows // per)
+        dz = cupy.empty_like(g2)
+        partial = cupy.empty((chunks, cols), dtype=g2.dtype)
+        self.kernels.rows.get("bias_act_backward", g.dtype)(
+            ((cols + 31) // 32, chunks), (32, 8),
+            (np.int32(act), g2, z2, y2, dz, partial, np.int64(rows), np.int64(cols),
+             np.int64(per)))
+        return dz, partial.sum(axis=0, dtype=g2.dtype)
 
     def sigmoid(self, x):
         out = self._fused("sigmoid", x)

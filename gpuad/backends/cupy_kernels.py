@@ -9,6 +9,7 @@ import cupy
 import numpy as np
 
 from . import kernel_sources
+from .cuda_errors import is_out_of_memory
 from .kernel_table import MODULES, UNARY, elementwise_spec
 
 
@@ -48,6 +49,7 @@ class Kernels:
                     f"gpuad: the CUDA kernel {name} (kernels/elementwise.cuh, "
                     f"gpuad::{function}) failed to compile:\n{exc}") from None
             except _cuda_errors() as exc:
+                _unless_out_of_memory(exc)
                 raise RuntimeError(f"gpuad: CUDA error in kernel {name}: {exc}") from exc
 
         launch.__name__ = name
@@ -80,11 +82,14 @@ _TEMPLATE = {np.dtype(np.float16): "__half, float", np.dtype(np.float32): "float
 class RowKernels:
     """The kernels of ``kernels/rowwise.cu`` and ``kernels/optim.cu``: one module per file for
     every kernel and dtype, compiled on first use; launches are counted with the elementwise
-    ones."""
+    ones. The launcher of each kernel and dtype is made once per device (``get`` is on every
+    launch's path; the module's ``get_function`` is not): the CUDA backend holds one
+    ``Kernels`` per device and calls ``get`` with that device current."""
 
     def __init__(self, counter):
         self._counter = counter
         self._modules = {}
+        self._launchers = {}
 
     def _module(self, kernel):
         source = next(f for f, kernels in MODULES.items() if kernel in kernels)
@@ -97,6 +102,14 @@ class RowKernels:
         return module
 
     def get(self, kernel, dtype):
+        """The launcher ``launch(grid, block, args)`` of ``kernel`` for ``dtype``."""
+        key = (kernel, np.dtype(dtype))
+        launch = self._launchers.get(key)
+        if launch is None:
+            launch = self._launchers[key] = self._launcher(kernel, dtype)
+        return launch
+
+    def _launcher(self, kernel, dtype):
         name = f"gpuad::{kernel}<{_TEMPLATE[np.dtype(dtype)]}>"
         try:
             fn = self._module(kernel).get_function(name)
@@ -104,6 +117,7 @@ class RowKernels:
             raise KernelCompileError(f"gpuad: the CUDA kernel {name} (kernels/) failed to "
                                      f"compile:\n{exc}") from None
         except _cuda_errors() as exc:
+            _unless_out_of_memory(exc)
             raise RuntimeError(f"gpuad: CUDA error loading kernel {name}: {exc}") from exc
 
         def launch(grid, block, args):
@@ -111,6 +125,7 @@ class RowKernels:
             try:
                 fn(grid, block, args)
             except _cuda_errors() as exc:
+                _unless_out_of_memory(exc)
                 raise RuntimeError(f"gpuad: CUDA error in kernel {name}: {exc}") from exc
 
         return launch
@@ -119,6 +134,13 @@ class RowKernels:
 def _cuda_errors():
     """The errors a launch can raise: the driver's (kernel launches) and the runtime's."""
     return (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError)
+
+
+def _unless_out_of_memory(exc):
+    """Raise ``exc`` itself where it says out of memory (the backend turns it into
+    :class:`~gpuad.errors.OutOfMemoryError`, with the numbers); else return."""
+    if is_out_of_memory(exc, cupy.cuda.memory.OutOfMemoryError):
+        raise exc
 
 
 def rows_launch(rows, cols, kernel):

@@ -1,13 +1,19 @@
 """Find out, without importing CuPy, whether CuPy is installed and whether a usable GPU exists.
 
 The two are separate facts: CuPy can be installed on a machine with no driver, and a GPU can be
-present where CuPy is not. The driver is asked directly through ``libcuda`` (``cuInit`` and
-``cuDeviceGetCount``), so ``import gpuad`` and the default-device decision never load CuPy.
+present where CuPy is not. The driver is asked directly through ``libcuda`` (``cuInit``,
+``cuDeviceGetCount`` and ``cuDriverGetVersion``), and the CUDA major version CuPy was built for
+is read from its package's name (``cupy-cuda13x``), so ``import gpuad`` and the default-device
+decision never load CuPy. A driver older than that CUDA is caught here; whatever else the CUDA
+runtime refuses when the backend is made is recorded with :func:`refuse`, so the device counts
+as unavailable from then on.
 """
 import ctypes
 import functools
+import importlib.metadata
 import importlib.util
 import os
+import re
 
 INSTALL_HINT = (
     "install CuPy for your CUDA version: pip install 'gpuad[cuda13]' (CUDA 13) "
@@ -40,8 +46,66 @@ def driver_devices():
     return count.value, ""
 
 
+@functools.cache
+def driver_cuda_version():
+    """The CUDA version the driver supports, as CUDA writes it (12040 for 12.4); None where
+    libcuda cannot be loaded or does not answer."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    version = ctypes.c_int(0)
+    if lib.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:
+        return None
+    return version.value
+
+
+@functools.cache
+def cupy_build():
+    """``(distribution, version, CUDA major)`` of the installed CuPy wheel
+    (``("cupy-cuda13x", "14.2.0", 13)``); None for a build whose name does not say its CUDA
+    (a source build named ``cupy``) or where CuPy is not installed."""
+    for dist in importlib.metadata.packages_distributions().get("cupy", ()):
+        match = re.fullmatch(r"cupy-cuda(\d+)x", dist.lower())
+        if match:
+            return dist, importlib.metadata.version(dist), int(match.group(1))
+    return None
+
+
+def version_text(v):
+    """CUDA's integer version (12040) as text (12.4)."""
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def driver_too_old():
+    """Why the driver cannot run the installed CuPy (its CUDA major is newer than the one the
+    driver supports), with both versions and the fix; None when it can, or either is unknown."""
+    driver = driver_cuda_version()
+    build = None if driver is None else cupy_build()
+    if build is None or driver // 1000 >= build[2]:
+        return None
+    dist, version, major = build
+    return (f"the NVIDIA driver supports CUDA {version_text(driver)}, older than the CUDA "
+            f"{major} that the installed CuPy ({dist} {version}) is built for; update the NVIDIA "
+            f"driver to one for CUDA {major}, or install the CuPy for CUDA "
+            f"{driver // 1000}: pip install 'gpuad[cuda{driver // 1000}]'")
+
+
+#: cuda:N -> why the CUDA runtime refused it when its backend was made (see :func:`refuse`)
+_refused = {}
+
+
+def refuse(index, reason):
+    """Record that the CUDA runtime refused ``cuda:index`` (``reason`` says why, with the fix):
+    from now on it is unavailable, so ``ad.cuda.is_available()``, the CPU fallback and the
+    tests' skip see it."""
+    _refused[index] = reason
+
+
 def cuda_unavailable_reason(index=0):
     """Why ``cuda:index`` cannot be used, with the fix; ``None`` when it can."""
+    if index in _refused:
+        return _refused[index]
     count, why = driver_devices()
     if not cupy_installed():
         if count:
@@ -55,6 +119,9 @@ def cuda_unavailable_reason(index=0):
             f"CuPy is installed but {why}; run on a machine with an NVIDIA GPU and driver, "
             "or use device='cpu' (set GPUAD_CPU_FALLBACK=1 to fall back automatically)"
         )
+    too_old = driver_too_old()
+    if too_old is not None:
+        return f"{too_old} (or use device='cpu'; GPUAD_CPU_FALLBACK=1 falls back automatically)"
     if index >= count:
         return (
             f"cuda:{index} was asked for but only {count} CUDA device(s) exist "

@@ -7,9 +7,24 @@ hyper-parameter changes, and the step count is incremented on the device).
 A step where some parameter has no gradient cannot skip it inside the launch, so from then on
 the group is updated parameter by parameter (exactly as PyTorch would), from the same state.
 """
+import functools
+
 import numpy as np
 
 from ..tensor import Tensor
+
+
+def _on_its_device(method):
+    """``method`` run with the group's device current: CuPy allocates and launches on the
+    current device, so a group on cuda:1 would otherwise get buffers on cuda:0."""
+
+    @functools.wraps(method)
+    def run(self, *args):
+        with self.backend.on_device():
+            return method(self, *args)
+
+    return run
+
 
 #: per kind: the state buffers, the hyper-parameter layout, and where the step count is
 KINDS = {
@@ -26,8 +41,13 @@ class FlatGroup:
     def __init__(self, params, kind):
         self.kind = kind
         self.params = params
-        first = params[0]
-        self.backend = first._dev._backend
+        self.backend = params[0]._dev._backend
+        with self.backend.on_device():
+            self._build()
+
+    def _build(self):
+        """The flat buffers, with the parameters (and gradients) moved into them."""
+        params, first = self.params, self.params[0]
         xp = self.backend.xp
         n = sum(p.size for p in params)
         self.data = xp.empty(n, dtype=first.dtype)
@@ -45,7 +65,7 @@ class FlatGroup:
                 p._grad = Tensor(grad, p._dev)
             self.views.append((off, p.size, grad))
             off += p.size
-        names, _, _ = KINDS[kind]
+        names, _, _ = KINDS[self.kind]
         self.state = {name: xp.zeros(n, dtype=first.dtype) for name in names}
         self.hyper = xp.zeros(8, dtype=np.float64)
         self.written = None  # the hyper-parameters the device array holds
@@ -58,6 +78,7 @@ class FlatGroup:
         return self.fused and all(p._a.base is self.data and p._dev._backend is self.backend
                                   for p in self.params)
 
+    @_on_its_device
     def zero_grad(self):
         """Zero the flat gradient buffer; gradients that exist become its views again (a
         parameter without one keeps None, as on the CPU)."""
@@ -66,6 +87,7 @@ class FlatGroup:
             if p._grad is not None:
                 p._grad = Tensor(grad, p._dev)
 
+    @_on_its_device
     def ready(self):
         """Make every gradient its view of the flat buffer; False when one is missing."""
         for p, (_, _, grad) in zip(self.params, self.views):
@@ -76,6 +98,7 @@ class FlatGroup:
                 p._grad = Tensor(grad, p._dev)
         return True
 
+    @_on_its_device
     def step(self, group, decoupled):
         _, layout, at = KINDS[self.kind]
         values = [float(group["betas"][int(k[-1])]) if k.startswith("betas")
@@ -92,6 +115,7 @@ class FlatGroup:
         for p in self.params:
             p._ver[0] += 1
 
+    @_on_its_device
     def param_state(self, i):
         """Parameter ``i``'s state as the one-by-one path keeps it (copies)."""
         if not self.steps:
@@ -102,6 +126,7 @@ class FlatGroup:
                  for n in KINDS[self.kind][0]}
         return state if self.kind == "sgd" else {"step": self.steps, **state}
 
+    @_on_its_device
     def load_param_state(self, i, state):
         off, size, _ = self.views[i]
         xp = self.backend.xp

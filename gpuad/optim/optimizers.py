@@ -111,7 +111,9 @@ class Optimizer:
                 if p.grad is None or id(p) in done:
                     continue
                 state = self.state.setdefault(id(p), {})
-                self._update(p._a, p.grad._a, p._dev.backend.xp, group, state)
+                backend = p._dev.backend
+                with backend.on_device():  # (state made by xp lands on p's device)
+                    self._update(p._a, p.grad._a, backend.xp, group, state)
                 p._ver[0] += 1
 
     def _leave_flat(self, gi):
@@ -174,8 +176,7 @@ class Optimizer:
             self._check({**group, **saved})
         for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
-        self.state = {id(params[int(i)]): {k: v.copy() if hasattr(v, "copy") else v
-                                           for k, v in s.items()}
+        self.state = {id(params[int(i)]): _state_copy(params[int(i)], s)
                       for i, s in state_dict["state"].items()}
         for gi in list(self._flat):  # the fused path keeps its state in flat buffers
             flats = self._flat[gi]
@@ -196,6 +197,13 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
         return "\n".join(lines + [")"])
+
+
+def _state_copy(p, state):
+    """A copy of parameter ``p``'s loaded ``state``, its arrays copied on ``p``'s device (CuPy
+    copies to the current device)."""
+    with p._dev.backend.on_device():
+        return {k: v.copy() if hasattr(v, "copy") else v for k, v in state.items()}
 
 
 def _numbers(opt, group):
