@@ -98,9 +98,14 @@ def _gpu_fields(ad, count):
     rt = cupy.cuda.runtime
     _field("cupy", lambda: f"{cupy.__version__}, CUDA runtime {_version(rt.runtimeGetVersion())}"
                            f", driver {_version(rt.driverGetVersion())}")
-    gpus = ad.cuda.gpu_info()
+    gpus, failure = None, None
+    try:
+        gpus = ad.cuda.gpu_info()
+    except Exception as exc:  # noqa: BLE001  (reported in the nvml field, as any field's)
+        failure = f"error: {_why(exc)}"
     if gpus is None:
-        _field("nvml", lambda: _nvml_missing(ad) + ": no utilization or temperature")
+        _field("nvml", lambda: (failure or _nvml_missing(ad)) + ": no utilization or "
+                               "temperature")
     for i in range(count):
         _field(f"cuda:{i}", lambda i=i: _gpu_line(ad, cupy, i, None if gpus is None else gpus[i]))
 
@@ -108,7 +113,7 @@ def _gpu_fields(ad, count):
 def _nvml_missing(ad):
     nvml, why = ad.cuda._start_nvml()
     if nvml is not None:  # (it started this time)
-        nvml.nvmlShutdown()
+        ad.cuda._stop_nvml(nvml)
         return "unavailable"
     return why
 
@@ -119,6 +124,8 @@ def _gpu_line(ad, cupy, i, gpu):
     line = (f"{props['name'].decode()}, compute capability {props['major']}.{props['minor']}, "
             f"memory {(total - free) / 2**30:.1f} used / {free / 2**30:.1f} free / "
             f"{total / 2**30:.1f} GiB")
+    if gpu is not None and gpu["mig"]:
+        line += " (a MIG instance)"
     if gpu is not None:
         line += (f", utilization {_nvml_value(gpu, 'utilization', '%')}, "
                  f"{_nvml_value(gpu, 'temperature', ' C')}")

@@ -44,19 +44,21 @@ def empty_cache():
 
 def gpu_info():
     """Per GPU (in CUDA's order), from NVML: ``{"name", "memory_total", "memory_used",
-    "memory_free", "utilization", "temperature", "errors"}``. A query NVML refuses (a MIG
-    device, an unsupported sensor) leaves its fields None, with NVML's message in ``errors``.
-    None when NVML is unusable (nvidia-ml-py not installed, or libnvidia-ml missing)."""
+    "memory_free", "utilization", "temperature", "mig", "errors"}``. A query NVML refuses (a
+    MIG device's utilization, an unsupported sensor) leaves its fields None, with NVML's
+    message and what it means in ``errors``. On a MIG instance (``mig`` True) the memory is
+    the instance's, from the CUDA runtime (NVML's is the whole GPU's). None when NVML is
+    unusable (nvidia-ml-py not installed, or libnvidia-ml missing)."""
     nvml, _ = _start_nvml()
     if nvml is None:
         return None
     import cupy
 
     try:
-        return [_gpu_fields(nvml, cupy.cuda.Device(i).pci_bus_id)
-                for i in range(cupy.cuda.runtime.getDeviceCount())]
+        count = cupy.cuda.runtime.getDeviceCount()
+        return [_gpu_fields(nvml, cupy, i) for i in range(count)]
     finally:
-        nvml.nvmlShutdown()
+        _stop_nvml(nvml)
 
 
 def _start_nvml():
@@ -77,12 +79,21 @@ def _nvml_message(exc):
     return str(exc) or type(exc).__name__
 
 
-_FIELDS = ("name", "memory_total", "memory_used", "memory_free", "utilization", "temperature")
+def _stop_nvml(nvml):
+    """Shut NVML down; its refusal to (it is reporting, not working) is ignored."""
+    try:
+        nvml.nvmlShutdown()
+    except nvml.NVMLError:
+        pass
 
 
-def _gpu_fields(nvml, bus_id):
-    """One GPU's NVML fields; a query that raises NVMLError leaves its fields None and puts
-    its message in ``errors`` under the query's name (handle, name, memory, utilization,
+_FIELDS = ("name", "memory_total", "memory_used", "memory_free", "utilization", "temperature",
+           "mig")
+
+
+def _gpu_fields(nvml, cupy, index):
+    """GPU ``index``'s NVML fields; a query that raises NVMLError leaves its fields None and
+    puts its message in ``errors`` under the query's name (handle, name, memory, utilization,
     temperature)."""
     out, errors = dict.fromkeys(_FIELDS), {}
 
@@ -93,20 +104,68 @@ def _gpu_fields(nvml, bus_id):
             errors[query] = _nvml_message(exc)
             return None
 
-    handle = ask("handle", lambda: nvml.nvmlDeviceGetHandleByPciBusId(bus_id))
+    handle = ask("handle", lambda: _handle(nvml, cupy, index))
     if handle is not None:
         name = ask("name", lambda: nvml.nvmlDeviceGetName(handle))
         out["name"] = name.decode() if isinstance(name, bytes) else name
-        mem = ask("memory", lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
-        if mem is not None:
-            out.update(memory_total=int(mem.total), memory_used=int(mem.used),
-                       memory_free=int(mem.free))
+        out["mig"] = _mig_enabled(nvml, handle)
+        if out["mig"]:  # NVML's numbers are the whole GPU's: the runtime sees the instance
+            try:
+                free, total = _runtime_memory(cupy, index)
+                out.update(memory_total=total, memory_used=total - free, memory_free=free)
+            except Exception as exc:  # noqa: BLE001  (reported in errors, as NVML's are)
+                errors["memory"] = f"CUDA runtime: {_nvml_message(exc)}"
+        else:
+            mem = ask("memory", lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+            if mem is not None:
+                out.update(memory_total=int(mem.total), memory_used=int(mem.used),
+                           memory_free=int(mem.free))
         out["utilization"] = ask(
             "utilization", lambda: int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
-        out["temperature"] = ask("temperature", lambda: int(nvml.nvmlDeviceGetTemperature(
-            handle, nvml.NVML_TEMPERATURE_GPU)))
+        out["temperature"] = ask("temperature", lambda: _temperature(nvml, handle))
+        if out["mig"] and "utilization" in errors:
+            errors["utilization"] += " (NVML has no utilization per MIG instance)"
     out["errors"] = errors
     return out
+
+
+def _handle(nvml, cupy, index):
+    """NVML's handle of the GPU that CUDA numbers ``index`` (NVML numbers GPUs its own way;
+    the PCI bus id is common to both; for a MIG instance it is its GPU's)."""
+    return nvml.nvmlDeviceGetHandleByPciBusId(cupy.cuda.Device(index).pci_bus_id)
+
+
+def _mig_enabled(nvml, handle):
+    """Whether the GPU is in MIG mode, so that what CUDA calls a device is one of its
+    instances; False where NVML has no MIG (an older GPU or nvidia-ml-py)."""
+    try:
+        current, _ = nvml.nvmlDeviceGetMigMode(handle)
+    except (AttributeError, nvml.NVMLError):
+        return False
+    return current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
+
+
+def _temperature(nvml, handle):
+    """The GPU's temperature in C through ``nvmlDeviceGetTemperatureV``, falling back to the
+    deprecated ``nvmlDeviceGetTemperature`` (removed in CUDA 14's NVML) where nvidia-ml-py or
+    the driver lacks the new one."""
+    sensor = nvml.NVML_TEMPERATURE_GPU
+    read = getattr(nvml, "nvmlDeviceGetTemperatureV", None)
+    if read is not None:
+        try:
+            return int(read(handle, sensor))
+        except nvml.NVMLError as exc:
+            if getattr(exc, "value", None) != getattr(nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13):
+                raise
+    return int(nvml.nvmlDeviceGetTemperature(handle, sensor))
+
+
+def _runtime_memory(cupy, index):
+    """``(free, total)`` bytes of CUDA device ``index`` as the CUDA runtime sees it (a MIG
+    instance's own)."""
+    with cupy.cuda.Device(index):
+        free, total = cupy.cuda.runtime.memGetInfo()
+    return int(free), int(total)
 
 
 def memory_info(device=None):
@@ -129,12 +188,12 @@ def memory_info(device=None):
     nvml, _ = _start_nvml()
     if nvml is not None:
         try:
-            bus_id = cupy.cuda.Device(index).pci_bus_id  # NVML numbers GPUs its own way
-            info = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByPciBusId(bus_id))
-            return int(info.free), int(info.total)
+            handle = _handle(nvml, cupy, index)
+            if not _mig_enabled(nvml, handle):  # (on MIG NVML reports the whole GPU)
+                info = nvml.nvmlDeviceGetMemoryInfo(handle)
+                return int(info.free), int(info.total)
         except nvml.NVMLError:
-            pass  # (a MIG device, say: the CUDA runtime still knows)
+            pass  # the CUDA runtime still knows
         finally:
-            nvml.nvmlShutdown()
-    with cupy.cuda.Device(index):
-        return tuple(cupy.cuda.runtime.memGetInfo())
+            _stop_nvml(nvml)
+    return _runtime_memory(cupy, index)

@@ -36,6 +36,8 @@ def _nvml(monkeypatch, failing=(), message="Not Supported"):
     nvml.nvmlDeviceGetName = lambda h: b"Fake GPU"
     nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=37)
     nvml.nvmlDeviceGetTemperature = lambda h, kind: 51
+    nvml.NVML_DEVICE_MIG_ENABLE = 1
+    nvml.nvmlDeviceGetMigMode = lambda h: [0, 0]  # (current, pending): MIG off
     for name in failing:
         monkeypatch.setattr(nvml, name, _raising(NVMLError(message)))
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
@@ -228,6 +230,119 @@ def test_info_when_nvml_does_not_start(fake_cuda, monkeypatch, capsys):
             "utilization or temperature") in out
     assert GPU_LINE + "memory 1.0 used / 1.0 free / 2.0 GiB" in out
     assert ad.cuda.gpu_info() is None and ad.cuda.memory_info() == (1 << 30, 2 << 30)
+
+
+# ---- MIG, the temperature API, NVML failing outside a field ----------------------------------
+
+def _nvml_error(value, message):
+    """An NVMLError with NVML's return code in ``value``, as pynvml's carry it."""
+    exc = NVMLError(message)
+    exc.value = value
+    return exc
+
+
+def _mig(monkeypatch):
+    """A GPU in MIG mode as NVML shows it from a MIG instance: its handle (found by the PCI
+    bus id) is the whole GPU's (80 GiB), utilization is refused."""
+    nvml = _nvml(monkeypatch, ("nvmlDeviceGetUtilizationRates",))
+    nvml.nvmlDeviceGetMigMode = lambda h: [1, 1]
+    return nvml
+
+
+def test_gpu_info_on_a_mig_instance_reports_the_instance_memory(fake_cuda, monkeypatch):
+    _mig(monkeypatch)
+    (gpu,) = ad.cuda.gpu_info()
+    assert gpu["mig"] is True
+    # the CUDA runtime's view (the stand-in's instance: 1 GiB free of 2), not NVML's 80 GiB
+    assert (gpu["memory_total"], gpu["memory_free"], gpu["memory_used"]) == (
+        2 << 30, 1 << 30, 1 << 30)
+    assert gpu["utilization"] is None
+    assert gpu["errors"] == {
+        "utilization": "Not Supported (NVML has no utilization per MIG instance)"}
+    assert ad.cuda.memory_info("cuda:0") == (1 << 30, 2 << 30)
+
+
+def test_info_on_a_mig_instance(fake_cuda, monkeypatch, capsys):
+    _mig(monkeypatch)
+    assert info() == 0
+    out = capsys.readouterr().out
+    assert (GPU_LINE + "memory 1.0 used / 1.0 free / 2.0 GiB (a MIG instance), utilization n/a "
+            "(NVML: Not Supported (NVML has no utilization per MIG instance)), 51 C") in out, out
+
+
+@pytest.mark.parametrize("how", ["off", "refused", "absent"])
+def test_a_gpu_without_mig_keeps_nvml_memory(fake_cuda, monkeypatch, how):
+    """MIG off, a GPU without MIG (NVML refuses the query: Not Supported) or an nvidia-ml-py
+    without the query: NVML's memory is the device's."""
+    nvml = _nvml(monkeypatch, ("nvmlDeviceGetMigMode",) if how == "refused" else ())
+    if how == "absent":
+        del nvml.nvmlDeviceGetMigMode
+    (gpu,) = ad.cuda.gpu_info()
+    assert gpu["mig"] is False and gpu["memory_total"] == 80 << 30 and gpu["errors"] == {}
+    assert ad.cuda.memory_info("cuda:0") == (60 << 30, 80 << 30)
+
+
+def _temperatures(monkeypatch, v_result):
+    """NVML with both temperature calls; ``v_result`` is what the current one returns (or
+    raises); the calls made are listed in the returned list."""
+    nvml = _nvml(monkeypatch)
+    calls = []
+
+    def current(handle, sensor):
+        calls.append(("V", sensor))
+        if isinstance(v_result, Exception):
+            raise v_result
+        return v_result
+
+    def deprecated(handle, sensor):
+        calls.append(("deprecated", sensor))
+        return 51
+
+    nvml.NVML_TEMPERATURE_GPU = 0
+    nvml.NVML_ERROR_FUNCTION_NOT_FOUND = 13
+    nvml.nvmlDeviceGetTemperatureV = current
+    nvml.nvmlDeviceGetTemperature = deprecated
+    return calls
+
+
+def test_temperature_uses_the_current_api(fake_cuda, monkeypatch):
+    calls = _temperatures(monkeypatch, 47)
+    assert ad.cuda.gpu_info()[0]["temperature"] == 47
+    assert calls == [("V", 0)]
+
+
+def test_temperature_falls_back_where_the_driver_lacks_the_current_call(fake_cuda,
+                                                                          monkeypatch):
+    calls = _temperatures(monkeypatch, _nvml_error(13, "Function Not Found"))
+    assert ad.cuda.gpu_info()[0]["temperature"] == 51
+    assert calls == [("V", 0), ("deprecated", 0)]
+
+
+def test_temperature_refused_by_the_current_call_is_reported(fake_cuda, monkeypatch):
+    calls = _temperatures(monkeypatch, _nvml_error(3, "Not Supported"))
+    (gpu,) = ad.cuda.gpu_info()
+    assert gpu["temperature"] is None and gpu["errors"] == {"temperature": "Not Supported"}
+    assert calls == [("V", 0)]
+
+
+def test_temperature_with_an_older_nvidia_ml_py(fake_cuda, monkeypatch):
+    """nvidia-ml-py without nvmlDeviceGetTemperatureV: the deprecated call."""
+    _nvml(monkeypatch)
+    assert ad.cuda.gpu_info()[0]["temperature"] == 51
+
+
+def test_info_survives_nvml_failing_outside_a_field(fake_cuda, monkeypatch, capsys):
+    """nvmlShutdown refusing, and an error of CUDA itself while NVML is asked: info reports
+    it in the nvml field and goes on."""
+    import cupy
+
+    _nvml(monkeypatch, ("nvmlShutdown",), message="Uninitialized")
+    assert ad.cuda.gpu_info()[0]["temperature"] == 51
+    monkeypatch.setattr(cupy.cuda.runtime, "getDeviceCount", _raising(RuntimeError("lost")))
+    assert info() == 0
+    out = capsys.readouterr().out
+    assert "nvml       error: RuntimeError: lost: no utilization or temperature" in out, out
+    assert GPU_LINE + "memory 20.0 used / 60.0 free / 80.0 GiB" in out
 
 
 # ---- python -m gpuad info with bad settings, in a pipe, with bad options ---------------------
