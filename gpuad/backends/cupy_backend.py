@@ -5,6 +5,7 @@ derivatives of the elementwise ops run in one kernel each, built from ``kernels/
 :mod:`.cupy_kernels`); other dtypes fall back to the generic array code.
 """
 import contextlib
+import functools
 import math
 
 import cupy
@@ -18,30 +19,43 @@ from .cuda_errors import is_out_of_memory
 from .kernel_table import OPTIM, ROWWISE, TYPES, UNARY
 
 
-def _on(backend, fn):
-    """``fn`` run with the backend's device as CuPy's current device, where kernels launch and
-    arrays are allocated (so cuda:1 tensors stay on GPU 1 whatever device is current). The
-    device is switched only when another is current (``with Device(i)`` costs two
-    ``setDevice`` calls even when ``i`` is current, and every backend call comes here).
+def _run_on(backend, fn, args, kwargs):
+    """``fn(*args, **kwargs)`` with the backend's device as CuPy's current device, where
+    kernels launch and arrays are allocated (so cuda:1 tensors stay on GPU 1 whatever device is
+    current). The device is switched only when another is current (``with Device(i)`` costs
+    two ``setDevice`` calls even when ``i`` is current, and every backend call comes here).
     Running out of memory, in CuPy's pool or in a CUDA library's workspace, raises
     :class:`~gpuad.errors.OutOfMemoryError` with the numbers."""
-    index, device = backend.index, backend.cuda_device
-    current = cupy.cuda.runtime.getDevice
-    pool_error = cupy.cuda.memory.OutOfMemoryError
+    try:
+        if cupy.cuda.runtime.getDevice() == backend.index:
+            return fn(*args, **kwargs)
+        with backend.cuda_device:
+            return fn(*args, **kwargs)
+    except Exception as exc:
+        if is_out_of_memory(exc, cupy.cuda.memory.OutOfMemoryError):
+            raise out_of_memory(backend.cuda_device, exc) from exc
+        raise
+
+
+def _on(backend, fn):
+    """``fn`` (an array function or a bound method) made to run on ``backend``'s device."""
 
     def call(*args, **kwargs):
-        try:
-            if current() == index:
-                return fn(*args, **kwargs)
-            with device:
-                return fn(*args, **kwargs)
-        except Exception as exc:
-            if is_out_of_memory(exc, pool_error):
-                raise out_of_memory(device, exc) from exc
-            raise
+        return _run_on(backend, fn, args, kwargs)
 
     call.__name__ = getattr(fn, "__name__", "call")
     return call
+
+
+def _on_its_device(method):
+    """A method of the backend made to run on its device (the fused kernels' entry points:
+    they are looked up on the class, where a backend without them has None)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        return _run_on(self, method, (self, *args), kwargs)
+
+    return run
 
 
 def out_of_memory(device, exc):
@@ -49,7 +63,8 @@ def out_of_memory(device, exc):
     and CuPy's pool hold, and what to do."""
     from ..errors import OutOfMemoryError
 
-    free, total = cupy.cuda.runtime.memGetInfo()
+    with device:  # (the numbers of this device, not of the current one)
+        free, total = cupy.cuda.runtime.memGetInfo()
     pool = cupy.get_default_memory_pool()
     used, held = pool.used_bytes(), pool.total_bytes()
     gib = 2.0 ** 30
@@ -67,16 +82,11 @@ class CupyBackend(Backend):
         super().__init__(cupy)
         self.index = index
         self.cuda_device = cupy.cuda.Device(index)
-        fused = [n for n, v in vars(CupyBackend).items() if n.startswith("fused_") and callable(v)]
-        for name in UFUNCS + FUNCTIONS + METHODS + self.DEVICE_WORK + fused:
+        for name in UFUNCS + FUNCTIONS + METHODS + ["rand", "randn", "seed"]:
             setattr(self, name, _on(self, getattr(self, name)))
         with self.cuda_device:
             self._rng = cupy.random.default_rng()
         self.kernels = cupy_kernels.Kernels()
-
-    #: this class's own methods that allocate or launch, besides the base's METHODS and every
-    #: ``fused_*`` (found by name): warmup and the generator's
-    DEVICE_WORK = ["rand", "randn", "seed", "warmup"]
 
     @contextlib.contextmanager
     def on_device(self):
@@ -102,6 +112,7 @@ class CupyBackend(Backend):
         nums = cupy_kernels.numeric(row, params)
         return self.kernels.elementwise(f"{row.kernel}_fwd", x.dtype, 1, len(nums))(x, *nums)
 
+    @_on_its_device
     def fused_unary_grad(self, op, g, s, params):
         """The derivative rule of unary ``op`` applied to the output gradient ``g`` and the
         saved ``s`` (input or output) in one kernel; None where no kernel applies."""
@@ -119,6 +130,7 @@ class CupyBackend(Backend):
         out = self.fused_unary_grad("arctan", g, x, ())
         return super().arctan_grad(g, x) if out is None else out
 
+    @_on_its_device
     def warmup(self):
         """Build (compile, or load from CuPy's cache) every elementwise kernel for every
         dtype; returns how many."""
@@ -188,6 +200,7 @@ class CupyBackend(Backend):
             out = out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
         return out
 
+    @_on_its_device
     def fused_softmax_grad(self, mode, g, y, x, axes):
         """The derivative rule of softmax (0), log_softmax (1) or logsumexp (2) along
         ``axes`` in one kernel: dx from the output gradient ``g``, the output ``y`` and (for
@@ -218,6 +231,7 @@ class CupyBackend(Backend):
         inverse = sorted(range(ref.ndim), key=(keep + list(axes)).__getitem__)
         return cupy.transpose(dx.reshape(moved), inverse)
 
+    @_on_its_device
     def fused_cross_entropy(self, logits, labels, ignore_index, smoothing):
         """Softmax cross-entropy of (N, C) ``logits`` against int64 ``labels`` (N,) in one
         pass: ``(loss, dlogits)``, the per-row loss ``-sum(q log softmax)`` with the target
@@ -238,6 +252,7 @@ class CupyBackend(Backend):
                           dlogits, np.int64(rows), np.int64(cols)))
         return loss, dlogits
 
+    @_on_its_device
     def fused_optimizer_step(self, kind, arrays, hyper):
         """One launch of ``kernels/optim.cu``'s ``<kind>_update`` over flat buffers (``arrays``:
         parameters, gradients and the state, all of one dtype) with the hyper-parameters in
@@ -254,6 +269,7 @@ class CupyBackend(Backend):
     ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "gelu": 4,
                    "gelu_tanh": 5, "silu": 6}
 
+    @_on_its_device
     def fused_bias_act(self, x, b, activation):
         """``(z, y)`` with z = x + b (b along the last axis) and y = activation(z), in one
         kernel; None where no kernel applies."""
@@ -270,6 +286,7 @@ class CupyBackend(Backend):
                                           np.int64(cols)))
         return z, y
 
+    @_on_its_device
     def fused_bias_act_backward(self, g, z, y, activation):
         """``(dz, db)``: the activation's derivative rule applied to ``g`` and the bias
         gradient (column sums of dz, in a fixed order), in one kernel; None where none
