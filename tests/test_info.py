@@ -59,7 +59,7 @@ def test_info_with_a_gpu_and_nvml(fake_cuda, monkeypatch, capsys):
     assert "cuda       usable" in out
     assert "default    cuda:0 (auto: a usable GPU was found)" in out
     assert "CUDA runtime 13.0, driver 13.1" in out
-    assert ("cuda:0     Fake GPU, compute capability 9.0, memory 20.0 used / 60.0 free / 80.0 "
+    assert ("cuda:0     Stand-in GPU, compute capability 9.0, memory 20.0 used / 60.0 free / 80.0 "
             "GiB, utilization 37%, 51 C") in out
     assert "kernels    " in out
     assert ad.cuda.memory_info("cuda:0") == (60 << 30, 80 << 30)
@@ -82,7 +82,7 @@ def test_out_of_memory_names_the_numbers(fake_cuda, monkeypatch):
     backend = x.device.backend
 
     def fail(*a, **k):
-        raise cupy.cuda.memory.OutOfMemoryError("Out of memory allocating 8,589,934,592 bytes")
+        raise cupy.cuda.memory.OutOfMemoryError(8589934592, 0)  # (size, total) as CuPy's
 
     from gpuad.backends.cupy_backend import _on
 
@@ -136,8 +136,8 @@ def test_other_library_errors_are_not_called_out_of_memory(fake_cuda, monkeypatc
     backend = x.device.backend
     from gpuad.backends.cupy_backend import _on
 
-    monkeypatch.setattr(backend, "matmul", _on(backend, lambda *a: (_ for _ in ()).throw(
-        _library_error(name, status, "execution failed"))))
+    monkeypatch.setattr(backend, "matmul",
+                        _on(backend, _raising(_library_error(name, status, "execution failed"))))
     with pytest.raises(RuntimeError, match="execution failed") as caught:
         x @ x
     assert not isinstance(caught.value, ad.OutOfMemoryError)
@@ -188,7 +188,7 @@ def test_info_command_on_this_machine():
 
 # ---- NVML errors are reported per field, never a crash ------------------------------------
 
-GPU_LINE = "cuda:0     Fake GPU, compute capability 9.0, "
+GPU_LINE = "cuda:0     Stand-in GPU, compute capability 9.0, "
 
 
 @pytest.mark.parametrize("failing, expected", [
