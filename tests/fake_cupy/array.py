@@ -164,8 +164,10 @@ class ndarray:
     # ---- indexing ---------------------------------------------------------------------------
     def __getitem__(self, key):
         key = _index(key)
-        basic = not any(isinstance(k, (ndarray, list)) for k in
-                        (key if isinstance(key, tuple) else (key,)))
+        parts = key if isinstance(key, tuple) else (key,)
+        basic = not any(isinstance(k, (ndarray, list)) for k in parts)
+        if basic and not any(k is Ellipsis for k in parts):
+            key = (*parts, Ellipsis)  # a view, 0-d too, as in CuPy (NumPy: a scalar copy)
         return _call(operator.getitem, "basic_getitem" if basic else "getitem", (self, key), {})
 
     def __setitem__(self, key, value):

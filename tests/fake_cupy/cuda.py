@@ -135,7 +135,7 @@ class Device:
 def getDeviceProperties(device):
     if not 0 <= device < _count[0]:
         raise CUDARuntimeError(101)
-    return {"name": b"Stand-in GPU", "major": 9, "minor": 0, "totalGlobalMem": 2 << 30,
+    return {"name": b"Fake GPU", "major": 9, "minor": 0, "totalGlobalMem": 2 << 30,
             "multiProcessorCount": 132}
 
 
