@@ -16,10 +16,9 @@ import sys
 import sysconfig
 import types
 
-from .kernels import ReductionKernel
 from .stats import stats
 
-__all__ = ["ReductionKernel", "install", "installed", "remove", "stats"]
+__all__ = ["install", "installed", "remove", "stats"]
 
 _ROOTS = ("cupy", "cupyx", "cupy_backends")
 _active = []  # the uninstall callable of the stand-in in place, if any

@@ -343,7 +343,7 @@ class ufunc:
 
     def __init__(self, np_ufunc):
         self._u = np_ufunc
-        self.__name__ = np_ufunc.__name__
+        self.__name__ = self.name = np_ufunc.__name__
         self.nin, self.nout, self.nargs = np_ufunc.nin, np_ufunc.nout, np_ufunc.nargs
         self.types = np_ufunc.types
 
