@@ -82,7 +82,7 @@ def test_out_of_memory_names_the_numbers(fake_cuda, monkeypatch):
     backend = x.device.backend
 
     def fail(*a, **k):
-        raise cupy.cuda.memory.OutOfMemoryError(8589934592, 0)  # (size, total) as CuPy's
+        raise cupy.cuda.memory.OutOfMemoryError(8_589_934_592, 0)  # (size, total)
 
     from gpuad.backends.cupy_backend import _on
 
