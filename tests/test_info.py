@@ -59,7 +59,7 @@ def test_info_with_a_gpu_and_nvml(fake_cuda, monkeypatch, capsys):
     assert "cuda       usable" in out
     assert "default    cuda:0 (auto: a usable GPU was found)" in out
     assert "CUDA runtime 13.0, driver 13.1" in out
-    assert ("cuda:0     Stand-in GPU, compute capability 9.0, memory 20.0 used / 60.0 free / 80.0 "
+    assert ("cuda:0     Fake GPU, compute capability 9.0, memory 20.0 used / 60.0 free / 80.0 "
             "GiB, utilization 37%, 51 C") in out
     assert "kernels    " in out
     assert ad.cuda.memory_info("cuda:0") == (60 << 30, 80 << 30)
@@ -188,7 +188,7 @@ def test_info_command_on_this_machine():
 
 # ---- NVML errors are reported per field, never a crash ------------------------------------
 
-GPU_LINE = "cuda:0     Stand-in GPU, compute capability 9.0, "
+GPU_LINE = "cuda:0     Fake GPU, compute capability 9.0, "
 
 
 @pytest.mark.parametrize("failing, expected", [
