@@ -123,3 +123,45 @@ def test_other_runtime_errors_at_creation_are_not_hidden(fake_cuda, monkeypatch)
     with pytest.raises(refused):
         ad.ones(2, device="cuda")
     assert ad.cuda.is_available() is True
+
+
+REAL_RUNTIME_REFUSAL = """
+import warnings
+import gpuad as ad
+from gpuad.backends import probe
+probe.driver_devices = lambda: (1, "")  # as if libcuda had shown a GPU
+probe.cupy_installed = lambda: True
+try:
+    ad.ones(2, device="cuda")
+except ad.DeviceUnavailableError as exc:
+    print("refused:", exc)
+print("available:", ad.cuda.is_available())
+ad.set_cpu_fallback(True)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    print("fallback:", ad.ones(2, device="cuda").device)
+"""
+
+
+def test_real_cupy_without_a_driver_is_refused_as_device_unavailable():
+    """Real CuPy on a machine without a driver: its runtime answers the first device call
+    with cudaErrorInsufficientDriver, exactly as with a driver too old for its CUDA. Run in
+    a subprocess (real CuPy is imported there, not in this process)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("cupy") is None:
+        pytest.skip("real CuPy is not installed")
+    if probe.driver_cuda_version.__wrapped__() is not None:
+        pytest.skip("a driver is installed: its runtime would not refuse")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", REAL_RUNTIME_REFUSAL], capture_output=True,
+                         text=True, timeout=120, cwd=root)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("refused: gpuad: cannot use cuda:0: the CUDA runtime refused it "
+                               "(cudaErrorInsufficientDriver"), lines
+    assert "update the NVIDIA driver" in lines[0]
+    assert lines[1:] == ["available: False", "fallback: cpu"]

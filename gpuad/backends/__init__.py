@@ -79,9 +79,12 @@ def _cuda_backend(make, device):
             raise
         from ..errors import DeviceUnavailableError
 
+        driver = _version(runtime.driverGetVersion)
+        driver = ("the driver did not say which CUDA it supports" if driver is None
+                  else f"the driver supports CUDA {driver}")
         reason = (f"the CUDA runtime refused it ({exc}); CuPy {cupy.__version__} runs CUDA "
-                  f"runtime {_version(runtime.runtimeGetVersion)} and the driver supports "
-                  f"CUDA {_version(runtime.driverGetVersion)}: update the NVIDIA driver, or "
+                  f"runtime {_version(runtime.runtimeGetVersion) or 'unknown'} and {driver}: "
+                  "update the NVIDIA driver, or "
                   "install the CuPy for the driver's CUDA (pip install 'gpuad[cuda12]' for "
                   "CUDA 12); or use device='cpu' (GPUAD_CPU_FALLBACK=1 falls back "
                   "automatically)")
@@ -90,9 +93,10 @@ def _cuda_backend(make, device):
 
 
 def _version(read):
-    """A CUDA version read by ``read()`` as text (13.0), or "unknown" where it fails."""
+    """A CUDA version read by ``read()`` as text (13.0); None where it fails or is 0 (the
+    runtime's answer without a driver)."""
     try:
         v = read()
     except Exception:  # noqa: BLE001  (only for a message: any failure means unknown)
-        return "unknown"
-    return version_text(v) if v else "unknown"
+        return None
+    return version_text(v) if v else None
