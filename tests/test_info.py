@@ -143,6 +143,33 @@ def test_other_library_errors_are_not_called_out_of_memory(fake_cuda, monkeypatc
     assert not isinstance(caught.value, ad.OutOfMemoryError)
 
 
+REAL_CUPY_ERRORS = """
+import cupy
+from gpuad.backends.cuda_errors import is_out_of_memory
+pool = cupy.cuda.memory.OutOfMemoryError
+runtime = cupy.cuda.runtime.CUDARuntimeError
+print(is_out_of_memory(pool(1 << 33, 0), pool), is_out_of_memory(runtime(2), pool),
+      is_out_of_memory(runtime(700), pool), is_out_of_memory(runtime(35), pool),
+      runtime(2).__class__.__name__, runtime(2).status)
+"""
+
+
+def test_real_cupy_errors_are_told_apart_by_class_name_and_status():
+    """The classification reads real CuPy 14.2's errors as the stand-in's fakes above: its
+    pool's OutOfMemoryError, and CUDARuntimeError with cudaErrorMemoryAllocation (2), but not
+    an illegal address (700) or an old driver (35). (cuBLAS's and cuRAND's error classes
+    need their libraries to load, so those are only checked by name above.) In a subprocess:
+    real CuPy is not imported here."""
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        pytest.skip("real CuPy is not installed")
+    run = subprocess.run([sys.executable, "-c", REAL_CUPY_ERRORS], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "True", "False", "False", "CUDARuntimeError", "2"]
+
+
 def test_out_of_memory_in_a_row_kernel_launch_is_out_of_memory(fake_cuda, monkeypatch):
     """A launch that fails for memory (the driver's CUDA_ERROR_OUT_OF_MEMORY) is not wrapped
     as a generic kernel error: it reaches the caller as ad.OutOfMemoryError."""
