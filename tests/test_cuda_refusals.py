@@ -39,6 +39,13 @@ def test_driver_too_old_names_both_versions_and_the_fix(monkeypatch):
     assert "update the NVIDIA driver" in why and "gpuad[cuda12]" in why
 
 
+def test_a_driver_older_than_any_extra_is_told_to_update(monkeypatch):
+    _driver(monkeypatch, 11080)
+    why = probe.driver_too_old()
+    assert "supports CUDA 11.8" in why and "update the NVIDIA driver to one for CUDA 13" in why
+    assert "gpuad[cuda11]" not in why
+
+
 @pytest.mark.parametrize("version,build", [(13000, CUPY13), (13010, CUPY13),
                                            (12080, ("cupy-cuda12x", "14.2.0", 12)),
                                            (None, CUPY13),  # no libcuda: the probe says so

@@ -15,6 +15,9 @@ import importlib.util
 import os
 import re
 
+#: the oldest CUDA major with a CuPy extra of gpuad's (INSTALL_HINT's)
+OLDEST_CUDA = 12
+
 INSTALL_HINT = (
     "install CuPy for your CUDA version: pip install 'gpuad[cuda13]' (CUDA 13) "
     "or 'gpuad[cuda12]' (CUDA 12)"
@@ -85,10 +88,11 @@ def driver_too_old():
     if build is None or driver // 1000 >= build[2]:
         return None
     dist, version, major = build
+    other = (f", or install the CuPy for CUDA {driver // 1000}: pip install "
+             f"'gpuad[cuda{driver // 1000}]'" if driver // 1000 >= OLDEST_CUDA else "")
     return (f"the NVIDIA driver supports CUDA {version_text(driver)}, older than the CUDA "
             f"{major} that the installed CuPy ({dist} {version}) is built for; update the NVIDIA "
-            f"driver to one for CUDA {major}, or install the CuPy for CUDA "
-            f"{driver // 1000}: pip install 'gpuad[cuda{driver // 1000}]'")
+            f"driver to one for CUDA {major}{other}")
 
 
 #: cuda:N -> why the CUDA runtime refused it when its backend was made (see :func:`refuse`)
