@@ -233,8 +233,11 @@ def test_raw_modules_check_names_and_launches_as_cupy(cupy):
     args = (p, g, buf, hyper, np.int64(2))
     with pytest.raises(TypeError, match="expected tuple"):
         fn([1], (32,), args)
-    with pytest.raises(cupy.cuda.driver.CUDADriverError, match="CUDA_ERROR_INVALID_VALUE"):
-        fn((1,), (2048,), args)
+    with pytest.raises(TypeError, match="integer is required"):
+        fn((1.0,), (32,), args)
+    for block in ((2048,), (32, 64), (1, 1, 65)):
+        with pytest.raises(cupy.cuda.driver.CUDADriverError, match="CUDA_ERROR_INVALID_VALUE"):
+            fn((1,), block, args)
     with pytest.raises(ValueError, match="not C-contiguous"):
         fn((1,), (32,), (cupy.zeros(4, dtype=cupy.float32)[::2], g, buf, hyper, np.int64(2)))
     with pytest.raises(TypeError, match="the kernel reads float32"):
