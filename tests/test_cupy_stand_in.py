@@ -178,6 +178,7 @@ def test_work_on_another_devices_array_raises_as_cupy_without_peer_access(two_gp
                                              "access is unavailable"):
             attempt()
     assert b.copy().device.id == 0  # CuPy copies across devices
+    assert cupy.asarray(b).device.id == 0 and cupy.asarray(a) is a
     assert b.reshape(3, 1).device.id == 1  # a view stays where its memory is
     with cupy.cuda.Device(1):
         assert (b + 1).device.id == 1 and kernel(b).device.id == 1

@@ -312,8 +312,11 @@ def function(name, fn):
     """CuPy's ``cupy.<name>`` from NumPy's function ``fn``."""
     if name in HOST_INPUTS:
         def host_in(a, *args, **kwargs):
-            if isinstance(a, ndarray):
-                if name in ("asarray", "asanyarray") and kwargs.get("dtype") in (None, a.dtype):
+            if isinstance(a, ndarray):  # core.pyx _array_from_cupy_ndarray
+                if a._device != cuda.getDevice():
+                    a = a.copy()  # from another device: a copy on the current one
+                elif name in ("asarray", "asanyarray") and kwargs.get("dtype") in (None,
+                                                                                  a.dtype):
                     return a
                 return _call(fn, "copy" if name == "array" else name, (a, *args), kwargs)
             return _wrap(np.array(fn(_host_data(a), *args, **_host(kwargs, name)), copy=True),
