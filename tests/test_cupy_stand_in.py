@@ -123,6 +123,21 @@ def test_implicit_host_conversions_raise_as_in_cupy(cupy):
     assert isinstance(cupy.sum(a), cupy.ndarray) and cupy.sum(a).ndim == 0
 
 
+def test_ufuncs_take_only_what_cupys_take(cupy):
+    a = cupy.arange(4.0)
+    with pytest.raises(TypeError, match="Wrong arguments"):
+        cupy.add(a, a, where=a > 1)  # NumPy's where= is CuPy's private _where
+    for refused in (lambda: cupy.maximum.reduce(a), lambda: cupy.subtract.accumulate(a),
+                    lambda: cupy.exp.at(a, [0])):
+        with pytest.raises(NotImplementedError, match="is not supported yet"):
+            refused()
+    assert float(cupy.add.reduce(a)) == 6.0 and cupy.multiply.accumulate(a + 1)[-1] == 24.0
+    out = cupy.empty(4)
+    assert cupy.add(a, 1, out=out) is out and out.get().tolist() == [1.0, 2.0, 3.0, 4.0]
+    cupy.maximum.at(out, cupy.asarray([0, 0]), 9.0)
+    assert out[0] == 9.0
+
+
 def test_explicit_copies_to_the_host_are_counted(cupy):
     a = cupy.asarray([1.5, 2.5])
     stats.reset()
