@@ -2,7 +2,7 @@
 into nan or inf raises, naming the node, the shapes and the user's line that ran its forward op;
 check_nan=False only records the lines (which other backward errors then name); the forward
 pass can be checked too; it is global to all threads, as PyTorch's; with it off, nothing is
-recorded. The CUDA path is checked on tests/fake_cupy.py's stand-in."""
+recorded. The CUDA path is checked on tests/fake_cupy's stand-in."""
 import inspect
 import re
 import threading

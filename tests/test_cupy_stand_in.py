@@ -123,6 +123,21 @@ def test_implicit_host_conversions_raise_as_in_cupy(cupy):
     assert isinstance(cupy.sum(a), cupy.ndarray) and cupy.sum(a).ndim == 0
 
 
+def test_ufuncs_take_only_what_cupys_take(cupy):
+    a = cupy.arange(4.0)
+    with pytest.raises(TypeError, match="Wrong arguments"):
+        cupy.add(a, a, where=a > 1)  # NumPy's where= is CuPy's private _where
+    for refused in (lambda: cupy.maximum.reduce(a), lambda: cupy.subtract.accumulate(a),
+                    lambda: cupy.exp.at(a, [0])):
+        with pytest.raises(NotImplementedError, match="is not supported yet"):
+            refused()
+    assert float(cupy.add.reduce(a)) == 6.0 and cupy.multiply.accumulate(a + 1)[-1] == 24.0
+    out = cupy.empty(4)
+    assert cupy.add(a, 1, out=out) is out and out.get().tolist() == [1.0, 2.0, 3.0, 4.0]
+    cupy.maximum.at(out, cupy.asarray([0, 0]), 9.0)
+    assert out[0] == 9.0
+
+
 def test_explicit_copies_to_the_host_are_counted(cupy):
     a = cupy.asarray([1.5, 2.5])
     stats.reset()
@@ -178,6 +193,7 @@ def test_work_on_another_devices_array_raises_as_cupy_without_peer_access(two_gp
                                              "access is unavailable"):
             attempt()
     assert b.copy().device.id == 0  # CuPy copies across devices
+    assert cupy.asarray(b).device.id == 0 and cupy.asarray(a) is a
     assert b.reshape(3, 1).device.id == 1  # a view stays where its memory is
     with cupy.cuda.Device(1):
         assert (b + 1).device.id == 1 and kernel(b).device.id == 1
@@ -233,8 +249,11 @@ def test_raw_modules_check_names_and_launches_as_cupy(cupy):
     args = (p, g, buf, hyper, np.int64(2))
     with pytest.raises(TypeError, match="expected tuple"):
         fn([1], (32,), args)
-    with pytest.raises(cupy.cuda.driver.CUDADriverError, match="CUDA_ERROR_INVALID_VALUE"):
-        fn((1,), (2048,), args)
+    with pytest.raises(TypeError, match="integer is required"):
+        fn((1.0,), (32,), args)
+    for block in ((2048,), (32, 64), (1, 1, 65)):
+        with pytest.raises(cupy.cuda.driver.CUDADriverError, match="CUDA_ERROR_INVALID_VALUE"):
+            fn((1,), block, args)
     with pytest.raises(ValueError, match="not C-contiguous"):
         fn((1,), (32,), (cupy.zeros(4, dtype=cupy.float32)[::2], g, buf, hyper, np.int64(2)))
     with pytest.raises(TypeError, match="the kernel reads float32"):

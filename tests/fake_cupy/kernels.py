@@ -266,7 +266,10 @@ class RawKernel:
             if not isinstance(value, tuple):
                 raise TypeError(f"Argument '{what}' has incorrect type (expected tuple, got "
                                 f"{type(value).__name__})")
-        # CuPy's Function.__call__: missing axes are 1, and each is at least 1
+            if not all(isinstance(v, (int, np.integer)) for v in value):
+                raise TypeError(f"an integer is required (the {what} {value!r})")
+        # CuPy's Function.__call__ (cuda/function.pyx): missing axes are 1 and each axis is
+        # at least 1, so an empty grid launches one block
         grid = tuple(max(1, int(g)) for g in (grid + (1, 1))[:3])
         block = tuple(max(1, int(b)) for b in (block + (1, 1))[:3])
         if (np.prod(block) > 1024 or any(b > m for b, m in zip(block, _MAX_BLOCK))
@@ -307,10 +310,14 @@ class RawKernel:
                 values.append(ctypes.c_void_p(w.ctypes.data))
             elif isinstance(a, np.int32):
                 values.append(ctypes.c_int(int(a)))
-            elif isinstance(a, (int, np.integer)):
-                values.append(ctypes.c_longlong(int(a)))
-            else:
+            elif isinstance(a, (int, np.int64)) and not isinstance(a, bool):
+                values.append(ctypes.c_longlong(int(a)))  # CuPy passes a Python int as int64
+            elif isinstance(a, (float, np.float64)):
                 values.append(ctypes.c_double(float(a)))
+            else:  # CuPy would pass its own size: not what the kernel's parameter reads
+                raise TypeError(f"{self.name}: argument {pos} is {type(a).__name__}; gpuad's "
+                                "kernels take int (numpy.int32), long long (int64) and double "
+                                "scalars")
         fn.restype = None
         fn(*values)
         arrays = [i for i, a in enumerate(args) if isinstance(a, ndarray)]
