@@ -27,7 +27,7 @@ FUNCTIONS = (
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
     "log_softmax prod_others products_in_range pow2_scale center var std vector_norm getitem "
-    "index_add setitem clip rsqrt silu leaky_relu elu check_indices all_finite arctan_grad"
+    "index_add setitem clip rsqrt silu leaky_relu elu require check_indices all_finite arctan_grad"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -412,14 +412,21 @@ class Backend:
     def setitem(self, a, index, value):
         a[index] = value
 
+    def require(self, bad, kind, message):
+        """Raise ``kind(message)`` when the 0-d bool array ``bad`` (a check computed on this
+        backend's arrays) is true; here at once. A device backend may defer the read to its
+        next host read instead (:mod:`.deferred`)."""
+        if bad:
+            raise kind(message)
+
     def check_indices(self, index, size, axis):
-        """Raise IndexError when an integer index array reaches outside an axis of ``size``
-        (CuPy wraps such indices around instead of raising)."""
-        if index.size and (int(index.min()) < -size or int(index.max()) >= size):
-            raise IndexError(
-                f"gpuad: index out of range for axis {axis} of size {size} (indices span "
-                f"{int(index.min())}..{int(index.max())})"
-            )
+        """IndexError when an integer index array reaches outside an axis of ``size`` (CuPy
+        wraps such indices around instead of raising), through :meth:`require`."""
+        if index.size:
+            self.require(self.xp.any((index < -size) | (index >= size)), IndexError,
+                         f"gpuad: index out of range for axis {axis} of size {size} (an index "
+                         f"array of shape {index.shape}, {index.dtype}); indices must be in "
+                         f"[-{size}, {size})")
 
     # ---- activations with parameters (kept here so a device backend can fuse them) ------
     def rsqrt(self, x):

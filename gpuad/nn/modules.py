@@ -386,9 +386,13 @@ class Embedding(Module):
             from ..creation import tensor
 
             indices = tensor(indices, device=self.weight.device)
-        if indices.size and ((indices < 0).any() | (indices >= self.num_embeddings).any()).item():
-            raise IndexError(f"gpuad.nn.Embedding: indices must be in [0, "
-                             f"{self.num_embeddings}), got values outside it")
+        a, n = indices.array, self.num_embeddings
+        if a.size:  # at once on the CPU, at the next host read on CUDA (backends/deferred.py)
+            backend = indices.device.backend
+            backend.require(backend.any((a < 0) | (a >= n)), IndexError,
+                            f"gpuad.nn.Embedding: indices must be in [0, {n}), got values "
+                            f"outside it (indices of shape {indices.shape}, {indices.dtype}, "
+                            f"into a table of {n} rows)")
         return self.weight[indices]
 
     def extra_repr(self):
