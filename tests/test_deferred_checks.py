@@ -96,3 +96,12 @@ def test_an_index_outside_its_axis_raises_at_the_next_read(fake_cuda, monkeypatc
                        r"array of shape \(2,\), int64\); indices must be in \[-3, 3\)"):
         picked.numpy()
     assert c[[0, -3]].tolist() == [1.0, 1.0]
+
+
+def test_each_device_reports_its_own_checks(monkeypatch):
+    with installed(monkeypatch, devices=2):
+        F.cross_entropy(ad.zeros((1, 3), device="cuda:1"), ad.tensor([5], device="cuda:1"))
+        assert ad.ones(2, device="cuda:0").tolist() == [1.0, 1.0]  # cuda:0's reads pass
+        ad.cuda.synchronize("cuda:0")
+        with pytest.raises(IndexError, match=r"outside \[0, 3\).*host read of cuda:1"):
+            ad.ones(2, device="cuda:1").numpy()
