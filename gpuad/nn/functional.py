@@ -130,29 +130,24 @@ def nll_loss(input, target, ignore_index=-100, reduction="mean"):
 
 def _divisor(ignored, dtype):
     """The mean's divisor over the rows not ``ignored``, as two constants on the device, so
-    that no count is read back to the host: ``count`` = max(rows counted, 1) and ``empty`` =
-    nan where no row counts, else 0. total / count + empty is the mean (nan for no rows, as
-    PyTorch), and its gradient g / count stays finite where every row is ignored (their rows
-    take 0, not inf * 0)."""
+    that no count is read back to the host: ``(count, empty)`` with count = max(rows counted,
+    1) and empty = nan where no row counts, else 0. total / count + empty is the mean (nan for
+    no rows, as PyTorch), and its gradient g / count stays finite where every row is ignored
+    (their rows take 0, not inf * 0)."""
     dev = ignored.device
-    backend = dev.backend
-    kept = backend.sum(~ignored.array)
-    count = backend.astype(backend.asarray(backend.maximum(kept, 1)), dtype)
-    empty = backend.astype(backend.asarray(backend.where(kept == 0, float("nan"), 0.0)), dtype)
-    return plain(count, dev), plain(empty, dev)
+    return tuple(plain(a, dev) for a in dev.backend.mean_divisor(ignored.array, dtype))
 
 
 def _check_range(x, t, ignored, name):
     """IndexError for a label outside [0, C) other than ignore_index: at once on the CPU, at
     the next host read on CUDA (``backend.require``, gpuad/backends/deferred.py)."""
-    a, c, backend = t.array, x.shape[1], t.device.backend
-    if a.size:
-        backend.require(
-            backend.any(~ignored.array & ((a < 0) | (a >= c))), IndexError,
-            f"gpuad.nn.functional.{name}: target holds class indices outside [0, {c}) (other "
-            f"than ignore_index), for logits of shape {x.shape} and a target of shape "
-            f"{t.shape} ({t.dtype}); labels must be class numbers 0..{c - 1}, or ignore_index "
-            "for rows that do not count")
+    c = x.shape[1]
+    t.device.backend.require_in_range(
+        t.array, 0, c, IndexError,
+        f"gpuad.nn.functional.{name}: target holds class indices outside [0, {c}) (other than "
+        f"ignore_index), for logits of shape {x.shape} and a target of shape {t.shape} "
+        f"({t.dtype}); labels must be class numbers 0..{c - 1}, or ignore_index for rows that "
+        "do not count", skip=ignored.array)
 
 
 def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -264,8 +259,10 @@ def _loss_gradient(x, t, ignored, smoothing, dlogits):
 def _total(x, loss, d, divisor):
     """sum(loss), or for the mean sum(loss) / count + empty with ``divisor`` = (count, empty)
     from :func:`_divisor`: the same operations as ``_reduce``."""
-    total = loss.sum()
+    backend = x.device.backend
+    total = backend.sum(loss)
     if divisor is None:
         return record(_CE_TOTAL, (x,), total, x.device, (d, None))
     count, empty = divisor
-    return record(_CE_TOTAL, (x,), total / count.array + empty.array, x.device, (d, count))
+    value = backend.add(backend.true_divide(total, count.array), empty.array)
+    return record(_CE_TOTAL, (x,), value, x.device, (d, count))

@@ -386,13 +386,11 @@ class Embedding(Module):
             from ..creation import tensor
 
             indices = tensor(indices, device=self.weight.device)
-        a, n = indices.array, self.num_embeddings
-        if a.size:  # at once on the CPU, at the next host read on CUDA (backends/deferred.py)
-            backend = indices.device.backend
-            backend.require(backend.any((a < 0) | (a >= n)), IndexError,
-                            f"gpuad.nn.Embedding: indices must be in [0, {n}), got values "
-                            f"outside it (indices of shape {indices.shape}, {indices.dtype}, "
-                            f"into a table of {n} rows)")
+        n = self.num_embeddings  # (raises at once on the CPU, at the next host read on CUDA)
+        indices.device.backend.require_in_range(
+            indices.array, 0, n, IndexError, f"gpuad.nn.Embedding: indices must be in [0, {n}), "
+            f"got values outside it (indices of shape {indices.shape}, {indices.dtype}, into a "
+            f"table of {n} rows)")
         return self.weight[indices]
 
     def extra_repr(self):
