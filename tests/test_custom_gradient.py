@@ -49,7 +49,7 @@ def test_custom_gradient_on_device_float64(device):
         tape.watch(x)
         y = inv_exp(x).sum()
     assert_close(tape.gradient(y, x).numpy(), -np.exp(-np.array([1.0, 50, 100])),
-                               rtol=1e-14, device=device)
+                 rtol=1e-14, device=device)
 
 
 @ad.custom_gradient

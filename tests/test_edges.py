@@ -97,7 +97,7 @@ def test_stable_forms_do_not_overflow(device):
     assert_close(ad.logsumexp(big).numpy(), 1000, rtol=1e-6, device=device)
     assert_close(ad.softmax(big).numpy(), [1, 0, 0], atol=1e-7, device=device)
     assert_close(ad.log_softmax(ad.tensor([1000.0, 0.0], device=device)).numpy(),
-                               [0, -1000], atol=1e-4, device=device)
+                 [0, -1000], atol=1e-4, device=device)
     assert_close(ad.elu(big).numpy(), [1000, -1, 0], device=device)
     x = ad.tensor([-1000.0, 1000.0], device=device, requires_grad=True)
     ad.sigmoid(x).sum().backward()

@@ -101,7 +101,7 @@ def test_forward_over_reverse_vs_differences_of_gradients(case, device):
     for i, (h, p, m) in enumerate(zip(hv, plus, minus)):
         numeric = (p.numpy() - m.numpy()) / (2 * EPS)
         assert_close(h.numpy(), numeric, rtol=1e-4, atol=1e-5,
-                                   err_msg=f"input {i}", device=device)
+                     err_msg=f"input {i}", device=device)
 
 
 @pytest.mark.parametrize("case", [c for c in GRAD_CASES if c.second],
@@ -118,7 +118,7 @@ def test_forward_over_forward_vs_differences_of_jvps(case, device):
     plus = inner(*[_t(x + EPS * u, device) for x, u in zip(xs, us)])
     minus = inner(*[_t(x - EPS * u, device) for x, u in zip(xs, us)])
     assert_close(second.numpy(), (plus.numpy() - minus.numpy()) / (2 * EPS),
-                               rtol=1e-4, atol=1e-5, device=device)
+                 rtol=1e-4, atol=1e-5, device=device)
 
 
 def _ops_of(module):

@@ -45,7 +45,7 @@ def test_eigen_derivative_vector_is_a_jacobian(device):
     z = 0.5 * -1.0 + 2.0
     s = 1 / (1 + np.exp(-z))
     assert_close(grad.numpy(), s * (1 - s) * np.array([-1.0, 0.5, 1.0]),
-                               rtol=1e-14, device=device)
+                 rtol=1e-14, device=device)
 
 
 def _dense(x, w):
@@ -63,7 +63,7 @@ def test_custom_dense_layer_jacobian_wrt_weights(device):
     assert_close(fwd.numpy(), rev.numpy(), rtol=1e-13, atol=1e-14, device=device)
     xn, wn = x.numpy(), w.numpy()
     assert_close(fwd.numpy(), _fd_jacobian(lambda w: np.sin(xn @ w), wn),
-                               rtol=1e-6, atol=1e-8, device=device)
+                 rtol=1e-6, atol=1e-8, device=device)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (torch.func's own imports)
@@ -166,7 +166,7 @@ def test_jacobian_matches_tape_jacobian(device):
         tape.watch(x)
         y = ad.softmax(x) * ad.exp(x[0])
     assert_close(ad.jacobian(lambda x: ad.softmax(x) * ad.exp(x[0]), x).numpy(),
-                               tape.jacobian(y, x).numpy(), rtol=1e-13, atol=1e-15, device=device)
+                 tape.jacobian(y, x).numpy(), rtol=1e-13, atol=1e-15, device=device)
 
 
 # ---- hessian and hvp ---------------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_hessian_against_differences_of_gradients(device):
             assert h[i][j].shape == ref.shape
             assert_close(h[i][j].numpy(), ref, rtol=1e-6, atol=1e-7, device=device)
     assert_close(h[0][1].numpy(), np.swapaxes(h[1][0].numpy(), 0, 1),
-                               rtol=1e-12, device=device)
+                 rtol=1e-12, device=device)
 
 
 def test_hessian_matrix_argument_shape(device):
@@ -211,7 +211,7 @@ def test_hessian_matrix_argument_shape(device):
     h = ad.hessian(lambda x: (x ** 3).sum(), x)
     assert h.shape == (2, 3, 2, 3)
     assert_close(h.numpy().reshape(6, 6), np.diag(6 * x.numpy().ravel()),
-                               atol=1e-14, device=device)
+                 atol=1e-14, device=device)
 
 
 def test_hvp_equals_hessian_times_vector(device):
@@ -270,7 +270,7 @@ def test_reverse_over_forward(device):
     _, jv = ad.jvp(_f, x, v)
     (hv,) = ad.grad(jv, x)
     assert_close(hv.numpy(), ad.hessian(_f, x.detach()).numpy() @ v.numpy(),
-                               rtol=1e-12, device=device)
+                 rtol=1e-12, device=device)
     y = _t([0.3, 0.1, 0.2], device, requires_grad=True)  # the tangent itself, differentiated
     _, jv = ad.jvp(_f, _t([0.2, -0.4, 0.9], device), y)
     (g,) = ad.grad(jv, y)  # J y is linear in y: its gradient is the gradient of f
@@ -289,7 +289,7 @@ def test_forward_over_forward(device):
     _, vhv = ad.jvp(lambda x: ad.jvp(lambda y: ad.sin(y) * y, x, v)[1], x, v)
     xn, vn = x.numpy(), v.numpy()
     assert_close(vhv.numpy(), (2 * np.cos(xn) - xn * np.sin(xn)) * vn * vn,
-                               rtol=1e-12, device=device)
+                 rtol=1e-12, device=device)
 
 
 def test_forward_over_gradient_tape(device):
@@ -313,7 +313,7 @@ def test_tape_over_jvp(device):
         _, jv = ad.jvp(_f, x, v)
     hv = tape.gradient(jv, x)
     assert_close(hv.numpy(), ad.hessian(_f, _t(x.numpy(), device)).numpy()
-                               @ v.numpy(), rtol=1e-12, device=device)
+                 @ v.numpy(), rtol=1e-12, device=device)
 
 
 def test_hessian_of_hessian_input_requires_grad(device):
@@ -358,7 +358,7 @@ def test_in_place_ops_carry_tangents(device):
     jac = ad.jacobian(f, x, mode="forward")
     assert_close(jac.numpy(), _fd_jacobian(ref, xn), rtol=1e-6, atol=1e-8, device=device)
     assert_close(ad.jacobian(f, x, mode="reverse").numpy(), jac.numpy(),
-                               rtol=1e-13, atol=1e-14, device=device)
+                 rtol=1e-13, atol=1e-14, device=device)
 
 
 def test_results_do_not_keep_tangents(device):
@@ -405,7 +405,7 @@ def test_custom_gradient_with_jvp_rule(device):
     assert_close(t.numpy(), sig * v.numpy(), rtol=1e-14, device=device)
     fwd = ad.jacobian(log1pexp, x, mode="forward")
     assert_close(fwd.numpy(), ad.jacobian(log1pexp, x, mode="reverse").numpy(),
-                               rtol=1e-14, device=device)
+                 rtol=1e-14, device=device)
 
 
 class _Scale(ad.Function):
@@ -497,7 +497,7 @@ def test_tape_jacobian_falls_back_to_rows_for_user_code(device):
 
     h = _t([1.0, 2.0], device)
     assert_close(ad.jacobian(hooked, h, mode="reverse").numpy(),
-                               np.diag([20.0, 40.0]), device=device)
+                 np.diag([20.0, 40.0]), device=device)
     assert_close(tape.jacobian(z, x).numpy(), 3 * np.eye(3), device=device)
 
 
@@ -554,7 +554,7 @@ def test_forward_over_reverse_through_custom_gradients(device):
 
     log1pexp.defjvp(lambda primals, tangents: [tangents[0] * ad.sigmoid(primals[0])])
     assert_close(ad.hessian(lambda a: log1pexp(a).sum(), x).numpy(),
-                               np.diag(sig * (1 - sig)), rtol=1e-13, atol=1e-15, device=device)
+                 np.diag(sig * (1 - sig)), rtol=1e-13, atol=1e-15, device=device)
 
     class Exp(ad.Function):  # PyTorch's example: backward reads the saved output
         @staticmethod
@@ -576,7 +576,7 @@ def test_forward_over_reverse_through_custom_gradients(device):
 
     e = np.exp(x.numpy())
     assert_close(ad.hessian(lambda a: Exp.apply(a).sum(), x).numpy(), np.diag(e),
-                               rtol=1e-13, device=device)
+                 rtol=1e-13, device=device)
     _, second = ad.jvp(lambda a: ad.jvp(Exp.apply, a, ad.ones_like(a))[1], x, ad.ones_like(x))
     assert_close(second.numpy(), e, rtol=1e-13, device=device)
     xr = _t(x.numpy(), device, requires_grad=True)
@@ -595,7 +595,7 @@ def test_views_see_in_place_changes_in_forward_mode(device):
     _, t = ad.jvp(f, x, ad.ones_like(x))
     assert_close(t.numpy(), [2.0, 2.0], device=device)
     assert_close(ad.jacobian(f, x, mode="forward").numpy(),
-                               ad.jacobian(f, x, mode="reverse").numpy(), device=device)
+                 ad.jacobian(f, x, mode="reverse").numpy(), device=device)
 
 
 def test_backward_inside_jvp(device):
@@ -677,7 +677,7 @@ def test_transforms_stay_differentiable_in_closure_parameters(mode, device):
     jac = ad.jacobian(lambda a: ad.sin(a) * w, x, mode=mode)
     ((jac * jac).sum() + w.sum()).backward()
     assert_close(w.grad.numpy(), 2 * w.numpy() * np.cos(x.numpy()) ** 2 + 1,
-                               rtol=1e-13, device=device)
+                 rtol=1e-13, device=device)
     _, vjp_fn = ad.vjp(lambda a: ad.sin(a) * w, x)
     (g,) = vjp_fn(ad.ones_like(x))
     (gw,) = ad.grad(g.sum(), w)
@@ -741,7 +741,7 @@ def test_norm_and_std_at_their_edges(device):
     x = _t([0.0, 1.0, 2.0], device, requires_grad=True)
     (g,) = ad.grad(ad.norm(x, ord=0.5), x)
     assert_close(g.numpy(), [0.0, 1 + np.sqrt(2), (1 + np.sqrt(2)) / np.sqrt(2)],
-                               rtol=1e-13, device=device)
+                 rtol=1e-13, device=device)
     _, t = ad.jvp(ad.std, ad.ones(3, dtype=F64, device=device), _t([1.0, 0.0, 0.0], device))
     assert t.item() == 0.0
     c = ad.ones(3, dtype=F64, device=device, requires_grad=True)

@@ -87,7 +87,7 @@ def test_backward_vs_finite_differences(case, dtype, contiguous, device):
             continue
         assert g.shape == t.shape and g.dtype == dtype and g.device == t.device
         assert_close(g.numpy().astype(np.float64), numeric, rtol=rtol, atol=atol,
-                                   err_msg=f"gradient of input {i}", device=device)
+                     err_msg=f"gradient of input {i}", device=device)
 
 
 def _first_grads(case, xs, u, device):
@@ -123,7 +123,7 @@ def test_double_backward_vs_finite_differences(case, device):
         numeric = _numeric_grad(inner, xs, i)
         got = np.zeros_like(xs[i]) if h is None else h.numpy()
         assert_close(got, numeric, rtol=1e-4, atol=1e-5,
-                                   err_msg=f"second derivative for input {i}", device=device)
+                     err_msg=f"second derivative for input {i}", device=device)
 
 
 @pytest.mark.parametrize("dtype", [ad.float32, ad.float64], ids=str)

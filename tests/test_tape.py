@@ -145,8 +145,8 @@ def test_non_scalar_target_is_the_gradient_of_its_sum(device):
         tape.watch(x)
         y = ad.exp(x) * x  # shape (3,)
     assert_close(tape.gradient(y, x).numpy(),
-                               np.exp([0.5, 1.0, 2.0]) * (1 + np.array([0.5, 1.0, 2.0])),
-                               rtol=1e-6, device=device)
+                 np.exp([0.5, 1.0, 2.0]) * (1 + np.array([0.5, 1.0, 2.0])),
+                 rtol=1e-6, device=device)
 
 
 def test_several_targets_add_up_and_output_gradients_weight_them(device):
@@ -157,7 +157,7 @@ def test_several_targets_add_up_and_output_gradients_weight_them(device):
         y2 = ad.sin(x)
     g = tape.gradient([y1, y2], x)
     assert_close(g.numpy(), 2 * np.array([1.0, 2.0]) + np.cos([1.0, 2.0]),
-                               rtol=1e-6, device=device)
+                 rtol=1e-6, device=device)
     w = ad.constant([3.0, -1.0], device=device)
     g = tape.gradient(y1, x, output_gradients=w)
     assert_close(g.numpy(), [6.0, -4.0], device=device)
@@ -620,7 +620,7 @@ def test_requires_grad_graph_is_not_freed_by_the_tape(device):
     del tape
     y.backward()
     assert_close(x.grad.numpy(), np.cos([0.5, 1.5]) * [0.5, 1.5]
-                               + np.sin([0.5, 1.5]), rtol=1e-6, device=device)
+                 + np.sin([0.5, 1.5]), rtol=1e-6, device=device)
 
 
 # ---- review regressions ------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_more_tf_names(device):
     x = ad.constant(a, device=device)
     assert_close(ad.reduce_prod(x, axis=1).numpy(), a.prod(axis=1), device=device)
     assert_close(ad.reduce_logsumexp(x, axis=0).numpy(),
-                               np.log(np.exp(a).sum(axis=0)), rtol=1e-12, device=device)
+                 np.log(np.exp(a).sum(axis=0)), rtol=1e-12, device=device)
     np.testing.assert_array_equal(ad.concat([x, x], axis=0).numpy(), np.concatenate([a, a]))
     with ad.GradientTape() as tape:
         tape.watch(x)

@@ -148,7 +148,7 @@ def test_gather_nd_examples(device):
     out = ad.multiply(x, y)
     assert out.shape == (6,) and out.dtype == ad.float32
     assert_close(out.numpy(), [0.31, 0.23, 2.1, 10.349999, 15.84, 3.72],
-                               rtol=1e-6, device=device)
+                 rtol=1e-6, device=device)
     two_d = ad.gather_nd([[1, 2, 3], [4, 5, 6]], [[1, 1], [1, 2]])
     assert two_d.shape == (2,) and two_d.numpy().tolist() == [5, 6]
 
@@ -220,7 +220,7 @@ def test_custom_layer_with_sin_activation(device):
     z = x @ w
     assert_close(loss.item(), (np.sin(z) ** 2).sum(), rtol=1e-5, device=device)
     assert_close(gradient.numpy(), x.T @ (2 * np.sin(z) * np.cos(z)),
-                               rtol=1e-4, atol=1e-5, device=device)
+                 rtol=1e-4, atol=1e-5, device=device)
 
 
 def test_custom_layer_gradients_with_respect_to_inputs_and_weights(device):
