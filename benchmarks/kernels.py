@@ -95,8 +95,11 @@ def main():
     try:
         import torch
     except ImportError:
+        torch = None
         print("torch not installed: no PyTorch comparison")
-    else:
+    if torch is not None and not torch.cuda.is_available():
+        print("torch has no usable CUDA device: no PyTorch comparison")
+    elif torch is not None:
         tl = torch.as_tensor(logits, device="cuda").requires_grad_()
         tlab = torch.as_tensor(labels, device="cuda")
 

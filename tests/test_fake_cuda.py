@@ -1,5 +1,5 @@
 """The CUDA code path on a machine without a GPU, with NumPy standing in for CuPy
-(tests/fake_cupy.py): every op runs on "cuda" and must agree with "cpu" in value and gradient,
+(tests/fake_cupy): every op runs on "cuda" and must agree with "cpu" in value and gradient,
 and the device rules of SPEC section 2 hold."""
 import numpy as np
 import pytest

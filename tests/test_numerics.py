@@ -4,7 +4,7 @@ and std with no degrees of freedom), empty inputs NumPy and PyTorch accept (soft
 max/min/norm(inf), tensordot/dot), and nan inputs getting the gradient PyTorch gives them
 (relu, elu, maximum/minimum, max/min reductions). Each against analytic values or PyTorch
 (float64), in reverse mode (plain and create_graph, which take different CPU paths), in
-forward mode, and through the CUDA backend's code (tests/fake_cupy.py)."""
+forward mode, and through the CUDA backend's code (tests/fake_cupy)."""
 import fractions
 import functools
 import itertools

@@ -3,7 +3,7 @@ near the float maximum has zero spread (value and gradient), p-norms for |p| pas
 range, the zero gradient of a p < 0 norm that is zero, the exact products of the others where
 the product overflows, and clear errors for bad ddof/ord (with PyTorch's p= accepted). Each
 against an independent reference (float64 formulas, exact fractions, or PyTorch), on the CPU
-and through the CUDA backend's code (tests/fake_cupy.py)."""
+and through the CUDA backend's code (tests/fake_cupy)."""
 import math
 
 import numpy as np

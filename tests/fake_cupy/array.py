@@ -164,8 +164,10 @@ class ndarray:
     # ---- indexing ---------------------------------------------------------------------------
     def __getitem__(self, key):
         key = _index(key)
-        basic = not any(isinstance(k, (ndarray, list)) for k in
-                        (key if isinstance(key, tuple) else (key,)))
+        parts = key if isinstance(key, tuple) else (key,)
+        basic = not any(isinstance(k, (ndarray, list)) for k in parts)
+        if basic and not any(k is Ellipsis for k in parts):
+            key = (*parts, Ellipsis)  # a view, 0-d too, as in CuPy (NumPy: a scalar copy)
         return _call(operator.getitem, "basic_getitem" if basic else "getitem", (self, key), {})
 
     def __setitem__(self, key, value):
@@ -310,8 +312,11 @@ def function(name, fn):
     """CuPy's ``cupy.<name>`` from NumPy's function ``fn``."""
     if name in HOST_INPUTS:
         def host_in(a, *args, **kwargs):
-            if isinstance(a, ndarray):
-                if name in ("asarray", "asanyarray") and kwargs.get("dtype") in (None, a.dtype):
+            if isinstance(a, ndarray):  # core.pyx _array_from_cupy_ndarray
+                if a._device != cuda.getDevice():
+                    a = a.copy()  # from another device: a copy on the current one
+                elif name in ("asarray", "asanyarray") and kwargs.get("dtype") in (None,
+                                                                                  a.dtype):
                     return a
                 return _call(fn, "copy" if name == "array" else name, (a, *args), kwargs)
             return _wrap(np.array(fn(_host_data(a), *args, **_host(kwargs, name)), copy=True),
@@ -336,29 +341,50 @@ def _host_data(a):
 
 
 class ufunc:
-    """``cupy.<ufunc>``: NumPy's ufunc applied as a CuPy elementwise kernel (``__call__``;
-    ``reduce``, ``accumulate``, ``outer`` and ``at`` as CuPy offers them)."""
+    """``cupy.<ufunc>``: NumPy's ufunc applied as CuPy's (cupy/_core/_kernel.pyx): ``__call__``
+    takes ``out``, ``dtype`` and ``casting`` only; ``reduce``/``accumulate`` exist for add and
+    multiply, ``reduceat`` for add, ``at`` for the scatter operations."""
+
+    _REDUCE = ("add", "multiply")
+    _SCATTER = ("add", "subtract", "maximum", "minimum", "bitwise_and", "bitwise_or",
+                "bitwise_xor")
 
     def __init__(self, np_ufunc):
         self._u = np_ufunc
-        self.__name__ = np_ufunc.__name__
+        self.__name__ = self.name = np_ufunc.__name__
         self.nin, self.nout, self.nargs = np_ufunc.nin, np_ufunc.nout, np_ufunc.nargs
         self.types = np_ufunc.types
 
     def __call__(self, *args, **kwargs):
-        return _call(self._u, self.__name__, args, kwargs)
+        known = {k: kwargs.pop(k) for k in ("out", "dtype", "casting") if k in kwargs}
+        if "_where" in kwargs:
+            known["where"] = kwargs.pop("_where")
+        if kwargs:
+            raise TypeError(f"Wrong arguments {kwargs}")
+        return _call(self._u, self.__name__, args, known)
 
-    def reduce(self, *args, **kwargs):
-        return _call(self._u.reduce, self.__name__, args, kwargs)
+    def _unsupported(self, method, names):
+        if self.__name__ not in names:
+            raise NotImplementedError(f"`cupy_{self.__name__}.{method}` is not supported yet")
 
-    def accumulate(self, *args, **kwargs):
-        return _call(self._u.accumulate, self.__name__, args, kwargs)
+    def reduce(self, array, axis=0, dtype=None, out=None, keepdims=False):
+        self._unsupported("reduce", self._REDUCE)
+        return _call(self._u.reduce, self.__name__, (array, axis, dtype, out, keepdims), {})
 
-    def outer(self, *args, **kwargs):
-        return _call(self._u.outer, self.__name__, args, kwargs)
+    def accumulate(self, array, axis=0, dtype=None, out=None):
+        self._unsupported("accumulate", self._REDUCE)
+        return _call(self._u.accumulate, self.__name__, (array, axis, dtype, out), {})
 
-    def at(self, *args, **kwargs):
-        return _call(self._u.at, self.__name__, args, kwargs)
+    def reduceat(self, array, indices, axis=0, dtype=None, out=None):
+        self._unsupported("reduceat", self._REDUCE[:1])
+        return _call(self._u.reduceat, self.__name__, (array, indices, axis, dtype, out), {})
+
+    def outer(self, A, B, **kwargs):
+        return _call(self._u.outer, self.__name__, (A, B), kwargs)
+
+    def at(self, a, indices, b=None):
+        self._unsupported("at", self._SCATTER)
+        return _call(self._u.at, self.__name__, (a, indices, b), {})
 
     def __repr__(self):
         return f"<ufunc '{self.__name__}'>"
