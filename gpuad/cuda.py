@@ -15,10 +15,11 @@ def device_count():
 
 
 def synchronize(device=None):
-    """Wait for all work queued on ``device`` (default cuda:0) to finish."""
+    """Wait for all work queued on ``device`` (default cuda:0) to finish; a check of its data
+    that failed since its last host read raises here (gpuad/backends/deferred.py)."""
     dev = resolve(device or "cuda:0")
     if dev.type == "cuda":
-        dev.backend.cuda_device.synchronize()
+        dev.backend.synchronize()
 
 
 def warmup(device=None):

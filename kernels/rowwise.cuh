@@ -17,6 +17,8 @@ namespace gpuad {
 
 // the identity of max over a row: -inf
 template <typename A> GPUAD_HD A neg_inf() { return -A(1) / A(0); }
+// what a row whose label lies outside it gets: nan
+template <typename A> GPUAD_HD A quiet_nan() { return A(0) / A(0); }
 
 template <typename A> GPUAD_HD bool finite(A v) { return v == v && v - v == A(0); }
 
@@ -76,13 +78,15 @@ GPUAD_HD void softmax_row_backward(const Group& grp, int mode, const T* g, const
 // q = (1 - eps) onehot(label) + eps / C, the loss -sum(q log p) = log(s) - sum(q z) with
 // z = x - max (not lse - sum(q x), which rounds log(s) away next to a large max), and
 // dlogits = p - q (the upstream gradient multiplies it later). A row whose label is
-// ignore_index gets loss 0 and dlogits 0.
+// ignore_index gets loss 0 and dlogits 0; one whose label is outside [0, cols) gets nan and
+// nan, and reads nothing outside the row (gpuad reports such labels at its next host read).
 template <typename A, typename T, typename Group>
 GPUAD_HD void cross_entropy_row(const Group& grp, const T* x, index_t label, index_t ignore_index,
                                 A eps, T* loss, T* dlogits, index_t cols) {
-    if (label == ignore_index) {
-        for (index_t j = grp.rank(); j < cols; j += grp.size()) dlogits[j] = T(0);
-        if (grp.rank() == 0) loss[0] = T(0);
+    if (label == ignore_index || label < 0 || label >= cols) {
+        const T fill = label == ignore_index ? T(0) : T(quiet_nan<A>());
+        for (index_t j = grp.rank(); j < cols; j += grp.size()) dlogits[j] = fill;
+        if (grp.rank() == 0) loss[0] = fill;
         return;
     }
     A m = neg_inf<A>();

@@ -6,6 +6,7 @@ References: analytic derivatives, float64 central differences, and PyTorch's
 """
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 import gpuad as ad
 
@@ -47,8 +48,8 @@ def test_custom_gradient_on_device_float64(device):
     with ad.GradientTape() as tape:
         tape.watch(x)
         y = inv_exp(x).sum()
-    np.testing.assert_allclose(tape.gradient(y, x).numpy(), -np.exp(-np.array([1.0, 50, 100])),
-                               rtol=1e-14)
+    assert_close(tape.gradient(y, x).numpy(), -np.exp(-np.array([1.0, 50, 100])),
+                 rtol=1e-14, device=device)
 
 
 @ad.custom_gradient
@@ -186,8 +187,8 @@ def test_variables_form_for_variables_used_inside(device):
         tape.watch(x)
         loss = (ad.sin(x @ layer.kernel) ** 2).sum()
     rx, rw = tape.gradient(loss, [x, layer.kernel])
-    np.testing.assert_allclose(gx.numpy(), rx.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(gw.numpy(), rw.numpy(), rtol=1e-12)
+    assert_close(gx.numpy(), rx.numpy(), rtol=1e-12, device=device)
+    assert_close(gw.numpy(), rw.numpy(), rtol=1e-12, device=device)
 
 
 def test_variables_used_inside_without_the_variables_argument_is_an_error():
@@ -209,8 +210,8 @@ def test_custom_gradient_second_order_with_create_graph_and_tapes(device):
     x = ad.tensor([1.5, -2.0], dtype=ad.float64, device=device, requires_grad=True)
     (g,) = ad.grad(cube(x).sum(), x, create_graph=True)
     (h,) = ad.grad(g.sum(), x)
-    np.testing.assert_allclose(g.numpy(), 3 * np.array([1.5, -2.0]) ** 2)
-    np.testing.assert_allclose(h.numpy(), 6 * np.array([1.5, -2.0]))
+    assert_close(g.numpy(), 3 * np.array([1.5, -2.0]) ** 2, device=device)
+    assert_close(h.numpy(), 6 * np.array([1.5, -2.0]), device=device)
 
     c = ad.constant([1.5, -2.0], dtype=ad.float64, device=device)
     with ad.GradientTape() as outer:
@@ -219,7 +220,7 @@ def test_custom_gradient_second_order_with_create_graph_and_tapes(device):
             inner.watch(c)
             y = cube(c).sum()
         d1 = inner.gradient(y, c)
-    np.testing.assert_allclose(outer.gradient(d1, c).numpy(), 6 * np.array([1.5, -2.0]))
+    assert_close(outer.gradient(d1, c).numpy(), 6 * np.array([1.5, -2.0]), device=device)
 
 
 def test_multi_output_custom_gradient_runs_its_rule_once(device):
@@ -236,12 +237,12 @@ def test_multi_output_custom_gradient_runs_its_rule_once(device):
     x = ad.tensor([0.3, 1.2], dtype=ad.float64, device=device, requires_grad=True)
     s, c = sincos(x)
     (2 * s + 3 * c).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), 2 * np.cos([0.3, 1.2]) - 3 * np.sin([0.3, 1.2]))
+    assert_close(x.grad.numpy(), 2 * np.cos([0.3, 1.2]) - 3 * np.sin([0.3, 1.2]), device=device)
     assert len(calls) == 1
     x.grad = None
     s, c = sincos(x)
     s.sum().backward()  # the unused output's gradient is zeros
-    np.testing.assert_allclose(x.grad.numpy(), np.cos([0.3, 1.2]))
+    assert_close(x.grad.numpy(), np.cos([0.3, 1.2]), device=device)
 
 
 def test_nested_custom_gradients(device):
@@ -315,17 +316,17 @@ class ScaleShift(ad.Function):
 def test_function_first_and_second_order(device):
     x = ad.tensor([0.5, -1.0], dtype=ad.float64, device=device, requires_grad=True)
     Cube.apply(x).sum().backward(create_graph=True)
-    np.testing.assert_allclose(x.grad.numpy(), 3 * np.array([0.5, -1.0]) ** 2)
+    assert_close(x.grad.numpy(), 3 * np.array([0.5, -1.0]) ** 2, device=device)
     (h,) = ad.grad(x.grad.sum(), x)
-    np.testing.assert_allclose(h.numpy(), 6 * np.array([0.5, -1.0]))
+    assert_close(h.numpy(), 6 * np.array([0.5, -1.0]), device=device)
 
 
 def test_function_saving_its_output_differentiates_twice(device):
     x = ad.tensor([0.5, 2.0], dtype=ad.float64, device=device, requires_grad=True)
     (g,) = ad.grad(Exp.apply(x).sum(), x, create_graph=True)
     (h,) = ad.grad(g.sum(), x)
-    np.testing.assert_allclose(g.numpy(), np.exp([0.5, 2.0]))
-    np.testing.assert_allclose(h.numpy(), np.exp([0.5, 2.0]))  # through the saved output
+    assert_close(g.numpy(), np.exp([0.5, 2.0]), device=device)
+    assert_close(h.numpy(), np.exp([0.5, 2.0]), device=device)  # through the saved output
 
 
 def test_function_saved_output_changed_in_place_is_caught():
@@ -495,8 +496,8 @@ def test_function_under_a_tape_and_nested_tapes(device):
             y = Exp.apply(x * 2.0).sum()
         g = inner.gradient(y, x)
     h = outer.gradient(g, x)
-    np.testing.assert_allclose(g.numpy(), 2 * np.exp(2 * np.array([0.5, 2.0])))
-    np.testing.assert_allclose(h.numpy(), 4 * np.exp(2 * np.array([0.5, 2.0])))
+    assert_close(g.numpy(), 2 * np.exp(2 * np.array([0.5, 2.0])), device=device)
+    assert_close(h.numpy(), 4 * np.exp(2 * np.array([0.5, 2.0])), device=device)
 
 
 # ---- review regressions ------------------------------------------------------------------
@@ -833,8 +834,8 @@ def test_a_saved_non_differentiable_output_stays_constant_in_double_backward(dev
     y, s = SquareAndScale.apply(x)
     (g,) = ad.grad(y.sum(), x, create_graph=True)
     (h,) = ad.grad(g.sum(), x)
-    np.testing.assert_allclose(g.numpy(), [2.0, 8.0])
-    np.testing.assert_allclose(h.numpy(), [2.0, 4.0])  # s counts as a constant 3x
+    assert_close(g.numpy(), [2.0, 8.0], device=device)
+    assert_close(h.numpy(), [2.0, 4.0], device=device)  # s counts as a constant 3x
 
 
 def test_a_gradient_the_rule_returns_is_never_taken_over_by_grad(device):

@@ -10,6 +10,7 @@
 import numpy as np
 import pytest
 from op_cases import CASES
+from tolerance import assert_close
 
 import gpuad as ad
 from gpuad.autograd.node import Op
@@ -45,8 +46,8 @@ def test_jvp_vs_central_differences(case, device):
     numeric = (plus - minus) / (2 * EPS)
     assert tangent.shape == out.shape and tangent.dtype == ad.float64
     assert tangent.device == out.device
-    np.testing.assert_allclose(out.numpy(), case.ref(*xs), rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(tangent.numpy(), numeric, rtol=1e-5, atol=1e-6)
+    assert_close(out.numpy(), case.ref(*xs), rtol=1e-11, atol=1e-12, device=device)
+    assert_close(tangent.numpy(), numeric, rtol=1e-5, atol=1e-6, device=device)
 
 
 @pytest.mark.parametrize("contiguous", [True, False], ids=["contig", "strided"])
@@ -72,7 +73,7 @@ def test_vector_mode_equals_single_directions(case, device):
     assert tangents.shape[0] == k
     for d in range(k):
         _, single = ad.jvp(case.fn, ts, [_t(b[d], device) for b in batches])
-        np.testing.assert_allclose(tangents.numpy()[d], single.numpy(), rtol=1e-12, atol=1e-13)
+        assert_close(tangents.numpy()[d], single.numpy(), rtol=1e-12, atol=1e-13, device=device)
 
 
 @pytest.mark.parametrize("case", [c for c in GRAD_CASES if c.second],
@@ -99,8 +100,8 @@ def test_forward_over_reverse_vs_differences_of_gradients(case, device):
     minus = grads(*leaves([x - EPS * v for x, v in zip(xs, vs)]))
     for i, (h, p, m) in enumerate(zip(hv, plus, minus)):
         numeric = (p.numpy() - m.numpy()) / (2 * EPS)
-        np.testing.assert_allclose(h.numpy(), numeric, rtol=1e-4, atol=1e-5,
-                                   err_msg=f"input {i}")
+        assert_close(h.numpy(), numeric, rtol=1e-4, atol=1e-5,
+                     err_msg=f"input {i}", device=device)
 
 
 @pytest.mark.parametrize("case", [c for c in GRAD_CASES if c.second],
@@ -116,8 +117,8 @@ def test_forward_over_forward_vs_differences_of_jvps(case, device):
     _, second = ad.jvp(inner, [_t(x, device) for x in xs], [_t(u, device) for u in us])
     plus = inner(*[_t(x + EPS * u, device) for x, u in zip(xs, us)])
     minus = inner(*[_t(x - EPS * u, device) for x, u in zip(xs, us)])
-    np.testing.assert_allclose(second.numpy(), (plus.numpy() - minus.numpy()) / (2 * EPS),
-                               rtol=1e-4, atol=1e-5)
+    assert_close(second.numpy(), (plus.numpy() - minus.numpy()) / (2 * EPS),
+                 rtol=1e-4, atol=1e-5, device=device)
 
 
 def _ops_of(module):

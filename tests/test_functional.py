@@ -3,6 +3,7 @@ finite differences and PyTorch; composition with reverse mode, tapes, custom gra
 in-place ops; argument handling and errors."""
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 import gpuad as ad
 
@@ -43,8 +44,8 @@ def test_eigen_derivative_vector_is_a_jacobian(device):
     y, grad = ad.jvp(f, x, ad.eye(3, dtype=F64, device=device), batched=True)
     z = 0.5 * -1.0 + 2.0
     s = 1 / (1 + np.exp(-z))
-    np.testing.assert_allclose(grad.numpy(), s * (1 - s) * np.array([-1.0, 0.5, 1.0]),
-                               rtol=1e-14)
+    assert_close(grad.numpy(), s * (1 - s) * np.array([-1.0, 0.5, 1.0]),
+                 rtol=1e-14, device=device)
 
 
 def _dense(x, w):
@@ -59,10 +60,10 @@ def test_custom_dense_layer_jacobian_wrt_weights(device):
     fwd = ad.jacobian(lambda w: _dense(x, w), w, mode="forward")
     rev = ad.jacobian(lambda w: _dense(x, w), w, mode="reverse")
     assert fwd.shape == rev.shape == (3, 2, 3, 2)
-    np.testing.assert_allclose(fwd.numpy(), rev.numpy(), rtol=1e-13, atol=1e-14)
+    assert_close(fwd.numpy(), rev.numpy(), rtol=1e-13, atol=1e-14, device=device)
     xn, wn = x.numpy(), w.numpy()
-    np.testing.assert_allclose(fwd.numpy(), _fd_jacobian(lambda w: np.sin(xn @ w), wn),
-                               rtol=1e-6, atol=1e-8)
+    assert_close(fwd.numpy(), _fd_jacobian(lambda w: np.sin(xn @ w), wn),
+                 rtol=1e-6, atol=1e-8, device=device)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (torch.func's own imports)
@@ -96,16 +97,16 @@ def test_jacobian_several_arguments_and_outputs(mode, device):
     for row, ref_row in zip(jac, refs):
         for j, ref in zip(row, ref_row):
             assert j.shape == ref.shape and j.device == device
-            np.testing.assert_allclose(j.numpy(), ref, rtol=1e-6, atol=1e-8)
+            assert_close(j.numpy(), ref, rtol=1e-6, atol=1e-8, device=device)
 
 
 def test_jacobian_argnums(device):
     a, b = _t([1.0, 2.0], device), _t([3.0, 4.0, 5.0], device)
     j1 = ad.jacobian(lambda a, b: a[:, None] * b, (a, b), argnums=1)
-    np.testing.assert_allclose(j1.numpy(), _fd_jacobian(lambda b: a.numpy()[:, None] * b,
-                                                        b.numpy()), rtol=1e-7)
+    assert_close(j1.numpy(), _fd_jacobian(lambda b: a.numpy()[:, None] * b,
+                                                        b.numpy()), rtol=1e-7, device=device)
     both = ad.jacobian(lambda a, b: a[:, None] * b, (a, b), argnums=(1, 0), mode="forward")
-    np.testing.assert_allclose(both[0].numpy(), j1.numpy())
+    assert_close(both[0].numpy(), j1.numpy(), device=device)
     assert both[1].shape == (2, 3, 2)
     with pytest.raises(TypeError, match="argument 1 is a float"):
         ad.jacobian(lambda a, s: a * s, (a, 2.0))
@@ -140,8 +141,8 @@ def test_auto_mode_picks_forward_for_few_inputs(device):
     assert len(calls) == 1
     jac = ad.jacobian(lambda x: _NoJvp.apply(x[:, None] * ad.ones(5, dtype=F64,
                                                                  device=device)), wide)
-    np.testing.assert_allclose(jac.numpy(), np.broadcast_to(2 * np.eye(2)[:, None, :],
-                                                            (2, 5, 2)))
+    assert_close(jac.numpy(), np.broadcast_to(2 * np.eye(2)[:, None, :],
+                                                            (2, 5, 2)), device=device)
     with pytest.raises(ad.ForwardModeError, match="_NoJvp"):
         ad.jacobian(lambda x: _NoJvp.apply(x), wide, mode="forward")
 
@@ -149,7 +150,7 @@ def test_auto_mode_picks_forward_for_few_inputs(device):
 def test_reverse_jacobian_through_custom_rules_goes_row_by_row(device):
     x = _t([1.0, 2.0, 3.0], device)
     jac = ad.jacobian(lambda x: _NoJvp.apply(x) * x, x, mode="reverse")
-    np.testing.assert_allclose(jac.numpy(), np.diag([4.0, 8.0, 12.0]))
+    assert_close(jac.numpy(), np.diag([4.0, 8.0, 12.0]), device=device)
 
 
 def test_jacobian_of_constant_output_is_zero(device):
@@ -164,8 +165,8 @@ def test_jacobian_matches_tape_jacobian(device):
     with ad.GradientTape() as tape:
         tape.watch(x)
         y = ad.softmax(x) * ad.exp(x[0])
-    np.testing.assert_allclose(ad.jacobian(lambda x: ad.softmax(x) * ad.exp(x[0]), x).numpy(),
-                               tape.jacobian(y, x).numpy(), rtol=1e-13, atol=1e-15)
+    assert_close(ad.jacobian(lambda x: ad.softmax(x) * ad.exp(x[0]), x).numpy(),
+                 tape.jacobian(y, x).numpy(), rtol=1e-13, atol=1e-15, device=device)
 
 
 # ---- hessian and hvp ---------------------------------------------------------------------
@@ -176,7 +177,7 @@ def test_hessian_of_quadratic_form_is_analytic(device):
     at, bt = _t(a, device), _t(b, device)
     x = _t(rng.standard_normal(4), device)
     h = ad.hessian(lambda x: x @ at @ x + bt @ x, x)
-    np.testing.assert_allclose(h.numpy(), a + a.T, rtol=1e-13, atol=1e-13)
+    assert_close(h.numpy(), a + a.T, rtol=1e-13, atol=1e-13, device=device)
 
 
 def _scalar(x, y):
@@ -200,17 +201,17 @@ def test_hessian_against_differences_of_gradients(device):
                 return _grad_np(*args, i, device)
             ref = _fd_jacobian(grad_i, [xn, yn][j])
             assert h[i][j].shape == ref.shape
-            np.testing.assert_allclose(h[i][j].numpy(), ref, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(h[0][1].numpy(), np.swapaxes(h[1][0].numpy(), 0, 1),
-                               rtol=1e-12)
+            assert_close(h[i][j].numpy(), ref, rtol=1e-6, atol=1e-7, device=device)
+    assert_close(h[0][1].numpy(), np.swapaxes(h[1][0].numpy(), 0, 1),
+                 rtol=1e-12, device=device)
 
 
 def test_hessian_matrix_argument_shape(device):
     x = _t(np.arange(6.0).reshape(2, 3) / 5, device)
     h = ad.hessian(lambda x: (x ** 3).sum(), x)
     assert h.shape == (2, 3, 2, 3)
-    np.testing.assert_allclose(h.numpy().reshape(6, 6), np.diag(6 * x.numpy().ravel()),
-                               atol=1e-14)
+    assert_close(h.numpy().reshape(6, 6), np.diag(6 * x.numpy().ravel()),
+                 atol=1e-14, device=device)
 
 
 def test_hvp_equals_hessian_times_vector(device):
@@ -222,7 +223,7 @@ def test_hvp_equals_hessian_times_vector(device):
 
     value, hv = ad.hvp(f, x, v)
     assert value.item() == pytest.approx(f(x).item())
-    np.testing.assert_allclose(hv.numpy(), ad.hessian(f, x).numpy() @ v.numpy(), rtol=1e-12)
+    assert_close(hv.numpy(), ad.hessian(f, x).numpy() @ v.numpy(), rtol=1e-12, device=device)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -246,12 +247,12 @@ def test_vjp_several_outputs_and_argnums(device):
     a, b = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
     out, vjp_fn = ad.vjp(lambda a, b: (a * b, (a ** 2).sum()), a, b)
     ga, gb = vjp_fn((_t([1.0, 1.0], device), _t(2.0, device)))
-    np.testing.assert_allclose(ga.numpy(), [3.0 + 4.0, 4.0 + 8.0])
-    np.testing.assert_allclose(gb.numpy(), [1.0, 2.0])
+    assert_close(ga.numpy(), [3.0 + 4.0, 4.0 + 8.0], device=device)
+    assert_close(gb.numpy(), [1.0, 2.0], device=device)
     _, vjp_b = ad.vjp(lambda a, b: a * b, a, b, argnums=1)
     (gb,) = vjp_b(_t([1.0, -1.0], device))
-    np.testing.assert_allclose(gb.numpy(), [1.0, -2.0])
-    np.testing.assert_allclose(vjp_b(_t([1.0, -1.0], device))[0].numpy(), [1.0, -2.0])
+    assert_close(gb.numpy(), [1.0, -2.0], device=device)
+    assert_close(vjp_b(_t([1.0, -1.0], device))[0].numpy(), [1.0, -2.0], device=device)
     with pytest.raises(ValueError, match="2 cotangents for 1 outputs"):
         vjp_b((_t([1.0], device), _t([1.0], device)))
 
@@ -268,13 +269,13 @@ def test_reverse_over_forward(device):
     v = _t([1.0, 0.5, -2.0], device)
     _, jv = ad.jvp(_f, x, v)
     (hv,) = ad.grad(jv, x)
-    np.testing.assert_allclose(hv.numpy(), ad.hessian(_f, x.detach()).numpy() @ v.numpy(),
-                               rtol=1e-12)
+    assert_close(hv.numpy(), ad.hessian(_f, x.detach()).numpy() @ v.numpy(),
+                 rtol=1e-12, device=device)
     y = _t([0.3, 0.1, 0.2], device, requires_grad=True)  # the tangent itself, differentiated
     _, jv = ad.jvp(_f, _t([0.2, -0.4, 0.9], device), y)
     (g,) = ad.grad(jv, y)  # J y is linear in y: its gradient is the gradient of f
     x0 = _t([0.2, -0.4, 0.9], device, requires_grad=True)
-    np.testing.assert_allclose(g.numpy(), ad.grad(_f(x0), x0)[0].numpy(), rtol=1e-14)
+    assert_close(g.numpy(), ad.grad(_f(x0), x0)[0].numpy(), rtol=1e-14, device=device)
 
 
 def test_forward_over_forward(device):
@@ -287,8 +288,8 @@ def test_forward_over_forward(device):
     # the same point and direction at both levels: the second derivative along v
     _, vhv = ad.jvp(lambda x: ad.jvp(lambda y: ad.sin(y) * y, x, v)[1], x, v)
     xn, vn = x.numpy(), v.numpy()
-    np.testing.assert_allclose(vhv.numpy(), (2 * np.cos(xn) - xn * np.sin(xn)) * vn * vn,
-                               rtol=1e-12)
+    assert_close(vhv.numpy(), (2 * np.cos(xn) - xn * np.sin(xn)) * vn * vn,
+                 rtol=1e-12, device=device)
 
 
 def test_forward_over_gradient_tape(device):
@@ -302,7 +303,7 @@ def test_forward_over_gradient_tape(device):
         return tape.gradient(y, x)
 
     _, hv = ad.jvp(grad_by_tape, x, v)
-    np.testing.assert_allclose(hv.numpy(), ad.hessian(_f, x).numpy() @ v.numpy(), rtol=1e-12)
+    assert_close(hv.numpy(), ad.hessian(_f, x).numpy() @ v.numpy(), rtol=1e-12, device=device)
 
 
 def test_tape_over_jvp(device):
@@ -311,8 +312,8 @@ def test_tape_over_jvp(device):
     with ad.GradientTape() as tape:
         _, jv = ad.jvp(_f, x, v)
     hv = tape.gradient(jv, x)
-    np.testing.assert_allclose(hv.numpy(), ad.hessian(_f, _t(x.numpy(), device)).numpy()
-                               @ v.numpy(), rtol=1e-12)
+    assert_close(hv.numpy(), ad.hessian(_f, _t(x.numpy(), device)).numpy()
+                 @ v.numpy(), rtol=1e-12, device=device)
 
 
 def test_hessian_of_hessian_input_requires_grad(device):
@@ -320,7 +321,7 @@ def test_hessian_of_hessian_input_requires_grad(device):
     x = _t([0.3, 0.7], device, requires_grad=True)
     h = ad.hessian(lambda x: (x ** 4).sum(), x)
     (g,) = ad.grad(h.sum(), x)
-    np.testing.assert_allclose(g.numpy(), 24 * x.numpy(), rtol=1e-13)
+    assert_close(g.numpy(), 24 * x.numpy(), rtol=1e-13, device=device)
 
 
 def test_forward_mode_ignores_grad_mode(device):
@@ -331,7 +332,7 @@ def test_forward_mode_ignores_grad_mode(device):
             return ad.exp(x) * x
 
     _, t = ad.jvp(f, x, _t([1.0, 1.0], device))
-    np.testing.assert_allclose(t.numpy(), np.exp(x.numpy()) * (x.numpy() + 1), rtol=1e-14)
+    assert_close(t.numpy(), np.exp(x.numpy()) * (x.numpy() + 1), rtol=1e-14, device=device)
 
 
 def test_in_place_ops_carry_tangents(device):
@@ -355,9 +356,9 @@ def test_in_place_ops_carry_tangents(device):
 
     x = _t(xn, device)
     jac = ad.jacobian(f, x, mode="forward")
-    np.testing.assert_allclose(jac.numpy(), _fd_jacobian(ref, xn), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(ad.jacobian(f, x, mode="reverse").numpy(), jac.numpy(),
-                               rtol=1e-13, atol=1e-14)
+    assert_close(jac.numpy(), _fd_jacobian(ref, xn), rtol=1e-6, atol=1e-8, device=device)
+    assert_close(ad.jacobian(f, x, mode="reverse").numpy(), jac.numpy(),
+                 rtol=1e-13, atol=1e-14, device=device)
 
 
 def test_results_do_not_keep_tangents(device):
@@ -366,7 +367,7 @@ def test_results_do_not_keep_tangents(device):
     assert not getattr(out, "_tan", None)
     assert not getattr(x, "_tan", None)
     _, t2 = ad.jvp(lambda x: out * x, x, _t([0.0, 1.0], device))  # out is a constant now
-    np.testing.assert_allclose(t2.numpy(), [0.0, np.exp(2.0)])
+    assert_close(t2.numpy(), [0.0, np.exp(2.0)], device=device)
 
 
 def test_dtype_and_device_kept(device):
@@ -401,10 +402,10 @@ def test_custom_gradient_with_jvp_rule(device):
     v = _t([1.0, 2.0, -1.0], device)
     _, t = ad.jvp(log1pexp, x, v)
     sig = 1 / (1 + np.exp(-x.numpy()))
-    np.testing.assert_allclose(t.numpy(), sig * v.numpy(), rtol=1e-14)
+    assert_close(t.numpy(), sig * v.numpy(), rtol=1e-14, device=device)
     fwd = ad.jacobian(log1pexp, x, mode="forward")
-    np.testing.assert_allclose(fwd.numpy(), ad.jacobian(log1pexp, x, mode="reverse").numpy(),
-                               rtol=1e-14)
+    assert_close(fwd.numpy(), ad.jacobian(log1pexp, x, mode="reverse").numpy(),
+                 rtol=1e-14, device=device)
 
 
 class _Scale(ad.Function):
@@ -431,13 +432,13 @@ def test_function_jvp_several_outputs(device):
     x, y = _t([1.0, 2.0], device), _t([3.0, -1.0], device)
     (a, b), (ta, tb) = ad.jvp(_Scale.apply, (x, y), (_t([1.0, 0.0], device),
                                                       _t([0.0, 1.0], device)))
-    np.testing.assert_allclose(ta.numpy(), [3.0, 0.0])
-    np.testing.assert_allclose(tb.numpy(), [3.0 * 1.0, 2.0])
+    assert_close(ta.numpy(), [3.0, 0.0], device=device)
+    assert_close(tb.numpy(), [3.0 * 1.0, 2.0], device=device)
     fwd = ad.jacobian(_Scale.apply, (x, y), mode="forward")
     rev = ad.jacobian(_Scale.apply, (x, y), mode="reverse")
     for rf, rr in zip(fwd, rev):
         for jf, jr in zip(rf, rr):
-            np.testing.assert_allclose(jf.numpy(), jr.numpy(), rtol=1e-14)
+            assert_close(jf.numpy(), jr.numpy(), rtol=1e-14, device=device)
 
 
 def test_function_jvp_wrong_count(device):
@@ -487,7 +488,7 @@ def test_tape_jacobian_falls_back_to_rows_for_user_code(device):
         tape.watch(x)
         y = ViaNumpy.apply(x) * x
         z = x * 3
-    np.testing.assert_allclose(tape.jacobian(y, x).numpy(), np.diag([4.0, 8.0, 12.0]))
+    assert_close(tape.jacobian(y, x).numpy(), np.diag([4.0, 8.0, 12.0]), device=device)
 
     def hooked(h):
         w = h * 1
@@ -495,9 +496,9 @@ def test_tape_jacobian_falls_back_to_rows_for_user_code(device):
         return w ** 2
 
     h = _t([1.0, 2.0], device)
-    np.testing.assert_allclose(ad.jacobian(hooked, h, mode="reverse").numpy(),
-                               np.diag([20.0, 40.0]))
-    np.testing.assert_allclose(tape.jacobian(z, x).numpy(), 3 * np.eye(3))
+    assert_close(ad.jacobian(hooked, h, mode="reverse").numpy(),
+                 np.diag([20.0, 40.0]), device=device)
+    assert_close(tape.jacobian(z, x).numpy(), 3 * np.eye(3), device=device)
 
 
 # ---- found in review --------------------------------------------------------------------------
@@ -506,15 +507,15 @@ def test_one_tensor_at_several_places(device):
     """A gradient or output that is one tensor at two places has its tangent at both."""
     a, b = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
     ja, jb = ad.jacobian(lambda a, b: a + b, (a, b))
-    np.testing.assert_allclose(ja.numpy(), np.eye(2))
-    np.testing.assert_allclose(jb.numpy(), np.eye(2))
+    assert_close(ja.numpy(), np.eye(2), device=device)
+    assert_close(jb.numpy(), np.eye(2), device=device)
     h = ad.hessian(lambda a, b: ((a + b) ** 2).sum(), (a, b))
     for row in h:
         for block in row:
-            np.testing.assert_allclose(block.numpy(), 2 * np.eye(2))
+            assert_close(block.numpy(), 2 * np.eye(2), device=device)
     _, (t1, t2) = ad.jvp(lambda a: (a * 2,) * 2, (a,), (ad.ones_like(a),))
-    np.testing.assert_allclose(t1.numpy(), [2.0, 2.0])
-    np.testing.assert_allclose(t2.numpy(), [2.0, 2.0])
+    assert_close(t1.numpy(), [2.0, 2.0], device=device)
+    assert_close(t2.numpy(), [2.0, 2.0], device=device)
 
 
 def test_transforms_inside_custom_functions(device):
@@ -527,7 +528,7 @@ def test_transforms_inside_custom_functions(device):
             y = a ** 2
         return t.jacobian(y, a).sum(axis=0), lambda g: g * 2
 
-    np.testing.assert_allclose(f(x).numpy(), [2.0, 4.0, 6.0])
+    assert_close(f(x).numpy(), [2.0, 4.0, 6.0], device=device)
 
     class F(ad.Function):
         @staticmethod
@@ -539,7 +540,7 @@ def test_transforms_inside_custom_functions(device):
         def backward(ctx, g):
             return g
 
-    np.testing.assert_allclose(F.apply(x).numpy(), np.cos([1.0, 2.0, 3.0]) + [6.0, 12.0, 18.0])
+    assert_close(F.apply(x).numpy(), np.cos([1.0, 2.0, 3.0]) + [6.0, 12.0, 18.0], device=device)
 
 
 def test_forward_over_reverse_through_custom_gradients(device):
@@ -552,8 +553,8 @@ def test_forward_over_reverse_through_custom_gradients(device):
         return ad.log(1 + e), lambda g: g * (1 - 1 / (1 + e))
 
     log1pexp.defjvp(lambda primals, tangents: [tangents[0] * ad.sigmoid(primals[0])])
-    np.testing.assert_allclose(ad.hessian(lambda a: log1pexp(a).sum(), x).numpy(),
-                               np.diag(sig * (1 - sig)), rtol=1e-13, atol=1e-15)
+    assert_close(ad.hessian(lambda a: log1pexp(a).sum(), x).numpy(),
+                 np.diag(sig * (1 - sig)), rtol=1e-13, atol=1e-15, device=device)
 
     class Exp(ad.Function):  # PyTorch's example: backward reads the saved output
         @staticmethod
@@ -574,13 +575,13 @@ def test_forward_over_reverse_through_custom_gradients(device):
             return t * y
 
     e = np.exp(x.numpy())
-    np.testing.assert_allclose(ad.hessian(lambda a: Exp.apply(a).sum(), x).numpy(), np.diag(e),
-                               rtol=1e-13)
+    assert_close(ad.hessian(lambda a: Exp.apply(a).sum(), x).numpy(), np.diag(e),
+                 rtol=1e-13, device=device)
     _, second = ad.jvp(lambda a: ad.jvp(Exp.apply, a, ad.ones_like(a))[1], x, ad.ones_like(x))
-    np.testing.assert_allclose(second.numpy(), e, rtol=1e-13)
+    assert_close(second.numpy(), e, rtol=1e-13, device=device)
     xr = _t(x.numpy(), device, requires_grad=True)
     _, t = ad.jvp(Exp.apply, xr, ad.ones_like(x))
-    np.testing.assert_allclose(ad.grad(t.sum(), xr)[0].numpy(), e, rtol=1e-13)
+    assert_close(ad.grad(t.sum(), xr)[0].numpy(), e, rtol=1e-13, device=device)
 
 
 def test_views_see_in_place_changes_in_forward_mode(device):
@@ -592,9 +593,9 @@ def test_views_see_in_place_changes_in_forward_mode(device):
 
     x = _t([1.0, 2.0, 3.0], device)
     _, t = ad.jvp(f, x, ad.ones_like(x))
-    np.testing.assert_allclose(t.numpy(), [2.0, 2.0])
-    np.testing.assert_allclose(ad.jacobian(f, x, mode="forward").numpy(),
-                               ad.jacobian(f, x, mode="reverse").numpy())
+    assert_close(t.numpy(), [2.0, 2.0], device=device)
+    assert_close(ad.jacobian(f, x, mode="forward").numpy(),
+                 ad.jacobian(f, x, mode="reverse").numpy(), device=device)
 
 
 def test_backward_inside_jvp(device):
@@ -606,7 +607,7 @@ def test_backward_inside_jvp(device):
 
     x = _t([1.0, 2.0, 3.0], device)
     _, t = ad.jvp(h, x, ad.ones_like(x))
-    np.testing.assert_allclose(t.numpy(), 6 * x.numpy() + 2)
+    assert_close(t.numpy(), 6 * x.numpy() + 2, device=device)
 
 
 def test_custom_jvp_rule_of_wrong_shape_raises(device):
@@ -621,7 +622,7 @@ def test_forward_jacobian_of_integer_output_is_zero(device):
     x = _t([1.0, 3.0, 2.0], device)
     j, k = ad.jacobian(lambda a: (a * 2, ad.argmax(a)), x, mode="forward")
     assert k.shape == (3,) and not k.numpy().any()
-    np.testing.assert_allclose(j.numpy(), 2 * np.eye(3))
+    assert_close(j.numpy(), 2 * np.eye(3), device=device)
 
 
 def test_empty_contraction(device):
@@ -638,7 +639,7 @@ def test_hvp_is_differentiable_in_v(device):
     x = _t([1.0, 2.0, 3.0], device)
     v = _t([1.0, 0.0, 2.0], device, requires_grad=True)
     _, hv = ad.hvp(lambda a: (a ** 3).sum(), x, v)
-    np.testing.assert_allclose(ad.grad(hv.sum(), v)[0].numpy(), 6 * x.numpy())
+    assert_close(ad.grad(hv.sum(), v)[0].numpy(), 6 * x.numpy(), device=device)
 
 
 def test_softmax_of_a_scalar(device):
@@ -675,15 +676,15 @@ def test_transforms_stay_differentiable_in_closure_parameters(mode, device):
     w = _t([0.3, 0.7, -1.1], device, requires_grad=True)
     jac = ad.jacobian(lambda a: ad.sin(a) * w, x, mode=mode)
     ((jac * jac).sum() + w.sum()).backward()
-    np.testing.assert_allclose(w.grad.numpy(), 2 * w.numpy() * np.cos(x.numpy()) ** 2 + 1,
-                               rtol=1e-13)
+    assert_close(w.grad.numpy(), 2 * w.numpy() * np.cos(x.numpy()) ** 2 + 1,
+                 rtol=1e-13, device=device)
     _, vjp_fn = ad.vjp(lambda a: ad.sin(a) * w, x)
     (g,) = vjp_fn(ad.ones_like(x))
     (gw,) = ad.grad(g.sum(), w)
-    np.testing.assert_allclose(gw.numpy(), np.cos(x.numpy()), rtol=1e-13)
+    assert_close(gw.numpy(), np.cos(x.numpy()), rtol=1e-13, device=device)
     h = ad.hessian(lambda a: (ad.sin(a) * w).sum(), x)
     (hw,) = ad.grad(h.sum(), w)
-    np.testing.assert_allclose(hw.numpy(), -np.sin(x.numpy()), rtol=1e-13)
+    assert_close(hw.numpy(), -np.sin(x.numpy()), rtol=1e-13, device=device)
 
 
 def test_function_changing_its_input_in_place(device):
@@ -704,7 +705,7 @@ def test_function_changing_its_input_in_place(device):
 
     x = _t([0.5, -1.0, 2.0], device)
     _, t = ad.jvp(lambda a: Double.apply(a * 1.0), x, ad.ones_like(x))
-    np.testing.assert_allclose(t.numpy(), [2.0, 2.0, 2.0])
+    assert_close(t.numpy(), [2.0, 2.0, 2.0], device=device)
 
 
 def test_custom_rule_covers_a_body_without_rules(device):
@@ -728,7 +729,7 @@ def test_custom_rule_covers_a_body_without_rules(device):
     cube.defjvp(lambda p, t: [t[0] * 3 * p[0] ** 2])
     x = _t([0.5, -1.0, 2.0], device)
     _, t = ad.jvp(cube, x, ad.ones_like(x))
-    np.testing.assert_allclose(t.numpy(), 3 * x.numpy() ** 2)
+    assert_close(t.numpy(), 3 * x.numpy() ** 2, device=device)
     with pytest.raises(ad.ForwardModeError, match="Inner"):  # read outside the body: refused
         ad.jvp(lambda a: cube(a) + kept[-1], x, ad.ones_like(x))
 
@@ -739,8 +740,8 @@ def test_norm_and_std_at_their_edges(device):
     assert t.item() == pytest.approx(1 + np.sqrt(2), rel=1e-13)
     x = _t([0.0, 1.0, 2.0], device, requires_grad=True)
     (g,) = ad.grad(ad.norm(x, ord=0.5), x)
-    np.testing.assert_allclose(g.numpy(), [0.0, 1 + np.sqrt(2), (1 + np.sqrt(2)) / np.sqrt(2)],
-                               rtol=1e-13)
+    assert_close(g.numpy(), [0.0, 1 + np.sqrt(2), (1 + np.sqrt(2)) / np.sqrt(2)],
+                 rtol=1e-13, device=device)
     _, t = ad.jvp(ad.std, ad.ones(3, dtype=F64, device=device), _t([1.0, 0.0, 0.0], device))
     assert t.item() == 0.0
     c = ad.ones(3, dtype=F64, device=device, requires_grad=True)
@@ -767,14 +768,14 @@ def test_reverse_jacobian_stays_batched_beside_user_code(device):
         assert calls
     finally:
         fn._jacobian_rows = rows
-    np.testing.assert_allclose(jac.numpy(), np.diag(np.cos([0.1, 0.2, 0.3])), rtol=1e-14)
+    assert_close(jac.numpy(), np.diag(np.cos([0.1, 0.2, 0.3])), rtol=1e-14, device=device)
 
 
 def test_results_are_writable(device):
     x = _t([1.0, 2.0, 3.0], device)
     _, t = ad.jvp(lambda a: a + ad.zeros((2, 3), dtype=F64, device=device), x, ad.ones_like(x))
     t.add_(1.0)
-    np.testing.assert_allclose(t.numpy(), np.full((2, 3), 2.0))
+    assert_close(t.numpy(), np.full((2, 3), 2.0), device=device)
 
 
 # ---- found in the third review ----------------------------------------------------------------
@@ -790,9 +791,9 @@ def test_in_place_through_a_stale_view_inside_jvp(device):
         return y
 
     out, t = ad.jvp(f, _t(2.0, device), _t(1.0, device))
-    np.testing.assert_allclose(t.numpy(), [1.0, 2.0, 0.0])
+    assert_close(t.numpy(), [1.0, 2.0, 0.0], device=device)
     out.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), [5.0, 5.0, 3.0])
+    assert_close(x.grad.numpy(), [5.0, 5.0, 3.0], device=device)
 
 
 def test_no_grad_update_inside_a_level_keeps_requires_grad(device):
@@ -816,7 +817,7 @@ def test_reverse_transforms_of_variables_stay_on_the_tape(device):
         h = ad.hessian(lambda a: (a ** 3).sum(), x)
         s = h.sum()
     assert not h.requires_grad
-    np.testing.assert_allclose(tape.gradient(s, x).numpy(), np.full(4, 6.0))
+    assert_close(tape.gradient(s, x).numpy(), np.full(4, 6.0), device=device)
 
 
 def test_jvp_keeps_only_what_backward_needs(device):
@@ -829,7 +830,7 @@ def test_jvp_keeps_only_what_backward_needs(device):
     (z, y), _ = ad.jvp(f, _t([5.0, 7.0], device), ad.ones(2, dtype=F64, device=device))
     y.add_(1.0)  # y was saved for the JVP only, not for z's backward (c needs no gradient)
     z.backward()
-    np.testing.assert_allclose(w.grad.numpy(), [10.0, 14.0])
+    assert_close(w.grad.numpy(), [10.0, 14.0], device=device)
 
 
 def test_second_derivatives_at_kinks_follow_pytorch(device):

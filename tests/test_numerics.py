@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 from fake_cupy import installed
+from tolerance import assert_close
 
 import gpuad as ad
 
@@ -43,9 +44,11 @@ def _torch_grads(fn, xs, seed=None):
     return out.detach().numpy(), [g.numpy() for g in grads]
 
 
-def _same(got, want, **tol):
+def _same(got, want, device="cpu", dtype=None, **tol):
+    """nan where ``want`` is, and close to it elsewhere: by ``tol`` (default rtol 1e-12) on the
+    CPU, at least by tests/tolerance.py's floor of ``dtype`` (default: ``got``'s) on CUDA."""
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_allclose(got, want, equal_nan=True, **(tol or dict(rtol=1e-12)))
+    assert_close(got, want, device, dtype=dtype, equal_nan=True, **(tol or dict(rtol=1e-12)))
 
 
 # ---- division and other rules whose intermediates overflowed ---------------------------------
@@ -57,7 +60,7 @@ def test_division_by_a_float16_sum_keeps_its_gradient(create_graph, device, monk
     with installed(monkeypatch):
         _, (g,) = _grads(lambda x: (x / x.sum())[0], [[100.0, 200.0]], ad.float16,
                          create_graph, device)
-    _same(g.astype(np.float64), [1 / 300 - 100 / 300**2, -100 / 300**2], rtol=2e-3)
+    _same(g, [1 / 300 - 100 / 300**2, -100 / 300**2], rtol=2e-3, device=device)
 
 
 def test_division_with_a_loss_scaled_float16_gradient():
@@ -75,11 +78,11 @@ def test_division_by_a_tiny_divisor(dtype, v, device, monkeypatch):
     # b b underflowed to 0, giving -inf where d(a/b)/db = -a / b^2 = -1/v is representable
     with installed(monkeypatch):
         _, (ga, gb) = _grads(lambda a, b: a / b, [[v], [v]], dtype, device=device)
-    _same(ga.astype(np.float64), [1 / v], rtol=1e-6)
-    _same(gb.astype(np.float64), [-1 / v], rtol=1e-6)
+    _same(ga, [1 / v], rtol=1e-6, device=device)
+    _same(gb, [-1 / v], rtol=1e-6, device=device)
     prim, tan = ad.jvp(lambda b: ad.tensor([v], dtype=dtype) / b,
                        ad.tensor([v], dtype=dtype), ad.tensor([1.0], dtype=dtype))
-    _same(tan.numpy().astype(np.float64), [-1 / v], rtol=1e-6)
+    _same(tan.numpy(), [-1 / v], rtol=1e-6, device=device)
 
 
 def test_division_matches_torch():
@@ -170,8 +173,8 @@ def test_spread_with_no_degrees_of_freedom_matches_torch(op, shape, axis, ddof, 
         out, (g,) = _grads(lambda t: getattr(t, op)(axis=axis, ddof=ddof), [x], device=device)
     with pytest.warns(UserWarning):  # PyTorch warns; gpuad must not (warnings are errors)
         want, (wg,) = _torch_grads(lambda t: getattr(t, op)(dim=axis, correction=ddof), [x])
-    _same(out, want)
-    _same(g, wg)
+    _same(out, want, device=device)
+    _same(g, wg, device=device)
 
 
 def test_var_of_one_element_with_ddof_1():
@@ -242,11 +245,12 @@ def test_empty_reductions_match_torch(name, fns, shape, device, monkeypatch):
             out = ours(x)
             (g,) = ad.grad(out.sum(), x, create_graph=create_graph)
             assert out.device == device
-            _same(out.numpy(), want)
-            _same(g.numpy(), wg)
+            _same(out.numpy(), want, device=device)
+            _same(g.numpy(), wg, device=device)
         x = ad.zeros(shape, dtype=ad.float64, device=device)
         _, tangent = ad.jvp(ours, x, ad.ones_like(x))
-        _same(tangent.numpy(), np.zeros(want.shape))  # (a sum of no terms, or no values)
+        # (a sum of no terms, or no values)
+        _same(tangent.numpy(), np.zeros(want.shape), device=device)
 
 
 @pytest.mark.parametrize("fn, what", [
@@ -316,16 +320,16 @@ def test_nan_inputs_get_torch_gradients(name, create_graph, device, monkeypatch)
     want_out, want = _torch_grads(theirs, xs, seed)
     with installed(monkeypatch):
         out, got = _grads(ours, xs, create_graph=create_graph, device=device, seed=seed)
-    _same(out, want_out)
+    _same(out, want_out, device=device)
     for g, w in zip(got, want):
-        _same(g, w)
+        _same(g, w, device=device)
     if seed is not None:  # forward mode: a diagonal Jacobian, so the tangent is the gradient
         with installed(monkeypatch):
             for i, w in enumerate(want):
                 ts = tuple(ad.tensor(seed if j == i else np.zeros(8), device=device)
                            for j in range(arity))
                 _, tangent = ad.jvp(ours, tuple(ad.tensor(x, device=device) for x in xs), ts)
-                _same(tangent.numpy(), w)
+                _same(tangent.numpy(), w, device=device)
 
 
 def test_relu_at_nan_on_the_fused_cpu_path_and_in_forward_mode():
@@ -356,11 +360,11 @@ def test_max_reduction_along_an_axis_with_nan_and_ties(op, device, monkeypatch):
     _, (nan2,) = _torch_grads(reduce_all, [x[2]])
     with installed(monkeypatch):
         _, (g,) = _grads(lambda t: getattr(t, op)(axis=1), [x], device=device)
-        _same(g, np.stack([nan0, tie[0], nan2]))
+        _same(g, np.stack([nan0, tie[0], nan2]), device=device)
         directions = ad.tensor(np.ones((3, 3)) * [1, 2, 4], device=device)
         _, tangent = ad.jvp(lambda t: getattr(t, op)(axis=1), ad.tensor(x, device=device),
                             directions)
-    _same(tangent.numpy(), [2.0, 2.5 if op == "max" else 2.0, 2.5])
+    _same(tangent.numpy(), [2.0, 2.5 if op == "max" else 2.0, 2.5], device=device)
 
 
 # ---- an inf or nan upstream gradient through masks: a select, not 0 * inf --------------------
@@ -382,9 +386,9 @@ def test_nonfinite_upstream_gradients_match_torch(name, create_graph, device, mo
     want_out, want = _torch_grads(theirs, xs, seed)
     with installed(monkeypatch):
         out, got = _grads(ours, xs, create_graph=create_graph, device=device, seed=seed)
-    _same(out, want_out)
+    _same(out, want_out, device=device)
     for g, w in zip(got, want):
-        _same(g, w)
+        _same(g, w, device=device)
 
 
 @pytest.mark.parametrize("dtype", [ad.float16, ad.float32, ad.float64])
@@ -418,9 +422,9 @@ def test_pow_gradients_at_extreme_values_match_torch(create_graph, device, monke
     with installed(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
         out, got = _grads(lambda x, z: x ** z, [a, b], create_graph=create_graph,
                           device=device, seed=seed)
-    _same(out, want_out)
+    _same(out, want_out, device=device)
     for g, w in zip(got, want):
-        _same(g, w, rtol=1e-14)
+        _same(g, w, rtol=1e-14, device=device)
     assert got[0][0] == math.inf  # the reproducer
 
 
@@ -441,8 +445,8 @@ def test_division_of_zero_by_a_tiny_divisor(device, monkeypatch):
     with installed(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
         _, (ga, gb) = _grads(lambda a, b: a / b, [[0.0, 1e-300], [5e-324, 1e-200]],
                              device=device)
-    _same(ga, [math.inf, 1e200])
-    _same(gb, [0.0, -1e-300 / 1e-200 / 1e-200])
+    _same(ga, [math.inf, 1e200], device=device)
+    _same(gb, [0.0, -1e-300 / 1e-200 / 1e-200], device=device)
     assert np.signbit(gb[0])
 
 
@@ -468,12 +472,12 @@ def test_log_softmax_next_to_a_large_max(create_graph, device, monkeypatch):
     with installed(monkeypatch):
         out, (dx,) = _grads(lambda t: ad.log_softmax(t, axis=-1), [x], ad.float32,
                             create_graph, device, seed=g)
-    _same(out.astype(np.float64), want, rtol=1e-6, atol=1e-6)
-    _same(dx.astype(np.float64), want_dx, rtol=1e-5, atol=1e-6)
+    _same(out, want, rtol=1e-6, atol=1e-6, device=device)
+    _same(dx, want_dx, rtol=1e-5, atol=1e-6, device=device)
     for dtype, big in ((ad.float64, 1e300), (ad.float16, 3e4)):
         with installed(monkeypatch):
             y = ad.log_softmax(ad.tensor([big, big], dtype=dtype, device=device))
-        _same(y.numpy().astype(np.float64), [-math.log(2)] * 2, rtol=1e-3)
+        _same(y.numpy(), [-math.log(2)] * 2, rtol=1e-3, device=device)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -485,7 +489,7 @@ def test_log_softmax_at_infinities_matches_torch(device, monkeypatch):
     want = torch.log_softmax(torch.tensor(x), -1).numpy()
     with installed(monkeypatch), np.errstate(all="ignore"):
         got = ad.log_softmax(ad.tensor(x, device=device), axis=-1).numpy()
-    _same(got, want)
+    _same(got, want, device=device)
     assert np.isnan(got[0]).all()  # was [-inf, nan]
 
 
@@ -499,9 +503,9 @@ def test_cross_entropy_next_to_a_large_logit(device, monkeypatch):
                                               reduction="none")
         loss.sum().backward()
     want = -_log_softmax_ref(x)[[0, 1], [0, 1]]
-    _same(loss.numpy().astype(np.float64), want, rtol=1e-6)
+    _same(loss.numpy(), want, rtol=1e-6, device=device)
     p = np.exp(_log_softmax_ref(x))
-    _same(xt.grad.numpy().astype(np.float64), p - np.eye(2), rtol=1e-5, atol=1e-7)
+    _same(xt.grad.numpy(), p - np.eye(2), rtol=1e-5, atol=1e-7, device=device)
 
 
 # ---- gelu's gradient at the ends of the range ------------------------------------------------
@@ -552,7 +556,7 @@ def test_gelu_tanh_gradient_against_the_formula(dtype, device, monkeypatch):
         _, (g,) = _grads(lambda t: ad.gelu(t, approximate="tanh"), [x], dtype, device=device)
     want = [_gelu_tanh_grad_exact(float(np.asarray(v, dtype=dtype))) for v in x]
     tol = dict(rtol=1e-13, atol=1e-15) if dtype == ad.float64 else dict(rtol=2e-6, atol=1e-6)
-    _same(g.astype(np.float64), want, **tol)
+    _same(g, want, **tol, device=device)
     assert g[:4].tolist() == [1.0, 0.0, 1.0, 0.0]
 
 
@@ -567,10 +571,10 @@ def test_gelu_erf_gradient_against_the_formula_and_torch(dtype, device, monkeypa
         _, (g,) = _grads(ad.gelu, [x], dtype, device=device)
     want = [_gelu_erf_grad(float(np.asarray(v, dtype=dtype))) for v in x[2:]]
     tol = dict(rtol=1e-13, atol=1e-15) if dtype == ad.float64 else dict(rtol=2e-6, atol=1e-6)
-    _same(g[2:].astype(np.float64), want, **tol)
+    _same(g[2:], want, **tol, device=device)
     t = torch.tensor(np.asarray(x, dtype=dtype.name), requires_grad=True)
     torch.nn.functional.gelu(t).sum().backward()
-    _same(g.astype(np.float64), t.grad.numpy().astype(np.float64), **tol)
+    _same(g, t.grad.numpy().astype(np.float64), **tol, device=device)
     assert np.isnan(g[:2]).all() and g[2:4].tolist() == [1.0, 0.0]
 
 
@@ -634,11 +638,11 @@ def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkey
                                              divide="ignore"):
         for create_graph in (False, True):
             out, (g,) = _grads(ad.prod, [values], create_graph=create_graph, device=device)
-            _same(out, math.prod(values))
-            _same(g, want)
+            _same(out, math.prod(values), device=device)
+            _same(g, want, device=device)
         _, tangent = ad.jvp(ad.prod, ad.tensor(values, dtype=ad.float64, device=device),
                             ad.tensor(np.ones(len(values)), dtype=ad.float64, device=device))
-    _same(tangent.numpy(), np.sum(want))
+    _same(tangent.numpy(), np.sum(want), device=device)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -659,11 +663,11 @@ def test_prod_gradient_past_a_float32_overflow_or_underflow(values, device, monk
     with installed(monkeypatch), np.errstate(over="ignore", under="ignore"):
         for create_graph in (False, True):
             _, (g,) = _grads(ad.prod, [x], ad.float32, create_graph, device)
-            _same(g.astype(np.float64), want.astype(np.float64), rtol=1e-6)
+            _same(g, want.astype(np.float64), rtol=1e-6, device=device)
         rows = ad.tensor(np.stack([x, np.ones_like(x)]), device=device, requires_grad=True)
         (g,) = ad.grad(ad.prod(rows, axis=1).sum(), rows)  # a normal slice next to it
-        _same(g.numpy()[0].astype(np.float64), want.astype(np.float64), rtol=1e-6)
-        _same(g.numpy()[1], np.ones_like(x))
+        _same(g.numpy()[0], want.astype(np.float64), rtol=1e-6, device=device)
+        _same(g.numpy()[1], np.ones_like(x), device=device)
 
 
 @np.errstate(over="ignore", invalid="ignore")
@@ -723,8 +727,8 @@ def test_pnorm_of_huge_and_tiny_values_matches_torch(ord, dtype, scale, device, 
     with installed(monkeypatch):
         out, (g,) = _grads(lambda t: ad.norm(t, ord, axis=1), [x], dtype, device=device)
     rtol = 1e-12 if dtype == ad.float64 else 1e-5
-    _same(out.astype(np.float64), want, rtol=rtol)
-    _same(g.astype(np.float64), wg, rtol=rtol)
+    _same(out, want, rtol=rtol, device=device)
+    _same(g, wg, rtol=rtol, device=device)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -733,14 +737,14 @@ def test_square_overflow_reproducers(device, monkeypatch):
     # float32 var([[3e38, 3e38]], axis=-1) inf (the mean overflowed; PyTorch 0)
     with installed(monkeypatch):
         out, (g,) = _grads(ad.norm, [1e300], device=device)
-        _same(out, 1e300)
-        _same(g, 1.0)
+        _same(out, 1e300, device=device)
+        _same(g, 1.0, device=device)
         z = ad.tensor([0.0, 0.0, 3e38], dtype=ad.float32, device=device)
-        _same(ad.std(z).numpy().astype(np.float64), math.sqrt(2) * 1e38, rtol=1e-6)
+        _same(ad.std(z).numpy(), math.sqrt(2) * 1e38, rtol=1e-6, device=device)
         out, (g,) = _grads(lambda t: ad.var(t, axis=-1), [[[3e38, 3e38]]], ad.float32,
                            device=device)
-        _same(out, [0.0])
-        _same(g, [[0.0, 0.0]])  # (the rule's mean overflowed too: -inf)
+        _same(out, [0.0], device=device)
+        _same(g, [[0.0, 0.0]], device=device)  # (the rule's mean overflowed too: -inf)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -771,5 +775,5 @@ def test_spread_and_norm_without_overflow_match_torch(op, dtype, values, device,
         out, (g,) = _grads(ours, [x], dtype, device=device)
         assert out.dtype == x.dtype
     rtol = {ad.float64: 1e-12, ad.float32: 1e-6, ad.float16: 2e-3}[dtype]
-    _same(out.astype(np.float64), want.astype(np.float64), rtol=rtol)
-    _same(g.astype(np.float64), wg.astype(np.float64), rtol=rtol, atol=1e-30)
+    _same(out, want.astype(np.float64), rtol=rtol, device=device)
+    _same(g, wg.astype(np.float64), rtol=rtol, atol=1e-30, device=device)

@@ -8,6 +8,7 @@
 import numpy as np
 import pytest
 from op_cases import CASES
+from tolerance import assert_close
 
 import gpuad as ad
 
@@ -64,7 +65,7 @@ def test_forward(case, dtype, contiguous, device):
     assert out.dtype == dtype
     assert out.shape == ref.shape
     rtol, atol = FWD_TOL[dtype]
-    np.testing.assert_allclose(out.numpy().astype(np.float64), ref, rtol=rtol, atol=atol)
+    assert_close(out.numpy(), ref, rtol=rtol, atol=atol, device=device)
 
 
 @pytest.mark.parametrize("contiguous", [True, False], ids=["contig", "strided"])
@@ -82,11 +83,11 @@ def test_backward_vs_finite_differences(case, dtype, contiguous, device):
     for i, (g, t) in enumerate(zip(grads, ts)):
         numeric = _numeric_grad(lambda *a: float(np.sum(np.asarray(case.ref(*a)) * u)), xs, i)
         if g is None:
-            np.testing.assert_allclose(numeric, 0, atol=atol)
+            assert_close(numeric, 0, atol=atol, device=device)
             continue
         assert g.shape == t.shape and g.dtype == dtype and g.device == t.device
-        np.testing.assert_allclose(g.numpy().astype(np.float64), numeric, rtol=rtol, atol=atol,
-                                   err_msg=f"gradient of input {i}")
+        assert_close(g.numpy().astype(np.float64), numeric, rtol=rtol, atol=atol,
+                     err_msg=f"gradient of input {i}", device=device)
 
 
 def _first_grads(case, xs, u, device):
@@ -121,8 +122,8 @@ def test_double_backward_vs_finite_differences(case, device):
     for i, h in enumerate(second):
         numeric = _numeric_grad(inner, xs, i)
         got = np.zeros_like(xs[i]) if h is None else h.numpy()
-        np.testing.assert_allclose(got, numeric, rtol=1e-4, atol=1e-5,
-                                   err_msg=f"second derivative for input {i}")
+        assert_close(got, numeric, rtol=1e-4, atol=1e-5,
+                     err_msg=f"second derivative for input {i}", device=device)
 
 
 @pytest.mark.parametrize("dtype", [ad.float32, ad.float64], ids=str)

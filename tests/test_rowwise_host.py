@@ -113,6 +113,20 @@ def test_fused_cross_entropy(eps, dtype, lib):
     _same(dlogits, want_d, dtype, "dlogits")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_cross_entropy_rows_with_a_label_outside_them_are_nan(dtype, lib):
+    """A label outside [0, C) (reported later, at gpuad's next host read) makes its row nan and
+    reads nothing outside the row; the other rows and an ignored row are as usual."""
+    rng = np.random.default_rng(5)
+    x = np.ascontiguousarray(rng.uniform(-3, 3, (5, 4)), dtype=dtype)
+    labels = np.array([1, 4, -100, -1, 3], dtype=np.int64)
+    loss, dlogits = _cross_entropy(lib, x, labels, 0.1)
+    good, _ = _cross_entropy(lib, x[[0, 4]], labels[[0, 4]], 0.1)
+    assert np.isnan(loss[[1, 3]]).all() and np.isnan(dlogits[[1, 3]]).all()
+    assert loss[2] == 0 and not dlogits[2].any()
+    np.testing.assert_array_equal(loss[[0, 4]], good)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fused_cross_entropy_against_torch(lib):
     torch = pytest.importorskip("torch")

@@ -10,6 +10,7 @@ import weakref
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 import gpuad as ad
 
@@ -102,10 +103,10 @@ def test_tensors_that_require_grad_count_as_watched_and_backward_works(device):
     x = ad.tensor([1.0, 2.0], device=device, requires_grad=True)
     with ad.GradientTape() as tape:
         y = (x ** 3).sum()
-    np.testing.assert_allclose(tape.gradient(y, x).numpy(), [3.0, 12.0])
+    assert_close(tape.gradient(y, x).numpy(), [3.0, 12.0], device=device)
     assert x.grad is None  # the tape leaves .grad alone
     y.backward()  # the same graph, PyTorch style
-    np.testing.assert_allclose(x.grad.numpy(), [3.0, 12.0])
+    assert_close(x.grad.numpy(), [3.0, 12.0], device=device)
 
 
 def test_backward_frees_the_requires_grad_graph_for_tapes_too(device):
@@ -113,8 +114,8 @@ def test_backward_frees_the_requires_grad_graph_for_tapes_too(device):
     with ad.GradientTape(persistent=True) as tape:
         y = ad.sin(x).sum()
     y.backward(retain_graph=True)
-    np.testing.assert_allclose(tape.gradient(y, x).numpy(), np.cos([1.0, 2.0]), rtol=1e-6)
-    np.testing.assert_allclose(x.grad.numpy(), np.cos([1.0, 2.0]), rtol=1e-6)
+    assert_close(tape.gradient(y, x).numpy(), np.cos([1.0, 2.0]), rtol=1e-6, device=device)
+    assert_close(x.grad.numpy(), np.cos([1.0, 2.0]), rtol=1e-6, device=device)
     y.backward()  # as PyTorch: this frees the graph ...
     with pytest.raises(RuntimeError, match="retain_graph"):
         y.backward()
@@ -132,7 +133,7 @@ def test_tape_only_results_do_not_reach_backward(device):
         y.backward()
     with pytest.raises(RuntimeError, match="GradientTape recorded it"):
         y.requires_grad_()
-    np.testing.assert_allclose(tape.gradient(y, x).numpy(), [2.0, 4.0])
+    assert_close(tape.gradient(y, x).numpy(), [2.0, 4.0], device=device)
     assert x.grad is None
 
 
@@ -143,9 +144,9 @@ def test_non_scalar_target_is_the_gradient_of_its_sum(device):
     with ad.GradientTape() as tape:
         tape.watch(x)
         y = ad.exp(x) * x  # shape (3,)
-    np.testing.assert_allclose(tape.gradient(y, x).numpy(),
-                               np.exp([0.5, 1.0, 2.0]) * (1 + np.array([0.5, 1.0, 2.0])),
-                               rtol=1e-6)
+    assert_close(tape.gradient(y, x).numpy(),
+                 np.exp([0.5, 1.0, 2.0]) * (1 + np.array([0.5, 1.0, 2.0])),
+                 rtol=1e-6, device=device)
 
 
 def test_several_targets_add_up_and_output_gradients_weight_them(device):
@@ -155,13 +156,13 @@ def test_several_targets_add_up_and_output_gradients_weight_them(device):
         y1 = x * x
         y2 = ad.sin(x)
     g = tape.gradient([y1, y2], x)
-    np.testing.assert_allclose(g.numpy(), 2 * np.array([1.0, 2.0]) + np.cos([1.0, 2.0]),
-                               rtol=1e-6)
+    assert_close(g.numpy(), 2 * np.array([1.0, 2.0]) + np.cos([1.0, 2.0]),
+                 rtol=1e-6, device=device)
     w = ad.constant([3.0, -1.0], device=device)
     g = tape.gradient(y1, x, output_gradients=w)
-    np.testing.assert_allclose(g.numpy(), [6.0, -4.0])
+    assert_close(g.numpy(), [6.0, -4.0], device=device)
     g = tape.gradient({"a": y1, "b": y2}, [x], output_gradients={"a": w, "b": None})
-    np.testing.assert_allclose(g[0].numpy(), [6.0 + np.cos(1.0), -4.0 + np.cos(2.0)], rtol=1e-6)
+    assert_close(g[0].numpy(), [6.0 + np.cos(1.0), -4.0 + np.cos(2.0)], rtol=1e-6, device=device)
     with pytest.raises(ValueError, match="has shape"):
         tape.gradient(y1, x, output_gradients=ad.ones(3, device=device))
     with pytest.raises(ValueError, match="output_gradients for 1 targets"):
@@ -177,7 +178,7 @@ def test_sources_structure_is_kept(device):
     g = tape.gradient(y, {"layer": {"w": w, "b": b}, "inputs": (x,)})
     assert g["layer"]["w"].item() == 3.0 and g["layer"]["b"].item() == 2.0
     assert isinstance(g["inputs"], tuple)
-    np.testing.assert_allclose(g["inputs"][0].numpy(), [3.0, 3.0])
+    assert_close(g["inputs"][0].numpy(), [3.0, 3.0], device=device)
     with pytest.raises(TypeError, match="must be tensors"):
         ad.GradientTape().gradient(y, [x, 1.0])
 
@@ -245,7 +246,7 @@ def test_float64_sources(device):
         y = (x64 ** 3).sum()
     g = tape.gradient(y, x64)
     assert g.dtype == ad.float64
-    np.testing.assert_allclose(g.numpy(), 3 * np.array([1.5, -2.0]) ** 2)
+    assert_close(g.numpy(), 3 * np.array([1.5, -2.0]) ** 2, device=device)
 
 
 # ---- tapes are independent ----------------------------------------------------------------
@@ -344,8 +345,8 @@ def test_persistent_tape_differentiates_its_own_gradient(device):
         tape.watch(x)
         y = (x ** 3).sum()
         dy = tape.gradient(y, x)  # recorded on the tape itself
-    np.testing.assert_allclose(dy.numpy(), [3.0, 12.0])
-    np.testing.assert_allclose(tape.gradient(dy, x).numpy(), [6.0, 12.0])
+    assert_close(dy.numpy(), [3.0, 12.0], device=device)
+    assert_close(tape.gradient(dy, x).numpy(), [6.0, 12.0], device=device)
 
 
 def test_nested_tapes_hessian_with_jacobian(device):
@@ -360,7 +361,7 @@ def test_nested_tapes_hessian_with_jacobian(device):
         g = inner.gradient(y, x)
     h = outer.jacobian(g, x)
     expected = a - np.diag(np.sin([0.3, -0.2, 0.5]))
-    np.testing.assert_allclose(h.numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert_close(h.numpy(), expected, rtol=1e-12, atol=1e-12, device=device)
 
 
 def test_nested_tapes_match_finite_differences_of_the_gradient(device):
@@ -377,9 +378,9 @@ def test_nested_tapes_match_finite_differences_of_the_gradient(device):
             y = (ad.sin(x) * ad.exp(0.5 * x)).sum()
         g = inner.gradient(y, x)
         s = (g * g).sum()
-    np.testing.assert_allclose(g.numpy(), grad_np(x0), rtol=1e-10)
+    assert_close(g.numpy(), grad_np(x0), rtol=1e-10, device=device)
     fd = _fd_grad(lambda v: float((grad_np(v) ** 2).sum()), x0)
-    np.testing.assert_allclose(outer.gradient(s, x).numpy(), fd, rtol=1e-6)
+    assert_close(outer.gradient(s, x).numpy(), fd, rtol=1e-6, device=device)
 
 
 # ---- persistence ---------------------------------------------------------------------------
@@ -440,13 +441,13 @@ def test_jacobian_matches_loops_of_gradient(device):
         y = ad.tanh(x @ w) * ad.sum(x)  # shape (2, 4)
     jx, jw = tape.jacobian(y, [x, w])
     assert jx.shape == (2, 4, 2, 3) and jw.shape == (2, 4, 3, 4)
-    np.testing.assert_allclose(jx.numpy(), _loop_jacobian(tape, y, x), rtol=1e-12)
-    np.testing.assert_allclose(jw.numpy(), _loop_jacobian(tape, y, w), rtol=1e-12)
+    assert_close(jx.numpy(), _loop_jacobian(tape, y, x), rtol=1e-12, device=device)
+    assert_close(jw.numpy(), _loop_jacobian(tape, y, w), rtol=1e-12, device=device)
     # and against central differences
     x0, w0 = x.numpy(), w.numpy()
     for (i, k) in [(0, 1), (1, 3)]:
         fd = _fd_grad(lambda v, i=i, k=k: float((np.tanh(v @ w0) * v.sum())[i, k]), x0)
-        np.testing.assert_allclose(jx.numpy()[i, k], fd, rtol=1e-6, atol=1e-9)
+        assert_close(jx.numpy()[i, k], fd, rtol=1e-6, atol=1e-9, device=device)
 
 
 def test_jacobian_of_scalar_and_unconnected(device):
@@ -457,7 +458,7 @@ def test_jacobian_of_scalar_and_unconnected(device):
         y = (x * x).sum()
     j = tape.jacobian(y, x)
     assert j.shape == (3,)
-    np.testing.assert_allclose(j.numpy(), [2.0, 4.0, 6.0])
+    assert_close(j.numpy(), [2.0, 4.0, 6.0], device=device)
     assert tape.jacobian(y, u) is None
     z = tape.jacobian(x * 1.0, u, unconnected_gradients="zero")
     assert z.shape == (3, 1) and not z.numpy().any()
@@ -472,7 +473,7 @@ def test_jacobian_inside_the_recording_block_is_refused(device):
             tape.jacobian(y, x)
         with pytest.raises(RuntimeError, match="outside"):
             tape.batch_jacobian(y[None], x[None])
-    np.testing.assert_allclose(tape.jacobian(y, x).numpy(), [[2.0, 0.0], [0.0, 4.0]])
+    assert_close(tape.jacobian(y, x).numpy(), [[2.0, 0.0], [0.0, 4.0]], device=device)
 
 
 def test_batch_jacobian_matches_per_example_loops(device):
@@ -486,7 +487,7 @@ def test_batch_jacobian_matches_per_example_loops(device):
     assert bj.shape == (4, 2, 3)
     full = _loop_jacobian(tape, y, x)  # (4, 2, 4, 3)
     for i in range(4):
-        np.testing.assert_allclose(bj.numpy()[i], full[i, :, i, :], rtol=1e-12)
+        assert_close(bj.numpy()[i], full[i, :, i, :], rtol=1e-12, device=device)
     with pytest.raises(ValueError, match="first"):
         tape.batch_jacobian(y, w)
 
@@ -502,7 +503,7 @@ def test_batch_jacobian_of_image_like_shapes(device):
         for j in range(4):
             expected = np.zeros(6)
             expected[j] = np.exp(x.numpy()[b].reshape(-1)[j])
-            np.testing.assert_allclose(bj.numpy()[b, j].reshape(-1), expected, rtol=1e-12)
+            assert_close(bj.numpy()[b, j].reshape(-1), expected, rtol=1e-12, device=device)
 
 
 # ---- in-place changes on a recording tape ---------------------------------------------------
@@ -525,7 +526,7 @@ def test_in_place_change_through_a_view_of_a_taped_result(device):
         view = y[1:]
         view *= x[:2]  # y = [x0, x1 * x0, x2 * x1]
         z = y.sum()
-    np.testing.assert_allclose(tape.gradient(z, x).numpy(), [1.0 + 2.0, 1.0 + 3.0, 2.0])
+    assert_close(tape.gradient(z, x).numpy(), [1.0 + 2.0, 1.0 + 3.0, 2.0], device=device)
 
 
 def test_saved_values_changed_in_place_are_caught(device):
@@ -618,8 +619,8 @@ def test_requires_grad_graph_is_not_freed_by_the_tape(device):
     tape.gradient(y, x)
     del tape
     y.backward()
-    np.testing.assert_allclose(x.grad.numpy(), np.cos([0.5, 1.5]) * [0.5, 1.5]
-                               + np.sin([0.5, 1.5]), rtol=1e-6)
+    assert_close(x.grad.numpy(), np.cos([0.5, 1.5]) * [0.5, 1.5]
+                 + np.sin([0.5, 1.5]), rtol=1e-6, device=device)
 
 
 # ---- review regressions ------------------------------------------------------------------

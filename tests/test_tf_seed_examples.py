@@ -2,6 +2,7 @@
 values and gradients."""
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 import gpuad as ad
 
@@ -65,7 +66,7 @@ def test_shopping_bill(device, form):
     got = [g.numpy() for g in grads]
     assert [g.dtype for g in got] == [np.float32] * 5
     np.testing.assert_array_equal(got, expected_grads)  # 2.2, 110, 3.3000002, 165, 650
-    np.testing.assert_allclose(got, [2.2, 110.0, 3.3, 165.0, 650.0], rtol=1e-6)
+    assert_close(got, [2.2, 110.0, 3.3, 165.0, 650.0], rtol=1e-6, device=device)
     assert got[2] == F32(3.3000002)
 
 
@@ -146,8 +147,8 @@ def test_gather_nd_examples(device):
     y = ad.gather_nd(y, unique_indices[:, None])
     out = ad.multiply(x, y)
     assert out.shape == (6,) and out.dtype == ad.float32
-    np.testing.assert_allclose(out.numpy(), [0.31, 0.23, 2.1, 10.349999, 15.84, 3.72],
-                               rtol=1e-6)
+    assert_close(out.numpy(), [0.31, 0.23, 2.1, 10.349999, 15.84, 3.72],
+                 rtol=1e-6, device=device)
     two_d = ad.gather_nd([[1, 2, 3], [4, 5, 6]], [[1, 1], [1, 2]])
     assert two_d.shape == (2,) and two_d.numpy().tolist() == [5, 6]
 
@@ -217,9 +218,9 @@ def test_custom_layer_with_sin_activation(device):
     (gradient,) = tape.gradient(loss, [kernel])
     x, w = inputs.numpy().astype(np.float64), kernel.numpy().astype(np.float64)
     z = x @ w
-    np.testing.assert_allclose(loss.item(), (np.sin(z) ** 2).sum(), rtol=1e-5)
-    np.testing.assert_allclose(gradient.numpy(), x.T @ (2 * np.sin(z) * np.cos(z)),
-                               rtol=1e-4, atol=1e-5)
+    assert_close(loss.item(), (np.sin(z) ** 2).sum(), rtol=1e-5, device=device)
+    assert_close(gradient.numpy(), x.T @ (2 * np.sin(z) * np.cos(z)),
+                 rtol=1e-4, atol=1e-5, device=device)
 
 
 def test_custom_layer_gradients_with_respect_to_inputs_and_weights(device):
@@ -233,8 +234,8 @@ def test_custom_layer_gradients_with_respect_to_inputs_and_weights(device):
     dx, dw = tape.gradient(loss, [x, w])
     z = x.numpy() @ w.numpy()
     dz = 2 * np.sin(z) * np.cos(z)
-    np.testing.assert_allclose(dx.numpy(), dz @ w.numpy().T, rtol=1e-12)
-    np.testing.assert_allclose(dw.numpy(), x.numpy().T @ dz, rtol=1e-12)
+    assert_close(dx.numpy(), dz @ w.numpy().T, rtol=1e-12, device=device)
+    assert_close(dw.numpy(), x.numpy().T @ dz, rtol=1e-12, device=device)
 
 
 def test_inv_exp_nan_and_custom_gradient(device):

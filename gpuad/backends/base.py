@@ -9,6 +9,8 @@ a device backend may override any method with a faster kernel.
 import contextlib
 import math
 
+from .checks import ValueChecks
+
 # Bound directly from the array module under the same name.
 UFUNCS = (
     "negative abs exp expm1 log log1p sqrt square sin cos tan tanh sinh cosh arctan "
@@ -24,11 +26,13 @@ FUNCTIONS = (
     "nonzero"
 ).split()
 
-# Methods written below that do array work (a device backend runs them on its device).
+# Methods written below and in .checks that do array work (a device backend runs them on its
+# device).
 METHODS = (
     "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
     "log_softmax prod_others products_in_range pow2_scale center var std vector_norm getitem "
-    "index_add setitem clip rsqrt silu leaky_relu elu check_indices all_finite arctan_grad"
+    "index_add setitem clip rsqrt silu leaky_relu elu require require_in_range check_indices "
+    "mean_divisor all_finite arctan_grad"
 ).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -70,7 +74,7 @@ def spread_of(xp, d, axis, n, ddof, keepdims):
     return xp.maximum(v, 0)
 
 
-class Backend:
+class Backend(ValueChecks):
     """Array operations for one device kind, implemented with the array module ``xp``."""
 
     name = "generic"
@@ -418,15 +422,6 @@ class Backend:
 
     def setitem(self, a, index, value):
         a[index] = value
-
-    def check_indices(self, index, size, axis):
-        """Raise IndexError when an integer index array reaches outside an axis of ``size``
-        (CuPy wraps such indices around instead of raising)."""
-        if index.size and (int(index.min()) < -size or int(index.max()) >= size):
-            raise IndexError(
-                f"gpuad: index out of range for axis {axis} of size {size} (indices span "
-                f"{int(index.min())}..{int(index.max())})"
-            )
 
     # ---- activations with parameters (kept here so a device backend can fuse them) ------
     def rsqrt(self, x):

@@ -16,6 +16,7 @@ from cupyx.scipy import special as _special
 from . import cupy_kernels
 from .base import FUNCTIONS, METHODS, UFUNCS, Backend
 from .cuda_errors import is_out_of_memory
+from .deferred import PendingChecks
 from .kernel_table import OPTIM, ROWWISE, TYPES, UNARY
 
 
@@ -82,6 +83,7 @@ class CupyBackend(Backend):
         super().__init__(cupy)
         self.index = index
         self.cuda_device = cupy.cuda.Device(index)
+        self.checks = PendingChecks(cupy, f"cuda:{index}")
         for name in UFUNCS + FUNCTIONS + METHODS + ["rand", "randn", "seed"]:
             setattr(self, name, _on(self, getattr(self, name)))
         with self.cuda_device:
@@ -338,8 +340,20 @@ class CupyBackend(Backend):
         out = self._fused("rsqrt", x)
         return super().rsqrt(x) if out is None else out
 
+    def require(self, bad, kind, message):
+        """Queue the device-side check ``bad`` (no host read): it raises at the next
+        :meth:`to_numpy` or :meth:`synchronize` of this device (:mod:`.deferred`)."""
+        self.checks.add(bad, kind, message)
+
     def to_numpy(self, a):
+        """A NumPy copy of ``a``, after raising the error of a failed queued check."""
+        self.checks.raise_pending()
         return cupy.asnumpy(a)
+
+    def synchronize(self):
+        """Wait for the device's queued work; raise the error of a failed queued check."""
+        self.cuda_device.synchronize()
+        self.checks.raise_pending()
 
     def all_finite(self, a):
         """One reduction kernel on the device; only its bool comes back to the host."""

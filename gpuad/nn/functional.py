@@ -29,7 +29,9 @@ from ..tensor import Tensor, needs_grad, record
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce(loss, reduction, name, count=None):
+def _reduce(loss, reduction, name, ignored=None):
+    """The loss per element reduced; the mean divides by the number of elements, or of rows
+    not ``ignored`` (a bool tensor, one per row) where given."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gpuad.nn.functional.{name}: reduction must be one of "
                          f"{_REDUCTIONS}, got {reduction!r}")
@@ -38,10 +40,12 @@ def _reduce(loss, reduction, name, count=None):
     half = loss.dtype == "float16"  # sums and counts past 65504: in float32, then cast back
     wide = loss.astype("float32") if half else loss
     total = wide.sum()
-    if reduction == "mean":
-        count = loss.size if count is None else count
-        # nothing to average (an empty batch, every row ignored): nan, as PyTorch, quietly
-        total = total / count if count else total * float("nan")
+    if reduction == "mean" and ignored is None:
+        # nothing to average (an empty batch): nan, as PyTorch, quietly
+        total = total / loss.size if loss.size else total * float("nan")
+    elif reduction == "mean":
+        count, empty = _divisor(ignored, wide.dtype)
+        total = total / count + empty
     return total.astype("float16") if half else total
 
 
@@ -117,23 +121,33 @@ def nll_loss(input, target, ignore_index=-100, reduction="mean"):
     n, c = x.shape
     t = _labels(t, n, c, "nll_loss")
     ignored = t == ignore_index
-    _check_range(t, ignored, c, "nll_loss")
+    _check_range(x, t, ignored, "nll_loss")
     safe = where(ignored, 0, t)
     picked = take_along_axis(x, expand_dims(safe, 1), 1)
     loss = where(ignored, 0, -reshape(picked, (n,)))
-    return _reduce(back(loss), reduction, "nll_loss", _count(ignored))
+    return _reduce(back(loss), reduction, "nll_loss", ignored)
 
 
-def _count(ignored):
-    """How many rows count in the mean (on the raw arrays: nothing here is differentiated)."""
-    return float((~ignored.array).sum()) if ignored.size else 0
+def _divisor(ignored, dtype):
+    """The mean's divisor over the rows not ``ignored``, as two constants on the device, so
+    that no count is read back to the host: ``(count, empty)`` with count = max(rows counted,
+    1) and empty = nan where no row counts, else 0. total / count + empty is the mean (nan for
+    no rows, as PyTorch), and its gradient g / count stays finite where every row is ignored
+    (their rows take 0, not inf * 0)."""
+    dev = ignored.device
+    return tuple(plain(a, dev) for a in dev.backend.mean_divisor(ignored.array, dtype))
 
 
-def _check_range(t, ignored, c, name):
-    a = t.array
-    if ((~ignored.array) & ((a < 0) | (a >= c))).any():
-        raise IndexError(f"gpuad.nn.functional.{name}: target holds class indices outside "
-                         f"[0, {c}) (other than ignore_index)")
+def _check_range(x, t, ignored, name):
+    """IndexError for a label outside [0, C) other than ignore_index: at once on the CPU, at
+    the next host read on CUDA (``backend.require``, gpuad/backends/deferred.py)."""
+    c = x.shape[1]
+    t.device.backend.require_in_range(
+        t.array, 0, c, IndexError,
+        f"gpuad.nn.functional.{name}: target holds class indices outside [0, {c}) (other than "
+        f"ignore_index), for logits of shape {x.shape} and a target of shape {t.shape} "
+        f"({t.dtype}); labels must be class numbers 0..{c - 1}, or ignore_index for rows that "
+        "do not count", skip=ignored.array)
 
 
 def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -159,8 +173,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
     n, c = x.shape
     t = _labels(t, n, c, "cross_entropy")
     ignored = t == ignore_index
-    _check_range(t, ignored, c, "cross_entropy")
-    count = _count(ignored)
+    _check_range(x, t, ignored, "cross_entropy")
     fused = x.device.backend.fused_cross_entropy if hasattr(
         x.device.backend, "fused_cross_entropy") else None
     loss = None
@@ -168,12 +181,12 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
         got = fused(x.array, t.array, ignore_index, label_smoothing)
         if got is not None:
             d = _loss_gradient(x, t, ignored, label_smoothing, got[1])
-            if reduction in ("mean", "sum") and count == n and got[0].dtype != float16:
-                # every row counts: the reduction joins the loss's node
-                return _total(x, got[0], d, count if reduction == "mean" else None)
+            if reduction in ("mean", "sum") and got[0].dtype != float16:
+                # the reduction joins the loss's node (an ignored row has loss 0 and d 0)
+                return _total(x, got[0], d, _divisor(ignored, got[0].dtype)
+                              if reduction == "mean" else None)
             loss = record(_CE, (x,), got[0], x.device, (d,))
-            # ignored rows take no gradient (even when the mean's is 1/0)
-            loss = where(ignored, 0, loss) if count < n else loss
+            loss = where(ignored, 0, loss)  # ignored rows take no gradient, even a nan one
     if loss is None:
         logp = log_softmax(x, axis=1)
         safe = where(ignored, 0, t)
@@ -181,7 +194,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
         if label_smoothing:
             nll = nll * (1 - label_smoothing) - logp.mean(axis=1) * label_smoothing
         loss = where(ignored, 0, nll)
-    return _reduce(back(loss), reduction, "cross_entropy", count)
+    return _reduce(back(loss), reduction, "cross_entropy", ignored)
 
 
 # ---- the fused path (one pass in a backend: a CUDA kernel, or NumPy on the CPU) -----------
@@ -243,8 +256,13 @@ def _loss_gradient(x, t, ignored, smoothing, dlogits):
     return Tensor(dlogits, x.device)
 
 
-def _total(x, loss, d, count):
-    """sum(loss), divided by ``count`` for the mean: the same operations as ``_reduce``."""
-    total = loss.sum()
-    return record(_CE_TOTAL, (x,), total if count is None else total / count, x.device,
-                  (d, count))
+def _total(x, loss, d, divisor):
+    """sum(loss), or for the mean sum(loss) / count + empty with ``divisor`` = (count, empty)
+    from :func:`_divisor`: the same operations as ``_reduce``."""
+    backend = x.device.backend
+    total = backend.sum(loss)
+    if divisor is None:
+        return record(_CE_TOTAL, (x,), total, x.device, (d, None))
+    count, empty = divisor
+    value = backend.add(backend.true_divide(total, count.array), empty.array)
+    return record(_CE_TOTAL, (x,), value, x.device, (d, count))

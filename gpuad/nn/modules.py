@@ -386,9 +386,11 @@ class Embedding(Module):
             from ..creation import tensor
 
             indices = tensor(indices, device=self.weight.device)
-        if indices.size and ((indices < 0).any() | (indices >= self.num_embeddings).any()).item():
-            raise IndexError(f"gpuad.nn.Embedding: indices must be in [0, "
-                             f"{self.num_embeddings}), got values outside it")
+        n = self.num_embeddings  # (raises at once on the CPU, at the next host read on CUDA)
+        indices.device.backend.require_in_range(
+            indices.array, 0, n, IndexError, f"gpuad.nn.Embedding: indices must be in [0, {n}), "
+            f"got values outside it (indices of shape {indices.shape}, {indices.dtype}, into a "
+            f"table of {n} rows)")
         return self.weight[indices]
 
     def extra_repr(self):

@@ -23,6 +23,7 @@ __all__ = ["install", "installed", "remove", "stats"]
 _ROOTS = ("cupy", "cupyx", "cupy_backends")
 _active = []  # the uninstall callable of the stand-in in place, if any
 _active_devices = [0]  # and its number of devices
+_deferred = []  # the uninstall callable of a stand-in left in place to a test's end
 
 
 def _is_cupy(name):
@@ -122,9 +123,11 @@ def install(devices=1):
 
 
 def remove():
-    """Remove the stand-in if one is installed (tests/conftest.py does at each test's end)."""
-    if _active:
-        _active[0]()
+    """Remove a stand-in that ``installed(monkeypatch)`` left for the rest of a test
+    (tests/conftest.py calls this at each test's end); one put in place by ``install()``
+    itself (as tests/fake_cuda_run.py does for a whole run) stays."""
+    while _deferred:
+        _deferred.pop()()
 
 
 @contextlib.contextmanager
@@ -132,14 +135,22 @@ def installed(monkeypatch=None, devices=1):
     """The stand-in in place of CuPy, with ``devices`` stand-in GPUs, from the ``with``
     statement on. Given pytest's ``monkeypatch`` (a test), it stays until the test ends
     (tests/conftest.py removes it), so CUDA tensors made in the block stay usable for the
-    test's checks, and a second block in the test keeps it; otherwise it is removed at the
-    block's end."""
-    if monkeypatch is not None and _active and _active_devices[0] == devices:
+    test's checks; otherwise it is removed at the block's end. Where a stand-in with as many
+    devices is already in place (a later block of the test, or a whole run under
+    tests/fake_cuda_run.py), that one is used."""
+    if _active and _active_devices[0] == devices:
         yield stats
         return
+    if _active and not _deferred:
+        raise RuntimeError(f"fake_cupy.installed(devices={devices}): a stand-in with "
+                           f"{_active_devices[0]} device(s) is installed for the whole run")
+    remove()
     uninstall = install(devices)
+    if monkeypatch is not None:
+        _deferred.append(uninstall)
+        yield stats
+        return
     try:
         yield stats
     finally:
-        if monkeypatch is None:
-            uninstall()
+        uninstall()

@@ -83,8 +83,7 @@ def _erf(x):
         import math
 
         erf = np.vectorize(math.erf, otypes=[np.float64])
-    out = np.asarray(erf(x))
-    return out.astype(np.float32 if x.dtype == np.float16 else out.dtype)
+    return np.asarray(erf(x)).astype(np.promote_types(x.dtype, np.float32))
 
 
 def _module(name, names, own):
