@@ -78,7 +78,7 @@ _DIAGNOSTIC = re.compile(r"(?m)^(?=\S+\(\d+\): (?:warning|error))")
 _REMARK = 'Remark: The warnings can be suppressed with "-diag-suppress <warning-number>"'
 
 
-def _unexplained(log):
+def unexplained(log):
     """Whether NVRTC's ``log`` holds anything but the diagnostics of :data:`CUPY_OWN`."""
     rest = []
     for block in _DIAGNOSTIC.split(log):
@@ -118,7 +118,7 @@ class Compilation:
         """NVRTC's diagnostics (warnings: an error raises before this) as text, with the
         options of their program; empty where NVRTC said nothing but :data:`CUPY_OWN`."""
         return "\n".join(f"options {' '.join(o)}:\n{log}" for o, log, _ in self.programs
-                         if _unexplained(log))
+                         if unexplained(log))
 
 
 class Compiler:
@@ -193,8 +193,7 @@ class Compiler:
         # _reduction.pyx: the index type from the sizes, then the launch arguments
         index = "int64" if size > 0x7fffffff else "int32"
         type_map = self._kernel._TypeMap(type_map._pairs + (("IndexT", index),))
-        block_size = self._reduction._get_block_specs(size, 1, 1 if not contiguous else size,
-                                                      -1)[0]
+        block_size = self._reduction._get_block_specs(size, 1, 1, -1)[0]  # CuPy's default
         small = size <= 0x7fffffff
         arginfos = (self.array(in_types[0], ndim, contiguous, small),
                     self.array(out_types[0], 0), self.indexer(ndim, small), self.indexer(0),

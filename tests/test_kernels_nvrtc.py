@@ -25,7 +25,7 @@ rowwise.cu and optim.cu, which NVRTC now does on the real sources.
 """
 import numpy as np
 import pytest
-from nvrtc_harness import REQUIRE, compiler_for, gpuad_kernels_on, real_cupy
+from nvrtc_harness import REQUIRE, compiler_for, gpuad_kernels_on, real_cupy, unexplained
 
 from gpuad.backends.kernel_table import MODULES, backend_elementwise
 
@@ -181,6 +181,17 @@ def test_a_clean_kernel_passes_the_check(cupy, nvrtc):
                                     True)
     _clean(compilation, "probe", ["gpuad_probe"])
     assert compilation.cubin.startswith(b"\x7fELF")
+
+
+def test_only_cupys_own_template_warning_is_let_through():
+    own = ('default_program(112): warning #177-D: variable "_J" was declared but never '
+           'referenced\n            IndexT _J = (segment_idx + i + e_idx);\n'
+           '                   ^\n\nRemark: The warnings can be suppressed with '
+           '"-diag-suppress <warning-number>"\n\n')
+    other = ('default_program(40): warning #177-D: variable "_J" was declared but never '
+             'referenced\n      int _J = 0;\n          ^\n\n')
+    assert not unexplained("") and not unexplained(own)
+    assert unexplained(other) and unexplained(own + other) and unexplained(other + own)
 
 
 def test_missing_cupy_skips_or_fails_as_ci_asks(monkeypatch):
