@@ -7,7 +7,8 @@ needed (tests/nvrtc_harness.py says how CuPy's machinery is driven without one).
   nearly every launch gets (contiguous arrays, 32-bit indexing), and for sm_90 also with
   strided inputs and 64-bit indexing, and as 0-d arrays (CuPy's ``CArray<T, 0>``). The forms
   change only the template arguments of CuPy's CArray and CIndexer, the same front-end work
-  for any architecture, so each is compiled once per kernel (NVRTC takes 0.08 s a program);
+  for any architecture, so each is compiled once per kernel (every form of every kernel is
+  an NVRTC program of its own: the count of programs is this module's time);
 - ``cupy_kernels.all_finite_kernel`` for every float and complex dtype CuPy has, through
   CuPy's own reduction kernel (a small contiguous array; a strided one with 64-bit indexing),
   and through CUB's two passes (what a contiguous array of 128 elements or more gets; CuPy
