@@ -99,9 +99,10 @@ class Compiled(Exception):
 
 
 class Compilation:
-    """What NVRTC was given and said for one kernel: ``programs`` holds ``(options, log)``
-    of every NVRTC program CuPy ran for it, ``cubin`` and ``mapping`` (name expression ->
-    lowered name) its result, ``source`` the generated code."""
+    """What NVRTC was given and said for one kernel: ``programs`` holds ``(options, log,
+    source)`` of every NVRTC program CuPy ran for it, ``cubin`` and ``mapping`` (name
+    expression -> lowered name) are its result; the ElementwiseKernel and generic reduction
+    compilations also have ``source``, the code CuPy generated for the kernel."""
 
     def __init__(self, programs, done):
         self.programs = programs
