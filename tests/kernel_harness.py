@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 
-from gpuad.backends.kernel_table import BINARY, OPTIM, ROWWISE, SELECTION, UNARY
+from gpuad.backends.kernel_table import BINARY, SELECTION, UNARY
 
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "kernels"
 CTYPES = {"f32": ("float", np.float32), "f64": ("double", np.float64)}
@@ -105,28 +105,6 @@ class Harness:
         fn(*[a.ctypes.data_as(ptr) for a in arrays], out.ctypes.data_as(ptr), n,
            *[float(p) for p in params])
         return out
-
-
-
-
-
-def optim_instances():
-    """kernels/optim.cu as the CUDA backend compiles it, every kernel instantiated."""
-    from gpuad.backends.kernel_sources import inlined
-
-    refs = [f"    (void*)&gpuad::{kernel}<{t}, {a}>," for kernel in OPTIM
-            for t, a in (("__half", "float"), ("float", "float"), ("double", "double"))]
-    return inlined("optim.cu") + "void* gpuad_kernels[] = {\n" + "\n".join(refs) + "\n};\n"
-
-
-def rowwise_instances():
-    """The row-wise source as the CUDA backend compiles it (includes inlined), instantiating
-    every kernel for every data type."""
-    refs = [f"    (void*)&gpuad::{kernel}<{t}, {a}>," for kernel in ROWWISE
-            for t, a in (("__half", "float"), ("float", "float"), ("double", "double"))]
-    from gpuad.backends.kernel_sources import inlined  # what the backend hands NVRTC
-
-    return inlined("rowwise.cu") + "void* gpuad_kernels[] = {\n" + "\n".join(refs) + "\n};\n"
 
 
 def rowwise_source():

@@ -17,7 +17,7 @@ from . import cupy_kernels
 from .base import FUNCTIONS, METHODS, UFUNCS, Backend
 from .cuda_errors import is_out_of_memory
 from .deferred import PendingChecks
-from .kernel_table import OPTIM, ROWWISE, TYPES, UNARY
+from .kernel_table import OPTIM, ROWWISE, TYPES, backend_elementwise
 
 
 def _run_on(backend, fn, args, kwargs):
@@ -137,17 +137,11 @@ class CupyBackend(Backend):
         """Build (compile, or load from CuPy's cache) every elementwise kernel for every
         dtype; returns how many."""
         count = 0
-        for row in UNARY:
-            nums = (1.0,) * sum(1 for p in row.params if "=" not in p)
-            for dtype in TYPES:
-                one = cupy.zeros(1, dtype=dtype)
-                self.kernels.elementwise(f"{row.kernel}_fwd", dtype, 1, len(nums))(
-                    one, *nums)
-                count += 1
-                if row.reads:
-                    self.kernels.elementwise(f"{row.kernel}_bwd", dtype, 2, len(nums))(
-                        one, one, *nums)
-                    count += 1
+        for function, dtype, n_inputs, n_params in backend_elementwise():
+            one = cupy.zeros(1, dtype=dtype)
+            self.kernels.elementwise(function, dtype, n_inputs, n_params)(
+                *(one,) * n_inputs, *(1.0,) * n_params)
+            count += 1
         for kernel in ROWWISE + OPTIM:  # compiled at their first get
             for dtype in TYPES:
                 self.kernels.rows.get(kernel, dtype)

@@ -17,6 +17,32 @@ class KernelCompileError(RuntimeError):
     """A kernel of ``kernels/`` failed to compile; the message has its name and NVRTC's log."""
 
 
+def elementwise_kernel(function, dtype, n_inputs, n_params=0):
+    """The CuPy ElementwiseKernel applying ``gpuad::<function>`` (see
+    :func:`~.kernel_table.elementwise_spec`) with ``kernels/elementwise.cuh`` as its preamble;
+    CuPy generates and compiles its code at the first call."""
+    ins, outs, operation, name = elementwise_spec(function, dtype, n_inputs, n_params)
+    return cupy.ElementwiseKernel(ins, outs, operation, name=name,
+                                  preamble=kernel_sources.read("elementwise.cuh"))
+
+
+def all_finite_kernel(kind):
+    """The CuPy ReductionKernel telling whether no value of a float (``kind`` "f") or complex
+    ("c") array is nan or ±inf (float16 tested as float, as the others)."""
+    test = ("isfinite((double)x.real()) && isfinite((double)x.imag())" if kind == "c"
+            else "isfinite((double)x)")
+    return cupy.ReductionKernel("T x", "bool y", test, "a && b", "y = a", "true",
+                                f"gpuad_all_finite_{kind}")
+
+
+def row_module(source):
+    """The CuPy RawModule of ``kernels/<source>`` (rowwise.cu or optim.cu) with every kernel
+    of the file instantiated for every dtype; CuPy compiles it at the first get_function."""
+    names = [f"gpuad::{k}<{t}>" for k in MODULES[source] for t in _TEMPLATE.values()]
+    return cupy.RawModule(code=kernel_sources.inlined(source), options=("-std=c++17",),
+                          name_expressions=names)
+
+
 class Kernels:
     """The memoized kernels of one device, and a count of their launches."""
 
@@ -36,9 +62,8 @@ class Kernels:
         return kernel
 
     def _build(self, function, dtype, n_inputs, n_params):
-        ins, outs, operation, name = elementwise_spec(function, dtype, n_inputs, n_params)
-        raw = cupy.ElementwiseKernel(ins, outs, operation, name=name,
-                                     preamble=kernel_sources.read("elementwise.cuh"))
+        name = elementwise_spec(function, dtype, n_inputs, n_params)[3]
+        raw = elementwise_kernel(function, dtype, n_inputs, n_params)
 
         def launch(*values):
             self.launches += 1
@@ -63,10 +88,7 @@ class Kernels:
         kind = "c" if a.dtype.kind == "c" else "f"
         kernel = self._cache.get(("all_finite", kind))
         if kernel is None:
-            test = ("isfinite((double)x.real()) && isfinite((double)x.imag())" if kind == "c"
-                    else "isfinite((double)x)")
-            kernel = self._cache[("all_finite", kind)] = cupy.ReductionKernel(
-                "T x", "bool y", test, "a && b", "y = a", "true", f"gpuad_all_finite_{kind}")
+            kernel = self._cache[("all_finite", kind)] = all_finite_kernel(kind)
         self.launches += 1
         try:
             return bool(kernel(a))
@@ -95,10 +117,7 @@ class RowKernels:
         source = next(f for f, kernels in MODULES.items() if kernel in kernels)
         module = self._modules.get(source)
         if module is None:
-            names = [f"gpuad::{k}<{t}>" for k in MODULES[source] for t in _TEMPLATE.values()]
-            module = self._modules[source] = cupy.RawModule(
-                code=kernel_sources.inlined(source), options=("-std=c++17",),
-                name_expressions=names)
+            module = self._modules[source] = row_module(source)
         return module
 
     def get(self, kernel, dtype):

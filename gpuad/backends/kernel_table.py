@@ -95,6 +95,18 @@ def elementwise_spec(function, dtype, n_inputs, n_params=0):
             f"gpuad_{function}_{dtype.name}")
 
 
+def backend_elementwise():
+    """``(function, dtype, n_inputs, n_params)`` of every ElementwiseKernel the CUDA backend
+    builds: each row's forward, and its derivative where the rule reads x or y, per dtype
+    (``CupyBackend.warmup`` builds these, tests/test_kernels_nvrtc.py compiles them)."""
+    for row in UNARY:
+        n_params = sum(1 for p in row.params if "=" not in p)
+        for dtype in TYPES:
+            yield f"{row.kernel}_fwd", dtype, 1, n_params
+            if row.reads:
+                yield f"{row.kernel}_bwd", dtype, 2, n_params
+
+
 #: the templated kernels of kernels/rowwise.cu and kernels/optim.cu (instantiated per dtype)
 ROWWISE = ("softmax_warp", "softmax_block", "softmax_backward_warp", "softmax_backward_block",
            "cross_entropy_warp", "cross_entropy_block", "bias_act_forward", "bias_act_backward")
