@@ -35,3 +35,23 @@ def cpu_default():
     ad.set_default_device("cpu")
     yield
     _Policy.default = saved
+
+
+def _uses_stand_in(module):
+    """Whether a test module imports the CuPy stand-in (tests/fake_cupy.py), or a name of it."""
+    return any(getattr(value, "__name__", None) == "fake_cupy"
+               or getattr(value, "__module__", None) == "fake_cupy"
+               for value in vars(module).values())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks that select the real-GPU cases (benchmarks/gpu_checks.sh runs
+    ``-m "cuda and not standin and not network"``): ``cuda`` on every case whose ``device``
+    parameter is a CUDA device, ``standin`` on every test of a module that imports the CuPy
+    stand-in (it would replace the real CuPy in the process)."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if params is not None and str(params.params.get("device", "")).startswith("cuda"):
+            item.add_marker("cuda")
+        if item.module is not None and _uses_stand_in(item.module):
+            item.add_marker("standin")
