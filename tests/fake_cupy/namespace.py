@@ -5,7 +5,6 @@ It only proves that gpuad routes CUDA tensors through the CuPy backend correctly
 behaviour of real CuPy/CUDA is checked by the same tests on a GPU machine, where the real
 CuPy is used instead.
 """
-import contextlib
 import ctypes
 import types
 
@@ -181,7 +180,7 @@ class RawModule:
         return launch
 
 
-def modules():
+def modules(devices=1):
     """``{module name: module}`` to place in ``sys.modules``."""
     cupy = types.ModuleType("cupy")
     for name in dir(np):
@@ -206,7 +205,7 @@ def modules():
         runtime=types.SimpleNamespace(
             memGetInfo=lambda: (1 << 30, 2 << 30), CUDARuntimeError=_CUDARuntimeError,
             runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13010,
-            getDeviceCount=lambda: 1,
+            getDeviceCount=lambda: devices,
             getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0}),
         memory=types.SimpleNamespace(OutOfMemoryError=_OutOfMemoryError),
         compiler=types.SimpleNamespace(CompileException=_CompileException),
@@ -237,25 +236,3 @@ def modules():
     scipy.special = special
     cupyx.scipy = scipy
     return {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": scipy, "cupyx.scipy.special": special}
-
-
-@contextlib.contextmanager
-def installed(monkeypatch):
-    """Make gpuad believe CuPy and one GPU are present, with NumPy doing the work."""
-    import gpuad.backends as backends
-    from gpuad import devices as device_mod
-    from gpuad.backends import probe
-
-    for name, mod in modules().items():
-        monkeypatch.setitem(__import__("sys").modules, name, mod)
-    monkeypatch.setattr(probe, "cupy_installed", lambda: True)
-    monkeypatch.setattr(probe, "driver_devices", lambda: (1, ""))
-    cuda0 = device_mod.device("cuda:0")
-    saved_default = device_mod._Policy.default
-    try:
-        yield
-    finally:
-        backends._backends.pop("cuda:0", None)
-        cuda0._backend = None
-        device_mod._Policy.default = saved_default
-        __import__("sys").modules.pop("gpuad.backends.cupy_backend", None)

@@ -1,0 +1,132 @@
+"""A strict NumPy stand-in for CuPy, so gpuad's CUDA code path (dispatch, device bookkeeping,
+transfers, kernels, errors) runs on machines without a GPU.
+
+``install(devices=1)`` puts it in ``sys.modules`` as ``cupy``/``cupyx`` (real CuPy, if
+imported, is set aside) and returns the callable that removes it again; ``installed(...)``
+does the same for one ``with`` block. Both ways, every module that bound the previous
+``cupy``/``cupyx`` is forgotten (re-imported on next use, so it binds the one now installed),
+and gpuad's cached CUDA backends are dropped. ``stats`` counts what tests assert on.
+
+It proves that gpuad routes CUDA tensors through CuPy as real CuPy allows; the numerics of real
+CUDA are checked by the same tests on a GPU machine.
+"""
+import contextlib
+import site
+import sys
+import sysconfig
+import types
+
+from .namespace import ReductionKernel
+from .stats import stats
+
+__all__ = ["ReductionKernel", "install", "installed", "stats"]
+
+_ROOTS = ("cupy", "cupyx", "cupy_backends")
+_active = []  # the uninstall callable of the stand-in in place, if any
+
+
+def _is_cupy(name):
+    return name.partition(".")[0] in _ROOTS
+
+
+def _installed_package_dirs():
+    paths = set(site.getsitepackages()) | {sysconfig.get_paths()[k] for k in ("purelib",
+                                                                               "platlib")}
+    return tuple(p.rstrip("/") + "/" for p in paths)
+
+
+def _binds_cupy(module):
+    """Whether ``module``'s globals hold a cupy/cupyx module or an object defined there."""
+    for value in list(vars(module).values()):
+        if isinstance(value, types.ModuleType):
+            if _is_cupy(value.__name__):
+                return True
+        elif _is_cupy(str(getattr(value, "__module__", None) or "")):
+            return True
+    return False
+
+
+def _forget_cupy_binders():
+    """Drop from ``sys.modules`` (and from their parent package) every module that bound
+    ``cupy``/``cupyx``: gpuad's, and any other not installed as a package (tests, benchmarks),
+    so their next import binds whichever CuPy is installed then."""
+    installed_dirs = _installed_package_dirs()
+    for name, module in list(sys.modules.items()):
+        if module is None or _is_cupy(name) or name.partition(".")[0] == __name__:
+            continue
+        path = getattr(module, "__file__", None) or ""
+        if path.startswith(installed_dirs) and name.partition(".")[0] != "gpuad":
+            continue
+        if _binds_cupy(module):
+            del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            if parent in sys.modules and getattr(sys.modules[parent], child, None) is module:
+                delattr(sys.modules[parent], child)
+
+
+def _drop_cuda_backends():
+    """Forget gpuad's CUDA backends (each bound the CuPy of its time) and a default device
+    resolved while the stand-in was in place."""
+    gpuad_devices = sys.modules.get("gpuad.devices")
+    gpuad_backends = sys.modules.get("gpuad.backends")
+    if gpuad_backends is not None:
+        for key in [k for k in gpuad_backends._backends if k.startswith("cuda")]:
+            del gpuad_backends._backends[key]
+    if gpuad_devices is not None:
+        for dev in list(gpuad_devices._interned.values()):
+            if dev.type == "cuda":
+                dev._backend = None
+
+
+def install(devices=1):
+    """Put the stand-in in place of CuPy, with ``devices`` (1 or 2) stand-in GPUs; returns
+    the callable that removes it and restores what was there (real CuPy, if it was
+    imported). Works outside pytest (see tests/fake_cuda_run.py)."""
+    if devices not in (1, 2):
+        raise ValueError(f"fake_cupy.install: devices must be 1 or 2, got {devices!r}")
+    if _active:
+        raise RuntimeError("fake_cupy.install: the stand-in is already installed; call the "
+                           "callable the first install returned before installing again")
+    from gpuad import devices as device_mod
+    from gpuad.backends import probe
+
+    from .namespace import modules
+
+    saved = {n: m for n, m in sys.modules.items() if _is_cupy(n)}
+    for name in saved:
+        del sys.modules[name]
+    _forget_cupy_binders()
+    _drop_cuda_backends()
+    sys.modules.update(modules(devices))
+    saved_probe = probe.cupy_installed, probe.driver_devices
+    probe.cupy_installed = lambda: True
+    probe.driver_devices = lambda: (devices, "")
+    saved_default = device_mod._Policy.default
+    stats.reset()
+
+    def uninstall():
+        if not _active or _active[0] is not uninstall:
+            return
+        _active.clear()
+        _forget_cupy_binders()
+        _drop_cuda_backends()
+        for name in [n for n in sys.modules if _is_cupy(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+        probe.cupy_installed, probe.driver_devices = saved_probe
+        device_mod._Policy.default = saved_default
+
+    _active.append(uninstall)
+    return uninstall
+
+
+@contextlib.contextmanager
+def installed(monkeypatch=None, devices=1):
+    """The stand-in in place of CuPy for one ``with`` block (``devices`` stand-in GPUs).
+    ``monkeypatch`` is accepted for pytest call sites and not needed: everything is restored
+    on exit."""
+    uninstall = install(devices)
+    try:
+        yield stats
+    finally:
+        uninstall()
