@@ -34,11 +34,13 @@ export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-$PWD/.gpu-cache/cupy}
 mkdir -p "$CUPY_CACHE_DIR"
 
 quick=()
+collect=()
 if [[ ${GPUAD_CHECKS_STANDIN:-0} == 1 ]]; then
     launcher=$PWD/tests/fake_cuda_run.py
     run=("$py" "$launcher" -m)
     export BENCHMARKS_LAUNCHER=$launcher  # the benchmark harness's child processes too
     quick=(--quick)
+    collect=(--collect-only)  # the real-GPU cases are not meant for the stand-in: selected only
     epochs=1
 else
     run=("$py" -m)
@@ -106,7 +108,7 @@ step demo 90 gpu "${run[@]}" gpuad demo --device cuda --epochs "$epochs"
 step ops 90 gpu "${run[@]}" benchmarks.gpu_steps ops "$out"
 # the real-GPU test cases only: no module that uses the stand-in, no test that needs an index
 # (-W: the image may lack pytest-timeout, whose ini option would then stop pytest)
-step pytest 200 gpu "${run[@]}" pytest -q -p no:cacheprovider -o addopts= -rfE \
+step pytest 200 gpu "${run[@]}" pytest -q -p no:cacheprovider -o addopts= -rfE "${collect[@]}" \
     -W ignore::pytest.PytestConfigWarning -m "cuda and not standin and not network" tests
 step bench_kernels 90 gpu "${run[@]}" benchmarks run --suite kernels --device cuda \
     --frameworks gpuad "${quick[@]}" --out "$out/cuda-kernels.json"

@@ -96,7 +96,10 @@ def main():
         import torch
     except ImportError:
         print("torch not installed: no PyTorch comparison")
-    else:
+        torch = None
+    if torch is not None and not torch.cuda.is_available():
+        print(f"torch {torch.__version__} has no usable CUDA device: no PyTorch comparison")
+    elif torch is not None:
         tl = torch.as_tensor(logits, device="cuda").requires_grad_()
         tlab = torch.as_tensor(labels, device="cuda")
 

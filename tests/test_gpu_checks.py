@@ -1,0 +1,98 @@
+"""benchmarks/gpu_checks.sh run here: the path without a GPU (every GPU step skipped with
+gpuad's own reason), the budget (a step that would start past it is skipped, with why), and the
+dry run on the CuPy stand-in (GPUAD_CHECKS_STANDIN=1) under a small budget. Each checks
+steps.tsv: every step, in the issue's order, with a status, within the budget."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_checks.sh"
+#: issue 16's order, most valuable evidence first
+STEPS = ["env", "info", "kernels", "fused", "demo", "ops", "pytest", "bench_kernels",
+         "bench_suites"]
+GPU_STEPS = STEPS[2:]
+
+
+def _run(tmp_path, budget, **env):
+    """Run the script; (exit status, steps.tsv rows as dicts, stdout and stderr)."""
+    out = tmp_path / "out"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUAD_CHECKS_")}
+    environ |= {"OUT": str(out), "GPUAD_CHECKS_BUDGET": str(budget), "PYTHON": sys.executable,
+                "CUPY_CACHE_DIR": str(tmp_path / "cache"), **env}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=environ, capture_output=True, text=True,
+                          timeout=budget + 120, cwd=tmp_path)
+    lines = (out / "steps.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["step", "status", "seconds", "note"]
+    rows = [dict(zip(["step", "status", "seconds", "note"], line.split("\t"))) for line in
+            lines[1:]]
+    assert [r["step"] for r in rows] == STEPS, proc.stdout
+    assert all(r["status"] in ("passed", "failed", "timeout", "skipped") for r in rows)
+    assert sum(float(r["seconds"]) for r in rows) <= budget, rows
+    return proc.returncode, rows, proc.stdout + proc.stderr
+
+
+def _no_gpu_env():
+    """An environment where the driver shows no device, even on a GPU machine."""
+    return {"CUDA_VISIBLE_DEVICES": ""}
+
+
+def _gpuad_reason(env):
+    code = ("from gpuad.backends.probe import cuda_unavailable_reason as r; "
+            "print(r(0) or '')")
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_without_a_gpu_every_gpu_step_is_skipped_with_gpuads_reason(tmp_path):
+    env = _no_gpu_env()
+    reason = _gpuad_reason(env)
+    assert reason
+    status, rows, log = _run(tmp_path, 120, **env)
+    assert status == 0, log
+    by = {r["step"]: r for r in rows}
+    assert by["env"]["status"] == "passed" and by["info"]["status"] == "passed", log
+    for name in GPU_STEPS:
+        assert by[name]["status"] == "skipped" and by[name]["seconds"] == "0.000"
+        assert by[name]["note"] == f"no usable GPU: {reason}"
+    assert (tmp_path / "out" / "env.json").exists()
+    assert "cupy" in (tmp_path / "out" / "info.log").read_text()
+
+
+def test_a_step_past_the_budget_is_skipped_with_why(tmp_path):
+    status, rows, log = _run(tmp_path, 3, **_no_gpu_env())
+    assert status == 0, log
+    for r in rows[:2]:  # 3 s leave less than the least a step is started with
+        assert r["status"] == "skipped" and r["note"].startswith("budget: "), r
+    assert all(r["note"].startswith("no usable GPU") for r in rows[2:])
+
+
+def test_dry_run_on_the_stand_in(tmp_path):
+    if not (ROOT / "tests" / "fake_cuda_run.py").exists():
+        pytest.fail("tests/fake_cuda_run.py (the stand-in's launcher) is missing")
+    budget = 40
+    status, rows, log = _run(tmp_path, budget, GPUAD_CHECKS_STANDIN="1")
+    for r in rows:  # only the budget may stop a step; nothing fails on the stand-in
+        assert (r["status"] == "passed"
+                or r["status"] == "skipped" and r["note"].startswith("budget: ")
+                or r["status"] == "timeout" and "the budget's remainder" in r["note"]), (r, log)
+    assert status == (1 if any(r["status"] == "timeout" for r in rows) else 0), log
+    # the first steps take seconds: with 40 they always run
+    assert [r["status"] for r in rows[:3]] == ["passed"] * 3, log
+    out = tmp_path / "out"
+    assert "kernels compiled and launched" in (out / "kernels.log").read_text()
+    for r in rows:
+        if r["status"] == "passed":
+            assert (out / f"{r['step']}.log").exists()
+
+
+def test_shellcheck_is_clean():
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
+    run = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
