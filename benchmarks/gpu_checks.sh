@@ -108,7 +108,9 @@ step demo 90 gpu "${run[@]}" gpuad demo --device cuda --epochs "$epochs"
 step ops 90 gpu "${run[@]}" benchmarks.gpu_steps ops "$out"
 # the real-GPU test cases only: no module that uses the stand-in, no test that needs an index
 # (-W: the image may lack pytest-timeout, whose ini option would then stop pytest)
-step pytest 200 gpu "${run[@]}" pytest -q -p no:cacheprovider -o addopts= -rfE "${collect[@]}" \
+# (-v: a test's outcome is in the log as it ends, so a run the timeout stops still tells)
+step pytest 200 gpu "${run[@]}" pytest -v --tb=short -p no:cacheprovider -o addopts= -rfE \
+    "${collect[@]}" \
     -W ignore::pytest.PytestConfigWarning -m "cuda and not standin and not network" tests
 step bench_kernels 90 gpu "${run[@]}" benchmarks run --suite kernels --device cuda \
     --frameworks gpuad "${quick[@]}" --out "$out/cuda-kernels.json"

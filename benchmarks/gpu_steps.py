@@ -30,9 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def reason(out):
-    from gpuad.backends.probe import cuda_unavailable_reason
-
-    print(cuda_unavailable_reason(0) or "")
+    print(_reason() or "")
     return 0
 
 
@@ -65,6 +63,8 @@ def env(out):
         return {"version": torch.__version__, "cuda": torch.version.cuda,
                 "cuda_available": torch.cuda.is_available()}
 
+    field("gpuad_reason", lambda: _reason() or "none: cuda:0 is usable")
+    field("cupy_cache_dir", lambda: _cache())
     field("python", lambda: f"{platform.python_version()} ({sys.executable})")
     field("numpy", lambda: np.__version__)
     field("cupy", lambda: cupy_attr("__version__"))
@@ -77,6 +77,22 @@ def env(out):
     field("nvidia-smi", smi)
     (out / "env.json").write_text(json.dumps(fields, indent=1, default=str) + "\n")
     return 0
+
+
+def _reason():
+    from gpuad.backends.probe import cuda_unavailable_reason
+
+    return cuda_unavailable_reason(0)
+
+
+def _cache():
+    """CuPy's kernel cache folder and how many files it holds (a carried cache is not empty)."""
+    import os
+
+    path = pathlib.Path(os.environ.get("CUPY_CACHE_DIR")
+                        or pathlib.Path.home() / ".cupy" / "kernel_cache")
+    files = sum(1 for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+    return f"{path} ({files} files)"
 
 
 def _device_name():
