@@ -301,8 +301,8 @@ def _agree(got, wants, dtype):
     for want in wants:
         want = want.astype(np.float64)
         with np.errstate(invalid="ignore"):
-            ok |= ((np.isnan(got) & np.isnan(want)) | (got == want)
-                   | (np.abs(got - want) <= atol + rtol * np.abs(want)))
+            ok |= ((np.isnan(got) & np.isnan(want)) | (got == want)  # (an inf only itself)
+                   | (np.isfinite(want) & (np.abs(got - want) <= atol + rtol * np.abs(want))))
     return ok
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -96,3 +97,28 @@ def test_shellcheck_is_clean():
         pytest.skip("shellcheck is not installed")
     run = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout
+
+
+def test_fused_check_allows_flushed_subnormals_and_nothing_wrong():
+    """The fused step's comparison: a float32 subnormal that CUDA's -ftz=true flushed passes,
+    as does a result within the float32 tolerance; a value off by 1e-4, a nan for a number and
+    an inf of the other sign fail."""
+    from benchmarks.gpu_steps import TOLERANCE, _agree, _flush
+
+    f32 = np.float32
+    x = np.array([1e-40, -1e-40, 1.0, 2.0, np.inf, 3.0], dtype=f32)
+    want = x.copy()  # the identity, as the CPU computes it
+    rtol = TOLERANCE[np.dtype(f32)][0]
+    got = np.array([0.0, -0.0, 1.0 * (1 + rtol / 2), 2.0, np.inf, 3.0], dtype=f32)
+    assert _agree(got, [want, _flush(want)], f32).all()
+    # x * 1e38 of a subnormal x = 1e-39: the CPU's 0.1 against the GPU's 0 * 1e38 = 0 of the
+    # flushed input; 0 passes only with that alternative, a result of neither fails
+    sub = np.array([1e-39], dtype=f32)
+    cpu, flushed = sub * f32(1e38), _flush(sub) * f32(1e38)
+    assert not _agree(np.zeros(1, f32), [cpu], f32).any()
+    assert _agree(np.zeros(1, f32), [cpu, flushed], f32).all()
+    assert not _agree(np.full(1, 0.05, f32), [cpu, flushed], f32).any()
+    bad = np.array([0.0, -0.0, 1.0001, np.nan, -np.inf, 3.0], dtype=f32)
+    assert _agree(bad, [want, _flush(want)], f32).tolist() == [True, True, False, False, False,
+                                                               True]
+    assert _flush(np.array([1e-300])).tolist() == [1e-300]  # double precision is not flushed
