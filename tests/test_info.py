@@ -96,7 +96,7 @@ def test_empty_cache(fake_cuda):
 
     ad.ones(2, device="cuda")
     ad.cuda.empty_cache()
-    assert cupy.get_default_memory_pool().freed == 1
+    assert cupy.get_default_memory_pool()._freed == 1
 
 
 def test_info_command_on_this_machine():

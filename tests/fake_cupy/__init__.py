@@ -16,7 +16,7 @@ import sys
 import sysconfig
 import types
 
-from .namespace import ReductionKernel
+from .kernels import ReductionKernel
 from .stats import stats
 
 __all__ = ["ReductionKernel", "install", "installed", "stats"]

@@ -1,238 +1,144 @@
-"""A NumPy stand-in for CuPy, so the CUDA code path (dispatch, device bookkeeping, transfers,
-errors) runs on machines without a GPU.
-
-It only proves that gpuad routes CUDA tensors through the CuPy backend correctly; numerical
-behaviour of real CuPy/CUDA is checked by the same tests on a GPU machine, where the real
-CuPy is used instead.
+"""Assembles the stand-in's ``cupy`` and ``cupyx`` modules from the allow-list of real CuPy
+names (tests/cupy_names.json, written by tests/cupy_names.py): each allowed name is the
+stand-in's own object where it has one, else NumPy's function of that name made CuPy-like
+(tests/fake_cupy/array.py), else absent. Nothing outside the allow-list is offered.
 """
-import ctypes
+import json
+import pathlib
 import types
 
 import numpy as np
 
+from . import array, cuda, kernels
+from .array import _call, _wrap, ndarray
 
-class _Device:
-    def __init__(self, index=0):
-        self.id = index
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def synchronize(self):
-        pass
-
-    @property
-    def pci_bus_id(self):
-        return f"0000:0{self.id}:00.0"
+ALLOW_LIST = pathlib.Path(__file__).resolve().parents[1] / "cupy_names.json"
 
 
-class _CUDARuntimeError(RuntimeError):
-    pass
+def allowed():
+    """``(cupy version, {namespace path: [public names]})`` of the committed allow-list."""
+    data = json.loads(ALLOW_LIST.read_text())
+    return data["cupy_version"], data["names"]
 
 
-class _CompileException(Exception):
-    pass
+def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    """A host copy of ``a`` (counted when ``a`` is on the device)."""
+    if isinstance(a, ndarray):
+        return a.get(stream=stream, order=order, out=out, blocking=blocking)
+    return np.asarray(a, order=order)
 
 
-class _CUDADriverError(RuntimeError):
-    pass
+def get_array_module(*args):
+    import sys
+
+    return sys.modules["cupy"] if any(isinstance(a, ndarray) for a in args) else np
 
 
-class _OutOfMemoryError(MemoryError):
-    pass
+def flip(m, axis=None):
+    """CuPy refuses to flip a 0-d array."""
+    if m.ndim == 0:
+        raise np.exceptions.AxisError("Input must be >= 1-d")
+    return _call(np.flip, "flip", (m, axis), {})
 
 
-class _Pool:
-    def __init__(self):
-        self.freed = 0
-
-    def used_bytes(self):
-        return 3 << 20
-
-    def total_bytes(self):
-        return 5 << 20
-
-    def free_all_blocks(self):
-        self.freed += 1
+def clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    """CuPy wants one bound at least."""
+    if a_min is None and a_max is None:
+        raise ValueError("array_clip: must set either max or min")
+    return _call(np.clip, "clip", (a, a_min, a_max), dict(kwargs, out=out) if out else kwargs)
 
 
-_harness = []
+def from_dlpack(x):
+    """CuPy imports device memory only; no stand-in producer has any."""
+    raise BufferError("the CuPy stand-in cannot import DLPack capsules (CuPy takes CUDA "
+                      f"memory only), got {type(x).__name__}")
 
 
-def _host_kernels():
-    """The host build of kernels/elementwise.cuh (tests/kernel_harness.py), made once."""
-    if not _harness:
-        import tempfile
+class Generator:
+    """``cupy.random.Generator``: NumPy's generator, its arrays made on the current device."""
 
-        import pytest
-        from kernel_harness import Harness, build_host_library, host_compiler
+    def __init__(self, bit_generator):
+        self._rng = np.random.Generator(bit_generator)
 
-        if host_compiler() is None:
-            pytest.skip("no C++ compiler: the stand-in for CuPy runs gpuad's CUDA kernels "
-                        "through their host build")
-        _harness.append(Harness(build_host_library(tempfile.mkdtemp(prefix="gpuad-fake-"))))
-    return _harness[0]
+    def _draw(self, name, *args, **kwargs):
+        return _wrap(np.asarray(getattr(self._rng, name)(*args, **kwargs)), cuda.getDevice())
 
 
-class ElementwiseKernel:
-    """Stands in for ``cupy.ElementwiseKernel`` for gpuad's kernels (named
-    ``gpuad_<function>_<dtype>``): runs the same function of kernels/elementwise.cuh, built for
-    the host, over the broadcast inputs (float16 computed in float32, as on the GPU)."""
-
-    def __init__(self, in_params, out_params, operation, name="kernel", preamble="", **kw):
-        params = [p.split()[1] for p in in_params.split(",")]
-        self.n_arrays = sum(1 for p in params if p.startswith("a"))
-        self.function, _, dtype = name[len("gpuad_"):].rpartition("_")
-        self.dtype = np.dtype(dtype)
-
-    def __call__(self, *values):
-        arrays = np.broadcast_arrays(*[np.asarray(v) for v in values[:self.n_arrays]])
-        work = np.float64 if self.dtype == np.float64 else np.float32
-        out = _host_kernels()(self.function, work, *[a.ravel() for a in arrays],
-                              params=values[self.n_arrays:])
-        return out.reshape(arrays[0].shape).astype(self.dtype)
+def default_rng(seed=None):
+    return Generator(np.random.PCG64(seed))
 
 
-class ReductionKernel:
-    """Stands in for ``cupy.ReductionKernel`` for gpuad's one reduction, ``gpuad_all_finite_*``
-    (the anomaly mode's check): a 0-d bool array, True when no value is nan or ±inf. Each call
-    is counted in ``calls``."""
-
-    calls = 0
-
-    def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity,
-                 name="reduce", **kw):
-        assert name.startswith("gpuad_all_finite_") and reduce_expr == "a && b", name
-        assert identity == "true" and "isfinite" in map_expr, map_expr
-
-    def __call__(self, x):
-        assert isinstance(x, np.ndarray) and x.dtype.kind in "fc", type(x)
-        ReductionKernel.calls += 1
-        return np.asarray(np.isfinite(x).all())
+def _generator_methods(names):
+    for name in names:
+        if hasattr(np.random.Generator, name):
+            setattr(Generator, name,
+                    lambda self, *a, _name=name, **k: self._draw(_name, *a, **k))
 
 
-_row_harness = []
-
-#: the arguments each row-wise kernel writes, by position
-_ROW_OUTPUTS = {"softmax": (2,), "softmax_backward": (4,), "cross_entropy": (4, 5),
-                "bias_act_forward": (3, 4), "bias_act_backward": (4, 5),
-                "sgd_update": (0, 2), "adam_update": (0, 2, 3)}
-_ROW_RAW = {"sgd_update": 3, "adam_update": 4}  # the double* hyper-parameters
-_TEMPLATE_DTYPES = {"__half": np.float16, "float": np.float32, "double": np.float64}
-
-
-class RawModule:
-    """Stands in for ``cupy.RawModule`` for kernels/rowwise.cu and optim.cu: each kernel runs
-    the same functions built for the host (rows with a group of one thread, optimizer updates
-    one element at a time; tests/kernel_harness.py); grid and block are ignored. float16 data
-    is computed in float32."""
-
-    def __init__(self, code="", options=(), name_expressions=()):
-        self.names = set(name_expressions)
-
-    def get_function(self, name):
-        assert name in self.names, name
-        base, _, types = name[len("gpuad::"):].partition("<")
-        for suffix in ("_warp", "_block"):
-            base = base.removesuffix(suffix)
-        wide = np.float64 if types.startswith("double") else np.float32
-        data = _TEMPLATE_DTYPES[types.split(",")[0]]
-
-        def launch(grid, block, args):
-            if not _row_harness:
-                import tempfile
-
-                from kernel_harness import build_rowwise_library
-
-                _row_harness.append(build_rowwise_library(tempfile.mkdtemp(prefix="gpuad-")))
-            lib = _row_harness[0]
-            fn = getattr(lib, f"k_{base}_{'f64' if wide == np.float64 else 'f32'}")
-            work, values = [], []
-            for pos, a in enumerate(args):
-                if isinstance(a, np.ndarray) and pos == _ROW_RAW.get(base):
-                    assert a.dtype == np.float64 and a.flags.c_contiguous
-                    work.append((a, a))
-                    values.append(ctypes.c_void_p(a.ctypes.data))
-                elif isinstance(a, np.ndarray):
-                    # as the GPU would: data of the template's type, laid out C-contiguous
-                    assert a.dtype.kind != "f" or a.dtype == data, (name, a.dtype)
-                    assert a.flags.c_contiguous, name
-                    w = a if a.dtype.kind != "f" else np.ascontiguousarray(a, dtype=wide)
-                    work.append((a, w))
-                    values.append(ctypes.c_void_p(w.ctypes.data))
-                elif isinstance(a, np.int32):
-                    values.append(ctypes.c_int(int(a)))
-                elif isinstance(a, np.integer):
-                    values.append(ctypes.c_longlong(int(a)))
-                else:
-                    values.append(ctypes.c_double(float(a)))
-            fn.restype = None
-            fn(*values)
-            arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
-            for i in _ROW_OUTPUTS[base]:
-                original, w = work[arrays.index(i)]
-                if w is not original:
-                    original[...] = w
-
-        return launch
-
-
-def modules(devices=1):
-    """``{module name: module}`` to place in ``sys.modules``."""
-    cupy = types.ModuleType("cupy")
-    for name in dir(np):
-        if not name.startswith("__"):
-            setattr(cupy, name, getattr(np, name))
-    cupy.__version__ = "fake"
-    cupy.asnumpy = lambda a: np.array(a, copy=True)
-
-    def flip(a, axis=None):  # like CuPy: no flipping of 0-d arrays
-        if np.ndim(a) == 0:
-            raise np.exceptions.AxisError("Input must be >= 1-d")
-        return np.flip(a, axis)
-
-    def clip(a, lo=None, hi=None, **kwargs):  # like CuPy: one bound at least
-        if lo is None and hi is None:
-            raise ValueError("array_clip: must set either max or min")
-        return np.clip(a, lo, hi, **kwargs)
-
-    cupy.flip, cupy.clip = flip, clip
-    cupy.cuda = types.SimpleNamespace(
-        Device=_Device,
-        runtime=types.SimpleNamespace(
-            memGetInfo=lambda: (1 << 30, 2 << 30), CUDARuntimeError=_CUDARuntimeError,
-            runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13010,
-            getDeviceCount=lambda: devices,
-            getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0}),
-        memory=types.SimpleNamespace(OutOfMemoryError=_OutOfMemoryError),
-        compiler=types.SimpleNamespace(CompileException=_CompileException),
-        driver=types.SimpleNamespace(CUDADriverError=_CUDADriverError),
-    )
-    cupy.ElementwiseKernel = ElementwiseKernel
-    cupy.ReductionKernel = ReductionKernel
-    pool, pinned = _Pool(), _Pool()
-    cupy.get_default_memory_pool = lambda: pool
-    cupy.get_default_pinned_memory_pool = lambda: pinned
-    cupy.RawModule = RawModule
-    cupy.random = types.SimpleNamespace(default_rng=np.random.default_rng)
-    cupyx = types.ModuleType("cupyx")
-    cupyx.scatter_add = np.add.at
-    special = types.ModuleType("cupyx.scipy.special")
+def _erf(x):
+    """cupyx's erf: float32 and float64 loops only (float16 gives float32)."""
     try:
         from scipy.special import erf
     except ImportError:  # pragma: no cover
         import math
 
         erf = np.vectorize(math.erf, otypes=[np.float64])
-    def special_erf(x):  # like cupyx: float32 and float64 loops only
-        out = np.asarray(erf(x))
-        return out.astype(np.float32 if x.dtype == np.float16 else out.dtype)
+    out = np.asarray(erf(x))
+    return out.astype(np.float32 if x.dtype == np.float16 else out.dtype)
 
-    special.erf = special_erf
-    scipy = types.ModuleType("cupyx.scipy")
-    scipy.special = special
-    cupyx.scipy = scipy
-    return {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": scipy, "cupyx.scipy.special": special}
+
+def _module(name, names, own):
+    """Module ``name`` holding those of ``names`` that ``own`` defines."""
+    mod = types.ModuleType(name)
+    for n in names:
+        if n in own:
+            setattr(mod, n, own[n])
+    return mod
+
+
+def _cupy_module(names, own):
+    """``cupy``: own objects, NumPy's ufuncs, types and constants as they are in CuPy, and
+    NumPy's other functions made CuPy-like."""
+    cupy = types.ModuleType("cupy")
+    for name in names:
+        obj = own.get(name, getattr(np, name, None))
+        if obj is None or isinstance(obj, types.ModuleType) and name not in own:
+            continue
+        if name not in own:
+            if isinstance(obj, np.ufunc):
+                obj = array.ufunc(obj)
+            elif callable(obj) and not isinstance(obj, type):
+                obj = array.function(name, obj)
+            array.register(name, obj)
+        setattr(cupy, name, obj)
+    return cupy
+
+
+def modules(devices=1):
+    """``{module name: module}`` to place in ``sys.modules`` for ``devices`` stand-in GPUs."""
+    version, names = allowed()
+    array.install_methods(tuple(names["cupy.ndarray"]))
+    _generator_methods(names["cupy.random.Generator"])
+    mods = cuda.namespace(devices)
+    pool, pinned = cuda.MemoryPool(), cuda.PinnedMemoryPool()
+    random = _module("cupy.random", names["cupy.random"],
+                     {"default_rng": default_rng, "Generator": Generator})
+    own = {"ndarray": ndarray, "ufunc": array.ufunc, "asnumpy": asnumpy,
+           "get_array_module": get_array_module, "flip": flip, "clip": clip,
+           "from_dlpack": from_dlpack, "ElementwiseKernel": kernels.ElementwiseKernel,
+           "ReductionKernel": kernels.ReductionKernel, "RawModule": kernels.RawModule,
+           "RawKernel": kernels.RawKernel, "get_default_memory_pool": lambda: pool,
+           "get_default_pinned_memory_pool": lambda: pinned, "cuda": mods["cupy.cuda"],
+           "random": random}
+    cupy = _cupy_module(names["cupy"], own)
+    cupy.__version__ = f"{version}+standin"  # never mistaken for a real run
+    special = _module("cupyx.scipy.special", names["cupyx.scipy.special"],
+                      {"erf": lambda x: _call(_erf, "erf", (x,), {})})
+    scipy = _module("cupyx.scipy", names["cupyx.scipy"], {"special": special})
+    cupyx = _module("cupyx", names["cupyx"], {
+        "scipy": scipy,
+        "scatter_add": lambda a, slices, value: _call(np.add.at, "scatter_add",
+                                                      (a, slices, value), {})})
+    return {"cupy": cupy, "cupy.random": random, "cupyx": cupyx, "cupyx.scipy": scipy,
+            "cupyx.scipy.special": special, **mods}
+
