@@ -2,6 +2,7 @@
 gpuad's own reason), the budget (a step that would start past it is skipped, with why), and the
 dry run on the CuPy stand-in (GPUAD_CHECKS_STANDIN=1) under a small budget. Each checks
 steps.tsv: every step, in the issue's order, with a status, within the budget."""
+import json
 import os
 import pathlib
 import shutil
@@ -122,3 +123,35 @@ def test_fused_check_allows_flushed_subnormals_and_nothing_wrong():
     assert _agree(bad, [want, _flush(want)], f32).tolist() == [True, True, False, False, False,
                                                                True]
     assert _flush(np.array([1e-300])).tolist() == [1e-300]  # double precision is not flushed
+
+
+def test_kernels_step_reports_a_failing_kernel_and_goes_on(tmp_path, monkeypatch):
+    """On the stand-in: every kernel the backend builds is compiled and launched (as many as
+    ``gpuad.cuda.warmup`` counts, plus the all-finite reduction per dtype); one whose launch
+    fails (here: no launcher for adam_update) is recorded with why, the others still run, and
+    the step's status is 1."""
+    from fake_cupy import installed
+
+    from benchmarks import gpu_steps
+
+    launchers = gpu_steps._row_launchers
+
+    def without_adam(*args):
+        found = launchers(*args)
+        del found["adam_update"]
+        return found
+
+    with installed():
+        assert gpu_steps.kernels(tmp_path) == 0
+        done = json.loads((tmp_path / "kernels.json").read_text())
+        assert all(k["status"] == "ok" for k in done["kernels"])
+        finite = [k for k in done["kernels"] if k["kernel"] == "gpuad_all_finite"]
+        assert len(finite) == 4 and done["warmup_count"] == len(done["kernels"]) - 4 > 0
+        monkeypatch.setattr(gpu_steps, "_row_launchers", without_adam)
+        assert gpu_steps.kernels(tmp_path) == 1
+    again = json.loads((tmp_path / "kernels.json").read_text())["kernels"]
+    failed = [k for k in again if k["status"] != "ok"]
+    assert [(k["kernel"], k["dtype"]) for k in failed] == [
+        ("adam_update", d) for d in ("float16", "float32", "float64")]
+    assert "no launcher for the kernel adam_update" in failed[0]["error"]
+    assert len(again) == len(done["kernels"])
