@@ -15,6 +15,7 @@ item failed (a failed item never stops the others).
   with per-dtype tolerances (``TOLERANCE``);
 - ``ops``: every op case of ``tests/op_cases.py``, value and gradient, CUDA against CPU.
 """
+import importlib.util
 import json
 import pathlib
 import platform
@@ -74,6 +75,8 @@ def env(out):
     field("devices", lambda: cupy_attr("cuda.runtime.getDeviceCount"))
     field("device_0", lambda: _device_name())
     field("torch", torch_cuda)
+    field("test_packages", lambda: {name: importlib.util.find_spec(name) is not None
+                                     for name in ("hypothesis", "pytest_timeout", "scipy")})
     field("nvidia-smi", smi)
     (out / "env.json").write_text(json.dumps(fields, indent=1, default=str) + "\n")
     return 0
