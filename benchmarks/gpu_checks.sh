@@ -21,10 +21,13 @@
 # Benchmark results go to OUT/cuda-*.json, to be committed as benchmarks/results/cuda-*.json.
 set -uo pipefail
 export LC_ALL=C
+if [[ -n ${OUT:-} ]]; then  # (relative to where the script was started)
+    mkdir -p "$OUT" && out=$(cd "$OUT" && pwd) || exit 2
+fi
 cd "$(dirname "$0")/.." || exit 2
-out=${OUT:-gpu-results}
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
+if [[ -z ${OUT:-} ]]; then
+    mkdir -p gpu-results && out=$PWD/gpu-results
+fi
 budget=${GPUAD_CHECKS_BUDGET:-470}
 py=${PYTHON:-python3}
 grace=5       # seconds between a step's TERM and KILL (kept out of the budget)
