@@ -135,7 +135,8 @@ def elementwise_kernels():
 
 def _row_launchers(backend, xp, dtype):
     """Per row or optimizer kernel of kernel_table (``_warp``/``_block`` picked by the row
-    length, as the backend does): a call of the backend that launches it."""
+    length, as the backend does): a call of the backend that launches it. (A kernel file is
+    one module, compiled whole at the first launch of one of its kernels.)"""
     def rows(cols):
         return xp.asarray(np.random.default_rng(0).standard_normal((8, cols)), dtype=dtype)
 
@@ -147,12 +148,16 @@ def _row_launchers(backend, xp, dtype):
         x, labels = rows(cols), xp.zeros(8, dtype=np.int64)
         return lambda: backend.fused_cross_entropy(x, labels, -100, 0.0)
 
+    def softmax(cols):
+        x = rows(cols)
+        return lambda: backend.softmax(x, 1)
+
     x, b = rows(64), xp.zeros(64, dtype=dtype)
     flat = [xp.zeros(1000, dtype=dtype) for _ in range(4)]
     hyper = xp.zeros(8, dtype=np.float64)  # lr 0: a launch that leaves the values as they are
     return {
-        "softmax_warp": lambda: backend.softmax(rows(100), 1),
-        "softmax_block": lambda: backend.softmax(rows(2000), 1),
+        "softmax_warp": softmax(100),
+        "softmax_block": softmax(2000),
         "softmax_backward_warp": softmax_grad(100),
         "softmax_backward_block": softmax_grad(2000),
         "cross_entropy_warp": cross_entropy(100),
