@@ -249,7 +249,7 @@ def _missing(kernel):
 #: the rules' sums), which cancellation in a derivative rule can amplify; a wrong formula is
 #: off by far more than 1e-11. float32 the same, with CUDA's single-precision functions within
 #: 4 ulp (tanf; most 1-2). float16 is computed in float32 and rounded once: against the float32
-#: kernel's result rounded, one float16 ulp (2^-10) either way, and the subnormal step 2^-24.
+#: kernel's result rounded, one float16 ulp (2^-10) either way, and two subnormal steps (2^-24).
 TOLERANCE = {np.dtype(np.float64): (1e-11, 1e-13), np.dtype(np.float32): (1e-5, 1e-6),
              np.dtype(np.float16): (2e-3, 2 ** -23)}
 #: the parameters each op is run with
