@@ -3,6 +3,8 @@
 "cpu" always; "cuda" only where CuPy and a GPU are usable, otherwise its cases are skipped
 with the reason, never failed.
 """
+import sys
+
 import pytest
 
 import gpuad as ad
@@ -35,6 +37,15 @@ def cpu_default():
     ad.set_default_device("cpu")
     yield
     _Policy.default = saved
+
+
+@pytest.fixture(autouse=True)
+def _remove_the_cupy_stand_in():
+    """A test that installed the CuPy stand-in (tests/fake_cupy) leaves without it."""
+    yield
+    stand_in = sys.modules.get("fake_cupy")
+    if stand_in is not None:
+        stand_in.remove()
 
 
 def _of_stand_in(value):

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from fake_cupy import ReductionKernel, installed
+from fake_cupy import installed, stats
 
 import gpuad as ad
 from gpuad.autograd import anomaly as anomaly_module
@@ -323,17 +323,17 @@ def test_cuda_checks_each_rule_with_one_device_reduction(fake_cuda, monkeypatch)
         z = (y * 3.0).sum()
         copies, real = [], cupy.asnumpy
         monkeypatch.setattr(cupy, "asnumpy", lambda a: copies.append(a))
-        before = ReductionKernel.calls
+        before = stats.reductions
         with pytest.raises(RuntimeError, match="SqrtBackward returned inf") as err:
             z.backward()
         # sum, mul and sqrt each checked by one reduction, then the bad rule's two inputs
         # (its output gradient and saved output); no copy to the host
-        assert ReductionKernel.calls - before == 5 and copies == []
+        assert stats.reductions - before == 5 and copies == []
         assert re.search(_place("# <- on cuda"), str(err.value))
         w = ad.tensor([1.0, 4.0], device="cuda", requires_grad=True)
-        before = ReductionKernel.calls
+        before = stats.reductions
         (ad.sqrt(w) * 3.0).sum().backward()
-        assert ReductionKernel.calls - before == 3 and copies == []
+        assert stats.reductions - before == 3 and copies == []
     monkeypatch.setattr(cupy, "asnumpy", real)
     np.testing.assert_allclose(w.grad.numpy(), 1.5 / np.sqrt([1.0, 4.0]))
 
@@ -375,8 +375,8 @@ def test_the_mode_changes_no_value():
 
 def test_cuda_forward_check(fake_cuda):
     x = ad.tensor([-1.0, 1.0], device="cuda")
-    before = ReductionKernel.calls
+    before = stats.reductions
     with ad.autograd.detect_anomaly(check_forward=True), np.errstate(invalid="ignore"):
         with pytest.raises(RuntimeError, match="the op log returned nan"):  # (NumPy's warning:
             ad.log(x)                                                      # the stand-in's)
-    assert ReductionKernel.calls - before == 2  # the output, then the input
+    assert stats.reductions - before == 2  # the output, then the input

@@ -104,7 +104,8 @@ def test_compile_failure_names_the_kernel(fake_cuda, monkeypatch):
     from gpuad.backends import cupy_kernels  # (imports CuPy: here the stand-in)
 
     def broken(self, *values):
-        raise cupy.cuda.compiler.CompileException("error: identifier 'x' is undefined")
+        raise cupy.cuda.compiler.CompileException("error: identifier 'x' is undefined",
+                                                  "<source>", "gpuad_kernel", ())
 
     monkeypatch.setattr(cupy.ElementwiseKernel, "__call__", broken)
     x = ad.tensor([1.0], device="cuda")
@@ -188,8 +189,8 @@ def test_fused_cross_entropy_matches_the_composition(cols, smoothing, fake_cuda)
     want_loss = (ad.logsumexp(xt, axis=1) - (xt * ad.tensor(q)).sum(axis=1)).numpy()
     want_d = (ad.softmax(xt, axis=1) - ad.tensor(q)).numpy()
     want_loss[2], want_d[2] = 0.0, 0.0
-    np.testing.assert_allclose(np.asarray(loss), want_loss, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(np.asarray(dlogits), want_d, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(loss.get(), want_loss, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dlogits.get(), want_d, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("activation", ["identity", "relu", "sigmoid", "tanh", "gelu",
@@ -212,9 +213,9 @@ def test_fused_bias_activation_matches_the_composition(activation, fake_cuda):
     b = ad.tensor(bn, dtype=ad.float64, requires_grad=True)
     out = fns[activation](x + b)
     want_dx, want_db = ad.grad(out, (x, b), ad.tensor(gn, dtype=ad.float64))
-    np.testing.assert_allclose(np.asarray(y), out.numpy(), rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(np.asarray(dz), want_dx.numpy(), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(np.asarray(db), want_db.numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(y.get(), out.numpy(), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(dz.get(), want_dx.numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(db.get(), want_db.numpy(), rtol=1e-12, atol=1e-13)
 
 
 def test_composed_rule_would_launch_three_kernels(fake_cuda, monkeypatch):

@@ -80,7 +80,7 @@ def test_out_of_memory_names_the_numbers(fake_cuda, monkeypatch):
     backend = x.device.backend
 
     def fail(*a, **k):
-        raise cupy.cuda.memory.OutOfMemoryError("Out of memory allocating 8,589,934,592 bytes")
+        raise cupy.cuda.memory.OutOfMemoryError(8_589_934_592, 0)  # (size, total)
 
     from gpuad.backends.cupy_backend import _on
 

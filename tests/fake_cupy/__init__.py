@@ -16,13 +16,13 @@ import sys
 import sysconfig
 import types
 
-from .kernels import ReductionKernel
 from .stats import stats
 
-__all__ = ["ReductionKernel", "install", "installed", "stats"]
+__all__ = ["install", "installed", "remove", "stats"]
 
 _ROOTS = ("cupy", "cupyx", "cupy_backends")
 _active = []  # the uninstall callable of the stand-in in place, if any
+_active_devices = [0]  # and its number of devices
 
 
 def _is_cupy(name):
@@ -117,16 +117,29 @@ def install(devices=1):
         device_mod._Policy.default = saved_default
 
     _active.append(uninstall)
+    _active_devices[0] = devices
     return uninstall
+
+
+def remove():
+    """Remove the stand-in if one is installed (tests/conftest.py does at each test's end)."""
+    if _active:
+        _active[0]()
 
 
 @contextlib.contextmanager
 def installed(monkeypatch=None, devices=1):
-    """The stand-in in place of CuPy for one ``with`` block (``devices`` stand-in GPUs).
-    ``monkeypatch`` is accepted for pytest call sites and not needed: everything is restored
-    on exit."""
+    """The stand-in in place of CuPy, with ``devices`` stand-in GPUs, from the ``with``
+    statement on. Given pytest's ``monkeypatch`` (a test), it stays until the test ends
+    (tests/conftest.py removes it), so CUDA tensors made in the block stay usable for the
+    test's checks, and a second block in the test keeps it; otherwise it is removed at the
+    block's end."""
+    if monkeypatch is not None and _active and _active_devices[0] == devices:
+        yield stats
+        return
     uninstall = install(devices)
     try:
         yield stats
     finally:
-        uninstall()
+        if monkeypatch is None:
+            uninstall()

@@ -164,8 +164,10 @@ class ndarray:
     # ---- indexing ---------------------------------------------------------------------------
     def __getitem__(self, key):
         key = _index(key)
-        basic = not any(isinstance(k, (ndarray, list)) for k in
-                        (key if isinstance(key, tuple) else (key,)))
+        parts = key if isinstance(key, tuple) else (key,)
+        basic = not any(isinstance(k, (ndarray, list)) for k in parts)
+        if basic and not any(k is Ellipsis for k in parts):
+            key = (*parts, Ellipsis)  # a view, 0-d too, as in CuPy (NumPy: a scalar copy)
         return _call(operator.getitem, "basic_getitem" if basic else "getitem", (self, key), {})
 
     def __setitem__(self, key, value):
@@ -341,7 +343,7 @@ class ufunc:
 
     def __init__(self, np_ufunc):
         self._u = np_ufunc
-        self.__name__ = np_ufunc.__name__
+        self.__name__ = self.name = np_ufunc.__name__
         self.nin, self.nout, self.nargs = np_ufunc.nin, np_ufunc.nout, np_ufunc.nargs
         self.types = np_ufunc.types
 

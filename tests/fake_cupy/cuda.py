@@ -135,7 +135,7 @@ class Device:
 def getDeviceProperties(device):
     if not 0 <= device < _count[0]:
         raise CUDARuntimeError(101)
-    return {"name": b"Stand-in GPU", "major": 9, "minor": 0, "totalGlobalMem": 2 << 30,
+    return {"name": b"Fake GPU", "major": 9, "minor": 0, "totalGlobalMem": 2 << 30,
             "multiProcessorCount": 132}
 
 
@@ -156,7 +156,7 @@ class Event:
     """``cupy.cuda.Event``: ``record`` notes the host time (work runs synchronously here)."""
 
     def __init__(self, block=False, disable_timing=False, interprocess=False):
-        self.disable_timing = disable_timing
+        self._disable_timing = disable_timing
         self._time = None
 
     def record(self, stream=None):
@@ -174,7 +174,7 @@ def get_elapsed_time(start_event, end_event):
     """Milliseconds between two recorded events; CUDA's error for an unrecorded event or one
     made with ``disable_timing``."""
     for e in (start_event, end_event):
-        if e._time is None or e.disable_timing:
+        if e._time is None or e._disable_timing:
             raise CUDARuntimeError(400)
     return (end_event._time - start_event._time) * 1e3
 
@@ -183,7 +183,7 @@ class Stream:
     """``cupy.cuda.Stream``: ``use()`` and ``with`` make it current; work is synchronous."""
 
     def __init__(self, null=False, non_blocking=False, ptr=0, priority=None):
-        self.ptr = 0 if null else id(self)
+        self._ptr = 0 if null else id(self)
         self._previous = []
 
     def use(self):
@@ -210,10 +210,10 @@ class Stream:
         return True
 
     def __eq__(self, other):
-        return isinstance(other, Stream) and other.ptr == self.ptr
+        return isinstance(other, Stream) and other._ptr == self._ptr
 
     def __hash__(self):
-        return hash(self.ptr)
+        return hash(self._ptr)
 
 
 Stream.null = Stream(null=True)
@@ -247,8 +247,14 @@ class MemoryPool:
         self._freed += 1
 
 
-class PinnedMemoryPool(MemoryPool):
+class PinnedMemoryPool:
     """The default pinned pool."""
+
+    def __init__(self):
+        self._freed = 0
+
+    def free_all_blocks(self):
+        self._freed += 1
 
 
 def namespace(devices):

@@ -38,6 +38,14 @@ def _library(kind):
     return _libraries[kind]
 
 
+def _harness_arrays():
+    """How many array arguments each host-built function takes (tests/kernel_harness.py)."""
+    import kernel_harness
+
+    return {name: len(arrays)
+            for name, arrays, _, _ in kernel_harness._functions()}
+
+
 class _Param:
     """One parameter of a kernel's ``in_params``/``out_params``, parsed as CuPy does."""
 
@@ -144,22 +152,29 @@ class ElementwiseKernel:
         _, function, acc, call = match.groups()
         names = [p.name for p in self.in_params]
         order = [names.index(a.strip().rpartition(")")[2]) for a in call.split(",")]
-        arrays = [(i, a) for i, a in enumerate(args) if isinstance(a, ndarray)]
-        shape = np.broadcast_shapes(*(a.shape for _, a in arrays))
+        shape = np.broadcast_shapes(*(a.shape for a in args if isinstance(a, ndarray)))
         work = np.float64 if acc == "double" else np.float32
         stats.launches += 1
-        inputs = {i: np.broadcast_to(a._a, shape).ravel() for i, a in arrays}
-        values = [inputs[i] for i in order if i in inputs]
-        params = [np.dtype(types[i]).type(args[i]) for i in order if i not in inputs]
+        n_arrays = _harness_arrays().get(function)
+        if n_arrays is None or len(order) < n_arrays:
+            raise NotImplementedError(f"the CuPy stand-in has no host build of gpuad::{function}")
+        # the host build takes the function's arrays, then its double parameters
+        values = [np.broadcast_to(args[i]._a if isinstance(args[i], ndarray)
+                                  else np.asarray(args[i], types[i]), shape).ravel()
+                  for i in order[:n_arrays]]
+        if any(isinstance(args[i], ndarray) for i in order[n_arrays:]):
+            raise NotImplementedError(f"the host build of gpuad::{function} takes scalars "
+                                      f"after its first {n_arrays} arguments")
+        params = [np.dtype(types[i]).type(args[i]) for i in order[n_arrays:]]
         out = _library("elementwise")(function, work, *values, params=params)
         return _wrap(out.reshape(shape).astype(out_dtype), cuda.getDevice())
 
 
 class ReductionKernel:
     """``cupy.ReductionKernel`` for gpuad's one reduction, ``gpuad_all_finite_*`` (anomaly
-    mode's check): True when no value is nan or ±inf. Each call is counted in ``calls``."""
+    mode's check): True when no value is nan or ±inf. Each call is counted in
+    ``stats.reductions``."""
 
-    calls = 0
     _MAPS = {"isfinite((double)x)": lambda a: np.isfinite(a),
              "isfinite((double)x.real()) && isfinite((double)x.imag())":
                  lambda a: np.isfinite(a.real) & np.isfinite(a.imag)}
@@ -189,7 +204,7 @@ class ReductionKernel:
             raise NotImplementedError("the CuPy stand-in runs only gpuad's all-finite "
                                       "reduction")
         (x,) = args
-        ReductionKernel.calls += 1
+        stats.reductions += 1
         stats.launches += 1
         return _wrap(np.asarray(test(x._a).all()), cuda.getDevice())
 

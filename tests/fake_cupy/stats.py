@@ -9,9 +9,10 @@ class Stats:
     ``float()``/``int()``/``bool()``, ``.tolist()``); ``set_device``: calls of
     ``cupy.cuda.runtime.setDevice`` (made by ``with Device(i)`` too); ``get_function``: calls of
     ``RawModule.get_function``; ``launches``: kernel launches (ElementwiseKernel,
-    ReductionKernel and RawModule kernels)."""
+    ReductionKernel and RawModule kernels); ``reductions``: the ReductionKernel launches among
+    them."""
 
-    FIELDS = ("device_to_host", "set_device", "get_function", "launches")
+    FIELDS = ("device_to_host", "set_device", "get_function", "launches", "reductions")
 
     def __init__(self):
         self.reset()
