@@ -37,13 +37,15 @@ export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-$PWD/.gpu-cache/cupy}
 mkdir -p "$CUPY_CACHE_DIR"
 
 quick=()
-collect=()
+tests=("$py" -m pytest)
 if [[ ${GPUAD_CHECKS_STANDIN:-0} == 1 ]]; then
     launcher=$PWD/tests/fake_cuda_run.py
     run=("$py" "$launcher" -m)
     export BENCHMARKS_LAUNCHER=$launcher  # the benchmark harness's child processes too
     quick=(--quick)
-    collect=(--collect-only)  # the real-GPU cases are not meant for the stand-in: selected only
+    # the real-GPU cases are not meant for the stand-in: the selection is only collected (by
+    # plain pytest: collecting needs no device)
+    tests=("$py" -m pytest --collect-only)
     epochs=1
 else
     run=("$py" -m)
@@ -120,8 +122,8 @@ step ops 90 gpu "${run[@]}" benchmarks.gpu_steps ops "$out"
 # (-W: the image may lack pytest-timeout, whose ini option would then stop pytest)
 # (-v: a test's outcome is in the log as it ends, so a run the timeout stops still tells;
 # a module that cannot be imported there, e.g. for want of hypothesis, leaves the others)
-step pytest 200 gpu "${run[@]}" pytest -v --tb=short -p no:cacheprovider -o addopts= -rfE \
-    --continue-on-collection-errors "${collect[@]}" \
+step pytest 200 gpu "${tests[@]}" -v --tb=short -p no:cacheprovider -o addopts= -rfE \
+    --continue-on-collection-errors \
     -W ignore::pytest.PytestConfigWarning -m "cuda and not standin and not network" tests
 step bench_kernels 90 gpu "${run[@]}" benchmarks run --suite kernels --device cuda \
     --frameworks gpuad "${quick[@]}" --out "$out/cuda-kernels.json"
