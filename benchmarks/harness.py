@@ -52,6 +52,15 @@ def _env(threads):
     return env
 
 
+def _python_module(module, *args):
+    """The command of a child process that runs ``python -m module args``: through the script
+    in BENCHMARKS_LAUNCHER when it is set (benchmarks/gpu_checks.sh's dry run sets
+    tests/fake_cuda_run.py, which runs the module on the CuPy stand-in), so the children see
+    the devices their parent sees."""
+    launcher = os.environ.get("BENCHMARKS_LAUNCHER")
+    return [sys.executable, *([launcher] if launcher else []), "-m", module, *args]
+
+
 class Worker:
     """A framework's process, spoken to in JSON lines."""
 
@@ -59,7 +68,7 @@ class Worker:
         self.framework = framework
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", framework, device, str(threads)],
+            _python_module("benchmarks.worker", framework, device, str(threads)),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
             cwd=ROOT, env=_env(threads))
         self.hello = self._receive()
@@ -197,7 +206,7 @@ def _kernels(quick, say):
     """gpuad's CUDA kernel benchmark (benchmarks.kernels), its JSON kept whole."""
     with tempfile.TemporaryDirectory() as d:
         path = pathlib.Path(d) / "kernels.json"
-        args = [sys.executable, "-m", "benchmarks.kernels", "--json", str(path)]
+        args = _python_module("benchmarks.kernels", "--json", str(path))
         if quick:
             args += ["--n", str(1 << 22), "--reps", "3"]
         out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=_env(1))

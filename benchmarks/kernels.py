@@ -98,7 +98,7 @@ def main():
         torch = None
         print("torch not installed: no PyTorch comparison")
     if torch is not None and not torch.cuda.is_available():
-        print("torch has no usable CUDA device: no PyTorch comparison")
+        print(f"torch {torch.__version__} has no usable CUDA device: no PyTorch comparison")
     elif torch is not None:
         tl = torch.as_tensor(logits, device="cuda").requires_grad_()
         tlab = torch.as_tensor(labels, device="cuda")

@@ -112,6 +112,7 @@ def _tree_mb(root):
     return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
 
 
+@pytest.mark.network
 def test_cpu_image_install_replayed_then_smoke(tmp_path):
     """The CPU image's install stage, replayed in a fresh venv against a wheel of this checkout
     (as the image's first stage builds it); the prefix it fills is the one layer the runtime

@@ -8,10 +8,12 @@ import sys
 import zipfile
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.network  # pip builds the wheel in an isolated environment from the index
 def test_installed_wheel_finds_its_kernels(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist),

@@ -1,0 +1,157 @@
+"""benchmarks/gpu_checks.sh run here: the path without a GPU (every GPU step skipped with
+gpuad's own reason), the budget (a step that would start past it is skipped, with why), and the
+dry run on the CuPy stand-in (GPUAD_CHECKS_STANDIN=1) under a small budget. Each checks
+steps.tsv: every step, in the issue's order, with a status, within the budget."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_checks.sh"
+#: issue 16's order, most valuable evidence first
+STEPS = ["env", "info", "kernels", "fused", "demo", "ops", "pytest", "bench_kernels",
+         "bench_suites"]
+GPU_STEPS = STEPS[2:]
+
+
+def _run(tmp_path, budget, **env):
+    """Run the script; (exit status, steps.tsv rows as dicts, stdout and stderr)."""
+    out = tmp_path / "out"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUAD_CHECKS_")}
+    environ |= {"OUT": str(out), "GPUAD_CHECKS_BUDGET": str(budget), "PYTHON": sys.executable,
+                "CUPY_CACHE_DIR": str(tmp_path / "cache"), **env}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=environ, capture_output=True, text=True,
+                          timeout=budget + 120, cwd=tmp_path)
+    lines = (out / "steps.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["step", "status", "seconds", "note"]
+    rows = [dict(zip(["step", "status", "seconds", "note"], line.split("\t"))) for line in
+            lines[1:]]
+    assert [r["step"] for r in rows] == STEPS, proc.stdout
+    assert all(r["status"] in ("passed", "failed", "timeout", "skipped") for r in rows)
+    assert sum(float(r["seconds"]) for r in rows) <= budget, rows
+    return proc.returncode, rows, proc.stdout + proc.stderr
+
+
+def _no_gpu_env():
+    """An environment where the driver shows no device, even on a GPU machine."""
+    return {"CUDA_VISIBLE_DEVICES": ""}
+
+
+def _gpuad_reason(env):
+    code = ("from gpuad.backends.probe import cuda_unavailable_reason as r; "
+            "print(r(0) or '')")
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_without_a_gpu_every_gpu_step_is_skipped_with_gpuads_reason(tmp_path):
+    env = _no_gpu_env()
+    reason = _gpuad_reason(env)
+    assert reason
+    status, rows, log = _run(tmp_path, 120, **env)
+    assert status == 0, log
+    by = {r["step"]: r for r in rows}
+    assert by["env"]["status"] == "passed" and by["info"]["status"] == "passed", log
+    for name in GPU_STEPS:
+        assert by[name]["status"] == "skipped" and by[name]["seconds"] == "0.000"
+        assert by[name]["note"] == f"no usable GPU: {reason}"
+    assert (tmp_path / "out" / "env.json").exists()
+    assert "cupy" in (tmp_path / "out" / "info.log").read_text()
+
+
+def test_a_step_past_the_budget_is_skipped_with_why(tmp_path):
+    status, rows, log = _run(tmp_path, 3, **_no_gpu_env())
+    assert status == 0, log
+    for r in rows[:2]:  # 3 s leave less than the least a step is started with
+        assert r["status"] == "skipped" and r["note"].startswith("budget: "), r
+    assert all(r["note"].startswith("no usable GPU") for r in rows[2:])
+
+
+def test_dry_run_on_the_stand_in(tmp_path):
+    if not (ROOT / "tests" / "fake_cuda_run.py").exists():
+        pytest.fail("tests/fake_cuda_run.py (the stand-in's launcher) is missing")
+    budget = 40
+    status, rows, log = _run(tmp_path, budget, GPUAD_CHECKS_STANDIN="1")
+    for r in rows:  # only the budget may stop a step; nothing fails on the stand-in
+        assert (r["status"] == "passed"
+                or r["status"] == "skipped" and r["note"].startswith("budget: ")
+                or r["status"] == "timeout" and "the budget's remainder" in r["note"]), (r, log)
+    assert status == (1 if any(r["status"] == "timeout" for r in rows) else 0), log
+    # the first steps take seconds: with 40 they always run
+    assert [r["status"] for r in rows[:3]] == ["passed"] * 3, log
+    out = tmp_path / "out"
+    assert "kernels compiled and launched" in (out / "kernels.log").read_text()
+    for r in rows:
+        if r["status"] == "passed":
+            assert (out / f"{r['step']}.log").exists()
+
+
+def test_shellcheck_is_clean():
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
+    run = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
+
+
+def test_fused_check_allows_flushed_subnormals_and_nothing_wrong():
+    """The fused step's comparison: a float32 subnormal that CUDA's -ftz=true flushed passes,
+    as does a result within the float32 tolerance; a value off by 1e-4, a nan for a number and
+    an inf of the other sign fail."""
+    from benchmarks.gpu_steps import TOLERANCE, _agree, _flush
+
+    f32 = np.float32
+    x = np.array([1e-40, -1e-40, 1.0, 2.0, np.inf, 3.0], dtype=f32)
+    want = x.copy()  # the identity, as the CPU computes it
+    rtol = TOLERANCE[np.dtype(f32)][0]
+    got = np.array([0.0, -0.0, 1.0 * (1 + rtol / 2), 2.0, np.inf, 3.0], dtype=f32)
+    assert _agree(got, [want, _flush(want)], f32).all()
+    # x * 1e38 of a subnormal x = 1e-39: the CPU's 0.1 against the GPU's 0 * 1e38 = 0 of the
+    # flushed input; 0 passes only with that alternative, a result of neither fails
+    sub = np.array([1e-39], dtype=f32)
+    cpu, flushed = sub * f32(1e38), _flush(sub) * f32(1e38)
+    assert not _agree(np.zeros(1, f32), [cpu], f32).any()
+    assert _agree(np.zeros(1, f32), [cpu, flushed], f32).all()
+    assert not _agree(np.full(1, 0.05, f32), [cpu, flushed], f32).any()
+    bad = np.array([0.0, -0.0, 1.0001, np.nan, -np.inf, 3.0], dtype=f32)
+    assert _agree(bad, [want, _flush(want)], f32).tolist() == [True, True, False, False, False,
+                                                               True]
+    assert _flush(np.array([1e-300])).tolist() == [1e-300]  # double precision is not flushed
+
+
+def test_kernels_step_reports_a_failing_kernel_and_goes_on(tmp_path, monkeypatch):
+    """On the stand-in: every kernel the backend builds is compiled and launched (as many as
+    ``gpuad.cuda.warmup`` counts, plus the all-finite reduction per dtype); one whose launch
+    fails (here: no launcher for adam_update) is recorded with why, the others still run, and
+    the step's status is 1."""
+    from fake_cupy import installed
+
+    from benchmarks import gpu_steps
+
+    launchers = gpu_steps._row_launchers
+
+    def without_adam(*args):
+        found = launchers(*args)
+        del found["adam_update"]
+        return found
+
+    with installed():
+        assert gpu_steps.kernels(tmp_path) == 0
+        done = json.loads((tmp_path / "kernels.json").read_text())
+        assert all(k["status"] == "ok" for k in done["kernels"])
+        finite = [k for k in done["kernels"] if k["kernel"] == "gpuad_all_finite"]
+        assert len(finite) == 4 and done["warmup_count"] == len(done["kernels"]) - 4 > 0
+        monkeypatch.setattr(gpu_steps, "_row_launchers", without_adam)
+        assert gpu_steps.kernels(tmp_path) == 1
+    again = json.loads((tmp_path / "kernels.json").read_text())["kernels"]
+    failed = [k for k in again if k["status"] != "ok"]
+    assert [(k["kernel"], k["dtype"]) for k in failed] == [
+        ("adam_update", d) for d in ("float16", "float32", "float64")]
+    assert "no launcher for the kernel adam_update" in failed[0]["error"]
+    assert len(again) == len(done["kernels"])
