@@ -55,26 +55,43 @@ def _of_stand_in(value):
                for name in (getattr(value, "__name__", None), getattr(value, "__module__", None)))
 
 
-def _uses_stand_in(item):
-    """Whether a test's module imports the stand-in, or a fixture it uses names it."""
-    module = getattr(item, "module", None)
-    if module is not None and any(map(_of_stand_in, vars(module).values())):
+def _names_stand_in(func, seen=None):
+    """Whether ``func``'s code, or a function of its module that it calls, imports or names the
+    stand-in (``from fake_cupy import installed`` inside a test counts)."""
+    code = getattr(func, "__code__", None)
+    seen = set() if seen is None else seen
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    codes = [code]
+    names = set()
+    while codes:  # the function's own code and the code of what it defines inside
+        c = codes.pop()
+        names.update(c.co_names)
+        codes.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+    if "fake_cupy" in names:
         return True
+    scope = getattr(func, "__globals__", {})
+    return any(_of_stand_in(scope.get(n)) or (callable(scope.get(n))
+               and getattr(scope.get(n), "__module__", None) == func.__module__
+               and _names_stand_in(scope.get(n), seen)) for n in names)
+
+
+def _uses_stand_in(item):
+    """Whether a test, a function of its module it calls, or a fixture it uses installs or
+    names the stand-in. (A module that imports the stand-in for some tests keeps its other
+    tests, its real-CUDA cases among them.)"""
     info = getattr(item, "_fixtureinfo", None)
-    for defs in (info.name2fixturedefs.values() if info is not None else ()):
-        func = defs[-1].func
-        names = getattr(getattr(func, "__code__", None), "co_names", ())
-        if any(_of_stand_in(func.__globals__.get(n)) for n in names):
-            return True
-    return False
+    fixtures = [defs[-1].func for defs in (info.name2fixturedefs.values() if info else ())]
+    return any(_names_stand_in(f) for f in [getattr(item, "function", None), *fixtures])
 
 
 def pytest_collection_modifyitems(config, items):
     """Marks that select the real-GPU cases (benchmarks/gpu_checks.sh runs
     ``-m "cuda and not standin and not network"``): ``cuda`` on every case whose ``device``
-    parameter is a CUDA device, ``standin`` on every test of a module that imports the CuPy
-    stand-in, or that uses a fixture naming it (it would replace the real CuPy in the
-    process)."""
+    parameter is a CUDA device, ``standin`` on every test that installs or names the CuPy
+    stand-in, or uses a fixture that does (see :func:`_uses_stand_in`); ``cuda`` tests run on
+    the real CuPy, so those never need the stand-in."""
     for item in items:
         params = getattr(item, "callspec", None)
         if params is not None and str(params.params.get("device", "")).startswith("cuda"):

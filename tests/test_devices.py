@@ -16,7 +16,14 @@ import gpuad as ad
 from gpuad.devices import _Policy, cpu_fallback_enabled
 
 HAS_CUDA = ad.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no usable CUDA device")
+
+
+def needs_cuda(test):
+    """A real-GPU test: marked ``cuda`` (benchmarks/gpu_checks.sh selects those), skipped
+    without a usable CUDA device."""
+    return pytest.mark.cuda(pytest.mark.skipif(not HAS_CUDA, reason="no usable CUDA device")(test))
+
+
 needs_no_cuda = pytest.mark.skipif(HAS_CUDA, reason="a usable CUDA device is present")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
