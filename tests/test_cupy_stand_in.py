@@ -308,6 +308,8 @@ def test_errors_read_as_real_cupys():
 
 # ---- installing and removing --------------------------------------------------------------------
 def test_install_returns_its_removal_and_restores_everything():
+    if "+standin" in getattr(sys.modules.get("cupy"), "__version__", ""):
+        pytest.skip("a stand-in is installed for the whole run (tests/fake_cuda_run.py)")
     before = sys.modules.get("cupy")
     uninstall = fake_cupy.install(devices=2)
     try:
