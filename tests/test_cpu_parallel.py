@@ -19,6 +19,7 @@ def _cpu_by_default(cpu_default):
     """These tests are about the CPU backend's work (the default
     device is cuda:0 where a GPU is usable)."""
 
+
 N = cpu_parallel.MIN_SIZE + cpu_parallel.CHUNK // 3  # several chunks, the last one partial
 
 

@@ -454,6 +454,7 @@ def _operators():
 
 
 _operators()
+ndarray.__module__ = "cupy"  # as cupy.ndarray's
 
 
 @functools.cache
