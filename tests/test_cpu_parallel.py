@@ -13,6 +13,13 @@ import gpuad as ad
 from gpuad.backends import cpu_parallel
 from gpuad.backends.numpy_backend import NumpyBackend
 
+
+@pytest.fixture(autouse=True)
+def _cpu_by_default(cpu_default):
+    """These tests are about the CPU backend's work (the default
+    device is cuda:0 where a GPU is usable)."""
+
+
 N = cpu_parallel.MIN_SIZE + cpu_parallel.CHUNK // 3  # several chunks, the last one partial
 
 

@@ -75,7 +75,8 @@ def test_every_name_the_stand_in_offers_is_a_real_cupy_name(cupy):
         for name in _public(obj):
             value = getattr(obj, name)
             own = (isinstance(value, types.ModuleType) and value.__name__.startswith(("cupy",)))
-            own = own or (isinstance(value, type) and value.__module__.startswith("fake_cupy")
+            own = own or (isinstance(value, type)
+                          and value.__module__.startswith(("fake_cupy", "cupy"))
                           and not issubclass(value, BaseException))  # errors: see below
             if own:
                 walk(f"{path}.{name}", value)
@@ -308,6 +309,8 @@ def test_errors_read_as_real_cupys():
 
 # ---- installing and removing --------------------------------------------------------------------
 def test_install_returns_its_removal_and_restores_everything():
+    if "+standin" in getattr(sys.modules.get("cupy"), "__version__", ""):
+        pytest.skip("a stand-in is installed for the whole run (tests/fake_cuda_run.py)")
     before = sys.modules.get("cupy")
     uninstall = fake_cupy.install(devices=2)
     try:
@@ -337,7 +340,7 @@ def on_stand_in():
     import cupy
     assert cupy.__version__.endswith("+standin") and kernels_cupy() is cupy
     y = ad.sigmoid(ad.tensor([0.0, 2.0], device="cuda"))  # a fused kernel of the stand-in
-    assert y.tolist()[0] == 0.5 and type(y.array).__module__.startswith("fake_cupy")
+    assert y.tolist()[0] == 0.5 and isinstance(y.array, sys.modules["cupy"].ndarray)
 
 def on_real(real):
     import cupy

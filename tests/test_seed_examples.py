@@ -6,6 +6,12 @@ import gpuad as ad
 from gpuad import tensor
 
 
+@pytest.fixture(autouse=True)
+def _cpu_by_default(cpu_default):
+    """These examples print and compare CPU tensors (the default
+    device is cuda:0 where a GPU is usable)."""
+
+
 def test_dtypes_and_broadcasting():
     assert tensor(1.0, requires_grad=True).requires_grad
     assert tensor(1.0, dtype=ad.float16).dtype == ad.half == np.float16

@@ -761,11 +761,11 @@ def test_numpy_warning_covers_variables_read_first_and_np_asarray(device):
             a = v.numpy()  # before any op read v
         loss = ad.reduce_sum(ad.constant(a, device=device) * 3.0)
     assert tape.gradient(loss, v) is None  # the warning was right
-    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    x = ad.tensor([1.0, 2.0], requires_grad=True, device="cpu")  # (a host conversion)
     with ad.GradientTape():
         with pytest.warns(ad.GradientTapeWarning, match="leaves the graph"):
             np.asarray(x)
-    c = ad.constant([1.0])
+    c = ad.constant([1.0], device="cpu")
     with ad.GradientTape():
         with warnings.catch_warnings():
             warnings.simplefilter("error")

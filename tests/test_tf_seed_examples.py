@@ -6,6 +6,12 @@ from tolerance import assert_close
 
 import gpuad as ad
 
+
+@pytest.fixture(autouse=True)
+def _cpu_by_default(cpu_default):
+    """These examples print and compare CPU tensors (the default
+    device is cuda:0 where a GPU is usable)."""
+
 F32 = np.float32
 
 

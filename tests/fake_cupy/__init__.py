@@ -137,20 +137,27 @@ def installed(monkeypatch=None, devices=1):
     (tests/conftest.py removes it), so CUDA tensors made in the block stay usable for the
     test's checks; otherwise it is removed at the block's end. Where a stand-in with as many
     devices is already in place (a later block of the test, or a whole run under
-    tests/fake_cuda_run.py), that one is used."""
+    tests/fake_cuda_run.py), that one is used; a whole run's with other devices is set aside
+    meanwhile."""
     if _active and _active_devices[0] == devices:
         yield stats
         return
-    if _active and not _deferred:
-        raise RuntimeError(f"fake_cupy.installed(devices={devices}): a stand-in with "
-                           f"{_active_devices[0]} device(s) is installed for the whole run")
+    whole_run = _active_devices[0] if _active and not _deferred else None
+    if whole_run:  # set aside for this block or test, then put back
+        _active[0]()
     remove()
     uninstall = install(devices)
+
+    def done():
+        uninstall()
+        if whole_run:
+            install(whole_run)
+
     if monkeypatch is not None:
-        _deferred.append(uninstall)
+        _deferred.append(done)
         yield stats
         return
     try:
         yield stats
     finally:
-        uninstall()
+        done()

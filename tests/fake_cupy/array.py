@@ -171,8 +171,8 @@ class ndarray:
         return _call(operator.getitem, "basic_getitem" if basic else "getitem", (self, key), {})
 
     def __setitem__(self, key, value):
-        if isinstance(value, np.ndarray):  # CuPy copies host data in (host to device)
-            value = value.copy()
+        if isinstance(value, np.ndarray):  # CuPy copies host data in (core.array)
+            value = _wrap(np.array(value, dtype=self.dtype), cuda.getDevice())
         _call(operator.setitem, "setitem", (self, _index(key), value), {})
 
     # ---- methods of NumPy's ndarray (named in the allow-list) --------------------------
@@ -304,7 +304,8 @@ def _call(fn, name, args, kwargs):
     elif name not in ("copy", "array"):
         check_device(arrays, device, name)
     outs = kwargs.get("out")
-    result = fn(*_host(args, name), **_host(kwargs, name))
+    with np.errstate(all="ignore"):  # CUDA has no floating-point warnings
+        result = fn(*_host(args, name), **_host(kwargs, name))
     return outs if outs is not None else _wrap(result, device, arrays)
 
 
@@ -423,7 +424,8 @@ def _inplace(op):
             raise TypeError(f"Unsupported type {np.ndarray} (a numpy.ndarray in an operator "
                             "with a cupy.ndarray)")
         check_device([self, *(_arrays([other]))], cuda.getDevice(), op.__name__)
-        op(self._a, _host(other, op.__name__), out=self._a)
+        with np.errstate(all="ignore"):
+            op(self._a, _host(other, op.__name__), out=self._a)
         return self
 
     return m
@@ -452,6 +454,7 @@ def _operators():
 
 
 _operators()
+ndarray.__module__ = "cupy"  # as cupy.ndarray's
 
 
 @functools.cache

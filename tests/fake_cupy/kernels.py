@@ -92,7 +92,7 @@ def _decide_types(params, args):
     return [p.dtype if p.dtype is not None else bound.get(p.type) for p in params], bound
 
 
-def _valid_name(kind, name):
+def _valid_name(name):
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f'Invalid kernel name: "{name}"')
 
@@ -105,10 +105,9 @@ class ElementwiseKernel:
 
     def __init__(self, in_params, out_params, operation, name="kernel", reduce_dims=True,
                  preamble="", no_return=False, return_tuple=False, **kwargs):
-        _valid_name("ElementwiseKernel", name)
-        unknown = set(kwargs) - {"loop_prep", "after_loop", "options"}
-        if unknown:  # CuPy fails at the first call, where it passes them on
-            self._unknown = unknown
+        _valid_name(name)
+        # CuPy takes any keyword here and fails at the first call, where it passes them on
+        self._unknown = sorted(set(kwargs) - {"loop_prep", "after_loop", "options"})
         self.in_params, self.out_params = _params(in_params), _params(out_params)
         self.nin, self.nout = len(self.in_params), len(self.out_params)
         self.nargs = self.nin + self.nout
@@ -128,9 +127,9 @@ class ElementwiseKernel:
         if len(args) not in (self.nin, self.nargs):
             raise TypeError(f"Wrong number of arguments for {self.name!r}. It must be either "
                             f"{self.nin} or {self.nargs} (with outputs), but given {len(args)}.")
-        if getattr(self, "_unknown", None):
+        if self._unknown:
             raise TypeError(f"_get_elementwise_kernel() got an unexpected keyword argument "
-                            f"{sorted(self._unknown)[0]!r}")
+                            f"{self._unknown[0]!r}")
         for a in args:
             _check_arg(a)
         if len(args) != self.nin or self.nout != 1 or size != -1:
@@ -182,7 +181,7 @@ class ReductionKernel:
     def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity,
                  name="reduce_kernel", reduce_type=None, reduce_dims=True, preamble="",
                  options=()):
-        _valid_name("ReductionKernel", name)
+        _valid_name(name)
         self.in_params, self.out_params = _params(in_params), _params(out_params)
         self.nin, self.nout = len(self.in_params), len(self.out_params)
         self.nargs = self.nin + self.nout

@@ -3,6 +3,7 @@ names (tests/cupy_names.json, written by tests/cupy_names.py): each allowed name
 stand-in's own object where it has one, else NumPy's function of that name made CuPy-like
 (tests/fake_cupy/array.py), else absent. Nothing outside the allow-list is offered.
 """
+import importlib.machinery
 import json
 import pathlib
 import types
@@ -138,6 +139,9 @@ def modules(devices=1):
         "scipy": scipy,
         "scatter_add": lambda a, slices, value: _call(np.add.at, "scatter_add",
                                                       (a, slices, value), {})})
-    return {"cupy": cupy, "cupy.random": random, "cupyx": cupyx, "cupyx.scipy": scipy,
-            "cupyx.scipy.special": special, **mods}
+    mods.update({"cupy": cupy, "cupy.random": random, "cupyx": cupyx, "cupyx.scipy": scipy,
+                 "cupyx.scipy.special": special})
+    for name, mod in mods.items():  # importlib.util.find_spec("cupy") works as with CuPy
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    return mods
 
