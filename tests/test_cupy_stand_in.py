@@ -162,6 +162,24 @@ def test_views_are_views_and_know_their_owner(cupy):
 
 
 # ---- devices ----------------------------------------------------------------------------------
+def test_integer_array_indices_wrap_around_as_in_cupy(cupy):
+    """CuPy takes an integer index array modulo its axis (NumPy raises); a scalar still
+    raises, and masks are not indices."""
+    a = cupy.arange(6.0).reshape(2, 3)
+    assert a[..., [3, -4]].get().tolist() == [[0.0, 2.0], [3.0, 5.0]]
+    assert a[[2], [4]].get().tolist() == [1.0]
+    assert a[None, [3]].get().tolist() == [[[3.0, 4.0, 5.0]]]
+    assert a[a > 2].get().tolist() == [3.0, 4.0, 5.0]
+    a[[2], [4]] = 9.0
+    assert a.get().tolist() == [[0.0, 9.0, 2.0], [3.0, 4.0, 5.0]]
+    b = cupy.zeros(3)
+    cupy_x = __import__("cupyx")
+    cupy_x.scatter_add(b, cupy.asarray([3, 4, -1]), 1.0)
+    assert b.get().tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(IndexError):
+        a[5]
+
+
 def test_device_switches_and_array_devices(two_gpus):
     cupy = two_gpus
     rt = cupy.cuda.runtime

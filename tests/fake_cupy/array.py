@@ -168,12 +168,15 @@ class ndarray:
         basic = not any(isinstance(k, (ndarray, list)) for k in parts)
         if basic and not any(k is Ellipsis for k in parts):
             key = (*parts, Ellipsis)  # a view, 0-d too, as in CuPy (NumPy: a scalar copy)
+        else:
+            key = wrapped_around(key, self._a.shape)
         return _call(operator.getitem, "basic_getitem" if basic else "getitem", (self, key), {})
 
     def __setitem__(self, key, value):
         if isinstance(value, np.ndarray):  # CuPy copies host data in (core.array)
             value = _wrap(np.array(value, dtype=self.dtype), cuda.getDevice())
-        _call(operator.setitem, "setitem", (self, _index(key), value), {})
+        key = wrapped_around(_index(key), self._a.shape)
+        _call(operator.setitem, "setitem", (self, key, value), {})
 
     # ---- methods of NumPy's ndarray (named in the allow-list) --------------------------
     T = property(lambda self: self.transpose())
@@ -272,6 +275,37 @@ def _index(key):
     if isinstance(key, list):
         return [_index(k) for k in key]
     return key
+
+
+def wrapped_around(key, shape):
+    """``key`` with each integer index array taken modulo its axis's length: CuPy's integer
+    array indexing (getitem, setitem, scatter_add) wraps an index outside its axis around where
+    NumPy raises (the "Out-of-bounds indices" difference in CuPy's NumPy comparison); an
+    integer scalar still raises, as in CuPy."""
+    parts = list(key) if isinstance(key, tuple) else [key]
+    taken = sum(map(_axes_of, parts))
+    axis, out = 0, []
+    for k in parts:
+        if k is Ellipsis:
+            axis += len(shape) - taken
+        elif _axes_of(k) == 1 and not isinstance(k, (int, np.integer, slice)):
+            data = k._a if isinstance(k, ndarray) else np.asarray(k)
+            if data.dtype.kind in "iu" and axis < len(shape) and shape[axis]:
+                k = _wrap(data % shape[axis], cuda.getDevice())
+        out.append(k)
+        axis += _axes_of(k)
+    return tuple(out) if isinstance(key, tuple) else out[0]
+
+
+def _axes_of(k):
+    """How many axes of the indexed array the index component ``k`` consumes."""
+    if k is None or k is Ellipsis:  # (the axes an Ellipsis stands for are counted apart)
+        return 0
+    if isinstance(k, ndarray) and k.dtype == bool:
+        return k.ndim
+    if isinstance(k, list) and np.asarray(k).dtype == bool:
+        return np.asarray(k).ndim
+    return 1
 
 
 def _arrays(values):

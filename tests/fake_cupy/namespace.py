@@ -11,7 +11,7 @@ import types
 import numpy as np
 
 from . import array, cuda, kernels
-from .array import _call, _wrap, ndarray
+from .array import _call, _wrap, ndarray, wrapped_around
 
 ALLOW_LIST = pathlib.Path(__file__).resolve().parents[1] / "cupy_names.json"
 
@@ -137,8 +137,8 @@ def modules(devices=1):
     scipy = _module("cupyx.scipy", names["cupyx.scipy"], {"special": special})
     cupyx = _module("cupyx", names["cupyx"], {
         "scipy": scipy,
-        "scatter_add": lambda a, slices, value: _call(np.add.at, "scatter_add",
-                                                      (a, slices, value), {})})
+        "scatter_add": lambda a, slices, value: _call(
+            np.add.at, "scatter_add", (a, wrapped_around(slices, a.shape), value), {})})
     mods.update({"cupy": cupy, "cupy.random": random, "cupyx": cupyx, "cupyx.scipy": scipy,
                  "cupyx.scipy.special": special})
     for name, mod in mods.items():  # importlib.util.find_spec("cupy") works as with CuPy
