@@ -118,7 +118,7 @@ step kernels 200 gpu "${run[@]}" benchmarks.gpu_steps kernels "$out"
 step fused 90 gpu "${run[@]}" benchmarks.gpu_steps fused "$out"
 step demo 90 gpu "${run[@]}" gpuad demo --device cuda --epochs "$epochs"
 step ops 90 gpu "${run[@]}" benchmarks.gpu_steps ops "$out"
-# the real-GPU test cases only: no module that uses the stand-in, no test that needs an index
+# the real-GPU test cases only: no test that uses the stand-in, no test that needs an index
 # (-W: the image may lack pytest-timeout, whose ini option would then stop pytest)
 # (-v: a test's outcome is in the log as it ends, so a run the timeout stops still tells;
 # a module that cannot be imported there, e.g. for want of hypothesis, leaves the others)
