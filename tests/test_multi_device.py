@@ -166,3 +166,50 @@ def test_row_kernel_function_is_looked_up_once_per_dtype_and_device(two_gpus):
         assert stats.get_function == 1 and stats.launches == 4
         ad.softmax(x.double(), dim=1)
         assert stats.get_function == 2  # another dtype: its own function
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_every_op_case_on_cuda1_runs_there_and_matches_the_cpu(two_gpus, dtype):
+    """Each op of tests/op_cases.py, forward and backward, on cuda:1 while cuda:0 is current:
+    nothing reaches for cuda:0 (float16's float32 reductions included), and the values and
+    gradients are the CPU's."""
+    from op_cases import CASES
+
+    tol = {"float16": 2e-3, "float32": 1e-5, "float64": 1e-10}[dtype]
+    rng = np.random.default_rng(0)
+    for case in CASES:
+        inputs = [np.asarray(a).astype(dtype) for a in case.inputs(rng)]
+        results = {}
+        for device in ("cpu", "cuda:1"):
+            xs = [ad.tensor(a, device=device, requires_grad=case.grad) for a in inputs]
+            y = case.fn(*xs, **case.extra)
+            if case.grad:
+                y.backward(ad.ones(y.shape, dtype=y.dtype, device=device))
+            results[device] = [y.numpy()] + [x.grad.numpy() for x in xs if case.grad]
+            assert _current() == 0, case.name
+        for want, got in zip(results["cpu"], results["cuda:1"]):
+            np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
+                                       rtol=tol, atol=tol, err_msg=f"{case.name} {dtype}")
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "cuda:1"])
+def test_optimizer_state_loaded_from_numpy_moves_to_the_parameters_device(two_gpus, device):
+    """A state dict of NumPy arrays (``ad.load`` of a checkpoint, a CPU optimizer's) loaded
+    into a CUDA optimizer that goes on one parameter at a time (parameters at different steps):
+    the state becomes arrays on the parameters' device, and the step is the CPU's."""
+    def run(dev):
+        ps = [ad.tensor(np.ones(3), dtype=ad.float32, device=dev, requires_grad=True),
+              ad.tensor(np.ones(2), dtype=ad.float32, device=dev, requires_grad=True)]
+        opt = ad.optim.Adam(ps, lr=0.1)
+        opt.load_state_dict({
+            "state": {0: {"step": 1, "exp_avg": np.full(3, 0.1, np.float32),
+                          "exp_avg_sq": np.full(3, 0.01, np.float32)},
+                      1: {"step": 2, "exp_avg": np.full(2, 0.1, np.float32),
+                          "exp_avg_sq": np.full(2, 0.01, np.float32)}},
+            "param_groups": opt.state_dict()["param_groups"]})
+        sum((p * p).sum() for p in ps).backward()
+        opt.step()
+        return [p.numpy() for p in ps]
+
+    for got, want in zip(run(device), run("cpu")):
+        np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -27,11 +27,13 @@ def last_axes(axis, ndim):
     return tuple(range(-ndim, 0)) if axis is None else tuple(a - ndim for a in axis)
 
 
-def wide(fn, a, *args, **kwargs):
-    """``fn(a, ...)``, computed in float32 when ``a`` is float16 (no overflow of squares and
-    sums past 65504), with the result cast back."""
+def wide(backend, method, a, *args, **kwargs):
+    """``backend.<method>(a, ...)``, computed in float32 when ``a`` is float16 (no overflow of
+    squares and sums past 65504), with the result cast back; the casts are the backend's too,
+    so they run on its device."""
+    fn = getattr(backend, method)
     if a.dtype == float16:
-        return fn(a.astype(float32), *args, **kwargs).astype(float16)
+        return backend.astype(fn(backend.astype(a, float32), *args, **kwargs), float16)
     return fn(a, *args, **kwargs)
 
 

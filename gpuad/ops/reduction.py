@@ -44,7 +44,7 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
             elif name == "mean" and n_reduced(x.shape, axis) == 0:
                 out = _empty_mean(x._dev._backend, x._a, axis, keepdims)
                 return record1(op, x, out, (x.shape, axis, keepdims))
-        out = wide(getattr(x._dev._backend, name), x._a, axis=axis, keepdims=keepdims)
+        out = wide(x._dev._backend, name, x._a, axis=axis, keepdims=keepdims)
         saved = ((x,) if save_x else (x.shape,)) + (axis, keepdims)
         return record1(op, x, out, saved)
 
@@ -238,7 +238,7 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     if dim is not None or keepdim is not None:
         axis, keepdims = torch_axis("logsumexp", axis, keepdims, dim, keepdim)
     axis = normalize_axis(axis, x.ndim, "logsumexp")
-    out = wide(x._dev._backend.logsumexp, x._a, axis, keepdims)
+    out = wide(x._dev._backend, "logsumexp", x._a, axis, keepdims)
     return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
 
 
@@ -264,7 +264,7 @@ def softmax(x, axis=LAST, *, dim=NO_DIM):
         axis_index(axis, 0, "softmax", whole=True)
         return reshape(softmax(reshape(x, (1,))), ())
     axis = axis_index(axis, x.ndim, "softmax")
-    return record1(_SOFTMAX, x, wide(x._dev._backend.softmax, x._a, axis), (axis,))
+    return record1(_SOFTMAX, x, wide(x._dev._backend, "softmax", x._a, axis), (axis,))
 
 
 def log_softmax(x, axis=LAST, *, dim=NO_DIM):
@@ -277,7 +277,7 @@ def log_softmax(x, axis=LAST, *, dim=NO_DIM):
         axis_index(axis, 0, "log_softmax", whole=True)
         return reshape(log_softmax(reshape(x, (1,))), ())
     axis = axis_index(axis, x.ndim, "log_softmax")
-    return record1(_LOG_SOFTMAX, x, wide(x._dev._backend.log_softmax, x._a, axis), (axis,))
+    return record1(_LOG_SOFTMAX, x, wide(x._dev._backend, "log_softmax", x._a, axis), (axis,))
 
 
 def _truth(name, doc):

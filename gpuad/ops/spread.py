@@ -17,7 +17,7 @@ from .elementwise import abs, sign, where
 def _center(x, axes):
     """x - mean(x) along ``axes`` (negative, so a tangent's leading batch axis passes): the
     backend's, which is finite wherever the result is and exactly 0 for a constant slice."""
-    return record1(_CENTER, x, wide(x._dev._backend.center, x._a, axes), (axes,))
+    return record1(_CENTER, x, wide(x._dev._backend, "center", x._a, axes), (axes,))
 
 
 # centering is linear and its matrix I - 11^T / N symmetric: it is its own VJP and JVP
@@ -77,7 +77,7 @@ def _spread(method, x, axis, ddof, keepdims):
     """The backend's var or std: scaled, so the mean and the squares do not overflow; with
     no degrees of freedom (N - ddof <= 0, an empty tensor included) sum((x - mean)^2) / 0
     (inf, or nan where N or the sum is 0, as NumPy and PyTorch), without warnings."""
-    return wide(getattr(x._dev._backend, method), x._a, axis=axis, ddof=ddof,
+    return wide(x._dev._backend, method, x._a, axis=axis, ddof=ddof,
                  keepdims=keepdims)
 
 
@@ -200,5 +200,5 @@ def norm(x, ord=_ORD, axis=None, keepdims=False, *, dim=None, keepdim=None, p=No
     if ord == 1:
         return abs(x).sum(axis=axis, keepdims=keepdims)
     axis = normalize_axis(axis, x.ndim, "norm")
-    out = wide(x._dev._backend.vector_norm, x._a, ord, axis, keepdims)
+    out = wide(x._dev._backend, "vector_norm", x._a, ord, axis, keepdims)
     return record1(_PNORM, x, out, (x, ord, axis, keepdims))

@@ -200,10 +200,16 @@ class Optimizer:
 
 
 def _state_copy(p, state):
-    """A copy of parameter ``p``'s loaded ``state``, its arrays copied on ``p``'s device (CuPy
-    copies to the current device)."""
-    with p._dev.backend.on_device():
-        return {k: v.copy() if hasattr(v, "copy") else v for k, v in state.items()}
+    """A copy of parameter ``p``'s loaded ``state`` whose arrays (NumPy ones from ``ad.load`` or
+    a CPU optimizer's ``state_dict`` included) are new arrays on ``p``'s device."""
+    backend = p._dev.backend
+    return {k: backend.copy(backend.asarray(v)) if _is_array(v) else v
+            for k, v in state.items()}
+
+
+def _is_array(v):
+    """Whether a state value is an array (a step count stays a number, NumPy's included)."""
+    return hasattr(v, "shape") and not isinstance(v, numbers.Number)
 
 
 def _numbers(opt, group):
