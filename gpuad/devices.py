@@ -135,8 +135,8 @@ def _refusal(dev):
         return reason
     try:
         dev.backend  # noqa: B018  (made now: the runtime may still refuse)
-    except DeviceUnavailableError:
-        return cuda_unavailable_reason(dev.index)  # (recorded by the backend's maker)
+    except DeviceUnavailableError as exc:  # (a refusal is recorded; a failed import is not)
+        return cuda_unavailable_reason(dev.index) or str(exc)
     return None
 
 

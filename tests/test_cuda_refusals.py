@@ -4,6 +4,7 @@ backend is made. Either way: DeviceUnavailableError with the versions and the fi
 ``ad.cuda.is_available()`` False, so the CPU fallback and the tests' skip work."""
 import importlib.metadata
 import re
+import sys
 
 import pytest
 from fake_cupy import installed
@@ -108,10 +109,23 @@ def test_runtime_refusal_at_backend_creation_is_device_unavailable(fake_cuda, mo
     assert "cudaErrorInsufficientDriver" in probe.cuda_unavailable_reason(0)
 
 
-def test_runtime_refusal_falls_back_to_the_cpu_when_asked(fake_cuda, monkeypatch):
-    _runtime_refuses(monkeypatch, 35, "cudaErrorInsufficientDriver")
+@pytest.mark.parametrize("status, name", [
+    (35, "cudaErrorInsufficientDriver"), (803, "cudaErrorSystemDriverMismatch"),
+    (804, "cudaErrorCompatNotSupportedOnDevice")])
+def test_runtime_refusal_falls_back_to_the_cpu_when_asked(fake_cuda, monkeypatch, status, name):
+    _runtime_refuses(monkeypatch, status, name)
     ad.set_cpu_fallback(True)
-    with pytest.warns(RuntimeWarning, match="cudaErrorInsufficientDriver"):
+    with pytest.warns(RuntimeWarning, match=name):
+        x = ad.ones(2, device="cuda")
+    assert x.device == "cpu"
+
+
+def test_a_cupy_that_fails_to_import_falls_back_to_the_cpu_when_asked(fake_cuda, monkeypatch):
+    """CuPy installed but broken (a missing CUDA library): the backend's import fails, which
+    the probe cannot see; the fallback still takes the CPU, saying why."""
+    monkeypatch.setitem(sys.modules, "gpuad.backends.cupy_backend", None)  # (import fails)
+    ad.set_cpu_fallback(True)
+    with pytest.warns(RuntimeWarning, match="CuPy is installed but failed to import"):
         x = ad.ones(2, device="cuda")
     assert x.device == "cpu"
 

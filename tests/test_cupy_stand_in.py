@@ -170,6 +170,7 @@ def test_integer_array_indices_wrap_around_as_in_cupy(cupy):
     assert a[[2], [4]].get().tolist() == [1.0]
     assert a[None, [3]].get().tolist() == [[[3.0, 4.0, 5.0]]]
     assert a[a > 2].get().tolist() == [3.0, 4.0, 5.0]
+    assert cupy.arange(300.0)[cupy.asarray([255], dtype=np.uint8)].get().tolist() == [255.0]
     a[[2], [4]] = 9.0
     assert a.get().tolist() == [[0.0, 9.0, 2.0], [3.0, 4.0, 5.0]]
     b = cupy.zeros(3)

@@ -114,8 +114,9 @@ WORKSPACE_OOM = [("CUBLASError", 3, "CUBLAS_STATUS_ALLOC_FAILED"),
 @pytest.mark.parametrize("name,status,text", WORKSPACE_OOM)
 def test_out_of_memory_in_a_library_workspace_is_out_of_memory(fake_cuda, monkeypatch, name,
                                                                  status, text):
-    """cuBLAS (matmul), cuRAND (randn) and CUB/the runtime (a reduction's temporary) allocate
-    outside CuPy's pool and say so in their own error; each is ad.OutOfMemoryError."""
+    """cuBLAS (matmul), cuRAND (CuPy's legacy random functions) and CUB/the runtime (a
+    reduction's temporary) allocate outside CuPy's pool and say so in their own error; each is
+    ad.OutOfMemoryError."""
     x = ad.ones((4, 4), device="cuda")
     backend = x.device.backend
     from gpuad.backends.cupy_backend import _on

@@ -54,7 +54,8 @@ def get_backend(device):
 
 #: the CUDA runtime's errors that mean the device cannot be used at all (cudaError_t values):
 #: the driver is older than CuPy's CUDA runtime, a stub libcuda, no device, an invalid one, a
-#: device in exclusive use elsewhere, or a failed initialisation
+#: device in exclusive use elsewhere, a failed initialisation, or a container's CUDA
+#: forward-compatibility libraries that do not match the driver or the device
 _REFUSALS = frozenset({
     35,  # cudaErrorInsufficientDriver
     34,  # cudaErrorStubLibrary
@@ -62,6 +63,8 @@ _REFUSALS = frozenset({
     101,  # cudaErrorInvalidDevice
     46,  # cudaErrorDevicesUnavailable
     3,  # cudaErrorInitializationError
+    803,  # cudaErrorSystemDriverMismatch
+    804,  # cudaErrorCompatNotSupportedOnDevice
 })
 
 

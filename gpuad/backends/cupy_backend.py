@@ -23,8 +23,9 @@ from .kernel_table import OPTIM, ROWWISE, TYPES, backend_elementwise
 def _run_on(backend, fn, args, kwargs):
     """``fn(*args, **kwargs)`` with the backend's device as CuPy's current device, where
     kernels launch and arrays are allocated (so cuda:1 tensors stay on GPU 1 whatever device is
-    current). The device is switched only when another is current (``with Device(i)`` costs
-    two ``setDevice`` calls even when ``i`` is current, and every backend call comes here).
+    current). The device is switched only when another is current (``with Device(i)`` always
+    sets the device back on leaving, a ``setDevice`` per call, and every backend call comes
+    here).
     Running out of memory, in CuPy's pool or in a CUDA library's workspace, raises
     :class:`~gpuad.errors.OutOfMemoryError` with the numbers."""
     try:
@@ -64,10 +65,10 @@ def out_of_memory(device, exc):
     and CuPy's pool hold, and what to do."""
     from ..errors import OutOfMemoryError
 
-    with device:  # (the numbers of this device, not of the current one)
+    with device:  # (the numbers of this device, and its pool, not the current one's)
         free, total = cupy.cuda.runtime.memGetInfo()
-    pool = cupy.get_default_memory_pool()
-    used, held = pool.used_bytes(), pool.total_bytes()
+        pool = cupy.get_default_memory_pool()
+        used, held = pool.used_bytes(), pool.total_bytes()
     gib = 2.0 ** 30
     return OutOfMemoryError(
         f"gpuad: CUDA out of memory on cuda:{device.id}: {exc}. The device has "
@@ -256,7 +257,7 @@ class CupyBackend(Backend):
         parameters)."""
         p = arrays[0]
         n = p.size
-        if n == 0:  # (a grid of no blocks is an invalid launch configuration)
+        if n == 0:  # (nothing to update: no launch at all)
             return
         self.kernels.rows.get(f"{kind}_update", p.dtype)(
             (min(-(-n // 256), 4096),), (256,), (*arrays, hyper, np.int64(n)))

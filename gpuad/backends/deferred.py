@@ -4,7 +4,10 @@ Why: a check of values that live on a GPU (an index inside its axis, a class lab
 needs those values on the host before it can raise, and reading them makes the host wait
 until the GPU has caught up: a device-to-host copy per check, on every call (about ten per
 training step of the demo). PyTorch does not wait either: a failed device-side check surfaces
-at the next synchronisation. gpuad does the same, and keeps the error readable.
+at the next synchronisation. gpuad does the same, and keeps the error readable. Unlike
+PyTorch's device-side assert, which leaves the CUDA context unusable, the error is raised once
+and the device stays usable: a later read of a result computed from the bad data does not
+raise again.
 
 How:
 
@@ -67,6 +70,7 @@ class PendingChecks:
             kind, message = next(key for key, n in numbers.items() if n == number)
             raise kind(
                 f"{message}. Reported at this host read of {self.device}: gpuad checks CUDA "
-                "data on the device and raises at the next read, as PyTorch does, so results "
-                "computed since that op are not valid. To stop at the op itself, call "
-                "ad.cuda.synchronize() right after it, or run it on the CPU")
+                "data on the device and raises at the next read, as PyTorch does, once: results "
+                "computed from that op's output are not valid, and reading them later will not "
+                "raise again. To stop at the op itself, call ad.cuda.synchronize() right after "
+                "it, or run it on the CPU")

@@ -68,10 +68,11 @@ def cupy_build():
     """``(distribution, version, CUDA major)`` of the installed CuPy wheel
     (``("cupy-cuda13x", "14.2.0", 13)``); None for a build whose name does not say its CUDA
     (a source build named ``cupy``) or where CuPy is not installed."""
-    for dist in importlib.metadata.packages_distributions().get("cupy", ()):
-        match = re.fullmatch(r"cupy-cuda(\d+)x", dist.lower())
+    for dist in importlib.metadata.distributions():  # (by name: a scan of files is slow)
+        name = dist.metadata["Name"] or ""
+        match = re.fullmatch(r"cupy[-_]cuda(\d+)x", name.lower())
         if match:
-            return dist, importlib.metadata.version(dist), int(match.group(1))
+            return name, dist.version, int(match.group(1))
     return None
 
 

@@ -291,7 +291,7 @@ def wrapped_around(key, shape):
         elif _axes_of(k) == 1 and not isinstance(k, (int, np.integer, slice)):
             data = k._a if isinstance(k, ndarray) else np.asarray(k)
             if data.dtype.kind in "iu" and axis < len(shape) and shape[axis]:
-                k = _wrap(data % shape[axis], cuda.getDevice())
+                k = _wrap(data.astype(np.int64) % shape[axis], cuda.getDevice())
         out.append(k)
         axis += _axes_of(k)
     return tuple(out) if isinstance(key, tuple) else out[0]
