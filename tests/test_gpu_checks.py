@@ -1,13 +1,17 @@
 """benchmarks/gpu_checks.sh run here: the path without a GPU (every GPU step skipped with
-gpuad's own reason), the budget (a step that would start past it is skipped, with why), and the
-dry run on the CuPy stand-in (GPUAD_CHECKS_STANDIN=1) under a small budget. Each checks
-steps.tsv: every step, in the issue's order, with a status, within the budget."""
+gpuad's own reason), the budget (a step that would start past it is skipped, with why), a step
+that fails and one that must be stopped (the next still runs), and the dry run on the CuPy
+stand-in (GPUAD_CHECKS_STANDIN=1) under a small budget. Each checks steps.tsv: every step, in
+the issue's order, with a status, within the budget plus the grace a KILLed step may take; and
+that OUT holds no more than the device tool brings back, every log packed in results.tar.gz."""
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -18,24 +22,48 @@ SCRIPT = ROOT / "benchmarks" / "gpu_checks.sh"
 STEPS = ["env", "info", "kernels", "fused", "demo", "ops", "pytest", "bench_kernels",
          "bench_suites"]
 GPU_STEPS = STEPS[2:]
+#: the seconds between a stopped step's TERM and KILL in these runs (GPUAD_CHECKS_GRACE)
+GRACE = 2
+#: what the device tool brings back of $OUT (/work/.library/device/README.md, "Limits")
+MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES, MAX_DEPTH = 8, 16 << 20, 64 << 20, 2
+NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _run(tmp_path, budget, **env):
-    """Run the script; (exit status, steps.tsv rows as dicts, stdout and stderr)."""
+    """Run the script; (exit status, steps.tsv rows as dicts, stdout and stderr). Checks that
+    OUT fits what the device tool brings back, and unpacks results.tar.gz to tmp_path/results."""
     out = tmp_path / "out"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUAD_CHECKS_")}
     environ |= {"OUT": str(out), "GPUAD_CHECKS_BUDGET": str(budget), "PYTHON": sys.executable,
-                "CUPY_CACHE_DIR": str(tmp_path / "cache"), **env}
+                "GPUAD_CHECKS_GRACE": str(GRACE), "CUPY_CACHE_DIR": str(tmp_path / "cache"),
+                **env}
     proc = subprocess.run(["bash", str(SCRIPT)], env=environ, capture_output=True, text=True,
                           timeout=budget + 120, cwd=tmp_path)
+    log = proc.stdout + proc.stderr
     lines = (out / "steps.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["step", "status", "seconds", "note"]
     rows = [dict(zip(["step", "status", "seconds", "note"], line.split("\t"))) for line in
             lines[1:]]
-    assert [r["step"] for r in rows] == STEPS, proc.stdout
+    assert [r["step"] for r in rows] == [*STEPS, "gpu_cache"], log
     assert all(r["status"] in ("passed", "failed", "timeout", "skipped") for r in rows)
-    assert sum(float(r["seconds"]) for r in rows) <= budget, rows
-    return proc.returncode, rows, proc.stdout + proc.stderr
+    # a step is stopped GRACE seconds before the budget's end, so even one KILLed GRACE
+    # seconds after its TERM ends within the budget; the documented bound allows the grace
+    assert sum(float(r["seconds"]) for r in rows[:-1]) <= budget + GRACE, rows
+    _assert_fits_the_device_tool(out)
+    with tarfile.open(out / "results.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    return proc.returncode, rows, log
+
+
+def _assert_fits_the_device_tool(out):
+    found = list(out.rglob("*"))
+    files = [p for p in found if p.is_file() and not p.is_symlink()]
+    assert len(files) == len(found) <= MAX_FILES, found  # plain files only
+    assert sum(p.stat().st_size for p in files) <= MAX_TOTAL_BYTES
+    for p in files:
+        rel = p.relative_to(out)
+        assert p.stat().st_size <= MAX_FILE_BYTES and len(rel.parts) <= MAX_DEPTH + 1, rel
+        assert all(NAME.fullmatch(part) for part in rel.parts), rel
 
 
 def _no_gpu_env():
@@ -61,8 +89,13 @@ def test_without_a_gpu_every_gpu_step_is_skipped_with_gpuads_reason(tmp_path):
     for name in GPU_STEPS:
         assert by[name]["status"] == "skipped" and by[name]["seconds"] == "0.000"
         assert by[name]["note"] == f"no usable GPU: {reason}"
-    assert (tmp_path / "out" / "env.json").exists()
-    assert "cupy" in (tmp_path / "out" / "info.log").read_text()
+    assert by["gpu_cache"]["status"] == "skipped", log  # nothing was compiled
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "results.tar.gz", "steps.tsv", "summary.txt"]
+    results = tmp_path / "results"
+    assert (results / "env.json").exists()
+    assert "cupy" in (results / "info.log").read_text()
+    assert (results / "steps.tsv").read_text() == (tmp_path / "out" / "steps.tsv").read_text()
 
 
 def test_a_step_past_the_budget_is_skipped_with_why(tmp_path):
@@ -70,7 +103,7 @@ def test_a_step_past_the_budget_is_skipped_with_why(tmp_path):
     assert status == 0, log
     for r in rows[:2]:  # 3 s leave less than the least a step is started with
         assert r["status"] == "skipped" and r["note"].startswith("budget: "), r
-    assert all(r["note"].startswith("no usable GPU") for r in rows[2:])
+    assert all(r["note"].startswith("no usable GPU") for r in rows[2:-1])
 
 
 def test_dry_run_on_the_stand_in(tmp_path):
@@ -78,18 +111,78 @@ def test_dry_run_on_the_stand_in(tmp_path):
         pytest.fail("tests/fake_cuda_run.py (the stand-in's launcher) is missing")
     budget = 40
     status, rows, log = _run(tmp_path, budget, GPUAD_CHECKS_STANDIN="1")
-    for r in rows:  # only the budget may stop a step; nothing fails on the stand-in
+    # the stand-in compiles nothing
+    assert rows[-1]["status"] == "skipped" and "is empty" in rows[-1]["note"], rows[-1]
+    for r in rows[:-1]:  # only the budget may stop a step; nothing fails on the stand-in
         assert (r["status"] == "passed"
                 or r["status"] == "skipped" and r["note"].startswith("budget: ")
                 or r["status"] == "timeout" and "the budget's remainder" in r["note"]), (r, log)
     assert status == (1 if any(r["status"] == "timeout" for r in rows) else 0), log
     # the first steps take seconds: with 40 they always run
     assert [r["status"] for r in rows[:3]] == ["passed"] * 3, log
-    out = tmp_path / "out"
-    assert "kernels compiled and launched" in (out / "kernels.log").read_text()
-    for r in rows:
-        if r["status"] == "passed":
-            assert (out / f"{r['step']}.log").exists()
+    results = tmp_path / "results"
+    assert "kernels compiled and launched" in (results / "kernels.log").read_text()
+    for r in rows[:-1]:  # every step that ran left its log in the archive
+        assert (results / f"{r['step']}.log").exists() == (r["status"] != "skipped"), r
+    for name in ("kernels", "fused", "ops"):
+        if by_step(rows)[name]["status"] == "passed":
+            assert json.loads((results / f"{name}.json").read_text())["results" if name != "kernels"
+                                                                       else "kernels"]
+
+
+def by_step(rows):
+    return {r["step"]: r for r in rows}
+
+
+#: a PYTHON for the script that fails the fused step, makes the kernels step ignore TERM and
+#: hang (so it must be KILLed), and runs everything else with this interpreter
+_FAULTY_PYTHON = """#!/usr/bin/env bash
+case " $* " in
+    *"gpu_steps kernels "*) trap '' TERM; exec sleep 60 ;;
+    *"gpu_steps fused "*) echo "fused: made to fail" >&2; exit 3 ;;
+esac
+exec {python} "$@"
+"""
+
+
+def test_a_failed_and_a_stopped_step_leave_the_next_steps_running(tmp_path):
+    python = tmp_path / "python"
+    python.write_text(_FAULTY_PYTHON.format(python=sys.executable))
+    python.chmod(0o755)
+    budget = 60
+    status, rows, log = _run(tmp_path, budget, GPUAD_CHECKS_STANDIN="1", PYTHON=str(python),
+                             GPUAD_CHECKS_CAP_kernels="2")
+    by = by_step(rows)
+    assert status == 1, log
+    kernels = by["kernels"]
+    assert kernels["status"] == "timeout", log
+    assert kernels["note"] == "stopped after 2 s (the step's cap)"
+    # TERM at 2 s is ignored: KILL GRACE seconds later, and no later
+    assert 2 + GRACE <= float(kernels["seconds"]) < 2 + GRACE + 1.5, kernels
+    assert by["fused"]["status"] == "failed", log
+    assert by["fused"]["note"] == "exit status 3; see results/fused.log"
+    assert "fused: made to fail" in (tmp_path / "results" / "fused.log").read_text()
+    assert by["demo"]["status"] == "passed", log  # the step after them ran
+    for name in ("kernels", "fused", "demo"):
+        assert (tmp_path / "results" / f"{name}.log").exists()
+
+
+def test_the_kernel_cache_comes_back_packed_unless_over_the_file_limit(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "ab").mkdir(parents=True)
+    (cache / "ab" / "kernel.cubin").write_bytes(b"compiled")
+    status, rows, log = _run(tmp_path, 3, **_no_gpu_env())
+    assert rows[-1]["status"] == "passed", rows[-1]
+    assert rows[-1]["note"].startswith("1 files in gpu-cache.tar.gz ("), rows[-1]
+    with tarfile.open(tmp_path / "out" / "gpu-cache.tar.gz") as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")  # as the header says
+    assert (tmp_path / "unpacked" / "ab" / "kernel.cubin").read_bytes() == b"compiled"
+    # incompressible, over 16 MiB: left out, with the reason
+    (cache / "ab" / "big.cubin").write_bytes(np.random.default_rng(0).bytes(MAX_FILE_BYTES + 1))
+    status, rows, log = _run(tmp_path, 3, **_no_gpu_env())
+    assert rows[-1]["status"] == "skipped", rows[-1]
+    assert "over the 16777216 bytes the device tool brings back, left out" in rows[-1]["note"]
+    assert not (tmp_path / "out" / "gpu-cache.tar.gz").exists()
 
 
 def test_shellcheck_is_clean():
