@@ -1,6 +1,7 @@
 """The Python steps of ``benchmarks/gpu_checks.sh``: ``python -m benchmarks.gpu_steps STEP OUT``.
 
-Each step writes ``OUT/<step>.json`` and prints a line per item; its exit status is 1 when any
+Each step writes ``OUT/<step>.json``, rewritten after each item (so a step stopped by its
+timeout leaves what it had done), and prints a line per item; its exit status is 1 when any
 item failed (a failed item never stops the others).
 
 - ``reason``: gpuad's own reason why cuda:0 is unusable (``gpuad.backends.probe``), empty
@@ -12,8 +13,10 @@ item failed (a failed item never stops the others).
   launched one at a time: seconds of its first call (compile, or load from CuPy's cache) and
   of a second launch; then the list is checked against what ``warmup`` counts;
 - ``fused``: each fused elementwise kernel against the CPU backend on random and edge values,
-  with per-dtype tolerances (``TOLERANCE``);
-- ``ops``: every op case of ``tests/op_cases.py``, value and gradient, CUDA against CPU.
+  per element, with per-dtype tolerances (``TOLERANCE``) and the CPU formula's own rounding
+  noise at that element (``noise``);
+- ``ops``: every op case of ``tests/op_cases.py``, value and gradient, CUDA against CPU, per
+  element relative to its magnitude and its term scale (``op_error``, ``term_scale``).
 """
 import importlib.util
 import json
@@ -178,6 +181,7 @@ def kernels(out):
     backend = ad.device("cuda:0").backend
     counter = backend.kernels
     results, failed = [], 0
+    doc = {"device": _device_name(), "warmup_count": None, "kernels": results}
 
     def one(name, dtype, first, again):
         nonlocal failed
@@ -194,6 +198,7 @@ def kernels(out):
             failed += 1
             entry |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[-2000:]}
         results.append(entry)
+        _save(out / "kernels.json", doc)
         print(f"{entry['status']:6s} {name:28s} {entry['dtype']:8s} "
               + (f"first {entry['first_s']:.3f} s, again {entry['again_s'] * 1e3:.3f} ms"
                  if entry["status"] == "ok" else entry["error"].splitlines()[-1][:300]),
@@ -230,8 +235,7 @@ def kernels(out):
                   "list derived here no longer matches the backend's")
     ok = sum(r["status"] == "ok" for r in results)
     print(f"{ok} of {len(results)} kernels compiled and launched; warmup counts {counted}")
-    (out / "kernels.json").write_text(json.dumps(
-        {"device": _device_name(), "warmup_count": counted, "kernels": results}, indent=1) + "\n")
+    _save(out / "kernels.json", doc | {"warmup_count": counted})
     return 1 if failed else 0
 
 
@@ -244,13 +248,18 @@ def _missing(kernel):
 
 # ---- fused kernels against the CPU -----------------------------------------------------------
 
-#: data dtype -> (rtol, atol) of a fused kernel's result against the CPU's. float64: CUDA's
-#: double functions are within 2 ulp and NVRTC contracts a*b+c into fma (different rounding of
-#: the rules' sums), which cancellation in a derivative rule can amplify; a wrong formula is
-#: off by far more than 1e-11. float32 the same, with CUDA's single-precision functions within
-#: 4 ulp (tanf; most 1-2). float16 is computed in float32 and rounded once: against the float32
-#: kernel's result rounded, one float16 ulp (2^-10) either way, and two subnormal steps (2^-24).
-TOLERANCE = {np.dtype(np.float64): (1e-11, 1e-13), np.dtype(np.float32): (1e-5, 1e-6),
+#: data dtype -> (rtol, atol) of a fused kernel's result against the CPU's, per element.
+#: float64: CUDA's double functions are within 2 ulp and NVRTC contracts a*b+c into fma
+#: (different rounding of the rules' sums), which cancellation in a derivative rule can amplify;
+#: a wrong formula is off by far more than 1e-11. float32 the same, with CUDA's single-precision
+#: functions within 4 ulp (tanf; most 1-2). The absolute part is the dtype's smallest normal: a
+#: result CUDA's -ftz=true flushed is matched by the flushed alternatives of ``_flush``, so
+#: nothing larger is needed, and a tiny right value (sigmoid(-30) = 9.4e-14) is not passed when
+#: it comes back 0 or 3 times too large. float16 is computed in float32 and rounded once:
+#: against the float32 kernel's result rounded, one float16 ulp (2^-10) either way, and two
+#: subnormal steps (2^-23, below float16's smallest normal 2^-14).
+TOLERANCE = {np.dtype(np.float64): (1e-11, float(np.finfo(np.float64).tiny)),
+             np.dtype(np.float32): (1e-5, float(np.finfo(np.float32).tiny)),
              np.dtype(np.float16): (2e-3, 2 ** -23)}
 #: the parameters each op is run with
 PARAMS = {"leaky_relu": (0.1,), "elu": (1.3,), "softplus": (1.5, 20.0)}
@@ -301,21 +310,57 @@ def _flush(a):
     return np.where(np.abs(a) < np.finfo(a.dtype).tiny, np.copysign(0, a), a).astype(a.dtype)
 
 
-def _agree(got, wants, dtype):
-    """Per element: close to one of ``wants`` (nan where it is nan, the same inf)."""
+#: ``noise`` looks at the inputs moved by up to this many ulps either way; an element may be
+#: off by this many times the noise it finds (NumPy's and CUDA's functions are each within 1 to
+#: 4 ulps, and the noise found is NumPy's error, up to about one rounding of the terms)
+NOISE_ULPS, NOISE_TIMES = 32, 8
+
+
+def noise(ref, inputs, dtype):
+    """Per element: the largest rounding error of the CPU's own evaluation of the formula in
+    ``dtype`` (``ref(*inputs)``) against the same formula in a wider type (float64 for float32,
+    ``np.longdouble`` for float64), at the inputs and at their neighbours up to ``NOISE_ULPS``
+    ulps away (each element its own direction), since the error at one point may happen to be 0.
+    Where a formula cancels (``1 - y`` of a sigmoid near 1, ``x * (1 + tanh(u))`` of gelu below
+    -2) this is the rounding of the element's own terms, which CUDA's functions and fma
+    contraction round differently from NumPy; where it does not, a few ulps of the result.
+    0 where nothing finite is found."""
+    dtype = np.dtype(dtype)
+    wide = np.float64 if dtype == np.float32 else np.longdouble
+    eps = float(np.finfo(dtype).eps)
+    signs = [np.random.default_rng(7 + i).choice([-1.0, 1.0], a.shape)
+             for i, a in enumerate(inputs)]
+    spread = np.zeros(np.shape(inputs[0]))
+    for j in range(-NOISE_ULPS, NOISE_ULPS + 1):
+        moved = [_quiet(lambda a=a, s=s, j=j: (a * (1 + s * j * eps)).astype(dtype))
+                 for a, s in zip(inputs, signs)]
+        narrow = ref(*moved).astype(wide)
+        exact = ref(*[m.astype(wide) for m in moved])
+        with np.errstate(invalid="ignore", over="ignore"):
+            error = np.abs(narrow - exact).astype(np.float64)
+        spread = np.fmax(spread, np.where(np.isfinite(error), error, 0.0))
+    return spread
+
+
+def _agree(got, wants, dtype, floor=0.0):
+    """Per element: close to one of ``wants`` (nan where it is nan, the same inf), within the
+    dtype's ``TOLERANCE`` plus ``floor`` (an element's own absolute allowance, e.g.
+    ``NOISE_TIMES * noise(...)``; nan counts as 0)."""
     rtol, atol = TOLERANCE[np.dtype(dtype)]
     got = got.astype(np.float64)
+    floor = np.nan_to_num(np.asarray(floor, dtype=np.float64), nan=0.0, posinf=0.0)
     ok = np.zeros(got.shape, dtype=bool)
     for want in wants:
         want = want.astype(np.float64)
         with np.errstate(invalid="ignore"):
             ok |= ((np.isnan(got) & np.isnan(want)) | (got == want)  # (an inf only itself)
-                   | (np.isfinite(want) & (np.abs(got - want) <= atol + rtol * np.abs(want))))
+                   | (np.isfinite(want)
+                      & (np.abs(got - want) <= atol + rtol * np.abs(want) + floor)))
     return ok
 
 
-def _check(name, dtype, got, wants, inputs):
-    ok = _agree(got, wants, dtype)
+def _check(name, dtype, got, wants, inputs, floor=0.0):
+    ok = _agree(got, wants, dtype, floor)
     entry = {"kernel": name, "dtype": np.dtype(dtype).name, "values": int(ok.size),
              "status": "ok" if ok.all() else "failed"}
     if not ok.all():
@@ -342,6 +387,8 @@ def _fused(out):
 
     counter = ad.device("cuda:0").backend.kernels
     results = []
+    doc = {"tolerance": {k.name: v for k, v in TOLERANCE.items()},
+           "noise": {"ulps": NOISE_ULPS, "times": NOISE_TIMES}, "results": results}
     for row in UNARY:
         params = PARAMS.get(row.op, ())
         for dtype in (np.float32, np.float64):
@@ -357,11 +404,9 @@ def _fused(out):
             results.append({"kernel": row.kernel, "dtype": "float16", "status": "failed",
                             "error": traceback.format_exc(limit=-3)})
             print(f"failed {row.kernel} float16: {results[-1]['error']}")
+        _save(out / "fused.json", doc)
     failed = sum(r["status"] != "ok" for r in results)
     print(f"{len(results) - failed} of {len(results)} fused kernels agree with the CPU")
-    (out / "fused.json").write_text(json.dumps({"tolerance": {k.name: v for k, v in
-                                                              TOLERANCE.items()},
-                                                "results": results}, indent=1) + "\n")
     return 1 if failed else 0
 
 
@@ -374,14 +419,16 @@ def _fused_row(cupy, counter, row, params, dtype):
     got = cupy.asnumpy(fwd(cupy.asarray(x), *params))
     want = _forward_ref(row, x)
     wants = [want, _flush(want), _flush(_forward_ref(row, _flush(x)))]
-    entries = [_check(f"{row.kernel}_fwd", dtype, got, wants, [x])]
+    floor = NOISE_TIMES * noise(lambda x: _forward_ref(row, x), [x], dtype)
+    entries = [_check(f"{row.kernel}_fwd", dtype, got, wants, [x], floor)]
     if row.reads:
         saved = x if row.reads == "x" else want
         bwd = counter.elementwise(f"{row.kernel}_bwd", dtype, 2, len(params))
         got = cupy.asnumpy(bwd(cupy.asarray(g), cupy.asarray(saved), *params))
         want = _rule_ref(row, x, g)
         wants = [want, _flush(want), _flush(_rule_ref(row, _flush(x), _flush(g)))]
-        entries.append(_check(f"{row.kernel}_bwd", dtype, got, wants, [g, saved]))
+        floor = NOISE_TIMES * noise(lambda x, g: _rule_ref(row, x, g), [x, g], dtype)
+        entries.append(_check(f"{row.kernel}_bwd", dtype, got, wants, [g, saved], floor))
     return entries
 
 
@@ -409,11 +456,14 @@ def _fused_half(cupy, counter, row, params):
 
 # ---- op cases --------------------------------------------------------------------------------
 
-#: float64 op results on CUDA against the CPU: cuBLAS, CuPy's reductions and CUDA's math
-#: functions round differently from NumPy's (other summation orders, fma); relative to the
-#: largest magnitude of the result, since cancellation leaves small entries with large
-#: relative error
+#: float64 op results on CUDA against the CPU, per element: cuBLAS, CuPy's reductions and
+#: CUDA's math functions round differently from NumPy's (other summation orders, fma), by a few
+#: ulps of the element's own terms; relative to the element's magnitude plus its term scale
+#: (``term_scale``), so that an element left small by cancellation may differ by as much as its
+#: terms' rounding, and one that is small without cancellation may not
 OP_RTOL = 1e-9
+#: ``term_scale`` moves each input by this (relative, each element its own sign)
+MOVE = 1e-6
 
 
 def ops(out):
@@ -435,44 +485,74 @@ def ops(out):
         shown = entry.get("error", "").strip().splitlines()[-1:] or [
             f"largest relative error {max(entry['relative_errors'].values(), default=0):.2e}"]
         print(f"{entry['status']:6s} {case.name:32s} {shown[0][:300]}", flush=True)
+        _save(out / "ops.json", {"rtol": OP_RTOL, "done": False, "results": results})
     failed = sum(r["status"] != "ok" for r in results)
     print(f"{len(results) - failed} of {len(results)} op cases agree on CUDA and the CPU")
-    (out / "ops.json").write_text(json.dumps({"rtol": OP_RTOL, "results": results}, indent=1,
-                                             default=float) + "\n")
+    _save(out / "ops.json", {"rtol": OP_RTOL, "done": True, "results": results})
     return 1 if failed else 0
 
 
+def _evaluate(ad, case, xs, dev):
+    """The case's value and gradients (against a fixed cotangent) on ``dev`` in float64."""
+    ts = [ad.tensor(x, dtype=ad.float64, device=dev, requires_grad=case.grad) for x in xs]
+    y = case.fn(*ts)
+    outs = {"value": y}
+    if case.grad:
+        u = ad.tensor(np.linspace(-1, 1, y.size).reshape(y.shape), device=dev, dtype=ad.float64)
+        for i, gr in enumerate(ad.grad(y, ts, u, allow_unused=True)):
+            if gr is not None:
+                outs[f"grad {i}"] = gr
+    return {k: v.numpy() for k, v in outs.items()}
+
+
+def term_scale(evaluate, xs):
+    """Per output and element: how much the CPU's result moves when each input element moves by
+    ``MOVE`` of itself (two random directions), divided by ``MOVE``: about the magnitude of the
+    element's own terms (a sum of large terms that cancel moves as they do), or its magnitude
+    times its condition where nothing cancels."""
+    base = evaluate(xs)
+    scale = {k: np.zeros(v.shape) for k, v in base.items()}
+    for seed in (5, 6):
+        rng = np.random.default_rng(seed)
+        moved = evaluate([x * (1 + MOVE * rng.choice([-1.0, 1.0], np.shape(x))) for x in xs])
+        for k, v in base.items():
+            if k in moved and moved[k].shape == v.shape:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    change = np.abs(moved[k] - v) / MOVE
+                scale[k] = np.fmax(scale[k], np.where(np.isfinite(change), change, 0.0))
+    return scale
+
+
+def op_error(got, want, scale):
+    """The largest per-element error of ``got`` against ``want`` relative to the element's
+    magnitude plus its term scale (float64's smallest normal where both are 0); inf where the
+    shapes, the nan places or the infinities differ."""
+    if got is None or got.shape != want.shape:
+        return float("inf")
+    finite = np.isfinite(want)
+    if not (np.array_equal(np.isnan(got), np.isnan(want))
+            and np.array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)])):
+        return float("inf")
+    denominator = np.abs(want[finite]) + scale[finite] + np.finfo(np.float64).tiny
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(got[finite] - want[finite]) / denominator
+    return float(np.nan_to_num(error, nan=np.inf).max(initial=0.0))
+
+
 def _op_case(ad, case):
-    """The case's value and gradients on cuda:0 and the CPU in float64: per output, the
-    largest difference relative to the CPU's largest magnitude (nan and inf places equal)."""
+    """Per output of the case (value, gradients): ``op_error`` of cuda:0 against the CPU."""
     xs = case.inputs(np.random.default_rng(4))
-    results = {}
-    for dev in ("cpu", "cuda:0"):
-        ts = [ad.tensor(x, dtype=ad.float64, device=dev, requires_grad=case.grad) for x in xs]
-        y = case.fn(*ts)
-        outs = {"value": y}
-        if case.grad:
-            u = ad.tensor(np.linspace(-1, 1, y.size).reshape(y.shape), device=dev,
-                          dtype=ad.float64)
-            for i, gr in enumerate(ad.grad(y, ts, u, allow_unused=True)):
-                if gr is not None:
-                    outs[f"grad {i}"] = gr
-        results[dev] = {k: v.numpy() for k, v in outs.items()}
-    errors = {}
-    for k, want in results["cpu"].items():
-        got = results["cuda:0"].get(k)
-        if got is None or got.shape != want.shape:
-            errors[k] = float("inf")
-            continue
-        finite = np.isfinite(want)
-        if not (np.array_equal(np.isnan(got), np.isnan(want))
-                and np.array_equal(got[~finite & ~np.isnan(want)],
-                                   want[~finite & ~np.isnan(want)])):
-            errors[k] = float("inf")
-            continue
-        scale = np.abs(want[finite]).max(initial=0.0) or 1.0
-        errors[k] = float(np.abs(got[finite] - want[finite]).max(initial=0.0) / scale)
-    return errors
+    want = _evaluate(ad, case, xs, "cpu")
+    got = _evaluate(ad, case, xs, "cuda:0")
+    scale = term_scale(lambda inputs: _evaluate(ad, case, inputs, "cpu"), xs)
+    return {k: op_error(got.get(k), w, scale[k]) for k, w in want.items()}
+
+
+def _save(path, doc):
+    """Write ``doc`` as JSON whole (a step stopped mid-way leaves what it had done)."""
+    part = path.with_suffix(".part")
+    part.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    part.replace(path)
 
 
 STEPS = {"reason": reason, "env": env, "kernels": kernels, "fused": fused, "ops": ops}

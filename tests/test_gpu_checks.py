@@ -248,3 +248,69 @@ def test_kernels_step_reports_a_failing_kernel_and_goes_on(tmp_path, monkeypatch
         ("adam_update", d) for d in ("float16", "float32", "float64")]
     assert "no launcher for the kernel adam_update" in failed[0]["error"]
     assert len(again) == len(done["kernels"])
+
+
+def _row(kernel):
+    from gpuad.backends.kernel_table import UNARY
+
+    (row,) = [r for r in UNARY if r.kernel == kernel]
+    return row
+
+
+def test_fused_check_fails_a_wrong_tiny_value():
+    """sigmoid(-20 .. -50) in float32 is 2e-9 .. 2e-22, all normal: 0 or 3 times the value
+    fails (a fixed absolute tolerance of 1e-6 passed both), a few ulps off passes."""
+    from benchmarks.gpu_steps import NOISE_TIMES, _agree, _flush, _forward_ref, noise
+
+    row = _row("sigmoid")
+    x = np.linspace(-50, -20, 301, dtype=np.float32)
+    want = _forward_ref(row, x)
+    assert (want > np.finfo(np.float32).tiny).all()
+    wants = [want, _flush(want)]
+    floor = NOISE_TIMES * noise(lambda x: _forward_ref(row, x), [x], np.float32)
+    assert (floor < 1e-4 * want).all()  # nothing cancels: a few ulps (times the condition)
+    assert _agree(want * np.float32(1 + 3e-7), wants, np.float32, floor).all()
+    assert not _agree(np.zeros_like(want), wants, np.float32, floor).any()
+    assert not _agree(3 * want, wants, np.float32, floor).any()
+
+
+def test_fused_check_allows_the_rounding_of_cancelled_terms_only():
+    """gelu (tanh form) below -2 in float32: 0.5 x (1 + tanh(u)) cancels, so CUDA's tanhf
+    (within 2 ulps, 2^-24 each near -1) may leave it 0.5 |x| 2^-23 from NumPy's; that passes,
+    and 1% off does not (one rounding of the terms is up to 1.7e-4 of the result here)."""
+    from benchmarks.gpu_steps import NOISE_TIMES, _agree, _forward_ref, noise
+
+    row = _row("gelu_tanh")
+    x = np.linspace(-3.5, -2.5, 2001, dtype=np.float32)
+    want = _forward_ref(row, x)
+    two_ulps = (0.5 * np.abs(x) * 2.0 ** -23).astype(np.float32)
+    floor = NOISE_TIMES * noise(lambda x: _forward_ref(row, x), [x], np.float32)
+    one_off = want + two_ulps
+    assert not _agree(one_off, [want], np.float32).all()  # over the relative tolerance alone
+    assert _agree(one_off, [want], np.float32, floor).all()
+    assert not _agree(want * np.float32(1.01), [want], np.float32, floor).any()
+
+
+def test_op_error_is_per_element():
+    """Each element against its own magnitude plus its term scale: a small element without
+    cancellation off by 10 orders fails however large the others are; one left small by
+    cancellation may differ by its terms' rounding; nan places must match."""
+    from benchmarks.gpu_steps import OP_RTOL, op_error
+
+    want = np.array([1e-30, 3e140, 3e140])
+    scale = np.array([1e-30, 3e140, 3e140])  # nothing cancels
+    assert op_error(np.array([1e-20, 3e140, 3e140]), want, scale) > 1e9
+    assert op_error(want * (1 + 1e-12), want, scale) <= OP_RTOL
+    cancelled = np.array([1e-17, 1.0])  # e.g. 1 - (1 - 1e-17): terms of 1
+    assert op_error(np.array([1.5e-17, 1.0]), cancelled, np.array([2.0, 1.0])) <= OP_RTOL
+    assert op_error(np.array([1.5e-17, 1.0]), cancelled, np.zeros(2)) > OP_RTOL
+    assert op_error(np.array([np.nan, 1.0]), cancelled, np.ones(2)) == np.inf
+    assert op_error(np.zeros(3), np.zeros(2), np.zeros(2)) == np.inf
+
+
+def test_term_scale_of_an_exponential_is_its_condition_times_its_value():
+    from benchmarks.gpu_steps import term_scale
+
+    x = np.array([-3.0, 0.5, 2.0])
+    scale = term_scale(lambda xs: {"value": np.exp(xs[0])}, [x])["value"]
+    np.testing.assert_allclose(scale, np.abs(x) * np.exp(x), rtol=1e-5)
