@@ -374,10 +374,16 @@ def on_real(real):
 
 if {real_first}:
     import cupy as real
+    from gpuad.backends import probe
+    probe.driver_devices = lambda: (1, "")  # as if libcuda showed a GPU: without a driver,
+    probe.cupy_installed = lambda: True     # real CuPy's runtime refuses it, and it is recorded
     on_real(real)
+    probe.driver_cuda_version = lambda: 12040  # and a driver older than real CuPy's CUDA 13
+    refused = dict(probe._refused)
     uninstall = install()
-    on_stand_in()
+    on_stand_in()  # neither refuses the stand-in
     uninstall()
+    assert probe._refused == refused and probe.driver_cuda_version() == 12040
     on_real(real)
 else:
     uninstall = install()

@@ -5,7 +5,9 @@ transfers, kernels, errors) runs on machines without a GPU.
 imported, is set aside) and returns the callable that removes it again; ``installed(...)``
 does the same for one ``with`` block. Both ways, every module that bound the previous
 ``cupy``/``cupyx`` is forgotten (re-imported on next use, so it binds the one now installed),
-and gpuad's cached CUDA backends are dropped. ``stats`` counts what tests assert on.
+and gpuad's cached CUDA backends are dropped; while it is in place the probe answers for it
+(its devices and driver, no refusal recorded by real CuPy before). ``stats`` counts what
+tests assert on.
 
 It proves that gpuad routes CUDA tensors through CuPy as real CuPy allows; the numerics of real
 CUDA are checked by the same tests on a GPU machine.
@@ -79,6 +81,19 @@ def _drop_cuda_backends():
                 dev._backend = None
 
 
+def _swap(owner, name, value):
+    """Set ``owner.name`` to ``value``; returns the callable that puts the previous value back,
+    unless something else replaced ``value`` meanwhile (a test's monkeypatch made before the
+    install and undone before the removal restores its own)."""
+    previous = getattr(owner, name)
+    setattr(owner, name, value)
+
+    def restore():
+        if getattr(owner, name) is value:
+            setattr(owner, name, previous)
+    return restore
+
+
 def install(devices=1):
     """Put the stand-in in place of CuPy, with ``devices`` (1 or 2) stand-in GPUs; returns
     the callable that removes it and restores what was there (real CuPy, if it was
@@ -91,6 +106,7 @@ def install(devices=1):
     from gpuad import devices as device_mod
     from gpuad.backends import probe
 
+    from .cuda import driverGetVersion
     from .namespace import modules
 
     saved = {n: m for n, m in sys.modules.items() if _is_cupy(n)}
@@ -99,9 +115,12 @@ def install(devices=1):
     _forget_cupy_binders()
     _drop_cuda_backends()
     sys.modules.update(modules(devices))
-    saved_probe = probe.cupy_installed, probe.driver_devices
-    probe.cupy_installed = lambda: True
-    probe.driver_devices = lambda: (devices, "")
+    # the probe's facts and refusals are the stand-in's own while it is in place: a refusal
+    # real CuPy recorded, or a real driver older than real CuPy's CUDA, must not refuse it
+    restore_probe = [_swap(probe, "cupy_installed", lambda: True),
+                     _swap(probe, "driver_devices", lambda: (devices, "")),
+                     _swap(probe, "driver_cuda_version", driverGetVersion),
+                     _swap(probe, "_refused", {})]
     saved_default = device_mod._Policy.default
     stats.reset()
 
@@ -114,7 +133,8 @@ def install(devices=1):
         for name in [n for n in sys.modules if _is_cupy(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
-        probe.cupy_installed, probe.driver_devices = saved_probe
+        for restore in reversed(restore_probe):
+            restore()
         device_mod._Policy.default = saved_default
 
     _active.append(uninstall)
