@@ -26,6 +26,7 @@ _ROOTS = ("cupy", "cupyx", "cupy_backends")
 _active = []  # the uninstall callable of the stand-in in place, if any
 _active_devices = [0]  # and its number of devices
 _deferred = []  # the uninstall callable of a stand-in left in place to a test's end
+_reused = []  # True while a test uses a whole run's stand-in (as fresh from its first block)
 
 
 def _is_cupy(name):
@@ -146,6 +147,7 @@ def remove():
     """Remove a stand-in that ``installed(monkeypatch)`` left for the rest of a test
     (tests/conftest.py calls this at each test's end); one put in place by ``install()``
     itself (as tests/fake_cuda_run.py does for a whole run) stays."""
+    _reused.clear()
     while _deferred:
         _deferred.pop()()
 
@@ -158,8 +160,14 @@ def installed(monkeypatch=None, devices=1):
     test's checks; otherwise it is removed at the block's end. Where a stand-in with as many
     devices is already in place (a later block of the test, or a whole run under
     tests/fake_cuda_run.py), that one is used; a whole run's with other devices is set aside
-    meanwhile."""
+    meanwhile. A test's first block on a whole run's stand-in gets it as fresh: no CUDA backend
+    made yet (with its pending checks), counts at zero."""
     if _active and _active_devices[0] == devices:
+        if not _deferred and not _reused:
+            _drop_cuda_backends()
+            stats.reset()
+            if monkeypatch is not None:
+                _reused.append(True)
         yield stats
         return
     whole_run = _active_devices[0] if _active and not _deferred else None
