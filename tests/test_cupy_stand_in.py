@@ -416,3 +416,23 @@ def test_fake_cuda_run_runs_a_module_on_the_stand_in():
     usage = subprocess.run([sys.executable, str(TESTS / "fake_cuda_run.py"), "gpuad"],
                            capture_output=True, text=True, cwd=ROOT)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+#: modules whose tests rely on the default device or on a fresh stand-in: a whole run under
+#: tests/fake_cuda_run.py (cuda:0 the default, as on a GPU machine) runs them after one another
+_WHOLE_RUN_MODULES = ("test_losses.py", "test_nn.py", "test_deferred_checks.py",
+                      "test_cuda_refusals.py", "test_info.py", "test_devices.py")
+
+
+def test_tests_pass_in_a_whole_run_under_the_stand_in():
+    """As ``python tests/fake_cuda_run.py -m pytest`` on a GPU machine's default device: a test
+    that means the CPU pins it, and a test's own stand-in block starts fresh although the
+    run's stand-in (and its CUDA backend) was made by the tests before it."""
+    if "+standin" in getattr(sys.modules.get("cupy"), "__version__", ""):
+        pytest.skip("already in a whole run under the stand-in")
+    done = subprocess.run([sys.executable, str(TESTS / "fake_cuda_run.py"), "-m", "pytest",
+                           "-q", "-p", "no:cacheprovider", "-m", "not network",
+                           *(str(TESTS / m) for m in _WHOLE_RUN_MODULES)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout.splitlines()[-1], done.stdout[-500:]
