@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fake_cupy import installed, stats
 
+import gpuad as ad
 from gpuad.backends.kernel_table import elementwise_spec
 
 TESTS = pathlib.Path(__file__).resolve().parent
@@ -436,3 +437,39 @@ def test_tests_pass_in_a_whole_run_under_the_stand_in():
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout.splitlines()[-1], done.stdout[-500:]
+
+
+def test_cuda_or_stand_in_uses_real_cuda_where_it_is_usable(monkeypatch):
+    if "+standin" in getattr(sys.modules.get("cupy"), "__version__", ""):
+        pytest.skip("a stand-in is installed for the whole run (tests/fake_cuda_run.py)")
+    before = sys.modules.get("cupy")
+    monkeypatch.setattr(ad.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ad.cuda, "device_count", lambda: 1)
+    with fake_cupy.cuda_or_stand_in() as counts:  # (as where real CUDA works)
+        assert counts is None and sys.modules.get("cupy") is before
+    with fake_cupy.cuda_or_stand_in(devices=2) as counts:  # more GPUs than there are
+        assert counts is fake_cupy.stats and sys.modules["cupy"].__version__.endswith("+standin")
+    monkeypatch.setattr(ad.cuda, "is_available", lambda: False)
+    with fake_cupy.cuda_or_stand_in() as counts:
+        assert counts is fake_cupy.stats and sys.modules["cupy"].__version__.endswith("+standin")
+    assert sys.modules.get("cupy") is before
+
+
+def _selected(marks, *modules):
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "-m", marks,
+                           *(str(TESTS / m) for m in modules)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode in (0, 5), done.stdout[-1000:]  # (5: none selected)
+    return {line for line in done.stdout.splitlines() if "::" in line}
+
+
+def test_the_real_gpu_selection_runs_the_numerics_cuda_cases():
+    """benchmarks/gpu_checks.sh's selection takes the cuda cases of tests that prefer real
+    CUDA (tests/fake_cupy's cuda_or_stand_in), and leaves the tests that install the stand-in."""
+    modules = ("test_numerics.py", "test_numerics_spread.py", "test_fake_cuda.py")
+    real = _selected("cuda and not standin and not network", *modules)
+    cuda = _selected("cuda", *modules)
+    numerics = {t for t in cuda if "test_numerics" in t}
+    assert len(numerics) > 150 and real == numerics, sorted(real ^ numerics)[:5]
+    assert not _selected("standin", *modules[:2])

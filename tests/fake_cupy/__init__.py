@@ -20,7 +20,7 @@ import types
 
 from .stats import stats
 
-__all__ = ["install", "installed", "remove", "stats"]
+__all__ = ["install", "installed", "cuda_or_stand_in", "remove", "stats"]
 
 _ROOTS = ("cupy", "cupyx", "cupy_backends")
 _active = []  # the uninstall callable of the stand-in in place, if any
@@ -189,3 +189,22 @@ def installed(monkeypatch=None, devices=1):
         yield stats
     finally:
         done()
+
+
+@contextlib.contextmanager
+def cuda_or_stand_in(monkeypatch=None, devices=1):
+    """Real CUDA where it is usable (with ``devices`` GPUs) and no stand-in is in place; the
+    stand-in (:func:`installed`) otherwise. For tests whose CUDA cases mean real CUDA's numerics
+    (flush to zero, contracted multiply-adds) and run on the stand-in only where there is none:
+    tests/conftest.py does not count them as stand-in tests (``prefers_real_cuda``), so a GPU
+    machine's real-CUDA selection runs them."""
+    import gpuad
+
+    if not _active and gpuad.cuda.is_available() and gpuad.cuda.device_count() >= devices:
+        yield None
+        return
+    with installed(monkeypatch, devices) as counts:
+        yield counts
+
+
+cuda_or_stand_in.prefers_real_cuda = True
