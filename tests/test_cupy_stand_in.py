@@ -241,6 +241,22 @@ def test_elementwise_kernels_check_arguments_as_cupy(cupy):
     want = 1 / (1 + np.exp(-np.array([-2.0, 0.0, 3.0])))
     np.testing.assert_allclose(renamed(x).get(), want, rtol=1e-6)
     assert renamed(x).dtype == np.float32
+    launches = stats.launches  # a zero-size shape: CuPy returns the empty output unlaunched
+    empty = kernel(cupy.empty((0, 3), dtype=cupy.float32))
+    assert empty.shape == (0, 3) and empty.dtype == np.float32 and stats.launches == launches
+
+
+def test_only_0_d_arrays_convert_to_numbers_as_in_cupy(cupy):
+    """CuPy's float(a) is float(a.get()): NumPy 2.4 refuses an array of any other dimension,
+    one element or not; the truth of a one-element array is taken at any dimension."""
+    one = cupy.asarray([[2.5]])
+    for convert in (float, int, complex):
+        with pytest.raises(TypeError, match="only 0-dimensional arrays"):
+            convert(one)
+        assert convert(one[0, 0]) == convert(2.5)
+    assert bool(one) is True and bool(cupy.zeros((1, 1, 1))) is False
+    with pytest.raises(ValueError, match="truth value"):
+        bool(cupy.ones(2))
 
 
 def test_a_template_type_takes_the_first_arrays_dtype(cupy):
