@@ -50,7 +50,10 @@ def _remove_the_cupy_stand_in():
 
 def _of_stand_in(value):
     """Whether ``value`` is the CuPy stand-in (tests/fake_cupy), one of its modules or a name
-    defined there."""
+    defined there; not a helper of it that uses real CUDA where it is usable
+    (``prefers_real_cuda``)."""
+    if getattr(value, "prefers_real_cuda", False):
+        return False
     return any(isinstance(name, str) and name.split(".")[0] == "fake_cupy"
                for name in (getattr(value, "__name__", None), getattr(value, "__module__", None)))
 
@@ -91,7 +94,8 @@ def pytest_collection_modifyitems(config, items):
     ``-m "cuda and not standin and not network"``): ``cuda`` on every case whose ``device``
     parameter is a CUDA device, ``standin`` on every test that installs or names the CuPy
     stand-in, or uses a fixture that does (see :func:`_uses_stand_in`); ``cuda`` tests run on
-    the real CuPy, so those never need the stand-in."""
+    the real CuPy, so those never need the stand-in. A test that installs the stand-in only
+    where real CUDA is not usable (``fake_cupy.cuda_or_stand_in``) is no stand-in test."""
     for item in items:
         params = getattr(item, "callspec", None)
         if params is not None and str(params.params.get("device", "")).startswith("cuda"):

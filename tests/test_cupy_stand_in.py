@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fake_cupy import installed, stats
 
+import gpuad as ad
 from gpuad.backends.kernel_table import elementwise_spec
 
 TESTS = pathlib.Path(__file__).resolve().parent
@@ -240,6 +241,22 @@ def test_elementwise_kernels_check_arguments_as_cupy(cupy):
     want = 1 / (1 + np.exp(-np.array([-2.0, 0.0, 3.0])))
     np.testing.assert_allclose(renamed(x).get(), want, rtol=1e-6)
     assert renamed(x).dtype == np.float32
+    launches = stats.launches  # a zero-size shape: CuPy returns the empty output unlaunched
+    empty = kernel(cupy.empty((0, 3), dtype=cupy.float32))
+    assert empty.shape == (0, 3) and empty.dtype == np.float32 and stats.launches == launches
+
+
+def test_only_0_d_arrays_convert_to_numbers_as_in_cupy(cupy):
+    """CuPy's float(a) is float(a.get()): NumPy 2.4 refuses an array of any other dimension,
+    one element or not; the truth of a one-element array is taken at any dimension."""
+    one = cupy.asarray([[2.5]])
+    for convert in (float, int, complex):
+        with pytest.raises(TypeError, match="only 0-dimensional arrays"):
+            convert(one)
+        assert convert(one[0, 0]) == convert(2.5)
+    assert bool(one) is True and bool(cupy.zeros((1, 1, 1))) is False
+    with pytest.raises(ValueError, match="truth value"):
+        bool(cupy.ones(2))
 
 
 def test_a_template_type_takes_the_first_arrays_dtype(cupy):
@@ -374,10 +391,16 @@ def on_real(real):
 
 if {real_first}:
     import cupy as real
+    from gpuad.backends import probe
+    probe.driver_devices = lambda: (1, "")  # as if libcuda showed a GPU: without a driver,
+    probe.cupy_installed = lambda: True     # real CuPy's runtime refuses it, and it is recorded
     on_real(real)
+    probe.driver_cuda_version = lambda: 12040  # and a driver older than real CuPy's CUDA 13
+    refused = dict(probe._refused)
     uninstall = install()
-    on_stand_in()
+    on_stand_in()  # neither refuses the stand-in
     uninstall()
+    assert probe._refused == refused and probe.driver_cuda_version() == 12040
     on_real(real)
 else:
     uninstall = install()
@@ -410,3 +433,59 @@ def test_fake_cuda_run_runs_a_module_on_the_stand_in():
     usage = subprocess.run([sys.executable, str(TESTS / "fake_cuda_run.py"), "gpuad"],
                            capture_output=True, text=True, cwd=ROOT)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+#: modules whose tests rely on the default device or on a fresh stand-in: a whole run under
+#: tests/fake_cuda_run.py (cuda:0 the default, as on a GPU machine) runs them after one another
+_WHOLE_RUN_MODULES = ("test_losses.py", "test_nn.py", "test_deferred_checks.py",
+                      "test_cuda_refusals.py", "test_info.py", "test_devices.py")
+
+
+def test_tests_pass_in_a_whole_run_under_the_stand_in():
+    """As ``python tests/fake_cuda_run.py -m pytest`` on a GPU machine's default device: a test
+    that means the CPU pins it, and a test's own stand-in block starts fresh although the
+    run's stand-in (and its CUDA backend) was made by the tests before it."""
+    if "+standin" in getattr(sys.modules.get("cupy"), "__version__", ""):
+        pytest.skip("already in a whole run under the stand-in")
+    done = subprocess.run([sys.executable, str(TESTS / "fake_cuda_run.py"), "-m", "pytest",
+                           "-q", "-p", "no:cacheprovider", "-m", "not network",
+                           *(str(TESTS / m) for m in _WHOLE_RUN_MODULES)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout.splitlines()[-1], done.stdout[-500:]
+
+
+def test_cuda_or_stand_in_uses_real_cuda_where_it_is_usable(monkeypatch):
+    if "+standin" in getattr(sys.modules.get("cupy"), "__version__", ""):
+        pytest.skip("a stand-in is installed for the whole run (tests/fake_cuda_run.py)")
+    before = sys.modules.get("cupy")
+    monkeypatch.setattr(ad.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ad.cuda, "device_count", lambda: 1)
+    with fake_cupy.cuda_or_stand_in() as counts:  # (as where real CUDA works)
+        assert counts is None and sys.modules.get("cupy") is before
+    with fake_cupy.cuda_or_stand_in(devices=2) as counts:  # more GPUs than there are
+        assert counts is fake_cupy.stats and sys.modules["cupy"].__version__.endswith("+standin")
+    monkeypatch.setattr(ad.cuda, "is_available", lambda: False)
+    with fake_cupy.cuda_or_stand_in() as counts:
+        assert counts is fake_cupy.stats and sys.modules["cupy"].__version__.endswith("+standin")
+    assert sys.modules.get("cupy") is before
+
+
+def _selected(marks, *modules):
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "-m", marks,
+                           *(str(TESTS / m) for m in modules)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode in (0, 5), done.stdout[-1000:]  # (5: none selected)
+    return {line for line in done.stdout.splitlines() if "::" in line}
+
+
+def test_the_real_gpu_selection_runs_the_numerics_cuda_cases():
+    """benchmarks/gpu_checks.sh's selection takes the cuda cases of tests that prefer real
+    CUDA (tests/fake_cupy's cuda_or_stand_in), and leaves the tests that install the stand-in."""
+    modules = ("test_numerics.py", "test_numerics_spread.py", "test_fake_cuda.py")
+    real = _selected("cuda and not standin and not network", *modules)
+    cuda = _selected("cuda", *modules)
+    numerics = {t for t in cuda if "test_numerics" in t}
+    assert len(numerics) > 150 and real == numerics, sorted(real ^ numerics)[:5]
+    assert not _selected("standin", *modules[:2])

@@ -1,6 +1,6 @@
 """Checks of data (class labels, Embedding indices, integer index arrays) raise at the op on
 the CPU, and on CUDA at the next host read of that device (gpuad/backends/deferred.py): here
-on the CuPy stand-in (tests/fake_cupy.py), whose arrays are NumPy's."""
+on the CuPy stand-in (the package tests/fake_cupy), whose arrays are NumPy's."""
 import sys
 
 import numpy as np
@@ -23,6 +23,7 @@ def _next_line():
     return sys._getframe(1).f_lineno + 1
 
 
+@pytest.mark.usefixtures("cpu_default")  # the check raises at the op on the CPU
 def test_the_cpu_raises_at_the_op_with_shapes_and_the_fix():
     x = ad.zeros((2, 3))
     with pytest.raises(IndexError, match=r"cross_entropy: target holds class indices outside "

@@ -4,7 +4,8 @@ and std with no degrees of freedom), empty inputs NumPy and PyTorch accept (soft
 max/min/norm(inf), tensordot/dot), and nan inputs getting the gradient PyTorch gives them
 (relu, elu, maximum/minimum, max/min reductions). Each against analytic values or PyTorch
 (float64), in reverse mode (plain and create_graph, which take different CPU paths), in
-forward mode, and through the CUDA backend's code (tests/fake_cupy)."""
+forward mode, and on CUDA: real CUDA where it is usable, else the CuPy stand-in
+(tests/fake_cupy)."""
 import fractions
 import functools
 import itertools
@@ -12,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from fake_cupy import installed
+from fake_cupy import cuda_or_stand_in
 from tolerance import assert_close
 
 import gpuad as ad
@@ -23,7 +24,7 @@ NAN = math.nan
 @pytest.fixture(autouse=True)
 def _cpu_by_default(cpu_default):
     """(A default device left unresolved would resolve to the stand-in GPU after a test's
-    ``installed`` block, and stay so for the tests after it.)"""
+    ``cuda_or_stand_in`` block, and stay so for the tests after it.)"""
     yield
 
 
@@ -57,7 +58,7 @@ def _same(got, want, device="cpu", dtype=None, **tol):
 @pytest.mark.parametrize("create_graph", [False, True])
 def test_division_by_a_float16_sum_keeps_its_gradient(create_graph, device, monkeypatch):
     # x / x.sum() with x = [100, 200]: the old -g a / (b b) made b b = 90000 inf in float16
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         _, (g,) = _grads(lambda x: (x / x.sum())[0], [[100.0, 200.0]], ad.float16,
                          create_graph, device)
     _same(g, [1 / 300 - 100 / 300**2, -100 / 300**2], rtol=2e-3, device=device)
@@ -76,7 +77,7 @@ def test_division_with_a_loss_scaled_float16_gradient():
 @pytest.mark.parametrize("dtype, v", [(ad.float32, 1e-23), (ad.float64, 1e-170)])
 def test_division_by_a_tiny_divisor(dtype, v, device, monkeypatch):
     # b b underflowed to 0, giving -inf where d(a/b)/db = -a / b^2 = -1/v is representable
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         _, (ga, gb) = _grads(lambda a, b: a / b, [[v], [v]], dtype, device=device)
     _same(ga, [1 / v], rtol=1e-6, device=device)
     _same(gb, [-1 / v], rtol=1e-6, device=device)
@@ -169,7 +170,7 @@ def test_spread_with_no_degrees_of_freedom_matches_torch(op, shape, axis, ddof, 
                                                          monkeypatch):
     x = np.arange(math.prod(shape), dtype=np.float64).reshape(shape) * 1.5 + 1
     # (CuPy has no floating-point warnings; the NumPy standing in for it has, so they are off)
-    with installed(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
         out, (g,) = _grads(lambda t: getattr(t, op)(axis=axis, ddof=ddof), [x], device=device)
     with pytest.warns(UserWarning):  # PyTorch warns; gpuad must not (warnings are errors)
         want, (wg,) = _torch_grads(lambda t: getattr(t, op)(dim=axis, correction=ddof), [x])
@@ -239,7 +240,7 @@ EMPTY_CASES = [(name, fns, (2, 0)) for name, fns in SOFTMAXES.items()] + \
 def test_empty_reductions_match_torch(name, fns, shape, device, monkeypatch):
     ours, theirs = fns
     want, wg = _torch_empty(theirs, shape)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         for create_graph in (False, True):
             x = ad.zeros(shape, dtype=ad.float64, device=device, requires_grad=True)
             out = ours(x)
@@ -273,7 +274,7 @@ def test_extremum_over_an_empty_axis_is_a_clear_error(fn, what):
     (lambda a, b: ad.dot(a, b), [(2, 0), (0, 3)], (2, 3)),
 ])
 def test_contraction_over_an_empty_axis_is_zeros(fn, shapes, out_shape, device, monkeypatch):
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         ts = [ad.ones(s, dtype=ad.float64, device=device, requires_grad=True) for s in shapes]
         out = fn(*ts)
         assert out.shape == out_shape and (out.numpy() == 0).all()
@@ -318,13 +319,13 @@ def test_nan_inputs_get_torch_gradients(name, create_graph, device, monkeypatch)
         xs = [np.array([1.0, NAN, 2.0])]
     seed = None if name in ("max", "min") else np.linspace(0.5, 2, 8)
     want_out, want = _torch_grads(theirs, xs, seed)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         out, got = _grads(ours, xs, create_graph=create_graph, device=device, seed=seed)
     _same(out, want_out, device=device)
     for g, w in zip(got, want):
         _same(g, w, device=device)
     if seed is not None:  # forward mode: a diagonal Jacobian, so the tangent is the gradient
-        with installed(monkeypatch):
+        with cuda_or_stand_in(monkeypatch):
             for i, w in enumerate(want):
                 ts = tuple(ad.tensor(seed if j == i else np.zeros(8), device=device)
                            for j in range(arity))
@@ -358,7 +359,7 @@ def test_max_reduction_along_an_axis_with_nan_and_ties(op, device, monkeypatch):
     _, (tie,) = _torch_grads(along, [x[1:2]])
     _, (nan0,) = _torch_grads(reduce_all, [x[0]])
     _, (nan2,) = _torch_grads(reduce_all, [x[2]])
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         _, (g,) = _grads(lambda t: getattr(t, op)(axis=1), [x], device=device)
         _same(g, np.stack([nan0, tie[0], nan2]), device=device)
         directions = ad.tensor(np.ones((3, 3)) * [1, 2, 4], device=device)
@@ -384,7 +385,7 @@ def test_nonfinite_upstream_gradients_match_torch(name, create_graph, device, mo
     xs = [a, b][:arity]
     seed = np.array([math.inf, NAN, math.inf, -math.inf, NAN, math.inf, NAN, -math.inf])
     want_out, want = _torch_grads(theirs, xs, seed)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         out, got = _grads(ours, xs, create_graph=create_graph, device=device, seed=seed)
     _same(out, want_out, device=device)
     for g, w in zip(got, want):
@@ -419,7 +420,7 @@ def test_pow_gradients_at_extreme_values_match_torch(create_graph, device, monke
     a, b = a.ravel(), b.ravel()
     seed = np.full(a.size, 0.5)
     want_out, want = _torch_grads(lambda x, z: x ** z, [a, b], seed)
-    with installed(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
         out, got = _grads(lambda x, z: x ** z, [a, b], create_graph=create_graph,
                           device=device, seed=seed)
     _same(out, want_out, device=device)
@@ -442,7 +443,7 @@ def test_pow_with_a_scalar_operand_at_extreme_values(scalar):
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_division_of_zero_by_a_tiny_divisor(device, monkeypatch):
     # d(a/b)/db as -(g/b)(a/b) was inf * 0 = nan at a = 0, b = 5e-324 (PyTorch: -0)
-    with installed(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore"):  # (the stand-in CuPy is NumPy)
         _, (ga, gb) = _grads(lambda a, b: a / b, [[0.0, 1e-300], [5e-324, 1e-200]],
                              device=device)
     _same(ga, [math.inf, 1e200], device=device)
@@ -469,13 +470,13 @@ def test_log_softmax_next_to_a_large_max(create_graph, device, monkeypatch):
     g = np.array([[1.0, 0.0, 0.5], [0.25, 2.0, -1.0], [1.0, 1.0, 1.0]])
     p = np.exp(want)
     want_dx = g - p * g.sum(axis=-1, keepdims=True)  # the rule: g - softmax sum(g)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         out, (dx,) = _grads(lambda t: ad.log_softmax(t, axis=-1), [x], ad.float32,
                             create_graph, device, seed=g)
     _same(out, want, rtol=1e-6, atol=1e-6, device=device)
     _same(dx, want_dx, rtol=1e-5, atol=1e-6, device=device)
     for dtype, big in ((ad.float64, 1e300), (ad.float16, 3e4)):
-        with installed(monkeypatch):
+        with cuda_or_stand_in(monkeypatch):
             y = ad.log_softmax(ad.tensor([big, big], dtype=dtype, device=device))
         _same(y.numpy(), [-math.log(2)] * 2, rtol=1e-3, device=device)
 
@@ -487,7 +488,7 @@ def test_log_softmax_at_infinities_matches_torch(device, monkeypatch):
     x = np.array([[0.0, inf], [-inf, -inf], [-inf, 0.0], [inf, inf], [-inf, inf],
                   [NAN, 0.0], [-1e308, 1e308], [1e308, 1e308]])
     want = torch.log_softmax(torch.tensor(x), -1).numpy()
-    with installed(monkeypatch), np.errstate(all="ignore"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore"):
         got = ad.log_softmax(ad.tensor(x, device=device), axis=-1).numpy()
     _same(got, want, device=device)
     assert np.isnan(got[0]).all()  # was [-inf, nan]
@@ -497,7 +498,7 @@ def test_log_softmax_at_infinities_matches_torch(device, monkeypatch):
 def test_cross_entropy_next_to_a_large_logit(device, monkeypatch):
     # the CUDA kernel's loss was lse - x[label] with lse = max + log(sum): 0 for [1e8, 1e8]
     x = np.array([[1e8, 1e8], [3e5, 3e5 - 1]], dtype=np.float32)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         xt = ad.tensor(x, device=device, requires_grad=True)
         loss = ad.nn.functional.cross_entropy(xt, ad.tensor([0, 1], device=device),
                                               reduction="none")
@@ -552,7 +553,7 @@ def test_gelu_tanh_gradient_against_the_formula(dtype, device, monkeypatch):
     # limit 1 or 0 at huge |x| and at +-inf, where x^3 overflowed to inf * 0 = nan (and where
     # PyTorch still gives nan)
     x = GELU_POINTS[dtype]
-    with installed(monkeypatch), np.errstate(all="ignore"):  # (gelu(-inf) = -inf * 0)
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore"):  # (gelu(-inf) = -inf * 0)
         _, (g,) = _grads(lambda t: ad.gelu(t, approximate="tanh"), [x], dtype, device=device)
     want = [_gelu_tanh_grad_exact(float(np.asarray(v, dtype=dtype))) for v in x]
     tol = dict(rtol=1e-13, atol=1e-15) if dtype == ad.float64 else dict(rtol=2e-6, atol=1e-6)
@@ -567,7 +568,7 @@ def test_gelu_erf_gradient_against_the_formula_and_torch(dtype, device, monkeypa
     # 1 and 0 at +-1e300 and +-3e38, as PyTorch; at +-inf x phi(x) is inf * 0 = nan, as PyTorch
     torch = pytest.importorskip("torch")
     x = GELU_POINTS[dtype]
-    with installed(monkeypatch), np.errstate(all="ignore"):  # (gelu(-inf) = -inf * 0)
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore"):  # (gelu(-inf) = -inf * 0)
         _, (g,) = _grads(ad.gelu, [x], dtype, device=device)
     want = [_gelu_erf_grad(float(np.asarray(v, dtype=dtype))) for v in x[2:]]
     tol = dict(rtol=1e-13, atol=1e-15) if dtype == ad.float64 else dict(rtol=2e-6, atol=1e-6)
@@ -634,7 +635,7 @@ def test_prod_gradient_is_the_exact_product_of_the_others(values, device, monkey
     want = _exact_products_of_others(values)
     # (the products overflow: NumPy's warnings, as for multiply, are expected here)
     # (and log2(0) of the range test, where the stand-in's NumPy warns and CuPy does not)
-    with installed(monkeypatch), np.errstate(over="ignore", invalid="ignore", under="ignore",
+    with cuda_or_stand_in(monkeypatch), np.errstate(over="ignore", invalid="ignore", under="ignore",
                                              divide="ignore"):
         for create_graph in (False, True):
             out, (g,) = _grads(ad.prod, [values], create_graph=create_graph, device=device)
@@ -660,7 +661,7 @@ def test_prod_gradient_past_a_float32_overflow_or_underflow(values, device, monk
     # 1, and [0, 0] where both are 1e-30
     x = np.array(values, dtype=np.float32)
     want = _exact_products_of_others(x, np.float32)
-    with installed(monkeypatch), np.errstate(over="ignore", under="ignore"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(over="ignore", under="ignore"):
         for create_graph in (False, True):
             _, (g,) = _grads(ad.prod, [x], ad.float32, create_graph, device)
             _same(g, want.astype(np.float64), rtol=1e-6, device=device)
@@ -724,7 +725,7 @@ def test_pnorm_of_huge_and_tiny_values_matches_torch(ord, dtype, scale, device, 
     x = (base * scale).astype(np.dtype(dtype.name))
     want, wg = _torch_scaled(lambda t: torch.linalg.vector_norm(t, ord, dim=1),
                              x.astype(np.float64), scale)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         out, (g,) = _grads(lambda t: ad.norm(t, ord, axis=1), [x], dtype, device=device)
     rtol = 1e-12 if dtype == ad.float64 else 1e-5
     _same(out, want, rtol=rtol, device=device)
@@ -735,7 +736,7 @@ def test_pnorm_of_huge_and_tiny_values_matches_torch(ord, dtype, scale, device, 
 def test_square_overflow_reproducers(device, monkeypatch):
     # norm(1e300) was inf (PyTorch 1e300), float32 std([0, 0, 3e38]) inf (PyTorch 1.41e38),
     # float32 var([[3e38, 3e38]], axis=-1) inf (the mean overflowed; PyTorch 0)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         out, (g,) = _grads(ad.norm, [1e300], device=device)
         _same(out, 1e300, device=device)
         _same(g, 1.0, device=device)
@@ -771,7 +772,7 @@ def test_spread_and_norm_without_overflow_match_torch(op, dtype, values, device,
         want, wg = want.astype(x.dtype), wg.astype(x.dtype)
     # (var's value overflows where std's does not, and float16 results are cast from float32:
     # NumPy's warnings for those, as for any cast, are expected)
-    with installed(monkeypatch), np.errstate(all="ignore"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore"):
         out, (g,) = _grads(ours, [x], dtype, device=device)
         assert out.dtype == x.dtype
     rtol = {ad.float64: 1e-12, ad.float32: 1e-6, ad.float16: 2e-3}[dtype]

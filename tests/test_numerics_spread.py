@@ -3,12 +3,12 @@ near the float maximum has zero spread (value and gradient), p-norms for |p| pas
 range, the zero gradient of a p < 0 norm that is zero, the exact products of the others where
 the product overflows, and clear errors for bad ddof/ord (with PyTorch's p= accepted). Each
 against an independent reference (float64 formulas, exact fractions, or PyTorch), on the CPU
-and through the CUDA backend's code (tests/fake_cupy)."""
+and on CUDA: real CUDA where it is usable, else the CuPy stand-in (tests/fake_cupy)."""
 import math
 
 import numpy as np
 import pytest
-from fake_cupy import installed
+from fake_cupy import cuda_or_stand_in
 from test_numerics import _grads, _same, _torch_grads
 
 import gpuad as ad
@@ -32,7 +32,7 @@ CONSTANTS = [(ad.float32, 3.0000000054977558e+38), (ad.float32, 2.9e38),
 @pytest.mark.parametrize("op", ["var", "std"])
 def test_spread_of_a_constant_slice_near_the_float_max_is_zero(op, dtype, a, device,
                                                                monkeypatch):
-    with installed(monkeypatch), np.errstate(over="ignore"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(over="ignore"):
         for create_graph in (False, True):
             out, (g,) = _grads(lambda t: getattr(t, op)(), [[a] * 3], dtype, create_graph,
                                device, seed=0.5)
@@ -46,7 +46,7 @@ def test_spread_of_a_constant_slice_near_the_float_max_is_zero(op, dtype, a, dev
 def test_var_rows_next_to_a_constant_row_near_the_float_max(device, monkeypatch):
     # the scaled centering applies row by row: the ordinary row keeps 2 (x - mean) / N
     x = np.array([[3.0000000054977558e+38] * 3, [1.0, 2.0, 4.0]], dtype=np.float32)
-    with installed(monkeypatch), np.errstate(over="ignore"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(over="ignore"):
         out, (g,) = _grads(lambda t: t.var(axis=1), [x], ad.float32, device=device)
     r = np.array([1.0, 2.0, 4.0])
     _same(out, [0.0, r.var()], rtol=1e-6, device=device)
@@ -65,7 +65,7 @@ ROUNDING = [(ad.float64, 0.1, 3, 0), (ad.float32, -0.22223517298698425, 3, 2),
 def test_spread_of_an_ordinary_constant_slice_is_zero_on_both_devices(op, dtype, a, n, ddof,
                                                                       monkeypatch):
     got = {}
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         for device in ("cpu", "cuda"):
             out, (g,) = _grads(lambda t: getattr(t, op)(ddof=ddof), [[a] * n], dtype,
                                device=device)
@@ -106,7 +106,7 @@ def test_var_gradient_with_infinite_entries_matches_torch(device, monkeypatch):
     x = np.array([[math.inf, 0.0], [1.0, 2.0], [-math.inf, 3.0], [1e308, 1.5e308]])
     seed = [0.5, 1.5, 2.0, 1e-300]
     want, (wg,) = _torch_grads(lambda t: t.var(dim=1, correction=0), [x], seed)
-    with installed(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
         out, (g,) = _grads(lambda t: t.var(axis=1), [x], device=device, seed=seed)
     _same(out[:3], want[:3], device=device)
     _same(g[:3], wg[:3], device=device)
@@ -126,7 +126,7 @@ def test_spread_second_derivatives_match_torch(op, axis, ddof, keepdims, device,
     y = getattr(t, op)(dim=axis, correction=ddof, keepdim=keepdims)
     (g1,) = torch.autograd.grad(y.sum(), t, create_graph=True)
     (want,) = torch.autograd.grad((g1 * torch.tensor(w)).sum(), t)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         a = ad.tensor(x, device=device, requires_grad=True)
         y = getattr(a, op)(axis=axis, ddof=ddof, keepdims=keepdims)
         (g1,) = ad.grad(y.sum(), a, create_graph=True)
@@ -175,7 +175,7 @@ def test_pnorm_with_p_past_the_exponent_range(dtype, p, x, device, monkeypatch):
     # overflowed), gradient [0, 0]; exact 1.9, [1, 0]
     want, wg = _reference_norm(x, p)
     # (CuPy has no floating-point warnings; the NumPy standing in for it has, so they are off)
-    with installed(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
         for create_graph in (False, True):
             out, (g,) = _grads(lambda t: ad.norm(t, p), [x], dtype, create_graph, device)
             info = np.finfo(np.dtype(dtype.name))
@@ -195,7 +195,7 @@ def test_pnorm_gradient_with_zero_elements_matches_torch(p, device, monkeypatch)
     # [0, 0.25, 0.111]; PyTorch: 0 where the norm is 0, and 0 at a zero element for p < 1
     torch = pytest.importorskip("torch")
     want, (wg,) = _torch_grads(lambda t: torch.linalg.vector_norm(t, p, dim=1), [ROWS])
-    with installed(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore" if device == "cuda" else "raise"):
         for create_graph in (False, True):
             out, (g,) = _grads(lambda t: ad.norm(t, p, axis=1), [ROWS],
                                create_graph=create_graph, device=device)
@@ -283,7 +283,7 @@ def test_arctan_higher_derivatives_do_not_underflow_before_the_result(dtype, dev
     lo, hi, rtol = ARCTAN_SWEEP[dtype]
     mag = np.geomspace(lo, hi, 300)
     x = np.concatenate([mag, -mag]).astype(np.dtype(dtype.name))
-    with installed(monkeypatch), np.errstate(all="ignore"):
+    with cuda_or_stand_in(monkeypatch), np.errstate(all="ignore"):
         t = ad.tensor(x, dtype=dtype, device=device, requires_grad=True)
         (g1,) = ad.grad(ad.arctan(t).sum(), [t], create_graph=True)
         (g2,) = ad.grad(g1.sum(), [t], create_graph=True)
@@ -310,7 +310,7 @@ def test_arctan_gradient_where_the_square_overflows_on_every_path(dtype, big, de
     x = [big, -big, 0.5, math.inf]
     want = [(1 / big) ** 2 / (1 + (1 / big) ** 2)] * 2 + [0.8, 0.0]
     tol = dict(rtol=2e-3, atol=1.2e-7) if dtype == ad.float16 else dict(rtol=1e-5)
-    with installed(monkeypatch):
+    with cuda_or_stand_in(monkeypatch):
         for create_graph in (False, True):
             _, (g,) = _grads(ad.arctan, [x], dtype, create_graph, device)
             _same(g, want, **tol, device=device)

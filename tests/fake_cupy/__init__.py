@@ -5,7 +5,9 @@ transfers, kernels, errors) runs on machines without a GPU.
 imported, is set aside) and returns the callable that removes it again; ``installed(...)``
 does the same for one ``with`` block. Both ways, every module that bound the previous
 ``cupy``/``cupyx`` is forgotten (re-imported on next use, so it binds the one now installed),
-and gpuad's cached CUDA backends are dropped. ``stats`` counts what tests assert on.
+and gpuad's cached CUDA backends are dropped; while it is in place the probe answers for it
+(its devices and driver, no refusal recorded by real CuPy before). ``stats`` counts what
+tests assert on.
 
 It proves that gpuad routes CUDA tensors through CuPy as real CuPy allows; the numerics of real
 CUDA are checked by the same tests on a GPU machine.
@@ -18,12 +20,13 @@ import types
 
 from .stats import stats
 
-__all__ = ["install", "installed", "remove", "stats"]
+__all__ = ["install", "installed", "cuda_or_stand_in", "remove", "stats"]
 
 _ROOTS = ("cupy", "cupyx", "cupy_backends")
 _active = []  # the uninstall callable of the stand-in in place, if any
 _active_devices = [0]  # and its number of devices
 _deferred = []  # the uninstall callable of a stand-in left in place to a test's end
+_reused = []  # True while a test uses a whole run's stand-in (as fresh from its first block)
 
 
 def _is_cupy(name):
@@ -79,6 +82,19 @@ def _drop_cuda_backends():
                 dev._backend = None
 
 
+def _swap(owner, name, value):
+    """Set ``owner.name`` to ``value``; returns the callable that puts the previous value back,
+    unless something else replaced ``value`` meanwhile (a test's monkeypatch made before the
+    install and undone before the removal restores its own)."""
+    previous = getattr(owner, name)
+    setattr(owner, name, value)
+
+    def restore():
+        if getattr(owner, name) is value:
+            setattr(owner, name, previous)
+    return restore
+
+
 def install(devices=1):
     """Put the stand-in in place of CuPy, with ``devices`` (1 or 2) stand-in GPUs; returns
     the callable that removes it and restores what was there (real CuPy, if it was
@@ -91,6 +107,7 @@ def install(devices=1):
     from gpuad import devices as device_mod
     from gpuad.backends import probe
 
+    from .cuda import driverGetVersion
     from .namespace import modules
 
     saved = {n: m for n, m in sys.modules.items() if _is_cupy(n)}
@@ -99,9 +116,12 @@ def install(devices=1):
     _forget_cupy_binders()
     _drop_cuda_backends()
     sys.modules.update(modules(devices))
-    saved_probe = probe.cupy_installed, probe.driver_devices
-    probe.cupy_installed = lambda: True
-    probe.driver_devices = lambda: (devices, "")
+    # the probe's facts and refusals are the stand-in's own while it is in place: a refusal
+    # real CuPy recorded, or a real driver older than real CuPy's CUDA, must not refuse it
+    restore_probe = [_swap(probe, "cupy_installed", lambda: True),
+                     _swap(probe, "driver_devices", lambda: (devices, "")),
+                     _swap(probe, "driver_cuda_version", driverGetVersion),
+                     _swap(probe, "_refused", {})]
     saved_default = device_mod._Policy.default
     stats.reset()
 
@@ -114,7 +134,8 @@ def install(devices=1):
         for name in [n for n in sys.modules if _is_cupy(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
-        probe.cupy_installed, probe.driver_devices = saved_probe
+        for restore in reversed(restore_probe):
+            restore()
         device_mod._Policy.default = saved_default
 
     _active.append(uninstall)
@@ -126,6 +147,7 @@ def remove():
     """Remove a stand-in that ``installed(monkeypatch)`` left for the rest of a test
     (tests/conftest.py calls this at each test's end); one put in place by ``install()``
     itself (as tests/fake_cuda_run.py does for a whole run) stays."""
+    _reused.clear()
     while _deferred:
         _deferred.pop()()
 
@@ -138,8 +160,14 @@ def installed(monkeypatch=None, devices=1):
     test's checks; otherwise it is removed at the block's end. Where a stand-in with as many
     devices is already in place (a later block of the test, or a whole run under
     tests/fake_cuda_run.py), that one is used; a whole run's with other devices is set aside
-    meanwhile."""
+    meanwhile. A test's first block on a whole run's stand-in gets it as fresh: no CUDA backend
+    made yet (with its pending checks), counts at zero."""
     if _active and _active_devices[0] == devices:
+        if not _deferred and not _reused:
+            _drop_cuda_backends()
+            stats.reset()
+            if monkeypatch is not None:
+                _reused.append(True)
         yield stats
         return
     whole_run = _active_devices[0] if _active and not _deferred else None
@@ -161,3 +189,22 @@ def installed(monkeypatch=None, devices=1):
         yield stats
     finally:
         done()
+
+
+@contextlib.contextmanager
+def cuda_or_stand_in(monkeypatch=None, devices=1):
+    """Real CUDA where it is usable (with ``devices`` GPUs) and no stand-in is in place; the
+    stand-in (:func:`installed`) otherwise. For tests whose CUDA cases mean real CUDA's numerics
+    (flush to zero, contracted multiply-adds) and run on the stand-in only where there is none:
+    tests/conftest.py does not count them as stand-in tests (``prefers_real_cuda``), so a GPU
+    machine's real-CUDA selection runs them."""
+    import gpuad
+
+    if not _active and gpuad.cuda.is_available() and gpuad.cuda.device_count() >= devices:
+        yield None
+        return
+    with installed(monkeypatch, devices) as counts:
+        yield counts
+
+
+cuda_or_stand_in.prefers_real_cuda = True

@@ -73,8 +73,10 @@ class ndarray:
         return self._a.tolist()
 
     def _scalar(self, kind):
-        if self._a.size != 1:
-            kind(self._a)  # NumPy's error for an array of several elements
+        """``kind(self.get())`` as CuPy computes it: NumPy 2.4 converts only a 0-d array to a
+        number, and takes the truth of a one-element array of any shape."""
+        if self._a.ndim if kind is not bool else self._a.size != 1:
+            kind(self._a)  # NumPy's own error
         stats.device_to_host += 1
         return kind(self._a.reshape(()))
 

@@ -3,7 +3,9 @@
 They check their arguments as CuPy 14.2 does (cupy/_core/_kernel.pyx, _reduction.pyx, raw.pyx,
 cuda/function.pyx): parameter types (a typed parameter takes exactly its dtype; a one-letter
 type ``T`` takes the first array's dtype and then only that), stand-in arrays on the current
-device, no numpy.ndarray, no unknown keyword, the launch's grid and block. The function to run is
+device (for RawModule launches stricter than CuPy, whose cuda/function.pyx passes any array's
+pointer unchecked: on a GPU another device's array is an illegal address or a slow peer read),
+no numpy.ndarray, no unknown keyword, the launch's grid and block. The function to run is
 read from the ``operation`` (or the name expression), and runs as the real source's host build
 (tests/kernel_harness.py); float16 data are computed in float32, as on the GPU. The raw kernels
 also require C-contiguous arrays: gpuad's kernels index by hand, so any other layout would be
@@ -153,6 +155,8 @@ class ElementwiseKernel:
         order = [names.index(a.strip().rpartition(")")[2]) for a in call.split(",")]
         shape = np.broadcast_shapes(*(a.shape for a in args if isinstance(a, ndarray)))
         work = np.float64 if acc == "double" else np.float32
+        if 0 in shape:  # CuPy returns the empty output before compiling or launching
+            return _wrap(np.empty(shape, out_dtype), cuda.getDevice())
         stats.launches += 1
         n_arrays = _harness_arrays().get(function)
         if n_arrays is None or len(order) < n_arrays:
@@ -280,7 +284,7 @@ class RawKernel:
                                 "a kernel parameter. Only numpy.ndarrays of size one can be "
                                 "passed by value. If you meant to pass a pointer to __global__ "
                                 "memory, you need to pass a cupy.ndarray instead.")
-            _check_arg(a)
+            _check_arg(a)  # (its device check is stricter than CuPy's launch, see above)
         stats.launches += 1
         self._run(args)
 
