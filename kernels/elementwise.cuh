@@ -1,10 +1,11 @@
-// gpuad: the forward and derivative math of every elementwise op (SPEC section 5).
+// gpuad: the elementwise math the CUDA backend launches (SPEC section 5), and nothing else.
 //
-// Each op has `<op>_fwd(x, params...)` and `<op>_bwd(g, s, params...)`, where `s` is the input
-// x or the output y, whichever the op's rule in gpuad/ops/elementwise.py reads (the table in
-// gpuad/backends/kernel_table.py says which). Binary ops have `<op>_fwd(a, b)` and one
-// `<op>_bwd_a(g, a, b)` / `<op>_bwd_b(g, a, b)` per operand. The formulas are the rules' own,
-// written in the same numerically stable forms, so they agree at the edges too (inf, nan, 0):
+// Each unary op whose derivative rule reads a value has `<op>_bwd(g, s, params...)`, where `s`
+// is the input x or the output y, whichever the op's rule in gpuad/ops/elementwise.py reads;
+// the ops whose forward runs in a kernel of its own also have `<op>_fwd(x, params...)`. The
+// table in gpuad/backends/kernel_table.py says which, and the backend builds what it says;
+// tests/test_kernels_host.py fails on a function here that it does not name. The formulas are
+// the rules' own, written in the same numerically stable forms, so they agree at the edges too (inf, nan, 0):
 // tests/test_kernels_host.py compiles this header for the host and holds it equal to the NumPy
 // backend and the rules. float16 is computed in float32 by the kernels that include this.
 #ifndef GPUAD_ELEMENTWISE_CUH
@@ -15,10 +16,9 @@
 #else
 #include <cmath>
 #define GPUAD_HD inline
-using std::abs; using std::atan; using std::ceil; using std::cos; using std::cosh;
-using std::erf; using std::exp; using std::expm1; using std::floor; using std::log;
-using std::log1p; using std::pow; using std::rint; using std::sin; using std::sinh;
-using std::sqrt; using std::tan; using std::tanh; using std::isnan; using std::isinf;
+using std::abs; using std::cos; using std::cosh; using std::erf; using std::exp;
+using std::expm1; using std::log; using std::log1p; using std::pow; using std::sin;
+using std::sinh; using std::sqrt; using std::tanh; using std::isinf;
 #endif
 
 namespace gpuad {
@@ -32,35 +32,14 @@ typedef long long index_t;
 #define GPUAD_INV_SQRT_2PI 0.3989422804014327
 #define GPUAD_SQRT_2_OVER_PI 0.7978845608028654
 
+// helpers (no kernel of their own)
 template <typename T> GPUAD_HD T step(T x) { return x > T(0) ? T(1) : T(0); }
-
-// ---- one input: forward --------------------------------------------------------------------
-template <typename T> GPUAD_HD T neg_fwd(T x) { return -x; }
-template <typename T> GPUAD_HD T abs_fwd(T x) { return abs(x); }
-template <typename T> GPUAD_HD T exp_fwd(T x) { return exp(x); }
-template <typename T> GPUAD_HD T expm1_fwd(T x) { return expm1(x); }
-template <typename T> GPUAD_HD T log_fwd(T x) { return log(x); }
-template <typename T> GPUAD_HD T log1p_fwd(T x) { return log1p(x); }
-template <typename T> GPUAD_HD T sqrt_fwd(T x) { return sqrt(x); }
-template <typename T> GPUAD_HD T rsqrt_fwd(T x) { return T(1) / sqrt(x); }
-template <typename T> GPUAD_HD T square_fwd(T x) { return x * x; }
-template <typename T> GPUAD_HD T reciprocal_fwd(T x) { return T(1) / x; }
-template <typename T> GPUAD_HD T sin_fwd(T x) { return sin(x); }
-template <typename T> GPUAD_HD T cos_fwd(T x) { return cos(x); }
-template <typename T> GPUAD_HD T tan_fwd(T x) { return tan(x); }
-template <typename T> GPUAD_HD T tanh_fwd(T x) { return tanh(x); }
-template <typename T> GPUAD_HD T sinh_fwd(T x) { return sinh(x); }
-template <typename T> GPUAD_HD T cosh_fwd(T x) { return cosh(x); }
-template <typename T> GPUAD_HD T arctan_fwd(T x) { return atan(x); }
-template <typename T> GPUAD_HD T erf_fwd(T x) { return erf(x); }
-template <typename T> GPUAD_HD T step_fwd(T x) { return step(x); }
-template <typename T> GPUAD_HD T relu_fwd(T x) { return isnan(x) ? x : (x > T(0) ? x : T(0)); }
-template <typename T> GPUAD_HD T sign_fwd(T x) {
+template <typename T> GPUAD_HD T sign(T x) {
     return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));  // nan stays nan
 }
-template <typename T> GPUAD_HD T floor_fwd(T x) { return floor(x); }
-template <typename T> GPUAD_HD T ceil_fwd(T x) { return ceil(x); }
-template <typename T> GPUAD_HD T round_fwd(T x) { return rint(x); }  // half to even
+
+// ---- forward ---------------------------------------------------------------------------------
+template <typename T> GPUAD_HD T rsqrt_fwd(T x) { return T(1) / sqrt(x); }
 
 // sigmoid through exp(-|x|): never overflows
 template <typename T> GPUAD_HD T sigmoid_fwd(T x) {
@@ -70,9 +49,8 @@ template <typename T> GPUAD_HD T sigmoid_fwd(T x) {
 }
 template <typename T> GPUAD_HD T silu_fwd(T x) { return x * sigmoid_fwd(x); }
 template <typename T> GPUAD_HD T leaky_relu_fwd(T x, T slope) { return x > T(0) ? x : x * slope; }
-template <typename T> GPUAD_HD T minimum_fwd(T a, T b);
 template <typename T> GPUAD_HD T elu_fwd(T x, T alpha) {
-    return x > T(0) ? x : alpha * expm1(minimum_fwd(x, T(0)));
+    return x > T(0) ? x : alpha * expm1(x > T(0) ? T(0) : x);  // (nan stays nan)
 }
 template <typename T> GPUAD_HD T gelu_erf_fwd(T x) {
     return T(0.5) * x * (T(1) + erf(x * T(GPUAD_INV_SQRT_2)));
@@ -89,9 +67,8 @@ template <typename T> GPUAD_HD T softplus_fwd(T x, T beta, T threshold) {
     return bx > threshold ? x : soft;
 }
 
-// ---- one input: derivative (g: the output gradient; s: x or y as the table says) ------------
-template <typename T> GPUAD_HD T neg_bwd(T g) { return -g; }
-template <typename T> GPUAD_HD T abs_bwd(T g, T x) { return g * sign_fwd(x); }    // abs'(0) = 0
+// ---- derivative (g: the output gradient; s: x or y as the table says) -------------------------
+template <typename T> GPUAD_HD T abs_bwd(T g, T x) { return g * sign(x); }    // abs'(0) = 0
 template <typename T> GPUAD_HD T exp_bwd(T g, T y) { return g * y; }
 template <typename T> GPUAD_HD T expm1_bwd(T g, T y) { return g * (y + T(1)); }
 template <typename T> GPUAD_HD T log_bwd(T g, T x) { return g / x; }
@@ -116,7 +93,6 @@ template <typename T> GPUAD_HD T erf_bwd(T g, T x) {
 }
 // sigmoid's gradient from its output
 template <typename T> GPUAD_HD T sigmoid_bwd(T g, T y) { return g * y * (T(1) - y); }
-template <typename T> GPUAD_HD T step_bwd(T g) { return T(0); }
 // relu'(0) = 0, relu'(nan) = 1 (PyTorch); selected, so an inf or nan g where y <= 0 gives 0
 template <typename T> GPUAD_HD T relu_bwd(T g, T y) { return y <= T(0) ? T(0) : g; }
 // d/dx x sigmoid(x) = s (1 + x (1 - s))
@@ -144,69 +120,6 @@ template <typename T> GPUAD_HD T gelu_tanh_bwd(T g, T x) {
 }
 template <typename T> GPUAD_HD T softplus_bwd(T g, T x, T beta, T threshold) {
     return x * beta > threshold ? g : g * sigmoid_fwd(x * beta);
-}
-// piecewise constant: zero gradient (PyTorch's convention), whatever g is
-template <typename T> GPUAD_HD T sign_bwd(T g) { return T(0); }
-template <typename T> GPUAD_HD T floor_bwd(T g) { return T(0); }
-template <typename T> GPUAD_HD T ceil_bwd(T g) { return T(0); }
-template <typename T> GPUAD_HD T round_bwd(T g) { return T(0); }
-
-// ---- two inputs ------------------------------------------------------------------------------
-template <typename T> GPUAD_HD T add_fwd(T a, T b) { return a + b; }
-template <typename T> GPUAD_HD T add_bwd_a(T g, T a, T b) { return g; }
-template <typename T> GPUAD_HD T add_bwd_b(T g, T a, T b) { return g; }
-template <typename T> GPUAD_HD T sub_fwd(T a, T b) { return a - b; }
-template <typename T> GPUAD_HD T sub_bwd_a(T g, T a, T b) { return g; }
-template <typename T> GPUAD_HD T sub_bwd_b(T g, T a, T b) { return -g; }
-template <typename T> GPUAD_HD T mul_fwd(T a, T b) { return a * b; }
-template <typename T> GPUAD_HD T mul_bwd_a(T g, T a, T b) { return g * b; }
-template <typename T> GPUAD_HD T mul_bwd_b(T g, T a, T b) { return g * a; }
-template <typename T> GPUAD_HD T div_fwd(T a, T b) { return a / b; }
-template <typename T> GPUAD_HD T div_bwd_a(T g, T a, T b) { return g / b; }
-// -g ((a/b) / b), as PyTorch: no b*b (it overflows or underflows where the result does not), no
-// g/b (inf next to a tiny b where a = 0: inf * 0 = nan), no g (a/b) (inf with a loss-scaled g)
-template <typename T> GPUAD_HD T div_bwd_b(T g, T a, T b) { return -g * ((a / b) / b); }
-template <typename T> GPUAD_HD T pow_fwd(T a, T b) { return pow(a, b); }
-// d(a^b)/da = b a^(b-1), 0 where b == 0; g times the whole derivative (g b would underflow)
-template <typename T> GPUAD_HD T pow_bwd_a(T g, T a, T b) {
-    return b == T(0) ? T(0) : g * (b * pow(a, b - T(1)));
-}
-// d(a^b)/db = a^b log(a), 0 where a == 0 and b >= 0
-template <typename T> GPUAD_HD T pow_bwd_b(T g, T a, T b) {
-    return (a == T(0) && b >= T(0)) ? T(0) : g * (pow(a, b) * log(a));
-}
-template <typename T> GPUAD_HD T maximum_fwd(T a, T b) {
-    return (isnan(a) || isnan(b)) ? a + b : (a > b ? a : b);
-}
-template <typename T> GPUAD_HD T minimum_fwd(T a, T b) {
-    return (isnan(a) || isnan(b)) ? a + b : (a < b ? a : b);
-}
-// 0 where a < b, g/2 on ties (split evenly), else g: also where either is nan (PyTorch)
-template <typename T> GPUAD_HD T larger(T g, T a, T b) {
-    return a < b ? T(0) : (a == b ? g * T(0.5) : g);
-}
-template <typename T> GPUAD_HD T maximum_bwd_a(T g, T a, T b) { return larger(g, a, b); }
-template <typename T> GPUAD_HD T maximum_bwd_b(T g, T a, T b) { return larger(g, b, a); }
-template <typename T> GPUAD_HD T minimum_bwd_a(T g, T a, T b) { return larger(g, b, a); }
-template <typename T> GPUAD_HD T minimum_bwd_b(T g, T a, T b) { return larger(g, a, b); }
-
-// ---- selection ---------------------------------------------------------------------------------
-template <typename T> GPUAD_HD T where_fwd(bool c, T x, T y) { return c ? x : y; }
-template <typename T> GPUAD_HD T where_bwd_x(T g, bool c) { return c ? g : T(0); }
-template <typename T> GPUAD_HD T where_bwd_y(T g, bool c) { return c ? T(0) : g; }
-// min(max(x, lo), hi): where lo > hi the result is hi (NumPy, PyTorch)
-template <typename T> GPUAD_HD T clip_fwd(T x, T lo, T hi) {
-    return minimum_fwd(maximum_fwd(x, lo), hi);
-}
-// x gets g inside [lo, hi]; a bound gets it where it is active (hi wins where lo > hi)
-template <typename T> GPUAD_HD T clip_bwd_x(T g, T x, T lo, T hi) {
-    return (x >= lo && x <= hi) ? g : T(0);
-}
-template <typename T> GPUAD_HD T clip_bwd_lo(T g, T x, T lo, T hi) {
-    return (x < lo && lo <= hi) ? g : T(0);
-}
-template <typename T> GPUAD_HD T clip_bwd_hi(T g, T x, T lo, T hi) {
-    return (x > hi || lo > hi) ? g : T(0);
 }
 
 }  // namespace gpuad

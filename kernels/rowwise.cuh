@@ -1,6 +1,5 @@
 // gpuad: row-wise math (softmax, log_softmax, logsumexp and their backward; fused softmax
-// cross-entropy; bias-add plus activation), written once for any group of threads that shares
-// a row.
+// cross-entropy), written once for any group of threads that shares a row.
 //
 // A `Group` says which member this thread is (`rank`, `size`) and reduces a value over the
 // group (`max`, `sum`). The device kernels in rowwise.cu use a warp (shuffles) or a whole block
@@ -111,49 +110,6 @@ GPUAD_HD void cross_entropy_row(const Group& grp, const T* x, index_t label, ind
     if (grp.rank() == 0) {
         loss[0] = T(log(s) - (A(1) - eps) * (A(x[label]) - m) - off * total);
     }
-}
-
-// ---- bias-add plus activation -------------------------------------------------------------------
-// act: 0 identity, 1 relu, 2 sigmoid, 3 tanh, 4 gelu (erf), 5 gelu (tanh), 6 silu.
-// Forward: y = act(x + b). Backward from the output gradient g, the pre-activation z = x + b
-// and the output y: dz = act'(g), the bias gradient the column sums of dz.
-template <typename A> GPUAD_HD A activation(int act, A z) {
-    switch (act) {
-        case 1: return relu_fwd(z);
-        case 2: return sigmoid_fwd(z);
-        case 3: return tanh_fwd(z);
-        case 4: return gelu_erf_fwd(z);
-        case 5: return gelu_tanh_fwd(z);
-        case 6: return silu_fwd(z);
-        default: return z;
-    }
-}
-
-template <typename A> GPUAD_HD A activation_backward(int act, A g, A z, A y) {
-    switch (act) {
-        case 1: return relu_bwd(g, y);
-        case 2: return sigmoid_bwd(g, y);
-        case 3: return tanh_bwd(g, y);
-        case 4: return gelu_erf_bwd(g, z);
-        case 5: return gelu_tanh_bwd(g, z);
-        case 6: return silu_bwd(g, z);
-        default: return g;
-    }
-}
-
-// One column of the backward: dz for every row of column `col`, and its sum (this thread's
-// share of the rows; the group adds the shares in a fixed order).
-template <typename A, typename T, typename Group>
-GPUAD_HD A bias_act_column_backward(const Group& grp, int act, const T* g, const T* z,
-                                    const T* y, T* dz, index_t rows, index_t cols, index_t col) {
-    A total = A(0);
-    for (index_t r = grp.rank(); r < rows; r += grp.size()) {
-        index_t i = r * cols + col;
-        A d = activation_backward<A>(act, A(g[i]), A(z[i]), A(y[i]));
-        dz[i] = T(d);
-        total += d;
-    }
-    return grp.sum(total);
 }
 
 // A group of one thread: the host, and the reference for the device groups.

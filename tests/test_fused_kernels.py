@@ -7,9 +7,8 @@ import pytest
 from fake_cupy import installed
 
 import gpuad as ad
-from gpuad.backends.kernel_table import UNARY
+from gpuad.backends.kernel_table import OPTIM, ROWWISE, UNARY, kernel_functions
 
-ROWS = [r for r in UNARY if r.reads]
 PARAMS = {"leaky_relu": (0.1,), "elu": (1.3,), "softplus": (1.5, 20.0)}
 
 
@@ -32,7 +31,7 @@ def _x(row):
     return np.random.default_rng(0).uniform(lo, hi, (3, 5))
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.kernel for r in ROWS])
+@pytest.mark.parametrize("row", UNARY, ids=[r.kernel for r in UNARY])
 def test_fused_derivative_is_one_launch_and_matches_the_rule(row, fake_cuda):
     xn, gn = _x(row), np.random.default_rng(1).standard_normal((3, 5))
     results = {}
@@ -49,7 +48,7 @@ def test_fused_derivative_is_one_launch_and_matches_the_rule(row, fake_cuda):
     np.testing.assert_allclose(results["cuda"][1], results["cpu"][1], rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.kernel for r in ROWS])
+@pytest.mark.parametrize("row", UNARY, ids=[r.kernel for r in UNARY])
 def test_fused_derivative_differentiates_again(row, fake_cuda):
     xn = _x(row)
     rng = np.random.default_rng(2)
@@ -81,19 +80,34 @@ def test_float16_computes_in_float32_and_ints_fall_back(fake_cuda):
     np.testing.assert_allclose(ad.sigmoid(i).numpy(), 1 / (1 + np.exp([1.0, 0.0, -2.0])))
 
 
-def test_forward_activations_are_one_launch(fake_cuda):
-    x = ad.tensor(np.linspace(-2, 2, 7), device="cuda")
+@pytest.mark.parametrize("row", UNARY, ids=[r.kernel for r in UNARY])
+def test_forward_is_one_launch_exactly_where_the_table_says(row, fake_cuda):
+    """The rows with ``forward`` run their forward in one kernel; the others launch none of
+    the backend's kernels (CuPy's own ufuncs compute them)."""
+    x = ad.tensor(_x(row), device="cuda")
     kernels = x.device.backend.kernels
-    for fn in (ad.sigmoid, ad.silu, ad.gelu, lambda t: ad.softplus(t, 2.0), ad.elu,
-               ad.leaky_relu, lambda t: ad.gelu(t, approximate="tanh")):
-        before = kernels.launches
-        fn(x)
-        assert kernels.launches - before == 1
+    before = kernels.launches
+    _op(row)(x)
+    assert kernels.launches - before == (1 if row.forward else 0)
 
 
-def test_warmup_builds_every_kernel(fake_cuda):
+def test_warmup_builds_exactly_the_kernels_the_ops_launch(fake_cuda, monkeypatch):
+    """Every op of the table run forward and backward on CUDA, in every float dtype, builds
+    a set of elementwise kernels; warmup, on a fresh cache, builds that same set (no kernel
+    that no op launches, none missing), and every row-wise and optimizer kernel."""
+    backend = ad.device("cuda").backend
+    fresh = type(backend.kernels)
+    monkeypatch.setattr(backend, "kernels", fresh())
+    for row in UNARY:
+        for dtype in (ad.float16, ad.float32, ad.float64):
+            x = ad.tensor(_x(row), dtype=dtype, device="cuda", requires_grad=True)
+            ad.grad(_op(row)(x).sum(), x)
+    used = {key for key in backend.kernels._cache if key[0] != "all_finite"}
+    assert len(used) == 3 * len(kernel_functions())
+    monkeypatch.setattr(backend, "kernels", fresh())
     n = ad.cuda.warmup()
-    assert n == sum(3 * (2 if r.reads else 1) for r in UNARY) + 10 * 3
+    assert set(backend.kernels._cache) == used
+    assert n == len(used) + 3 * len(ROWWISE + OPTIM)
     with pytest.raises(ValueError, match="not a CUDA device"):
         ad.cuda.warmup("cpu")
 
@@ -191,31 +205,6 @@ def test_fused_cross_entropy_matches_the_composition(cols, smoothing, fake_cuda)
     want_loss[2], want_d[2] = 0.0, 0.0
     np.testing.assert_allclose(loss.get(), want_loss, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(dlogits.get(), want_d, rtol=1e-12, atol=1e-13)
-
-
-@pytest.mark.parametrize("activation", ["identity", "relu", "sigmoid", "tanh", "gelu",
-                                        "gelu_tanh", "silu"])
-def test_fused_bias_activation_matches_the_composition(activation, fake_cuda):
-    fns = {"identity": lambda z: z, "relu": ad.relu, "sigmoid": ad.sigmoid, "tanh": ad.tanh,
-           "gelu": ad.gelu, "gelu_tanh": lambda z: ad.gelu(z, approximate="tanh"),
-           "silu": ad.silu}
-    rng = np.random.default_rng(8)
-    xn, bn, gn = rng.standard_normal((9, 40)), rng.standard_normal(40), rng.standard_normal(
-        (9, 40))
-    backend = ad.device("cuda").backend
-    c = {k: ad.tensor(v, dtype=ad.float64, device="cuda").array for k, v in
-         (("x", xn), ("b", bn), ("g", gn))}
-    before = backend.kernels.launches
-    z, y = backend.fused_bias_act(c["x"], c["b"], activation)
-    dz, db = backend.fused_bias_act_backward(c["g"], z, y, activation)
-    assert backend.kernels.launches - before == 2
-    x = ad.tensor(xn, dtype=ad.float64, requires_grad=True)
-    b = ad.tensor(bn, dtype=ad.float64, requires_grad=True)
-    out = fns[activation](x + b)
-    want_dx, want_db = ad.grad(out, (x, b), ad.tensor(gn, dtype=ad.float64))
-    np.testing.assert_allclose(y.get(), out.numpy(), rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(dz.get(), want_dx.numpy(), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(db.get(), want_db.numpy(), rtol=1e-12, atol=1e-13)
 
 
 def test_composed_rule_would_launch_three_kernels(fake_cuda, monkeypatch):

@@ -1,19 +1,20 @@
 """The math of kernels/elementwise.cuh, compiled for the host and run against the NumPy
 backend (forward) and the ops' own rules (derivatives), in float32 and float64, on random
 values and on the edges: 0, -0, +-1, +-1e4, +-inf, nan and the smallest normal. Also: every
-elementwise op has a kernel, and every kernel a check here."""
+elementwise op whose rule reads a value has a kernel, the header holds exactly the functions
+the backend launches, and each has a check here."""
 import re
 import warnings
 
 import numpy as np
 import pytest
-from kernel_harness import KERNELS, Harness, build_host_library, host_compiler
+from kernel_harness import KERNELS, Harness, _functions, build_host_library, host_compiler
 
 import gpuad as ad
 import gpuad.ops.elementwise as ew
 from gpuad.autograd.forward import DIAGONAL
 from gpuad.autograd.node import Op
-from gpuad.backends.kernel_table import BINARY, SELECTION, UNARY, kernel_functions
+from gpuad.backends.kernel_table import UNARY, kernel_functions, launched
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=4e-6, atol=1e-6), np.float64: dict(rtol=1e-13, atol=1e-13)}
@@ -48,7 +49,7 @@ def _same(got, want, dtype, what):
 
 
 def _op(row):
-    fn = ew.step if row.op == "step" else getattr(ad, row.op)
+    fn = getattr(ad, row.op)
     if row.kernel == "gelu_tanh":
         return lambda x: fn(x, approximate="tanh")
     return lambda x: fn(x, *PARAMS.get(row.op, ()))
@@ -72,103 +73,67 @@ def _grad(fn, xs, g, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("row", UNARY, ids=[r.kernel for r in UNARY])
 def test_unary_kernel_matches_backend_and_rule(row, dtype, kernel):
+    """Each function the backend launches for the row (kernel_table.launched): the forward
+    against the NumPy backend, the derivative against the op's rule."""
     x = _values(dtype)
     params = PARAMS.get(row.op, ())
-    y = kernel(f"{row.kernel}_fwd", dtype, x, params=params)
-    _same(y, _quiet(_forward_ref, row, x), dtype, f"{row.kernel}_fwd")
+    y = _quiet(_forward_ref, row, x)
     g = np.random.default_rng(1).standard_normal(x.size).astype(dtype)
-    want = _grad(_op(row), [x], g, dtype)[0]
-    reads = {"x": [x], "y": [_quiet(_forward_ref, row, x)], None: []}[row.reads]
-    got = kernel(f"{row.kernel}_bwd", dtype, g, *reads, params=params)
-    _same(got, want, dtype, f"{row.kernel}_bwd")
+    checked = []
+    for function, n_inputs in launched(row):
+        if n_inputs == 1:
+            _same(kernel(function, dtype, x, params=params), y, dtype, function)
+        else:
+            want = _grad(_op(row), [x], g, dtype)[0]
+            s = {"x": x, "y": y}[row.reads]
+            _same(kernel(function, dtype, g, s, params=params), want, dtype, function)
+        checked.append(function)
+    assert checked[-1] == f"{row.kernel}_bwd" and (len(checked) == 2) == row.forward
 
 
-def _pairs(dtype, positive_base=False):
-    edges = np.array([0.0, -0.0, 1.0, -1.0, 2.0, 1e4, -1e4, np.inf, -np.inf, np.nan, 0.5])
-    a, b = np.meshgrid(edges, edges)
-    rng = np.random.default_rng(2)
-    ra, rb = rng.uniform(-3, 3, 400), rng.uniform(-3, 3, 400)
-    if positive_base:
-        ra = np.abs(ra) + 0.1
-    rb[:50] = ra[:50]  # ties
-    return (np.concatenate([a.ravel(), ra]).astype(dtype),
-            np.concatenate([b.ravel(), rb]).astype(dtype))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("op", list(BINARY))
-def test_binary_kernel_matches_backend_and_rules(op, dtype, kernel):
-    a, b = _pairs(dtype, positive_base=op == "pow")
-    backend = ad.device("cpu").backend
-    _same(kernel(f"{op}_fwd", dtype, a, b), _quiet(getattr(backend, BINARY[op]), a, b), dtype,
-          f"{op}_fwd")
-    g = np.random.default_rng(3).standard_normal(a.size).astype(dtype)
-    want_a, want_b = _grad(getattr(ad, op), [a, b], g, dtype)
-    _same(kernel(f"{op}_bwd_a", dtype, g, a, b), want_a, dtype, f"{op}_bwd_a")
-    _same(kernel(f"{op}_bwd_b", dtype, g, a, b), want_b, dtype, f"{op}_bwd_b")
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_selection_kernels(dtype, kernel):
-    x, y = _pairs(dtype)
-    c = (np.random.default_rng(4).random(x.size) > 0.5).astype(dtype)
-    _same(kernel("where_fwd", dtype, c, x, y), np.where(c != 0, x, y), dtype, "where_fwd")
-    g = np.random.default_rng(5).standard_normal(x.size).astype(dtype)
-    _, gx, gy = _grad(lambda c, x, y: ad.where(c != 0, x, y), [c, x, y], g, dtype)
-    _same(kernel("where_bwd_x", dtype, g, c), gx, dtype, "where_bwd_x")
-    _same(kernel("where_bwd_y", dtype, g, c), gy, dtype, "where_bwd_y")
-    rng = np.random.default_rng(6)
-    lo, hi = rng.uniform(-2, 1, x.size).astype(dtype), rng.uniform(-1, 2, x.size).astype(dtype)
-    xs = rng.uniform(-3, 3, x.size).astype(dtype)
-    xs[:30], xs[30:60] = lo[:30], hi[30:60]  # on the bounds (some with lo > hi)
-    backend = ad.device("cpu").backend
-    _same(kernel("clip_fwd", dtype, xs, lo, hi), backend.clip(xs, lo, hi), dtype, "clip_fwd")
-    wx, wlo, whi = _grad(ad.clip, [xs, lo, hi], g, dtype)
-    for name, want in (("clip_bwd_x", wx), ("clip_bwd_lo", wlo), ("clip_bwd_hi", whi)):
-        _same(kernel(name, dtype, g, xs, lo, hi), want, dtype, name)
-
-
-def _elementwise_ops():
-    """The op names of gpuad/ops/elementwise.py whose Jacobian is diagonal, but for nodes of
-    derivatives (``*_grad``: their values come from their op's ``_bwd`` kernel)."""
-    names = set()
+def _fusable_ops():
+    """The ops of gpuad/ops/elementwise.py whose derivative rule reads a saved value (the
+    input or the output): those ``_unary`` wraps in ``_fusable``, whose rule the CUDA backend
+    runs as one kernel; with whether it reads the output."""
+    ops = {}
     for value in vars(ew).values():
-        op = value if isinstance(value, Op) else getattr(value, "op", None)
-        if isinstance(op, Op) and op.jvp is DIAGONAL and not op.name.endswith("_grad"):
-            names.add(op.name)
-    return names
+        op = getattr(value, "op", None)
+        if isinstance(op, Op) and op.jvp is DIAGONAL and \
+                op.vjps[0].__qualname__.startswith("_fusable."):
+            ops[op.name] = op.save_out
+    return ops
 
 
-def test_every_elementwise_op_has_a_kernel():
-    have = {r.op for r in UNARY} | set(BINARY) | set(SELECTION)
-    ops = _elementwise_ops()
-    assert len(ops) > 35
-    assert not ops - have, f"elementwise ops without a kernel: {sorted(ops - have)}"
-    for row in UNARY:  # the table reads what the op's rule reads
-        op = (ew.step if row.op == "step" else getattr(ew, "_" + row.op, None)
-              or getattr(ew, row.op)).op
-        assert op.save_out == (row.reads == "y"), row.op
+def test_every_fusable_op_has_a_kernel_reading_what_its_rule_reads():
+    ops = _fusable_ops()
+    assert len(ops) > 20
+    rows = {row.op: row for row in UNARY}
+    assert set(ops) == set(rows), f"ops without a row: {sorted(set(ops) - set(rows))}, " \
+        f"rows without an op: {sorted(set(rows) - set(ops))}"
+    for name, save_out in ops.items():
+        assert save_out == (rows[name].reads == "y"), name
 
 
-def test_every_kernel_has_a_host_check():
+def test_the_header_holds_exactly_the_launched_functions_each_with_a_host_check():
+    """A function of elementwise.cuh that no backend kernel launches, or a table row naming a
+    function the header lacks, fails here; the host build (what the tests above call, per
+    row's ``launched``) wraps exactly those functions."""
     header = (KERNELS / "elementwise.cuh").read_text()
-    defined = set(re.findall(r"GPUAD_HD T (\w+_(?:fwd|bwd\w*))\(", header))
-    checked = set(kernel_functions())
+    defined = re.findall(r"GPUAD_HD T (\w+_(?:fwd|bwd)\w*)\(", header)
+    launched_ = kernel_functions()
     assert defined, "no kernel functions found in kernels/elementwise.cuh"
-    assert not defined - checked, f"kernels without a host check: {sorted(defined - checked)}"
-    assert not checked - defined, f"table rows without a kernel: {sorted(checked - defined)}"
+    assert sorted(defined) == sorted(set(defined)), "a function defined twice"
+    assert not set(defined) - set(launched_), \
+        f"functions no backend kernel launches: {sorted(set(defined) - set(launched_))}"
+    assert not set(launched_) - set(defined), \
+        f"table rows without a kernel: {sorted(set(launched_) - set(defined))}"
+    assert sorted(name for name, _, _ in _functions()) == sorted(launched_)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_kernel_rules_past_the_overflow_of_squares(dtype, kernel):
-    """(float16 is computed in float32.) d(a/b)/db where b*b underflows, arctan' where x*x
-    overflows, rsqrt' where y^3 overflows but g y^3 does not: the exact values."""
-    v = 1e-23 if dtype == np.float32 else 1e-170
-    np.testing.assert_allclose(kernel("div_bwd_b", dtype, [1.0, 1.0], [v, 100.0], [v, 300.0]),
-                               [-1 / v, -100 / 300**2], rtol=1e-6)
-    g, big = (1e30, 1e10) if dtype == np.float32 else (1e300, 1e10)  # g (a/b) overflows
-    np.testing.assert_allclose(kernel("div_bwd_b", dtype, [g], [big * big], [big]), [-g],
-                               rtol=1e-6)
+    """(float16 is computed in float32.) arctan' where x*x overflows, rsqrt' where y^3
+    overflows but g y^3 does not: the exact values."""
     big = 1e20 if dtype == np.float32 else 1e155
     np.testing.assert_allclose(kernel("arctan_bwd", dtype, [1.0, 1.0], [big, -big]),
                                [(1 / big) ** 2 / (1 + (1 / big) ** 2)] * 2, rtol=1e-5)
@@ -198,8 +163,8 @@ def test_arctan_kernel_selects_its_form_as_the_cpu_does(dtype, kernel):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_kernel_rules_at_nan_give_torchs_gradient(dtype, kernel):
-    """relu'(nan) = 1, elu'(nan) = 1, and maximum/minimum give a nan operand (and the other)
-    the gradient, as PyTorch (values from torch, float64); no clean zeros."""
+    """relu'(nan) = 1, elu'(nan) = 1, leaky_relu'(nan) = slope, as PyTorch (values from
+    torch, float64)."""
     nan = np.nan
     g = [2.0, 2.0, 2.0, 2.0]
     assert kernel("relu_bwd", dtype, g, [nan, 0.0, 1.0, -0.0]).tolist() == [2, 0, 2, 0]
@@ -207,26 +172,12 @@ def test_kernel_rules_at_nan_give_torchs_gradient(dtype, kernel):
         [2, 2, 2]
     assert kernel("leaky_relu_bwd", dtype, g, [nan, 0.0, 1.0, -1.0], params=(0.1,)).tolist() \
         == pytest.approx([0.2, 0.2, 2, 0.2])
-    a, b = [nan, 1.0, nan, 2.0], [1.0, nan, nan, 2.0]
-    for op in ("maximum_bwd_a", "maximum_bwd_b", "minimum_bwd_a", "minimum_bwd_b"):
-        assert kernel(op, dtype, g, a, b).tolist() == [2, 2, 2, 1], op
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_kernel_rules_with_nonfinite_upstream_and_extreme_operands(dtype, kernel):
-    """relu selects g (an inf or nan g where y <= 0 gives 0, not 0 * inf); pow multiplies g
-    by the whole derivative (g b underflowed next to a^(b-1) = inf); d(a/b)/db at a = 0 and
-    a tiny b is -0, not inf * 0 (values from PyTorch, float64)."""
+def test_relu_kernel_rule_with_a_nonfinite_upstream(dtype, kernel):
+    """relu selects g: an inf or nan g where y <= 0 gives 0, not 0 * inf (values from
+    PyTorch, float64)."""
     inf, nan = np.inf, np.nan
     got = kernel("relu_bwd", dtype, [inf, nan, -inf, inf, nan], [0.0, 0.0, 0.0, 2.0, 1.0])
     _same(got, [0.0, 0.0, 0.0, inf, nan], dtype, "relu_bwd")
-    tiny = np.finfo(dtype).smallest_subnormal
-    assert kernel("pow_bwd_a", dtype, [0.5], [tiny], [tiny]).tolist() == [inf]
-    big = np.finfo(dtype).max
-    # d(a^b)/db = a^b log(a) = 1e-300-ish * log(tiny): g a^b underflowed first
-    a, b = np.array([tiny, big], dtype), np.array([1.0, -1.0], dtype)
-    want = [0.5 * (float(a[0]) * np.log(float(a[0]))), 0.5 * (1 / float(a[1]) * np.log(
-        float(a[1])))]
-    _same(kernel("pow_bwd_b", dtype, [0.5, 0.5], a, b), want, dtype, "pow_bwd_b")
-    got = kernel("div_bwd_b", dtype, [1.0, 1.0], [0.0, 0.0], [tiny, -tiny])
-    assert got.tolist() == [0.0, 0.0] and np.signbit(got).all()  # -a / b^2: -0

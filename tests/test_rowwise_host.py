@@ -1,21 +1,22 @@
-"""The row-wise math of kernels/rowwise.cuh (softmax family, fused softmax cross-entropy,
-bias-add plus activation), compiled for the host and run one row at a time, against the
-NumPy backend, the ops' rules, and PyTorch's cross-entropy where torch is installed. The
-device kernels in kernels/rowwise.cu run the same functions with a warp or a block per row."""
+"""The row-wise math of kernels/rowwise.cuh (softmax family, fused softmax cross-entropy),
+compiled for the host and run one row at a time, against the NumPy backend, the ops' rules,
+and PyTorch's cross-entropy where torch is installed. The device kernels in kernels/rowwise.cu
+run the same functions with a warp or a block per row. Also: the kernel files hold exactly the
+kernels of the table, and the host build wraps exactly those."""
 import ctypes
+import re
 import warnings
 
 import numpy as np
 import pytest
-from kernel_harness import build_rowwise_library, host_compiler
+from kernel_harness import KERNELS, build_rowwise_library, host_compiler, rowwise_source
 
 import gpuad as ad
+from gpuad.backends.kernel_table import MODULES
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 P = ctypes.c_void_p
-ACTS = {0: lambda z: z, 1: ad.relu, 2: ad.sigmoid, 3: ad.tanh, 4: ad.gelu,
-        5: lambda z: ad.gelu(z, approximate="tanh"), 6: ad.silu}
 
 
 @pytest.fixture(scope="module")
@@ -144,32 +145,6 @@ def test_fused_cross_entropy_against_torch(lib):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("act", sorted(ACTS), ids=["identity", "relu", "sigmoid", "tanh",
-                                                   "gelu", "gelu_tanh", "silu"])
-def test_bias_activation(act, dtype, lib):
-    rng = np.random.default_rng(4)
-    rows, cols = 11, 5
-    x = rng.uniform(-3, 3, (rows, cols)).astype(dtype)
-    b = rng.uniform(-1, 1, cols).astype(dtype)
-    x[0, 0] = -b[0]  # z exactly 0 (relu's kink)
-    z, y = np.empty_like(x), np.empty_like(x)
-    C = ctypes.c_longlong
-    _fn(lib, "bias_act_forward", dtype, ctypes.c_int, P, P, P, P, C, C)(
-        act, _p(x), _p(b), _p(z), _p(y), x.size, cols)
-    xt, bt = ad.tensor(x, requires_grad=True), ad.tensor(b, requires_grad=True)
-    yt = ACTS[act](xt + bt)
-    _same(y, yt.numpy(), dtype, "forward")
-    g = rng.standard_normal(x.shape).astype(dtype)
-    want_dx, want_db = ad.grad(yt, (xt, bt), ad.tensor(g))
-    per = 4  # rows per chunk: three chunks, the last one short
-    dz, partial = np.empty_like(x), np.empty((3, cols), dtype=dtype)
-    _fn(lib, "bias_act_backward", dtype, ctypes.c_int, P, P, P, P, P, C, C, C)(
-        act, _p(g), _p(z), _p(y), _p(dz), _p(partial), rows, cols, per)
-    _same(dz, want_dx.numpy(), dtype, "dz")
-    _same(partial.sum(axis=0), want_db.numpy(), dtype, "db")
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_log_softmax_and_cross_entropy_next_to_a_large_max(dtype, lib):
     """log_softmax as (x - max) - log(sum), not x - (max + log(sum)), which rounded log(sum)
     away: float32 [1e8, 1e8] gave [0, 0] (and the cross-entropy loss 0), against the exact
@@ -189,3 +164,15 @@ def test_log_softmax_and_cross_entropy_next_to_a_large_max(dtype, lib):
     q = np.full(x.shape, 0.1 / cols)
     q[np.arange(rows), labels] += 0.9
     _same(loss, -(q * want).sum(axis=1), dtype, "cross-entropy loss")
+
+
+def test_kernel_files_hold_the_table_and_the_host_build_wraps_each():
+    """Every ``__global__`` kernel of rowwise.cu and optim.cu is in the table (what the backend
+    builds and warmup compiles) and the reverse; the host build wraps each kernel's math (the
+    warp and block kernels of a row function share one wrapper), and nothing else."""
+    for source, kernels in MODULES.items():
+        defined = re.findall(r"__global__ void (\w+)\(", (KERNELS / source).read_text())
+        assert sorted(defined) == sorted(kernels), source
+    wrapped = set(re.findall(r"void k_(\w+)_f32\(", rowwise_source()))
+    want = {re.sub(r"_(warp|block)$", "", k) for kernels in MODULES.values() for k in kernels}
+    assert wrapped == want

@@ -17,7 +17,7 @@ from . import cupy_kernels
 from .base import FUNCTIONS, METHODS, UFUNCS, Backend
 from .cuda_errors import is_out_of_memory
 from .deferred import PendingChecks
-from .kernel_table import OPTIM, ROWWISE, TYPES, backend_elementwise
+from .kernel_table import OPTIM, ROWWISE, TYPES, UNARY, backend_elementwise
 
 
 def _run_on(backend, fn, args, kwargs):
@@ -110,7 +110,7 @@ class CupyBackend(Backend):
     def _fused(self, op, x, params=()):
         """``op``'s forward in one kernel; None where no kernel applies (not a float dtype)."""
         row = cupy_kernels.row_of(op, params)
-        if row is None or x.dtype not in TYPES:
+        if row is None or not row.forward or x.dtype not in TYPES:
             return None
         nums = cupy_kernels.numeric(row, params)
         return self.kernels.elementwise(f"{row.kernel}_fwd", x.dtype, 1, len(nums))(x, *nums)
@@ -262,79 +262,6 @@ class CupyBackend(Backend):
         self.kernels.rows.get(f"{kind}_update", p.dtype)(
             (min(-(-n // 256), 4096),), (256,), (*arrays, hyper, np.int64(n)))
 
-    #: the activations the fused bias-add kernels know (kernels/rowwise.cuh)
-    ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "gelu": 4,
-                   "gelu_tanh": 5, "silu": 6}
-
-    @_on_its_device
-    def fused_bias_act(self, x, b, activation):
-        """``(z, y)`` with z = x + b (b along the last axis) and y = activation(z), in one
-        kernel; None where no kernel applies."""
-        act = self.ACTIVATIONS.get(activation)
-        if (act is None or x.dtype not in TYPES or b.dtype != x.dtype or x.size == 0
-                or x.ndim == 0 or b.shape != x.shape[-1:]):
-            return None
-        x2 = cupy.ascontiguousarray(x)
-        b2 = cupy.ascontiguousarray(b)
-        z, y = cupy.empty_like(x2), cupy.empty_like(x2)
-        n, cols = x2.size, x2.shape[-1]
-        self.kernels.rows.get("bias_act_forward", x.dtype)(
-            ((n + 255) // 256,), (256,), (np.int32(act), x2, b2, z, y, np.int64(n),
-                                          np.int64(cols)))
-        return z, y
-
-    @_on_its_device
-    def fused_bias_act_backward(self, g, z, y, activation):
-        """``(dz, db)``: the activation's derivative rule applied to ``g`` and the bias
-        gradient (column sums of dz, in a fixed order), in one kernel; None where none
-        applies."""
-        act = self.ACTIVATIONS.get(activation)
-        if (act is None or g.dtype not in TYPES or g.size == 0 or g.ndim == 0
-                or any(a.dtype != g.dtype or a.shape != g.shape for a in (z, y))):
-            return None
-        g2, z2, y2 = (cupy.ascontiguousarray(a) for a in (g, z, y))
-        cols = g2.shape[-1]
-        rows = g2.size // cols
-        # chunks of rows spread the work over the GPU; their partial column sums are
-        # added by one reduction in a fixed order (deterministic)
-        per = max(64, -(-rows // 256))
-        chunks = -(-rows // per)
-        dz = cupy.empty_like(g2)
-        partial = cupy.empty((chunks, cols), dtype=g2.dtype)
-        self.kernels.rows.get("bias_act_backward", g.dtype)(
-            ((cols + 31) // 32, chunks), (32, 8),
-            (np.int32(act), g2, z2, y2, dz, partial, np.int64(rows), np.int64(cols),
-             np.int64(per)))
-        return dz, partial.sum(axis=0, dtype=g2.dtype)
-
-    def sigmoid(self, x):
-        out = self._fused("sigmoid", x)
-        return super().sigmoid(x) if out is None else out
-
-    def silu(self, x):
-        out = self._fused("silu", x)
-        return super().silu(x) if out is None else out
-
-    def softplus(self, x, beta, threshold):
-        out = self._fused("softplus", x, (beta, threshold))
-        return super().softplus(x, beta, threshold) if out is None else out
-
-    def gelu(self, x, approximate):
-        out = self._fused("gelu", x, (approximate,))
-        return super().gelu(x, approximate) if out is None else out
-
-    def elu(self, x, alpha):
-        out = self._fused("elu", x, (alpha,))
-        return super().elu(x, alpha) if out is None else out
-
-    def leaky_relu(self, x, slope):
-        out = self._fused("leaky_relu", x, (slope,))
-        return super().leaky_relu(x, slope) if out is None else out
-
-    def rsqrt(self, x):
-        out = self._fused("rsqrt", x)
-        return super().rsqrt(x) if out is None else out
-
     def require(self, bad, kind, message):
         """Queue the device-side check ``bad`` (no host read): it raises at the next
         :meth:`to_numpy` or :meth:`synchronize` of this device (:mod:`.deferred`)."""
@@ -373,3 +300,20 @@ class CupyBackend(Backend):
 
     def _scatter_add(self, out, index, values):
         cupyx.scatter_add(out, index, values)
+
+
+def _forward_by_kernel(op, method):
+    """The backend method ``method`` (op ``op``'s forward) run by its own kernel where one
+    applies, else the base's."""
+    def run(self, x, *params):
+        out = self._fused(op, x, params)
+        return getattr(Backend, method)(self, x, *params) if out is None else out
+
+    run.__name__ = run.__qualname__ = method
+    run.__doc__ = f"``{method}`` in one kernel of kernels/elementwise.cuh (the table's row)."
+    return run
+
+
+# the forward methods are exactly the table's rows with ``forward`` (what warmup builds)
+for _op, _method in dict.fromkeys((row.op, row.method) for row in UNARY if row.forward):
+    setattr(CupyBackend, _method, _forward_by_kernel(_op, _method))

@@ -45,7 +45,7 @@ def _harness_arrays():
     import kernel_harness
 
     return {name: len(arrays)
-            for name, arrays, _, _ in kernel_harness._functions()}
+            for name, arrays, _ in kernel_harness._functions()}
 
 
 class _Param:
@@ -214,7 +214,6 @@ class ReductionKernel:
 
 #: the arguments each row-wise kernel writes, by position
 _ROW_OUTPUTS = {"softmax": (2,), "softmax_backward": (4,), "cross_entropy": (4, 5),
-                "bias_act_forward": (3, 4), "bias_act_backward": (4, 5),
                 "sgd_update": (0, 2), "adam_update": (0, 2, 3)}
 _ROW_RAW = {"sgd_update": 3, "adam_update": 4}  # the double* hyper-parameters
 _TEMPLATE_DTYPES = {"__half": np.float16, "float": np.float32, "double": np.float64}
