@@ -123,19 +123,6 @@ def _timed(fn):
 
 # ---- kernels -------------------------------------------------------------------------------
 
-def elementwise_kernels():
-    """``(function, dtype, n_inputs, n_params)`` of every elementwise kernel the backend builds:
-    each unary row's forward, and its derivative where the rule reads a value."""
-    from gpuad.backends.kernel_table import TYPES, UNARY
-
-    for row in UNARY:
-        n_params = sum(1 for p in row.params if "=" not in p)  # gelu's form is in its name
-        for dtype in TYPES:
-            yield f"{row.kernel}_fwd", dtype, 1, n_params
-            if row.reads:
-                yield f"{row.kernel}_bwd", dtype, 2, n_params
-
-
 def _row_launchers(backend, xp, dtype):
     """Per row or optimizer kernel of kernel_table (``_warp``/``_block`` picked by the row
     length, as the backend does): a call of the backend that launches it. (A kernel file is
@@ -155,7 +142,6 @@ def _row_launchers(backend, xp, dtype):
         x = rows(cols)
         return lambda: backend.softmax(x, 1)
 
-    x, b = rows(64), xp.zeros(64, dtype=dtype)
     flat = [xp.zeros(1000, dtype=dtype) for _ in range(4)]
     hyper = xp.zeros(8, dtype=np.float64)  # lr 0: a launch that leaves the values as they are
     return {
@@ -165,8 +151,6 @@ def _row_launchers(backend, xp, dtype):
         "softmax_backward_block": softmax_grad(2000),
         "cross_entropy_warp": cross_entropy(100),
         "cross_entropy_block": cross_entropy(2000),
-        "bias_act_forward": lambda: backend.fused_bias_act(x, b, "relu"),
-        "bias_act_backward": lambda: backend.fused_bias_act_backward(x, x, x, "relu"),
         "sgd_update": lambda: backend.fused_optimizer_step("sgd", flat[:3], hyper),
         "adam_update": lambda: backend.fused_optimizer_step("adam", flat, hyper),
     }
@@ -176,7 +160,7 @@ def kernels(out):
     import cupy
 
     import gpuad as ad
-    from gpuad.backends.kernel_table import MODULES, TYPES
+    from gpuad.backends.kernel_table import MODULES, TYPES, backend_elementwise
 
     backend = ad.device("cuda:0").backend
     counter = backend.kernels
@@ -205,7 +189,7 @@ def kernels(out):
               flush=True)
 
     with cupy.cuda.Device(0):
-        for function, dtype, n_inputs, n_params in elementwise_kernels():
+        for function, dtype, n_inputs, n_params in backend_elementwise():
             arrays = [cupy.asarray(np.linspace(0.1, 1, 1024), dtype=dtype)] * n_inputs
             args = (*arrays, *(1.0,) * n_params)
 
@@ -411,24 +395,26 @@ def _fused(out):
 
 
 def _fused_row(cupy, counter, row, params, dtype):
-    """The forward against the CPU backend's method, the derivative against the op's rule on
-    the CPU; float32 also against the CPU on flushed subnormals (inputs and results)."""
+    """The forward (where the row runs it in a kernel) against the CPU backend's method, the
+    derivative against the op's rule on the CPU; float32 also against the CPU on flushed
+    subnormals (inputs and results)."""
     x = edge_values(dtype)
     g = np.random.default_rng(1).standard_normal(x.size).astype(dtype)
-    fwd = counter.elementwise(f"{row.kernel}_fwd", dtype, 1, len(params))
-    got = cupy.asnumpy(fwd(cupy.asarray(x), *params))
     want = _forward_ref(row, x)
-    wants = [want, _flush(want), _flush(_forward_ref(row, _flush(x)))]
-    floor = NOISE_TIMES * noise(lambda x: _forward_ref(row, x), [x], dtype)
-    entries = [_check(f"{row.kernel}_fwd", dtype, got, wants, [x], floor)]
-    if row.reads:
-        saved = x if row.reads == "x" else want
-        bwd = counter.elementwise(f"{row.kernel}_bwd", dtype, 2, len(params))
-        got = cupy.asnumpy(bwd(cupy.asarray(g), cupy.asarray(saved), *params))
-        want = _rule_ref(row, x, g)
-        wants = [want, _flush(want), _flush(_rule_ref(row, _flush(x), _flush(g)))]
-        floor = NOISE_TIMES * noise(lambda x, g: _rule_ref(row, x, g), [x, g], dtype)
-        entries.append(_check(f"{row.kernel}_bwd", dtype, got, wants, [g, saved], floor))
+    entries = []
+    if row.forward:
+        fwd = counter.elementwise(f"{row.kernel}_fwd", dtype, 1, len(params))
+        got = cupy.asnumpy(fwd(cupy.asarray(x), *params))
+        wants = [want, _flush(want), _flush(_forward_ref(row, _flush(x)))]
+        floor = NOISE_TIMES * noise(lambda x: _forward_ref(row, x), [x], dtype)
+        entries.append(_check(f"{row.kernel}_fwd", dtype, got, wants, [x], floor))
+    saved = x if row.reads == "x" else want
+    bwd = counter.elementwise(f"{row.kernel}_bwd", dtype, 2, len(params))
+    got = cupy.asnumpy(bwd(cupy.asarray(g), cupy.asarray(saved), *params))
+    want = _rule_ref(row, x, g)
+    wants = [want, _flush(want), _flush(_rule_ref(row, _flush(x), _flush(g)))]
+    floor = NOISE_TIMES * noise(lambda x, g: _rule_ref(row, x, g), [x, g], dtype)
+    entries.append(_check(f"{row.kernel}_bwd", dtype, got, wants, [g, saved], floor))
     return entries
 
 
@@ -438,9 +424,8 @@ def _fused_half(cupy, counter, row, params):
     x = edge_values(np.float16)
     g = np.random.default_rng(1).standard_normal(x.size).astype(np.float16)
     y = _quiet(lambda: _forward_ref(row, x.astype(np.float32)).astype(np.float16))
-    runs = {"fwd": [x]}
-    if row.reads:
-        runs["bwd"] = [g, x if row.reads == "x" else y]
+    runs = {"fwd": [x]} if row.forward else {}
+    runs["bwd"] = [g, x if row.reads == "x" else y]
     entries = []
     for kind, inputs in runs.items():
         half = counter.elementwise(f"{row.kernel}_{kind}", np.float16, len(inputs), len(params))

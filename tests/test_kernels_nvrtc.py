@@ -20,9 +20,10 @@ needed (tests/nvrtc_harness.py says how CuPy's machinery is driven without one).
 Skipped, saying why, where CuPy 14.2 is not installed; a failure instead where
 ``GPUAD_REQUIRE_NVRTC`` is set (.ci/run sets it, so CI cannot skip this).
 
-tests/test_kernels_compile.py keeps only the nvcc check that adds something (its docstring
-says what); this module replaced its copy of CuPy's kernel wrapper and its compiles of
-rowwise.cu and optim.cu, which NVRTC now does on the real sources.
+Every function of kernels/elementwise.cuh is one a backend kernel launches (tests/
+test_kernels_host.py fails otherwise), so these compiles cover the whole header on the device;
+the former nvcc check of the header (tests/test_kernels_compile.py) added nothing more and was
+removed.
 """
 import numpy as np
 import pytest
