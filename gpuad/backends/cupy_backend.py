@@ -135,8 +135,9 @@ class CupyBackend(Backend):
 
     @_on_its_device
     def warmup(self):
-        """Build (compile, or load from CuPy's cache) every elementwise kernel for every
-        dtype; returns how many."""
+        """Build (compile, or load from CuPy's cache) every kernel the ops launch, for every
+        dtype: the table's elementwise kernels (``backend_elementwise``, the same list the
+        launches come from) and the row-wise and optimizer kernels; returns how many."""
         count = 0
         for function, dtype, n_inputs, n_params in backend_elementwise():
             one = cupy.zeros(1, dtype=dtype)
