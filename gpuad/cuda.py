@@ -23,8 +23,9 @@ def synchronize(device=None):
 
 
 def warmup(device=None):
-    """Compile every custom kernel for ``device`` (default cuda:0) ahead of time, instead of
-    at its first use; CuPy keeps the compiled code in its cache (``CUPY_CACHE_DIR``) across
+    """Compile every elementwise and row-wise kernel the ops launch for ``device`` (default
+    cuda:0) ahead of time, instead of at its first use (anomaly mode's finite check is built at
+    its first use); CuPy keeps the compiled code in its cache (``CUPY_CACHE_DIR``) across
     runs. Returns the number of kernels built."""
     dev = resolve(device or "cuda:0")
     if dev.type != "cuda":

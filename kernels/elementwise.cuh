@@ -17,7 +17,7 @@
 #include <cmath>
 #define GPUAD_HD inline
 using std::abs; using std::cos; using std::cosh; using std::erf; using std::exp;
-using std::expm1; using std::log; using std::log1p; using std::pow; using std::sin;
+using std::expm1; using std::log; using std::log1p; using std::sin;
 using std::sinh; using std::sqrt; using std::tanh; using std::isinf;
 #endif
 
@@ -50,7 +50,7 @@ template <typename T> GPUAD_HD T sigmoid_fwd(T x) {
 template <typename T> GPUAD_HD T silu_fwd(T x) { return x * sigmoid_fwd(x); }
 template <typename T> GPUAD_HD T leaky_relu_fwd(T x, T slope) { return x > T(0) ? x : x * slope; }
 template <typename T> GPUAD_HD T elu_fwd(T x, T alpha) {
-    return x > T(0) ? x : alpha * expm1(x > T(0) ? T(0) : x);  // (nan stays nan)
+    return x > T(0) ? x : alpha * expm1(x);  // (nan stays nan)
 }
 template <typename T> GPUAD_HD T gelu_erf_fwd(T x) {
     return T(0.5) * x * (T(1) + erf(x * T(GPUAD_INV_SQRT_2)));

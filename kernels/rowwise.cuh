@@ -3,7 +3,7 @@
 //
 // A `Group` says which member this thread is (`rank`, `size`) and reduces a value over the
 // group (`max`, `sum`). The device kernels in rowwise.cu use a warp (shuffles) or a whole block
-// (shared memory) per row; tests/test_kernels_host.py runs the same functions on the host with a
+// (shared memory) per row; tests/test_rowwise_host.py runs the same functions on the host with a
 // group of one thread, against the NumPy backend. Values are accumulated in `A` (float for
 // float16 and float32 data, double for double); every reduction has a fixed order, so results
 // are deterministic (no atomics).

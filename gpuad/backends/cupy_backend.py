@@ -120,8 +120,7 @@ class CupyBackend(Backend):
         """The derivative rule of unary ``op`` applied to the output gradient ``g`` and the
         saved ``s`` (input or output) in one kernel; None where no kernel applies."""
         row = cupy_kernels.row_of(op, params)
-        if row is None or row.reads is None or g.dtype != s.dtype \
-                or g.dtype not in TYPES:
+        if row is None or g.dtype != s.dtype or g.dtype not in TYPES:
             return None
         nums = cupy_kernels.numeric(row, params)
         return self.kernels.elementwise(f"{row.kernel}_bwd", g.dtype, 2, len(nums))(
