@@ -8,11 +8,12 @@ class ValueChecks:
     """Part of :class:`~gpuad.backends.base.Backend` (its ``xp`` is the array module)."""
 
     def require(self, bad, kind, message):
-        """Raise ``kind(message)`` when the 0-d bool array ``bad`` (a check computed on this
+        """Raise ``kind(message())`` when the 0-d bool array ``bad`` (a check computed on this
         backend's arrays) is true; here at once. A device backend defers the read to its next
-        host read instead (:mod:`.deferred`)."""
+        host read instead (:mod:`.deferred`). ``message`` is a callable, so that a check that
+        passes builds no text (these checks run on every call of a loss or an index)."""
         if bad:
-            raise kind(message)
+            raise kind(message())
 
     def require_in_range(self, a, low, high, kind, message, skip=None):
         """:meth:`require` that the integers ``a`` lie in [low, high), except where the bool
@@ -25,9 +26,9 @@ class ValueChecks:
         """IndexError when an integer index array reaches outside an axis of ``size`` (CuPy
         wraps such indices around instead of raising), through :meth:`require`."""
         self.require_in_range(
-            index, -size, size, IndexError, f"gpuad: index out of range for axis {axis} of "
-            f"size {size} (an index array of shape {index.shape}, {index.dtype}); indices must "
-            f"be in [-{size}, {size})")
+            index, -size, size, IndexError, lambda: f"gpuad: index out of range for axis "
+            f"{axis} of size {size} (an index array of shape {index.shape}, {index.dtype}); "
+            f"indices must be in [-{size}, {size})")
 
     def mean_divisor(self, ignored, dtype):
         """The divisor of a mean over the rows not ``ignored`` (bool, one per row), without

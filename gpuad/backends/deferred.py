@@ -49,10 +49,10 @@ class PendingChecks:
 
     def add(self, bad, kind, message):
         """Queue the device-side check ``bad`` (a 0-d bool array, true when it failed): if it
-        failed, the next :meth:`raise_pending` raises ``kind(message)``. No host read."""
+        failed, the next :meth:`raise_pending` raises ``kind(message())``. No host read."""
         frame = user_frame(sys._getframe(1))
         where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "gpuad"
-        key = (kind, f"{message} (queued at {where})")
+        key = (kind, f"{message()} (queued at {where})")
         number = self.numbers.setdefault(key, len(self.numbers) + 1)
         mine = bad.astype("int64") * number
         first = self.first

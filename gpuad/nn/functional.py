@@ -144,8 +144,8 @@ def _check_range(x, t, ignored, name):
     c = x.shape[1]
     t.device.backend.require_in_range(
         t.array, 0, c, IndexError,
-        f"gpuad.nn.functional.{name}: target holds class indices outside [0, {c}) (other than "
-        f"ignore_index), for logits of shape {x.shape} and a target of shape {t.shape} "
+        lambda: f"gpuad.nn.functional.{name}: target holds class indices outside [0, {c}) "
+        f"(other than ignore_index), for logits of shape {x.shape} and a target of shape {t.shape} "
         f"({t.dtype}); labels must be class numbers 0..{c - 1}, or ignore_index for rows that "
         "do not count", skip=ignored.array)
 

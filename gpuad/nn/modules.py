@@ -388,9 +388,9 @@ class Embedding(Module):
             indices = tensor(indices, device=self.weight.device)
         n = self.num_embeddings  # (raises at once on the CPU, at the next host read on CUDA)
         indices.device.backend.require_in_range(
-            indices.array, 0, n, IndexError, f"gpuad.nn.Embedding: indices must be in [0, {n}), "
-            f"got values outside it (indices of shape {indices.shape}, {indices.dtype}, into a "
-            f"table of {n} rows)")
+            indices.array, 0, n, IndexError, lambda: f"gpuad.nn.Embedding: indices must be in "
+            f"[0, {n}), got values outside it (indices of shape {indices.shape}, "
+            f"{indices.dtype}, into a table of {n} rows)")
         return self.weight[indices]
 
     def extra_repr(self):
