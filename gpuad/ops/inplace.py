@@ -12,7 +12,9 @@ from ..autograd.node import Op
 from ..dtypes import value_dtype
 from ..tensor import Tensor, record, tape_tracked
 from ._args import SCALARS, mismatch, operands, plain
-from .elementwise import _zero, add, div, mul, pow, sub, where
+from .define import zero as _zero
+from .elementwise import add, div, mul, pow, sub
+from .selection import where
 from .shape import (
     _batch_last,
     _index,

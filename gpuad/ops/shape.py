@@ -8,6 +8,7 @@ shifted past the tangent's leading batch axis (indexing moves that axis last ins
 cannot disturb NumPy's placement of advanced-index axes: :func:`batched_index`).
 """
 from numbers import Integral
+from typing import TYPE_CHECKING
 
 from ..autograd.forward import carry, has_tangent
 from ..autograd.grad_mode import mode
@@ -27,6 +28,7 @@ from ._args import (
     to_tensor,
     torch_axis,
 )
+from .registry import exports, public
 
 
 def _tensor(x):
@@ -111,6 +113,7 @@ _RESHAPE = Op("reshape", (lambda g, shape: reshape(g, shape),),
               jvp=lambda ts, y, shape: reshape(ts[0], ts[0].shape[:1] + y.shape))
 
 
+@public
 def reshape(x, *shape):
     """``x`` with a new shape (one entry may be -1); accepts ``reshape(x, 2, 3)`` or a tuple."""
     x = _tensor(x)
@@ -125,11 +128,13 @@ def reshape(x, *shape):
     return _as_view(record1(_RESHAPE, x, out, (x.shape,)), x, _view_reshape, shape)
 
 
+@public(method=True)
 def flatten(x):
     """``x`` as a 1-D tensor."""
     return reshape(x, (-1,))
 
 
+@public
 def squeeze(x, axis=None, *, dim=None):
     """``x`` without the axes ``axis`` (all axes of length 1 when None), which must have
     length 1, as NumPy; with PyTorch's ``dim=``, an axis of another length is kept, as
@@ -152,6 +157,7 @@ def squeeze(x, axis=None, *, dim=None):
     return reshape(x, shape)
 
 
+@public(method=True)
 def expand_dims(x, axis=None, *, dim=None):
     """``x`` with a new axis of length 1 at ``axis`` (each of them, for a tuple)."""
     return inserted(_tensor(x), torch_axis("expand_dims", axis, False, dim, None)[0],
@@ -174,6 +180,7 @@ _TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),),
                     sorted(range(1, len(inverse) + 1), key=lambda a: inverse[a - 1]))))
 
 
+@public
 def transpose(x, axes=None, dim1=None, *, dim0=None):
     """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``; with two
     axes, ``transpose(x, 0, 1)`` or ``transpose(x, dim0=0, dim1=1)``, swap them, as
@@ -200,6 +207,7 @@ def permuted(x, axes, op):
     return _as_view(out, x, _view_transpose, axes)
 
 
+@public(method=True)
 def swapaxes(x, a, b):
     """``x`` with axes ``a`` and ``b`` exchanged."""
     return swapped(_tensor(x), a, b, "swapaxes")
@@ -213,7 +221,10 @@ def swapped(x, a, b, op):
     return permuted(x, perm, op)
 
 
+@public
 def moveaxis(x, source, destination):
+    """x with axis ``source`` moved to position ``destination``, the others in order (a view;
+    NumPy's moveaxis). The gradient moves back."""
     x = _tensor(x)
     source = axis_index(source, x.ndim, "moveaxis")
     destination = axis_index(destination, x.ndim, "moveaxis")
@@ -230,7 +241,10 @@ _BROADCAST = Op(
 )
 
 
+@public(method=True)
 def broadcast_to(x, shape):
+    """x broadcast to ``shape`` (NumPy's rules: trailing axes match or are 1), a view. The
+    gradient is summed back to x's shape."""
     x = _tensor(x)
     shape = tuple(shape)
     if x.shape == shape:
@@ -245,6 +259,7 @@ def broadcast_to(x, shape):
     return _as_view(record1(_BROADCAST, x, out, (x.shape,)), x, _view_broadcast, shape)
 
 
+@public
 def sum_to(x, shape):
     """Sum ``x`` down to ``shape``: the inverse of broadcasting (used to undo it in backward)."""
     shape = tuple(shape)
@@ -290,6 +305,7 @@ def _concat_jvp(ts, y, axis, bounds):
 _AXIS0 = Default(0)
 
 
+@public
 def concatenate(seq, axis=_AXIS0, *, dim=None):
     """Join tensors along an existing axis (``axis=None``: flatten them first)."""
     ts = tensors(seq, "concatenate")
@@ -320,6 +336,7 @@ def _stack_rule(i):
     return lambda g, axis: g[(slice(None),) * axis + (i,)]
 
 
+@public
 def stack(seq, axis=_AXIS0, *, dim=None):
     """Join tensors of one shape along a new axis."""
     ts = tensors(seq, "stack")
@@ -334,6 +351,7 @@ def stack(seq, axis=_AXIS0, *, dim=None):
     return record(op, ts, out, ts[0]._dev, (axis,))
 
 
+@public(method=True)
 def split(x, sections_or_indices, axis=0, *, dim=None):
     """Split into equal sections (an int) or at the given indices, as ``numpy.split``."""
     x = _tensor(x)
@@ -362,6 +380,7 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
                                         else tuple(a + 1 for a in axis)))
 
 
+@public(method=True)
 def flip(x, axis=None, *, dims=None):
     """``x`` reversed along ``axis`` (all axes when None); ``dims`` is PyTorch's name."""
     x = _tensor(x)
@@ -379,6 +398,7 @@ _PAD = Op("pad", (lambda g, inner: g[inner],),
                                                         for s, n in zip(inner, y.shape)]))
 
 
+@public
 def pad(x, pad_width, constant_values=0):
     """Pad with a constant (``numpy.pad``'s constant mode); ``pad_width`` as NumPy takes it."""
     x = _tensor(x)
@@ -543,6 +563,7 @@ def _indices(indices, x, op):
     return t
 
 
+@public
 def gather_nd(params, indices):
     """TensorFlow's gather_nd: ``indices[..., k]`` index the first k axes of ``params``."""
     params = _tensor(params)
@@ -552,6 +573,7 @@ def gather_nd(params, indices):
     return getitem(params, idx)
 
 
+@public(method=True)
 def take_along_axis(x, indices, axis):
     """Pick values along ``axis`` at ``indices`` (same ndim as ``x``), as NumPy does."""
     x = _tensor(x)
@@ -582,6 +604,7 @@ def take_along_axis(x, indices, axis):
 _ASTYPE = Op("astype", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 
+@public(method=True)
 def astype(x, dtype):
     """``x`` converted to ``dtype``; differentiable between floating dtypes."""
     x = _tensor(x)
@@ -597,6 +620,7 @@ def astype(x, dtype):
 _CLONE = Op("clone", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 
+@public(method=True)
 def clone(x):
     """A differentiable copy with its own storage."""
     x = _tensor(x)
@@ -614,3 +638,8 @@ def to_device(x, dev):
     else:
         out = dev.backend.asarray(x._a)
     return record(_TO_DEVICE, (x,), out, dev, (x._dev,))
+
+cat = public(concatenate, name="cat")  # PyTorch's name
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())
