@@ -96,6 +96,8 @@ template <typename T> GPUAD_HD T erf_bwd(T g, T x) {
 template <typename T> GPUAD_HD T sigmoid_bwd(T g, T y) { return g * y * (T(1) - y); }
 // relu'(0) = 0, relu'(nan) = 1 (PyTorch); selected, so an inf or nan g where y <= 0 gives 0
 template <typename T> GPUAD_HD T relu_bwd(T g, T y) { return y <= T(0) ? T(0) : g; }
+// d/dx x / (1 + |x|) = 1 / (1 + |x|)^2
+template <typename T> GPUAD_HD T softsign_bwd(T g, T x) { T d = T(1) + abs(x); return g / (d * d); }
 // d/dx x sigmoid(x) = s (1 + x (1 - s))
 template <typename T> GPUAD_HD T silu_bwd(T g, T x) {
     T s = sigmoid_fwd(x);

@@ -123,6 +123,7 @@ UNARY_REFERENCE = {
     "sigmoid": (_sigmoid, REAL, "sigmoid"),
     "relu": (lambda x: np.maximum(x, 0), AWAY, "relu"),
     "erf": (_erf, REAL, "erf"),
+    "softsign": (lambda x: x / (1 + np.abs(x)), REAL, "nn.functional.softsign"),
     "silu": (lambda x: x * _sigmoid(x), REAL, "nn.functional.silu"),
     "gelu": (lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))), REAL, "nn.functional.gelu"),
     "softplus": (_softplus, REAL, "nn.functional.softplus"),

@@ -170,6 +170,10 @@ class Backend(ValueChecks):
         (an inf or nan g where y == 0 gives 0)."""
         return self.xp.where(y <= 0, 0, g)
 
+    def softsign(self, x):
+        """x / (1 + |x|)."""
+        return x / (self.xp.abs(x) + 1)
+
     def step(self, x):
         """1 where x > 0, else 0, in x's dtype."""
         return (x > 0).astype(x.dtype)
