@@ -9,7 +9,6 @@ from tolerance import assert_close
 
 import gpuad as ad
 
-
 # ---- @custom_gradient ---------------------------------------------------------------------
 
 @ad.custom_gradient
