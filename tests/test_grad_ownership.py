@@ -1,7 +1,6 @@
 """SPEC section 3: no aliasing of ``.grad``: each gradient owns its storage, apart from
 the caller's tensors and from every other gradient.
 """
-
 import numpy as np
 import pytest
 from leaves import _leaf, _np

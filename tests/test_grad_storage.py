@@ -3,7 +3,6 @@ pass (the transposed weight gradient of x @ W.T) without a copy, and never anyth
 a hook or a custom rule owns, nor one array for two leaves or a leaf and a retained non-leaf
 (accumulating into one would change the other), in plain and create_graph passes alike; and
 a tensor the user assigns to .grad is never written into."""
-
 import numpy as np
 import pytest
 from storage_refs import _apart, _quiet, _torch

@@ -1,7 +1,6 @@
 """SPEC section 3: gradient hooks (``register_hook``, ``retain_grad``): when they run,
 and what a hook may return, on every path (``backward``, ``ad.grad``, a tape).
 """
-
 import numpy as np
 import pytest
 from leaves import _leaf, _np

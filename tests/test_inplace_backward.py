@@ -4,7 +4,6 @@ that catches a saved value changed in place, and retained gradients across such 
 Every gradient is checked against an independent reference: an analytic formula, NumPy, or
 PyTorch (where it is installed).
 """
-
 import numpy as np
 import pytest
 from leaves import _leaf, _np

@@ -1,7 +1,6 @@
 """GradientTape (SPEC section 4) and in-place changes: a taped result changed in place (also
 through a view), saved values changed in place, and views made stale by a change to their base.
 """
-
 import numpy as np
 import pytest
 from tolerance import assert_close
