@@ -1,6 +1,7 @@
-"""Joining and splitting along an axis: ``concatenate``, ``stack``, ``split``, and ``pad``
-(joining a constant border). Each is linear: a gradient is sliced back into the pieces, and a
-JVP rule joins the tangents (zeros for an input without one).
+"""Joining and splitting along an axis: ``concatenate`` and ``stack`` (their VJP rules slice
+the gradient back into the pieces; their JVP rules join the tangents, zeros for an input without
+one), ``split`` (slices of ``x``, differentiated as indexing), and ``pad`` with a constant (its
+VJP rule slices the border off the gradient).
 """
 from ..autograd.node import Op
 from ..tensor import record, record1
