@@ -1,4 +1,5 @@
 """Every differentiable op, defined once with its rules (SPEC section 5)."""
+from .casts import astype, clone
 from .elementwise import (
     abs,
     add,
@@ -52,6 +53,8 @@ from .elementwise import (
     tanh,
     where,
 )
+from .indexing import gather_nd, take_along_axis
+from .joining import concatenate, pad, split, stack
 from .linalg import dot, einsum, matmul, outer, tensordot
 from .methods import install as _install
 from .reduction import (
@@ -72,23 +75,15 @@ from .reduction import (
     var,
 )
 from .shape import (
-    astype,
     broadcast_to,
-    clone,
-    concatenate,
     expand_dims,
     flatten,
     flip,
-    gather_nd,
     moveaxis,
-    pad,
     reshape,
-    split,
     squeeze,
-    stack,
     sum_to,
     swapaxes,
-    take_along_axis,
     transpose,
 )
 

@@ -3,8 +3,8 @@ import numpy as np
 
 from ..dtypes import bool_, float16, float32, float64, int32, int64
 from ..tensor import Tensor
+from . import casts, indexing, inplace, joining, linalg, reduction, shape
 from . import elementwise as ew
-from . import inplace, linalg, reduction, shape
 from ._args import axis_index, shape_arg, torch_axis
 
 _SAME_NAME = (
@@ -137,7 +137,7 @@ def _dtype_name(arg):
 
 
 def _cast(dtype):
-    return lambda self: shape.astype(self, dtype)
+    return lambda self: casts.astype(self, dtype)
 
 
 
@@ -162,7 +162,7 @@ def install():
     T.__or__ = T.__ror__ = _logic(ew.logical_or, "|")
     T.__xor__ = T.__rxor__ = _logic(ew.logical_xor, "^")
     T.__invert__ = _invert
-    T.__getitem__ = shape.getitem
+    T.__getitem__ = indexing.getitem
     T.__setitem__ = inplace.setitem
     for name in ("sum mean max min prod logsumexp argmax argmin var std norm softmax "
                  "log_softmax any all").split():
@@ -176,10 +176,11 @@ def install():
     T.permute = _permute
     T.T = property(lambda self: shape.transpose(self))
     T.mT = property(_matrix_transpose)
-    for name in "flatten expand_dims broadcast_to flip astype clone swapaxes".split():
+    for name in "flatten expand_dims broadcast_to flip swapaxes".split():
         setattr(T, name, getattr(shape, name))
-    T.split = shape.split
-    T.take_along_axis = shape.take_along_axis
+    T.astype, T.clone = casts.astype, casts.clone
+    T.split = joining.split
+    T.take_along_axis = indexing.take_along_axis
     T.where = lambda self, condition, other: ew.where(condition, self, other)
     _install_torch_names(T)
     for name in "add_ sub_ mul_ div_ pow_ fill_ zero_ copy_".split():
@@ -196,7 +197,7 @@ def _install_torch_names(T):
     T.view = _view
     T.clamp = ew.clip
     T.is_contiguous = lambda self: bool(self._a.flags.c_contiguous)
-    T.contiguous = lambda self: self if self._a.flags.c_contiguous else shape.clone(self)
+    T.contiguous = lambda self: self if self._a.flags.c_contiguous else casts.clone(self)
     for name, dtype in (("float", float32), ("double", float64), ("half", float16),
                         ("int", int32), ("long", int64), ("bool", bool_)):
         setattr(T, name, _cast(dtype))
