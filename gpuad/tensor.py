@@ -236,7 +236,7 @@ class Tensor:
 
         As in PyTorch, the first argument may also be a dtype (``x.to(ad.float64)``) or a
         tensor whose device and dtype are taken."""
-        from .ops.shape import to_device
+        from .ops.casts import to_device
 
         if isinstance(device, Tensor):
             device, dtype = device._dev, device.dtype if dtype is None else dtype
@@ -343,7 +343,7 @@ class _HookHandle:
 
 def _refresh(view):
     """A view whose storage changed in place since its graph was made gets a fresh graph."""
-    from .ops.shape import refresh_view
+    from .ops.indexing import refresh_view
 
     refresh_view(view)
 

@@ -97,7 +97,7 @@ class Variable(Tensor):
 
     def value(self):
         """The current value as a tensor (differentiable: it is read through an op)."""
-        from .ops.shape import clone
+        from .ops.casts import clone
 
         return clone(self)
 

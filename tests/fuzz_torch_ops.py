@@ -1,4 +1,5 @@
-"""The op table and the lockstep runner of tests/test_fuzz_torch.py.
+"""The op table and the lockstep runner of the differential fuzz against PyTorch
+(tests/test_fuzz_*.py).
 
 A program is a list of steps; every step applies one op to a gpuad value and to the matching
 PyTorch value, so both frameworks run the same program side by side. Each op is spelled once
@@ -6,9 +7,12 @@ for each framework here, translating NumPy's names (``axis``, ``keepdims``, ``dd
 PyTorch's (``dim``, ``keepdim``, ``correction``), so naming differences never show up as
 discrepancies. ``Step.src`` renders a step as plain gpuad Python for a reproducer.
 """
+import os
 import warnings
 
 import numpy as np
+from hypothesis import HealthCheck, note, settings
+from hypothesis import strategies as st
 
 import gpuad as ad
 
@@ -332,3 +336,112 @@ def _run_both(what, run_ad, run_torch):
         return None, None
     return a, t
 
+
+# Deliberate differences, not compared: gpuad follows NumPy, where sign(nan) is nan (torch:
+# 0), so abs'(nan) and the gradients of norm(ord=1) and norm(ord=inf) at nan are nan too
+# (torch: 0). Op chains keep nan away from sign, abs and those norms; test_edge_values covers
+# sign and abs without nan (tests/test_torch_differences.py pins the difference).
+PIECEWISE = {"sign", "abs"}
+# relu(-0) and elu(-0) are +0 (NumPy's maximum(-0, 0), the same on every platform; torch: -0):
+# op chains keep -0 away from them, where 1 / relu(-0) would be +inf against torch's -inf
+SIGNED_ZERO = {"relu", "elu"}
+# Second derivatives that differ by design, so a program with such a step (Lockstep's
+# first_order_only) compares first derivatives only: gpuad's rules select where torch's multiply
+# a zero mask by inf, so for std and norm where the result is 0 (their masked rules;
+# tests/test_torch_differences.py), gpuad's are 0 and torch's nan; var with no degrees of
+# freedom is 0/0, and torch's second derivative of that nan is 0 (an accident of the order of
+# its operations), gpuad's nan.
+# ZERO_BASE: pow's exponent gradient at a zero base is 0 by a where (0 ** b is constant for
+# b > 0), selected in gpuad, multiplied in torch, so an inf arriving there (1 / 0 ** b) gives 0
+# against nan, at every order: op chains keep zero bases away from pow (test_edge_values and
+# tests/test_torch_differences.py cover them).
+# the ops that choose among tied zeros of either sign (see unsigned_zero)
+ZERO_SIGN_FREE = {"max", "min", "maximum", "minimum"}
+
+SCALE = max(1, int(os.environ.get("GPUAD_FUZZ_EXAMPLES", "1")))
+
+
+def fuzz(n):
+    return settings(max_examples=n * SCALE, derandomize=True, deadline=None, database=None,
+                    print_blob=False,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much])
+
+
+# ---- lockstep values ----------------------------------------------------------------------------
+
+def _fmt(arr):
+    """An array as a Python literal (the reproducer imports ``inf`` and ``nan``)."""
+    return repr(np.asarray(arr).tolist())
+
+
+class Lockstep:
+    """Values held in both frameworks, with the gpuad source of every step for a reproducer."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.vals = []  # (gpuad, torch, name)
+        self.leaves = []
+        self.lines = ["import numpy as np", "import gpuad as ad", "from math import inf, nan"]
+        self.first_order_only = False  # set by a step whose second derivatives differ by design
+
+    def _name(self):
+        return f"v{len(self.vals)}"
+
+    def leaf(self, arr, rg):
+        arr = np.asarray(arr, dtype=self.dtype)
+        name = self._name()
+        a = ad.tensor(arr.copy(), requires_grad=rg)
+        t = torch.tensor(arr.copy(), requires_grad=rg)
+        data = _fmt(arr) if arr.size else f"np.zeros({arr.shape!r})"
+        self.lines.append(f"{name} = ad.tensor({data}, dtype=ad.{self.dtype}, "
+                          f"requires_grad={rg})")
+        self.vals.append((a, t, name))
+        if rg:
+            self.leaves.append((a, t, name))
+        return len(self.vals) - 1
+
+    def apply(self, src, fa, ft, *idx):
+        """Run one op on values ``idx`` (or on ready-made operand triples); compare; keep the
+        result. ``src`` formats the gpuad source with the operands' names."""
+        ops = [self.vals[i] if isinstance(i, int) else i for i in idx]
+        line = src.format(*[o[2] for o in ops])
+        self.lines.append(f"{self._name()} = {line}")
+        note("\n".join(self.lines))
+        a, t = both_raise_or_neither(line, lambda: fa(*[o[0] for o in ops]),
+                                     lambda: ft(*[o[1] for o in ops]))
+        if a is None:
+            self.lines[-1] = f"# raises in both: {line}"
+            return None
+        compare(line, a, t)
+        self.vals.append((a, t, self._name()))
+        return len(self.vals) - 1
+
+
+def _broadcast_partner(draw, shape):
+    """A shape that broadcasts against ``shape``: a suffix of it with some dims set to 1."""
+    k = draw(st.integers(0, len(shape)))
+    part = list(shape[len(shape) - k:])
+    return tuple(1 if draw(st.booleans()) and d else d for d in part)
+
+
+def _check_no_sharing(named):
+    """No two gradients (or a gradient and a caller's tensor) share storage. (The results of
+    one ``ad.grad`` call, named ``g[i]``, may share among themselves, as in PyTorch.)"""
+    arrs = [(n, to_np_array(v)) for n, v in named if v is not None]
+    for i, (n1, a1) in enumerate(arrs):
+        for n2, a2 in arrs[i + 1:]:
+            if n1[:2] == n2[:2] == "g[":
+                continue
+            if np.shares_memory(a1, a2):
+                raise Mismatch(f"{n1} and {n2} share storage")
+
+
+def _called(fn, *args):
+    """fn(*args), or True where it returns None (a backward pass, an in-place op)."""
+    out = fn(*args)
+    return True if out is None else out
+
+
+def to_np_array(v):
+    return v.array if isinstance(v, ad.Tensor) else v

@@ -483,9 +483,11 @@ def _selected(marks, *modules):
 def test_the_real_gpu_selection_runs_the_numerics_cuda_cases():
     """benchmarks/gpu_checks.sh's selection takes the cuda cases of tests that prefer real
     CUDA (tests/fake_cupy's cuda_or_stand_in), and leaves the tests that install the stand-in."""
-    modules = ("test_numerics.py", "test_numerics_spread.py", "test_fake_cuda.py")
+    numerics_files = ("test_numerics_overflow.py", "test_numerics_degenerate.py",
+                      "test_numerics_spread.py")
+    modules = numerics_files + ("test_fake_cuda.py",)
     real = _selected("cuda and not standin and not network", *modules)
     cuda = _selected("cuda", *modules)
     numerics = {t for t in cuda if "test_numerics" in t}
     assert len(numerics) > 150 and real == numerics, sorted(real ^ numerics)[:5]
-    assert not _selected("standin", *modules[:2])
+    assert not _selected("standin", *numerics_files)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 from fake_cupy import cuda_or_stand_in
-from test_numerics import _grads, _same, _torch_grads
+from numerics_refs import _grads, _same, _torch_grads
 
 import gpuad as ad
 

@@ -1,40 +1,17 @@
 """GradientTape (SPEC section 4): watching, sources and structures, unconnected sources, tape
-independence, nested tapes, persistence, jacobians, recording control, warnings and memory.
+independence, nested tapes, jacobians, recording control and warnings.
 
 References are analytic derivatives, float64 central differences and loops of ``gradient``.
 """
-import gc
 import threading
 import warnings
-import weakref
 
 import numpy as np
 import pytest
+from tape_refs import _fd_grad, _same
 from tolerance import assert_close
 
 import gpuad as ad
-
-
-def _np(t):
-    return None if t is None else t.numpy()
-
-
-def _same(got, expected):
-    """The same tensors, by identity (``==`` on tensors compares values elementwise)."""
-    return len(got) == len(expected) and all(a is b for a, b in zip(got, expected))
-
-
-def _fd_grad(f, x, eps=1e-6):
-    """Central differences of the scalar function ``f`` (NumPy float64 in, float out)."""
-    x = np.array(x, dtype=np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += eps
-        down[i] -= eps
-        g[i] = (f(up) - f(down)) / (2 * eps)
-    return g
-
 
 # ---- watching ------------------------------------------------------------------------------
 
@@ -383,42 +360,7 @@ def test_nested_tapes_match_finite_differences_of_the_gradient(device):
     assert_close(outer.gradient(s, x).numpy(), fd, rtol=1e-6, device=device)
 
 
-# ---- persistence ---------------------------------------------------------------------------
-
-def test_non_persistent_tape_allows_one_gradient(device):
-    x = ad.Variable(2.0, device=device)
-    with ad.GradientTape() as tape:
-        y = x * x
-    assert tape.gradient(y, x).item() == 4.0
-    with pytest.raises(RuntimeError, match="persistent=True"):
-        tape.gradient(y, x)
-    with pytest.raises(RuntimeError, match="persistent=True"):
-        tape.jacobian(y, x)
-
-
-def test_persistent_tape_answers_many_times(device):
-    x = ad.Variable(2.0, device=device)
-    with ad.GradientTape(persistent=True) as tape:
-        y = x * x
-        z = y * y
-    assert tape.gradient(z, x).item() == 32.0
-    assert tape.gradient(y, x).item() == 4.0
-    assert tape.gradient(z, y).item() == 8.0
-    assert tape.gradient(z, x).item() == 32.0
-
-
-def test_reset_forgets_the_recording(device):
-    x = ad.Variable(2.0, device=device)
-    with ad.GradientTape(persistent=True) as tape:
-        y = x * x
-        tape.reset()
-        z = x * 3.0
-    assert tape.gradient(y, x) is None
-    assert tape.gradient(z, x).item() == 3.0
-    assert _same(tape.watched_variables(), (x,))
-
-
-# ---- jacobians -----------------------------------------------------------------------------
+# ---- jacobians ----------------------------------------------------------------------------
 
 def _loop_jacobian(tape, y, x):
     """The Jacobian by one gradient() call per target element, with one-hot weights."""
@@ -506,41 +448,7 @@ def test_batch_jacobian_of_image_like_shapes(device):
             assert_close(bj.numpy()[b, j].reshape(-1), expected, rtol=1e-12, device=device)
 
 
-# ---- in-place changes on a recording tape ---------------------------------------------------
-
-def test_in_place_change_of_a_taped_result_is_recorded(device):
-    x = ad.constant(3.0, device=device)
-    with ad.GradientTape() as tape:
-        tape.watch(x)
-        y = x * 2.0
-        y += x  # y = 3x
-        z = y * y
-    assert tape.gradient(z, x).item() == pytest.approx(2 * 9.0 * 3.0)
-
-
-def test_in_place_change_through_a_view_of_a_taped_result(device):
-    x = ad.constant([1.0, 2.0, 3.0], device=device)
-    with ad.GradientTape() as tape:
-        tape.watch(x)
-        y = x * 1.0
-        view = y[1:]
-        view *= x[:2]  # y = [x0, x1 * x0, x2 * x1]
-        z = y.sum()
-    assert_close(tape.gradient(z, x).numpy(), [1.0 + 2.0, 1.0 + 3.0, 2.0], device=device)
-
-
-def test_saved_values_changed_in_place_are_caught(device):
-    x = ad.constant([1.0, 2.0], device=device)
-    with ad.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        h = x * 1.0
-        y = (h * h).sum()
-    h += 1.0  # outside the tape, but h was saved for y's gradient
-    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
-        tape.gradient(y, x)
-
-
-# ---- warnings ------------------------------------------------------------------------------
+# ---- warnings -----------------------------------------------------------------------------
 
 def test_watching_an_integer_tensor_warns_once_and_gives_none(device):
     i = ad.constant([1, 2], device=device)
@@ -574,56 +482,7 @@ def test_numpy_on_a_watched_tensor_while_recording_warns_once(device):
     assert tape.gradient(y, x) is not None
 
 
-# ---- memory --------------------------------------------------------------------------------
-
-def _taped_chain(device, persistent=True):
-    x = ad.constant(np.linspace(0.1, 1.0, 1000), device=device)
-    tape = ad.GradientTape(persistent=persistent)
-    with tape:
-        tape.watch(x)
-        h = ad.exp(x) * 2.0
-        s = ad.sin(h)  # saves h
-        loss = (s * s).sum()  # saves s
-    refs = [weakref.ref(h), weakref.ref(s), weakref.ref(h.array), weakref.ref(s.array)]
-    return tape, x, loss, refs
-
-
-def test_persistent_tape_frees_saved_arrays_when_deleted(device):
-    tape, x, loss, refs = _taped_chain(device)
-    gc.collect()
-    assert all(r() is not None for r in refs)  # the tape holds them
-    assert tape.gradient(loss, x) is not None
-    del tape
-    assert all(r() is None for r in refs)  # freed at once, no gc needed
-    assert np.isfinite(loss.item())  # the result itself lives on
-
-
-def test_reset_frees_saved_arrays(device):
-    tape, x, loss, refs = _taped_chain(device)
-    tape.reset()
-    assert all(r() is None for r in refs)
-    assert tape.gradient(loss, x) is None
-
-
-def test_non_persistent_tape_frees_saved_arrays_after_gradient(device):
-    tape, x, loss, refs = _taped_chain(device, persistent=False)
-    assert tape.gradient(loss, x) is not None
-    assert all(r() is None for r in refs)
-
-
-def test_requires_grad_graph_is_not_freed_by_the_tape(device):
-    x = ad.tensor([0.5, 1.5], device=device, requires_grad=True)
-    tape = ad.GradientTape()
-    with tape:
-        y = (ad.sin(x) * x).sum()
-    tape.gradient(y, x)
-    del tape
-    y.backward()
-    assert_close(x.grad.numpy(), np.cos([0.5, 1.5]) * [0.5, 1.5]
-                 + np.sin([0.5, 1.5]), rtol=1e-6, device=device)
-
-
-# ---- review regressions ------------------------------------------------------------------
+# ---- review regressions -------------------------------------------------------------------
 
 def test_dict_targets_and_output_gradients_pair_by_key(device):
     x = ad.Variable(1.0, device=device)
@@ -645,113 +504,12 @@ def test_a_tape_records_under_no_grad(device):
     assert ad.is_grad_enabled() and z.grad_fn is None
 
 
-def test_a_spent_non_persistent_tape_stops_recording(device):
-    x = ad.constant(3.0, device=device)
-    with ad.GradientTape() as tape:
-        tape.watch(x)
-        y = x * x
-        assert tape.gradient(y, x).item() == 6.0
-        z = x * x  # no longer recorded
-    assert z.grad_fn is None and not tape._nodes
-
-
-def test_variable_training_loop_frees_each_step(device):
-    rng = np.random.default_rng(0)
-    w = ad.Variable(rng.normal(size=(64, 64)) / 8, device=device)
-    x = ad.constant(rng.normal(size=(32, 64)), device=device)
-    losses, refs = [], []
-    for _ in range(3):
-        with ad.GradientTape() as tape:
-            h = ad.tanh(x @ w)
-            loss = ad.reduce_mean(ad.tanh(h @ w) ** 2)
-        refs.append(weakref.ref(h.array))
-        w.assign_sub(0.1 * tape.gradient(loss, w))
-        losses.append(loss)  # kept, as a TensorFlow user keeps losses
-        del h
-    assert all(r() is None for r in refs)  # no step's activations survive its gradient
-    assert losses[-1].item() < losses[0].item()
-
-
-def test_persistent_tape_over_variables_frees_on_del_and_reset(device):
-    v = ad.Variable(np.linspace(0.1, 1.0, 500), device=device)
-    for finish in ("del", "reset"):
-        tape = ad.GradientTape(persistent=True)
-        with tape:
-            h = ad.exp(v) * 2.0
-            s = ad.sin(h)
-            loss = (s * s).sum()
-        refs = [weakref.ref(h), weakref.ref(s)]
-        del h, s
-        assert tape.gradient(loss, v) is not None
-        assert all(r() is not None for r in refs)
-        if finish == "del":
-            del tape
-        else:
-            tape.reset()
-        assert all(r() is None for r in refs)
-        assert np.isfinite(loss.item())
-
-
-def test_a_view_made_before_its_base_became_tracked(device):
-    v = ad.Variable([1.0, 2.0, 3.0], device=device)
-    w = v[0:2]  # taken once, before training
-    v.assign_add([1.0, 1.0, 1.0])
-    np.testing.assert_array_equal(w.numpy(), [2.0, 3.0])
-    with ad.GradientTape() as tape:
-        y = (w * w).sum()
-    np.testing.assert_array_equal(tape.gradient(y, v).numpy(), [4.0, 6.0, 0.0])
-    c = ad.constant([1.0, 2.0, 3.0], device=device)
-    view = c[0:2]
-    x = ad.tensor([1.0, 1.0, 1.0], device=device, requires_grad=True)
-    c.add_(x)  # c now depends on x; the view is stale
-    (view * view).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 6.0, 0.0])
-
-
 def test_dict_keys_that_do_not_sort_are_refused(device):
     x = ad.Variable(1.0, device=device)
     with ad.GradientTape() as tape:
         a, b = x * 2.0, x * 3.0
     with pytest.raises(TypeError, match="keys of a dict of tensors must sort"):
         tape.gradient({1: a, "b": b}, x)
-
-
-def test_reset_inside_stop_recording_does_not_record(device):
-    x = ad.constant(3.0, device=device)
-    with ad.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        with tape.stop_recording():
-            tape.reset()
-            y = x * x
-        tape.watch(x)
-        z = x * x * x
-    assert tape.gradient(y, x) is None
-    assert tape.gradient(z, x).item() == 27.0
-
-
-def test_a_used_non_persistent_tape_starts_afresh_when_entered_again(device):
-    x = ad.Variable(3.0, device=device)
-    tape = ad.GradientTape()
-    with tape:
-        y = x * x
-    assert tape.gradient(y, x).item() == 6.0
-    with tape:
-        z = x * x * x
-    assert tape.gradient(z, x).item() == 27.0
-
-
-def test_released_tape_keeps_no_edges_to_watched_inputs(device):
-    x = ad.tensor([1.0], device=device, requires_grad=True)
-    c = ad.constant(np.ones(1000), device=device)
-    ref = weakref.ref(c)
-    tape = ad.GradientTape()
-    with tape:
-        tape.watch(c)
-        y = x + c  # in the requires_grad graph (x) and on the tape (c)
-    del tape, c
-    assert ref() is None
-    y.sum().backward()
-    assert x.grad.item() == 1000.0
 
 
 def test_numpy_warning_covers_variables_read_first_and_np_asarray(device):
@@ -785,30 +543,6 @@ def test_watch_accessed_variables_false_still_watches_tensors_that_require_grad(
         y = x * x * v
     gx, gv = tape.gradient(y, [x, v])
     assert gx.item() == 12.0 and gv is None
-
-
-def test_a_stale_view_used_under_no_grad_keeps_its_graph(device):
-    a = ad.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
-    x = a * 1.0
-    v = x[1:]
-    x.mul_(2.0)
-    with ad.no_grad():
-        (v * 2.0).mean()  # logging a metric
-    ((v * v).sum() + a.sum()).backward()
-    np.testing.assert_array_equal(a.grad.numpy(), [1.0, 17.0, 25.0])
-
-
-def test_a_stale_view_under_stop_recording_is_rebuilt_later(device):
-    c = ad.constant([1.0, 2.0, 3.0], device=device)
-    with ad.GradientTape() as tape:
-        tape.watch(c)
-        x = c * 1.0
-        v = x[1:]
-        x.mul_(2.0)
-        with tape.stop_recording():
-            (v * 1.0).sum()
-        y = (v * v).sum()
-    np.testing.assert_array_equal(tape.gradient(y, c).numpy(), [0.0, 16.0, 24.0])
 
 
 def test_printing_inside_a_tape_does_not_warn(device):

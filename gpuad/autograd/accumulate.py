@@ -82,7 +82,7 @@ def _owned(g, foreign, create_graph=False):
         or base.__class__ is not a.__class__))
     if create_graph:
         if shared or g._grad_fn is None:
-            from ..ops.shape import clone
+            from ..ops.casts import clone
 
             g = clone(g)
         claim(foreign, g._a)

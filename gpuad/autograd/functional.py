@@ -449,7 +449,7 @@ def _zeros_if_none(g, x):
 
 
 def _stack(rows, shape):
-    from ..ops.shape import stack
+    from ..ops.joining import stack
 
     return stack(rows).reshape(shape)
 

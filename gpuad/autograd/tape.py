@@ -439,7 +439,8 @@ def _example_directions(y, count, batch):
 def _stack_rows(rows, source, shape, axis, zero):
     """Jacobian rows (each shaped like ``source``; None where unconnected) stacked on ``axis``
     and reshaped to ``shape``. None when no row is connected (zeros with ``zero``)."""
-    from ..ops.shape import reshape, stack
+    from ..ops.joining import stack
+    from ..ops.shape import reshape
 
     connected = [r for r in rows if r is not None]
     if not rows or (not connected and zero and source.dtype.kind == "f"):

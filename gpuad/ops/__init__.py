@@ -2,8 +2,11 @@
 exports here, and the Tensor methods, derive from that registration."""
 from typing import TYPE_CHECKING
 
+from .casts import *  # noqa: F403
 from .compare import *  # noqa: F403
 from .elementwise import *  # noqa: F403
+from .indexing import *  # noqa: F403
+from .joining import *  # noqa: F403
 from .linalg import *  # noqa: F403
 from .methods import install as _install
 from .reduction import *  # noqa: F403

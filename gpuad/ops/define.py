@@ -199,7 +199,7 @@ def binary(name, method, rule_a, rule_b, reads=((True, True), (True, True)), doc
 
 
 def _refresh_view(t):
-    from .shape import refresh_view  # (shape imports this module)
+    from .indexing import refresh_view
 
     refresh_view(t)
 

@@ -12,21 +12,12 @@ from ..autograd.node import Op
 from ..dtypes import value_dtype
 from ..tensor import Tensor, record, tape_tracked
 from ._args import SCALARS, mismatch, operands, plain
+from .casts import astype, to_device
 from .define import zero as _zero
 from .elementwise import add, div, mul, pow, sub
+from .indexing import _batch_last, _index, batched_index, refresh_view
 from .selection import where
-from .shape import (
-    _batch_last,
-    _index,
-    astype,
-    batched_index,
-    broadcast_to,
-    moveaxis,
-    refresh_view,
-    reshape,
-    to_device,
-    view_positions,
-)
+from .shape import broadcast_to, moveaxis, reshape, view_positions
 
 
 def _check_leaf(t, name):

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..dtypes import bool_, float16, float32, float64, int32, int64
 from ..tensor import Tensor
-from . import compare, inplace, shape
+from . import casts, compare, indexing, inplace, shape
 from . import elementwise as ew
 from ._args import axis_index, shape_arg, torch_axis
 from .registry import METHODS
@@ -133,7 +133,7 @@ def _dtype_name(arg):
 
 
 def _cast(dtype):
-    return lambda self: shape.astype(self, dtype)
+    return lambda self: casts.astype(self, dtype)
 
 
 
@@ -160,7 +160,7 @@ def install():
     T.__or__ = T.__ror__ = _logic(compare.logical_or, "|")
     T.__xor__ = T.__rxor__ = _logic(compare.logical_xor, "^")
     T.__invert__ = _invert
-    T.__getitem__ = shape.getitem
+    T.__getitem__ = indexing.getitem
     T.__setitem__ = inplace.setitem
     T.reshape = _reshape
     T.transpose = _transpose
@@ -184,7 +184,7 @@ def _install_torch_names(T):
     T.dim = lambda self: self._a.ndim
     T.view = _view
     T.is_contiguous = lambda self: bool(self._a.flags.c_contiguous)
-    T.contiguous = lambda self: self if self._a.flags.c_contiguous else shape.clone(self)
+    T.contiguous = lambda self: self if self._a.flags.c_contiguous else casts.clone(self)
     for name, dtype in (("float", float32), ("double", float64), ("half", float16),
                         ("int", int32), ("long", int64), ("bool", bool_)):
         setattr(T, name, _cast(dtype))

@@ -109,32 +109,29 @@ def _ddof(name, ddof):
 def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
-    x = x if isinstance(x, Tensor) else to_tensor(x, "var")
-    if (dim is not NO_DIM or keepdim is not None or correction is not None
-            or unbiased is not None):
-        axis, ddof, keepdims = torch_spread("var", axis, ddof, keepdims, dim, keepdim,
-                                            correction, unbiased)
-    if ddof.__class__ not in _PLAIN_INT:
-        ddof = _ddof("var", ddof)
-    axis = normalize_axis(axis, x.ndim, "var")
-    out = _spread("var", x, axis, ddof, keepdims)
-    return record1(_VAR, x, out, (x, axis, ddof, keepdims))
+    return _spread_op(_VAR, x, axis, ddof, keepdims, dim, keepdim, correction, unbiased)
 
 
 @public(method=True)
 def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
-    x = x if isinstance(x, Tensor) else to_tensor(x, "std")
+    return _spread_op(_STD, x, axis, ddof, keepdims, dim, keepdim, correction, unbiased)
+
+
+def _spread_op(op, x, axis, ddof, keepdims, dim, keepdim, correction, unbiased):
+    """var or std (``op``) of ``x``, its arguments in NumPy's or PyTorch's spelling."""
+    name = op.name
+    x = x if isinstance(x, Tensor) else to_tensor(x, name)
     if (dim is not NO_DIM or keepdim is not None or correction is not None
             or unbiased is not None):
-        axis, ddof, keepdims = torch_spread("std", axis, ddof, keepdims, dim, keepdim,
+        axis, ddof, keepdims = torch_spread(name, axis, ddof, keepdims, dim, keepdim,
                                             correction, unbiased)
     if ddof.__class__ not in _PLAIN_INT:
-        ddof = _ddof("std", ddof)
-    axis = normalize_axis(axis, x.ndim, "std")
-    out = _spread("std", x, axis, ddof, keepdims)
-    return record1(_STD, x, out, (x, axis, ddof, keepdims))
+        ddof = _ddof(name, ddof)
+    axis = normalize_axis(axis, x.ndim, name)
+    out = _spread(name, x, axis, ddof, keepdims)
+    return record1(op, x, out, (x, axis, ddof, keepdims))
 
 
 # ---- vector norms ---------------------------------------------------------------------------

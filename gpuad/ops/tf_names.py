@@ -6,39 +6,30 @@ Each name is the gpuad op under TensorFlow's name and argument names (SPEC's lis
 actually run. ``fill``, ``gather_nd``, ``less``, ``greater``, ``equal``, ``add`` and
 ``square`` already have TensorFlow's names.
 """
+from .casts import astype
 from .elementwise import clip, div, mul, sub
+from .joining import concatenate
 from .reduction import logsumexp, max, mean, min, prod, sum
-from .shape import astype, concatenate
 
 
-def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
-    """The sum over ``axis`` (all axes when None)."""
-    return sum(input_tensor, axis=axis, keepdims=keepdims)
+def _reduce(reduction, doc):
+    """TensorFlow's ``reduce_<name>``: ``reduction`` over ``axis`` (all axes when None), under
+    TensorFlow's argument names; ``doc`` is its docstring."""
+    def reduce(input_tensor, axis=None, keepdims=False, name=None):
+        return reduction(input_tensor, axis=axis, keepdims=keepdims)
+
+    reduce.__name__ = reduce.__qualname__ = f"reduce_{reduction.__name__}"
+    reduce.__doc__ = doc
+    return reduce
 
 
-def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
-    """The mean over ``axis`` (all axes when None)."""
-    return mean(input_tensor, axis=axis, keepdims=keepdims)
-
-
-def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
-    """The maximum over ``axis``; ties share the gradient evenly."""
-    return max(input_tensor, axis=axis, keepdims=keepdims)
-
-
-def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
-    """The minimum over ``axis``; ties share the gradient evenly."""
-    return min(input_tensor, axis=axis, keepdims=keepdims)
-
-
-def reduce_prod(input_tensor, axis=None, keepdims=False, name=None):
-    """The product over ``axis``; exact with zeros."""
-    return prod(input_tensor, axis=axis, keepdims=keepdims)
-
-
-def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
-    """log(sum(exp(x))) over ``axis``, shifted by the maximum."""
-    return logsumexp(input_tensor, axis=axis, keepdims=keepdims)
+reduce_sum = _reduce(sum, "The sum over ``axis`` (all axes when None).")
+reduce_mean = _reduce(mean, "The mean over ``axis`` (all axes when None).")
+reduce_max = _reduce(max, "The maximum over ``axis``; ties share the gradient evenly.")
+reduce_min = _reduce(min, "The minimum over ``axis``; ties share the gradient evenly.")
+reduce_prod = _reduce(prod, "The product over ``axis``; exact with zeros.")
+reduce_logsumexp = _reduce(logsumexp,
+                           "log(sum(exp(x))) over ``axis``, shifted by the maximum.")
 
 
 def concat(values, axis, name=None):

@@ -1,0 +1,177 @@
+"""The layers, as ``torch.nn`` spells them: Linear, Sequential, the activations, Dropout,
+LayerNorm and Embedding, each initialized as PyTorch does."""
+import math
+
+from .. import ops
+from ..creation import empty
+from ..ops.linalg import linear
+from ..tensor import Tensor
+from . import init
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """y = x W^T + b, W of shape (out_features, in_features), initialized as PyTorch does
+    (uniform in +-1/sqrt(in_features))."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(empty((out_features, in_features), dtype=dtype, device=device))
+        self.bias = (Parameter(empty((out_features,), dtype=dtype, device=device)) if bias
+                     else None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Sequential(Module):
+    """Modules applied in order."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        return Sequential(*mods[i]) if isinstance(i, slice) else mods[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return ops.relu(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return ops.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return ops.tanh(x)
+
+
+class GELU(Module):
+    def __init__(self, approximate="none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x):
+        return ops.gelu(x, approximate=self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class Dropout(Module):
+    """Zeroes each element with probability p in training mode, scaling the others by
+    1 / (1 - p); the identity in eval mode."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"gpuad.nn.Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0
+        from ..creation import rand
+
+        keep = rand(*x.shape, device=x.device) >= self.p
+        return ops.where(keep, x * (1 / (1 - self.p)), 0)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class LayerNorm(Module):
+    """(x - mean) / sqrt(var + eps) over the last dims, times weight plus bias."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, device=None,
+                 dtype=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
+            normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        if elementwise_affine:
+            self.weight = Parameter(empty(shape, dtype=dtype, device=device))
+            self.bias = Parameter(empty(shape, dtype=dtype, device=device))
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+        else:
+            self.weight = self.bias = None
+
+    def forward(self, x):
+        n = len(self.normalized_shape)
+        if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
+            raise ValueError(f"gpuad.nn.LayerNorm: the input's last dimensions {x.shape} do "
+                             f"not match normalized_shape {self.normalized_shape}")
+        half = x.dtype == "float16"  # statistics in float32, as PyTorch
+        xw = x.astype("float32") if half else x
+        axes = tuple(range(x.ndim - n, x.ndim))
+        mean = xw.mean(axis=axes, keepdims=True)
+        var = ops.var(xw, axis=axes, keepdims=True)
+        y = (xw - mean) * ops.rsqrt(var + self.eps)
+        if self.weight is not None:
+            y = y * self.weight + self.bias
+        return y.astype("float16") if half else y
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class Embedding(Module):
+    """Rows of a (num_embeddings, embedding_dim) table picked by integer indices."""
+
+    def __init__(self, num_embeddings, embedding_dim, device=None, dtype=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(empty((num_embeddings, embedding_dim), dtype=dtype,
+                                      device=device))
+        init.normal_(self.weight)
+
+    def forward(self, indices):
+        if not isinstance(indices, Tensor):
+            from ..creation import tensor
+
+            indices = tensor(indices, device=self.weight.device)
+        n = self.num_embeddings  # (raises at once on the CPU, at the next host read on CUDA)
+        indices.device.backend.require_in_range(
+            indices.array, 0, n, IndexError, lambda: f"gpuad.nn.Embedding: indices must be in "
+            f"[0, {n}), got values outside it (indices of shape {indices.shape}, "
+            f"{indices.dtype}, into a table of {n} rows)")
+        return self.weight[indices]
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
