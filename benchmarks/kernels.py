@@ -47,7 +47,7 @@ def main():
         raise SystemExit(f"benchmarks.kernels needs a CUDA GPU: {cuda_unavailable_reason(0)}")
     import cupy
 
-    from gpuad.backends.kernel_table import UNARY
+    from gpuad.backends.kernel_table import kernel_rows
 
     backend = ad.device("cuda").backend
     n = args.n
@@ -61,18 +61,15 @@ def main():
     results = {"copy_GBps": copy_bw / 1e9, "elementwise": {}}
     cpu = ad.device("cpu").backend
     sample = cupy.asnumpy(x[:4096])
-    for row in UNARY:
-        nums = params.get(row.op, ())
+    for row in kernel_rows():
+        nums = params.get(row.name, ())
         entry = {}
-        if row.forward:
+        if row.kernel_forward:
             fwd = backend.kernels.elementwise(f"{row.kernel}_fwd", np.float32, 1, len(nums))
             # correctness against the NumPy backend on a sample, before timing
             got = cupy.asnumpy(fwd(x[:4096], *nums))
-            method = getattr(cpu, row.method)
-            approx = ("tanh" if row.kernel == "gelu_tanh" else "none",) if row.op == "gelu" \
-                else ()
             with np.errstate(all="ignore"):
-                want = method(sample, *approx, *nums)
+                want = row.backend_forward(cpu, sample, *nums)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
             s = _timer(cupy, lambda fwd=fwd, nums=nums: fwd(x, *nums), args.reps)
             entry |= {"forward_GBps": 8 * n / s / 1e9, "forward_of_copy": 8 * n / s / copy_bw}

@@ -1,13 +1,14 @@
 // gpuad: the elementwise math the CUDA backend launches (SPEC section 5), and nothing else.
 //
-// Each unary op whose derivative rule reads a value has `<op>_bwd(g, s, params...)`, where `s`
-// is the input x or the output y, whichever the op's rule in gpuad/ops/elementwise.py reads;
-// the ops whose forward runs in a kernel of its own also have `<op>_fwd(x, params...)`. The
-// table in gpuad/backends/kernel_table.py says which, and the backend builds what it says;
-// tests/test_kernels_host.py fails on a function here that it does not name. The formulas are
-// the rules' own, written in the same numerically stable forms, so they agree at the edges too (inf, nan, 0):
-// tests/test_kernels_host.py compiles this header for the host and holds it equal to the NumPy
-// backend and the rules. float16 is computed in float32 by the kernels that include this.
+// Each unary op whose derivative rule reads a value has `<kernel>_bwd(g, s, params...)`, where
+// `s` is the input x or the output y, whichever the op's rule reads; the ops whose forward runs
+// in a kernel of its own also have `<kernel>_fwd(x, params...)`. The op's row in
+// gpuad/ops/elementwise.py names them (`kernel=`, `kernel_forward=`), and the backend builds
+// what the rows name; tests/test_kernels_host.py fails on a function here that no row names.
+// The formulas are the rules' own, written in the same numerically stable forms, so they agree
+// at the edges too (inf, nan, 0): tests/test_kernels_host.py compiles this header for the host
+// and holds it equal to the NumPy backend and the rules. float16 is computed in float32 by the
+// kernels that include this.
 #ifndef GPUAD_ELEMENTWISE_CUH
 #define GPUAD_ELEMENTWISE_CUH
 
@@ -95,6 +96,8 @@ template <typename T> GPUAD_HD T erf_bwd(T g, T x) {
 template <typename T> GPUAD_HD T sigmoid_bwd(T g, T y) { return g * y * (T(1) - y); }
 // relu'(0) = 0, relu'(nan) = 1 (PyTorch); selected, so an inf or nan g where y <= 0 gives 0
 template <typename T> GPUAD_HD T relu_bwd(T g, T y) { return y <= T(0) ? T(0) : g; }
+// d/dx x / (1 + |x|) = 1 / (1 + |x|)^2
+template <typename T> GPUAD_HD T softsign_bwd(T g, T x) { T d = T(1) + abs(x); return g / (d * d); }
 // d/dx x sigmoid(x) = s (1 + x (1 - s))
 template <typename T> GPUAD_HD T silu_bwd(T g, T x) {
     T s = sigmoid_fwd(x);

@@ -61,19 +61,19 @@ struct Block {
     template <typename A> __device__ A sum(A v) const { return combine(v, false); }
 };
 
-// ---- softmax, log_softmax, logsumexp (mode 0, 1, 2) ----------------------------------------------
+// ---- softmax, log_softmax, logsumexp (the mode: GPUAD_SOFTMAX, ...) ------------------------------
 // warp per row: blockDim (32, rows per block); block per row: blockDim (threads, 1)
 template <typename T, typename A>
 __global__ void softmax_warp(int mode, const T* x, T* out, index_t rows, index_t cols) {
     index_t row = blockIdx.x * (index_t)blockDim.y + threadIdx.y;
     if (row >= rows) return;  // a whole warp leaves together
-    softmax_row<A>(Warp(), mode, x + row * cols, out + (mode == 2 ? row : row * cols), cols);
+    softmax_row<A>(Warp(), mode, x + row * cols, out + (mode == GPUAD_LOGSUMEXP ? row : row * cols), cols);
 }
 
 template <typename T, typename A>
 __global__ void softmax_block(int mode, const T* x, T* out, index_t rows, index_t cols) {
     index_t row = blockIdx.x;
-    softmax_row<A>(Block(), mode, x + row * cols, out + (mode == 2 ? row : row * cols), cols);
+    softmax_row<A>(Block(), mode, x + row * cols, out + (mode == GPUAD_LOGSUMEXP ? row : row * cols), cols);
 }
 
 template <typename T, typename A>
@@ -81,7 +81,7 @@ __global__ void softmax_backward_warp(int mode, const T* g, const T* y, const T*
                                       index_t rows, index_t cols) {
     index_t row = blockIdx.x * (index_t)blockDim.y + threadIdx.y;
     if (row >= rows) return;
-    index_t one = mode == 2 ? row : row * cols;
+    index_t one = mode == GPUAD_LOGSUMEXP ? row : row * cols;
     softmax_row_backward<A>(Warp(), mode, g + one, y + one, x + row * cols, dx + row * cols,
                             cols);
 }
@@ -90,7 +90,7 @@ template <typename T, typename A>
 __global__ void softmax_backward_block(int mode, const T* g, const T* y, const T* x, T* dx,
                                        index_t rows, index_t cols) {
     index_t row = blockIdx.x;
-    index_t one = mode == 2 ? row : row * cols;
+    index_t one = mode == GPUAD_LOGSUMEXP ? row : row * cols;
     softmax_row_backward<A>(Block(), mode, g + one, y + one, x + row * cols, dx + row * cols,
                             cols);
 }

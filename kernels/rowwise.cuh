@@ -12,6 +12,12 @@
 
 #include "elementwise.cuh"
 
+// The modes GPUAD_SOFTMAX, GPUAD_LOG_SOFTMAX and GPUAD_LOGSUMEXP are defined by whoever compiles
+// this file, from gpuad/backends/kernel_table.py's RowMode (row_mode_defines).
+#ifndef GPUAD_LOGSUMEXP
+#error "compile with the #defines of gpuad.backends.kernel_table.row_mode_defines()"
+#endif
+
 namespace gpuad {
 
 // the identity of max over a row: -inf
@@ -21,7 +27,7 @@ template <typename A> GPUAD_HD A quiet_nan() { return A(0) / A(0); }
 
 template <typename A> GPUAD_HD bool finite(A v) { return v == v && v - v == A(0); }
 
-// mode: 0 softmax, 1 log_softmax, 2 logsumexp (one value per row, in out[0])
+// mode: softmax, log_softmax or logsumexp (one value per row, in out[0])
 template <typename A, typename T, typename Group>
 GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, index_t cols) {
     A m = neg_inf<A>();
@@ -33,11 +39,11 @@ GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, index_
     // logsumexp shifts by a finite max only: an all -inf row gives -inf, an inf gives inf;
     // softmax and log_softmax by the max itself (an infinite max gives nan), as the NumPy
     // backend and PyTorch
-    A shift = (mode == 2 && !finite(m)) ? A(0) : m;
+    A shift = (mode == GPUAD_LOGSUMEXP && !finite(m)) ? A(0) : m;
     A s = A(0);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) s += exp(A(x[j]) - shift);
     s = grp.sum(s);
-    if (mode == 2) {
+    if (mode == GPUAD_LOGSUMEXP) {
         if (grp.rank() == 0) out[0] = T(log(s) + shift);
         return;
     }
@@ -46,16 +52,16 @@ GPUAD_HD void softmax_row(const Group& grp, int mode, const T* x, T* out, index_
     A ls = log(s);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A z = A(x[j]) - m;
-        out[j] = mode == 0 ? T(exp(z) / s) : T(z - ls);
+        out[j] = mode == GPUAD_SOFTMAX ? T(exp(z) / s) : T(z - ls);
     }
 }
 
-// mode 0: dx = y (g - sum(g y)); mode 1: dx = g - exp(y) sum(g);
-// mode 2 (logsumexp, y and g one per row): dx = g exp(x - y)
+// softmax: dx = y (g - sum(g y)); log_softmax: dx = g - exp(y) sum(g);
+// logsumexp (y and g one per row): dx = g exp(x - y)
 template <typename A, typename T, typename Group>
 GPUAD_HD void softmax_row_backward(const Group& grp, int mode, const T* g, const T* y,
                                    const T* x, T* dx, index_t cols) {
-    if (mode == 2) {
+    if (mode == GPUAD_LOGSUMEXP) {
         A gr = A(g[0]), lse = A(y[0]);
         for (index_t j = grp.rank(); j < cols; j += grp.size()) {
             dx[j] = T(gr * exp(A(x[j]) - lse));
@@ -64,12 +70,12 @@ GPUAD_HD void softmax_row_backward(const Group& grp, int mode, const T* g, const
     }
     A s = A(0);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) {
-        s += mode == 0 ? A(g[j]) * A(y[j]) : A(g[j]);
+        s += mode == GPUAD_SOFTMAX ? A(g[j]) * A(y[j]) : A(g[j]);
     }
     s = grp.sum(s);
     for (index_t j = grp.rank(); j < cols; j += grp.size()) {
         A gj = A(g[j]), yj = A(y[j]);
-        dx[j] = mode == 0 ? T(yj * (gj - s)) : T(gj - exp(yj) * s);
+        dx[j] = mode == GPUAD_SOFTMAX ? T(yj * (gj - s)) : T(gj - exp(yj) * s);
     }
 }
 

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 
-from gpuad.backends.kernel_table import UNARY, launched, n_params
+from gpuad.backends.kernel_table import kernel_rows, launched, row_mode_defines
 
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "kernels"
 CTYPES = {"f32": ("float", np.float32), "f64": ("double", np.float64)}
@@ -17,10 +17,10 @@ CTYPES = {"f32": ("float", np.float32), "f64": ("double", np.float64)}
 def _functions():
     """(function, array arguments, double parameters) of every function the table launches."""
     out = []
-    for row in UNARY:
+    for row in kernel_rows():
         for function, n_inputs in launched(row):
             arrays = ["x"] if n_inputs == 1 else ["g", "s"]
-            out.append((function, arrays, n_params(row)))
+            out.append((function, arrays, len(row.params)))
     return out
 
 
@@ -85,7 +85,8 @@ def rowwise_source():
     """Host wrappers running the row-wise math of kernels/rowwise.cuh one row at a time (a
     group of one thread), and the optimizer updates of kernels/optim.cuh one element at a
     time, for float and double."""
-    lines = ['#include "rowwise.cuh"', '#include "optim.cuh"', 'extern "C" {']
+    lines = [row_mode_defines(), '#include "rowwise.cuh"', '#include "optim.cuh"',
+             'extern "C" {']
     for suffix, (t, _) in CTYPES.items():
         lines.append(f"""
 void k_sgd_update_{suffix}({t}* p, const {t}* g, {t}* buf, const double* hyper, long long n) {{
@@ -99,12 +100,12 @@ void k_adam_update_{suffix}({t}* p, const {t}* g, {t}* m, {t}* v, const double* 
 void k_softmax_{suffix}(int mode, const {t}* x, {t}* out, long long rows, long long cols) {{
     for (long long r = 0; r < rows; ++r)
         gpuad::softmax_row<{t}>(gpuad::Serial(), mode, x + r * cols,
-                                 out + (mode == 2 ? r : r * cols), cols);
+                                 out + (mode == GPUAD_LOGSUMEXP ? r : r * cols), cols);
 }}
 void k_softmax_backward_{suffix}(int mode, const {t}* g, const {t}* y, const {t}* x, {t}* dx,
                                long long rows, long long cols) {{
     for (long long r = 0; r < rows; ++r) {{
-        long long one = mode == 2 ? r : r * cols;
+        long long one = mode == GPUAD_LOGSUMEXP ? r : r * cols;
         gpuad::softmax_row_backward<{t}>(gpuad::Serial(), mode, g + one, y + one,
                                           x + r * cols, dx + r * cols, cols);
     }}

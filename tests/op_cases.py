@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import gpuad as ad
+from gpuad.backends.kernel_table import UNARY as UNARY_ROWS
+from gpuad.ops.registry import EXPORTS
 
 try:
     from scipy.special import erf as _erf
@@ -35,12 +37,22 @@ def _distinct(rng, shape):
     return (rng.permutation(n) * 0.37 - n * 0.15).reshape(shape) + rng.uniform(-0.05, 0.05, shape)
 
 
+def _special(rng, shape):
+    return rng.choice([0.5, -1.5, 0.0, np.inf, -np.inf, np.nan], shape)
+
+
+def _some_zeros(rng, shape):
+    return rng.choice([0.0, 1.5, -2.0], shape)
+
+
 REAL = _uniform(-2.0, 2.0)
 POS = _uniform(0.5, 2.0)
 UNIT = _uniform(-0.9, 0.9)
 AWAY = _away_from_zero
 FRAC = _fractional
 DISTINCT = _distinct
+SPECIAL = _special
+ZEROS = _some_zeros
 
 
 @dataclass
@@ -54,6 +66,8 @@ class Case:
     grad: bool = True
     second: bool = True
     noncontig: bool = True
+    #: the result's dtype, where it is not the inputs' (comparisons: bool)
+    dtype: object = None
     extra: dict = field(default_factory=dict)
 
     def inputs(self, rng):
@@ -86,36 +100,38 @@ def _softmax(x, axis=-1):
 
 
 S = (3, 4)
-UNARY = [
-    ("neg", ad.neg, np.negative, REAL, "neg"),
-    ("abs", ad.abs, np.abs, AWAY, "abs"),
-    ("exp", ad.exp, np.exp, REAL, "exp"),
-    ("expm1", ad.expm1, np.expm1, REAL, "expm1"),
-    ("log", ad.log, np.log, POS, "log"),
-    ("log1p", ad.log1p, np.log1p, POS, "log1p"),
-    ("sqrt", ad.sqrt, np.sqrt, POS, "sqrt"),
-    ("rsqrt", ad.rsqrt, lambda x: 1 / np.sqrt(x), POS, "rsqrt"),
-    ("square", ad.square, np.square, REAL, "square"),
-    ("reciprocal", ad.reciprocal, np.reciprocal, POS, "reciprocal"),
-    ("sin", ad.sin, np.sin, REAL, "sin"),
-    ("cos", ad.cos, np.cos, REAL, "cos"),
-    ("tan", ad.tan, np.tan, UNIT, "tan"),
-    ("tanh", ad.tanh, np.tanh, REAL, "tanh"),
-    ("sinh", ad.sinh, np.sinh, REAL, "sinh"),
-    ("cosh", ad.cosh, np.cosh, REAL, "cosh"),
-    ("arctan", ad.arctan, np.arctan, REAL, "arctan"),
-    ("sigmoid", ad.sigmoid, _sigmoid, REAL, "sigmoid"),
-    ("relu", ad.relu, lambda x: np.maximum(x, 0), AWAY, "relu"),
-    ("erf", ad.erf, _erf, REAL, "erf"),
-    ("silu", ad.silu, lambda x: x * _sigmoid(x), REAL, "nn.functional.silu"),
-    ("gelu", ad.gelu, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))), REAL,
-     "nn.functional.gelu"),
-    ("softplus", ad.softplus, _softplus, REAL, "nn.functional.softplus"),
-    ("sign", ad.sign, np.sign, AWAY, "sign"),
-    ("floor", ad.floor, np.floor, FRAC, "floor"),
-    ("ceil", ad.ceil, np.ceil, FRAC, "ceil"),
-    ("round", ad.round, np.round, FRAC, "round"),
-]
+#: the reference (NumPy, float64), input domain and PyTorch spelling of each public unary op
+#: of gpuad/ops/elementwise.py, by name; UNARY_CASES below follows the ops' rows
+UNARY_REFERENCE = {
+    "neg": (np.negative, REAL, "neg"),
+    "abs": (np.abs, AWAY, "abs"),
+    "exp": (np.exp, REAL, "exp"),
+    "expm1": (np.expm1, REAL, "expm1"),
+    "log": (np.log, POS, "log"),
+    "log1p": (np.log1p, POS, "log1p"),
+    "sqrt": (np.sqrt, POS, "sqrt"),
+    "rsqrt": (lambda x: 1 / np.sqrt(x), POS, "rsqrt"),
+    "square": (np.square, REAL, "square"),
+    "reciprocal": (np.reciprocal, POS, "reciprocal"),
+    "sin": (np.sin, REAL, "sin"),
+    "cos": (np.cos, REAL, "cos"),
+    "tan": (np.tan, UNIT, "tan"),
+    "tanh": (np.tanh, REAL, "tanh"),
+    "sinh": (np.sinh, REAL, "sinh"),
+    "cosh": (np.cosh, REAL, "cosh"),
+    "arctan": (np.arctan, REAL, "arctan"),
+    "sigmoid": (_sigmoid, REAL, "sigmoid"),
+    "relu": (lambda x: np.maximum(x, 0), AWAY, "relu"),
+    "erf": (_erf, REAL, "erf"),
+    "softsign": (lambda x: x / (1 + np.abs(x)), REAL, "nn.functional.softsign"),
+    "silu": (lambda x: x * _sigmoid(x), REAL, "nn.functional.silu"),
+    "gelu": (lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))), REAL, "nn.functional.gelu"),
+    "softplus": (_softplus, REAL, "nn.functional.softplus"),
+    "sign": (np.sign, AWAY, "sign"),
+    "floor": (np.floor, FRAC, "floor"),
+    "ceil": (np.ceil, FRAC, "ceil"),
+    "round": (np.round, FRAC, "round"),
+}
 
 _PIECEWISE = {"abs", "relu", "sign", "floor", "ceil", "round", "neg"}
 
@@ -129,10 +145,17 @@ def _torch_attr(path):
     return get
 
 
-CASES = [
-    Case(name, fn, ref, (S,), (dom,), torch=_torch_attr(tname), second=name not in _PIECEWISE)
-    for name, fn, ref, dom, tname in UNARY
-]
+def _unary_cases():
+    """A case per public unary op, in the order of the ops' rows (kernel_table.UNARY); an op
+    without a reference gets none, and test_every_public_op_has_a_case names it."""
+    for row in UNARY_ROWS:
+        if EXPORTS.get(row.name) is row.op and row.name in UNARY_REFERENCE:
+            ref, dom, tname = UNARY_REFERENCE[row.name]
+            yield Case(row.name, row.op, ref, (S,), (dom,), torch=_torch_attr(tname),
+                       second=row.name not in _PIECEWISE)
+
+
+CASES = list(_unary_cases())
 
 CASES += [
     Case("leaky_relu", lambda x: ad.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x),
@@ -172,6 +195,26 @@ CASES += [
     Case("clip_tensor_bounds", lambda x, lo: ad.clip(x, lo, None), lambda x, lo: np.maximum(x, lo),
          (S, (4,)), (DISTINCT, REAL), torch=lambda t: lambda x, lo: t.clamp(x, min=lo),
          second=False),
+    # comparisons, logic and classification (no gradient)
+    *[Case(name, getattr(ad, name), getattr(np, name), (S, (4,)), (DISTINCT, REAL), grad=False,
+           dtype=ad.bool_)
+      for name in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")],
+    *[Case(name, getattr(ad, name), getattr(np, name), (S, S), (ZEROS,), grad=False,
+           dtype=ad.bool_)
+      for name in ("logical_and", "logical_or", "logical_xor")],
+    Case("logical_not", ad.logical_not, np.logical_not, (S,), (ZEROS,), grad=False,
+         dtype=ad.bool_),
+    *[Case(name, getattr(ad, name), getattr(np, name), (S,), (SPECIAL,), grad=False,
+           dtype=ad.bool_) for name in ("isnan", "isinf", "isfinite")],
+    Case("any", lambda x: ad.any(x, axis=1), lambda x: np.any(x, axis=1), (S,), (ZEROS,),
+         grad=False, dtype=ad.bool_),
+    Case("all", lambda x: x.all(axis=0, keepdims=True), lambda x: np.all(x, axis=0,
+                                                                         keepdims=True),
+         (S,), (ZEROS,), grad=False, dtype=ad.bool_),
+    Case("argmax", lambda x: ad.argmax(x, axis=1), lambda x: np.argmax(x, axis=1), (S,),
+         (DISTINCT,), grad=False, dtype=ad.int64),
+    Case("argmin", lambda x: x.argmin(), lambda x: np.argmin(x), (S,), (DISTINCT,), grad=False,
+         dtype=ad.int64),
     # reductions
     Case("sum", lambda x: ad.sum(x), np.sum, (S,), torch=_torch_attr("sum"), second=False),
     Case("sum_axis", lambda x: x.sum(axis=1), lambda x: x.sum(axis=1), ((2, 3, 4),),
@@ -284,6 +327,14 @@ CASES += [
         ad.split(x, [1, 3], axis=1))], axis=1) ** 2,
         lambda x: np.concatenate([p * (i + 1) for i, p in enumerate(
             np.split(x, [1, 3], axis=1))], axis=1) ** 2, (S,)),
+    Case("moveaxis", lambda x: ad.moveaxis(x, 0, -1) ** 2, lambda x: np.moveaxis(x, 0, -1) ** 2,
+         ((2, 3, 4),), torch=lambda t: lambda x: t.movedim(x, 0, -1) ** 2),
+    Case("swapaxes", lambda x: ad.swapaxes(x, 0, 2) ** 2, lambda x: np.swapaxes(x, 0, 2) ** 2,
+         ((2, 3, 4),), torch=lambda t: lambda x: t.swapaxes(x, 0, 2) ** 2),
+    Case("sum_to", lambda x: ad.sum_to(x, (1, 4)) ** 2,
+         lambda x: x.sum(axis=0, keepdims=True) ** 2, (S,)),
+    Case("clone", lambda x: ad.clone(x) * x, lambda x: x * x, (S,),
+         torch=lambda t: lambda x: x.clone() * x),
     Case("flip", lambda x: ad.flip(x, 1) * x, lambda x: np.flip(x, 1) * x, (S,),
          torch=lambda t: lambda x: t.flip(x, [1]) * x),
     Case("pad", lambda x: ad.pad(x, ((1, 0), (2, 1))) ** 2,

@@ -269,7 +269,7 @@ def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits(monkeypatc
     calls = []
     real = NumpyBackend.fused_unary_grad
     monkeypatch.setattr(NumpyBackend, "fused_unary_grad",
-                        lambda self, op, *a: calls.append(op) or real(self, op, *a))
+                        lambda self, row, *a: calls.append(row.name) or real(self, row, *a))
     for name in ("relu", "sigmoid", "tanh", "sin", "cos", "exp"):
         fn = getattr(ad, name)
         y = fn(ad.tensor(xn)).numpy()

@@ -11,10 +11,7 @@ import pytest
 from kernel_harness import KERNELS, Harness, build_host_library, host_compiler
 
 import gpuad as ad
-import gpuad.ops.elementwise as ew
-from gpuad.autograd.forward import DIAGONAL
-from gpuad.autograd.node import Op
-from gpuad.backends.kernel_table import UNARY, kernel_functions, launched
+from gpuad.backends.kernel_table import UNARY, kernel_functions, kernel_rows, launched
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=4e-6, atol=1e-6), np.float64: dict(rtol=1e-13, atol=1e-13)}
@@ -49,18 +46,11 @@ def _same(got, want, dtype, what):
 
 
 def _op(row):
-    fn = getattr(ad, row.op)
-    if row.kernel == "gelu_tanh":
-        return lambda x: fn(x, approximate="tanh")
-    return lambda x: fn(x, *PARAMS.get(row.op, ()))
+    return lambda x: row.op(x, *PARAMS.get(row.name, ()))
 
 
 def _forward_ref(row, x):
-    backend = ad.device("cpu").backend
-    method = getattr(backend, row.method)
-    if row.op == "gelu":
-        return method(x, "tanh" if row.kernel == "gelu_tanh" else "none")
-    return method(x, *PARAMS.get(row.op, ()))
+    return row.backend_forward(ad.device("cpu").backend, x, *PARAMS.get(row.name, ()))
 
 
 def _grad(fn, xs, g, dtype):
@@ -71,12 +61,12 @@ def _grad(fn, xs, g, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("row", UNARY, ids=[r.kernel for r in UNARY])
+@pytest.mark.parametrize("row", kernel_rows(), ids=[r.kernel for r in kernel_rows()])
 def test_unary_kernel_matches_backend_and_rule(row, dtype, kernel):
     """Each function the backend launches for the row (kernel_table.launched): the forward
     against the NumPy backend, the derivative against the op's rule."""
     x = _values(dtype)
-    params = PARAMS.get(row.op, ())
+    params = PARAMS.get(row.name, ())
     y = _quiet(_forward_ref, row, x)
     g = np.random.default_rng(1).standard_normal(x.size).astype(dtype)
     for function, n_inputs in launched(row):
@@ -88,27 +78,13 @@ def test_unary_kernel_matches_backend_and_rule(row, dtype, kernel):
             _same(kernel(function, dtype, g, s, params=params), want, dtype, function)
 
 
-def _fusable_ops():
-    """The ops of gpuad/ops/elementwise.py whose derivative rule reads a saved value (the
-    input or the output): those ``_unary`` wraps in ``_fusable``, whose rule the CUDA backend
-    runs as one kernel; with whether it reads the output."""
-    ops = {}
-    for value in vars(ew).values():
-        op = getattr(value, "op", None)
-        if isinstance(op, Op) and op.jvp is DIAGONAL and \
-                op.vjps[0].__qualname__.startswith("_fusable."):
-            ops[op.name] = op.save_out
-    return ops
-
-
-def test_every_fusable_op_has_a_kernel_reading_what_its_rule_reads():
-    ops = _fusable_ops()
-    assert len(ops) > 20
-    rows = {row.op: row for row in UNARY}
-    assert set(ops) == set(rows), f"ops without a row: {sorted(set(ops) - set(rows))}, " \
-        f"rows without an op: {sorted(set(rows) - set(ops))}"
-    for name, save_out in ops.items():
-        assert save_out == (rows[name].reads == "y"), name
+def test_every_rule_that_reads_a_value_has_a_kernel():
+    """A unary op whose derivative reads x or y runs it as one CUDA kernel: its row names the
+    kernel (the rule of an op that reads nothing is a constant or -g, no kernel needed)."""
+    assert len(UNARY) > 25
+    missing = [row.name for row in UNARY if row.reads and not row.kernel]
+    assert not missing, f"rows whose rule reads a value but name no kernel: {missing}"
+    assert all(row.reads for row in kernel_rows())
 
 
 def test_the_header_holds_exactly_the_launched_functions_each_with_a_host_check():

@@ -9,14 +9,15 @@ a device backend may override any method with a faster kernel.
 import contextlib
 import math
 
+from . import kernel_table
 from .checks import ValueChecks
 
-# Bound directly from the array module under the same name.
+# Bound directly from the array module under the same name (and so are the unary ops'
+# forwards that the backend does not define: kernel_table.forward_methods).
 UFUNCS = (
-    "negative abs exp expm1 log log1p sqrt square sin cos tan tanh sinh cosh arctan "
-    "sign floor ceil rint add subtract multiply true_divide power maximum minimum where "
-    "equal not_equal less less_equal greater greater_equal logical_not logical_and logical_or "
-    "logical_xor isnan isinf isfinite matmul frexp ldexp"
+    "add subtract multiply true_divide power maximum minimum where equal not_equal less "
+    "less_equal greater greater_equal logical_not logical_and logical_or logical_xor isnan "
+    "isinf isfinite matmul frexp ldexp"
 ).split()
 
 # Bound directly from the array module: reductions, shape and linear-algebra functions.
@@ -26,14 +27,6 @@ FUNCTIONS = (
     "nonzero"
 ).split()
 
-# Methods written below and in .checks that do array work (a device backend runs them on its
-# device).
-METHODS = (
-    "asarray copy astype sigmoid relu step reciprocal softplus erf gelu logsumexp softmax "
-    "log_softmax prod_others products_in_range pow2_scale center var std vector_norm getitem "
-    "index_add setitem clip rsqrt silu leaky_relu elu require require_in_range check_indices "
-    "mean_divisor all_finite arctan_grad"
-).split()
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -78,9 +71,6 @@ class Backend(ValueChecks):
     """Array operations for one device kind, implemented with the array module ``xp``."""
 
     name = "generic"
-    #: ``fused_unary_grad(op, g, s, params)``: an elementwise op's derivative rule in one
-    #: kernel (the CUDA backend); None here: the rules run as composed ops
-    fused_unary_grad = None
     #: whether a fused derivative is worth a graph node of its own when the backward pass
     #: records (create_graph, tapes, forward mode): yes for a kernel launch saved (CUDA)
     fused_grad_nodes = True
@@ -96,6 +86,26 @@ class Backend(ValueChecks):
         self.array_type = xp.ndarray
         for fname in UFUNCS + FUNCTIONS:
             setattr(self, fname, getattr(xp, fname))
+        for fname in kernel_table.forward_methods():
+            if not hasattr(self, fname):
+                setattr(self, fname, getattr(xp, fname))
+
+    @classmethod
+    def array_methods(cls):
+        """The names of the backend's array work: the array module's functions it binds and
+        every public method (a device backend runs each on its own device)."""
+        return UFUNCS + FUNCTIONS + kernel_table.forward_methods() + sorted(
+            name for name, value in {**vars(ValueChecks), **vars(Backend)}.items()
+            if not name.startswith("_") and callable(value) and name != "array_methods")
+
+    def fused_unary_grad(self, row, g, s, params):
+        """The rule of the elementwise op ``row`` (a :class:`gpuad.ops.define.Unary`) on the raw
+        arrays ``g`` (the output gradient) and ``s`` (what the rule reads): ``row.fast`` where
+        the row has it and both are floats of one dtype; None otherwise (the rule then runs
+        as composed ops). A device backend runs the row's kernel instead."""
+        if row.fast is None or g.dtype != s.dtype or g.dtype.kind != "f":
+            return None
+        return row.fast(self, g, s, *params)
 
     # ---- conversion -------------------------------------------------------------------
     def asarray(self, data, dtype=None):
@@ -154,6 +164,15 @@ class Backend(ValueChecks):
 
     def relu(self, x):
         return self.xp.maximum(x, 0)
+
+    def relu_grad(self, g, y):
+        """The relu rule on raw arrays: g where the output y > 0 (or nan), else 0, selected
+        (an inf or nan g where y == 0 gives 0)."""
+        return self.xp.where(y <= 0, 0, g)
+
+    def softsign(self, x):
+        """x / (1 + |x|)."""
+        return x / (self.xp.abs(x) + 1)
 
     def step(self, x):
         """1 where x > 0, else 0, in x's dtype."""

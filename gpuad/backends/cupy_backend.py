@@ -14,10 +14,10 @@ import numpy as np
 from cupyx.scipy import special as _special
 
 from . import cupy_kernels
-from .base import FUNCTIONS, METHODS, UFUNCS, Backend
+from .base import Backend
 from .cuda_errors import is_out_of_memory
 from .deferred import PendingChecks
-from .kernel_table import OPTIM, ROWWISE, TYPES, UNARY, backend_elementwise
+from .kernel_table import OPTIM, ROWWISE, TYPES, RowMode, backend_elementwise, kernel_rows
 
 
 def _run_on(backend, fn, args, kwargs):
@@ -57,6 +57,7 @@ def _on_its_device(method):
     def run(self, *args, **kwargs):
         return _run_on(self, method, (self, *args), kwargs)
 
+    run.on_its_device = True
     return run
 
 
@@ -85,8 +86,11 @@ class CupyBackend(Backend):
         self.index = index
         self.cuda_device = cupy.cuda.Device(index)
         self.checks = PendingChecks(cupy, f"cuda:{index}")
-        for name in UFUNCS + FUNCTIONS + METHODS + ["rand", "randn", "seed"]:
-            setattr(self, name, _on(self, getattr(self, name)))
+        self._forwards_by_kernel()
+        for name in Backend.array_methods():
+            method = getattr(self, name)
+            if not getattr(method, "on_its_device", False):
+                setattr(self, name, _on(self, method))
         with self.cuda_device:
             self._rng = cupy.random.default_rng()
         self.kernels = cupy_kernels.Kernels()
@@ -107,30 +111,50 @@ class CupyBackend(Backend):
             raise
 
     # ---- fused elementwise kernels (kernels/elementwise.cuh) --------------------------------
-    def _fused(self, op, x, params=()):
-        """``op``'s forward in one kernel; None where no kernel applies (not a float dtype)."""
-        row = cupy_kernels.row_of(op, params)
-        if row is None or not row.forward or x.dtype not in TYPES:
-            return None
-        nums = cupy_kernels.numeric(row, params)
-        return self.kernels.elementwise(f"{row.kernel}_fwd", x.dtype, 1, len(nums))(x, *nums)
+    def _forwards_by_kernel(self):
+        """Each forward method that some row computes with ``<kernel>_fwd``, made to launch that
+        kernel for float data (rows sharing a method are told apart by their fixed ``args``:
+        gelu's form), and the base's method otherwise."""
+        rows_of = {}
+        for row in kernel_rows():
+            if row.kernel_forward:
+                rows_of.setdefault(row.forward, {})[row.args] = row
+        for method, rows in rows_of.items():
+            setattr(self, method, self._forward_by_kernel(method, rows))
+
+    def _forward_by_kernel(self, method, rows):
+        generic = getattr(super(), method, None) or getattr(cupy, method)
+        n_args = len(next(iter(rows)))
+
+        def run(x, *rest):
+            row = rows.get(rest[:n_args])
+            if row is None or x.dtype not in TYPES:
+                return generic(x, *rest)
+            nums = tuple(float(p) for p in rest[n_args:])
+            return self.kernels.elementwise(f"{row.kernel}_fwd", x.dtype, 1, len(nums))(
+                x, *nums)
+
+        run.__name__ = run.__qualname__ = method
+        run.__doc__ = f"``{method}`` by its row's kernel of kernels/elementwise.cuh."
+        return run
 
     @_on_its_device
-    def fused_unary_grad(self, op, g, s, params):
-        """The derivative rule of unary ``op`` applied to the output gradient ``g`` and the
-        saved ``s`` (input or output) in one kernel; None where no kernel applies."""
-        row = cupy_kernels.row_of(op, params)
-        if row is None or g.dtype != s.dtype or g.dtype not in TYPES:
-            return None
-        nums = cupy_kernels.numeric(row, params)
+    def fused_unary_grad(self, row, g, s, params):
+        """The rule of the elementwise op ``row`` applied to the output gradient ``g`` and the
+        saved ``s`` (input or output) in one kernel (``<row.kernel>_bwd``); the base's
+        raw-array rule where the row has no kernel; None where neither applies."""
+        if row.kernel is None or g.dtype != s.dtype or g.dtype not in TYPES:
+            return super().fused_unary_grad(row, g, s, params)
+        nums = tuple(float(p) for p in params)
         return self.kernels.elementwise(f"{row.kernel}_bwd", g.dtype, 2, len(nums))(
             g, s, *nums)
 
     def arctan_grad(self, g, x):
         """g / (1 + x^2) by the ``arctan_bwd`` kernel (the base's selection of forms, in one
         pass) where it applies, else the base's."""
-        out = self.fused_unary_grad("arctan", g, x, ())
-        return super().arctan_grad(g, x) if out is None else out
+        if g.dtype != x.dtype or g.dtype not in TYPES:
+            return super().arctan_grad(g, x)
+        return self.kernels.elementwise("arctan_bwd", g.dtype, 2)(g, x)
 
     @_on_its_device
     def warmup(self):
@@ -161,7 +185,7 @@ class CupyBackend(Backend):
         return cupy.ascontiguousarray(moved).reshape(rows, cols), moved.shape
 
     def _row_mode(self, mode, x, axes):
-        """Softmax (0), log_softmax (1) or logsumexp (2, one value per row) along ``axes``;
+        """Softmax, log_softmax or logsumexp (one value per row) along ``axes`` (``mode``);
         None where no kernel applies (or where a few long rows would leave most of the GPU
         idle: CuPy's own reductions split those)."""
         if x.dtype not in TYPES or x.size == 0:
@@ -170,27 +194,27 @@ class CupyBackend(Backend):
         rows, cols = x2.shape
         if rows < 64 and cols > 1 << 16:
             return None
-        out = cupy.empty(rows if mode == 2 else x2.shape, dtype=x.dtype)
+        out = cupy.empty(rows if mode == RowMode.LOGSUMEXP else x2.shape, dtype=x.dtype)
         kernel, grid, block = cupy_kernels.rows_launch(rows, cols, "softmax")
         self.kernels.rows.get(kernel, x.dtype)(
             grid, block, (np.int32(mode), x2, out, np.int64(rows), np.int64(cols)))
-        if mode == 2:
+        if mode == RowMode.LOGSUMEXP:
             return out.reshape(moved[:x.ndim - len(axes)])
         return cupy.moveaxis(out.reshape(moved), -1, axes[0])
 
     def softmax(self, x, axis):
-        out = self._row_mode(0, x, (axis % x.ndim,))
+        out = self._row_mode(RowMode.SOFTMAX, x, (axis % x.ndim,))
         return super().softmax(x, axis) if out is None else out
 
     def log_softmax(self, x, axis):
-        out = self._row_mode(1, x, (axis % x.ndim,))
+        out = self._row_mode(RowMode.LOG_SOFTMAX, x, (axis % x.ndim,))
         return super().log_softmax(x, axis) if out is None else out
 
     def logsumexp(self, x, axis, keepdims):
         if isinstance(axis, int):
             axis = (axis,)
         axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
-        out = self._row_mode(2, x, axes) if axes else None
+        out = self._row_mode(RowMode.LOGSUMEXP, x, axes) if axes else None
         if out is None:
             return super().logsumexp(x, axis, keepdims)
         if keepdims:
@@ -199,21 +223,22 @@ class CupyBackend(Backend):
 
     @_on_its_device
     def fused_softmax_grad(self, mode, g, y, x, axes):
-        """The derivative rule of softmax (0), log_softmax (1) or logsumexp (2) along
-        ``axes`` in one kernel: dx from the output gradient ``g``, the output ``y`` and (for
-        logsumexp) the input ``x``; None where no kernel applies."""
-        ref = x if mode == 2 else y
+        """The derivative rule of softmax, log_softmax or logsumexp (``mode``, a
+        :class:`~.kernel_table.RowMode`) along ``axes`` in one kernel: dx from the output
+        gradient ``g``, the output ``y`` and (for logsumexp) the input ``x``; None where no
+        kernel applies."""
+        ref = x if mode == RowMode.LOGSUMEXP else y
         if (ref.dtype not in TYPES or g.dtype != ref.dtype or y.dtype != ref.dtype
                 or ref.size == 0):
             return None
-        if mode == 2 and y.size * math.prod(ref.shape[a] for a in axes) != ref.size:
+        if mode == RowMode.LOGSUMEXP and y.size * math.prod(ref.shape[a] for a in axes) != ref.size:
             return None
         rows_hint = ref.size // max(1, math.prod(ref.shape[a] for a in axes))
         if rows_hint < 64 and ref.size // max(1, rows_hint) > 1 << 16:
             return None
         base, moved = self._as_rows(ref, axes)
         rows, cols = base.shape
-        if mode == 2:  # g and y hold one value per row, in the rows' order
+        if mode == RowMode.LOGSUMEXP:  # g and y hold one value per row, in the rows' order
             g2 = cupy.ascontiguousarray(cupy.broadcast_to(g, y.shape)).reshape(rows)
             y2 = cupy.ascontiguousarray(y).reshape(rows)
             x2 = base
@@ -301,19 +326,3 @@ class CupyBackend(Backend):
     def _scatter_add(self, out, index, values):
         cupyx.scatter_add(out, index, values)
 
-
-def _forward_by_kernel(op, method):
-    """The backend method ``method`` (op ``op``'s forward) run by its own kernel where one
-    applies, else the base's."""
-    def run(self, x, *params):
-        out = self._fused(op, x, params)
-        return getattr(Backend, method)(self, x, *params) if out is None else out
-
-    run.__name__ = run.__qualname__ = method
-    run.__doc__ = f"``{method}`` in one kernel of kernels/elementwise.cuh (the table's row)."
-    return run
-
-
-# the forward methods are exactly the table's rows with ``forward`` (what warmup builds)
-for _op, _method in dict.fromkeys((row.op, row.method) for row in UNARY if row.forward):
-    setattr(CupyBackend, _method, _forward_by_kernel(_op, _method))

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import kernel_sources
 from .cuda_errors import is_out_of_memory
-from .kernel_table import MODULES, UNARY, elementwise_spec
+from .kernel_table import MODULES, elementwise_spec, row_mode_defines
 
 
 class KernelCompileError(RuntimeError):
@@ -39,7 +39,8 @@ def row_module(source):
     """The CuPy RawModule of ``kernels/<source>`` (rowwise.cu or optim.cu) with every kernel
     of the file instantiated for every dtype; CuPy compiles it at the first get_function."""
     names = [f"gpuad::{k}<{t}>" for k in MODULES[source] for t in _TEMPLATE.values()]
-    return cupy.RawModule(code=kernel_sources.inlined(source), options=("-std=c++17",),
+    return cupy.RawModule(code=row_mode_defines() + kernel_sources.inlined(source),
+                          options=("-std=c++17",),
                           name_expressions=names)
 
 
@@ -168,20 +169,3 @@ def rows_launch(rows, cols, kernel):
     if cols <= 1024:
         return f"{kernel}_warp", ((rows + 3) // 4,), (32, 4)
     return f"{kernel}_block", (rows,), (256,)
-
-
-#: the unary rows by op name and, for gelu, its approximation
-ROWS = {(row.op, "tanh" if row.kernel == "gelu_tanh" else None): row for row in UNARY}
-
-
-def row_of(op, params):
-    """The kernel-table row of unary op ``op`` called with ``params`` (gelu's approximation
-    picks the kernel)."""
-    if op == "gelu":
-        return ROWS[("gelu", "tanh" if params and params[0] == "tanh" else None)]
-    return ROWS.get((op, None))
-
-
-def numeric(row, params):
-    """The op's numeric parameters (gelu's approximation is in the kernel's name)."""
-    return () if row.op == "gelu" else tuple(float(p) for p in params)

@@ -1,59 +1,40 @@
-"""Which functions of ``kernels/elementwise.cuh`` implement each elementwise op.
+"""The elementwise ops' rows, as the backends read them, and the kernels they name.
 
-One row per unary op of ``gpuad/ops/elementwise.py`` whose derivative rule reads a value
-(the input "x" or the output "y"): the kernel's base name (``<base>_bwd``, and ``<base>_fwd``
-where the CUDA backend runs the op's forward in its own kernel: ``forward``), the NumPy backend
-method that is the op's forward (the reference the kernels are held equal to), what the
-derivative reads after the output gradient, and the op's parameters. The header holds exactly
-the functions this table names, nothing a backend does not launch.
-
-The CUDA backend builds its kernels, and its forward methods that run one, from this table;
-tests/test_kernels_host.py compiles the header for the host and checks every row against the
-NumPy backend and the op's rules, and fails when a fusable op has no row or a kernel in the
-header has no check.
+The ops register their rows here (:func:`register`; each row is written once, in
+``gpuad/ops/elementwise.py``, see :class:`gpuad.ops.define.Unary`), before any backend is made.
+A backend binds each row's forward (``row.forward``) from its array module unless it defines
+that method, and silences NumPy's warnings on the ``quiet`` ones; the CUDA backend runs the rule
+of every row with a ``kernel`` as ``<kernel>_bwd`` of ``kernels/elementwise.cuh``, and its
+forward as ``<kernel>_fwd`` where ``kernel_forward`` is set. The header holds exactly the
+functions the rows name: tests/test_kernels_host.py compiles it for the host, checks every
+function against the NumPy backend and the op's rules, and fails on a function no row names.
 """
-from dataclasses import dataclass
+import enum
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Unary:
-    op: str
-    kernel: str
-    method: str
-    reads: str = "x"
-    params: tuple = ()
-    forward: bool = False
+#: every unary op's row, in the order the ops define them
+UNARY = []
 
 
-UNARY = (
-    Unary("abs", "abs", "abs"),
-    Unary("exp", "exp", "exp", "y"),
-    Unary("expm1", "expm1", "expm1", "y"),
-    Unary("log", "log", "log"),
-    Unary("log1p", "log1p", "log1p"),
-    Unary("sqrt", "sqrt", "sqrt", "y"),
-    Unary("rsqrt", "rsqrt", "rsqrt", "y", forward=True),
-    Unary("square", "square", "square"),
-    Unary("reciprocal", "reciprocal", "reciprocal", "y"),
-    Unary("sin", "sin", "sin"),
-    Unary("cos", "cos", "cos"),
-    Unary("tan", "tan", "tan", "y"),
-    Unary("tanh", "tanh", "tanh", "y"),
-    Unary("sinh", "sinh", "sinh"),
-    Unary("cosh", "cosh", "cosh"),
-    Unary("arctan", "arctan", "arctan"),
-    Unary("erf", "erf", "erf"),
-    Unary("sigmoid", "sigmoid", "sigmoid", "y", forward=True),
-    Unary("relu", "relu", "relu", "y"),
-    Unary("silu", "silu", "silu", forward=True),
-    Unary("leaky_relu", "leaky_relu", "leaky_relu", "x", ("negative_slope",), forward=True),
-    Unary("elu", "elu", "elu", "x", ("alpha",), forward=True),
-    Unary("gelu", "gelu_erf", "gelu", "x", ("approximate=none",), forward=True),
-    Unary("gelu", "gelu_tanh", "gelu", "x", ("approximate=tanh",), forward=True),
-    Unary("softplus", "softplus", "softplus", "x", ("beta", "threshold"), forward=True),
-)
+def register(row):
+    """Add an op's row (called by ``gpuad.ops.define.unary`` as each op is defined)."""
+    UNARY.append(row)
+
+
+def kernel_rows():
+    """The rows whose derivative (and perhaps forward) runs in a kernel of the header."""
+    return [row for row in UNARY if row.kernel]
+
+
+def forward_methods():
+    """The backend method names that compute the ops' forwards."""
+    return list(dict.fromkeys(row.forward for row in UNARY))
+
+
+def quiet_methods():
+    """The forwards on which NumPy warns where PyTorch is silent."""
+    return list(dict.fromkeys(row.forward for row in UNARY if row.quiet))
 
 
 #: data dtype -> (CuPy's parameter type, the type the math runs in: float16 in float)
@@ -76,29 +57,39 @@ def elementwise_spec(function, dtype, n_inputs, n_params=0):
             f"gpuad_{function}_{dtype.name}")
 
 
-def n_params(row):
-    """How many numeric parameters the row's kernels take (gelu's form is in its name)."""
-    return sum(1 for p in row.params if "=" not in p)
-
-
 def launched(row):
     """``(function, n_inputs)`` of the header functions the CUDA backend launches for ``row``:
-    its forward where ``forward`` is set, and its derivative."""
-    return ([(f"{row.kernel}_fwd", 1)] if row.forward else []) + [(f"{row.kernel}_bwd", 2)]
+    its forward where ``kernel_forward`` is set, and its derivative."""
+    return ([(f"{row.kernel}_fwd", 1)] if row.kernel_forward else []) + [
+        (f"{row.kernel}_bwd", 2)]
 
 
 def backend_elementwise():
     """``(function, dtype, n_inputs, n_params)`` of every ElementwiseKernel the CUDA backend
     builds (``CupyBackend.warmup`` builds these, tests/test_kernels_nvrtc.py compiles them)."""
-    for row in UNARY:
+    for row in kernel_rows():
         for function, n_inputs in launched(row):
             for dtype in TYPES:
-                yield function, dtype, n_inputs, n_params(row)
+                yield function, dtype, n_inputs, len(row.params)
 
 
 def kernel_functions():
     """Every function name the table uses from the header: exactly what the backend launches."""
-    return [function for row in UNARY for function, _ in launched(row)]
+    return [function for row in kernel_rows() for function, _ in launched(row)]
+
+
+class RowMode(enum.IntEnum):
+    """What a kernel of kernels/rowwise.cu computes along each row (its ``mode`` argument,
+    ``GPUAD_<name>`` in the source: :func:`row_mode_defines`)."""
+
+    SOFTMAX = 0
+    LOG_SOFTMAX = 1
+    LOGSUMEXP = 2  # one value per row
+
+
+def row_mode_defines():
+    """The ``#define GPUAD_<MODE> <value>`` lines that kernels/rowwise.cuh is compiled with."""
+    return "".join(f"#define GPUAD_{m.name} {m.value}\n" for m in RowMode)
 
 
 #: the templated kernels of kernels/rowwise.cu and kernels/optim.cu (instantiated per dtype)

@@ -4,7 +4,7 @@ import types
 
 import numpy as np
 
-from . import cpu_parallel
+from . import cpu_parallel, kernel_table
 from .base import Backend, reduced_size, spread_of
 
 try:  # SciPy's erf is fast and exact; without SciPy, math.erf is applied per element.
@@ -26,9 +26,8 @@ except ImportError:  # pragma: no cover - other NumPy versions
 #: Ops that routinely turn finite inputs into inf or nan (log(0), 1/0, exp overflow, ...).
 #: They run without NumPy's RuntimeWarnings, as PyTorch and CuPy do; plain arithmetic
 #: (add, multiply, ...) keeps NumPy's warnings for overflow.
-QUIET = ("log log1p sqrt rsqrt reciprocal true_divide power exp expm1 sinh cosh arctan_grad "
-         "logsumexp log_softmax softmax center var std vector_norm fused_cross_entropy "
-         "products_in_range").split()
+QUIET = ("true_divide power arctan_grad logsumexp log_softmax softmax center var std "
+         "vector_norm fused_cross_entropy products_in_range").split()
 
 #: Composite elementwise functions (several NumPy passes each), which large arrays evaluate in
 #: cache-sized chunks spread over threads (``cpu_parallel``). Single ufuncs stay bound
@@ -67,32 +66,6 @@ def _quiet(fn):
 
 #: the integer type of each float type's width (for selects on the bits)
 _BITS = {np.dtype(f"f{n}"): np.dtype(f"i{n}") for n in (2, 4, 8)}
-
-
-def _relu_grad(g, y):
-    """where(y <= 0, 0, g), the relu rule (a relu output is >= 0 or nan, so y <= 0 is
-    y == 0): g's bits and'ed with all ones where y != 0 and with 0 elsewhere. A select, so an
-    inf or nan g where y == 0 gives 0 (not 0 * inf = nan), at a multiply's speed (np.where
-    takes several times as long on the random masks of relu)."""
-    bits = _BITS[g.dtype]
-    keep = (y != 0).astype(bits)
-    if keep.ndim:
-        np.negative(keep, out=keep)  # 1 -> -1: every bit set
-        return np.bitwise_and(g.view(bits), keep, out=keep).view(g.dtype)
-    return np.bitwise_and(g.view(bits), -keep).view(g.dtype)  # (0-d: NumPy scalars)
-
-
-#: The hottest derivative rules on raw arrays, as ``fused_unary_grad`` runs them:
-#: the same operations, in the same order, as the composed rules in ``ops/elementwise.py``
-#: (so the same bits), without a graph node per operation.
-FUSED_GRADS = {
-    "relu": _relu_grad,
-    "sigmoid": lambda g, y: g * y * (1 - y),
-    "tanh": lambda g, y: g * (1 - y * y),
-    "sin": lambda g, x: g * np.cos(x),
-    "cos": lambda g, x: -g * np.sin(x),
-    "exp": lambda g, y: g * y,
-}
 
 
 def _reshape(a, shape):
@@ -152,9 +125,8 @@ class NumpyBackend(Backend):
         self.sum = _sum
         for name in SPLIT:
             setattr(self, name, cpu_parallel.elementwise(getattr(self, name)))
-        for name in QUIET:
+        for name in QUIET + kernel_table.quiet_methods():
             setattr(self, name, _quiet(getattr(self, name)))
-        self._fused_grads = dict(FUSED_GRADS, arctan=self.arctan_grad)
 
     def _power(self, a, b, out=None):
         """a ** b (bound as ``power``; ``out`` as the ufunc's, for ``pow_``). A float32 or
@@ -165,13 +137,17 @@ class NumpyBackend(Backend):
             return np.multiply(a * a, a, out=out)
         return np.power(a, b, out=out)
 
-    def fused_unary_grad(self, op, g, s, params):
-        """``FUSED_GRADS[op](g, s)`` (arctan: :meth:`arctan_grad`) for float arrays of one
-        dtype; None for other ops."""
-        rule = self._fused_grads.get(op)
-        if rule is None or g.dtype != s.dtype or g.dtype.kind != "f":
-            return None
-        return rule(g, s)
+    def relu_grad(self, g, y):
+        """where(y <= 0, 0, g), the relu rule (a relu output is >= 0 or nan, so y <= 0 is
+        y == 0): g's bits and'ed with all ones where y != 0 and with 0 elsewhere. A select, so
+        an inf or nan g where y == 0 gives 0 (not 0 * inf = nan), at a multiply's speed
+        (np.where takes several times as long on the random masks of relu)."""
+        bits = _BITS[g.dtype]
+        keep = (y != 0).astype(bits)
+        if keep.ndim:
+            np.negative(keep, out=keep)  # 1 -> -1: every bit set
+            return np.bitwise_and(g.view(bits), keep, out=keep).view(g.dtype)
+        return np.bitwise_and(g.view(bits), -keep).view(g.dtype)  # (0-d: NumPy scalars)
 
     def fused_cross_entropy(self, logits, labels, ignore_index, smoothing):
         """The CUDA kernel's contract in NumPy: ``(loss, dlogits)`` for (N, C) float32/float64

@@ -3,15 +3,19 @@
 tangent through (the engines cast a gradient back to the input's dtype, a tangent to the
 output's; ``to_device`` moves it back to the input's device).
 """
+from typing import TYPE_CHECKING
+
 from ..autograd.node import Op
 from ..dtypes import as_dtype
 from ..tensor import record, record1
 from ._args import plain
+from .registry import exports, public
 from .shape import _tensor
 
 _ASTYPE = Op("astype", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 
+@public(method=True)
 def astype(x, dtype):
     """``x`` converted to ``dtype``; differentiable between floating dtypes."""
     x = _tensor(x)
@@ -27,6 +31,7 @@ def astype(x, dtype):
 _CLONE = Op("clone", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 
+@public(method=True)
 def clone(x):
     """A differentiable copy with its own storage."""
     x = _tensor(x)
@@ -44,3 +49,6 @@ def to_device(x, dev):
     else:
         out = dev.backend.asarray(x._a)
     return record(_TO_DEVICE, (x,), out, dev, (x._dev,))
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())

@@ -6,12 +6,14 @@ These ops are linear; a JVP rule indexes the tangent with its batch axis moved l
 cannot disturb NumPy's placement of advanced-index axes (:func:`batched_index`).
 """
 from numbers import Integral
+from typing import TYPE_CHECKING
 
 from ..autograd.forward import carry, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
 from ..tensor import Tensor, record1, tape_tracked
 from ._args import axis_index, mismatch, plain
+from .registry import exports, public
 from .shape import _as_view, _tensor, moveaxis, reshape, view_positions
 
 
@@ -173,6 +175,7 @@ def _indices(indices, x, op):
     return t
 
 
+@public
 def gather_nd(params, indices):
     """TensorFlow's gather_nd: ``indices[..., k]`` index the first k axes of ``params``."""
     params = _tensor(params)
@@ -182,6 +185,7 @@ def gather_nd(params, indices):
     return getitem(params, idx)
 
 
+@public(method=True)
 def take_along_axis(x, indices, axis):
     """Pick values along ``axis`` at ``indices`` (same ndim as ``x``), as NumPy does."""
     x = _tensor(x)
@@ -205,3 +209,6 @@ def take_along_axis(x, indices, axis):
             shape[d] = x.shape[d]
             full.append(backend.arange(x.shape[d]).reshape(shape))
     return getitem(x, tuple(full))
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())

@@ -13,8 +13,10 @@ from ..dtypes import value_dtype
 from ..tensor import Tensor, record, tape_tracked
 from ._args import SCALARS, mismatch, operands, plain
 from .casts import astype, to_device
-from .elementwise import _zero, add, div, mul, pow, sub, where
+from .define import zero as _zero
+from .elementwise import add, div, mul, pow, sub
 from .indexing import _batch_last, _index, batched_index, refresh_view
+from .selection import where
 from .shape import broadcast_to, moveaxis, reshape, view_positions
 
 

@@ -3,9 +3,12 @@ the gradient back into the pieces; their JVP rules join the tangents, zeros for 
 one), ``split`` (slices of ``x``, differentiated as indexing), and ``pad`` with a constant (its
 VJP rule slices the border off the gradient).
 """
+from typing import TYPE_CHECKING
+
 from ..autograd.node import Op
 from ..tensor import record, record1
 from ._args import Default, axis_index, plain, tensors, torch_axis
+from .registry import exports, public
 from .shape import _tensor, reshape
 
 
@@ -35,6 +38,7 @@ def _concat_jvp(ts, y, axis, bounds):
 _AXIS0 = Default(0)
 
 
+@public
 def concatenate(seq, axis=_AXIS0, *, dim=None):
     """Join tensors along an existing axis (``axis=None``: flatten them first)."""
     ts = tensors(seq, "concatenate")
@@ -65,6 +69,7 @@ def _stack_rule(i):
     return lambda g, axis: g[(slice(None),) * axis + (i,)]
 
 
+@public
 def stack(seq, axis=_AXIS0, *, dim=None):
     """Join tensors of one shape along a new axis."""
     ts = tensors(seq, "stack")
@@ -79,6 +84,7 @@ def stack(seq, axis=_AXIS0, *, dim=None):
     return record(op, ts, out, ts[0]._dev, (axis,))
 
 
+@public(method=True)
 def split(x, sections_or_indices, axis=0, *, dim=None):
     """Split into equal sections (an int) or at the given indices, as ``numpy.split``."""
     x = _tensor(x)
@@ -107,6 +113,7 @@ _PAD = Op("pad", (lambda g, inner: g[inner],),
                                                         for s, n in zip(inner, y.shape)]))
 
 
+@public
 def pad(x, pad_width, constant_values=0):
     """Pad with a constant (``numpy.pad``'s constant mode); ``pad_width`` as NumPy takes it."""
     x = _tensor(x)
@@ -131,3 +138,8 @@ def _pad_widths(pad_width, ndim):
     if len(pw) != ndim:
         raise ValueError(f"gpuad: pad needs {ndim} (before, after) pairs, got {pad_width}")
     return pw
+
+cat = public(concatenate, name="cat")  # PyTorch's name
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())

@@ -5,10 +5,12 @@ rules (both modes) are those ops'.
 """
 import math
 import string
+from typing import TYPE_CHECKING
 
 from ..autograd.node import Op
 from ..tensor import record
 from ._args import axes_tuple, axis_index, operands, plain, tensors
+from .registry import exports, public
 from .shape import broadcast_to, expand_dims, reshape, squeeze, swapaxes, transpose
 
 
@@ -96,6 +98,7 @@ def _rows_times(t, m):
 _MATMUL = Op("matmul", (_matmul_a, _matmul_b), jvp=_matmul_jvp)
 
 
+@public(method=True)
 def matmul(a, b):
     """Matrix product with NumPy's rules: batched over leading axes, 1-D operands promoted."""
     a, b, xa, xb, dev = operands(a, b, "matmul")
@@ -117,6 +120,7 @@ def matmul(a, b):
     return record(_MATMUL, (a, b), out, dev, (a, b))
 
 
+@public(method=True)
 def dot(a, b):
     """NumPy's dot: inner product of vectors, matmul of matrices, and for N-D a sum over the
     last axis of ``a`` and the second-to-last of ``b``."""
@@ -128,12 +132,14 @@ def dot(a, b):
     return tensordot(a, b, axes=([a.ndim - 1], [b.ndim - 2 if b.ndim >= 2 else 0]))
 
 
+@public(method=True)
 def outer(a, b):
     """The outer product of the flattened inputs."""
     a, b = tensors((a, b), "outer")
     return reshape(a, (-1, 1)) * reshape(b, (1, -1))
 
 
+@public
 def tensordot(a, b, axes=2):
     """Sum products over ``axes`` (an int: the last n of ``a`` and first n of ``b``; or two
     sequences of axes), as ``numpy.tensordot``. Built from transpose, reshape and matmul."""
@@ -257,6 +263,7 @@ def _einsum_jvp(ts, y, ins, out, *ops):
     return total
 
 
+@public
 def einsum(subscripts, *operands_):
     """Einstein summation, as ``numpy.einsum`` (explicit or implicit output, ellipsis)."""
     ts = tensors(operands_, "einsum")
@@ -334,3 +341,6 @@ def linear(input, weight, bias=None):
     else:
         out = backend.add(out, b._a)  # (a 0-d product, or a bias that promotes the result)
     return record(_LINEAR_BIAS, (x, w, b), out, x._dev, (x, w))
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())

@@ -3,15 +3,11 @@ import numpy as np
 
 from ..dtypes import bool_, float16, float32, float64, int32, int64
 from ..tensor import Tensor
-from . import casts, indexing, inplace, joining, linalg, reduction, shape
+from . import casts, compare, indexing, inplace, shape
 from . import elementwise as ew
 from ._args import axis_index, shape_arg, torch_axis
-
-_SAME_NAME = (
-    "abs exp expm1 log log1p sqrt rsqrt square reciprocal sin cos tan tanh sinh cosh arctan "
-    "sigmoid relu leaky_relu elu gelu silu softplus erf sign floor ceil round clip maximum "
-    "minimum isnan isinf isfinite"
-).split()
+from .registry import METHODS
+from .selection import where
 
 
 def _reflected(fn):
@@ -19,11 +15,11 @@ def _reflected(fn):
 
 
 def _eq(self, other):
-    return NotImplemented if other is None else ew.equal(self, other)
+    return NotImplemented if other is None else compare.equal(self, other)
 
 
 def _ne(self, other):
-    return NotImplemented if other is None else ew.not_equal(self, other)
+    return NotImplemented if other is None else compare.not_equal(self, other)
 
 
 def _logic(fn, name):
@@ -37,7 +33,7 @@ def _logic(fn, name):
 def _invert(self):
     if self.dtype.kind != "b":
         raise TypeError(f"gpuad: ~ needs a boolean tensor, got {self.dtype}")
-    return ew.logical_not(self)
+    return compare.logical_not(self)
 
 
 def _reshape(self, *dims):
@@ -142,33 +138,30 @@ def _cast(dtype):
 
 
 def install():
+    """Every op registered as a method (:data:`.registry.METHODS`), then the operators and the
+    methods whose signature differs from the op's."""
     T = Tensor
-    for name in _SAME_NAME:
-        setattr(T, name, getattr(ew, name))
-    T.neg = T.__neg__ = ew.neg
+    for name, fn in METHODS.items():
+        setattr(T, name, fn)
+    T.__neg__ = ew.neg
     T.__abs__ = ew.abs
     T.__pos__ = lambda self: self
     for op, fn in (("add", ew.add), ("sub", ew.sub), ("mul", ew.mul), ("truediv", ew.div),
-                   ("pow", ew.pow), ("matmul", linalg.matmul)):
+                   ("pow", ew.pow), ("matmul", T.matmul)):
         setattr(T, f"__{op}__", fn)
         setattr(T, f"__r{op}__", _reflected(fn))
-    T.__lt__ = ew.less
-    T.__le__ = ew.less_equal
-    T.__gt__ = ew.greater
-    T.__ge__ = ew.greater_equal
+    T.__lt__ = compare.less
+    T.__le__ = compare.less_equal
+    T.__gt__ = compare.greater
+    T.__ge__ = compare.greater_equal
     T.__eq__ = _eq
     T.__ne__ = _ne
-    T.__and__ = T.__rand__ = _logic(ew.logical_and, "&")
-    T.__or__ = T.__ror__ = _logic(ew.logical_or, "|")
-    T.__xor__ = T.__rxor__ = _logic(ew.logical_xor, "^")
+    T.__and__ = T.__rand__ = _logic(compare.logical_and, "&")
+    T.__or__ = T.__ror__ = _logic(compare.logical_or, "|")
+    T.__xor__ = T.__rxor__ = _logic(compare.logical_xor, "^")
     T.__invert__ = _invert
     T.__getitem__ = indexing.getitem
     T.__setitem__ = inplace.setitem
-    for name in ("sum mean max min prod logsumexp argmax argmin var std norm softmax "
-                 "log_softmax any all").split():
-        setattr(T, name, getattr(reduction, name))
-    T.add, T.sub, T.mul, T.div, T.pow = ew.add, ew.sub, ew.mul, ew.div, ew.pow
-    T.matmul, T.dot, T.outer = linalg.matmul, linalg.dot, linalg.outer
     T.reshape = _reshape
     T.transpose = _transpose
     T.squeeze = _squeeze
@@ -176,12 +169,7 @@ def install():
     T.permute = _permute
     T.T = property(lambda self: shape.transpose(self))
     T.mT = property(_matrix_transpose)
-    for name in "flatten expand_dims broadcast_to flip swapaxes".split():
-        setattr(T, name, getattr(shape, name))
-    T.astype, T.clone = casts.astype, casts.clone
-    T.split = joining.split
-    T.take_along_axis = indexing.take_along_axis
-    T.where = lambda self, condition, other: ew.where(condition, self, other)
+    T.where = lambda self, condition, other: where(condition, self, other)
     _install_torch_names(T)
     for name in "add_ sub_ mul_ div_ pow_ fill_ zero_ copy_".split():
         setattr(T, name, getattr(inplace, name))
@@ -195,7 +183,6 @@ def _install_torch_names(T):
     T.numel = lambda self: int(self._a.size)
     T.dim = lambda self: self._a.ndim
     T.view = _view
-    T.clamp = ew.clip
     T.is_contiguous = lambda self: bool(self._a.flags.c_contiguous)
     T.contiguous = lambda self: self if self._a.flags.c_contiguous else casts.clone(self)
     for name, dtype in (("float", float32), ("double", float64), ("half", float16),

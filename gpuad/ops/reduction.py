@@ -4,7 +4,10 @@ family and argmax/argmin. ``axis`` is None (all axes), an int or a tuple; ``keep
 JVP rules reduce the tangent over the same axes counted from the end (:func:`last_axes`), so its
 leading batch axis of directions passes through.
 """
+from typing import TYPE_CHECKING
+
 from ..autograd.node import Op
+from ..backends.kernel_table import RowMode
 from ..tensor import Tensor, record, record1
 from ._args import (
     LAST,
@@ -18,9 +21,11 @@ from ._args import (
     torch_reduce,
 )
 from ._reduce import check_extremum, expand, last_axes, n_reduced, wide
-from .elementwise import exp, isinf, isnan, where
+from .compare import isinf, isnan
+from .elementwise import exp
+from .registry import exports, public
+from .selection import where
 from .shape import expand_dims, moveaxis, reshape, transpose
-from .spread import norm, std, var  # noqa: F401  (re-exported: the reductions' module)
 
 
 def _empty_mean(backend, a, axis, keepdims):
@@ -29,7 +34,9 @@ def _empty_mean(backend, a, axis, keepdims):
         return backend.sum(a, axis=axis, keepdims=keepdims) / 0.0
 
 
-def _reduction(name, rule, jvp, save_x=True, save_out=False):
+def _reduction(name, rule, jvp, doc, save_x=True, save_out=False):
+    """The public op and Tensor method ``name(x, axis=None, keepdims=False)``: the reduction
+    ``doc`` over ``axis``, with VJP ``rule`` and JVP ``jvp``."""
     op = Op(name, (rule,), jvp=jvp, save_out=save_out)
 
     def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
@@ -49,8 +56,12 @@ def _reduction(name, rule, jvp, save_x=True, save_out=False):
         return record1(op, x, out, saved)
 
     reduce.__name__ = reduce.__qualname__ = name
+    reduce.__doc__ = (f"{name}(x, axis=None, keepdims=False): {doc} over ``axis`` (None: all "
+                      "axes; an int or a tuple; negative counts from the end), keeping the "
+                      "reduced axes as length 1 with ``keepdims``. PyTorch's ``dim``/``keepdim`` "
+                      "are accepted too. The result has x's dtype and device.")
     reduce.op = op
-    return reduce
+    return public(reduce, method=True)
 
 
 def _hits(x, y, axis, keepdims):
@@ -76,16 +87,20 @@ def _extremum_jvp(ts, y, x, axis, keepdims):
 sum = _reduction("sum", lambda g, shape, axis, keepdims: expand(g, shape, axis, keepdims),
                  lambda ts, y, shape, axis, keepdims:
                  ts[0].sum(axis=last_axes(axis, len(shape)), keepdims=keepdims),
-                 save_x=False)
+                 "The sum of the elements; its gradient is g broadcast back", save_x=False)
 mean = _reduction(
     "mean",
     lambda g, shape, axis, keepdims: expand(g, shape, axis, keepdims) / n_reduced(shape, axis),
     lambda ts, y, shape, axis, keepdims:
     ts[0].mean(axis=last_axes(axis, len(shape)), keepdims=keepdims),
-    save_x=False,
+    "The mean of the elements (nan over none)", save_x=False,
 )
-max = _reduction("max", _extremum_rule, _extremum_jvp, save_out=True)
-min = _reduction("min", _extremum_rule, _extremum_jvp, save_out=True)
+max = _reduction("max", _extremum_rule, _extremum_jvp,
+                 "The largest element (nan if any is); tied maxima share the gradient evenly",
+                 save_out=True)
+min = _reduction("min", _extremum_rule, _extremum_jvp,
+                 "The smallest element (nan if any is); tied minima share the gradient evenly",
+                 save_out=True)
 
 
 # ---- prod -----------------------------------------------------------------------------------
@@ -168,7 +183,7 @@ prod = _reduction(
     * _prod_grad(y, x, axis, keepdims),
     lambda ts, y, x, axis, keepdims:
     (ts[0] * _prod_grad(y, x, axis, keepdims)).sum(axis=last_axes(axis, x.ndim), keepdims=keepdims),
-    save_out=True,
+    "The product of the elements; its gradient is exact where elements are 0", save_out=True,
 )
 
 
@@ -178,7 +193,7 @@ def _fused_rows(mode, name, rule):
     """The softmax family's derivative ``rule(g, y, [x], *params)`` in one kernel where the
     backend has one (CUDA): a node of its own whose derivatives (both modes) are the composed
     rule's, so ``create_graph`` and forward mode work on the fast path; elsewhere the rule."""
-    n = 3 if mode == 2 else 2
+    n = 3 if mode == RowMode.LOGSUMEXP else 2
     grad_op = None
 
     def vjp(g, y, *saved):
@@ -187,9 +202,10 @@ def _fused_rows(mode, name, rule):
         if fused is not None:
             inputs, params = (g, y) + saved[:n - 2], saved[n - 2:]
             axis = params[0]
-            axes = (tuple(range(y.ndim if mode != 2 else inputs[2].ndim)) if axis is None
-                    else (axis,) if mode != 2 else axis)
-            out = fused(mode, g._a, y._a, inputs[2]._a if mode == 2 else None, axes)
+            lse = mode == RowMode.LOGSUMEXP
+            axes = (tuple(range(inputs[2].ndim if lse else y.ndim)) if axis is None
+                    else axis if lse else (axis,))
+            out = fused(mode, g._a, y._a, inputs[2]._a if lse else None, axes)
             if out is not None:
                 if grad_op is None:
                     grad_op = Op(f"{name}_grad",
@@ -223,15 +239,17 @@ def _rule_jvp(rule, n, ts, args):
     return jvp(lambda *vs: rule(*vs, *params), tuple(inputs), ts, batched=True)[1]
 
 
-_LOGSUMEXP = Op("logsumexp", (_fused_rows(2, "logsumexp", lambda g, y, x, axis, keepdims:
-                                          expand(g, x.shape, axis, keepdims)
-                                          * exp(x - expand(y, x.shape, axis, keepdims))),),
+_LOGSUMEXP = Op("logsumexp", (_fused_rows(
+                    RowMode.LOGSUMEXP, "logsumexp", lambda g, y, x, axis, keepdims:
+                    expand(g, x.shape, axis, keepdims)
+                    * exp(x - expand(y, x.shape, axis, keepdims))),),
                 jvp=lambda ts, y, x, axis, keepdims:
                 (ts[0] * exp(x - expand(y, x.shape, axis, keepdims))).sum(
                     axis=last_axes(axis, x.ndim), keepdims=keepdims),
                 save_out=True)
 
 
+@public(method=True)
 def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
     x = x if isinstance(x, Tensor) else to_tensor(x, "logsumexp")
@@ -242,19 +260,20 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return record1(_LOGSUMEXP, x, out, (x, axis, keepdims))
 
 
-_SOFTMAX = Op("softmax", (_fused_rows(0, "softmax", lambda g, y, axis:
+_SOFTMAX = Op("softmax", (_fused_rows(RowMode.SOFTMAX, "softmax", lambda g, y, axis:
                                       y * (g - (g * y).sum(axis=axis, keepdims=True))),),
               jvp=lambda ts, y, axis:
               y * (ts[0] - (ts[0] * y).sum(axis=axis - y.ndim, keepdims=True)),
               save_out=True)
 _LOG_SOFTMAX = Op("log_softmax",
-                  (_fused_rows(1, "log_softmax", lambda g, y, axis:
+                  (_fused_rows(RowMode.LOG_SOFTMAX, "log_softmax", lambda g, y, axis:
                                g - exp(y) * g.sum(axis=axis, keepdims=True)),),
                   jvp=lambda ts, y, axis:
                   ts[0] - (exp(y) * ts[0]).sum(axis=axis - y.ndim, keepdims=True),
                   save_out=True)
 
 
+@public(method=True)
 def softmax(x, axis=LAST, *, dim=NO_DIM):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
     x = x if isinstance(x, Tensor) else to_tensor(x, "softmax")
@@ -267,6 +286,7 @@ def softmax(x, axis=LAST, *, dim=NO_DIM):
     return record1(_SOFTMAX, x, wide(x._dev._backend, "softmax", x._a, axis), (axis,))
 
 
+@public(method=True)
 def log_softmax(x, axis=LAST, *, dim=NO_DIM):
     """x - logsumexp(x) along ``axis``, computed as (x - max) - log(sum(exp(x - max))) so that
     log(sum) is not lost next to a large max."""
@@ -291,7 +311,7 @@ def _truth(name, doc):
 
     reduce.__name__ = reduce.__qualname__ = name
     reduce.__doc__ = doc
-    return reduce
+    return public(reduce, method=True)
 
 
 any = _truth("any", "Whether any element (along ``axis``) is non-zero.")
@@ -310,9 +330,18 @@ def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
     return plain(getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims), x._dev)
 
 
+@public(method=True)
 def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """The index of the first largest element: flat (``axis`` None) or along ``axis``, as an
+    int64 tensor (no gradient)."""
     return _arg_extremum("argmax", x, axis, keepdims, dim, keepdim)
 
 
+@public(method=True)
 def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """The index of the first smallest element: flat (``axis`` None) or along ``axis``, as an
+    int64 tensor (no gradient)."""
     return _arg_extremum("argmin", x, axis, keepdims, dim, keepdim)
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())

@@ -5,6 +5,8 @@ so an in-place change through either is seen by backward.
 These ops are linear, so each JVP rule applies the op itself to the tangent, with its axes
 shifted past the tangent's leading batch axis.
 """
+from typing import TYPE_CHECKING
+
 from ..autograd.node import Op
 from ..tensor import Tensor, record1
 from ._args import (
@@ -16,6 +18,7 @@ from ._args import (
     to_tensor,
     torch_axis,
 )
+from .registry import exports, public
 
 
 def _tensor(x):
@@ -79,6 +82,7 @@ _RESHAPE = Op("reshape", (lambda g, shape: reshape(g, shape),),
               jvp=lambda ts, y, shape: reshape(ts[0], ts[0].shape[:1] + y.shape))
 
 
+@public
 def reshape(x, *shape):
     """``x`` with a new shape (one entry may be -1); accepts ``reshape(x, 2, 3)`` or a tuple."""
     x = _tensor(x)
@@ -98,11 +102,13 @@ def _reshaped(op, view, x, shape, message):
     return _as_view(record1(op, x, out, (x.shape,)), x, view, shape)
 
 
+@public(method=True)
 def flatten(x):
     """``x`` as a 1-D tensor."""
     return reshape(x, (-1,))
 
 
+@public
 def squeeze(x, axis=None, *, dim=None):
     """``x`` without the axes ``axis`` (all axes of length 1 when None), which must have
     length 1, as NumPy; with PyTorch's ``dim=``, an axis of another length is kept, as
@@ -125,6 +131,7 @@ def squeeze(x, axis=None, *, dim=None):
     return reshape(x, shape)
 
 
+@public(method=True)
 def expand_dims(x, axis=None, *, dim=None):
     """``x`` with a new axis of length 1 at ``axis`` (each of them, for a tuple)."""
     return inserted(_tensor(x), torch_axis("expand_dims", axis, False, dim, None)[0],
@@ -147,6 +154,7 @@ _TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),),
                     sorted(range(1, len(inverse) + 1), key=lambda a: inverse[a - 1]))))
 
 
+@public
 def transpose(x, axes=None, dim1=None, *, dim0=None):
     """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``; with two
     axes, ``transpose(x, 0, 1)`` or ``transpose(x, dim0=0, dim1=1)``, swap them, as
@@ -173,6 +181,7 @@ def permuted(x, axes, op):
     return _as_view(out, x, _view_transpose, axes)
 
 
+@public(method=True)
 def swapaxes(x, a, b):
     """``x`` with axes ``a`` and ``b`` exchanged."""
     return swapped(_tensor(x), a, b, "swapaxes")
@@ -186,6 +195,7 @@ def swapped(x, a, b, op):
     return permuted(x, perm, op)
 
 
+@public
 def moveaxis(x, source, destination):
     """``x`` with axis ``source`` moved to position ``destination``, the others in order."""
     x = _tensor(x)
@@ -204,6 +214,7 @@ _BROADCAST = Op(
 )
 
 
+@public(method=True)
 def broadcast_to(x, shape):
     """``x`` repeated along axes of length 1 (and new leading axes) to ``shape``, as a view;
     its gradient is summed back (:func:`sum_to`)."""
@@ -216,6 +227,7 @@ def broadcast_to(x, shape):
         "match or be 1"))
 
 
+@public
 def sum_to(x, shape):
     """Sum ``x`` down to ``shape``: the inverse of broadcasting (used to undo it in backward)."""
     shape = tuple(shape)
@@ -241,6 +253,7 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
                                         else tuple(a + 1 for a in axis)))
 
 
+@public(method=True)
 def flip(x, axis=None, *, dims=None):
     """``x`` reversed along ``axis`` (all axes when None); ``dims`` is PyTorch's name."""
     x = _tensor(x)
@@ -251,3 +264,6 @@ def flip(x, axis=None, *, dims=None):
         return x
     out = record1(_FLIP, x, x._dev._backend.flip(x._a, axis), (axis,))
     return _as_view(out, x, _view_flip, axis)
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())

@@ -6,12 +6,15 @@ rules use the backend's centering (x - mean, scaled where the mean overflows) an
 """
 import math
 import numbers
+from typing import TYPE_CHECKING
 
 from ..autograd.node import Op
 from ..tensor import Tensor, record1
 from ._args import DDOF, NO_DIM, Default, normalize_axis, to_tensor, torch_axis, torch_spread
 from ._reduce import check_extremum, expand, last_axes, n_reduced, wide
-from .elementwise import abs, sign, where
+from .elementwise import abs, sign
+from .registry import exports, public
+from .selection import where
 
 
 def _center(x, axes):
@@ -102,12 +105,14 @@ def _ddof(name, ddof):
     return out
 
 
+@public(method=True)
 def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """mean((x - mean(x))^2) with N - ddof in the denominator."""
     return _spread_op(_VAR, x, axis, ddof, keepdims, dim, keepdim, correction, unbiased)
 
 
+@public(method=True)
 def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
@@ -178,6 +183,7 @@ def _norm_ord(ord, p):
     return number
 
 
+@public(method=True)
 def norm(x, ord=_ORD, axis=None, keepdims=False, *, dim=None, keepdim=None, p=None):
     """The vector p-norm of the elements along ``axis`` (all elements when None).
 
@@ -199,3 +205,6 @@ def norm(x, ord=_ORD, axis=None, keepdims=False, *, dim=None, keepdim=None, p=No
     axis = normalize_axis(axis, x.ndim, "norm")
     out = wide(x._dev._backend, "vector_norm", x._a, ord, axis, keepdims)
     return record1(_PNORM, x, out, (x, ord, axis, keepdims))
+
+if not TYPE_CHECKING:  # (the checker reads the definitions)
+    __all__ = exports(globals())
