@@ -10,15 +10,12 @@ import os
 import threading
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import Any, TypeAlias
 
 from ._frames import user_stacklevel
 from .backends import get_backend
 from .backends.probe import cuda_unavailable_reason
 from .errors import DeviceUnavailableError
-
-if TYPE_CHECKING:
-    from .backends.base import Backend
 
 
 class Device:
@@ -30,11 +27,12 @@ class Device:
         self.type = type_
         self.index = index
         self._str = type_ if type_ == "cpu" else f"{type_}:{index}"
-        self._backend: Backend | None = None
+        self._backend: Any = None
 
     @property
-    def backend(self) -> Backend:
-        """The backend that runs ops on this device (made on first use)."""
+    def backend(self) -> Any:
+        """The :class:`~gpuad.backends.base.Backend` that runs ops on this device (made on first
+        use). Typed ``Any``: its array functions are set per instance, from NumPy or CuPy."""
         if self._backend is None:
             self._backend = get_backend(self)
         return self._backend

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from .autograd.grad_mode import active, anomaly, mode
 from .autograd.node import Node
@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # (for annotations only)
     from ._tensor_methods import TensorMethods as _Methods
 else:
     _Methods = object
+
+_T = TypeVar("_T", bound="Tensor")
 
 #: the tensors the user assigned to some ``.grad`` (id -> weak reference, gone when the tensor
 #: is): ``x.grad is g`` after ``x.grad = g``, but backward adds into ``g`` out of place, so it
@@ -337,7 +339,7 @@ class Tensor(_Methods):
         out = Tensor(self._dev.backend.copy(self._a), self._dev, None, self._rg)
         return self._copied_into(out, memo)
 
-    def _copied_into(self, out: Tensor, memo: dict[int, Any]) -> Tensor:
+    def _copied_into(self, out: _T, memo: dict[int, Any]) -> _T:
         if self._grad is not None:
             out._grad = self._grad.__deepcopy__(memo)
         memo[id(self)] = out
