@@ -3,7 +3,8 @@
 They cost nothing at run time: functions are annotated with them, and only type checkers and
 ``help`` read annotations. Each is defined on the floor that can name its parts (``DeviceLike``
 in devices, ``DTypeLike`` and ``Scalar`` in dtypes, ``TensorLike`` in tensor); this module
-gathers them, with those that need no gpuad type.
+gathers them, with those that need no gpuad type. gpuad's own modules import it under
+``TYPE_CHECKING`` only: it imports ``tensor``, so at run time it may not be what loads it.
 """
 from __future__ import annotations
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import os
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._typing import DeviceLike
 from .errors import DeviceUnavailableError
 from .tensor import Tensor
+
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    from ._typing import DeviceLike
 
 _META = "gpuad"
 _SEP = "\x1f"  # joins nested keys (a character no sensible key contains)

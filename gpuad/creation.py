@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._typing import Array, DeviceLike, DTypeLike, Scalar, ShapeLike, TensorLike
 from .devices import Device, resolve
 from .devices import device as _device
 from .dtypes import as_dtype, check_numeric, float32, infer_dtype, value_dtype
 from .ops._args import shape_arg
 from .tensor import Tensor
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
     import numpy as np
+
+    from ._typing import Array, DeviceLike, DTypeLike, Scalar, ShapeLike, TensorLike
 
 
 def _finish(a: Array, dev: Device, requires_grad: bool) -> Tensor:

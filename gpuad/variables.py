@@ -10,13 +10,15 @@ instead of using the new one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._typing import DeviceLike, DTypeLike, TensorLike
 from .autograd.grad_mode import no_grad
 from .creation import tensor
 from .dtypes import infer_dtype
 from .tensor import Tensor
+
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    from ._typing import DeviceLike, DTypeLike, TensorLike
 
 
 class Variable(Tensor):
