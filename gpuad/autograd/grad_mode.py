@@ -38,6 +38,7 @@ _active_lock = threading.Lock()
 
 
 def count_active(delta: int) -> None:
+    """Add ``delta`` to :data:`active` (one more or one fewer tape, collector or level)."""
     with _active_lock:
         active[0] += delta
 

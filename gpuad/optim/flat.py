@@ -109,6 +109,8 @@ class FlatGroup:
 
     @_on_its_device
     def step(self, group: dict[str, Any], decoupled: bool) -> None:
+        """One fused update of every parameter, with ``group``'s settings (written to the
+        device only when they changed)."""
         _, layout, at = KINDS[self.kind]
         values = [float(group["betas"][int(k[-1])]) if k.startswith("betas")
                   else float(decoupled) if k == "decoupled" else float(group[k])
@@ -137,6 +139,7 @@ class FlatGroup:
 
     @_on_its_device
     def load_param_state(self, i: int, state: dict[str, Any]) -> None:
+        """Parameter ``i``'s ``state`` (as :meth:`param_state` gives it) into the flat buffers."""
         off, size, _ = self.views[i]
         xp = self.backend.xp
         for n in KINDS[self.kind][0]:  # absent state starts from zero, as a fresh optimizer

@@ -84,6 +84,7 @@ class CosineAnnealingLR(_Schedule):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """Each group's rate at ``last_epoch``, from its base rate (not chained)."""
         return [self.eta_min + (base - self.eta_min)
                 * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
                 for base in self.base_lrs]
