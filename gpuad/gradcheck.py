@@ -50,9 +50,9 @@ def gradcheck(fn: Callable[..., Any], inputs: Tensor | Sequence[Any], eps: float
             g_out = Tensor(out._dev.backend.asarray(seed.reshape(out.shape)), out._dev)
             analytic = _grad((out,), [xs[i] for i in wrt], (g_out,), retain_graph=True,
                              allow_unused=True)
-            for a, i in zip(analytic, wrt):
+            for g, i in zip(analytic, wrt):
                 n = numeric[i][k]
-                a = n * 0 if a is None else a.numpy().reshape(-1)
+                a = n * 0 if g is None else g.numpy().reshape(-1)
                 err = abs(a - n) - (atol + rtol * abs(n))
                 if err.size == 0:
                     continue

@@ -63,18 +63,21 @@ ad.tensor([1.0], device=3)
 g: ad.Tensor = x.grad
 layer: nn.Linear = nn.Linear(2, 3).to("cpu").train()
 first: nn.Linear = nn.Sequential(nn.Linear(2, 3))[0]
+maybe: ad.Tensor = ad.grad(x.sum(), x, allow_unused=True)[0]
+sure: ad.Tensor = ad.grad(x.sum(), x)[0]
 """
 
 
 def test_mypy_rejects_misuse_of_the_annotated_api(tmp_path):
-    """Each line from the fifth is a mistake the annotations make visible (the last: a
-    Sequential's item is a Module, not a Linear); the lines before are right."""
+    """Each line from the fifth but two is a mistake the annotations make visible (a
+    Sequential's item is a Module, not a Linear; ``grad`` with ``allow_unused`` may give
+    None); the others are right."""
     program = tmp_path / "misuse.py"
     program.write_text(MISUSE)
     out = _mypy("--config-file", "pyproject.toml", str(program))
     lines = {int(line.split(":")[1]) for line in out.stdout.splitlines()
              if line.startswith(f"{program}:") and ": error:" in line}
-    assert lines == {5, 6, 7, 8, 9, 10, 11, 13}, out.stdout
+    assert lines == {5, 6, 7, 8, 9, 10, 11, 13, 14}, out.stdout
 
 
 def _stub_methods():
