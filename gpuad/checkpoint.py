@@ -7,18 +7,26 @@ state dict, a model's next to it). Tensors go into the file as arrays; everythin
 its JSON header. Loading reads arrays and JSON only, so it never runs code from the file (a
 pickle is refused, not unpickled).
 """
+from __future__ import annotations
+
 import json
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import DeviceUnavailableError
 from .tensor import Tensor
 
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    from ._typing import DeviceLike
+
 _META = "gpuad"
 _SEP = "\x1f"  # joins nested keys (a character no sensible key contains)
 
 
-def _module():
+def _module() -> ModuleType:
     try:
         import safetensors.numpy as st
     except ImportError:
@@ -27,7 +35,7 @@ def _module():
     return st
 
 
-def _split(obj, prefix, arrays):
+def _split(obj: object, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
     """Arrays into ``arrays`` (flat names); returns the structure with placeholders."""
     if isinstance(obj, Tensor):
         arrays[prefix] = np.asarray(obj.numpy(), order="C")  # (0-d stays 0-d)
@@ -38,7 +46,7 @@ def _split(obj, prefix, arrays):
         arrays[prefix] = np.asarray(obj, order="C")
         return {"__array__": prefix}
     if isinstance(obj, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in obj.items():
             if isinstance(k, bool) or not isinstance(k, (str, int)):
                 raise TypeError(f"gpuad.save: dict keys must be strings or ints, got {k!r}")
@@ -61,12 +69,12 @@ def _split(obj, prefix, arrays):
                     "dicts)")
 
 
-def save(obj, path):
+def save(obj: dict[Any, Any], path: str | os.PathLike[str]) -> None:
     """Write ``obj`` to ``path`` as a safetensors file."""
     st = _module()
     if not isinstance(obj, dict):
         raise TypeError(f"gpuad.save: expected a dict (a state dict), got {type(obj).__name__}")
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     layout = _split(obj, "", arrays)
     data = st.save(arrays, metadata={_META: json.dumps(layout)})
     try:
@@ -77,7 +85,7 @@ def save(obj, path):
                         f"{exc.strerror}", exc.filename) from None
 
 
-def _join(layout, arrays, device):
+def _join(layout: Any, arrays: dict[str, np.ndarray], device: DeviceLike | None) -> Any:
     from .creation import tensor
 
     if isinstance(layout, dict):
@@ -92,7 +100,7 @@ def _join(layout, arrays, device):
     return layout
 
 
-def load(path, device=None):
+def load(path: str | os.PathLike[str], device: DeviceLike | None = None) -> dict[Any, Any]:
     """Read a checkpoint written by :func:`save`: tensors on ``device`` (the default device
     when None), plain data as it was (tuples come back as lists). A file that is not a
     safetensors checkpoint (a pickle, a truncated or corrupt file) raises ValueError."""

@@ -1,34 +1,44 @@
 """Creating tensors: from data, filled, ranges, random (seeded by ``manual_seed``), and from
 other libraries' arrays (NumPy, DLPack)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .devices import Device, resolve
 from .devices import device as _device
-from .devices import resolve
 from .dtypes import as_dtype, check_numeric, float32, infer_dtype, value_dtype
 from .ops._args import shape_arg
 from .tensor import Tensor
 
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    import numpy as np
 
-def _finish(a, dev, requires_grad):
+    from ._typing import Array, DeviceLike, DTypeLike, Scalar, ShapeLike, TensorLike
+
+
+def _finish(a: Array, dev: Device, requires_grad: bool) -> Tensor:
     t = Tensor(a, dev)
     if requires_grad:
         t.requires_grad_(True)
     return t
 
 
-def _as_cupy(data):
+def _as_cupy(data: Any) -> Array:
     """Any CUDA array (CuPy, PyTorch, Numba, ...) as a CuPy array on the same memory."""
     import cupy
 
     return cupy.asarray(data)
 
 
-def _source_device(data):
+def _source_device(data: object) -> Device | None:
     """The device an existing array lives on."""
     if hasattr(data, "__cuda_array_interface__"):
         return _device(f"cuda:{_as_cupy(data).device.id}")
     return None
 
 
-def tensor(data, dtype=None, device=None, requires_grad=False):
+def tensor(data: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+           requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (nested lists, scalars, arrays or a Tensor).
 
     Python floats default to float32 and ints int64; arrays keep their dtype.
@@ -45,9 +55,10 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     dtype = as_dtype(dtype, "tensor")
     try:
         if dtype is None:
-            dtype = data.dtype if hasattr(data, "__cuda_array_interface__") else infer_dtype(data)
+            dtype = (data.dtype  # type: ignore[union-attr]  # a CUDA array
+                     if hasattr(data, "__cuda_array_interface__") else infer_dtype(data))
         if dev.type == "cpu" and hasattr(data, "__cuda_array_interface__"):
-            data = data.get()
+            data = data.get()  # type: ignore[union-attr]  # a CUDA array, to the host
     except (TypeError, ValueError, OverflowError) as exc:
         raise _refused(data, exc) from None
     check_numeric(dtype, "tensor", lambda: f"from {_describe(data)}")
@@ -58,26 +69,27 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return _finish(array, dev, requires_grad)
 
 
-def _refused(data, exc):
+def _refused(data: object, exc: Exception) -> TypeError:
     return TypeError(
         f"gpuad.tensor: cannot make a tensor from {_describe(data)}: {exc}. Pass numbers "
         "(bool, int, float), nested lists of one shape, or an array"
     )
 
 
-def _describe(data):
+def _describe(data: object) -> str:
     text = repr(data)
     return f"{type(data).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
-def as_tensor(data, dtype=None, device=None):
+def as_tensor(data: TensorLike,
+              dtype: DTypeLike = None, device: DeviceLike | None = None) -> Tensor:
     """``data`` as a tensor, without a copy when it already is one of the right kind."""
     if isinstance(data, Tensor) and device is None and dtype is None:
         return data
     return tensor(data, dtype=dtype, device=device)
 
 
-def from_numpy(array):
+def from_numpy(array: np.ndarray) -> Tensor:
     """A CPU tensor sharing memory with the NumPy array ``array``."""
     import numpy as np
 
@@ -87,7 +99,7 @@ def from_numpy(array):
     return Tensor(array, resolve("cpu"))
 
 
-def from_dlpack(obj):
+def from_dlpack(obj: Any) -> Tensor:
     """A tensor sharing memory with any DLPack producer (CuPy, PyTorch, JAX, NumPy)."""
     kind, index = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (1, 0)
     if kind not in (1, 2, 13):  # DLPack's CPU, CUDA, CUDA managed
@@ -99,26 +111,36 @@ def from_dlpack(obj):
     return Tensor(dev.backend.from_dlpack(obj), dev)
 
 
-def _filled(method, shape, dtype, device, requires_grad, *args):
+def _filled(method: str, shape: tuple[ShapeLike, ...], dtype: DTypeLike,
+            device: DeviceLike | None, requires_grad: bool, *args: Scalar) -> Tensor:
     dev = resolve(device)
     dtype = as_dtype(dtype, method) or float32
     a = getattr(dev.backend, method)(shape_arg(shape), *args, dtype=dtype)
     return _finish(a, dev, requires_grad)
 
 
-def zeros(*shape, dtype=None, device=None, requires_grad=False):
+def zeros(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
     return _filled("zeros", shape, dtype, device, requires_grad)
 
 
-def ones(*shape, dtype=None, device=None, requires_grad=False):
+def ones(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor of ones (float32 unless ``dtype`` says otherwise)."""
     return _filled("ones", shape, dtype, device, requires_grad)
 
 
-def empty(*shape, dtype=None, device=None, requires_grad=False):
+def empty(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """A tensor whose values are not set (float32 unless ``dtype`` says otherwise)."""
     return _filled("empty", shape, dtype, device, requires_grad)
 
 
-def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+def full(shape: ShapeLike, fill_value: Scalar,
+         dtype: DTypeLike = None, device: DeviceLike | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor of ``shape`` with every element ``fill_value`` (whose dtype it takes)."""
     inferred = value_dtype(fill_value, "full")
     dtype = as_dtype(dtype, "full") or inferred
     dev = resolve(device)
@@ -126,15 +148,16 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     return _finish(a, dev, requires_grad)
 
 
-def fill(dims, value, dtype=None, device=None):
+def fill(dims: ShapeLike | Tensor, value: Scalar,
+         dtype: DTypeLike = None, device: DeviceLike | None = None) -> Tensor:
     """TensorFlow's spelling of :func:`full`; ``dims`` may also be a tensor of ints."""
-    if isinstance(dims, Tensor):
-        dims = dims.tolist()
+    shape = dims.tolist() if isinstance(dims, Tensor) else dims
     value_dtype(value, "fill")
-    return full(dims, value, dtype=dtype, device=device)
+    return full(shape, value, dtype=dtype, device=device)
 
 
-def _like(t, method, dtype, device, requires_grad, *args):
+def _like(t: TensorLike, method: str, dtype: DTypeLike, device: DeviceLike | None,
+          requires_grad: bool, *args: Scalar) -> Tensor:
     if not isinstance(t, Tensor):
         t = tensor(t, device=device)
     dev = resolve(device) if device is not None else t._dev
@@ -143,24 +166,35 @@ def _like(t, method, dtype, device, requires_grad, *args):
     return _finish(a, dev, requires_grad)
 
 
-def zeros_like(t, dtype=None, device=None, requires_grad=False):
+def zeros_like(t: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+               requires_grad: bool = False) -> Tensor:
+    """Zeros of ``t``'s shape, and of its dtype and device unless given."""
     return _like(t, "zeros", dtype, device, requires_grad)
 
 
-def ones_like(t, dtype=None, device=None, requires_grad=False):
+def ones_like(t: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+              requires_grad: bool = False) -> Tensor:
+    """Ones of ``t``'s shape, and of its dtype and device unless given."""
     return _like(t, "ones", dtype, device, requires_grad)
 
 
-def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+def full_like(t: TensorLike, fill_value: Scalar,
+              dtype: DTypeLike = None, device: DeviceLike | None = None,
+              requires_grad: bool = False) -> Tensor:
+    """``fill_value`` in ``t``'s shape, and of its dtype and device unless given."""
     value_dtype(fill_value, "full_like")
     return _like(t, "full", dtype, device, requires_grad, fill_value)
 
 
-def empty_like(t, dtype=None, device=None, requires_grad=False):
+def empty_like(t: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+               requires_grad: bool = False) -> Tensor:
+    """Unset values in ``t``'s shape, and of its dtype and device unless given."""
     return _like(t, "empty", dtype, device, requires_grad)
 
 
-def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=False):
+def arange(start: Scalar, stop: Scalar | None = None, step: Scalar = 1,
+           dtype: DTypeLike = None, device: DeviceLike | None = None,
+           requires_grad: bool = False) -> Tensor:
     """Evenly spaced values in [start, stop); ints give int64, floats float32."""
     if stop is None:
         start, stop = 0, start
@@ -172,7 +206,10 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
     return _finish(dev.backend.arange(start, stop, step, dtype=dtype), dev, requires_grad)
 
 
-def linspace(start, stop, num=50, dtype=None, device=None, requires_grad=False):
+def linspace(start: Scalar, stop: Scalar, num: int = 50,
+             dtype: DTypeLike = None, device: DeviceLike | None = None,
+             requires_grad: bool = False) -> Tensor:
+    """``num`` evenly spaced values from ``start`` to ``stop``, both included (float32)."""
     value_dtype(start, "linspace")
     value_dtype(stop, "linspace")
     dev = resolve(device)
@@ -180,20 +217,23 @@ def linspace(start, stop, num=50, dtype=None, device=None, requires_grad=False):
     return _finish(a, dev, requires_grad)
 
 
-def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+def eye(n: int, m: int | None = None, dtype: DTypeLike = None, device: DeviceLike | None = None,
+        requires_grad: bool = False) -> Tensor:
+    """The ``n`` by ``m`` (default ``n``) matrix with ones on the diagonal, zeros elsewhere."""
     dev = resolve(device)
     dtype = as_dtype(dtype, "eye") or float32
     return _finish(dev.backend.eye(n, m, dtype=dtype), dev, requires_grad)
 
 
-def manual_seed(seed):
+def manual_seed(seed: int) -> None:
     """Seed the random generators of every device, so ``rand``/``randn`` repeat."""
     from .backends import manual_seed as seed_backends
 
     seed_backends(int(seed))
 
 
-def _random(method, shape, dtype, device, requires_grad):
+def _random(method: str, shape: tuple[ShapeLike, ...], dtype: DTypeLike,
+            device: DeviceLike | None, requires_grad: bool) -> Tensor:
     dev = resolve(device)
     dtype = as_dtype(dtype, method) or float32
     if dtype.kind != "f":
@@ -201,11 +241,13 @@ def _random(method, shape, dtype, device, requires_grad):
     return _finish(getattr(dev.backend, method)(shape_arg(shape), dtype), dev, requires_grad)
 
 
-def rand(*shape, dtype=None, device=None, requires_grad=False):
+def rand(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+         requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
     return _random("rand", shape, dtype, device, requires_grad)
 
 
-def randn(*shape, dtype=None, device=None, requires_grad=False):
+def randn(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+          requires_grad: bool = False) -> Tensor:
     """Standard normal samples."""
     return _random("randn", shape, dtype, device, requires_grad)

@@ -1,20 +1,26 @@
 """``ad.cuda``: what the machine offers for CUDA, without importing CuPy until needed."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, TypeVar
+
 from .backends import probe
-from .devices import resolve
+from .devices import DeviceLike, resolve
 from .errors import DeviceUnavailableError
 
 
-def is_available():
+def is_available() -> bool:
     """True when CuPy is installed and the driver reports at least one GPU."""
     return probe.cuda_unavailable_reason(0) is None
 
 
-def device_count():
+def device_count() -> int:
     """The number of CUDA devices the driver reports (0 without a driver)."""
     return probe.driver_devices()[0]
 
 
-def synchronize(device=None):
+def synchronize(device: DeviceLike | None = None) -> None:
     """Wait for all work queued on ``device`` (default cuda:0) to finish; a check of its data
     that failed since its last host read raises here (gpuad/backends/deferred.py)."""
     dev = resolve(device or "cuda:0")
@@ -22,7 +28,7 @@ def synchronize(device=None):
         dev.backend.synchronize()
 
 
-def warmup(device=None):
+def warmup(device: DeviceLike | None = None) -> int:
     """Compile every elementwise and row-wise kernel the ops launch for ``device`` (default
     cuda:0) ahead of time, instead of at its first use (anomaly mode's finite check is built at
     its first use); CuPy keeps the compiled code in its cache (``CUPY_CACHE_DIR``) across
@@ -33,7 +39,7 @@ def warmup(device=None):
     return dev.backend.warmup()
 
 
-def empty_cache():
+def empty_cache() -> None:
     """Return the cached, unused blocks of CuPy's memory pools to the driver (a no-op before
     any CUDA tensor was made)."""
     import sys
@@ -44,7 +50,7 @@ def empty_cache():
         cupy.get_default_pinned_memory_pool().free_all_blocks()
 
 
-def gpu_info():
+def gpu_info() -> list[dict[str, Any]] | None:
     """Per GPU (in CUDA's order), from NVML: ``{"name", "memory_total", "memory_used",
     "memory_free", "utilization", "temperature", "mig", "errors"}``. A query NVML refuses (a
     MIG device's utilization, an unsupported sensor) leaves its fields None, with NVML's
@@ -63,7 +69,7 @@ def gpu_info():
         _stop_nvml(nvml)
 
 
-def _start_nvml():
+def _start_nvml() -> tuple[ModuleType, None] | tuple[None, str]:
     """``(pynvml, None)`` with NVML initialised (the caller shuts it down), else ``(None,
     why)``: nvidia-ml-py not installed, or NVML would not start."""
     try:
@@ -77,11 +83,11 @@ def _start_nvml():
     return pynvml, None
 
 
-def _nvml_message(exc):
+def _nvml_message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _stop_nvml(nvml):
+def _stop_nvml(nvml: ModuleType) -> None:
     """Shut NVML down; its refusal to (it is reporting, not working) is ignored."""
     try:
         nvml.nvmlShutdown()
@@ -89,17 +95,20 @@ def _stop_nvml(nvml):
         pass
 
 
+_R = TypeVar("_R")
+
 _FIELDS = ("name", "memory_total", "memory_used", "memory_free", "utilization", "temperature",
            "mig")
 
 
-def _gpu_fields(nvml, cupy, index):
+def _gpu_fields(nvml: ModuleType, cupy: ModuleType, index: int) -> dict[str, Any]:
     """GPU ``index``'s NVML fields; a query that raises NVMLError leaves its fields None and
     puts its message in ``errors`` under the query's name (handle, name, memory, utilization,
     temperature)."""
-    out, errors = dict.fromkeys(_FIELDS), {}
+    out: dict[str, Any] = dict.fromkeys(_FIELDS)
+    errors: dict[str, str] = {}
 
-    def ask(query, read):
+    def ask(query: str, read: Callable[[], _R]) -> _R | None:
         try:
             return read()
         except nvml.NVMLError as exc:
@@ -131,13 +140,13 @@ def _gpu_fields(nvml, cupy, index):
     return out
 
 
-def _handle(nvml, cupy, index):
+def _handle(nvml: ModuleType, cupy: ModuleType, index: int) -> Any:
     """NVML's handle of the GPU that CUDA numbers ``index`` (NVML numbers GPUs its own way;
     the PCI bus id is common to both; for a MIG instance it is its GPU's)."""
     return nvml.nvmlDeviceGetHandleByPciBusId(cupy.cuda.Device(index).pci_bus_id)
 
 
-def _mig_enabled(nvml, handle):
+def _mig_enabled(nvml: ModuleType, handle: Any) -> bool:
     """Whether the GPU is in MIG mode, so that what CUDA calls a device is one of its
     instances; False where NVML has no MIG (an older GPU or nvidia-ml-py)."""
     try:
@@ -147,7 +156,7 @@ def _mig_enabled(nvml, handle):
     return current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
 
 
-def _temperature(nvml, handle):
+def _temperature(nvml: ModuleType, handle: Any) -> int:
     """The GPU's temperature in C through ``nvmlDeviceGetTemperatureV``, falling back to the
     deprecated ``nvmlDeviceGetTemperature`` (removed in CUDA 14's NVML) where nvidia-ml-py or
     the driver lacks the new one."""
@@ -162,7 +171,7 @@ def _temperature(nvml, handle):
     return int(nvml.nvmlDeviceGetTemperature(handle, sensor))
 
 
-def _runtime_memory(cupy, index):
+def _runtime_memory(cupy: ModuleType, index: int) -> tuple[int, int]:
     """``(free, total)`` bytes of CUDA device ``index`` as the CUDA runtime sees it (a MIG
     instance's own)."""
     with cupy.cuda.Device(index):
@@ -170,7 +179,7 @@ def _runtime_memory(cupy, index):
     return int(free), int(total)
 
 
-def memory_info(device=None):
+def memory_info(device: DeviceLike | int | None = None) -> tuple[int, int]:
     """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
     installed (``nvidia-ml-py``) and answers, else from the CUDA runtime."""
     if device is None:
@@ -179,7 +188,7 @@ def memory_info(device=None):
         index = device
     else:
         dev = resolve(device)
-        if dev.type != "cuda":
+        if dev.index is None:  # (the CPU: only CUDA devices have an index)
             raise ValueError(f"gpuad.cuda.memory_info: {dev} is not a CUDA device")
         index = dev.index
     reason = probe.cuda_unavailable_reason(index)

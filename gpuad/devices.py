@@ -4,9 +4,13 @@ A :class:`Device` is interned: there is one object per device string, so ops com
 with ``is``. Resolving a device for use (``resolve``) checks CUDA availability once and attaches
 the backend; naming one (``device("cuda")``) checks nothing.
 """
+from __future__ import annotations
+
 import os
 import threading
 import warnings
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 from ._frames import user_stacklevel
 from .backends import get_backend
@@ -19,27 +23,29 @@ class Device:
 
     __slots__ = ("type", "index", "_str", "_backend")
 
-    def __init__(self, type_, index):
+    def __init__(self, type_: str, index: int | None) -> None:
         self.type = type_
         self.index = index
         self._str = type_ if type_ == "cpu" else f"{type_}:{index}"
-        self._backend = None
+        self._backend: Any = None
 
     @property
-    def backend(self):
+    def backend(self) -> Any:
+        """The :class:`~gpuad.backends.base.Backend` that runs ops on this device (made on first
+        use). Typed ``Any``: its array functions are set per instance, from NumPy or CuPy."""
         if self._backend is None:
             self._backend = get_backend(self)
         return self._backend
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self._str
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.type == "cpu":
             return "device(type='cpu')"
         return f"device(type='{self.type}', index={self.index})"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
             try:
                 other = device(other)
@@ -47,18 +53,21 @@ class Device:
                 return False
         return self is other
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._str)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[DeviceLike], Device], tuple[str]]:
         return (device, (self._str,))
 
 
-_interned = {}
+#: A device argument: a :class:`Device`, or its name ("cpu", "cuda", "cuda:N").
+DeviceLike: TypeAlias = "Device | str"
+
+_interned: dict[object, Device] = {}
 _lock = threading.Lock()
 
 
-def device(spec):
+def device(spec: DeviceLike) -> Device:
     """The :class:`Device` named by ``spec`` ("cpu", "cuda", "cuda:N", or a Device)."""
     if isinstance(spec, Device):
         return spec
@@ -90,8 +99,8 @@ def device(spec):
 class _Policy:
     """Process-wide device settings, read from the environment once, on first use."""
 
-    default = None  # a Device, or None until first resolved
-    fallback = None  # bool, or None until first read
+    default: Device | None = None  # None until first resolved
+    fallback: bool | None = None  # None until first read
     warned = False
 
 
@@ -99,7 +108,7 @@ _FALLBACK_ON = ("1", "true", "yes", "on")
 _FALLBACK_OFF = ("", "0", "false", "no", "off")
 
 
-def _fallback_setting():
+def _fallback_setting() -> bool:
     """``GPUAD_CPU_FALLBACK`` as a bool (unset means off); ValueError for any other text."""
     text = os.environ.get("GPUAD_CPU_FALLBACK", "")
     value = text.strip().lower()
@@ -114,7 +123,7 @@ def _fallback_setting():
     )
 
 
-def cpu_fallback_enabled():
+def cpu_fallback_enabled() -> bool:
     """Whether CPU fallback is on: ``ad.set_cpu_fallback``, else ``GPUAD_CPU_FALLBACK`` (read
     once; a value that is neither on nor off raises ValueError naming the accepted ones)."""
     if _Policy.fallback is None:
@@ -122,12 +131,12 @@ def cpu_fallback_enabled():
     return _Policy.fallback
 
 
-def set_cpu_fallback(flag=True):
+def set_cpu_fallback(flag: bool = True) -> None:
     """Allow (True) or forbid (False) silently-warned CPU use when CUDA is asked for but absent."""
     _Policy.fallback = bool(flag)
 
 
-def _refusal(dev):
+def _refusal(dev: Device) -> str | None:
     """Why ``dev`` (a CUDA device) cannot be used, None when it can: the probe's answer, else
     the CUDA runtime's refusal while its backend is made (a driver older than CuPy's CUDA)."""
     reason = cuda_unavailable_reason(dev.index)
@@ -140,7 +149,7 @@ def _refusal(dev):
     return None
 
 
-def _cuda_or_fallback(dev):
+def _cuda_or_fallback(dev: Device) -> Device:
     reason = _refusal(dev)
     if reason is None:
         return dev
@@ -157,12 +166,12 @@ def _cuda_or_fallback(dev):
     raise DeviceUnavailableError(f"gpuad: cannot use {dev}: {reason}")
 
 
-def _auto():
+def _auto() -> Device:
     cuda0 = device("cuda:0")
     return device("cpu") if _refusal(cuda0) else cuda0
 
 
-def resolve(spec):
+def resolve(spec: DeviceLike | None) -> Device:
     """The usable Device for ``spec`` (``None`` means the default), or DeviceUnavailableError.
 
     Its backend is set up here, so tensors only ever live on devices whose backend exists and
@@ -180,7 +189,7 @@ def resolve(spec):
     return dev
 
 
-def get_default_device():
+def get_default_device() -> Device:
     """The device tensors are made on when none is named (``GPUAD_DEVICE``, default ``auto``).
 
     The environment is read on first use, ``GPUAD_CPU_FALLBACK`` included, so a bad value of
@@ -190,7 +199,7 @@ def get_default_device():
     return _Policy.default
 
 
-def _default_from_env():
+def _default_from_env() -> Device:
     """GPUAD_DEVICE's device (auto when unset), its errors naming the setting."""
     env = os.environ.get("GPUAD_DEVICE", "")
     cpu_fallback_enabled()  # (its setting is checked whatever the device)
@@ -206,6 +215,6 @@ def _default_from_env():
                                      "set GPUAD_DEVICE=cpu)") from None
 
 
-def set_default_device(spec):
+def set_default_device(spec: DeviceLike) -> None:
     """Set the default device; ``"auto"`` picks cuda:0 where usable, else the CPU."""
     _Policy.default = resolve(spec)

@@ -1,4 +1,9 @@
 """``ad.gradcheck``: analytic gradients against float64 central differences."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from .autograd.engine import grad as _grad
@@ -8,12 +13,13 @@ from .errors import GradcheckError
 from .tensor import Tensor
 
 
-def _outputs(fn, inputs):
+def _outputs(fn: Callable[..., Any], inputs: Sequence[Any]) -> Sequence[Any]:
     out = fn(*inputs)
     return out if isinstance(out, (tuple, list)) else (out,)
 
 
-def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
+def gradcheck(fn: Callable[..., Any], inputs: Tensor | Sequence[Any], eps: float = 1e-6,
+              atol: float = 1e-5, rtol: float = 1e-3) -> bool:
     """Check ``fn``'s gradients with respect to every input that requires grad.
 
     Inputs are copied to float64. For each output element the analytic row of the Jacobian
@@ -21,7 +27,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     Returns True, or raises GradcheckError naming the worst mismatch.
     """
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
-    xs = []
+    xs: list[Any] = []
     for x in inputs:
         if isinstance(x, Tensor) and x.requires_grad:
             xs.append(x.detach().astype(float64).requires_grad_())
@@ -44,9 +50,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
             g_out = Tensor(out._dev.backend.asarray(seed.reshape(out.shape)), out._dev)
             analytic = _grad((out,), [xs[i] for i in wrt], (g_out,), retain_graph=True,
                              allow_unused=True)
-            for a, i in zip(analytic, wrt):
+            for g, i in zip(analytic, wrt):
                 n = numeric[i][k]
-                a = n * 0 if a is None else a.numpy().reshape(-1)
+                a = n * 0 if g is None else g.numpy().reshape(-1)
                 err = abs(a - n) - (atol + rtol * abs(n))
                 if err.size == 0:
                     continue
@@ -63,7 +69,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     return True
 
 
-def _numeric_jacobian(fn, xs, i, o_idx, eps):
+def _numeric_jacobian(fn: Callable[..., Any], xs: Sequence[Any], i: int, o_idx: int,
+                      eps: float) -> np.ndarray:
     """d out[o_idx] / d xs[i] by central differences: a NumPy array (out.size, xs[i].size)."""
     x = xs[i]
     base = x.detach().numpy()

@@ -4,17 +4,30 @@ This module also holds the two helpers every op ends with, :func:`record` and
 :func:`record1`: they wrap a forward result as a Tensor and, when grad mode is on and an input
 requires grad, attach a :class:`~gpuad.autograd.node.Node`. They are the per-op hot path.
 """
+from __future__ import annotations
+
 import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from .autograd.grad_mode import active, anomaly, mode
 from .autograd.node import Node
-from .devices import Device, resolve
-from .dtypes import as_dtype
+from .devices import Device, DeviceLike, resolve
+from .dtypes import DTypeLike, Scalar, as_dtype
+
+if TYPE_CHECKING:  # (for annotations only)
+    import numpy as np
+
+    from ._tensor_methods import TensorMethods as _Methods
+else:
+    _Methods = object
+
+_T = TypeVar("_T", bound="Tensor")
 
 #: the tensors the user assigned to some ``.grad`` (id -> weak reference, gone when the tensor
 #: is): ``x.grad is g`` after ``x.grad = g``, but backward adds into ``g`` out of place, so it
 #: never changes the caller's tensor
-lent_grads = {}
+lent_grads: dict[int, weakref.ref[Tensor]] = {}
 
 
 def _lend(t):
@@ -23,8 +36,11 @@ def _lend(t):
     lent_grads[key] = weakref.ref(t, lambda _, key=key, lent=lent_grads: lent.pop(key, None))
 
 
-class Tensor:
-    """An n-dimensional array on a device, optionally tracked for automatic differentiation."""
+class Tensor(_Methods):
+    """An n-dimensional array on a device, optionally tracked for automatic differentiation.
+
+    The ops that are also methods and operators (``x + y``, ``x.sum()``) are installed by
+    :mod:`gpuad.ops.methods`; ``_tensor_methods.pyi`` declares them to type checkers."""
 
     # (``_tan``, the forward-mode tangents by level, is set only on tensors that have some)
     __slots__ = ("_a", "_dev", "_grad_fn", "_rg", "_grad", "_ver", "_base", "_hooks",
@@ -32,68 +48,75 @@ class Tensor:
     __array_priority__ = 1000  # NumPy defers binary operators to us: np_array * tensor -> Tensor
     _autowatch = False  # True on trainable float Variables: tapes watch them when they are read
 
-    def __init__(self, array, device, grad_fn=None, requires_grad=False):
+    def __init__(self, array: Any, device: Device, grad_fn: Node | None = None,
+                 requires_grad: bool = False) -> None:
         self._a = array
         self._dev = device
         self._grad_fn = grad_fn
         self._rg = requires_grad
-        self._grad = None
+        self._grad: Tensor | None = None
         self._ver = [0]
-        self._base = None
-        self._hooks = None
+        self._base: Tensor | None = None
+        self._hooks: list[Callable[[Tensor], Tensor | None]] | None = None
 
     # ---- attributes -------------------------------------------------------------------
     @property
-    def array(self):
+    def array(self) -> Any:
         """The backend array (NumPy or CuPy), not a copy."""
         return self._a
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
+        """The length of each axis."""
         return self._a.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
+        """The element type (a NumPy dtype, such as ``ad.float32``)."""
         return self._a.dtype
 
     @property
-    def device(self):
+    def device(self) -> Device:
+        """The device the data lives on."""
         return self._dev
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
+        """The number of axes."""
         return self._a.ndim
 
     # (``size``, the number of elements, is an int that PyTorch's ``size()`` can also call:
     # ops/methods.py installs it with the other PyTorch spellings)
 
     @property
-    def grad_fn(self):
+    def grad_fn(self) -> Node | None:
         """The node that made this tensor; None for leaves and for tensors that do not require
         grad (a result only a gradient tape recorded is one of those)."""
         return self._grad_fn if self._rg else None
 
     @property
-    def is_leaf(self):
+    def is_leaf(self) -> bool:
+        """Whether backward stops here: made by the user, or not requiring grad."""
         return self._grad_fn is None or not self._rg
 
     @property
-    def requires_grad(self):
+    def requires_grad(self) -> bool:
+        """Whether gradients flow to this tensor (set it, or use ``requires_grad_``)."""
         return self._rg
 
     @requires_grad.setter
-    def requires_grad(self, flag):
+    def requires_grad(self, flag: bool) -> None:
         self.requires_grad_(flag)
 
     @property
-    def grad(self):
+    def grad(self) -> Tensor | None:
         """The gradient backward passes accumulated (None until one reaches this tensor).
         ``x.grad = g`` keeps ``g`` itself (same shape, dtype and device), but the next backward
         adds out of place and leaves ``g`` unchanged (PyTorch would add into ``g``)."""
         return self._grad
 
     @grad.setter
-    def grad(self, value):
+    def grad(self, value: Tensor | None) -> None:
         if value is not None:
             if not isinstance(value, Tensor):
                 raise TypeError(f"gpuad: .grad must be a Tensor or None, got {type(value)}")
@@ -107,12 +130,13 @@ class Tensor:
         self._grad = value
 
     @property
-    def data(self):
+    def data(self) -> Tensor:
         """A tensor sharing this one's storage, detached from the graph (PyTorch's ``.data``)."""
         return self.detach()
 
     # ---- autograd -----------------------------------------------------------------------
-    def requires_grad_(self, flag=True):
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        """Turn gradient tracking on (or off) for this leaf, in place; returns ``self``."""
         if self._grad_fn is not None and not self._rg:
             if not flag:
                 return self
@@ -134,14 +158,14 @@ class Tensor:
         self._rg = bool(flag)
         return self
 
-    def retain_grad(self):
+    def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
         if not self._rg:
             raise RuntimeError("gpuad: retain_grad() on a tensor that does not require grad")
         if self._grad_fn is not None:
             self._grad_fn.retained = weakref.ref(self)
 
-    def register_hook(self, fn):
+    def register_hook(self, fn: Callable[[Tensor], Tensor | None]) -> _HookHandle:
         """Call ``fn(grad)`` when this tensor's gradient is computed; a non-None return replaces
         the gradient. Returns a handle whose ``remove()`` unregisters it."""
         if not self._rg:
@@ -159,20 +183,23 @@ class Tensor:
         hooks.append(fn)
         return _HookHandle(hooks, fn)
 
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    def backward(self, gradient: TensorLike | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False,
+                 inputs: Tensor | Sequence[Tensor] | None = None) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (SPEC section 3)."""
         from .autograd.engine import backward
 
         backward((self,), None if gradient is None else (gradient,), retain_graph,
                  create_graph, inputs)
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """A new leaf sharing this tensor's storage and version counter, outside the graph."""
         t = Tensor(self._a, self._dev)
         t._ver = self._ver
         return t
 
-    def detach_(self):
+    def detach_(self) -> Tensor:
+        """Make this tensor a leaf outside the graph, in place; returns ``self``."""
         if self._base is not None and self._base._rg:
             raise RuntimeError("gpuad: cannot detach_() a view of a tensor that requires grad")
         self._grad_fn = None
@@ -180,7 +207,7 @@ class Tensor:
         return self
 
     # ---- conversion ---------------------------------------------------------------------
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """A NumPy copy of the data (detached; a device-to-host copy for CUDA tensors).
 
         Inside a recording gradient tape that watches this tensor, a warning (once per tape)
@@ -189,12 +216,13 @@ class Tensor:
             self._copied_out()
         return self._dev.backend.to_numpy(self._a)
 
-    def _copied_out(self):
+    def _copied_out(self) -> None:
         """The data leaves the graph as a NumPy array: the recording tapes may warn."""
         for tape in mode.tapes:
             tape._on_numpy(self)
 
-    def item(self):
+    def item(self) -> int | float | bool:
+        """The one element as a Python number (a complex one for a complex tensor)."""
         if self._a.size != 1:
             raise RuntimeError(
                 f"gpuad: item() needs a tensor with one element, got shape {self.shape}"
@@ -203,10 +231,11 @@ class Tensor:
             return self._a.reshape(()).item()
         return self._dev.backend.to_numpy(self._a).item()
 
-    def tolist(self):
+    def tolist(self) -> Any:
+        """The data as nested Python lists of numbers (a number for a 0-d tensor)."""
         return self._dev.backend.to_numpy(self._a).tolist()
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: DTypeLike = None, copy: bool | None = None) -> np.ndarray:
         if active[0] and mode.tapes:
             self._copied_out()
         if self._dev.type != "cpu":
@@ -217,21 +246,22 @@ class Tensor:
         a = self._a if dtype is None else self._a.astype(dtype, copy=False)
         return a.copy() if copy else a
 
-    def __dlpack__(self, *args, **kwargs):
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
         return self._a.__dlpack__(*args, **kwargs)
 
-    def __dlpack_device__(self):
+    def __dlpack_device__(self) -> tuple[int, int]:
         return self._a.__dlpack_device__()
 
     @property
-    def __cuda_array_interface__(self):
+    def __cuda_array_interface__(self) -> dict[str, Any]:
         if self._dev.type != "cuda":
             raise AttributeError(
                 "gpuad: __cuda_array_interface__ exists only on CUDA tensors; this one is on cpu"
             )
         return self._a.__cuda_array_interface__
 
-    def to(self, device=None, dtype=None):
+    def to(self, device: DeviceLike | DTypeLike | Tensor = None, dtype: DTypeLike = None
+           ) -> Tensor:
         """This tensor on ``device`` and/or as ``dtype``; differentiable; ``self`` if unchanged.
 
         As in PyTorch, the first argument may also be a dtype (``x.to(ad.float64)``) or a
@@ -239,7 +269,8 @@ class Tensor:
         from .ops.casts import to_device
 
         if isinstance(device, Tensor):
-            device, dtype = device._dev, device.dtype if dtype is None else dtype
+            dtype = device.dtype if dtype is None else dtype
+            device = device._dev
         elif device is not None and not isinstance(device, (str, Device)):
             device, dtype = None, device
         out = self
@@ -251,25 +282,27 @@ class Tensor:
             out = out.astype(dtype)
         return out
 
-    def cpu(self):
+    def cpu(self) -> Tensor:
+        """This tensor on the CPU (``self`` if it is there)."""
         return self.to("cpu")
 
-    def cuda(self, device=None):
+    def cuda(self, device: int | str | None = None) -> Tensor:
+        """This tensor on a CUDA device: ``cuda:0``, or the one named or numbered."""
         return self.to("cuda" if device is None else
                        (device if isinstance(device, str) else f"cuda:{device}"))
 
     # ---- Python protocol ------------------------------------------------------------------
-    def __len__(self):
+    def __len__(self) -> int:
         if self._a.ndim == 0:
             raise TypeError("gpuad: len() of a 0-d tensor")
         return self._a.shape[0]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         if self._a.ndim == 0:
             raise TypeError("gpuad: iteration over a 0-d tensor")
         return (self[i] for i in range(self._a.shape[0]))
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         if self._a.size != 1:
             raise RuntimeError(
                 f"gpuad: the truth value of a tensor with {self._a.size} elements is ambiguous; "
@@ -277,28 +310,28 @@ class Tensor:
             )
         return bool(self.item())
 
-    def __float__(self):
+    def __float__(self) -> float:
         return float(self.item())
 
-    def __int__(self):
+    def __int__(self) -> int:
         return int(self.item())
 
-    def __index__(self):
+    def __index__(self) -> int:
         if self._a.dtype.kind not in "iub" or self._a.size != 1:
             raise TypeError("gpuad: only integer tensors of one element can be used as an index")
         return int(self.item())
 
     __hash__ = object.__hash__
 
-    def __format__(self, spec):
+    def __format__(self, spec: str) -> str:
         """One-element tensors format as their number (``f"{loss:.4f}"``)."""
         if self._a.size == 1 and spec:
             return format(self.item(), spec)
         return format(str(self), spec)
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Tensor:
         """A copy with its own storage, as a leaf (only leaves can be copied, as in PyTorch)."""
-        if not self.is_leaf:
+        if self._grad_fn is not None and self._rg:  # (not a leaf)
             raise RuntimeError(
                 f"gpuad: only leaf tensors can be deep-copied; this one was computed by "
                 f"{self._grad_fn.name()}. Use .detach().clone() or copy a leaf"
@@ -306,35 +339,44 @@ class Tensor:
         out = Tensor(self._dev.backend.copy(self._a), self._dev, None, self._rg)
         return self._copied_into(out, memo)
 
-    def _copied_into(self, out, memo):
+    def _copied_into(self, out: _T, memo: dict[int, Any]) -> _T:
         if self._grad is not None:
             out._grad = self._grad.__deepcopy__(memo)
         memo[id(self)] = out
         return out
 
-    def __copy__(self):
+    def __copy__(self) -> Tensor:
         return self.__deepcopy__({})
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         from .printing import tensor_repr
 
         return tensor_repr(self)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError(
             "gpuad: tensors are not pickled (a pickle can run code when loaded); store "
             "t.numpy() and rebuild with ad.tensor(...)"
         )
 
 
+#: What an op takes as an operand, converted as ``ad.tensor`` does: a tensor, a number, a NumPy
+#: array, or nested sequences of these (one shape throughout). (A string: tensor.py does not
+#: import NumPy.)
+TensorLike: TypeAlias = "Tensor | Scalar | np.ndarray | Sequence[TensorLike]"
+
+
 class _HookHandle:
+    """What ``register_hook`` returns: ``remove()`` unregisters the hook."""
+
     __slots__ = ("_hooks", "_fn")
 
-    def __init__(self, hooks, fn):
+    def __init__(self, hooks: list[Callable[[Tensor], Tensor | None]],
+                 fn: Callable[[Tensor], Tensor | None]) -> None:
         self._hooks = hooks
         self._fn = fn
 
-    def remove(self):
+    def remove(self) -> None:
         if self._fn in self._hooks:
             self._hooks.remove(self._fn)
 

@@ -7,10 +7,18 @@ require grad: for ``backward()``/``ad.grad``, call ``v.requires_grad_()`` (or us
 in place, unrecorded, and bump its version, so a gradient whose rule saved the old value raises
 instead of using the new one.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 from .autograd.grad_mode import no_grad
 from .creation import tensor
 from .dtypes import infer_dtype
 from .tensor import Tensor
+
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    from ._typing import DeviceLike, DTypeLike, TensorLike
 
 
 class Variable(Tensor):
@@ -27,7 +35,9 @@ class Variable(Tensor):
 
     __slots__ = ("_trainable", "_name", "_autowatch")
 
-    def __init__(self, initial_value, trainable=True, name=None, dtype=None, device=None):
+    def __init__(self, initial_value: TensorLike | Callable[[], TensorLike], trainable: bool = True,
+                 name: str | None = None, dtype: DTypeLike = None,
+                 device: DeviceLike | None = None) -> None:
         if callable(initial_value) and not isinstance(initial_value, Tensor):
             initial_value = initial_value()
         t = tensor(initial_value, dtype=dtype, device=device)
@@ -37,14 +47,16 @@ class Variable(Tensor):
         self._autowatch = self._trainable and t.dtype.kind == "f"
 
     @property
-    def trainable(self):
+    def trainable(self) -> bool:
+        """Whether gradient tapes watch this Variable when they read it."""
         return self._trainable
 
     @property
-    def name(self):
+    def name(self) -> str:
+        """The name given when made ("Variable" when none was)."""
         return self._name
 
-    def assign(self, value, read_value=True):
+    def assign(self, value: TensorLike, read_value: bool = True) -> Variable | None:
         """Set the value (same shape; cast to this Variable's dtype, but a float value for an
         integer Variable raises rather than truncating). Returns the Variable."""
         value = self._operand(value, "assign")
@@ -57,15 +69,16 @@ class Variable(Tensor):
             self.copy_(value)
         return self if read_value else None
 
-    def assign_add(self, delta, read_value=True):
+    def assign_add(self, delta: TensorLike, read_value: bool = True) -> Variable | None:
         """Add ``delta`` (broadcast to this Variable's shape) in place. Returns the Variable."""
         return self._update(delta, "assign_add", lambda v, d: v.add_(d), read_value)
 
-    def assign_sub(self, delta, read_value=True):
+    def assign_sub(self, delta: TensorLike, read_value: bool = True) -> Variable | None:
         """Subtract ``delta`` (broadcast to this Variable's shape) in place."""
         return self._update(delta, "assign_sub", lambda v, d: v.sub_(d), read_value)
 
-    def _update(self, delta, what, change, read_value):
+    def _update(self, delta: TensorLike, what: str, change: Callable[[Tensor, Tensor], object],
+                read_value: bool) -> Variable | None:
         delta = self._operand(delta, what)
         with no_grad():
             try:
@@ -77,7 +90,7 @@ class Variable(Tensor):
                 ) from None
         return self if read_value else None
 
-    def _operand(self, value, what):
+    def _operand(self, value: TensorLike, what: str) -> Tensor:
         if isinstance(value, Tensor):
             if value._dev is not self._dev:
                 from .ops._args import mismatch
@@ -95,7 +108,7 @@ class Variable(Tensor):
             )
         return value
 
-    def value(self):
+    def value(self) -> Tensor:
         """The current value as a tensor (differentiable: it is read through an op)."""
         from .ops.casts import clone
 
@@ -103,20 +116,21 @@ class Variable(Tensor):
 
     read_value = value
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Variable:
         out = Variable(self._dev.backend.copy(self._a), self._trainable, self._name,
                        device=self._dev)
         out._rg = self._rg
         return self._copied_into(out, memo)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         data = self._dev.backend.to_numpy(self._a)
         device = "" if self._dev.type == "cpu" else f" device={self._dev}"
         return (f"<Variable {self._name!r} shape={self.shape} dtype={self.dtype}{device}, "
                 f"numpy={data}>")
 
 
-def constant(value, dtype=None, device=None, shape=None):
+def constant(value: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
+             shape: int | Sequence[int] | None = None) -> Tensor:
     """A new tensor that requires nothing (TensorFlow's ``tf.constant``).
 
     With ``shape``, a scalar ``value`` fills it, and a value of the same size is reshaped."""

@@ -23,6 +23,7 @@ def test_installed_wheel_finds_its_kernels(tmp_path):
     for source in ROOT.joinpath("kernels").glob("*.cu*"):
         assert f"gpuad/kernels/{source.name}" in names, source.name
     assert "gpuad/data/digits.csv.gz" in names  # the demo's data travels with the package
+    assert {"gpuad/py.typed", "gpuad/_tensor_methods.pyi"} <= set(names)  # and its types
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")

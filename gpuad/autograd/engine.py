@@ -11,6 +11,11 @@ A gradient tape runs the same walk (:func:`_execute` with the tape's mark): it f
 nodes recorded on that tape, also through inputs that only the tape watches, and stops at
 nodes made outside it, which are constants to the tape unless they are asked for.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, overload
+
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor
 from .accumulate import accumulate_into_grad as _accumulate_into_grad
@@ -22,8 +27,14 @@ from .function import OutputGrads
 from .grad_mode import anomaly, mode
 from .node import FREED, Node
 
+if TYPE_CHECKING:
+    from .._typing import TensorLike
 
-def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+
+def backward(tensors: Tensor | Sequence[Tensor],
+             grad_tensors: TensorLike | Sequence[TensorLike | None] | None = None,
+             retain_graph: bool | None = None, create_graph: bool = False,
+             inputs: Tensor | Sequence[Tensor] | None = None) -> None:
     """Accumulate the gradients of ``tensors`` into the ``.grad`` of the leaves (or ``inputs``)."""
     tensors = _as_tuple(tensors)
     seeds = _seeds(tensors, grad_tensors)
@@ -33,7 +44,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         inputs = _as_tuple(inputs)
         _check_differentiable(inputs, "backward")
         inputs = tuple({id(t): t for t in inputs}.values())  # (one gradient each, as PyTorch)
-        foreign = set()
+        foreign: set[int] = set()  # (ids of arrays)
         captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign,
                             fill_retained=True)
         prev = mode.enabled
@@ -49,8 +60,20 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         _execute(tensors, seeds, retain_graph, create_graph, None, set())
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False):
+@overload
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: TensorLike | Sequence[TensorLike | None] | None = None,
+         retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: Literal[False] = False) -> tuple[Tensor, ...]: ...
+@overload
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: TensorLike | Sequence[TensorLike | None] | None = None,
+         retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple[Tensor | None, ...]: ...
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: TensorLike | Sequence[TensorLike | None] | None = None,
+         retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple[Tensor | None, ...]:
     """The gradients of ``outputs`` with respect to ``inputs``, as a tuple; ``.grad`` untouched.
 
     As in PyTorch, a result may be a ``grad_outputs`` tensor itself or share storage with

@@ -15,6 +15,11 @@ tensor) and ``argnums`` picks the ones to differentiate (all by default). Result
 inputs that require grad, are watched by a tape, or carry tangents of an enclosing ``jvp``
 stay connected, so the results can be differentiated again by any of the engines.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
 from ..errors import DeviceMismatchError, ForwardModeError
 from ..tensor import Tensor, needs_grad, tape_tracked
 from . import engine, forward, structure
@@ -24,7 +29,9 @@ from .node import Node
 _MODES = ("auto", "forward", "reverse")
 
 
-def jvp(f, primals, tangents, argnums=None, batched=False):
+def jvp(f: Callable[..., Any], primals: Tensor | Sequence[Any],
+        tangents: Tensor | Sequence[Tensor], argnums: int | Sequence[int] | None = None,
+        batched: bool = False) -> tuple[Any, Any]:
     """``(f(*primals), J v)``: the outputs and their tangents along ``tangents``.
 
     ``tangents`` has one tensor per differentiated argument, of that argument's shape; with
@@ -48,7 +55,8 @@ def jvp(f, primals, tangents, argnums=None, batched=False):
     return out, structure.unflattener(out)(t_out)
 
 
-def vjp(f, *primals, argnums=None):
+def vjp(f: Callable[..., Any], *primals: Any, argnums: int | Sequence[int] | None = None
+        ) -> tuple[Any, Callable[[Any], tuple[Tensor, ...]]]:
     """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangents)`` returns the tuple of the
     differentiated arguments' gradients (``cotangents`` in the structure of the outputs)."""
     args, nums, _ = _arguments("vjp", primals, argnums)
@@ -74,7 +82,9 @@ def vjp(f, *primals, argnums=None):
     return out, vjp_fn
 
 
-def jacobian(f, primals, mode="auto", argnums=None):
+def jacobian(f: Callable[..., Any], primals: Tensor | Sequence[Any],
+             mode: Literal["auto", "forward", "reverse"] = "auto",
+             argnums: int | Sequence[int] | None = None) -> Any:
     """The Jacobian of ``f`` at ``primals``: shape ``output.shape + input.shape``.
 
     ``mode``: "forward" (one pass with every input direction as a tangent), "reverse" (one
@@ -98,7 +108,8 @@ def jacobian(f, primals, mode="auto", argnums=None):
     return _settle(_nest(out, single_in, _jacobian_reverse(outs, inputs, create)), create)
 
 
-def hessian(f, primals, argnums=None):
+def hessian(f: Callable[..., Any], primals: Tensor | Sequence[Any],
+            argnums: int | Sequence[int] | None = None) -> Any:
     """The Hessian of scalar ``f`` at ``primals``, forward over reverse: one backward pass
     whose inputs carry an identity as tangents. Shape ``input.shape + input.shape`` (nested
     by pairs of arguments when several are differentiated)."""
@@ -128,7 +139,8 @@ def hessian(f, primals, argnums=None):
     return _settle(table[0] if single_in else tuple(table), create)
 
 
-def hvp(f, primals, v, argnums=None):
+def hvp(f: Callable[..., Any], primals: Tensor | Sequence[Any], v: Tensor | Sequence[Tensor],
+        argnums: int | Sequence[int] | None = None) -> tuple[Tensor, Any]:
     """``(f(*primals), H v)``: the Hessian-vector product of scalar ``f``, forward over
     reverse (one backward pass, one tangent); ``v`` has one tensor per differentiated
     argument."""

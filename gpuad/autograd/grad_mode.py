@@ -3,9 +3,13 @@
 Each is a context manager and a decorator. ``set_grad_enabled(flag)`` also takes effect when
 merely called, as in PyTorch.
 """
+from __future__ import annotations
+
 import functools
 import inspect
 import threading
+from collections.abc import Callable, Generator
+from typing import Any
 
 
 class _Mode(threading.local):
@@ -14,12 +18,13 @@ class _Mode(threading.local):
     ``custom_gradient``), and the open forward-mode levels (with those masked while a JVP rule
     runs: the rule of level L sees only the levels opened before L, and any it opens)."""
 
+    # (tapes and watchers are typed Any: their classes live on higher floors)
     enabled = True
-    tapes = ()
-    watchers = ()
+    tapes: tuple[Any, ...] = ()
+    watchers: tuple[Any, ...] = ()
     creating = False  # inside a backward pass with create_graph=True
-    levels = ()
-    masked = frozenset()
+    levels: tuple[int, ...] = ()
+    masked: frozenset[int] = frozenset()
     deferring = 0  # inside the body of a custom op that has its own JVP rule
 
 
@@ -32,12 +37,14 @@ active = [0]
 _active_lock = threading.Lock()
 
 
-def count_active(delta):
+def count_active(delta: int) -> None:
+    """Add ``delta`` to :data:`active` (one more or one fewer tape, collector or level)."""
     with _active_lock:
         active[0] += delta
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
+    """Whether ops record the graph now (in this thread)."""
     return mode.enabled
 
 
@@ -46,21 +53,23 @@ class _GradModeContext:
 
     flag = True
 
-    def __init__(self, func=None):
+    def __init__(self, func: Callable[..., Any] | None = None) -> None:
         # Allows the bare-decorator form ``@ad.no_grad`` as well as ``@ad.no_grad()``.
-        self._prev = []
+        self._prev: list[bool] = []
         if func is not None:
             self._func = self(func)
             functools.update_wrapper(self, func)
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self._prev.append(mode.enabled)
         mode.enabled = self.flag
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         mode.enabled = self._prev.pop()
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Decorate a function (its calls run in this mode), or, for the bare-decorator form,
+        call the function decorated."""
         if hasattr(self, "_func"):
             return self._func(*args, **kwargs)
         func = args[0]
@@ -69,7 +78,7 @@ class _GradModeContext:
             return _generator_in_mode(func, flag)
 
         @functools.wraps(func)
-        def wrapper(*a, **k):
+        def wrapper(*a: Any, **k: Any) -> Any:
             prev = mode.enabled
             mode.enabled = flag
             try:
@@ -80,12 +89,13 @@ class _GradModeContext:
         return wrapper
 
 
-def _generator_in_mode(func, flag):
+def _generator_in_mode(func: Callable[..., Generator[Any, Any, Any]], flag: bool
+                       ) -> Callable[..., Generator[Any, Any, Any]]:
     """Wrap a generator function so that each of its steps runs in grad mode ``flag``; values
     sent, exceptions thrown and ``close()`` reach the generator."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         gen = func(*args, **kwargs)
         step, value = gen.send, None
         while True:
@@ -124,18 +134,18 @@ class enable_grad(_GradModeContext):
 class set_grad_enabled(_GradModeContext):
     """Set grad mode to ``flag``; as a context or decorator it is restored afterwards."""
 
-    def __init__(self, flag):
+    def __init__(self, flag: bool) -> None:
         self.flag = bool(flag)
         self._prev = [mode.enabled]
         mode.enabled = self.flag
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         pass
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         mode.enabled = self._prev[0]
 
-    def __call__(self, func):
+    def __call__(self, func: Callable[..., Any]) -> Any:
         mode.enabled = self._prev[0]  # decorating must not change the mode now
         return _GradModeContext.__call__(self, func)
 
@@ -143,10 +153,10 @@ class set_grad_enabled(_GradModeContext):
 #: The anomaly mode's settings while it is on (an ``anomaly._Settings``), else None. Global to
 #: all threads, as PyTorch's: a debugging switch, flipped in one place for the whole program.
 #: While it is on, it counts in ``active``, so every op takes the special recording path.
-anomaly = [None]
+anomaly: list[Any] = [None]  # (Any: anomaly._Settings lives on a higher floor)
 
 
-def set_anomaly(settings):
+def set_anomaly(settings: Any) -> Any:
     """Switch the anomaly mode to ``settings`` (None: off); returns the previous settings."""
     with _active_lock:
         prev = anomaly[0]

@@ -14,10 +14,14 @@ which do not require grad): after a non-persistent tape's ``gradient``/``jacobia
 ``reset()``, and when the tape is deleted, the saved values of those no other live tape holds
 are freed. Nodes that are also in the ``requires_grad`` graph follow PyTorch's rules.
 """
+from __future__ import annotations
+
 import contextlib
 import enum
 import warnings
 import weakref
+from collections.abc import Iterator
+from typing import Any
 
 from .._frames import user_stacklevel
 from ..errors import GradientTapeWarning
@@ -25,7 +29,7 @@ from ..tensor import Tensor
 from . import forward, structure
 from .engine import _execute, runs_user_code
 from .grad_mode import count_active, mode
-from .node import FREED
+from .node import FREED, Node
 
 
 class UnconnectedGradients(str, enum.Enum):
@@ -46,23 +50,25 @@ class GradientTape:
     tensor(6.)
     """
 
-    def __init__(self, persistent=False, watch_accessed_variables=True):
+    def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True) -> None:
         self._persistent = bool(persistent)
         self._auto = bool(watch_accessed_variables)
         self._mark = _Mark()
-        self._nodes = []  # the nodes recorded on this tape, in order
-        self._watched = {}  # id(key) -> key: the leaves and nodes watched as sources
-        self._variables = {}  # id -> Variable watched (explicitly or by being read)
+        self._nodes: list[Node] = []  # the nodes recorded on this tape, in order
+        # id(key) -> key: the leaves and nodes watched as sources
+        self._watched: dict[int, Any] = {}
+        # id -> Variable watched (explicitly or by being read)
+        self._variables: dict[int, Tensor] = {}
         self._recording = False  # on this thread's list of recording tapes
         self._inside = False  # inside the with block
         self._paused = False  # inside stop_recording()
         self._grad_mode = True  # the grad mode to restore when the block ends
         self._spent = False  # a non-persistent tape after its gradient
-        self._warned = set()
+        self._warned: set[str] = set()
         self._release = weakref.finalize(self, _release, self._nodes, self._mark)
 
     # ---- recording ----------------------------------------------------------------------
-    def __enter__(self):
+    def __enter__(self) -> GradientTape:
         if self._inside:
             raise RuntimeError("gpuad: this GradientTape is already recording; a tape cannot "
                                "be entered again inside its own with block")
@@ -74,7 +80,7 @@ class GradientTape:
         self._start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self._stop()
         self._inside = False
         mode.enabled = self._grad_mode
@@ -92,7 +98,7 @@ class GradientTape:
             count_active(-1)
 
     @contextlib.contextmanager
-    def stop_recording(self):
+    def stop_recording(self) -> Iterator[None]:
         """Ops inside this block are not recorded on this tape (they are constants to it)."""
         if not self._inside:
             raise RuntimeError("gpuad: GradientTape.stop_recording() needs a recording tape; "
@@ -107,7 +113,7 @@ class GradientTape:
             if was:
                 self._start()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget everything recorded and watched so far; free the saved values only this tape
         held. Inside the with block, recording goes on afresh."""
         self._forget()
@@ -120,7 +126,7 @@ class GradientTape:
         self._variables.clear()
         self._spent = False
 
-    def watch(self, tensor):
+    def watch(self, tensor: Any) -> None:
         """Watch ``tensor`` (a tensor, or a nested list, tuple or dict of them) as a source."""
         for t in structure.flatten(tensor):
             if not isinstance(t, Tensor):
@@ -143,7 +149,7 @@ class GradientTape:
         if getattr(t, "trainable", None) is not None:  # a Variable
             self._variables.setdefault(id(t), t)
 
-    def watched_variables(self):
+    def watched_variables(self) -> tuple[Tensor, ...]:
         """The Variables this tape watches, in the order they were first watched or read."""
         return tuple(self._variables.values())
 
@@ -183,8 +189,9 @@ class GradientTape:
             warnings.warn(message, GradientTapeWarning, stacklevel=user_stacklevel())
 
     # ---- gradients ----------------------------------------------------------------------
-    def gradient(self, target, sources, output_gradients=None,
-                 unconnected_gradients=UnconnectedGradients.NONE):
+    def gradient(self, target: Any, sources: Any, output_gradients: Any = None,
+                 unconnected_gradients: UnconnectedGradients | str = UnconnectedGradients.NONE
+                 ) -> Any:
         """d(sum of ``target``)/d``sources``, in the structure of ``sources``.
 
         ``target`` may be a tensor or a nested structure of them (their gradients add up).
@@ -203,8 +210,10 @@ class GradientTape:
             self._spend()
         return rebuild([_finish(g, s, zero) for g, s in zip(grads, flat)])
 
-    def jacobian(self, target, sources, unconnected_gradients=UnconnectedGradients.NONE,
-                 parallel_iterations=None, experimental_use_pfor=True):
+    def jacobian(self, target: Tensor, sources: Any,
+                 unconnected_gradients: UnconnectedGradients | str = UnconnectedGradients.NONE,
+                 parallel_iterations: int | None = None, experimental_use_pfor: bool = True
+                 ) -> Any:
         """d``target``/d``source`` for each source: shape ``target.shape + source.shape``.
 
         Computed in one backward pass whose seed carries every target direction as a
@@ -231,8 +240,11 @@ class GradientTape:
         return rebuild([_stack_rows([r[j] for r in rows], s, y.shape + s.shape, 0, zero)
                         for j, s in enumerate(flat)])
 
-    def batch_jacobian(self, target, source, unconnected_gradients=UnconnectedGradients.NONE,
-                       parallel_iterations=None, experimental_use_pfor=True):
+    def batch_jacobian(self, target: Tensor, source: Tensor,
+                       unconnected_gradients: UnconnectedGradients | str = (
+                           UnconnectedGradients.NONE),
+                       parallel_iterations: int | None = None,
+                       experimental_use_pfor: bool = True) -> Tensor:
         """The Jacobian of each example: ``target[i]`` with respect to ``source[i]``.
 
         ``target`` has shape ``(B, ...)`` and ``source`` ``(B, ...)``; the result has shape

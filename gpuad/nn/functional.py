@@ -7,6 +7,11 @@ gradient together: the kernel of kernels/rowwise.cu on CUDA, NumPy on the CPU); 
 then a node whose own derivative is the composed softmax rule, so second derivatives still
 work. Where no one-pass version applies (float16 on the CPU) it is composed from ops.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+
 from ..autograd.node import Op
 from ..dtypes import float16
 from ..ops import (
@@ -26,10 +31,17 @@ from ..ops._args import plain
 from ..ops.linalg import linear  # noqa: F401  (F.linear, as PyTorch)
 from ..tensor import Tensor, needs_grad, record
 
-_REDUCTIONS = ("mean", "sum", "none")
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    import numpy as np
+
+    from .._typing import Array
+
+#: How a loss per element is reduced: averaged, summed, or not at all.
+Reduction: TypeAlias = Literal["mean", "sum", "none"]
+_REDUCTIONS = get_args(Reduction)
 
 
-def _reduce(loss, reduction, name, ignored=None):
+def _reduce(loss: Tensor, reduction: str, name: str, ignored: Tensor | None = None) -> Tensor:
     """The loss per element reduced; the mean divides by the number of elements, or of rows
     not ``ignored`` (a bool tensor, one per row) where given."""
     if reduction not in _REDUCTIONS:
@@ -43,20 +55,20 @@ def _reduce(loss, reduction, name, ignored=None):
     if reduction == "mean" and ignored is None:
         # nothing to average (an empty batch): nan, as PyTorch, quietly
         total = total / loss.size if loss.size else total * float("nan")
-    elif reduction == "mean":
+    elif reduction == "mean" and ignored is not None:
         count, empty = _divisor(ignored, wide.dtype)
         total = total / count + empty
     return total.astype("float16") if half else total
 
 
-def _check_pair(name, a, b):
+def _check_pair(name: str, a: object, b: object) -> None:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"gpuad.nn.functional.{name}: input and target must be tensors")
     if a.device != b.device:
         raise _mismatch(name, a, b)
 
 
-def _mismatch(name, a, b):
+def _mismatch(name: str, a: Tensor, b: Tensor) -> Exception:
     from ..errors import DeviceMismatchError
 
     return DeviceMismatchError(
@@ -64,7 +76,7 @@ def _mismatch(name, a, b):
         "one explicitly (nothing moves between devices implicitly)")
 
 
-def mse_loss(input, target, reduction="mean"):
+def mse_loss(input: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
     """mean((input - target)^2) (shapes broadcast, as PyTorch with a warning-free match)."""
     _check_pair("mse_loss", input, target)
     if input.shape != target.shape:
@@ -74,7 +86,9 @@ def mse_loss(input, target, reduction="mean"):
     return _reduce(d * d, reduction, "mse_loss")
 
 
-def binary_cross_entropy_with_logits(input, target, reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
+                                     reduction: Reduction = "mean",
+                                     pos_weight: Tensor | float | None = None) -> Tensor:
     """-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), in the stable form
     max(x, 0) - x t + log1p(exp(-|x|)); ``pos_weight`` weighs the positive term."""
     _check_pair("binary_cross_entropy_with_logits", input, target)
@@ -89,7 +103,8 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean", pos_weight
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
-def _as_rows(input, target, name):
+def _as_rows(input: Tensor, target: Tensor, name: str
+             ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
     """(N, C) logits and (N,) labels from (C,), (N, C) or (N, C, d1, ...) inputs; and a
     function giving the per-element loss its input shape back."""
     if input.ndim == 1:
@@ -102,7 +117,7 @@ def _as_rows(input, target, name):
     return reshape(rows, (-1, c)), reshape(target, (-1,)), lambda loss: reshape(loss, shape)
 
 
-def _labels(target, n, c, name):
+def _labels(target: Tensor, n: int, c: int, name: str) -> Tensor:
     if target.dtype.kind not in "iu":
         raise TypeError(f"gpuad.nn.functional.{name}: target must hold integer class indices "
                         f"(int64), got {target.dtype}; for class probabilities pass a float "
@@ -113,7 +128,8 @@ def _labels(target, n, c, name):
     return target
 
 
-def nll_loss(input, target, ignore_index=-100, reduction="mean"):
+def nll_loss(input: Tensor, target: Tensor, ignore_index: int = -100,
+             reduction: Reduction = "mean") -> Tensor:
     """-input[i, target[i]] for log-probabilities ``input`` of shape (N, C) (or (C,) or
     (N, C, d...)); rows whose target is ``ignore_index`` give 0 and do not count in the mean."""
     _check_pair("nll_loss", input, target)
@@ -128,7 +144,7 @@ def nll_loss(input, target, ignore_index=-100, reduction="mean"):
     return _reduce(back(loss), reduction, "nll_loss", ignored)
 
 
-def _divisor(ignored, dtype):
+def _divisor(ignored: Tensor, dtype: np.dtype) -> tuple[Tensor, Tensor]:
     """The mean's divisor over the rows not ``ignored``, as two constants on the device, so
     that no count is read back to the host: ``(count, empty)`` with count = max(rows counted,
     1) and empty = nan where no row counts, else 0. total / count + empty is the mean (nan for
@@ -138,7 +154,7 @@ def _divisor(ignored, dtype):
     return tuple(plain(a, dev) for a in dev.backend.mean_divisor(ignored.array, dtype))
 
 
-def _check_range(x, t, ignored, name):
+def _check_range(x: Tensor, t: Tensor, ignored: Tensor, name: str) -> None:
     """IndexError for a label outside [0, C) other than ignore_index: at once on the CPU, at
     the next host read on CUDA (``backend.require``, gpuad/backends/deferred.py)."""
     c = x.shape[1]
@@ -150,7 +166,8 @@ def _check_range(x, t, ignored, name):
         "do not count", skip=ignored.array)
 
 
-def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
+                  reduction: Reduction = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of logits ``input`` (N, C) (or (C,), or (N, C, d...)) against
     integer ``target`` labels, or against class probabilities (a float target of the input's
     shape). With ``label_smoothing`` e the target is (1 - e) onehot + e / C; rows whose label is
@@ -199,7 +216,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
 
 # ---- the fused path (one pass in a backend: a CUDA kernel, or NumPy on the CPU) -----------
 
-def _target(x, t, ignored, smoothing):
+def _target(x: Tensor, t: Tensor, ignored: Tensor, smoothing: float) -> Tensor:
     """The smoothed one-hot target q, zero on ignored rows (a constant)."""
     backend = x.device.backend
     n, c = x.shape
@@ -211,7 +228,8 @@ def _target(x, t, ignored, smoothing):
     return plain(q, x.device)
 
 
-def _softmax_minus_target(x, t, ignored, smoothing):
+def _softmax_minus_target(x: Tensor, t: Tensor, ignored: Tensor, smoothing: float
+                          ) -> Callable[[Tensor], Tensor]:
     """D(v) = where(mask, softmax(v) - q, 0) as a function of v, composed from ops (built only
     when D itself is differentiated)."""
     mask = expand_dims(~ignored, 1)
@@ -219,14 +237,16 @@ def _softmax_minus_target(x, t, ignored, smoothing):
     return lambda v: where(mask, softmax(v, axis=1) - q, 0)
 
 
-def _softmax_minus_target_vjp(gg, x, t, ignored, smoothing):
+def _softmax_minus_target_vjp(gg: Tensor, x: Tensor, t: Tensor, ignored: Tensor,
+                              smoothing: float) -> Tensor:
     from ..autograd.functional import vjp
 
     _, pull = vjp(_softmax_minus_target(x, t, ignored, smoothing), x)
     return pull(gg)[0]
 
 
-def _softmax_minus_target_jvp(ts, out, x, t, ignored, smoothing):
+def _softmax_minus_target_jvp(ts: Any, out: Tensor, x: Tensor, t: Tensor, ignored: Tensor,
+                              smoothing: float) -> Tensor:
     from ..autograd.functional import jvp
 
     return jvp(_softmax_minus_target(x, t, ignored, smoothing), x, ts[0], batched=True)[1]
@@ -245,18 +265,20 @@ _CE_TOTAL = Op("cross_entropy", (
     jvp=lambda ts, out, d, count: _scaled((ts[0] * d).sum(axis=-1).sum(axis=-1), count))
 
 
-def _scaled(total, count):
+def _scaled(total: Tensor, count: Tensor | None) -> Tensor:
     return total if count is None else total / count
 
 
-def _loss_gradient(x, t, ignored, smoothing, dlogits):
+def _loss_gradient(x: Tensor, t: Tensor, ignored: Tensor, smoothing: float, dlogits: Array
+                   ) -> Tensor:
     """D = softmax(x) - q from the one-pass function, as a node when x needs gradients."""
     if needs_grad(x):
         return record(_CE_GRAD, (x,), dlogits, x.device, (x, t, ignored, smoothing))
     return Tensor(dlogits, x.device)
 
 
-def _total(x, loss, d, divisor):
+def _total(x: Tensor, loss: Array, d: Tensor, divisor: tuple[Tensor, Tensor] | None
+           ) -> Tensor:
     """sum(loss), or for the mean sum(loss) / count + empty with ``divisor`` = (count, empty)
     from :func:`_divisor`: the same operations as ``_reduce``."""
     backend = x.device.backend

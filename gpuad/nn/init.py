@@ -1,12 +1,19 @@
 """Parameter initializers, in place and without recording, as ``torch.nn.init`` (seeded by
 ``ad.manual_seed``)."""
+from __future__ import annotations
+
 import math
+from typing import Literal, TypeAlias
 
 from ..autograd.grad_mode import no_grad
 from ..creation import rand, randn
+from ..tensor import Tensor
+
+#: The activations whose gain :func:`kaiming_uniform_` and :func:`kaiming_normal_` know.
+Nonlinearity: TypeAlias = Literal["linear", "identity", "sigmoid", "tanh", "relu", "leaky_relu"]
 
 
-def _fill(t, values):
+def _fill(t: Tensor, values: Tensor | float) -> Tensor:
     """Write ``values`` (a tensor or a number) into ``t`` in place, unrecorded."""
     with no_grad():
         value = values.astype(t.dtype)._a if hasattr(values, "astype") else values
@@ -15,7 +22,7 @@ def _fill(t, values):
     return t
 
 
-def _fans(t):
+def _fans(t: Tensor) -> tuple[int, int]:
     if t.ndim < 2:
         raise ValueError(f"gpuad.nn.init: fan in and fan out need at least 2 dimensions, got "
                          f"shape {t.shape}")
@@ -23,7 +30,7 @@ def _fans(t):
     return t.shape[1] * receptive, t.shape[0] * receptive
 
 
-def _gain(nonlinearity, a=0.0):
+def _gain(nonlinearity: str, a: float = 0.0) -> float:
     if nonlinearity in ("linear", "sigmoid", "identity"):
         return 1.0
     if nonlinearity == "tanh":
@@ -35,47 +42,54 @@ def _gain(nonlinearity, a=0.0):
     raise ValueError(f"gpuad.nn.init: unknown nonlinearity {nonlinearity!r}")
 
 
-def uniform_(t, a=0.0, b=1.0):
+def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    """Fill ``t`` with samples of U(a, b); returns ``t``."""
     return _fill(t, rand(*t.shape, device=t.device, dtype=_wide(t)) * (b - a) + a)
 
 
-def normal_(t, mean=0.0, std=1.0):
+def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    """Fill ``t`` with samples of N(mean, std^2); returns ``t``."""
     return _fill(t, randn(*t.shape, device=t.device, dtype=_wide(t)) * std + mean)
 
 
-def zeros_(t):
+def zeros_(t: Tensor) -> Tensor:
+    """Fill ``t`` with 0; returns ``t``."""
     return _fill(t, 0)
 
 
-def ones_(t):
+def ones_(t: Tensor) -> Tensor:
+    """Fill ``t`` with 1; returns ``t``."""
     return _fill(t, 1)
 
 
-def kaiming_uniform_(t, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: Literal["fan_in", "fan_out"] = "fan_in",
+                     nonlinearity: Nonlinearity = "leaky_relu") -> Tensor:
     """U(-bound, bound), bound = gain * sqrt(3 / fan) (He et al.)."""
     fan = _fans(t)[0 if mode == "fan_in" else 1]
     bound = _gain(nonlinearity, a) * math.sqrt(3.0 / fan) if fan else 0.0
     return uniform_(t, -bound, bound)
 
 
-def kaiming_normal_(t, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_normal_(t: Tensor, a: float = 0.0, mode: Literal["fan_in", "fan_out"] = "fan_in",
+                    nonlinearity: Nonlinearity = "leaky_relu") -> Tensor:
     """N(0, std^2), std = gain / sqrt(fan)."""
     fan = _fans(t)[0 if mode == "fan_in" else 1]
     return normal_(t, 0.0, _gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0)
 
 
-def xavier_uniform_(t, gain=1.0):
+def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
     """U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot and Bengio)."""
     fan_in, fan_out = _fans(t)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -bound, bound)
 
 
-def xavier_normal_(t, gain=1.0):
+def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)) (Glorot and Bengio)."""
     fan_in, fan_out = _fans(t)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
-def _wide(t):
+def _wide(t: Tensor) -> str:
     """Random draws in float32 at least (then cast to the tensor's dtype)."""
     return "float64" if t.dtype == "float64" else "float32"

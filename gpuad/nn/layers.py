@@ -1,6 +1,10 @@
 """The layers, as ``torch.nn`` spells them: Linear, Sequential, the activations, Dropout,
 LayerNorm and Embedding, each initialized as PyTorch does."""
+from __future__ import annotations
+
 import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .. import ops
 from ..creation import empty
@@ -9,12 +13,16 @@ from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    from .._typing import DeviceLike, DTypeLike, ShapeLike, TensorLike
+
 
 class Linear(Module):
     """y = x W^T + b, W of shape (out_features, in_features), initialized as PyTorch does
     (uniform in +-1/sqrt(in_features))."""
 
-    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: DeviceLike | None = None, dtype: DTypeLike = None) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(empty((out_features, in_features), dtype=dtype, device=device))
@@ -22,16 +30,16 @@ class Linear(Module):
                      else None)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
 
@@ -39,55 +47,59 @@ class Linear(Module):
 class Sequential(Module):
     """Modules applied in order."""
 
-    def __init__(self, *modules):
+    def __init__(self, *modules: Module) -> None:
         super().__init__()
         for i, m in enumerate(modules):
             setattr(self, str(i), m)
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         for m in self._modules.values():
             x = m(x)
         return x
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> Module: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequential: ...
+    def __getitem__(self, i: int | slice) -> Module | Sequential:
         mods = list(self._modules.values())
         return Sequential(*mods[i]) if isinstance(i, slice) else mods[i]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._modules)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
-    def append(self, module):
+    def append(self, module: Module) -> Sequential:
         setattr(self, str(len(self._modules)), module)
         return self
 
 
 class ReLU(Module):
-    def forward(self, x):
+    def forward(self, x: TensorLike) -> Tensor:
         return ops.relu(x)
 
 
 class Sigmoid(Module):
-    def forward(self, x):
+    def forward(self, x: TensorLike) -> Tensor:
         return ops.sigmoid(x)
 
 
 class Tanh(Module):
-    def forward(self, x):
+    def forward(self, x: TensorLike) -> Tensor:
         return ops.tanh(x)
 
 
 class GELU(Module):
-    def __init__(self, approximate="none"):
+    def __init__(self, approximate: Literal["none", "tanh"] = "none") -> None:
         super().__init__()
         self.approximate = approximate
 
-    def forward(self, x):
+    def forward(self, x: TensorLike) -> Tensor:
         return ops.gelu(x, approximate=self.approximate)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
 
 
@@ -95,13 +107,13 @@ class Dropout(Module):
     """Zeroes each element with probability p in training mode, scaling the others by
     1 / (1 - p); the identity in eval mode."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"gpuad.nn.Dropout: p must be in [0, 1], got {p}")
         self.p = p
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
         if self.p == 1:
@@ -111,15 +123,19 @@ class Dropout(Module):
         keep = rand(*x.shape, device=x.device) >= self.p
         return ops.where(keep, x * (1 / (1 - self.p)), 0)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
 class LayerNorm(Module):
     """(x - mean) / sqrt(var + eps) over the last dims, times weight plus bias."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, device=None,
-                 dtype=None):
+    weight: Parameter | None
+    bias: Parameter | None
+
+    def __init__(self, normalized_shape: ShapeLike, eps: float = 1e-5,
+                 elementwise_affine: bool = True, device: DeviceLike | None = None,
+                 dtype: DTypeLike = None) -> None:
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
             normalized_shape)
@@ -132,7 +148,7 @@ class LayerNorm(Module):
         else:
             self.weight = self.bias = None
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
             raise ValueError(f"gpuad.nn.LayerNorm: the input's last dimensions {x.shape} do "
@@ -147,21 +163,22 @@ class LayerNorm(Module):
             y = y * self.weight + self.bias
         return y.astype("float16") if half else y
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}"
 
 
 class Embedding(Module):
     """Rows of a (num_embeddings, embedding_dim) table picked by integer indices."""
 
-    def __init__(self, num_embeddings, embedding_dim, device=None, dtype=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int,
+                 device: DeviceLike | None = None, dtype: DTypeLike = None) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = Parameter(empty((num_embeddings, embedding_dim), dtype=dtype,
                                       device=device))
         init.normal_(self.weight)
 
-    def forward(self, indices):
+    def forward(self, indices: TensorLike) -> Tensor:
         if not isinstance(indices, Tensor):
             from ..creation import tensor
 
@@ -173,5 +190,5 @@ class Embedding(Module):
             f"{indices.dtype}, into a table of {n} rows)")
         return self.weight[indices]
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"

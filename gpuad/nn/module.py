@@ -1,11 +1,20 @@
 """``Module`` and ``Parameter``: parameters and submodules registered by attribute,
 train/eval, moves between devices and dtypes, state dicts with strict checking, as in
 PyTorch."""
+from __future__ import annotations
+
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..autograd.grad_mode import no_grad
 from ..devices import Device
 from ..tensor import Tensor
+
+if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
+    from .._typing import DeviceLike, DTypeLike, TensorLike
+
+_M = TypeVar("_M", bound="Module")
 
 
 class Parameter(Tensor):
@@ -14,16 +23,16 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data, requires_grad=True):
+    def __init__(self, data: Tensor, requires_grad: bool = True) -> None:
         src = data if isinstance(data, Tensor) else Tensor(data.array, data.device)
         super().__init__(src._a, src._dev, None, False)
         if requires_grad:
             self.requires_grad_()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Parameter:
         out = Parameter(Tensor(self._dev.backend.copy(self._a), self._dev), self._rg)
         return self._copied_into(out, memo)
 
@@ -32,14 +41,19 @@ class Module:
     """Base class of layers and models: subclass it, assign parameters and submodules as
     attributes in ``__init__``, and define ``forward``."""
 
-    def __init__(self):
+    _parameters: OrderedDict[str, Parameter | None]
+    _buffers: OrderedDict[str, Tensor | None]
+    _modules: OrderedDict[str, Module]
+    training: bool
+
+    def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # ---- registration -------------------------------------------------------------------
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"gpuad.nn: call super().__init__() in {type(self).__name__}"
                                  ".__init__ before assigning attributes")
@@ -60,44 +74,45 @@ class Module:
             return
         self.__dict__.pop(name, None)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         for table in ("_parameters", "_buffers", "_modules"):
             values = self.__dict__.get(table)
             if values is not None and name in values:
                 return values[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
                 return
         object.__delattr__(self, name)
 
-    def register_buffer(self, name, tensor):
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """A tensor that is part of the state (saved, moved) but not a parameter."""
         self._buffers[name] = tensor
 
-    def register_parameter(self, name, param):
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
         self._parameters[name] = param
 
     # ---- traversal -------------------------------------------------------------------------
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         return iter(self._modules.items())
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix="", recurse=True):
-        seen = set()
+    def named_parameters(self, prefix: str = "", recurse: bool = True
+                         ) -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mod_prefix, mod in mods:
             for name, p in mod._parameters.items():
@@ -105,25 +120,25 @@ class Module:
                     seen.add(id(p))
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self, prefix=""):
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
         for mod_prefix, mod in self.named_modules(prefix):
             for name, b in mod._buffers.items():
                 if b is not None:
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), b
 
     # ---- modes, devices, gradients ------------------------------------------------------------
-    def train(self, mode=True):
+    def train(self: _M, mode: bool = True) -> _M:
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         return self.train(False)
 
-    def to(self, device=None, dtype=None):
+    def to(self: _M, device: DeviceLike | DTypeLike = None, dtype: DTypeLike = None) -> _M:
         """Move (and/or cast floating) parameters and buffers in place; returns ``self``.
         Parameters stay the same objects, so optimizers made before keep working."""
         if device is not None and not isinstance(device, (str, Device)):
@@ -138,34 +153,35 @@ class Module:
                     t._grad = t._grad.to(device=device, dtype=moved.dtype)
         return self
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none:
                 p.grad = None
-            elif p.grad is not None:  # zeros (also where it was nan), no graph, not lent
+            elif p._grad is not None:  # zeros (also where it was nan), no graph, not lent
                 p._grad = Tensor(p._dev._backend.zeros_like(p._grad._a), p._dev)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"gpuad.nn: {type(self).__name__} must define forward()")
 
     # ---- state ----------------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict[str, Tensor]:
         """``{name: tensor}`` of every parameter and buffer (detached, sharing storage)."""
-        out = OrderedDict()
+        out: OrderedDict[str, Tensor] = OrderedDict()
         for name, p in self.named_parameters():
             out[name] = p.detach()
         for name, b in self.named_buffers():
             out[name] = b.detach()
         return out
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True
+                        ) -> tuple[list[str], list[str]]:
         """Copy values into the parameters and buffers. Everything is checked before anything
         is written: with ``strict``, missing and unexpected keys raise; a wrong shape always
         raises. Returns ``(missing_keys, unexpected_keys)``."""
-        own = dict(self.named_parameters())
+        own: dict[str, Tensor] = dict(self.named_parameters())
         own.update(self.named_buffers())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -199,10 +215,10 @@ class Module:
         return missing, unexpected
 
     # ---- printing -------------------------------------------------------------------------------
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"({name}): " + repr(m).replace("\n", "\n  ")
                  for name, m in self._modules.items()]
         head = f"{type(self).__name__}({self.extra_repr()}"
@@ -211,7 +227,7 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
-def _converted(value, like):
+def _converted(value: TensorLike, like: Tensor) -> Tensor:
     """``value`` as a tensor on ``like``'s device and dtype; a kind of value that would lose
     information (complex into real, text) raises."""
     from ..creation import tensor

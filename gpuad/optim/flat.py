@@ -7,19 +7,28 @@ hyper-parameter changes, and the step count is incremented on the device).
 A step where some parameter has no gradient cannot skip it inside the launch, so from then on
 the group is updated parameter by parameter (exactly as PyTorch would), from the same state.
 """
+from __future__ import annotations
+
 import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ..tensor import Tensor
 
+if TYPE_CHECKING:
+    from .._typing import Array
 
-def _on_its_device(method):
+_R = TypeVar("_R")
+
+
+def _on_its_device(method: Callable[..., _R]) -> Callable[..., _R]:
     """``method`` run with the group's device current: CuPy allocates and launches on the
     current device, so a group on cuda:1 would otherwise get buffers on cuda:0."""
 
     @functools.wraps(method)
-    def run(self, *args):
+    def run(self: FlatGroup, *args: Any) -> _R:
         with self.backend.on_device():
             return method(self, *args)
 
@@ -27,7 +36,7 @@ def _on_its_device(method):
 
 
 #: per kind: the state buffers, the hyper-parameter layout, and where the step count is
-KINDS = {
+KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
     "sgd": (("momentum_buffer",), ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
             5),
     "adam": (("exp_avg", "exp_avg_sq"), ("lr", "betas0", "betas1", "eps", "weight_decay",
@@ -38,21 +47,21 @@ KINDS = {
 class FlatGroup:
     """The parameters of one group, device and dtype, in flat buffers."""
 
-    def __init__(self, params, kind):
+    def __init__(self, params: list[Tensor], kind: str) -> None:
         self.kind = kind
         self.params = params
         self.backend = params[0]._dev._backend
         with self.backend.on_device():
             self._build()
 
-    def _build(self):
+    def _build(self) -> None:
         """The flat buffers, with the parameters (and gradients) moved into them."""
         params, first = self.params, self.params[0]
         xp = self.backend.xp
         n = sum(p.size for p in params)
         self.data = xp.empty(n, dtype=first.dtype)
         self.grad = xp.zeros(n, dtype=first.dtype)
-        self.views = []
+        self.views: list[tuple[int, int, Array]] = []
         off = 0
         for p in params:
             view = self.data[off:off + p.size]
@@ -68,18 +77,18 @@ class FlatGroup:
         names, _, _ = KINDS[self.kind]
         self.state = {name: xp.zeros(n, dtype=first.dtype) for name in names}
         self.hyper = xp.zeros(8, dtype=np.float64)
-        self.written = None  # the hyper-parameters the device array holds
+        self.written: list[float] | None = None  # the hyper-parameters the device array holds
         self.steps = 0
         self.fused = True
 
-    def intact(self):
+    def intact(self) -> bool:
         """Whether every parameter still lives in the flat buffer (``Module.to`` after the
         optimizer was made gives parameters new storage)."""
         return self.fused and all(p._a.base is self.data and p._dev._backend is self.backend
                                   for p in self.params)
 
     @_on_its_device
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Zero the flat gradient buffer; gradients that exist become its views again (a
         parameter without one keeps None, as on the CPU)."""
         self.grad.fill(0)
@@ -88,7 +97,7 @@ class FlatGroup:
                 p._grad = Tensor(grad, p._dev)
 
     @_on_its_device
-    def ready(self):
+    def ready(self) -> bool:
         """Make every gradient its view of the flat buffer; False when one is missing."""
         for p, (_, _, grad) in zip(self.params, self.views):
             if p._grad is None:
@@ -99,7 +108,9 @@ class FlatGroup:
         return True
 
     @_on_its_device
-    def step(self, group, decoupled):
+    def step(self, group: dict[str, Any], decoupled: bool) -> None:
+        """One fused update of every parameter, with ``group``'s settings (written to the
+        device only when they changed)."""
         _, layout, at = KINDS[self.kind]
         values = [float(group["betas"][int(k[-1])]) if k.startswith("betas")
                   else float(decoupled) if k == "decoupled" else float(group[k])
@@ -116,7 +127,7 @@ class FlatGroup:
             p._ver[0] += 1
 
     @_on_its_device
-    def param_state(self, i):
+    def param_state(self, i: int) -> dict[str, Any]:
         """Parameter ``i``'s state as the one-by-one path keeps it (copies)."""
         if not self.steps:
             return {}
@@ -127,7 +138,8 @@ class FlatGroup:
         return state if self.kind == "sgd" else {"step": self.steps, **state}
 
     @_on_its_device
-    def load_param_state(self, i, state):
+    def load_param_state(self, i: int, state: dict[str, Any]) -> None:
+        """Parameter ``i``'s ``state`` (as :meth:`param_state` gives it) into the flat buffers."""
         off, size, _ = self.views[i]
         xp = self.backend.xp
         for n in KINDS[self.kind][0]:  # absent state starts from zero, as a fresh optimizer

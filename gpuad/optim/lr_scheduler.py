@@ -1,9 +1,16 @@
 """Learning-rate schedules: ``StepLR`` and ``CosineAnnealingLR``, stepped once per epoch."""
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any
+
+from .optimizers import Optimizer
 
 
-def _number(schedule, name, value, low, strict=False, integer=False):
+def _number(schedule: str, name: str, value: float, low: float, strict: bool = False,
+            integer: bool = False) -> None:
     """Refuse a setting that is not a finite number >= ``low`` (> ``low`` when ``strict``;
     an int when ``integer``), naming it."""
     kind = numbers.Integral if integer else numbers.Real
@@ -16,7 +23,11 @@ def _number(schedule, name, value, low, strict=False, integer=False):
 
 
 class _Schedule:
-    def __init__(self, optimizer, last_epoch=-1):
+    """A learning-rate schedule: each ``step()`` sets every group's lr to ``get_lr()``'s."""
+
+    get_lr: Callable[[], list[float]]  # (each schedule's rule)
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         _number(type(self).__name__, "last_epoch", last_epoch, -1, integer=True)
         self.optimizer = optimizer
         for group in optimizer.param_groups:
@@ -25,31 +36,36 @@ class _Schedule:
         self.last_epoch = last_epoch
         self.step()
 
-    def step(self):
+    def step(self) -> None:
+        """The next epoch: the optimizer's learning rates set to the schedule's."""
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
+        """Each group's learning rate now."""
         return [group["lr"] for group in self.optimizer.param_groups]
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch and base rates (what :meth:`load_state_dict` restores)."""
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the epoch and base rates of a :meth:`state_dict`."""
         self.last_epoch, self.base_lrs = state["last_epoch"], list(state["base_lrs"])
 
 
 class StepLR(_Schedule):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         _number("StepLR", "step_size", step_size, 0, strict=True, integer=True)
         _number("StepLR", "gamma", gamma, 0)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         """Chained, as PyTorch: each step_size-th epoch multiplies the current rate by gamma
         (so a rate changed by hand keeps its change)."""
         if self.last_epoch == 0 or self.last_epoch % self.step_size:
@@ -60,13 +76,15 @@ class StepLR(_Schedule):
 class CosineAnnealingLR(_Schedule):
     """lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2."""
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (PyTorch)
+    def __init__(self, optimizer: Optimizer, T_max: float, eta_min: float = 0.0,  # noqa: N803
+                 last_epoch: int = -1) -> None:  # (T_max: PyTorch's name)
         _number("CosineAnnealingLR", "T_max", T_max, 0, strict=True)
         _number("CosineAnnealingLR", "eta_min", eta_min, 0)
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
+        """Each group's rate at ``last_epoch``, from its base rate (not chained)."""
         return [self.eta_min + (base - self.eta_min)
                 * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
                 for base in self.base_lrs]

@@ -1,28 +1,43 @@
 """SGD (momentum, Nesterov, weight decay), Adam and AdamW, updating parameters in place with
 the same formulas, in the same order, as PyTorch's (so results agree to rounding)."""
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..tensor import Tensor
 from .flat import FlatGroup
 
+if TYPE_CHECKING:
+    from .._typing import Array
+
+#: What an optimizer updates: a tensor, tensors, or parameter groups (dicts with a "params"
+#: list and settings of their own).
+Params: TypeAlias = "Tensor | Iterable[Tensor] | Iterable[dict[str, Any]]"
+
 
 class Optimizer:
     """Holds parameter groups (``[{"params": [...], "lr": ..., ...}]``) and per-parameter
-    state; subclasses define ``_update(p, g, group, state)`` on backend arrays."""
+    state; subclasses define ``_update(p, g, xp, group, state)`` on backend arrays."""
 
-    def __init__(self, params, defaults):
+    _update: Callable[[Array, Array, ModuleType, dict[str, Any], dict[str, Any]], None]
+
+    def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
-        params = [params] if isinstance(params, Tensor) else list(params)
-        if not params:
+        items: list[Any] = [params] if isinstance(params, Tensor) else list(params)
+        if not items:
             raise ValueError("gpuad.optim: the optimizer got an empty parameter list")
-        self.param_groups = []
-        self.state = {}
-        self._flat = {}  # group index -> its FlatGroups (the fused CUDA path)
-        for group in params if isinstance(params[0], dict) else [{"params": params}]:
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[int, dict[str, Any]] = {}
+        # group index -> its FlatGroups (the fused CUDA path)
+        self._flat: dict[int, list[FlatGroup]] = {}
+        for group in items if isinstance(items[0], dict) else [{"params": items}]:
             self.add_param_group(group)
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (``{"params": [...], "lr": ..., ...}``; settings it leaves out take the
         optimizer's defaults), checking its settings and that no parameter is already held."""
         if not isinstance(param_group, dict) or "params" not in param_group:
@@ -46,9 +61,9 @@ class Optimizer:
         self.param_groups.append(group)
         self._fuse(len(self.param_groups) - 1)
 
-    def _fuse(self, gi):
+    def _fuse(self, gi: int) -> None:
         """Put group ``gi``'s parameters on the fused path where the backend has one."""
-        by_kind = {}
+        by_kind: dict[tuple[Any, Any], list[Tensor]] = {}
         for p in self.param_groups[gi]["params"]:  # (frozen ones stay out: no gradient)
             if p.requires_grad and getattr(p._dev._backend, "fused_optimizer_step",
                                            None) is not None:
@@ -56,15 +71,15 @@ class Optimizer:
         if by_kind and self.kind is not None:
             self._flat[gi] = [FlatGroup(ps, self.kind) for ps in by_kind.values()]
 
-    def _check(self, group):
+    def _check(self, group: dict[str, Any]) -> None:
         """Refuse a group's invalid settings (ValueError, naming the setting): subclasses."""
 
     #: PyTorch's options that change the update and that gpuad does not have, with the hint
     #: the refusal gives (each is refused unless off).
-    unsupported = {"maximize": "minimize the negated loss instead",
+    unsupported: dict[str, str] = {"maximize": "minimize the negated loss instead",
                    "differentiable": "an optimizer step is not recorded for autograd"}
 
-    def _refuse(self, options):
+    def _refuse(self, options: dict[str, Any]) -> None:
         """Refuse PyTorch options (constructor arguments or group keys) that gpuad's
         optimizer does not have, naming the optimizer and the option."""
         for key, hint in self.unsupported.items():
@@ -73,12 +88,12 @@ class Optimizer:
                 raise ValueError(f"gpuad.optim.{name}: {key}={options[key]!r} is not supported "
                                  f"(gpuad's {name} is PyTorch's with {key}=False); {hint}")
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients (None), or with ``set_to_none=False`` set them to zero (on the
         fused CUDA path: one fill of the flat gradient buffer, which backward then
         accumulates into in place)."""
         for gi, group in enumerate(self.param_groups):
-            flat = set()
+            flat: set[int] = set()
             if not set_to_none and gi in self._flat:
                 for f in self._flat[gi]:
                     f.zero_grad()
@@ -88,18 +103,18 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
-                elif p.grad is not None:  # (set directly: backward adds into it in place)
+                elif p._grad is not None:  # (set directly: backward adds into it in place)
                     p._grad = Tensor(p._dev._backend.zeros_like(p._grad._a), p._dev)
 
-    kind = None  # the fused kernel's name (kernels/optim.cu), where there is one
+    kind: str | None = None  # the fused kernel's name (kernels/optim.cu), where there is one
     decoupled = False
 
-    def step(self):
+    def step(self) -> None:
         """One update of every parameter that has a gradient (not recorded). On CUDA, one
         fused launch per group and dtype."""
         for gi, group in enumerate(self.param_groups):
             flats = self._flat.get(gi)
-            done = set()
+            done: set[int] = set()
             if flats is not None:
                 if all(f.intact() for f in flats) and all(f.ready() for f in flats):
                     for f in flats:
@@ -108,15 +123,15 @@ class Optimizer:
                 else:  # a parameter without gradient, or moved: one by one from now on
                     self._leave_flat(gi)
             for p in group["params"]:
-                if p.grad is None or id(p) in done:
+                if p._grad is None or id(p) in done:
                     continue
                 state = self.state.setdefault(id(p), {})
                 backend = p._dev.backend
                 with backend.on_device():  # (state made by xp lands on p's device)
-                    self._update(p._a, p.grad._a, backend.xp, group, state)
+                    self._update(p._a, p._grad._a, backend.xp, group, state)
                 p._ver[0] += 1
 
-    def _leave_flat(self, gi):
+    def _leave_flat(self, gi: int) -> None:
         """Continue group ``gi`` parameter by parameter, from the flat state."""
         for f in self._flat.pop(gi):
             f.fused = False
@@ -125,9 +140,9 @@ class Optimizer:
                 if state:
                     self.state[id(p)] = state
 
-    def _flat_states(self):
+    def _flat_states(self) -> dict[int, dict[str, Any]]:
         """``{id(p): state}`` of the parameters on the fused path (copies)."""
-        out = {}
+        out: dict[int, dict[str, Any]] = {}
         for flats in self._flat.values():
             for f in flats:
                 for i, p in enumerate(f.params):
@@ -136,10 +151,12 @@ class Optimizer:
                         out[id(p)] = state
         return out
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``, with
         parameters numbered in group order (as PyTorch)."""
-        index, groups, state = {}, [], {}
+        index: dict[int, int] = {}
+        groups: list[dict[str, Any]] = []
+        state: dict[int, dict[str, Any]] = {}
         states = {**self.state, **self._flat_states()}
         for group in self.param_groups:
             ids = []
@@ -151,7 +168,7 @@ class Optimizer:
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict made by :meth:`state_dict`, after checking that it fits (the
         same groups and sizes, state shaped like the parameters): nothing changes otherwise."""
         params = [p for group in self.param_groups for p in group["params"]]
@@ -191,7 +208,7 @@ class Optimizer:
                 for i, p in enumerate(f.params):
                     f.load_param_state(i, self.state.pop(id(p), {}))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for i, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i}")
@@ -199,7 +216,7 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
-def _state_copy(p, state):
+def _state_copy(p: Tensor, state: dict[str, Any]) -> dict[str, Any]:
     """A copy of parameter ``p``'s loaded ``state`` whose arrays (NumPy ones from ``ad.load`` or
     a CPU optimizer's ``state_dict`` included) are new arrays on ``p``'s device."""
     backend = p._dev.backend
@@ -207,12 +224,12 @@ def _state_copy(p, state):
             for k, v in state.items()}
 
 
-def _is_array(v):
+def _is_array(v: object) -> bool:
     """Whether a state value is an array (a step count stays a number, NumPy's included)."""
     return hasattr(v, "shape") and not isinstance(v, numbers.Number)
 
 
-def _numbers(opt, group):
+def _numbers(opt: str, group: dict[str, Any]) -> dict[str, Any]:
     """``group`` with settings given as one-number tensors or 0-d arrays (PyTorch accepts a
     tensor lr) turned into floats; other values stay, for :func:`_setting` to judge."""
     for key in ("lr", "momentum", "dampening", "weight_decay", "eps"):
@@ -224,7 +241,7 @@ def _numbers(opt, group):
     return group
 
 
-def _number(opt, name, value):
+def _number(opt: str, name: str, value: Any) -> Any:
     """A 0-d tensor, array or NumPy scalar as a Python float (so a float32 one does not make
     the update's arithmetic float32); anything else as it is."""
     if value.__class__ in (int, float, bool) or not (hasattr(value, "ndim") and
@@ -238,7 +255,7 @@ def _number(opt, name, value):
         else value
 
 
-def _setting(opt, name, value, upper=None):
+def _setting(opt: str, name: str, value: Any, upper: float | None = None) -> None:
     """Refuse a setting that is not a finite number >= 0 (and below ``upper`` when given)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (upper is not None and value >= upper):
@@ -252,9 +269,10 @@ class SGD(Optimizer):
 
     kind = "sgd"
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
-                 fused=None):
+    def __init__(self, params: Params, lr: float | Tensor = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         """As PyTorch's; ``foreach`` and ``fused`` pick PyTorch's implementation, not the
         update, so they are accepted and ignored (gpuad fuses on CUDA by itself);
         ``maximize`` and ``differentiable`` are refused unless False."""
@@ -262,7 +280,7 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
-    def _check(self, group):
+    def _check(self, group: dict[str, Any]) -> None:
         """PyTorch's rules: lr, momentum and weight_decay >= 0; Nesterov needs momentum > 0
         and dampening 0. (Also: each a finite number, so nan and inf are refused.)"""
         for name in ("lr", "momentum", "dampening", "weight_decay"):
@@ -272,7 +290,8 @@ class SGD(Optimizer):
                              f"dampening 0, got momentum={group['momentum']!r} and "
                              f"dampening={group['dampening']!r}")
 
-    def _update(self, p, g, xp, group, state):
+    def _update(self, p: Array, g: Array, xp: ModuleType, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
         wd, m = group["weight_decay"], group["momentum"]
         d = g + wd * p if wd else g
         if m:
@@ -295,9 +314,12 @@ class Adam(Optimizer):
     unsupported = {**Optimizer.unsupported, "amsgrad": "there is no AMSGrad variant",
                    "capturable": "gpuad does not capture CUDA graphs"}
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
-                 differentiable=False, fused=None, decoupled_weight_decay=False):
+    def __init__(self, params: Params, lr: float | Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False) -> None:
         """As PyTorch's; ``decoupled_weight_decay=True`` is AdamW's update; ``foreach`` and
         ``fused`` are accepted and ignored (see :class:`SGD`); ``amsgrad``, ``maximize``,
         ``capturable`` and ``differentiable`` are refused unless False."""
@@ -308,7 +330,7 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay))
 
-    def _check(self, group):
+    def _check(self, group: dict[str, Any]) -> None:
         """PyTorch's rules: lr, eps and weight_decay >= 0, each beta in [0, 1) (and each a
         finite number, so nan and inf are refused)."""
         name = type(self).__name__
@@ -320,7 +342,8 @@ class Adam(Optimizer):
         for i, beta in enumerate(betas):
             _setting(name, f"betas[{i}]", beta, upper=1)
 
-    def _update(self, p, g, xp, group, state):
+    def _update(self, p: Array, g: Array, xp: ModuleType, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         if wd and self.decoupled:
             p *= 1 - lr * wd
@@ -349,7 +372,7 @@ class Adam(Optimizer):
         p -= b  # p -= lr / (1 - b1^t) m / denom
 
 
-def _pair(betas):
+def _pair(betas: Any) -> Any:
     return tuple(betas) if hasattr(betas, "__iter__") else betas
 
 
@@ -358,8 +381,10 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
-                 differentiable=False, fused=None):
+    def __init__(self, params: Params, lr: float | Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          capturable=capturable, differentiable=differentiable)
