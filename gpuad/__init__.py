@@ -48,7 +48,7 @@ from .errors import (
 )
 from .gradcheck import gradcheck
 from .ops import *  # noqa: F403  (every op of SPEC section 5)
-from .ops import __all__ as _ops_all
+from .ops.registry import EXPORTS as _OPS
 from .ops.tf_names import (
     cast,
     clip_by_value,
@@ -84,5 +84,5 @@ __all__ = [
     "OutOfMemoryError", "get_num_threads", "set_num_threads",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "multiply", "subtract", "divide",
     "clip_by_value", "cast", "cond", "while_loop", "reduce_prod", "reduce_logsumexp", "concat",
-    *_ops_all,
+    *_OPS,
 ]

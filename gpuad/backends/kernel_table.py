@@ -10,11 +10,12 @@ functions the rows name: tests/test_kernels_host.py compiles it for the host, ch
 function against the NumPy backend and the op's rules, and fails on a function no row names.
 """
 import enum
+from typing import Any
 
 import numpy as np
 
 #: every unary op's row, in the order the ops define them
-UNARY = []
+UNARY: list[Any] = []
 
 
 def register(row):

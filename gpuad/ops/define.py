@@ -86,22 +86,24 @@ def unary(name, rule, reads="x", *, register=True, **fields):
     saved_x = reads == "x"
     forward_name, args = row.forward, row.args
 
-    if row.params or args:
-        def forward(x, *params):
-            if not isinstance(x, Tensor):
-                x = to_tensor(x, name)
-            out = getattr(x._dev._backend, forward_name)(x._a, *args, *params)
-            return record1(op, x, out, ((x,) if saved_x else ()) + params)
-    elif saved_x:
-        def forward(x):
-            if not isinstance(x, Tensor):
-                x = to_tensor(x, name)
-            return record1(op, x, getattr(x._dev._backend, forward_name)(x._a), (x,))
-    else:
-        def forward(x):
-            if not isinstance(x, Tensor):
-                x = to_tensor(x, name)
-            return record1(op, x, getattr(x._dev._backend, forward_name)(x._a), ())
+    def with_params(x, *params):
+        if not isinstance(x, Tensor):
+            x = to_tensor(x, name)
+        out = getattr(x._dev._backend, forward_name)(x._a, *args, *params)
+        return record1(op, x, out, ((x,) if saved_x else ()) + params)
+
+    def reading_x(x):
+        if not isinstance(x, Tensor):
+            x = to_tensor(x, name)
+        return record1(op, x, getattr(x._dev._backend, forward_name)(x._a), (x,))
+
+    def reading_nothing(x):
+        if not isinstance(x, Tensor):
+            x = to_tensor(x, name)
+        return record1(op, x, getattr(x._dev._backend, forward_name)(x._a), ())
+
+    # (the shortest path for the op: no *params to pack where it has none)
+    forward = with_params if row.params or args else reading_x if saved_x else reading_nothing
     forward.__name__ = forward.__qualname__ = name
     forward.__doc__ = row.docstring()
     forward.op, forward.row = op, row

@@ -5,11 +5,15 @@ An op module marks each public op with :func:`public` (a decorator, or a call on
 result). ``gpuad.ops`` star-imports the op modules, whose ``__all__`` is :func:`exports` of
 their globals; ``ops.methods`` attaches every op registered with ``method`` to Tensor.
 """
-EXPORTS = {}  #: public name -> op, in the order the modules define them
-METHODS = {}  #: Tensor method name -> op
+from collections.abc import Callable
+from typing import Any
+
+EXPORTS: dict[str, Callable[..., Any]] = {}  #: public name -> op, in the order defined
+METHODS: dict[str, Callable[..., Any]] = {}  #: Tensor method name -> op
 
 
-def public(fn=None, *, name=None, method=False, doc=None):
+def public(fn: Any = None, *, name: str | None = None, method: bool | str = False,
+           doc: str | None = None) -> Any:
     """Register ``fn`` as the public op ``name`` (default: its ``__name__``); ``method`` True
     (or a name) also makes it a Tensor method; ``doc`` becomes its docstring where it has
     none. Returns ``fn``, so it works as ``@public`` or ``@public(method=True)``."""
@@ -22,11 +26,11 @@ def public(fn=None, *, name=None, method=False, doc=None):
         fn.__doc__ = doc
     EXPORTS[name] = fn
     if method:
-        METHODS[name if method is True else method] = fn
+        METHODS[name if method is True else str(method)] = fn
     return fn
 
 
-def exports(namespace):
+def exports(namespace: dict[str, Any]) -> list[str]:
     """The public ops that the module whose globals are ``namespace`` holds (its ``__all__``:
     ``__all__ = exports(globals())`` at its end)."""
     return [name for name, fn in EXPORTS.items() if namespace.get(name) is fn]
