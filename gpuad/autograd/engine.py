@@ -370,5 +370,5 @@ def _backward_method(self, gradient=None, retain_graph=None, create_graph=False,
              inputs)
 
 
-_backward_method.__name__ = _backward_method.__qualname__ = "backward"
+_backward_method.__name__, _backward_method.__qualname__ = "backward", "Tensor.backward"
 Tensor.backward = _backward_method
