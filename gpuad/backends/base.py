@@ -164,16 +164,17 @@ class Backend(ValueChecks):
 
     # ---- undoing broadcasting -------------------------------------------------------------
     def sum_to(self, a, shape):
-        """``a``, a broadcast of ``shape``, summed down to it: over its leading axes and over
-        the axes where ``shape`` has 1 and ``a`` more."""
+        """``a``, a broadcast of ``shape`` (of another shape), summed down to it: over its
+        leading axes and over the axes where ``shape`` has 1 and ``a`` more; a new array, in
+        the dtype the sum op gives (float16 summed in float32 and cast back, as there). The
+        calls are the backend's, so they run on the array's device."""
         lead = a.ndim - len(shape)
         axes = tuple(range(lead)) + tuple(
             lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1)
-        if axes:  # (float16 summed in float32, as the sum op does)
-            wide = a.dtype == self.xp.float16
-            a = self.astype(self.sum(a, axis=axes, dtype=self.xp.float32 if wide else None),
-                            a.dtype)
-        return self.reshape(a, shape)  # (the backend's calls: on the array's device)
+        if a.dtype == self.xp.float16:
+            return self.reshape(self.astype(self.sum(a, axis=axes, dtype=self.xp.float32),
+                                            a.dtype), shape)
+        return self.reshape(self.sum(a, axis=axes), shape)
 
     # ---- stable composite elementwise math ----------------------------------------------
     def sigmoid(self, x):
