@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .devices import Device, resolve
 from .backends import manual_seed as seed_backends
 from .convert import shape_arg
+from .devices import Device, resolve
 from .devices import device as _device
 from .dtypes import as_dtype, check_numeric, float32, infer_dtype, value_dtype
 from .tensor import Tensor

@@ -37,13 +37,14 @@ import cmath
 import functools
 import linecache
 import sys
+from types import CodeType
 
 from .._frames import inside_gpuad, user_frame
 from ..tensor import Tensor
 from .grad_mode import anomaly, set_anomaly
 from .node import OutputGrads
 
-_passes = set()  # the code of the engine's backward pass (see backward_pass)
+_passes: set[CodeType] = set()  # the code of the engine's backward pass (see backward_pass)
 
 
 def backward_pass(fn):

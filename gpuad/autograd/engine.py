@@ -371,4 +371,4 @@ def _backward_method(self, gradient=None, retain_graph=None, create_graph=False,
 
 
 _backward_method.__name__, _backward_method.__qualname__ = "backward", "Tensor.backward"
-Tensor.backward = _backward_method
+Tensor.backward = _backward_method  # type: ignore[method-assign]  # (declared there)

@@ -118,7 +118,7 @@ def _copied_out(t):
             tape.on_numpy(t)
 
 
-Tensor._copied_out = _copied_out
+Tensor._copied_out = _copied_out  # type: ignore[method-assign]  # (declared there)
 
 
 def _record_taped(op, inputs, a, dev, saved):

@@ -30,7 +30,7 @@ from ..tensor import Tensor
 from . import structure
 from .engine import execute, runs_user_code, seed_gradient
 from .grad_mode import count_active, mode
-from .linearize import reverse_rows
+from .linearize import reverse_rows, zeros
 from .node import FREED, Node
 from .rows import example_directions, one_hots, stack_rows
 
@@ -290,8 +290,7 @@ class GradientTape:
         return y.size > 0 and (node is None or not runs_user_code([node], sources, self.mark))
 
     def _backward_batched(self, y, directions, sources):
-        """The Jacobian rows of ``y`` along ``directions`` (``(k,) + y.shape``), by source
-        (:func:`.linearize.reverse_rows` on this tape's pass)."""
+        """Rows of ``y``'s Jacobian along ``directions``: :func:`.linearize.reverse_rows`."""
         return reverse_rows([y], [Tensor(directions, y._dev)],
                             lambda seeds: self._backward([y], seeds, sources))
 
@@ -393,15 +392,9 @@ def _seeds(targets, output_gradients):
             for i, (y, g) in enumerate(zip(targets, given))]
 
 
-def _zeros(s):
-    return Tensor(s._dev.backend.zeros(s.shape, dtype=s.dtype), s._dev)
-
-
 def _finish(g, source, zero, shape=None):
     """The result handed back: None, or zeros (of ``shape``, by default the source's), for an
     unconnected floating-point source."""
     if g is None and zero and source.dtype.kind == "f":
-        if shape is None:
-            return _zeros(source)
-        return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
+        return zeros(source.shape if shape is None else shape, source)
     return g

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from ..autograd.forward import DIAGONAL
 from ..autograd.grad_mode import active, mode
 from ..autograd.node import Op
-from ..backends import kernel_table
 from ..autograd.record import needs_grad, record, record1
+from ..backends import kernel_table
 from ..tensor import Tensor
 from ._args import operands, plain, to_tensor
 from .registry import public

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 
 from ..autograd.forward import DIAGONAL
 from ..autograd.node import Op
-from ..autograd.record import needs_grad, record, record1
-from ..dtypes import float16, float32
 from ..autograd.record import record
+from ..dtypes import float16, float32
 from ._args import SCALARS
 from .define import binary, unary, zero
 from .registry import exports, public
