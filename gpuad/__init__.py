@@ -7,8 +7,9 @@
 tensor([2., 4.])
 """
 from . import cuda, nn, optim
+from .autograd.custom_gradient import custom_gradient
 from .autograd.engine import backward, grad
-from .autograd.function import Function, FunctionCtx, custom_gradient
+from .autograd.function import Function, FunctionCtx
 from .autograd.functional import hessian, hvp, jacobian, jvp, vjp
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd.tape import GradientTape, UnconnectedGradients

@@ -1,12 +1,12 @@
-"""The ops that :mod:`gpuad.ops.methods` installs on :class:`~gpuad.tensor.Tensor`, declared for
-type checkers (the installation runs at import, where no checker sees it). ``Tensor`` derives
-from this class only for the checker; tests/test_typing.py fails when a declaration here and
-an installed method disagree in name or parameters."""
+"""The ops that :mod:`gpuad.ops` installs on :class:`~gpuad.tensor.Tensor` (:mod:`.ops.methods`,
+:mod:`.ops.moves`), declared for type checkers (the installation runs at import, where no
+checker sees it). ``Tensor`` derives from this class only for the checker; tests/test_typing.py
+fails when a declaration here and an installed method disagree in name or parameters."""
 import builtins
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ._typing import Axis, DTypeLike, Scalar, ShapeLike, TensorLike
+from ._typing import Axis, DeviceLike, DTypeLike, Scalar, ShapeLike, TensorLike
 from .ops.methods import Size
 from .tensor import Tensor
 
@@ -174,6 +174,12 @@ class TensorMethods:
     def __imul__(self, other: TensorLike) -> Tensor: ...
     def __itruediv__(self, other: TensorLike) -> Tensor: ...
     def __ipow__(self, other: TensorLike) -> Tensor: ...
+
+    # ---- device and dtype moves (ops/moves.py) -------------------------------------------
+    def to(self, device: DeviceLike | DTypeLike | Tensor = ..., dtype: DTypeLike = ...
+           ) -> Tensor: ...
+    def cpu(self) -> Tensor: ...
+    def cuda(self, device: builtins.int | str | None = ...) -> Tensor: ...
 
     # ---- casts (PyTorch's names) ---------------------------------------------------------
     def float(self) -> Tensor: ...

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .creation import tensor
 from .errors import DeviceUnavailableError
 from .tensor import Tensor
 
@@ -86,8 +87,6 @@ def save(obj: dict[Any, Any], path: str | os.PathLike[str]) -> None:
 
 
 def _join(layout: Any, arrays: dict[str, np.ndarray], device: DeviceLike | None) -> Any:
-    from .creation import tensor
-
     if isinstance(layout, dict):
         if "__tensor__" in layout and len(layout) == 1:
             return tensor(arrays[layout["__tensor__"]], device=device)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .backends import manual_seed as seed_backends
+from .convert import shape_arg
 from .devices import Device, resolve
 from .devices import device as _device
 from .dtypes import as_dtype, check_numeric, float32, infer_dtype, value_dtype
-from .ops._args import shape_arg
 from .tensor import Tensor
 
 if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
@@ -227,8 +228,6 @@ def eye(n: int, m: int | None = None, dtype: DTypeLike = None, device: DeviceLik
 
 def manual_seed(seed: int) -> None:
     """Seed the random generators of every device, so ``rand``/``randn`` repeat."""
-    from .backends import manual_seed as seed_backends
-
     seed_backends(int(seed))
 
 

@@ -1,8 +1,8 @@
 """The Tensor: a backend array, its device, and its place in the autograd graph.
 
-This module also holds the two helpers every op ends with, :func:`record` and
-:func:`record1`: they wrap a forward result as a Tensor and, when grad mode is on and an input
-requires grad, attach a :class:`~gpuad.autograd.node.Node`. They are the per-op hot path.
+The floors above add their methods to the class: the recording (:mod:`.autograd.record`)
+``_copied_out``, the engine ``backward``, the ops the math, shape and device methods and the
+Python operators (:mod:`.ops.methods`, :mod:`.ops.moves`).
 """
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from .autograd.grad_mode import active, anomaly, mode
-from .autograd.node import Node
-from .devices import Device, DeviceLike, resolve
-from .dtypes import DTypeLike, Scalar, as_dtype
+from .printing import tensor_repr
 
 if TYPE_CHECKING:  # (for annotations only)
     import numpy as np
 
     from ._tensor_methods import TensorMethods as _Methods
+    from .autograd.node import Node
+    from .devices import Device
+    from .dtypes import DTypeLike, Scalar
 else:
     _Methods = object
 
@@ -183,15 +183,6 @@ class Tensor(_Methods):
         hooks.append(fn)
         return _HookHandle(hooks, fn)
 
-    def backward(self, gradient: TensorLike | None = None, retain_graph: bool | None = None,
-                 create_graph: bool = False,
-                 inputs: Tensor | Sequence[Tensor] | None = None) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (SPEC section 3)."""
-        from .autograd.engine import backward
-
-        backward((self,), None if gradient is None else (gradient,), retain_graph,
-                 create_graph, inputs)
-
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's storage and version counter, outside the graph."""
         t = Tensor(self._a, self._dev)
@@ -212,14 +203,8 @@ class Tensor(_Methods):
 
         Inside a recording gradient tape that watches this tensor, a warning (once per tape)
         says that what is computed from the copy is not recorded."""
-        if active[0] and mode.tapes:
-            self._copied_out()
+        self._copied_out()
         return self._dev.backend.to_numpy(self._a)
-
-    def _copied_out(self) -> None:
-        """The data leaves the graph as a NumPy array: the recording tapes may warn."""
-        for tape in mode.tapes:
-            tape._on_numpy(self)
 
     def item(self) -> int | float | bool:
         """The one element as a Python number (a complex one for a complex tensor)."""
@@ -236,8 +221,7 @@ class Tensor(_Methods):
         return self._dev.backend.to_numpy(self._a).tolist()
 
     def __array__(self, dtype: DTypeLike = None, copy: bool | None = None) -> np.ndarray:
-        if active[0] and mode.tapes:
-            self._copied_out()
+        self._copied_out()
         if self._dev.type != "cpu":
             raise TypeError(
                 f"gpuad: cannot convert a {self._dev} tensor to a NumPy array implicitly; "
@@ -260,36 +244,15 @@ class Tensor(_Methods):
             )
         return self._a.__cuda_array_interface__
 
-    def to(self, device: DeviceLike | DTypeLike | Tensor = None, dtype: DTypeLike = None
-           ) -> Tensor:
-        """This tensor on ``device`` and/or as ``dtype``; differentiable; ``self`` if unchanged.
+    if TYPE_CHECKING:  # (installed by the floors above, where no checker sees it)
+        def _copied_out(self) -> None:
+            """The data leaves the graph as a NumPy array: recording tapes may warn
+            (:mod:`.autograd.record`)."""
 
-        As in PyTorch, the first argument may also be a dtype (``x.to(ad.float64)``) or a
-        tensor whose device and dtype are taken."""
-        from .ops.casts import to_device
-
-        if isinstance(device, Tensor):
-            dtype = device.dtype if dtype is None else dtype
-            device = device._dev
-        elif device is not None and not isinstance(device, (str, Device)):
-            device, dtype = None, device
-        out = self
-        if device is not None:
-            dev = resolve(device)
-            if dev is not self._dev:
-                out = to_device(out, dev)
-        if dtype is not None and as_dtype(dtype, "to") != out.dtype:
-            out = out.astype(dtype)
-        return out
-
-    def cpu(self) -> Tensor:
-        """This tensor on the CPU (``self`` if it is there)."""
-        return self.to("cpu")
-
-    def cuda(self, device: int | str | None = None) -> Tensor:
-        """This tensor on a CUDA device: ``cuda:0``, or the one named or numbered."""
-        return self.to("cuda" if device is None else
-                       (device if isinstance(device, str) else f"cuda:{device}"))
+        def backward(self, gradient: TensorLike | None = None,
+                     retain_graph: bool | None = None, create_graph: bool = False,
+                     inputs: Tensor | Sequence[Tensor] | None = None) -> None:
+            """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (:mod:`.autograd.engine`)."""
 
     # ---- Python protocol ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -349,8 +312,6 @@ class Tensor(_Methods):
         return self.__deepcopy__({})
 
     def __repr__(self) -> str:
-        from .printing import tensor_repr
-
         return tensor_repr(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -379,203 +340,3 @@ class _HookHandle:
     def remove(self) -> None:
         if self._fn in self._hooks:
             self._hooks.remove(self._fn)
-
-
-# ---- the per-op hot path ----------------------------------------------------------------
-
-def _refresh(view):
-    """A view whose storage changed in place since its graph was made gets a fresh graph."""
-    from .ops.indexing import refresh_view
-
-    refresh_view(view)
-
-
-def record1(op, x, a, saved):
-    """Wrap the result ``a`` of the one-input op ``op`` applied to tensor ``x``."""
-    dev = x._dev
-    backend = dev._backend
-    if a.__class__ is not backend.array_type:
-        a = backend.asarray(a)  # NumPy returns scalars for 0-d results; keep arrays
-    if active[0]:
-        out = _record_special(op, (x,), a, dev, saved)
-        if out is not None:
-            return out
-    if mode.enabled:
-        if x._base is not None and x._view_ver != x._ver[0]:
-            _refresh(x)
-        if x._rg:
-            return _attach(op, (x._grad_fn or x,), a, dev, saved)
-    return Tensor(a, dev)
-
-
-def record(op, inputs, a, dev, saved, jvp_saved=None):
-    """Wrap the result ``a`` of ``op`` applied to ``inputs`` (tensors and constants).
-    ``jvp_saved``: what the JVP rule reads, when it is more than the node keeps."""
-    backend = dev._backend
-    if a.__class__ is not backend.array_type:
-        a = backend.asarray(a)
-    if active[0]:
-        out = _record_special(op, inputs, a, dev, saved, jvp_saved)
-        if out is not None:
-            return out
-    if mode.enabled:
-        parents = []
-        tracked = False
-        for t in inputs:  # each input's graph edge, inlined: this loop runs for every op
-            if t.__class__ is Tensor or isinstance(t, Tensor):
-                if t._base is not None and t._view_ver != t._ver[0]:
-                    _refresh(t)
-                if t._rg:
-                    parents.append(t._grad_fn or t)
-                    tracked = True
-                    continue
-            parents.append(None)
-        if tracked:
-            return _attach(op, tuple(parents), a, dev, saved)
-    return Tensor(a, dev)
-
-
-def _attach(op, parents, a, dev, saved, rg=True):
-    """The output tensor of a recorded op, with its node. Each saved tensor's version (and
-    the output's, when the rule reads the output) is noted to catch later in-place changes."""
-    out = Tensor(a, dev, None, rg)
-    vers = [(s._ver, s._ver[0]) for s in saved if isinstance(s, Tensor)]
-    if op.save_out:
-        vers.append((out._ver, 0))
-        out._grad_fn = Node(op, parents, saved, vers, a, a.shape, a.dtype, dev)
-    else:
-        out._grad_fn = Node(op, parents, saved, vers, None, a.shape, a.dtype, dev)
-    return out
-
-
-# ---- recording while gradient tapes are active ------------------------------------------
-
-def needs_grad(t, tangents=True):
-    """Whether an op must keep what input ``t``'s derivative rules read: ``t`` requires grad,
-    a gradient tape now recording watches it, or (with ``tangents``) it carries a
-    forward-mode tangent."""
-    if not isinstance(t, Tensor):
-        return False
-    if t._rg:
-        return True
-    if not active[0]:
-        return False
-    if tangents and mode.levels and _forward().has_tangent(t):
-        return True
-    return bool(mode.enabled and mode.tapes and tape_tracked(t))
-
-
-def tape_tracked(t):
-    """Whether a recording tape watches ``t`` (or recorded the op that made it)."""
-    key = t._grad_fn or t
-    for tape in mode.tapes:
-        if tape._tracks(t, key):
-            return True
-    return False
-
-
-def _record_taped(op, inputs, a, dev, saved):
-    """:func:`record` while tapes record: the node goes on every recording tape that watches
-    one of the inputs, and is in the ``requires_grad`` graph when an input requires grad. A
-    result only tapes recorded does not require grad: after the tapes it is a constant."""
-    tapes = mode.tapes
-    parents, taped = [], []
-    on = set()
-    rg = False
-    for t in inputs:
-        if t.__class__ is not Tensor and not isinstance(t, Tensor):
-            parents.append(None)
-            taped.append(None)
-            continue
-        if t._base is not None and t._view_ver != t._ver[0]:
-            _refresh(t)
-        node = t._grad_fn
-        key = node or t
-        hit = t._rg
-        marks = node.tapes if node is not None else None
-        for tape in tapes:
-            # (a result this tape recorded: the common case, checked before the call)
-            if (marks is not None and tape._mark in marks) or tape._tracks(t, key):
-                hit = True
-                on.add(tape)
-        parents.append(key if t._rg else None)
-        taped.append(key if hit else None)
-        rg = rg or t._rg
-    if not on:
-        if rg:
-            return _attach(op, tuple(parents), a, dev, saved)
-        return Tensor(a, dev)
-    out = _attach(op, tuple(parents), a, dev, saved, rg)
-    node = out._grad_fn
-    if len(on) == 1:
-        (tape,) = on
-        node.tapes = (tape._mark,)
-        tape._nodes.append(node)
-    else:
-        on = [tape for tape in tapes if tape in on]  # in the order the tapes started
-        node.tapes = tuple(tape._mark for tape in on)
-        for tape in on:
-            tape._nodes.append(node)
-    if taped != parents:
-        node.taped = tuple(taped)
-    return out
-
-
-def _record_special(op, inputs, a, dev, saved, jvp_saved=None):
-    """The part of :func:`record` that runs only while some tape, custom-gradient collector,
-    forward level or the anomaly mode is active (in any thread). None: go on with the plain
-    path. The anomaly mode takes every op here: it checks the output and notes the user's line
-    on the node (:mod:`.autograd.anomaly`)."""
-    settings = anomaly[0]
-    if settings is None:
-        return _record_active(op, inputs, a, dev, saved, jvp_saved)
-    out = _record_active(op, inputs, a, dev, saved, jvp_saved)
-    if out is None:  # the plain path, which recording for no tape is
-        out = _record_taped(op, inputs, a, dev, saved)
-    if out._grad_fn is None and not settings.check_forward:
-        return out
-    return settings.on_op(op, inputs, out)
-
-
-def _record_active(op, inputs, a, dev, saved, jvp_saved):
-    """Note the reads, record on this thread's tapes, push forward-mode tangents. None: go on
-    with the plain path."""
-    if mode.watchers:
-        _note_reads(inputs)
-    if mode.levels:  # forward mode runs whatever the grad mode
-        if mode.enabled:
-            out = _record_taped(op, inputs, a, dev, saved)
-        else:
-            for t in inputs:  # (recording refreshes stale views itself)
-                if isinstance(t, Tensor) and t._base is not None and t._view_ver != t._ver[0]:
-                    _refresh(t)
-            out = Tensor(a, dev)
-        _forward().push(op, inputs, out, saved if jvp_saved is None else jvp_saved)
-        return out
-    if not mode.enabled:
-        return Tensor(a, dev)
-    if mode.tapes:
-        return _record_taped(op, inputs, a, dev, saved)
-    return None
-
-
-def _forward():
-    """The forward-mode module (imported on first use: it imports this module)."""
-    global _forward_module
-    if _forward_module is None:
-        from .autograd import forward
-
-        _forward_module = forward
-    return _forward_module
-
-
-_forward_module = None
-
-
-def _note_reads(inputs):
-    """Tell the active collectors which leaves that require grad (trainable Variables, say)
-    an op read: ``custom_gradient`` finds the variables its function uses this way."""
-    for t in inputs:
-        if isinstance(t, Tensor) and t._grad_fn is None and (t._rg or t._autowatch):
-            for seen in mode.watchers:
-                seen.setdefault(id(t), t)

@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .autograd.grad_mode import no_grad
+from .convert import mismatch
 from .creation import tensor
 from .dtypes import infer_dtype
+from .ops.casts import clone
 from .tensor import Tensor
 
 if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
@@ -93,8 +95,6 @@ class Variable(Tensor):
     def _operand(self, value: TensorLike, what: str) -> Tensor:
         if isinstance(value, Tensor):
             if value._dev is not self._dev:
-                from .ops._args import mismatch
-
                 raise mismatch(f"Variable.{what}", self._dev, value._dev)
             value = value.detach()
         else:
@@ -110,8 +110,6 @@ class Variable(Tensor):
 
     def value(self) -> Tensor:
         """The current value as a tensor (differentiable: it is read through an op)."""
-        from .ops.casts import clone
-
         return clone(self)
 
     read_value = value

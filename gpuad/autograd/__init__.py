@@ -11,8 +11,9 @@ from .anomaly import (
     is_anomaly_enabled,
     set_detect_anomaly,
 )
+from .custom_gradient import custom_gradient
 from .engine import backward, grad
-from .function import Function, FunctionCtx, custom_gradient
+from .function import Function, FunctionCtx
 from .functional import hessian, hvp, jacobian, jvp, vjp
 from .tape import GradientTape, UnconnectedGradients
 

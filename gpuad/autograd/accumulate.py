@@ -13,6 +13,7 @@ is converted, as ``backward(gradient=...)`` and custom gradient rules convert on
 gradient's dtype, on its device. A NumPy array for a gradient on a GPU is refused (gpuad never
 moves data between devices implicitly).
 """
+from ..convert import constant
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor, lent_grads
 from .forward import carry, has_tangent
@@ -82,9 +83,7 @@ def _owned(g, foreign, create_graph=False):
         or base.__class__ is not a.__class__))
     if create_graph:
         if shared or g._grad_fn is None:
-            from ..ops.casts import clone
-
-            g = clone(g)
+            g = g.clone()
         claim(foreign, g._a)
         return g
     if shared:
@@ -127,8 +126,6 @@ def hook_result(hook, g, r):
 
 def _converted(hook, g, r):
     """Array-like ``r`` as a tensor of ``g``'s dtype on ``g``'s device."""
-    from ..ops._args import constant
-
     try:
         r = constant(r, g._dev, g)
     except DeviceMismatchError:

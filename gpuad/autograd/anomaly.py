@@ -37,11 +37,21 @@ import cmath
 import functools
 import linecache
 import sys
+from types import CodeType
 
 from .._frames import inside_gpuad, user_frame
 from ..tensor import Tensor
-from .function import OutputGrads
 from .grad_mode import anomaly, set_anomaly
+from .node import OutputGrads
+
+_passes: set[CodeType] = set()  # the code of the engine's backward pass (see backward_pass)
+
+
+def backward_pass(fn):
+    """Mark ``fn`` (the engine's) as running a backward pass: an op run below one of its
+    frames is part of a derivative rule (see :func:`_in_backward`). Returns ``fn``."""
+    _passes.add(fn.__code__)
+    return fn
 
 
 class _Settings:
@@ -157,10 +167,8 @@ def _where(frame):
 def _in_backward(frame):
     """Whether gpuad's frames below the user's code, from ``frame`` up, include a backward
     pass: then an op is part of a derivative rule, which the rule's own check covers."""
-    from .engine import _execute
-
     while frame is not None and inside_gpuad(frame):
-        if frame.f_code is _execute.__code__:
+        if frame.f_code in _passes:
             return True
         frame = frame.f_back
     return False

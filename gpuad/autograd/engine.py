@@ -2,12 +2,12 @@
 
 The walk is iterative (graphs of any depth), visits nodes in reverse topological order, runs
 only the nodes that lead to the requested inputs, accumulates gradients out of place, undoes
-broadcasting and dtype promotion in one place (:func:`_fit`), and frees each node's saved values
-after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with grad mode on,
-so the gradients themselves are recorded and can be differentiated again. How a gradient
-becomes ``.grad`` (never sharing storage) and what hooks may return: :mod:`.accumulate`.
+broadcasting and dtype promotion in one place (:func:`.unbroadcast.fit`), and frees each node's
+saved values after use unless ``retain_graph`` is set. With ``create_graph`` the rules run with
+grad mode on, so the gradients themselves are recorded and can be differentiated again. How a
+gradient becomes ``.grad`` (never sharing storage) and what hooks may return: :mod:`.accumulate`.
 
-A gradient tape runs the same walk (:func:`_execute` with the tape's mark): it follows only the
+A gradient tape runs the same walk (:func:`execute` with the tape's mark): it follows only the
 nodes recorded on that tape, also through inputs that only the tape watches, and stops at
 nodes made outside it, which are constants to the tape unless they are asked for.
 """
@@ -16,16 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, overload
 
-from ..errors import DeviceMismatchError
+from ..convert import constant, mismatch
 from ..tensor import Tensor
 from .accumulate import accumulate_into_grad as _accumulate_into_grad
 from .accumulate import claim as _claim
 from .accumulate import run_hooks as _run_hooks
-from .anomaly import name_forward_line
+from .anomaly import backward_pass, name_forward_line
 from .forward import carry
-from .function import OutputGrads
 from .grad_mode import anomaly, mode
-from .node import FREED, Node
+from .node import FREED, Node, OutputGrads
+from .unbroadcast import fit
 
 if TYPE_CHECKING:
     from .._typing import TensorLike
@@ -45,7 +45,7 @@ def backward(tensors: Tensor | Sequence[Tensor],
         _check_differentiable(inputs, "backward")
         inputs = tuple({id(t): t for t in inputs}.values())  # (one gradient each, as PyTorch)
         foreign: set[int] = set()  # (ids of arrays)
-        captured = _execute(tensors, seeds, retain_graph, create_graph, inputs, foreign,
+        captured = execute(tensors, seeds, retain_graph, create_graph, inputs, foreign,
                             fill_retained=True)
         prev = mode.enabled
         mode.enabled = create_graph  # (as during the pass: a plain one records nothing)
@@ -57,7 +57,7 @@ def backward(tensors: Tensor | Sequence[Tensor],
         finally:
             mode.enabled = prev
     else:
-        _execute(tensors, seeds, retain_graph, create_graph, None, set())
+        execute(tensors, seeds, retain_graph, create_graph, None, set())
 
 
 @overload
@@ -85,7 +85,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     seeds = _seeds(outputs, _as_tuple(grad_outputs) if grad_outputs is not None else None)
     if retain_graph is None:
         retain_graph = create_graph
-    captured = _execute(outputs, seeds, retain_graph, create_graph, inputs, set())
+    captured = execute(outputs, seeds, retain_graph, create_graph, inputs, set())
     result = []
     for i, t in enumerate(inputs):
         g = captured.get(t._grad_fn or t)
@@ -115,62 +115,62 @@ def _check_differentiable(inputs, op):
         raise RuntimeError(f"gpuad.{op}: inputs is empty; pass the tensors to differentiate "
                            "with respect to" + (", or inputs=None for every leaf"
                                                 if op == "backward" else ""))
-    for i, t in enumerate(inputs):
+    _each_requires_grad(inputs, lambda i: f"gpuad.{op}: input {i}", lambda i, t: (
+        f"gpuad.{op}: input {i} (shape {t.shape}, dtype {t.dtype}) does not require grad; "
+        "create it with requires_grad=True or call .requires_grad_()"))
+
+
+def _each_requires_grad(values, name, refusal):
+    """Refuse the first of ``values`` that is not a tensor (a TypeError naming it as
+    ``name(i)``) or does not require grad (a RuntimeError saying ``refusal(i, t)``)."""
+    for i, t in enumerate(values):
         if not isinstance(t, Tensor):
-            raise TypeError(f"gpuad.{op}: input {i} is a {type(t).__name__}, not a Tensor")
+            raise TypeError(f"{name(i)} is a {type(t).__name__}, not a Tensor")
         if not t._rg:
-            raise RuntimeError(
-                f"gpuad.{op}: input {i} (shape {t.shape}, dtype {t.dtype}) does not require "
-                "grad; create it with requires_grad=True or call .requires_grad_()"
-            )
+            raise RuntimeError(refusal(i, t))
 
 
 def _seeds(outputs, grads):
+    """The seeds of ``backward``/``grad``: each output must require grad; ones (scalar
+    outputs only) where no gradient is given."""
     if grads is not None and len(grads) != len(outputs):
         raise ValueError(
             f"gpuad: got {len(grads)} output gradients for {len(outputs)} outputs; "
             "pass one per output"
         )
-    seeds = []
-    for i, y in enumerate(outputs):
-        if not isinstance(y, Tensor):
-            raise TypeError(f"gpuad: output {i} is a {type(y).__name__}, not a Tensor")
-        if not y._rg:
-            raise RuntimeError(
-                f"gpuad: element {i} of tensors does not require grad and does not have a "
-                "grad_fn: nothing that requires grad was used to compute it (check "
-                "requires_grad=True on the inputs, and that it was not computed under no_grad; "
-                "a trainable ad.Variable is watched by GradientTape but does not require grad: "
-                "use tape.gradient, or v.requires_grad_())"
-            )
-        g = None if grads is None else grads[i]
-        if g is None:
-            if y._a.size != 1:
-                raise RuntimeError(
-                    "gpuad: grad can be implicitly created only for scalar outputs; output "
-                    f"{i} has shape {y.shape}. Reduce it first (e.g. y.sum().backward()) or "
-                    "pass gradient= with the same shape"
-                )
-            g = Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev)
-        else:
-            if not isinstance(g, Tensor):
-                from ..ops._args import constant
+    _each_requires_grad(outputs, lambda i: f"gpuad: output {i}", lambda i, t: (
+        f"gpuad: element {i} of tensors does not require grad and does not have a grad_fn: "
+        "nothing that requires grad was used to compute it (check requires_grad=True on the "
+        "inputs, and that it was not computed under no_grad; a trainable ad.Variable is "
+        "watched by GradientTape but does not require grad: use tape.gradient, or "
+        "v.requires_grad_())"))
+    return [seed_gradient(y, None if grads is None else grads[i], i, "backward")
+            for i, y in enumerate(outputs)]
 
-                g = constant(g, y._dev, y)
-            if g._dev is not y._dev:
-                raise DeviceMismatchError(
-                    f"gpuad: backward got a gradient on {g._dev} for an output on {y._dev}; "
-                    "move the gradient to the output's device"
-                )
-            if g.shape != y.shape:
-                raise RuntimeError(
-                    f"gpuad: mismatch in shape: the gradient for output {i} has shape "
-                    f"{g.shape} but the output has shape {y.shape}; they must be equal"
-                )
-            if g.dtype != y.dtype:
-                g = g.astype(y.dtype)
-        seeds.append(g)
-    return seeds
+
+def seed_gradient(y, g, i, caller, any_shape=False, error=RuntimeError):
+    """The gradient a backward pass starts from at output ``i``, ``y``: ``g`` (an array-like
+    is converted next to ``y``), checked to be on ``y``'s device and of its shape (else an
+    ``error``) and cast to its dtype; or, for ``g`` None, ones: the gradient of ``y``'s sum,
+    which only a one-element ``y`` has implicitly unless ``any_shape`` (a tape's targets).
+    ``caller`` names the API in messages."""
+    if g is None:
+        if y._a.size != 1 and not any_shape:
+            raise RuntimeError(
+                "gpuad: grad can be implicitly created only for scalar outputs; output "
+                f"{i} has shape {y.shape}. Reduce it first (e.g. y.sum().backward()) or "
+                "pass gradient= with the same shape"
+            )
+        return Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev)
+    if not isinstance(g, Tensor):
+        g = constant(g, y._dev, y)
+    if g._dev is not y._dev:
+        raise mismatch(f"{caller} (the gradient for output {i}, and the output)", y._dev,
+                       g._dev)
+    if g.shape != y.shape:
+        raise error(f"gpuad: {caller}: the gradient for output {i} has shape {g.shape} but "
+                    f"the output has shape {y.shape}; they must be equal")
+    return g if g.dtype == y.dtype else g.astype(y.dtype)
 
 
 def _edges(node, mark):
@@ -235,23 +235,6 @@ def _needed(order, targets, mark=None):
     return needed
 
 
-def _fit(g, parent):
-    """Undo broadcasting and promotion: sum ``g`` down to the parent's shape, cast its dtype."""
-    if g.__class__ is OutputGrads:
-        return g  # the gradients of a multi-output custom function's outputs
-    if parent.__class__ is Node:
-        shape, dtype = parent.shape, parent.dtype
-    else:
-        shape, dtype = parent._a.shape, parent._a.dtype
-    if g._a.shape != shape:
-        from ..ops.shape import sum_to
-
-        g = sum_to(g, shape)
-    if g._a.dtype != dtype:
-        g = g.astype(dtype)
-    return g
-
-
 def _check_versions(node):
     for counter, version in node.vers:
         if counter[0] != version:
@@ -263,7 +246,8 @@ def _check_versions(node):
             )
 
 
-def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=None,
+@backward_pass
+def execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=None,
              fill_retained=False):
     """Run the backward pass. Returns ``{key: grad}`` for the targets (None: all leaves).
 
@@ -341,7 +325,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                         if gi is not None and p is not None:
                             if gi.__class__ is not OutputGrads:
                                 _claim(foreign, gi._a)  # the user's rule made it: theirs
-                            gi = _fit(gi, p)
+                            gi = fit(gi, p)
                             if check:
                                 check(node, i, g, saved, gi)
                             old = grads.get(p)
@@ -351,7 +335,7 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
                         if p is None or (targets is not None and p not in needed
                                          and p not in target_keys):
                             continue
-                        gi = _fit(vjps[i](g, *saved), p)
+                        gi = fit(vjps[i](g, *saved), p)
                         if check:
                             check(node, i, g, saved, gi)
                         old = grads.get(p)
@@ -378,3 +362,13 @@ def _execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=No
     finally:
         mode.enabled, mode.creating = prev, prev_creating
     return captured if targets is not None else None
+
+
+def _backward_method(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (SPEC section 3)."""
+    backward((self,), None if gradient is None else (gradient,), retain_graph, create_graph,
+             inputs)
+
+
+_backward_method.__name__, _backward_method.__qualname__ = "backward", "Tensor.backward"
+Tensor.backward = _backward_method  # type: ignore[method-assign]  # (declared there)

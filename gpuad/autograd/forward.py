@@ -2,7 +2,7 @@
 
 While a forward *level* is open, a tensor may carry a tangent for it (``t._tan[level]``).
 Every op that reads a tensor with a tangent computes its output's tangent with the op's JVP
-rule (:func:`push`, called from :func:`~gpuad.tensor.record`), independently of grad mode:
+rule (:func:`push`, called from :func:`~gpuad.autograd.record.record`), independently of grad mode:
 this is true forward propagation, not a reverse pass run twice.
 
 Tangents are *batched*: a tangent of a value of shape ``s`` has shape ``(k,) + s``, ``k``

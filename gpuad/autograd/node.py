@@ -25,11 +25,8 @@ class Op:
     __slots__ = ("name", "vjps", "jvp", "save_out", "vjp_all")
 
     def __init__(self, name, vjps, jvp=None, save_out=False, vjp_all=None):
-        self.name = name
-        self.vjps = vjps
-        self.jvp = jvp
-        self.save_out = save_out
-        self.vjp_all = vjp_all
+        self.name, self.vjps, self.jvp = name, vjps, jvp
+        self.save_out, self.vjp_all = save_out, vjp_all
 
     def __repr__(self):
         return f"Op({self.name})"
@@ -71,10 +68,7 @@ class Node:
         self.shape = shape
         self.dtype = dtype
         self.device = device
-        self.hooks = None
-        self.retained = None
-        self.tapes = None
-        self.taped = None
+        self.hooks = self.retained = self.tapes = self.taped = None
 
     def in_graph(self):
         """Whether this node is part of the ``requires_grad`` graph (not only on tapes)."""
@@ -89,3 +83,18 @@ class Node:
 
     def __repr__(self):
         return f"<{self.name()}>"
+
+
+class OutputGrads:
+    """The gradients that reached some outputs of a multi-output custom node, by index."""
+
+    __slots__ = ("by_index",)
+
+    def __init__(self, by_index):
+        self.by_index = by_index
+
+    def __add__(self, other):
+        merged = dict(self.by_index)
+        for i, g in other.by_index.items():
+            merged[i] = g if i not in merged else merged[i] + g
+        return OutputGrads(merged)

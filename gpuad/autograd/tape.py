@@ -2,7 +2,7 @@
 
 While a tape records (inside its ``with`` block, outside ``stop_recording``), every op that
 reads a tensor the tape watches puts the tape's mark on its node (see
-:func:`gpuad.tensor.record`). A tape watches what ``watch`` was given, the results of the ops
+:func:`.record.record`). A tape watches what ``watch`` was given, the results of the ops
 it recorded, every tensor that requires grad that an op reads inside the block, and, unless
 ``watch_accessed_variables=False``, every trainable Variable read there. ``gradient`` runs the one
 backward engine restricted to the nodes carrying the tape's mark, so ops computed before the
@@ -25,11 +25,14 @@ from typing import Any
 
 from .._frames import user_stacklevel
 from ..errors import GradientTapeWarning
+from ..ops.shape import moveaxis
 from ..tensor import Tensor
-from . import forward, structure
-from .engine import _execute, runs_user_code
+from . import structure
+from .engine import execute, runs_user_code, seed_gradient
 from .grad_mode import count_active, mode
+from .linearize import reverse_rows, zeros
 from .node import FREED, Node
+from .rows import example_directions, one_hots, stack_rows
 
 
 class UnconnectedGradients(str, enum.Enum):
@@ -53,7 +56,7 @@ class GradientTape:
     def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True) -> None:
         self._persistent = bool(persistent)
         self._auto = bool(watch_accessed_variables)
-        self._mark = _Mark()
+        self.mark = _Mark()  # the token on the nodes it records (the recording reads it)
         self._nodes: list[Node] = []  # the nodes recorded on this tape, in order
         # id(key) -> key: the leaves and nodes watched as sources
         self._watched: dict[int, Any] = {}
@@ -65,7 +68,7 @@ class GradientTape:
         self._grad_mode = True  # the grad mode to restore when the block ends
         self._spent = False  # a non-persistent tape after its gradient
         self._warned: set[str] = set()
-        self._release = weakref.finalize(self, _release, self._nodes, self._mark)
+        self._release = weakref.finalize(self, _release, self._nodes, self.mark)
 
     # ---- recording ----------------------------------------------------------------------
     def __enter__(self) -> GradientTape:
@@ -121,7 +124,7 @@ class GradientTape:
             self._start()
 
     def _forget(self):
-        _release(self._nodes, self._mark)
+        _release(self._nodes, self.mark)
         self._watched.clear()
         self._variables.clear()
         self._spent = False
@@ -149,11 +152,16 @@ class GradientTape:
         if getattr(t, "trainable", None) is not None:  # a Variable
             self._variables.setdefault(id(t), t)
 
+    def keep(self, node: Node) -> None:
+        """The recording's hand-over: ``node`` was just recorded on this tape (it carries
+        :attr:`mark`)."""
+        self._nodes.append(node)
+
     def watched_variables(self) -> tuple[Tensor, ...]:
         """The Variables this tape watches, in the order they were first watched or read."""
         return tuple(self._variables.values())
 
-    def _tracks(self, t, key):
+    def tracks(self, t, key):
         """Whether this tape watches input ``t`` (whose graph key is ``key``) of an op being
         recorded; a tensor that requires grad becomes watched by being read, unless
         ``watch_accessed_variables=False``."""
@@ -171,9 +179,9 @@ class GradientTape:
         if id(key) in self._watched:
             return True
         node = t._grad_fn
-        return node is not None and node.tapes is not None and self._mark in node.tapes
+        return node is not None and node.tapes is not None and self.mark in node.tapes
 
-    def _on_numpy(self, t):
+    def on_numpy(self, t):
         """``t.numpy()`` while recording: warn (once) when the tape watches ``t``."""
         if self._is_source(t) or t._rg or (self._auto and t._autowatch):
             self._warn_once(
@@ -234,10 +242,10 @@ class GradientTape:
                 return rebuild([_finish(None if g is None else g.reshape(y.shape + s.shape),
                                         s, zero, y.shape + s.shape)
                                 for g, s in zip(grads, flat)])
-            rows = [self._backward([y], [seed], flat) for seed in _one_hots(y, y.size)]
+            rows = [self._backward([y], [seed], flat) for seed in one_hots(y, y.size)]
         finally:
             self._spend()
-        return rebuild([_stack_rows([r[j] for r in rows], s, y.shape + s.shape, 0, zero)
+        return rebuild([stack_rows([r[j] for r in rows], s, y.shape + s.shape, 0, zero)
                         for j, s in enumerate(flat)])
 
     def batch_jacobian(self, target: Tensor, source: Tensor,
@@ -265,40 +273,26 @@ class GradientTape:
         shape = y.shape + x.shape[1:]
         try:
             if self._batchable(y, [x]):
-                (g,) = self._backward_batched(y, _example_directions(y, per_example, batch),
+                (g,) = self._backward_batched(y, example_directions(y, per_example, batch),
                                               [x])
                 if g is not None:  # (per example, batch, ...) -> (batch, per example, ...)
-                    from ..ops.shape import moveaxis
-
                     g = moveaxis(g, 0, 1).reshape(shape)
                 return _finish(g, x, zero, shape)
             rows = [self._backward([y], [seed], [x])[0]
-                    for seed in _one_hots(y, per_example, batch)]
+                    for seed in one_hots(y, per_example, batch)]
         finally:
             self._spend()
-        return _stack_rows(rows, x, shape, 1, zero)
+        return stack_rows(rows, x, shape, 1, zero)
 
     def _batchable(self, y, sources):
         """Whether Jacobian rows can come from one batched pass (no user code in backward)."""
         node = y._grad_fn
-        return y.size > 0 and (node is None or not runs_user_code([node], sources, self._mark))
+        return y.size > 0 and (node is None or not runs_user_code([node], sources, self.mark))
 
     def _backward_batched(self, y, directions, sources):
-        """One backward pass from a zero seed that carries ``directions`` (``(k,) + y.shape``)
-        as a forward-mode tangent: the tangent of each source's gradient holds its k rows
-        (zeros where the gradient does not depend on the seed; None where unconnected)."""
-        with forward.level() as lvl:
-            seed = forward.seed(Tensor(y._dev.backend.zeros(y.shape, dtype=y.dtype), y._dev),
-                                lvl, Tensor(directions, y._dev))
-            grads = self._backward([y], [seed], sources)
-            out = []
-            for g, s in zip(grads, sources):
-                t = None if g is None else forward.tangent(g, lvl)
-                if g is not None and t is None:
-                    t = Tensor(s._dev.backend.zeros((len(directions),) + s.shape, dtype=s.dtype),
-                               s._dev)
-                out.append(t)
-            return out
+        """Rows of ``y``'s Jacobian along ``directions``: :func:`.linearize.reverse_rows`."""
+        return reverse_rows([y], [Tensor(directions, y._dev)],
+                            lambda seeds: self._backward([y], seeds, sources))
 
     def _backward(self, targets, seeds, sources):
         """One backward pass on this tape's nodes: the gradient for each source (or None)."""
@@ -308,7 +302,7 @@ class GradientTape:
             return [None] * len(sources)
         # recorded when tapes record, or inside a create_graph backward (a grad_fn using a tape)
         create = bool(mode.enabled and (mode.tapes or mode.creating))
-        captured = _execute(targets, seeds, True, create, wanted, set(), self._mark)
+        captured = execute(targets, seeds, True, create, wanted, set(), self.mark)
         return [captured.get(s._grad_fn or s) if ok else None for s, ok in zip(sources, valid)]
 
     def _check_usable(self, what):
@@ -334,7 +328,7 @@ class GradientTape:
         if not self._persistent:
             self._stop()
             self._spent = True
-            _release(self._nodes, self._mark)
+            _release(self._nodes, self.mark)
             self._watched.clear()
 
     def __repr__(self):
@@ -389,75 +383,18 @@ def _tensors(values, what):
 def _seeds(targets, output_gradients):
     """The starting gradient of each target: ones (the gradient of its sum) or as given."""
     if output_gradients is None:
-        return [Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev) for y in targets]
+        output_gradients = [None] * len(targets)
     given = structure.flatten(output_gradients)
     if len(given) != len(targets):
         raise ValueError(f"gpuad: GradientTape.gradient got {len(given)} output_gradients for "
                          f"{len(targets)} targets; pass one per target, in the same structure")
-    seeds = []
-    for y, g in zip(targets, given):
-        if g is None:
-            g = Tensor(y._dev.backend.ones(y.shape, dtype=y.dtype), y._dev)
-        elif not isinstance(g, Tensor):
-            from ..ops._args import constant
-
-            g = constant(g, y._dev, y)
-        if g.shape != y.shape:
-            raise ValueError(f"gpuad: GradientTape.gradient: an output gradient has shape "
-                             f"{g.shape} but its target has shape {y.shape}; they must match")
-        if g._dev is not y._dev:
-            from ..ops._args import mismatch
-
-            raise mismatch("GradientTape.gradient (output_gradients)", y._dev, g._dev)
-        seeds.append(g if g.dtype == y.dtype else g.astype(y.dtype))
-    return seeds
-
-
-def _zeros(s):
-    return Tensor(s._dev.backend.zeros(s.shape, dtype=s.dtype), s._dev)
+    return [seed_gradient(y, g, i, "GradientTape.gradient", True, ValueError)
+            for i, (y, g) in enumerate(zip(targets, given))]
 
 
 def _finish(g, source, zero, shape=None):
     """The result handed back: None, or zeros (of ``shape``, by default the source's), for an
     unconnected floating-point source."""
     if g is None and zero and source.dtype.kind == "f":
-        if shape is None:
-            return _zeros(source)
-        return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
+        return zeros(source.shape if shape is None else shape, source)
     return g
-
-
-def _one_hots(y, count, batch=None):
-    """Seeds selecting one element of ``y`` each (with ``batch``: that element of every
-    example at once)."""
-    backend = y._dev.backend
-    for i in range(count):
-        if batch is None:
-            a = backend.zeros(y.size, dtype=y.dtype)
-            backend.setitem(a, i, 1)
-        else:
-            a = backend.zeros((batch, count), dtype=y.dtype)
-            backend.setitem(a, (slice(None), i), 1)
-        yield Tensor(a.reshape(y.shape), y._dev)
-
-
-def _example_directions(y, count, batch):
-    """The seeds of :func:`_one_hots` with ``batch``, stacked: ``(count,) + y.shape``."""
-    backend = y._dev.backend
-    eye = backend.eye(count, dtype=y.dtype).reshape(count, 1, count)
-    return backend.broadcast_to(eye, (count, batch, count)).reshape((count,) + y.shape)
-
-
-def _stack_rows(rows, source, shape, axis, zero):
-    """Jacobian rows (each shaped like ``source``; None where unconnected) stacked on ``axis``
-    and reshaped to ``shape``. None when no row is connected (zeros with ``zero``)."""
-    from ..ops.joining import stack
-    from ..ops.shape import reshape
-
-    connected = [r for r in rows if r is not None]
-    if not rows or (not connected and zero and source.dtype.kind == "f"):
-        return Tensor(source._dev.backend.zeros(shape, dtype=source.dtype), source._dev)
-    if not connected:
-        return None
-    rows = [_zeros(source) if r is None else r for r in rows]
-    return reshape(stack(rows, axis), shape)

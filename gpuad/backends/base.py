@@ -80,6 +80,14 @@ class Backend(ValueChecks):
     #: ``fused_optimizer_step(kind, arrays, hyper)``: an optimizer update of flat buffers in
     #: one kernel (the CUDA backend); None here: parameters are updated one by one
     fused_optimizer_step = None
+    #: ``fused_cross_entropy(logits, labels, ignore_index, smoothing)``: ``(loss, dlogits)``
+    #: of softmax cross-entropy in one pass, or None where it does not apply; None here
+    fused_cross_entropy = None
+    #: ``synchronize()``: wait for the device's queued work, raising a failed queued check;
+    #: ``warmup()``: build every kernel the ops launch, returning how many (the CUDA backend,
+    #: for ``ad.cuda``); None here: the CPU queues nothing and builds no kernels
+    synchronize = None
+    warmup = None
 
     def __init__(self, xp):
         self.xp = xp
@@ -143,13 +151,30 @@ class Backend(ValueChecks):
 
     # ---- random -------------------------------------------------------------------------
     def seed(self, n):
-        raise NotImplementedError
+        """Restart this device's generator (``xp``'s default one) from the seed ``n``."""
+        self._rng = self.xp.random.default_rng(n % 2**64)
 
     def rand(self, shape, dtype):
-        raise NotImplementedError
+        """Uniform samples in [0, 1), drawn in float64 and rounded to ``dtype``."""
+        return self._rng.random(shape, dtype=self.xp.float64).astype(dtype, copy=False)
 
     def randn(self, shape, dtype):
-        raise NotImplementedError
+        """Standard normal samples, drawn in float64 and rounded to ``dtype``."""
+        return self._rng.standard_normal(shape, dtype=self.xp.float64).astype(dtype, copy=False)
+
+    # ---- undoing broadcasting -------------------------------------------------------------
+    def sum_to(self, a, shape):
+        """``a``, a broadcast of ``shape`` (of another shape), summed down to it: over its
+        leading axes and over the axes where ``shape`` has 1 and ``a`` more; a new array, in
+        the dtype the sum op gives (float16 summed in float32 and cast back, as there). The
+        calls are the backend's, so they run on the array's device."""
+        lead = a.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1)
+        if a.dtype == self.xp.float16:
+            return self.reshape(self.astype(self.sum(a, axis=axes, dtype=self.xp.float32),
+                                            a.dtype), shape)
+        return self.reshape(self.sum(a, axis=axes), shape)
 
     # ---- stable composite elementwise math ----------------------------------------------
     def sigmoid(self, x):

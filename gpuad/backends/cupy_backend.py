@@ -311,15 +311,6 @@ class CupyBackend(Backend):
     def errstate(self):
         return contextlib.nullcontext()
 
-    def seed(self, n):
-        self._rng = cupy.random.default_rng(n % 2**64)
-
-    def rand(self, shape, dtype):
-        return self._rng.random(shape, dtype=np.float64).astype(dtype, copy=False)
-
-    def randn(self, shape, dtype):
-        return self._rng.standard_normal(shape, dtype=np.float64).astype(dtype, copy=False)
-
     def _erf(self, x):
         return _special.erf(x)
 

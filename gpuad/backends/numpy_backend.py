@@ -239,15 +239,6 @@ class NumpyBackend(Backend):
     def errstate(self):
         return _Quiet() if _fp_state is not None else np.errstate(all="ignore")
 
-    def seed(self, n):
-        self._rng = np.random.default_rng(n % 2**64)
-
-    def rand(self, shape, dtype):
-        return self._rng.random(shape, dtype=np.float64).astype(dtype, copy=False)
-
-    def randn(self, shape, dtype):
-        return self._rng.standard_normal(shape, dtype=np.float64).astype(dtype, copy=False)
-
     def _erf(self, x):
         if _scipy_erf is not None:
             return np.asarray(_scipy_erf(x)).astype(x.dtype, copy=False)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
+from ..autograd.linearize import jvp, vjp
 from ..autograd.node import Op
+from ..autograd.record import needs_grad, record
 from ..dtypes import float16
 from ..ops import (
     abs,
@@ -29,7 +31,7 @@ from ..ops import (
 )
 from ..ops._args import plain
 from ..ops.linalg import linear  # noqa: F401  (F.linear, as PyTorch)
-from ..tensor import Tensor, needs_grad, record
+from ..tensor import Tensor
 
 if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
     import numpy as np
@@ -191,8 +193,7 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
     t = _labels(t, n, c, "cross_entropy")
     ignored = t == ignore_index
     _check_range(x, t, ignored, "cross_entropy")
-    fused = x.device.backend.fused_cross_entropy if hasattr(
-        x.device.backend, "fused_cross_entropy") else None
+    fused = x.device.backend.fused_cross_entropy
     loss = None
     if fused is not None:
         got = fused(x.array, t.array, ignore_index, label_smoothing)
@@ -239,16 +240,12 @@ def _softmax_minus_target(x: Tensor, t: Tensor, ignored: Tensor, smoothing: floa
 
 def _softmax_minus_target_vjp(gg: Tensor, x: Tensor, t: Tensor, ignored: Tensor,
                               smoothing: float) -> Tensor:
-    from ..autograd.functional import vjp
-
     _, pull = vjp(_softmax_minus_target(x, t, ignored, smoothing), x)
     return pull(gg)[0]
 
 
 def _softmax_minus_target_jvp(ts: Any, out: Tensor, x: Tensor, t: Tensor, ignored: Tensor,
                               smoothing: float) -> Tensor:
-    from ..autograd.functional import jvp
-
     return jvp(_softmax_minus_target(x, t, ignored, smoothing), x, ts[0], batched=True)[1]
 
 

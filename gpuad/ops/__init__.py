@@ -2,6 +2,7 @@
 exports here, and the Tensor methods, derive from that registration."""
 from typing import TYPE_CHECKING
 
+from . import moves  # noqa: F401  (Tensor.to, cpu, cuda)
 from .casts import *  # noqa: F403
 from .compare import *  # noqa: F403
 from .elementwise import *  # noqa: F403

@@ -6,8 +6,8 @@ output's; ``to_device`` moves it back to the input's device).
 from typing import TYPE_CHECKING
 
 from ..autograd.node import Op
+from ..autograd.record import record, record1
 from ..dtypes import as_dtype
-from ..tensor import record, record1
 from ._args import plain
 from .registry import exports, public
 from .shape import _tensor

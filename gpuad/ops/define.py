@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from ..autograd.forward import DIAGONAL
 from ..autograd.grad_mode import active, mode
 from ..autograd.node import Op
+from ..autograd.record import needs_grad, record, record1
 from ..backends import kernel_table
-from ..tensor import Tensor, needs_grad, record, record1
+from ..tensor import Tensor
 from ._args import operands, plain, to_tensor
 from .registry import public
 
@@ -146,7 +147,7 @@ def _fusable(row):
 def _rule_along_s(rule, g, s, params, direction):
     """d rule(g, s) / ds times ``direction``, elementwise (the rule is diagonal in s): the
     derivative of the fused derivative node, by forward mode over the composed rule."""
-    from ..autograd.functional import jvp
+    from ..autograd.linearize import jvp
     from .shape import broadcast_to
 
     shape = direction.shape

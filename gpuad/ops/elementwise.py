@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from ..autograd.forward import DIAGONAL
 from ..autograd.node import Op
+from ..autograd.record import record
 from ..dtypes import float16, float32
-from ..tensor import record
 from ._args import SCALARS
 from .define import binary, unary, zero
 from .registry import exports, public

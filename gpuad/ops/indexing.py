@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from ..autograd.forward import carry, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
-from ..tensor import Tensor, record1, tape_tracked
+from ..autograd.record import record1, tape_tracked
+from ..tensor import Tensor
 from ._args import axis_index, mismatch, plain
 from .registry import exports, public
 from .shape import _as_view, _tensor, moveaxis, reshape, view_positions

@@ -9,8 +9,9 @@ that saved the old value raises instead of using the new one.
 from ..autograd.forward import DIAGONAL, carry, has_tangent
 from ..autograd.grad_mode import mode
 from ..autograd.node import Op
+from ..autograd.record import on_stale_view, record, tape_tracked
 from ..dtypes import value_dtype
-from ..tensor import Tensor, record, tape_tracked
+from ..tensor import Tensor
 from ._args import SCALARS, mismatch, operands, plain
 from .casts import astype, to_device
 from .define import zero as _zero
@@ -18,6 +19,10 @@ from .elementwise import add, div, mul, pow, sub
 from .indexing import _batch_last, _index, batched_index, refresh_view
 from .selection import where
 from .shape import broadcast_to, moveaxis, reshape, view_positions
+
+# In-place changes are what make a view stale (its storage changed under its graph): the
+# recording refreshes such a view, before an op reads it, with the view ops' rebuild.
+on_stale_view(refresh_view)
 
 
 def _check_leaf(t, name):

@@ -6,7 +6,7 @@ VJP rule slices the border off the gradient).
 from typing import TYPE_CHECKING
 
 from ..autograd.node import Op
-from ..tensor import record, record1
+from ..autograd.record import record, record1
 from ._args import Default, axis_index, plain, tensors, torch_axis
 from .registry import exports, public
 from .shape import _tensor, reshape

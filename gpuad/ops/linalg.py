@@ -8,7 +8,7 @@ import string
 from typing import TYPE_CHECKING
 
 from ..autograd.node import Op
-from ..tensor import record
+from ..autograd.record import record
 from ._args import axes_tuple, axis_index, operands, plain, tensors
 from .registry import exports, public
 from .shape import broadcast_to, expand_dims, reshape, squeeze, swapaxes, transpose

@@ -6,9 +6,11 @@ leading batch axis of directions passes through.
 """
 from typing import TYPE_CHECKING
 
+from ..autograd import linearize
 from ..autograd.node import Op
+from ..autograd.record import record, record1
 from ..backends.kernel_table import RowMode
-from ..tensor import Tensor, record, record1
+from ..tensor import Tensor
 from ._args import (
     LAST,
     NO_DIM,
@@ -220,23 +222,20 @@ def _fused_rows(mode, name, rule):
 def _rule_vjp(rule, i, n):
     """The fused node's VJP for input ``i``: the composed rule, differentiated in reverse."""
     def vjp_i(gg, *args):
-        from ..autograd.functional import vjp
-
         inputs, params = args[:n], args[n:]
-        _, pull = vjp(lambda v: rule(*inputs[:i], v, *inputs[i + 1:], *params), inputs[i])
+        _, pull = linearize.vjp(lambda v: rule(*inputs[:i], v, *inputs[i + 1:], *params),
+                                inputs[i])
         return pull(gg)[0]
     return vjp_i
 
 
 def _rule_jvp(rule, n, ts, args):
     """The fused node's JVP: the composed rule's, in vector mode."""
-    from ..autograd.functional import jvp
-
     inputs, params = args[:n], args[n:]
     k = next(t.shape[0] for t in ts if t is not None)
     ts = [t if t is not None else plain(x._dev.backend.zeros((k,) + x.shape, x.dtype), x._dev)
           for t, x in zip(ts, inputs)]
-    return jvp(lambda *vs: rule(*vs, *params), tuple(inputs), ts, batched=True)[1]
+    return linearize.jvp(lambda *vs: rule(*vs, *params), tuple(inputs), ts, batched=True)[1]
 
 
 _LOGSUMEXP = Op("logsumexp", (_fused_rows(

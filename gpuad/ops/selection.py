@@ -3,7 +3,8 @@ from typing import TYPE_CHECKING
 
 from ..autograd.forward import DIAGONAL
 from ..autograd.node import Op
-from ..tensor import Tensor, record
+from ..autograd.record import record
+from ..tensor import Tensor
 from ._args import SCALARS, constant, mismatch, plain, to_tensor
 from .registry import exports, public
 

@@ -8,7 +8,9 @@ shifted past the tangent's leading batch axis.
 from typing import TYPE_CHECKING
 
 from ..autograd.node import Op
-from ..tensor import Tensor, record1
+from ..autograd.record import record1
+from ..autograd.unbroadcast import sum_to
+from ..tensor import Tensor
 from ._args import (
     axes_tuple,
     axis_index,
@@ -227,26 +229,7 @@ def broadcast_to(x, shape):
         "match or be 1"))
 
 
-@public
-def sum_to(x, shape):
-    """Sum ``x`` down to ``shape``: the inverse of broadcasting (used to undo it in backward)."""
-    shape = tuple(shape)
-    if x.shape == shape:
-        return x
-    lead = x.ndim - len(shape)
-    if lead < 0 or any(s != 1 and s != x.shape[lead + i] for i, s in enumerate(shape)):
-        raise RuntimeError(
-            f"gpuad: cannot sum a gradient of shape {x.shape} to shape {shape}; it is not a "
-            "broadcast of that shape"
-        )
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1
-    )
-    if axes:
-        x = x.sum(axis=axes, keepdims=True)
-    return reshape(x, shape) if x.shape != shape else x
-
-
+public(sum_to)  # (defined in the autograd core, which undoes broadcasting with it)
 
 _FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
            jvp=lambda ts, y, axis: flip(ts[0], tuple(range(1, ts[0].ndim)) if axis is None

@@ -9,7 +9,8 @@ import numbers
 from typing import TYPE_CHECKING
 
 from ..autograd.node import Op
-from ..tensor import Tensor, record1
+from ..autograd.record import record1
+from ..tensor import Tensor
 from ._args import DDOF, NO_DIM, Default, normalize_axis, to_tensor, torch_axis, torch_spread
 from ._reduce import check_extremum, expand, last_axes, n_reduced, wide
 from .elementwise import abs, sign

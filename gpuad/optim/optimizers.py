@@ -65,8 +65,7 @@ class Optimizer:
         """Put group ``gi``'s parameters on the fused path where the backend has one."""
         by_kind: dict[tuple[Any, Any], list[Tensor]] = {}
         for p in self.param_groups[gi]["params"]:  # (frozen ones stay out: no gradient)
-            if p.requires_grad and getattr(p._dev._backend, "fused_optimizer_step",
-                                           None) is not None:
+            if p.requires_grad and p._dev._backend.fused_optimizer_step is not None:
                 by_kind.setdefault((p._dev, p.dtype), []).append(p)
         if by_kind and self.kind is not None:
             self._flat[gi] = [FlatGroup(ps, self.kind) for ps in by_kind.values()]
