@@ -82,7 +82,7 @@ def test_spread_of_an_ordinary_constant_slice_is_zero_on_both_devices(op, dtype,
 def test_constant_slice_is_exact_whatever_the_mean_rounded_to(a, offset):
     # another device sums in another order, so its mean may round to another neighbour of a:
     # the refinement and the corrected two-pass form cancel any such residual exactly
-    from gpuad.backends.base import refined, spread_of
+    from gpuad.backends.axis_math import refined, spread_of
     x = np.full((2, 6), a)
     m1 = np.full((2, 1), a)
     for _ in range(abs(offset)):

@@ -5,7 +5,8 @@ import types
 import numpy as np
 
 from . import cpu_parallel, kernel_table
-from .base import Backend, reduced_size, spread_of
+from .axis_math import reduced_size, spread_of
+from .base import Backend
 
 try:  # SciPy's erf is fast and exact; without SciPy, math.erf is applied per element.
     from scipy.special import erf as _scipy_erf
