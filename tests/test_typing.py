@@ -110,7 +110,8 @@ def _installed_methods():
     out = {}
     for name, value in vars(Tensor).items():
         fn = value.fget if isinstance(value, property) else value
-        if getattr(fn, "__module__", "").startswith("gpuad.ops"):
+        module = getattr(fn, "__module__", "")  # a public op's is "gpuad" (ops/registry.py)
+        if module.startswith("gpuad.ops") or module == "gpuad":
             params = list(inspect.signature(fn).parameters.values())[1:]
             out[name] = [(p.name, _KINDS[p.kind], p.default is not p.empty) for p in params]
     return out

@@ -14,7 +14,8 @@ METHODS: dict[str, Callable[..., Any]] = {}  #: Tensor method name -> op
 
 def public(fn: Any = None, *, name: str | None = None, method: bool | str = False,
            doc: str | None = None) -> Any:
-    """Register ``fn`` as the public op ``name`` (default: its ``__name__``); ``method`` True
+    """Register ``fn`` as the public op ``name`` (default: its ``__name__``), found as
+    ``gpuad.<name>``; ``method`` True
     (or a name) also makes it a Tensor method; ``doc`` becomes its docstring where it has
     none. Returns ``fn``, so it works as ``@public`` or ``@public(method=True)``."""
     if fn is None:
@@ -24,6 +25,10 @@ def public(fn: Any = None, *, name: str | None = None, method: bool | str = Fals
         raise ValueError(f"gpuad.ops: two ops are named {name!r}")
     if doc and not fn.__doc__:
         fn.__doc__ = doc
+    if fn not in EXPORTS.values():
+        # Found where users find it, whatever factory made it: pickle (and so multiprocessing,
+        # checkpoints of a module holding an op) looks ops up as gpuad.<name>.
+        fn.__module__, fn.__qualname__ = "gpuad", name
     EXPORTS[name] = fn
     if method:
         METHODS[name if method is True else str(method)] = fn
