@@ -11,6 +11,7 @@ import pytest
 
 import gpuad as ad
 from gpuad.backends import cpu_parallel
+from gpuad.backends.kernel_table import UNARY as UNARY_ROWS
 from gpuad.backends.numpy_backend import NumpyBackend
 
 
@@ -259,10 +260,10 @@ def test_linear_promotes_like_the_composition_and_names_bad_shapes():
 
 
 def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits(monkeypatch):
-    """relu, sigmoid, tanh, sin, cos and exp derivatives run on raw arrays in a plain
-    backward pass on the CPU: the same bits as the composed rules. Where the pass records
-    (create_graph), the composed rules run, which differentiate again faster than a fused
-    node."""
+    """The derivatives of the ops whose rows have a raw-array path (``fast``) run on raw
+    arrays in a plain backward pass on the CPU: the same bits as the composed rules. Where the
+    pass records (create_graph), the composed rules run, which differentiate again faster
+    than a fused node. (A new such row needs its references below.)"""
     rng = np.random.default_rng(7)
     xn = rng.standard_normal((6, 5)).astype(np.float32)
     gn = rng.standard_normal((6, 5)).astype(np.float32)
@@ -270,12 +271,12 @@ def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits(monkeypatc
     real = NumpyBackend.fused_unary_grad
     monkeypatch.setattr(NumpyBackend, "fused_unary_grad",
                         lambda self, row, *a: calls.append(row.name) or real(self, row, *a))
-    for name in ("relu", "sigmoid", "tanh", "sin", "cos", "exp"):
+    for name in [row.name for row in UNARY_ROWS if row.fast]:
         fn = getattr(ad, name)
         y = fn(ad.tensor(xn)).numpy()
         composed = {"relu": np.where(y > 0, gn, np.float32(0)), "sigmoid": gn * y * (1 - y),
                     "tanh": gn * (1 - y * y), "sin": gn * np.cos(xn),
-                    "cos": -gn * np.sin(xn), "exp": gn * y}[name]
+                    "cos": -gn * np.sin(xn), "exp": gn * y, "arctan": gn / (xn * xn + 1)}[name]
         x = ad.tensor(xn, requires_grad=True)
         (g,) = ad.grad((fn(x) * ad.tensor(gn)).sum(), x)
         assert calls[-1:] == [name]
@@ -283,14 +284,14 @@ def test_cpu_fused_activation_derivatives_are_the_composed_rules_bits(monkeypatc
         assert (np.signbit(g.numpy()) == np.signbit(composed)).all()
         calls.clear()
         (g,) = ad.grad((fn(x) * ad.tensor(gn)).sum(), x, create_graph=True)
-        assert not calls and g.grad_fn.name() == (
-            "WhereBackward" if name == "relu" else "MulBackward")  # (relu's rule selects)
+        assert not calls and g.grad_fn.name() == {  # (relu's rule selects)
+            "relu": "WhereBackward", "arctan": "ArctanGradBackward"}.get(name, "MulBackward")
         np.testing.assert_array_equal(g.numpy(), composed)
         assert (np.signbit(g.numpy()) == np.signbit(composed)).all()
         (h,) = ad.grad(g.sum(), x)
         d2 = {"relu": np.zeros_like(y), "sigmoid": gn * y * (1 - y) * (1 - 2 * y),
               "tanh": gn * -2 * y * (1 - y * y), "sin": -gn * y, "cos": -gn * y,
-              "exp": gn * y}[name]
+              "exp": gn * y, "arctan": gn * -2 * xn / (xn * xn + 1) ** 2}[name]
         np.testing.assert_allclose(h.numpy(), d2, rtol=1e-5, atol=1e-6)
 
 

@@ -22,16 +22,16 @@ FLOORS = (
     ("devices", ("gpuad.devices", "gpuad.cuda", "gpuad.printing")),
     ("tensor", ("gpuad.tensor", "gpuad._typing", "gpuad.convert", "gpuad.creation",
                 "gpuad.checkpoint")),
-    ("autograd core", ("gpuad.autograd.grad_mode", "gpuad.autograd.node",
+    ("autograd core", ("gpuad.autograd", "gpuad.autograd.grad_mode", "gpuad.autograd.node",
                        "gpuad.autograd.structure", "gpuad.autograd.forward",
                        "gpuad.autograd.record", "gpuad.autograd.unbroadcast",
                        "gpuad.autograd.accumulate", "gpuad.autograd.anomaly",
-                       "gpuad.autograd.engine", "gpuad.autograd.linearize")),
+                       "gpuad.autograd.engine", "gpuad.autograd.linearize",
+                       "gpuad.autograd.custom", "gpuad.autograd.custom_gradient",
+                       "gpuad.autograd.function")),
     ("ops", ("gpuad.ops.",)),
-    ("transforms", ("gpuad.autograd", "gpuad.autograd.tape", "gpuad.autograd.functional",
-                    "gpuad.autograd.rows", "gpuad.autograd.custom",
-                    "gpuad.autograd.custom_gradient", "gpuad.autograd.function",
-                    "gpuad.gradcheck", "gpuad.variables")),
+    ("transforms", ("gpuad.autograd.tape", "gpuad.autograd.functional",
+                    "gpuad.autograd.rows", "gpuad.gradcheck", "gpuad.variables")),
     ("nn/optim", ("gpuad.nn.", "gpuad.optim.", "gpuad.data")),
     ("CLI", ("gpuad", "gpuad.__main__", "gpuad._cli", "gpuad.demo")),
 )
@@ -97,9 +97,21 @@ def _is_type_checking(node):
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _packages_loaded_with(module, importer):
+    """The packages whose ``__init__`` importing ``module`` runs first, for ``importer``: each
+    package above ``module`` except the root (``gpuad``'s own ``__init__``, the public facade,
+    is what every import of gpuad starts from) and except those that hold ``importer`` (already
+    loaded when it runs)."""
+    parts = module.split(".")
+    above = (".".join(parts[:n]) for n in range(2, len(parts)))
+    return {p for p in above if p in MODULES and not (importer + ".").startswith(p + ".")}
+
+
 GRAPH, FOREIGN = {}, {}
 for _name, _path in MODULES.items():
     GRAPH[_name], FOREIGN[_name] = _imports(_name, _path)
+for _name, _targets in GRAPH.items():
+    _targets |= {p for d in list(_targets) for p in _packages_loaded_with(d, _name)}
 
 
 def floor_of(name):
@@ -157,6 +169,9 @@ def test_the_graph_is_read():
     assert "numpy" in FOREIGN["gpuad.backends.numpy_backend"]
     # (tensor.py names Node for annotations only, under TYPE_CHECKING)
     assert "gpuad.autograd.node" not in GRAPH["gpuad.tensor"]
+    # importing gpuad.autograd.record runs gpuad/autograd/__init__.py first
+    assert "gpuad.autograd" in GRAPH["gpuad.ops.elementwise"]
+    assert "gpuad.ops" not in GRAPH["gpuad.ops.methods"]  # its own package: already loaded
 
 
 def test_every_module_is_on_a_floor():
@@ -213,3 +228,21 @@ def test_library_file_length(path):
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_test_file_length(path):
     assert _lines(path) <= TEST_LIMIT, f"{path.name}: {_lines(path)} lines"
+
+
+def test_the_autograd_package_names_what_it_promises():
+    """gpuad.autograd imports only the core and finds the transforms on first use
+    (``TRANSFORMS``); each public name is the object itself, never a submodule of that name,
+    and a transform is named where the floors put it."""
+    import inspect
+
+    import gpuad.autograd as autograd
+    for name in autograd.__all__:
+        value = getattr(autograd, name)
+        assert not inspect.ismodule(value), name
+        assert value.__module__.startswith("gpuad.autograd."), name
+    lazy = {f"gpuad.autograd.{m}" for m in autograd.TRANSFORMS.values()}
+    assert {FLOORS[floor_of(m)][0] for m in lazy} == {"transforms"}
+    assert set(autograd.TRANSFORMS) <= set(dir(autograd))
+    with pytest.raises(AttributeError, match="no attribute 'Tape'"):
+        autograd.Tape  # noqa: B018

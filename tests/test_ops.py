@@ -13,6 +13,7 @@ from op_cases import CASES
 from tolerance import assert_close
 
 import gpuad as ad
+from gpuad.backends.kernel_table import UNARY as UNARY_ROWS
 from gpuad.ops.registry import EXPORTS
 
 FWD_TOL = {ad.float16: (2e-2, 2e-2), ad.float32: (2e-5, 2e-5), ad.float64: (1e-11, 1e-12)}
@@ -182,3 +183,25 @@ def test_every_public_op_pickles_as_its_public_name():
     assert pickle.loads(pickle.dumps([ad.exp, ad.sum, ad.less, ad.gelu])) == [
         ad.exp, ad.sum, ad.less, ad.gelu]
     assert (ad.exp.__module__, ad.exp.__qualname__) == ("gpuad", "exp")
+
+
+@pytest.mark.parametrize("row", [r for r in UNARY_ROWS if r.fast], ids=lambda r: r.name)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_rows_raw_array_path_gives_its_rules_bits(row, dtype):
+    """``fast`` (the row's rule on raw arrays, which the CPU runs where nothing records) gives
+    the bits of the composed rule, signs of zeros and nans included, edge values too (large,
+    zero, inf, nan in x and in the output gradient)."""
+    rng = np.random.default_rng(11)
+    big = float(np.finfo(dtype).max) / 2
+    edges = np.array([0.0, -0.0, 1e4, -1e4, big, -big, np.inf, -np.inf, np.nan], dtype)
+    x = np.concatenate([(rng.standard_normal(40) * 3).astype(dtype), edges, edges])
+    g = np.concatenate([rng.standard_normal(40).astype(dtype), np.ones(9, dtype), edges[::-1]])
+    backend = ad.tensor(x).device.backend
+    with np.errstate(all="ignore"):
+        s = x if row.reads == "x" else row.backend_forward(backend, x)
+        fast = backend.fused_unary_grad(row, g, s, ())
+        with ad.no_grad():
+            composed = row.rule(ad.tensor(g), ad.tensor(s)).numpy()
+    assert fast is not None and fast.dtype == composed.dtype == dtype
+    np.testing.assert_array_equal(fast, composed)
+    assert (np.signbit(fast) == np.signbit(composed)).all()

@@ -72,7 +72,7 @@ relu = unary("relu", lambda g, y: where(y <= 0, step(y), g), "y", kernel="relu",
              fast=lambda b, g, y: b.relu_grad(g, y),
              doc="max(x, 0); the derivative at 0 is 0 (PyTorch's)")
 softsign = unary("softsign", lambda g, x: g / square(abs(x) + 1), kernel="softsign",
-                 method=False, doc="x / (1 + |x|)")  # (PyTorch has no Tensor.softsign)
+                 method=False, quiet=True, doc="x / (1 + |x|)")  # (no Tensor.softsign in PyTorch)
 silu = unary("silu", lambda g, x: g * _silu_grad(x), kernel="silu", kernel_forward=True,
              doc="x sigmoid(x) (swish)")
 _leaky_relu = unary("leaky_relu", lambda g, x, slope: g * (step(x) * (1 - slope) + slope),
