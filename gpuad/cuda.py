@@ -1,13 +1,20 @@
 """``ad.cuda``: what the machine offers for CUDA, without importing CuPy until needed."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends import probe
-from .devices import DeviceLike, resolve
+from .devices import resolve
 from .errors import DeviceUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .devices import DeviceLike
+
+__all__ = ["is_available", "device_count", "synchronize", "warmup", "empty_cache", "gpu_info",
+           "memory_info"]
 
 
 def is_available() -> bool:

@@ -43,6 +43,8 @@ class FunctionCtx:
         self._materialize = bool(value)
 
     def save_for_backward(self, *tensors):
+        """Keep tensors (or None) for ``backward``, where ``ctx.saved_tensors`` returns them;
+        saving is checked against later in-place changes, which make backward raise."""
         for t in tensors:
             if t is not None and not isinstance(t, Tensor):
                 raise TypeError(f"gpuad: save_for_backward takes tensors (or None), got a "
@@ -55,6 +57,8 @@ class FunctionCtx:
 
     @property
     def saved_tensors(self):
+        """The tensors of ``save_for_backward`` (in ``backward``) or of ``save_for_forward``
+        (in ``jvp``), as a tuple; anywhere else, or once freed, a RuntimeError."""
         if self._saved is None:
             raise RuntimeError("gpuad: ctx.saved_tensors can be read in backward only (and in "
                                "jvp, from save_for_forward); after a backward without "
@@ -88,10 +92,14 @@ class Function:
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
+        """The op's value from the arguments of ``apply``, run without recording; it saves
+        on ``ctx`` what ``backward`` needs. Each subclass defines it."""
         raise NotImplementedError("gpuad: a Function subclass must define forward(ctx, ...)")
 
     @staticmethod
     def backward(ctx, *grad_outputs):
+        """The vector-Jacobian product: one gradient per output in, one per argument of
+        ``apply`` out (None where there is none). Each subclass defines it."""
         raise NotImplementedError("gpuad: a Function subclass must define backward(ctx, ...)")
 
     @staticmethod
@@ -108,6 +116,9 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        """Run ``forward`` on ``args`` and return its output(s), connected to the graph so
+        that gradients reach the tensor arguments through ``backward`` (and tangents through
+        ``jvp`` where defined). Tensors that need a gradient must be passed positionally."""
         for name, value in kwargs.items():
             if needs_grad(value) and mode.enabled:
                 raise TypeError(

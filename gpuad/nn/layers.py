@@ -31,15 +31,20 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Draw W and b again as at construction: W Kaiming-uniform with a = sqrt(5), b
+        uniform in +-1/sqrt(in_features) (zero bound when in_features is 0)."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x W^T + b over the last axis of x (shape (..., in_features) to
+        (..., out_features))."""
         return linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
+        """The sizes and whether there is a bias."""
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
 
@@ -53,6 +58,7 @@ class Sequential(Module):
             setattr(self, str(i), m)
 
     def forward(self, x: Any) -> Any:
+        """x through each module in turn, each taking the previous one's output."""
         for m in self._modules.values():
             x = m(x)
         return x
@@ -72,34 +78,49 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end (named by its position); returns ``self``."""
         setattr(self, str(len(self._modules)), module)
         return self
 
 
 class ReLU(Module):
+    """max(x, 0), elementwise (:func:`gpuad.relu`); the derivative at 0 is 0, as PyTorch's."""
+
     def forward(self, x: TensorLike) -> Tensor:
+        """relu(x), of x's shape, dtype and device."""
         return ops.relu(x)
 
 
 class Sigmoid(Module):
+    """1 / (1 + e^-x), elementwise (:func:`gpuad.sigmoid`); derivative y (1 - y)."""
+
     def forward(self, x: TensorLike) -> Tensor:
+        """sigmoid(x), of x's shape, dtype and device."""
         return ops.sigmoid(x)
 
 
 class Tanh(Module):
+    """The hyperbolic tangent, elementwise (:func:`gpuad.tanh`); derivative 1 - y^2."""
+
     def forward(self, x: TensorLike) -> Tensor:
+        """tanh(x), of x's shape, dtype and device."""
         return ops.tanh(x)
 
 
 class GELU(Module):
+    """x Phi(x), Phi the standard normal CDF, elementwise (:func:`gpuad.gelu`);
+    ``approximate="tanh"`` takes PyTorch's tanh form instead."""
+
     def __init__(self, approximate: Literal["none", "tanh"] = "none") -> None:
         super().__init__()
         self.approximate = approximate
 
     def forward(self, x: TensorLike) -> Tensor:
+        """gelu(x) in the chosen form, of x's shape, dtype and device."""
         return ops.gelu(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
+        """The form, ``approximate``."""
         return f"approximate={self.approximate!r}"
 
 
@@ -114,6 +135,9 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
+        """x with each element kept with probability 1 - p (drawn from the generator that
+        ``ad.manual_seed`` seeds) and scaled by 1 / (1 - p), the others 0; x itself in eval
+        mode or with p = 0."""
         if not self.training or self.p == 0:
             return x
         if self.p == 1:
@@ -124,6 +148,7 @@ class Dropout(Module):
         return ops.where(keep, x * (1 / (1 - self.p)), 0)
 
     def extra_repr(self) -> str:
+        """The drop probability, ``p``."""
         return f"p={self.p}"
 
 
@@ -149,6 +174,9 @@ class LayerNorm(Module):
             self.weight = self.bias = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """(x - mean) / sqrt(var + eps) over the last ``len(normalized_shape)`` axes (which
+        must equal ``normalized_shape``; var is the biased variance), times weight plus bias;
+        float16 input is normalized in float32 and cast back."""
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
             raise ValueError(f"gpuad.nn.LayerNorm: the input's last dimensions {x.shape} do "
@@ -164,6 +192,7 @@ class LayerNorm(Module):
         return y.astype("float16") if half else y
 
     def extra_repr(self) -> str:
+        """The normalized shape and ``eps``."""
         return f"{self.normalized_shape}, eps={self.eps}"
 
 
@@ -179,6 +208,9 @@ class Embedding(Module):
         init.normal_(self.weight)
 
     def forward(self, indices: TensorLike) -> Tensor:
+        """``weight[indices]``: shape ``indices.shape + (embedding_dim,)``; an index outside
+        [0, num_embeddings) raises IndexError (on CUDA, at the next read back to the host).
+        The gradient of a row picked several times is summed."""
         if not isinstance(indices, Tensor):
             from ..creation import tensor
 
@@ -191,4 +223,5 @@ class Embedding(Module):
         return self.weight[indices]
 
     def extra_repr(self) -> str:
+        """The table's two sizes."""
         return f"{self.num_embeddings}, {self.embedding_dim}"

@@ -93,25 +93,34 @@ class Module:
         self._buffers[name] = tensor
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` as parameter ``name`` (None: a slot that holds no parameter
+        yet); the same as assigning a Parameter to the attribute."""
         self._parameters[name] = param
 
     # ---- traversal -------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """``(name, submodule)`` for each direct submodule, in the order assigned."""
         return iter(self._modules.items())
 
     def children(self) -> Iterator[Module]:
+        """The direct submodules, in the order assigned."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """``(dotted name, module)`` for this module (named ``prefix``) and every module
+        below it, depth first."""
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every module below it, depth first."""
         return (m for _, m in self.named_modules())
 
     def named_parameters(self, prefix: str = "", recurse: bool = True
                          ) -> Iterator[tuple[str, Parameter]]:
+        """``(dotted name, parameter)`` for each parameter, of the submodules too unless
+        ``recurse`` is False; a parameter shared by several modules comes once."""
         seen: set[int] = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mod_prefix, mod in mods:
@@ -121,9 +130,12 @@ class Module:
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """The parameters, as :meth:`named_parameters` without the names (what an optimizer
+        takes)."""
         return (p for _, p in self.named_parameters(recurse=recurse))
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, buffer)`` for each buffer of this module and those below it."""
         for mod_prefix, mod in self.named_modules(prefix):
             for name, b in mod._buffers.items():
                 if b is not None:
@@ -131,11 +143,14 @@ class Module:
 
     # ---- modes, devices, gradients ------------------------------------------------------------
     def train(self: _M, mode: bool = True) -> _M:
+        """Set ``training`` to ``mode`` on this module and every module below it (Dropout
+        drops only in training); returns ``self``."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self: _M) -> _M:
+        """Evaluation mode: ``train(False)``; returns ``self``."""
         return self.train(False)
 
     def to(self: _M, device: DeviceLike | DTypeLike = None, dtype: DTypeLike = None) -> _M:
@@ -154,6 +169,8 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's ``grad``: None (the default), or with ``set_to_none``
+        False, zeros of its shape where it has one."""
         for p in self.parameters():
             if set_to_none:
                 p.grad = None
@@ -164,6 +181,8 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation, which calling the module runs: each subclass defines it (here it
+        raises NotImplementedError)."""
         raise NotImplementedError(f"gpuad.nn: {type(self).__name__} must define forward()")
 
     # ---- state ----------------------------------------------------------------------------------
@@ -216,6 +235,7 @@ class Module:
 
     # ---- printing -------------------------------------------------------------------------------
     def extra_repr(self) -> str:
+        """The text inside the parentheses of the module's repr (its settings); empty here."""
         return ""
 
     def __repr__(self) -> str:

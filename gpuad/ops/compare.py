@@ -19,6 +19,7 @@ def _comparison(name, math):
     compare.__name__ = compare.__qualname__ = name
     compare.__doc__ = (f"{name}(a, b): {math}, elementwise, with NumPy broadcasting, as a "
                        "bool tensor on the operands' device (no gradient).")
+    compare.math = math
     return public(compare)
 
 
@@ -51,6 +52,7 @@ def _classify(name, math):
     test.__name__ = test.__qualname__ = name
     test.__doc__ = (f"{name}(x): whether each element of x is {math}, as a bool tensor of x's "
                     "shape (no gradient).")
+    test.math = math
     return public(test, method=True)
 
 

@@ -71,9 +71,9 @@ class Unary:
         kernel = (f" On CUDA the derivative runs as one kernel (``{self.kernel}_bwd`` of "
                   "kernels/elementwise.cuh)." if self.kernel else "")
         return f"{self.name}({args}): {self.doc}.\n\n" + textwrap.fill(
-            "Elementwise, on a tensor of any shape (or an array-like); the result has x's "
-            f"dtype and device. The derivative is computed from {_READS[self.reads]}.{kernel}",
-            88)
+            "Elementwise, on a tensor of any shape (or an array-like); the result is on x's "
+            "device, with x's dtype where x is floating (integer and bool x follow NumPy's type "
+            f"rules). The derivative is computed from {_READS[self.reads]}.{kernel}", 88)
 
 
 def unary(name, rule, reads="x", *, register=True, **fields):
@@ -107,7 +107,7 @@ def unary(name, rule, reads="x", *, register=True, **fields):
     forward = with_params if row.params or args else reading_x if saved_x else reading_nothing
     forward.__name__ = forward.__qualname__ = name
     forward.__doc__ = row.docstring()
-    forward.op, forward.row = op, row
+    forward.op, forward.row, forward.math = op, row, row.doc
     object.__setattr__(row, "op", forward)
     if register:
         public(forward, method=row.method)
@@ -194,10 +194,12 @@ def binary(name, method, rule_a, rule_b, reads=((True, True), (True, True)), doc
 
     forward.__name__ = forward.__qualname__ = name
     forward.__doc__ = f"{name}(a, b): {doc}.\n\n" + textwrap.fill(
-        "Elementwise, with NumPy broadcasting; a and b are tensors, array-likes or Python "
-        "scalars (a scalar takes the tensor's dtype). The gradient of a broadcast operand is "
-        "summed back to its shape.", 88)
-    forward.op = op
+        "Elementwise, with NumPy broadcasting; a and b are tensors on one device, array-likes "
+        "or Python scalars. A Python scalar is weakly typed, as in NumPy 2: it takes the "
+        "tensor's dtype where its kind is the same or lower (bool < int < float: 2.0 times a "
+        "float16 tensor stays float16); otherwise the dtypes promote as NumPy's. The gradient "
+        "of a broadcast operand is summed back to its shape.", 88)
+    forward.op, forward.math = op, doc
     return public(forward, method=True)
 
 

@@ -201,7 +201,9 @@ def setitem(t, index, value):
     _bump(t)
 
 
-def _binary_inplace(name, fn, method):
+def _binary_inplace(name, fn, method, symbol):
+    """The in-place ``t <symbol>= other`` named ``name``: ``fn`` (the out-of-place op), and the
+    backend's ``method`` writing into ``t`` where nothing records."""
     def inplace(t, other):
         _check_leaf(t, name)
         if _tracking(t, other):
@@ -219,14 +221,19 @@ def _binary_inplace(name, fn, method):
         return t
 
     inplace.__name__ = inplace.__qualname__ = name
+    inplace.__doc__ = (
+        f"{name}(t, other): t {symbol}= other, in place; returns t, which keeps its shape, "
+        "dtype and device (other must broadcast to that shape). Recorded as "
+        f"t = {fn.__name__}(t, other) where a gradient is needed (a leaf that requires grad "
+        "refuses while grad mode is on).")
     return inplace
 
 
-add_ = _binary_inplace("add_", add, "add")
-sub_ = _binary_inplace("sub_", sub, "subtract")
-mul_ = _binary_inplace("mul_", mul, "multiply")
-div_ = _binary_inplace("div_", div, "true_divide")
-pow_ = _binary_inplace("pow_", pow, "power")
+add_ = _binary_inplace("add_", add, "add", "+")
+sub_ = _binary_inplace("sub_", sub, "subtract", "-")
+mul_ = _binary_inplace("mul_", mul, "multiply", "*")
+div_ = _binary_inplace("div_", div, "true_divide", "/")
+pow_ = _binary_inplace("pow_", pow, "power", "**")
 
 _FILL = Op("fill", (_zero,), jvp=DIAGONAL)
 
@@ -246,6 +253,7 @@ def fill_(t, value):
 
 
 def zero_(t):
+    """Set every element to 0 (``fill_(t, 0)``); the old value gets a zero gradient."""
     return fill_(t, 0)
 
 

@@ -37,6 +37,8 @@ def _invert(self):
 
 
 def _reshape(self, *dims):
+    """``x.reshape(2, 3)`` or ``x.reshape((2, 3))``: x's elements, in row-major order, in
+    that shape (one length may be -1); a view where the memory allows, else a copy."""
     return shape.reshape(self, *dims)
 
 
@@ -81,6 +83,8 @@ def _matrix_transpose(self):
 
 
 def _squeeze(self, axis=None, *, dim=None):
+    """x without the length-1 axes ``axis`` (all of them when None), as :func:`gpuad.squeeze`;
+    with PyTorch's ``dim=``, an axis of another length is kept."""
     return shape.squeeze(self, axis, dim=dim)
 
 
@@ -95,6 +99,8 @@ class Size(int):
 
 
 def _size(self):
+    """``x.size``: the number of elements, an int; ``x.size()`` is the shape and
+    ``x.size(dim)`` that axis's length, as PyTorch (:class:`Size`)."""
     size = Size(self._a.size)
     size.shape = self._a.shape
     return size
@@ -132,8 +138,48 @@ def _dtype_name(arg):
         return None
 
 
-def _cast(dtype):
-    return lambda self: casts.astype(self, dtype)
+def _cast(name, dtype):
+    """PyTorch's cast method ``x.<name>()``: ``x.astype(dtype)``."""
+    def cast(self):
+        return casts.astype(self, dtype)
+
+    cast.__name__, cast.__qualname__ = name, f"Tensor.{name}"
+    cast.__doc__ = (f"x converted to {dtype} (``x.astype('{dtype}')``), as PyTorch's "
+                    f"``x.{name}()``: x itself if it is {dtype} already; differentiable "
+                    "between floating dtypes.")
+    return cast
+
+
+def _where(self, condition, other):
+    """PyTorch's ``x.where(condition, other)``: x where ``condition`` is true, else ``other``
+    (``where(condition, x, other)``, all three broadcast together)."""
+    return where(condition, self, other)
+
+
+def _transposed(self):
+    """``x.T``: x with its axes reversed (the transpose of a matrix; a 1-D x unchanged)."""
+    return shape.transpose(self)
+
+
+def _numel(self):
+    """PyTorch's ``x.numel()``: the number of elements, an int (``x.size``)."""
+    return int(self._a.size)
+
+
+def _dim(self):
+    """PyTorch's ``x.dim()``: the number of axes, an int (``x.ndim``)."""
+    return self._a.ndim
+
+
+def _is_contiguous(self):
+    """Whether x's elements lie in row-major (C) order in memory with no gaps."""
+    return bool(self._a.flags.c_contiguous)
+
+
+def _contiguous(self):
+    """x itself if it is contiguous (:meth:`is_contiguous`), else a row-major copy
+    (differentiable, as :func:`gpuad.clone`)."""
+    return self if self._a.flags.c_contiguous else casts.clone(self)
 
 
 
@@ -167,9 +213,9 @@ def install():
     T.squeeze = _squeeze
     T.unsqueeze = _unsqueeze  # PyTorch's names
     T.permute = _permute
-    T.T = property(lambda self: shape.transpose(self))
+    T.T = property(_transposed)
     T.mT = property(_matrix_transpose)
-    T.where = lambda self, condition, other: where(condition, self, other)
+    T.where = _where
     _install_torch_names(T)
     for name in "add_ sub_ mul_ div_ pow_ fill_ zero_ copy_".split():
         setattr(T, name, getattr(inplace, name))
@@ -180,11 +226,11 @@ def install():
 def _install_torch_names(T):
     """PyTorch's spellings that mean exactly what gpuad's do (README, "Coming from PyTorch")."""
     T.size = property(_size)
-    T.numel = lambda self: int(self._a.size)
-    T.dim = lambda self: self._a.ndim
+    T.numel = _numel
+    T.dim = _dim
     T.view = _view
-    T.is_contiguous = lambda self: bool(self._a.flags.c_contiguous)
-    T.contiguous = lambda self: self if self._a.flags.c_contiguous else casts.clone(self)
+    T.is_contiguous = _is_contiguous
+    T.contiguous = _contiguous
     for name, dtype in (("float", float32), ("double", float64), ("half", float16),
                         ("int", int32), ("long", int64), ("bool", bool_)):
-        setattr(T, name, _cast(dtype))
+        setattr(T, name, _cast(name, dtype))

@@ -36,9 +36,10 @@ def _empty_mean(backend, a, axis, keepdims):
         return backend.sum(a, axis=axis, keepdims=keepdims) / 0.0
 
 
-def _reduction(name, rule, jvp, doc, save_x=True, save_out=False):
+def _reduction(name, rule, jvp, math, gradient, save_x=True, save_out=False):
     """The public op and Tensor method ``name(x, axis=None, keepdims=False)``: the reduction
-    ``doc`` over ``axis``, with VJP ``rule`` and JVP ``jvp``."""
+    ``math`` over ``axis``, with VJP ``rule`` and JVP ``jvp``, whose docstring states
+    ``math`` and what the ``gradient`` is."""
     op = Op(name, (rule,), jvp=jvp, save_out=save_out)
 
     def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
@@ -58,11 +59,12 @@ def _reduction(name, rule, jvp, doc, save_x=True, save_out=False):
         return record1(op, x, out, saved)
 
     reduce.__name__ = reduce.__qualname__ = name
-    reduce.__doc__ = (f"{name}(x, axis=None, keepdims=False): {doc} over ``axis`` (None: all "
-                      "axes; an int or a tuple; negative counts from the end), keeping the "
+    reduce.__doc__ = (f"{name}(x, axis=None, keepdims=False): {math}, over ``axis`` (None: "
+                      "all axes; an int or a tuple; negative counts from the end), keeping the "
                       "reduced axes as length 1 with ``keepdims``. PyTorch's ``dim``/``keepdim`` "
-                      "are accepted too. The result has x's dtype and device.")
-    reduce.op = op
+                      "are accepted too. The result is on x's device; a floating x keeps its "
+                      f"dtype (integer and bool x follow NumPy's type rules). {gradient}.")
+    reduce.op, reduce.math = op, math
     return public(reduce, method=True)
 
 
@@ -89,19 +91,24 @@ def _extremum_jvp(ts, y, x, axis, keepdims):
 sum = _reduction("sum", lambda g, shape, axis, keepdims: expand(g, shape, axis, keepdims),
                  lambda ts, y, shape, axis, keepdims:
                  ts[0].sum(axis=last_axes(axis, len(shape)), keepdims=keepdims),
-                 "The sum of the elements; its gradient is g broadcast back", save_x=False)
+                 "the sum of the elements", "The gradient is g broadcast back to x's shape",
+                 save_x=False)
 mean = _reduction(
     "mean",
     lambda g, shape, axis, keepdims: expand(g, shape, axis, keepdims) / n_reduced(shape, axis),
     lambda ts, y, shape, axis, keepdims:
     ts[0].mean(axis=last_axes(axis, len(shape)), keepdims=keepdims),
-    "The mean of the elements (nan over none)", save_x=False,
+    "the mean of the elements (nan over none)",
+    "The gradient is g / n broadcast back to x's shape, n the number of elements reduced",
+    save_x=False,
 )
 max = _reduction("max", _extremum_rule, _extremum_jvp,
-                 "The largest element (nan if any is); tied maxima share the gradient evenly",
+                 "the largest element (nan if any is)",
+                 "Tied maxima share the gradient evenly (a nan result gives it to the nans)",
                  save_out=True)
 min = _reduction("min", _extremum_rule, _extremum_jvp,
-                 "The smallest element (nan if any is); tied minima share the gradient evenly",
+                 "the smallest element (nan if any is)",
+                 "Tied minima share the gradient evenly (a nan result gives it to the nans)",
                  save_out=True)
 
 
@@ -185,7 +192,9 @@ prod = _reduction(
     * _prod_grad(y, x, axis, keepdims),
     lambda ts, y, x, axis, keepdims:
     (ts[0] * _prod_grad(y, x, axis, keepdims)).sum(axis=last_axes(axis, x.ndim), keepdims=keepdims),
-    "The product of the elements; its gradient is exact where elements are 0", save_out=True,
+    "the product of the elements",
+    "The gradient of an element is the product of the others, exact also where elements are 0",
+    save_out=True,
 )
 
 

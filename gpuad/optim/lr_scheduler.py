@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .optimizers import Optimizer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["StepLR", "CosineAnnealingLR"]
 
 
 def _number(schedule: str, name: str, value: float, low: float, strict: bool = False,
