@@ -14,6 +14,7 @@ from .autograd.functional import hessian, hvp, jacobian, jvp, vjp
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd.tape import GradientTape, UnconnectedGradients
 from .backends.cpu_parallel import get_num_threads, set_num_threads
+from .capture import compile
 from .checkpoint import load, save
 from .creation import (
     arange,
@@ -82,7 +83,7 @@ __all__ = [
     "is_grad_enabled", "grad", "backward", "gradcheck", "GradientTape", "UnconnectedGradients",
     "GradientTapeWarning", "CustomGradientError", "Variable", "constant", "custom_gradient",
     "Function", "FunctionCtx", "jvp", "vjp", "jacobian", "hessian", "hvp", "ForwardModeError",
-    "OutOfMemoryError", "get_num_threads", "set_num_threads",
+    "OutOfMemoryError", "get_num_threads", "set_num_threads", "compile",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "multiply", "subtract", "divide",
     "clip_by_value", "cast", "cond", "while_loop", "reduce_prod", "reduce_logsumexp", "concat",
     *_OPS,

@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from .backends import tracing
 from .printing import tensor_repr
 
 if TYPE_CHECKING:  # (for annotations only)
@@ -203,11 +204,13 @@ class Tensor(_Methods):
 
         Inside a recording gradient tape that watches this tensor, a warning (once per tape)
         says that what is computed from the copy is not recorded."""
+        tracing.host_read(self, ".numpy()")
         self._copied_out()
         return self._dev.backend.to_numpy(self._a)
 
     def item(self) -> int | float | bool:
         """The one element as a Python number (a complex one for a complex tensor)."""
+        tracing.host_read(self, ".item()")
         if self._a.size != 1:
             raise RuntimeError(
                 f"gpuad: item() needs a tensor with one element, got shape {self.shape}"
@@ -218,9 +221,11 @@ class Tensor(_Methods):
 
     def tolist(self) -> Any:
         """The data as nested Python lists of numbers (a number for a 0-d tensor)."""
+        tracing.host_read(self, ".tolist()")
         return self._dev.backend.to_numpy(self._a).tolist()
 
     def __array__(self, dtype: DTypeLike = None, copy: bool | None = None) -> np.ndarray:
+        tracing.host_read(self, "a conversion to a NumPy array")
         self._copied_out()
         if self._dev.type != "cpu":
             raise TypeError(
@@ -312,6 +317,7 @@ class Tensor(_Methods):
         return self.__deepcopy__({})
 
     def __repr__(self) -> str:
+        tracing.host_read(self, "printing")
         return tensor_repr(self)
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -9,7 +9,7 @@ a device backend may override any method with a faster kernel.
 import contextlib
 import math
 
-from . import kernel_table
+from . import kernel_table, tracing
 from .axis_math import AxisMath
 from .checks import ValueChecks
 
@@ -123,11 +123,16 @@ class Backend(ValueChecks, AxisMath):
 
     def rand(self, shape, dtype):
         """Uniform samples in [0, 1), drawn in float64 and rounded to ``dtype``."""
-        return self._rng.random(shape, dtype=self.xp.float64).astype(dtype, copy=False)
+        return tracing.draw(self._draw, "random", shape, dtype)
 
     def randn(self, shape, dtype):
         """Standard normal samples, drawn in float64 and rounded to ``dtype``."""
-        return self._rng.standard_normal(shape, dtype=self.xp.float64).astype(dtype, copy=False)
+        return tracing.draw(self._draw, "standard_normal", shape, dtype)
+
+    def _draw(self, method, shape, dtype):
+        """The generator's ``method`` (a distribution) in float64, rounded to ``dtype`` (a
+        compiled step draws again through here on each replay)."""
+        return getattr(self._rng, method)(shape, dtype=self.xp.float64).astype(dtype, copy=False)
 
     # ---- undoing broadcasting -------------------------------------------------------------
     def sum_to(self, a, shape):

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..autograd.grad_mode import no_grad
+from ..backends import tracing
 from ..devices import Device
 from ..tensor import Tensor
 
@@ -146,7 +147,9 @@ class Module:
         """Set ``training`` to ``mode`` on this module and every module below it (Dropout
         drops only in training); returns ``self``."""
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            if m.training != bool(mode):
+                object.__setattr__(m, "training", bool(mode))
+                tracing.changed()  # (compiled functions trace again in the new mode)
         return self
 
     def eval(self: _M) -> _M:

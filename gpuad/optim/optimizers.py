@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ..backends import tracing
 from ..tensor import Tensor
 from .flat import FlatGroup
 
@@ -125,10 +126,9 @@ class Optimizer:
                 if p._grad is None or id(p) in done:
                     continue
                 state = self.state.setdefault(id(p), {})
-                backend = p._dev.backend
-                with backend.on_device():  # (state made by xp lands on p's device)
-                    self._update(p._a, p._grad._a, backend.xp, group, state)
-                p._ver[0] += 1
+                # (one step of a compiled function: a replay runs this Python again)
+                tracing.opaque(_apply, self._update, p._a, p._grad._a, p._dev.backend, group,
+                               state, p._ver)
 
     def _leave_flat(self, gi: int) -> None:
         """Continue group ``gi`` parameter by parameter, from the flat state."""
@@ -369,6 +369,15 @@ class Adam(Optimizer):
         b = xp.multiply(m, lr / (1 - b1 ** t))
         b /= a
         p -= b  # p -= lr / (1 - b1^t) m / denom
+
+
+def _apply(update: Callable[..., None], p: Array, g: Array, backend: Any,
+           group: dict[str, Any], state: dict[str, Any], version: list[int]) -> None:
+    """``update`` one parameter's array ``p`` from its gradient ``g`` on ``backend``'s device,
+    and count the change in the parameter's ``version``."""
+    with backend.on_device():  # (state made by xp lands on p's device)
+        update(p, g, backend.xp, group, state)
+    version[0] += 1
 
 
 def _pair(betas: Any) -> Any:

@@ -1,0 +1,242 @@
+"""``ad.compile``: run a function of tensors once per signature as Python, then replay it.
+
+The first two calls with a signature run the function eagerly, as without ``compile``, while
+tracing what it computes (:mod:`.tracer`). When both traces did the same thing (the same
+steps, the same constants), the later calls replay the second trace's steps: NumPy calls into
+the same buffers, with no Tensor objects, no graph and no engine. Two traces, not one, so that
+anything the tracer could not follow shows up as a difference instead of a stale value
+replayed (and so that optimizer state made on the first step exists).
+
+A signature is the structure of the arguments (for a tensor: its shape, dtype, device and
+``requires_grad``; other arguments by value), the grad mode and the modules' train/eval state.
+"""
+import functools
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import _frames
+from ..autograd.grad_mode import is_grad_enabled
+from ..backends import tracing
+from ..tensor import Tensor
+from .program import Program, first_difference, same_structure, structure
+from .tracer import CompileError, Diverged, Tracer
+
+#: traces of one signature that may disagree before the function runs eagerly for good
+_TRACES = 4
+#: replays of one signature that may diverge (a value read on the host changed)
+_DIVERGENCES = 3
+
+
+class CompileWarning(UserWarning):
+    """A compiled function runs eagerly (it cannot be replayed) or keeps tracing again."""
+
+
+def compile(fn=None, *, copy_outputs=False, fallback="error", cache_size=8):
+    """Compile ``fn``, a function of tensors (typically one training step: forward, loss,
+    ``backward()``, ``optimizer.step()``, ``zero_grad()``), so that repeated calls replay its
+    array computations without Python per op. Usable as ``@ad.compile`` or
+    ``@ad.compile(copy_outputs=True)``.
+
+    The first two calls with a new signature (the arguments' shapes, dtypes, devices and
+    ``requires_grad``; other arguments by value; the grad mode; the modules' train/eval state)
+    run ``fn`` as usual while tracing it; later calls replay it. The results are the bits the
+    eager calls give.
+
+    - Tensor results are over static buffers that the next call overwrites (as PyTorch's CUDA
+      graphs): keep one with ``.clone()``, or pass ``copy_outputs=True``. They do not require
+      grad. Tensor arguments are copied into static inputs: a gradient with respect to one
+      lands on that copy (return it instead).
+    - Parameters and optimizer state must be updated in place (optimizers and in-place ops
+      do); a tensor given new data (``p.data = ...``) is noticed and traced again.
+    - ``fn`` may not read values on the host (``.item()``, ``float(t)``, ``bool(t)``,
+      ``.numpy()``, printing, Python ``if`` on a tensor): the error names the line. With
+      ``fallback="eager"`` such a function runs eagerly instead, after one warning.
+    - Python values and NumPy arrays that ``fn`` reads from outside are constants of the
+      compiled function; pass what changes as tensor arguments.
+    - At most ``cache_size`` signatures are kept; a warning says when it keeps tracing.
+    - CUDA tensors run eagerly for now (with a warning): the CUDA-graph back end is to come.
+
+    >>> import gpuad as ad
+    >>> w = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> opt = ad.optim.SGD([w], lr=0.1)
+    >>> @ad.compile
+    ... def step(x):
+    ...     opt.zero_grad()
+    ...     loss = ((w * x).sum() - 1) ** 2
+    ...     loss.backward()
+    ...     opt.step()
+    ...     return loss
+    >>> for _ in range(3):
+    ...     loss = step(ad.tensor([1.0, 1.0]))
+    >>> w
+    tensor([0.4240, 1.4240], requires_grad=True)
+    """
+    if fallback not in ("error", "eager"):
+        raise ValueError(f"ad.compile: fallback is 'error' or 'eager', got {fallback!r}")
+    if not isinstance(cache_size, int) or cache_size < 1:
+        raise ValueError(f"ad.compile: cache_size is a positive int, got {cache_size!r}")
+    if fn is None:
+        return lambda f: compile(f, copy_outputs=copy_outputs, fallback=fallback,
+                                 cache_size=cache_size)
+    if not callable(fn):
+        raise TypeError(f"ad.compile: expected a function, got {type(fn).__name__}")
+    return Compiled(fn, copy_outputs, fallback, cache_size)
+
+
+class Compiled:
+    """A compiled function (see :func:`compile`); ``reset()`` forgets every trace."""
+
+    def __init__(self, fn, copy_outputs, fallback, cache_size):
+        functools.update_wrapper(self, fn)
+        self.fn, self.copy_outputs = fn, copy_outputs
+        self.fallback, self.cache_size = fallback, cache_size
+        self._entries = OrderedDict()
+        self._signatures = 0
+        self._warned = False
+
+    def __call__(self, *args, **kwargs):
+        leaves, rebuild = _flatten((args, kwargs))
+        key = (tuple(_key(v) for v in leaves), is_grad_enabled(), tracing.epoch)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(self)
+            self._signatures += 1
+            if len(self._entries) > self.cache_size:
+                self._entries.popitem(last=False)
+                self.warn(f"it has been called with {self._signatures} signatures (argument "
+                          "shapes, dtypes, devices, values, the grad mode or a module's "
+                          f"train/eval state), more than cache_size={self.cache_size}; the "
+                          "oldest are traced again when they come back")
+        return entry(leaves, rebuild)
+
+    def reset(self):
+        """Forget every trace: the next calls trace again."""
+        self._entries.clear()
+
+    def warn(self, message, once=True):
+        if not (once and self._warned):
+            self._warned = once
+            warnings.warn(f"ad.compile: {_name(self.fn)}: {message}", CompileWarning,
+                          stacklevel=_frames.user_stacklevel())
+
+
+class _Entry:
+    """One signature's state: tracing (twice, until two traces agree), replaying, or eager."""
+
+    def __init__(self, owner):
+        self.owner = owner
+        self.program = self.previous = None
+        self.traces = self.divergences = 0
+        self.eager = False
+
+    def __call__(self, leaves, rebuild):
+        fn = self.owner.fn
+        if self.eager:
+            return _call(fn, rebuild(leaves))
+        if self.program is not None:
+            stale = self.program.stale()
+            if stale is None:
+                return self.replay(leaves, rebuild)
+            self.owner.warn(f"{stale}; tracing it again", once=False)
+            self.program = self.previous = None
+        return self.trace(leaves, rebuild)
+
+    def replay(self, leaves, rebuild):
+        program = self.program
+        try:
+            program.run([v._a for v in leaves if isinstance(v, Tensor)])
+        except Diverged as e:
+            if not e.before_effects:
+                raise CompileError(f"ad.compile: {_name(self.owner.fn)}: {e}, after the "
+                                   "replay had updated tensors in place; the function's "
+                                   "course depends on its values: run it eagerly") from None
+            self.divergences += 1
+            if self.divergences >= _DIVERGENCES:
+                self.go_eager(f"{e} ({self.divergences} times): its course depends on values")
+            return _call(self.owner.fn, rebuild(leaves))
+        return self.outputs(program)
+
+    def outputs(self, program):
+        copy = self.owner.copy_outputs
+        return self.rebuild_out([
+            Tensor(a.copy() if copy else a, dev) if dev is not None else a
+            for a, dev in self.out_leaves])
+
+    def trace(self, leaves, rebuild):
+        owner = self.owner
+        if any(isinstance(v, Tensor) and v._dev.type != "cpu" for v in leaves):
+            self.go_eager("it takes CUDA tensors; ad.compile replays CPU work only so far (the "
+                          "CUDA-graph back end is to come), so it runs eagerly")
+            return _call(owner.fn, rebuild(leaves))
+        tracer = Tracer(_name(owner.fn), owner.fallback)
+        with tracer:
+            inputs = [Tensor(tracer.input(v._a), v._dev, requires_grad=v._rg)
+                      if isinstance(v, Tensor) else v for v in leaves]
+            result = _call(owner.fn, rebuild(inputs))
+        self.traces += 1
+        if tracer.invalid is not None:
+            self.go_eager(tracer.invalid)
+            return result
+        out, self.rebuild_out = _flatten(result)
+        self.out_leaves = [(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out]
+        now = (structure(tracer), [_key(v) for v in out])
+        if self.previous is not None and same_structure(now[0], self.previous[0]) \
+                and now[1] == self.previous[1]:
+            self.program = Program(tracer, [t._a for t in inputs if isinstance(t, Tensor)])
+            self.previous = None
+        elif self.traces >= _TRACES:
+            self.go_eager("it does something else on each call: "
+                          + first_difference(self.previous[0], now[0]))
+        else:
+            self.previous = now
+        return result
+
+    def go_eager(self, reason):
+        self.eager = True
+        self.owner.warn(f"runs eagerly: {reason}")
+
+
+def _call(fn, args_kwargs):
+    args, kwargs = args_kwargs
+    return fn(*args, **kwargs)
+
+
+def _name(fn):
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _key(v):
+    """A leaf of the signature: a tensor by its layout, anything else by value."""
+    if isinstance(v, Tensor):
+        return ("tensor", v.shape, v.dtype.str, str(v._dev), v._rg)
+    if isinstance(v, np.ndarray):
+        return ("array", v.shape, v.dtype.str, v.tobytes())
+    try:
+        hash(v)
+    except TypeError:
+        raise TypeError(f"ad.compile: an argument is a {type(v).__name__}, which cannot be "
+                        "part of a signature; pass tensors, numbers, strings, or tuples, "
+                        "lists and dicts of them") from None
+    return (type(v).__name__, v)
+
+
+def _flatten(tree):
+    """``(leaves, rebuild)``: the leaves of nested tuples, lists and dicts, and the function
+    that puts new leaves in their places."""
+    leaves = []
+
+    def walk(v):
+        if isinstance(v, (tuple, list)) and not hasattr(v, "_fields"):
+            parts = [walk(x) for x in v]
+            kind = type(v)
+            return lambda it: kind(p(it) for p in parts)
+        if isinstance(v, dict):
+            parts = {k: walk(x) for k, x in v.items()}
+            return lambda it: {k: p(it) for k, p in parts.items()}
+        leaves.append(v)
+        return lambda it: next(it)
+
+    build = walk(tree)
+    return leaves, lambda new: build(iter(new))

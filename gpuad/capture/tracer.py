@@ -1,0 +1,368 @@
+"""The tracer: one eager run of a compiled function, recorded as steps on arrays.
+
+While it traces, every tensor the function reads that existed before (a parameter, a buffer)
+has its array swapped for a :class:`~.traced.Traced` view, and the caller's inputs are Traced
+too, so everything computed from them is recorded (see :mod:`.traced`). A step is a call
+``fn(*args, **kwargs)`` on plain arrays that writes its result into a buffer of its own (a
+ufunc's ``out=``), so a replay can run the same calls again into the same memory.
+
+Arrays are known by their root (the array owning the memory): produced by a step, an input,
+a tensor that existed before (whose memory persists from call to call), or a constant (made
+during the trace from no traced value: ones for a seed, an index array). A constant that a step
+writes into is restored to its first content at the start of each replay.
+"""
+import sys
+
+import numpy as np
+
+from .. import _frames
+from ..backends import tracing
+from ..devices import device
+from ..tensor import Tensor
+from .traced import Traced, plain, unwrap, wrap
+
+_DATA, _GRAD = Tensor.__dict__["_a"], Tensor.__dict__["_grad"]
+_CPU = device("cpu").backend
+_TENSOR_FILE = sys.modules[Tensor.__module__].__file__
+#: NumPy functions whose result is about shapes and types, not values: no guard
+_METADATA = {np.shape, np.ndim, np.size, np.result_type, np.may_share_memory,
+             np.shares_memory, np.iscomplexobj, np.isrealobj, np.can_cast, np.min_scalar_type}
+#: NumPy functions that write into their first argument
+_WRITERS = {np.copyto, np.put, np.place, np.putmask, np.fill_diagonal, np.put_along_axis}
+
+
+class CompileError(RuntimeError):
+    """``ad.compile`` cannot replay what the function does (the message names the line)."""
+
+
+class Diverged(Exception):
+    """A replay read a value on the host that differs from the trace's: the recorded steps no
+    longer describe what the function would do."""
+
+
+def root(a):
+    """The array owning ``a``'s memory."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def into(dst, fn, args, kwargs):
+    """``fn(*args, **kwargs)`` copied into ``dst`` (a step for results that cannot be written
+    in place); a result of another shape means the function has changed course."""
+    value = fn(*args, **kwargs)
+    if np.shape(value) != dst.shape:
+        raise Diverged(f"{getattr(fn, '__name__', fn)} gave shape {np.shape(value)}, the "
+                       f"trace {dst.shape}")
+    np.copyto(dst, value, casting="unsafe")
+
+
+def check(compute, args, expected):
+    """A guard: ``compute(*args)`` is still ``expected``."""
+    value = compute(*args)
+    if not same(value, expected):
+        raise Diverged(f"a value read on the host was {expected!r} when traced, now {value!r}")
+
+
+def same(a, b):
+    """Equal values, nan equal to nan."""
+    try:
+        return bool(np.array_equal(a, b, equal_nan=True))
+    except TypeError:  # (not numbers)
+        return a == b
+
+
+def _arrays(value):
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _arrays(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _arrays(v)
+
+
+def _is_view(result, args):
+    return any(np.may_share_memory(result, a) for a in _arrays(args))
+
+
+class Tracer:
+    """Records one run; ``steps`` are ``(fn, args, kwargs)``, ``kinds`` say what each is
+    ("compute", "guard", "opaque", "draw")."""
+
+    def __init__(self, name, fallback):
+        self.name, self.fallback = name, fallback
+        self.steps, self.kinds = [], []
+        self.roots = {}  # id(root) -> ("step", n) | ("input", n) | ("tensor", n) | "written"
+        self.keep = []  # what the ids above refer to, alive while the tracer is
+        self.restores = []  # (constant written by a step, its content before)
+        self.discovered = []  # (tensor, its plain array, the Traced view it reads as meanwhile)
+        self.entry_grads = {}  # id -> (tensor, its .grad when first read, before any write)
+        self.grads_written = {}  # id -> tensor whose .grad the run sets
+        self.born = {}  # id -> tensor made during the run
+        self.first_effect = None  # index of the first step writing memory that persists
+        self.invalid = None  # why this run cannot be replayed, if it cannot
+        self.paused = 0
+        self.draws = []  # backends whose generators the steps draw from
+
+    # ---- the run ---------------------------------------------------------------------------
+    def __enter__(self):
+        if tracing.active is not None:
+            raise CompileError(f"ad.compile: {self.name} was called while another compiled "
+                               "function traces; nest the plain functions instead")
+        tracing.active = self
+        Tensor._a, Tensor._grad = _Data(), _Grad()
+        # gpuad takes a result of another array type for a scalar to wrap: Traced is the type
+        _CPU.array_type = Traced
+        return self
+
+    def __exit__(self, *exc):
+        Tensor._a, Tensor._grad = _DATA, _GRAD
+        _CPU.array_type = np.ndarray
+        tracing.active = None
+        for t, a, v in self.discovered:
+            if _DATA.__get__(t) is v:
+                _DATA.__set__(t, a)
+        for t in self.born.values():  # (what outlives the run holds plain arrays)
+            a = _DATA.__get__(t)
+            if isinstance(a, Traced):
+                _DATA.__set__(t, a.view(np.ndarray))
+
+    def input(self, a):
+        """A static input buffer holding a copy of ``a``, as a Traced array."""
+        buf = np.array(a, copy=True)
+        self._own(buf, ("input", len(self.keep)))
+        return wrap(buf)
+
+    def invalidate(self, reason):
+        if self.invalid is None:
+            self.invalid = reason
+
+    # ---- recording -------------------------------------------------------------------------
+    def _own(self, a, kind):
+        r = root(a)
+        self.roots.setdefault(id(r), kind)
+        self.keep.append(r)
+
+    def record(self, fn, args, kwargs, kind="compute", produces=(), writes=()):
+        for a in _arrays(writes):
+            self._written(a)
+        self.steps.append((fn, args, kwargs))
+        self.kinds.append(kind)
+        for a in produces:
+            self._own(a, ("step", len(self.steps) - 1))
+
+    def _written(self, a):
+        r = root(a)
+        kind = self.roots.get(id(r))
+        if kind is None:  # a constant: restored before each replay
+            self.restores.append((r, r.copy()))
+            self._own(r, "written")
+        elif kind[0] == "tensor" and self.first_effect is None:
+            self.first_effect = len(self.steps)
+
+    def call(self, fn, args, kwargs, writes):
+        """Run and record ``fn``, which writes into ``writes``."""
+        result = fn(*args, **kwargs)
+        if not self.paused:
+            self.record(fn, args, kwargs, writes=writes)
+        return result
+
+    def ufunc(self, uf, method, inputs, kwargs):
+        fn = uf if method == "__call__" else getattr(uf, method)
+        args = unwrap(inputs)
+        out = kwargs.get("out")
+        if out is not None and all(o is None for o in out):
+            del kwargs["out"]
+            out = None
+        if self.paused or method == "at":
+            kw = dict(kwargs, out=unwrap(out)) if out is not None else kwargs
+            return self.call(fn, args, kw, writes=args[:1] if method == "at" else out)
+        if out is not None:
+            self.call(fn, args, dict(kwargs, out=unwrap(out)), writes=unwrap(out))
+            return out[0] if len(out) == 1 else out
+        result = fn(*args, **kwargs)
+        many = isinstance(result, tuple)
+        arrays = tuple(np.asarray(r) for r in (result if many else (result,)))
+        self.record(fn, args, dict(kwargs, out=arrays), produces=arrays)
+        wrapped = tuple(wrap(a) for a in arrays)
+        return wrapped if many else wrapped[0]
+
+    def function(self, func, args, kwargs):
+        out = kwargs.get("out")
+        args, kwargs = unwrap(args), unwrap(kwargs)
+        if self.paused:
+            return func(*args, **kwargs)
+        if func in _WRITERS:
+            return self.call(func, args, kwargs, writes=args[:1])
+        if out is not None:
+            self.call(func, args, kwargs, writes=kwargs["out"])
+            return out
+        return self.adopt(func(*args, **kwargs), func, args, kwargs)
+
+    def adopt(self, result, func, args, kwargs):
+        """The result of ``func(*args, **kwargs)``, with the step that makes it again."""
+        if isinstance(result, (np.ndarray, np.generic)):
+            return self.copied(result, func, args, kwargs)
+        if isinstance(result, (tuple, list)) and result and all(
+                isinstance(r, np.ndarray) for r in result):
+            parts = [r if _is_view(r, args) else None for r in result]
+            fresh = [r for r, p in zip(result, parts) if p is None]
+            if fresh:
+                self.record(_into_each, (tuple(result), tuple(p is None for p in parts), func,
+                                         args, kwargs), {}, produces=fresh)
+            return type(result)(wrap(r) for r in result)
+        if isinstance(result, (bool, int, float, complex)) and func not in _METADATA:
+            self.guard(func, args, result, kwargs)
+        return result
+
+    def copied(self, result, fn, args, kwargs):
+        """``result`` of ``fn(*args, **kwargs)``: a view of an argument (nothing to replay) or
+        a new array, which a step makes again in the same buffer."""
+        if self.paused:
+            return result
+        if isinstance(result, np.generic):
+            result = np.asarray(result)
+        elif not isinstance(result, np.ndarray):
+            return result
+        elif _is_view(result, args):
+            return wrap(result)
+        if fn in (np.ndarray.astype, np.ndarray.copy):
+            self.record(np.copyto, (result, args[0]), {"casting": "unsafe"}, produces=(result,))
+        else:
+            self.record(into, (result, fn, args, kwargs), {}, produces=(result,))
+        return wrap(result)
+
+    def guard(self, compute, args, value, kwargs=None):
+        if not self.paused:
+            fn = compute if kwargs is None else _Bound(compute, kwargs)
+            self.record(check, (fn, args if isinstance(args, tuple) else (args,), value), {},
+                        kind="guard")
+
+    def finalize(self, new, obj):
+        if self.paused or not isinstance(obj, np.ndarray) or np.may_share_memory(new, obj):
+            return
+        self.invalidate("a NumPy operation that gpuad's tracer does not follow made a new "
+                        f"array from a traced one, at {_where(sys._getframe(2))}")
+
+    # ---- the hooks of gpuad.backends.tracing -------------------------------------------------
+    def opaque(self, fn, args):
+        if self.paused:
+            return fn(*args)
+        self.paused += 1
+        try:
+            result = fn(*args)
+        finally:
+            self.paused -= 1
+        if self.first_effect is None:
+            self.first_effect = len(self.steps)
+        # (its own arguments only: a dict or list among them is state it keeps, not a copy)
+        self.record(fn, tuple(plain(a) for a in args), {}, kind="opaque")
+        return result
+
+    def draw(self, fn, args):
+        result = fn(*args)
+        if self.paused:
+            return result
+        self.record(into, (result, fn, args, {}), {}, kind="draw", produces=(result,))
+        backend = getattr(fn, "__self__", None)
+        if backend is not None and backend not in self.draws:
+            self.draws.append(backend)
+        return wrap(result)
+
+    def host_read(self, tensor, what):
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_code.co_filename == _TENSOR_FILE:
+            frame = frame.f_back
+        if self.paused or frame is None or _frames.inside_gpuad(frame):
+            return  # gpuad reading for itself: the read of the array guards it
+        message = (f"ad.compile: {self.name} reads a tensor's values on the host ({what}) at "
+                   f"{_where(frame)}; a replay runs no Python, so it cannot repeat what is "
+                   "done with them. Return the tensor from the function instead (and read it "
+                   "outside), or pass fallback='eager' to run such a function eagerly")
+        if self.fallback == "eager":
+            self.invalidate(message)
+        else:
+            raise CompileError(message)
+
+    # ---- tensors read and written -----------------------------------------------------------
+    def discover(self, t, a):
+        """A tensor made before the run is read: it reads as a Traced view from now on."""
+        v = a.view(Traced)
+        self._own(a, ("tensor", len(self.discovered)))
+        self.discovered.append((t, a, v))
+        _DATA.__set__(t, v)
+        return v
+
+
+def _where(frame):
+    """``file:line`` of ``frame`` (or of the first frame above it outside gpuad)."""
+    frame = _frames.user_frame(frame) or frame
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def _into_each(results, fresh, fn, args, kwargs):
+    values = fn(*args, **kwargs)
+    for dst, value, new in zip(results, values, fresh):
+        if new:
+            into(dst, lambda v=value: v, (), {})
+
+
+class _Bound:
+    """``fn`` with keyword arguments, called with positional ones (a guard's computation)."""
+
+    def __init__(self, fn, kwargs):
+        self.fn, self.kwargs = fn, kwargs
+
+    def __call__(self, *args):
+        return self.fn(*args, **self.kwargs)
+
+
+class _Data:
+    """``Tensor._a`` while a trace runs: a tensor made before it is discovered when read (its
+    array swapped for a Traced view); one made during it is noted when its array is set."""
+
+    def __get__(self, t, cls=None):
+        if t is None:
+            return self
+        a = _DATA.__get__(t)
+        tracer = tracing.active
+        if tracer is None or id(t) in tracer.born or isinstance(a, Traced):
+            return a
+        if a.__class__ is not np.ndarray:
+            tracer.invalidate(f"it uses a {t._dev} tensor; ad.compile replays CPU work only "
+                              "so far (the CUDA-graph back end is not built yet)")
+            return a
+        return tracer.discover(t, a)
+
+    def __set__(self, t, a):
+        tracer = tracing.active
+        if tracer is not None and id(t) not in tracer.born:
+            if any(t is d for d, _, _ in tracer.discovered):
+                tracer.invalidate("it replaces the data of a tensor made before it (t.data = "
+                                  "..., or an op that rebinds it); a compiled function must "
+                                  "update such tensors in place")
+            else:
+                tracer.born[id(t)] = t
+        _DATA.__set__(t, a)
+
+
+class _Grad:
+    """``Tensor._grad`` while a trace runs: notes the ``.grad`` of earlier tensors read before
+    the run sets it (the replay needs it the same) and those it sets (a replay sets them)."""
+
+    def __get__(self, t, cls=None):
+        if t is None:
+            return self
+        g = _GRAD.__get__(t)
+        tracer = tracing.active
+        if tracer is not None and id(t) not in tracer.born and id(t) not in tracer.grads_written:
+            tracer.entry_grads.setdefault(id(t), (t, g))
+        return g
+
+    def __set__(self, t, g):
+        tracer = tracing.active
+        if tracer is not None and id(t) not in tracer.born:
+            tracer.grads_written[id(t)] = t
+        _GRAD.__set__(t, g)
