@@ -37,5 +37,7 @@ class ValueChecks:
         total / count + empty is the mean and g / count its finite gradient."""
         xp = self.xp
         kept = xp.sum(~ignored)
-        return (xp.asarray(xp.maximum(kept, 1)).astype(dtype),
-                xp.asarray(xp.where(kept == 0, float("nan"), 0.0)).astype(dtype))
+        count, empty = xp.maximum(kept, 1), xp.where(kept == 0, float("nan"), 0.0)
+        # (0-d arrays, kept as they are: a compiled function's tracer follows its own kind)
+        return tuple((v if isinstance(v, xp.ndarray) else xp.asarray(v)).astype(dtype)
+                     for v in (count, empty))

@@ -77,6 +77,18 @@ def _transpose(a, axes=None):
     return a.transpose(axes)
 
 
+def _array(v):
+    """``v`` as an array: itself where it is one (of a subclass too: a compiled function's
+    tracer follows its arrays), else a 0-d array (a ufunc gives a scalar for 0-d inputs)."""
+    return v if isinstance(v, np.ndarray) else np.asarray(v)
+
+
+def _contiguous(a):
+    """``a`` in C order: itself or a copy (as np.ascontiguousarray, which a compiled function's
+    tracer cannot follow)."""
+    return a if a.flags.c_contiguous else a.copy()
+
+
 def _sum(a, axis=None, keepdims=False, dtype=None):
     """np.sum without its Python wrapper (the ufunc reduction it calls: the same result)."""
     return np.add.reduce(a, axis=axis, dtype=dtype, keepdims=keepdims)
@@ -167,7 +179,7 @@ class NumpyBackend(Backend):
         # With few classes the rows are reduced as columns of the transpose: NumPy reduces a
         # short contiguous axis several times slower than it adds rows together.
         across = logits.shape[1] <= 32
-        x, axis = (np.ascontiguousarray(logits.T), 0) if across else (logits, 1)
+        x, axis = (_contiguous(logits.T), 0) if across else (logits, 1)
         at = (safe, rows) if across else (rows, safe)
         z = x - x.max(axis=axis, keepdims=True)
         e = np.exp(z)
@@ -180,7 +192,7 @@ class NumpyBackend(Backend):
         if smoothing:
             e -= smoothing / logits.shape[1]
         if across:
-            e = np.ascontiguousarray(e.T)
+            e = _contiguous(e.T)
         if some_ignored:
             loss[ignored] = 0
             e[ignored] = 0
@@ -242,9 +254,9 @@ class NumpyBackend(Backend):
 
     def _erf(self, x):
         if _scipy_erf is not None:
-            return np.asarray(_scipy_erf(x)).astype(x.dtype, copy=False)
-        out = _math_erf(x.astype(np.float64))
-        return np.asarray(out, dtype=np.float64).astype(x.dtype, copy=False)
+            return _array(_scipy_erf(x)).astype(x.dtype, copy=False)
+        out = _array(_math_erf(x.astype(np.float64)))
+        return out.astype(np.float64).astype(x.dtype, copy=False)
 
     def check_indices(self, index, size, axis):
         """NumPy raises IndexError for out-of-range indices by itself."""

@@ -27,7 +27,7 @@ class Program:
         self.entry_grads = [(t, g, g is not None and id(g) in read)
                             for t, g in tracer.entry_grads.values()]
         self.restores = tracer.restores
-        self.steps = [_fast(step) for step in tracer.steps]
+        self.steps = tracer.steps
         self.first_effect = len(self.steps) if tracer.first_effect is None \
             else tracer.first_effect
         self.grads = [(t, _GRAD.__get__(t)) for t in tracer.grads_written.values()]
@@ -69,14 +69,6 @@ class Program:
             _GRAD.__set__(t, g)
 
 
-def _fast(step):
-    """A ufunc step with only ``out=`` as keyword passes it positionally (a little faster)."""
-    fn, args, kwargs = step
-    if type(fn) is np.ufunc and len(args) == fn.nin and list(kwargs) == ["out"]:
-        return fn, (*args, *kwargs["out"]), {}
-    return step
-
-
 def structure(tracer):
     """``(tokens, constants)``: the steps with arrays named by role, and the constants' values.
     Two traces with equal tokens and equal constants did the same on different values."""
@@ -99,8 +91,10 @@ def structure(tracer):
         identity: their contents change from call to call)."""
         if isinstance(v, np.ndarray):
             return array(v)
-        if isinstance(v, list) and held:
+        if isinstance(v, (list, dict)) and held:
             return ("object", id(v))
+        if isinstance(v, dict):
+            return ("dict", tuple((k, tok(x)) for k, x in v.items()))
         if isinstance(v, (tuple, list)):
             return (type(v).__name__, tuple(tok(x, held) for x in v))
         if v is None or isinstance(v, (bool, int, float, complex, str, bytes, slice,
