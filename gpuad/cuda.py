@@ -5,13 +5,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends import probe
-from .devices import resolve
+from .devices import DeviceLike, resolve  # (DeviceLike: for users' annotations too)
 from .errors import DeviceUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from .devices import DeviceLike
 
 __all__ = ["is_available", "device_count", "synchronize", "warmup", "empty_cache", "gpu_info",
            "memory_info"]

@@ -401,10 +401,10 @@ def test_making_a_tensor_does_not_describe_the_data_unless_it_is_refused():
     lambda x, y, g: ad.grad(y, x, grad_outputs=g),
 ])
 def test_a_seed_of_the_wrong_shape_is_refused_naming_both_shapes(call):
-    """As PyTorch ("Mismatch in shape"): a gradient handed to backward/grad must have its
-    output's shape, never be broadcast to it."""
+    """A gradient handed to backward/grad must have its output's shape (as in PyTorch), never
+    be broadcast to it; the message starts as it did before the seeds' code was shared."""
     x = ad.tensor(np.ones(3), requires_grad=True)
     y = x * 2.0
-    with pytest.raises(RuntimeError, match=r"mismatch in shape.*output 0 has shape \(1, 3\) but "
-                                           r"the output has shape \(3,\)"):
+    with pytest.raises(RuntimeError, match=r"^gpuad: mismatch in shape: .*output 0 .*has "
+                                           r"shape \(1, 3\) but the output has shape \(3,\)"):
         call(x, y, ad.tensor(np.ones((1, 3))))

@@ -204,3 +204,15 @@ def test_the_check_itself(doc, ok):
 
     relu.__doc__ = doc
     assert (_problem("relu", relu) is None) == ok
+
+
+def test_every_public_function_and_class_of_a_module_is_in_its_all():
+    """A function or class a public module defines without an underscore is in its
+    ``__all__`` (so the walk above sees it, and its docstring is checked)."""
+    for name, mod in _public_modules().items():
+        listed = set(_names(mod))
+        defined = [n for n, v in vars(mod).items() if not n.startswith("_")
+                   and (inspect.isfunction(v) or inspect.isclass(v))
+                   and getattr(v, "__module__", None) == mod.__name__]
+        missing = sorted(set(defined) - listed)
+        assert not missing, f"{name} defines {missing} but its __all__ does not list them"

@@ -33,6 +33,7 @@ FLOORS = (
     ("transforms", ("gpuad.autograd.tape", "gpuad.autograd.functional",
                     "gpuad.autograd.rows", "gpuad.gradcheck", "gpuad.variables")),
     ("nn/optim", ("gpuad.nn.", "gpuad.optim.", "gpuad.data")),
+    ("capture", ("gpuad.capture.",)),
     ("CLI", ("gpuad", "gpuad.__main__", "gpuad._cli", "gpuad.demo")),
 )
 CORE = "autograd core"
@@ -52,6 +53,20 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 def _is_module(name):
     return name in MODULES
+
+
+def _lazy_names(path):
+    """A package's names imported on first use: its ``_TRANSFORMS`` dict (name -> module)."""
+    for node in ast.parse(path.read_text()).body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                and [getattr(t, "id", None) for t in node.targets] == ["_TRANSFORMS"]):
+            return ast.literal_eval(node.value)
+    return None
+
+
+#: package -> {name: the module of the package a ``from package import name`` loads}
+LAZY = {name: lazy for name, path in MODULES.items() if path.name == "__init__.py"
+        and (lazy := _lazy_names(path)) is not None}
 
 
 def _imports(name, path):
@@ -80,7 +95,9 @@ def _imports(name, path):
             if base.split(".")[0] != "gpuad":
                 others.add(base.split(".")[0])
                 continue
+            lazy = LAZY.get(base, {})
             subs = [f"{base}.{n}" for n in names if _is_module(f"{base}.{n}")]
+            subs += [f"{base}.{lazy[n]}" for n in names if n in lazy]
             ours.update(subs)
             if len(subs) < len(names) or not names:
                 ours.add(base)
@@ -93,7 +110,7 @@ def _is_type_checking(node):
     if not isinstance(node, ast.If):
         return False
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+    return (isinstance(test, ast.Name) and test.id.endswith("TYPE_CHECKING")) or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
@@ -174,6 +191,14 @@ def test_the_graph_is_read():
     assert "gpuad.ops" not in GRAPH["gpuad.ops.methods"]  # its own package: already loaded
 
 
+def test_a_name_a_package_loads_on_first_use_counts_as_its_module(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text("from gpuad.autograd import GradientTape, grad\n")
+    ours, _ = _imports("gpuad.probe", path)
+    assert {"gpuad.autograd", "gpuad.autograd.tape"} <= ours
+    assert "gpuad.autograd.engine" not in ours  # (grad is imported eagerly by the package)
+
+
 def test_every_module_is_on_a_floor():
     missing = sorted(m for m in MODULES if floor_of(m) is None)
     assert not missing, f"modules on no floor (add them to FLOORS): {missing}"
@@ -232,7 +257,7 @@ def test_test_file_length(path):
 
 def test_the_autograd_package_names_what_it_promises():
     """gpuad.autograd imports only the core and finds the transforms on first use
-    (``TRANSFORMS``); each public name is the object itself, never a submodule of that name,
+    (``_TRANSFORMS``); each public name is the object itself, never a submodule of that name,
     and a transform is named where the floors put it."""
     import inspect
 
@@ -241,8 +266,10 @@ def test_the_autograd_package_names_what_it_promises():
         value = getattr(autograd, name)
         assert not inspect.ismodule(value), name
         assert value.__module__.startswith("gpuad.autograd."), name
-    lazy = {f"gpuad.autograd.{m}" for m in autograd.TRANSFORMS.values()}
+    lazy = {f"gpuad.autograd.{m}" for m in autograd._TRANSFORMS.values()}
+    assert LAZY == {"gpuad.autograd": autograd._TRANSFORMS}
     assert {FLOORS[floor_of(m)][0] for m in lazy} == {"transforms"}
-    assert set(autograd.TRANSFORMS) <= set(dir(autograd))
+    assert set(autograd._TRANSFORMS) <= set(dir(autograd))
+    assert not [n for n in dir(autograd) if n.startswith("_") and not n.startswith("__")]
     with pytest.raises(AttributeError, match="no attribute 'Tape'"):
         autograd.Tape  # noqa: B018

@@ -6,13 +6,15 @@ no numpy or cupy here).
 ``torch.autograd``, and so is the anomaly mode (``detect_anomaly``, ``set_detect_anomaly``).
 
 This package's ``__init__`` runs whenever one of its modules is imported, the ops' imports of
-the core included, so it imports only the core itself (custom functions and gradients
-included: they record as any op does). The transforms, which are built on the ops (gradient
-tapes, the functional transforms), load on first use of their names: ``TRANSFORMS`` says
-which module holds each.
+the core included, so it imports only the core itself (custom functions and gradients, and
+``jvp``/``vjp``, included). The transforms built on the ops (gradient tapes, the Jacobians and
+Hessians of :mod:`.functional`) are named here and imported on first use (``_TRANSFORMS``
+says from which module): the import graph stays layered. (``import gpuad`` itself imports
+them all.)
 """
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from .anomaly import (
     detect_anomaly,
@@ -23,34 +25,33 @@ from .anomaly import (
 from .custom_gradient import custom_gradient
 from .engine import backward, grad
 from .function import Function, FunctionCtx
+from .linearize import jvp, vjp
 
-if TYPE_CHECKING:  # for the type checker, which cannot follow __getattr__ below
+if _TYPE_CHECKING:  # for the type checker, which cannot follow __getattr__ below
     from .functional import hessian as hessian
     from .functional import hvp as hvp
     from .functional import jacobian as jacobian
-    from .functional import jvp as jvp
-    from .functional import vjp as vjp
     from .tape import GradientTape as GradientTape
     from .tape import UnconnectedGradients as UnconnectedGradients
 
 #: public name -> the module of this package that defines it, imported when first asked for
-TRANSFORMS = {
-    "GradientTape": "tape", "UnconnectedGradients": "tape", "jvp": "functional",
-    "vjp": "functional", "jacobian": "functional", "hessian": "functional", "hvp": "functional",
+_TRANSFORMS = {
+    "GradientTape": "tape", "UnconnectedGradients": "tape", "jacobian": "functional",
+    "hessian": "functional", "hvp": "functional",
 }
 
-__all__ = ["backward", "grad", "Function", "FunctionCtx", "custom_gradient", *TRANSFORMS,
-           "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
+__all__ = ["backward", "grad", "Function", "FunctionCtx", "custom_gradient", "jvp", "vjp",
+           *_TRANSFORMS, "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
            "is_anomaly_check_nan_enabled"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in TRANSFORMS:
+def __getattr__(name: str) -> _Any:
+    if name not in _TRANSFORMS:
         raise AttributeError(f"module 'gpuad.autograd' has no attribute {name!r}")
-    value = getattr(import_module(f".{TRANSFORMS[name]}", __name__), name)
+    value = getattr(_import_module(f".{_TRANSFORMS[name]}", __name__), name)
     globals()[name] = value  # found directly from now on
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(TRANSFORMS))
+    return sorted({n for n in globals() if not n.startswith("_")} | set(_TRANSFORMS))

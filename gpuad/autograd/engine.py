@@ -168,7 +168,7 @@ def seed_gradient(y, g, i, caller, any_shape=False, error=RuntimeError):
         raise mismatch(f"{caller} (the gradient for output {i}, and the output)", y._dev,
                        g._dev)
     if g.shape != y.shape:
-        raise error(f"gpuad: {caller}: mismatch in shape: the gradient for output {i} has "
+        raise error(f"gpuad: mismatch in shape: the gradient for output {i} ({caller}) has "
                     f"shape {g.shape} but the output has shape {y.shape}; they must be equal")
     return g if g.dtype == y.dtype else g.astype(y.dtype)
 

@@ -58,7 +58,7 @@ class Program:
         i = 0
         try:
             with np.errstate(all="ignore"):
-                for i, (fn, args, kwargs) in enumerate(self.steps):
+                for i, (fn, args, kwargs) in enumerate(self.steps):  # noqa: B007 (i: below)
                     fn(*args, **kwargs)
         except Diverged as e:
             e.before_effects = i < self.first_effect

@@ -39,12 +39,13 @@ if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
 
     from .._typing import Array
 
-#: How a loss per element is reduced: averaged, summed, or not at all.
-_Reduction: TypeAlias = Literal["mean", "sum", "none"]
-_REDUCTIONS = get_args(_Reduction)
+#: How a loss per element is reduced: averaged, summed, or not at all (a type for users'
+#: annotations; not in ``__all__``).
+Reduction: TypeAlias = Literal["mean", "sum", "none"]
+_REDUCTIONS = get_args(Reduction)
 
 __all__ = ["mse_loss", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy",
-           "linear"]
+           "linear", "softmax", "log_softmax"]
 
 
 def _reduce(loss: Tensor, reduction: str, name: str, ignored: Tensor | None = None) -> Tensor:
@@ -82,7 +83,7 @@ def _mismatch(name: str, a: Tensor, b: Tensor) -> Exception:
         "one explicitly (nothing moves between devices implicitly)")
 
 
-def mse_loss(input: Tensor, target: Tensor, reduction: _Reduction = "mean") -> Tensor:
+def mse_loss(input: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
     """mean((input - target)^2) (shapes broadcast, as PyTorch with a warning-free match)."""
     _check_pair("mse_loss", input, target)
     if input.shape != target.shape:
@@ -93,7 +94,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: _Reduction = "mean") -> T
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
-                                     reduction: _Reduction = "mean",
+                                     reduction: Reduction = "mean",
                                      pos_weight: Tensor | float | None = None) -> Tensor:
     """-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), in the stable form
     max(x, 0) - x t + log1p(exp(-|x|)); ``pos_weight`` weighs the positive term."""
@@ -135,7 +136,7 @@ def _labels(target: Tensor, n: int, c: int, name: str) -> Tensor:
 
 
 def nll_loss(input: Tensor, target: Tensor, ignore_index: int = -100,
-             reduction: _Reduction = "mean") -> Tensor:
+             reduction: Reduction = "mean") -> Tensor:
     """-input[i, target[i]] for log-probabilities ``input`` of shape (N, C) (or (C,) or
     (N, C, d...)); rows whose target is ``ignore_index`` give 0 and do not count in the mean."""
     _check_pair("nll_loss", input, target)
@@ -173,7 +174,7 @@ def _check_range(x: Tensor, t: Tensor, ignored: Tensor, name: str) -> None:
 
 
 def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
-                  reduction: _Reduction = "mean", label_smoothing: float = 0.0) -> Tensor:
+                  reduction: Reduction = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of logits ``input`` (N, C) (or (C,), or (N, C, d...)) against
     integer ``target`` labels, or against class probabilities (a float target of the input's
     shape). With ``label_smoothing`` e the target is (1 - e) onehot + e / C; rows whose label is

@@ -10,7 +10,7 @@ from ..creation import rand, randn
 from ..tensor import Tensor
 
 #: The activations whose gain :func:`kaiming_uniform_` and :func:`kaiming_normal_` know.
-_Nonlinearity: TypeAlias = Literal["linear", "identity", "sigmoid", "tanh", "relu",
+Nonlinearity: TypeAlias = Literal["linear", "identity", "sigmoid", "tanh", "relu",
                                    "leaky_relu"]
 
 __all__ = ["uniform_", "normal_", "zeros_", "ones_", "kaiming_uniform_", "kaiming_normal_",
@@ -67,7 +67,7 @@ def ones_(t: Tensor) -> Tensor:
 
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: Literal["fan_in", "fan_out"] = "fan_in",
-                     nonlinearity: _Nonlinearity = "leaky_relu") -> Tensor:
+                     nonlinearity: Nonlinearity = "leaky_relu") -> Tensor:
     """U(-bound, bound), bound = gain * sqrt(3 / fan) (He et al.)."""
     fan = _fans(t)[0 if mode == "fan_in" else 1]
     bound = _gain(nonlinearity, a) * math.sqrt(3.0 / fan) if fan else 0.0
@@ -75,7 +75,7 @@ def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: Literal["fan_in", "fan_out
 
 
 def kaiming_normal_(t: Tensor, a: float = 0.0, mode: Literal["fan_in", "fan_out"] = "fan_in",
-                    nonlinearity: _Nonlinearity = "leaky_relu") -> Tensor:
+                    nonlinearity: Nonlinearity = "leaky_relu") -> Tensor:
     """N(0, std^2), std = gain / sqrt(fan)."""
     fan = _fans(t)[0 if mode == "fan_in" else 1]
     return normal_(t, 0.0, _gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0)
