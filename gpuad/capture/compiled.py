@@ -86,10 +86,12 @@ def compile(fn=None, *, copy_outputs=False, fallback="error", cache_size=8):
 
 
 class Compiled:
-    """A compiled function (see :func:`compile`); ``reset()`` forgets every trace."""
+    """A compiled function (see :func:`compile`); ``reset()`` forgets every trace. ``traces``,
+    ``replays`` and ``eager_calls`` count the calls that ran each way."""
 
     def __init__(self, fn, copy_outputs, fallback, cache_size):
         functools.update_wrapper(self, fn)
+        self.traces = self.replays = self.eager_calls = 0
         self.fn, self.copy_outputs = fn, copy_outputs
         self.fallback, self.cache_size = fallback, cache_size
         self._entries = OrderedDict()
@@ -134,6 +136,7 @@ class _Entry:
     def __call__(self, leaves, rebuild):
         fn = self.owner.fn
         if self.eager:
+            self.owner.eager_calls += 1
             return _call(fn, rebuild(leaves))
         if self.program is not None:
             stale = self.program.stale()
@@ -155,10 +158,14 @@ class _Entry:
             self.divergences += 1
             if self.divergences >= _DIVERGENCES:
                 self.go_eager(f"{e} ({self.divergences} times): its course depends on values")
+            self.owner.eager_calls += 1
             return _call(self.owner.fn, rebuild(leaves))
-        return self.outputs(program)
+        self.owner.replays += 1
+        return self.outputs()
 
-    def outputs(self, program):
+    def outputs(self):
+        """The results: tensors over the static output buffers (copies with copy_outputs),
+        detached, on traced calls as on replays."""
         copy = self.owner.copy_outputs
         return self.rebuild_out([
             Tensor(a.copy() if copy else a, dev) if dev is not None else a
@@ -169,6 +176,7 @@ class _Entry:
         if any(isinstance(v, Tensor) and v._dev.type != "cpu" for v in leaves):
             self.go_eager("it takes CUDA tensors; ad.compile replays CPU work only so far (the "
                           "CUDA-graph back end is to come), so it runs eagerly")
+            owner.eager_calls += 1
             return _call(owner.fn, rebuild(leaves))
         tracer = Tracer(_name(owner.fn), owner.fallback)
         with tracer:
@@ -176,6 +184,7 @@ class _Entry:
                       if isinstance(v, Tensor) else v for v in leaves]
             result = _call(owner.fn, rebuild(inputs))
         self.traces += 1
+        owner.traces += 1
         if tracer.invalid is not None:
             self.go_eager(tracer.invalid)
             return result
@@ -191,7 +200,7 @@ class _Entry:
                           + first_difference(self.previous[0], now[0]))
         else:
             self.previous = now
-        return result
+        return self.outputs()
 
     def go_eager(self, reason):
         self.eager = True

@@ -63,7 +63,11 @@ class Module:
                             f"{name!r} (an ad.nn.Parameter or None is expected)")
         if name in self._buffers and (value is None or isinstance(value, Tensor)):
             self._buffers[name] = value  # a buffer stays a buffer when reassigned
+            tracing.changed()
             return
+        if any(name in d for d in (self._parameters, self._buffers, self._modules,
+                                   self.__dict__)):
+            tracing.changed()  # (a compiled function that read the old value traces again)
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter) or (value is None and name in self._parameters):
@@ -83,6 +87,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        tracing.changed()
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
@@ -91,11 +96,13 @@ class Module:
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """A tensor that is part of the state (saved, moved) but not a parameter."""
+        tracing.changed()
         self._buffers[name] = tensor
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Register ``param`` as parameter ``name`` (None: a slot that holds no parameter
         yet); the same as assigning a Parameter to the attribute."""
+        tracing.changed()
         self._parameters[name] = param
 
     # ---- traversal -------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class Optimizer:
             seen.add(id(p))
         self.param_groups.append(group)
         self._fuse(len(self.param_groups) - 1)
+        tracing.changed()  # (compiled steps of this optimizer trace again)
 
     def _fuse(self, gi: int) -> None:
         """Put group ``gi``'s parameters on the fused path where the backend has one."""
