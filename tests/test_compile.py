@@ -262,3 +262,17 @@ def test_work_the_tracer_cannot_follow_is_caught_by_comparing_two_traces():
             x = ad.tensor(RNG.standard_normal((3, 2)).astype(np.float32))
             np.testing.assert_array_equal(compiled(x).numpy(), f(x).numpy())
     assert compiled.replays == 0
+
+
+def test_a_constant_the_steps_write_into_starts_each_replay_afresh():
+    def f(x):
+        acc = ad.zeros(2)  # (made from nothing traced: a constant of the step)
+        acc += x
+        acc += x
+        return acc
+
+    compiled = ad.compile(f)
+    for i in range(5):
+        x = ad.tensor([1.0, float(i)])
+        np.testing.assert_array_equal(compiled(x).numpy(), f(x).numpy())
+    assert compiled.replays == 3

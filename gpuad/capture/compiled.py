@@ -190,7 +190,8 @@ class _Entry:
             return result
         out, self.rebuild_out = _flatten(result)
         self.out_leaves = [(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out]
-        now = (structure(tracer), [_key(v) for v in out])
+        now = (structure(tracer, [a for a, dev in self.out_leaves if dev is not None]),
+               [_key(v) for v in out])
         if self.previous is not None and same_structure(now[0], self.previous[0]) \
                 and now[1] == self.previous[1]:
             self.program = Program(tracer, [t._a for t in inputs if isinstance(t, Tensor)])

@@ -69,9 +69,11 @@ class Program:
             _GRAD.__set__(t, g)
 
 
-def structure(tracer):
-    """``(tokens, constants)``: the steps with arrays named by role, and the constants' values.
-    Two traces with equal tokens and equal constants did the same on different values."""
+def structure(tracer, results):
+    """``(tokens, constants)``: the steps with arrays named by role, then the arrays of
+    ``results`` and of the ``.grad`` tensors the run set, and the constants' values. Two traces
+    with equal tokens and equal constants did the same on different values (a result the
+    steps do not make is a constant: its value shows whether it depends on the call)."""
     consts, contents = {}, []
     restored = {id(r): content for r, content in tracer.restores}
 
@@ -116,6 +118,9 @@ def structure(tracer):
     tokens = [(tok(fn), tok(args, kind == "opaque"),
                tuple((k, tok(x)) for k, x in kwargs.items()), kind)
               for (fn, args, kwargs), kind in zip(tracer.steps, tracer.kinds)]
+    grads = [_GRAD.__get__(t) for t in tracer.grads_written.values()]
+    tokens.append(("results", tok(list(results)),
+                   tok([None if g is None else g._a for g in grads])))
     return tokens, contents
 
 
