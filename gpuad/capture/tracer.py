@@ -145,9 +145,7 @@ class Tracer:
         self.roots.setdefault(id(r), kind)
         self.keep.append(r)
 
-    def record(self, fn, args, kwargs, kind="compute", produces=(), writes=()):
-        for a in _arrays(writes):
-            self._written(a)
+    def record(self, fn, args, kwargs, kind="compute", produces=()):
         self.steps.append((fn, args, kwargs))
         self.kinds.append(kind)
         for a in produces:
@@ -163,10 +161,14 @@ class Tracer:
             self.first_effect = len(self.steps)
 
     def call(self, fn, args, kwargs, writes):
-        """Run and record ``fn``, which writes into ``writes``."""
+        """Run and record ``fn``, which writes into ``writes`` (a constant among them is
+        saved first: each replay starts it from there)."""
+        if self.paused:
+            return fn(*args, **kwargs)
+        for a in _arrays(writes):
+            self._written(a)
         result = fn(*args, **kwargs)
-        if not self.paused:
-            self.record(fn, args, kwargs, writes=writes)
+        self.record(fn, args, kwargs)
         return result
 
     def ufunc(self, uf, method, inputs, kwargs):
@@ -321,14 +323,20 @@ class _Bound:
 
 class _Data:
     """``Tensor._a`` while a trace runs: a tensor made before it is discovered when read (its
-    array swapped for a Traced view); one made during it is noted when its array is set."""
+    array swapped for a Traced view); one made during it is noted when its array is set, and
+    reads as Traced too (a constant's changes are then recorded)."""
 
     def __get__(self, t, cls=None):
         if t is None:
             return self
         a = _DATA.__get__(t)
         tracer = tracing.active
-        if tracer is None or id(t) in tracer.born or isinstance(a, Traced):
+        if tracer is None or isinstance(a, Traced):
+            return a
+        if id(t) in tracer.born:  # a constant made during the run: followed from here on
+            if a.__class__ is np.ndarray:
+                a = a.view(Traced)
+                _DATA.__set__(t, a)
             return a
         if a.__class__ is not np.ndarray:
             tracer.invalidate(f"it uses a {t._dev} tensor; ad.compile replays CPU work only "
