@@ -18,11 +18,19 @@ def load(paths):
 
 def target(record):
     """(what gpuad must reach, whether it does, by how much it misses) for a case with a
-    target: at least as fast as PyTorch, imports under 0.3 s, and a variant (the anomaly mode)
-    at most its target times gpuad's plain step; None for the others."""
+    target: at least as fast as PyTorch, imports under 0.3 s, a variant (the anomaly mode)
+    at most its target times gpuad's plain step, a compiled step at most its target times
+    PyTorch's eager step; None for the others."""
     if record["suite"] in suites.SCALING or record["suite"] == "kernels":
         return None
     g = record["results"].get("gpuad", {})
+    if record.get("variant") == "compiled":
+        limit = suites.COMPILED_TARGETS[record["suite"]]
+        if "ratio_plain" not in record or suites.COMPILED_TARGET_CASES[
+                record["suite"]] != record["case"]:
+            return None
+        return (f"≤ {limit:.2f}× torch eager", record["ratio_plain"] <= limit,
+                f"{record['ratio_plain'] / limit - 1:+.0%}")
     if record.get("variant"):
         limit = suites.VARIANT_TARGETS[record["variant"]]
         if "vs_plain" not in g:
@@ -92,6 +100,8 @@ def markdown(docs, plots=()):
                 goal = "" if t is None else (f"{t[0]}: met" if t[1] else
                                              f"{t[0]}: missed by {t[2]}")
                 ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+                if "ratio_plain" in r:  # (a compiled step: also against PyTorch eager)
+                    ratio += f" ({r['ratio_plain']:.2f}× torch eager)"
                 lines.append(f"| {r['case']} | {r['unit']} | " + " | ".join(
                     _cell(r["results"].get(f), r["unit"]) for f in used)
                     + f" | {ratio} | {goal} |")
@@ -99,7 +109,9 @@ def markdown(docs, plots=()):
         lines += ["Medians over the samples (each sample a run of steps sized to about "
                   f"{'5' if doc['quick'] else '50'} ms); gpuad / torch is the median of the "
                   "per-round ratios (the frameworks take turns within each round); a variant's "
-                  "× plain is the median of the per-round ratios to the framework's plain step.",
+                  "× plain is the median of the per-round ratios to the framework's plain step "
+                  "(for the compiled suites, its eager step; × torch eager compares gpuad "
+                  "compiled with PyTorch eager).",
                   ""]
     for path in plots:
         lines += [f"![{path.stem}]({path.name})", ""]

@@ -33,6 +33,9 @@ def add_arguments(p):
                    help="Adam's learning rate (default: %(default)s)")
     p.add_argument("--seed", type=_int_from(0, "non-negative int"), default=0,
                    help="seed of the weights, the split and the batches (default: %(default)s)")
+    p.add_argument("--compile", action="store_true",
+                   help="train with the step compiled by ad.compile (traced, then replayed "
+                   "without Python per op)")
     p.add_argument("--save", metavar="PATH", default=None,
                    help="write a checkpoint (safetensors) here (default: none)")
     p.add_argument("--plot", metavar="PATH", default=None,
@@ -183,7 +186,8 @@ def run(args):
                           nn.Linear(128, 10))  # (on dev: the default device now)
     opt = ad.optim.Adam(model.parameters(), lr=args.lr)
     print(f"training a 64-128-128-10 MLP on {len(train)} digits on {dev} "
-          f"({_plural(args.epochs, 'epoch')}, batch {args.batch_size})")
+          f"({_plural(args.epochs, 'epoch')}, batch {args.batch_size}"
+          + (", compiled step)" if args.compile else ")"))
     history = _train(ad, model, opt, (x_train, y_train), (x_test, y_test), args)
     acc = history["test_acc"][-1]
     print(f"test accuracy {acc:.4f}  ({history['seconds'] / args.epochs * 1e3:.1f} ms per "
@@ -206,6 +210,9 @@ def _train(ad, model, opt, train, test, args):
     step, so the GPU never waits for the host inside an epoch."""
     (x_train, y_train), (x_test, y_test) = train, test
     dev, n = x_train.device, len(y_train)
+    step = _step(ad, model, opt)
+    if args.compile:
+        step = ad.compile(step)
     history = {"loss": [], "train_acc": [], "test_acc": []}
     bar = _progress(args.epochs)
     rng = np.random.default_rng(args.seed + 1)
@@ -216,15 +223,10 @@ def _train(ad, model, opt, train, test, args):
         total = correct = ad.zeros((), dtype=ad.float64, device=dev)
         for i in range(0, n, args.batch_size):
             idx = ad.tensor(perm[i:i + args.batch_size], device=dev)
-            labels = y_train[idx]
-            logits = model(x_train[idx])
-            loss = ad.nn.functional.cross_entropy(logits, labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss_sum, batch_hits = step(x_train[idx], y_train[idx])
             with ad.no_grad():
-                total = total + loss.astype(ad.float64) * len(idx)
-                correct = correct + _hits(ad, logits, labels)
+                total = total + loss_sum
+                correct = correct + batch_hits
         loss_sum, hits, test_hits = ad.stack(
             [total, correct, _test_hits(ad, model, x_test, y_test)]).numpy()
         history["loss"].append(float(loss_sum) / n)
@@ -241,6 +243,21 @@ def _train(ad, model, opt, train, test, args):
     if bar is not None:
         bar.close()
     return history
+
+
+def _step(ad, model, opt):
+    """One training step on a batch: ``(loss summed over the batch, hits)``, float64 0-d
+    tensors (on the device: nothing is read back)."""
+    def step(x, labels):
+        logits = model(x)
+        loss = ad.nn.functional.cross_entropy(logits, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with ad.no_grad():
+            return loss.astype(ad.float64) * len(labels), _hits(ad, logits, labels)
+
+    return step
 
 
 def _write(path, what, write):

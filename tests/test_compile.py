@@ -258,7 +258,7 @@ def test_work_the_tracer_cannot_follow_is_caught_by_comparing_two_traces():
 
     compiled = ad.compile(f)
     with pytest.warns(CompileWarning, match="does something else on each call: the value"):
-        for i in range(6):
+        for _ in range(6):
             x = ad.tensor(RNG.standard_normal((3, 2)).astype(np.float32))
             np.testing.assert_array_equal(compiled(x).numpy(), f(x).numpy())
     assert compiled.replays == 0

@@ -2,7 +2,8 @@
 write it. A peer module offers ``load(device, threads, **options) -> version`` (ImportError when
 the framework is not installed) and, for each kind of problem it can run, a builder taking the
 case's parameters and ``device`` and returning a step: ``chain``, ``mlp``, ``elementwise``,
-``second_order``, ``jacobian``, and ``chain_anomaly`` for the anomaly variant (a missing one, or
+``second_order``, ``jacobian``, ``chain_anomaly`` for the anomaly variant and
+``chain_compiled``/``mlp_compiled`` for the compiled one (a missing one, or
 ``NotOffered``, means the framework has no such feature). Optional: ``sync(out)`` (wait for
 the device) and ``array_to_numpy(a)`` (default ``numpy.asarray``). A step returns what
 ``benchmarks.suites.check`` compares with the float64 reference."""
@@ -12,7 +13,7 @@ import numpy as np
 BUILDERS = {"op_overhead": "chain", "scaling_chain": "chain", "mlp_step": "mlp",
             "scaling_mlp_batch": "mlp", "scaling_mlp_width": "mlp",
             "big_elementwise": "elementwise", "second_order": "second_order",
-            "jacobian": "jacobian"}
+            "jacobian": "jacobian", "compiled_chain": "chain", "compiled_mlp_step": "mlp"}
 
 
 class NotOffered(Exception):

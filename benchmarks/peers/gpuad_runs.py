@@ -85,6 +85,16 @@ def mlp(sizes, batch, optimizer, device):
     return step
 
 
+def chain_compiled(shape, n_ops, device):
+    """The chain step under ad.compile (traced twice, then replayed)."""
+    return ad.compile(chain(shape, n_ops, device))
+
+
+def mlp_compiled(sizes, batch, optimizer, device):
+    """The MLP step under ad.compile."""
+    return ad.compile(mlp(sizes, batch, optimizer, device))
+
+
 def elementwise(n, device):
     x = ad.tensor(ref.elementwise_input(n), device=device, requires_grad=True)
 

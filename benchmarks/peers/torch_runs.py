@@ -43,6 +43,19 @@ def chain(shape, n_ops, device):
 
     return step
 
+def _compiled(step, device):
+    """torch.compile: its default mode on the CPU, CUDA graphs ("reduce-overhead") on CUDA."""
+    return torch.compile(step, mode="reduce-overhead" if device == "cuda" else None)
+
+
+def chain_compiled(shape, n_ops, device):
+    return _compiled(chain(shape, n_ops, device), device)
+
+
+def mlp_compiled(sizes, batch, optimizer, device):
+    return _compiled(mlp(sizes, batch, optimizer, device), device)
+
+
 def chain_anomaly(shape, n_ops, device):
     """The chain under torch.autograd.detect_anomaly (forward tracebacks kept, every backward
     function's output checked for nan)."""
