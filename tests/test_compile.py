@@ -159,7 +159,7 @@ def test_shapes_trace_again_and_a_bound_on_signatures_warns():
         f(ad.ones(3))
 
 
-def test_train_and_eval_modes_are_part_of_the_signature():
+def test_train_and_eval_modes_each_have_their_program():
     model = ad.nn.Sequential(ad.nn.Dropout(0.5))
     f = ad.compile(lambda x: model(x))
     x = ad.ones(1000)
@@ -170,6 +170,8 @@ def test_train_and_eval_modes_are_part_of_the_signature():
         np.testing.assert_array_equal(f(x).numpy(), np.ones(1000))
     model.train()
     assert (f(x).numpy() == 0).any()
+    # one program per mode: back in training, the first program replays again
+    assert (f.traces, f.replays) == (4, 3)
 
 
 def test_gradients_land_in_grad_as_eager_with_zero_grad_outside():

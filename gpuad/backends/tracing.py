@@ -8,13 +8,15 @@ one global lookup. Three kinds of code call here:
 - a random draw, which a replay repeats (the next numbers of the same generator, as the eager
   run would draw them): :func:`draw`;
 - a read of a tensor's values on the host (``item()``, ``bool(t)``, ``numpy()``, printing),
-  which a replay cannot repeat: :func:`host_read`.
+  which a replay cannot repeat: :func:`host_read`;
+- a read of Python state that decides what is computed (a module's train/eval mode): a replay
+  checks it first, and traces again where it differs: :func:`state`.
 """
 
 #: the tracer of the compiled function being traced, or None
 active = None
-#: bumped when Python state that changes what a function computes changes (a module's
-#: train/eval mode): compiled functions trace again
+#: bumped when the structure of Python objects a function may have traced changes (a
+#: module's parameter replaced, a parameter group added): compiled functions trace again
 epoch = 0
 
 
@@ -44,3 +46,12 @@ def host_read(tensor, what):
     """The values of ``tensor`` are about to reach the host by ``what`` (``"item()"``, ...)."""
     if active is not None:
         active.host_read(tensor, what)
+
+
+def state(obj, name):
+    """``obj.name``, a Python value that decides what is computed (``module.training``): a
+    replay of a compiled function that read it runs only while it is the same."""
+    value = getattr(obj, name)
+    if active is not None:
+        active.state(obj, name, value)
+    return value

@@ -8,7 +8,8 @@ anything the tracer could not follow shows up as a difference instead of a stale
 replayed (and so that optimizer state made on the first step exists).
 
 A signature is the structure of the arguments (for a tensor: its shape, dtype, device and
-``requires_grad``; other arguments by value), the grad mode and the modules' train/eval state.
+``requires_grad``; other arguments by value) and the grad mode; a signature's programs are kept
+one per state of the Python values the traces read (a module's train/eval mode).
 """
 import functools
 import warnings
@@ -27,6 +28,8 @@ from .tracer import CompileError, Diverged, Tracer
 _TRACES = 4
 #: replays of one signature that may diverge (a value read on the host changed)
 _DIVERGENCES = 3
+#: programs kept per signature (one per state of the Python values a trace read)
+_PROGRAMS = 4
 
 
 class CompileWarning(UserWarning):
@@ -40,9 +43,10 @@ def compile(fn=None, *, copy_outputs=False, fallback="error", cache_size=8):
     ``@ad.compile(copy_outputs=True)``.
 
     The first two calls with a new signature (the arguments' shapes, dtypes, devices and
-    ``requires_grad``; other arguments by value; the grad mode; the modules' train/eval state)
-    run ``fn`` as usual while tracing it; later calls replay it. The results are the bits the
-    eager calls give.
+    ``requires_grad``; other arguments by value; the grad mode) run ``fn`` as usual while
+    tracing it; later calls replay it, while the Python state it read that decides what it
+    computes (a module's train/eval mode) is the same, else trace it in the new state. The
+    results are the bits the eager calls give.
 
     - Tensor results are over static buffers that the next call overwrites (as PyTorch's CUDA
       graphs): keep one with ``.clone()``, or pass ``copy_outputs=True``. They do not require
@@ -125,11 +129,12 @@ class Compiled:
 
 
 class _Entry:
-    """One signature's state: tracing (twice, until two traces agree), replaying, or eager."""
+    """One signature's state: tracing (twice, until two traces agree), replaying one of its
+    programs (one per state of the Python values read, such as train/eval), or eager."""
 
     def __init__(self, owner):
         self.owner = owner
-        self.program = self.previous = None
+        self.programs, self.previous = [], None
         self.traces = self.divergences = 0
         self.eager = False
 
@@ -138,16 +143,17 @@ class _Entry:
         if self.eager:
             self.owner.eager_calls += 1
             return _call(fn, rebuild(leaves))
-        if self.program is not None:
-            stale = self.program.stale()
-            if stale is None:
-                return self.replay(leaves, rebuild)
-            self.owner.warn(f"{stale}; tracing it again", once=False)
-            self.program = self.previous = None
+        for program in self.programs:
+            if program.fits():
+                stale = program.stale()
+                if stale is None:
+                    return self.replay(program, leaves, rebuild)
+                self.owner.warn(f"{stale}; tracing it again", once=False)
+                self.programs.remove(program)
+                break
         return self.trace(leaves, rebuild)
 
-    def replay(self, leaves, rebuild):
-        program = self.program
+    def replay(self, program, leaves, rebuild):
         try:
             program.run([v._a for v in leaves if isinstance(v, Tensor)])
         except Diverged as e:
@@ -161,15 +167,15 @@ class _Entry:
             self.owner.eager_calls += 1
             return _call(self.owner.fn, rebuild(leaves))
         self.owner.replays += 1
-        return self.outputs()
+        return self.outputs(program.outputs)
 
-    def outputs(self):
+    def outputs(self, outputs):
         """The results: tensors over the static output buffers (copies with copy_outputs),
         detached, on traced calls as on replays."""
+        leaves, rebuild = outputs
         copy = self.owner.copy_outputs
-        return self.rebuild_out([
-            Tensor(a.copy() if copy else a, dev) if dev is not None else a
-            for a, dev in self.out_leaves])
+        return rebuild([Tensor(a.copy() if copy else a, dev) if dev is not None else a
+                        for a, dev in leaves])
 
     def trace(self, leaves, rebuild):
         owner = self.owner
@@ -188,20 +194,23 @@ class _Entry:
         if tracer.invalid is not None:
             self.go_eager(tracer.invalid)
             return result
-        out, self.rebuild_out = _flatten(result)
-        self.out_leaves = [(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out]
-        now = (structure(tracer, [a for a, dev in self.out_leaves if dev is not None]),
+        out, rebuild_out = _flatten(result)
+        outputs = ([(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out],
+                   rebuild_out)
+        now = (structure(tracer, [a for a, dev in outputs[0] if dev is not None]),
                [_key(v) for v in out])
         if self.previous is not None and same_structure(now[0], self.previous[0]) \
                 and now[1] == self.previous[1]:
-            self.program = Program(tracer, [t._a for t in inputs if isinstance(t, Tensor)])
-            self.previous = None
+            program = Program(tracer, [t._a for t in inputs if isinstance(t, Tensor)])
+            program.outputs = outputs
+            self.programs = [program, *self.programs][:_PROGRAMS]
+            self.previous, self.traces = None, 0
         elif self.traces >= _TRACES:
             self.go_eager("it does something else on each call: "
                           + first_difference(self.previous[0], now[0]))
         else:
             self.previous = now
-        return self.outputs()
+        return self.outputs(outputs)
 
     def go_eager(self, reason):
         self.eager = True

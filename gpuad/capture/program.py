@@ -34,6 +34,14 @@ class Program:
         draws = [i for i, k in enumerate(tracer.kinds) if k == "draw"]
         guards = [i for i, k in enumerate(tracer.kinds) if k == "guard"]
         self.generators = tracer.draws if draws and guards and guards[-1] > draws[0] else []
+        self.states = list(tracer.states.values())
+
+    def fits(self):
+        """Whether the Python state the trace read (a module's train/eval mode) is the same."""
+        for obj, name, value in self.states:
+            if getattr(obj, name) != value:
+                return False
+        return True
 
     def stale(self):
         """Why the program no longer fits the tensors it reads, or None."""

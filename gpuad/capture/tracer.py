@@ -105,6 +105,7 @@ class Tracer:
         self.invalid = None  # why this run cannot be replayed, if it cannot
         self.paused = 0
         self.draws = []  # backends whose generators the steps draw from
+        self.states = {}  # (id, name) -> (object, name, value): Python state read
 
     # ---- the run ---------------------------------------------------------------------------
     def __enter__(self):
@@ -272,6 +273,9 @@ class Tracer:
         if backend is not None and backend not in self.draws:
             self.draws.append(backend)
         return wrap(result)
+
+    def state(self, obj, name, value):
+        self.states.setdefault((id(obj), name), (obj, name, value))
 
     def host_read(self, tensor, what):
         frame = sys._getframe(2)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .. import ops
+from ..backends import tracing
 from ..creation import empty
 from ..ops.linalg import linear
 from ..tensor import Tensor
@@ -138,7 +139,7 @@ class Dropout(Module):
         """x with each element kept with probability 1 - p (drawn from the generator that
         ``ad.manual_seed`` seeds) and scaled by 1 / (1 - p), the others 0; x itself in eval
         mode or with p = 0."""
-        if not self.training or self.p == 0:
+        if not tracing.state(self, "training") or self.p == 0:  # (compiled steps check it)
             return x
         if self.p == 1:
             return x * 0

@@ -154,9 +154,7 @@ class Module:
         """Set ``training`` to ``mode`` on this module and every module below it (Dropout
         drops only in training); returns ``self``."""
         for m in self.modules():
-            if m.training != bool(mode):
-                object.__setattr__(m, "training", bool(mode))
-                tracing.changed()  # (compiled functions trace again in the new mode)
+            object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self: _M) -> _M:
