@@ -187,7 +187,7 @@ def run(args):
     opt = ad.optim.Adam(model.parameters(), lr=args.lr)
     print(f"training a 64-128-128-10 MLP on {len(train)} digits on {dev} "
           f"({_plural(args.epochs, 'epoch')}, batch {args.batch_size}"
-          + (", compiled step)" if args.compile else ")"))
+          + (", compiled step)" if getattr(args, "compile", False) else ")"))
     history = _train(ad, model, opt, (x_train, y_train), (x_test, y_test), args)
     acc = history["test_acc"][-1]
     print(f"test accuracy {acc:.4f}  ({history['seconds'] / args.epochs * 1e3:.1f} ms per "
@@ -211,7 +211,7 @@ def _train(ad, model, opt, train, test, args):
     (x_train, y_train), (x_test, y_test) = train, test
     dev, n = x_train.device, len(y_train)
     step = _step(ad, model, opt)
-    if args.compile:
+    if getattr(args, "compile", False):  # (an args object made without the option: eager)
         step = ad.compile(step)
     history = {"loss": [], "train_acc": [], "test_acc": []}
     bar = _progress(args.epochs)

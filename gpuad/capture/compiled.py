@@ -14,10 +14,12 @@ one per state of the Python values the traces read (a module's train/eval mode).
 import functools
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 
-from .. import _frames
+from .._frames import user_stacklevel
 from ..autograd.grad_mode import is_grad_enabled
 from ..backends import tracing
 from ..tensor import Tensor
@@ -36,7 +38,8 @@ class CompileWarning(UserWarning):
     """A compiled function runs eagerly (it cannot be replayed) or keeps tracing again."""
 
 
-def compile(fn=None, *, copy_outputs=False, fallback="error", cache_size=8):
+def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
+            fallback: Literal["error", "eager"] = "error", cache_size: int = 8) -> Any:
     """Compile ``fn``, a function of tensors (typically one training step: forward, loss,
     ``backward()``, ``optimizer.step()``, ``zero_grad()``), so that repeated calls replay its
     array computations without Python per op. Usable as ``@ad.compile`` or
@@ -111,7 +114,7 @@ class Compiled:
             self._signatures += 1
             if len(self._entries) > self.cache_size:
                 self._entries.popitem(last=False)
-                self.warn(f"it has been called with {self._signatures} signatures (argument "
+                self.note(f"it has been called with {self._signatures} signatures (argument "
                           "shapes, dtypes, devices, values, the grad mode or a module's "
                           f"train/eval state), more than cache_size={self.cache_size}; the "
                           "oldest are traced again when they come back")
@@ -121,11 +124,12 @@ class Compiled:
         """Forget every trace: the next calls trace again."""
         self._entries.clear()
 
-    def warn(self, message, once=True):
+    def note(self, message, once=True):
+        """A CompileWarning naming the function (only the first with ``once``)."""
         if not (once and self._warned):
             self._warned = once
             warnings.warn(f"ad.compile: {_name(self.fn)}: {message}", CompileWarning,
-                          stacklevel=_frames.user_stacklevel())
+                          stacklevel=user_stacklevel())
 
 
 class _Entry:
@@ -148,7 +152,7 @@ class _Entry:
                 stale = program.stale()
                 if stale is None:
                     return self.replay(program, leaves, rebuild)
-                self.owner.warn(f"{stale}; tracing it again", once=False)
+                self.owner.note(f"{stale}; tracing it again", once=False)
                 self.programs.remove(program)
                 break
         return self.trace(leaves, rebuild)
@@ -214,7 +218,7 @@ class _Entry:
 
     def go_eager(self, reason):
         self.eager = True
-        self.owner.warn(f"runs eagerly: {reason}")
+        self.owner.note(f"runs eagerly: {reason}")
 
 
 def _call(fn, args_kwargs):
