@@ -278,3 +278,28 @@ def test_a_constant_the_steps_write_into_starts_each_replay_afresh():
         x = ad.tensor([1.0, float(i)])
         np.testing.assert_array_equal(compiled(x).numpy(), f(x).numpy())
     assert compiled.replays == 3
+
+
+def test_gpuad_work_in_another_thread_during_a_trace_is_left_alone():
+    import threading
+
+    w = ad.tensor([1.0, 2.0])
+    other = ad.tensor([3.0, 4.0], requires_grad=True)
+    results = []
+
+    def elsewhere():
+        y = (other * 2).sum()
+        y.backward()
+        results.append((y.item(), other.grad.numpy().tolist()))
+
+    def f(x):
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        return x * w
+
+    compiled = ad.compile(f)
+    for i in range(4):
+        other.grad = None
+        assert compiled(ad.tensor([1.0, float(i)])).numpy().tolist() == [1.0, 2.0 * i]
+    assert results[:2] == [(14.0, [2.0, 2.0])] * 2 and compiled.replays == 2

@@ -12,6 +12,7 @@ during the trace from no traced value: ones for a seed, an index array). A const
 writes into is restored to its first content at the start of each replay.
 """
 import sys
+from threading import get_ident
 
 import numpy as np
 
@@ -106,6 +107,7 @@ class Tracer:
         self.paused = 0
         self.draws = []  # backends whose generators the steps draw from
         self.states = {}  # (id, name) -> (object, name, value): Python state read
+        self.thread = get_ident()  # (gpuad's work in other threads meanwhile is not traced)
 
     # ---- the run ---------------------------------------------------------------------------
     def __enter__(self):
@@ -251,7 +253,7 @@ class Tracer:
 
     # ---- the hooks of gpuad.backends.tracing -------------------------------------------------
     def opaque(self, fn, args):
-        if self.paused:
+        if self.paused or get_ident() != self.thread:
             return fn(*args)
         self.paused += 1
         try:
@@ -266,7 +268,7 @@ class Tracer:
 
     def draw(self, fn, args):
         result = fn(*args)
-        if self.paused:
+        if self.paused or get_ident() != self.thread:
             return result
         self.record(into, (result, fn, args, {}), {}, kind="draw", produces=(result,))
         backend = getattr(fn, "__self__", None)
@@ -275,13 +277,15 @@ class Tracer:
         return wrap(result)
 
     def state(self, obj, name, value):
-        self.states.setdefault((id(obj), name), (obj, name, value))
+        if get_ident() == self.thread:
+            self.states.setdefault((id(obj), name), (obj, name, value))
 
     def host_read(self, tensor, what):
         frame = sys._getframe(2)
         while frame is not None and frame.f_code.co_filename == _TENSOR_FILE:
             frame = frame.f_back
-        if self.paused or frame is None or _frames.inside_gpuad(frame):
+        if (self.paused or frame is None or _frames.inside_gpuad(frame)
+                or get_ident() != self.thread):
             return  # gpuad reading for itself: the read of the array guards it
         message = (f"ad.compile: {self.name} reads a tensor's values on the host ({what}) at "
                    f"{_where(frame)}; a replay runs no Python, so it cannot repeat what is "
@@ -335,7 +339,7 @@ class _Data:
             return self
         a = _DATA.__get__(t)
         tracer = tracing.active
-        if tracer is None or isinstance(a, Traced):
+        if tracer is None or isinstance(a, Traced) or tracer.thread != get_ident():
             return a
         if id(t) in tracer.born:  # a constant made during the run: followed from here on
             if a.__class__ is np.ndarray:
@@ -350,7 +354,7 @@ class _Data:
 
     def __set__(self, t, a):
         tracer = tracing.active
-        if tracer is not None and id(t) not in tracer.born:
+        if tracer is not None and id(t) not in tracer.born and tracer.thread == get_ident():
             if any(t is d for d, _, _ in tracer.discovered):
                 tracer.invalidate("it replaces the data of a tensor made before it (t.data = "
                                   "..., or an op that rebinds it); a compiled function must "
@@ -369,12 +373,13 @@ class _Grad:
             return self
         g = _GRAD.__get__(t)
         tracer = tracing.active
-        if tracer is not None and id(t) not in tracer.born and id(t) not in tracer.grads_written:
+        if (tracer is not None and id(t) not in tracer.born and id(t) not in tracer.grads_written
+                and tracer.thread == get_ident()):
             tracer.entry_grads.setdefault(id(t), (t, g))
         return g
 
     def __set__(self, t, g):
         tracer = tracing.active
-        if tracer is not None and id(t) not in tracer.born:
+        if tracer is not None and id(t) not in tracer.born and tracer.thread == get_ident():
             tracer.grads_written[id(t)] = t
         _GRAD.__set__(t, g)
