@@ -114,10 +114,11 @@ class Compiled:
             self._signatures += 1
             if len(self._entries) > self.cache_size:
                 self._entries.popitem(last=False)
-                self.note(f"it has been called with {self._signatures} signatures (argument "
-                          "shapes, dtypes, devices, values, the grad mode or a module's "
-                          f"train/eval state), more than cache_size={self.cache_size}; the "
-                          "oldest are traced again when they come back")
+                self.note(f"it has been called with {self._signatures} signatures (tensor "
+                          "shapes, dtypes and devices, the grad mode, and the values of "
+                          "other arguments: a NumPy array counts by value, so pass data as "
+                          f"tensors), more than cache_size={self.cache_size}; the oldest are "
+                          "traced again when they come back")
         return entry(leaves, rebuild)
 
     def reset(self):

@@ -11,6 +11,7 @@ a tensor that existed before (whose memory persists from call to call), or a con
 during the trace from no traced value: ones for a seed, an index array). A constant that a step
 writes into is restored to its first content at the start of each replay.
 """
+import os
 import sys
 from threading import get_ident
 
@@ -25,6 +26,7 @@ from .traced import Traced, plain, unwrap, wrap
 _DATA, _GRAD = Tensor.__dict__["_a"], Tensor.__dict__["_grad"]
 _CPU = device("cpu").backend
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
+_HERE = os.path.dirname(__file__)  # (the tracer's package: gpuad/capture)
 #: NumPy functions whose result is about shapes and types, not values: no guard
 _METADATA = {np.shape, np.ndim, np.size, np.result_type, np.may_share_memory,
              np.shares_memory, np.iscomplexobj, np.isrealobj, np.can_cast, np.min_scalar_type}
@@ -73,6 +75,19 @@ def same(a, b):
         return a == b
 
 
+def _zero_d(r):
+    """A ufunc's result as an array: NumPy gives a scalar for 0-d inputs (a NumPy scalar, or
+    any Python object from an object loop, as ``np.frompyfunc`` makes), a replay needs an
+    output buffer of the loop's type."""
+    if isinstance(r, np.ndarray):
+        return r
+    if isinstance(r, np.generic):
+        return np.asarray(r)
+    out = np.empty((), dtype=object)
+    out[()] = r
+    return out
+
+
 def _arrays(value):
     if isinstance(value, np.ndarray):
         yield value
@@ -116,13 +131,14 @@ class Tracer:
                                "function traces; nest the plain functions instead")
         tracing.active = self
         Tensor._a, Tensor._grad = _Data(), _Grad()
-        # gpuad takes a result of another array type for a scalar to wrap: Traced is the type
-        _CPU.array_type = Traced
+        # gpuad takes a result of another array type for a scalar to wrap: Traced is the type;
+        # and arrays the backend makes are Traced, so that what it writes into them is recorded
+        _CPU.array_type, _CPU.xp = Traced, _MAKING_TRACED
         return self
 
     def __exit__(self, *exc):
         Tensor._a, Tensor._grad = _DATA, _GRAD
-        _CPU.array_type = np.ndarray
+        _CPU.array_type, _CPU.xp = np.ndarray, np
         tracing.active = None
         for t, a, v in self.discovered:
             if _DATA.__get__(t) is v:
@@ -189,7 +205,7 @@ class Tracer:
             return out[0] if len(out) == 1 else out
         result = fn(*args, **kwargs)
         many = isinstance(result, tuple)
-        arrays = tuple(np.asarray(r) for r in (result if many else (result,)))
+        arrays = tuple(_zero_d(r) for r in (result if many else (result,)))
         self.record(fn, args, dict(kwargs, out=arrays), produces=arrays)
         wrapped = tuple(wrap(a) for a in arrays)
         return wrapped if many else wrapped[0]
@@ -246,10 +262,14 @@ class Tracer:
                         kind="guard")
 
     def finalize(self, new, obj):
-        if self.paused or not isinstance(obj, np.ndarray) or np.may_share_memory(new, obj):
-            return
+        if (self.paused or not isinstance(obj, np.ndarray) or not new.size
+                or np.may_share_memory(new, obj)):
+            return  # (a view, or nothing to compute)
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+            frame = frame.f_back  # (the code that asked NumPy, past the tracer's own)
         self.invalidate("a NumPy operation that gpuad's tracer does not follow made a new "
-                        f"array from a traced one, at {_where(sys._getframe(2))}")
+                        f"array from a traced one, at {_where(frame)}")
 
     # ---- the hooks of gpuad.backends.tracing -------------------------------------------------
     def opaque(self, fn, args):
@@ -288,7 +308,8 @@ class Tracer:
                 or get_ident() != self.thread):
             return  # gpuad reading for itself: the read of the array guards it
         message = (f"ad.compile: {self.name} reads a tensor's values on the host ({what}) at "
-                   f"{_where(frame)}; a replay runs no Python, so it cannot repeat what is "
+                   f"{_where(_frames.user_frame(frame))}; a replay runs no Python, so it "
+                   "cannot repeat what is "
                    "done with them. Return the tensor from the function instead (and read it "
                    "outside), or pass fallback='eager' to run such a function eagerly")
         if self.fallback == "eager":
@@ -306,10 +327,28 @@ class Tracer:
         return v
 
 
+class _MakingTraced:
+    """NumPy, as the CPU backend's ``xp`` while a trace runs: the arrays it makes from nothing
+    (zeros, ones, empty, full, eye, arange) are Traced constants."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def _made(fn):
+        def make(*args, **kwargs):
+            return wrap(fn(*unwrap(args), **unwrap(kwargs)))
+        return make
+
+
+for _name in ("zeros", "ones", "empty", "full", "eye", "identity", "arange"):
+    setattr(_MakingTraced, _name, staticmethod(_MakingTraced._made(getattr(np, _name))))
+_MAKING_TRACED = _MakingTraced()
+
+
 def _where(frame):
-    """``file:line`` of ``frame`` (or of the first frame above it outside gpuad)."""
-    frame = _frames.user_frame(frame) or frame
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    """``file:line`` of ``frame``."""
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
 
 
 def _into_each(results, fresh, fn, args, kwargs):
