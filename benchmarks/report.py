@@ -48,6 +48,14 @@ def target(record):
     return ("≤ 1.00× torch", record["ratio"] <= 1.0, f"{record['ratio'] - 1:+.0%}")
 
 
+def ratio_text(record):
+    """gpuad / torch, and for a compiled step also gpuad compiled / PyTorch eager."""
+    text = f"{record['ratio']:.2f}" if "ratio" in record else ""
+    if "ratio_plain" in record:
+        text += f" ({record['ratio_plain']:.2f}× torch eager)"
+    return text
+
+
 def _cell(r, unit):
     if r is None:
         return ""
@@ -99,9 +107,7 @@ def markdown(docs, plots=()):
                 t = target(r)
                 goal = "" if t is None else (f"{t[0]}: met" if t[1] else
                                              f"{t[0]}: missed by {t[2]}")
-                ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
-                if "ratio_plain" in r:  # (a compiled step: also against PyTorch eager)
-                    ratio += f" ({r['ratio_plain']:.2f}× torch eager)"
+                ratio = ratio_text(r)
                 lines.append(f"| {r['case']} | {r['unit']} | " + " | ".join(
                     _cell(r["results"].get(f), r["unit"]) for f in used)
                     + f" | {ratio} | {goal} |")

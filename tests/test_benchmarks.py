@@ -247,3 +247,16 @@ def test_the_gpuad_peer_on_cuda_is_right_on_the_stand_in(suite, monkeypatch):
                 assert suites.check(case, peers.to_numpy(gpuad_runs, out)) < 1e-3
         finally:
             gpuad_runs.load("cpu", 1)
+
+
+def test_a_compiled_step_is_held_to_its_target_against_pytorch_eager():
+    record = {"suite": "compiled_chain", "case": "chain100", "variant": "compiled",
+              "results": {"gpuad": {"status": "ok", "vs_plain": 0.3}}, "ratio": 0.8,
+              "ratio_plain": 0.3}
+    assert report.target(record) == ("≤ 0.33× torch eager", True, "-10%")
+    record["ratio_plain"] = 0.5
+    assert report.target(record)[1] is False
+    assert report.ratio_text(record) == "0.80 (0.50× torch eager)"
+    mlp = dict(record, suite="compiled_mlp_step", case="64-128-128-10 b32", ratio_plain=2.0)
+    assert report.target(mlp) is None  # (only the case is a requirement)
+    assert report.target(dict(mlp, case="784-256-256-10 b128"))[1] is False
