@@ -21,9 +21,9 @@ from .. import _frames
 from ..backends import tracing
 from ..devices import device
 from ..tensor import Tensor
+from .swaps import DATA, GRAD, MAKING_TRACED, Data, Grad
 from .traced import Traced, plain, unwrap, wrap
 
-_DATA, _GRAD = Tensor.__dict__["_a"], Tensor.__dict__["_grad"]
 _CPU = device("cpu").backend
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
 _HERE = os.path.dirname(__file__)  # (the tracer's package: gpuad/capture)
@@ -130,23 +130,23 @@ class Tracer:
             raise CompileError(f"ad.compile: {self.name} was called while another compiled "
                                "function traces; nest the plain functions instead")
         tracing.active = self
-        Tensor._a, Tensor._grad = _Data(), _Grad()
+        Tensor._a, Tensor._grad = Data(), Grad()
         # gpuad takes a result of another array type for a scalar to wrap: Traced is the type;
         # and arrays the backend makes are Traced, so that what it writes into them is recorded
-        _CPU.array_type, _CPU.xp = Traced, _MAKING_TRACED
+        _CPU.array_type, _CPU.xp = Traced, MAKING_TRACED
         return self
 
     def __exit__(self, *exc):
-        Tensor._a, Tensor._grad = _DATA, _GRAD
+        Tensor._a, Tensor._grad = DATA, GRAD
         _CPU.array_type, _CPU.xp = np.ndarray, np
         tracing.active = None
         for t, a, v in self.discovered:
-            if _DATA.__get__(t) is v:
-                _DATA.__set__(t, a)
+            if DATA.__get__(t) is v:
+                DATA.__set__(t, a)
         for t in self.born.values():  # (what outlives the run holds plain arrays)
-            a = _DATA.__get__(t)
+            a = DATA.__get__(t)
             if isinstance(a, Traced):
-                _DATA.__set__(t, a.view(np.ndarray))
+                DATA.__set__(t, a.view(np.ndarray))
 
     def input(self, a):
         """A static input buffer holding a copy of ``a``, as a Traced array."""
@@ -323,27 +323,8 @@ class Tracer:
         v = a.view(Traced)
         self._own(a, ("tensor", len(self.discovered)))
         self.discovered.append((t, a, v))
-        _DATA.__set__(t, v)
+        DATA.__set__(t, v)
         return v
-
-
-class _MakingTraced:
-    """NumPy, as the CPU backend's ``xp`` while a trace runs: the arrays it makes from nothing
-    (zeros, ones, empty, full, eye, arange) are Traced constants."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def _made(fn):
-        def make(*args, **kwargs):
-            return wrap(fn(*unwrap(args), **unwrap(kwargs)))
-        return make
-
-
-for _name in ("zeros", "ones", "empty", "full", "eye", "identity", "arange"):
-    setattr(_MakingTraced, _name, staticmethod(_MakingTraced._made(getattr(np, _name))))
-_MAKING_TRACED = _MakingTraced()
 
 
 def _where(frame):
@@ -366,59 +347,3 @@ class _Bound:
 
     def __call__(self, *args):
         return self.fn(*args, **self.kwargs)
-
-
-class _Data:
-    """``Tensor._a`` while a trace runs: a tensor made before it is discovered when read (its
-    array swapped for a Traced view); one made during it is noted when its array is set, and
-    reads as Traced too (a constant's changes are then recorded)."""
-
-    def __get__(self, t, cls=None):
-        if t is None:
-            return self
-        a = _DATA.__get__(t)
-        tracer = tracing.active
-        if tracer is None or isinstance(a, Traced) or tracer.thread != get_ident():
-            return a
-        if id(t) in tracer.born:  # a constant made during the run: followed from here on
-            if a.__class__ is np.ndarray:
-                a = a.view(Traced)
-                _DATA.__set__(t, a)
-            return a
-        if a.__class__ is not np.ndarray:
-            tracer.invalidate(f"it uses a {t._dev} tensor; ad.compile replays CPU work only "
-                              "so far (the CUDA-graph back end is not built yet)")
-            return a
-        return tracer.discover(t, a)
-
-    def __set__(self, t, a):
-        tracer = tracing.active
-        if tracer is not None and id(t) not in tracer.born and tracer.thread == get_ident():
-            if any(t is d for d, _, _ in tracer.discovered):
-                tracer.invalidate("it replaces the data of a tensor made before it (t.data = "
-                                  "..., or an op that rebinds it); a compiled function must "
-                                  "update such tensors in place")
-            else:
-                tracer.born[id(t)] = t
-        _DATA.__set__(t, a)
-
-
-class _Grad:
-    """``Tensor._grad`` while a trace runs: notes the ``.grad`` of earlier tensors read before
-    the run sets it (the replay needs it the same) and those it sets (a replay sets them)."""
-
-    def __get__(self, t, cls=None):
-        if t is None:
-            return self
-        g = _GRAD.__get__(t)
-        tracer = tracing.active
-        if (tracer is not None and id(t) not in tracer.born and id(t) not in tracer.grads_written
-                and tracer.thread == get_ident()):
-            tracer.entry_grads.setdefault(id(t), (t, g))
-        return g
-
-    def __set__(self, t, g):
-        tracer = tracing.active
-        if tracer is not None and id(t) not in tracer.born and tracer.thread == get_ident():
-            tracer.grads_written[id(t)] = t
-        _GRAD.__set__(t, g)
