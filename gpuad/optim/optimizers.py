@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from ..backends import tracing
 from ..tensor import Tensor
 from .flat import FlatGroup
+from .settings import numbers_of, setting
 
 if TYPE_CHECKING:
     from .._typing import Array
@@ -37,6 +38,7 @@ class Optimizer:
         self._flat: dict[int, list[FlatGroup]] = {}
         for group in items if isinstance(items[0], dict) else [{"params": items}]:
             self.add_param_group(group)
+        self._built = True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (``{"params": [...], "lr": ..., ...}``; settings it leaves out take the
@@ -46,7 +48,7 @@ class Optimizer:
                             f"got {param_group!r}")
         self._refuse(param_group)
         ps = param_group["params"]
-        group = _numbers(type(self).__name__, {**self.defaults, **param_group,
+        group = numbers_of(type(self).__name__, {**self.defaults, **param_group,
                                                 "params": [ps] if isinstance(ps, Tensor)
                                                 else list(ps)})
         self._check(group)
@@ -61,7 +63,8 @@ class Optimizer:
             seen.add(id(p))
         self.param_groups.append(group)
         self._fuse(len(self.param_groups) - 1)
-        tracing.changed()  # (compiled steps of this optimizer trace again)
+        if getattr(self, "_built", False):  # (a group added to a working optimizer:
+            tracing.changed()  # compiled steps of it trace again)
 
     def _fuse(self, gi: int) -> None:
         """Put group ``gi``'s parameters on the fused path where the backend has one."""
@@ -104,8 +107,8 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
-                elif p._grad is not None:  # (set directly: backward adds into it in place)
-                    p._grad = Tensor(p._dev._backend.zeros_like(p._grad._a), p._dev)
+                elif p._grad is not None:  # in place, as PyTorch (backward adds into it)
+                    p._grad._a[...] = 0
 
     kind: str | None = None  # the fused kernel's name (kernels/optim.cu), where there is one
     decoupled = False
@@ -126,10 +129,10 @@ class Optimizer:
             for p in group["params"]:
                 if p._grad is None or id(p) in done:
                     continue
-                state = self.state.setdefault(id(p), {})
-                # (one step of a compiled function: a replay runs this Python again)
-                tracing.opaque(_apply, self._update, p._a, p._grad._a, p._dev.backend, group,
-                               state, p._ver)
+                # (one step of a compiled function: a replay runs this Python again, finding
+                # the group and the state as they are then: a loaded state_dict included)
+                tracing.opaque(_apply, self, gi, id(p), p._a, p._grad._a, p._dev.backend,
+                               p._ver)
 
     def _leave_flat(self, gi: int) -> None:
         """Continue group ``gi`` parameter by parameter, from the flat state."""
@@ -187,7 +190,7 @@ class Optimizer:
                     raise ValueError(f"gpuad.optim: state {k!r} of parameter {i} has shape "
                                      f"{tuple(v.shape)}, the parameter "
                                      f"{params[int(i)].shape}")
-        saved_groups = [_numbers(type(self).__name__, dict(saved)) for saved in saved_groups]
+        saved_groups = [numbers_of(type(self).__name__, dict(saved)) for saved in saved_groups]
         for group, saved in zip(self.param_groups, saved_groups):
             self._refuse(saved)
             self._check({**group, **saved})
@@ -229,40 +232,6 @@ def _is_array(v: object) -> bool:
     return hasattr(v, "shape") and not isinstance(v, numbers.Number)
 
 
-def _numbers(opt: str, group: dict[str, Any]) -> dict[str, Any]:
-    """``group`` with settings given as one-number tensors or 0-d arrays (PyTorch accepts a
-    tensor lr) turned into floats; other values stay, for :func:`_setting` to judge."""
-    for key in ("lr", "momentum", "dampening", "weight_decay", "eps"):
-        if key in group:
-            group[key] = _number(opt, key, group[key])
-    betas = group.get("betas")
-    if isinstance(betas, (tuple, list)):
-        group["betas"] = tuple(_number(opt, f"betas[{i}]", b) for i, b in enumerate(betas))
-    return group
-
-
-def _number(opt: str, name: str, value: Any) -> Any:
-    """A 0-d tensor, array or NumPy scalar as a Python float (so a float32 one does not make
-    the update's arithmetic float32); anything else as it is."""
-    if value.__class__ in (int, float, bool) or not (hasattr(value, "ndim") and
-                                                     hasattr(value, "item")):
-        return value
-    if value.ndim != 0:
-        raise ValueError(f"gpuad.optim.{opt}: {name} is a number (a 0-d tensor also works), "
-                         f"got a tensor of shape {tuple(value.shape)}")
-    value = value.item()
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else value
-
-
-def _setting(opt: str, name: str, value: Any, upper: float | None = None) -> None:
-    """Refuse a setting that is not a finite number >= 0 (and below ``upper`` when given)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (upper is not None and value >= upper):
-        rule = f"in [0, {upper})" if upper is not None else "a finite number >= 0"
-        raise ValueError(f"gpuad.optim.{opt}: invalid {name}={value!r}; it must be {rule}")
-
-
 class SGD(Optimizer):
     """p -= lr * d, d = g + wd p, or with momentum the buffer b = m b + (1 - dampening) d
     (d itself at the first step), and with Nesterov d + m b."""
@@ -284,7 +253,7 @@ class SGD(Optimizer):
         """PyTorch's rules: lr, momentum and weight_decay >= 0; Nesterov needs momentum > 0
         and dampening 0. (Also: each a finite number, so nan and inf are refused.)"""
         for name in ("lr", "momentum", "dampening", "weight_decay"):
-            _setting("SGD", name, group[name])
+            setting("SGD", name, group[name])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("gpuad.optim.SGD: Nesterov momentum needs momentum > 0 and "
                              f"dampening 0, got momentum={group['momentum']!r} and "
@@ -335,12 +304,12 @@ class Adam(Optimizer):
         finite number, so nan and inf are refused)."""
         name = type(self).__name__
         for key in ("lr", "eps", "weight_decay"):
-            _setting(name, key, group[key])
+            setting(name, key, group[key])
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"gpuad.optim.{name}: betas is a pair (beta1, beta2), got {betas!r}")
         for i, beta in enumerate(betas):
-            _setting(name, f"betas[{i}]", beta, upper=1)
+            setting(name, f"betas[{i}]", beta, upper=1)
 
     def _update(self, p: Array, g: Array, xp: ModuleType, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -356,8 +325,10 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         if g.flags.c_contiguous != p.flags.c_contiguous:  # one copy, not a dozen strided passes
             g = xp.ascontiguousarray(g) if p.flags.c_contiguous else g.copy(order="K")
-        # in place through two scratch arrays, in the order of PyTorch's operations
-        a = xp.subtract(g, m)
+        # in place through two scratch arrays, in the order of PyTorch's operations (made as
+        # arrays: a 0-d parameter's would be NumPy scalars, which take no out=)
+        a = xp.empty_like(p)
+        xp.subtract(g, m, out=a)
         a *= 1 - b1
         m += a  # m += (1 - b1) (g - m): a lerp towards g
         v *= b2
@@ -367,17 +338,19 @@ class Adam(Optimizer):
         xp.sqrt(v, out=a)
         a /= math.sqrt(1 - b2 ** t)
         a += eps  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
-        b = xp.multiply(m, lr / (1 - b1 ** t))
+        b = xp.empty_like(p)
+        xp.multiply(m, lr / (1 - b1 ** t), out=b)
         b /= a
         p -= b  # p -= lr / (1 - b1^t) m / denom
 
 
-def _apply(update: Callable[..., None], p: Array, g: Array, backend: Any,
-           group: dict[str, Any], state: dict[str, Any], version: list[int]) -> None:
-    """``update`` one parameter's array ``p`` from its gradient ``g`` on ``backend``'s device,
-    and count the change in the parameter's ``version``."""
+def _apply(optimizer: Optimizer, gi: int, key: int, p: Array, g: Array, backend: Any,
+           version: list[int]) -> None:
+    """Update one parameter's array ``p`` (of group ``gi``, its state under ``key``) from its
+    gradient ``g`` on ``backend``'s device, and count the change in its ``version``."""
+    state = optimizer.state.setdefault(key, {})
     with backend.on_device():  # (state made by xp lands on p's device)
-        update(p, g, backend.xp, group, state)
+        optimizer._update(p, g, backend.xp, optimizer.param_groups[gi], state)
     version[0] += 1
 
 

@@ -1,0 +1,42 @@
+"""The numbers an optimizer is set with: read (a one-number tensor, as PyTorch accepts for
+``lr``, becomes a float) and checked (a finite number, in range), with errors naming the
+optimizer and the setting."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def numbers_of(opt: str, group: dict[str, Any]) -> dict[str, Any]:
+    """``group`` with settings given as one-number tensors or 0-d arrays (PyTorch accepts a
+    tensor lr) turned into floats; other values stay, for :func:`setting` to judge."""
+    for key in ("lr", "momentum", "dampening", "weight_decay", "eps"):
+        if key in group:
+            group[key] = _number(opt, key, group[key])
+    betas = group.get("betas")
+    if isinstance(betas, (tuple, list)):
+        group["betas"] = tuple(_number(opt, f"betas[{i}]", b) for i, b in enumerate(betas))
+    return group
+
+
+def _number(opt: str, name: str, value: Any) -> Any:
+    """A 0-d tensor, array or NumPy scalar as a Python float (so a float32 one does not make
+    the update's arithmetic float32); anything else as it is."""
+    if value.__class__ in (int, float, bool) or not (hasattr(value, "ndim") and
+                                                     hasattr(value, "item")):
+        return value
+    if value.ndim != 0:
+        raise ValueError(f"gpuad.optim.{opt}: {name} is a number (a 0-d tensor also works), "
+                         f"got a tensor of shape {tuple(value.shape)}")
+    value = value.item()
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else value
+
+
+def setting(opt: str, name: str, value: Any, upper: float | None = None) -> None:
+    """Refuse a setting that is not a finite number >= 0 (and below ``upper`` when given)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (upper is not None and value >= upper):
+        rule = f"in [0, {upper})" if upper is not None else "a finite number >= 0"
+        raise ValueError(f"gpuad.optim.{opt}: invalid {name}={value!r}; it must be {rule}")
