@@ -118,7 +118,11 @@ class Backend(ValueChecks, AxisMath):
 
     # ---- random -------------------------------------------------------------------------
     def seed(self, n):
-        """Restart this device's generator (``xp``'s default one) from the seed ``n``."""
+        """Restart this device's generator (``xp``'s default one) from the seed ``n`` (in a
+        compiled function, a step that each replay takes again)."""
+        tracing.opaque(self._seed, n)
+
+    def _seed(self, n):
         self._rng = self.xp.random.default_rng(n % 2**64)
 
     def rand(self, shape, dtype):

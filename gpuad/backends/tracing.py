@@ -1,7 +1,7 @@
 """The points where ``ad.compile``'s tracer (:mod:`gpuad.capture`) hooks into code below it.
 
 While a compiled function traces, ``active`` is its tracer; otherwise None, and each hook costs
-one global lookup. Three kinds of code call here:
+one global lookup. Four kinds of code call here:
 
 - a call whose Python must run again on every replay, as one step (an optimizer's update of
   one parameter: its step count and learning rate live in Python): :func:`opaque`;

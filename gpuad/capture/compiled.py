@@ -12,6 +12,7 @@ A signature is the structure of the arguments (for a tensor: its shape, dtype, d
 one per state of the Python values the traces read (a module's train/eval mode).
 """
 import functools
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,8 +21,10 @@ from typing import Any, Literal
 import numpy as np
 
 from .._frames import user_stacklevel
-from ..autograd.grad_mode import is_grad_enabled
+from ..autograd.anomaly import is_anomaly_enabled
+from ..autograd.grad_mode import active, is_grad_enabled, mode
 from ..backends import tracing
+from ..devices import get_default_device
 from ..tensor import Tensor
 from .program import Program, first_difference, same_structure, structure
 from .tracer import CompileError, Diverged, Tracer
@@ -45,24 +48,34 @@ def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
     array computations without Python per op. Usable as ``@ad.compile`` or
     ``@ad.compile(copy_outputs=True)``.
 
-    The first two calls with a new signature (the arguments' shapes, dtypes, devices and
-    ``requires_grad``; other arguments by value; the grad mode) run ``fn`` as usual while
+    The first two calls with a new signature (the tensor arguments' shapes, dtypes, devices,
+    strides and ``requires_grad``, which arguments are the same tensor; other arguments by
+    value; the grad mode, the anomaly mode and the default device) run ``fn`` as usual while
     tracing it; later calls replay it, while the Python state it read that decides what it
     computes (a module's train/eval mode) is the same, else trace it in the new state. The
-    results are the bits the eager calls give.
+    results are the bits the eager calls give (a nan's sign aside, where eager computed on a
+    NumPy scalar).
 
     - Tensor results are over static buffers that the next call overwrites (as PyTorch's CUDA
-      graphs): keep one with ``.clone()``, or pass ``copy_outputs=True``. They do not require
-      grad. Tensor arguments are copied into static inputs: a gradient with respect to one
-      lands on that copy (return it instead).
+      graphs), and so are the ``.grad`` tensors it sets: keep one with ``.clone()``, or pass
+      ``copy_outputs=True`` (results only). Results do not require grad.
+    - Tensor arguments are copied into static inputs; what ``fn`` changes in them in place is
+      copied back to the caller's tensors. A call whose results would need gradients back to
+      its arguments (one requires grad, or ``jvp``/``GradientTape`` differentiate the call)
+      runs eagerly, after one warning.
     - Parameters and optimizer state must be updated in place (optimizers and in-place ops
-      do); a tensor given new data (``p.data = ...``) is noticed and traced again.
+      do); a tensor given new data, a parameter replaced on its module, a tensor switched to
+      or from ``requires_grad``, an optimizer's loaded ``state_dict``: each is noticed.
     - ``fn`` may not read values on the host (``.item()``, ``float(t)``, ``bool(t)``,
       ``.numpy()``, printing, Python ``if`` on a tensor): the error names the line. With
-      ``fallback="eager"`` such a function runs eagerly instead, after one warning.
-    - Python values and NumPy arrays that ``fn`` reads from outside are constants of the
-      compiled function; pass what changes as tensor arguments.
+      ``fallback="eager"`` such a function runs eagerly instead, after one warning. (Where
+      gpuad itself reads values, a replay checks they are the same, and runs eagerly if not.)
+    - Python values, NumPy arrays and tensors that ``fn`` reads from outside its arguments
+      are part of the compiled function: the same objects on every replay (rebinding a name
+      or a dict entry to another tensor is not seen once it replays); pass what changes as
+      arguments.
     - At most ``cache_size`` signatures are kept; a warning says when it keeps tracing.
+    - Calls from several threads take turns (the buffers are shared).
     - CUDA tensors run eagerly for now (with a warning): the CUDA-graph back end is to come.
 
     >>> import gpuad as ad
@@ -102,12 +115,24 @@ class Compiled:
         self.fn, self.copy_outputs = fn, copy_outputs
         self.fallback, self.cache_size = fallback, cache_size
         self._entries = OrderedDict()
+        self._lock = threading.Lock()
         self._signatures = 0
         self._warned = False
 
     def __call__(self, *args, **kwargs):
+        with self._lock:  # (one call at a time: the calls share the static buffers)
+            return self._call(args, kwargs)
+
+    def _call(self, args, kwargs):
         leaves, rebuild = _flatten((args, kwargs))
-        key = (tuple(_key(v) for v in leaves), is_grad_enabled(), tracing.epoch)
+        if _differentiated(leaves):
+            self.note("its results would have to carry gradients back to its arguments (one "
+                      "requires grad, or jvp/GradientTape is differentiating the call), which "
+                      "a replay cannot do: such calls run eagerly")
+            self.eager_calls += 1
+            return _call(self.fn, rebuild(leaves))
+        key = (tuple(_key(v) for v in leaves), _aliases(leaves), is_grad_enabled(),
+               is_anomaly_enabled(), str(get_default_device()), tracing.epoch)
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry(self)
@@ -159,8 +184,9 @@ class _Entry:
         return self.trace(leaves, rebuild)
 
     def replay(self, program, leaves, rebuild):
+        arrays = [v._a for v in leaves if isinstance(v, Tensor)]
         try:
-            program.run([v._a for v in leaves if isinstance(v, Tensor)])
+            program.run(arrays)
         except Diverged as e:
             if not e.before_effects:
                 raise CompileError(f"ad.compile: {_name(self.owner.fn)}: {e}, after the "
@@ -172,6 +198,8 @@ class _Entry:
             self.owner.eager_calls += 1
             return _call(self.owner.fn, rebuild(leaves))
         self.owner.replays += 1
+        for j, final in program.changed:
+            np.copyto(arrays[j], final)
         return self.outputs(program.outputs)
 
     def outputs(self, outputs):
@@ -191,11 +219,20 @@ class _Entry:
             return _call(owner.fn, rebuild(leaves))
         tracer = Tracer(_name(owner.fn), owner.fallback)
         with tracer:
-            inputs = [Tensor(tracer.input(v._a), v._dev, requires_grad=v._rg)
+            statics = {}  # (an argument given twice is one static input)
+            inputs = [statics.setdefault(id(v), Tensor(tracer.input(v._a), v._dev, None, v._rg))
                       if isinstance(v, Tensor) else v for v in leaves]
+            buffers = [t._a.view(np.ndarray) for t in inputs if isinstance(t, Tensor)]
             result = _call(owner.fn, rebuild(inputs))
         self.traces += 1
         owner.traces += 1
+        # what the function changed in its arguments (in place, or given new data) reaches
+        # the caller's tensors, on this call and on each replay
+        args = [(v, t) for v, t in zip(leaves, inputs) if isinstance(v, Tensor)]
+        changed = [(j, t._a) for j, ((v, t), buf) in enumerate(zip(args, buffers))
+                   if t._a is not buf or tracer.wrote(buf)]
+        for j, final in changed:
+            np.copyto(args[j][0]._a, final)
         if tracer.invalid is not None:
             self.go_eager(tracer.invalid)
             return result
@@ -206,10 +243,14 @@ class _Entry:
                [_key(v) for v in out])
         if self.previous is not None and same_structure(now[0], self.previous[0]) \
                 and now[1] == self.previous[1]:
-            program = Program(tracer, [t._a for t in inputs if isinstance(t, Tensor)])
-            program.outputs = outputs
+            program = Program(tracer, buffers)
+            program.outputs, program.changed = outputs, changed
             self.programs = [program, *self.programs][:_PROGRAMS]
             self.previous, self.traces = None, 0
+            if program.late_guards:
+                self.go_eager("its course depends on values it computes after updating tensors "
+                              "in place (a replay that found them changed could not undo the "
+                              "update)")
         elif self.traces >= _TRACES:
             self.go_eager("it does something else on each call: "
                           + first_difference(self.previous[0], now[0]))
@@ -231,12 +272,32 @@ def _name(fn):
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+def _differentiated(leaves):
+    """Whether the call's results would need a graph back to its arguments: an argument
+    requires grad (with grad mode on), or forward mode or a gradient tape is active."""
+    if active[0] and (mode.levels or mode.tapes):
+        return True
+    return is_grad_enabled() and any(isinstance(v, Tensor) and v._rg for v in leaves)
+
+
+def _aliases(leaves):
+    """For each tensor argument, the position of the first argument that is the same tensor
+    (``f(t, t)`` is another signature than ``f(t, u)``)."""
+    first = {}
+    return tuple(first.setdefault(id(v), i) for i, v in enumerate(leaves)
+                 if isinstance(v, Tensor))
+
+
 def _key(v):
-    """A leaf of the signature: a tensor by its layout, anything else by value."""
+    """A leaf of the signature: a tensor by its layout (strides included: they decide the
+    order of a sum), anything else by value (a float by its repr: -0.0 is not 0.0)."""
     if isinstance(v, Tensor):
-        return ("tensor", v.shape, v.dtype.str, str(v._dev), v._rg)
+        return ("tensor", v.shape, v.dtype.str, str(v._dev), v._rg,
+                getattr(v._a, "strides", None))
     if isinstance(v, np.ndarray):
         return ("array", v.shape, v.dtype.str, v.tobytes())
+    if isinstance(v, (float, complex)):
+        return (type(v).__name__, repr(v))
     try:
         hash(v)
     except TypeError:
@@ -252,7 +313,11 @@ def _flatten(tree):
     leaves = []
 
     def walk(v):
-        if isinstance(v, (tuple, list)) and not hasattr(v, "_fields"):
+        if isinstance(v, tuple) and hasattr(v, "_fields"):  # a namedtuple
+            parts = [walk(x) for x in v]
+            kind = type(v)
+            return lambda it: kind(*(p(it) for p in parts))
+        if isinstance(v, (tuple, list)):
             parts = [walk(x) for x in v]
             kind = type(v)
             return lambda it: kind(p(it) for p in parts)

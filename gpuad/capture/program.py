@@ -31,10 +31,12 @@ class Program:
         self.first_effect = len(self.steps) if tracer.first_effect is None \
             else tracer.first_effect
         self.grads = [(t, _GRAD.__get__(t)) for t in tracer.grads_written.values()]
-        draws = [i for i, k in enumerate(tracer.kinds) if k == "draw"]
-        guards = [i for i, k in enumerate(tracer.kinds) if k == "guard"]
-        self.generators = tracer.draws if draws and guards and guards[-1] > draws[0] else []
+        # (a replay that diverges runs eagerly: the generators it drew from are put back)
+        self.generators = tracer.draws
+        self.late_guards = any(k == "guard" and i > self.first_effect
+                               for i, k in enumerate(tracer.kinds))
         self.states = list(tracer.states.values())
+        self.flags = [(t, t._rg) for t, _ in self.tensors]
 
     def fits(self):
         """Whether the Python state the trace read (a module's train/eval mode) is the same."""
@@ -49,6 +51,9 @@ class Program:
             if t._a is not a:
                 return (f"a tensor it reads (shape {a.shape}, {a.dtype}) was given new data, "
                         "not updated in place")
+        for t, rg in self.flags:
+            if t._rg != rg:
+                return "a tensor it reads was switched to requires_grad=" + str(t._rg)
         for t, g, read in self.entry_grads:
             now = _GRAD.__get__(t)
             if (now is not g) if read else ((now is None) != (g is None)):
@@ -107,6 +112,8 @@ def structure(tracer, results):
                 consts[id(r)] = len(contents)
                 contents.append(restored.get(id(r), r))
             kind = ("const", consts[id(r)])
+        if kind[0] == "tensor":  # (which tensor: another one read in the same role differs)
+            kind = (*kind, id(tracer.discovered[kind[1]][0]))
         offset = a.__array_interface__["data"][0] - r.__array_interface__["data"][0]
         return ("array", kind, offset, a.shape, a.strides, a.dtype.str)
 

@@ -1,6 +1,7 @@
 """What a trace swaps in while it runs, and back out after: ``Tensor``'s ``_a`` and ``_grad``
 slots, which note the tensors the run reads and writes (:class:`Data`, :class:`Grad`), and the
-CPU backend's array module, whose new arrays are Traced (:data:`MAKING_TRACED`)."""
+CPU backend's array module, whose new arrays are Traced, and whose conversions of traced
+data are followed (:data:`MAKING_TRACED`)."""
 from threading import get_ident
 
 import numpy as np
@@ -26,8 +27,29 @@ class MakingTraced:
         return make
 
 
+    @staticmethod
+    def _converting(fn):
+        """A conversion (asarray): of traced data, a view or a recorded copy; of other data,
+        a Traced constant."""
+        def convert(data, *args, **kwargs):
+            result = fn(unwrap(data), *unwrap(args), **unwrap(kwargs))
+            tracer = tracing.active
+            if tracer is not None and _holds_traced(data):
+                return tracer.copied(result, fn, (unwrap(data), *unwrap(args)), unwrap(kwargs))
+            return wrap(result)
+        return convert
+
+
+def _holds_traced(data):
+    if isinstance(data, Traced):
+        return True
+    return isinstance(data, (list, tuple)) and any(_holds_traced(d) for d in data)
+
+
 for _name in ("zeros", "ones", "empty", "full", "eye", "identity", "arange"):
     setattr(MakingTraced, _name, staticmethod(MakingTraced._made(getattr(np, _name))))
+for _name in ("asarray", "array", "ascontiguousarray", "asanyarray"):
+    setattr(MakingTraced, _name, staticmethod(MakingTraced._converting(getattr(np, _name))))
 MAKING_TRACED = MakingTraced()
 
 
@@ -58,9 +80,9 @@ class Data:
         tracer = tracing.active
         if tracer is not None and id(t) not in tracer.born and tracer.thread == get_ident():
             if any(t is d for d, _, _ in tracer.discovered):
-                tracer.invalidate("it replaces the data of a tensor made before it (t.data = "
-                                  "..., or an op that rebinds it); a compiled function must "
-                                  "update such tensors in place")
+                tracer.invalidate("it gives new data to a tensor made before it (not an "
+                                  "in-place update); a compiled function must update such "
+                                  "tensors in place")
             else:
                 tracer.born[id(t)] = t
         DATA.__set__(t, a)

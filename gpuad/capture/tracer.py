@@ -13,6 +13,7 @@ writes into is restored to its first content at the start of each replay.
 """
 import os
 import sys
+import threading
 from threading import get_ident
 
 import numpy as np
@@ -25,8 +26,10 @@ from .swaps import DATA, GRAD, MAKING_TRACED, Data, Grad
 from .traced import Traced, plain, unwrap, wrap
 
 _CPU = device("cpu").backend
+_ONE_AT_A_TIME = threading.Lock()  # (a trace swaps class attributes: one runs at a time)
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
 _HERE = os.path.dirname(__file__)  # (the tracer's package: gpuad/capture)
+_NUMPY = os.path.dirname(np.__file__)
 #: NumPy functions whose result is about shapes and types, not values: no guard
 _METADATA = {np.shape, np.ndim, np.size, np.result_type, np.may_share_memory,
              np.shares_memory, np.iscomplexobj, np.isrealobj, np.can_cast, np.min_scalar_type}
@@ -119,16 +122,25 @@ class Tracer:
         self.born = {}  # id -> tensor made during the run
         self.first_effect = None  # index of the first step writing memory that persists
         self.invalid = None  # why this run cannot be replayed, if it cannot
-        self.paused = 0
+        self._pauses = 0  # (opaque calls running)
         self.draws = []  # backends whose generators the steps draw from
         self.states = {}  # (id, name) -> (object, name, value): Python state read
         self.thread = get_ident()  # (gpuad's work in other threads meanwhile is not traced)
+        self.written = set()  # ids of the roots steps wrote into
+
+    @property
+    def paused(self):
+        """Whether array work now runs without being recorded: inside an opaque call, or in
+        another thread than the one tracing."""
+        return self._pauses > 0 or get_ident() != self.thread
 
     # ---- the run ---------------------------------------------------------------------------
     def __enter__(self):
-        if tracing.active is not None:
+        other = tracing.active
+        if other is not None and other.thread == self.thread:
             raise CompileError(f"ad.compile: {self.name} was called while another compiled "
                                "function traces; nest the plain functions instead")
+        _ONE_AT_A_TIME.acquire()  # (traces in other threads wait their turn)
         tracing.active = self
         Tensor._a, Tensor._grad = Data(), Grad()
         # gpuad takes a result of another array type for a scalar to wrap: Traced is the type;
@@ -140,6 +152,7 @@ class Tracer:
         Tensor._a, Tensor._grad = DATA, GRAD
         _CPU.array_type, _CPU.xp = np.ndarray, np
         tracing.active = None
+        _ONE_AT_A_TIME.release()
         for t, a, v in self.discovered:
             if DATA.__get__(t) is v:
                 DATA.__set__(t, a)
@@ -170,8 +183,13 @@ class Tracer:
         for a in produces:
             self._own(a, ("step", len(self.steps) - 1))
 
+    def wrote(self, a):
+        """Whether a step wrote into ``a``'s memory."""
+        return id(root(a)) in self.written
+
     def _written(self, a):
         r = root(a)
+        self.written.add(id(r))
         kind = self.roots.get(id(r))
         if kind is None:  # a constant: restored before each replay
             self.restores.append((r, r.copy()))
@@ -273,13 +291,13 @@ class Tracer:
 
     # ---- the hooks of gpuad.backends.tracing -------------------------------------------------
     def opaque(self, fn, args):
-        if self.paused or get_ident() != self.thread:
+        if self.paused:
             return fn(*args)
-        self.paused += 1
+        self._pauses += 1
         try:
             result = fn(*args)
         finally:
-            self.paused -= 1
+            self._pauses -= 1
         if self.first_effect is None:
             self.first_effect = len(self.steps)
         # (its own arguments only: a dict or list among them is state it keeps, not a copy)
@@ -288,7 +306,7 @@ class Tracer:
 
     def draw(self, fn, args):
         result = fn(*args)
-        if self.paused or get_ident() != self.thread:
+        if self.paused:
             return result
         self.record(into, (result, fn, args, {}), {}, kind="draw", produces=(result,))
         backend = getattr(fn, "__self__", None)
@@ -297,21 +315,27 @@ class Tracer:
         return wrap(result)
 
     def state(self, obj, name, value):
-        if get_ident() == self.thread:
+        if not self.paused:
             self.states.setdefault((id(obj), name), (obj, name, value))
 
     def host_read(self, tensor, what):
-        frame = sys._getframe(2)
-        while frame is not None and frame.f_code.co_filename == _TENSOR_FILE:
+        if self.paused:
+            return
+        frame = sys._getframe(2)  # (the reader: past the Tensor method, and past NumPy)
+        while frame is not None and (frame.f_code.co_filename == _TENSOR_FILE
+                                     or frame.f_code.co_filename.startswith(_NUMPY)):
             frame = frame.f_back
-        if (self.paused or frame is None or _frames.inside_gpuad(frame)
-                or get_ident() != self.thread):
-            return  # gpuad reading for itself: the read of the array guards it
+        if frame is not None and _frames.inside_gpuad(frame):
+            # gpuad reading for itself (a shape from a tensor): a replay checks the values
+            a = plain(DATA.__get__(tensor))
+            if isinstance(a, np.ndarray):
+                self.guard(np.copy, (a,), a.copy())
+            return
         message = (f"ad.compile: {self.name} reads a tensor's values on the host ({what}) at "
                    f"{_where(_frames.user_frame(frame))}; a replay runs no Python, so it "
-                   "cannot repeat what is "
-                   "done with them. Return the tensor from the function instead (and read it "
-                   "outside), or pass fallback='eager' to run such a function eagerly")
+                   "cannot repeat what is done with them. Return the tensor from the function "
+                   "instead (and read it outside), or pass fallback='eager' to run such a "
+                   "function eagerly")
         if self.fallback == "eager":
             self.invalidate(message)
         else:
