@@ -13,11 +13,13 @@ PATH = pathlib.Path(__file__).with_name("cupy_names.json")
 #: the namespaces the stand-in imitates, each a dotted path from an importable module
 NAMESPACES = ("cupy", "cupy.ndarray", "cupy.ufunc", "cupy.ElementwiseKernel",
               "cupy.ReductionKernel", "cupy.RawModule", "cupy.RawKernel", "cupy.cuda",
-              "cupy.cuda.Device", "cupy.cuda.Event", "cupy.cuda.Stream", "cupy.cuda.runtime",
+              "cupy.cuda.Device", "cupy.cuda.Event", "cupy.cuda.Stream", "cupy.cuda.Graph",
+              "cupy.cuda.MemoryPool", "cupy.cuda.runtime",
               "cupy.cuda.memory", "cupy.cuda.memory.MemoryPool", "cupy.cuda.memory.MemoryPointer",
               "cupy.cuda.pinned_memory", "cupy.cuda.pinned_memory.PinnedMemoryPool",
               "cupy.cuda.compiler", "cupy.cuda.driver", "cupy.random",
-              "cupy.random.Generator", "cupyx", "cupyx.scipy", "cupyx.scipy.special")
+              "cupy.random.Generator", "cupy.random.RandomState", "cupyx", "cupyx.scipy",
+              "cupyx.scipy.special")
 
 
 def resolve(path, root_modules):

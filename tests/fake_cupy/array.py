@@ -5,9 +5,11 @@ As real CuPy: implicit conversion to the host (``numpy.asarray(a)``, ``__array__
 TypeError, and so does a numpy.ndarray mixed into a CuPy function or operator; Python and NumPy
 scalars are fine; explicit copies to the host (``cupy.asnumpy``, ``get``, ``item``,
 ``tolist``, ``float``/``int``/``bool``, printing) work and are counted in
-``stats.device_to_host``. New arrays are made on the current device; an operation reading an
-array of another device raises CuPy's ValueError (no peer access between stand-in GPUs), except
-for views and copies, which CuPy makes across devices without a kernel.
+``stats.device_to_host``, except while the current stream captures (tests/fake_cupy/capture.py,
+which also records the kernels launched meanwhile). New arrays are made on the current device
+(in the memory of the current allocator's pool, if one is set: tests/fake_cupy/pool.py); an
+operation reading an array of another device raises CuPy's ValueError (no peer access between
+stand-in GPUs), except for views and copies, which CuPy makes across devices without a kernel.
 """
 import functools
 import operator
@@ -15,7 +17,7 @@ import weakref
 
 import numpy as np
 
-from . import cuda
+from . import capture, cuda, pool
 from .stats import stats
 
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to "
@@ -32,11 +34,13 @@ HOST_INPUTS = frozenset("array asarray asanyarray ascontiguousarray".split())
 class ndarray:
     """A NumPy array ``_a`` on stand-in device ``_device``."""
 
-    __slots__ = ("_a", "_device", "__weakref__")
+    __slots__ = ("_a", "_device", "_mem", "__weakref__")
     __array_priority__ = 100
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
-        self._a = np.empty(shape, dtype=dtype, order=order)
+        a = np.empty(shape, dtype=dtype, order=order)
+        self._mem = pool.allocate(a.nbytes)
+        self._a = a if self._mem is None else pool.place(a, self._mem, copy=False)
         self._device = cuda.getDevice()
         _owners[id(self._a)] = self
 
@@ -58,6 +62,7 @@ class ndarray:
 
     # ---- explicit copies to the host (counted) ------------------------------------------
     def get(self, stream=None, order="C", out=None, blocking=True):
+        capture.refuse_transfer("D2H", stream)
         stats.device_to_host += 1
         if out is not None:
             out[...] = self._a
@@ -65,10 +70,12 @@ class ndarray:
         return np.array(self._a, order=order, copy=True)
 
     def item(self, *args):
+        capture.refuse_transfer("D2H")
         stats.device_to_host += 1
         return self._a.item(*args)
 
     def tolist(self):
+        capture.refuse_transfer("D2H")
         stats.device_to_host += 1
         return self._a.tolist()
 
@@ -77,6 +84,7 @@ class ndarray:
         number, and takes the truth of a one-element array of any shape."""
         if self._a.ndim if kind is not bool else self._a.size != 1:
             kind(self._a)  # NumPy's own error
+        capture.refuse_transfer("D2H")
         stats.device_to_host += 1
         return kind(self._a.reshape(()))
 
@@ -98,16 +106,19 @@ class ndarray:
         return self._scalar(operator.index)
 
     def __repr__(self):
+        capture.refuse_transfer("D2H")
         stats.device_to_host += 1
         return repr(self._a)
 
     def __str__(self):
+        capture.refuse_transfer("D2H")
         stats.device_to_host += 1
         return str(self._a)
 
     def __format__(self, spec):
         if self._a.ndim:
             return format(str(self), spec)
+        capture.refuse_transfer("D2H")
         stats.device_to_host += 1
         return format(self._a.item(), spec)
 
@@ -116,6 +127,7 @@ class ndarray:
             raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray: {type(arr)}")
         if arr.shape != self._a.shape or arr.dtype != self._a.dtype:
             raise ValueError("Shape or dtype mismatch")
+        capture.refuse_transfer("H2D", stream)
         self._a[...] = arr
 
     # ---- metadata -------------------------------------------------------------------------
@@ -168,17 +180,17 @@ class ndarray:
         key = _index(key)
         parts = key if isinstance(key, tuple) else (key,)
         basic = not any(isinstance(k, (ndarray, list)) for k in parts)
-        if basic and not any(k is Ellipsis for k in parts):
-            key = (*parts, Ellipsis)  # a view, 0-d too, as in CuPy (NumPy: a scalar copy)
-        else:
-            key = wrapped_around(key, self._a.shape)
-        return _call(operator.getitem, "basic_getitem" if basic else "getitem", (self, key), {})
+        if basic:
+            if not any(k is Ellipsis for k in parts):
+                key = (*parts, Ellipsis)  # a view, 0-d too, as in CuPy (NumPy: a scalar copy)
+            return _call(operator.getitem, "basic_getitem", (self, key), {})
+        return _call(_getitem, "getitem", (self, key), {})
 
     def __setitem__(self, key, value):
         if isinstance(value, np.ndarray):  # CuPy copies host data in (core.array)
+            capture.refuse_transfer("H2D")
             value = _wrap(np.array(value, dtype=self.dtype), cuda.getDevice())
-        key = wrapped_around(_index(key), self._a.shape)
-        _call(operator.setitem, "setitem", (self, key, value), {})
+        _call(_setitem, "setitem", (self, _index(key), value), {})
 
     # ---- methods of NumPy's ndarray (named in the allow-list) --------------------------
     T = property(lambda self: self.transpose())
@@ -196,7 +208,7 @@ class ndarray:
 
     def copy(self, order="C"):
         """A copy on the current device (CuPy copies across devices)."""
-        return _wrap(self._a.copy(order=order), cuda.getDevice())
+        return _call(np.copy, "copy", (self,), {"order": order})
 
     def __copy__(self):
         return self.copy()
@@ -205,6 +217,7 @@ class ndarray:
         return self.copy()
 
     def __reduce__(self):
+        capture.refuse_transfer("D2H")
         stats.device_to_host += 1
         return (_unpickle, (self._a.copy(),))
 
@@ -229,29 +242,53 @@ _owners = weakref.WeakValueDictionary()  # id(NumPy array owning memory): its nd
 
 
 def _root(a):
+    """The NumPy array of the ndarray owning ``a``'s memory (or ``a``'s last base)."""
     while isinstance(a.base, np.ndarray):
+        owner = _owners.get(id(a))
+        if owner is not None and owner._a is a:
+            return a
         a = a.base
     return a
 
 
-def _wrap(value, device, inputs=()):
+def _wrap(value, device, inputs=(), copy=True):
     """A NumPy result as CuPy returns it: arrays and NumPy scalars become ndarrays (an input
-    that comes back unchanged, as from ``astype(copy=False)``, is that input)."""
+    that comes back unchanged, as from ``astype(copy=False)``, is that input). A result in new
+    memory is allocated from the current allocator (tests/fake_cupy/pool.py; ``copy`` false:
+    left with what that memory held, as ``cupy.empty`` leaves it)."""
     if isinstance(value, (np.ndarray, np.generic)):
         for a in inputs:
             if a._a is value:
                 return a
-        out = ndarray.__new__(ndarray)
-        out._a = value if isinstance(value, np.ndarray) else np.asarray(value)
-        out._device = device
-        if out._a.base is None:
-            _owners[id(out._a)] = out
-        return out
+        value = value if isinstance(value, np.ndarray) else np.asarray(value)
+        owner = _owners.get(id(_root(value)))
+        if owner is None or owner._a is not _root(value):
+            owner = next((a for a in inputs if np.may_share_memory(value, a._a)), None)
+        if owner is not None:  # a view
+            return _new(value, device, owner._mem, owner=False)
+        mem = pool.allocate(value.nbytes)
+        return _new(value if mem is None else pool.place(value, mem, copy), device, mem)
     if isinstance(value, tuple):
         return tuple(_wrap(v, device, inputs) for v in value)
     if isinstance(value, list):
         return [_wrap(v, device, inputs) for v in value]
     return value
+
+
+def _new(a, device, mem, owner=True):
+    """The ndarray over NumPy array ``a`` (in memory ``mem``, None: untracked), registered as
+    its memory's owner unless it is a view."""
+    out = ndarray.__new__(ndarray)
+    out._a, out._device, out._mem = a, device, mem
+    if owner:
+        _owners[id(a)] = out
+    return out
+
+
+def alias(a):
+    """A second ndarray over ``a``'s memory that does not keep its pool chunk in use (what a
+    recorded launch holds: the chunk goes back to the pool when its arrays are dropped)."""
+    return _new(a._a, a._device, None, owner=False)
 
 
 def _host(value, where):
@@ -273,10 +310,20 @@ def _index(key):
     if isinstance(key, tuple):
         return tuple(_index(k) for k in key)
     if isinstance(key, np.ndarray):
+        capture.refuse_transfer("H2D")
         return _wrap(key.copy(), cuda.getDevice())
     if isinstance(key, list):
+        capture.refuse_transfer("H2D")
         return [_index(k) for k in key]
     return key
+
+
+def _getitem(a, key):
+    return a[wrapped_around(key, a.shape)]
+
+
+def _setitem(a, key, value):
+    a[wrapped_around(key, a.shape)] = value
 
 
 def wrapped_around(key, shape):
@@ -293,7 +340,7 @@ def wrapped_around(key, shape):
         elif _axes_of(k) == 1 and not isinstance(k, (int, np.integer, slice)):
             data = k._a if isinstance(k, ndarray) else np.asarray(k)
             if data.dtype.kind in "iu" and axis < len(shape) and shape[axis]:
-                k = _wrap(data.astype(np.int64) % shape[axis], cuda.getDevice())
+                k = data.astype(np.int64) % shape[axis]
         out.append(k)
         axis += _axes_of(k)
     return tuple(out) if isinstance(key, tuple) else out[0]
@@ -303,7 +350,7 @@ def _axes_of(k):
     """How many axes of the indexed array the index component ``k`` consumes."""
     if k is None or k is Ellipsis:  # (the axes an Ellipsis stands for are counted apart)
         return 0
-    if isinstance(k, ndarray) and k.dtype == bool:
+    if isinstance(k, (ndarray, np.ndarray)) and k.dtype == bool:
         return k.ndim
     if isinstance(k, list) and np.asarray(k).dtype == bool:
         return np.asarray(k).ndim
@@ -339,10 +386,18 @@ def _call(fn, name, args, kwargs):
         device = arrays[0]._device if arrays else device
     elif name not in ("copy", "array"):
         check_device(arrays, device, name)
+    if capture.active():
+        c = capture.launching()
+        if name in capture.CUBLAS:
+            capture.refuse_cublas(name, arrays)
+        if c is not None:
+            return capture.call(c, fn, name, args, kwargs, device, arrays)
     outs = kwargs.get("out")
     with np.errstate(all="ignore"):  # CUDA has no floating-point warnings
         result = fn(*_host(args, name), **_host(kwargs, name))
-    return outs if outs is not None else _wrap(result, device, arrays)
+    if outs is not None:
+        return outs
+    return _wrap(result, device, arrays, copy=name not in capture.NO_KERNEL)
 
 
 def function(name, fn):
@@ -356,6 +411,7 @@ def function(name, fn):
                                                                                   a.dtype):
                     return a
                 return _call(fn, "copy" if name == "array" else name, (a, *args), kwargs)
+            capture.refuse_transfer("D2H" if list(_arrays([a])) else "H2D")
             return _wrap(np.array(fn(_host_data(a), *args, **_host(kwargs, name)), copy=True),
                          cuda.getDevice())
 
@@ -460,8 +516,13 @@ def _inplace(op):
             raise TypeError(f"Unsupported type {np.ndarray} (a numpy.ndarray in an operator "
                             "with a cupy.ndarray)")
         check_device([self, *(_arrays([other]))], cuda.getDevice(), op.__name__)
-        with np.errstate(all="ignore"):
-            op(self._a, _host(other, op.__name__), out=self._a)
+        a, b = self._a, _host(other, op.__name__)
+
+        def run():
+            with np.errstate(all="ignore"):
+                op(a, b, out=a)
+
+        capture.launch(run, [self, *_arrays([other])])
         return self
 
     return m

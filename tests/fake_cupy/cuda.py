@@ -9,10 +9,21 @@ import types
 from .stats import stats
 
 # ---- errors ---------------------------------------------------------------------------------
-_RUNTIME_ERRORS = {2: ("cudaErrorMemoryAllocation", "out of memory"),
+_RUNTIME_ERRORS = {1: ("cudaErrorInvalidValue", "invalid argument"),
+                   2: ("cudaErrorMemoryAllocation", "out of memory"),
                    101: ("cudaErrorInvalidDevice", "invalid device ordinal"),
                    400: ("cudaErrorInvalidResourceHandle", "invalid resource handle"),
-                   600: ("cudaErrorNotReady", "device not ready")}
+                   401: ("cudaErrorIllegalState",
+                         "the operation cannot be performed in the present state"),
+                   600: ("cudaErrorNotReady", "device not ready"),
+                   700: ("cudaErrorIllegalAddress", "an illegal memory access was encountered"),
+                   900: ("cudaErrorStreamCaptureUnsupported",
+                         "operation not permitted when stream is capturing"),
+                   901: ("cudaErrorStreamCaptureInvalidated",
+                         "operation failed due to a previous error during capture"),
+                   906: ("cudaErrorStreamCaptureImplicit",
+                         "operation would make the legacy stream depend on a capturing blocking "
+                         "stream")}
 _DRIVER_ERRORS = {1: ("CUDA_ERROR_INVALID_VALUE", "invalid argument"),
                   500: ("CUDA_ERROR_NOT_FOUND", "named symbol not found")}
 
@@ -86,7 +97,11 @@ def setDevice(device):
 
 
 def deviceSynchronize():
-    """Everything runs synchronously on the host: nothing to wait for."""
+    """Everything runs synchronously on the host: nothing to wait for (refused while a stream
+    captures)."""
+    from . import capture
+
+    capture.device_synchronize()
 
 
 class Device:
@@ -112,7 +127,8 @@ class Device:
         setDevice(self.id)
 
     def synchronize(self):
-        """Nothing is pending on the host."""
+        """Nothing is pending on the host (refused while a stream captures)."""
+        deviceSynchronize()
 
     @property
     def pci_bus_id(self):
@@ -180,10 +196,12 @@ def get_elapsed_time(start_event, end_event):
 
 
 class Stream:
-    """``cupy.cuda.Stream``: ``use()`` and ``with`` make it current; work is synchronous."""
+    """``cupy.cuda.Stream``: ``use()`` and ``with`` make it current; work is synchronous, or
+    recorded while it captures (tests/fake_cupy/capture.py)."""
 
-    def __init__(self, null=False, non_blocking=False, ptr=0, priority=None):
+    def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
         self._ptr = 0 if null else id(self)
+        self._non_blocking = bool(non_blocking)
         self._previous = []
 
     def use(self):
@@ -198,16 +216,43 @@ class Stream:
         self._previous.pop().use()
 
     def synchronize(self):
-        """Nothing is pending on the host."""
+        """Nothing is pending on the host; refused on a capturing stream."""
+        from . import capture
+
+        capture.synchronize(self)
 
     def record(self, event=None):
         event = Event() if event is None else event
         event.record(self)
         return event
 
+    def wait_event(self, event):
+        """Work is synchronous: nothing to wait for."""
+
     @property
     def done(self):
-        return True
+        from . import capture
+
+        return capture.query(self)
+
+    @property
+    def is_non_blocking(self):
+        return self._non_blocking
+
+    def begin_capture(self, mode=None):
+        from . import capture
+
+        capture.begin(self, mode)
+
+    def end_capture(self):
+        from . import capture
+
+        return capture.end(self)
+
+    def is_capturing(self):
+        from . import capture
+
+        return capture.is_capturing(self)
 
     def __eq__(self, other):
         return isinstance(other, Stream) and other._ptr == self._ptr
@@ -230,23 +275,7 @@ def get_current_stream(device_id=-1):
     return _streams.current
 
 
-# ---- memory pools ---------------------------------------------------------------------------
-class MemoryPool:
-    """The default pool's bookkeeping calls (fixed numbers: nothing is allocated)."""
-
-    def __init__(self):
-        self._freed = 0
-
-    def used_bytes(self):
-        return 3 << 20
-
-    def total_bytes(self):
-        return 5 << 20
-
-    def free_all_blocks(self, stream=None):
-        self._freed += 1
-
-
+# ---- memory pools (the device pools: tests/fake_cupy/pool.py) -----------------------------------
 class PinnedMemoryPool:
     """The default pinned pool."""
 
@@ -269,18 +298,27 @@ def namespace(devices):
         mod.__dict__.update(attrs)
         return mod
 
+    from . import capture, pool
+
+    capture.reset()
+    pool.reset()
     runtime = module("cupy.cuda.runtime", CUDARuntimeError=CUDARuntimeError,
                      getDevice=getDevice, setDevice=setDevice, getDeviceCount=getDeviceCount,
                      getDeviceProperties=getDeviceProperties, memGetInfo=memGetInfo,
                      runtimeGetVersion=runtimeGetVersion, driverGetVersion=driverGetVersion,
-                     deviceSynchronize=deviceSynchronize)
+                     deviceSynchronize=deviceSynchronize, **capture.MODES, **capture.STATUS)
+    allocators = {"using_allocator": pool.using_allocator, "get_allocator": pool.get_allocator,
+                  "set_allocator": pool.set_allocator}
     memory = module("cupy.cuda.memory", OutOfMemoryError=OutOfMemoryError,
-                    MemoryPool=MemoryPool)
+                    MemoryPool=pool.MemoryPool, MemoryPointer=pool.MemoryPointer,
+                    CUDARuntimeError=CUDARuntimeError,
+                    **{k: v for k, v in allocators.items() if k != "using_allocator"})
     pinned = module("cupy.cuda.pinned_memory", PinnedMemoryPool=PinnedMemoryPool)
     compiler = module("cupy.cuda.compiler", CompileException=CompileException)
     driver = module("cupy.cuda.driver", CUDADriverError=CUDADriverError)
     cuda = module("cupy.cuda", Device=Device, Event=Event, Stream=Stream,
                   get_elapsed_time=get_elapsed_time, get_current_stream=get_current_stream,
+                  Graph=capture.Graph, MemoryPool=pool.MemoryPool, **allocators,
                   runtime=runtime, memory=memory, pinned_memory=pinned, compiler=compiler,
                   driver=driver)
     return {m.__name__: m for m in (cuda, runtime, memory, pinned, compiler, driver)}

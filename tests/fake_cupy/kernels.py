@@ -17,8 +17,8 @@ import tempfile
 
 import numpy as np
 
-from . import cuda
-from .array import _wrap, check_device, ndarray
+from . import capture, cuda
+from .array import _wrap, alias, check_device, ndarray
 from .stats import stats
 
 _libraries = {}
@@ -157,20 +157,30 @@ class ElementwiseKernel:
         work = np.float64 if acc == "double" else np.float32
         if 0 in shape:  # CuPy returns the empty output before compiling or launching
             return _wrap(np.empty(shape, out_dtype), cuda.getDevice())
-        stats.launches += 1
         n_arrays = _harness_arrays().get(function)
         if n_arrays is None or len(order) < n_arrays:
             raise NotImplementedError(f"the CuPy stand-in has no host build of gpuad::{function}")
-        # the host build takes the function's arrays, then its double parameters
-        values = [np.broadcast_to(args[i]._a if isinstance(args[i], ndarray)
-                                  else np.asarray(args[i], types[i]), shape).ravel()
-                  for i in order[:n_arrays]]
         if any(isinstance(args[i], ndarray) for i in order[n_arrays:]):
             raise NotImplementedError(f"the host build of gpuad::{function} takes scalars "
                                       f"after its first {n_arrays} arguments")
+        # the host build takes the function's arrays, then its double parameters
+        data = [args[i]._a if isinstance(args[i], ndarray) else np.asarray(args[i], types[i])
+                for i in order[:n_arrays]]
         params = [np.dtype(types[i]).type(args[i]) for i in order[n_arrays:]]
-        out = _library("elementwise")(function, work, *values, params=params)
-        return _wrap(out.reshape(shape).astype(out_dtype), cuda.getDevice())
+        library = _library("elementwise")
+
+        def compute():  # (on the arrays' memory as it is when it runs)
+            values = [np.broadcast_to(d, shape).ravel() for d in data]
+            out = library(function, work, *values, params=params)
+            return out.reshape(shape).astype(out_dtype)
+
+        c = capture.launching()
+        if c is not None:
+            arrays = [a for a in args if isinstance(a, ndarray)]
+            return capture.fresh(c, compute, np.empty(shape, out_dtype), cuda.getDevice(),
+                                 arrays)
+        stats.launches += 1
+        return _wrap(compute(), cuda.getDevice())
 
 
 class ReductionKernel:
@@ -207,9 +217,17 @@ class ReductionKernel:
             raise NotImplementedError("the CuPy stand-in runs only gpuad's all-finite "
                                       "reduction")
         (x,) = args
+        data = x._a
+
+        def compute():
+            return np.asarray(test(data).all())
+
+        c = capture.launching()
+        if c is not None:
+            return capture.fresh(c, compute, np.empty((), bool), cuda.getDevice(), [x])
         stats.reductions += 1
         stats.launches += 1
-        return _wrap(np.asarray(test(x._a).all()), cuda.getDevice())
+        return _wrap(compute(), cuda.getDevice())
 
 
 #: the arguments each row-wise kernel writes, by position
@@ -284,8 +302,14 @@ class RawKernel:
                                 "passed by value. If you meant to pass a pointer to __global__ "
                                 "memory, you need to pass a cupy.ndarray instead.")
             _check_arg(a)  # (its device check is stricter than CuPy's launch, see above)
-        stats.launches += 1
-        self._run(args)
+        c = capture.launching()
+        if c is None:
+            stats.launches += 1
+            self._run(args)
+            return
+        # recorded to run on the arrays' memory, without keeping their pool chunks in use
+        held = tuple(alias(a) if isinstance(a, ndarray) else a for a in args)
+        capture.record(c, lambda: self._run(held), [a for a in args if isinstance(a, ndarray)])
 
     def _run(self, args):
         fn = getattr(_library("rows"),

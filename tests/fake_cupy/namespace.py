@@ -10,7 +10,7 @@ import types
 
 import numpy as np
 
-from . import array, cuda, kernels
+from . import array, capture, cuda, kernels, pool
 from .array import _call, _wrap, ndarray, wrapped_around
 
 ALLOW_LIST = pathlib.Path(__file__).resolve().parents[1] / "cupy_names.json"
@@ -56,13 +56,64 @@ def from_dlpack(x):
 
 
 class Generator:
-    """``cupy.random.Generator``: NumPy's generator, its arrays made on the current device."""
+    """``cupy.random.Generator``: NumPy's generator, its arrays made on the current device.
+    While the current stream captures, a draw is recorded (its state lives on the device in
+    CuPy: each replay draws the next numbers); the distributions that copy their parameters
+    to the device first (all but these) refuse, as CuPy's do."""
+
+    _CAPTURABLE = ("random", "standard_normal", "standard_exponential", "integers")
 
     def __init__(self, bit_generator):
         self._rng = np.random.Generator(bit_generator)
 
     def _draw(self, name, *args, **kwargs):
+        def compute():
+            return np.asarray(getattr(self._rng, name)(*args, **kwargs))
+
+        c = capture.launching()
+        if c is None:
+            return _wrap(compute(), cuda.getDevice())
+        if name not in self._CAPTURABLE:
+            capture.refuse_transfer("H2D")
+        state = self._rng.bit_generator.state
+        like = compute()  # (its shape and dtype; the state is put back: nothing drawn yet)
+        self._rng.bit_generator.state = state
+        return capture.fresh(c, compute, like, cuda.getDevice())
+
+
+class RandomState:
+    """``cupy.random.RandomState``, legacy random numbers through cuRAND's host API, whose
+    ``setStream`` refuses while the current stream captures."""
+
+    def __init__(self, seed=None, method=None):
+        self._rng = np.random.RandomState(seed)
+
+    def _draw(self, name, *args, **kwargs):
+        capture.refuse_library("cuRAND")
         return _wrap(np.asarray(getattr(self._rng, name)(*args, **kwargs)), cuda.getDevice())
+
+    def seed(self, seed=None):
+        self._rng.seed(seed)
+
+
+for _name in ("rand", "randn", "random_sample", "standard_normal", "uniform", "normal"):
+    setattr(RandomState, _name, lambda self, *a, _name=_name, **k: self._draw(_name, *a, **k))
+_legacy = []  # the module's RandomState, made at its first use
+
+
+def get_random_state():
+    if not _legacy:
+        _legacy.append(RandomState())
+    return _legacy[0]
+
+
+def _legacy_functions():
+    """``cupy.random.rand`` ... : the module's RandomState's draws."""
+    names = {"rand": "rand", "randn": "randn", "random_sample": "random_sample",
+             "random": "random_sample", "standard_normal": "standard_normal",
+             "uniform": "uniform", "normal": "normal"}
+    return {name: (lambda *a, _m=method, **k: getattr(get_random_state(), _m)(*a, **k))
+            for name, method in names.items()}
 
 
 def default_rng(seed=None):
@@ -85,6 +136,10 @@ def _erf(x):
 
         erf = np.vectorize(math.erf, otypes=[np.float64])
     return np.asarray(erf(x)).astype(np.promote_types(x.dtype, np.float32))
+
+
+def _scatter_add(a, slices, value):
+    np.add.at(a, wrapped_around(slices, a.shape), value)
 
 
 def _module(name, names, own):
@@ -120,14 +175,18 @@ def modules(devices=1):
     array.install_methods(tuple(names["cupy.ndarray"]))
     _generator_methods(names["cupy.random.Generator"])
     mods = cuda.namespace(devices)
-    pool, pinned = cuda.MemoryPool(), cuda.PinnedMemoryPool()
+    default_pool, pinned = pool.DefaultPool(), cuda.PinnedMemoryPool()
+    _legacy.clear()
     random = _module("cupy.random", names["cupy.random"],
-                     {"default_rng": default_rng, "Generator": Generator})
+                     {"default_rng": default_rng, "Generator": Generator,
+                      "RandomState": RandomState, "get_random_state": get_random_state,
+                      "seed": lambda seed=None: get_random_state().seed(seed),
+                      **_legacy_functions()})
     own = {"ndarray": ndarray, "ufunc": array.ufunc, "asnumpy": asnumpy,
            "get_array_module": get_array_module, "flip": flip, "clip": clip,
            "from_dlpack": from_dlpack, "ElementwiseKernel": kernels.ElementwiseKernel,
            "ReductionKernel": kernels.ReductionKernel, "RawModule": kernels.RawModule,
-           "RawKernel": kernels.RawKernel, "get_default_memory_pool": lambda: pool,
+           "RawKernel": kernels.RawKernel, "get_default_memory_pool": lambda: default_pool,
            "get_default_pinned_memory_pool": lambda: pinned, "cuda": mods["cupy.cuda"],
            "random": random}
     cupy = _cupy_module(names["cupy"], own)
@@ -138,7 +197,7 @@ def modules(devices=1):
     cupyx = _module("cupyx", names["cupyx"], {
         "scipy": scipy,
         "scatter_add": lambda a, slices, value: _call(
-            np.add.at, "scatter_add", (a, wrapped_around(slices, a.shape), value), {})})
+            _scatter_add, "scatter_add", (a, slices, value), {})})
     mods.update({"cupy": cupy, "cupy.random": random, "cupyx": cupyx, "cupyx.scipy": scipy,
                  "cupyx.scipy.special": special})
     for name, mod in mods.items():  # importlib.util.find_spec("cupy") works as with CuPy

@@ -10,9 +10,12 @@ class Stats:
     ``cupy.cuda.runtime.setDevice`` (made by ``with Device(i)`` too); ``get_function``: calls of
     ``RawModule.get_function``; ``launches``: kernel launches (ElementwiseKernel,
     ReductionKernel and RawModule kernels); ``reductions``: the ReductionKernel launches among
-    them."""
+    them (launches recorded by a stream capture are not, nor those a graph replays);
+    ``captured``: launches recorded into stream captures; ``graph_launches``: graphs run
+    (``cupy.cuda.Graph.launch``)."""
 
-    FIELDS = ("device_to_host", "set_device", "get_function", "launches", "reductions")
+    FIELDS = ("device_to_host", "set_device", "get_function", "launches", "reductions",
+              "captured", "graph_launches")
 
     def __init__(self):
         self.reset()
