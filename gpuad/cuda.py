@@ -5,6 +5,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends import probe
+from .cuda_graph import CUDAGraph, CUDAGraphError, GraphPool, capturing, graph
 from .devices import DeviceLike, resolve  # (DeviceLike: for users' annotations too)
 from .errors import DeviceUnavailableError
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["is_available", "device_count", "synchronize", "warmup", "empty_cache", "gpu_info",
-           "memory_info"]
+           "memory_info", "graph", "CUDAGraph", "GraphPool", "CUDAGraphError"]
 
 
 def is_available() -> bool:
@@ -28,6 +29,11 @@ def device_count() -> int:
 def synchronize(device: DeviceLike | None = None) -> None:
     """Wait for all work queued on ``device`` (default cuda:0) to finish; a check of its data
     that failed since its last host read raises here (gpuad/backends/deferred.py)."""
+    if capturing():
+        raise CUDAGraphError("gpuad: ad.cuda.synchronize() inside an ad.cuda.graph block that "
+                             "captures: a capture runs nothing, so there is nothing to wait for, "
+                             "and CUDA would invalidate the capture; synchronize after the block "
+                             "or after g.replay()")
     dev = resolve(device or "cuda:0")
     if dev.type == "cuda":
         dev.backend.synchronize()

@@ -1,0 +1,388 @@
+"""``ad.cuda.graph`` and ``ad.cuda.CUDAGraph``: capture CUDA work by hand into one CUDA graph
+and replay it, in the manner of PyTorch's ``torch.cuda.graph``.
+
+A replay launches every kernel the captured block launched, in order, with one call and no
+Python per op. What it costs is that nothing may change between replays but the values in
+device memory:
+
+- **Static inputs.** Make the input tensors before capturing and keep them; before each
+  ``replay()`` copy new values into them in place (``x.copy_(batch)``). A tensor made inside
+  the block from host data cannot be captured at all.
+- **Static outputs.** Tensors made inside the block live in the graph's memory pool: each
+  replay writes its results into the same tensors, overwriting the last ones. Keep references
+  to them (a dropped one gives its memory back to the pool, where the next capture that shares
+  the pool may reuse it) and copy what you want to keep (``y.clone()``).
+- **No host work.** Python runs only while capturing: a replay repeats the kernels, not the
+  Python around them, so Python scalars and shapes are baked in. Reading a value on the host
+  (``item()``, ``float(t)``, ``if t > 0:``, ``print``), copying host data to the device, a
+  synchronize, and CuPy's cuBLAS (``matmul``, ``@``, ``Linear``) are refused inside the block.
+- **Warm up first.** Run the block once or more with ``warmup=True`` before capturing: it runs
+  eagerly on the stream and pool the capture will use, so kernels get compiled and the pool
+  holds memory the capture can reuse. A capture that would allocate new GPU memory is refused
+  (``warmup=True`` on the same graph, pool and stream avoids it). Drop the warm-up's outputs
+  before capturing, or warm up twice, so their memory is free for the capture.
+
+Example (it needs a GPU, so it is not run as a doctest; the tests run it on the CuPy
+stand-in)::
+
+    >>> import gpuad as ad
+    >>> x = ad.zeros(4, device="cuda")  # doctest: +SKIP
+    >>> g = ad.cuda.CUDAGraph()
+    >>> with ad.cuda.graph(g, warmup=True):  # doctest: +SKIP
+    ...     y = (x * 2.0 + 1.0).exp()  # run eagerly, on g's stream and pool
+    >>> del y  # doctest: +SKIP
+    >>> with ad.cuda.graph(g):  # doctest: +SKIP
+    ...     y = (x * 2.0 + 1.0).exp()  # captured, not run: y is a static output
+    >>> _ = x.copy_(ad.tensor([0.0, 0.5, 1.0, 1.5], device="cuda"))  # doctest: +SKIP
+    >>> g.replay()  # doctest: +SKIP
+    >>> [round(v, 3) for v in y.tolist()]  # doctest: +SKIP
+    [2.718, 7.389, 20.086, 54.598]
+
+Graphs may share a pool (``ad.cuda.graph(g2, pool=g1.pool())``) when they are replayed in the
+order they were captured and never at the same time: a later capture then reuses the memory
+an earlier one freed. CuPy is imported only when a block is entered.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterable
+from types import FrameType, TracebackType
+from typing import Any
+
+from ._frames import inside_gpuad
+from .devices import Device, DeviceLike, get_default_device, resolve
+
+__all__ = ["CUDAGraph", "graph", "GraphPool", "CUDAGraphError", "capturing"]
+
+
+class CUDAGraphError(RuntimeError):
+    """What ``ad.cuda.graph`` refuses, or what CuPy or CUDA refused inside it, said in
+    gpuad's terms: the operation, where it ran, and what to do instead."""
+
+
+class GraphPool:
+    """The memory pool of captured graphs (``CUDAGraph.pool()``): a ``cupy.cuda.MemoryPool``
+    made at first use on one device, and the stream whose cached memory it holds. Pass it to
+    ``ad.cuda.graph(..., pool=...)`` to let another graph share it."""
+
+    __slots__ = ("_pool", "_index", "stream")
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._index: int | None = None
+        self.stream: Any = None  # the stream its first block ran on (its arena)
+
+    def _on(self, dev: Device) -> Any:
+        """The CuPy pool, made for ``dev`` at the first call; another device is refused."""
+        if self._index is None:
+            import cupy
+
+            self._pool, self._index = cupy.cuda.MemoryPool(), dev.index
+        elif dev.index != self._index:
+            raise CUDAGraphError(f"gpuad: ad.cuda.graph: this pool belongs to cuda:{self._index}"
+                                 f", not {dev}: graphs share a pool only on one device")
+        return self._pool
+
+    def used_bytes(self) -> int:
+        """Bytes of the pool in use by tensors (the captured graphs' outputs and temporaries
+        included); 0 before its first use."""
+        return 0 if self._pool is None else int(self._pool.used_bytes())
+
+    def total_bytes(self) -> int:
+        """Bytes the pool holds from the device, in use or cached; 0 before its first use."""
+        return 0 if self._pool is None else int(self._pool.total_bytes())
+
+
+class CUDAGraph:
+    """One captured CUDA graph: filled by ``with ad.cuda.graph(g):``, run by ``g.replay()``.
+    It keeps its memory pool (``pool()``) alive, and with it the memory of the tensors the
+    capture made."""
+
+    def __init__(self) -> None:
+        self._graph: Any = None
+        self._pool: GraphPool | None = None
+        self._index: int | None = None
+
+    def pool(self) -> GraphPool:
+        """This graph's memory pool, made at the first call; pass it to another graph's
+        ``ad.cuda.graph(..., pool=...)`` to share it."""
+        if self._pool is None:
+            self._pool = GraphPool()
+        return self._pool
+
+    @property
+    def captured(self) -> bool:
+        """Whether a capture filled this graph (and ``reset()`` has not emptied it)."""
+        return self._graph is not None
+
+    def replay(self) -> None:
+        """Launch the captured kernels, in order, on the current stream of the graph's device
+        (asynchronously, as any launch). They read the static inputs' current values and
+        overwrite the static outputs."""
+        if self._graph is None:
+            raise CUDAGraphError("gpuad: CUDAGraph.replay: nothing has been captured into this "
+                                 "graph yet; capture it first with `with ad.cuda.graph(g): ...`")
+        import cupy
+
+        if cupy.cuda.runtime.getDevice() == self._index:
+            self._graph.launch()
+        else:
+            with cupy.cuda.Device(self._index):
+                self._graph.launch()
+
+    def reset(self) -> None:
+        """Drop the captured graph and the reference to its pool, so that the graph can be
+        captured again (the pool itself lives on while tensors or other graphs hold it)."""
+        self._graph = self._pool = self._index = None
+
+    def __repr__(self) -> str:
+        where = f"cuda:{self._index}" if self._index is not None else "not captured"
+        return f"CUDAGraph({where})"
+
+
+class _Under(threading.local):
+    block: graph | None = None  # the ad.cuda.graph block under way on this thread
+
+
+_under = _Under()
+_side_streams: dict[int, Any] = {}  # device index -> the default capture stream
+
+
+def capturing() -> bool:
+    """Whether this thread is inside an ``ad.cuda.graph`` block that captures."""
+    block = _under.block
+    return block is not None and not block.warmup
+
+
+def _side_stream(cupy: Any, index: int) -> Any:
+    """The default stream of captures on device ``index`` (non-blocking: work on the legacy
+    stream does not join it), made at first use."""
+    if index not in _side_streams:
+        with cupy.cuda.Device(index):
+            _side_streams[index] = cupy.cuda.Stream(non_blocking=True)
+    return _side_streams[index]
+
+
+class graph:  # noqa: N801  (a context manager, named as PyTorch's torch.cuda.graph)
+    """``with ad.cuda.graph(g, pool=None, stream=None):`` captures the CUDA work of the block
+    into ``g`` (a :class:`CUDAGraph`) instead of running it; ``g.replay()`` runs it.
+
+    ``pool``: another graph's ``pool()``, to share its memory (replay the graphs in capture
+    order, never at once); by default ``g``'s own. ``stream``: a CuPy stream to capture on; by
+    default one side stream per device (the pool's cached memory is per stream: warm up and
+    capture on the same one). ``device``: the CUDA device (default: the default device if it
+    is a GPU, else cuda:0). ``warmup=True``: run the block eagerly, on that stream with that
+    pool, instead of capturing (do this before capturing; see the module's docstring).
+
+    Refused with :class:`CUDAGraphError`: a device that is not a GPU; a block inside another
+    block; a graph that already holds a capture (``g.reset()`` first); and, raised where they
+    happen inside the block, the operations a capture cannot take."""
+
+    def __init__(self, cuda_graph: CUDAGraph, pool: GraphPool | None = None,
+                 stream: Any = None, *, device: DeviceLike | None = None,
+                 warmup: bool = False) -> None:
+        if not isinstance(cuda_graph, CUDAGraph):
+            raise TypeError(f"gpuad: ad.cuda.graph takes an ad.cuda.CUDAGraph, got "
+                            f"{type(cuda_graph).__name__}")
+        if pool is not None and not isinstance(pool, GraphPool):
+            raise TypeError(f"gpuad: ad.cuda.graph: pool must be another graph's pool() (a "
+                            f"GraphPool), got {type(pool).__name__}")
+        self.cuda_graph, self.pool, self.stream = cuda_graph, pool, stream
+        self.device, self.warmup = device, warmup
+        self._exits = contextlib.ExitStack()
+        self._memory: Any = None  # the CuPy pool
+        self._caller: Any = None  # the stream current when the block began (warm-up)
+        self._index: int | None = None
+
+    def __enter__(self) -> CUDAGraph:
+        what = "warm up" if self.warmup else "capture"
+        if _under.block is not None:
+            raise CUDAGraphError(f"gpuad: ad.cuda.graph: cannot {what} inside another "
+                                 "ad.cuda.graph block: captures do not nest; end the outer "
+                                 "block first")
+        g = self.cuda_graph
+        if g._graph is not None:
+            raise CUDAGraphError(f"gpuad: ad.cuda.graph: this CUDAGraph already holds a capture"
+                                 f" (its pool's memory is the graph's now); to {what} again, "
+                                 "call g.reset() first, or use another CUDAGraph")
+        dev = self._cuda_device()
+        index = dev.index if dev.index is not None else 0
+        backend = dev.backend  # (made for a CUDA device: CuPy is imported here)
+        import cupy
+
+        pool = self.pool if self.pool is not None else g.pool()
+        self._memory = pool._on(dev)
+        g._pool = pool
+        stream = self.stream
+        if stream is None:
+            stream = pool.stream if pool.stream is not None else _side_stream(cupy, index)
+        if pool.stream is None:
+            pool.stream = stream
+        self.stream, self._index = stream, index
+        exits = self._exits
+        try:
+            exits.enter_context(cupy.cuda.Device(index))
+            if self.warmup:
+                self._caller = cupy.cuda.get_current_stream()
+                stream.wait_event(self._caller.record())  # after the work queued before it
+            else:
+                backend.synchronize()  # (a failed queued check surfaces here, not in capture)
+            exits.enter_context(cupy.cuda.using_allocator(self._malloc))
+            exits.enter_context(stream)
+            if not self.warmup:
+                stream.begin_capture()
+        except BaseException:
+            exits.close()
+            raise
+        _under.block = self
+        return g
+
+    def _cuda_device(self) -> Device:
+        if self.device is not None:
+            dev = resolve(self.device)
+        else:
+            default = get_default_device()
+            dev = default if default.type == "cuda" else resolve("cuda")
+        if dev.type != "cuda":
+            raise CUDAGraphError(
+                f"gpuad: ad.cuda.graph captures CUDA work, and {dev} is not a CUDA device: work "
+                "on the CPU runs at once and is never replayed. Give it a GPU "
+                "(device='cuda'), or, on the CPU, call your function directly")
+        return dev
+
+    def _malloc(self, size: int) -> Any:
+        """The block's allocator: the pool's memory; while capturing, only memory the pool
+        already holds (a new cudaMalloc would mean no warm-up filled it)."""
+        memory = self._memory
+        if self.warmup:
+            return memory.malloc(size)
+        before = memory.total_bytes()
+        try:
+            pointer = memory.malloc(size)
+        except Exception as exc:
+            if "StreamCapture" in str(exc):
+                raise CUDAGraphError(_no_memory(size, sys._getframe(1))) from exc
+            raise
+        if memory.total_bytes() > before:
+            raise CUDAGraphError(_no_memory(size, sys._getframe(1)))
+        return pointer
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _under.block = None
+        g, captured, ended = self.cuda_graph, None, None
+        try:
+            if self.warmup:
+                done = self.stream.record()
+            else:
+                try:
+                    captured = self.stream.end_capture()
+                except Exception as end_exc:  # (an invalidated capture ends here)
+                    ended = end_exc
+        finally:
+            self._exits.close()
+        if self.warmup:
+            self._caller.wait_event(done)  # the caller's stream waits for the warm-up
+            return
+        if exc is not None:
+            if isinstance(exc, CUDAGraphError) or not isinstance(exc, Exception):
+                return
+            message = _explain(exc, tb)
+            if message is not None:
+                raise CUDAGraphError(message) from exc
+            return
+        if ended is not None:
+            raise CUDAGraphError(
+                "gpuad: ad.cuda.graph: CUDA invalidated the capture: an operation inside the "
+                "block is not allowed while a stream captures (a synchronize, a query of the "
+                f"stream, work on the legacy default stream): {ended}") from ended
+        g._graph, g._index = captured, self._index
+
+
+def _no_memory(size: int, frame: FrameType | None) -> str:
+    frames = []
+    while frame is not None:
+        frames.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    return (f"gpuad: inside ad.cuda.graph{_where(reversed(frames))}: the capture needs "
+            f"{size:,} bytes of new GPU memory, and a "
+            "capture allocates only memory its pool already holds: warm up first, running the "
+            "same code with `with ad.cuda.graph(g, warmup=True):` (the same graph, pool and "
+            "stream), and drop the warm-up's outputs (or warm up twice) before capturing")
+
+
+#: (exception type name, a phrase of CuPy's or CUDA's message, what it was, what to do)
+_REFUSALS = (
+    ("NotImplementedError", "cuBLAS",
+     "a matrix product (matmul, @, dot, tensordot, einsum, nn.Linear) calls cuBLAS, which "
+     "CuPy 14 refuses while a stream captures",
+     "matmul inside a CUDA graph needs the capture extra (nvmath-python); without it, keep "
+     "matrix products outside the captured block"),
+    ("NotImplementedError", "cuRAND",
+     "legacy cupy.random (cuRAND's host API) is refused while a stream captures",
+     "draw with ad.rand/ad.randn (or a cupy.random.Generator), whose state lives on the GPU, "
+     "so each replay draws new numbers"),
+    ("NotImplementedError", "cuSOLVER", "cuSOLVER (linear solvers) is refused while a "
+     "stream captures", "solve outside the captured block"),
+    ("RuntimeError", "D2H transfers",
+     "a read of a CUDA tensor's values on the host (item(), float(t), bool(t), `if t > 0:`, "
+     "tolist(), numpy(), print, or an op whose result size depends on the values, such as "
+     "boolean-mask indexing) cannot be captured: a replay runs no Python",
+     "compute on the device inside the block, and read the static outputs after g.replay()"),
+    ("RuntimeError", "H2D transfers",
+     "a copy of host data to the GPU (ad.tensor(...) of Python or NumPy data, a NumPy array "
+     "or a list as an operand or an index) cannot be captured",
+     "make such tensors before capturing (static inputs) and copy new values into them with "
+     "x.copy_(...) before each g.replay()"),
+    ("RuntimeError", "synchronous API calls",
+     "a synchronous copy or memset cannot be captured", "use the asynchronous operations"),
+    ("CUDARuntimeError", "cudaErrorStreamCaptureUnsupported",
+     "an operation CUDA does not allow while a stream captures (a synchronize such as "
+     "ad.cuda.synchronize(), or freeing GPU memory)", "do it before or after the block"),
+    ("CUDARuntimeError", "cudaErrorStreamCaptureImplicit",
+     "work on the legacy default stream while a blocking stream captures",
+     "capture on a non-blocking stream (ad.cuda.graph's default)"),
+    ("", "invalidated the capture", "an earlier operation in the block invalidated the "
+     "capture", "remove the synchronize or stream query from the block"),
+    ("CUDARuntimeError", "cudaErrorStreamCaptureInvalidated", "an earlier operation in the "
+     "block invalidated the capture", "remove the synchronize or stream query from the block"),
+)
+
+
+def _explain(exc: BaseException, tb: TracebackType | None) -> str | None:
+    """gpuad's message for a refusal of CuPy or CUDA inside the block (None: another
+    error, left as it is)."""
+    frames = []
+    while tb is not None:
+        frames.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    text = str(exc)
+    names = {k.__name__ for k in type(exc).__mro__}
+    for kind, phrase, what, fix in _REFUSALS:
+        if (not kind or kind in names) and phrase in text:
+            return (f"gpuad: inside ad.cuda.graph{_where(frames)}: {what}. Fix: {fix}. "
+                    f"({type(exc).__name__}: {text})")
+    return None
+
+
+_LIBRARIES = ("cupy", "cupyx", "cupy_backends", "fake_cupy", "numpy")
+
+
+def _where(frames: Iterable[tuple[FrameType, int]]) -> str:
+    """`` at FILE:LINE (in gpuad's NAME)``: of ``(frame, line)`` from the outermost, the last
+    line of the user's code before the call into gpuad (or CuPy) that failed, and that gpuad
+    function."""
+    user, entered = None, None
+    for frame, line in frames:
+        module = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if inside_gpuad(frame):
+            entered = entered or frame.f_code.co_name
+        elif module in _LIBRARIES:
+            break
+        elif entered is None:
+            user = (frame.f_code.co_filename, line)
+    text = f" at {user[0]}:{user[1]}" if user else ""
+    return text + (f" (in gpuad's {entered})" if entered else "")
+
