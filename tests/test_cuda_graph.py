@@ -136,6 +136,20 @@ def test_a_private_pool_serves_the_capture_and_nothing_is_allocated_without_warm
     assert pool.total_bytes() == held
 
 
+def test_a_new_allocation_is_refused_where_cuda_would_allow_it(stand_in, monkeypatch):
+    """Real CuPy captures in relaxed mode, where a cudaMalloc passes: gpuad's allocator
+    refuses it itself (the pool grew), as the stand-in's stricter CUDA does."""
+    import fake_cupy.capture
+
+    monkeypatch.setattr(fake_cupy.capture, "refuse_cuda_malloc", lambda **kw: None)
+    x = ad.ones(3, device="cuda")
+    g = CUDAGraph()
+    with pytest.raises(CUDAGraphError, match=r"needs 12 bytes of new GPU memory"):
+        with ad.cuda.graph(g):
+            x * 2.0
+    assert not g.captured and g.pool().total_bytes() == 512  # (it was allocated, and kept)
+
+
 @GPU
 def test_random_draws_inside_a_capture_are_new_at_each_replay(gpu):
     x = ad.zeros((4, 64), device="cuda")

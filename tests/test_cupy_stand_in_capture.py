@@ -27,13 +27,14 @@ def cupy():
 
 
 def _capture(cupy, fn, pool=None, stream=None, warm=True):
-    """``(graph, result)``: ``fn()`` warmed up once (its result dropped) and captured, on a
-    non-blocking ``stream`` with ``pool`` (new ones by default) as the allocator."""
+    """``(graph, result)``: ``fn()`` warmed up once (its result dropped; or ``warm()`` run
+    instead) and captured, on a non-blocking ``stream`` with ``pool`` (new ones by default) as
+    the allocator."""
     pool = pool or cupy.cuda.MemoryPool()
     stream = stream or cupy.cuda.Stream(non_blocking=True)
     with cupy.cuda.using_allocator(pool.malloc), stream:
         if warm:
-            fn()
+            (fn if warm is True else warm)()
         stream.begin_capture()
         try:
             out = fn()
@@ -127,6 +128,17 @@ def test_a_graph_replays_every_kind_of_launch_on_new_input_values(cupy):
     g.launch()
     assert not (noise.get() == first).all()  # the generator's state advanced
     assert cupy.counts.graph_launches == 3 and cupy.counts.launches == launches + 3
+
+
+def test_a_captured_draw_takes_the_generators_next_numbers_at_each_replay(cupy):
+    """Nothing is drawn at capture: the first replay gives what the first eager draw of the
+    same seed gives, the second the next ones."""
+    rng = cupy.random.default_rng(7)
+    g, noise = _capture(cupy, lambda: rng.standard_normal(5), warm=lambda: cupy.empty(5))
+    want = cupy.random.default_rng(7)
+    for _ in range(2):
+        g.launch()
+        assert (noise.get() == want.standard_normal(5).get()).all()
 
 
 def test_a_graph_launched_into_a_capture_is_recorded_and_upload_is_accepted(cupy):
