@@ -147,7 +147,9 @@ class _Under(threading.local):
 
 
 _under = _Under()
-_side_streams: dict[int, Any] = {}  # device index -> the default capture stream
+#: (CuPy's Stream class, device index) -> the default capture stream (by class: a test may
+#: put a CuPy stand-in in place of CuPy, and back)
+_side_streams: dict[tuple[type, int], Any] = {}
 
 
 def capturing() -> bool:
@@ -159,10 +161,11 @@ def capturing() -> bool:
 def _side_stream(cupy: Any, index: int) -> Any:
     """The default stream of captures on device ``index`` (non-blocking: work on the legacy
     stream does not join it), made at first use."""
-    if index not in _side_streams:
+    key = (cupy.cuda.Stream, index)
+    if key not in _side_streams:
         with cupy.cuda.Device(index):
-            _side_streams[index] = cupy.cuda.Stream(non_blocking=True)
-    return _side_streams[index]
+            _side_streams[key] = cupy.cuda.Stream(non_blocking=True)
+    return _side_streams[key]
 
 
 class graph:  # noqa: N801  (a context manager, named as PyTorch's torch.cuda.graph)

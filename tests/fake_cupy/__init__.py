@@ -10,7 +10,9 @@ and gpuad's cached CUDA backends are dropped; while it is in place the probe ans
 tests assert on.
 
 It proves that gpuad routes CUDA tensors through CuPy as real CuPy allows; the numerics of real
-CUDA are checked by the same tests on a GPU machine.
+CUDA are checked by the same tests on a GPU machine. Streams capture CUDA graphs, recording
+the kernels launched and refusing what CuPy and CUDA refuse meanwhile (``capture.py``), and
+memory pools hand out real memory (``pool.py``).
 """
 import contextlib
 import site

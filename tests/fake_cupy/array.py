@@ -261,9 +261,12 @@ def _wrap(value, device, inputs=(), copy=True):
             if a._a is value:
                 return a
         value = value if isinstance(value, np.ndarray) else np.asarray(value)
-        owner = _owners.get(id(_root(value)))
-        if owner is None or owner._a is not _root(value):
+        root = _root(value)
+        owner = _owners.get(id(root))
+        if (owner is None or owner._a is not root) and value.base is not None:
             owner = next((a for a in inputs if np.may_share_memory(value, a._a)), None)
+        elif owner is not None and owner._a is not root:
+            owner = None
         if owner is not None:  # a view
             return _new(value, device, owner._mem, owner=False)
         mem = pool.allocate(value.nbytes)
