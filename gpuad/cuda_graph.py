@@ -22,25 +22,10 @@ device memory:
   (``warmup=True`` on the same graph, pool and stream avoids it). Drop the warm-up's outputs
   before capturing, or warm up twice, so their memory is free for the capture.
 
-Example (it needs a GPU, so it is not run as a doctest; the tests run it on the CuPy
-stand-in)::
-
-    >>> import gpuad as ad
-    >>> x = ad.zeros(4, device="cuda")  # doctest: +SKIP
-    >>> g = ad.cuda.CUDAGraph()
-    >>> with ad.cuda.graph(g, warmup=True):  # doctest: +SKIP
-    ...     y = (x * 2.0 + 1.0).exp()  # run eagerly, on g's stream and pool
-    >>> del y  # doctest: +SKIP
-    >>> with ad.cuda.graph(g):  # doctest: +SKIP
-    ...     y = (x * 2.0 + 1.0).exp()  # captured, not run: y is a static output
-    >>> _ = x.copy_(ad.tensor([0.0, 0.5, 1.0, 1.5], device="cuda"))  # doctest: +SKIP
-    >>> g.replay()  # doctest: +SKIP
-    >>> [round(v, 3) for v in y.tolist()]  # doctest: +SKIP
-    [2.718, 7.389, 20.086, 54.598]
-
 Graphs may share a pool (``ad.cuda.graph(g2, pool=g1.pool())``) when they are replayed in the
 order they were captured and never at the same time: a later capture then reuses the memory
-an earlier one freed. CuPy is imported only when a block is entered.
+an earlier one freed. CuPy is imported only when a block is entered. :class:`graph` has an
+example.
 """
 from __future__ import annotations
 
@@ -181,7 +166,24 @@ class graph:  # noqa: N801  (a context manager, named as PyTorch's torch.cuda.gr
 
     Refused with :class:`CUDAGraphError`: a device that is not a GPU; a block inside another
     block; a graph that already holds a capture (``g.reset()`` first); and, raised where they
-    happen inside the block, the operations a capture cannot take."""
+    happen inside the block, the operations a capture cannot take.
+
+    Example (it needs a GPU, so it is not run as a doctest; the tests run it on the CuPy
+    stand-in)::
+
+        >>> import gpuad as ad
+        >>> x = ad.zeros(4, device="cuda")  # doctest: +SKIP
+        >>> g = ad.cuda.CUDAGraph()
+        >>> with ad.cuda.graph(g, warmup=True):  # doctest: +SKIP
+        ...     y = (x * 2.0 + 1.0).exp()  # run eagerly, on g's stream and pool
+        >>> del y  # doctest: +SKIP
+        >>> with ad.cuda.graph(g):  # doctest: +SKIP
+        ...     y = (x * 2.0 + 1.0).exp()  # captured, not run: y is a static output
+        >>> _ = x.copy_(ad.tensor([0.0, 0.5, 1.0, 1.5], device="cuda"))  # doctest: +SKIP
+        >>> g.replay()  # doctest: +SKIP
+        >>> [round(v, 3) for v in y.tolist()]  # doctest: +SKIP
+        [2.718, 7.389, 20.086, 54.598]
+    """
 
     def __init__(self, cuda_graph: CUDAGraph, pool: GraphPool | None = None,
                  stream: Any = None, *, device: DeviceLike | None = None,

@@ -345,8 +345,8 @@ def test_a_shared_pool_reuses_what_an_earlier_capture_freed(stand_in):
     assert not (w.numpy() == 3.0).any()
 
 
-def test_the_module_example_runs_on_the_stand_in(stand_in):
-    text = re.sub(r"\s*# doctest: \+SKIP", "", cuda_graph.__doc__)
+def test_the_docstring_example_runs_on_the_stand_in(stand_in):
+    text = re.sub(r"\s*# doctest: \+SKIP", "", cuda_graph.graph.__doc__)
     test = doctest.DocTestParser().get_doctest(text, {}, "gpuad.cuda_graph", None, 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test)
