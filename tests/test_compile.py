@@ -322,3 +322,14 @@ def test_cuda_tensors_run_eagerly_with_a_warning_until_the_graph_back_end(monkey
             assert g(ad.tensor([1.0, 1.0])).numpy().tolist() == [1.0, 2.0]
         assert g(ad.tensor([2.0, 1.0])).numpy().tolist() == [2.0, 2.0]
         assert (g.traces, g.replays) == (1, 0)
+
+
+def test_importing_gpuad_makes_no_backend():
+    """ad.compile's tracer finds the CPU backend when it traces, not at import (a backend
+    brings its array libraries: import time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gpuad; "
+            "assert 'gpuad.backends.numpy_backend' not in sys.modules, 'made at import'")
+    subprocess.run([sys.executable, "-c", code], check=True)

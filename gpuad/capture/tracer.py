@@ -25,7 +25,6 @@ from ..tensor import Tensor
 from .swaps import DATA, GRAD, MAKING_TRACED, Data, Grad
 from .traced import Traced, plain, unwrap, wrap
 
-_CPU = device("cpu").backend
 _ONE_AT_A_TIME = threading.Lock()  # (a trace swaps class attributes: one runs at a time)
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
 _HERE = os.path.dirname(__file__)  # (the tracer's package: gpuad/capture)
@@ -145,12 +144,13 @@ class Tracer:
         Tensor._a, Tensor._grad = Data(), Grad()
         # gpuad takes a result of another array type for a scalar to wrap: Traced is the type;
         # and arrays the backend makes are Traced, so that what it writes into them is recorded
-        _CPU.array_type, _CPU.xp = Traced, MAKING_TRACED
+        self.cpu = device("cpu").backend
+        self.cpu.array_type, self.cpu.xp = Traced, MAKING_TRACED
         return self
 
     def __exit__(self, *exc):
         Tensor._a, Tensor._grad = DATA, GRAD
-        _CPU.array_type, _CPU.xp = np.ndarray, np
+        self.cpu.array_type, self.cpu.xp = np.ndarray, np
         tracing.active = None
         _ONE_AT_A_TIME.release()
         for t, a, v in self.discovered:
