@@ -149,7 +149,7 @@ def _time_case(case, workers, profile, quick, say):
     if "gpuad" in samples and suites.BASELINE in samples:
         record["ratio"] = statistics.median(
             a / b for a, b in zip(samples["gpuad"], samples[suites.BASELINE]))
-        if case.variant:  # gpuad in the mode against the baseline's plain (eager) step
+        if case.variant == "compiled":  # gpuad compiled against the baseline's eager step
             record["ratio_plain"] = statistics.median(
                 a / b for a, b in zip(samples["gpuad"], all_samples[suites.BASELINE, True]))
     return record

@@ -51,7 +51,7 @@ def target(record):
 def ratio_text(record):
     """gpuad / torch, and for a compiled step also gpuad compiled / PyTorch eager."""
     text = f"{record['ratio']:.2f}" if "ratio" in record else ""
-    if "ratio_plain" in record:
+    if record.get("variant") == "compiled" and "ratio_plain" in record:
         text += f" ({record['ratio_plain']:.2f}× torch eager)"
     return text
 
