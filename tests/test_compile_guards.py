@@ -259,3 +259,12 @@ def test_an_exception_inside_restores_everything():
         for _ in range(3):
             assert compiled(ad.ones(2), False).item() == 3.0
     assert compiled.replays == 1
+
+
+def test_a_value_gpuad_reads_through_numpy_is_a_guard():
+    """ad.full reads its fill value on the host (NumPy converts the tensor): inside gpuad, so
+    a guard, not the user's host read; a new value runs eagerly."""
+    f = both(lambda: (lambda x: ad.full((2,), x.sum()) * 1),
+             lambda f: [f(ad.tensor(v)) for v in ([1.0, 2.0], [1.0, 2.0], [1.0, 2.0],
+                                                  [3.0, 2.0], [1.0, 2.0])])
+    assert (f.replays, f.eager_calls) == (2, 1)
