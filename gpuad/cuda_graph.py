@@ -12,8 +12,8 @@ device memory:
   replay writes its results into the same tensors, overwriting the last ones. Keep references
   to them (a dropped one gives its memory back to the pool, where the next capture that shares
   the pool may reuse it) and copy what you want to keep (``y.clone()``).
-- **No host work.** Python runs only while capturing: a replay repeats the kernels, not the
-  Python around them, so Python scalars and shapes are baked in. Reading a value on the host
+- **No host work.** A replay repeats the kernels, not the Python around them (Python
+  scalars and shapes are baked in). Reading a value on the host
   (``item()``, ``float(t)``, ``if t > 0:``, ``print``), copying host data to the device, a
   synchronize, and CuPy's cuBLAS (``matmul``, ``@``, ``Linear``) are refused inside the block.
 - **Warm up first.** Run the block once or more with ``warmup=True`` before capturing: it runs
@@ -22,10 +22,9 @@ device memory:
   (``warmup=True`` on the same graph, pool and stream avoids it). Drop the warm-up's outputs
   before capturing, or warm up twice, so their memory is free for the capture.
 
-Graphs may share a pool (``ad.cuda.graph(g2, pool=g1.pool())``) when they are replayed in the
-order they were captured and never at the same time: a later capture then reuses the memory
-an earlier one freed. CuPy is imported only when a block is entered. :class:`graph` has an
-example.
+Graphs may share a pool (``ad.cuda.graph(g2, pool=g1.pool())``) when replayed in capture
+order, never at the same time (a later capture reuses what an earlier one freed). CuPy is
+imported only when a block is entered. :class:`graph` has an example.
 """
 from __future__ import annotations
 
@@ -47,6 +46,9 @@ class CUDAGraphError(RuntimeError):
     gpuad's terms: the operation, where it ran, and what to do instead."""
 
 
+_KEPT: list[Any] = []  # CuPy pools of dropped graphs whose memory tensors still use
+
+
 class GraphPool:
     """The memory pool of captured graphs (``CUDAGraph.pool()``): a ``cupy.cuda.MemoryPool``
     made at first use on one device, and the stream whose cached memory it holds. Pass it to
@@ -58,6 +60,11 @@ class GraphPool:
         self._pool: Any = None
         self._index: int | None = None
         self.stream: Any = None  # the stream its first block ran on (its arena)
+        _KEPT[:] = [p for p in _KEPT if p.used_bytes()]
+
+    def __del__(self) -> None:  # (CuPy's memory holds its pool weakly: keep it for them)
+        if self._pool is not None and self._pool.used_bytes():
+            _KEPT.append(self._pool)
 
     def _on(self, dev: Device) -> Any:
         """The CuPy pool, made for ``dev`` at the first call; another device is refused."""
@@ -119,7 +126,7 @@ class CUDAGraph:
 
     def reset(self) -> None:
         """Drop the captured graph and the reference to its pool, so that the graph can be
-        captured again (the pool itself lives on while tensors or other graphs hold it)."""
+        captured again (the pool's memory lives on while tensors use it)."""
         self._graph = self._pool = self._index = None
 
     def __repr__(self) -> str:

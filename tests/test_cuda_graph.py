@@ -362,3 +362,23 @@ def test_ad_cuda_names_the_graph_api_without_importing_cupy():
             "assert not g.captured and 'cupy' not in sys.modules; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+@GPU
+def test_outputs_outlive_their_graph_and_its_pool(gpu):
+    """CuPy's pooled memory holds its pool weakly: dropping the graph must not free the
+    memory its outputs still use (the stand-in frees a dropped pool's memory, as CuPy)."""
+    import gc
+
+    x = ad.tensor(_inputs(0), device="cuda")
+    g, (y, _) = _captured(lambda x: (ad.exp(x) * 2.0, None), x)
+    g.replay()
+    want = y.numpy()
+    g.reset()
+    del g
+    gc.collect()
+    np.testing.assert_array_equal(y.numpy(), want)
+    later = CUDAGraph()  # (a new pool: the kept one is let go once nothing uses it)
+    del y
+    gc.collect()
+    assert later.pool().used_bytes() == 0

@@ -26,11 +26,15 @@ def cupy():
         yield cupy
 
 
+_POOLS = []  # the pools of the captures below: the graphs' memory
+
+
 def _capture(cupy, fn, pool=None, stream=None, warm=True):
     """``(graph, result)``: ``fn()`` warmed up once (its result dropped; or ``warm()`` run
     instead) and captured, on a non-blocking ``stream`` with ``pool`` (new ones by default) as
     the allocator."""
     pool = pool or cupy.cuda.MemoryPool()
+    _POOLS.append(pool)  # (its memory lives only while the pool does, as CuPy's)
     stream = stream or cupy.cuda.Stream(non_blocking=True)
     with cupy.cuda.using_allocator(pool.malloc), stream:
         if warm:

@@ -14,6 +14,7 @@ the default pool keeps its fixed numbers (``used_bytes``, ``total_bytes``).
 """
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -50,13 +51,16 @@ class _PooledMemory:
     reference to it (a MemoryPointer, an array on it) goes."""
 
     def __init__(self, chunk, pool):
-        self._chunk, self._pool = chunk, pool
+        # (weakly, as CuPy's: a pool nothing else holds is freed under its live arrays)
+        self._chunk, self._pool = chunk, weakref.ref(pool)
         self.ptr = chunk.segment.buffer.ctypes.data + chunk.offset
         self.size = chunk.size
         self.device_id = cuda.getDevice()
 
     def __del__(self):
-        self._pool._free(self._chunk)
+        pool = self._pool()
+        if pool is not None:
+            pool._free(self._chunk)
 
 
 class MemoryPointer:
@@ -134,6 +138,13 @@ class MemoryPool:
                 chunk = first
                 i = chunks.index(chunk)
         free.append(chunk)
+
+    def __del__(self):
+        """A pool that is freed frees all its memory (cudaFree), arrays on it or not: their
+        bytes become garbage (here 0xff: nan for floats)."""
+        for segment in self._segments:
+            segment.buffer[...] = 0xFF
+            segment.released = True
 
     def free_all_blocks(self, stream=None):
         """Release every segment that is one free chunk (of ``stream``'s arena, or all): a
