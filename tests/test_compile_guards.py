@@ -268,3 +268,116 @@ def test_a_value_gpuad_reads_through_numpy_is_a_guard():
              lambda f: [f(ad.tensor(v)) for v in ([1.0, 2.0], [1.0, 2.0], [1.0, 2.0],
                                                   [3.0, 2.0], [1.0, 2.0])])
     assert (f.replays, f.eager_calls) == (2, 1)
+
+
+def test_arguments_reached_from_outside_or_sharing_memory_stay_eager_correct():
+    glob = {}
+
+    def make():
+        glob["w"] = ad.zeros(3)
+
+        def f(x, n):
+            glob["w"].add_(1)
+            return x * 1 + n
+
+        return f
+
+    both(make, lambda f: [v for i in range(4) for v in (f(glob["w"], float(i)), glob["w"])])
+    both(lambda: (lambda a, b: a.add_(1)[:2] * 0 + b * 1),
+         lambda f: [v for i in range(4) for a in [ad.tensor([0.0, 0.0, float(i)])]
+                    for v in (f(a, a[:2]), a)])
+    ro = np.arange(3.0, dtype=np.float32)
+    ro.setflags(write=False)
+    both(lambda: (lambda x: x * 2), lambda f: [f(ad.from_numpy(ro)) for _ in range(4)])
+
+
+def test_an_argument_requiring_grad_runs_eagerly_under_no_grad_too():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+
+    def f(x):
+        with ad.enable_grad():
+            (x * x * 3).sum().backward()
+
+    compiled = ad.compile(f)
+    with ad.no_grad(), pytest.warns(CompileWarning, match="carry gradients back"):
+        compiled(w)
+    assert w.grad.numpy().tolist() == [6.0, 12.0]
+
+
+def _within(seconds, fn):
+    """``fn()`` in a thread; its exception or result, or a failure if it hangs."""
+    out = []
+    thread = threading.Thread(target=lambda: out.append(_catch(fn)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "hung"
+    return out[0]
+
+
+def _catch(fn):
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 (returned to the test)
+        return exc
+
+
+def test_recursion_and_waiting_on_a_tracing_thread_do_not_hang():
+    @ad.compile
+    def f(x, n):
+        return x if n == 0 else f(x * 2, n - 1)
+
+    result = _within(20, lambda: f(ad.ones(1), 2))
+    assert "while another compiled function traces" in str(result)
+    inner = ad.compile(lambda x: x + 1)
+
+    def outer(x):
+        box = []
+        t = threading.Thread(target=lambda: box.append(inner(ad.ones(1)).numpy()))
+        t.start()
+        t.join()
+        return x * box[0][0]
+
+    compiled = ad.compile(outer)
+    assert [_within(20, lambda: compiled(ad.ones(1))).numpy().tolist() for _ in range(3)] == \
+        [[2.0]] * 3
+
+
+def test_strided_arguments_keep_their_strides_and_the_eager_bits():
+    base = np.random.default_rng(0).standard_normal((64, 600)).astype(np.float32)
+    for view in (lambda b: b[:, ::3], lambda b: b[::-1], lambda b: ad.transpose(b)[::2, ::-1]):
+        both(lambda: (lambda x: x.sum() * 1),
+             lambda f, view=view: [f(view(ad.tensor(base * (k + 1)))) for k in range(4)])
+
+
+def test_reordered_parameter_groups_trace_again():
+    def make():
+        a = ad.tensor([1.0], requires_grad=True)
+        b = ad.tensor([1.0], requires_grad=True)
+        opt = ad.optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 1.0}])
+
+        def step():
+            opt.zero_grad()
+            (a * a + b * b).sum().backward()
+            opt.step()
+            return a * 1, b * 1
+
+        step.opt = opt
+        return step
+
+    def calls(f):
+        out = [v for _ in range(3) for v in f()]
+        (f.__wrapped__ if hasattr(f, "__wrapped__") else f).opt.param_groups.reverse()
+        return out + [v for _ in range(3) for v in f()]
+
+    both(make, calls)
+
+
+def test_zeroing_a_grad_that_a_graph_saved_is_refused_as_in_pytorch():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    opt = ad.optim.SGD([w], lr=0.1)
+    (w ** 3).sum().backward(create_graph=True)
+    penalty = (w.grad ** 2).sum()
+    opt.zero_grad(set_to_none=False)
+    assert w.grad.grad_fn is None and w.grad.numpy().tolist() == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        penalty.backward()

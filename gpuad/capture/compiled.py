@@ -27,7 +27,7 @@ from ..backends import tracing
 from ..devices import get_default_device
 from ..tensor import Tensor
 from .program import Program, first_difference, same_structure, structure
-from .tracer import CompileError, Diverged, Tracer
+from .tracer import Busy, CompileError, Diverged, Tracer, root
 
 #: traces of one signature that may disagree before the function runs eagerly for good
 _TRACES = 4
@@ -59,10 +59,11 @@ def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
     - Tensor results are over static buffers that the next call overwrites (as PyTorch's CUDA
       graphs), and so are the ``.grad`` tensors it sets: keep one with ``.clone()``, or pass
       ``copy_outputs=True`` (results only). Results do not require grad.
-    - Tensor arguments are copied into static inputs; what ``fn`` changes in them in place is
-      copied back to the caller's tensors. A call whose results would need gradients back to
-      its arguments (one requires grad, or ``jvp``/``GradientTape`` differentiate the call)
-      runs eagerly, after one warning.
+    - Tensor arguments are copied into static inputs (with their strides); what ``fn``
+      changes in them in place is copied back to the caller's tensors. Calls whose arguments
+      share memory, or that read an argument also from outside, run eagerly; so does a call
+      that may need gradients back to its arguments (one requires grad, or ``jvp`` or a
+      ``GradientTape`` differentiate the call), after one warning.
     - Parameters and optimizer state must be updated in place (optimizers and in-place ops
       do); a tensor given new data, a parameter replaced on its module, a tensor switched to
       or from ``requires_grad``, an optimizer's loaded ``state_dict``: each is noticed.
@@ -75,7 +76,8 @@ def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
       or a dict entry to another tensor is not seen once it replays); pass what changes as
       arguments.
     - At most ``cache_size`` signatures are kept; a warning says when it keeps tracing.
-    - Calls from several threads take turns (the buffers are shared).
+    - Calls of one compiled function from several threads take turns (the buffers are
+      shared); a call that would trace while another thread traces runs eagerly instead.
     - CUDA tensors run eagerly for now (with a warning): the CUDA-graph back end is to come.
 
     >>> import gpuad as ad
@@ -115,7 +117,7 @@ class Compiled:
         self.fn, self.copy_outputs = fn, copy_outputs
         self.fallback, self.cache_size = fallback, cache_size
         self._entries = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (a call from inside a trace reaches the nesting error)
         self._signatures = 0
         self._warned = False
 
@@ -175,7 +177,7 @@ class _Entry:
             return _call(fn, rebuild(leaves))
         for program in self.programs:
             if program.fits():
-                stale = program.stale()
+                stale = program.stale(leaves)
                 if stale is None:
                     return self.replay(program, leaves, rebuild)
                 self.owner.note(f"{stale}; tracing it again", once=False)
@@ -212,17 +214,32 @@ class _Entry:
 
     def trace(self, leaves, rebuild):
         owner = self.owner
+        if _overlapping([v._a for v in leaves if isinstance(v, Tensor)]):
+            owner.eager_calls += 1
+            owner.note("its tensor arguments share memory (views of one another): such calls "
+                       "run eagerly (copied into static inputs they would no longer share it)")
+            return _call(owner.fn, rebuild(leaves))
         if any(isinstance(v, Tensor) and v._dev.type != "cpu" for v in leaves):
             self.go_eager("it takes CUDA tensors; ad.compile replays CPU work only so far (the "
                           "CUDA-graph back end is to come), so it runs eagerly")
             owner.eager_calls += 1
             return _call(owner.fn, rebuild(leaves))
         tracer = Tracer(_name(owner.fn), owner.fallback)
-        with tracer:
+        tracer.argument_arrays = [v._a for v in leaves if isinstance(v, Tensor)]
+        try:
+            tracer.__enter__()
+        except Busy:  # (another thread traces: this call runs eagerly, and traces later)
+            owner.eager_calls += 1
+            return _call(owner.fn, rebuild(leaves))
+        with _Entered(tracer):
             statics = {}  # (an argument given twice is one static input)
-            inputs = [statics.setdefault(id(v), Tensor(tracer.input(v._a), v._dev, None, v._rg))
+            arrays = iter(tracer.argument_arrays)
+            inputs = [statics.setdefault(id(v), Tensor(tracer.input(next(arrays)), v._dev,
+                                                       None, v._rg))
                       if isinstance(v, Tensor) else v for v in leaves]
             buffers = [t._a.view(np.ndarray) for t in inputs if isinstance(t, Tensor)]
+            tracer.arguments = {id(v): t for v, t in zip(leaves, inputs)
+                                if isinstance(v, Tensor)}
             result = _call(owner.fn, rebuild(inputs))
         self.traces += 1
         owner.traces += 1
@@ -230,7 +247,7 @@ class _Entry:
         # the caller's tensors, on this call and on each replay
         args = [(v, t) for v, t in zip(leaves, inputs) if isinstance(v, Tensor)]
         changed = [(j, t._a) for j, ((v, t), buf) in enumerate(zip(args, buffers))
-                   if t._a is not buf or tracer.wrote(buf)]
+                   if root(t._a) is not root(buf) or tracer.wrote(buf)]
         for j, final in changed:
             np.copyto(args[j][0]._a, final)
         if tracer.invalid is not None:
@@ -263,6 +280,19 @@ class _Entry:
         self.owner.note(f"runs eagerly: {reason}")
 
 
+class _Entered:
+    """``with`` for a tracer already entered: leaves it on the way out."""
+
+    def __init__(self, tracer):
+        self.tracer = tracer
+
+    def __enter__(self):
+        return self.tracer
+
+    def __exit__(self, *exc):
+        return self.tracer.__exit__(*exc)
+
+
 def _call(fn, args_kwargs):
     args, kwargs = args_kwargs
     return fn(*args, **kwargs)
@@ -273,11 +303,18 @@ def _name(fn):
 
 
 def _differentiated(leaves):
-    """Whether the call's results would need a graph back to its arguments: an argument
-    requires grad (with grad mode on), or forward mode or a gradient tape is active."""
+    """Whether the call may need a graph back to its arguments: an argument requires grad
+    (the function may differentiate with respect to it, under no_grad too), or forward mode
+    or a gradient tape is active."""
     if active[0] and (mode.levels or mode.tapes):
         return True
-    return is_grad_enabled() and any(isinstance(v, Tensor) and v._rg for v in leaves)
+    return any(isinstance(v, Tensor) and v._rg for v in leaves)
+
+
+def _overlapping(arrays):
+    """Whether two of ``arrays`` (not the same array) share memory."""
+    return any(a is not b and np.may_share_memory(a, b)
+               for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
 def _aliases(leaves):

@@ -45,12 +45,16 @@ class Program:
                 return False
         return True
 
-    def stale(self):
-        """Why the program no longer fits the tensors it reads, or None."""
+    def stale(self, leaves=()):
+        """Why the program no longer fits the tensors it reads (or the arguments ``leaves``
+        share memory with them), or None."""
         for t, a in self.tensors:
             if t._a is not a:
                 return (f"a tensor it reads (shape {a.shape}, {a.dtype}) was given new data, "
                         "not updated in place")
+            if any(isinstance(v, Tensor) and np.may_share_memory(v._a, a) for v in leaves):
+                return ("an argument shares memory with a tensor it reads from outside (the "
+                        "replay would read a stale copy)")
         for t, rg in self.flags:
             if t._rg != rg:
                 return "a tensor it reads was switched to requires_grad=" + str(t._rg)

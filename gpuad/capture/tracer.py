@@ -40,6 +40,10 @@ class CompileError(RuntimeError):
     """``ad.compile`` cannot replay what the function does (the message names the line)."""
 
 
+class Busy(Exception):
+    """Another thread is tracing (a trace swaps class attributes: one runs at a time)."""
+
+
 class Diverged(Exception):
     """A replay read a value on the host that differs from the trace's: the recorded steps no
     longer describe what the function would do."""
@@ -126,6 +130,8 @@ class Tracer:
         self.states = {}  # (id, name) -> (object, name, value): Python state read
         self.thread = get_ident()  # (gpuad's work in other threads meanwhile is not traced)
         self.written = set()  # ids of the roots steps wrote into
+        self.arguments = {}  # id of a tensor argument -> its static input
+        self.argument_arrays = []  # the arrays of the tensor arguments (the caller's)
 
     @property
     def paused(self):
@@ -139,12 +145,13 @@ class Tracer:
         if other is not None and other.thread == self.thread:
             raise CompileError(f"ad.compile: {self.name} was called while another compiled "
                                "function traces; nest the plain functions instead")
-        _ONE_AT_A_TIME.acquire()  # (traces in other threads wait their turn)
+        self.cpu = device("cpu").backend
+        if not _ONE_AT_A_TIME.acquire(blocking=False):
+            raise Busy  # (another thread traces: this call runs eagerly, never waits on it)
         tracing.active = self
         Tensor._a, Tensor._grad = Data(), Grad()
         # gpuad takes a result of another array type for a scalar to wrap: Traced is the type;
         # and arrays the backend makes are Traced, so that what it writes into them is recorded
-        self.cpu = device("cpu").backend
         self.cpu.array_type, self.cpu.xp = Traced, MAKING_TRACED
         return self
 
@@ -162,8 +169,15 @@ class Tracer:
                 DATA.__set__(t, a.view(np.ndarray))
 
     def input(self, a):
-        """A static input buffer holding a copy of ``a``, as a Traced array."""
-        buf = np.array(a, copy=True)
+        """A static input buffer holding a copy of ``a``, with ``a``'s strides (they decide
+        the order of a sum: the bits), as a Traced array."""
+        buf = np.array(a, copy=True, order="K")
+        if buf.strides != a.strides:  # (a strided view: new memory of the same span)
+            span = [s * (n - 1) for s, n in zip(a.strides, a.shape)] if a.size else []
+            low = sum(x for x in span if x < 0)
+            raw = np.empty(sum(x for x in span if x > 0) - low + a.itemsize, np.uint8)
+            buf = np.ndarray(a.shape, a.dtype, raw, -low, a.strides)
+            np.copyto(buf, a)
         self._own(buf, ("input", len(self.keep)))
         return wrap(buf)
 
@@ -343,7 +357,19 @@ class Tracer:
 
     # ---- tensors read and written -----------------------------------------------------------
     def discover(self, t, a):
-        """A tensor made before the run is read: it reads as a Traced view from now on."""
+        """A tensor made before the run is read: it reads as a Traced view from now on. An
+        argument of the call read from outside too reads as its static input (the same memory,
+        as in the eager call); the call, like one whose arguments overlap what it reads, runs
+        eagerly from then on."""
+        static = self.arguments.get(id(t))
+        if static is not None or any(np.may_share_memory(a, b) for b in self.argument_arrays):
+            self.invalidate("it reads one of its tensor arguments (or memory one shares) also "
+                            "from outside; such calls run eagerly")
+        if static is not None:
+            v = DATA.__get__(static)
+            self.discovered.append((t, a, v))
+            DATA.__set__(t, v)
+            return v
         v = a.view(Traced)
         self._own(a, ("tensor", len(self.discovered)))
         self.discovered.append((t, a, v))

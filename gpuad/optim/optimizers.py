@@ -107,8 +107,11 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
-                elif p._grad is not None:  # in place, as PyTorch (backward adds into it)
-                    p._grad._a[...] = 0
+                elif p._grad is not None:  # in place, as PyTorch: detached, then zeroed
+                    g = p._grad  # (a graph that saved it then sees the change and refuses)
+                    g._grad_fn, g._rg = None, False
+                    g._a[...] = 0
+                    g._ver[0] += 1
 
     kind: str | None = None  # the fused kernel's name (kernels/optim.cu), where there is one
     decoupled = False
@@ -116,6 +119,8 @@ class Optimizer:
     def step(self) -> None:
         """One update of every parameter that has a gradient (not recorded). On CUDA, one
         fused launch per group and dtype."""
+        if tracing.active is not None:  # (a compiled step replays while the groups are these)
+            tracing.state(self, "_layout")
         for gi, group in enumerate(self.param_groups):
             flats = self._flat.get(gi)
             done: set[int] = set()
@@ -133,6 +138,11 @@ class Optimizer:
                 # the group and the state as they are then: a loaded state_dict included)
                 tracing.opaque(_apply, self, gi, id(p), p._a, p._grad._a, p._dev.backend,
                                p._ver)
+
+    @property
+    def _layout(self) -> tuple[tuple[int, ...], ...]:
+        """Which parameters each group holds, by identity."""
+        return tuple(tuple(map(id, g["params"])) for g in self.param_groups)
 
     def _leave_flat(self, gi: int) -> None:
         """Continue group ``gi`` parameter by parameter, from the flat state."""
