@@ -64,6 +64,7 @@ class Tensor(_Methods):
     @property
     def array(self) -> Any:
         """The backend array (NumPy or CuPy), not a copy."""
+        tracing.host_read(self, ".array", guard=False)
         return self._a
 
     @property

@@ -42,10 +42,12 @@ def draw(fn, *args):
     return active.draw(fn, args)
 
 
-def host_read(tensor, what):
-    """The values of ``tensor`` are about to reach the host by ``what`` (``"item()"``, ...)."""
+def host_read(tensor, what, guard=True):
+    """The values of ``tensor`` are about to reach the host by ``what`` (``"item()"``, ...);
+    ``guard=False``: its raw array is handed out (``.array``), which only user code is
+    refused."""
     if active is not None:
-        active.host_read(tensor, what)
+        active.host_read(tensor, what, guard)
 
 
 def state(obj, name):

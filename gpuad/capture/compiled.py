@@ -1,11 +1,10 @@
 """``ad.compile``: run a function of tensors once per signature as Python, then replay it.
 
-The first two calls with a signature run the function eagerly, as without ``compile``, while
-tracing what it computes (:mod:`.tracer`). When both traces did the same thing (the same
-steps, the same constants), the later calls replay the second trace's steps: NumPy calls into
-the same buffers, with no Tensor objects, no graph and no engine. Two traces, not one, so that
-anything the tracer could not follow shows up as a difference instead of a stale value
-replayed (and so that optimizer state made on the first step exists).
+The first call with a signature runs the function eagerly, as without ``compile``, while
+tracing what it computes (:mod:`.tracer`); the later calls replay the trace's steps: NumPy
+calls into the same buffers, with no Tensor objects, no graph and no engine. (What Python
+decides on each call, an optimizer's step count and learning rate, runs again as opaque
+steps; the differential fuzz in tests/test_fuzz_compile.py checks replays against eager.)
 
 A signature is the structure of the arguments (for a tensor: its shape, dtype, device and
 ``requires_grad``; other arguments by value) and the grad mode; a signature's programs are kept
@@ -26,11 +25,11 @@ from ..autograd.grad_mode import active, is_grad_enabled, mode
 from ..backends import tracing
 from ..devices import get_default_device
 from ..tensor import Tensor
-from .program import Program, first_difference, same_structure, structure
+from .program import Program
 from .tracer import Busy, CompileError, Diverged, Tracer, root
 
-#: traces of one signature that may disagree before the function runs eagerly for good
-_TRACES = 4
+#: programs of one signature that may go stale in a row before it runs eagerly for good
+_STALE = 3
 #: replays of one signature that may diverge (a value read on the host changed)
 _DIVERGENCES = 3
 #: programs kept per signature (one per state of the Python values a trace read)
@@ -42,15 +41,15 @@ class CompileWarning(UserWarning):
 
 
 def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
-            fallback: Literal["error", "eager"] = "error", cache_size: int = 8) -> Any:
+            fallback: Literal["error", "eager"] = "error", max_cache: int = 8) -> Any:
     """Compile ``fn``, a function of tensors (typically one training step: forward, loss,
     ``backward()``, ``optimizer.step()``, ``zero_grad()``), so that repeated calls replay its
     array computations without Python per op. Usable as ``@ad.compile`` or
     ``@ad.compile(copy_outputs=True)``.
 
-    The first two calls with a new signature (the tensor arguments' shapes, dtypes, devices,
+    The first call with a new signature (the tensor arguments' shapes, dtypes, devices,
     strides and ``requires_grad``, which arguments are the same tensor; other arguments by
-    value; the grad mode, the anomaly mode and the default device) run ``fn`` as usual while
+    value; the grad mode, the anomaly mode and the default device) runs ``fn`` as usual while
     tracing it; later calls replay it, while the Python state it read that decides what it
     computes (a module's train/eval mode) is the same, else trace it in the new state. The
     results are the bits the eager calls give (a nan's sign aside, where eager computed on a
@@ -75,7 +74,7 @@ def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
       are part of the compiled function: the same objects on every replay (rebinding a name
       or a dict entry to another tensor is not seen once it replays); pass what changes as
       arguments.
-    - At most ``cache_size`` signatures are kept; a warning says when it keeps tracing.
+    - At most ``max_cache`` signatures are kept; a warning says when it keeps tracing.
     - Calls of one compiled function from several threads take turns (the buffers are
       shared); a call that would trace while another thread traces runs eagerly instead.
     - CUDA tensors run eagerly for now (with a warning): the CUDA-graph back end is to come.
@@ -97,25 +96,25 @@ def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
     """
     if fallback not in ("error", "eager"):
         raise ValueError(f"ad.compile: fallback is 'error' or 'eager', got {fallback!r}")
-    if not isinstance(cache_size, int) or cache_size < 1:
-        raise ValueError(f"ad.compile: cache_size is a positive int, got {cache_size!r}")
+    if not isinstance(max_cache, int) or max_cache < 1:
+        raise ValueError(f"ad.compile: max_cache is a positive int, got {max_cache!r}")
     if fn is None:
         return lambda f: compile(f, copy_outputs=copy_outputs, fallback=fallback,
-                                 cache_size=cache_size)
+                                 max_cache=max_cache)
     if not callable(fn):
         raise TypeError(f"ad.compile: expected a function, got {type(fn).__name__}")
-    return Compiled(fn, copy_outputs, fallback, cache_size)
+    return Compiled(fn, copy_outputs, fallback, max_cache)
 
 
 class Compiled:
     """A compiled function (see :func:`compile`); ``reset()`` forgets every trace. ``traces``,
     ``replays`` and ``eager_calls`` count the calls that ran each way."""
 
-    def __init__(self, fn, copy_outputs, fallback, cache_size):
+    def __init__(self, fn, copy_outputs, fallback, max_cache):
         functools.update_wrapper(self, fn)
         self.traces = self.replays = self.eager_calls = 0
         self.fn, self.copy_outputs = fn, copy_outputs
-        self.fallback, self.cache_size = fallback, cache_size
+        self.fallback, self.max_cache = fallback, max_cache
         self._entries = OrderedDict()
         self._lock = threading.RLock()  # (a call from inside a trace reaches the nesting error)
         self._signatures = 0
@@ -139,12 +138,12 @@ class Compiled:
         if entry is None:
             entry = self._entries[key] = _Entry(self)
             self._signatures += 1
-            if len(self._entries) > self.cache_size:
+            if len(self._entries) > self.max_cache:
                 self._entries.popitem(last=False)
                 self.note(f"it has been called with {self._signatures} signatures (tensor "
                           "shapes, dtypes and devices, the grad mode, and the values of "
                           "other arguments: a NumPy array counts by value, so pass data as "
-                          f"tensors), more than cache_size={self.cache_size}; the oldest are "
+                          f"tensors), more than max_cache={self.max_cache}; the oldest are "
                           "traced again when they come back")
         return entry(leaves, rebuild)
 
@@ -166,8 +165,8 @@ class _Entry:
 
     def __init__(self, owner):
         self.owner = owner
-        self.programs, self.previous = [], None
-        self.traces = self.divergences = 0
+        self.programs = []
+        self.stale = self.divergences = 0
         self.eager = False
 
     def __call__(self, leaves, rebuild):
@@ -179,9 +178,14 @@ class _Entry:
             if program.fits():
                 stale = program.stale(leaves)
                 if stale is None:
+                    self.stale = 0
                     return self.replay(program, leaves, rebuild)
-                self.owner.note(f"{stale}; tracing it again", once=False)
                 self.programs.remove(program)
+                self.stale += 1
+                if self.stale >= _STALE:
+                    self.go_eager(f"{stale}, on every call")
+                    return self(leaves, rebuild)
+                self.owner.note(f"{stale}; tracing it again")
                 break
         return self.trace(leaves, rebuild)
 
@@ -241,7 +245,6 @@ class _Entry:
             tracer.arguments = {id(v): t for v, t in zip(leaves, inputs)
                                 if isinstance(v, Tensor)}
             result = _call(owner.fn, rebuild(inputs))
-        self.traces += 1
         owner.traces += 1
         # what the function changed in its arguments (in place, or given new data) reaches
         # the caller's tensors, on this call and on each replay
@@ -256,23 +259,13 @@ class _Entry:
         out, rebuild_out = _flatten(result)
         outputs = ([(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out],
                    rebuild_out)
-        now = (structure(tracer, [a for a, dev in outputs[0] if dev is not None]),
-               [_key(v) for v in out])
-        if self.previous is not None and same_structure(now[0], self.previous[0]) \
-                and now[1] == self.previous[1]:
-            program = Program(tracer, buffers)
-            program.outputs, program.changed = outputs, changed
-            self.programs = [program, *self.programs][:_PROGRAMS]
-            self.previous, self.traces = None, 0
-            if program.late_guards:
-                self.go_eager("its course depends on values it computes after updating tensors "
-                              "in place (a replay that found them changed could not undo the "
-                              "update)")
-        elif self.traces >= _TRACES:
-            self.go_eager("it does something else on each call: "
-                          + first_difference(self.previous[0], now[0]))
-        else:
-            self.previous = now
+        program = Program(tracer, buffers)
+        program.outputs, program.changed = outputs, changed
+        self.programs = [program, *self.programs][:_PROGRAMS]
+        if program.late_guards:
+            self.go_eager("its course depends on values it computes after updating tensors "
+                          "in place (a replay that found them changed could not undo the "
+                          "update)")
         return self.outputs(outputs)
 
     def go_eager(self, reason):

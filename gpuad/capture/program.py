@@ -1,18 +1,14 @@
-"""A traced run as a program that replays it, and the structure two runs are compared by.
+"""A traced run as a program that replays it.
 
 :class:`Program` holds the steps of one trace, the buffers they read and write (the trace's
 own arrays, kept), the tensors the run read that existed before it (each must still hold the
 same array: parameters are updated in place, never replaced) and the ``.grad`` attributes the
-run set. :func:`structure` describes a trace with its arrays named by role and position, not
-by address, so that two traces of the same function can be compared: equal structures mean
-the function did the same thing on new values, and its steps can be replayed.
+run set.
 """
-import types
-
 import numpy as np
 
 from ..tensor import Tensor
-from .tracer import Diverged, root
+from .tracer import Diverged
 
 _GRAD = Tensor.__dict__["_grad"]
 
@@ -98,89 +94,3 @@ def _positional_out(step):
             and list(kwargs) == ["out"]):
         return fn, (*args, *kwargs["out"]), {}
     return step
-
-
-def structure(tracer, results):
-    """``(tokens, constants)``: the steps with arrays named by role, then the arrays of
-    ``results`` and of the ``.grad`` tensors the run set, and the constants' values. Two traces
-    with equal tokens and equal constants did the same on different values (a result the
-    steps do not make is a constant: its value shows whether it depends on the call)."""
-    consts, contents = {}, []
-    restored = {id(r): content for r, content in tracer.restores}
-
-    def array(a):
-        r = root(a)
-        kind = tracer.roots.get(id(r))
-        if kind is None or kind == "written":
-            if id(r) not in consts:
-                consts[id(r)] = len(contents)
-                contents.append(restored.get(id(r), r))
-            kind = ("const", consts[id(r)])
-        if kind[0] == "tensor":  # (which tensor: another one read in the same role differs)
-            kind = (*kind, id(tracer.discovered[kind[1]][0]))
-        offset = a.__array_interface__["data"][0] - r.__array_interface__["data"][0]
-        return ("array", kind, offset, a.shape, a.strides, a.dtype.str)
-
-    def tok(v, held=False):
-        """``held``: the arguments of an opaque call, whose lists and dicts are its state (by
-        identity: their contents change from call to call)."""
-        if isinstance(v, np.ndarray):
-            return array(v)
-        if isinstance(v, (list, dict)) and held:
-            return ("object", id(v))
-        if isinstance(v, dict):
-            return ("dict", tuple((k, tok(x)) for k, x in v.items()))
-        if isinstance(v, (tuple, list)):
-            return (type(v).__name__, tuple(tok(x, held) for x in v))
-        if v is None or isinstance(v, (bool, int, float, complex, str, bytes, slice,
-                                       np.dtype, type(Ellipsis))):
-            return (type(v).__name__, repr(v))
-        if isinstance(v, np.generic):
-            return ("scalar", v.dtype.str, v.tobytes())
-        if isinstance(v, types.FunctionType):
-            cells = tuple(tok(c.cell_contents) for c in v.__closure__ or ())
-            return ("function", id(v.__code__), cells, tok(v.__defaults__))
-        if isinstance(v, types.MethodType):
-            return ("method", id(v.__self__), id(v.__func__))
-        if isinstance(v, types.BuiltinMethodType) and v.__self__ is not None:
-            return ("builtin", id(v.__self__), v.__name__)  # (ufunc.reduce: made per use)
-        if hasattr(v, "fn") and hasattr(v, "kwargs"):  # (a guard's bound computation)
-            return ("bound", tok(v.fn), tuple((k, tok(x)) for k, x in v.kwargs.items()))
-        return ("object", id(v))
-
-    tokens = [(tok(fn), tok(args, kind == "opaque"),
-               tuple((k, tok(x)) for k, x in kwargs.items()), kind)
-              for (fn, args, kwargs), kind in zip(tracer.steps, tracer.kinds)]
-    grads = [_GRAD.__get__(t) for t in tracer.grads_written.values()]
-    tokens.append(("results", tok(list(results)),
-                   tok([None if g is None else g._a for g in grads])))
-    return tokens, contents
-
-
-def first_difference(a, b):
-    """Where two structures first differ, in words."""
-    (ta, ca), (tb, cb) = a, b
-    for i, (x, y) in enumerate(zip(ta, tb)):
-        if x != y:
-            return f"step {i} ({_name(x)} in one call, {_name(y)} in the next)"
-    if len(ta) != len(tb):
-        return f"the number of steps ({len(ta)}, then {len(tb)})"
-    for i, (x, y) in enumerate(zip(ca, cb)):
-        if not same_array(x, y):
-            return f"the value of constant {i} (shape {np.shape(x)}): it depends on the call"
-    return "nothing"
-
-
-def _name(token):
-    fn = token[0]
-    return f"a {token[3]} step" if fn[0] != "object" else f"a {token[3]} step of another function"
-
-
-def same_array(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
-
-
-def same_structure(a, b):
-    (ta, ca), (tb, cb) = a, b
-    return ta == tb and len(ca) == len(cb) and all(same_array(x, y) for x, y in zip(ca, cb))
