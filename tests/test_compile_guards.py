@@ -373,3 +373,53 @@ def test_zeroing_a_grad_that_a_graph_saved_is_refused_as_in_pytorch():
     assert w.grad.grad_fn is None and w.grad.numpy().tolist() == [0.0, 0.0]
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         penalty.backward()
+
+
+def test_tensors_kept_in_python_state_between_calls_run_eagerly():
+    """A buffer made on the first call and updated later, or rebound (an average): Python
+    holds tensors the run made, which a replay would neither make nor update."""
+    def accumulating():
+        state = {}
+        m = ad.nn.Linear(3, 2)
+
+        def step(x):
+            with ad.no_grad():
+                out = m(x)
+                if "buf" not in state:
+                    state["buf"] = ad.zeros_like(out)
+                state["buf"] += out
+            return state["buf"].sum() * 1
+
+        return step
+
+    def averaging():
+        state = {}
+
+        def step(x):
+            state["avg"] = state["avg"] * 0.9 + x if "avg" in state else x * 1
+            return state["avg"] * 1
+
+        return step
+
+    for make in (accumulating, averaging):
+        f = both(make, lambda f: [f(ad.tensor([[1.0, float(i), 2.0]])) for i in range(5)])
+        assert f.replays == 0
+
+
+def test_a_scheduler_stepped_inside_the_step_is_replayed():
+    def make():
+        w = ad.tensor([1.0, 2.0], requires_grad=True)
+        opt = ad.optim.SGD([w], lr=0.1, momentum=0.9)
+        sched = ad.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+
+        def step(x):
+            opt.zero_grad()
+            ((w * x).sum() ** 2).backward()
+            opt.step()
+            sched.step()
+            return w * 1
+
+        return step
+
+    f = both(make, lambda f: [f(ad.tensor([1.0, float(i)])) for i in range(6)])
+    assert f.replays == 5

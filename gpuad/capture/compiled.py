@@ -11,8 +11,10 @@ A signature is the structure of the arguments (for a tensor: its shape, dtype, d
 one per state of the Python values the traces read (a module's train/eval mode).
 """
 import functools
+import gc
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
@@ -26,6 +28,7 @@ from ..backends import tracing
 from ..devices import get_default_device
 from ..tensor import Tensor
 from .program import Program
+from .swaps import GRAD
 from .tracer import Busy, CompileError, Diverged, Tracer, root
 
 #: programs of one signature that may go stale in a row before it runs eagerly for good
@@ -71,9 +74,12 @@ def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
       ``fallback="eager"`` such a function runs eagerly instead, after one warning. (Where
       gpuad itself reads values, a replay checks they are the same, and runs eagerly if not.)
     - Python values, NumPy arrays and tensors that ``fn`` reads from outside its arguments
-      are part of the compiled function: the same objects on every replay (rebinding a name
-      or a dict entry to another tensor is not seen once it replays); pass what changes as
-      arguments.
+      are part of the compiled function: the same objects and values on every replay
+      (rebinding a name or a dict entry to another tensor, or a Python number ``fn`` itself
+      changes, is not seen); pass what changes as arguments. A function that keeps tensors it
+      made in Python state between calls (a buffer made on the first call, a list of losses)
+      runs eagerly, after one warning; optimizers and learning-rate schedulers stepped inside
+      it are replayed.
     - At most ``max_cache`` signatures are kept; a warning says when it keeps tracing.
     - Calls of one compiled function from several threads take turns (the buffers are
       shared); a call that would trace while another thread traces runs eagerly instead.
@@ -259,6 +265,11 @@ class _Entry:
         out, rebuild_out = _flatten(result)
         outputs = ([(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out],
                    rebuild_out)
+        escaped = _escaped(tracer, inputs, out)
+        del result, out
+        if escaped:
+            self.go_eager(escaped)
+            return self.outputs(outputs)
         program = Program(tracer, buffers)
         program.outputs, program.changed = outputs, changed
         self.programs = [program, *self.programs][:_PROGRAMS]
@@ -284,6 +295,25 @@ class _Entered:
 
     def __exit__(self, *exc):
         return self.tracer.__exit__(*exc)
+
+
+def _escaped(tracer, inputs, results):
+    """Why a replay could not repeat the run: a tensor it made that Python still holds after
+    it (state kept between calls: an attribute, a list, a buffer made on the first call), which
+    a replay would neither make nor update; or None. Its results, the ``.grad`` tensors it set
+    and the static inputs are the replay's own."""
+    own = {id(v) for v in (*inputs, *results) if isinstance(v, Tensor)}
+    own |= {id(GRAD.__get__(t)) for t in tracer.grads_written.values()}
+    alive = [weakref.ref(t) for i, t in tracer.born.items() if i not in own]
+    tracer.born.clear()
+    if any(r() is not None for r in alive):
+        gc.collect()  # (cycles: an exception's traceback, say)
+    kept = [r() for r in alive if r() is not None]
+    if kept:
+        return (f"it keeps {len(kept)} tensor(s) it made in Python state between calls (an "
+                f"attribute, a list, a buffer made on the first call; shape "
+                f"{kept[0].shape}), which a replay would not update")
+    return None
 
 
 def _call(fn, args_kwargs):

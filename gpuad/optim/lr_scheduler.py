@@ -5,6 +5,7 @@ import math
 import numbers
 from typing import TYPE_CHECKING, Any
 
+from ..backends import tracing
 from .optimizers import Optimizer
 
 if TYPE_CHECKING:
@@ -41,7 +42,11 @@ class _Schedule:
         self.step()
 
     def step(self) -> None:
-        """The next epoch: the optimizer's learning rates set to the schedule's."""
+        """The next epoch: the optimizer's learning rates set to the schedule's (in a compiled
+        function, a step that each replay takes again)."""
+        tracing.opaque(self._step)
+
+    def _step(self) -> None:
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
