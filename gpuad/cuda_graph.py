@@ -15,7 +15,10 @@ device memory:
 - **No host work.** A replay repeats the kernels, not the Python around them (Python
   scalars and shapes are baked in). Reading a value on the host
   (``item()``, ``float(t)``, ``if t > 0:``, ``print``), copying host data to the device, a
-  synchronize, and CuPy's cuBLAS (``matmul``, ``@``, ``Linear``) are refused inside the block.
+  synchronize, and ``einsum`` of floats (CuPy's cuBLAS) are refused inside the block.
+- **Matrix products** (``matmul``, ``@``, ``dot``, ``tensordot``, ``nn.Linear``, in float32
+  and float64) are captured through a cuBLAS handle of gpuad's own (CuPy's refuses to
+  capture), which needs the ``capture`` extra: NVIDIA's nvmath-python.
 - **Warm up first.** Run the block once or more with ``warmup=True`` before capturing: it runs
   eagerly on the stream and pool the capture will use, so kernels get compiled and the pool
   holds memory the capture can reuse. A capture that would allocate new GPU memory is refused
@@ -31,11 +34,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Iterable
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
-from ._frames import inside_gpuad
+from .backends import capture_blas
+from .cuda_graph_errors import explain, no_memory
 from .devices import Device, DeviceLike, get_default_device, resolve
 
 __all__ = ["CUDAGraph", "graph", "GraphPool", "CUDAGraphError", "capturing"]
@@ -241,6 +244,12 @@ class graph:  # noqa: N801  (a context manager, named as PyTorch's torch.cuda.gr
                 stream.wait_event(self._caller.record())  # after the work queued before it
             else:
                 backend.synchronize()  # (a failed queued check surfaces here, not in capture)
+            # (matrix products go to gpuad's cuBLAS handle: CuPy's refuses to capture)
+            if self.warmup:
+                capture_blas.warm_up()
+            else:
+                capture_blas.begin(cupy, index, stream)
+            exits.callback(capture_blas.end)
             exits.enter_context(cupy.cuda.using_allocator(self._malloc))
             exits.enter_context(stream)
             if not self.warmup:
@@ -275,10 +284,10 @@ class graph:  # noqa: N801  (a context manager, named as PyTorch's torch.cuda.gr
             pointer = memory.malloc(size)
         except Exception as exc:
             if "StreamCapture" in str(exc):
-                raise CUDAGraphError(_no_memory(size, sys._getframe(1))) from exc
+                raise CUDAGraphError(no_memory(size, sys._getframe(1))) from exc
             raise
         if memory.total_bytes() > before:
-            raise CUDAGraphError(_no_memory(size, sys._getframe(1)))
+            raise CUDAGraphError(no_memory(size, sys._getframe(1)))
         return pointer
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -301,7 +310,7 @@ class graph:  # noqa: N801  (a context manager, named as PyTorch's torch.cuda.gr
         if exc is not None:
             if isinstance(exc, CUDAGraphError) or not isinstance(exc, Exception):
                 return
-            message = _explain(exc, tb)
+            message = explain(exc, tb)
             if message is not None:
                 raise CUDAGraphError(message) from exc
             return
@@ -311,90 +320,3 @@ class graph:  # noqa: N801  (a context manager, named as PyTorch's torch.cuda.gr
                 "block is not allowed while a stream captures (a synchronize, a query of the "
                 f"stream, work on the legacy default stream): {ended}") from ended
         g._graph, g._index = captured, self._index
-
-
-def _no_memory(size: int, frame: FrameType | None) -> str:
-    frames = []
-    while frame is not None:
-        frames.append((frame, frame.f_lineno))
-        frame = frame.f_back
-    return (f"gpuad: inside ad.cuda.graph{_where(reversed(frames))}: the capture needs "
-            f"{size:,} bytes of new GPU memory, and a "
-            "capture allocates only memory its pool already holds: warm up first, running the "
-            "same code with `with ad.cuda.graph(g, warmup=True):` (the same graph, pool and "
-            "stream), and drop the warm-up's outputs (or warm up twice) before capturing")
-
-
-#: (exception type name, a phrase of CuPy's or CUDA's message, what it was, what to do)
-_REFUSALS = (
-    ("NotImplementedError", "cuBLAS",
-     "a matrix product (matmul, @, dot, tensordot, einsum, nn.Linear) calls cuBLAS, which "
-     "CuPy 14 refuses while a stream captures",
-     "matmul inside a CUDA graph needs the capture extra (nvmath-python); without it, keep "
-     "matrix products outside the captured block"),
-    ("NotImplementedError", "cuRAND",
-     "legacy cupy.random (cuRAND's host API) is refused while a stream captures",
-     "draw with ad.rand/ad.randn (or a cupy.random.Generator), whose state lives on the GPU, "
-     "so each replay draws new numbers"),
-    ("NotImplementedError", "cuSOLVER", "cuSOLVER (linear solvers) is refused while a "
-     "stream captures", "solve outside the captured block"),
-    ("RuntimeError", "D2H transfers",
-     "a read of a CUDA tensor's values on the host (item(), float(t), bool(t), `if t > 0:`, "
-     "tolist(), numpy(), print, or an op whose result size depends on the values, such as "
-     "boolean-mask indexing) cannot be captured: a replay runs no Python",
-     "compute on the device inside the block, and read the static outputs after g.replay()"),
-    ("RuntimeError", "H2D transfers",
-     "a copy of host data to the GPU (ad.tensor(...) of Python or NumPy data, a NumPy array "
-     "or a list as an operand or an index) cannot be captured",
-     "make such tensors before capturing (static inputs) and copy new values into them with "
-     "x.copy_(...) before each g.replay()"),
-    ("RuntimeError", "synchronous API calls",
-     "a synchronous copy or memset cannot be captured", "use the asynchronous operations"),
-    ("CUDARuntimeError", "cudaErrorStreamCaptureUnsupported",
-     "an operation CUDA does not allow while a stream captures (a synchronize such as "
-     "ad.cuda.synchronize(), or freeing GPU memory)", "do it before or after the block"),
-    ("CUDARuntimeError", "cudaErrorStreamCaptureImplicit",
-     "work on the legacy default stream while a blocking stream captures",
-     "capture on a non-blocking stream (ad.cuda.graph's default)"),
-    ("", "invalidated the capture", "an earlier operation in the block invalidated the "
-     "capture", "remove the synchronize or stream query from the block"),
-    ("CUDARuntimeError", "cudaErrorStreamCaptureInvalidated", "an earlier operation in the "
-     "block invalidated the capture", "remove the synchronize or stream query from the block"),
-)
-
-
-def _explain(exc: BaseException, tb: TracebackType | None) -> str | None:
-    """gpuad's message for a refusal of CuPy or CUDA inside the block (None: another
-    error, left as it is)."""
-    frames = []
-    while tb is not None:
-        frames.append((tb.tb_frame, tb.tb_lineno))
-        tb = tb.tb_next
-    text = str(exc)
-    names = {k.__name__ for k in type(exc).__mro__}
-    for kind, phrase, what, fix in _REFUSALS:
-        if (not kind or kind in names) and phrase in text:
-            return (f"gpuad: inside ad.cuda.graph{_where(frames)}: {what}. Fix: {fix}. "
-                    f"({type(exc).__name__}: {text})")
-    return None
-
-
-_LIBRARIES = ("cupy", "cupyx", "cupy_backends", "fake_cupy", "numpy")
-
-
-def _where(frames: Iterable[tuple[FrameType, int]]) -> str:
-    """`` at FILE:LINE (in gpuad's NAME)``: of ``(frame, line)`` from the outermost, the last
-    line of the user's code before the call into gpuad (or CuPy) that failed, and that gpuad
-    function."""
-    user, entered = None, None
-    for frame, line in frames:
-        module = str(frame.f_globals.get("__name__", "")).split(".")[0]
-        if inside_gpuad(frame):
-            entered = entered or frame.f_code.co_name
-        elif module in _LIBRARIES:
-            break
-        elif entered is None:
-            user = (frame.f_code.co_filename, line)
-    text = f" at {user[0]}:{user[1]}" if user else ""
-    return text + (f" (in gpuad's {entered})" if entered else "")
-

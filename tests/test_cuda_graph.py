@@ -6,6 +6,7 @@ others check what only the stand-in can show (memory that no kernel wrote yet, h
 pool's memory is reused)."""
 import doctest
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from fake_cupy import cuda_or_stand_in, installed
 
 import gpuad as ad
 import gpuad.cuda_graph as cuda_graph
+from gpuad.backends import capture_blas
 from gpuad.cuda_graph import CUDAGraph, CUDAGraphError
 
 GPU = pytest.mark.cuda  # real CUDA where usable, else the stand-in
@@ -173,22 +175,22 @@ _REFUSED = {
     "mask": (lambda x: x[x > 0] * 2, "read of a CUDA tensor's values on the host"),
     "tensor from host data": (lambda x: x + ad.tensor(np.ones(16, np.float32), device="cuda"),
                               "copy of host data to the GPU"),
-    "matmul": (lambda x: x @ x.T, r"matmul inside a CUDA graph needs the capture extra "
-                                  r"\(nvmath-python\)"),
+    "einsum": (lambda x: ad.einsum("ij,kj->ik", x, x), r"CuPy's cuBLAS \(einsum of floats"),
+    "matmul without the capture extra": (lambda x: x @ x.T, r"gpuad's own cuBLAS handle.*"
+                                         r"install the capture extra \(nvmath-python\)"),
 }
 
 
 @GPU
 @pytest.mark.parametrize("what", list(_REFUSED))
-def test_each_refusal_names_the_op_its_line_and_the_fix(gpu, what):
+def test_each_refusal_names_the_op_its_line_and_the_fix(gpu, what, monkeypatch):
     body, phrase = _REFUSED[what]
     x = ad.tensor(_inputs(0), device="cuda")
     g = CUDAGraph()
-    if what == "matmul":
-        try:
-            (x @ x.T).numpy()
-        except Exception as exc:  # (a GPU image without cuBLAS cannot multiply at all)
-            pytest.skip(f"no eager matmul here: {exc}")
+    if what == "matmul without the capture extra":
+        for name in ("nvmath", "nvmath.bindings", "nvmath.bindings.cublas"):
+            monkeypatch.setitem(sys.modules, name, None)  # (an import of it fails)
+        monkeypatch.setattr(capture_blas, "_handles", {})
     with ad.cuda.graph(g, warmup=True):
         out = body(x)
     del out

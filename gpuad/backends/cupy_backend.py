@@ -13,7 +13,7 @@ import cupyx
 import numpy as np
 from cupyx.scipy import special as _special
 
-from . import cupy_kernels
+from . import capture_blas, cupy_kernels
 from .base import Backend
 from .cuda_errors import is_out_of_memory
 from .deferred import PendingChecks
@@ -87,6 +87,8 @@ class CupyBackend(Backend):
         self.cuda_device = cupy.cuda.Device(index)
         self.checks = PendingChecks(cupy, f"cuda:{index}")
         self._forwards_by_kernel()
+        # (inside a CUDA-graph capture, through gpuad's own cuBLAS handle: CuPy's refuses)
+        self.matmul = functools.partial(capture_blas.matmul, cupy)
         for name in Backend.array_methods():
             method = getattr(self, name)
             if not getattr(method, "on_its_device", False):

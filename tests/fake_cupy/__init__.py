@@ -1,8 +1,9 @@
 """A strict NumPy stand-in for CuPy, so gpuad's CUDA code path (dispatch, device bookkeeping,
 transfers, kernels, errors) runs on machines without a GPU.
 
-``install(devices=1)`` puts it in ``sys.modules`` as ``cupy``/``cupyx`` (real CuPy, if
-imported, is set aside) and returns the callable that removes it again; ``installed(...)``
+``install(devices=1)`` puts it in ``sys.modules`` as ``cupy``/``cupyx``, with the part of
+``nvmath`` (NVIDIA's cuBLAS bindings) that gpuad calls while capturing (real CuPy and nvmath,
+if imported, are set aside) and returns the callable that removes it again; ``installed(...)``
 does the same for one ``with`` block. Both ways, every module that bound the previous
 ``cupy``/``cupyx`` is forgotten (re-imported on next use, so it binds the one now installed),
 and gpuad's cached CUDA backends are dropped; while it is in place the probe answers for it
@@ -24,7 +25,7 @@ from .stats import stats
 
 __all__ = ["install", "installed", "cuda_or_stand_in", "remove", "stats"]
 
-_ROOTS = ("cupy", "cupyx", "cupy_backends")
+_ROOTS = ("cupy", "cupyx", "cupy_backends", "nvmath")
 _active = []  # the uninstall callable of the stand-in in place, if any
 _active_devices = [0]  # and its number of devices
 _deferred = []  # the uninstall callable of a stand-in left in place to a test's end
@@ -75,6 +76,9 @@ def _drop_cuda_backends():
     resolved while the stand-in was in place."""
     gpuad_devices = sys.modules.get("gpuad.devices")
     gpuad_backends = sys.modules.get("gpuad.backends")
+    capture_blas = sys.modules.get("gpuad.backends.capture_blas")
+    if capture_blas is not None:  # (cuBLAS handles bound to the streams of that CuPy)
+        capture_blas._handles.clear()
     if gpuad_backends is not None:
         for key in [k for k in gpuad_backends._backends if k.startswith("cuda")]:
             del gpuad_backends._backends[key]

@@ -271,7 +271,7 @@ def call(c, fn, name, args, kwargs, device, arrays):
     copies = {}
 
     def copy(a):
-        return copies.setdefault(id(a), (a, a._a.copy()))[1]
+        return copies.setdefault(id(a), (a, _same_layout(a._a)))[1]
 
     with np.errstate(all="ignore"):
         probe = fn(*_map(args, copy), **_map(kwargs, copy))
@@ -303,6 +303,19 @@ def call(c, fn, name, args, kwargs, device, arrays):
 
         record(c, run, [*arrays, *(r for r in results if hasattr(r, "_mem"))])
     return type(probe)(results) if several else results[0]
+
+
+def _same_layout(a):
+    """A copy of ``a`` with its strides (a function given a strided view may hand back a
+    contiguous copy, or the view itself: the probe must see which)."""
+    if a.flags.c_contiguous or not a.size:
+        return a.copy()
+    span = [s * (n - 1) for s, n in zip(a.strides, a.shape)]
+    low = sum(x for x in span if x < 0)
+    raw = np.empty(sum(x for x in span if x > 0) - low + a.itemsize, np.uint8)
+    out = np.ndarray(a.shape, a.dtype, raw, -low, a.strides)
+    out[...] = a
+    return out
 
 
 def poison(a):

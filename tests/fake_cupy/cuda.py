@@ -201,8 +201,12 @@ class Stream:
 
     def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
         self._ptr = 0 if null else id(self)
+        self.ptr = self._ptr  # (an instance attribute in CuPy too: not in the class's names)
         self._non_blocking = bool(non_blocking)
         self._previous = []
+        from . import nvmath
+
+        nvmath.register(self)  # (a cuBLAS handle bound to it finds it by its pointer)
 
     def use(self):
         _streams.current = self

@@ -10,7 +10,7 @@ import types
 
 import numpy as np
 
-from . import array, capture, cuda, kernels, pool
+from . import array, capture, cuda, kernels, nvmath, pool
 from .array import _call, _wrap, ndarray, wrapped_around
 
 ALLOW_LIST = pathlib.Path(__file__).resolve().parents[1] / "cupy_names.json"
@@ -199,7 +199,7 @@ def modules(devices=1):
         "scatter_add": lambda a, slices, value: _call(
             _scatter_add, "scatter_add", (a, slices, value), {})})
     mods.update({"cupy": cupy, "cupy.random": random, "cupyx": cupyx, "cupyx.scipy": scipy,
-                 "cupyx.scipy.special": special})
+                 "cupyx.scipy.special": special, **nvmath.modules()})
     for name, mod in mods.items():  # importlib.util.find_spec("cupy") works as with CuPy
         mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
     return mods
