@@ -19,7 +19,8 @@ PACKAGE = ROOT / "gpuad"
 #: module of that package (the package itself included); the longest matching name wins.
 FLOORS = (
     ("backends", ("gpuad.backends.", "gpuad._frames", "gpuad.errors", "gpuad.dtypes")),
-    ("devices", ("gpuad.devices", "gpuad.cuda", "gpuad.cuda_graph", "gpuad.printing")),
+    ("devices", ("gpuad.devices", "gpuad.cuda", "gpuad.cuda_graph", "gpuad.cuda_graph_errors",
+                 "gpuad.printing")),
     ("tensor", ("gpuad.tensor", "gpuad._typing", "gpuad.convert", "gpuad.creation",
                 "gpuad.checkpoint")),
     ("autograd core", ("gpuad.autograd", "gpuad.autograd.grad_mode", "gpuad.autograd.node",

@@ -1,10 +1,13 @@
 """The points where ``ad.compile``'s tracer (:mod:`gpuad.capture`) hooks into code below it.
 
 While a compiled function traces, ``active`` is its tracer; otherwise None, and each hook costs
-one global lookup. Four kinds of code call here:
+one global lookup. Five kinds of code call here:
 
 - a call whose Python must run again on every replay, as one step (an optimizer's update of
   one parameter: its step count and learning rate live in Python): :func:`opaque`;
+- a call that changes only what the host keeps (a scheduler's learning rate, a fused
+  optimizer's step count and its upload of changed settings): :func:`host`, which a CUDA
+  graph's replay runs before it launches;
 - a random draw, which a replay repeats (the next numbers of the same generator, as the eager
   run would draw them): :func:`draw`;
 - a read of a tensor's values on the host (``item()``, ``bool(t)``, ``numpy()``, printing),
@@ -32,6 +35,15 @@ def opaque(fn, *args):
     if active is None:
         return fn(*args)
     return active.opaque(fn, args)
+
+
+def host(fn, *args):
+    """``fn(*args)``, which changes host state only (no work on device arrays but the upload of
+    new settings): a replay calls it again; a CUDA graph's replay calls it before launching,
+    so what it uploads reaches the kernels of the same step."""
+    if active is None:
+        return fn(*args)
+    return active.host(fn, args)
 
 
 def draw(fn, *args):

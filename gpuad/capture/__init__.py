@@ -1,6 +1,6 @@
 """Compiled functions: trace a step of tensor work once, then replay it without Python per
 op (:func:`compile`)."""
 from .compiled import Compiled, CompileWarning, compile
-from .tracer import CompileError
+from .steps import CompileError
 
 __all__ = ["compile", "Compiled", "CompileError", "CompileWarning"]

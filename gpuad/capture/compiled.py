@@ -11,10 +11,8 @@ A signature is the structure of the arguments (for a tensor: its shape, dtype, d
 one per state of the Python values the traces read (a module's train/eval mode).
 """
 import functools
-import gc
 import threading
 import warnings
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
@@ -23,13 +21,14 @@ import numpy as np
 
 from .._frames import user_stacklevel
 from ..autograd.anomaly import is_anomaly_enabled
-from ..autograd.grad_mode import active, is_grad_enabled, mode
+from ..autograd.grad_mode import is_grad_enabled
 from ..backends import tracing
 from ..devices import get_default_device
 from ..tensor import Tensor
+from . import calls
 from .program import Program
-from .swaps import GRAD
-from .tracer import Busy, CompileError, Diverged, Tracer, root
+from .steps import Busy, CompileError, Diverged, root
+from .tracer import Tracer
 
 #: programs of one signature that may go stale in a row before it runs eagerly for good
 _STALE = 3
@@ -131,14 +130,14 @@ class Compiled:
             return self._call(args, kwargs)
 
     def _call(self, args, kwargs):
-        leaves, rebuild = _flatten((args, kwargs))
-        if _differentiated(leaves):
+        leaves, rebuild = calls.flatten((args, kwargs))
+        if calls.differentiated(leaves):
             self.note("its results would have to carry gradients back to its arguments (one "
                       "requires grad, or jvp/GradientTape is differentiating the call), which "
                       "a replay cannot do: such calls run eagerly")
             self.eager_calls += 1
-            return _call(self.fn, rebuild(leaves))
-        key = (tuple(_key(v) for v in leaves), _aliases(leaves), is_grad_enabled(),
+            return calls.call(self.fn, rebuild(leaves))
+        key = (tuple(calls.key(v) for v in leaves), calls.aliases(leaves), is_grad_enabled(),
                is_anomaly_enabled(), str(get_default_device()), tracing.epoch)
         entry = self._entries.get(key)
         if entry is None:
@@ -161,7 +160,7 @@ class Compiled:
         """A CompileWarning naming the function (only the first with ``once``)."""
         if not (once and self._warned):
             self._warned = once
-            warnings.warn(f"ad.compile: {_name(self.fn)}: {message}", CompileWarning,
+            warnings.warn(f"ad.compile: {calls.name(self.fn)}: {message}", CompileWarning,
                           stacklevel=user_stacklevel())
 
 
@@ -179,7 +178,7 @@ class _Entry:
         fn = self.owner.fn
         if self.eager:
             self.owner.eager_calls += 1
-            return _call(fn, rebuild(leaves))
+            return calls.call(fn, rebuild(leaves))
         for program in self.programs:
             if program.fits():
                 stale = program.stale(leaves)
@@ -201,14 +200,14 @@ class _Entry:
             program.run(arrays)
         except Diverged as e:
             if not e.before_effects:
-                raise CompileError(f"ad.compile: {_name(self.owner.fn)}: {e}, after the "
+                raise CompileError(f"ad.compile: {calls.name(self.owner.fn)}: {e}, after the "
                                    "replay had updated tensors in place; the function's "
                                    "course depends on its values: run it eagerly") from None
             self.divergences += 1
             if self.divergences >= _DIVERGENCES:
                 self.go_eager(f"{e} ({self.divergences} times): its course depends on values")
             self.owner.eager_calls += 1
-            return _call(self.owner.fn, rebuild(leaves))
+            return calls.call(self.owner.fn, rebuild(leaves))
         self.owner.replays += 1
         for j, final in program.changed:
             np.copyto(arrays[j], final)
@@ -224,23 +223,23 @@ class _Entry:
 
     def trace(self, leaves, rebuild):
         owner = self.owner
-        if _overlapping([v._a for v in leaves if isinstance(v, Tensor)]):
+        if calls.overlapping([v._a for v in leaves if isinstance(v, Tensor)]):
             owner.eager_calls += 1
             owner.note("its tensor arguments share memory (views of one another): such calls "
                        "run eagerly (copied into static inputs they would no longer share it)")
-            return _call(owner.fn, rebuild(leaves))
+            return calls.call(owner.fn, rebuild(leaves))
         if any(isinstance(v, Tensor) and v._dev.type != "cpu" for v in leaves):
             self.go_eager("it takes CUDA tensors; ad.compile replays CPU work only so far (the "
                           "CUDA-graph back end is to come), so it runs eagerly")
             owner.eager_calls += 1
-            return _call(owner.fn, rebuild(leaves))
-        tracer = Tracer(_name(owner.fn), owner.fallback)
+            return calls.call(owner.fn, rebuild(leaves))
+        tracer = Tracer(calls.name(owner.fn), owner.fallback)
         tracer.argument_arrays = [v._a for v in leaves if isinstance(v, Tensor)]
         try:
             tracer.__enter__()
         except Busy:  # (another thread traces: this call runs eagerly, and traces later)
             owner.eager_calls += 1
-            return _call(owner.fn, rebuild(leaves))
+            return calls.call(owner.fn, rebuild(leaves))
         with _Entered(tracer):
             statics = {}  # (an argument given twice is one static input)
             arrays = iter(tracer.argument_arrays)
@@ -250,7 +249,7 @@ class _Entry:
             buffers = [t._a.view(np.ndarray) for t in inputs if isinstance(t, Tensor)]
             tracer.arguments = {id(v): t for v, t in zip(leaves, inputs)
                                 if isinstance(v, Tensor)}
-            result = _call(owner.fn, rebuild(inputs))
+            result = calls.call(owner.fn, rebuild(inputs))
         owner.traces += 1
         # what the function changed in its arguments (in place, or given new data) reaches
         # the caller's tensors, on this call and on each replay
@@ -262,13 +261,13 @@ class _Entry:
         if tracer.invalid is not None:
             self.go_eager(tracer.invalid)
             return result
-        out, rebuild_out = _flatten(result)
+        out, rebuild_out = calls.flatten(result)
         outputs = ([(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out],
                    rebuild_out)
-        escaped = _escaped(tracer, inputs, out)
+        kept = calls.escaped(tracer, inputs, out)
         del result, out
-        if escaped:
-            self.go_eager(escaped)
+        if kept:
+            self.go_eager(kept)
             return self.outputs(outputs)
         program = Program(tracer, buffers)
         program.outputs, program.changed = outputs, changed
@@ -295,97 +294,3 @@ class _Entered:
 
     def __exit__(self, *exc):
         return self.tracer.__exit__(*exc)
-
-
-def _escaped(tracer, inputs, results):
-    """Why a replay could not repeat the run: a tensor it made that Python still holds after
-    it (state kept between calls: an attribute, a list, a buffer made on the first call), which
-    a replay would neither make nor update; or None. Its results, the ``.grad`` tensors it set
-    and the static inputs are the replay's own."""
-    own = {id(v) for v in (*inputs, *results) if isinstance(v, Tensor)}
-    own |= {id(GRAD.__get__(t)) for t in tracer.grads_written.values()}
-    alive = [weakref.ref(t) for i, t in tracer.born.items() if i not in own]
-    tracer.born.clear()
-    if any(r() is not None for r in alive):
-        gc.collect()  # (cycles: an exception's traceback, say)
-    kept = [r() for r in alive if r() is not None]
-    if kept:
-        return (f"it keeps {len(kept)} tensor(s) it made in Python state between calls (an "
-                f"attribute, a list, a buffer made on the first call; shape "
-                f"{kept[0].shape}), which a replay would not update")
-    return None
-
-
-def _call(fn, args_kwargs):
-    args, kwargs = args_kwargs
-    return fn(*args, **kwargs)
-
-
-def _name(fn):
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-def _differentiated(leaves):
-    """Whether the call may need a graph back to its arguments: an argument requires grad
-    (the function may differentiate with respect to it, under no_grad too), or forward mode
-    or a gradient tape is active."""
-    if active[0] and (mode.levels or mode.tapes):
-        return True
-    return any(isinstance(v, Tensor) and v._rg for v in leaves)
-
-
-def _overlapping(arrays):
-    """Whether two of ``arrays`` (not the same array) share memory."""
-    return any(a is not b and np.may_share_memory(a, b)
-               for i, a in enumerate(arrays) for b in arrays[i + 1:])
-
-
-def _aliases(leaves):
-    """For each tensor argument, the position of the first argument that is the same tensor
-    (``f(t, t)`` is another signature than ``f(t, u)``)."""
-    first = {}
-    return tuple(first.setdefault(id(v), i) for i, v in enumerate(leaves)
-                 if isinstance(v, Tensor))
-
-
-def _key(v):
-    """A leaf of the signature: a tensor by its layout (strides included: they decide the
-    order of a sum), anything else by value (a float by its repr: -0.0 is not 0.0)."""
-    if isinstance(v, Tensor):
-        return ("tensor", v.shape, v.dtype.str, str(v._dev), v._rg,
-                getattr(v._a, "strides", None))
-    if isinstance(v, np.ndarray):
-        return ("array", v.shape, v.dtype.str, v.tobytes())
-    if isinstance(v, (float, complex)):
-        return (type(v).__name__, repr(v))
-    try:
-        hash(v)
-    except TypeError:
-        raise TypeError(f"ad.compile: an argument is a {type(v).__name__}, which cannot be "
-                        "part of a signature; pass tensors, numbers, strings, or tuples, "
-                        "lists and dicts of them") from None
-    return (type(v).__name__, v)
-
-
-def _flatten(tree):
-    """``(leaves, rebuild)``: the leaves of nested tuples, lists and dicts, and the function
-    that puts new leaves in their places."""
-    leaves = []
-
-    def walk(v):
-        if isinstance(v, tuple) and hasattr(v, "_fields"):  # a namedtuple
-            parts = [walk(x) for x in v]
-            kind = type(v)
-            return lambda it: kind(*(p(it) for p in parts))
-        if isinstance(v, (tuple, list)):
-            parts = [walk(x) for x in v]
-            kind = type(v)
-            return lambda it: kind(p(it) for p in parts)
-        if isinstance(v, dict):
-            parts = {k: walk(x) for k, x in v.items()}
-            return lambda it: {k: p(it) for k, p in parts.items()}
-        leaves.append(v)
-        return lambda it: next(it)
-
-    build = walk(tree)
-    return leaves, lambda new: build(iter(new))

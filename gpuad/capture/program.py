@@ -8,7 +8,7 @@ run set.
 import numpy as np
 
 from ..tensor import Tensor
-from .tracer import Diverged
+from .steps import Diverged
 
 _GRAD = Tensor.__dict__["_grad"]
 

@@ -65,16 +65,7 @@ class Data:
         tracer = tracing.active
         if tracer is None or isinstance(a, Traced) or tracer.thread != get_ident():
             return a
-        if id(t) in tracer.born:  # a constant made during the run: followed from here on
-            if a.__class__ is np.ndarray:
-                a = a.view(Traced)
-                DATA.__set__(t, a)
-            return a
-        if a.__class__ is not np.ndarray:
-            tracer.invalidate(f"it uses a {t._dev} tensor; ad.compile replays CPU work only "
-                              "so far (the CUDA-graph back end is not built yet)")
-            return a
-        return tracer.discover(t, a)
+        return tracer.read(t, a)
 
     def __set__(self, t, a):
         tracer = tracing.active

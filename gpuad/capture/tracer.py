@@ -22,6 +22,19 @@ from .. import _frames
 from ..backends import tracing
 from ..devices import device
 from ..tensor import Tensor
+from .steps import (
+    Bound,
+    Busy,
+    CompileError,
+    arrays,
+    check,
+    into,
+    into_each,
+    is_view,
+    root,
+    where,
+    zero_d,
+)
 from .swaps import DATA, GRAD, MAKING_TRACED, Data, Grad
 from .traced import Traced, plain, unwrap, wrap
 
@@ -34,79 +47,6 @@ _METADATA = {np.shape, np.ndim, np.size, np.result_type, np.may_share_memory,
              np.shares_memory, np.iscomplexobj, np.isrealobj, np.can_cast, np.min_scalar_type}
 #: NumPy functions that write into their first argument
 _WRITERS = {np.copyto, np.put, np.place, np.putmask, np.fill_diagonal, np.put_along_axis}
-
-
-class CompileError(RuntimeError):
-    """``ad.compile`` cannot replay what the function does (the message names the line)."""
-
-
-class Busy(Exception):
-    """Another thread is tracing (a trace swaps class attributes: one runs at a time)."""
-
-
-class Diverged(Exception):
-    """A replay read a value on the host that differs from the trace's: the recorded steps no
-    longer describe what the function would do."""
-
-
-def root(a):
-    """The array owning ``a``'s memory."""
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
-
-
-def into(dst, fn, args, kwargs):
-    """``fn(*args, **kwargs)`` copied into ``dst`` (a step for results that cannot be written
-    in place); a result of another shape means the function has changed course."""
-    value = fn(*args, **kwargs)
-    if np.shape(value) != dst.shape:
-        raise Diverged(f"{getattr(fn, '__name__', fn)} gave shape {np.shape(value)}, the "
-                       f"trace {dst.shape}")
-    np.copyto(dst, value, casting="unsafe")
-
-
-def check(compute, args, expected):
-    """A guard: ``compute(*args)`` is still ``expected``."""
-    value = compute(*args)
-    if not same(value, expected):
-        raise Diverged(f"a value read on the host was {expected!r} when traced, now {value!r}")
-
-
-def same(a, b):
-    """Equal values, nan equal to nan."""
-    try:
-        return bool(np.array_equal(a, b, equal_nan=True))
-    except TypeError:  # (not numbers)
-        return a == b
-
-
-def _zero_d(r):
-    """A ufunc's result as an array: NumPy gives a scalar for 0-d inputs (a NumPy scalar, or
-    any Python object from an object loop, as ``np.frompyfunc`` makes), a replay needs an
-    output buffer of the loop's type."""
-    if isinstance(r, np.ndarray):
-        return r
-    if isinstance(r, np.generic):
-        return np.asarray(r)
-    out = np.empty((), dtype=object)
-    out[()] = r
-    return out
-
-
-def _arrays(value):
-    if isinstance(value, np.ndarray):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _arrays(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _arrays(v)
-
-
-def _is_view(result, args):
-    return any(np.may_share_memory(result, a) for a in _arrays(args))
 
 
 class Tracer:
@@ -132,6 +72,7 @@ class Tracer:
         self.written = set()  # ids of the roots steps wrote into
         self.arguments = {}  # id of a tensor argument -> its static input
         self.argument_arrays = []  # the arrays of the tensor arguments (the caller's)
+        self.cuda_device = None  # the device of a CUDA tensor the run read, if it read one
 
     @property
     def paused(self):
@@ -152,12 +93,17 @@ class Tracer:
         Tensor._a, Tensor._grad = Data(), Grad()
         # gpuad takes a result of another array type for a scalar to wrap: Traced is the type;
         # and arrays the backend makes are Traced, so that what it writes into them is recorded
-        self.cpu.array_type, self.cpu.xp = Traced, MAKING_TRACED
+        if self.follows_cpu:
+            self.cpu.array_type, self.cpu.xp = Traced, MAKING_TRACED
         return self
+
+    #: whether the CPU's array work is followed (a CUDA graph's recorder follows none)
+    follows_cpu = True
 
     def __exit__(self, *exc):
         Tensor._a, Tensor._grad = DATA, GRAD
-        self.cpu.array_type, self.cpu.xp = np.ndarray, np
+        if self.follows_cpu:
+            self.cpu.array_type, self.cpu.xp = np.ndarray, np
         tracing.active = None
         _ONE_AT_A_TIME.release()
         for t, a, v in self.discovered:
@@ -216,7 +162,7 @@ class Tracer:
         saved first: each replay starts it from there)."""
         if self.paused:
             return fn(*args, **kwargs)
-        for a in _arrays(writes):
+        for a in arrays(writes):
             self._written(a)
         result = fn(*args, **kwargs)
         self.record(fn, args, kwargs)
@@ -237,7 +183,7 @@ class Tracer:
             return out[0] if len(out) == 1 else out
         result = fn(*args, **kwargs)
         many = isinstance(result, tuple)
-        arrays = tuple(_zero_d(r) for r in (result if many else (result,)))
+        arrays = tuple(zero_d(r) for r in (result if many else (result,)))
         self.record(fn, args, dict(kwargs, out=arrays), produces=arrays)
         wrapped = tuple(wrap(a) for a in arrays)
         return wrapped if many else wrapped[0]
@@ -260,10 +206,10 @@ class Tracer:
             return self.copied(result, func, args, kwargs)
         if isinstance(result, (tuple, list)) and result and all(
                 isinstance(r, np.ndarray) for r in result):
-            parts = [r if _is_view(r, args) else None for r in result]
+            parts = [r if is_view(r, args) else None for r in result]
             fresh = [r for r, p in zip(result, parts) if p is None]
             if fresh:
-                self.record(_into_each, (tuple(result), tuple(p is None for p in parts), func,
+                self.record(into_each, (tuple(result), tuple(p is None for p in parts), func,
                                          args, kwargs), {}, produces=fresh)
             return type(result)(wrap(r) for r in result)
         if isinstance(result, (bool, int, float, complex)) and func not in _METADATA:
@@ -279,7 +225,7 @@ class Tracer:
             result = np.asarray(result)
         elif not isinstance(result, np.ndarray):
             return result
-        elif _is_view(result, args):
+        elif is_view(result, args):
             return wrap(result)
         if fn in (np.ndarray.astype, np.ndarray.copy):
             self.record(np.copyto, (result, args[0]), {"casting": "unsafe"}, produces=(result,))
@@ -289,7 +235,7 @@ class Tracer:
 
     def guard(self, compute, args, value, kwargs=None):
         if not self.paused:
-            fn = compute if kwargs is None else _Bound(compute, kwargs)
+            fn = compute if kwargs is None else Bound(compute, kwargs)
             self.record(check, (fn, args if isinstance(args, tuple) else (args,), value), {},
                         kind="guard")
 
@@ -301,7 +247,7 @@ class Tracer:
         while frame is not None and frame.f_code.co_filename.startswith(_HERE):
             frame = frame.f_back  # (the code that asked NumPy, past the tracer's own)
         self.invalidate("a NumPy operation that gpuad's tracer does not follow made a new "
-                        f"array from a traced one, at {_where(frame)}")
+                        f"array from a traced one, at {where(frame)}")
 
     # ---- the hooks of gpuad.backends.tracing -------------------------------------------------
     def opaque(self, fn, args):
@@ -317,6 +263,9 @@ class Tracer:
         # (its own arguments only: a dict or list among them is state it keeps, not a copy)
         self.record(fn, tuple(plain(a) for a in args), {}, kind="opaque")
         return result
+
+    def host(self, fn, args):
+        return self.opaque(fn, args)  # (on the CPU, a step like any opaque one)
 
     def draw(self, fn, args):
         result = fn(*args)
@@ -346,7 +295,7 @@ class Tracer:
                 self.guard(np.copy, (a,), a.copy())
             return
         message = (f"ad.compile: {self.name} reads a tensor's values on the host ({what}) at "
-                   f"{_where(_frames.user_frame(frame))}; a replay runs no Python, so it "
+                   f"{where(_frames.user_frame(frame))}; a replay runs no Python, so it "
                    "cannot repeat what is done with them. Return the tensor from the function "
                    "instead (and read it outside), or pass fallback='eager' to run such a "
                    "function eagerly")
@@ -356,6 +305,21 @@ class Tracer:
             raise CompileError(message)
 
     # ---- tensors read and written -----------------------------------------------------------
+    def read(self, t, a):
+        """``t``'s array ``a``, read while tracing (``t`` made before the run, or during it)."""
+        if id(t) in self.born:  # a constant made during the run: followed from here on
+            if a.__class__ is np.ndarray:
+                a = a.view(Traced)
+                DATA.__set__(t, a)
+            return a
+        if a.__class__ is not np.ndarray:
+            self.cuda_device = t._dev
+            self.invalidate(f"it uses a {t._dev} tensor that is not an argument; a compiled "
+                            "function with CUDA tensor arguments (or with a CUDA default "
+                            "device) is captured as a CUDA graph, one with CPU ones traced")
+            return a
+        return self.discover(t, a)
+
     def discover(self, t, a):
         """A tensor made before the run is read: it reads as a Traced view from now on. An
         argument of the call read from outside too reads as its static input (the same memory,
@@ -375,25 +339,3 @@ class Tracer:
         self.discovered.append((t, a, v))
         DATA.__set__(t, v)
         return v
-
-
-def _where(frame):
-    """``file:line`` of ``frame``."""
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
-
-
-def _into_each(results, fresh, fn, args, kwargs):
-    values = fn(*args, **kwargs)
-    for dst, value, new in zip(results, values, fresh):
-        if new:
-            into(dst, lambda v=value: v, (), {})
-
-
-class _Bound:
-    """``fn`` with keyword arguments, called with positional ones (a guard's computation)."""
-
-    def __init__(self, fn, kwargs):
-        self.fn, self.kwargs = fn, kwargs
-
-    def __call__(self, *args):
-        return self.fn(*args, **self.kwargs)

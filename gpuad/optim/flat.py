@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from ..backends import tracing
 from ..tensor import Tensor
 
 if TYPE_CHECKING:
@@ -110,19 +111,23 @@ class FlatGroup:
     @_on_its_device
     def step(self, group: dict[str, Any], decoupled: bool) -> None:
         """One fused update of every parameter, with ``group``'s settings (written to the
-        device only when they changed)."""
-        _, layout, at = KINDS[self.kind]
-        values = [float(group["betas"][int(k[-1])]) if k.startswith("betas")
-                  else float(decoupled) if k == "decoupled" else float(group[k])
-                  for k in layout]
-        xp = self.backend.xp
-        if values != self.written:
-            self.hyper[:len(values)] = xp.asarray(np.array(values))
-            self.written = values
-        self.hyper[at] += 1  # on the device
-        self.steps += 1
+        device only when they changed: in a CUDA graph, before each replay launches)."""
+        tracing.host(self._settings, group, decoupled)
+        self.hyper[KINDS[self.kind][2]] += 1  # the step count, on the device
         arrays = [self.data, self.grad] + [self.state[n] for n in KINDS[self.kind][0]]
         self.backend.fused_optimizer_step(self.kind, arrays, self.hyper)
+
+    @_on_its_device
+    def _settings(self, group: dict[str, Any], decoupled: bool) -> None:
+        """The host's part of a step: ``group``'s settings to the device where they changed,
+        and the step and the parameters' versions counted."""
+        values = [float(group["betas"][int(k[-1])]) if k.startswith("betas")
+                  else float(decoupled) if k == "decoupled" else float(group[k])
+                  for k in KINDS[self.kind][1]]
+        if values != self.written:
+            self.hyper[:len(values)] = self.backend.xp.asarray(np.array(values))
+            self.written = values
+        self.steps += 1
         for p in self.params:
             p._ver[0] += 1
 

@@ -44,7 +44,7 @@ class _Schedule:
     def step(self) -> None:
         """The next epoch: the optimizer's learning rates set to the schedule's (in a compiled
         function, a step that each replay takes again)."""
-        tracing.opaque(self._step)
+        tracing.host(self._step)
 
     def _step(self) -> None:
         self.last_epoch += 1
