@@ -25,7 +25,7 @@ from ..autograd.grad_mode import is_grad_enabled
 from ..backends import tracing
 from ..devices import get_default_device
 from ..tensor import Tensor
-from . import calls
+from . import calls, graphed
 from .program import Program
 from .steps import Busy, CompileError, Diverged, root
 from .tracer import Tracer
@@ -168,11 +168,15 @@ class _Entry:
     """One signature's state: tracing (twice, until two traces agree), replaying one of its
     programs (one per state of the Python values read, such as train/eval), or eager."""
 
+    kept_programs = _PROGRAMS
+
     def __init__(self, owner):
         self.owner = owner
         self.programs = []
         self.stale = self.divergences = 0
         self.eager = False
+        self.pending = None  # (CUDA) a capture in preparation: see graphed.py
+        self.cuda_device = None  # (CUDA) the device a traced run found it works on
 
     def __call__(self, leaves, rebuild):
         fn = self.owner.fn
@@ -209,8 +213,7 @@ class _Entry:
             self.owner.eager_calls += 1
             return calls.call(self.owner.fn, rebuild(leaves))
         self.owner.replays += 1
-        for j, final in program.changed:
-            np.copyto(arrays[j], final)
+        program.copy_back(arrays)
         return self.outputs(program.outputs)
 
     def outputs(self, outputs):
@@ -223,15 +226,13 @@ class _Entry:
 
     def trace(self, leaves, rebuild):
         owner = self.owner
+        cuda = graphed.device_of(leaves, self.cuda_device)
+        if cuda is not None:
+            return graphed.prepare(self, leaves, rebuild, cuda)
         if calls.overlapping([v._a for v in leaves if isinstance(v, Tensor)]):
             owner.eager_calls += 1
             owner.note("its tensor arguments share memory (views of one another): such calls "
                        "run eagerly (copied into static inputs they would no longer share it)")
-            return calls.call(owner.fn, rebuild(leaves))
-        if any(isinstance(v, Tensor) and v._dev.type != "cpu" for v in leaves):
-            self.go_eager("it takes CUDA tensors; ad.compile replays CPU work only so far (the "
-                          "CUDA-graph back end is to come), so it runs eagerly")
-            owner.eager_calls += 1
             return calls.call(owner.fn, rebuild(leaves))
         tracer = Tracer(calls.name(owner.fn), owner.fallback)
         tracer.argument_arrays = [v._a for v in leaves if isinstance(v, Tensor)]
@@ -258,6 +259,9 @@ class _Entry:
                    if root(t._a) is not root(buf) or tracer.wrote(buf)]
         for j, final in changed:
             np.copyto(args[j][0]._a, final)
+        if tracer.cuda_device is not None and not tracer.discovered and not args:
+            self.cuda_device = tracer.cuda_device  # (it works on a GPU: captured from now on)
+            return result
         if tracer.invalid is not None:
             self.go_eager(tracer.invalid)
             return result

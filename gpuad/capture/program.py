@@ -48,7 +48,7 @@ class Program:
             if t._a is not a:
                 return (f"a tensor it reads (shape {a.shape}, {a.dtype}) was given new data, "
                         "not updated in place")
-            if any(isinstance(v, Tensor) and np.may_share_memory(v._a, a) for v in leaves):
+            if any(isinstance(v, Tensor) and self.shares(v._a, a) for v in leaves):
                 return ("an argument shares memory with a tensor it reads from outside (the "
                         "replay would read a stale copy)")
         for t, rg in self.flags:
@@ -59,6 +59,13 @@ class Program:
             if (now is not g) if read else ((now is None) != (g is None)):
                 return "the .grad of a tensor it reads is not what it was when traced"
         return None
+
+    shares = staticmethod(np.may_share_memory)
+
+    def copy_back(self, arrays):
+        """What the run changed in its arguments, into the caller's ``arrays``."""
+        for j, final in self.changed:
+            np.copyto(arrays[j], final)
 
     def run(self, arrays):
         """Replay with ``arrays`` copied into the static inputs. Raises :class:`Diverged`

@@ -97,4 +97,5 @@ class Grad:
         tracer = tracing.active
         if tracer is not None and id(t) not in tracer.born and tracer.thread == get_ident():
             tracer.grads_written[id(t)] = t
+            tracer.grads_before.setdefault(id(t), (t, GRAD.__get__(t)))
         GRAD.__set__(t, g)

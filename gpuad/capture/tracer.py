@@ -62,6 +62,7 @@ class Tracer:
         self.discovered = []  # (tensor, its plain array, the Traced view it reads as meanwhile)
         self.entry_grads = {}  # id -> (tensor, its .grad when first read, before any write)
         self.grads_written = {}  # id -> tensor whose .grad the run sets
+        self.grads_before = {}  # id -> (tensor, its .grad before the run first set it)
         self.born = {}  # id -> tensor made during the run
         self.first_effect = None  # index of the first step writing memory that persists
         self.invalid = None  # why this run cannot be replayed, if it cannot
@@ -289,11 +290,18 @@ class Tracer:
                                      or frame.f_code.co_filename.startswith(_NUMPY)):
             frame = frame.f_back
         if frame is not None and _frames.inside_gpuad(frame):
-            # gpuad reading for itself (a shape from a tensor): a replay checks the values
-            a = plain(DATA.__get__(tensor))
-            if guard and isinstance(a, np.ndarray):
-                self.guard(np.copy, (a,), a.copy())
-            return
+            self.own_read(tensor, what, guard)
+        else:
+            self.user_read(frame, what)
+
+    def own_read(self, tensor, what, guard):
+        """gpuad reading for itself (a shape from a tensor): a replay checks the values."""
+        a = plain(DATA.__get__(tensor))
+        if guard and isinstance(a, np.ndarray):
+            self.guard(np.copy, (a,), a.copy())
+
+    def user_read(self, frame, what):
+        """The function's own code reads values on the host at ``frame``: refused, naming it."""
         message = (f"ad.compile: {self.name} reads a tensor's values on the host ({what}) at "
                    f"{where(_frames.user_frame(frame))}; a replay runs no Python, so it "
                    "cannot repeat what is done with them. Return the tensor from the function "
