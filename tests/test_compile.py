@@ -306,25 +306,6 @@ def test_gpuad_work_in_another_thread_during_a_trace_is_left_alone():
     assert results == [(14.0, [2.0, 2.0])] and compiled.replays == 3
 
 
-def test_cuda_tensors_run_eagerly_with_a_warning_until_the_graph_back_end(monkeypatch):
-    """On CUDA (here the CuPy stand-in) a compiled function runs eagerly, after one warning
-    saying why, and gives the eager results; also where it reaches a CUDA tensor that is not
-    an argument."""
-    from fake_cupy import installed
-
-    with installed(monkeypatch):
-        w = ad.tensor([1.0, 2.0], device="cuda")
-        f = ad.compile(lambda x: x * w)
-        with pytest.warns(CompileWarning, match="runs eagerly: it takes CUDA tensors"):
-            out = f(ad.tensor([3.0, 4.0], device="cuda"))
-        assert out.numpy().tolist() == [3.0, 8.0] and f.eager_calls == 1
-        g = ad.compile(lambda x: (x.to("cuda") * w).cpu())
-        with pytest.warns(CompileWarning, match="uses a cuda:0 tensor"):
-            assert g(ad.tensor([1.0, 1.0])).numpy().tolist() == [1.0, 2.0]
-        assert g(ad.tensor([2.0, 1.0])).numpy().tolist() == [2.0, 2.0]
-        assert (g.traces, g.replays) == (1, 0)
-
-
 def test_importing_gpuad_makes_no_backend():
     """ad.compile's tracer finds the CPU backend when it traces, not at import (a backend
     brings its array libraries: import time)."""

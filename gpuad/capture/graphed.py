@@ -103,9 +103,9 @@ class GraphRecorder(Tracer):
                 self.generators.append((backend, backend._rng))
         return fn(*args)
 
-    def host_read(self, tensor, what, guard=True):
+    def host_read(self, tensor, what, guard=True, depth=3):
         if guard:  # (``.array``, the raw CuPy array, is device memory: its kernels are captured)
-            super().host_read(tensor, what, guard)
+            super().host_read(tensor, what, guard, depth)
 
     def own_read(self, tensor, what, guard):
         self.invalidate(f"gpuad reads a tensor's values on the host inside it ({what}), which "
@@ -176,15 +176,15 @@ def prepare(entry, leaves, rebuild, device):
     replay: a warm-up, or the capture and the first launch."""
     owner = entry.owner
     arrays = [v._a for v in leaves if isinstance(v, Tensor)]
-    if any(a is not b and overlaps(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:]):
-        owner.eager_calls += 1
-        owner.note("its tensor arguments share memory (views of one another): such calls run "
-                   "eagerly (copied into static inputs they would no longer share it)")
-        return calls.call(owner.fn, rebuild(leaves))
     if any(a.__class__ is np.ndarray for a in arrays):
         entry.go_eager("it takes both CPU and CUDA tensors; a CUDA graph replays only the "
                        "GPU's work")
         owner.eager_calls += 1
+        return calls.call(owner.fn, rebuild(leaves))
+    if any(a is not b and overlaps(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:]):
+        owner.eager_calls += 1
+        owner.note("its tensor arguments share memory (views of one another): such calls run "
+                   "eagerly (copied into static inputs they would no longer share it)")
         return calls.call(owner.fn, rebuild(leaves))
     pending = entry.pending
     if pending is None or pending.device is not device:
@@ -195,6 +195,9 @@ def prepare(entry, leaves, rebuild, device):
                 if isinstance(v, Tensor):
                     s._a[...] = v._a
     capturing = pending.warmups >= WARMUPS
+    if capturing:  # slack: as much again as the warm-ups took, cached for the capture's own
+        with graph_block(pending.graph, device=device, warmup=True):  # order of allocations
+            device.backend.xp.empty(max(pending.graph.pool().total_bytes(), 1), np.uint8)
     recorder = GraphRecorder(calls.name(owner.fn), owner.fallback, capturing)
     recorder.argument_arrays = arrays
     recorder.arguments = {id(v): s for v, s in zip(leaves, pending.inputs)

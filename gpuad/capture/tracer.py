@@ -282,10 +282,10 @@ class Tracer:
         if not self.paused:
             self.states.setdefault((id(obj), name), (obj, name, value))
 
-    def host_read(self, tensor, what, guard=True):
+    def host_read(self, tensor, what, guard=True, depth=2):
         if self.paused:
             return
-        frame = sys._getframe(2)  # (the reader: past the Tensor method, and past NumPy)
+        frame = sys._getframe(depth)  # (the reader: past the Tensor method, and past NumPy)
         while frame is not None and (frame.f_code.co_filename == _TENSOR_FILE
                                      or frame.f_code.co_filename.startswith(_NUMPY)):
             frame = frame.f_back
