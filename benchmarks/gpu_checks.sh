@@ -174,10 +174,19 @@ step kernels 200 gpu "${run[@]}" benchmarks.gpu_steps kernels "$res"
 step fused 90 gpu "${run[@]}" benchmarks.gpu_steps fused "$res"
 step demo 90 gpu "${run[@]}" gpuad demo --device cuda --epochs "$epochs"
 step ops 90 gpu "${run[@]}" benchmarks.gpu_steps ops "$res"
-# hand-captured CUDA graphs (ad.cuda.graph) on the real GPU: capture, replay against eager,
-# static outputs, the private pool, pool sharing, and each refusal of CuPy 14.2 and CUDA
-step cuda_graph 90 gpu "${tests[@]}" -v --tb=short -p no:cacheprovider -o addopts= -rfE \
-    -W ignore::pytest.PytestConfigWarning -m "cuda and not standin" tests/test_cuda_graph.py
+# CUDA graphs on the real GPU: by hand (ad.cuda.graph: capture, replay against eager, static
+# outputs, the private pool, pool sharing, each refusal of CuPy 14.2 and CUDA), matrix products
+# on gpuad's own cuBLAS handle, and ad.compile's captured training steps against eager ones.
+# The last two need nvmath-python (the capture extra), which the image lacks: carry its wheel
+# for Python 3.12 in .whl (see the device tool's README) and it is installed below; without
+# it those cases are skipped, saying so.
+if compgen -G ".whl/nvmath_python-*.whl" > /dev/null; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" .whl/*.whl \
+        && export PYTHONPATH=$PYTHONPATH:$work/site
+fi
+step cuda_graph 150 gpu "${tests[@]}" -v --tb=short -p no:cacheprovider -o addopts= -rfE \
+    -W ignore::pytest.PytestConfigWarning -m "cuda and not standin" tests/test_cuda_graph.py \
+    tests/test_capture_matmul.py tests/test_compile_cuda.py
 # the real-GPU test cases only: no test that uses the stand-in, no test that needs an index
 # (-W: the image may lack pytest-timeout, whose ini option would then stop pytest)
 # (-v: a test's outcome is in the log as it ends, so a run the timeout stops still tells;

@@ -24,7 +24,7 @@ import numpy as np
 #: bytes of each handle's workspace: cuBLAS's recommendation for Hopper (32 MiB)
 WORKSPACE = 32 * 2**20
 #: the extra that brings the bindings
-EXTRA = "pip install 'gpuad[capture] @ git+<this repository>' (nvmath-python)"
+EXTRA = "pip install 'gpuad[capture]' (or pip install nvmath-python)"
 
 
 #: the state of a warm-up block: products prepared as a capture prepares them, then CuPy's
