@@ -35,6 +35,11 @@ def public(obj):
     return sorted(n for n in dir(obj) if not n.startswith("_"))
 
 
+#: namespaces whose instances carry names their class lacks (attributes set per instance), with
+#: the instance that shows them
+INSTANCES = {"cupy.cuda.Stream": "cupy.cuda.Stream.null"}
+
+
 def collect():
     import cupy
     import cupyx
@@ -42,7 +47,9 @@ def collect():
 
     roots = {"cupy": cupy, "cupyx": cupyx}
     return {"cupy_version": cupy.__version__,
-            "names": {p: public(resolve(p, roots)) for p in NAMESPACES}}
+            "names": {p: sorted(set(public(resolve(p, roots))) | set(
+                public(resolve(INSTANCES[p], roots)) if p in INSTANCES else ()))
+                for p in NAMESPACES}}
 
 
 def dumps(data):

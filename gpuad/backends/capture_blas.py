@@ -36,7 +36,7 @@ class _Now(threading.local):
 
 
 _now = _Now()
-_handles = {}  # (device index, stream pointer) -> (bindings, handle, workspace)
+_handles: dict = {}  # (device index, stream pointer) -> (bindings, handle, workspace)
 _SCALARS = {np.dtype(t): (np.ones(1, t), np.zeros(1, t)) for t in (np.float32, np.float64)}
 
 

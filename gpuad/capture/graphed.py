@@ -126,7 +126,9 @@ class GraphedProgram(Program):
         self.flags = [(t, t._rg) for t, _ in self.tensors]
         self.hosts, self.generators = recorder.hosts, recorder.generators
 
-    shares = staticmethod(overlaps)
+    @staticmethod
+    def shares(a, b):
+        return overlaps(a, b)
 
     def stale(self, leaves=()):
         for backend, rng in self.generators:
