@@ -1,7 +1,7 @@
 """Matrix products inside a CUDA-graph capture, through gpuad's own cuBLAS handle
 (gpuad/backends/capture_blas.py): every layout a product meets (transposed views, row-strided
-slices, broadcast batches, 1-D operands, empty inner axes, mixed precision) gives NumPy's
-product on each replay, with no copy where the layout has a cuBLAS description.
+slices, broadcast batches, 1-D operands, empty inner axes, size-1 views, mixed precision) gives
+NumPy's product on each replay.
 
 On the strict CuPy stand-in the handle is the stand-in's nvmath (tests/fake_cupy/nvmath.py),
 which reads and writes through raw pointers with cuBLAS's column-major arithmetic, so a wrong
@@ -50,6 +50,8 @@ _CASES = {
     "empty inner axis": ([(5, 0), (0, 3)], lambda a, b: a @ b, None),
     "one row": ([(1, 7), (7, 3)], lambda a, b: a @ b, None),
     "one column": ([(5, 7), (7, 1)], lambda a, b: a @ b, None),
+    "a 1x1 view with odd strides": ([(1, 6), (1, 3)], lambda a, b: a[:, :1] @ b, None),
+    "a column of a row": ([(1, 6), (1, 3)], lambda a, b: a[:, 0] @ b, None),
     "dot and tensordot": ([(5, 7), (7, 3)],
                           lambda a, b: ad.dot(a, b) + ad.tensordot(a, b, axes=1),
                           lambda a, b: 2 * (a @ b)),

@@ -9,6 +9,7 @@ import gpuad as ad
 from gpuad.capture import CompileError, CompileWarning
 
 GPU = pytest.mark.cuda
+QUIET = pytest.mark.filterwarnings("ignore::gpuad.capture.compiled.CompileWarning")
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((40, 32, 64)).astype(np.float32)
 Y = np.argmax(X @ RNG.standard_normal((64, 10)), axis=-1)
@@ -200,3 +201,100 @@ def test_a_function_of_no_tensor_arguments_on_gpu_data_is_captured(monkeypatch):
             out = step()
         assert step.eager_calls == 0 and step.replays >= 2
         assert out.numpy().tolist() == [12.0] * 3 and acc.numpy().tolist() == [12.0] * 3
+
+
+def _two_params(kind):
+    a = ad.nn.Parameter(ad.full((4,), 1.0, device="cuda"))
+    b = ad.nn.Parameter(ad.full((4,), 2.0, device="cuda"))
+    opt = (ad.optim.SGD([a, b], lr=0.1, momentum=0.9) if kind == "sgd"
+           else ad.optim.Adam([a, b], lr=0.1))
+    return a, b, opt
+
+
+@QUIET
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_a_parameter_first_without_gradient_at_the_capture_runs_eagerly_from_clean_state(
+        monkeypatch, kind):
+    """The fused group leaves the flat buffers at the capturing call: the capture stops before
+    that changes anything, and the call runs eagerly (as do the later ones)."""
+    results = []
+    with installed(monkeypatch):
+        for compiled in (False, True):
+            a, b, opt = _two_params(kind)
+            calls = [0]
+
+            def step(x, a=a, b=b, opt=opt, calls=calls):
+                calls[0] += 1
+                opt.zero_grad()
+                ((a * x).sum() if calls[0] >= 3 else (a * x + b * x).sum()).backward()
+                opt.step()
+
+            f = ad.compile(step) if compiled else step
+            for i in range(6):
+                f(ad.full((4,), float(i + 1), device="cuda"))
+            results.append((a.numpy(), b.numpy()))
+    for x, y in zip(*results):
+        np.testing.assert_allclose(x, y, rtol=1e-6)
+    assert np.isfinite(results[1][0]).all()
+
+
+@QUIET
+def test_two_optimizer_steps_in_one_call_with_new_settings_between_run_eagerly(monkeypatch):
+    results = []
+    with installed(monkeypatch):
+        for compiled in (False, True):
+            a, _, opt = _two_params("sgd")
+            sched = ad.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+
+            def step(x, a=a, opt=opt, sched=sched):
+                for _ in range(2):
+                    opt.zero_grad()
+                    (a * a * x).sum().backward()
+                    opt.step()
+                    sched.step()
+
+            f = ad.compile(step) if compiled else step
+            for _ in range(5):
+                f(ad.ones(4, device="cuda"))
+            results.append(a.numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+
+
+@QUIET
+def test_a_loaded_state_dict_that_leaves_the_fused_path_is_noticed(monkeypatch):
+    def saved():
+        a, b, opt = _two_params("adam")
+        a.grad = ad.full((4,), 0.5, device="cuda")
+        for _ in range(3):
+            opt.step()  # (b has no gradient: the group goes one by one)
+        return opt.state_dict()
+
+    results = []
+    with installed(monkeypatch):
+        for compiled in (False, True):
+            a, b, opt = _two_params("adam")
+
+            def step(x, a=a, b=b, opt=opt):
+                opt.zero_grad()
+                (a * x + b * x).sum().backward()
+                opt.step()
+
+            f = ad.compile(step) if compiled else step
+            for i in range(5):
+                f(ad.full((4,), float(i + 1), device="cuda"))
+            opt.load_state_dict(saved())
+            for _ in range(3):
+                f(ad.ones(4, device="cuda"))
+            results.append((a.numpy(), b.numpy()))
+    for x, y in zip(*results):
+        np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+@QUIET
+def test_a_tensor_and_its_detach_as_two_arguments_share_memory_as_eager(monkeypatch):
+    with installed(monkeypatch):
+        f = ad.compile(lambda a, b: (a.add_(1.0), b * 1.0)[1])
+        x = ad.zeros(2, device="cuda")
+        got = [f(x, x.detach()).numpy().tolist() for _ in range(4)]
+    assert got == [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]
+

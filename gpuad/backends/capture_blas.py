@@ -110,25 +110,24 @@ def _operand(cupy, x, batch):
         x = cupy.ascontiguousarray(cupy.broadcast_to(x, batch + x.shape[-2:]))
     layout = _layout(x)
     if layout is None:
-        x = cupy.ascontiguousarray(x)
+        x = x.copy(order="C")  # (fresh strides: a size-1 view may count as contiguous as is)
         layout = _layout(x)
     return (x, *layout)
 
 
 def _layout(x):
-    """``(op, leading dimension, batch stride)`` of ``x`` (..., r, c) in elements, or None."""
+    """``(op, leading dimension, batch stride)`` of ``x`` (..., r, c) in elements, or None.
+    The stride of an axis of size 1 is never read, so it does not count."""
     r, c = x.shape[-2:]
     item = x.itemsize
     s0, s1 = x.strides[-2:]
     stride = _batch_stride(x, item)
     if stride is None:
         return None
-    if (s1 == item or c == 1) and s0 % item == 0 and s0 // item >= max(c, 1):
-        return "N", s0 // item, stride
-    if r == 1 and s1 == item:
-        return "N", max(c, 1), stride
-    if s0 == item and s1 % item == 0 and s1 // item >= max(r, 1):
-        return "T", s1 // item, stride
+    if (s1 == item or c == 1) and (r == 1 or (s0 % item == 0 and s0 // item >= max(c, 1))):
+        return "N", s0 // item if r > 1 else max(c, 1), stride
+    if (s0 == item or r == 1) and (c == 1 or (s1 % item == 0 and s1 // item >= max(r, 1))):
+        return "T", s1 // item if c > 1 else max(r, 1), stride
     return None
 
 

@@ -49,10 +49,11 @@ def differentiated(leaves):
     return any(isinstance(v, Tensor) and v._rg for v in leaves)
 
 
-def overlapping(arrays):
-    """Whether two of ``arrays`` (not the same array) share memory."""
-    return any(a is not b and np.may_share_memory(a, b)
-               for i, a in enumerate(arrays) for b in arrays[i + 1:])
+def overlapping(leaves):
+    """Whether two distinct tensors among ``leaves`` share memory (the same array included: a
+    tensor and its ``detach()``)."""
+    arrays = list({id(v): v._a for v in leaves if isinstance(v, Tensor)}.values())
+    return any(np.may_share_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
 def aliases(leaves):

@@ -236,7 +236,7 @@ class _Entry:
         cuda = graphed.device_of(leaves, self.cuda_device)
         if cuda is not None:
             return graphed.prepare(self, leaves, rebuild, cuda)
-        if calls.overlapping([v._a for v in leaves if isinstance(v, Tensor)]):
+        if calls.overlapping(leaves):
             owner.eager_calls += 1
             owner.note("its tensor arguments share memory (views of one another): such calls "
                        "run eagerly (copied into static inputs they would no longer share it)")

@@ -84,14 +84,20 @@ class GraphRecorder(Tracer):
 
     def opaque(self, fn, args):
         if not self.paused:
-            self.invalidate("it runs Python that computes with numbers of its own on every "
-                            f"call ({getattr(fn, '__qualname__', fn)}: an optimizer without a "
-                            "fused CUDA update, or ad.manual_seed), which a CUDA graph would "
-                            "not repeat")
+            reason = ("it runs Python that computes with numbers of its own on every call "
+                      f"({getattr(fn, '__qualname__', fn)}: an optimizer without a fused CUDA "
+                      "update, or ad.manual_seed), which a CUDA graph would not repeat")
+            if self.capturing:  # (before it changes any state: the call then runs eagerly)
+                raise CUDAGraphError(reason)
+            self.invalidate(reason)
         return fn(*args)
 
     def host(self, fn, args):
         if self.capturing and not self.paused:
+            if any(fn == f for f, _ in self.hosts):  # (uploads of one buffer: the last wins)
+                self.invalidate(f"it calls {getattr(fn, '__qualname__', fn)} twice (an "
+                                "optimizer stepped twice): each launch would see only the "
+                                "last settings")
             self.hosts.append((fn, args))  # (run before each launch, this call's included)
             return None
         return fn(*args)
@@ -104,12 +110,12 @@ class GraphRecorder(Tracer):
         return fn(*args)
 
     def host_read(self, tensor, what, guard=True, depth=3):
-        if guard:  # (``.array``, the raw CuPy array, is device memory: its kernels are captured)
-            super().host_read(tensor, what, guard, depth)
+        super().host_read(tensor, what, guard, depth)
 
     def own_read(self, tensor, what, guard):
-        self.invalidate(f"gpuad reads a tensor's values on the host inside it ({what}), which "
-                        "a CUDA graph cannot capture")
+        if guard:  # (gpuad's own ``.array``: device memory, whose kernels are captured)
+            self.invalidate(f"gpuad reads a tensor's values on the host inside it ({what}), "
+                            "which a CUDA graph cannot capture")
 
 
 class GraphedProgram(Program):
@@ -178,12 +184,13 @@ def prepare(entry, leaves, rebuild, device):
     replay: a warm-up, or the capture and the first launch."""
     owner = entry.owner
     arrays = [v._a for v in leaves if isinstance(v, Tensor)]
+    distinct = list({id(v): v._a for v in leaves if isinstance(v, Tensor)}.values())
     if any(a.__class__ is np.ndarray for a in arrays):
         entry.go_eager("it takes both CPU and CUDA tensors; a CUDA graph replays only the "
                        "GPU's work")
         owner.eager_calls += 1
         return calls.call(owner.fn, rebuild(leaves))
-    if any(a is not b and overlaps(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:]):
+    if any(overlaps(a, b) for i, a in enumerate(distinct) for b in distinct[i + 1:]):
         owner.eager_calls += 1
         owner.note("its tensor arguments share memory (views of one another): such calls run "
                    "eagerly (copied into static inputs they would no longer share it)")

@@ -130,7 +130,7 @@ class Optimizer:
                         f.step(group, self.decoupled)
                         done.update(id(p) for p in f.params)
                 else:  # a parameter without gradient, or moved: one by one from now on
-                    self._leave_flat(gi)
+                    tracing.opaque(self._leave_flat, gi)  # (a CUDA graph cannot: eager)
             for p in group["params"]:
                 if p._grad is None or id(p) in done:
                     continue
@@ -146,6 +146,7 @@ class Optimizer:
 
     def _leave_flat(self, gi: int) -> None:
         """Continue group ``gi`` parameter by parameter, from the flat state."""
+        tracing.changed()  # (compiled steps of the fused path trace again)
         for f in self._flat.pop(gi):
             f.fused = False
             for i, p in enumerate(f.params):
@@ -214,6 +215,7 @@ class Optimizer:
                      for f in flats for p in f.params}
             if len(steps) > 1 or any(not f.intact() for f in flats):
                 del self._flat[gi]  # parameters at different steps: one by one
+                tracing.changed()
                 for f in flats:
                     f.fused = False
                 continue
