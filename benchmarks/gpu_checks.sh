@@ -196,6 +196,10 @@ step pytest 200 gpu "${tests[@]}" -v --tb=short -p no:cacheprovider -o addopts= 
     -W ignore::pytest.PytestConfigWarning -m "cuda and not standin and not network" tests
 step bench_kernels 90 gpu "${run[@]}" benchmarks run --suite kernels --device cuda \
     --frameworks gpuad "${quick[@]}" --out "$res/cuda-kernels.json"
+# ad.compile's captured steps against PyTorch eager, its manual CUDA graph and torch.compile
+step bench_compile 120 gpu "${run[@]}" benchmarks run --suite compiled_mlp_step \
+    --suite compiled_chain --frameworks gpuad,torch,torch_graph --device cuda "${quick[@]}" \
+    --out "$res/cuda-compiled.json"
 step bench_suites 200 gpu "${run[@]}" benchmarks run --suite mlp_step --suite op_overhead \
     --suite big_elementwise --frameworks gpuad,torch --device cuda "${quick[@]}" \
     --out "$res/cuda-suites.json"

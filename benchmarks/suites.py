@@ -13,7 +13,7 @@ import numpy as np
 from . import reference as ref
 from .peers import BUILDERS
 
-FRAMEWORKS = ("gpuad", "torch", "jax", "jax_jit", "autograd", "numpy")
+FRAMEWORKS = ("gpuad", "torch", "torch_graph", "jax", "jax_jit", "autograd", "numpy")
 BASELINE = "torch"  # ratios are gpuad / torch
 CPU_ONLY = {"autograd", "numpy"}
 MLP = [784, 256, 256, 10]

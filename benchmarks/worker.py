@@ -21,6 +21,7 @@ import time
 import traceback
 
 PEERS = {"gpuad": ("gpuad_runs", {}), "torch": ("torch_runs", {}),
+         "torch_graph": ("torch_graph_runs", {}),
          "jax": ("jax_runs", {"jit": False}), "jax_jit": ("jax_runs", {"jit": True}),
          "autograd": ("autograd_runs", {}), "numpy": ("numpy_runs", {})}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",

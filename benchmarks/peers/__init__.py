@@ -5,7 +5,8 @@ case's parameters and ``device`` and returning a step: ``chain``, ``mlp``, ``ele
 ``second_order``, ``jacobian``, ``chain_anomaly`` for the anomaly variant and
 ``chain_compiled``/``mlp_compiled`` for the compiled one (a missing one, or
 ``NotOffered``, means the framework has no such feature). Optional: ``sync(out)`` (wait for
-the device) and ``array_to_numpy(a)`` (default ``numpy.asarray``). A step returns what
+the device), ``array_to_numpy(a)`` (default ``numpy.asarray``) and ``SUITES`` (the only suites
+it takes part in). A step returns what
 ``benchmarks.suites.check`` compares with the float64 reference."""
 import numpy as np
 
@@ -28,7 +29,7 @@ def build(peer, suite, params, device, variant=None):
     """``peer``'s step for a case of ``suite`` (in mode ``variant``, if given)."""
     name = BUILDERS[suite] if variant is None else f"{BUILDERS[suite]}_{variant}"
     make = getattr(peer, name, None)
-    if make is None:
+    if make is None or suite not in getattr(peer, "SUITES", (suite,)):
         raise NotOffered(f"{suite} ({name}): not offered by "
                          f"{peer.__name__.rsplit('.', 1)[-1]}")
     return make(device=device, **params)
