@@ -6,6 +6,7 @@ with the reason, never failed.
 import sys
 
 import pytest
+from fake_cupy import cuda_or_stand_in
 
 import gpuad as ad
 
@@ -37,6 +38,16 @@ def cpu_default():
     ad.set_default_device("cpu")
     yield
     _Policy.default = saved
+
+
+@pytest.fixture
+def gpu_capture(monkeypatch):
+    """Real CUDA with the capture extra (nvmath-python: matrix products inside CUDA graphs),
+    else the CuPy stand-in; yields the stand-in's counters, None on real CUDA."""
+    with cuda_or_stand_in(monkeypatch) as counts:
+        if counts is None:
+            pytest.importorskip("nvmath.bindings.cublas", reason="the capture extra")
+        yield counts
 
 
 @pytest.fixture(autouse=True)

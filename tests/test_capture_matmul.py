@@ -9,20 +9,11 @@ leading dimension, stride or operation gives wrong numbers here. On a GPU (bench
 gpu_checks.sh) the same tests run on real cuBLAS where nvmath-python is installed."""
 import numpy as np
 import pytest
-from fake_cupy import cuda_or_stand_in
 
 import gpuad as ad
 from gpuad.cuda_graph import CUDAGraph
 
 GPU = pytest.mark.cuda
-
-
-@pytest.fixture
-def gpu(monkeypatch):
-    with cuda_or_stand_in(monkeypatch) as counts:
-        if counts is None:
-            pytest.importorskip("nvmath.bindings.cublas", reason="the capture extra")
-        yield counts
 
 
 def _rand(shape, seed, dtype=np.float32):
@@ -63,7 +54,7 @@ _CASES = {
 @GPU
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", list(_CASES))
-def test_a_captured_product_gives_numpys_on_every_replay(gpu, case, dtype):
+def test_a_captured_product_gives_numpys_on_every_replay(gpu_capture, case, dtype):
     shapes, product, reference = _CASES[case]
     reference = reference or product
     static = [ad.tensor(_rand(s, i, dtype), device="cuda") for i, s in enumerate(shapes)]
@@ -85,7 +76,7 @@ def test_a_captured_product_gives_numpys_on_every_replay(gpu, case, dtype):
 
 
 @GPU
-def test_mixed_precision_is_promoted_as_numpy_does(gpu):
+def test_mixed_precision_is_promoted_as_numpy_does(gpu_capture):
     a = ad.tensor(_rand((5, 7), 0), device="cuda")
     b = ad.tensor(_rand((7, 3), 1, np.float64), device="cuda")
     g = CUDAGraph()

@@ -3,7 +3,7 @@ then one launch per call; on the strict CuPy stand-in here (where a replay gives
 bits: its kernels are NumPy's), on a GPU by benchmarks/gpu_checks.sh (within tolerances)."""
 import numpy as np
 import pytest
-from fake_cupy import cuda_or_stand_in, installed
+from fake_cupy import installed
 
 import gpuad as ad
 from gpuad.capture import CompileError, CompileWarning
@@ -14,14 +14,6 @@ RNG = np.random.default_rng(0)
 X = RNG.standard_normal((40, 32, 64)).astype(np.float32)
 Y = np.argmax(X @ RNG.standard_normal((64, 10)), axis=-1)
 STEPS = 40
-
-
-@pytest.fixture
-def gpu(monkeypatch):
-    with cuda_or_stand_in(monkeypatch) as counts:
-        if counts is None:
-            pytest.importorskip("nvmath.bindings.cublas", reason="the capture extra")
-        yield counts
 
 
 def _demo(optimizer, dropout, schedule=False):
@@ -65,20 +57,20 @@ def _close(a, b, exact):
 @pytest.mark.parametrize("schedule", [False, True], ids=["", "StepLR"])
 @pytest.mark.parametrize("dropout", [False, True], ids=["plain", "dropout"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_compiled_training_on_cuda_is_eager_training(gpu, optimizer, dropout, schedule):
+def test_compiled_training_on_cuda_is_eager_training(gpu_capture, optimizer, dropout, schedule):
     params, losses, _ = _train(optimizer, dropout, False, schedule)
     cparams, closses, step = _train(optimizer, dropout, True, schedule)
     assert (step.traces, step.replays, step.eager_calls) == (3, STEPS - 3, 0)
-    if gpu is not None:  # the stand-in counts: the capturing call launched too
-        assert gpu.graph_launches == STEPS - 2 and gpu.captured > 0
+    if gpu_capture is not None:  # the stand-in counts: the capturing call launched too
+        assert gpu_capture.graph_launches == STEPS - 2 and gpu_capture.captured > 0
     for a, b in zip(params, cparams):
-        _close(a, b, exact=gpu is not None)
-    _close(np.array(losses), np.array(closses), exact=gpu is not None)
+        _close(a, b, exact=gpu_capture is not None)
+    _close(np.array(losses), np.array(closses), exact=gpu_capture is not None)
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
 
 
 @GPU
-def test_two_replays_draw_different_dropout_masks(gpu):
+def test_two_replays_draw_different_dropout_masks(gpu_capture):
     ad.manual_seed(1)
     drop = ad.nn.Dropout(0.5)
     f = ad.compile(lambda x: drop(x))
@@ -92,7 +84,7 @@ def test_two_replays_draw_different_dropout_masks(gpu):
 
 
 @GPU
-def test_a_host_read_is_refused_naming_the_line_or_runs_eagerly(gpu):
+def test_a_host_read_is_refused_naming_the_line_or_runs_eagerly(gpu_capture):
     w = ad.ones(3, device="cuda")
 
     def f(x):
@@ -107,7 +99,7 @@ def test_a_host_read_is_refused_naming_the_line_or_runs_eagerly(gpu):
 
 
 @GPU
-def test_replaced_parameter_and_new_seed_capture_again(gpu):
+def test_replaced_parameter_and_new_seed_capture_again(gpu_capture):
     w = ad.nn.Parameter(ad.ones(4, device="cuda"))
     holder = ad.nn.Module()
     holder.w = w
@@ -123,7 +115,7 @@ def test_replaced_parameter_and_new_seed_capture_again(gpu):
 
 
 @GPU
-def test_arguments_written_in_place_reach_the_caller_and_outputs_are_static(gpu):
+def test_arguments_written_in_place_reach_the_caller_and_outputs_are_static(gpu_capture):
     f = ad.compile(lambda x: (x.mul_(2.0) + 1.0))
     outs = []
     for i in range(5):
