@@ -192,6 +192,22 @@ def test_gradients_land_in_grad_as_eager_with_zero_grad_outside():
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+def test_a_replay_writes_each_grad_where_its_rule_does_as_eager_adopts_it():
+    """Eager backward adopts a rule's fresh result (a weight's transposed gradient too) as
+    .grad; the trace must as well, or each replay would copy every gradient once more."""
+    model, step = _demo_step("sgd", dropout=False)
+    step = ad.compile(step)
+    for i in range(3):
+        step(ad.tensor(X[i]), ad.tensor(Y[i]))
+    (entry,) = step._entries.values()
+    (program,) = entry.programs
+    grads = [p.grad._a for p in model.parameters()]
+    copies = [args[0] for fn, args, _ in program.steps if fn is np.copyto]
+    assert not [g.shape for g in grads if any(np.shares_memory(g, c) for c in copies)]
+    written = [a for _, args, _ in program.steps for a in args if isinstance(a, np.ndarray)]
+    assert all(any(np.shares_memory(g, w) for w in written) for g in grads)
+
+
 def test_accumulating_gradients_across_calls_stays_right():
     """Without zero_grad, each call adds to .grad: what a replay cannot do, it traces again
     (and in the end runs eagerly), never replaying a stale .grad."""

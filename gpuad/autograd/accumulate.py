@@ -13,6 +13,7 @@ is converted, as ``backward(gradient=...)`` and custom gradient rules convert on
 gradient's dtype, on its device. A NumPy array for a gradient on a GPU is refused (gpuad never
 moves data between devices implicitly).
 """
+from ..backends import tracing
 from ..convert import constant
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor, lent_grads
@@ -64,6 +65,7 @@ def claim(foreign, a):
     foreign.add(id(a))
     if a.base is not None:
         foreign.add(id(a.base))
+        foreign.add(id(tracing.storage(a)[1]))  # (in a trace: the plain array it views)
 
 
 def _owned(g, foreign, create_graph=False):
@@ -77,10 +79,10 @@ def _owned(g, foreign, create_graph=False):
     gradient without a graph is copied, as the recorded graph may have saved it (a later
     in-place add would change a saved value)."""
     a = g._a
-    base = a.base
+    cls, base = tracing.storage(a)  # (a traced run's arrays: as the eager run's)
     shared = id(a) in foreign or (base is not None and (
-        id(base) in foreign or base.base is not None or a.size != base.size
-        or base.__class__ is not a.__class__))
+        id(base) in foreign or id(a.base) in foreign or base.base is not None
+        or a.size != base.size or base.__class__ is not cls))
     if create_graph:
         if shared or g._grad_fn is None:
             g = g.clone()

@@ -62,6 +62,16 @@ def host_read(tensor, what, guard=True):
         active.host_read(tensor, what, guard)
 
 
+def storage(a):
+    """``(the class, the base)`` that array ``a`` has in an eager run. While a compiled
+    function traces, the arrays it computes are Traced views wrapping plain ones; a gradient
+    that eager code would adopt as ``.grad`` without a copy must be adopted in the trace too
+    (else each replay copies it)."""
+    if active is None:
+        return a.__class__, a.base
+    return active.storage(a)
+
+
 def state(obj, name):
     """``obj.name``, a Python value that decides what is computed (``module.training``): a
     replay of a compiled function that read it runs only while it is the same."""

@@ -49,6 +49,16 @@ _METADATA = {np.shape, np.ndim, np.size, np.result_type, np.may_share_memory,
 _WRITERS = {np.copyto, np.put, np.place, np.putmask, np.fill_diagonal, np.put_along_axis}
 
 
+def _wrapped(a):
+    """The plain array that ``a`` wraps whole (a Traced view of all of it), else ``a``."""
+    b = a.base
+    if (a.__class__ is Traced and b is not None and b.__class__ is np.ndarray
+            and a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]):
+        return b
+    return a
+
+
 class Tracer:
     """Records one run; ``steps`` are ``(fn, args, kwargs)``, ``kinds`` say what each is
     ("compute", "guard", "opaque", "draw")."""
@@ -281,6 +291,19 @@ class Tracer:
     def state(self, obj, name, value):
         if not self.paused:
             self.states.setdefault((id(obj), name), (obj, name, value))
+
+    def storage(self, a):
+        """``(class, base)`` of ``a``'s counterpart in the eager run: a Traced array that
+        wraps a plain one whole stands for it, and a view of such a wrapper for a plain view
+        of the plain array."""
+        p = _wrapped(a)
+        if p is not a:
+            return p.__class__, p.base
+        base = a.base
+        if base is None:
+            return a.__class__, None
+        p = _wrapped(base)
+        return (a.__class__, base) if p is base else (p.__class__, p)
 
     def host_read(self, tensor, what, guard=True, depth=2):
         if self.paused:
