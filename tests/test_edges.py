@@ -1,6 +1,9 @@
 """Gradients at the edges (SPEC section 5: PyTorch's conventions), numerical stability, and the
 errors ops raise for bad input."""
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -111,6 +114,26 @@ def test_eigen_sigmoid_example():
     y.backward()
     assert y.item() == pytest.approx(0.8807970779778823, abs=1e-15)
     assert x.grad.item() == pytest.approx(0.10499358540350662, abs=1e-15)
+
+
+def test_scipy_is_imported_at_the_first_erf_not_at_start_up(tmp_path):
+    """import gpuad and a first gradient never import scipy.special (~0.15 s); erf does, and
+    uses it. A stand-in scipy on the path reports when it is imported, and gives erf's values
+    from math.erf, scaled by 2 so that its use shows."""
+    (tmp_path / "scipy").mkdir()
+    (tmp_path / "scipy" / "__init__.py").write_text("")
+    (tmp_path / "scipy" / "special.py").write_text(
+        "import math, numpy as np\nprint('scipy.special imported')\n"
+        "def erf(x):\n    return 2 * np.vectorize(math.erf)(x)\n")
+    code = ("import sys, gpuad as ad\n"
+            "x = ad.tensor([0.5], requires_grad=True); (x * x).sum().backward()\n"
+            "print('after first gradient:', 'scipy.special' in sys.modules)\n"
+            "print(ad.erf(ad.tensor([0.5])).numpy()[0])\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["after first gradient: False", "scipy.special imported"]
+    assert float(out[2]) == pytest.approx(2 * math.erf(0.5), rel=1e-6)
 
 
 def test_erf_without_scipy_matches_math_erf(monkeypatch):

@@ -8,12 +8,21 @@ from . import cpu_parallel, kernel_table
 from .axis_math import reduced_size, spread_of
 from .base import Backend
 
-try:  # SciPy's erf is fast and exact; without SciPy, math.erf is applied per element.
-    from scipy.special import erf as _scipy_erf
-except ImportError:  # pragma: no cover - depends on the environment
-    _scipy_erf = None
-
 _math_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+_UNLOADED = object()
+#: SciPy's erf (fast and exact), imported when erf is first used (importing scipy.special takes
+#: ~0.15 s: no start-up pays it); None without SciPy (math.erf per element then)
+_scipy_erf = _UNLOADED
+
+
+def _load_scipy_erf():
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    return erf
 
 try:  # NumPy 2 keeps its floating-point error state in a context variable: setting it directly
     # silences an op for ~0.3 us, where np.errstate costs ~2 us.
@@ -253,6 +262,9 @@ class NumpyBackend(Backend):
         return _Quiet() if _fp_state is not None else np.errstate(all="ignore")
 
     def _erf(self, x):
+        global _scipy_erf
+        if _scipy_erf is _UNLOADED:
+            _scipy_erf = _load_scipy_erf()
         if _scipy_erf is not None:
             return _array(_scipy_erf(x)).astype(x.dtype, copy=False)
         out = _array(_math_erf(x.astype(np.float64)))
