@@ -1,13 +1,15 @@
 """``python -m benchmarks run | report | readme``.
 
     python -m benchmarks run [--suite NAME ...] [--frameworks gpuad,torch,...] [--device cpu|cuda]
-                             [--threads 2] [--quick] [--out results.json]
+                             [--threads 2] [--quick] [--out benchmarks/results/]
     python -m benchmarks report results.json [--out-dir DIR]   (markdown table and PNG plots)
     python -m benchmarks readme                                (README's performance section)
+
+``--out`` a folder writes ``<device>-<model>.json`` there (``cpu-amd-epyc.json``): each
+machine's results are kept in their own file, and ``readme`` reads every one of them.
 """
 import argparse
 import json
-import pathlib
 import sys
 
 from . import suites
@@ -34,7 +36,9 @@ def main(argv=None):
                    help="threads per framework (default 2)")
     r.add_argument("--quick", action="store_true",
                    help="small sizes and few samples: checks that every suite runs and is right")
-    r.add_argument("--out", help="write the results (JSON) here")
+    r.add_argument("--out", help="write the results (JSON) to this file; a folder (or a path "
+                   "ending in /) gets <device>-<model>.json, and {machine} in a file name "
+                   "becomes <device>-<model>")
     rep = sub.add_parser("report", help="a markdown table and PNG plots from a results file")
     rep.add_argument("results", nargs="+")
     rep.add_argument("--out-dir", help="where to write report.md and the plots (default: next "
@@ -54,11 +58,13 @@ def main(argv=None):
                                 if args.device == "cuda" or s != "kernels"]
         save = None
         if args.out:
-            out = pathlib.Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
+            from . import machine
 
             def save(doc):
+                out = machine.result_path(args.out, doc)
+                out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(doc, indent=1) + "\n")
+                return out
         try:
             doc, right = harness.run(chosen, frameworks, args.device, args.quick, args.threads,
                                      save=save)
@@ -66,8 +72,7 @@ def main(argv=None):
             print(f"benchmarks: {exc}", file=sys.stderr)
             return 2
         if save is not None:
-            save(doc)
-            print(f"wrote {args.out}")
+            print(f"wrote {save(doc)}")
         if not right:
             print("FAILED: a result was wrong, a framework errored, or gpuad did not run a "
                   "case (see above)", file=sys.stderr)
@@ -76,12 +81,22 @@ def main(argv=None):
     if args.command == "report":
         from . import report
 
-        for path in report.write(args.results, args.out_dir):
+        try:
+            written = report.write(args.results, args.out_dir)
+        except (OSError, ValueError) as exc:
+            print(f"benchmarks report: cannot read the results: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return 2
+        for path in written:
             print(f"wrote {path}")
         return 0
     from . import readme
 
-    print(f"wrote {readme.update()}")
+    try:
+        print(f"wrote {readme.update()}")
+    except readme.Refused as exc:
+        print(f"benchmarks readme: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

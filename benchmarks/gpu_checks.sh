@@ -13,7 +13,9 @@
 # OUT holds four plain files, since the device tool brings back at most 8 (16 MiB each):
 #   steps.tsv         the steps as they end, and a last row gpu_cache: packed, or why not
 #   summary.txt       the step under way (a run killed whole says where), then the totals
-#   results.tar.gz    results/: every step's log, the steps' JSON and the benchmarks' cuda-*.json;
+#   results.tar.gz    results/: every step's log, the steps' JSON and the benchmarks'
+#                     cuda-<gpu model>-{kernels,compiled,suites}.json (README has a table
+#                     for each cuda-*.json in benchmarks/results/, headed by its GPU);
 #                     repacked after each step, so a run killed whole keeps the steps before
 #   gpu-cache.tar.gz  CuPy's kernel cache (CUPY_CACHE_DIR), at the end; left out, with the
 #                     reason in steps.tsv, when it is empty or over 16 MiB packed
@@ -195,14 +197,14 @@ step pytest 200 gpu "${tests[@]}" -v --tb=short -p no:cacheprovider -o addopts= 
     --continue-on-collection-errors \
     -W ignore::pytest.PytestConfigWarning -m "cuda and not standin and not network" tests
 step bench_kernels 90 gpu "${run[@]}" benchmarks run --suite kernels --device cuda \
-    --frameworks gpuad "${quick[@]}" --out "$res/cuda-kernels.json"
+    --frameworks gpuad "${quick[@]}" --out "$res/{machine}-kernels.json"
 # ad.compile's captured steps against PyTorch eager, its manual CUDA graph and torch.compile
 step bench_compile 120 gpu "${run[@]}" benchmarks run --suite compiled_mlp_step \
     --suite compiled_chain --frameworks gpuad,torch,torch_graph --device cuda "${quick[@]}" \
-    --out "$res/cuda-compiled.json"
+    --out "$res/{machine}-compiled.json"
 step bench_suites 200 gpu "${run[@]}" benchmarks run --suite mlp_step --suite op_overhead \
     --suite big_elementwise --frameworks gpuad,torch --device cuda "${quick[@]}" \
-    --out "$res/cuda-suites.json"
+    --out "$res/{machine}-suites.json"
 
 # CuPy's kernel cache, for the next run to carry
 t0=$(now_ms)

@@ -7,7 +7,8 @@ so a sample lasts about ``sample_s``) in turn, the order rotating, so that the m
 falls on all frameworks alike, with a pause before each sample for the previous framework's
 thread pools to stop spinning. Reported: the median and min of the samples, and gpuad / torch
 as the median of the per-round ratios (for a variant's case, also each framework's variant /
-plain, the plain step being timed in the same rounds).
+plain, the plain step being timed in the same rounds). Before and after each suite the load
+is read (``benchmarks.load``); a suite run under load has its results marked unreliable.
 """
 import datetime
 import json
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from . import machine, suites
+from . import load, machine, suites
 from .worker import THREAD_VARIABLES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -95,7 +96,8 @@ class Worker:
             except BrokenPipeError:
                 pass
             self.proc.wait(timeout=30)
-        self.log.close()
+        for stream in (self.proc.stdin, self.proc.stdout, self.log):
+            stream.close()
 
 
 def _time_case(case, workers, profile, quick, say):
@@ -227,9 +229,11 @@ def run(suite_names, frameworks, device, quick, threads, say=print, save=None):
     """Run the suites; returns (the results document, whether every result was right).
     ``save(doc)`` is called after each suite, so a run cut short keeps what it measured."""
     profile = PROFILES["quick" if quick else "cuda" if device == "cuda" else "full"]
-    doc = {"harness": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+    meter = load.Meter()  # (before the workers start: their CPU is the benchmark's own)
+    doc = {"harness": 2, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "device": device, "quick": quick,
-        "machine": machine.describe(threads, device), "frameworks": {}, "cases": []}
+        "machine": machine.describe(threads, device), "frameworks": {}, "cases": [],
+        "load": []}
     workers = []
     for f in frameworks:
         if device == "cuda" and f in suites.CPU_ONLY:
@@ -251,6 +255,7 @@ def run(suite_names, frameworks, device, quick, threads, say=print, save=None):
     try:
         for name in suite_names:
             say(f"{name}: {suites.SUITES[name][0]}")
+            before = meter.reading()
             if name == "import_time":
                 records = [_import_times(frameworks, threads, profile, say)]
             elif name == "kernels":
@@ -261,9 +266,15 @@ def run(suite_names, frameworks, device, quick, threads, say=print, save=None):
                     chosen = ([w for w in workers if w.framework in ("gpuad", "torch")]
                               if name in suites.SCALING else workers)
                     records.append(_time_case(case, chosen, profile, quick, say))
+            entry = load.judge(name, before, meter.reading(), doc["machine"]["cores"] or 1)
+            doc["load"].append(entry)
             for record in records:
+                if "unreliable" in entry:
+                    record["unreliable"] = entry["unreliable"]
                 doc["cases"].append(record)
                 say("  " + _line(record))
+            if "unreliable" in entry:
+                say(f"  UNRELIABLE ({name}): {entry['unreliable']}")
             if save is not None:
                 save(doc)
     finally:
@@ -294,4 +305,4 @@ def _line(record):
     costs = [f"{f} {r['vs_plain']:.2f}" for f, r in record["results"].items() if "vs_plain" in r]
     if costs:
         ratio += "   against plain: " + ", ".join(costs)
-    return f"{record['case']:22s} [{record['unit']}] " + ", ".join(parts) + ratio
+    return f"{record['case']:24s} [{record['unit']}] " + ", ".join(parts) + ratio

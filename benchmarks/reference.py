@@ -15,6 +15,12 @@ def chain_input(shape):
     return np.random.default_rng(0).random(shape, dtype=np.float32)
 
 
+def chain_constants(shape):
+    """The chain's 0.9 and 0.1 as float32 arrays of the input's shape, for the case whose
+    operands are tensors rather than Python numbers (each framework wraps them once)."""
+    return np.full(shape, 0.9, np.float32), np.full(shape, 0.1, np.float32)
+
+
 def chain_grad(x, n_ops, dtype=np.float64):
     """Gradient of sum(chain(x)), the chain being n_ops / 4 blocks of y -> sin(tanh(0.9 y + 0.1)):
     d sin(tanh(u)) / dy = cos(tanh u) (1 - tanh² u) 0.9."""

@@ -1,26 +1,43 @@
 """``python -m benchmarks report results.json [more.json]``: a markdown report (every case,
 every framework, gpuad / torch, and where gpuad stands against its target) and PNG plots of
-the scaling curves, with lines per framework and device."""
+the scaling curves, with lines per framework and device.
+
+With results from several machines, a target is met only where it holds on every machine
+that measured the case, and the spread across machines is tabled. A case measured while
+the machine was under load (``benchmarks.load``) is marked unreliable."""
 import json
 import pathlib
 
-from . import suites
+from . import load, machine, suites
 
 TARGET_IMPORT_S = 0.3
 LABELS = {"scaling_chain": ("elements", "µs per step"),
           "scaling_mlp_batch": ("batch size", "ms per step"),
           "scaling_mlp_width": ("width", "ms per step")}
+#: a framework's column header where it is not the framework's name: the NumPy peer is
+#: written as plainly as the references (temporaries allocated for every operation), not as
+#: a tuned lower bound
+HEADERS = {"numpy": "naive NumPy"}
 
 
-def load(paths):
-    return [json.loads(pathlib.Path(p).read_text()) for p in paths]
+def column(framework):
+    return HEADERS.get(framework, framework)
 
 
-def target(record):
-    """(what gpuad must reach, whether it does, by how much it misses) for a case with a
-    target: at least as fast as PyTorch, imports under 0.3 s, a variant (the anomaly mode)
-    at most its target times gpuad's plain step, a compiled step at most its target times
-    PyTorch's eager step; None for the others."""
+def load_docs(paths):
+    """The results documents in ``paths``; ValueError naming a file that is not one."""
+    docs = []
+    for p in paths:
+        doc = json.loads(pathlib.Path(p).read_text())
+        if not isinstance(doc, dict) or not {"device", "machine", "cases"} <= doc.keys():
+            raise ValueError(f"{p} is not a results file of python -m benchmarks run")
+        docs.append(doc)
+    return docs
+
+
+def _goal(record):
+    """(what gpuad must reach, the measured value, the limit, whether the value must be
+    strictly below the limit) for a case with a target, else None."""
     if record["suite"] in suites.SCALING or record["suite"] == "kernels":
         return None
     g = record["results"].get("gpuad", {})
@@ -29,23 +46,105 @@ def target(record):
         if "ratio_plain" not in record or suites.COMPILED_TARGET_CASES[
                 record["suite"]] != record["case"]:
             return None
-        return (f"≤ {limit:.2f}× torch eager", record["ratio_plain"] <= limit,
-                f"{record['ratio_plain'] / limit - 1:+.0%}")
+        return f"≤ {limit:.2f}× torch eager", record["ratio_plain"], limit, False
     if record.get("variant"):
         limit = suites.VARIANT_TARGETS[record["variant"]]
         if "vs_plain" not in g:
             return None
-        return (f"≤ {limit:.2f}× gpuad plain", g["vs_plain"] <= limit,
-                f"{g['vs_plain'] / limit - 1:+.0%}")
+        return f"≤ {limit:.2f}× gpuad plain", g["vs_plain"], limit, False
     if record["suite"] == "import_time":
         if "median" not in g:
             return None
-        t = g["median"]
-        return (f"< {TARGET_IMPORT_S} s", t < TARGET_IMPORT_S,
-                f"{t / TARGET_IMPORT_S - 1:+.0%}")
+        return f"< {TARGET_IMPORT_S} s", g["median"], TARGET_IMPORT_S, True
     if "ratio" not in record:
         return None
-    return ("≤ 1.00× torch", record["ratio"] <= 1.0, f"{record['ratio'] - 1:+.0%}")
+    return "≤ 1.00× torch", record["ratio"], 1.0, False
+
+
+def target(record):
+    """(what gpuad must reach, whether it does, by how much it misses) for a case with a
+    target: at least as fast as PyTorch, imports under 0.3 s, a variant (the anomaly mode)
+    at most its target times gpuad's plain step, a compiled step at most its target times
+    PyTorch's eager step; None for the others."""
+    goal = _goal(record)
+    if goal is None:
+        return None
+    text, value, limit, strict = goal
+    return text, value < limit if strict else value <= limit, f"{value / limit - 1:+.0%}"
+
+
+def target_value(record):
+    """The number a case's target is about (gpuad / torch, seconds, × plain), or None."""
+    goal = _goal(record)
+    return None if goal is None else goal[1]
+
+
+def measured(docs):
+    """Every measurement of each case with a target, across the documents: (device, suite,
+    case) -> [(the machine's model, the record)]."""
+    table = {}
+    for doc in docs:
+        for r in doc["cases"]:
+            if target(r) is not None:
+                table.setdefault((doc["device"], r["suite"], r["case"]), []).append(
+                    (machine.model(doc), r))
+    return table
+
+
+def verdict(doc, record, table):
+    """The target column of ``record`` (measured on ``doc``'s machine): met only when the
+    target holds on every machine in ``table`` (``measured(docs)``) that measured the case."""
+    t = target(record)
+    if t is None:
+        return ""
+    entries = table.get((doc["device"], record["suite"], record["case"]), [])
+    if not t[1]:
+        return f"missed by {t[2]}"
+    missed = [f"{m} ({target(r)[2]})" for m, r in entries
+              if r is not record and not target(r)[1]]
+    if missed:
+        return "met here; missed on " + ", ".join(missed)
+    machines = len({m for m, _ in entries})
+    return "met" + (f" on all {machines} machines" if machines > 1 else "")
+
+
+def spread(docs):
+    """Markdown tables, one per device measured on more than one machine: each case with a
+    target, its value on every machine, the spread (lowest–highest) and whether the target
+    holds on all of them."""
+    table, lines = measured(docs), []
+    for device in dict.fromkeys(d["device"] for d in docs):
+        models = list(dict.fromkeys(machine.model(d) for d in docs if d["device"] == device))
+        if len(models) < 2:
+            continue
+        lines += [f"Across the {len(models)} {device} machines (the number each target is "
+                  "about: gpuad / torch, seconds, or × plain):", "",
+                  "| suite | case | " + " | ".join(models) + " | spread | target |",
+                  "|---" * (len(models) + 4) + "|"]
+        for (dev, suite, case), entries in table.items():
+            if dev != device:
+                continue
+            values = {m: target_value(r) for m, r in entries}
+            met = all(target(r)[1] for _, r in entries)
+            goal = target(entries[0][1])[0]
+            lines.append(f"| {suite} | {case} | " + " | ".join(
+                f"{values[m]:.3g}" if m in values else "—" for m in models)
+                + f" | {min(values.values()):.3g}–{max(values.values()):.3g} | {goal}: "
+                + (f"met on all {len(values)}" if met else "missed") + " |")
+        lines.append("")
+    return lines
+
+
+def missing_lines(doc):
+    """A note naming the cases the suites define that a document's run predates (in the
+    suites it ran), or nothing."""
+    present = {(r["suite"], r["case"]) for r in doc["cases"]}
+    missing = [f"{c.suite} {c.name}" for suite in dict.fromkeys(s for s, _ in present)
+               if suites.SUITES[suite][1] is not None
+               for c in suites.cases(suite, doc["quick"], doc["device"])
+               if (c.suite, c.name) not in present]
+    return ["Not in this run (the suites gained them after it): " + ", ".join(missing) + ".",
+            ""] if missing else []
 
 
 def ratio_text(record):
@@ -81,13 +180,21 @@ def header(doc):
     where = m["gpu"] if doc["device"] == "cuda" and m.get("gpu") else m["cpu"]
     return (f"{doc['device']} on {where}, {m['threads']} threads per framework "
             f"({m['cores']} cores), Python {m['python']}; {_versions(doc)}; "
-            f"{'quick run' if doc['quick'] else 'full run'} of {doc['created']}")
+            f"{'quick run' if doc['quick'] else 'full run'} of {doc['created']}; "
+            f"{load.summary(doc)}")
+
+
+def unreliable_lines(doc, suite):
+    """A note for each suite of ``doc`` that ran under load."""
+    return [f"**Unreliable**: {e['unreliable']} while {e['suite']} ran; its results are "
+            "not evidence." for e in load.unreliable(doc) if e["suite"] == suite]
 
 
 def markdown(docs, plots=()):
-    lines = ["# gpuad benchmark report", ""]
+    lines, table = ["# gpuad benchmark report", ""], measured(docs)
     for doc in docs:
-        lines += [f"## {doc['device']}", "", header(doc), ""]
+        lines += [f"## {doc['device']}: {machine.model(doc)}", "", header(doc), "",
+                  *missing_lines(doc)]
         skipped = {f: v["reason"] for f, v in doc["frameworks"].items() if v["status"] != "ok"}
         for f, why in skipped.items():
             lines.append(f"- {f}: skipped ({why})")
@@ -97,18 +204,22 @@ def markdown(docs, plots=()):
         for suite in dict.fromkeys(r["suite"] for r in doc["cases"]):
             records = [r for r in doc["cases"] if r["suite"] == suite]
             lines += [f"### {suite}", "", suites.SUITES[suite][0] + ".", ""]
+            notes = unreliable_lines(doc, suite)
+            if notes:
+                lines += notes + [""]
             if suite == "kernels":
                 lines += ["```", json.dumps(records[0]["results"], indent=1), "```", ""]
                 continue
             used = [f for f in frameworks if any(f in r["results"] for r in records)]
-            lines.append("| case | unit | " + " | ".join(used) + " | gpuad / torch | target |")
+            lines.append("| case | unit | " + " | ".join(map(column, used))
+                         + " | gpuad / torch | target |")
             lines.append("|---" * (len(used) + 4) + "|")
             for r in records:
                 t = target(r)
-                goal = "" if t is None else (f"{t[0]}: met" if t[1] else
-                                             f"{t[0]}: missed by {t[2]}")
+                goal = "" if t is None else f"{t[0]}: {verdict(doc, r, table)}"
                 ratio = ratio_text(r)
-                lines.append(f"| {r['case']} | {r['unit']} | " + " | ".join(
+                case = r["case"] + (" (unreliable)" if "unreliable" in r else "")
+                lines.append(f"| {case} | {r['unit']} | " + " | ".join(
                     _cell(r["results"].get(f), r["unit"]) for f in used)
                     + f" | {ratio} | {goal} |")
             lines.append("")
@@ -119,6 +230,7 @@ def markdown(docs, plots=()):
                   "(for the compiled suites, its eager step; × torch eager compares gpuad "
                   "compiled with PyTorch eager).",
                   ""]
+    lines += spread(docs)
     for path in plots:
         lines += [f"![{path.stem}]({path.name})", ""]
     return "\n".join(lines)
@@ -143,19 +255,19 @@ def plot(docs, out_dir):
                 pts = [(r["x"], r["results"][f]["median"]) for r in records
                        if r["results"].get(f, {}).get("median") is not None]
                 if pts:
-                    series.append((f, doc["device"], pts))
+                    series.append((f, doc, pts))
             ratios = [(r["x"], r["ratio"]) for r in records if "ratio" in r]
             if ratios:
-                series.append(("gpuad / torch", doc["device"], ratios))
+                series.append(("gpuad / torch", doc, ratios))
         if not series:
             continue
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6), sharex=True,
                                           gridspec_kw={"height_ratios": [2, 1]})
-        for name, device, pts in series:
+        for name, doc, pts in series:
             xs, ys = zip(*pts)
-            style = "-" if device == "cpu" else "--"
+            style = "-" if doc["device"] == "cpu" else "--"
             axis = bottom if name == "gpuad / torch" else top
-            axis.plot(xs, ys, style, marker="o", label=f"{name} ({device})")
+            axis.plot(xs, ys, style, marker="o", label=f"{name} ({machine.model(doc)})")
         top.set_xscale("log")
         top.set_yscale("log")
         top.set_ylabel(ylabel)
@@ -174,7 +286,8 @@ def plot(docs, out_dir):
 
 
 def write(paths, out_dir=None):
-    docs = load(paths)
+    """report.md and the plots from the results files ``paths``; returns the paths written."""
+    docs = load_docs(paths)
     out_dir = pathlib.Path(out_dir or pathlib.Path(paths[0]).parent)
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = plot(docs, out_dir)

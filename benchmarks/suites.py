@@ -2,9 +2,12 @@
 of a framework's first result against the float64 NumPy reference.
 
 A case's ``per_step`` turns seconds per step into its unit (µs per op for op_overhead: a step is
-the whole 100-op chain forward and backward). ``x`` is the case's position on a scaling curve.
-A case with a ``variant`` (op_overhead's ``anomaly``) runs each framework's step in that mode,
-and times the framework's plain step in the same rounds, for the cost of the mode.
+the whole 100-op chain forward and backward). op_overhead's chain multiplies and adds Python
+numbers (``y * 0.9 + 0.1``), which some frameworks wrap into a tensor at every op; its
+``tensor operands`` case (``operands="tensor"``, passed to the peers' ``chain``) uses constant
+tensors of the framework made once, outside the step. ``x`` is the case's position on a scaling
+curve. A case with a ``variant`` (op_overhead's ``anomaly``) runs each framework's step in that
+mode, and times the framework's plain step in the same rounds, for the cost of the mode.
 """
 from dataclasses import dataclass, field
 
@@ -49,6 +52,8 @@ DEMO_MLP = [64, 128, 128, 10]
 def _op_overhead(quick, device):
     params = {"shape": [4, 4], "n_ops": 100}
     return [Case("op_overhead", "chain100", params, "us/op", 1e6 / 100),
+            Case("op_overhead", "chain100 tensor operands", {**params, "operands": "tensor"},
+                 "us/op", 1e6 / 100),
             Case("op_overhead", "chain100 anomaly", params, "us/op", 1e6 / 100,
                  variant="anomaly")]
 
@@ -122,7 +127,9 @@ def _scaling_mlp_width(quick, device):
 # suite -> (description, cases(quick, device)); import_time and kernels run outside the workers
 SUITES = {
     "op_overhead": ("µs per op of a 100-op chain (y*0.9, +0.1, tanh, sin) on a 4x4 float32 "
-                    "tensor, forward plus backward; the anomaly variant runs it in the "
+                    "tensor, forward plus backward; with tensor operands, 0.9 and 0.1 are "
+                    "4x4 constant tensors of the framework made once, not Python numbers; "
+                    "the anomaly variant runs it in the "
                     "framework's anomaly mode (gpuad.autograd.detect_anomaly, "
                     "torch.autograd.detect_anomaly), its plain run timed in the same rounds",
                     _op_overhead),

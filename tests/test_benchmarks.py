@@ -1,16 +1,20 @@
 """The benchmark harness: every suite's check accepts the right answer and rejects a wrong one,
-a quick run works end to end in worker processes, the report states targets, and README's
-performance section is exactly what the committed results generate."""
+a quick run works end to end in worker processes, the report states targets, results taken
+under load are marked and kept out of README, each machine's results have their own file, a
+target is met only where every machine meets it, and README's performance section is exactly
+what the committed results generate."""
 import copy
 import json
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
-from benchmarks import harness, peers, readme, report, suites
+from benchmarks import __main__ as cli
+from benchmarks import harness, load, machine, peers, readme, report, suites
 from benchmarks.peers import NotOffered, gpuad_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -151,30 +155,40 @@ def test_threads_must_be_positive():
 
 
 def test_quick_run_end_to_end(tmp_path):
-    """Two suites in worker processes, a missing framework skipped with a note, JSON written,
-    then the report."""
-    out = tmp_path / "r.json"
+    """Two suites in worker processes, a missing framework skipped with a note, JSON written
+    to the machine's own file in the folder given, the load read around each suite, then the
+    report."""
     frameworks = "gpuad,numpy,torch" if _has("torch") else "gpuad,numpy"
     run = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--quick", "--suite",
                           "op_overhead", "--suite", "import_time", "--frameworks", frameworks,
-                          "--threads", "1", "--out", str(out)], capture_output=True,
+                          "--threads", "1", "--out", f"{tmp_path}/"], capture_output=True,
                          text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
+    out = tmp_path / f"cpu-{machine.slug(machine.cpu_model())}.json"
+    assert f"wrote {out}" in run.stdout
     doc = json.loads(out.read_text())
     assert doc["machine"]["threads"] == 1 and doc["frameworks"]["gpuad"]["cpus"] in ([0], None)
-    assert [r["case"] for r in doc["cases"]] == ["chain100", "chain100 anomaly", "import"]
+    assert [r["case"] for r in doc["cases"]] == ["chain100", "chain100 tensor operands",
+                                                 "chain100 anomaly", "import"]
     for record in doc["cases"]:
         g = record["results"]["gpuad"]
         assert g["status"] == "ok" and 0 < g["min"] <= g["median"]
-    assert doc["cases"][1]["results"]["gpuad"]["vs_plain"] > 0
+    assert doc["cases"][2]["results"]["gpuad"]["vs_plain"] > 0
+    assert doc["cases"][2]["results"]["numpy"]["status"] == "not offered"
     assert doc["cases"][1]["results"]["numpy"]["status"] == "not offered"
     if _has("torch"):
-        assert "ratio" in doc["cases"][0] and "ratio" in doc["cases"][1]
+        assert all("ratio" in r for r in doc["cases"][:3])
+        assert doc["cases"][1]["results"]["torch"]["max_error"] < 1e-3
+    assert [e["suite"] for e in doc["load"]] == ["op_overhead", "import_time"]
+    for e in doc["load"]:
+        assert e["cores"] >= 1 and e["before"]["cpu"] == e["after"]["cpu"] == doc["machine"][
+            "cpu"] and e["after"]["own"] >= 0
     rep = subprocess.run([sys.executable, "-m", "benchmarks", "report", str(out)],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert rep.returncode == 0, rep.stderr
     text = (tmp_path / "report.md").read_text()
-    assert "### op_overhead" in text and "| chain100 | us/op |" in text
+    assert "### op_overhead" in text and "| chain100" in text  # (" (unreliable)" under load)
+    assert "naive NumPy" in text and "| chain100 tensor operands" in text
 
 
 def _has(module):
@@ -196,8 +210,12 @@ def test_targets_say_by_how_much_they_are_missed():
 
 def test_readme_performance_section_is_generated_from_committed_results():
     files = readme.result_files()
-    assert files, "benchmarks/results/cpu.json is missing"
-    docs = report.load(files)
+    assert files, "benchmarks/results/cpu-<model>.json is missing"
+    docs = report.load_docs(files)
+    for path, doc in zip(files, docs):  # each machine's results in the file named for it
+        assert path.name == f"{machine.stem(doc)}.json" or (
+            doc["device"] == "cuda" and path.name.startswith(machine.stem(doc) + "-")), path
+        assert not load.unreliable(doc), f"{path.name} was taken under load"
     cpu = [d for d in docs if d["device"] == "cpu"][0]
     assert not cpu["quick"], "the committed CPU results must come from a full run"
     assert {r["suite"] for r in cpu["cases"]} >= set(suites.CPU_SUITES)
@@ -209,15 +227,20 @@ def test_readme_performance_section_is_generated_from_committed_results():
         assert (readme.RESULTS / f"{suite}.png").exists()
 
 
+def _committed_doc():
+    return copy.deepcopy(report.load_docs(readme.result_files())[0])
+
+
 def test_render_reflects_the_results(monkeypatch, tmp_path):
-    doc = report.load(readme.result_files())[0]
-    doc = copy.deepcopy(doc)
+    doc = _committed_doc()
     doc["cases"] = [r for r in doc["cases"] if r["suite"] == "op_overhead"]
     doc["cases"][0]["ratio"] = 1.37
-    (tmp_path / "cpu.json").write_text(json.dumps(doc))
+    (tmp_path / f"{machine.stem(doc)}.json").write_text(json.dumps(doc))
     monkeypatch.setattr(readme, "RESULTS", tmp_path)
     text = readme.render()
     assert "| 1.37 | missed by +37% |" in text
+    assert f"**cpu: {doc['machine']['cpu']}** (`benchmarks/results/cpu-" in text
+    assert "| naive NumPy |" in text and "| numpy |" not in text
 
 
 def test_a_device_gpuad_cannot_use_is_a_clear_error():
@@ -260,3 +283,147 @@ def test_a_compiled_step_is_held_to_its_target_against_pytorch_eager():
     mlp = dict(record, suite="compiled_mlp_step", case="64-128-128-10 b32", ratio_plain=2.0)
     assert report.target(mlp) is None  # (only the issue's case is a requirement)
     assert report.target(dict(mlp, case="784-256-256-10 b128"))[1] is False
+
+
+def test_the_load_is_taken_off_the_benchmarks_own_share(monkeypatch):
+    """The benchmark's own CPU use, averaged over the load average's minute, is taken off the
+    load average; what other processes add, above 0.5 per core, makes a suite unreliable, and
+    so does the CPU model changing in between."""
+    clock, cpu = [0.0], [0.0]
+    monkeypatch.setattr(load, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    meter = load.Meter(own_cpu=lambda: cpu[0])
+    clock[0], cpu[0] = 60.0, 120.0  # two busy cores for a minute: a share of 2 (1 - 1/e)
+    monkeypatch.setattr(load.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    quiet = meter.reading()
+    assert quiet["own"] == pytest.approx(2 * (1 - np.exp(-1)), abs=1e-3)
+    entry = load.judge("mlp_step", quiet, quiet, 2)
+    assert entry["per_core"] == pytest.approx(0.368, abs=1e-3) and "unreliable" not in entry
+    monkeypatch.setattr(load.os, "getloadavg", lambda: (3.5, 3.0, 2.0))
+    busy = meter.reading()
+    entry = load.judge("mlp_step", quiet, busy, 2)
+    assert entry["per_core"] > load.LIMIT_PER_CORE
+    assert entry["unreliable"].startswith(f"load {entry['per_core']:.2f} per core")
+    moved = dict(quiet, cpu="another CPU")
+    assert "CPU model changed" in load.judge("mlp_step", quiet, moved, 2)["unreliable"]
+
+
+def test_a_run_under_load_is_marked_unreliable_and_readme_refuses_it(monkeypatch, tmp_path,
+                                                                     capsys):
+    monkeypatch.setattr(load.os, "getloadavg", lambda: (40.0, 40.0, 40.0))
+    doc, right = harness.run(["op_overhead"], ["gpuad"], "cpu", True, 1, say=lambda s: None)
+    assert right
+    (entry,) = doc["load"]
+    assert entry["suite"] == "op_overhead" and entry["per_core"] > load.LIMIT_PER_CORE
+    assert all(r["unreliable"] == entry["unreliable"] for r in doc["cases"])
+    text = report.markdown([doc])
+    assert "| chain100 (unreliable) |" in text and "**Unreliable**: load" in text
+    assert "UNRELIABLE: op_overhead ran under load" in report.header(doc)
+    name = f"{machine.stem(doc)}.json"
+    (tmp_path / name).write_text(json.dumps(doc))
+    monkeypatch.setattr(readme, "RESULTS", tmp_path)
+    readme_before = (ROOT / "README.md").read_text()
+    assert cli.main(["readme"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"refusing {name}: op_overhead: load {entry['per_core']:.2f} per core" in err
+    assert ("rerun `python -m benchmarks run --out benchmarks/results/` on that machine while "
+            f"it is idle (it rewrites {name})") in err
+    assert (ROOT / "README.md").read_text() == readme_before
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_each_machine_has_its_own_results_file(tmp_path):
+    assert machine.slug("AMD EPYC") == "amd-epyc"
+    assert machine.slug("Intel(R) Xeon(R) Processor") == "intel-xeon-processor"
+    assert machine.slug("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz") == "intel-xeon-gold-6148-cpu"
+    cpu = {"device": "cpu", "machine": {"cpu": "AMD EPYC", "gpu": None}}
+    gpu = {"device": "cuda", "machine": {"cpu": "AMD EPYC",
+                                         "gpu": "NVIDIA H100 80GB HBM3, 550.54.15"}}
+    assert machine.stem(cpu) == "cpu-amd-epyc"
+    assert machine.stem(gpu) == "cuda-nvidia-h100-80gb-hbm3"
+    assert machine.result_path(f"{tmp_path}/", cpu) == tmp_path / "cpu-amd-epyc.json"
+    assert machine.result_path(str(tmp_path), gpu) == tmp_path / "cuda-nvidia-h100-80gb-hbm3.json"
+    assert machine.result_path(f"{tmp_path}/{{machine}}-kernels.json", gpu) == (
+        tmp_path / "cuda-nvidia-h100-80gb-hbm3-kernels.json")
+    assert machine.result_path(str(tmp_path / "r.json"), cpu) == tmp_path / "r.json"
+    assert [p.name for p in readme.result_files()] == sorted(
+        p.name for p in readme.RESULTS.glob("c*.json"))
+    assert "cpu-amd-epyc.json" in [p.name for p in readme.result_files()]
+    assert not (readme.RESULTS / "cpu.json").exists()
+    script = (ROOT / "benchmarks" / "gpu_checks.sh").read_text()
+    assert script.count('--out "$res/{machine}-') == 3  # the GPU checks' results, per GPU too
+
+
+def test_the_tensor_operand_chain_is_checked_and_uses_tensors():
+    """op_overhead's "chain100 tensor operands": the chain with 0.9 and 0.1 as constant
+    tensors of the framework made once, checked against the float64 reference."""
+    import gpuad as ad
+
+    (case,) = [c for c in suites.cases("op_overhead", False, "cpu")
+               if c.name == "chain100 tensor operands"]
+    assert case.params["operands"] == "tensor" and case.variant is None
+    operands = []
+    real = ad.Tensor.__mul__
+
+    def spy(self, other):
+        operands.append(type(other))
+        return real(self, other)
+
+    ad.Tensor.__mul__ = spy
+    try:
+        step = peers.build(gpuad_runs, case.suite, case.params, "cpu")
+        out = peers.to_numpy(gpuad_runs, step())
+    finally:
+        ad.Tensor.__mul__ = real
+    assert operands and set(operands) == {ad.Tensor}
+    assert suites.check(case, out) < 1e-3
+    with pytest.raises(AssertionError, match="off"):
+        suites.check(case, _perturb(out))
+    if _has("torch"):
+        from benchmarks.peers import torch_runs
+
+        torch_runs.load("cpu", 1)
+        out = peers.build(torch_runs, case.suite, case.params, "cpu")()
+        assert suites.check(case, peers.to_numpy(torch_runs, out)) < 1e-3
+    from benchmarks.peers import numpy_runs
+
+    with pytest.raises(NotOffered, match="tensor operands"):
+        peers.build(numpy_runs, case.suite, case.params, "cpu")
+
+
+def _machine_doc(cpu_name, chain_ratio):
+    doc = _committed_doc()
+    doc["machine"]["cpu"] = cpu_name
+    doc["cases"] = [r for r in doc["cases"] if r["suite"] in ("op_overhead", "import_time")]
+    doc["cases"][0]["ratio"] = chain_ratio
+    return doc
+
+
+def test_a_target_is_met_only_on_every_machine(monkeypatch, tmp_path):
+    docs = [_machine_doc("AMD EPYC", 0.8), _machine_doc("Intel(R) Xeon(R) Processor", 1.2)]
+    for doc in docs:
+        (tmp_path / f"{machine.stem(doc)}.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(readme, "RESULTS", tmp_path)
+    assert [p.name for p in readme.result_files()] == ["cpu-amd-epyc.json",
+                                                       "cpu-intel-xeon-processor.json"]
+    text = readme.render()
+    assert "**cpu: AMD EPYC** (`benchmarks/results/cpu-amd-epyc.json`)" in text
+    assert "**cpu: Intel(R) Xeon(R) Processor**" in text
+    amd, intel = text.split("**cpu: Intel")[0], text.split("**cpu: Intel")[1]
+    assert "| 0.80 | met here; missed on Intel(R) Xeon(R) Processor (+20%) |" in amd
+    assert "| 1.20 | missed by +20% |" in intel.split("Across")[0]
+    assert "| import_time | import |" in amd and "met on all 2 machines |" in amd
+    assert "Across the 2 cpu machines" in text
+    assert "| op_overhead | chain100 | 0.8 | 1.2 | 0.8–1.2 | ≤ 1.00× torch: missed |" in text
+    # the report of both files says the same
+    assert "≤ 1.00× torch: met here; missed on Intel" in report.markdown(docs)
+
+
+def test_a_results_file_that_is_not_one_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    assert cli.main(["report", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is not a results file" in err
+    assert cli.main(["report", str(tmp_path / "missing.json")]) == 2
+    assert "No such file" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """One module per framework, each building every suite's step the way that framework's users
 write it. A peer module offers ``load(device, threads, **options) -> version`` (ImportError when
 the framework is not installed) and, for each kind of problem it can run, a builder taking the
-case's parameters and ``device`` and returning a step: ``chain``, ``mlp``, ``elementwise``,
+case's parameters and ``device`` and returning a step: ``chain`` (with ``operands="tensor"``
+for op_overhead's tensor-operand case), ``mlp``, ``elementwise``,
 ``second_order``, ``jacobian``, ``chain_anomaly`` for the anomaly variant and
 ``chain_compiled``/``mlp_compiled`` for the compiled one (a missing one, or
 ``NotOffered``, means the framework has no such feature). Optional: ``sync(out)`` (wait for

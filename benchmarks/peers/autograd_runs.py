@@ -43,12 +43,15 @@ def jacobian(n, m, hidden, mode, device):
     return lambda: jf(x)
 
 
-def chain(shape, n_ops, device):
+def chain(shape, n_ops, device, operands="scalar"):
+    """The chain's gradient; with ``operands="tensor"`` its 0.9 and 0.1 are constant float32
+    arrays."""
     x = ref.chain_input(shape)
+    a, b = (0.9, 0.1) if operands == "scalar" else ref.chain_constants(shape)
 
     def f(y):
         for _ in range(n_ops // ref.CHAIN_BLOCK):
-            y = anp.sin(anp.tanh(y * 0.9 + 0.1))
+            y = anp.sin(anp.tanh(y * a + b))
         return anp.sum(y)
 
     g = autograd.grad(f)

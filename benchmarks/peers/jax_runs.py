@@ -47,12 +47,15 @@ def _jitted(build):
     return make
 
 
-def chain(shape, n_ops, device):
+def chain(shape, n_ops, device, operands="scalar"):
+    """The chain's gradient; with ``operands="tensor"`` its 0.9 and 0.1 are constant
+    arrays on the device."""
     x = _put(ref.chain_input(shape))
+    a, b = (0.9, 0.1) if operands == "scalar" else map(_put, ref.chain_constants(shape))
 
     def f(y):
         for _ in range(n_ops // ref.CHAIN_BLOCK):
-            y = jnp.sin(jnp.tanh(y * 0.9 + 0.1))
+            y = jnp.sin(jnp.tanh(y * a + b))
         return y.sum()
 
     g = _maybe_jit(jax.grad(f))

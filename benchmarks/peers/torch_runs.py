@@ -30,13 +30,16 @@ def array_to_numpy(a):
     return a.detach().cpu().numpy()
 
 
-def chain(shape, n_ops, device):
+def chain(shape, n_ops, device, operands="scalar"):
+    """The chain's step; with ``operands="tensor"`` its 0.9 and 0.1 are constant tensors."""
     x = torch.tensor(ref.chain_input(shape), device=device, requires_grad=True)
+    a, b = (0.9, 0.1) if operands == "scalar" else (
+        torch.tensor(c, device=device) for c in ref.chain_constants(shape))
 
     def step():
         y = x
         for _ in range(n_ops // ref.CHAIN_BLOCK):
-            y = (y * 0.9 + 0.1).tanh().sin()
+            y = (y * a + b).tanh().sin()
         y.sum().backward()
         g, x.grad = x.grad, None
         return g
