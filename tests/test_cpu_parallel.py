@@ -359,3 +359,84 @@ def test_a_raising_error_state_reaches_the_helper_threads(threads):
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isnan(ad.silu(ad.tensor(x)).numpy()[-1])
+
+
+def _count_splits(monkeypatch):
+    """A list that grows by one per split evaluation (cpu_parallel.for_chunks call)."""
+    calls = []
+    real = cpu_parallel.for_chunks
+
+    def counting(fn, size):
+        calls.append(size)
+        return real(fn, size)
+
+    monkeypatch.setattr(cpu_parallel, "for_chunks", counting)
+    return calls
+
+
+UNARY_FORWARDS = [r.name for r in UNARY_ROWS if hasattr(ad, r.name) and not r.params and not r.args]
+
+
+@pytest.mark.parametrize("name", UNARY_FORWARDS)
+def test_large_single_ops_split_over_threads_with_the_plain_bits(threads, monkeypatch, name):
+    """Each elementwise op's forward on an array of LARGE elements or more runs in chunks over
+    threads: the same bits as the backend's one whole-array call."""
+    threads(2)
+    x = _inputs(np.float32)
+    calls = _count_splits(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (log of negatives, as NumPy)
+        with np.errstate(all="ignore"):
+            split = getattr(ad, name)(ad.tensor(x)).numpy()
+            plain = _unsplit(NumpyBackend(), next(r.forward for r in UNARY_ROWS
+                                                  if r.name == name))(x)
+    assert calls == [N]
+    np.testing.assert_array_equal(split, plain)
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "pow", "maximum", "minimum"])
+def test_large_binary_ops_split_with_scalars_and_broadcast_values(threads, monkeypatch, op):
+    """Two large arrays, an array and a Python scalar (either side), and an array with a value
+    broadcast over it (stride 0) each split, and give the bits of a piece below the threshold
+    (one call)."""
+    threads(2)
+    f = getattr(ad, op)
+    x = np.abs(_inputs(np.float64)) + 0.5
+    y = np.linspace(0.25, 3.0, N)
+    value = np.broadcast_to(np.float64(1.5), (N,))
+    cases = [(x, y), (x, 2.0), (3.0, y), (x, value)]
+
+    def run(a, b, n):
+        return f(a if np.isscalar(a) else ad.tensor(a[:n]),
+                 b if np.isscalar(b) else ad.tensor(b[:n])).numpy()
+
+    calls = _count_splits(monkeypatch)
+    with np.errstate(all="ignore"):
+        whole = [run(a, b, N) for a, b in cases]
+        assert calls == [N] * 4
+        piece = N // 4
+        parts = [run(a, b, piece) for a, b in cases]
+    assert calls == [N] * 4
+    for w, p in zip(whole, parts):
+        np.testing.assert_array_equal(w[:piece], p)
+
+
+def test_a_large_backward_pass_splits_and_gives_the_bits_of_small_pieces(threads, monkeypatch):
+    """The gradient of an elementwise expression on a large array (forwards, the fast
+    derivative rules, the sum's broadcast gradient times a value) equals, bit for bit, the
+    gradient computed on pieces below the threshold, which run as one call each."""
+    threads(2)
+    x = _inputs(np.float32)[8:-1]  # (finite)
+
+    def grad(values):
+        t = ad.tensor(values, requires_grad=True)
+        loss = (ad.sigmoid(t) * ad.tanh(t) * 0.5 + ad.sin(t) / 3).sum()
+        return ad.grad(loss, t)[0].numpy()
+
+    calls = _count_splits(monkeypatch)
+    whole = grad(x)
+    assert len(calls) >= 8  # (sigmoid, tanh, *, *, sin, /, +; their rules and products)
+    calls.clear()
+    pieces = np.concatenate([grad(p) for p in np.array_split(x, 4)])
+    assert calls == []
+    np.testing.assert_array_equal(whole, pieces)

@@ -12,6 +12,7 @@ import math
 from . import kernel_table, tracing
 from .axis_math import AxisMath
 from .checks import ValueChecks
+from .cpu_parallel import MIN_SIZE
 
 # Bound directly from the array module under the same name (and so are the unary ops'
 # forwards that the backend does not define: kernel_table.forward_methods).
@@ -28,6 +29,10 @@ FUNCTIONS = (
     "nonzero"
 ).split()
 
+
+#: arrays of at least this many elements take the backend's ``large`` methods (ops check the
+#: size once, so small arrays pay no wrapper)
+LARGE = MIN_SIZE
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -63,6 +68,9 @@ class Backend(ValueChecks, AxisMath):
         for fname in kernel_table.forward_methods():
             if not hasattr(self, fname):
                 setattr(self, fname, getattr(xp, fname))
+        #: the methods for arrays of at least ``LARGE`` elements (the CPU's split them over
+        #: threads); the same ones here
+        self.large = self
 
     @classmethod
     def array_methods(cls):

@@ -127,8 +127,9 @@ def for_chunks(fn, size):
 
 
 def splittable(args):
-    """The common shape when every array among ``args`` has it and is C-contiguous (scalars
-    and 0-d arrays broadcast), and it holds at least MIN_SIZE elements; else None."""
+    """The common shape when every array among ``args`` has it and is C-contiguous or one
+    value broadcast (scalars and 0-d arrays broadcast too), and it holds at least MIN_SIZE
+    elements; else None."""
     shape = None
     for a in args:
         if a.__class__ is np.ndarray and a.ndim:
@@ -136,7 +137,7 @@ def splittable(args):
                 shape = a.shape
             elif a.shape != shape:
                 return None
-            if not a.flags.c_contiguous:
+            if not a.flags.c_contiguous and any(a.strides):
                 return None
     if shape is None or np.prod(shape) < MIN_SIZE:
         return None
@@ -144,7 +145,10 @@ def splittable(args):
 
 
 def _flat(a):
-    return a.reshape(-1) if a.__class__ is np.ndarray and a.ndim else a
+    """``a`` as one axis to slice chunks of (a value broadcast: as a 0-d array of it)."""
+    if a.__class__ is not np.ndarray or not a.ndim:
+        return a
+    return a.reshape(-1) if any(a.strides) else a[(slice(0, 1),) * a.ndim].reshape(())
 
 
 def elementwise(fn):

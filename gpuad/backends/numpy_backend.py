@@ -133,6 +133,34 @@ def _safe(total):
     return low is not None and bool(_ALL((total >= low) & (total < np.inf), axis=None))
 
 
+#: the two-input elementwise forwards (the binary ops' methods) that large arrays split
+_BINARY = "add subtract multiply true_divide power maximum minimum".split()
+
+
+class _Large:
+    """The CPU backend's methods for arrays of at least ``LARGE`` elements: each elementwise
+    forward and derivative rule evaluated in cache-sized chunks over threads
+    (:func:`cpu_parallel.elementwise`: the same bits as one call); anything else is the
+    backend's own."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        for name in _BINARY + kernel_table.forward_methods():
+            if name not in SPLIT:  # (those split already)
+                setattr(self, name, cpu_parallel.elementwise(getattr(backend, name)))
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def fused_unary_grad(self, row, g, s, params):
+        """The backend's fast rule, chunk by chunk: its temporaries stay in cache."""
+        backend = self._backend
+        if backend.fused_unary_grad(row, g[:0], s[:0], params) is None:
+            return None  # (no fast rule for these operands: the composed one runs)
+        return cpu_parallel.elementwise(lambda g, s, *p: row.fast(backend, g, s, *p))(
+            g, s, *params)
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     #: the fused rules save only Python per op here: used when nothing records
@@ -149,6 +177,7 @@ class NumpyBackend(Backend):
             setattr(self, name, cpu_parallel.elementwise(getattr(self, name)))
         for name in QUIET + kernel_table.quiet_methods():
             setattr(self, name, _quiet(getattr(self, name)))
+        self.large = _Large(self)
 
     def _power(self, a, b, out=None):
         """a ** b (bound as ``power``; ``out`` as the ufunc's, for ``pow_``). A float32 or

@@ -20,6 +20,7 @@ from ..autograd.grad_mode import active, mode
 from ..autograd.node import Op
 from ..autograd.record import needs_grad, record, record1
 from ..backends import kernel_table
+from ..backends.base import LARGE
 from ..tensor import Tensor
 from ._args import operands, plain, to_tensor
 from .registry import public
@@ -90,18 +91,24 @@ def unary(name, rule, reads="x", *, register=True, **fields):
     def with_params(x, *params):
         if not isinstance(x, Tensor):
             x = to_tensor(x, name)
-        out = getattr(x._dev._backend, forward_name)(x._a, *args, *params)
+        a, backend = x._a, x._dev._backend
+        out = getattr(backend if a.size < LARGE else backend.large, forward_name)(
+            a, *args, *params)
         return record1(op, x, out, ((x,) if saved_x else ()) + params)
 
     def reading_x(x):
         if not isinstance(x, Tensor):
             x = to_tensor(x, name)
-        return record1(op, x, getattr(x._dev._backend, forward_name)(x._a), (x,))
+        a, backend = x._a, x._dev._backend
+        out = getattr(backend if a.size < LARGE else backend.large, forward_name)(a)
+        return record1(op, x, out, (x,))
 
     def reading_nothing(x):
         if not isinstance(x, Tensor):
             x = to_tensor(x, name)
-        return record1(op, x, getattr(x._dev._backend, forward_name)(x._a), ())
+        a, backend = x._a, x._dev._backend
+        out = getattr(backend if a.size < LARGE else backend.large, forward_name)(a)
+        return record1(op, x, out, ())
 
     # (the shortest path for the op: no *params to pack where it has none)
     forward = with_params if row.params or args else reading_x if saved_x else reading_nothing
@@ -127,6 +134,8 @@ def _fusable(row):
     def vjp(g, s, *params):
         nonlocal grad_op
         backend = g._dev._backend
+        if g._a.size >= LARGE:
+            backend = backend.large
         fused = backend.fused_unary_grad
         if fused is not None and s.__class__ is Tensor and (
                 backend.fused_grad_nodes or not (mode.enabled or (active[0] and (
@@ -171,8 +180,11 @@ def binary(name, method, rule_a, rule_b, reads=((True, True), (True, True)), doc
 
     def forward(a, b):
         a, b, xa, xb, dev = operands(a, b, name)
+        backend = dev._backend
+        if (xa is not a and xa.size >= LARGE) or (xb is not b and xb.size >= LARGE):
+            backend = backend.large
         try:
-            out = getattr(dev._backend, method)(xa, xb)
+            out = getattr(backend, method)(xa, xb)
         except ValueError as exc:
             raise shape_error(name, a, b, exc) from None
         saved = ()
