@@ -22,6 +22,7 @@ from .anomaly import (
     is_anomaly_enabled,
     set_detect_anomaly,
 )
+from .collector import install as _install_collector
 from .custom_gradient import custom_gradient
 from .engine import backward, grad
 from .function import Function, FunctionCtx
@@ -35,6 +36,8 @@ if _TYPE_CHECKING:  # for the type checker, which cannot follow __getattr__ belo
     from .tape import UnconnectedGradients as UnconnectedGradients
 
 #: public name -> the module of this package that defines it, imported when first asked for
+_install_collector()  # (long graphs: see .collector)
+
 _TRANSFORMS = {
     "GradientTape": "tape", "UnconnectedGradients": "tape", "jacobian": "functional",
     "hessian": "functional", "hvp": "functional",

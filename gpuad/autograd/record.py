@@ -13,6 +13,7 @@ recorded; how is the view ops' business, above this floor: they register it with
 :func:`on_stale_view`.
 """
 from ..tensor import Tensor
+from . import collector
 from .forward import has_tangent, push
 from .grad_mode import active, anomaly, mode
 from .node import Node
@@ -76,6 +77,7 @@ def _attach(op, parents, a, dev, saved, rg=True):
     """The output tensor of a recorded op, with its node. Each saved tensor's version (and
     the output's, when the rule reads the output) is noted to catch later in-place changes."""
     out = Tensor(a, dev, None, rg)
+    collector.recording = True
     vers = [(s._ver, s._ver[0]) for s in saved if isinstance(s, Tensor)]
     if op.save_out:
         vers.append((out._ver, 0))

@@ -1,0 +1,108 @@
+"""The garbage collector's young threshold while gpuad records (gpuad.autograd.collector):
+raised while passes find no garbage, put back to the program's own setting when one finds
+garbage or nothing was recorded, a program's own gc.set_threshold respected, and cyclic
+garbage made during a long recording still collected without an explicit gc.collect."""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import gpuad as ad
+from gpuad.autograd import collector
+
+
+@pytest.fixture
+def thresholds():
+    """The collector on, from the interpreter's default setting; the setting put back."""
+    before, enabled = gc.get_threshold(), gc.isenabled()
+    gc.set_threshold(700, 10, 10)
+    gc.enable()
+    yield
+    gc.set_threshold(*before)
+    if not enabled:
+        gc.disable()
+
+
+def _young():
+    return gc.get_threshold()[0]
+
+
+def _young_pass(collected=0):
+    collector._after_pass("stop", {"generation": 0, "collected": collected,
+                                   "uncollectable": 0})
+
+
+def _chain(n):
+    x = ad.tensor(np.ones(3, np.float32), requires_grad=True)
+    y = x
+    for _ in range(n):
+        y = y * 1.0
+    return y
+
+
+def test_a_long_recording_raises_the_young_threshold_up_to_the_cap(thresholds):
+    graph = _chain(20_000)  # (tens of thousands of tracked objects: several young passes)
+    assert _young() > 700
+    collector.recording = True
+    for _ in range(20):
+        collector.recording = True
+        _young_pass()
+    assert _young() == collector.CAP
+    del graph
+
+
+def test_a_pass_with_garbage_or_without_recording_puts_the_setting_back(thresholds):
+    collector.recording = True
+    _young_pass()
+    assert _young() == 1400
+    collector.recording = True
+    _young_pass(collected=5)  # (cycles found: the generational rhythm is needed again)
+    assert _young() == 700
+    collector.recording = True
+    _young_pass()
+    assert _young() == 1400
+    _young_pass()  # (nothing recorded since the pass before)
+    assert _young() == 700
+
+
+def test_the_programs_own_setting_is_the_one_put_back(thresholds):
+    collector.recording = True
+    _young_pass()
+    assert _young() == 1400
+    gc.set_threshold(5000, 10, 10)  # the program's own, while raised
+    collector.recording = True
+    _young_pass()
+    assert _young() == 10_000
+    _young_pass(collected=1)
+    assert gc.get_threshold() == (5000, 10, 10)
+
+
+def test_older_passes_keep_the_young_threshold(thresholds):
+    collector.recording = True
+    _young_pass()
+    collector.recording = True
+    collector._after_pass("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+    assert _young() == 1400
+    collector._after_pass("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+    assert _young() == 700  # (nothing recorded since the pass before)
+
+
+class _Cycle:
+    def __init__(self):
+        self.me = self
+
+
+def test_cycles_made_during_a_long_recording_are_still_collected(thresholds):
+    """No explicit gc.collect: the collector's own passes find the cycle, once recording
+    stops (or a pass finds garbage), at the program's own rhythm."""
+    graph = _chain(20_000)
+    assert _young() > 700
+    cycle = _Cycle()
+    alive = weakref.ref(cycle)
+    del cycle, graph
+    hold = []  # objects kept alive: the collector counts allocations net of frees
+    while alive() is not None and len(hold) < 4 * collector.CAP:
+        hold.extend([] for _ in range(1000))
+    assert alive() is None
+    assert _young() == 700
