@@ -168,8 +168,15 @@ class Backend(ValueChecks, AxisMath):
         xp = self.xp
         if x.dtype.kind in "biu":  # in the float type NumPy's exp gives (-|x| wraps unsigned)
             x = x.astype(xp.result_type(x.dtype, xp.float16))
-        e = xp.exp(-xp.abs(x))
-        return (1 / (1 + e)) * xp.maximum(e, x >= 0)
+        if not x.ndim:  # (NumPy makes scalars of 0-d results, which take no out=)
+            return self.sigmoid(x.reshape(1)).reshape(())
+        e = xp.abs(x)  # (each step in place where it can: two new arrays, not seven)
+        xp.negative(e, out=e)
+        xp.exp(e, out=e)
+        r = xp.add(e, 1)
+        xp.true_divide(1, r, out=r)
+        xp.maximum(e, xp.greater_equal(x, 0), out=e)
+        return xp.multiply(r, e, out=r)
 
     def relu(self, x):
         return self.xp.maximum(x, 0)
