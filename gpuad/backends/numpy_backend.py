@@ -294,7 +294,7 @@ class NumpyBackend(Backend):
         global _scipy_erf
         if _scipy_erf is _UNLOADED:
             _scipy_erf = _load_scipy_erf()
-        if _scipy_erf is not None:
+        if _scipy_erf is not None and x.dtype in (np.float32, np.float64):  # (its loops)
             return _array(_scipy_erf(x)).astype(x.dtype, copy=False)
         out = _array(_math_erf(x.astype(np.float64)))
         return out.astype(np.float64).astype(x.dtype, copy=False)

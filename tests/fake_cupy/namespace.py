@@ -128,13 +128,16 @@ def _generator_methods(names):
 
 
 def _erf(x):
-    """cupyx's erf: float32 and float64 loops only (float16 gives float32)."""
-    try:
-        from scipy.special import erf
-    except ImportError:  # pragma: no cover
-        import math
+    """cupyx's erf: float32 and float64 loops only (float16 gives float32); by SciPy where it
+    is installed and has the loop, else math.erf per element (a wider type: a reference)."""
+    import math
 
-        erf = np.vectorize(math.erf, otypes=[np.float64])
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    if x.dtype in (np.float32, np.float64):
+        try:
+            from scipy.special import erf
+        except ImportError:  # pragma: no cover
+            pass
     return np.asarray(erf(x)).astype(np.promote_types(x.dtype, np.float32))
 
 
