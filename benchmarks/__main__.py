@@ -10,6 +10,8 @@ machine's results are kept in their own file, and ``readme`` reads every one of 
 """
 import argparse
 import json
+import os
+import pathlib
 import sys
 
 from . import suites
@@ -60,6 +62,17 @@ def main(argv=None):
         if args.out:
             from . import machine
 
+            folder = pathlib.Path(args.out.replace("{machine}", "_"))
+            if not args.out.endswith(("/", os.sep)) and not folder.is_dir():
+                folder = folder.parent
+            try:  # (before the run: a run of many minutes then has somewhere to go)
+                folder.mkdir(parents=True, exist_ok=True)
+                writable = os.access(folder, os.W_OK)
+            except OSError:
+                writable = False
+            if not writable:
+                p.error(f"--out {args.out}: cannot write into {folder}")
+
             def save(doc):
                 out = machine.result_path(args.out, doc)
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -83,9 +96,9 @@ def main(argv=None):
 
         try:
             written = report.write(args.results, args.out_dir)
-        except (OSError, ValueError) as exc:
-            print(f"benchmarks report: cannot read the results: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"benchmarks report: cannot read the results (not a file of `python -m "
+                  f"benchmarks run`?): {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         for path in written:
             print(f"wrote {path}")

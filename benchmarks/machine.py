@@ -31,10 +31,18 @@ def gpu_name():
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout else None
 
 
+def usable_cores():
+    """The CPUs this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (not Linux)
+        return os.cpu_count() or 1
+
+
 def describe(threads, device):
     import numpy
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
+    return {"cpu": cpu_model(), "cores": usable_cores(), "threads": threads,
             "gpu": gpu_name() if device == "cuda" else None, "os": platform.platform(),
             "python": sys.version.split()[0], "numpy": numpy.__version__}
 

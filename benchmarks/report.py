@@ -140,7 +140,7 @@ def missing_lines(doc):
     suites it ran), or nothing."""
     present = {(r["suite"], r["case"]) for r in doc["cases"]}
     missing = [f"{c.suite} {c.name}" for suite in dict.fromkeys(s for s, _ in present)
-               if suites.SUITES[suite][1] is not None
+               if suite in suites.SUITES and suites.SUITES[suite][1] is not None
                for c in suites.cases(suite, doc["quick"], doc["device"])
                if (c.suite, c.name) not in present]
     return ["Not in this run (the suites gained them after it): " + ", ".join(missing) + ".",

@@ -427,3 +427,20 @@ def test_a_results_file_that_is_not_one_is_a_one_line_error(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "is not a results file" in err
     assert cli.main(["report", str(tmp_path / "missing.json")]) == 2
     assert "No such file" in capsys.readouterr().err
+    # the top-level keys, but no machine in it
+    bad.write_text(json.dumps({"harness": 1, "created": "x", "device": "cpu", "quick": False,
+                               "machine": {}, "frameworks": {}, "cases": []}))
+    assert cli.main(["report", str(bad), "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "KeyError" in err
+
+
+def test_an_out_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--quick", "--suite", "import_time", "--out",
+                  str(blocker / "sub" / "{machine}.json")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"cannot write into {blocker / 'sub'}")

@@ -1,7 +1,8 @@
 """The garbage collector's young threshold while gpuad records (gpuad.autograd.collector):
-raised while passes find no garbage, put back to the program's own setting when one finds
-garbage or nothing was recorded, a program's own gc.set_threshold respected, and cyclic
-garbage made during a long recording still collected without an explicit gc.collect."""
+raised while passes find no garbage, up to GROWTH times the program's setting; put back when
+a pass finds garbage, when nothing was recorded, and at the end of each backward pass; a
+program's own gc.set_threshold respected; and cyclic garbage made during a long recording
+still collected without an explicit gc.collect."""
 import gc
 import weakref
 
@@ -41,15 +42,23 @@ def _chain(n):
     return y
 
 
-def test_a_long_recording_raises_the_young_threshold_up_to_the_cap(thresholds):
+def test_a_long_recording_raises_the_young_threshold_up_to_its_bound(thresholds):
     graph = _chain(20_000)  # (tens of thousands of tracked objects: several young passes)
     assert _young() > 700
-    collector.recording = True
     for _ in range(20):
         collector.recording = True
         _young_pass()
-    assert _young() == collector.CAP
+    assert _young() == collector.GROWTH * 700
     del graph
+
+
+def test_a_backward_pass_puts_the_setting_back(thresholds):
+    """Where a training step's graph ends: cycles made after it (a create_graph pass leaves
+    one) are collected at the program's own rhythm, however long the graph was."""
+    y = _chain(20_000)
+    assert _young() > 700
+    y.sum().backward()
+    assert gc.get_threshold() == (700, 10, 10)
 
 
 def test_a_pass_with_garbage_or_without_recording_puts_the_setting_back(thresholds):
@@ -102,7 +111,7 @@ def test_cycles_made_during_a_long_recording_are_still_collected(thresholds):
     alive = weakref.ref(cycle)
     del cycle, graph
     hold = []  # objects kept alive: the collector counts allocations net of frees
-    while alive() is not None and len(hold) < 4 * collector.CAP:
+    while alive() is not None and len(hold) < 4 * collector.GROWTH * 700:
         hold.extend([] for _ in range(1000))
     assert alive() is None
     assert _young() == 700

@@ -403,12 +403,18 @@ def test_large_binary_ops_split_with_scalars_and_broadcast_values(threads, monke
     f = getattr(ad, op)
     x = np.abs(_inputs(np.float64)) + 0.5
     y = np.linspace(0.25, 3.0, N)
-    value = np.broadcast_to(np.float64(1.5), (N,))
+    value = "1.5 broadcast"  # (a stride-0 view, as ad.broadcast_to makes)
     cases = [(x, y), (x, 2.0), (3.0, y), (x, value)]
 
+    def operand(v, n):
+        if isinstance(v, str):
+            t = ad.broadcast_to(ad.tensor(np.float64(1.5)), (n,))
+            assert t._a.strides == (0,)
+            return t
+        return v if np.isscalar(v) else ad.tensor(v[:n])
+
     def run(a, b, n):
-        return f(a if np.isscalar(a) else ad.tensor(a[:n]),
-                 b if np.isscalar(b) else ad.tensor(b[:n])).numpy()
+        return f(operand(a, n), operand(b, n)).numpy()
 
     calls = _count_splits(monkeypatch)
     with np.errstate(all="ignore"):
@@ -440,3 +446,34 @@ def test_a_large_backward_pass_splits_and_gives_the_bits_of_small_pieces(threads
     pieces = np.concatenate([grad(p) for p in np.array_split(x, 4)])
     assert calls == []
     np.testing.assert_array_equal(whole, pieces)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int64, np.uint8, np.bool_])
+def test_sigmoid_of_a_0d_integer_is_its_value_in_an_array(monkeypatch, dtype):
+    """A 0-d input takes the same formula as the array it came from, on every backend (the
+    CUDA one has its own kernel for floats: integers take the generic formula there too)."""
+    from fake_cupy import cuda_or_stand_in
+
+    values = np.array([0, 1, 2, 5, 9, 100] if dtype in (np.uint8, np.bool_)
+                      else [-3, -1, 0, 1, 2, 100]).astype(dtype)
+    with cuda_or_stand_in(monkeypatch):
+        for dev in ("cpu", "cuda"):
+            whole = ad.sigmoid(ad.tensor(values, device=dev)).numpy()
+            each = np.array([ad.sigmoid(ad.tensor(v, device=dev)).numpy() for v in values])
+            assert whole.dtype == each.dtype
+            np.testing.assert_array_equal(whole.view(np.uint8), each.view(np.uint8))
+
+
+def test_a_split_op_warns_once_where_a_plain_call_does(threads):
+    """The dtype probe on one element runs silently; the chunks warn from one place, so the
+    default filter shows one warning, as for one whole-array call (and 'raise' raises)."""
+    threads(2)
+    x = np.ones(2 * N)
+    x[0] = x[-1] = 1e200  # (overflows in the first chunk and in the last)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        got = (ad.tensor(x) * ad.tensor(x)).numpy()
+    assert [w.category for w in caught] == [RuntimeWarning]
+    assert np.isinf(got[0]) and np.isinf(got[-1]) and got[1] == 1.0
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        ad.tensor(x) * ad.tensor(x)

@@ -1,44 +1,67 @@
-"""Python's cyclic garbage collector while gpuad records graphs.
+"""Python's cyclic garbage collector while gpuad records a long graph.
 
-Graph nodes form no reference cycles: reference counting frees a graph as soon as its last
-tensor goes. Yet the collector walks every live node at each of its passes, and a long graph
-lives through many passes: on a chain of 10,000 ops its passes took a fifth of the time.
+A plain graph (no ``create_graph``) forms no reference cycles: reference counting frees it as
+soon as its last tensor goes. Yet the collector walks every live node at each of its passes,
+and a long graph lives through many passes: on a chain of 10,000 ops its passes took a fifth
+of the time.
 
 So while gpuad records (:data:`recording`, set by every node recorded) and the collector's
 young passes find no garbage, each such pass doubles the young generation's threshold, up to
-:data:`CAP` objects. A pass that finds garbage, or that comes with no recording since the pass
-before, puts the threshold back to the program's own setting. Cycles made meanwhile are
-collected later, never lost; a program that is not recording keeps its setting; and a
-threshold the program sets with ``gc.set_threshold`` becomes the setting put back.
+:data:`GROWTH` times the program's own setting. The setting is put back by a pass that finds
+garbage, by one that comes with nothing recorded since the pass before, and at the end of each
+backward pass (where a training step's graph ends), so cycles made meanwhile wait at most
+``GROWTH`` times as many allocations as they would anyway, and only while a graph is being
+recorded. A threshold the program sets with ``gc.set_threshold`` becomes the setting put
+back. (A program that reads ``gc.get_threshold()`` while a graph is recorded sees the raised
+value.)
 """
 import gc
 
-#: the highest young-generation threshold the collector is given while gpuad records
-CAP = 1 << 16
+#: how many times the program's young threshold the collector is given while gpuad records
+GROWTH = 16
 
 #: whether a node was recorded since the collector's last pass (the graph recorder sets it)
 recording = False
-_setting = None  # the program's own young-generation threshold
-_ours = None  # the threshold this module set last
+_setting = None  # the program's own thresholds
+_ours = None  # the thresholds this module set last
 
 
 def _after_pass(phase, info):
-    global recording, _setting, _ours
+    global recording
     if phase != "stop":
         return
-    young, *older = gc.get_threshold()
-    if young != _ours:  # set by the program (or never changed): its own setting
-        _setting = young
+    now = _own_setting()
+    young = now[0]
     if info["collected"] or info["uncollectable"] or not recording:
-        wanted = _setting
+        wanted = _setting[0]
     elif info["generation"] == 0:
-        wanted = min(2 * young, max(CAP, _setting))
+        wanted = min(2 * young, GROWTH * _setting[0])
     else:  # (an older pass: the young threshold stays)
         wanted = young
     recording = False
-    _ours = wanted
-    if wanted != young:
-        gc.set_threshold(wanted, *older)
+    _set(wanted, now)
+
+
+def _own_setting():
+    """The thresholds now, noting them as the program's unless this module set them."""
+    global _setting
+    now = gc.get_threshold()
+    if now != _ours:
+        _setting = now
+    return now
+
+
+def _set(young, now):
+    global _ours
+    _ours = (young, *now[1:])
+    if _ours != now:
+        gc.set_threshold(*_ours)
+
+
+def settle():
+    """A backward pass has ended (a graph is used up): the program's own setting again."""
+    if _ours is not None:
+        _set(_setting[0], _own_setting())
 
 
 def install():

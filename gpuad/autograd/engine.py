@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from ..convert import constant, mismatch
 from ..tensor import Tensor
+from . import collector
 from .accumulate import accumulate_into_grad as _accumulate_into_grad
 from .accumulate import claim as _claim
 from .accumulate import run_hooks as _run_hooks
@@ -361,6 +362,7 @@ def execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=Non
         raise
     finally:
         mode.enabled, mode.creating = prev, prev_creating
+        collector.settle()  # (the graph is used up: see .collector)
     return captured if targets is not None else None
 
 

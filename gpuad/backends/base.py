@@ -169,7 +169,7 @@ class Backend(ValueChecks, AxisMath):
         if x.dtype.kind in "biu":  # in the float type NumPy's exp gives (-|x| wraps unsigned)
             x = x.astype(xp.result_type(x.dtype, xp.float16))
         if not x.ndim:  # (NumPy makes scalars of 0-d results, which take no out=)
-            return self.sigmoid(x.reshape(1)).reshape(())
+            return Backend.sigmoid(self, x.reshape(1)).reshape(())  # (this formula's bits)
         e = xp.abs(x)  # (each step in place where it can: two new arrays, not seven)
         xp.negative(e, out=e)
         xp.exp(e, out=e)

@@ -170,7 +170,8 @@ def elementwise(fn):
             return fn(*args, **kwargs)
         flat = [_flat(a) for a in args]
         # the result's dtype from one element (every chunk then runs in the threads)
-        probe = fn(*[f[:1] if f.__class__ is np.ndarray and f.ndim else f for f in flat])
+        with np.errstate(all="ignore"):  # (chunk 0 computes it again, warning as it must)
+            probe = fn(*[f[:1] if f.__class__ is np.ndarray and f.ndim else f for f in flat])
         if probe.__class__ is not np.ndarray:
             return fn(*args)
         out = np.empty(shape, probe.dtype)
