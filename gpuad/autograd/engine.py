@@ -307,8 +307,9 @@ def execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=Non
                         "backward (or ad.grad) call, or use GradientTape(persistent=True), if "
                         "you need to backward through the graph again"
                     )
-                if node.vers:
-                    _check_versions(node)
+                for counter, version in node.vers:  # (inline: this loop runs for every node)
+                    if counter[0] != version:
+                        _check_versions(node)
                 op = node.op
                 if op.save_out:
                     rg = mark is None or node.in_graph()
@@ -336,7 +337,14 @@ def execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=Non
                         if p is None or (targets is not None and p not in needed
                                          and p not in target_keys):
                             continue
-                        gi = fit(vjps[i](g, *saved), p)
+                        gi = vjps[i](g, *saved)
+                        if gi.__class__ is not Tensor:  # (a custom function's OutputGrads)
+                            gi = fit(gi, p)
+                        elif p.__class__ is Node:  # (fit, inlined where it has nothing to do)
+                            if gi._a.shape != p.shape or gi._a.dtype != p.dtype:
+                                gi = fit(gi, p)
+                        elif gi._a.shape != p._a.shape or gi._a.dtype != p._a.dtype:
+                            gi = fit(gi, p)
                         if check:
                             check(node, i, g, saved, gi)
                         old = grads.get(p)
