@@ -288,6 +288,7 @@ def test_a_compiled_step_is_held_to_its_target_against_pytorch_eager():
     # the chain's own µs per op must hold too: 3.0 misses by +100% however good the ratio
     slow = dict(record, ratio_plain=0.2, results={"gpuad": {"status": "ok", "median": 3.0}})
     assert report.target(slow) == (goal, False, "+100%")
+    assert report.target_value(slow) == 0.2  # (across machines: × torch eager, one unit)
     mlp = dict(record, suite="compiled_mlp_step", case="64-128-128-10 b32", ratio_plain=2.0)
     assert report.target(mlp) is None  # (only the case is a requirement)
     assert report.target(dict(mlp, case="784-256-256-10 b128"))[1] is False

@@ -115,3 +115,27 @@ def test_cycles_made_during_a_long_recording_are_still_collected(thresholds):
         hold.extend([] for _ in range(1000))
     assert alive() is None
     assert _young() == 700
+
+
+def test_a_backward_pass_puts_back_the_setting_the_program_made_last(thresholds):
+    """Also where the program changed it since the last pass (0: no automatic passes)."""
+    def step():
+        x = ad.tensor(np.ones(3), requires_grad=True)
+        (x * 2.0).sum().backward()
+
+    collector.recording = True
+    _young_pass()  # (the module's own setting first)
+    gc.set_threshold(0, 10, 10)
+    step()
+    assert gc.get_threshold() == (0, 10, 10)
+    gc.set_threshold(50_000, 20, 30)
+    step()
+    assert gc.get_threshold() == (50_000, 20, 30)
+
+
+def test_no_threshold_goes_past_what_gc_takes(thresholds):
+    gc.set_threshold(2 ** 30, 10, 10)
+    for _ in range(3):
+        collector.recording = True
+        _young_pass()
+    assert gc.get_threshold() == (2 ** 31 - 1, 10, 10)

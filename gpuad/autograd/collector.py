@@ -12,10 +12,12 @@ garbage, by one that comes with nothing recorded since the pass before, and at t
 backward pass (where a training step's graph ends), so cycles made meanwhile wait at most
 ``GROWTH`` times as many allocations as they would anyway, and only while a graph is being
 recorded. A threshold the program sets with ``gc.set_threshold`` becomes the setting put
-back. (A program that reads ``gc.get_threshold()`` while a graph is recorded sees the raised
-value.)
+back, unless it is exactly the one this module set last (which cannot be told apart); and a
+program that reads ``gc.get_threshold()`` while a graph is recorded sees the raised value.
+Threads take turns (a lock), and no threshold goes past what ``gc.set_threshold`` accepts.
 """
 import gc
+import threading
 
 #: how many times the program's young threshold the collector is given while gpuad records
 GROWTH = 16
@@ -24,22 +26,25 @@ GROWTH = 16
 recording = False
 _setting = None  # the program's own thresholds
 _ours = None  # the thresholds this module set last
+_turn = threading.RLock()  # (a pass may start inside settle(), in the same thread)
+_MAX = 2 ** 31 - 1  # (gc.set_threshold takes C ints)
 
 
 def _after_pass(phase, info):
     global recording
     if phase != "stop":
         return
-    now = _own_setting()
-    young = now[0]
-    if info["collected"] or info["uncollectable"] or not recording:
-        wanted = _setting[0]
-    elif info["generation"] == 0:
-        wanted = min(2 * young, GROWTH * _setting[0])
-    else:  # (an older pass: the young threshold stays)
-        wanted = young
-    recording = False
-    _set(wanted, now)
+    with _turn:
+        now = _own_setting()
+        young = now[0]
+        if info["collected"] or info["uncollectable"] or not recording:
+            wanted = _setting[0]
+        elif info["generation"] == 0:
+            wanted = min(2 * young, GROWTH * _setting[0], _MAX)
+        else:  # (an older pass: the young threshold stays)
+            wanted = young
+        recording = False
+        _set(wanted, now)
 
 
 def _own_setting():
@@ -61,7 +66,9 @@ def _set(young, now):
 def settle():
     """A backward pass has ended (a graph is used up): the program's own setting again."""
     if _ours is not None:
-        _set(_setting[0], _own_setting())
+        with _turn:
+            now = _own_setting()  # (first: a setting the program made since is the one)
+            _set(_setting[0], now)
 
 
 def install():
