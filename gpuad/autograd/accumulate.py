@@ -65,7 +65,8 @@ def claim(foreign, a):
     foreign.add(id(a))
     if a.base is not None:
         foreign.add(id(a.base))
-        foreign.add(id(tracing.storage(a)[1]))  # (in a trace: the plain array it views)
+        if tracing.active is not None:  # (in a trace: the plain array it views, as well)
+            foreign.add(id(tracing.storage(a)[1]))
 
 
 def _owned(g, foreign, create_graph=False):

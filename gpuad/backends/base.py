@@ -86,9 +86,15 @@ class Backend(ValueChecks, AxisMath):
         arrays ``g`` (the output gradient) and ``s`` (what the rule reads): ``row.fast`` where
         the row has it and both are floats of one dtype; None otherwise (the rule then runs
         as composed ops). A device backend runs the row's kernel instead."""
-        if row.fast is None or g.dtype != s.dtype or g.dtype.kind != "f":
+        if not self._fast_rule_applies(row, g, s):
             return None
         return row.fast(self, g, s, *params)
+
+    @staticmethod
+    def _fast_rule_applies(row, g, s):
+        """Whether ``row.fast`` (the raw-array rule) runs on ``g`` and ``s``: the row has one
+        and both are floats of one dtype."""
+        return row.fast is not None and g.dtype == s.dtype and g.dtype.kind == "f"
 
     # ---- conversion -------------------------------------------------------------------
     def asarray(self, data, dtype=None):

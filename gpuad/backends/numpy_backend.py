@@ -155,8 +155,8 @@ class _Large:
     def fused_unary_grad(self, row, g, s, params):
         """The backend's fast rule, chunk by chunk: its temporaries stay in cache."""
         backend = self._backend
-        if backend.fused_unary_grad(row, g[:0], s[:0], params) is None:
-            return None  # (no fast rule for these operands: the composed one runs)
+        if not backend._fast_rule_applies(row, g, s):
+            return None  # (the composed rule runs)
         return cpu_parallel.elementwise(lambda g, s, *p: row.fast(backend, g, s, *p))(
             g, s, *params)
 
