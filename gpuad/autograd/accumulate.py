@@ -13,7 +13,7 @@ is converted, as ``backward(gradient=...)`` and custom gradient rules convert on
 gradient's dtype, on its device. A NumPy array for a gradient on a GPU is refused (gpuad never
 moves data between devices implicitly).
 """
-from ..backends import tracing
+from ..backends import cpu_pool, tracing
 from ..convert import constant
 from ..errors import DeviceMismatchError
 from ..tensor import Tensor, lent_grads
@@ -82,7 +82,7 @@ def _owned(g, foreign, create_graph=False):
     a = g._a
     cls, base = tracing.storage(a)  # (a traced run's arrays: as the eager run's)
     shared = id(a) in foreign or (base is not None and (
-        id(base) in foreign or id(a.base) in foreign or base.base is not None
+        id(base) in foreign or id(a.base) in foreign or cpu_pool.base(base) is not None
         or a.size != base.size or base.__class__ is not cls))
     if create_graph:
         if shared or g._grad_fn is None:

@@ -15,6 +15,7 @@ one global lookup. Five kinds of code call here:
 - a read of Python state that decides what is computed (a module's train/eval mode): a replay
   checks it first, and traces again where it differs: :func:`state`.
 """
+from . import cpu_pool
 
 #: the tracer of the compiled function being traced, or None
 active = None
@@ -68,7 +69,7 @@ def storage(a):
     that eager code would adopt as ``.grad`` without a copy must be adopted in the trace too
     (else each replay copies it)."""
     if active is None:
-        return a.__class__, a.base
+        return a.__class__, cpu_pool.base(a)
     return active.storage(a)
 
 

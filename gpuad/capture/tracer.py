@@ -19,7 +19,7 @@ from threading import get_ident
 import numpy as np
 
 from .. import _frames
-from ..backends import tracing
+from ..backends import cpu_pool, tracing
 from ..devices import device
 from ..tensor import Tensor
 from .steps import (
@@ -298,8 +298,8 @@ class Tracer:
         of the plain array."""
         p = _wrapped(a)
         if p is not a:
-            return p.__class__, p.base
-        base = a.base
+            return p.__class__, cpu_pool.base(p)
+        base = cpu_pool.base(a)
         if base is None:
             return a.__class__, None
         p = _wrapped(base)

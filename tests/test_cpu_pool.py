@@ -1,0 +1,193 @@
+"""Large CPU results on reused memory (gpuad/backends/cpu_pool.py) and glibc's malloc kept from
+handing chunk temporaries back (cpu_parallel.keep_chunk_memory): memory goes back only when no
+array sees it, within the pool's limit, and a gradient on pooled memory is adopted or copied
+exactly as one on fresh memory."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import gpuad as ad
+from gpuad.backends import cpu_parallel, cpu_pool
+
+
+@pytest.fixture(autouse=True)
+def _cpu_by_default(cpu_default):
+    """These tests are about the CPU backend's memory."""
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    monkeypatch.setattr(cpu_pool, "LIMIT", 64 << 20)
+    cpu_pool.empty()
+    yield cpu_pool
+    cpu_pool.empty()
+
+
+SHAPE = (256, 1024)
+
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+def test_take_gives_a_writable_c_contiguous_array_of_the_shape_and_dtype(pool):
+    a = pool.take(SHAPE, np.float32)
+    assert a.shape == SHAPE and a.dtype == np.float32 and a.flags.c_contiguous
+    a[...] = 3
+    assert a.sum() == 3 * a.size
+    assert pool.base(a) is None  # counts as owning its memory, as np.empty's result
+    assert pool.base(a[1:]) is a  # a view's base is the array itself (not the lease)
+
+
+def test_memory_goes_back_when_the_array_goes_and_is_reused_for_the_same_bytes(pool):
+    a = pool.take(SHAPE, np.float32)
+    address = _address(a)
+    del a
+    assert pool.idle_bytes() == 4 * np.prod(SHAPE)
+    b = pool.take((np.prod(SHAPE),), np.int32)  # another shape and dtype, the same bytes
+    assert _address(b) == address and pool.idle_bytes() == 0
+    c = pool.take(SHAPE, np.float64)  # other bytes: fresh memory
+    assert _address(c) != address
+
+
+@pytest.mark.parametrize("keep", [
+    lambda a: a[1:, ::2],
+    lambda a: a.T,
+    lambda a: a.view(np.uint8),
+    lambda a: memoryview(a),
+    lambda a: np.lib.stride_tricks.as_strided(a, shape=(4,), strides=(4,)),
+    lambda a: np.from_dlpack(a),
+], ids=["slice", "transpose", "dtype-view", "memoryview", "as_strided", "dlpack"])
+def test_memory_stays_lent_while_any_view_of_it_lives(pool, keep):
+    a = pool.take(SHAPE, np.float32)
+    a[...] = 7
+    address = _address(a)
+    view = keep(a)
+    del a
+    assert pool.idle_bytes() == 0
+    b = pool.take(SHAPE, np.float32)
+    assert _address(b) != address
+    b[...] = -1
+    assert np.asarray(view).tobytes() == np.asarray(keep(np.full(SHAPE, 7, np.float32))).tobytes()
+    del view
+    assert pool.idle_bytes() == 4 * np.prod(SHAPE)
+
+
+def test_the_pool_keeps_no_more_than_its_limit_and_empty_lets_everything_go(pool,
+                                                                             monkeypatch):
+    nbytes = 4 * int(np.prod(SHAPE))
+    monkeypatch.setattr(cpu_pool, "LIMIT", nbytes)
+    a, b = pool.take(SHAPE, np.float32), pool.take(SHAPE, np.float32)
+    del a, b  # the second no longer fits
+    assert pool.idle_bytes() == nbytes
+    pool.empty()
+    assert pool.idle_bytes() == 0
+
+
+def test_a_finalizer_that_finds_the_lock_held_lets_the_memory_go_without_waiting(pool):
+    a = pool.take(SHAPE, np.float32)
+    with cpu_pool._lock:  # as a collection inside the pool's own code would find it
+        del a
+    assert pool.idle_bytes() == 0
+
+
+def test_large_op_results_reuse_the_memory_of_results_gone(pool):
+    x = ad.tensor(np.linspace(-3, 3, cpu_parallel.MIN_SIZE, dtype=np.float32))
+    y = ad.sigmoid(x)
+    address = _address(y.array)
+    del y
+    z = ad.tanh(x)
+    assert _address(z.array) == address
+    np.testing.assert_array_equal(z.numpy(), np.tanh(x.numpy()))
+
+
+def test_a_pooled_gradient_is_adopted_whole_and_a_shared_one_copied(pool):
+    n = 1024  # n * n values: the rules run on the chunked path, results pooled
+    w = ad.tensor(np.ones((n, n), np.float32), requires_grad=True)
+    two = ad.tensor(np.full((n, n), 2, np.float32))
+    (w.T * two).sum().backward()  # the rule's pooled result, transposed back: a whole view
+    whole = w.grad.array.base
+    assert whole is not None and whole.base.__class__ is cpu_pool._Lease  # no copy
+    np.testing.assert_array_equal(w.grad.numpy(), 2)
+
+    a = ad.tensor(np.ones((n, n), np.float32), requires_grad=True)
+    b = ad.tensor(np.ones((n, n), np.float32), requires_grad=True)
+    ((a + b) * (two + 1)).sum().backward()  # add hands one pooled gradient to both inputs
+    assert not np.shares_memory(a.grad.array, b.grad.array)
+    a.grad.array[...] = 0
+    np.testing.assert_array_equal(b.grad.numpy(), 3)
+
+
+def test_a_compiled_step_on_pooled_arrays_matches_eager(pool):
+    x = ad.tensor(np.linspace(-4, 4, cpu_parallel.MIN_SIZE, dtype=np.float32),
+                  requires_grad=True)
+
+    def step():
+        x.grad = None
+        (ad.sigmoid(x) * ad.tanh(x)).sum().backward()
+        return x.grad
+
+    eager = step().numpy().copy()
+    compiled = ad.compile(step)
+    for _ in range(3):
+        np.testing.assert_array_equal(compiled().numpy(), eager)
+
+
+def _run(code, **env):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")
+               and k not in ("GLIBC_TUNABLES", "GPUAD_MALLOC", "GPUAD_CPU_POOL_MB")}
+    environ.update(env, GPUAD_DEVICE="cpu")
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environ,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+_FAULTS = """
+    import resource
+    import numpy as np
+    import gpuad as ad
+    from gpuad.backends import cpu_parallel
+    x = ad.tensor(np.random.default_rng(0).standard_normal(10**7).astype(np.float32))
+    ad.sigmoid(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        ad.sigmoid(x)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+    print(cpu_parallel.keep_chunk_memory(), faults, x.array.nbytes // 4096)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc on Linux")
+def test_a_large_sigmoid_again_faults_in_almost_no_memory():
+    kept, faults, pages = _run(_FAULTS)
+    if kept == "None":
+        pytest.skip("malloc is not glibc's here")
+    assert kept == "True"
+    assert float(faults) < 0.05 * int(pages)  # without pool and mallopt: more than pages
+
+
+@pytest.mark.parametrize("env", [{"GPUAD_MALLOC": "system"}, {"MALLOC_ARENA_MAX": "2"},
+                                 {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}])
+def test_malloc_is_left_alone_where_the_program_tunes_it_or_asks(env):
+    kept, _, _ = _run(_FAULTS, **env)
+    assert kept == "None"
+
+
+def test_a_pool_size_that_is_not_a_number_is_refused_clearly():
+    environ = dict(os.environ, GPUAD_CPU_POOL_MB="lots")
+    done = subprocess.run([sys.executable, "-c", "import gpuad.backends.cpu_pool"],
+                          env=environ, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "GPUAD_CPU_POOL_MB must be a whole number" in done.stderr
+
+
+def test_no_pool_gives_plain_arrays():
+    (base,) = _run("""
+        from gpuad.backends import cpu_pool
+        print(cpu_pool.take((1 << 20,), "float32").base)
+    """, GPUAD_CPU_POOL_MB="0")
+    assert base == "None"
