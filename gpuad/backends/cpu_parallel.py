@@ -8,16 +8,8 @@ rounding would change.
 
 The thread count is ``get_num_threads()``: ``GPUAD_NUM_THREADS``, else the CPUs this process
 may run on (at most 8), like PyTorch's intra-op pool; ``set_num_threads(n)`` changes it.
-
-A chunk's temporaries (up to a few MiB) are freed as the next chunk allocates its own. glibc's
-malloc, left to itself, hands that memory back to the kernel between the two (its trim
-threshold follows the largest block freed, here a chunk's), so every chunk page-faults its
-temporaries in again: some 15% of a large sigmoid-and-tanh step. The first split therefore
-sets two of glibc's malloc parameters (:func:`keep_chunk_memory`): blocks below 4 MiB come from
-the heap, and up to 16 MiB of free heap per thread is kept for reuse.
 """
 import contextvars
-import ctypes
 import itertools
 import os
 import queue
@@ -56,40 +48,6 @@ def _default_threads():
 
 
 _threads = _default_threads()
-
-#: glibc's mallopt parameter numbers (malloc.h), and the values :func:`keep_chunk_memory` sets
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 64 << 20
-_malloc_set = False
-
-
-def keep_chunk_memory():
-    """Once, before the first split: glibc's ``mallopt`` serves blocks below MMAP_THRESHOLD from
-    the heap and keeps up to TRIM_THRESHOLD of free heap per arena, so chunk temporaries are
-    reused instead of faulted in again. Left alone where malloc is not glibc's, where the
-    program tunes malloc itself (a ``MALLOC_*`` or ``GLIBC_TUNABLES`` variable), or with
-    ``GPUAD_MALLOC=system``. Returns whether the parameters were set."""
-    global _malloc_set
-    if _malloc_set is not False:
-        return _malloc_set
-    _malloc_set = None  # (decided: whatever follows, this runs once)
-    env = os.environ
-    if (env.get("GPUAD_MALLOC") == "system" or "GLIBC_TUNABLES" in env
-            or any(k.startswith("MALLOC_") for k in env)):
-        return None
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:  # pragma: no cover - no C library to load
-        return None
-    if not (hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt")):
-        return None  # (not glibc: musl's mallopt, for one, does nothing)
-    mallopt = libc.mallopt
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    _malloc_set = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                       and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return _malloc_set
-
 
 def get_num_threads():
     """The threads gpuad's CPU backend uses for large elementwise work."""
@@ -137,8 +95,6 @@ def for_chunks(fn, size):
     ``get_num_threads()`` threads (this one included), each helper in a copy of the caller's
     context and with its NumPy error state. The first exception is re-raised here once
     every piece has finished."""
-    if _malloc_set is False:
-        keep_chunk_memory()
     n_chunks = -(-size // CHUNK)
     helpers = min(_threads, n_chunks) - 1
     if helpers <= 0 or getattr(_local, "busy", False):

@@ -4,7 +4,7 @@ import types
 
 import numpy as np
 
-from . import cpu_parallel, kernel_table
+from . import cpu_parallel, cpu_pool, kernel_table
 from .axis_math import reduced_size, spread_of
 from .base import Backend
 
@@ -168,6 +168,7 @@ class NumpyBackend(Backend):
 
     def __init__(self):
         super().__init__(np)
+        cpu_pool.keep_freed_memory()
         self._rng = np.random.default_rng()
         self.power = self._power
         self.reshape = _reshape
