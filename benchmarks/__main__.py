@@ -3,7 +3,7 @@
     python -m benchmarks run [--suite NAME ...] [--frameworks gpuad,torch,...] [--device cpu|cuda]
                              [--threads 2] [--quick] [--out benchmarks/results/]
     python -m benchmarks report results.json [--out-dir DIR]   (markdown table and PNG plots)
-    python -m benchmarks readme                                (README's performance section)
+    python -m benchmarks readme                                (docs/performance.md, README)
 
 ``--out`` a folder writes ``<device>-<model>.json`` there (``cpu-amd-epyc.json``): each
 machine's results are kept in their own file, and ``readme`` reads every one of them.
@@ -45,7 +45,7 @@ def main(argv=None):
     rep.add_argument("results", nargs="+")
     rep.add_argument("--out-dir", help="where to write report.md and the plots (default: next "
                      "to the first results file)")
-    sub.add_parser("readme", help="regenerate README.md's performance section from "
+    sub.add_parser("readme", help="regenerate docs/performance.md and README.md's figure from "
                    "benchmarks/results/")
     args = p.parse_args(argv)
 

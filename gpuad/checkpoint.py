@@ -1,5 +1,5 @@
 """Checkpoints: ``ad.save(obj, path)`` and ``ad.load(path, device=None)`` in the safetensors
-format (the ``safetensors`` package, ``pip install 'gpuad[checkpoint]'``).
+format (the ``safetensors`` package: gpuad's ``checkpoint`` extra).
 
 ``obj`` is a state dict, or a dict of tensors, arrays and plain metadata (numbers, strings,
 booleans, None, and lists or dicts of them), nested dicts of those included (an optimizer's
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends.probe import install_hint
 from .creation import tensor
 from .errors import DeviceUnavailableError
 from .tensor import Tensor
@@ -32,7 +33,7 @@ def _module() -> ModuleType:
         import safetensors.numpy as st
     except ImportError:
         raise ImportError("gpuad: checkpoints need the safetensors package: "
-                          "pip install 'gpuad[checkpoint]' (or pip install safetensors)") from None
+                          + install_hint("checkpoint", "safetensors")) from None
     return st
 
 
@@ -71,7 +72,15 @@ def _split(obj: object, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
 
 
 def save(obj: dict[Any, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``obj`` to ``path`` as a safetensors file."""
+    """Write ``obj`` to ``path`` as a safetensors file.
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.safetensors")
+    ...     ad.save({"weight": ad.tensor([1.0, 2.0]), "step": 3}, path)
+    ...     print(sorted(ad.load(path, device="cpu")))
+    ['step', 'weight']
+    """
     st = _module()
     if not isinstance(obj, dict):
         raise TypeError(f"gpuad.save: expected a dict (a state dict), got {type(obj).__name__}")
@@ -102,7 +111,19 @@ def _join(layout: Any, arrays: dict[str, np.ndarray], device: DeviceLike | None)
 def load(path: str | os.PathLike[str], device: DeviceLike | None = None) -> dict[Any, Any]:
     """Read a checkpoint written by :func:`save`: tensors on ``device`` (the default device
     when None), plain data as it was (tuples come back as lists). A file that is not a
-    safetensors checkpoint (a pickle, a truncated or corrupt file) raises ValueError."""
+    safetensors checkpoint (a pickle, a truncated or corrupt file) raises ValueError.
+
+    >>> import os, tempfile
+    >>> model = ad.nn.Linear(2, 1)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.safetensors")
+    ...     ad.save({"model": model.state_dict(), "epoch": 5, "tags": ("a", "b")}, path)
+    ...     state = ad.load(path, device="cpu")
+    >>> state["epoch"], state["tags"], state["model"]["weight"].shape
+    (5, ['a', 'b'], (1, 2))
+    >>> bool((state["model"]["bias"] == model.bias).all())
+    True
+    """
     _module()
     from safetensors import safe_open
 

@@ -43,6 +43,14 @@ def tensor(data: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None 
     """A new tensor holding a copy of ``data`` (nested lists, scalars, arrays or a Tensor).
 
     Python floats default to float32 and ints int64; arrays keep their dtype.
+
+    >>> ad.tensor([[1, 2], [3, 4]])
+    tensor([[1, 2],
+            [3, 4]])
+    >>> ad.tensor([1.0, 2.0], requires_grad=True)
+    tensor([1., 2.], requires_grad=True)
+    >>> ad.tensor(np.array([1, 2], dtype=np.int8))
+    tensor([1, 2], dtype=int8)
     """
     if isinstance(data, Tensor):
         dtype = as_dtype(dtype, "tensor") or data.dtype
@@ -84,14 +92,28 @@ def _describe(data: object) -> str:
 
 def as_tensor(data: TensorLike,
               dtype: DTypeLike = None, device: DeviceLike | None = None) -> Tensor:
-    """``data`` as a tensor, without a copy when it already is one of the right kind."""
+    """``data`` as a tensor, without a copy when it already is one of the right kind.
+
+    >>> t = ad.tensor([1.0, 2.0])
+    >>> ad.as_tensor(t) is t
+    True
+    >>> ad.as_tensor([1, 2], dtype=ad.float64)
+    tensor([1., 2.], dtype=float64)
+    """
     if isinstance(data, Tensor) and device is None and dtype is None:
         return data
     return tensor(data, dtype=dtype, device=device)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
-    """A CPU tensor sharing memory with the NumPy array ``array``."""
+    """A CPU tensor sharing memory with the NumPy array ``array``.
+
+    >>> a = np.array([1.0, 2.0])
+    >>> t = ad.from_numpy(a)
+    >>> a[0] = 5.0  # the tensor sees the change
+    >>> t
+    tensor([5., 2.], dtype=float64)
+    """
     import numpy as np
 
     if not isinstance(array, np.ndarray):
@@ -101,7 +123,11 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def from_dlpack(obj: Any) -> Tensor:
-    """A tensor sharing memory with any DLPack producer (CuPy, PyTorch, JAX, NumPy)."""
+    """A tensor sharing memory with any DLPack producer (CuPy, PyTorch, JAX, NumPy).
+
+    >>> ad.from_dlpack(np.arange(3.0))
+    tensor([0., 1., 2.], dtype=float64)
+    """
     kind, index = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (1, 0)
     if kind not in (1, 2, 13):  # DLPack's CPU, CUDA, CUDA managed
         raise TypeError(
@@ -122,26 +148,47 @@ def _filled(method: str, shape: tuple[ShapeLike, ...], dtype: DTypeLike,
 
 def zeros(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
           requires_grad: bool = False) -> Tensor:
-    """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
+    """A tensor of zeros (float32 unless ``dtype`` says otherwise).
+
+    >>> ad.zeros(2, 3)
+    tensor([[0., 0., 0.],
+            [0., 0., 0.]])
+    """
     return _filled("zeros", shape, dtype, device, requires_grad)
 
 
 def ones(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
          requires_grad: bool = False) -> Tensor:
-    """A tensor of ones (float32 unless ``dtype`` says otherwise)."""
+    """A tensor of ones (float32 unless ``dtype`` says otherwise).
+
+    >>> ad.ones(2, dtype=ad.int32)
+    tensor([1, 1], dtype=int32)
+    """
     return _filled("ones", shape, dtype, device, requires_grad)
 
 
 def empty(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
           requires_grad: bool = False) -> Tensor:
-    """A tensor whose values are not set (float32 unless ``dtype`` says otherwise)."""
+    """A tensor whose values are not set (float32 unless ``dtype`` says otherwise).
+
+    >>> t = ad.empty(2, 3)
+    >>> t.shape, t.dtype
+    ((2, 3), dtype('float32'))
+    """
     return _filled("empty", shape, dtype, device, requires_grad)
 
 
 def full(shape: ShapeLike, fill_value: Scalar,
          dtype: DTypeLike = None, device: DeviceLike | None = None,
          requires_grad: bool = False) -> Tensor:
-    """A tensor of ``shape`` with every element ``fill_value`` (whose dtype it takes)."""
+    """A tensor of ``shape`` with every element ``fill_value`` (whose dtype it takes).
+
+    >>> ad.full((2, 2), 0.5)
+    tensor([[0.5000, 0.5000],
+            [0.5000, 0.5000]])
+    >>> ad.full(3, 7)
+    tensor([7, 7, 7])
+    """
     inferred = value_dtype(fill_value, "full")
     dtype = as_dtype(dtype, "full") or inferred
     dev = resolve(device)
@@ -151,7 +198,12 @@ def full(shape: ShapeLike, fill_value: Scalar,
 
 def fill(dims: ShapeLike | Tensor, value: Scalar,
          dtype: DTypeLike = None, device: DeviceLike | None = None) -> Tensor:
-    """TensorFlow's spelling of :func:`full`; ``dims`` may also be a tensor of ints."""
+    """TensorFlow's spelling of :func:`full`; ``dims`` may also be a tensor of ints.
+
+    >>> ad.fill(ad.tensor([2, 2]), 1.0)
+    tensor([[1., 1.],
+            [1., 1.]])
+    """
     shape = dims.tolist() if isinstance(dims, Tensor) else dims
     value_dtype(value, "fill")
     return full(shape, value, dtype=dtype, device=device)
@@ -169,34 +221,58 @@ def _like(t: TensorLike, method: str, dtype: DTypeLike, device: DeviceLike | Non
 
 def zeros_like(t: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
                requires_grad: bool = False) -> Tensor:
-    """Zeros of ``t``'s shape, and of its dtype and device unless given."""
+    """Zeros of ``t``'s shape, and of its dtype and device unless given.
+
+    >>> ad.zeros_like(ad.tensor([[1, 2], [3, 4]]))
+    tensor([[0, 0],
+            [0, 0]])
+    """
     return _like(t, "zeros", dtype, device, requires_grad)
 
 
 def ones_like(t: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
               requires_grad: bool = False) -> Tensor:
-    """Ones of ``t``'s shape, and of its dtype and device unless given."""
+    """Ones of ``t``'s shape, and of its dtype and device unless given.
+
+    >>> ad.ones_like(ad.tensor([1, 2, 3]), dtype=ad.float32)
+    tensor([1., 1., 1.])
+    """
     return _like(t, "ones", dtype, device, requires_grad)
 
 
 def full_like(t: TensorLike, fill_value: Scalar,
               dtype: DTypeLike = None, device: DeviceLike | None = None,
               requires_grad: bool = False) -> Tensor:
-    """``fill_value`` in ``t``'s shape, and of its dtype and device unless given."""
+    """``fill_value`` in ``t``'s shape, and of its dtype and device unless given.
+
+    >>> ad.full_like(ad.tensor([1.0, 2.0]), 9)
+    tensor([9., 9.])
+    """
     value_dtype(fill_value, "full_like")
     return _like(t, "full", dtype, device, requires_grad, fill_value)
 
 
 def empty_like(t: TensorLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
                requires_grad: bool = False) -> Tensor:
-    """Unset values in ``t``'s shape, and of its dtype and device unless given."""
+    """Unset values in ``t``'s shape, and of its dtype and device unless given.
+
+    >>> t = ad.empty_like(ad.tensor([[1, 2], [3, 4]]))
+    >>> t.shape, t.dtype
+    ((2, 2), dtype('int64'))
+    """
     return _like(t, "empty", dtype, device, requires_grad)
 
 
 def arange(start: Scalar, stop: Scalar | None = None, step: Scalar = 1,
            dtype: DTypeLike = None, device: DeviceLike | None = None,
            requires_grad: bool = False) -> Tensor:
-    """Evenly spaced values in [start, stop); ints give int64, floats float32."""
+    """Evenly spaced values in [start, stop); ints give int64, floats float32.
+
+    >>> ad.arange(5)
+    tensor([0, 1, 2, 3, 4])
+    >>> ad.arange(0, 1, 0.25)
+    tensor([0.0000, 0.2500, 0.5000, 0.7500])
+    """
     if stop is None:
         start, stop = 0, start
     for bound in (start, stop, step):
@@ -210,7 +286,11 @@ def arange(start: Scalar, stop: Scalar | None = None, step: Scalar = 1,
 def linspace(start: Scalar, stop: Scalar, num: int = 50,
              dtype: DTypeLike = None, device: DeviceLike | None = None,
              requires_grad: bool = False) -> Tensor:
-    """``num`` evenly spaced values from ``start`` to ``stop``, both included (float32)."""
+    """``num`` evenly spaced values from ``start`` to ``stop``, both included (float32).
+
+    >>> ad.linspace(0, 1, 5)
+    tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000])
+    """
     value_dtype(start, "linspace")
     value_dtype(stop, "linspace")
     dev = resolve(device)
@@ -220,14 +300,26 @@ def linspace(start: Scalar, stop: Scalar, num: int = 50,
 
 def eye(n: int, m: int | None = None, dtype: DTypeLike = None, device: DeviceLike | None = None,
         requires_grad: bool = False) -> Tensor:
-    """The ``n`` by ``m`` (default ``n``) matrix with ones on the diagonal, zeros elsewhere."""
+    """The ``n`` by ``m`` (default ``n``) matrix with ones on the diagonal, zeros elsewhere.
+
+    >>> ad.eye(2, 3)
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
+    """
     dev = resolve(device)
     dtype = as_dtype(dtype, "eye") or float32
     return _finish(dev.backend.eye(n, m, dtype=dtype), dev, requires_grad)
 
 
 def manual_seed(seed: int) -> None:
-    """Seed the random generators of every device, so ``rand``/``randn`` repeat."""
+    """Seed the random generators of every device, so ``rand``/``randn`` repeat.
+
+    >>> ad.manual_seed(42)
+    >>> a = ad.randn(3)
+    >>> ad.manual_seed(42)
+    >>> bool((ad.randn(3) == a).all())
+    True
+    """
     seed_backends(int(seed))
 
 
@@ -242,11 +334,23 @@ def _random(method: str, shape: tuple[ShapeLike, ...], dtype: DTypeLike,
 
 def rand(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
          requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1)."""
+    """Uniform samples in [0, 1).
+
+    >>> x = ad.rand(2, 3)
+    >>> x.shape, x.dtype
+    ((2, 3), dtype('float32'))
+    >>> bool(((x >= 0) & (x < 1)).all())
+    True
+    """
     return _random("rand", shape, dtype, device, requires_grad)
 
 
 def randn(*shape: ShapeLike, dtype: DTypeLike = None, device: DeviceLike | None = None,
           requires_grad: bool = False) -> Tensor:
-    """Standard normal samples."""
+    """Standard normal samples (mean 0, standard deviation 1).
+
+    >>> x = ad.randn(2, 3, dtype=ad.float64)
+    >>> x.shape, x.dtype
+    ((2, 3), dtype('float64'))
+    """
     return _random("randn", shape, dtype, device, requires_grad)

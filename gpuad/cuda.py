@@ -4,7 +4,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backends import probe
+from .backends import cuda_in_use, probe
 from .cuda_graph import CUDAGraph, CUDAGraphError, GraphPool, capturing, graph
 from .devices import DeviceLike, resolve  # (DeviceLike: for users' annotations too)
 from .errors import DeviceUnavailableError
@@ -17,18 +17,35 @@ __all__ = ["is_available", "device_count", "synchronize", "warmup", "empty_cache
 
 
 def is_available() -> bool:
-    """True when CuPy is installed and the driver reports at least one GPU."""
+    """True when CuPy is installed and the driver reports at least one GPU.
+
+    >>> isinstance(ad.cuda.is_available(), bool)
+    True
+    >>> dev = "cuda" if ad.cuda.is_available() else "cpu"
+    >>> ad.ones(2, device=dev).tolist()
+    [1.0, 1.0]
+    """
     return probe.cuda_unavailable_reason(0) is None
 
 
 def device_count() -> int:
-    """The number of CUDA devices the driver reports (0 without a driver)."""
+    """The number of CUDA devices the driver reports (0 without a driver).
+
+    >>> n = ad.cuda.device_count()
+    >>> isinstance(n, int) and n >= int(ad.cuda.is_available())
+    True
+    """
     return probe.driver_devices()[0]
 
 
 def synchronize(device: DeviceLike | None = None) -> None:
     """Wait for all work queued on ``device`` (default cuda:0) to finish; a check of its data
-    that failed since its last host read raises here (gpuad/backends/deferred.py)."""
+    that failed since its last host read raises here (gpuad/backends/deferred.py).
+
+    >>> if ad.cuda.is_available():
+    ...     y = ad.ones(3, device="cuda") * 2  # queued on the GPU
+    ...     ad.cuda.synchronize()  # now it has run
+    """
     if capturing():
         raise CUDAGraphError("gpuad: ad.cuda.synchronize() inside an ad.cuda.graph block that "
                              "captures: a capture runs nothing, so there is nothing to wait for, "
@@ -43,7 +60,15 @@ def warmup(device: DeviceLike | None = None) -> int:
     """Compile every elementwise and row-wise kernel the ops launch for ``device`` (default
     cuda:0) ahead of time, instead of at its first use (anomaly mode's finite check is built at
     its first use); CuPy keeps the compiled code in its cache (``CUPY_CACHE_DIR``) across
-    runs. Returns the number of kernels built."""
+    runs. Returns the number of kernels built. (The first line needs a GPU, so it is not run
+    as a doctest.)
+
+    >>> n = ad.cuda.warmup()  # doctest: +SKIP
+    >>> ad.cuda.warmup("cpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: gpuad.cuda.warmup: cpu is not a CUDA device
+    """
     dev = resolve(device or "cuda:0")
     if dev.type != "cuda":
         raise ValueError(f"gpuad.cuda.warmup: {dev} is not a CUDA device")
@@ -52,11 +77,17 @@ def warmup(device: DeviceLike | None = None) -> int:
 
 def empty_cache() -> None:
     """Return the cached, unused blocks of CuPy's memory pools to the driver (a no-op before
-    any CUDA tensor was made)."""
+    gpuad made any CUDA tensor, even where another library imported CuPy).
+
+    >>> if ad.cuda.is_available():
+    ...     x = ad.ones(1000, device="cuda")
+    ...     del x  # its memory goes back to CuPy's pool, not yet to the driver
+    ...     ad.cuda.empty_cache()  # and now to the driver
+    """
     import sys
 
     cupy = sys.modules.get("cupy")
-    if cupy is not None:
+    if cupy is not None and cuda_in_use():
         cupy.get_default_memory_pool().free_all_blocks()
         cupy.get_default_pinned_memory_pool().free_all_blocks()
 
@@ -67,7 +98,12 @@ def gpu_info() -> list[dict[str, Any]] | None:
     MIG device's utilization, an unsupported sensor) leaves its fields None, with NVML's
     message and what it means in ``errors``. On a MIG instance (``mig`` True) the memory is
     the instance's, from the CUDA runtime (NVML's is the whole GPU's). None when NVML is
-    unusable (nvidia-ml-py not installed, or libnvidia-ml missing)."""
+    unusable (nvidia-ml-py not installed, or libnvidia-ml missing).
+
+    >>> info = ad.cuda.gpu_info()
+    >>> info is None or all("name" in gpu and "memory_free" in gpu for gpu in info)
+    True
+    """
     nvml, _ = _start_nvml()
     if nvml is None:
         return None
@@ -192,7 +228,12 @@ def _runtime_memory(cupy: ModuleType, index: int) -> tuple[int, int]:
 
 def memory_info(device: DeviceLike | int | None = None) -> tuple[int, int]:
     """``(free, total)`` bytes of GPU memory on ``device``, read through NVML when it is
-    installed (``nvidia-ml-py``) and answers, else from the CUDA runtime."""
+    installed (``nvidia-ml-py``) and answers, else from the CUDA runtime.
+
+    >>> if ad.cuda.is_available():
+    ...     free, total = ad.cuda.memory_info("cuda:0")
+    ...     assert 0 <= free <= total
+    """
     if device is None:
         index = 0
     elif isinstance(device, int):

@@ -55,7 +55,15 @@ _KEPT: list[Any] = []  # CuPy pools of dropped graphs whose memory tensors still
 class GraphPool:
     """The memory pool of captured graphs (``CUDAGraph.pool()``): a ``cupy.cuda.MemoryPool``
     made at first use on one device, and the stream whose cached memory it holds. Pass it to
-    ``ad.cuda.graph(..., pool=...)`` to let another graph share it."""
+    ``ad.cuda.graph(..., pool=...)`` to let another graph share it.
+
+    >>> g = ad.cuda.CUDAGraph()
+    >>> pool = g.pool()  # to share: ad.cuda.graph(g2, pool=pool)
+    >>> pool.used_bytes(), pool.total_bytes()  # nothing captured yet
+    (0, 0)
+    >>> g.pool() is pool
+    True
+    """
 
     __slots__ = ("_pool", "_index", "stream")
 
@@ -93,7 +101,12 @@ class GraphPool:
 class CUDAGraph:
     """One captured CUDA graph: filled by ``with ad.cuda.graph(g):``, run by ``g.replay()``.
     It keeps its memory pool (``pool()``) alive, and with it the memory of the tensors the
-    capture made."""
+    capture made. :class:`graph` shows a capture and its replays (they need a GPU).
+
+    >>> g = ad.cuda.CUDAGraph()
+    >>> g, g.captured
+    (CUDAGraph(not captured), False)
+    """
 
     def __init__(self) -> None:
         self._graph: Any = None

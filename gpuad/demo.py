@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from ._cli import CommandError
+from .backends.probe import install_hint
 
 DESCRIPTION = ("Train a 64-128-128-10 MLP on the handwritten digits bundled with gpuad (8x8 "
                "images, 1,797 samples), then report the test accuracy, the time per epoch "
@@ -105,8 +106,8 @@ def _need(module, option, package):
     try:
         importlib.import_module(module)
     except ImportError:
-        raise CommandError(f"{option} needs the {package} package: pip install 'gpuad[demo]' "
-                           f"(or pip install {package})") from None
+        raise CommandError(f"{option} needs the {package} package: "
+                           + install_hint("demo", package)) from None
 
 
 def _check_writable(path, option):
@@ -303,8 +304,8 @@ def _matplotlib():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise CommandError("--plot needs the matplotlib package: pip install 'gpuad[demo]' "
-                           "(or pip install matplotlib)") from None
+        raise CommandError("--plot needs the matplotlib package: "
+                           + install_hint("demo", "matplotlib")) from None
     return plt
 
 

@@ -19,7 +19,14 @@ from .errors import DeviceUnavailableError
 
 
 class Device:
-    """A device kind and index: ``cpu`` or ``cuda:N``. Compares equal to its string."""
+    """A device kind and index: ``cpu`` or ``cuda:N``. Compares equal to its string.
+
+    >>> d = ad.device("cuda:1")  # naming a device does not check that it exists
+    >>> d.type, d.index, str(d)
+    ('cuda', 1, 'cuda:1')
+    >>> d == "cuda:1", ad.device("cpu") == "cpu"
+    (True, True)
+    """
 
     __slots__ = ("type", "index", "_str", "_backend")
 
@@ -68,7 +75,15 @@ _lock = threading.Lock()
 
 
 def device(spec: DeviceLike) -> Device:
-    """The :class:`Device` named by ``spec`` ("cpu", "cuda", "cuda:N", or a Device)."""
+    """The :class:`Device` named by ``spec`` ("cpu", "cuda", "cuda:N", or a Device).
+
+    >>> ad.device("cpu")
+    device(type='cpu')
+    >>> ad.device("cuda")  # (one object per device: "cuda" is "cuda:0")
+    device(type='cuda', index=0)
+    >>> ad.device("gpu") is ad.device("cuda:0")
+    True
+    """
     if isinstance(spec, Device):
         return spec
     dev = _interned.get(spec)
@@ -132,7 +147,19 @@ def cpu_fallback_enabled() -> bool:
 
 
 def set_cpu_fallback(flag: bool = True) -> None:
-    """Allow (True) or forbid (False) silently-warned CPU use when CUDA is asked for but absent."""
+    """Allow (True) or forbid (False) silently-warned CPU use when CUDA is asked for but absent.
+
+    With it on, ``device="cuda"`` on a machine without a usable GPU gives CPU tensors (with one
+    RuntimeWarning); off (the default unless ``GPUAD_CPU_FALLBACK`` says otherwise), it raises
+    DeviceUnavailableError.
+
+    >>> from gpuad.devices import cpu_fallback_enabled
+    >>> before = cpu_fallback_enabled()
+    >>> ad.set_cpu_fallback(True)
+    >>> cpu_fallback_enabled()
+    True
+    >>> ad.set_cpu_fallback(before)
+    """
     _Policy.fallback = bool(flag)
 
 
@@ -193,7 +220,11 @@ def get_default_device() -> Device:
     """The device tensors are made on when none is named (``GPUAD_DEVICE``, default ``auto``).
 
     The environment is read on first use, ``GPUAD_CPU_FALLBACK`` included, so a bad value of
-    either raises here (ValueError) or a GPU it asks for is missing (DeviceUnavailableError)."""
+    either raises here (ValueError) or a GPU it asks for is missing (DeviceUnavailableError).
+
+    >>> ad.zeros(2).device == ad.get_default_device()
+    True
+    """
     if _Policy.default is None:
         _Policy.default = _default_from_env()
     return _Policy.default
@@ -216,5 +247,12 @@ def _default_from_env() -> Device:
 
 
 def set_default_device(spec: DeviceLike) -> None:
-    """Set the default device; ``"auto"`` picks cuda:0 where usable, else the CPU."""
+    """Set the default device; ``"auto"`` picks cuda:0 where usable, else the CPU.
+
+    >>> before = ad.get_default_device()
+    >>> ad.set_default_device("cpu")
+    >>> ad.zeros(2).device
+    device(type='cpu')
+    >>> ad.set_default_device(before)
+    """
     _Policy.default = resolve(spec)

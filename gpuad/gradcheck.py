@@ -25,6 +25,19 @@ def gradcheck(fn: Callable[..., Any], inputs: Tensor | Sequence[Any], eps: float
     Inputs are copied to float64. For each output element the analytic row of the Jacobian
     (one reverse pass) is compared with central differences (f(x + eps) - f(x - eps)) / 2eps.
     Returns True, or raises GradcheckError naming the worst mismatch.
+
+    >>> x = ad.tensor([0.5, 1.0, 2.0], requires_grad=True)
+    >>> ad.gradcheck(lambda t: (t * t).sin().sum(), x)
+    True
+    >>> @ad.custom_gradient
+    ... def bad_square(t):
+    ...     return t * t, lambda dy: dy * t  # wrong: the derivative of t * t is 2 t
+    >>> ad.gradcheck(bad_square, x)
+    Traceback (most recent call last):
+    ...
+    gpuad.errors.GradcheckError: gpuad.gradcheck: Jacobian mismatch for output 0 element 2 with
+    respect to input 0 element 2: analytic 2.0, numerical 4.0000... (atol=1e-05, rtol=0.001,
+    eps=1e-06)
     """
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     xs: list[Any] = []

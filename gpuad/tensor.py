@@ -41,7 +41,21 @@ class Tensor(_Methods):
     """An n-dimensional array on a device, optionally tracked for automatic differentiation.
 
     The ops that are also methods and operators (``x + y``, ``x.sum()``) are installed by
-    :mod:`gpuad.ops.methods`; ``_tensor_methods.pyi`` declares them to type checkers."""
+    :mod:`gpuad.ops.methods`; ``_tensor_methods.pyi`` declares them to type checkers.
+    Make tensors with :func:`gpuad.tensor`, :func:`gpuad.zeros` and the like.
+
+    >>> x = ad.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> y = x * 2
+    >>> y
+    tensor([[2., 4.],
+            [6., 8.]], grad_fn=<MulBackward>)
+    >>> x.shape, x.dtype, x.device
+    ((2, 2), dtype('float32'), device(type='cpu'))
+    >>> y.sum().backward()
+    >>> x.grad
+    tensor([[2., 2.],
+            [2., 2.]])
+    """
 
     # (``_tan``, the forward-mode tangents by level, is set only on tensors that have some)
     __slots__ = ("_a", "_dev", "_grad_fn", "_rg", "_grad", "_ver", "_base", "_hooks",

@@ -131,7 +131,14 @@ def constant(value: TensorLike, dtype: DTypeLike = None, device: DeviceLike | No
              shape: int | Sequence[int] | None = None) -> Tensor:
     """A new tensor that requires nothing (TensorFlow's ``tf.constant``).
 
-    With ``shape``, a scalar ``value`` fills it, and a value of the same size is reshaped."""
+    With ``shape``, a scalar ``value`` fills it, and a value of the same size is reshaped.
+
+    >>> ad.constant([1, 2, 3, 4], shape=(2, 2))
+    tensor([[1, 2],
+            [3, 4]])
+    >>> ad.constant(0.0, shape=3)
+    tensor([0., 0., 0.])
+    """
     if isinstance(value, Tensor):
         value = value.detach()
     t = tensor(value, dtype=dtype, device=device)

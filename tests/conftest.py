@@ -113,3 +113,29 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("cuda")
         if _uses_stand_in(item):
             item.add_marker("standin")
+
+
+#: what a skip reason says when the test compares with PyTorch and PyTorch is missing
+_NEEDS_TORCH = ("could not import 'torch'", "PyTorch is not installed", "torch is not installed")
+_TORCH_HINT = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
+               "(the CPU build, about 200 MB)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Skips grouped by reason, one line per reason with its count (``-ra`` would print a
+    line per test); the PyTorch comparison tests, when torch is missing, as one line saying
+    how to install it."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    groups = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(
+            report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if any(key in reason for key in _NEEDS_TORCH):
+            reason = f"need PyTorch for the comparison: {_TORCH_HINT}"
+        groups[reason] = groups.get(reason, 0) + 1
+    terminalreporter.section(f"{len(skipped)} skipped, by reason", sep="-")
+    for reason, count in sorted(groups.items(), key=lambda kv: -kv[1]):
+        terminalreporter.line(f"{count:6d}  {reason}")

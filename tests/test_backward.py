@@ -439,3 +439,14 @@ def test_empty_inputs_are_refused_naming_the_call(call):
     with pytest.raises(RuntimeError, match=rf"^gpuad\.{call}: input 1 .*does not require grad"):
         run([x, ad.tensor([1.0])])
     assert x.grad is None
+
+
+def test_backward_takes_one_tensor_as_grad_tensors(cpu_default):
+    """As torch.autograd.backward: a single tensor is the gradient of the single output (a
+    vector one, and a 0-d one), not a sequence of gradients."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    ad.backward(x * 3, grad_tensors=ad.tensor([1.0, 10.0]))
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 30.0])
+    x.grad = None
+    ad.backward((x * x).sum(), grad_tensors=ad.tensor(2.0))
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 8.0])  # 2 * 2x

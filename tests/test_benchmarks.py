@@ -223,9 +223,10 @@ def test_readme_performance_section_is_generated_from_committed_results():
     assert not cpu["quick"], "the committed CPU results must come from a full run"
     assert {r["suite"] for r in cpu["cases"]} >= set(suites.CPU_SUITES)
     assert cpu["machine"]["cpu"] and cpu["machine"]["threads"]
-    text = (ROOT / "README.md").read_text()
-    assert readme.render() in text, "README's performance section is stale: python -m " \
-                                    "benchmarks readme"
+    page = readme.PAGE.read_text()
+    assert readme.render() == page, "docs/performance.md is stale: python -m benchmarks readme"
+    assert readme.headline() in (ROOT / "README.md").read_text(), \
+        "README's figure is stale: python -m benchmarks readme"
     for suite in report.LABELS:
         assert (readme.RESULTS / f"{suite}.png").exists()
 
@@ -331,6 +332,7 @@ def test_a_run_under_load_is_marked_unreliable_and_readme_refuses_it(monkeypatch
     (tmp_path / name).write_text(json.dumps(doc))
     monkeypatch.setattr(readme, "RESULTS", tmp_path)
     readme_before = (ROOT / "README.md").read_text()
+    page_before = readme.PAGE.read_text()
     assert cli.main(["readme"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -338,6 +340,7 @@ def test_a_run_under_load_is_marked_unreliable_and_readme_refuses_it(monkeypatch
     assert ("rerun `python -m benchmarks run --out benchmarks/results/` on that machine while "
             f"it is idle (it rewrites {name})") in err
     assert (ROOT / "README.md").read_text() == readme_before
+    assert readme.PAGE.read_text() == page_before
     assert not (tmp_path / "report.md").exists()
 
 

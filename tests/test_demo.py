@@ -120,8 +120,8 @@ def test_a_missing_package_is_refused_before_training(tmp_path, option, package)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     line = _one_line_error(r)
-    assert line == (f"gpuad: {option} needs the {package} package: pip install 'gpuad[demo]' "
-                    f"(or pip install {package})")
+    assert line == (f"gpuad: {option} needs the {package} package: pip install {package} "
+                    "(or, in gpuad's folder, pip install '.[demo]')")
 
 
 @pytest.mark.parametrize("env, message", [

@@ -204,6 +204,23 @@ def test_empty_cache(fake_cuda):
     assert cupy.get_default_memory_pool()._freed == 1
 
 
+def test_empty_cache_leaves_a_cupy_that_gpuad_never_used_alone(monkeypatch):
+    """CuPy imported by someone else on a machine without a usable GPU: its pools would raise
+    CUDARuntimeError; before any CUDA tensor of gpuad's, there is nothing of gpuad's to free."""
+    import types
+
+    from gpuad import backends
+
+    def refuse():
+        raise AssertionError("a CuPy memory pool was touched")
+
+    cupy = types.SimpleNamespace(get_default_memory_pool=refuse,
+                                 get_default_pinned_memory_pool=refuse)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setattr(backends, "_backends", {"cpu": object()})
+    ad.cuda.empty_cache()
+
+
 def test_info_command_on_this_machine():
     out = subprocess.run([sys.executable, "-m", "gpuad", "info"], capture_output=True,
                          text=True, timeout=60, check=True).stdout

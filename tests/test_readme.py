@@ -28,22 +28,33 @@ def test_python_examples_run(capsys):
 
 
 def test_pycon_examples_print_what_the_readme_shows(cpu_default):
+    """One example per API style; the guides' examples are the docs pages' (test_docs_pages)."""
     blocks = re.findall(r"```pycon\n(.*?)```", README, re.S)
-    assert len(blocks) >= 7
-    assert "Coming from TensorFlow" in README and "Coming from PyTorch" in README
+    assert len(blocks) >= 2 and "GradientTape" in README and "backward()" in README
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for i, block in enumerate(blocks):  # each block on its own, as a reader would paste it
         test = doctest.DocTestParser().get_doctest(block, {}, f"README block {i}", "README.md",
                                                    0)
         runner.run(test)
     result = runner.summarize(verbose=False)
-    assert result.attempted > 50
+    assert result.attempted > 10
     assert result.failed == 0, "README examples printed something else (see the output above)"
 
 
 def test_commands_are_marked():
     for tag in ("main-command", "test-command"):
         assert re.search(f"<!-- {tag} -->\n```\n.+\n```\n<!-- /{tag} -->", README), tag
+
+
+def test_the_readme_is_short_and_points_only_inside_the_repository():
+    """At most about 200 lines; every file it names exists here; no word for a document
+    outside the repository."""
+    assert len(README.splitlines()) <= 200
+    named = r"`((?:docs|examples|benchmarks|tests|kernels)/[\w./-]+|[A-Z]+\.md|LICENSE)`"
+    for path in re.findall(named, README):
+        assert (ROOT / path).exists(), path
+    for outside in ("SPEC", "seed article", "issue "):
+        assert outside not in README, outside
 
 
 def test_demo_learns_the_digits(tmp_path):

@@ -1,5 +1,6 @@
-"""The deliberate differences from PyTorch that README's "Ops" bullet documents, pinned so that
-a change to them is a decision, not an accident (each side checked where torch is installed)."""
+"""The deliberate differences from PyTorch that the docs' "Ops" bullet (docs/overview.md)
+documents, pinned so that a change to them is a decision, not an accident (each side checked
+where torch is installed)."""
 import numpy as np
 import pytest
 
@@ -121,8 +122,8 @@ def test_prod_gradient_is_the_product_of_the_others_also_at_nan_and_inf():
     assert torch.isinf(ty.grad).all()
 
 
-def test_prod_others_of_a_slice_as_long_as_readme_says():
-    """README's bound on the slices whose products of others are built from mantissas and
+def test_prod_others_of_a_slice_as_long_as_the_docs_say():
+    """The docs' bound on the slices whose products of others are built from mantissas and
     exponents is the code's; at that length, 1e300s then 1e-300s (prefix products far past
     the float range) and a zero: the zero's partial derivative is the exact product of the rest."""
     import fractions
@@ -130,7 +131,7 @@ def test_prod_others_of_a_slice_as_long_as_readme_says():
     from pathlib import Path
 
     from gpuad.backends.axis_math import _MANTISSA_RUN
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[1] / "docs" / "overview.md").read_text().split())
     assert f"(slices of up to {_MANTISSA_RUN} elements)" in readme
     k = (_MANTISSA_RUN - 1) // 2
     values = [1e300] * k + [1e-300] * k + [0.0]

@@ -87,6 +87,13 @@ class detect_anomaly:
     ``check_nan``: raise at the first derivative rule that turns finite values into nan/inf
     (False: only record the forward lines, which errors raised in backward then name).
     ``check_forward``: also raise at the first op whose output turns finite inputs into nan/inf.
+
+    >>> x = ad.tensor([0.0, 4.0], requires_grad=True)
+    >>> with ad.autograd.detect_anomaly():  # d sqrt(x) / dx = 1 / (2 sqrt(x)): inf at 0
+    ...     x.sqrt().sum().backward()
+    Traceback (most recent call last):
+    ...
+    RuntimeError: gpuad: anomaly mode: SqrtBackward returned inf in the gradient for input 0 ...
     """
 
     def __init__(self, check_nan=True, check_forward=False):
@@ -125,7 +132,14 @@ class detect_anomaly:
 
 class set_detect_anomaly(detect_anomaly):
     """Switch the anomaly mode on or off now (``mode``); as a context or decorator the previous
-    state is restored afterwards, as ``set_grad_enabled``."""
+    state is restored afterwards, as ``set_grad_enabled``.
+
+    >>> with ad.autograd.set_detect_anomaly(True):
+    ...     print(ad.autograd.is_anomaly_enabled())
+    True
+    >>> ad.autograd.is_anomaly_enabled()
+    False
+    """
 
     def __init__(self, mode, check_nan=True, check_forward=False):
         self._settings = _Settings(check_nan, check_forward) if mode else None
@@ -143,12 +157,24 @@ class set_detect_anomaly(detect_anomaly):
 
 
 def is_anomaly_enabled():
-    """Whether the anomaly mode is on."""
+    """Whether the anomaly mode is on.
+
+    >>> ad.autograd.is_anomaly_enabled()
+    False
+    >>> with ad.autograd.detect_anomaly():
+    ...     print(ad.autograd.is_anomaly_enabled())
+    True
+    """
     return anomaly[0] is not None
 
 
 def is_anomaly_check_nan_enabled():
-    """Whether the anomaly mode is on and checks the derivative rules for nan/inf."""
+    """Whether the anomaly mode is on and checks the derivative rules for nan/inf.
+
+    >>> with ad.autograd.detect_anomaly(check_nan=False):
+    ...     print(ad.autograd.is_anomaly_enabled(), ad.autograd.is_anomaly_check_nan_enabled())
+    True False
+    """
     return anomaly[0] is not None and anomaly[0].check_nan
 
 

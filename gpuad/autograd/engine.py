@@ -36,9 +36,17 @@ def backward(tensors: Tensor | Sequence[Tensor],
              grad_tensors: TensorLike | Sequence[TensorLike | None] | None = None,
              retain_graph: bool | None = None, create_graph: bool = False,
              inputs: Tensor | Sequence[Tensor] | None = None) -> None:
-    """Accumulate the gradients of ``tensors`` into the ``.grad`` of the leaves (or ``inputs``)."""
+    """Accumulate the gradients of ``tensors`` into the ``.grad`` of the leaves (or ``inputs``);
+    ``grad_tensors`` has one gradient per tensor (needed for a tensor that is not a scalar).
+
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> ad.backward((x * x).sum())  # d sum(x**2) / dx = 2x: x.grad is [2, 4]
+    >>> ad.backward([x * 3], grad_tensors=[ad.tensor([1.0, 10.0])])  # adds 3 * [1, 10]
+    >>> x.grad
+    tensor([ 5., 34.])
+    """
     tensors = _as_tuple(tensors)
-    seeds = _seeds(tensors, grad_tensors)
+    seeds = _seeds(tensors, None if grad_tensors is None else _as_tuple(grad_tensors))
     if retain_graph is None:
         retain_graph = create_graph
     if inputs is not None:
@@ -79,7 +87,15 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
 
     As in PyTorch, a result may be a ``grad_outputs`` tensor itself or share storage with
     another result (one add rule hands both inputs one gradient): ``.clone()`` one before
-    changing it in place. Only ``.grad`` never shares storage."""
+    changing it in place. Only ``.grad`` never shares storage.
+
+    >>> x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> ad.grad((x ** 2).sum(), x)  # 2x
+    (tensor([2., 4., 6.]),)
+    >>> (g,) = ad.grad((x ** 3).sum(), x, create_graph=True)  # 3x**2, itself differentiable
+    >>> ad.grad(g.sum(), x)  # 6x
+    (tensor([ 6., 12., 18.]),)
+    """
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
     _check_differentiable(inputs, "grad")

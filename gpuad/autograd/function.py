@@ -19,7 +19,23 @@ from .record import needs_grad, record
 class FunctionCtx:
     """The ``ctx`` that ``forward`` fills for ``backward``: tensors saved with
     ``save_for_backward``, any other attributes, and ``needs_input_grad`` (one flag per
-    argument of ``apply``)."""
+    argument of ``apply``).
+
+    >>> class Scale(ad.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x, k):
+    ...         ctx.k = k  # any attribute, for backward
+    ...         return x * k
+    ...     @staticmethod
+    ...     def backward(ctx, g):
+    ...         print(ctx.needs_input_grad)
+    ...         return g * ctx.k, None  # None: k is a number, it has no gradient
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> Scale.apply(x, 3.0).sum().backward()
+    (True, False)
+    >>> x.grad
+    tensor([3., 3.])
+    """
 
     def __init__(self, needs_input_grad):
         self.needs_input_grad = needs_input_grad

@@ -55,6 +55,14 @@ def jacobian(f: Callable[..., Any], primals: Tensor | Sequence[Any],
     inputs have fewer elements than the outputs. ``f`` may return a tensor or a tuple/list
     of them; with several outputs or arguments the result is nested (outputs, then inputs)
     as in ``torch.autograd.functional.jacobian``.
+
+    >>> ad.jacobian(lambda t: t ** 2, ad.tensor([1.0, 2.0]))  # diag(2t)
+    tensor([[2., 0.],
+            [0., 4.]])
+    >>> da, db = ad.jacobian(lambda a, b: a * b, (ad.tensor([1.0, 2.0]), ad.tensor([3.0, 4.0])))
+    >>> db  # d(a * b) / db = diag(a)
+    tensor([[1., 0.],
+            [0., 2.]])
     """
     if mode not in _MODES:
         raise ValueError(f"gpuad.jacobian: mode must be one of {_MODES}, got {mode!r}")
@@ -75,7 +83,15 @@ def hessian(f: Callable[..., Any], primals: Tensor | Sequence[Any],
             argnums: int | Sequence[int] | None = None) -> Any:
     """The Hessian of scalar ``f`` at ``primals``, forward over reverse: one backward pass
     whose inputs carry an identity as tangents. Shape ``input.shape + input.shape`` (nested
-    by pairs of arguments when several are differentiated)."""
+    by pairs of arguments when several are differentiated).
+
+    >>> ad.hessian(lambda t: (t ** 3).sum(), ad.tensor([1.0, 2.0]))  # diag(6t)
+    tensor([[ 6.,  0.],
+            [ 0., 12.]])
+    >>> ad.hessian(lambda t: t[0] * t[1], ad.tensor([1.0, 2.0]))
+    tensor([[0., 1.],
+            [1., 0.]])
+    """
     args, nums, single_in = arguments("hessian", primals, argnums)
     xs = [args[i] for i in nums]
     sizes = [x.size for x in xs]
@@ -106,7 +122,12 @@ def hvp(f: Callable[..., Any], primals: Tensor | Sequence[Any], v: Tensor | Sequ
         argnums: int | Sequence[int] | None = None) -> tuple[Tensor, Any]:
     """``(f(*primals), H v)``: the Hessian-vector product of scalar ``f``, forward over
     reverse (one backward pass, one tangent); ``v`` has one tensor per differentiated
-    argument."""
+    argument.
+
+    >>> f = lambda t: (t ** 3).sum()  # Hessian diag(6t)
+    >>> ad.hvp(f, ad.tensor([1.0, 2.0]), ad.tensor([1.0, 1.0]))
+    (tensor(9.), tensor([ 6., 12.]))
+    """
     args, nums, single_in = arguments("hvp", primals, argnums)
     vs = per_argument("hvp", "vectors", v, nums)
     with forward.level() as lvl:

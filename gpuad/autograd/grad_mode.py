@@ -44,7 +44,14 @@ def count_active(delta: int) -> None:
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record the graph now (in this thread)."""
+    """Whether ops record the graph now (in this thread).
+
+    >>> ad.is_grad_enabled()
+    True
+    >>> with ad.no_grad():
+    ...     print(ad.is_grad_enabled())
+    False
+    """
     return mode.enabled
 
 
@@ -120,19 +127,51 @@ def _generator_in_mode(func: Callable[..., Generator[Any, Any, Any]], flag: bool
 
 
 class no_grad(_GradModeContext):
-    """Ops run inside record nothing."""
+    """Ops run inside record nothing: a context, or a decorator (``@ad.no_grad`` or
+    ``@ad.no_grad()``).
+
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> with ad.no_grad():
+    ...     y = x * 2
+    >>> y.requires_grad
+    False
+    >>> @ad.no_grad
+    ... def double(t):
+    ...     return t * 2
+    >>> double(x)
+    tensor([2., 4.])
+    """
 
     flag = False
 
 
 class enable_grad(_GradModeContext):
-    """Re-enable recording inside a ``no_grad`` region."""
+    """Re-enable recording inside a ``no_grad`` region (a context or a decorator).
+
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> with ad.no_grad():
+    ...     with ad.enable_grad():
+    ...         y = x * 2
+    >>> y.requires_grad
+    True
+    """
 
     flag = True
 
 
 class set_grad_enabled(_GradModeContext):
-    """Set grad mode to ``flag``; as a context or decorator it is restored afterwards."""
+    """Set grad mode to ``flag``; as a context or decorator it is restored afterwards.
+
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> with ad.set_grad_enabled(False):
+    ...     y = x * 2
+    >>> y.requires_grad, ad.is_grad_enabled()
+    (False, True)
+    >>> _ = ad.set_grad_enabled(False)  # called alone it switches now, until switched back
+    >>> ad.is_grad_enabled()
+    False
+    >>> _ = ad.set_grad_enabled(True)
+    """
 
     def __init__(self, flag: bool) -> None:
         self.flag = bool(flag)

@@ -36,6 +36,11 @@ def jvp(f: Callable[..., Any], primals: Tensor | Sequence[Any],
     ``tangents`` has one tensor per differentiated argument, of that argument's shape; with
     ``batched=True`` each has a leading axis of directions (vector mode) and so do the
     output tangents. Outputs keep ``f``'s structure (a tensor, or nested lists/tuples/dicts).
+
+    >>> ad.jvp(lambda t: t.sin(), ad.tensor([0.0, 1.0]), ad.tensor([1.0, 1.0]))  # cos(t) v
+    (tensor([0.0000, 0.8415]), tensor([1.0000, 0.5403]))
+    >>> ad.jvp(lambda t: t ** 2, ad.tensor([1.0, 2.0]), ad.tensor([1.0, 0.0]))  # 2t v
+    (tensor([1., 4.]), tensor([2., 0.]))
     """
     args, nums, _ = arguments("jvp", primals, argnums)
     tangents = per_argument("jvp", "tangents", tangents, nums)
@@ -57,7 +62,14 @@ def jvp(f: Callable[..., Any], primals: Tensor | Sequence[Any],
 def vjp(f: Callable[..., Any], *primals: Any, argnums: int | Sequence[int] | None = None
         ) -> tuple[Any, Callable[[Any], tuple[Tensor, ...]]]:
     """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangents)`` returns the tuple of the
-    differentiated arguments' gradients (``cotangents`` in the structure of the outputs)."""
+    differentiated arguments' gradients (``cotangents`` in the structure of the outputs).
+
+    >>> out, vjp_fn = ad.vjp(lambda a, b: a * b, ad.tensor([1.0, 2.0]), ad.tensor([3.0, 4.0]))
+    >>> out
+    tensor([3., 8.], grad_fn=<MulBackward>)
+    >>> vjp_fn(ad.ones(2))  # (b, a)
+    (tensor([3., 4.]), tensor([1., 2.]))
+    """
     args, nums, _ = arguments("vjp", primals, argnums)
     args, inputs, create = reverse_inputs(args, nums)
     with enable_grad():

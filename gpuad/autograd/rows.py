@@ -38,3 +38,11 @@ def stack_rows(rows, source, shape, axis, zero):
         return None
     rows = [zeros(source.shape, source) if r is None else r for r in rows]
     return reshape(stack(rows, axis), shape)
+
+
+def or_zeros(g, source, zero, shape=None):
+    """The result handed back: ``g``, or for an unconnected (None) floating-point source with
+    ``zero``, zeros of ``shape`` (by default the source's)."""
+    if g is None and zero and source.dtype.kind == "f":
+        return zeros(source.shape if shape is None else shape, source)
+    return g

@@ -30,13 +30,22 @@ from ..tensor import Tensor
 from . import structure
 from .engine import execute, runs_user_code, seed_gradient
 from .grad_mode import count_active, mode
-from .linearize import reverse_rows, zeros
+from .linearize import reverse_rows
 from .node import FREED, Node
-from .rows import example_directions, one_hots, stack_rows
+from .rows import example_directions, one_hots, or_zeros, stack_rows
 
 
 class UnconnectedGradients(str, enum.Enum):
-    """What ``gradient`` gives for a source the target does not depend on."""
+    """What ``gradient`` gives for a source the target does not depend on: None, or zeros.
+
+    >>> x, z = ad.Variable(1.0), ad.Variable(2.0)
+    >>> with ad.GradientTape(persistent=True) as tape:
+    ...     y = x * 3  # y does not depend on z
+    >>> tape.gradient(y, [x, z])
+    [tensor(3.), None]
+    >>> tape.gradient(y, [x, z], unconnected_gradients=ad.UnconnectedGradients.ZERO)
+    [tensor(3.), tensor(0.)]
+    """
 
     NONE = "none"
     ZERO = "zero"
@@ -45,7 +54,6 @@ class UnconnectedGradients(str, enum.Enum):
 class GradientTape:
     """Records the ops on watched tensors inside its ``with`` block, for reverse mode.
 
-    >>> import gpuad as ad
     >>> x = ad.Variable(3.0)
     >>> with ad.GradientTape() as tape:
     ...     y = x * x
@@ -216,7 +224,7 @@ class GradientTape:
             grads = self._backward(targets, seeds, flat)
         finally:
             self._spend()
-        return rebuild([_finish(g, s, zero) for g, s in zip(grads, flat)])
+        return rebuild([or_zeros(g, s, zero) for g, s in zip(grads, flat)])
 
     def jacobian(self, target: Tensor, sources: Any,
                  unconnected_gradients: UnconnectedGradients | str = UnconnectedGradients.NONE,
@@ -239,8 +247,8 @@ class GradientTape:
             if self._batchable(y, flat):
                 eye = y._dev.backend.eye(y.size, dtype=y.dtype)
                 grads = self._backward_batched(y, eye.reshape((y.size,) + y.shape), flat)
-                return rebuild([_finish(None if g is None else g.reshape(y.shape + s.shape),
-                                        s, zero, y.shape + s.shape)
+                return rebuild([or_zeros(None if g is None else g.reshape(y.shape + s.shape),
+                                         s, zero, y.shape + s.shape)
                                 for g, s in zip(grads, flat)])
             rows = [self._backward([y], [seed], flat) for seed in one_hots(y, y.size)]
         finally:
@@ -277,7 +285,7 @@ class GradientTape:
                                               [x])
                 if g is not None:  # (per example, batch, ...) -> (batch, per example, ...)
                     g = moveaxis(g, 0, 1).reshape(shape)
-                return _finish(g, x, zero, shape)
+                return or_zeros(g, x, zero, shape)
             rows = [self._backward([y], [seed], [x])[0]
                     for seed in one_hots(y, per_example, batch)]
         finally:
@@ -390,11 +398,3 @@ def _seeds(targets, output_gradients):
                          f"{len(targets)} targets; pass one per target, in the same structure")
     return [seed_gradient(y, g, i, "GradientTape.gradient", True, ValueError)
             for i, (y, g) in enumerate(zip(targets, given))]
-
-
-def _finish(g, source, zero, shape=None):
-    """The result handed back: None, or zeros (of ``shape``, by default the source's), for an
-    unconnected floating-point source."""
-    if g is None and zero and source.dtype.kind == "f":
-        return zeros(source.shape if shape is None else shape, source)
-    return g

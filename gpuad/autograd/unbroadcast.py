@@ -27,7 +27,14 @@ def sum_to(x, shape):
     """Sum ``x`` down to ``shape``: the inverse of broadcasting (used to undo it in backward).
 
     With ``lead = x.ndim - len(shape)``: the sum over the first ``lead`` axes and over every
-    axis ``i`` where ``shape[i] == 1 < x.shape[lead + i]``. Its gradient broadcasts back."""
+    axis ``i`` where ``shape[i] == 1 < x.shape[lead + i]``. Its gradient broadcasts back.
+
+    >>> ad.sum_to(ad.ones(2, 3), (3,))  # the sum over axis 0
+    tensor([2., 2., 2.])
+    >>> ad.sum_to(ad.ones(2, 3), (2, 1))  # the sum over axis 1, kept
+    tensor([[3.],
+            [3.]])
+    """
     shape = tuple(shape)
     if x.shape != shape:
         if not broadcasts(shape, x.shape):

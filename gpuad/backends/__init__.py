@@ -1,7 +1,14 @@
 """The dispatch layer: ``get_backend(device)`` is the one place that picks NumPy or CuPy."""
 import threading
 
-from .probe import cuda_unavailable_reason, cupy_installed, driver_devices, refuse, version_text
+from .probe import (
+    cuda_unavailable_reason,
+    cupy_installed,
+    driver_devices,
+    install_hint,
+    refuse,
+    version_text,
+)
 
 __all__ = ["get_backend", "manual_seed", "cuda_unavailable_reason", "cupy_installed",
            "driver_devices"]
@@ -16,6 +23,11 @@ def manual_seed(seed):
     _seed[0] = seed
     for backend in list(_backends.values()):
         backend.seed(seed)
+
+
+def cuda_in_use():
+    """Whether gpuad has made a CUDA backend (a CUDA tensor existed) in this process."""
+    return any(key.startswith("cuda") for key in list(_backends))
 
 
 def get_backend(device):
@@ -88,9 +100,9 @@ def _cuda_backend(make, device):
         reason = (f"the CUDA runtime refused it ({exc}); CuPy {cupy.__version__} runs CUDA "
                   f"runtime {_version(runtime.runtimeGetVersion) or 'unknown'} and {driver}: "
                   "update the NVIDIA driver, or "
-                  "install the CuPy for the driver's CUDA (pip install 'gpuad[cuda12]' for "
-                  "CUDA 12); or use device='cpu' (GPUAD_CPU_FALLBACK=1 falls back "
-                  "automatically)")
+                  "install the CuPy for the driver's CUDA (for CUDA 12: "
+                  + install_hint("cuda12", "cupy-cuda12x") + "); or use device='cpu' "
+                  "(GPUAD_CPU_FALLBACK=1 falls back automatically)")
         refuse(device.index, reason)
         raise DeviceUnavailableError(f"gpuad: cannot use {device}: {reason}") from exc
 

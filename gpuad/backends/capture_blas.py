@@ -21,10 +21,12 @@ import threading
 
 import numpy as np
 
+from .probe import install_hint
+
 #: bytes of each handle's workspace: cuBLAS's recommendation for Hopper (32 MiB)
 WORKSPACE = 32 * 2**20
 #: the extra that brings the bindings
-EXTRA = "pip install 'gpuad[capture]' (or pip install nvmath-python)"
+EXTRA = install_hint("capture", "nvmath-python")
 
 
 #: the state of a warm-up block: products prepared as a capture prepares them, then CuPy's

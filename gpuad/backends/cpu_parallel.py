@@ -50,12 +50,23 @@ def _default_threads():
 _threads = _default_threads()
 
 def get_num_threads():
-    """The threads gpuad's CPU backend uses for large elementwise work."""
+    """The threads gpuad's CPU backend uses for large elementwise work.
+
+    >>> ad.get_num_threads() >= 1
+    True
+    """
     return _threads
 
 
 def set_num_threads(n):
-    """Use ``n`` threads (1: no helper threads) for large elementwise work on the CPU."""
+    """Use ``n`` threads (1: no helper threads) for large elementwise work on the CPU.
+
+    >>> before = ad.get_num_threads()
+    >>> ad.set_num_threads(2)
+    >>> ad.get_num_threads()
+    2
+    >>> ad.set_num_threads(before)
+    """
     global _threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"gpuad.set_num_threads: expected a positive int, got {n!r}")

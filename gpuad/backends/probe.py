@@ -18,10 +18,15 @@ import re
 #: the oldest CUDA major with a CuPy extra of gpuad's (INSTALL_HINT's)
 OLDEST_CUDA = 12
 
-INSTALL_HINT = (
-    "install CuPy for your CUDA version: pip install 'gpuad[cuda13]' (CUDA 13) "
-    "or 'gpuad[cuda12]' (CUDA 12)"
-)
+
+def install_hint(extra, packages):
+    """How to get what gpuad's ``extra`` brings: its ``packages`` from the package index, or
+    the extra itself from gpuad's folder (gpuad installs from its repository, not an index)."""
+    return f"pip install {packages} (or, in gpuad's folder, pip install '.[{extra}]')"
+
+
+INSTALL_HINT = ("install CuPy for your CUDA version: " + install_hint("cuda13", "cupy-cuda13x")
+                + " for CUDA 13, " + install_hint("cuda12", "cupy-cuda12x") + " for CUDA 12")
 
 
 @functools.cache
@@ -89,8 +94,10 @@ def driver_too_old():
     if build is None or driver // 1000 >= build[2]:
         return None
     dist, version, major = build
-    other = (f", or install the CuPy for CUDA {driver // 1000}: pip install "
-             f"'gpuad[cuda{driver // 1000}]'" if driver // 1000 >= OLDEST_CUDA else "")
+    major_driver = driver // 1000
+    other = (f", or install the CuPy for CUDA {major_driver}: "
+             + install_hint(f"cuda{major_driver}", f"cupy-cuda{major_driver}x")
+             if major_driver >= OLDEST_CUDA else "")
     return (f"the NVIDIA driver supports CUDA {version_text(driver)}, older than the CUDA "
             f"{major} that the installed CuPy ({dist} {version}) is built for; update the NVIDIA "
             f"driver to one for CUDA {major}{other}")

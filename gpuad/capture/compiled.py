@@ -104,7 +104,7 @@ def compile(fn: Callable[..., Any] | None = None, *, copy_outputs: bool = False,
     >>> for _ in range(3):
     ...     loss = step(ad.tensor([1.0, 1.0]))
     >>> w
-    tensor([0.4240, 1.4240], requires_grad=True)
+    tensor([0.2160, 1.2160], requires_grad=True)
     """
     if fallback not in ("error", "eager"):
         raise ValueError(f"ad.compile: fallback is 'error' or 'eager', got {fallback!r}")

@@ -84,7 +84,17 @@ def _mismatch(name: str, a: Tensor, b: Tensor) -> Exception:
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
-    """mean((input - target)^2) (shapes broadcast, as PyTorch with a warning-free match)."""
+    """mean((input - target)^2), for ``input`` and ``target`` of one shape (a ValueError
+    otherwise: PyTorch broadcasts them, with a warning).
+
+    >>> x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> loss = ad.nn.functional.mse_loss(x, ad.tensor([1.0, 0.0, 5.0]))
+    >>> loss  # (0 + 4 + 4) / 3
+    tensor(2.6667, grad_fn=<DivBackward>)
+    >>> loss.backward()
+    >>> x.grad  # 2 (x - target) / 3
+    tensor([ 0.0000,  1.3333, -1.3333])
+    """
     _check_pair("mse_loss", input, target)
     if input.shape != target.shape:
         raise ValueError(f"gpuad.nn.functional.mse_loss: input shape {input.shape} and target "
@@ -97,7 +107,14 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
                                      reduction: Reduction = "mean",
                                      pos_weight: Tensor | float | None = None) -> Tensor:
     """-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), in the stable form
-    max(x, 0) - x t + log1p(exp(-|x|)); ``pos_weight`` weighs the positive term."""
+    max(x, 0) - x t + log1p(exp(-|x|)); ``pos_weight`` weighs the positive term.
+
+    >>> x, t = ad.tensor([0.0, 2.0, -1.0]), ad.tensor([1.0, 1.0, 0.0])
+    >>> ad.nn.functional.binary_cross_entropy_with_logits(x, t, reduction="none")
+    tensor([0.6931, 0.1269, 0.3133])
+    >>> ad.nn.functional.binary_cross_entropy_with_logits(x, t)
+    tensor(0.3778)
+    """
     _check_pair("binary_cross_entropy_with_logits", input, target)
     if input.shape != target.shape:
         raise ValueError("gpuad.nn.functional.binary_cross_entropy_with_logits: input shape "
@@ -138,7 +155,12 @@ def _labels(target: Tensor, n: int, c: int, name: str) -> Tensor:
 def nll_loss(input: Tensor, target: Tensor, ignore_index: int = -100,
              reduction: Reduction = "mean") -> Tensor:
     """-input[i, target[i]] for log-probabilities ``input`` of shape (N, C) (or (C,) or
-    (N, C, d...)); rows whose target is ``ignore_index`` give 0 and do not count in the mean."""
+    (N, C, d...)); rows whose target is ``ignore_index`` give 0 and do not count in the mean.
+
+    >>> logp = ad.tensor([[-0.5, -1.0], [-2.0, -0.1]])
+    >>> ad.nn.functional.nll_loss(logp, ad.tensor([0, 1]))  # (0.5 + 0.1) / 2
+    tensor(0.3000)
+    """
     _check_pair("nll_loss", input, target)
     x, t, back = _as_rows(input, target, "nll_loss")
     n, c = x.shape
@@ -179,7 +201,19 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
     integer ``target`` labels, or against class probabilities (a float target of the input's
     shape). With ``label_smoothing`` e the target is (1 - e) onehot + e / C; rows whose label is
     ``ignore_index`` give 0, do not count in the mean and take a zero gradient (also where
-    their logits are nan or inf: the loss does not depend on them; PyTorch passes nan)."""
+    their logits are nan or inf: the loss does not depend on them; PyTorch passes nan).
+
+    For labels the loss of row i is logsumexp(z[i]) - z[i, target[i]]; "mean" averages it over
+    the rows that count.
+
+    >>> z = ad.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
+    >>> ad.nn.functional.cross_entropy(z, ad.tensor([0, 2]), reduction="none")
+    tensor([0.1698, 1.0986])
+    >>> ad.nn.functional.cross_entropy(z, ad.tensor([0, 2]))
+    tensor(0.6342)
+    >>> ad.nn.functional.cross_entropy(z, ad.tensor([0, -100]))  # row 1 ignored
+    tensor(0.1698)
+    """
     _check_pair("cross_entropy", input, target)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError("gpuad.nn.functional.cross_entropy: label_smoothing must be in "

@@ -20,7 +20,17 @@ if TYPE_CHECKING:  # (gpuad imports its aliases for the checker only)
 
 class Linear(Module):
     """y = x W^T + b, W of shape (out_features, in_features), initialized as PyTorch does
-    (uniform in +-1/sqrt(in_features))."""
+    (uniform in +-1/sqrt(in_features)).
+
+    >>> lin = ad.nn.Linear(3, 2)
+    >>> lin.weight.shape, lin.bias.shape
+    ((2, 3), (2,))
+    >>> with ad.no_grad():
+    ...     _ = lin.weight.copy_(ad.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]]))
+    ...     _ = lin.bias.fill_(0.5)
+    >>> lin(ad.tensor([[1.0, 1.0, 1.0]]))
+    tensor([[6.5000, 1.5000]], grad_fn=<LinearBackward>)
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: DeviceLike | None = None, dtype: DTypeLike = None) -> None:
@@ -51,7 +61,18 @@ class Linear(Module):
 
 
 class Sequential(Module):
-    """Modules applied in order."""
+    """Modules applied in order.
+
+    >>> model = ad.nn.Sequential(ad.nn.Linear(3, 4), ad.nn.ReLU(), ad.nn.Linear(4, 1))
+    >>> model
+    Sequential(
+      (0): Linear(in_features=3, out_features=4, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=4, out_features=1, bias=True)
+    )
+    >>> model(ad.ones(2, 3)).shape
+    (2, 1)
+    """
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -85,7 +106,11 @@ class Sequential(Module):
 
 
 class ReLU(Module):
-    """max(x, 0), elementwise (:func:`gpuad.relu`); the derivative at 0 is 0, as PyTorch's."""
+    """max(x, 0), elementwise (:func:`gpuad.relu`); the derivative at 0 is 0, as PyTorch's.
+
+    >>> ad.nn.ReLU()(ad.tensor([-1.0, 0.0, 2.0]))
+    tensor([0., 0., 2.])
+    """
 
     def forward(self, x: TensorLike) -> Tensor:
         """relu(x), of x's shape, dtype and device."""
@@ -93,7 +118,11 @@ class ReLU(Module):
 
 
 class Sigmoid(Module):
-    """1 / (1 + e^-x), elementwise (:func:`gpuad.sigmoid`); derivative y (1 - y)."""
+    """1 / (1 + e^-x), elementwise (:func:`gpuad.sigmoid`); derivative y (1 - y).
+
+    >>> ad.nn.Sigmoid()(ad.tensor([-1.0, 0.0, 2.0]))
+    tensor([0.2689, 0.5000, 0.8808])
+    """
 
     def forward(self, x: TensorLike) -> Tensor:
         """sigmoid(x), of x's shape, dtype and device."""
@@ -101,7 +130,11 @@ class Sigmoid(Module):
 
 
 class Tanh(Module):
-    """The hyperbolic tangent, elementwise (:func:`gpuad.tanh`); derivative 1 - y^2."""
+    """The hyperbolic tangent, elementwise (:func:`gpuad.tanh`); derivative 1 - y^2.
+
+    >>> ad.nn.Tanh()(ad.tensor([-1.0, 0.0, 2.0]))
+    tensor([-0.7616,  0.0000,  0.9640])
+    """
 
     def forward(self, x: TensorLike) -> Tensor:
         """tanh(x), of x's shape, dtype and device."""
@@ -110,7 +143,13 @@ class Tanh(Module):
 
 class GELU(Module):
     """x Phi(x), Phi the standard normal CDF, elementwise (:func:`gpuad.gelu`);
-    ``approximate="tanh"`` takes PyTorch's tanh form instead."""
+    ``approximate="tanh"`` takes PyTorch's tanh form instead.
+
+    >>> ad.nn.GELU()(ad.tensor([-1.0, 0.0, 2.0]))
+    tensor([-0.1587,  0.0000,  1.9545])
+    >>> ad.nn.GELU(approximate="tanh")(ad.tensor([-1.0, 0.0, 2.0]))
+    tensor([-0.1588,  0.0000,  1.9546])
+    """
 
     def __init__(self, approximate: Literal["none", "tanh"] = "none") -> None:
         super().__init__()
@@ -127,7 +166,14 @@ class GELU(Module):
 
 class Dropout(Module):
     """Zeroes each element with probability p in training mode, scaling the others by
-    1 / (1 - p); the identity in eval mode."""
+    1 / (1 - p); the identity in eval mode.
+
+    >>> drop = ad.nn.Dropout(0.5)
+    >>> sorted(set(drop(ad.ones(100)).tolist()))  # dropped, or kept and doubled
+    [0.0, 2.0]
+    >>> drop.eval()(ad.ones(3))
+    tensor([1., 1., 1.])
+    """
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -154,7 +200,13 @@ class Dropout(Module):
 
 
 class LayerNorm(Module):
-    """(x - mean) / sqrt(var + eps) over the last dims, times weight plus bias."""
+    """(x - mean) / sqrt(var + eps) over the last dims, times weight plus bias (the variance
+    is the biased one, divided by n).
+
+    >>> ln = ad.nn.LayerNorm(3)  # weight 1, bias 0 to start
+    >>> ln(ad.tensor([[1.0, 2.0, 3.0]]))  # mean 2, var 2/3
+    tensor([[-1.2247,  0.0000,  1.2247]], grad_fn=<AddBackward>)
+    """
 
     weight: Parameter | None
     bias: Parameter | None
@@ -198,7 +250,14 @@ class LayerNorm(Module):
 
 
 class Embedding(Module):
-    """Rows of a (num_embeddings, embedding_dim) table picked by integer indices."""
+    """Rows of a (num_embeddings, embedding_dim) table picked by integer indices.
+
+    >>> emb = ad.nn.Embedding(10, 4)
+    >>> emb(ad.tensor([[1, 2], [3, 1]])).shape
+    (2, 2, 4)
+    >>> bool((emb(ad.tensor([3]))[0] == emb.weight[3]).all())
+    True
+    """
 
     def __init__(self, num_embeddings: int, embedding_dim: int,
                  device: DeviceLike | None = None, dtype: DTypeLike = None) -> None:

@@ -20,7 +20,17 @@ _M = TypeVar("_M", bound="Module")
 
 class Parameter(Tensor):
     """A tensor that is a module's parameter: a leaf that requires grad (unless told not to),
-    registered by assigning it to a module attribute."""
+    registered by assigning it to a module attribute.
+
+    >>> p = ad.nn.Parameter(ad.zeros(2))
+    >>> p
+    Parameter containing:
+    tensor([0., 0.], requires_grad=True)
+    >>> m = ad.nn.Module()
+    >>> m.scale = p
+    >>> [name for name, _ in m.named_parameters()]
+    ['scale']
+    """
 
     __slots__ = ()
 
@@ -40,7 +50,20 @@ class Parameter(Tensor):
 
 class Module:
     """Base class of layers and models: subclass it, assign parameters and submodules as
-    attributes in ``__init__``, and define ``forward``."""
+    attributes in ``__init__``, and define ``forward``.
+
+    >>> class Net(ad.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = ad.nn.Linear(2, 1)
+    ...     def forward(self, x):
+    ...         return self.fc(x).tanh()
+    >>> net = Net()
+    >>> [name for name, _ in net.named_parameters()]
+    ['fc.weight', 'fc.bias']
+    >>> net(ad.ones(3, 2)).shape
+    (3, 1)
+    """
 
     _parameters: OrderedDict[str, Parameter | None]
     _buffers: OrderedDict[str, Tensor | None]

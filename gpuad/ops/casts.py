@@ -17,7 +17,14 @@ _ASTYPE = Op("astype", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 @public(method=True)
 def astype(x, dtype):
-    """``x`` converted to ``dtype``; differentiable between floating dtypes."""
+    """``x`` converted to ``dtype``; differentiable between floating dtypes (floats to
+    integers truncate toward zero).
+
+    >>> ad.astype(ad.tensor([1.7, -1.7]), ad.int32)
+    tensor([ 1, -1], dtype=int32)
+    >>> ad.astype(ad.tensor([1, 2]), ad.float16)
+    tensor([1., 2.], dtype=float16)
+    """
     x = _tensor(x)
     dtype = as_dtype(dtype, "astype")
     if dtype == x.dtype:
@@ -33,7 +40,16 @@ _CLONE = Op("clone", (lambda g: g,), jvp=lambda ts, y: ts[0])
 
 @public(method=True)
 def clone(x):
-    """A differentiable copy with its own storage."""
+    """A differentiable copy with its own storage; the gradient passes through unchanged.
+
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> y = ad.clone(x)
+    >>> y
+    tensor([1., 2.], grad_fn=<CloneBackward>)
+    >>> y.sum().backward()
+    >>> x.grad
+    tensor([1., 1.])
+    """
     x = _tensor(x)
     return record1(_CLONE, x, x._dev._backend.copy(x._a), ())
 

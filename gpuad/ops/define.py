@@ -2,10 +2,10 @@
 
 A unary op is one :class:`Unary` row: its name, the backend method computing it, the derivative
 rule and what that reads, the CUDA kernel and the raw-array path that run the same rule faster,
-whether it is a Tensor method, and a line of math for its docstring. :func:`unary` registers
-the row (the backend builds its kernels and binds its forward from the registered rows, see
-:mod:`gpuad.backends.kernel_table`) and returns the op. :func:`binary` builds a two-input op
-with broadcasting from its two rules.
+whether it is a Tensor method, and a line of math and a doctest example for its docstring.
+:func:`unary` registers the row (the backend builds its kernels and binds its forward from the
+registered rows, see :mod:`gpuad.backends.kernel_table`) and returns the op. :func:`binary`
+builds a two-input op with broadcasting from its two rules.
 
 For an elementwise op the Jacobian is diagonal, so the same rules serve as its JVP
 (``jvp=DIAGONAL``: the tangent ``t`` in place of ``g``, summed over the inputs; tangents carry
@@ -41,6 +41,8 @@ class Unary:
     ``kernels/elementwise.cuh`` that the CUDA backend launches. ``fast(backend, g, s, *params)``
     is the rule on raw arrays (same operations, same bits), which the CPU runs where nothing
     records. ``quiet``: NumPy warns on this forward where PyTorch does not (log(0)); silence it.
+    ``example``: the lines of a doctest of the op (``>>>`` statements and what they print),
+    appended to its docstring (:func:`example_section`).
     """
 
     name: str
@@ -55,6 +57,7 @@ class Unary:
     fast: object = None
     method: bool = True
     quiet: bool = False
+    example: tuple = ()
     #: the op built from the row, ``op(x, *params)`` (set by :func:`unary`)
     op: object = None
 
@@ -74,7 +77,16 @@ class Unary:
         return f"{self.name}({args}): {self.doc}.\n\n" + textwrap.fill(
             "Elementwise, on a tensor of any shape (or an array-like); the result is on x's "
             "device, with x's dtype where x is floating (integer and bool x follow NumPy's type "
-            f"rules). The derivative is computed from {_READS[self.reads]}.{kernel}", 88)
+            f"rules). The derivative is computed from {_READS[self.reads]}.{kernel}", 88
+        ) + example_section(self.example)
+
+
+def example_section(lines):
+    """The example ending an op's docstring, from ``lines``: a doctest's ``>>>`` statements
+    and the output each prints, one line each (empty: none)."""
+    if not lines:
+        return ""
+    return "\n\n" + "\n".join(lines)
 
 
 def unary(name, rule, reads="x", *, register=True, **fields):
@@ -170,11 +182,13 @@ def zero(g, *saved):
     return plain(g._dev._backend.zeros_like(g._a), g._dev)
 
 
-def binary(name, method, rule_a, rule_b, reads=((True, True), (True, True)), doc=""):
+def binary(name, method, rule_a, rule_b, reads=((True, True), (True, True)), doc="",
+           example=()):
     """The public op (and Tensor method) ``name(a, b)``, with broadcasting: forward
     ``backend.<method>(a, b)``, rules ``(g, a, b)`` (``(g,)`` if neither reads an operand).
     ``reads[i]`` says which operands rule ``i`` reads: only those needed by the rules of
-    inputs that require grad are saved (the others are None)."""
+    inputs that require grad are saved (the others are None). ``doc`` is the math of its
+    docstring, ``example`` the lines of its doctest (:func:`example_section`)."""
     op = Op(name, (rule_a, rule_b), jvp=DIAGONAL)
     saves = any(map(any, reads))
 
@@ -210,7 +224,7 @@ def binary(name, method, rule_a, rule_b, reads=((True, True), (True, True)), doc
         "or Python scalars. A Python scalar is weakly typed, as in NumPy 2: it takes the "
         "tensor's dtype where its kind is the same or lower (bool < int < float: 2.0 times a "
         "float16 tensor stays float16); otherwise the dtypes promote as NumPy's. The gradient "
-        "of a broadcast operand is summed back to its shape.", 88)
+        "of a broadcast operand is summed back to its shape.", 88) + example_section(example)
     forward.op, forward.math = op, doc
     return public(forward, method=True)
 

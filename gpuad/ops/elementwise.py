@@ -24,45 +24,109 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 # ---- one input ------------------------------------------------------------------------------
 # name, rule (g and what it reads -> the input's gradient), reads, then: the kernel of
 # kernels/elementwise.cuh running the rule (and the forward, kernel_forward), the raw-array rule
-# the CPU runs where nothing records (fast), the NumPy forward's warnings silenced (quiet)
-neg = unary("neg", lambda g: -g, None, forward="negative", doc="-x")
+# the CPU runs where nothing records (fast), the NumPy forward's warnings silenced (quiet); last,
+# the math of the docstring (doc) and its example, the lines of a doctest (example)
+neg = unary("neg", lambda g: -g, None, forward="negative", doc="-x",
+            example=(">>> ad.neg(ad.tensor([1.0, -2.0]))",
+                     "tensor([-1.,  2.])"))
 abs = unary("abs", lambda g, x: g * sign(x), kernel="abs",
-            doc="|x|; the derivative at 0 is 0 (PyTorch's)")
+            doc="|x|; the derivative at 0 is 0 (PyTorch's)",
+            example=(">>> ad.abs(ad.tensor([-1.5, 0.0, 2.0]))",
+                     "tensor([1.5000, 0.0000, 2.0000])",
+                     ">>> x = ad.tensor([-2.0, 0.0, 3.0], requires_grad=True)",
+                     ">>> ad.abs(x).sum().backward()",
+                     ">>> x.grad",
+                     "tensor([-1.,  0.,  1.])"))
 exp = unary("exp", lambda g, y: g * y, "y", kernel="exp", fast=lambda b, g, y: g * y,
-            quiet=True, doc="e^x")
+            quiet=True, doc="e^x",
+            example=(">>> ad.exp(ad.tensor([0.0, 1.0]))",
+                     "tensor([1.0000, 2.7183])",
+                     ">>> x = ad.tensor([0.0, 1.0], requires_grad=True)",
+                     ">>> ad.exp(x).sum().backward()",
+                     ">>> x.grad",
+                     "tensor([1.0000, 2.7183])"))
 expm1 = unary("expm1", lambda g, y: g * (y + 1), "y", kernel="expm1", quiet=True,
-              doc="e^x - 1, exact near 0")
+              doc="e^x - 1, exact near 0",
+              example=(">>> x = ad.tensor([1e-8, 1.0])",
+                       ">>> ad.expm1(x)",
+                       "tensor([1.0000e-08, 1.7183e+00])",
+                       ">>> ad.exp(x) - 1",
+                       "tensor([0.0000, 1.7183])"))
 log = unary("log", lambda g, x: g / x, kernel="log", quiet=True,
-            doc="the natural logarithm; -inf at 0, nan below")
+            doc="the natural logarithm ln x, the inverse of e^x; -inf at 0, nan below",
+            example=(">>> ad.log(ad.tensor([1.0, 4.0, 0.0, -1.0]))",
+                     "tensor([0.0000, 1.3863,   -inf,    nan])"))
 log1p = unary("log1p", lambda g, x: g / (x + 1), kernel="log1p", quiet=True,
-              doc="log(1 + x), exact near 0")
+              doc="log(1 + x), exact near 0",
+              example=(">>> x = ad.tensor([1e-8, 1.0])",
+                       ">>> ad.log1p(x)",
+                       "tensor([1.0000e-08, 6.9315e-01])",
+                       ">>> ad.log(1 + x)",
+                       "tensor([0.0000, 0.6931])"))
 sqrt = unary("sqrt", lambda g, y: g / (y * 2), "y", kernel="sqrt", quiet=True,
-             doc="the square root; the derivative at 0 is inf")
+             doc="the square root x^(1/2) (nan below 0); the derivative at 0 is inf",
+             example=(">>> ad.sqrt(ad.tensor([0.0, 4.0, 9.0]))",
+                      "tensor([0., 2., 3.])",
+                      ">>> x = ad.tensor([0.0, 4.0], requires_grad=True)",
+                      ">>> ad.sqrt(x).sum().backward()",
+                      ">>> x.grad",
+                      "tensor([   inf, 0.2500])"))
 # (left to right: the partial products are monotone, so none overflows before the result)
 rsqrt = unary("rsqrt", lambda g, y: g * y * y * y * -0.5, "y", kernel="rsqrt",
-              kernel_forward=True, quiet=True, doc="1 / sqrt(x)")
-square = unary("square", lambda g, x: g * x * 2, kernel="square", doc="x^2")
+              kernel_forward=True, quiet=True, doc="1 / sqrt(x)",
+              example=(">>> ad.rsqrt(ad.tensor([1.0, 4.0, 16.0]))",
+                       "tensor([1.0000, 0.5000, 0.2500])"))
+square = unary("square", lambda g, x: g * x * 2, kernel="square", doc="x^2",
+               example=(">>> ad.square(ad.tensor([-3.0, 0.5, 2.0]))",
+                        "tensor([9.0000, 0.2500, 4.0000])"))
 reciprocal = unary("reciprocal", lambda g, y: -g * y * y, "y", kernel="reciprocal", quiet=True,
-                   doc="1 / x")
+                   doc="1 / x",
+                   example=(">>> ad.reciprocal(ad.tensor([2.0, -4.0, 0.0]))",
+                            "tensor([ 0.5000, -0.2500,     inf])"))
 sin = unary("sin", lambda g, x: g * cos(x), kernel="sin", fast=lambda b, g, x: g * b.cos(x),
-            doc="the sine (radians)")
+            doc="the sine, sin x (x in radians)",
+            example=(">>> ad.sin(ad.tensor([0.0, np.pi / 2, -np.pi / 6]))",
+                     "tensor([ 0.0000,  1.0000, -0.5000])"))
 cos = unary("cos", lambda g, x: -g * sin(x), kernel="cos", fast=lambda b, g, x: -g * b.sin(x),
-            doc="the cosine (radians)")
+            doc="the cosine, cos x (x in radians)",
+            example=(">>> ad.cos(ad.tensor([0.0, np.pi, np.pi / 3]))",
+                     "tensor([ 1.0000, -1.0000,  0.5000])"))
 # g (1 + y^2), as g y^2 + g: no y^2 alone, which overflows first
-tan = unary("tan", lambda g, y: g * y * y + g, "y", kernel="tan", doc="the tangent (radians)")
+tan = unary("tan", lambda g, y: g * y * y + g, "y", kernel="tan",
+            doc="the tangent, tan x = sin x / cos x (x in radians)",
+            example=(">>> ad.tan(ad.tensor([0.0, np.pi / 4, -np.pi / 4]))",
+                     "tensor([ 0.,  1., -1.])"))
 tanh = unary("tanh", lambda g, y: g * (1 - y * y), "y", kernel="tanh",
-             fast=lambda b, g, y: g * (1 - y * y), doc="the hyperbolic tangent")
+             fast=lambda b, g, y: g * (1 - y * y),
+             doc="the hyperbolic tangent, tanh x = (e^x - e^-x) / (e^x + e^-x)",
+             example=(">>> ad.tanh(ad.tensor([0.0, 1.0, -1.0]))",
+                      "tensor([ 0.0000,  0.7616, -0.7616])"))
 sinh = unary("sinh", lambda g, x: g * cosh(x), kernel="sinh", quiet=True,
-             doc="the hyperbolic sine")
+             doc="the hyperbolic sine, sinh x = (e^x - e^-x) / 2",
+             example=(">>> ad.sinh(ad.tensor([0.0, 1.0, -1.0]))",
+                      "tensor([ 0.0000,  1.1752, -1.1752])"))
 cosh = unary("cosh", lambda g, x: g * sinh(x), kernel="cosh", quiet=True,
-             doc="the hyperbolic cosine")
+             doc="the hyperbolic cosine, cosh x = (e^x + e^-x) / 2",
+             example=(">>> ad.cosh(ad.tensor([0.0, 1.0, -1.0]))",
+                      "tensor([1.0000, 1.5431, 1.5431])"))
 arctan = unary("arctan", lambda g, x: _arctan_grad(g, x), kernel="arctan",
-               fast=lambda b, g, x: b.arctan_grad(g, x), doc="the inverse tangent, in radians")
+               fast=lambda b, g, x: b.arctan_grad(g, x),
+               doc="the inverse tangent: the angle in (-pi/2, pi/2) radians whose tangent is x",
+               example=(">>> ad.arctan(ad.tensor([0.0, 1.0, -np.inf]))",
+                        "tensor([ 0.0000,  0.7854, -1.5708])"))
 erf = unary("erf", lambda g, x: g * exp(-x * x) * _TWO_OVER_SQRT_PI, kernel="erf",
-            doc="the error function, 2/sqrt(pi) times the integral of e^(-t^2) from 0 to x")
+            doc="the error function, 2/sqrt(pi) times the integral of e^(-t^2) from 0 to x",
+            example=(">>> ad.erf(ad.tensor([0.0, 1.0, -np.inf]))",
+                     "tensor([ 0.0000,  0.8427, -1.0000])"))
 sigmoid = unary("sigmoid", lambda g, y: g * y * (1 - y), "y", kernel="sigmoid",
                 kernel_forward=True, fast=lambda b, g, y: g * y * (1 - y),
-                doc="1 / (1 + e^-x), without overflow for large |x|")
+                doc="1 / (1 + e^-x), without overflow for large |x|",
+                example=(">>> x = ad.tensor([0.0, 2.0], requires_grad=True)",
+                         ">>> ad.sigmoid(x)",
+                         "tensor([0.5000, 0.8808], grad_fn=<SigmoidBackward>)",
+                         ">>> ad.sigmoid(x).sum().backward()",
+                         ">>> x.grad  # sigmoid(x) (1 - sigmoid(x))",
+                         "tensor([0.2500, 0.1050])"))
 # step(x) = 1 where x > 0 else 0, with a zero gradient: rules built on it stay connected to x,
 # so their own derivative is zero (not "does not require grad") under create_graph.
 step = unary("step", lambda g: zero(g), None, register=False, doc="1 where x > 0, else 0")
@@ -70,11 +134,21 @@ step = unary("step", lambda g: zero(g), None, register=False, doc="1 where x > 0
 # not multiplied by a 0/1 mask, so an inf or nan g where y <= 0 gives 0, not 0 * inf = nan
 relu = unary("relu", lambda g, y: where(y <= 0, step(y), g), "y", kernel="relu",
              fast=lambda b, g, y: b.relu_grad(g, y),
-             doc="max(x, 0); the derivative at 0 is 0 (PyTorch's)")
+             doc="max(x, 0); the derivative at 0 is 0 (PyTorch's)",
+             example=(">>> x = ad.tensor([-1.0, 0.0, 2.0], requires_grad=True)",
+                      ">>> ad.relu(x)",
+                      "tensor([0., 0., 2.], grad_fn=<ReluBackward>)",
+                      ">>> ad.relu(x).sum().backward()",
+                      ">>> x.grad",
+                      "tensor([0., 0., 1.])"))
 softsign = unary("softsign", lambda g, x: g / square(abs(x) + 1), kernel="softsign",
-                 method=False, quiet=True, doc="x / (1 + |x|)")  # (no Tensor.softsign in PyTorch)
+                 method=False, quiet=True, doc="x / (1 + |x|)",  # (no Tensor.softsign in PyTorch)
+                 example=(">>> ad.softsign(ad.tensor([-3.0, 0.0, 1.0]))",
+                          "tensor([-0.7500,  0.0000,  0.5000])"))
 silu = unary("silu", lambda g, x: g * _silu_grad(x), kernel="silu", kernel_forward=True,
-             doc="x sigmoid(x) (swish)")
+             doc="x sigmoid(x) = x / (1 + e^-x) (swish)",
+             example=(">>> ad.silu(ad.tensor([0.0, 1.0, -1.0]))",
+                      "tensor([ 0.0000,  0.7311, -0.2689])"))
 _leaky_relu = unary("leaky_relu", lambda g, x, slope: g * (step(x) * (1 - slope) + slope),
                     params=("negative_slope",), kernel="leaky_relu", kernel_forward=True,
                     register=False, doc="x if x > 0 else negative_slope x")
@@ -92,12 +166,20 @@ _softplus = unary("softplus",
                   params=("beta", "threshold"), kernel="softplus", kernel_forward=True,
                   register=False, doc="log(1 + e^(beta x)) / beta")
 # Piecewise-constant ops: their gradient is zero everywhere (PyTorch's convention).
-sign = unary("sign", zero, None, doc="-1, 0 or 1 by the sign of x (nan stays nan); zero gradient")
-floor = unary("floor", zero, None, doc="the largest integer <= x; zero gradient")
-ceil = unary("ceil", zero, None, doc="the smallest integer >= x; zero gradient")
+sign = unary("sign", zero, None, doc="-1, 0 or 1 by the sign of x (nan stays nan); zero gradient",
+             example=(">>> ad.sign(ad.tensor([-2.0, 0.0, 3.0, np.nan]))",
+                      "tensor([-1.,  0.,  1., nan])"))
+floor = unary("floor", zero, None, doc="the largest integer <= x; zero gradient",
+              example=(">>> ad.floor(ad.tensor([-1.5, 0.5, 2.0]))",
+                       "tensor([-2.,  0.,  2.])"))
+ceil = unary("ceil", zero, None, doc="the smallest integer >= x; zero gradient",
+             example=(">>> ad.ceil(ad.tensor([-1.5, 0.5, 2.0]))",
+                      "tensor([-1.,  1.,  2.])"))
 round = unary("round", zero, None, forward="rint",
               doc="x rounded to the nearest integer, halves to even (as NumPy and PyTorch); "
-                  "zero gradient")
+                  "zero gradient",
+              example=(">>> ad.round(ad.tensor([0.5, 1.5, 2.5, -1.7]))",
+                       "tensor([ 0.,  2.,  2., -2.])"))
 
 
 def _arctan_grad(g, x):
@@ -148,20 +230,40 @@ def _gelu_grad(x, approximate):
 
 @public(method=True)
 def leaky_relu(x, negative_slope=0.01):
-    """max(x, 0) + negative_slope min(x, 0), elementwise; the gradient at 0 is negative_slope."""
+    """max(x, 0) + negative_slope min(x, 0), elementwise; the gradient at 0 is negative_slope.
+
+    >>> x = ad.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    >>> ad.leaky_relu(x, 0.1)
+    tensor([-0.2000,  0.0000,  3.0000], grad_fn=<LeakyReluBackward>)
+    >>> ad.leaky_relu(x, 0.1).sum().backward()
+    >>> x.grad
+    tensor([0.1000, 0.1000, 1.0000])
+    """
     return _leaky_relu(x, negative_slope)
 
 
 @public(method=True)
 def elu(x, alpha=1.0):
-    """x if x > 0 else alpha (exp(x) - 1), elementwise; the derivative at 0 is alpha."""
+    """x if x > 0 else alpha (exp(x) - 1), elementwise; the derivative at 0 is alpha.
+
+    >>> ad.elu(ad.tensor([-1.0, 0.0, 2.0]))
+    tensor([-0.6321,  0.0000,  2.0000])
+    >>> ad.elu(ad.tensor([-1.0, 0.0, 2.0]), alpha=2.0)
+    tensor([-1.2642,  0.0000,  2.0000])
+    """
     return _elu(x, alpha)
 
 
 @public(method=True)
 def gelu(x, approximate="none"):
     """x Phi(x), Phi the standard normal CDF, elementwise (``approximate="tanh"``: PyTorch's
-    tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))))."""
+    tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))).
+
+    >>> ad.gelu(ad.tensor([-1.0, 0.0, 1.0]))
+    tensor([-0.1587,  0.0000,  0.8413])
+    >>> ad.gelu(ad.tensor([-1.0, 0.0, 1.0]), approximate="tanh")
+    tensor([-0.1588,  0.0000,  0.8412])
+    """
     if approximate not in _gelu:
         raise ValueError(f"gpuad.gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return _gelu[approximate](x)
@@ -170,7 +272,13 @@ def gelu(x, approximate="none"):
 @public(method=True)
 def softplus(x, beta=1.0, threshold=20.0):
     """log(1 + exp(beta x)) / beta, elementwise, and x itself where beta x > threshold (as
-    PyTorch)."""
+    PyTorch).
+
+    >>> ad.softplus(ad.tensor([0.0, 1.0, 30.0]))
+    tensor([ 0.6931,  1.3133, 30.0000])
+    >>> ad.softplus(ad.tensor([0.0, 1.0]), beta=2.0)
+    tensor([0.3466, 1.0635])
+    """
     return _softplus(x, beta, threshold)
 
 
@@ -200,23 +308,53 @@ def _pow_exponent(g, a, b):
 
 
 _NOTHING = ((False, False), (False, False))
-add = binary("add", "add", lambda g: g, lambda g: g, reads=_NOTHING, doc="a + b")
-sub = binary("sub", "subtract", lambda g: g, lambda g: -g, reads=_NOTHING, doc="a - b")
+add = binary("add", "add", lambda g: g, lambda g: g, reads=_NOTHING, doc="a + b",
+             example=(">>> ad.add(ad.tensor([1.0, 2.0]), ad.tensor([10.0, 20.0]))",
+                      "tensor([11., 22.])",
+                      ">>> ad.add(ad.tensor([[1.0], [2.0]]), ad.tensor([10.0, 20.0]))",
+                      "tensor([[11., 21.],",
+                      "        [12., 22.]])"))
+sub = binary("sub", "subtract", lambda g: g, lambda g: -g, reads=_NOTHING, doc="a - b",
+             example=(">>> ad.sub(ad.tensor([5.0, 7.0]), 2.0)",
+                      "tensor([3., 5.])",
+                      ">>> ad.sub(1.0, ad.tensor([5.0, 7.0]))",
+                      "tensor([-4., -6.])"))
 mul = binary("mul", "multiply", lambda g, a, b: g * b, lambda g, a, b: g * a,
-             reads=((False, True), (True, False)), doc="a b")
+             reads=((False, True), (True, False)), doc="a b",
+             example=(">>> a = ad.tensor([1.0, 2.0], requires_grad=True)",
+                      ">>> b = ad.tensor([3.0, 4.0])",
+                      ">>> ad.mul(a, b)",
+                      "tensor([3., 8.], grad_fn=<MulBackward>)",
+                      ">>> ad.mul(a, b).sum().backward()",
+                      ">>> a.grad  # d(a b)/da = b",
+                      "tensor([3., 4.])"))
 # d(a/b)/db = -g ((a/b) / b), as PyTorch: no b*b, which overflows or underflows where the result
 # does not; no g/b, which overflows next to a tiny b where a = 0 (then inf * 0 = nan; here -0);
 # no g (a/b), which overflows with a loss-scaled g in float16 where the result does not
 div = binary("div", "true_divide", lambda g, a, b: g / b, lambda g, a, b: -g * ((a / b) / b),
-             reads=((False, True), (True, True)), doc="a / b (true division)")
+             reads=((False, True), (True, True)), doc="a / b (true division)",
+             example=(">>> ad.div(ad.tensor([1.0, 3.0, 1.0]), ad.tensor([2.0, 4.0, 0.0]))",
+                      "tensor([0.5000, 0.7500,    inf])"))
 pow = binary("pow", "power", _pow_base, _pow_exponent,
-             doc="a^b; d/da is 0 where b == 0, d/db is 0 where a == 0 and b >= 0")
+             doc="a^b; d/da is 0 where b == 0, d/db is 0 where a == 0 and b >= 0",
+             example=(">>> ad.pow(ad.tensor([2.0, 3.0, -2.0]), 2)",
+                      "tensor([4., 9., 4.])",
+                      ">>> ad.pow(2.0, ad.tensor([0.0, 3.0, -1.0]))",
+                      "tensor([1.0000, 8.0000, 0.5000])"))
 maximum = binary("maximum", "maximum", lambda g, a, b: _larger(g, a, b),
                  lambda g, a, b: _larger(g, b, a),
-                 doc="the larger of a and b (nan if either is); ties split the gradient evenly")
+                 doc="the larger of a and b (nan if either is); ties split the gradient evenly",
+                 example=(">>> ad.maximum(ad.tensor([1.0, 5.0, 2.0]), ad.tensor([3.0, 2.0, 2.0]))",
+                          "tensor([3., 5., 2.])",
+                          ">>> a = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)",
+                          ">>> ad.maximum(a, 2.0).sum().backward()",
+                          ">>> a.grad  # the tie at 2.0 gives a half",
+                          "tensor([0.0000, 0.5000, 1.0000])"))
 minimum = binary("minimum", "minimum", lambda g, a, b: _larger(g, b, a),
                  lambda g, a, b: _larger(g, a, b),
-                 doc="the smaller of a and b (nan if either is); ties split the gradient evenly")
+                 doc="the smaller of a and b (nan if either is); ties split the gradient evenly",
+                 example=(">>> ad.minimum(ad.tensor([1.0, 5.0, np.nan]), 2.0)",
+                          "tensor([ 1.,  2., nan])"))
 
 
 

@@ -178,7 +178,15 @@ def _indices(indices, x, op):
 
 @public
 def gather_nd(params, indices):
-    """TensorFlow's gather_nd: ``indices[..., k]`` index the first k axes of ``params``."""
+    """TensorFlow's gather_nd: the last axis of ``indices``, of length k, holds indices into
+    the first k axes of ``params``: out[i...] = params[indices[i..., 0], ..., indices[i..., k-1]].
+
+    >>> x = ad.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> ad.gather_nd(x, [[0, 1], [1, 0]])
+    tensor([2., 3.])
+    >>> ad.gather_nd(x, [[1]])
+    tensor([[3., 4.]])
+    """
     params = _tensor(params)
     indices = _indices(indices, params, "gather_nd")
     k = indices.shape[-1]
@@ -188,7 +196,14 @@ def gather_nd(params, indices):
 
 @public(method=True)
 def take_along_axis(x, indices, axis):
-    """Pick values along ``axis`` at ``indices`` (same ndim as ``x``), as NumPy does."""
+    """Pick values along ``axis`` at ``indices`` (same ndim as ``x``), as NumPy does: along
+    axis 1 of a 2-D x, out[i, j] = x[i, indices[i, j]].
+
+    >>> x = ad.tensor([[10.0, 30.0, 20.0], [60.0, 40.0, 50.0]])
+    >>> ad.take_along_axis(x, ad.tensor([[1], [0]]), axis=1)
+    tensor([[30.],
+            [60.]])
+    """
     x = _tensor(x)
     backend = x._dev._backend
     idx = _indices(indices, x, "take_along_axis")._a

@@ -40,7 +40,16 @@ _AXIS0 = Default(0)
 
 @public
 def concatenate(seq, axis=_AXIS0, *, dim=None):
-    """Join tensors along an existing axis (``axis=None``: flatten them first)."""
+    """Join tensors along an existing axis (``axis=None``: flatten them first); their shapes
+    must match elsewhere.
+
+    >>> a, b = ad.tensor([[1.0, 2.0]]), ad.tensor([[3.0, 4.0]])
+    >>> ad.concatenate([a, b])
+    tensor([[1., 2.],
+            [3., 4.]])
+    >>> ad.concatenate([a, b], axis=1)
+    tensor([[1., 2., 3., 4.]])
+    """
     ts = tensors(seq, "concatenate")
     axis = torch_axis("concatenate", axis, False, dim, None)[0]
     if axis is None:
@@ -71,7 +80,17 @@ def _stack_rule(i):
 
 @public
 def stack(seq, axis=_AXIS0, *, dim=None):
-    """Join tensors of one shape along a new axis."""
+    """Join tensors of one shape along a new axis: ``stack(ts, axis)`` indexed at i along
+    ``axis`` is ``ts[i]``.
+
+    >>> a, b = ad.tensor([1.0, 2.0]), ad.tensor([3.0, 4.0])
+    >>> ad.stack([a, b])
+    tensor([[1., 2.],
+            [3., 4.]])
+    >>> ad.stack([a, b], axis=1)
+    tensor([[1., 3.],
+            [2., 4.]])
+    """
     ts = tensors(seq, "stack")
     axis = torch_axis("stack", axis, False, dim, None)[0]
     if len({t.shape for t in ts}) != 1:
@@ -86,7 +105,14 @@ def stack(seq, axis=_AXIS0, *, dim=None):
 
 @public(method=True)
 def split(x, sections_or_indices, axis=0, *, dim=None):
-    """Split into equal sections (an int) or at the given indices, as ``numpy.split``."""
+    """Split into equal sections (an int) or at the given indices, as ``numpy.split``: a list
+    of tensors, slices of ``x`` along ``axis``.
+
+    >>> ad.split(ad.arange(6), 3)
+    [tensor([0, 1]), tensor([2, 3]), tensor([4, 5])]
+    >>> ad.split(ad.arange(6), [1, 4])
+    [tensor([0]), tensor([1, 2, 3]), tensor([4, 5])]
+    """
     x = _tensor(x)
     if dim is not None:
         raise TypeError(
@@ -115,7 +141,17 @@ _PAD = Op("pad", (lambda g, inner: g[inner],),
 
 @public
 def pad(x, pad_width, constant_values=0):
-    """Pad with a constant (``numpy.pad``'s constant mode); ``pad_width`` as NumPy takes it."""
+    """Pad with a constant (``numpy.pad``'s constant mode); ``pad_width`` as NumPy takes it:
+    (before, after) counts of padding, one pair for every axis or one pair per axis. The
+    gradient is the padded gradient's middle, the part where ``x`` was placed.
+
+    >>> ad.pad(ad.tensor([1.0, 2.0]), (1, 2))
+    tensor([0., 1., 2., 0., 0.])
+    >>> ad.pad(ad.tensor([[1.0]]), 1, constant_values=9.0)
+    tensor([[9., 9., 9.],
+            [9., 1., 9.],
+            [9., 9., 9.]])
+    """
     x = _tensor(x)
     backend = x._dev._backend
     widths = [tuple(int(v) for v in w) for w in _pad_widths(pad_width, x.ndim)]

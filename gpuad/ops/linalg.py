@@ -100,7 +100,17 @@ _MATMUL = Op("matmul", (_matmul_a, _matmul_b), jvp=_matmul_jvp)
 
 @public(method=True)
 def matmul(a, b):
-    """Matrix product with NumPy's rules: batched over leading axes, 1-D operands promoted."""
+    """Matrix product, (a @ b)[i, j] = sum_k a[i, k] b[k, j], with NumPy's rules: batched
+    over leading axes (which broadcast), 1-D operands promoted (a vector b as a column, a
+    vector a as a row, the added axis dropped from the result).
+
+    >>> a = ad.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> ad.matmul(a, ad.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    tensor([[3., 2.],
+            [7., 4.]])
+    >>> ad.matmul(a, ad.tensor([1.0, 1.0]))
+    tensor([3., 7.])
+    """
     a, b, xa, xb, dev = operands(a, b, "matmul")
     sa, sb = getattr(xa, "shape", ()), getattr(xb, "shape", ())
     if not sa or not sb:
@@ -123,7 +133,11 @@ def matmul(a, b):
 @public(method=True)
 def dot(a, b):
     """NumPy's dot: inner product of vectors, matmul of matrices, and for N-D a sum over the
-    last axis of ``a`` and the second-to-last of ``b``."""
+    last axis of ``a`` and the second-to-last of ``b``; a 0-d operand multiplies.
+
+    >>> ad.dot(ad.tensor([1.0, 2.0, 3.0]), ad.tensor([4.0, 5.0, 6.0]))
+    tensor(32.)
+    """
     a, b = tensors((a, b), "dot")
     if a.ndim == 0 or b.ndim == 0:
         return a * b
@@ -134,7 +148,12 @@ def dot(a, b):
 
 @public(method=True)
 def outer(a, b):
-    """The outer product of the flattened inputs."""
+    """The outer product of the flattened inputs: out[i, j] = a[i] b[j].
+
+    >>> ad.outer(ad.tensor([1.0, 2.0]), ad.tensor([1.0, 10.0, 100.0]))
+    tensor([[  1.,  10., 100.],
+            [  2.,  20., 200.]])
+    """
     a, b = tensors((a, b), "outer")
     return reshape(a, (-1, 1)) * reshape(b, (1, -1))
 
@@ -142,7 +161,16 @@ def outer(a, b):
 @public
 def tensordot(a, b, axes=2):
     """Sum products over ``axes`` (an int: the last n of ``a`` and first n of ``b``; or two
-    sequences of axes), as ``numpy.tensordot``. Built from transpose, reshape and matmul."""
+    sequences of axes), as ``numpy.tensordot``. Built from transpose, reshape and matmul.
+    The result's axes are the free axes of ``a``, then those of ``b``.
+
+    >>> a = ad.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> ad.tensordot(a, a)
+    tensor(30.)
+    >>> ad.tensordot(a, a, axes=([0], [0]))
+    tensor([[10., 14.],
+            [14., 20.]])
+    """
     a, b = tensors((a, b), "tensordot")
     ax_a, ax_b = _contracted(axes, a.ndim, b.ndim)
     if len(ax_a) != len(ax_b) or any(a.shape[i] != b.shape[j] for i, j in zip(ax_a, ax_b)):
@@ -265,7 +293,15 @@ def _einsum_jvp(ts, y, ins, out, *ops):
 
 @public
 def einsum(subscripts, *operands_):
-    """Einstein summation, as ``numpy.einsum`` (explicit or implicit output, ellipsis)."""
+    """Einstein summation, as ``numpy.einsum`` (explicit or implicit output, ellipsis): the
+    products of the operands' elements, summed over every letter the output lacks.
+
+    >>> a = ad.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> ad.einsum("ii->", a)
+    tensor(5.)
+    >>> ad.einsum("ij,j->i", a, ad.tensor([1.0, -1.0]))
+    tensor([-1., -1.])
+    """
     ts = tensors(operands_, "einsum")
     ins, out = _parse_einsum(subscripts, [t.shape for t in ts])
     spec = ",".join(ins) + "->" + out
@@ -323,7 +359,13 @@ _LINEAR_BIAS = Op("linear", (_linear_x, _linear_w, _linear_b), jvp=_linear_jvp)
 def linear(input, weight, bias=None):
     """``input @ weight.T + bias`` for ``weight`` of shape (out, in) and ``bias`` (out,), as
     ``torch.nn.functional.linear``: one graph node, the bias added in place into the product,
-    and W's gradient computed as gᵀ x so it is row-major like W."""
+    and W's gradient computed as gᵀ x so it is row-major like W.
+
+    >>> x = ad.tensor([[1.0, 2.0]])
+    >>> w = ad.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+    >>> ad.nn.functional.linear(x, w, ad.tensor([0.5, 0.0, 0.0]))
+    tensor([[ 1.5000,  3.0000, -2.0000]])
+    """
     x, w = tensors((input, weight), "linear")
     b = None if bias is None else tensors((bias, x), "linear")[0]
     if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1] or (

@@ -24,6 +24,7 @@ from ._args import (
 )
 from ._reduce import check_extremum, expand, last_axes, n_reduced, wide
 from .compare import isinf, isnan
+from .define import example_section
 from .elementwise import exp
 from .registry import exports, public
 from .selection import where
@@ -36,10 +37,10 @@ def _empty_mean(backend, a, axis, keepdims):
         return backend.sum(a, axis=axis, keepdims=keepdims) / 0.0
 
 
-def _reduction(name, rule, jvp, math, gradient, save_x=True, save_out=False):
+def _reduction(name, rule, jvp, math, gradient, save_x=True, save_out=False, example=()):
     """The public op and Tensor method ``name(x, axis=None, keepdims=False)``: the reduction
     ``math`` over ``axis``, with VJP ``rule`` and JVP ``jvp``, whose docstring states
-    ``math`` and what the ``gradient`` is."""
+    ``math`` and what the ``gradient`` is, and ends with the doctest lines ``example``."""
     op = Op(name, (rule,), jvp=jvp, save_out=save_out)
 
     def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
@@ -63,7 +64,8 @@ def _reduction(name, rule, jvp, math, gradient, save_x=True, save_out=False):
                       "all axes; an int or a tuple; negative counts from the end), keeping the "
                       "reduced axes as length 1 with ``keepdims``. PyTorch's ``dim``/``keepdim`` "
                       "are accepted too. The result is on x's device; a floating x keeps its "
-                      f"dtype (integer and bool x follow NumPy's type rules). {gradient}.")
+                      f"dtype (integer and bool x follow NumPy's type rules). {gradient}."
+                      + example_section(example))
     reduce.op, reduce.math = op, math
     return public(reduce, method=True)
 
@@ -92,7 +94,10 @@ sum = _reduction("sum", lambda g, shape, axis, keepdims: expand(g, shape, axis, 
                  lambda ts, y, shape, axis, keepdims:
                  ts[0].sum(axis=last_axes(axis, len(shape)), keepdims=keepdims),
                  "the sum of the elements", "The gradient is g broadcast back to x's shape",
-                 save_x=False)
+                 save_x=False, example=(
+                     ">>> x = ad.tensor([[1.0, 2.0], [3.0, 4.0]])",
+                     ">>> ad.sum(x), ad.sum(x, axis=0)", "(tensor(10.), tensor([4., 6.]))",
+                     ">>> ad.sum(x, axis=1, keepdims=True)", "tensor([[3.],", "        [7.]])"))
 mean = _reduction(
     "mean",
     lambda g, shape, axis, keepdims: expand(g, shape, axis, keepdims) / n_reduced(shape, axis),
@@ -101,15 +106,23 @@ mean = _reduction(
     "the mean of the elements (nan over none)",
     "The gradient is g / n broadcast back to x's shape, n the number of elements reduced",
     save_x=False,
+    example=(">>> x = ad.tensor([[1.0, 2.0], [3.0, 4.0]])",
+             ">>> ad.mean(x), ad.mean(x, axis=1)", "(tensor(2.5000), tensor([1.5000, 3.5000]))"),
 )
 max = _reduction("max", _extremum_rule, _extremum_jvp,
                  "the largest element (nan if any is)",
                  "Tied maxima share the gradient evenly (a nan result gives it to the nans)",
-                 save_out=True)
+                 save_out=True, example=(
+                     ">>> ad.max(ad.tensor([[1.0, 5.0], [3.0, 2.0]]), axis=0)", "tensor([3., 5.])",
+                     ">>> x = ad.tensor([1.0, 3.0, 3.0], requires_grad=True)",
+                     ">>> ad.max(x).backward()",
+                     ">>> x.grad", "tensor([0.0000, 0.5000, 0.5000])"))
 min = _reduction("min", _extremum_rule, _extremum_jvp,
                  "the smallest element (nan if any is)",
                  "Tied minima share the gradient evenly (a nan result gives it to the nans)",
-                 save_out=True)
+                 save_out=True, example=(
+                     ">>> ad.min(ad.tensor([[1.0, 5.0], [3.0, 2.0]]), axis=1)", "tensor([1., 2.])",
+                     ">>> ad.min(ad.tensor([1.0, np.nan]))", "tensor(nan)"))
 
 
 # ---- prod -----------------------------------------------------------------------------------
@@ -195,6 +208,10 @@ prod = _reduction(
     "the product of the elements",
     "The gradient of an element is the product of the others, exact also where elements are 0",
     save_out=True,
+    example=(">>> ad.prod(ad.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=1)", "tensor([ 2., 12.])",
+             ">>> x = ad.tensor([2.0, 0.0, 3.0], requires_grad=True)",
+             ">>> ad.prod(x).backward()",
+             ">>> x.grad", "tensor([0., 6., 0.])"),
 )
 
 
@@ -259,7 +276,12 @@ _LOGSUMEXP = Op("logsumexp", (_fused_rows(
 
 @public(method=True)
 def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """log(sum(exp(x))), computed shifted by the max so it does not overflow."""
+    """log(sum(exp(x))) over ``axis`` (all axes when None), computed shifted by the max so it
+    does not overflow: m + log(sum(exp(x - m))), m = max(x). Its gradient is softmax(x).
+
+    >>> ad.logsumexp(ad.tensor([0.0, 0.0])), ad.logsumexp(ad.tensor([1000.0, 1000.0]))
+    (tensor(0.6931), tensor(1000.6932))
+    """
     x = x if isinstance(x, Tensor) else to_tensor(x, "logsumexp")
     if dim is not None or keepdim is not None:
         axis, keepdims = torch_axis("logsumexp", axis, keepdims, dim, keepdim)
@@ -283,7 +305,11 @@ _LOG_SOFTMAX = Op("log_softmax",
 
 @public(method=True)
 def softmax(x, axis=LAST, *, dim=NO_DIM):
-    """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
+    """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability.
+
+    >>> ad.softmax(ad.tensor([0.0, np.log(3.0)])), ad.softmax(ad.tensor([0.0, 1000.0]))
+    (tensor([0.2500, 0.7500]), tensor([0., 1.]))
+    """
     x = x if isinstance(x, Tensor) else to_tensor(x, "softmax")
     if dim is not NO_DIM:
         axis = softmax_dim("softmax", axis, dim)
@@ -297,7 +323,11 @@ def softmax(x, axis=LAST, *, dim=NO_DIM):
 @public(method=True)
 def log_softmax(x, axis=LAST, *, dim=NO_DIM):
     """x - logsumexp(x) along ``axis``, computed as (x - max) - log(sum(exp(x - max))) so that
-    log(sum) is not lost next to a large max."""
+    log(sum) is not lost next to a large max.
+
+    >>> ad.log_softmax(ad.tensor([0.0, np.log(3.0)])), ad.log_softmax(ad.tensor([0.0, 1000.0]))
+    (tensor([-1.3863, -0.2877]), tensor([-1000.,     0.]))
+    """
     x = x if isinstance(x, Tensor) else to_tensor(x, "log_softmax")
     if dim is not NO_DIM:
         axis = softmax_dim("log_softmax", axis, dim)
@@ -308,8 +338,9 @@ def log_softmax(x, axis=LAST, *, dim=NO_DIM):
     return record1(_LOG_SOFTMAX, x, wide(x._dev._backend, "log_softmax", x._a, axis), (axis,))
 
 
-def _truth(name, doc):
-    """A reduction to a boolean tensor (``any``/``all`` along ``axis``), with no gradient."""
+def _truth(name, doc, example):
+    """A reduction to a boolean tensor (``any``/``all`` along ``axis``), with no gradient;
+    ``doc`` is its docstring, ``example`` the lines of its doctest."""
     def reduce(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
         x = x if isinstance(x, Tensor) else to_tensor(x, name)
         if dim is not None or keepdim is not None:
@@ -318,12 +349,14 @@ def _truth(name, doc):
         return plain(getattr(x._dev._backend, name)(x._a, axis=axis, keepdims=keepdims), x._dev)
 
     reduce.__name__ = reduce.__qualname__ = name
-    reduce.__doc__ = doc
+    reduce.__doc__ = doc + example_section(example)
     return public(reduce, method=True)
 
 
-any = _truth("any", "Whether any element (along ``axis``) is non-zero.")
-all = _truth("all", "Whether every element (along ``axis``) is non-zero.")
+any = _truth("any", "Whether any element (along ``axis``) is non-zero.", (
+    ">>> ad.any(ad.tensor([[0.0, 0.0], [0.0, 2.0]]), axis=1)", "tensor([False,  True])"))
+all = _truth("all", "Whether every element (along ``axis``) is non-zero.", (
+    ">>> ad.all(ad.tensor([[1.0, 0.0], [1.0, 2.0]]), axis=1)", "tensor([False,  True])"))
 
 
 def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
@@ -341,14 +374,24 @@ def _arg_extremum(name, x, axis, keepdims, dim, keepdim):
 @public(method=True)
 def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """The index of the first largest element: flat (``axis`` None) or along ``axis``, as an
-    int64 tensor (no gradient)."""
+    int64 tensor (no gradient).
+
+    >>> x = ad.tensor([[1.0, 5.0, 5.0], [7.0, 0.0, 2.0]])
+    >>> ad.argmax(x, axis=1), ad.argmax(x)
+    (tensor([1, 0]), tensor(3))
+    """
     return _arg_extremum("argmax", x, axis, keepdims, dim, keepdim)
 
 
 @public(method=True)
 def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """The index of the first smallest element: flat (``axis`` None) or along ``axis``, as an
-    int64 tensor (no gradient)."""
+    int64 tensor (no gradient).
+
+    >>> x = ad.tensor([[1.0, 5.0, 1.0], [7.0, 0.0, 2.0]])
+    >>> ad.argmin(x, axis=1), ad.argmin(x)
+    (tensor([0, 1]), tensor(4))
+    """
     return _arg_extremum("argmin", x, axis, keepdims, dim, keepdim)
 
 if not TYPE_CHECKING:  # (the checker reads the definitions)

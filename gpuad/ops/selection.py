@@ -15,7 +15,15 @@ _WHERE = Op("where", (None, lambda g, c: where(c, g, 0), lambda g, c: where(c, 0
 @public
 def where(condition, x=None, y=None):
     """``x`` where ``condition`` is true, else ``y`` (broadcast together). With only the
-    condition, the indices of its non-zero elements, one int64 tensor per axis (NumPy)."""
+    condition, the indices of its non-zero elements, one int64 tensor per axis (NumPy).
+    The gradient goes to ``x`` where the condition holds and to ``y`` elsewhere.
+
+    >>> x = ad.tensor([-1.0, 0.0, 2.0])
+    >>> ad.where(x > 0, x, 0.0)
+    tensor([0., 0., 2.])
+    >>> ad.where(x >= 0)
+    (tensor([1, 2]),)
+    """
     if x is None and y is None:
         c = condition if isinstance(condition, Tensor) else to_tensor(condition)
         return tuple(plain(i, c._dev) for i in c._dev._backend.nonzero(c._a))
@@ -91,6 +99,13 @@ def clip(x, min=None, max=None, *, a_min=None, a_max=None):
     (NumPy's ``a_min``/``a_max`` keywords also work).
 
     The gradient reaches ``x`` where min <= x <= max and each bound where it is active.
+
+    >>> ad.clip(ad.tensor([-2.0, 0.5, 3.0]), 0.0, 1.0)
+    tensor([0.0000, 0.5000, 1.0000])
+    >>> x = ad.tensor([-2.0, 0.5, 3.0], requires_grad=True)
+    >>> ad.clip(x, min=0.0).sum().backward()
+    >>> x.grad
+    tensor([0., 1., 1.])
     """
     min = a_min if min is None else min
     max = a_max if max is None else max

@@ -86,7 +86,15 @@ _RESHAPE = Op("reshape", (lambda g, shape: reshape(g, shape),),
 
 @public
 def reshape(x, *shape):
-    """``x`` with a new shape (one entry may be -1); accepts ``reshape(x, 2, 3)`` or a tuple."""
+    """``x`` with a new shape (one entry may be -1); accepts ``reshape(x, 2, 3)`` or a tuple.
+    The elements keep their row-major (C) order.
+
+    >>> ad.reshape(ad.arange(6), (2, 3))
+    tensor([[0, 1, 2],
+            [3, 4, 5]])
+    >>> ad.reshape(ad.arange(6), 3, -1).shape
+    (3, 2)
+    """
     x = _tensor(x)
     shape = shape_arg(shape)
     return _reshaped(_RESHAPE, _view_reshape, x, shape, lambda: (
@@ -106,7 +114,11 @@ def _reshaped(op, view, x, shape, message):
 
 @public(method=True)
 def flatten(x):
-    """``x`` as a 1-D tensor."""
+    """``x`` as a 1-D tensor, its elements in row-major (C) order.
+
+    >>> ad.flatten(ad.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    tensor([1., 2., 3., 4.])
+    """
     return reshape(x, (-1,))
 
 
@@ -114,7 +126,13 @@ def flatten(x):
 def squeeze(x, axis=None, *, dim=None):
     """``x`` without the axes ``axis`` (all axes of length 1 when None), which must have
     length 1, as NumPy; with PyTorch's ``dim=``, an axis of another length is kept, as
-    PyTorch."""
+    PyTorch.
+
+    >>> ad.squeeze(ad.zeros((1, 3, 1))).shape
+    (3,)
+    >>> ad.squeeze(ad.zeros((1, 3, 1)), axis=0).shape
+    (3, 1)
+    """
     x = _tensor(x)
     if dim is not None:
         axis = torch_axis("squeeze", axis, False, dim, None)[0]
@@ -135,7 +153,14 @@ def squeeze(x, axis=None, *, dim=None):
 
 @public(method=True)
 def expand_dims(x, axis=None, *, dim=None):
-    """``x`` with a new axis of length 1 at ``axis`` (each of them, for a tuple)."""
+    """``x`` with a new axis of length 1 at ``axis`` (each of them, for a tuple).
+
+    >>> ad.expand_dims(ad.tensor([1.0, 2.0]), 0)
+    tensor([[1., 2.]])
+    >>> ad.expand_dims(ad.tensor([1.0, 2.0]), -1)
+    tensor([[1.],
+            [2.]])
+    """
     return inserted(_tensor(x), torch_axis("expand_dims", axis, False, dim, None)[0],
                     "expand_dims")
 
@@ -160,7 +185,15 @@ _TRANSPOSE = Op("transpose", (lambda g, inverse: transpose(g, inverse),),
 def transpose(x, axes=None, dim1=None, *, dim0=None):
     """Permute the axes (reverse them when ``axes`` is None), as ``numpy.transpose``; with two
     axes, ``transpose(x, 0, 1)`` or ``transpose(x, dim0=0, dim1=1)``, swap them, as
-    ``torch.transpose``."""
+    ``torch.transpose``. Axis i of the result is axis ``axes[i]`` of x.
+
+    >>> ad.transpose(ad.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    tensor([[1., 4.],
+            [2., 5.],
+            [3., 6.]])
+    >>> ad.transpose(ad.zeros((2, 3, 4)), (1, 2, 0)).shape
+    (3, 4, 2)
+    """
     x = _tensor(x)
     if dim0 is not None or dim1 is not None:
         if (dim0 is None) == (axes is None) or dim1 is None:
@@ -185,7 +218,13 @@ def permuted(x, axes, op):
 
 @public(method=True)
 def swapaxes(x, a, b):
-    """``x`` with axes ``a`` and ``b`` exchanged."""
+    """``x`` with axes ``a`` and ``b`` exchanged.
+
+    >>> ad.swapaxes(ad.tensor([[1.0, 2.0, 3.0]]), 0, 1)
+    tensor([[1.],
+            [2.],
+            [3.]])
+    """
     return swapped(_tensor(x), a, b, "swapaxes")
 
 
@@ -199,7 +238,11 @@ def swapped(x, a, b, op):
 
 @public
 def moveaxis(x, source, destination):
-    """``x`` with axis ``source`` moved to position ``destination``, the others in order."""
+    """``x`` with axis ``source`` moved to position ``destination``, the others in order.
+
+    >>> ad.moveaxis(ad.zeros((2, 3, 4)), 0, -1).shape
+    (3, 4, 2)
+    """
     x = _tensor(x)
     source = axis_index(source, x.ndim, "moveaxis")
     destination = axis_index(destination, x.ndim, "moveaxis")
@@ -219,7 +262,16 @@ _BROADCAST = Op(
 @public(method=True)
 def broadcast_to(x, shape):
     """``x`` repeated along axes of length 1 (and new leading axes) to ``shape``, as a view;
-    its gradient is summed back (:func:`sum_to`)."""
+    its gradient is summed back (:func:`sum_to`).
+
+    >>> ad.broadcast_to(ad.tensor([1.0, 2.0]), (2, 2))
+    tensor([[1., 2.],
+            [1., 2.]])
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> ad.broadcast_to(x, (3, 2)).sum().backward()
+    >>> x.grad
+    tensor([3., 3.])
+    """
     x = _tensor(x)
     shape = tuple(shape)
     if x.shape == shape:
@@ -238,7 +290,16 @@ _FLIP = Op("flip", (lambda g, axis: flip(g, axis),),
 
 @public(method=True)
 def flip(x, axis=None, *, dims=None):
-    """``x`` reversed along ``axis`` (all axes when None); ``dims`` is PyTorch's name."""
+    """``x`` reversed along ``axis`` (all axes when None); ``dims`` is PyTorch's name.
+
+    >>> x = ad.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> ad.flip(x, axis=1)
+    tensor([[2., 1.],
+            [4., 3.]])
+    >>> ad.flip(x)
+    tensor([[4., 3.],
+            [2., 1.]])
+    """
     x = _tensor(x)
     if dims is not None:
         axis = torch_axis("flip", axis, False, dims, None)[0]

@@ -109,14 +109,31 @@ def _ddof(name, ddof):
 @public(method=True)
 def var(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
-    """mean((x - mean(x))^2) with N - ddof in the denominator."""
+    """The variance, sum((x - mean(x))^2) / (N - ddof) over ``axis`` (all axes when None),
+    N the number of elements reduced; ``ddof=0`` (NumPy's default) by default.
+
+    >>> x = ad.tensor([1.0, 2.0, 3.0, 4.0])
+    >>> ad.var(x)
+    tensor(1.2500)
+    >>> ad.var(x, ddof=1)
+    tensor(1.6667)
+    """
     return _spread_op(_VAR, x, axis, ddof, keepdims, dim, keepdim, correction, unbiased)
 
 
 @public(method=True)
 def std(x, axis=None, ddof=DDOF, keepdims=False, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
-    """sqrt(var(x)); its derivative is 0 where the spread is zero (as in PyTorch)."""
+    """The standard deviation sqrt(var(x)), ``ddof`` as :func:`var`'s; its derivative is 0
+    where the spread is zero (as in PyTorch).
+
+    >>> ad.std(ad.tensor([1.0, 3.0, 5.0, 7.0]))
+    tensor(2.2361)
+    >>> x = ad.tensor([2.0, 2.0], requires_grad=True)
+    >>> ad.std(x).backward()
+    >>> x.grad
+    tensor([0., 0.])
+    """
     return _spread_op(_STD, x, axis, ddof, keepdims, dim, keepdim, correction, unbiased)
 
 
@@ -186,11 +203,18 @@ def _norm_ord(ord, p):
 
 @public(method=True)
 def norm(x, ord=_ORD, axis=None, keepdims=False, *, dim=None, keepdim=None, p=None):
-    """The vector p-norm of the elements along ``axis`` (all elements when None).
+    """The vector p-norm of the elements along ``axis`` (all elements when None):
+    (sum |x|^p)^(1/p).
 
     ``ord`` (or PyTorch's name ``p``): any p != 0 (2 by default, "fro" is 2; negative p as
     NumPy), inf (max |x|), -inf (min |x|), 0 (count of non-zeros). The gradient is zero where
     the norm is zero (PyTorch's convention), which for p < 0 is wherever the slice holds a 0.
+
+    >>> x = ad.tensor([3.0, -4.0])
+    >>> ad.norm(x), ad.norm(x, 1), ad.norm(x, np.inf)
+    (tensor(5.), tensor(7.), tensor(4.))
+    >>> ad.norm(ad.tensor([[3.0, 4.0], [6.0, 8.0]]), axis=1)
+    tensor([ 5., 10.])
     """
     x = x if isinstance(x, Tensor) else to_tensor(x, "norm")
     if dim is not None or keepdim is not None:

@@ -3,7 +3,6 @@ the same formulas, in the same order, as PyTorch's (so results agree to rounding
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from ..backends import tracing
 from ..tensor import Tensor
 from .flat import FlatGroup
-from .settings import numbers_of, setting
+from .settings import betas_pair, numbers_of, setting, state_copy
 
 if TYPE_CHECKING:
     from .._typing import Array
@@ -23,7 +22,15 @@ Params: TypeAlias = "Tensor | Iterable[Tensor] | Iterable[dict[str, Any]]"
 
 class Optimizer:
     """Holds parameter groups (``[{"params": [...], "lr": ..., ...}]``) and per-parameter
-    state; subclasses define ``_update(p, g, xp, group, state)`` on backend arrays."""
+    state; subclasses define ``_update(p, g, xp, group, state)`` on backend arrays.
+
+    >>> a, b = ad.ones(2, requires_grad=True), ad.ones(1, requires_grad=True)
+    >>> opt = ad.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    >>> (a.sum() + b.sum()).backward()  # every gradient 1
+    >>> opt.step()
+    >>> a, b  # p - lr, each group with its own lr
+    (tensor([0.9000, 0.9000], requires_grad=True), tensor([0.5000], requires_grad=True))
+    """
 
     _update: Callable[[Array, Array, ModuleType, dict[str, Any], dict[str, Any]], None]
 
@@ -207,7 +214,7 @@ class Optimizer:
             self._check({**group, **saved})
         for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
-        self.state = {id(params[int(i)]): _state_copy(params[int(i)], s)
+        self.state = {id(params[int(i)]): state_copy(params[int(i)], s)
                       for i, s in state_dict["state"].items()}
         for gi in list(self._flat):  # the fused path keeps its state in flat buffers
             flats = self._flat[gi]
@@ -231,22 +238,17 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
-def _state_copy(p: Tensor, state: dict[str, Any]) -> dict[str, Any]:
-    """A copy of parameter ``p``'s loaded ``state`` whose arrays (NumPy ones from ``ad.load`` or
-    a CPU optimizer's ``state_dict`` included) are new arrays on ``p``'s device."""
-    backend = p._dev.backend
-    return {k: backend.copy(backend.asarray(v)) if _is_array(v) else v
-            for k, v in state.items()}
-
-
-def _is_array(v: object) -> bool:
-    """Whether a state value is an array (a step count stays a number, NumPy's included)."""
-    return hasattr(v, "shape") and not isinstance(v, numbers.Number)
-
-
 class SGD(Optimizer):
     """p -= lr * d, d = g + wd p, or with momentum the buffer b = m b + (1 - dampening) d
-    (d itself at the first step), and with Nesterov d + m b."""
+    (d itself at the first step), and with Nesterov d + m b.
+
+    >>> w = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> opt = ad.optim.SGD([w], lr=0.1)
+    >>> (w * w).sum().backward()  # g = 2 w
+    >>> opt.step()
+    >>> w  # w - 0.1 g
+    tensor([0.8000, 1.6000], requires_grad=True)
+    """
 
     kind = "sgd"
 
@@ -288,7 +290,16 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma and Ba) with bias correction; ``weight_decay`` adds wd p to the gradient
-    (L2), as PyTorch's Adam."""
+    (L2), as PyTorch's Adam. At step t: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, and
+    p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+
+    >>> w = ad.tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = ad.optim.Adam([w], lr=0.1)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> w  # the first step moves each element by about lr, against its gradient
+    tensor([ 0.9000, -1.9000], requires_grad=True)
+    """
 
     kind = "adam"
 
@@ -308,7 +319,7 @@ class Adam(Optimizer):
                           differentiable=differentiable))
         if decoupled_weight_decay:
             self.decoupled = True
-        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=betas_pair(betas), eps=eps,
                                       weight_decay=weight_decay))
 
     def _check(self, group: dict[str, Any]) -> None:
@@ -366,12 +377,16 @@ def _apply(optimizer: Optimizer, gi: int, key: int, p: Array, g: Array, backend:
     version[0] += 1
 
 
-def _pair(betas: Any) -> Any:
-    return tuple(betas) if hasattr(betas, "__iter__") else betas
-
-
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov and Hutter): p *= 1 - lr wd first."""
+    """Adam with decoupled weight decay (Loshchilov and Hutter): p *= 1 - lr wd first.
+
+    >>> w = ad.tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = ad.optim.AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> w  # w (1 - 0.1 * 0.5), then Adam's first step of about 0.1
+    tensor([ 0.8500, -1.8000], requires_grad=True)
+    """
 
     decoupled = True
 
