@@ -33,7 +33,7 @@ def _module() -> ModuleType:
         import safetensors.numpy as st
     except ImportError:
         raise ImportError("gpuad: checkpoints need the safetensors package: "
-                          + install_hint("checkpoint", "safetensors")) from None
+                          + install_hint("checkpoint")) from None
     return st
 
 

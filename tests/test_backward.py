@@ -450,3 +450,9 @@ def test_backward_takes_one_tensor_as_grad_tensors(cpu_default):
     x.grad = None
     ad.backward((x * x).sum(), grad_tensors=ad.tensor(2.0))
     np.testing.assert_array_equal(x.grad.numpy(), [4.0, 8.0])  # 2 * 2x
+    x.grad = None
+    ad.backward((x * x).sum(), grad_tensors=2.0)  # a number, as Tensor.backward takes
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 8.0])
+    x.grad = None
+    ad.backward(x * 3, grad_tensors=np.array([1.0, 10.0], np.float32))  # an array: one gradient
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 30.0])

@@ -2,10 +2,12 @@
 handing freed memory back (cpu_pool.keep_freed_memory): pooled memory goes back only when no
 array sees it, within the pool's limit, and a gradient on pooled memory is adopted or copied
 exactly as one on fresh memory."""
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -82,10 +84,78 @@ def test_the_pool_keeps_no_more_than_its_limit_and_empty_lets_everything_go(pool
     nbytes = 4 * int(np.prod(SHAPE))
     monkeypatch.setattr(cpu_pool, "LIMIT", nbytes)
     a, b = pool.take(SHAPE, np.float32), pool.take(SHAPE, np.float32)
-    del a, b  # the second no longer fits
+    del a, b  # the second pushes the first out
     assert pool.idle_bytes() == nbytes
     pool.empty()
     assert pool.idle_bytes() == 0
+
+
+def test_sizes_no_longer_used_make_way_for_the_current_one(pool, monkeypatch):
+    """A program whose sizes change (a last batch, a new phase) does not leave the pool full of
+    sizes that never come back: the buffers that waited longest go first."""
+    monkeypatch.setattr(cpu_pool, "LIMIT", 8 * 4096)
+    for n in range(1, 9):  # eight old sizes fill the pool
+        pool.take((n * 1024 - 1,), np.float32)
+    assert pool.idle_bytes() > 7 * 4096
+    a = pool.take((1024,), np.float32)
+    address = _address(a)
+    del a  # the current size is kept, an old one pushed out
+    assert pool.idle_bytes() <= 8 * 4096
+    assert _address(pool.take((1024,), np.float32)) == address
+
+
+def test_a_pooled_array_is_writable_and_its_flag_can_be_set_again(pool):
+    a = pool.take(SHAPE, np.float32)
+    a.setflags(write=False)
+    a.setflags(write=True)  # (as on np.empty's arrays: the lease exports a writable buffer)
+    a[0, 0] = 1.0
+    assert a[0, 0] == 1.0
+
+
+def test_object_arrays_never_take_old_bytes(pool):
+    a = pool.take((1024,), np.float64)
+    a[...] = 1e300
+    del a
+    b = pool.take((1024,), object)  # old floats read as pointers would crash
+    assert b.base is None and all(v is None for v in b)
+
+
+def test_threads_dropping_and_taking_never_see_each_others_memory(pool):
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        for i in range(200):
+            value = float(rng.integers(1000))
+            a = pool.take(SHAPE, np.float32)
+            a[...] = value
+            views = [a[::3], a.reshape(-1, 64)[5:]]
+            del a
+            for _ in range(3):
+                pool.take(SHAPE, np.float32)[...] = -value
+            if not all((v == value).all() for v in views):
+                errors.append((seed, i))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gc.collect()
+    assert not errors
+    assert 0 <= pool.idle_bytes() <= cpu_pool.LIMIT
+    assert pool.idle_bytes() == sum(b.nbytes for b in cpu_pool._idle)
+
+
+def test_the_default_limit_follows_a_containers_memory(tmp_path):
+    """Inside a container the machine's memory is not the process's: a cgroup limit below it
+    is what an eighth is taken of."""
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    v2.write_text("max\n")
+    assert cpu_pool.usable_memory((str(v2),)) == cpu_pool.usable_memory(())
+    v1.write_text(f"{2 << 30}\n")
+    assert cpu_pool.usable_memory((str(v2), str(v1))) == min(2 << 30,
+                                                              cpu_pool.usable_memory(()))
 
 
 def test_a_finalizer_that_finds_the_lock_held_lets_the_memory_go_without_waiting(pool):
@@ -111,7 +181,7 @@ def test_a_pooled_gradient_is_adopted_whole_and_a_shared_one_copied(pool):
     two = ad.tensor(np.full((n, n), 2, np.float32))
     (w.T * two).sum().backward()  # the rule's pooled result, transposed back: a whole view
     whole = w.grad.array.base
-    assert whole is not None and whole.base.__class__ is cpu_pool._Lease  # no copy
+    assert whole is not None and id(whole.base) in cpu_pool._leases  # pooled, not copied
     np.testing.assert_array_equal(w.grad.numpy(), 2)
 
     a = ad.tensor(np.ones((n, n), np.float32), requires_grad=True)
@@ -140,7 +210,8 @@ def test_a_compiled_step_on_pooled_arrays_matches_eager(pool):
 def _run(code, *args, **env):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")
                and k not in ("GLIBC_TUNABLES", "GPUAD_MALLOC", "GPUAD_CPU_POOL_MB")}
-    environ.update(env, GPUAD_DEVICE="cpu")
+    # (a pool of 1 GiB whatever the machine: an eighth of a small one would not hold a step)
+    environ.update({"GPUAD_CPU_POOL_MB": "1024", **env}, GPUAD_DEVICE="cpu")
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=environ,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -188,6 +259,13 @@ def test_a_chain_run_again_faults_in_almost_no_memory(n):
 def test_malloc_is_left_alone_where_the_program_tunes_it_or_asks(env):
     kept, _, _ = _run(_FAULTS, "1000", **env)
     assert kept == "None"
+
+
+def test_a_malloc_setting_that_is_not_known_is_refused_clearly():
+    environ = dict(os.environ, GPUAD_MALLOC="off", GPUAD_DEVICE="cpu")
+    done = subprocess.run([sys.executable, "-c", "import gpuad; gpuad.tensor([1.0]) + 1"],
+                          env=environ, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "GPUAD_MALLOC must be 'keep'" in done.stderr
 
 
 def test_a_pool_size_that_is_not_a_number_is_refused_clearly():

@@ -38,8 +38,7 @@ def test_driver_too_old_names_both_versions_and_the_fix(monkeypatch):
     _driver(monkeypatch, 12040)
     why = probe.driver_too_old()
     assert "supports CUDA 12.4" in why and "CUDA 13" in why and "cupy-cuda13x 14.2.0" in why
-    assert "update the NVIDIA driver" in why and "pip install cupy-cuda12x" in why
-    assert "'.[cuda12]'" in why
+    assert "update the NVIDIA driver" in why and "pip install '.[cuda12]'" in why
 
 
 def test_a_driver_older_than_any_extra_is_told_to_update(monkeypatch):
@@ -192,3 +191,25 @@ def test_real_cupy_without_a_driver_is_refused_as_device_unavailable():
                                "(cudaErrorInsufficientDriver"), lines
     assert "update the NVIDIA driver" in lines[0]
     assert lines[1:] == ["available: False", "fallback: cpu"]
+
+
+def test_install_hints_quote_the_extras_that_pyproject_declares():
+    """A hint installs what gpuad's own extra would (CuPy with its CUDA toolkit wheels, the
+    bounds included), read from gpuad's metadata: one source, pyproject.toml."""
+    import pathlib
+
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    probe.extra_requirements.cache_clear()
+    if not probe.extra_requirements("test"):
+        pytest.skip("gpuad's metadata is not installed (run from a checkout without pip)")
+    pyproject = pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    for extra, wanted in extras.items():
+        got = probe.extra_requirements(extra)
+        assert {str(Requirement(r)) for r in got} == {str(Requirement(r)) for r in wanted}
+        hint = probe.install_hint(extra)
+        assert all(f"'{r}'" in hint or f" {r} " in hint for r in got), hint
+        assert hint.endswith(f"(or, in gpuad's folder, pip install '.[{extra}]')")
+    assert "'cupy-cuda13x[ctk]>=14' nvidia-ml-py" in probe.cuda_install_hint()

@@ -46,7 +46,8 @@ def backward(tensors: Tensor | Sequence[Tensor],
     tensor([ 5., 34.])
     """
     tensors = _as_tuple(tensors)
-    seeds = _seeds(tensors, None if grad_tensors is None else _as_tuple(grad_tensors))
+    one = grad_tensors is not None and not isinstance(grad_tensors, (list, tuple))
+    seeds = _seeds(tensors, (grad_tensors,) if one else grad_tensors)  # (one: a gradient)
     if retain_graph is None:
         retain_graph = create_graph
     if inputs is not None:

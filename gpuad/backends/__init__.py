@@ -101,7 +101,7 @@ def _cuda_backend(make, device):
                   f"runtime {_version(runtime.runtimeGetVersion) or 'unknown'} and {driver}: "
                   "update the NVIDIA driver, or "
                   "install the CuPy for the driver's CUDA (for CUDA 12: "
-                  + install_hint("cuda12", "cupy-cuda12x") + "); or use device='cpu' "
+                  + install_hint("cuda12") + "); or use device='cpu' "
                   "(GPUAD_CPU_FALLBACK=1 falls back automatically)")
         refuse(device.index, reason)
         raise DeviceUnavailableError(f"gpuad: cannot use {device}: {reason}") from exc

@@ -25,9 +25,6 @@ from .probe import install_hint
 
 #: bytes of each handle's workspace: cuBLAS's recommendation for Hopper (32 MiB)
 WORKSPACE = 32 * 2**20
-#: the extra that brings the bindings
-EXTRA = install_hint("capture", "nvmath-python")
-
 
 #: the state of a warm-up block: products prepared as a capture prepares them, then CuPy's
 WARMUP = "warm-up"
@@ -88,7 +85,8 @@ def matmul(cupy, a, b):
     if isinstance(_now.handle, ImportError):
         raise NotImplementedError(
             f"calling cuBLAS (matmul of {a.shape} and {b.shape}) while a stream captures needs "
-            f"gpuad's own handle, which needs NVIDIA's bindings: {EXTRA}") from _now.handle
+            "gpuad's own handle, which needs NVIDIA's bindings: "
+            + install_hint("capture")) from _now.handle
     a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
     vector_a, vector_b = a.ndim == 1, b.ndim == 1
     a = a[None, :] if vector_a else a

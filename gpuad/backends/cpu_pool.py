@@ -8,37 +8,60 @@ vCPUs). PyTorch's CPU allocator pays this too. The chunked elementwise path
 to the pool when the last array that sees it is gone, and the next result of the same byte
 size takes it over.
 
-Safety rests on how NumPy records a view's owner: every view's ``base`` is the first object
-that is not an array, here the :class:`_Lease` an array was made from (``np.asarray`` of its
-``__array_interface__``). So the lease lives exactly as long as any array over its memory, and
-only its finalizer gives the memory back.
+Safety rests on how NumPy records a view's owner: each pooled array is made over a lease, a
+ctypes array over its buffer, and NumPy stops a view's ``base`` chain at the first object that
+is not an array: a view of the pooled array has that array as its base, and the array has the
+lease. So the lease lives exactly as long as anything that sees the memory, and only its
+finalizer gives the buffer back. The arrays are writable as ``np.empty``'s are (the lease
+exports a writable buffer); they do not own their data, so ``resize`` refuses them.
 
 At most :data:`LIMIT` bytes wait idle: ``GPUAD_CPU_POOL_MB`` MiB (0 turns the pool off), by
-default an eighth of the machine's memory and at most 1 GiB; :func:`empty` releases them.
+default an eighth of the memory this process may use (the machine's, or its container's limit)
+and at most 1 GiB. A buffer given back when the pool is full pushes out the ones that have
+waited longest, so sizes a program no longer uses make way; :func:`empty` releases them all.
 
 Smaller blocks (a chunk's temporaries, a mid-sized result) come from glibc's malloc, which left
 to itself hands freed memory back to the kernel once the top of a heap holds more than twice
 the largest block freed so far: so every chunk, and every op on 10^5-10^6 values, faults its
 memory in again (a 20-op chain on 10^6 float32 values: 25 ms with, 19 ms without). The CPU
-backend therefore sets two of glibc's parameters when it is made (:func:`keep_freed_memory`).
+backend therefore sets two of glibc's parameters when it is made (:func:`keep_freed_memory`),
+for the whole process: up to 64 MiB of free heap per malloc arena (glibc makes up to 8 per
+core) stays with the process. ``GPUAD_MALLOC=system`` leaves glibc as it is.
 """
 import ctypes
 import os
 import threading
+import weakref
 
 import numpy as np
 
 _MIB = 1 << 20
+#: where a container's memory limit is read (cgroup v2, then v1)
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def usable_memory(limits=CGROUP_LIMITS):
+    """Bytes of memory this process may use: the machine's, or less where a cgroup (a
+    container) limits it."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        memory = 8 << 30
+    for path in limits:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # ("max" where there is no limit)
+            memory = min(memory, int(text))
+    return memory
 
 
 def _limit_from_env():
     env = os.environ.get("GPUAD_CPU_POOL_MB", "").strip()
     if not env:
-        try:
-            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
-            memory = 8 << 30
-        return min(1024 * _MIB, memory // 8)
+        return min(1024 * _MIB, usable_memory() // 8)
     if not env.isdigit():
         raise ValueError(f"gpuad: GPUAD_CPU_POOL_MB must be a whole number of MiB (0: no "
                          f"pool), not {env!r}")
@@ -51,26 +74,11 @@ LIMIT = _limit_from_env()
 _lock = threading.Lock()
 if hasattr(os, "register_at_fork"):  # (a child starts with a lock no thread holds)
     os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.Lock()))
-_idle: dict[int, list[np.ndarray]] = {}  # byte size -> buffers (uint8 arrays) waiting to be reused
+_idle: list[np.ndarray] = []  # buffers waiting to be reused, the longest waiting first
 _idle_bytes = 0
 
 
-class _Lease:
-    """One buffer lent out, as an object NumPy makes arrays from (``__array_interface__``): the
-    base of every array over the buffer, and the one that hands it back when it goes."""
-
-    __slots__ = ("__array_interface__", "_buffer")
-
-    def __init__(self, buffer, shape, dtype):
-        self._buffer = buffer
-        self.__array_interface__ = {"data": (buffer.ctypes.data, False), "shape": shape,
-                                    "typestr": dtype.str, "version": 3}
-
-    def __del__(self):
-        try:
-            _give_back(self._buffer)
-        except (TypeError, AttributeError):  # (at interpreter exit, with the module torn down)
-            pass
+_leases: set[int] = set()  # the ids of the leases alive (each the base of one array)
 
 
 def take(shape, dtype):
@@ -79,31 +87,38 @@ def take(shape, dtype):
     global _idle_bytes
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
+    if not LIMIT or not nbytes or dtype.hasobject:  # (object arrays: never on old bytes)
+        return np.empty(shape, dtype)
     buffer = None
-    if _idle.get(nbytes):
+    if _idle:
         with _lock:
-            waiting = _idle.get(nbytes)
-            if waiting:
-                buffer = waiting.pop()
-                _idle_bytes -= nbytes
+            for i in range(len(_idle) - 1, -1, -1):  # (the most recently given back first)
+                if _idle[i].nbytes == nbytes:
+                    buffer = _idle.pop(i)
+                    _idle_bytes -= nbytes
+                    break
     if buffer is None:
-        if not LIMIT or not nbytes:
-            return np.empty(shape, dtype)
         buffer = np.empty(nbytes, np.uint8)
-    return np.asarray(_Lease(buffer, tuple(shape), dtype))
+    lease = (ctypes.c_char * nbytes).from_buffer(buffer)
+    _leases.add(id(lease))
+    weakref.finalize(lease, _give_back, buffer, id(lease)).atexit = False
+    return np.ndarray(shape, dtype, buffer=lease)
 
 
-def _give_back(buffer):
-    """Keep ``buffer`` for reuse, within LIMIT (else let it go). Never waits: a finalizer can
-    run in any thread, inside the pool's own code among them (a collection there), and the
-    buffer is simply freed when the lock is held."""
+def _give_back(buffer, lease):
+    """The lease ``lease`` (an id) has gone: keep ``buffer`` for reuse, pushing out the buffers
+    that have waited longest while the pool would hold more than LIMIT. Never waits: a
+    finalizer can run in any thread, inside the pool's own code among them (a collection
+    there), and the buffer is simply freed when the lock is held."""
     global _idle_bytes
-    if not _lock.acquire(blocking=False):
+    _leases.discard(lease)
+    if buffer.nbytes > LIMIT or not _lock.acquire(blocking=False):
         return
     try:
-        if _idle_bytes + buffer.nbytes <= LIMIT:
-            _idle.setdefault(buffer.nbytes, []).append(buffer)
-            _idle_bytes += buffer.nbytes
+        _idle.append(buffer)
+        _idle_bytes += buffer.nbytes
+        while _idle_bytes > LIMIT:
+            _idle_bytes -= _idle.pop(0).nbytes
     finally:
         _lock.release()
 
@@ -112,6 +127,11 @@ def _give_back(buffer):
 #: blocks below MMAP_THRESHOLD (glibc's upper limit for it) come from the heap, and up to
 #: TRIM_THRESHOLD of free memory at the top of each heap is kept
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: GPUAD_MALLOC: "keep" (the default) or "system"
+MALLOC = os.environ.get("GPUAD_MALLOC", "keep")
+if MALLOC not in ("keep", "system"):
+    raise ValueError(f"gpuad: GPUAD_MALLOC must be 'keep' (the default: keep freed memory for "
+                     f"reuse) or 'system' (leave glibc's malloc as it is), not {MALLOC!r}")
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 64 << 20
 _malloc_set = False
@@ -121,14 +141,15 @@ def keep_freed_memory():
     """Once per process: glibc's ``mallopt`` serves blocks below MMAP_THRESHOLD from the heap
     and keeps up to TRIM_THRESHOLD of free heap per arena, so freed memory is reused instead
     of faulted in again. Left alone where malloc is not glibc's, where the program tunes malloc
-    itself (a ``MALLOC_*`` or ``GLIBC_TUNABLES`` variable), or with ``GPUAD_MALLOC=system``.
-    Returns whether the parameters were set (None: left alone)."""
+    itself (a ``MALLOC_*`` or ``GLIBC_TUNABLES`` variable), or with ``GPUAD_MALLOC=system``
+    (``keep``, the default, sets them). Returns whether the parameters were set (None: left
+    alone)."""
     global _malloc_set
     if _malloc_set is not False:
         return _malloc_set
     _malloc_set = None  # (decided: whatever follows, this runs once)
     env = os.environ
-    if (env.get("GPUAD_MALLOC") == "system" or "GLIBC_TUNABLES" in env
+    if (MALLOC == "system" or "GLIBC_TUNABLES" in env
             or any(k.startswith("MALLOC_") for k in env)):
         return None
     try:
@@ -148,7 +169,7 @@ def base(a):
     """``a.base``, except that an array the pool made (whose base is its lease) counts as owning
     its memory, as the ``np.empty`` it stands for does: None. (Its views' base is the array.)"""
     b = a.base
-    return None if b.__class__ is _Lease else b
+    return None if id(b) in _leases else b
 
 
 def idle_bytes():

@@ -14,19 +14,37 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shlex
 
-#: the oldest CUDA major with a CuPy extra of gpuad's (INSTALL_HINT's)
+#: the oldest CUDA major with a CuPy extra of gpuad's (cuda_install_hint's)
 OLDEST_CUDA = 12
 
 
-def install_hint(extra, packages):
-    """How to get what gpuad's ``extra`` brings: its ``packages`` from the package index, or
-    the extra itself from gpuad's folder (gpuad installs from its repository, not an index)."""
-    return f"pip install {packages} (or, in gpuad's folder, pip install '.[{extra}]')"
+@functools.cache
+def extra_requirements(extra):
+    """The requirements gpuad's ``extra`` brings, as gpuad's installed metadata lists them
+    (pyproject.toml's optional dependencies); empty where gpuad's metadata is not installed."""
+    try:
+        requires = importlib.metadata.requires("gpuad") or []
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    marker = re.compile(rf"""extra\s*==\s*['"]{re.escape(extra)}['"]""")
+    return tuple(r.split(";")[0].strip() for r in requires if marker.search(r))
 
 
-INSTALL_HINT = ("install CuPy for your CUDA version: " + install_hint("cuda13", "cupy-cuda13x")
-                + " for CUDA 13, " + install_hint("cuda12", "cupy-cuda12x") + " for CUDA 12")
+def install_hint(extra, packages=None):
+    """How to get what gpuad's ``extra`` brings: the ``packages`` (by default the extra's own
+    requirements) from the package index, or the extra itself from gpuad's folder (gpuad
+    installs from its repository, not from an index)."""
+    from_folder = f"in gpuad's folder, pip install '.[{extra}]'"
+    packages = packages or " ".join(shlex.quote(r) for r in extra_requirements(extra))
+    return f"pip install {packages} (or, {from_folder})" if packages else from_folder
+
+
+def cuda_install_hint():
+    """How to install CuPy for either CUDA version gpuad has an extra for."""
+    return (f"install CuPy for your CUDA version: for CUDA 13, {install_hint('cuda13')}; for "
+            f"CUDA 12, {install_hint('cuda12')}")
 
 
 @functools.cache
@@ -96,7 +114,7 @@ def driver_too_old():
     dist, version, major = build
     major_driver = driver // 1000
     other = (f", or install the CuPy for CUDA {major_driver}: "
-             + install_hint(f"cuda{major_driver}", f"cupy-cuda{major_driver}x")
+             + install_hint(f"cuda{major_driver}")
              if major_driver >= OLDEST_CUDA else "")
     return (f"the NVIDIA driver supports CUDA {version_text(driver)}, older than the CUDA "
             f"{major} that the installed CuPy ({dist} {version}) is built for; update the NVIDIA "
@@ -121,10 +139,11 @@ def cuda_unavailable_reason(index=0):
     count, why = driver_devices()
     if not cupy_installed():
         if count:
-            return f"{count} GPU(s) are visible, but CuPy is not installed; {INSTALL_HINT}"
+            return (f"{count} GPU(s) are visible, but CuPy is not installed; "
+                    f"{cuda_install_hint()}")
         return (
             f"CuPy is not installed and {why}; a CUDA device needs an NVIDIA GPU with its "
-            f"driver, then {INSTALL_HINT}"
+            f"driver, then {cuda_install_hint()}"
         )
     if count == 0:
         return (
