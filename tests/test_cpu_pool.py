@@ -165,6 +165,29 @@ def test_a_finalizer_that_finds_the_lock_held_lets_the_memory_go_without_waiting
     assert pool.idle_bytes() == 0
 
 
+def test_a_take_while_this_thread_holds_the_lock_takes_fresh_memory(pool):
+    """(A signal handler or a finalizer computing inside the pool's own code: no deadlock.)"""
+    a = pool.take(SHAPE, np.float32)
+    address = _address(a)
+    del a
+    with cpu_pool._lock:
+        b = pool.take(SHAPE, np.float32)
+    assert _address(b) != address and pool.idle_bytes() == 4 * np.prod(SHAPE)
+
+
+def test_a_buffer_something_still_sees_is_not_lent_again(pool):
+    """A memoryview kept from a lease's insides (or a lease brought back to life after its
+    finalizer ran) still sees the buffer: the pool lets it go instead of lending it."""
+    a = pool.take(SHAPE, np.float32)
+    a[...] = 7
+    kept = a.base._objects  # (ctypes keeps the buffer's memoryview here)
+    del a
+    b = pool.take(SHAPE, np.float32)
+    b[...] = -1
+    assert all(np.frombuffer(v, np.float32).min() == 7 for v in
+               (kept.values() if isinstance(kept, dict) else [kept]))
+
+
 def test_large_op_results_reuse_the_memory_of_results_gone(pool):
     x = ad.tensor(np.linspace(-3, 3, cpu_parallel.MIN_SIZE, dtype=np.float32))
     y = ad.sigmoid(x)

@@ -30,6 +30,7 @@ core) stays with the process. ``GPUAD_MALLOC=system`` leaves glibc as it is.
 """
 import ctypes
 import os
+import sys
 import threading
 import weakref
 
@@ -90,13 +91,21 @@ def take(shape, dtype):
     if not LIMIT or not nbytes or dtype.hasobject:  # (object arrays: never on old bytes)
         return np.empty(shape, dtype)
     buffer = None
-    if _idle:
-        with _lock:
+    # (never waits: a signal handler or a finalizer that computes may call this while the same
+    # thread holds the lock; then the result takes fresh memory)
+    if _idle and _lock.acquire(blocking=False):
+        try:
             for i in range(len(_idle) - 1, -1, -1):  # (the most recently given back first)
                 if _idle[i].nbytes == nbytes:
                     buffer = _idle.pop(i)
                     _idle_bytes -= nbytes
                     break
+        finally:
+            _lock.release()
+    if buffer is not None and sys.getrefcount(buffer) > 2:
+        # something still sees it (a lease brought back to life by a finalizer after its
+        # own finalizer ran, or a memoryview kept from a lease's insides): let it go
+        buffer = None
     if buffer is None:
         buffer = np.empty(nbytes, np.uint8)
     lease = (ctypes.c_char * nbytes).from_buffer(buffer)
