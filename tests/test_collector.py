@@ -52,6 +52,31 @@ def test_a_long_recording_raises_the_young_threshold_up_to_its_bound(thresholds)
     del graph
 
 
+def test_the_walk_of_a_backward_pass_keeps_the_raised_threshold(thresholds, monkeypatch):
+    """Sorting and walking a long graph records nothing, yet it is the graph's own work: the
+    young passes during it keep the raised threshold (they used to put the setting back at
+    the walk's start, then pass at the program's rhythm over the whole graph); its end puts
+    the setting back."""
+    from gpuad.autograd import engine
+
+    seen = []
+    topological = engine._topological
+
+    def sorting(*args, **kwargs):
+        collector.recording = False  # (as a pass just before the walk leaves it)
+        _young_pass()  # a young pass while the graph is sorted
+        seen.append(_young())
+        return topological(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_topological", sorting)
+    y = _chain(20_000)
+    raised = _young()
+    assert raised > 700
+    y.sum().backward()
+    assert seen == [min(2 * raised, collector.GROWTH * 700)]
+    assert _young() == 700
+
+
 def test_a_backward_pass_puts_the_setting_back(thresholds):
     """Where a training step's graph ends: cycles made after it (a create_graph pass leaves
     one) are collected at the program's own rhythm, however long the graph was."""

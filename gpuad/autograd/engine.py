@@ -285,6 +285,7 @@ def execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=Non
         if (y._grad_fn is not None and y._grad_fn not in root_nodes
                 and _follows(y._grad_fn, mark)):
             root_nodes.append(y._grad_fn)
+    collector.walking = True  # (walking a long graph keeps the collector's raised threshold)
     order = _topological(root_nodes, mark)
     if targets is not None:
         target_keys = {t._grad_fn or t for t in targets}
