@@ -77,6 +77,25 @@ def test_the_walk_of_a_backward_pass_keeps_the_raised_threshold(thresholds, monk
     assert _young() == 700
 
 
+def test_an_interrupted_sort_still_ends_the_walk(thresholds, monkeypatch):
+    """A Ctrl-C (or a MemoryError) while a long graph is sorted: the walk is over, the
+    program's setting is back, and nothing keeps raising it afterwards."""
+    from gpuad.autograd import engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_topological", interrupted)
+    y = _chain(20_000)
+    assert _young() > 700
+    with pytest.raises(KeyboardInterrupt):
+        y.sum().backward()
+    assert collector.walking is False
+    collector.recording = False
+    _young_pass()  # nothing recorded, no walk: the program's own setting
+    assert _young() == 700
+
+
 def test_a_backward_pass_puts_the_setting_back(thresholds):
     """Where a training step's graph ends: cycles made after it (a create_graph pass leaves
     one) are collected at the program's own rhythm, however long the graph was."""

@@ -26,7 +26,8 @@ GROWTH = 16
 
 #: whether a node was recorded since the collector's last pass (the graph recorder sets it)
 recording = False
-#: whether a backward pass is walking a graph (the engine sets it; :func:`settle` clears it)
+#: whether a backward pass is walking a graph (the engine sets it; :func:`settle` clears it: a
+#: backward pass nested in another's hook ends it early, which costs only speed)
 walking = False
 _setting = None  # the program's own thresholds
 _ours = None  # the thresholds this module set last

@@ -285,20 +285,20 @@ def execute(roots, seeds, retain_graph, create_graph, targets, foreign, mark=Non
         if (y._grad_fn is not None and y._grad_fn not in root_nodes
                 and _follows(y._grad_fn, mark)):
             root_nodes.append(y._grad_fn)
-    collector.walking = True  # (walking a long graph keeps the collector's raised threshold)
-    order = _topological(root_nodes, mark)
-    if targets is not None:
-        target_keys = {t._grad_fn or t for t in targets}
-        needed = _needed(order, target_keys, mark)
-        captured = {}
-    for g in seeds:
-        _claim(foreign, g._a)
     prev, prev_creating = mode.enabled, mode.creating
-    mode.enabled = create_graph
-    mode.creating = create_graph
     check = getattr(anomaly[0], "check_rule", None)  # the anomaly mode's, after each rule
     node = None
-    try:
+    collector.walking = True  # (walking a long graph keeps the collector's raised threshold)
+    try:  # (from the sort on: an interrupted sort still ends the walk, in finally)
+        order = _topological(root_nodes, mark)
+        if targets is not None:
+            target_keys = {t._grad_fn or t for t in targets}
+            needed = _needed(order, target_keys, mark)
+            captured = {}
+        for g in seeds:
+            _claim(foreign, g._a)
+        mode.enabled = create_graph
+        mode.creating = create_graph
         with roots[0]._dev.backend.errstate():
             for node in order:
                 g = grads.pop(node, None)
