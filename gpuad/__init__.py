@@ -72,6 +72,15 @@ from .variables import Variable, constant
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``distributed``, imported on first use: nothing distributed loads unless it is used."""
+    if name == "distributed":
+        from importlib import import_module
+
+        return import_module(".distributed", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "Tensor", "tensor", "as_tensor", "zeros", "ones", "full", "empty", "arange", "linspace",
     "eye", "zeros_like", "ones_like", "full_like", "empty_like", "rand", "randn", "fill",

@@ -32,3 +32,14 @@ class OutOfMemoryError(MemoryError, RuntimeError):
 class ForwardModeError(RuntimeError):
     """Forward mode reached an op that has no JVP rule (a custom gradient without one); the
     message names it and says how to give it one."""
+
+
+class DistributedError(RuntimeError):
+    """A collective of ``ad.distributed`` failed: the ranks disagree on what they call (shapes,
+    dtypes, ops), a rank is gone, or the group is not set up; the message says which and how to
+    fix it."""
+
+
+class DistributedTimeoutError(DistributedError, TimeoutError):
+    """A collective did not complete within the group's ``timeout``: some rank did not take
+    part (it died, hangs, or runs other code). The group is unusable afterwards."""

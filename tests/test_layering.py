@@ -30,11 +30,11 @@ FLOORS = (
                        "gpuad.autograd.accumulate", "gpuad.autograd.anomaly",
                        "gpuad.autograd.engine", "gpuad.autograd.linearize",
                        "gpuad.autograd.custom", "gpuad.autograd.custom_gradient",
-                       "gpuad.autograd.function")),
+                       "gpuad.autograd.function", "gpuad.autograd.callbacks")),
     ("ops", ("gpuad.ops.",)),
     ("transforms", ("gpuad.autograd.tape", "gpuad.autograd.functional",
                     "gpuad.autograd.rows", "gpuad.gradcheck", "gpuad.variables")),
-    ("nn/optim", ("gpuad.nn.", "gpuad.optim.", "gpuad.data")),
+    ("nn/optim", ("gpuad.nn.", "gpuad.optim.", "gpuad.data", "gpuad.distributed.")),
     ("capture", ("gpuad.capture.",)),
     ("CLI", ("gpuad", "gpuad.__main__", "gpuad._cli", "gpuad.demo")),
 )

@@ -23,6 +23,7 @@ from .accumulate import accumulate_into_grad as _accumulate_into_grad
 from .accumulate import claim as _claim
 from .accumulate import run_hooks as _run_hooks
 from .anomaly import backward_pass, name_forward_line
+from .callbacks import after_pass
 from .forward import carry
 from .grad_mode import anomaly, mode
 from .node import FREED, Node, OutputGrads
@@ -45,29 +46,30 @@ def backward(tensors: Tensor | Sequence[Tensor],
     >>> x.grad
     tensor([ 5., 34.])
     """
-    tensors = _as_tuple(tensors)
-    one = grad_tensors is not None and not isinstance(grad_tensors, (list, tuple))
-    seeds = _seeds(tensors, (grad_tensors,) if one else grad_tensors)  # (one: a gradient)
-    if retain_graph is None:
-        retain_graph = create_graph
-    if inputs is not None:
-        inputs = _as_tuple(inputs)
-        _check_differentiable(inputs, "backward")
-        inputs = tuple({id(t): t for t in inputs}.values())  # (one gradient each, as PyTorch)
-        foreign: set[int] = set()  # (ids of arrays)
-        captured = execute(tensors, seeds, retain_graph, create_graph, inputs, foreign,
-                            fill_retained=True)
-        prev = mode.enabled
-        mode.enabled = create_graph  # (as during the pass: a plain one records nothing)
-        try:
-            for t in inputs:
-                g = captured.get(t._grad_fn or t)
-                if g is not None:
-                    _accumulate_into_grad(t, g, create_graph, foreign)
-        finally:
-            mode.enabled = prev
-    else:
-        execute(tensors, seeds, retain_graph, create_graph, None, set())
+    with after_pass():  # (DistributedDataParallel's averaging runs as it ends)
+        tensors = _as_tuple(tensors)
+        one = grad_tensors is not None and not isinstance(grad_tensors, (list, tuple))
+        seeds = _seeds(tensors, (grad_tensors,) if one else grad_tensors)  # (one: a gradient)
+        if retain_graph is None:
+            retain_graph = create_graph
+        if inputs is not None:
+            inputs = _as_tuple(inputs)
+            _check_differentiable(inputs, "backward")
+            inputs = tuple({id(t): t for t in inputs}.values())  # (one gradient each, as PyTorch)
+            foreign: set[int] = set()  # (ids of arrays)
+            captured = execute(tensors, seeds, retain_graph, create_graph, inputs, foreign,
+                                fill_retained=True)
+            prev = mode.enabled
+            mode.enabled = create_graph  # (as during the pass: a plain one records nothing)
+            try:
+                for t in inputs:
+                    g = captured.get(t._grad_fn or t)
+                    if g is not None:
+                        _accumulate_into_grad(t, g, create_graph, foreign)
+            finally:
+                mode.enabled = prev
+        else:
+            execute(tensors, seeds, retain_graph, create_graph, None, set())
 
 
 @overload

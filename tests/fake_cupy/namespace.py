@@ -10,7 +10,7 @@ import types
 
 import numpy as np
 
-from . import array, capture, cuda, kernels, nvmath, pool
+from . import array, capture, cuda, kernels, nccl, nvmath, pool
 from .array import _call, _wrap, ndarray, wrapped_around
 
 ALLOW_LIST = pathlib.Path(__file__).resolve().parents[1] / "cupy_names.json"
@@ -178,6 +178,7 @@ def modules(devices=1):
     array.install_methods(tuple(names["cupy.ndarray"]))
     _generator_methods(names["cupy.random.Generator"])
     mods = cuda.namespace(devices)
+    mods["cupy.cuda.nccl"] = mods["cupy.cuda"].nccl = nccl.module()
     default_pool, pinned = pool.DefaultPool(), cuda.PinnedMemoryPool()
     _legacy.clear()
     random = _module("cupy.random", names["cupy.random"],
