@@ -175,6 +175,9 @@ step info 60 any "${run[@]}" gpuad info
 step kernels 200 gpu "${run[@]}" benchmarks.gpu_steps kernels "$res"
 step fused 90 gpu "${run[@]}" benchmarks.gpu_steps fused "$res"
 step demo 90 gpu "${run[@]}" gpuad demo --device cuda --epochs "$epochs"
+# issue 21: the demo data-parallel in a world of one, on real NCCL (two ranks need two GPUs)
+step demo_nccl 90 gpu "${run[@]}" gpuad demo --distributed --backend nccl --device cuda \
+    --epochs "$epochs"
 step ops 90 gpu "${run[@]}" benchmarks.gpu_steps ops "$res"
 # CUDA graphs on the real GPU: by hand (ad.cuda.graph: capture, replay against eager, static
 # outputs, the private pool, pool sharing, each refusal of CuPy 14.2 and CUDA), matrix products

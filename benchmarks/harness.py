@@ -20,8 +20,11 @@ import sys
 import tempfile
 import time
 
-from . import load, machine, suites
+from . import data_parallel, load, machine, suites
 from .worker import THREAD_VARIABLES
+
+#: the results files' format: 3 added the data_parallel suite (``suites.ADDED``)
+VERSION = 3
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -230,7 +233,7 @@ def run(suite_names, frameworks, device, quick, threads, say=print, save=None):
     ``save(doc)`` is called after each suite, so a run cut short keeps what it measured."""
     profile = PROFILES["quick" if quick else "cuda" if device == "cuda" else "full"]
     meter = load.Meter()  # (before the workers start: their CPU is the benchmark's own)
-    doc = {"harness": 2, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+    doc = {"harness": VERSION, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "device": device, "quick": quick,
         "machine": machine.describe(threads, device), "frameworks": {}, "cases": [],
         "load": []}
@@ -260,6 +263,8 @@ def run(suite_names, frameworks, device, quick, threads, say=print, save=None):
                 records = [_import_times(frameworks, threads, profile, say)]
             elif name == "kernels":
                 records = [_kernels(quick, say)] if device == "cuda" else []
+            elif name == "data_parallel":
+                records = data_parallel.run(quick, device, threads, frameworks, say)
             else:
                 records = []
                 for case in suites.cases(name, quick, device):
@@ -285,23 +290,32 @@ def run(suite_names, frameworks, device, quick, threads, say=print, save=None):
 
 def verdict(doc):
     """True when no framework gave a wrong result or failed, and gpuad (when it was asked
-    for) ran every case."""
+    for) ran every case that was not skipped (a case that cannot run here, such as
+    data_parallel's without mpi4py, is recorded with ``skipped``: why)."""
+    cases = [record for record in doc["cases"] if "skipped" not in record]
     right = all(r["status"] in ("ok", "not offered", "missing")
-                for record in doc["cases"] for r in record["results"].values())
+                for record in cases for r in record["results"].values())
     if "gpuad" not in doc.get("frameworks", {"gpuad": None}):
         return right
     return right and all(record["results"].get("gpuad", {}).get("status") == "ok"
-                         for record in doc["cases"])
+                         for record in cases)
 
 
 def _line(record):
+    if "skipped" in record:
+        return f"{record['case']}: skipped ({record['skipped']})"
     parts = []
     for f, r in record["results"].items():
         if r["status"] == "ok" and "median" in r:
-            parts.append(f"{f} {r['median']:.4g}")
+            parts.append(f"{f} {r['median']:.4g}"
+                         + (f" (communication {r['comm_share']:.0%})" if "comm_share" in r
+                            else ""))
         elif r["status"] != "ok":
             parts.append(f"{f} {r['status']}")
     ratio = f"   gpuad/torch {record['ratio']:.2f}" if "ratio" in record else ""
+    for key, bare in (("vs_mpi4py", "mpi4py"), ("vs_nccl", "nccl")):
+        if key in record:
+            ratio += f"   {bare}/gpuad {record[key]:.2f}"
     costs = [f"{f} {r['vs_plain']:.2f}" for f, r in record["results"].items() if "vs_plain" in r]
     if costs:
         ratio += "   against plain: " + ", ".join(costs)

@@ -8,12 +8,15 @@ the machine was under load (``benchmarks.load``) is marked unreliable."""
 import json
 import pathlib
 
-from . import load, machine, suites
+from . import data_parallel, load, machine, suites
 
 TARGET_IMPORT_S = 0.3
 LABELS = {"scaling_chain": ("elements", "µs per step"),
           "scaling_mlp_batch": ("batch size", "ms per step"),
           "scaling_mlp_width": ("width", "ms per step")}
+#: a goal's fourth element for a value that must be at least the limit (data_parallel's
+#: bandwidth against bare mpi4py); False or True: at most, or strictly below
+AT_LEAST = "at least"
 #: a framework's column header where it is not the framework's name: the NumPy peer is
 #: written as plainly as the references (temporaries allocated for every operation), not as
 #: a tuned lower bound
@@ -37,11 +40,16 @@ def load_docs(paths):
 
 def _goal(record):
     """(what gpuad must reach, the measured value, the limit, whether the value must be
-    strictly below the limit[, the number to compare across machines where that is not the
-    measured value: the compiled chain's × torch eager when its µs per op decide]) for a case
-    with a target, else None."""
+    strictly below the limit (``AT_LEAST``: at least the limit)[, the number to compare across
+    machines where that is not the measured value: the compiled chain's × torch eager when its
+    µs per op decide]) for a case with a target, else None."""
     if record["suite"] in suites.SCALING or record["suite"] == "kernels":
         return None
+    if record["suite"] == "data_parallel":  # (the flat buffer's all-reduce over MPI only)
+        if "vs_mpi4py" not in record or record["params"].get("buffer") != "flat":
+            return None
+        limit = suites.DATA_PARALLEL_TARGET
+        return f"≥ {limit:.2f}× bare mpi4py", record["vs_mpi4py"], limit, AT_LEAST
     g = record["results"].get("gpuad", {})
     if record.get("variant") == "compiled":
         limit = suites.COMPILED_TARGETS[record["suite"]]
@@ -80,7 +88,8 @@ def target(record):
     if goal is None:
         return None
     text, value, limit, strict = goal[:4]
-    return text, value < limit if strict else value <= limit, f"{value / limit - 1:+.0%}"
+    met = value >= limit if strict == AT_LEAST else value < limit if strict else value <= limit
+    return text, met, f"{value / limit - 1:+.0%}"
 
 
 def target_value(record):
@@ -157,6 +166,11 @@ def missing_lines(doc):
             ""] if missing else []
 
 
+def _verdict_text(doc, record, table):
+    t = target(record)
+    return "" if t is None else f"{t[0]}: {verdict(doc, record, table)}"
+
+
 def ratio_text(record):
     """gpuad / torch, and for a compiled step also gpuad compiled / PyTorch eager."""
     text = f"{record['ratio']:.2f}" if "ratio" in record else ""
@@ -219,6 +233,10 @@ def markdown(docs, plots=()):
                 lines += notes + [""]
             if suite == "kernels":
                 lines += ["```", json.dumps(records[0]["results"], indent=1), "```", ""]
+                continue
+            if suite == "data_parallel":
+                lines += data_parallel.markdown(records, lambda r: _verdict_text(doc, r,
+                                                                                   table))
                 continue
             used = [f for f in frameworks if any(f in r["results"] for r in records)]
             lines.append("| case | unit | " + " | ".join(map(column, used))

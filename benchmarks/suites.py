@@ -51,6 +51,9 @@ COMPILED_TARGET_CASES = {"compiled_chain": "chain100",
                          "compiled_mlp_step": "784-256-256-10 b128"}
 #: the demo's MLP
 DEMO_MLP = [64, 128, 128, 10]
+#: data_parallel's target: the all-reduce of the MLP's flat gradient buffer through gpuad (a DDP
+#: bucket reduced in place) at least this × the speed of a bare mpi4py Allreduce of its bytes
+DATA_PARALLEL_TARGET = 0.9
 
 
 def _op_overhead(quick, device):
@@ -128,7 +131,8 @@ def _scaling_mlp_width(quick, device):
             for w in widths]
 
 
-# suite -> (description, cases(quick, device)); import_time and kernels run outside the workers
+# suite -> (description, cases(quick, device)); import_time, data_parallel and kernels run
+# outside the workers
 SUITES = {
     "op_overhead": ("µs per op of a 100-op chain (y*0.9, +0.1, tanh, sin) on a 4x4 float32 "
                     "tensor, forward plus backward; with tensor operands, 0.9 and 0.1 are "
@@ -157,10 +161,18 @@ SUITES = {
     "scaling_mlp_batch": ("the SGD MLP step against batch size", _scaling_mlp_batch),
     "scaling_mlp_width": ("the SGD MLP step (784-w-w-10, batch 128) against width",
                           _scaling_mlp_width),
+    "data_parallel": ("gpuad.nn.parallel.DistributedDataParallel under mpiexec: the SGD MLP "
+                      "step (128 rows per rank) at 1, 2 and 4 ranks with its communication "
+                      "share, and the all-reduce of its flat gradient buffer (and of 16 MiB) "
+                      "through gpuad against a bare mpi4py Allreduce of the same bytes; with "
+                      "--device cuda, through NCCL (see benchmarks/data_parallel.py)", None),
     "kernels": ("gpuad's CUDA kernels: bandwidth against a copy, fused cross-entropy against "
                 "PyTorch (CUDA only)", None),
 }
 CPU_SUITES = [s for s in SUITES if s != "kernels"]
+#: the version of the harness (a results file's "harness") that added a suite: a file written
+#: by an earlier one has not run it (suites not named here: from the start)
+ADDED = {"data_parallel": 3}
 SCALING = [s for s in SUITES if s.startswith("scaling_")]
 IMPORTS = {"gpuad": "gpuad", "torch": "torch", "jax": "jax", "autograd": "autograd",
            "numpy": "numpy"}

@@ -37,6 +37,13 @@ def add_arguments(p):
     p.add_argument("--compile", action="store_true",
                    help="train with the step compiled by ad.compile (traced, then replayed "
                    "without Python per op)")
+    p.add_argument("--distributed", action="store_true",
+                   help="train data-parallel across the processes of an mpiexec, mpirun or "
+                   "srun launch, or of torchrun-style variables (one process per GPU; "
+                   "--batch-size is per process); rank 0 reports")
+    p.add_argument("--backend", choices=("auto", "mpi", "nccl"), default=None,
+                   help="with --distributed: the communicators (default: mpi on the CPU, "
+                   "auto on a GPU: NCCL where usable)")
     p.add_argument("--save", metavar="PATH", default=None,
                    help="write a checkpoint (safetensors) here (default: none)")
     p.add_argument("--plot", metavar="PATH", default=None,
@@ -90,6 +97,9 @@ def _prepare(args):
     """Check, before training, what would otherwise fail after it: the optional packages and
     output paths asked for, and the device (with GPUAD_DEVICE and GPUAD_CPU_FALLBACK). The
     chosen device becomes the default one. Returns it."""
+    if getattr(args, "backend", None) and not getattr(args, "distributed", False):
+        raise CommandError("--backend applies to --distributed training only; add "
+                           "--distributed, or leave --backend out")
     if args.save and args.plot and pathlib.Path(args.save).resolve() == \
             pathlib.Path(args.plot).resolve():
         raise CommandError(f"--save and --plot name the same file, {args.save}")
@@ -176,6 +186,11 @@ def run(args):
     from gpuad.data import load_digits
 
     dev = _prepare(args)
+    distributed = getattr(args, "distributed", False)
+    if distributed:
+        dev = _join(ad, dev, args.backend)
+    main = not distributed or ad.distributed.is_main_process()
+    say = print if main else (lambda *_, **__: None)
     ad.manual_seed(args.seed)
     images, labels = load_digits()
     order = np.random.default_rng(args.seed).permutation(len(labels))
@@ -185,14 +200,23 @@ def run(args):
     nn = ad.nn
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                           nn.Linear(128, 10))  # (on dev: the default device now)
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model)
+        say(f"world size {ad.distributed.get_world_size()} "
+            f"({ad.distributed.get_backend()}): each process trains on its share")
     opt = ad.optim.Adam(model.parameters(), lr=args.lr)
-    print(f"training a 64-128-128-10 MLP on {len(train)} digits on {dev} "
-          f"({_plural(args.epochs, 'epoch')}, batch {args.batch_size}"
-          + (", compiled step)" if getattr(args, "compile", False) else ")"))
-    history = _train(ad, model, opt, (x_train, y_train), (x_test, y_test), args)
+    say(f"training a 64-128-128-10 MLP on {len(train)} digits on {dev} "
+        f"({_plural(args.epochs, 'epoch')}, batch {args.batch_size}"
+        + (" per process" if distributed else "")
+        + (", compiled step)" if getattr(args, "compile", False) else ")"))
+    history = _train(ad, model, opt, (x_train, y_train), (x_test, y_test), args, main)
     acc = history["test_acc"][-1]
-    print(f"test accuracy {acc:.4f}  ({history['seconds'] / args.epochs * 1e3:.1f} ms per "
-          f"epoch on {dev})")
+    say(f"test accuracy {acc:.4f}  ({history['seconds'] / args.epochs * 1e3:.1f} ms per "
+        f"epoch on {dev})")
+    if distributed:
+        ad.distributed.destroy_process_group()
+    if not main:
+        return 0
     if args.save:
         _write(args.save, "the checkpoint", lambda: ad.save(
             {"model": model.state_dict(), "optimizer": _plain(opt.state_dict()),
@@ -204,7 +228,31 @@ def run(args):
     return 0
 
 
-def _train(ad, model, opt, train, test, args):
+def _join(ad, dev, backend):
+    """Join the launch's process group (by default MPI for the CPU, NCCL where the GPU is
+    used and NCCL is usable); the device this process trains on. A failure is one line,
+    naming the fix."""
+    if backend is None:
+        backend = "mpi" if dev.type == "cpu" else "auto"
+    try:
+        ad.distributed.init_process_group(backend=backend)
+    except (ad.distributed.DistributedError, ValueError) as exc:
+        raise CommandError(f"--distributed: {exc}") from None
+    group_device = ad.distributed.group.current.device
+    return ad.device(group_device) if group_device != "cpu" else dev
+
+
+def _epoch_order(ad, args, n, rng, epoch):
+    """The training rows of an epoch, in order: a permutation, or under --distributed this
+    process's share of the epoch's permutation (disjoint across processes)."""
+    if not getattr(args, "distributed", False):
+        return rng.permutation(n)
+    sampler = ad.distributed.DistributedSampler(n, seed=args.seed + 1)
+    sampler.set_epoch(epoch)
+    return sampler.indices()
+
+
+def _train(ad, model, opt, train, test, args, main=True):
     """Train for ``args.epochs``, a progress line (or tqdm bar) per epoch; the loss and
     accuracy curves, and the seconds spent. The epoch's sums stay on the device: one host read
     per epoch (and one more for gpuad's queued checks of the labels and indices), none per
@@ -215,14 +263,14 @@ def _train(ad, model, opt, train, test, args):
     if getattr(args, "compile", False):  # (an args object made without the option: eager)
         step = ad.compile(step)
     history = {"loss": [], "train_acc": [], "test_acc": []}
-    bar = _progress(args.epochs)
+    bar = _progress(args.epochs) if main else None
     rng = np.random.default_rng(args.seed + 1)
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         model.train()
-        perm = rng.permutation(n)
+        perm = _epoch_order(ad, args, n, rng, epoch)
         total = correct = ad.zeros((), dtype=ad.float64, device=dev)
-        for i in range(0, n, args.batch_size):
+        for i in range(0, len(perm), args.batch_size):
             idx = ad.tensor(perm[i:i + args.batch_size], device=dev)
             loss_sum, batch_hits = step(x_train[idx], y_train[idx])
             with ad.no_grad():
@@ -230,15 +278,20 @@ def _train(ad, model, opt, train, test, args):
                 correct = correct + batch_hits
         loss_sum, hits, test_hits = ad.stack(
             [total, correct, _test_hits(ad, model, x_test, y_test)]).numpy()
-        history["loss"].append(float(loss_sum) / n)
-        history["train_acc"].append(float(hits) / n)
+        seen = len(perm)
+        if getattr(args, "distributed", False):  # (every process's rows)
+            sums = ad.distributed.reduce_metrics({"loss": loss_sum, "hits": hits,
+                                                  "seen": seen}, op="sum")
+            loss_sum, hits, seen = sums["loss"], sums["hits"], sums["seen"]
+        history["loss"].append(float(loss_sum) / seen)
+        history["train_acc"].append(float(hits) / seen)
         history["test_acc"].append(float(test_hits) / len(y_test))
         line = (f"loss {history['loss'][-1]:.4f}  train acc {history['train_acc'][-1]:.3f}  "
                 f"test acc {history['test_acc'][-1]:.3f}")
         if bar is not None:
             bar.set_postfix_str(line)
             bar.update()
-        else:
+        elif main:
             print(f"epoch {epoch:3d}  {line}", flush=True)
     history["seconds"] = time.perf_counter() - start
     if bar is not None:

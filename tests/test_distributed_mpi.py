@@ -168,3 +168,41 @@ def test_failures_end_within_the_timeout(tmp_path, how, message):
         assert "DistributedTimeoutError" in text and "rank 0" in text
     if how in ("exit", "raise", "shape", "dtype"):
         assert took < 15, took  # (no timeout waited for: the job ended at once)
+
+
+def _demo(cmd, **env):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**_env(), **env}, cwd=HERE.parent)
+
+
+def test_demo_distributed_under_mpiexec():
+    run = _demo([MPIEXEC, "-n", "2", sys.executable, "-m", "gpuad", "demo", "--distributed",
+                 "--device", "cpu", "--epochs", "2"])
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert out.count("world size 2 (mpi)") == 1  # (rank 0 alone reports)
+    assert out.count("test accuracy") == 1 and "ms per epoch on cpu" in out
+    acc = float(out.split("test accuracy ")[1].split()[0])
+    assert acc > 0.6, out
+
+
+def test_demo_distributed_under_torchrun_variables():
+    per_rank = []
+    for r in range(2):
+        per_rank += [":"] if r else []
+        per_rank += ["-n", "1", "-env", "RANK", str(r), "-env", "WORLD_SIZE", "2",
+                     "-env", "LOCAL_RANK", str(r), sys.executable, "-m", "gpuad", "demo",
+                     "--distributed", "--device", "cpu", "--epochs", "1"]
+    run = _demo([MPIEXEC, *per_rank])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("world size 2") == 1
+
+
+def test_demo_distributed_without_mpi_is_one_line():
+    """torchrun-style variables, processes started one by one, CPU tensors: refused before
+    training, in one line that names the fix."""
+    run = _demo([sys.executable, "-m", "gpuad", "demo", "--distributed", "--device", "cpu"],
+                RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT="29733")
+    assert run.returncode == 2 and run.stdout == "", run.stdout + run.stderr
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("gpuad: --distributed: ") and "mpiexec" in line, line

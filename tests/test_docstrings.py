@@ -2,7 +2,7 @@
 
 The public names are walked, not listed: ``__all__`` of ``gpuad`` and of every gpuad module it
 reaches through ``__all__`` (``nn``, ``nn.functional``, ``nn.init``, ``optim``, ...), plus
-``gpuad.autograd``; every public class among them, with each public method and property it
+``gpuad.autograd`` and ``gpuad.distributed``; every public class among them, with each public method and property it
 defines (a subclass's override needs its own docstring); and so every Tensor method,
 including the ops that :mod:`gpuad.ops.methods` installs from the registry. A docstring
 must be non-empty, and its first line must say more than the name (``"relu(x): ."`` does
@@ -18,11 +18,12 @@ import pytest
 
 import gpuad
 import gpuad.autograd
+import gpuad.distributed
 from gpuad.backends import kernel_table
 from gpuad.ops.registry import EXPORTS, METHODS
 from gpuad.tensor import Tensor
 
-ROOTS = (gpuad, gpuad.autograd)
+ROOTS = (gpuad, gpuad.autograd, gpuad.distributed)
 
 
 def _ours(obj):

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_checks.sh"
 #: issue 16's order, most valuable evidence first (issue 18 adds cuda_graph, the real capture,
 #: and bench_compile, ad.compile's steps against PyTorch's eager and CUDA-graphed ones)
-STEPS = ["env", "info", "kernels", "fused", "demo", "ops", "cuda_graph", "pytest",
+STEPS = ["env", "info", "kernels", "fused", "demo", "demo_nccl", "ops", "cuda_graph", "pytest",
          "bench_kernels", "bench_compile", "bench_suites"]
 GPU_STEPS = STEPS[2:]
 #: the seconds between a stopped step's TERM and KILL in these runs (GPUAD_CHECKS_GRACE)

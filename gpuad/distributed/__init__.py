@@ -29,8 +29,7 @@ from .training import is_main_process, rank0_only, reduce_metrics, save
 __all__ = ["init_process_group", "destroy_process_group", "is_initialized", "get_rank",
            "get_world_size", "get_local_rank", "get_backend", "barrier", "all_reduce",
            "broadcast", "all_gather", "DistributedSampler", "is_main_process", "rank0_only",
-           "save", "reduce_metrics", "DistributedError", "DistributedTimeoutError",
-           "DEFAULT_TIMEOUT"]
+           "save", "reduce_metrics", "DistributedError", "DistributedTimeoutError"]
 
 
 def init_process_group(backend: str = "auto", timeout: Any = DEFAULT_TIMEOUT, *,

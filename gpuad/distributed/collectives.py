@@ -148,9 +148,11 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
     """Combine ``tensor`` across ranks, in place: the elementwise sum, mean, max or min of
     every rank's tensor (the same shape and dtype on every rank). Returns ``tensor``.
 
+    >>> ad.distributed.init_process_group()  # (here: a world of one, which changes nothing)
     >>> t = ad.tensor([1.0, 2.0])
-    >>> ad.distributed.all_reduce(t, op="sum")  # a world of one: unchanged
+    >>> ad.distributed.all_reduce(t, op="sum")  # under mpiexec -n 2: [2., 4.]
     tensor([1., 2.])
+    >>> ad.distributed.destroy_process_group()
     """
     t = _tensor(tensor, "all_reduce")
     if op not in OPS:
@@ -169,8 +171,10 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
 def broadcast(tensor: Tensor, src: int = 0) -> Tensor:
     """Rank ``src``'s ``tensor`` into every rank's ``tensor``, in place. Returns ``tensor``.
 
+    >>> ad.distributed.init_process_group()
     >>> ad.distributed.broadcast(ad.tensor([3.0]), src=0)
     tensor([3.])
+    >>> ad.distributed.destroy_process_group()
     """
     t = _tensor(tensor, "broadcast")
     size = groups.require("broadcast").world_size
@@ -186,8 +190,10 @@ def all_gather(*args: Any) -> Tensor | list[Tensor]:
     ``(world_size, *t.shape)``; PyTorch's ``all_gather(tensor_list, t)`` fills
     ``tensor_list`` (one tensor per rank) and returns it.
 
-    >>> ad.distributed.all_gather(ad.tensor([1.0, 2.0]))
+    >>> ad.distributed.init_process_group()
+    >>> ad.distributed.all_gather(ad.tensor([1.0, 2.0]))  # one row per rank
     tensor([[1., 2.]])
+    >>> ad.distributed.destroy_process_group()
     """
     if len(args) == 2:
         out_list, tensor = args
@@ -239,7 +245,9 @@ def all_gather(*args: Any) -> Tensor | list[Tensor]:
 def barrier() -> None:
     """Return when every rank has called ``barrier()``.
 
+    >>> ad.distributed.init_process_group()
     >>> ad.distributed.barrier()
+    >>> ad.distributed.destroy_process_group()
     """
     group = groups.require("barrier")
     comm = group.comms.get("cpu") or group.comms["cuda"]

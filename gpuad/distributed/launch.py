@@ -51,10 +51,10 @@ def _integer(env: Mapping[str, str], name: str, launcher: str) -> int:
 def read(env: Mapping[str, str] | None = None) -> Launch:
     """The launch described by ``env`` (default: ``os.environ``).
 
-    >>> at = read({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "n0", "MASTER_PORT": "29500"})
+    >>> at = ad.distributed.launch.read({"RANK": "1", "WORLD_SIZE": "2", "MASTER_PORT": "9"})
     >>> at.rank, at.world_size, at.local_rank, at.launcher, at.master_port
-    (1, 2, 0, 'torchrun', 29500)
-    >>> read({}).world_size
+    (1, 2, 0, 'torchrun', 9)
+    >>> ad.distributed.launch.read({}).world_size
     1
     """
     env = os.environ if env is None else env

@@ -67,8 +67,8 @@ class NcclCommunicator:
         self.rank, self.size, self.device, self.timeout = rank, size, device, timeout
         self.broken: str | None = None
         # (the id's 128 C chars, signed or not as the platform's char: carried as int16)
-        uid = np.array(self.nccl.get_unique_id(), np.int16).tobytes() if rank == 0 else None
-        uid = tuple(np.frombuffer(share_id(uid), np.int16).tolist())
+        mine = np.array(self.nccl.get_unique_id(), np.int16).tobytes() if rank == 0 else None
+        uid = tuple(np.frombuffer(share_id(mine), np.int16).tolist())
         with cupy.cuda.Device(device):
             self.comm = self.nccl.NcclCommunicator(size, uid, rank)
 

@@ -54,7 +54,7 @@ def save(obj: Mapping[str, Tensor], path: Any) -> None:
     from ..checkpoint import save as save_file
 
     if is_main_process():
-        save_file(obj, path)
+        save_file(dict(obj), path)
     if groups.current is not None:
         barrier()
 

@@ -32,6 +32,8 @@ from ..errors import DistributedError
 from ..tensor import Tensor
 from .module import Module, Parameter
 
+__all__ = ["DistributedDataParallel"]
+
 
 class _Bucket:
     """Tensors of one device and dtype (the parameters, or their gradients), and a flat buffer
@@ -151,7 +153,9 @@ class DistributedDataParallel(Module):
         from ..creation import tensor
 
         where = "cpu" if "cpu" in group.comms else group.device
-        seen = collectives.all_gather(tensor(mine, device=where)).numpy()
+        gathered = collectives.all_gather(tensor(mine, device=where))
+        assert isinstance(gathered, Tensor)
+        seen = gathered.numpy()
         if (seen != seen[0]).any():
             raise DistributedError(
                 "gpuad.nn.parallel.DistributedDataParallel: the ranks wrap different models "
