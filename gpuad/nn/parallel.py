@@ -189,16 +189,20 @@ class DistributedDataParallel(Module):
             object.__setattr__(self, "_sync", prev)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The wrapped module's forward."""
         return self.module(*args, **kwargs)
 
     def named_parameters(self, prefix: str = "", recurse: bool = True
                          ) -> Iterator[tuple[str, Parameter]]:
+        """The wrapped module's parameters, named as it names them (no ``module.`` prefix)."""
         return self.module.named_parameters(prefix, recurse)
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """The wrapped module's buffers, named as it names them."""
         return self.module.named_buffers(prefix)
 
     def state_dict(self) -> Any:
+        """The wrapped module's state dict: a checkpoint that a bare model loads."""
         return self.module.state_dict()
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
