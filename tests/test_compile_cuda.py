@@ -290,3 +290,35 @@ def test_a_tensor_and_its_detach_as_two_arguments_share_memory_as_eager(monkeypa
         got = [f(x, x.detach()).numpy().tolist() for _ in range(4)]
     assert got == [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]
 
+
+
+def test_a_step_on_the_second_gpu_is_captured_there(monkeypatch):
+    """A compiled step on cuda:1 while cuda:0 is current (as on a data-parallel rank 1): the
+    static inputs' copies and the write-backs run on cuda:1 (the stand-in refuses an array
+    written from another device, as CuPy does without peer access)."""
+    with installed(monkeypatch, devices=2):
+        results = []
+        for compiled in (False, True):
+            ad.manual_seed(0)
+            net = ad.nn.Linear(4, 3).to("cuda:1")
+            opt = ad.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+
+            def step(x, y, net=net, opt=opt):
+                loss = (net(x) - y).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                x.add_(1.0)  # (an argument written in place: copied back on cuda:1)
+                return loss
+
+            run = ad.compile(step) if compiled else step
+            losses = []
+            for i in range(5):
+                x = ad.tensor(X[i, :2, :4], device="cuda:1")
+                losses.append(run(x, ad.zeros(2, 3, device="cuda:1")).item())
+                assert np.array_equal(x.numpy(), X[i, :2, :4] + 1)
+            results.append((losses, net.weight.numpy()))
+            if compiled:
+                assert (run.traces, run.replays, run.eager_calls) == (3, 2, 0)
+        assert results[0][0] == results[1][0]
+        assert np.array_equal(results[0][1], results[1][1])

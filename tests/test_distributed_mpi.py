@@ -115,11 +115,15 @@ def test_training_matches_one_process(tmp_path, n, opt, dtype, extra):
     assert results[0]["reduced"].tolist() == [8 * 6 + 8 + 3 * 8 + 3] * steps
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adam"])
-def test_training_on_the_stand_in_nccl(tmp_path, opt):
-    steps = 4
-    launch(2, "train", str(tmp_path), "--opt", opt, "--device", "cuda", "--stand-in", "2",
-           "--steps", str(steps))
+@pytest.mark.parametrize("opt, extra", [("sgd", ()), ("adam", ()), ("adam", ("--compile",)),
+                                        ("sgd", ("--compile", "--zero-grad-none"))])
+def test_training_on_the_stand_in_nccl(tmp_path, opt, extra):
+    """On CUDA with NCCL; compiled, the step is one CUDA graph whose launches each run the
+    captured ncclAllReduce."""
+    steps = 6
+    run, _ = launch(2, "train", str(tmp_path), "--opt", opt, "--device", "cuda",
+                    "--stand-in", "2", "--steps", str(steps), *extra)
+    assert "CompileWarning" not in run.stderr, run.stderr  # (no eager fallback)
     results = ranks(tmp_path, 2)
     want, _ = reference(steps, "float64", opt)
     for name, value in want.items():

@@ -121,8 +121,8 @@ class GraphRecorder(Tracer):
 class GraphedProgram(Program):
     """The replay of a captured call: static inputs, host-only calls, one graph launch."""
 
-    def __init__(self, recorder, graph, inputs):  # (no CPU steps: Program's fields it uses)
-        self.graph, self.inputs = graph, inputs
+    def __init__(self, recorder, graph, inputs, device):  # (no CPU steps: Program's fields)
+        self.graph, self.inputs, self.device = graph, inputs, device
         self.tensors = [(t, a) for t, a, _ in recorder.discovered]
         read = {id(t) for t, _ in self.tensors}
         self.entry_grads = [(t, g, g is not None and id(g) in read)
@@ -143,8 +143,9 @@ class GraphedProgram(Program):
         return super().stale(leaves)
 
     def run(self, arrays):
-        for buf, a in zip(self.inputs, arrays):
-            buf[...] = a
+        with self.device.backend.on_device():  # (the copies run on the graph's GPU)
+            for buf, a in zip(self.inputs, arrays):
+                buf[...] = a
         for fn, args in self.hosts:
             fn(*args)
         self.graph.replay()
@@ -152,8 +153,9 @@ class GraphedProgram(Program):
             GRAD.__set__(t, g)
 
     def copy_back(self, arrays):
-        for j, final in self.changed:
-            arrays[j][...] = final
+        with self.device.backend.on_device():
+            for j, final in self.changed:
+                arrays[j][...] = final
 
 
 class _Pending:
@@ -241,8 +243,9 @@ def prepare(entry, leaves, rebuild, device):
     del result
     if not capturing:
         pending.warmups += 1
-        for j, final in changed:
-            args[j][0]._a[...] = final
+        with pending.device.backend.on_device():
+            for j, final in changed:
+                args[j][0]._a[...] = final
         if recorder.invalid is not None or kept:
             entry.go_eager(recorder.invalid or kept)
         # (copied out of the graph's pool, whose memory the capture needs)
@@ -251,7 +254,7 @@ def prepare(entry, leaves, rebuild, device):
     if recorder.invalid is not None or kept:
         return _instead(entry, recorder, leaves, rebuild, recorder.invalid or kept)
     entry.pending = None
-    program = GraphedProgram(recorder, pending.graph, [s._a for _, s in args])
+    program = GraphedProgram(recorder, pending.graph, [s._a for _, s in args], pending.device)
     program.outputs = ([(v._a, v._dev) if isinstance(v, Tensor) else (v, None) for v in out],
                        rebuild_out)
     program.changed = changed

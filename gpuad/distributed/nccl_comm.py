@@ -3,6 +3,9 @@ process, on the GPU of its local rank. A collective is queued on the current str
 waits for it with a deadline (an event polled, NCCL's asynchronous errors checked), and on a
 timeout aborts the communicator (``NcclCommunicator.abort()``), so no rank hangs.
 
+Inside a CUDA graph's capture nothing is waited for (the collective is recorded, not run):
+a replayed step's collectives have NCCL's own behaviour, without gpuad's timeout.
+
 NCCL's unique id reaches the ranks through whichever control plane the group has: MPI's
 broadcast, or the torchrun-style rendezvous (:mod:`.rendezvous`).
 """
@@ -75,6 +78,8 @@ class NcclCommunicator:
     def _wait(self, what: str) -> None:
         """Wait for the queued collective until the deadline; a timeout aborts NCCL."""
         cuda = self.cupy.cuda
+        if cuda.get_current_stream().is_capturing():
+            return  # (captured into a CUDA graph, not run: each replay runs it, unwatched)
         event = cuda.Event(disable_timing=True)
         event.record()
         start = time.monotonic()

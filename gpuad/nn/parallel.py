@@ -13,7 +13,9 @@ parameters of one device and dtype):
 
 The average is ``sum / world_size`` (NCCL's average on CUDA). A parameter without a gradient
 on this rank counts as zeros, so that every rank ends with the same gradient. Inside
-``ad.compile`` the averaging is one recorded step that every replay runs again.
+``ad.compile`` the averaging is one recorded step that every replay runs again on the CPU; on
+CUDA with NCCL, its copies and ``ncclAllReduce`` are kernels that the step's CUDA graph
+captures.
 """
 from __future__ import annotations
 
@@ -175,7 +177,11 @@ class DistributedDataParallel(Module):
                     with bucket.backend.on_device():
                         zeros = bucket.backend.xp.zeros(p.shape, p.dtype)
                     p._grad = Tensor(zeros, p._dev)
-            tracing.opaque(bucket.reduce, *[p._grad._a for p in bucket.params])
+            grads = [p._grad._a for p in bucket.params]
+            if bucket.comm.name == "nccl":  # (device work: a CUDA graph captures it)
+                bucket.reduce(*grads)
+            else:  # (host work: ad.compile replays the call)
+                tracing.opaque(bucket.reduce, *grads)
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:

@@ -9,13 +9,16 @@ What it checks, as NCCL would fail (or corrupt memory) otherwise:
 - every buffer pointer lies inside a live stand-in array on the communicator's device, with
   ``count`` elements of the data type from there on; the data type and op are NCCL's;
 - the stream is a stand-in stream; nothing is called after ``abort()``/``destroy()``.
+
+Like NCCL's kernels, a call on a capturing stream is recorded into the CUDA graph and runs at
+each of its launches (``calls`` lists what ran).
 """
 import ctypes
 import types
 
 import numpy as np
 
-from . import array, cuda
+from . import array, capture, cuda
 
 # NCCL's own values (nccl.h), as real CuPy exposes them
 DTYPES = {0: np.int8, 1: np.uint8, 2: np.int32, 3: np.uint32, 4: np.int64, 5: np.uint64,
@@ -61,7 +64,7 @@ def _host_view(ptr, count, dtype, device, what):
             if ptr + nbytes > start + a.nbytes:
                 raise NcclError(f"{what}: {count} values of {np.dtype(dtype)} from the pointer "
                                 f"overrun the array ({a.nbytes} bytes)")
-            return np.frombuffer((ctypes.c_char * nbytes).from_address(ptr), dtype)
+            return np.frombuffer((ctypes.c_char * nbytes).from_address(ptr), dtype), owner
     raise NcclError(f"{what}: the pointer {ptr:#x} is no live device array (invalid "
                     "argument)")
 
@@ -105,44 +108,65 @@ class NcclCommunicator:
             raise NcclError(f"{what}: called with device {cuda.getDevice()} current, the "
                             f"communicator is on device {self.device}")
 
+    def _launch(self, name, count, dtype, run, owners):
+        """``run()`` now, or at each launch of the graph the current stream captures."""
+        def counted():
+            calls.append((name, count, np.dtype(dtype).name))
+            run()
+
+        c = capture.launching()
+        if c is None:
+            counted()
+        else:
+            capture.record(c, counted, owners)
+
     def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
         self._check("ncclAllReduce", datatype, op, stream)
         dtype = DTYPES[datatype]
-        send = _host_view(sendbuf, count, dtype, self.device, "ncclAllReduce")
-        recv = _host_view(recvbuf, count, dtype, self.device, "ncclAllReduce")
-        calls.append(("allReduce", count, np.dtype(dtype).name))
-        if self.ndev == 1:
-            recv[...] = send
-            return
-        MPI = _mpi()
-        mpi_op = MPI.SUM if OPS[op] == "AVG" else getattr(MPI, OPS[op])
-        work = send.astype(np.float32) if dtype == np.float16 else send.copy()
-        self.world.Allreduce(MPI.IN_PLACE, work, op=mpi_op)
-        if OPS[op] == "AVG":
-            if np.dtype(dtype).kind != "f":
-                raise NcclError("ncclAllReduce: ncclAvg needs a floating data type")
-            work = work / self.ndev
-        recv[...] = work.astype(dtype)
+        if OPS[op] == "AVG" and np.dtype(dtype).kind != "f":
+            raise NcclError("ncclAllReduce: ncclAvg needs a floating data type")
+        send, a = _host_view(sendbuf, count, dtype, self.device, "ncclAllReduce")
+        recv, b = _host_view(recvbuf, count, dtype, self.device, "ncclAllReduce")
+
+        def run():
+            if self.ndev == 1:
+                recv[...] = send
+                return
+            MPI = _mpi()
+            mpi_op = MPI.SUM if OPS[op] == "AVG" else getattr(MPI, OPS[op])
+            work = send.astype(np.float32) if dtype == np.float16 else send.copy()
+            self.world.Allreduce(MPI.IN_PLACE, work, op=mpi_op)
+            if OPS[op] == "AVG":
+                work = work / self.ndev
+            recv[...] = work.astype(dtype)
+
+        self._launch("allReduce", count, dtype, run, [a, b])
 
     def bcast(self, buff, count, datatype, root, stream):
         self._check("ncclBcast", datatype, None, stream)
         if not 0 <= root < self.ndev:
             raise NcclError(f"ncclBcast: root {root} of {self.ndev}")
-        view = _host_view(buff, count, DTYPES[datatype], self.device, "ncclBcast")
-        calls.append(("bcast", count, np.dtype(DTYPES[datatype]).name))
-        if self.ndev > 1:
-            self.world.Bcast(view, root=root)
+        view, a = _host_view(buff, count, DTYPES[datatype], self.device, "ncclBcast")
+
+        def run():
+            if self.ndev > 1:
+                self.world.Bcast(view, root=root)
+
+        self._launch("bcast", count, DTYPES[datatype], run, [a])
 
     def allGather(self, sendbuf, recvbuf, count, datatype, stream):
         self._check("ncclAllGather", datatype, None, stream)
         dtype = DTYPES[datatype]
-        send = _host_view(sendbuf, count, dtype, self.device, "ncclAllGather")
-        recv = _host_view(recvbuf, count * self.ndev, dtype, self.device, "ncclAllGather")
-        calls.append(("allGather", count, np.dtype(dtype).name))
-        if self.ndev == 1:
-            recv[...] = send
-            return
-        self.world.Allgather(send.copy(), recv)
+        send, a = _host_view(sendbuf, count, dtype, self.device, "ncclAllGather")
+        recv, b = _host_view(recvbuf, count * self.ndev, dtype, self.device, "ncclAllGather")
+
+        def run():
+            if self.ndev == 1:
+                recv[...] = send
+            else:
+                self.world.Allgather(send.copy(), recv)
+
+        self._launch("allGather", count, dtype, run, [a, b])
 
     def check_async_error(self):
         if not self.alive:
