@@ -138,10 +138,9 @@ def train(ad, args, r, n, out):
         losses.append(float(loss.item()))
     state = {k: v.numpy() for k, v in ddp.state_dict().items()}
     if args.stand_in:  # (the stand-in NCCL's record of the collectives)
-        import cupy
+        from cupy.cuda import nccl
 
-        state["nccl_calls"] = np.array([f"{c[0]} {c[1]} {c[2]}"
-                                        for c in cupy.cuda.nccl.calls])
+        state["nccl_calls"] = np.array([f"{c[0]} {c[1]} {c[2]}" for c in nccl.calls])
     np.savez(out / f"rank{r}.npz", losses=np.array(losses), reduced=np.array(reduced, int),
              **state)
 

@@ -163,6 +163,8 @@ def test_ddp_equals_the_bare_model(world_of_one):
     ddp.load_state_dict({"module." + k: v for k, v in plain.state_dict().items()})
     with pytest.raises(TypeError, match="expected an ad.nn.Module"):
         ad.nn.parallel.DistributedDataParallel(lambda x: x)
+    with pytest.raises(RuntimeError, match="move or cast the module before wrapping it"):
+        ddp.to(dtype=ad.float64)
 
 
 def test_ddp_averages_once_per_backward_and_not_for_grad(world_of_one, monkeypatch):
@@ -308,9 +310,9 @@ def test_nccl_world_of_one_on_the_stand_in(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "PMI_RANK", "PMI_SIZE"):
         monkeypatch.delenv(name, raising=False)
     with fake_cupy.installed(monkeypatch, devices=2):
-        import cupy
+        from cupy.cuda import nccl
 
-        before = len(cupy.cuda.nccl.calls)
+        before = len(nccl.calls)
         dist.init_process_group(backend="nccl", timeout=30)
         try:
             assert dist.get_backend() == "nccl+self"
@@ -322,9 +324,84 @@ def test_nccl_world_of_one_on_the_stand_in(monkeypatch):
             ddp = ad.nn.parallel.DistributedDataParallel(net)
             ddp(ad.ones(4, 3, device="cuda")).sum().backward()
             assert net.weight.grad.tolist() == [[4.0] * 3] * 2
-            assert ("allReduce", 8, "float32") in cupy.cuda.nccl.calls[before:]
+            assert ("allReduce", 8, "float32") in nccl.calls[before:]
             with pytest.raises(ad.DeviceMismatchError, match="a tensor on cuda:1, but this "
                                "rank's NCCL communicator is on cuda:0"):
                 dist.all_reduce(ad.ones(2, device="cuda:1"))
         finally:
             dist.destroy_process_group()
+
+
+def test_nccl_timeout_aborts_the_communicator(monkeypatch):
+    """A collective whose completion never comes (its event never done): after ``timeout``
+    seconds the communicator is aborted and the call raises; the group refuses from then on."""
+    import fake_cupy
+
+    for name in ("RANK", "WORLD_SIZE", "PMI_RANK", "PMI_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with fake_cupy.installed(monkeypatch, devices=1):
+        import cupy
+
+        dist.init_process_group(backend="nccl", timeout=0.3)
+        try:
+            comm = dist.group.current.comms["cuda"]
+            monkeypatch.setattr(cupy.cuda.Event, "done", property(lambda self: False))
+            t = ad.ones(3, device="cuda")
+            start = time.monotonic()
+            with pytest.raises(dist.DistributedTimeoutError,
+                               match=r"all_reduce\(sum\) of float32 \(3,\) .* did not complete "
+                               r"within timeout=0.3 s"):
+                comm.all_reduce(t._a, "sum")
+            assert 0.3 <= time.monotonic() - start < 5
+            assert not comm.comm.alive  # (aborted)
+            with pytest.raises(dist.DistributedError, match="the NCCL group is unusable"):
+                dist.all_reduce(t)
+        finally:
+            dist.destroy_process_group()
+
+
+def test_nothing_distributed_is_imported_until_used():
+    code = ("import sys, gpuad as ad; ad.nn.Linear(2, 2); (ad.ones(2) * 2).sum(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('gpuad.distributed', "
+            "'gpuad.nn.parallel', 'mpi4py', 'cupy', 'threadpoolctl', 'multiprocessing'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_rendezvous_port_and_a_foreign_listener():
+    from gpuad.distributed.rendezvous import rendezvous_port
+
+    assert rendezvous_port(29500, {}) == 29500
+    assert rendezvous_port(29500, {"TORCHELASTIC_USE_AGENT_STORE": "True"}) == 29501
+    assert rendezvous_port(29500, {"GPUAD_RENDEZVOUS_PORT": "4000",
+                                   "TORCHELASTIC_USE_AGENT_STORE": "True"}) == 4000
+    with pytest.raises(ValueError, match="GPUAD_RENDEZVOUS_PORT='x'"):
+        rendezvous_port(1, {"GPUAD_RENDEZVOUS_PORT": "x"})
+    # a listener that accepts and never speaks (as torchrun's own store would, to gpuad):
+    # the deadline holds all the same
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        start = time.monotonic()
+        with pytest.raises(dist.DistributedTimeoutError, match="nothing else listening there"):
+            Rendezvous(1, 2, "127.0.0.1", silent.getsockname()[1], timeout=1).exchange(
+                "nccl-id", None)
+        assert time.monotonic() - start < 5
+    finally:
+        silent.close()
+
+
+def test_rendezvous_with_another_key_is_named(monkeypatch):
+    port = 30000 + int(time.time() * 1000) % 900
+    ours = Rendezvous(0, 2, "127.0.0.1", port, timeout=10)
+    try:
+        ours.exchange("nccl-id", b"x")
+        monkeypatch.setenv("GPUAD_RENDEZVOUS_KEY", "another")
+        with pytest.raises(dist.DistributedError, match="different GPUAD_RENDEZVOUS_KEY"):
+            Rendezvous(1, 2, "127.0.0.1", port, timeout=10).exchange("nccl-id", None)
+    finally:
+        ours.close()

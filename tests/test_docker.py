@@ -1,7 +1,10 @@
 """The Docker images, checked without a Docker engine (these machines have none): hadolint on
 both Dockerfiles, their structure (pinned bases, a non-root user, the entrypoint, extras that
-exist), and the CPU image's install steps replayed in a fresh virtual environment against a
-wheel of this checkout, then docker/smoke.sh run there."""
+exist), the compose services (the two-GPU data-parallel one included), and the CPU image's
+install steps replayed in a fresh virtual environment against a wheel of this checkout, then
+docker/smoke.sh run there."""
+import argparse
+import json
 import os
 import pathlib
 import re
@@ -11,6 +14,8 @@ import sys
 
 import pytest
 import tomllib
+
+from gpuad.demo import add_arguments
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -84,6 +89,30 @@ def test_compose_and_dockerignore():
     assert "driver: nvidia" in compose and "capabilities: [gpu]" in compose
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".git" in ignored and "tests" in ignored
+
+
+def test_compose_distributed_service():
+    """The two-GPU service runs the demo data-parallel (``mpiexec -n 2 python -m gpuad demo
+    --distributed``) from the CUDA image, which installs what that needs: mpiexec and mpi4py
+    (the ``mpi`` extra) and NCCL (``cuda13-dist``)."""
+    yaml = pytest.importorskip("yaml", reason="reading compose.yaml needs PyYAML")
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    service = services["gpu-distributed"]
+    assert service["build"]["dockerfile"] == "docker/Dockerfile.cuda"
+    assert service["image"] == services["gpu"]["image"]
+    assert service["entrypoint"] + service["command"] == [
+        "mpiexec", "-n", "2", "python", "-m", "gpuad", "demo", "--distributed"]
+    (entry,) = [arg for op, arg in _instructions("Dockerfile.cuda") if op == "ENTRYPOINT"]
+    assert service["entrypoint"][3:] == json.loads(entry)  # (the image's, under mpiexec)
+    (devices,) = service["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == {"driver": "nvidia", "count": 2, "capabilities": ["gpu"]}
+    (line,) = [arg for op, arg in _instructions("Dockerfile.cuda")
+               if op == "RUN" and "pip install" in arg]
+    extras = re.search(r"\[([^\]]+)\]", line).group(1).split(",")
+    assert "mpi" in extras and "${CUPY_EXTRA}-dist" in extras, extras
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--distributed"]).distributed
 
 
 def _index_reachable(python):

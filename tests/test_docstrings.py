@@ -2,11 +2,11 @@
 
 The public names are walked, not listed: ``__all__`` of ``gpuad`` and of every gpuad module it
 reaches through ``__all__`` (``nn``, ``nn.functional``, ``nn.init``, ``optim``, ...), plus
-``gpuad.autograd`` and ``gpuad.distributed``; every public class among them, with each public method and property it
-defines (a subclass's override needs its own docstring); and so every Tensor method,
-including the ops that :mod:`gpuad.ops.methods` installs from the registry. A docstring
-must be non-empty, and its first line must say more than the name (``"relu(x): ."`` does
-not). The docstrings built from an op's row (:func:`gpuad.ops.define.unary`, ``binary``, the
+``gpuad.autograd`` and ``gpuad.distributed``; every public class among them, with each public
+method and property it defines (a subclass's override needs its own docstring); and so every
+Tensor method, including the ops that :mod:`gpuad.ops.methods` installs from the registry. A
+docstring must be non-empty, and its first line must say more than the name (``"relu(x): ."``
+does not). The docstrings built from an op's row (:func:`gpuad.ops.define.unary`, ``binary``, the
 comparisons and reductions) must contain the math the row gives.
 """
 import inspect

@@ -100,8 +100,9 @@ def get_local_rank() -> int:
 
 
 def get_backend() -> str:
-    """The group's communicators: ``"mpi"``, ``"nccl"``, ``"mpi+nccl"`` or ``"self"`` (a world
-    of one).
+    """The group's communicators, joined by ``+``: ``"mpi"`` (CPU tensors, and CUDA ones where
+    there is no NCCL), ``"nccl"`` (CUDA tensors) and ``"self"`` (a world of one, which needs
+    no library): ``"mpi+nccl"``, ``"mpi"``, ``"nccl+self"``, ``"self"``.
 
     >>> ad.distributed.init_process_group(); ad.distributed.get_backend()
     'self'

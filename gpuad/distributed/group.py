@@ -14,6 +14,7 @@ A world of one needs neither: its collectives leave tensors as they are.
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from ..errors import DistributedError
 from . import launch as launching
 from .mpi_comm import MpiCommunicator
-from .rendezvous import Rendezvous
+from .rendezvous import Rendezvous, rendezvous_port
 
 BACKENDS = ("auto", "mpi", "nccl")
 #: seconds a collective may wait for the other ranks (PyTorch's default: 30 minutes)
@@ -111,6 +112,8 @@ def _cuda_device(info: launching.Launch) -> int:
     from .. import cuda
 
     count = cuda.device_count()
+    if info.local_rank >= count and count == 1 and "CUDA_VISIBLE_DEVICES" in os.environ:
+        return 0  # (each process shown its own GPU: srun --gpus-per-task=1, and the like)
     if info.local_rank >= count:
         raise DistributedError(
             f"gpuad.distributed: local rank {info.local_rank} needs GPU {info.local_rank}, but "
@@ -176,7 +179,6 @@ def _share_cores(comm: MpiCommunicator, env: Any) -> None:
     then takes many times as long (measured: the demo's epoch at 2 ranks on 2 cores, 366 ms
     with 2 threads each, 10 ms with 1). A variable of ``THREAD_SETTINGS`` set keeps the
     user's choice."""
-    import os
 
     from ..backends import cpu_parallel
 
@@ -235,8 +237,9 @@ def _cuda(group: Group, env: Any) -> None:
     elif info.world_size == 1:
         share = lambda uid: uid  # noqa: E731
     else:
-        group.rendezvous = Rendezvous(info.rank, info.world_size, info.master_addr,
-                                      info.master_port, group.timeout)
+        port = None if info.master_port is None else rendezvous_port(info.master_port, env)
+        group.rendezvous = Rendezvous(info.rank, info.world_size, info.master_addr, port,
+                                      group.timeout)
         share = lambda uid: group.rendezvous.exchange("nccl-id", uid)  # type: ignore  # noqa
     group.comms["cuda"] = nccl_comm.NcclCommunicator(info.rank, info.world_size, device,
                                                      group.timeout, share)

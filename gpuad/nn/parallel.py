@@ -194,6 +194,14 @@ class DistributedDataParallel(Module):
         finally:
             object.__setattr__(self, "_sync", prev)
 
+    def to(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: the averaging is set up for the devices and dtypes the parameters had when
+        the model was wrapped. Move the module first, then wrap it."""
+        raise RuntimeError("gpuad.nn.parallel.DistributedDataParallel.to: move or cast the "
+                           "module before wrapping it (model.to(device) first, then "
+                           "DistributedDataParallel(model)); its gradients' buffers and "
+                           "communicators were chosen for the devices and dtypes it had")
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The wrapped module's forward."""
         return self.module(*args, **kwargs)

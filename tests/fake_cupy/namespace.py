@@ -178,7 +178,7 @@ def modules(devices=1):
     array.install_methods(tuple(names["cupy.ndarray"]))
     _generator_methods(names["cupy.random.Generator"])
     mods = cuda.namespace(devices)
-    mods["cupy.cuda.nccl"] = mods["cupy.cuda"].nccl = nccl.module()
+    mods["cupy.cuda.nccl"] = nccl.module()  # (a submodule: not among cupy.cuda's names)
     default_pool, pinned = pool.DefaultPool(), cuda.PinnedMemoryPool()
     _legacy.clear()
     random = _module("cupy.random", names["cupy.random"],
