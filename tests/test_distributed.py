@@ -405,3 +405,30 @@ def test_rendezvous_with_another_key_is_named(monkeypatch):
             Rendezvous(1, 2, "127.0.0.1", port, timeout=10).exchange("nccl-id", None)
     finally:
         ours.close()
+
+
+def test_rendezvous_under_torchrun(tmp_path):
+    """PyTorch's own torchrun: its agent serves MASTER_PORT, gpuad's rendezvous the next port."""
+    import shutil
+
+    torchrun = shutil.which("torchrun") or shutil.which(str(
+        __import__("pathlib").Path(sys.executable).parent / "torchrun"))
+    if torchrun is None:
+        pytest.skip("torchrun (PyTorch) is not installed")
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent("""
+        import os
+        from gpuad.distributed import launch
+        from gpuad.distributed.rendezvous import Rendezvous, rendezvous_port
+        info = launch.read()
+        port = rendezvous_port(info.master_port, os.environ)
+        r = Rendezvous(info.rank, info.world_size, info.master_addr, port, timeout=60)
+        got = r.exchange("nccl-id", b"from rank 0" if info.rank == 0 else None)
+        print(info.launcher, info.rank, port - info.master_port, got.decode(), flush=True)
+        import time; time.sleep(0.5)  # (rank 0 serves until the others have fetched)
+        """))
+    run = subprocess.run([torchrun, "--standalone", "--nproc-per-node=2", str(script)],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(run.stdout.splitlines()) == ["torchrun 0 1 from rank 0",
+                                               "torchrun 1 1 from rank 0"]

@@ -176,9 +176,9 @@ def _share_cores(comm: MpiCommunicator, env: Any) -> None:
     """Split this machine's cores among the ranks on it (gpuad's helper threads, and the BLAS
     threads through threadpoolctl where it is installed), as torchrun sets one thread per
     process: ranks that each start a thread per core oversubscribe the machine, and a step
-    then takes many times as long (measured: the demo's epoch at 2 ranks on 2 cores, 366 ms
-    with 2 threads each, 10 ms with 1). A variable of ``THREAD_SETTINGS`` set keeps the
-    user's choice."""
+    then takes many times as long (measured: the demo's epoch at 2 ranks on 2 cores, 238-384
+    ms with 2 threads each, 10 ms with 1; one process alone, 13-14 ms). A variable of
+    ``THREAD_SETTINGS`` set keeps the user's choice."""
 
     from ..backends import cpu_parallel
 
