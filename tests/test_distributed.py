@@ -432,3 +432,22 @@ def test_rendezvous_under_torchrun(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert sorted(run.stdout.splitlines()) == ["torchrun 0 1 from rank 0",
                                                "torchrun 1 1 from rank 0"]
+
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(n=st.integers(0, 50), world=st.integers(1, 6), rank_seed=st.integers(0, 5),
+       drop=st.booleans())
+def test_sampler_order_is_pytorchs_without_shuffling(n, world, rank_seed, drop):
+    """Differential against torch.utils.data.DistributedSampler (shuffle=False: the same
+    padding, stride and drop_last rule; the shuffled orders come from different generators)."""
+    torch_data = pytest.importorskip("torch.utils.data")
+    rank = rank_seed % world
+    if drop and n < world:
+        return  # (PyTorch makes empty shares; gpuad refuses: tested above)
+    ours = dist.DistributedSampler(n, world, rank, shuffle=False, drop_last=drop)
+    theirs = torch_data.DistributedSampler(range(n), num_replicas=world, rank=rank,
+                                           shuffle=False, drop_last=drop)
+    if n == 0:
+        assert list(ours) == [] and len(ours) == 0
+        return
+    assert list(ours) == list(theirs) and len(ours) == len(theirs)
