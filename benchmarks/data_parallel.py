@@ -36,13 +36,14 @@ from . import machine, suites
 RANKS = {"full": (1, 2, 4), "quick": (1, 2)}
 #: the larger buffer, as the (rows, columns) of a Linear layer's weight: 16 MiB of float32
 BIG = {"full": (1024, 4096), "quick": (64, 256)}
-#: the ranks' timing, as the harness's PROFILES (seconds per sample, rounds, ...)
+#: the ranks' timing, as the harness's PROFILES: seconds of warm-up, per sample and of
+#: samples per method, and the rounds
 PROFILES = {
-    "full": {"warm_s": 0.3, "sample_s": 0.05, "budget_s": 1.0, "rounds": (7, 21),
-             "settle_s": 0.15},
-    "quick": {"warm_s": 0.0, "sample_s": 0.005, "budget_s": 0.02, "rounds": (2, 2),
-              "settle_s": 0.0},
+    "full": {"warm_s": 0.3, "sample_s": 0.05, "budget_s": 1.0, "rounds": (7, 21)},
+    "quick": {"warm_s": 0.0, "sample_s": 0.005, "budget_s": 0.02, "rounds": (2, 2)},
 }
+#: the frameworks that run here (each in ranks of its own), gpuad first
+FRAMEWORKS = ("gpuad", "torch")
 #: seconds a collective may wait for the other ranks, and a launch for its ranks to end
 COLLECTIVE_TIMEOUT_S = 120
 LAUNCH_TIMEOUT_S = {"full": 900, "quick": 240}
@@ -67,26 +68,25 @@ def skip_reason(frameworks):
 
 
 def skipped(case, reason, **params):
-    return {"suite": SUITE, "case": case, "unit": "", "x": None, "params": params,
-            "skipped": reason, "results": {}}
+    return {"suite": SUITE, "case": case, "unit": "", "x": params.get("ranks"),
+            "params": params, "skipped": reason, "results": {}}
 
 
-def spec(mode, quick, threads, frameworks):
+def spec(mode, framework, quick, threads):
     """What a launch's ranks do (the JSON ``benchmarks.data_parallel_rank`` reads)."""
     kind = "quick" if quick else "full"
-    return {"mode": mode, "quick": quick, "sizes": suites.MLP, "batch": 128,
-            "big": BIG[kind], "threads": threads, "frameworks": list(frameworks),
-            "profile": PROFILES[kind], "timeout": COLLECTIVE_TIMEOUT_S,
-            "cores": machine.usable_cores()}
+    return {"mode": mode, "framework": framework, "quick": quick, "sizes": suites.MLP,
+            "batch": 128, "big": BIG[kind], "threads": threads, "profile": PROFILES[kind],
+            "timeout": COLLECTIVE_TIMEOUT_S, "cores": machine.usable_cores()}
 
 
 def _launch(command, env, timeout, what):
-    """Run ``command`` in its own process group (killed whole on a timeout): (the records it
-    wrote, or None) and the error text."""
+    """Run ``command`` and the file it is to write, in a process group of its own (killed
+    whole on a timeout): (the records it wrote, or None), the error text."""
+    from .harness import ROOT
+
     with tempfile.TemporaryDirectory() as d:
         out = pathlib.Path(d) / "records.json"
-        from .harness import ROOT
-
         proc = subprocess.Popen(command + [str(out)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
                                 start_new_session=True)
@@ -110,42 +110,56 @@ def _env(threads):
     return env
 
 
+def _merge(records, more):
+    """``more``'s results (another framework's) into the records of the same cases."""
+    by_case = {r["case"]: r for r in records}
+    for r in more:
+        if r["case"] in by_case:
+            by_case[r["case"]]["results"].update(r["results"])
+        else:
+            records.append(r)
+
+
+def _failed(framework, what, error, ranks):
+    """A launch that wrote nothing: one record that fails the run, with its output."""
+    return {"suite": SUITE, "case": f"{what}, {framework}", "unit": "", "x": ranks,
+            "params": {"ranks": ranks}, "results": {framework: {"status": "error",
+                                                                "reason": error}}}
+
+
 def run(quick, device, threads, frameworks, say=print):
     """The suite's records (``harness.run`` adds them to the results)."""
     from .harness import _python_module
 
     reason = skip_reason(frameworks)
     if reason is not None:
-        say(f"  skipped: {reason}")
-        return [skipped("all cases", reason)]
+        return [skipped("every case", reason)]
     kind = "quick" if quick else "full"
     module = _python_module("benchmarks.data_parallel_rank")
-    records = []
     if device == "cuda":
-        command = module + [json.dumps(spec("nccl", quick, threads, frameworks))]
+        command = module + [json.dumps(spec("nccl", "gpuad", quick, threads))]
         got, error = _launch(command, _env(threads), LAUNCH_TIMEOUT_S[kind], "the NCCL run")
-        records += got or [{"suite": SUITE, "case": "nccl all_reduce, 1 rank", "unit": "ms",
-                            "x": 1, "params": {"ranks": 1},
-                            "results": {"gpuad": {"status": "error", "reason": error}}}]
-        return records
+        return got or [_failed("gpuad", "nccl all_reduce", error, 1)]
+    records = []
     for n in RANKS[kind]:
         per_rank = max(1, threads // n)
-        command = [mpiexec(), "-n", str(n), *module,
-                   json.dumps(spec("mpi", quick, per_rank, frameworks))]
-        got, error = _launch(command, _env(per_rank), LAUNCH_TIMEOUT_S[kind],
-                             f"mpiexec -n {n}")
-        records += got or [{"suite": SUITE, "case": f"{n} rank" + "s" * (n > 1), "unit": "",
-                            "x": n, "params": {"ranks": n},
-                            "results": {"gpuad": {"status": "error", "reason": error}}}]
+        for framework in [f for f in FRAMEWORKS if f in frameworks]:
+            what = f"mpiexec -n {n} ({framework})"
+            command = [mpiexec(), "-n", str(n), *module,
+                       json.dumps(spec("mpi", framework, quick, per_rank))]
+            got, error = _launch(command, _env(per_rank), LAUNCH_TIMEOUT_S[kind], what)
+            _merge(records, got or [_failed(framework, what, error, n)])
     steps = {r["x"]: r for r in records if r["unit"] == "ms/step"}
     one = steps.get(1, {}).get("results", {}).get("gpuad", {}).get("median")
-    for n, r in steps.items():  # against the 1-rank step
-        g = r["results"].get("gpuad", {})
+    for r in steps.values():
+        g, t = r["results"].get("gpuad", {}), r["results"].get("torch", {})
         if one and "median" in g:
             g["vs_1_rank"] = g["median"] / one
+        if "median" in g and "median" in t:  # (their own ranks, one after the other)
+            r["ratio"] = g["median"] / t["median"]
     records.append(skipped("nccl all_reduce, 1 rank", "measured with --device cuda (python "
                            "-m benchmarks run --suite data_parallel --device cuda) on a "
-                           "machine with a GPU and NCCL"))
+                           "machine with a GPU and NCCL", ranks=1))
     return records
 
 
@@ -168,7 +182,8 @@ def _share(g):
 
 
 #: the all-reduce table's columns: result key -> header
-COLUMNS = {"gpuad": "gpuad: DDP bucket, in place", "gpuad_staged": "gpuad: DDP bucket, staged",
+COLUMNS = {"gpuad_sum": "gpuad: MPI all-reduce (sum)", "gpuad": "gpuad: DDP bucket, in place",
+           "gpuad_staged": "gpuad: DDP bucket, staged",
            "gpuad_all_reduce": "gpuad: ad.distributed.all_reduce",
            "mpi4py": "bare mpi4py Allreduce", "mpi4py_iallreduce": "bare mpi4py Iallreduce+Wait",
            "nccl": "bare ncclAllReduce", "torch": "torch (gloo)"}
@@ -192,9 +207,11 @@ def markdown(records, verdict):
                   f"mpi4py {launch.get('mpi4py', '?')}). The communication share is the time "
                   "inside DDP's bucket all-reduce (staging copies included) over the step; in "
                   "brackets, inside the MPI all-reduce alone. A world of one has no MPI: its "
-                  "all-reduce is the staging copies.", "",
+                  "all-reduce is the staging copies. Each framework runs in ranks of its own, "
+                  "one launch after the other: gpuad / torch is the ratio of their medians, "
+                  "not of rounds taken in turn.", "",
                   "| ranks | threads per rank | gpuad | × 1 rank | communication share | torch "
-                  "DDP (gloo) | gpuad / torch | |", "|---" * 8 + "|"]
+                  "DDP (gloo) | gpuad / torch | note |", "|---" * 8 + "|"]
         for r in steps:
             g, t = r["results"].get("gpuad", {}), r["results"].get("torch")
             launch = r["params"].get("launch", {})
@@ -212,14 +229,15 @@ def markdown(records, verdict):
         used = [k for k in COLUMNS if any(k in r["results"] for r in reduces)]
         bare = "nccl" if "nccl" in used else "mpi4py"
         lines += [f"All-reduce (ms per call, and bytes / time; every rank's values, checked "
-                  f"first): the target is the flat buffer's, gpuad at least "
+                  f"first): the target is the flat buffer's all-reduce, gpuad's sum at least "
                   f"{suites.DATA_PARALLEL_TARGET:.2f}× bare {bare}'s speed (bare time / "
-                  "gpuad time, the median of the per-round ratios). In place: the gradients "
-                  "are views of one flat buffer; staged: separate gradients (what DDP reduces "
-                  "on the CPU) copied into the bucket's buffer and back.", "",
+                  "gpuad time, the median of the per-round ratios). The DDP bucket's mean "
+                  "adds a scaling pass to that sum. In place: the gradients are views of one "
+                  "flat buffer; staged: separate gradients (what DDP reduces on the CPU) "
+                  "copied into the bucket's buffer and back.", "",
                   "| case | " + " | ".join(COLUMNS[k] for k in used)
-                  + f" | bare / gpuad in place | bare / staged | bare / all_reduce | target |",
-                  "|---" * (len(used) + 5) + "|"]
+                  + " | bare / gpuad sum | bare / in place | bare / staged | bare / all_reduce "
+                  "| target |", "|---" * (len(used) + 6) + "|"]
         for r in reduces:
             res = r["results"]
             ratio = r.get("vs_mpi4py", r.get("vs_nccl"))
@@ -227,7 +245,7 @@ def markdown(records, verdict):
                          + " | " + (f"{ratio:.2f}" if ratio is not None else "")
                          + " | " + " | ".join(
                              f"{res[k][f'vs_{bare}']:.2f}" if f"vs_{bare}" in res.get(k, {})
-                             else "" for k in ("gpuad_staged", "gpuad_all_reduce"))
+                             else "" for k in ("gpuad", "gpuad_staged", "gpuad_all_reduce"))
                          + f" | {verdict(r)} |")
         lines.append("")
     return lines

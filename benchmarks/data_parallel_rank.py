@@ -1,32 +1,39 @@
 """One rank of the data_parallel suite (``benchmarks.data_parallel`` starts them):
 
-    mpiexec -n N python -m benchmarks.data_parallel_rank SPEC OUT    (SPEC's mode "mpi")
-    python -m benchmarks.data_parallel_rank SPEC OUT                 (mode "nccl": one rank)
+    mpiexec -n N python -m benchmarks.data_parallel_rank SPEC OUT   (SPEC's mode: "mpi")
+    python -m benchmarks.data_parallel_rank SPEC OUT                (mode "nccl": one rank)
 
-SPEC is the JSON that ``benchmarks.data_parallel.spec`` makes; rank 0 writes the suite's
-result records (the harness's format) to the file OUT. Every measurement is checked before it
-is timed, and a wrong one is recorded as wrong and not timed:
+SPEC is the JSON that ``benchmarks.data_parallel.spec`` makes; rank 0 writes the records (the
+harness's format) to the file OUT. Each framework runs in ranks of its own (SPEC's
+``framework``), as every framework runs in its own process elsewhere in the harness. Every
+measurement is checked before it is timed; a wrong one is recorded as wrong, and not timed.
 
-- ``mpi``: the MLP step under ``gpuad.nn.parallel.DistributedDataParallel`` (and PyTorch's DDP
-  on gloo, when asked for and usable), each rank with its own batch of ``batch`` rows, checked
-  after its first step against the float64 reference of one SGD step on all the ranks' rows
-  together, and every rank's parameters equal bit for bit after the first and after the last
-  step; the time inside DDP's all-reduce (``_Bucket.reduce``, staging copies included, and
-  the communicator's ``all_reduce`` alone) as a share of the step. Then, from 2 ranks, the
-  all-reduce of the MLP's flat gradient buffer and of a larger one through gpuad (a DDP
-  bucket in place, a DDP bucket staging separate gradients, ``ad.distributed.all_reduce``)
-  against a bare ``comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)`` of the same bytes (and,
-  to tell the polling wait from MPI's nonblocking algorithm, a bare ``Iallreduce`` +
-  ``Wait``; and PyTorch's gloo ``all_reduce``), each checked against its formula first.
+- ``mpi``, gpuad: the MLP step with its model in ``gpuad.nn.parallel.DistributedDataParallel``, each
+  rank with its own ``batch`` rows, checked after its first step against the float64 reference of
+  one SGD step on all the ranks' rows together, every rank's parameters equal bit for bit (after the
+  first step and after the timed ones); the time inside DDP's all-reduce (``_Bucket.reduce``:
+  staging copies and the all-reduce; and the communicator's ``all_reduce`` alone) as a share of the
+  step. Then, from 2 ranks, the all-reduce of the MLP's flat gradient buffer and of a larger buffer
+  through gpuad (its MPI communicator's all-reduce, the sum that DDP's averaging makes, which the
+  target compares; the DDP bucket of a model of those parameters, whose mean adds a scaling pass,
+  reducing gradients that are views of one flat buffer in place, or separate gradients staged
+  through its own buffer; ``ad.distributed.all_reduce`` of a tensor of that size) against a bare
+  ``comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)`` of the same bytes and a bare ``Iallreduce`` +
+  ``Wait`` (MPI's nonblocking algorithm without gpuad's polling wait), in the same rounds, each
+  checked against its formula first.
+- ``mpi``, torch: the same MLP step in PyTorch's DDP on a gloo group of the same ranks, checked
+  the same way, and gloo's ``all_reduce`` of the same buffers; or, where gloo cannot start,
+  records that say why.
 - ``nccl``: in a world of one on ``cuda:0``, the same buffers through gpuad's NCCL path against
-  a bare ``ncclAllReduce`` on the same communicator followed by a stream synchronisation; or,
-  where no GPU or no NCCL is usable, a skipped record that says why.
+  a bare ``ncclAllReduce`` on gpuad's communicator followed by a stream synchronisation; or,
+  where no GPU or no NCCL is usable, skipped records that say why.
 
-Timing: a warm-up that also estimates a call's time; then rounds, in each of which every
-method times one sample of ``reps`` calls, the order rotating. In a world of several ranks
-each sample starts after a barrier and counts as the slowest rank's time (a collective ends
-when its last rank does), so every rank takes the same decisions.
+Timing: a warm-up that also estimates a call's time; then rounds, in each of which every method
+times one sample of ``reps`` calls, the order rotating. With several ranks each sample starts
+after a barrier and counts the slowest rank's time (a collective ends when its last rank
+does), so every rank takes the same decisions.
 """
+import datetime
 import json
 import os
 import socket
@@ -73,10 +80,12 @@ class Clock:
                                             probe.read(mine).items()}
         return self.agree(mine) / reps, extra
 
-    def measure(self, methods, settle=False):
+    def measure(self, methods):
         """``methods``: name -> fn or (fn, probe). Returns name -> {"samples", "reps",
         "extra": [the probe's readings]}, the samples of one round at one index."""
         methods = {k: v if isinstance(v, tuple) else (v, None) for k, v in methods.items()}
+        if not methods:
+            return {}
         p = self.profile
         per_call = {}
         for name, (fn, _) in methods.items():  # warm-up, which also estimates a call's time
@@ -93,8 +102,6 @@ class Clock:
         out = {k: {"samples": [], "reps": reps[k], "extra": []} for k in names}
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
-                if settle and len(names) > 1:
-                    time.sleep(p["settle_s"])
                 fn, probe = methods[name]
                 seconds, extra = self.sample(fn, reps[name], probe)
                 out[name]["samples"].append(seconds)
@@ -119,14 +126,9 @@ def _per_round(measured, num, den):
 
 
 # ---- the MLP ------------------------------------------------------------------------------
-def _problem(spec, n):
-    """Rank 0's weights, every rank's rows together (rank r's are rows r*batch onwards), and
-    the float64 loss and parameters after one SGD step on all of them."""
-    weights, x, labels = ref.mlp_problem(spec["sizes"], spec["batch"] * n)
-    return weights, x, labels
-
-
 def _gpuad_mlp(ad, spec, weights, x, labels, device="cpu"):
+    """gpuad_runs' MLP step, its model wrapped in DDP: (the step, its parameters as
+    arrays)."""
     layers = []
     sizes = spec["sizes"]
     for i in range(len(sizes) - 1):
@@ -147,10 +149,11 @@ def _gpuad_mlp(ad, spec, weights, x, labels, device="cpu"):
         opt.step()
         return loss
 
-    return ddp, step, lambda: [p.numpy() for p in params]
+    return step, lambda: [p.numpy() for p in params]
 
 
 def _torch_mlp(torch, spec, weights, x, labels):
+    """torch_runs' MLP step, its model wrapped in PyTorch's DDP (gloo)."""
     sizes = spec["sizes"]
     layers = []
     for i in range(len(sizes) - 1):
@@ -214,7 +217,7 @@ class CommProbe:
                 "reduces": self.calls}
 
 
-def _check_first_step(spec, n, results, weights, x, labels, gathered, losses):
+def _check_first_step(weights, x, labels, gathered, losses):
     """On rank 0: every rank's parameters after the first step equal, and equal to the float64
     reference of one SGD step on every rank's rows. Returns the largest error."""
     loss, after = ref.mlp_first_step(weights, x, labels, "sgd")
@@ -229,7 +232,7 @@ def _check_first_step(spec, n, results, weights, x, labels, gathered, losses):
     return max(errs)
 
 
-def _step_check(comm, spec, n, weights, x, labels, step, params):
+def _step_check(comm, weights, x, labels, step, params):
     """Run the first step on every rank and check it on rank 0: (ok, max_error or reason)."""
     try:
         loss = float(step().item())
@@ -245,7 +248,7 @@ def _step_check(comm, spec, n, weights, x, labels, step, params):
             verdict = ("error", "; ".join(f"rank {r}: {e}" for r, e in failed))
         else:
             try:
-                verdict = ("ok", _check_first_step(spec, n, None, weights, x, labels,
+                verdict = ("ok", _check_first_step(weights, x, labels,
                                                    [p for p, _ in everyone],
                                                    [loss for _, loss in everyone]))
             except AssertionError as exc:
@@ -270,34 +273,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start_torch(comm, threads, timeout):
-    """PyTorch with a gloo group over the same ranks, or (None, the reason it is not used)."""
-    try:
-        import torch
-        import torch.distributed as dist
-    except ImportError as exc:
-        reason = f"not installed ({exc.name or exc})"
-        ok = False
-    else:
-        torch.set_num_threads(threads)
-        port = comm.bcast(_free_port() if comm.rank == 0 else None, root=0)
-        try:
-            import datetime
-
-            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
-                                    rank=comm.rank, world_size=comm.size,
-                                    timeout=datetime.timedelta(seconds=timeout))
-            ok, reason = True, None
-        except Exception as exc:
-            ok, reason = False, f"torch.distributed gloo failed: {type(exc).__name__}: {exc}"
-    usable = comm.allreduce(int(ok)) == comm.size  # (every rank or none)
-    if not usable:
-        reasons = [r for r in comm.allgather(reason) if r]
-        return None, reasons[0] if reasons else "gloo failed on some rank"
-    return torch, None
-
-
-# ---- the all-reduce of a buffer --------------------------------------------------------------
 def _pattern(size, rank):
     """Rank ``rank``'s values: small integers times (rank + 1), exact in float32 sums."""
     return ((np.arange(size) % 7 + 1) * (rank + 1)).astype(np.float32)
@@ -317,154 +292,244 @@ def _bucket_arrays(xp, shapes, flat):
     return out
 
 
-def _fill(arrays, values, to_device):
-    off = 0
-    for a in arrays:
-        a[...] = to_device(values[off:off + a.size].reshape(a.shape))
-        off += a.size
+class Method:
+    """A way to all-reduce ``arrays`` (what ``call()`` reduces, in place, one after another)
+    and its check: ``mine`` in, ``call()``, ``want`` out exactly; then zeros, which the timed
+    calls reduce (their values never grow, whatever the number of calls)."""
+
+    def __init__(self, what, arrays, call, mine, want, to_device=np.asarray,
+                 to_host=np.asarray):
+        self.what, self.arrays, self.call = what, arrays, call
+        self.mine, self.want, self.to_device, self.to_host = mine, want, to_device, to_host
+
+    def _fill(self, values):
+        off = 0
+        for a in self.arrays:
+            a[...] = self.to_device(values[off:off + a.size].reshape(a.shape))
+            off += a.size
+
+    def check(self):
+        self._fill(self.mine)
+        self.call()
+        got = np.concatenate([self.to_host(a).reshape(-1) for a in self.arrays])
+        _close(self.what, got, self.want, 0, 0)
+        self._fill(np.zeros_like(self.mine))
 
 
-def _read(arrays, to_host):
-    return np.concatenate([to_host(a).reshape(-1) for a in arrays])
+def _case_name(prefix, kind, ranks, nbytes=None):
+    what = "the MLP's flat gradient buffer" if kind == "flat" else "a larger buffer"
+    size = "" if nbytes is None else f" ({nbytes / 2 ** 20:.3g} MiB)"
+    return f"{prefix} {what}{size}, {ranks} rank" + ("s" if ranks > 1 else "")
 
 
-def _buffers(ad, spec, device):
-    """(label, case part, the module whose DDP bucket is reduced): the MLP's flat gradient
-    buffer and the larger one."""
+def _buffer_sizes(spec):
+    """Elements of the flat buffer (the MLP's parameters) and of the larger one."""
+    sizes, (rows, cols) = spec["sizes"], spec["big"]
+    flat = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    return {"flat": flat, "big": rows * cols}
+
+
+def _all_reduce_case(clock, kind, size, methods, extra):
+    """One buffer's record: every method (name -> Method) checked, then the right ones timed
+    in the same rounds."""
+    nbytes, n, bare = 4 * size, extra["ranks"], extra.get("bare")
+    bad = {}
+    for name, m in methods.items():
+        try:
+            m.check()
+        except AssertionError as exc:
+            bad[name] = {"status": "wrong", "reason": str(exc)}
+        except Exception as exc:
+            bad[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    if clock.comm is not None:  # (every rank's findings, so that all time the same methods)
+        for theirs in clock.comm.allgather(bad):
+            for name, why in theirs.items():
+                bad.setdefault(name, why)
+    timed = clock.measure({k: m.call for k, m in methods.items() if k not in bad})
+    results = {k: bad.get(k) or _summary(timed[k], 1e3, nbytes) for k in methods}
+    record = {"suite": "data_parallel", "case": _case_name(extra["prefix"], kind, n, nbytes),
+              "unit": "ms", "x": n,
+              "params": {"buffer": kind, "elements": size, "bytes": nbytes, "dtype": "float32",
+                         "ranks": n, "launch": extra["launch"]},
+              "results": results}
+    if bare in timed:  # bare time / gpuad time, round by round
+        if "gpuad_sum" in timed:  # (the target: the same operation, the same bytes)
+            record[f"vs_{bare}"] = _per_round(timed, bare, "gpuad_sum")
+        for name in ("gpuad", "gpuad_staged", "gpuad_all_reduce"):
+            if name in timed:
+                results[name][f"vs_{bare}"] = _per_round(timed, bare, name)
+    return record
+
+
+def _gpuad_buffers(ad, spec, device):
+    """(which, the DDP bucket of a model of that many parameters): the MLP (its flat gradient
+    buffer) and a Linear layer of the larger buffer's size."""
     sizes, (rows, cols) = spec["sizes"], spec["big"]
     layers = []
     for i in range(len(sizes) - 1):
         layers += [ad.nn.Linear(sizes[i], sizes[i + 1]), ad.nn.ReLU()]
-    mlp = ad.nn.Sequential(*layers[:-1])
-    return [("flat", mlp), ("big", ad.nn.Linear(cols, rows, bias=False))]
+    out = []
+    for kind, module in (("flat", ad.nn.Sequential(*layers[:-1])),
+                         ("big", ad.nn.Linear(cols, rows, bias=False))):
+        (bucket,) = ad.nn.parallel.DistributedDataParallel(module.to(device))._buckets
+        assert sum(bucket.sizes) == _buffer_sizes(spec)[kind]
+        out.append((kind, bucket))
+    return out
 
 
-def _case_name(kind, nbytes, ranks, prefix="all_reduce"):
-    what = "the MLP's flat gradient buffer" if kind == "flat" else "a larger buffer"
-    return (f"{prefix} {what} ({nbytes / 2 ** 20:.3g} MiB), {ranks} rank"
-            + ("s" if ranks > 1 else ""))
+def _step_record(n, spec, launch, results):
+    return {"suite": "data_parallel", "case": f"mlp step, {n} rank" + ("s" if n > 1 else ""),
+            "unit": "ms/step", "x": n,
+            "params": {"sizes": spec["sizes"], "batch_per_rank": spec["batch"],
+                       "optimizer": "sgd", "ranks": n, "launch": launch},
+            "results": results}
 
 
-def _all_reduce_case(ad, clock, spec, kind, module, methods_for, checks, n, device, extra):
-    """One buffer's record: each method checked against its formula, then timed together."""
-    module.to(device)
-    ddp = ad.nn.parallel.DistributedDataParallel(module)
-    (bucket,) = ddp._buckets
-    shapes = [p.shape for p in bucket.params]
-    size = sum(bucket.sizes)
-    nbytes = 4 * size
-    methods, status = methods_for(bucket, shapes, size)
-    for name, check in checks(bucket, shapes, size).items():
-        if status.get(name, {}).get("status", "ok") != "ok":
-            continue
-        try:
-            check()
-        except AssertionError as exc:
-            status[name] = {"status": "wrong", "reason": str(exc)}
-        except Exception as exc:
-            status[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-    bad = {k: v for k, v in status.items() if v["status"] != "ok"}
-    bad = clock.comm.bcast(bad, root=0) if clock.comm is not None else bad
-    timed = clock.measure({k: fn for k, fn in methods.items() if k not in bad})
-    results = dict(bad)
-    for name, m in timed.items():
-        results[name] = _summary(m, 1e3, nbytes)
-    record = {"suite": "data_parallel", "case": _case_name(kind, nbytes, n, extra["prefix"]),
-              "unit": "ms", "x": n, "params": {"buffer": kind, "elements": size,
-                                               "bytes": nbytes, "dtype": "float32",
-                                               "ranks": n, **extra["params"]},
-              "results": results}
-    for name, key in extra["ratios"]:
-        if name in timed and "gpuad" in timed:
-            record[key] = _per_round(timed, name, "gpuad")
-    for name in ("gpuad_staged", "gpuad_all_reduce"):
-        if name in timed and extra["bare"] in timed:
-            results[name][f"vs_{extra['bare']}"] = _per_round(timed, extra["bare"], name)
-    return record
+def _time_step(comm, clock, framework, step, params, probe, checked):
+    """The step's result entry: ``checked`` (the first step's verdict), then timed."""
+    status, detail = checked
+    if status != "ok":
+        return {"status": status, "reason": detail}
+    m = clock.measure({framework: (step, probe)})[framework]
+    res = {**_summary(m, 1e3), "max_error": detail}
+    if m["extra"]:
+        for key in ("comm_share", "mpi_share"):
+            res[key] = statistics.median(e[key] for e in m["extra"])
+        res["reduces_per_step"] = statistics.median(e["reduces"] for e in m["extra"]) / m["reps"]
+    if not _same_everywhere(comm, params):
+        return {"status": "wrong", "reason": "the ranks' parameters differ after the timed "
+                "steps"}
+    return res
 
 
-def _expect(name, got, want):
-    _close(name, got, want, 0, 0)
-
-
-def _mpi_bandwidth(ad, clock, spec, torch, n, launch):
-    """The all-reduce records of the mpi mode (2 ranks or more)."""
+def _gpuad_ranks(comm, spec, launch, problem, rows):
     from mpi4py import MPI
 
-    comm = clock.comm
-    r = comm.rank
-    k = n * (n + 1) / 2  # the sum of (rank + 1) over the ranks
+    import gpuad as ad
+    from gpuad.nn import parallel
 
-    def methods_for(bucket, shapes, size):
-        inplace = _bucket_arrays(np, shapes, True)
-        staged = _bucket_arrays(np, shapes, False)
-        t = ad.zeros(size)
-        bare = np.zeros(size, np.float32)
-        nonblocking = np.zeros(size, np.float32)
-        methods = {
-            "gpuad": lambda: bucket.reduce(*inplace),
-            "gpuad_staged": lambda: bucket.reduce(*staged),
-            "gpuad_all_reduce": lambda: ad.distributed.all_reduce(t),
-            "mpi4py": lambda: comm.Allreduce(MPI.IN_PLACE, bare, op=MPI.SUM),
-            "mpi4py_iallreduce": lambda: comm.Iallreduce(MPI.IN_PLACE, nonblocking,
-                                                         op=MPI.SUM).Wait(),
-        }
-        status = {}
-        if torch is not None:
-            tt = torch.zeros(size)
-            methods["torch"] = lambda: torch.distributed.all_reduce(tt)
-        self_state.update(inplace=inplace, staged=staged, t=t, bare=bare,
-                          nonblocking=nonblocking, tt=tt if torch is not None else None)
-        return methods, status
+    r, n = comm.rank, comm.size
+    ad.set_num_threads(spec["threads"])
+    ad.distributed.init_process_group(timeout=spec["timeout"])
+    launch.update(backend=ad.distributed.get_backend(), gpuad=ad.__version__)
+    clock = Clock(comm, spec["profile"])
+    weights, x, labels = problem
+    step, params = _gpuad_mlp(ad, spec, weights, x[rows], labels[rows])
+    with CommProbe(parallel, ad.distributed.group.current.comms["cpu"]) as probe:
+        checked = _step_check(comm, weights, x, labels, step, params)
+        result = _time_step(comm, clock, "gpuad", step, params, probe, checked)
+    records = [_step_record(n, spec, launch, {"gpuad": result})]
+    if n > 1:
+        k = n * (n + 1) // 2  # the sum of (rank + 1) over the ranks
+        for kind, bucket in _gpuad_buffers(ad, spec, "cpu"):
+            size = sum(bucket.sizes)
+            shapes = [p.shape for p in bucket.params]
+            mine, base = _pattern(size, r), _pattern(size, 0)
+            mean, total = base * (n + 1) / 2, base * k
+            inplace = _bucket_arrays(np, shapes, True)
+            staged = _bucket_arrays(np, shapes, False)
+            t = ad.zeros(size)
+            bare, nonblocking = np.zeros(size, np.float32), np.zeros(size, np.float32)
+            flat, mpi = np.zeros(size, np.float32), ad.distributed.group.current.comms["cpu"]
+            methods = {
+                "gpuad_sum": Method("gpuad's MPI all-reduce (sum)", [flat],
+                                    lambda a=flat, c=mpi: c.all_reduce(a, "sum"), mine, total),
+                "gpuad": Method("the bucket's mean", inplace,
+                                lambda b=bucket, a=inplace: b.reduce(*a), mine, mean),
+                "gpuad_staged": Method("the bucket's mean", staged,
+                                       lambda b=bucket, a=staged: b.reduce(*a), mine, mean),
+                "gpuad_all_reduce": Method("ad.distributed.all_reduce's sum", [t._a],
+                                           lambda t=t: ad.distributed.all_reduce(t), mine,
+                                           total),
+                "mpi4py": Method("MPI's sum", [bare], lambda a=bare: comm.Allreduce(
+                    MPI.IN_PLACE, a, op=MPI.SUM), mine, total),
+                "mpi4py_iallreduce": Method("MPI's sum", [nonblocking],
+                                            lambda a=nonblocking: comm.Iallreduce(
+                                                MPI.IN_PLACE, a, op=MPI.SUM).Wait(),
+                                            mine, total)}
+            records.append(_all_reduce_case(clock, kind, size, methods, {
+                "prefix": "all_reduce", "launch": launch, "bare": "mpi4py", "ranks": n}))
+    ad.distributed.destroy_process_group()
+    return records
 
-    self_state = {}
 
-    def checks(bucket, shapes, size):
-        mine, base = _pattern(size, r), _pattern(size, 0)
-        s = self_state
+def _start_gloo(comm, timeout):
+    """PyTorch with a gloo group of the same ranks, or (None, why not: ``missing`` or ``not
+    offered``, and the reason)."""
+    why = None
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError as exc:
+        torch, why = None, ("missing", f"not installed ({exc.name or exc})")
+    port = comm.bcast(_free_port() if comm.rank == 0 else None, root=0)
+    if torch is not None:
+        try:
+            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
+                                    rank=comm.rank, world_size=comm.size,
+                                    timeout=datetime.timedelta(seconds=timeout))
+        except Exception as exc:
+            why = ("not offered", f"torch.distributed's gloo group failed to start: "
+                   f"{type(exc).__name__}: {exc}")
+    whys = [w for w in comm.allgather(why) if w]  # (every rank, or none)
+    if whys:
+        if why is None:
+            dist.destroy_process_group()
+        return None, whys[0]
+    return torch, None
 
-        def bucket_check(arrays):
-            def run():
-                _fill(arrays, mine, np.asarray)
-                bucket.reduce(*arrays)
-                _expect("the bucket's mean", _read(arrays, np.asarray), base * (n + 1) / 2)
-                _fill(arrays, np.zeros(size, np.float32), np.asarray)  # (timed on zeros)
-            return run
 
-        def all_reduce_check():
-            s["t"]._a[...] = mine
-            ad.distributed.all_reduce(s["t"])
-            _expect("ad.distributed.all_reduce's sum", s["t"].numpy(), base * k)
-            s["t"]._a[...] = 0
+def _torch_ranks(comm, spec, launch, problem, rows):
+    r, n = comm.rank, comm.size
+    torch, why = _start_gloo(comm, spec["timeout"])
+    sizes = _buffer_sizes(spec)
+    if torch is None:
+        absent = {"torch": {"status": why[0], "reason": why[1]}}
+        return [_step_record(n, spec, launch, absent)] + [
+            {"suite": "data_parallel", "case": _case_name("all_reduce", kind, n, 4 * size),
+             "unit": "ms", "x": n, "params": {"buffer": kind, "ranks": n}, "results": absent}
+            for kind, size in sizes.items() if n > 1]
+    torch.set_num_threads(spec["threads"])
+    launch.update(torch=torch.__version__, backend="gloo")
+    clock = Clock(comm, spec["profile"])
+    weights, x, labels = problem
+    step, params = _torch_mlp(torch, spec, weights, x[rows], labels[rows])
+    checked = _step_check(comm, weights, x, labels, step, params)
+    records = [_step_record(n, spec, launch, {
+        "torch": _time_step(comm, clock, "torch", step, params, None, checked)})]
+    if n > 1:
+        k = n * (n + 1) // 2
+        for kind, size in sizes.items():
+            t = torch.zeros(size)
+            method = Method("gloo's sum", [t.numpy()],
+                            lambda t=t: torch.distributed.all_reduce(t), _pattern(size, r),
+                            _pattern(size, 0) * k)
+            records.append(_all_reduce_case(clock, kind, size, {"torch": method}, {
+                "prefix": "all_reduce", "launch": launch, "ranks": n}))
+    torch.distributed.destroy_process_group()
+    return records
 
-        def bare_check(buffer, call):
-            def run():
-                buffer[...] = mine
-                call()
-                _expect("MPI's sum", buffer, base * k)
-                buffer[...] = 0
-            return run
 
-        out = {"gpuad": bucket_check(s["inplace"]), "gpuad_staged": bucket_check(s["staged"]),
-               "gpuad_all_reduce": all_reduce_check,
-               "mpi4py": bare_check(s["bare"], lambda: comm.Allreduce(
-                   MPI.IN_PLACE, s["bare"], op=MPI.SUM)),
-               "mpi4py_iallreduce": bare_check(s["nonblocking"], lambda: comm.Iallreduce(
-                   MPI.IN_PLACE, s["nonblocking"], op=MPI.SUM).Wait())}
-        if torch is not None:
-            def torch_check():
-                s["tt"][...] = torch.from_numpy(mine)
-                torch.distributed.all_reduce(s["tt"])
-                _expect("gloo's sum", s["tt"].numpy(), base * k)
-                s["tt"].zero_()
-            out["torch"] = torch_check
-        return out
+def mpi_main(spec, out):
+    from mpi4py import MPI
 
-    extra = {"prefix": "all_reduce", "params": {"launch": launch}, "bare": "mpi4py",
-             "ratios": [("mpi4py", "vs_mpi4py")]}
-    return [_all_reduce_case(ad, clock, spec, kind, module, methods_for, checks, n, "cpu",
-                             extra)
-            for kind, module in _buffers(ad, spec, "cpu")]
+    comm = MPI.COMM_WORLD
+    r, n = comm.Get_rank(), comm.Get_size()
+    cpus, oversubscribed = _pin(r, n, spec["threads"])
+    import mpi4py
+
+    launch = {"ranks": n, "threads_per_rank": spec["threads"], "cores": spec["cores"],
+              "oversubscribed": oversubscribed, "cpus": comm.gather(cpus, root=0),
+              "mpi4py": mpi4py.__version__,
+              "mpi": " ".join(MPI.Get_library_version().splitlines()[0].split())}
+    # every rank's rows together are the problem (rank r's: from r * batch on)
+    problem = ref.mlp_problem(spec["sizes"], spec["batch"] * n)
+    rows = slice(r * spec["batch"], (r + 1) * spec["batch"])
+    ranks = _torch_ranks if spec["framework"] == "torch" else _gpuad_ranks
+    records = ranks(comm, spec, launch, problem, rows)
+    if r == 0:
+        with open(out, "w") as f:
+            json.dump(records, f)
 
 
 def _pin(rank, size, threads):
@@ -476,89 +541,6 @@ def _pin(rank, size, threads):
     mine = cores[rank * threads:(rank + 1) * threads]
     os.sched_setaffinity(0, mine)
     return mine, False
-
-
-def mpi_main(spec, out):
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
-    r, n = comm.Get_rank(), comm.Get_size()
-    threads = spec["threads"]
-    cpus, oversubscribed = _pin(r, n, threads)
-    import gpuad as ad
-    from gpuad.nn import parallel
-
-    ad.set_num_threads(threads)
-    ad.distributed.init_process_group(timeout=spec["timeout"])
-    group = ad.distributed.group.current
-    import mpi4py
-
-    launch = {"ranks": n, "threads_per_rank": threads, "cores": spec["cores"],
-              "oversubscribed": oversubscribed, "cpus": comm.gather(cpus, root=0),
-              "backend": ad.distributed.get_backend(), "mpi4py": mpi4py.__version__,
-              "mpi": MPI.Get_library_version().splitlines()[0].strip(),
-              "gpuad": ad.__version__}
-    torch, why_not = (None, "not asked for (--frameworks)")
-    if "torch" in spec["frameworks"]:
-        torch, why_not = _start_torch(comm, threads, spec["timeout"])
-    if torch is not None:
-        launch["torch"] = torch.__version__
-    clock = Clock(comm, spec["profile"])
-    records = []
-
-    # the MLP step
-    weights, x, labels = _problem(spec, n)
-    rows = slice(r * spec["batch"], (r + 1) * spec["batch"])
-    steps, results, getters = {}, {}, {}
-    ddp, gstep, gparams = _gpuad_mlp(ad, spec, weights, x[rows], labels[rows])
-    probe = CommProbe(parallel, group.comms["cpu"])
-    with probe:
-        status, detail = _step_check(comm, spec, n, weights, x, labels, gstep, gparams)
-        if status == "ok":
-            steps["gpuad"], getters["gpuad"] = (gstep, probe), gparams
-            results["gpuad"] = {"max_error": detail}
-        else:
-            results["gpuad"] = {"status": status, "reason": detail}
-        if torch is not None:
-            tstep, tparams = _torch_mlp(torch, spec, weights, x[rows], labels[rows])
-            status, detail = _step_check(comm, spec, n, weights, x, labels, tstep, tparams)
-            if status == "ok":
-                steps["torch"], getters["torch"] = tstep, tparams
-                results["torch"] = {"max_error": detail}
-            else:
-                results["torch"] = {"status": status, "reason": detail}
-        else:
-            results["torch"] = {"status": "missing" if why_not.startswith("not installed")
-                                else "not offered", "reason": why_not}
-        timed = clock.measure(steps, settle=threads > 1) if steps else {}
-    for name, m in timed.items():
-        res = {**_summary(m, 1e3), "max_error": results[name]["max_error"]}
-        if m["extra"]:
-            for key in ("comm_share", "mpi_share"):
-                res[key] = statistics.median(e[key] for e in m["extra"])
-            res["reduces_per_step"] = statistics.median(e["reduces"] for e in m["extra"]) \
-                / m["reps"]
-        if not _same_everywhere(comm, getters[name]):
-            res = {"status": "wrong", "reason": "the ranks' parameters differ after the "
-                   "timed steps"}
-        results[name] = res
-    record = {"suite": "data_parallel", "case": f"mlp step, {n} rank" + ("s" if n > 1 else ""),
-              "unit": "ms/step", "x": n,
-              "params": {"sizes": spec["sizes"], "batch_per_rank": spec["batch"],
-                         "optimizer": "sgd", "ranks": n, "launch": launch},
-              "results": results}
-    if "gpuad" in timed and "torch" in timed:
-        record["ratio"] = _per_round(timed, "gpuad", "torch")
-    records.append(record)
-
-    if n > 1:
-        records += _mpi_bandwidth(ad, clock, spec, torch, n, launch)
-    if r == 0:
-        with open(out, "w") as f:
-            json.dump(records, f)
-    if torch is not None:
-        torch.distributed.destroy_process_group()
-    ad.distributed.destroy_process_group()
 
 
 # ---- NCCL ---------------------------------------------------------------------------------
@@ -582,19 +564,17 @@ def nccl_main(spec, out):
     import gpuad as ad
 
     reason = _nccl_unusable(ad)
-    names = [_case_name(kind, 0, 1, "nccl all_reduce").split(" (")[0] for kind in
-             ("flat", "big")]
     if reason is None:
         ad.distributed.init_process_group(timeout=spec["timeout"])
         comm = ad.distributed.group.current.comms.get("cuda")
         if comm is None or comm.name != "nccl":
-            reason = f"gpuad's process group has no NCCL communicator (backend " \
-                     f"{ad.distributed.get_backend()!r})"
+            reason = ("gpuad's process group has no NCCL communicator (backend "
+                      f"{ad.distributed.get_backend()!r})")
             ad.distributed.destroy_process_group()
     if reason is not None:
-        records = [{"suite": "data_parallel", "case": f"{name}, 1 rank", "unit": "ms",
-                    "x": 1, "params": {"buffer": kind, "ranks": 1}, "skipped": reason,
-                    "results": {}} for name, kind in zip(names, ("flat", "big"))]
+        records = [{"suite": "data_parallel", "case": _case_name("nccl all_reduce", kind, 1),
+                    "unit": "ms", "x": 1, "params": {"buffer": kind, "ranks": 1},
+                    "skipped": reason, "results": {}} for kind in ("flat", "big")]
         with open(out, "w") as f:
             json.dump(records, f)
         return
@@ -607,60 +587,41 @@ def nccl_main(spec, out):
     launch = {"ranks": 1, "device": f"cuda:{comm.device}", "gpu": gpu,
               "nccl": getattr(nccl, "get_version", lambda: None)(),
               "backend": ad.distributed.get_backend(), "gpuad": ad.__version__}
-    clock = Clock(None, spec["profile"])
-    state = {}
-    to_device, to_host = cupy.asarray, cupy.asnumpy
+    device = f"cuda:{comm.device}"
 
-    def methods_for(bucket, shapes, size):
+    def make(bucket):
+        size = sum(bucket.sizes)
+        shapes = [p.shape for p in bucket.params]
+        mine = _pattern(size, 0)  # (a world of one: the sum and the mean are the values)
         inplace = _bucket_arrays(cupy, shapes, True)
         staged = _bucket_arrays(cupy, shapes, False)
-        t = ad.zeros(size, device=f"cuda:{comm.device}")
+        t = ad.zeros(size, device=device)
         bare = cupy.zeros(size, cupy.float32)
 
         def bare_call():
+            stream = cupy.cuda.get_current_stream()
             comm.comm.allReduce(bare.data.ptr, bare.data.ptr, size, nccl.NCCL_FLOAT32,
-                                nccl.NCCL_SUM, cupy.cuda.get_current_stream().ptr)
-            cupy.cuda.get_current_stream().synchronize()
+                                nccl.NCCL_SUM, stream.ptr)
+            stream.synchronize()
 
-        state.update(inplace=inplace, staged=staged, t=t, bare=bare, bare_call=bare_call)
-        return {"gpuad": lambda: bucket.reduce(*inplace),
-                "gpuad_staged": lambda: bucket.reduce(*staged),
-                "gpuad_all_reduce": lambda: ad.distributed.all_reduce(t),
-                "nccl": bare_call}, {}
+        on = {"to_device": cupy.asarray, "to_host": cupy.asnumpy}
+        flat = cupy.zeros(size, cupy.float32)
+        return {
+            "gpuad_sum": Method("gpuad's NCCL all-reduce (sum)", [flat],
+                                lambda: comm.all_reduce(flat, "sum"), mine, mine, **on),
+            "gpuad": Method("the bucket's mean", inplace, lambda: bucket.reduce(*inplace),
+                            mine, mine, **on),
+            "gpuad_staged": Method("the bucket's mean", staged,
+                                   lambda: bucket.reduce(*staged), mine, mine, **on),
+            "gpuad_all_reduce": Method("ad.distributed.all_reduce's sum", [t._a],
+                                       lambda: ad.distributed.all_reduce(t), mine, mine, **on),
+            "nccl": Method("NCCL's sum", [bare], bare_call, mine, mine, **on)}
 
-    def checks(bucket, shapes, size):
-        mine = _pattern(size, 0)
-        s = state
-
-        def bucket_check(arrays):
-            def run():
-                _fill(arrays, mine, to_device)
-                bucket.reduce(*arrays)
-                _expect("the bucket's mean", _read(arrays, to_host), mine)
-                _fill(arrays, np.zeros(size, np.float32), to_device)
-            return run
-
-        def all_reduce_check():
-            s["t"]._a[...] = to_device(mine)
-            ad.distributed.all_reduce(s["t"])
-            _expect("ad.distributed.all_reduce's sum", s["t"].numpy(), mine)
-            s["t"]._a[...] = 0
-
-        def bare_check():
-            s["bare"][...] = to_device(mine)
-            s["bare_call"]()
-            _expect("NCCL's sum", to_host(s["bare"]), mine)
-            s["bare"][...] = 0
-
-        return {"gpuad": bucket_check(s["inplace"]), "gpuad_staged": bucket_check(s["staged"]),
-                "gpuad_all_reduce": all_reduce_check, "nccl": bare_check}
-
-    extra = {"prefix": "nccl all_reduce", "params": {"launch": launch}, "bare": "nccl",
-             "ratios": [("nccl", "vs_nccl")]}
+    extra = {"prefix": "nccl all_reduce", "launch": launch, "bare": "nccl", "ranks": 1}
+    clock = Clock(None, spec["profile"])
     with cupy.cuda.Device(comm.device):
-        records = [_all_reduce_case(ad, clock, spec, kind, module, methods_for, checks, 1,
-                                    f"cuda:{comm.device}", extra)
-                   for kind, module in _buffers(ad, spec, "cuda")]
+        records = [_all_reduce_case(clock, kind, sum(bucket.sizes), make(bucket), extra)
+                   for kind, bucket in _gpuad_buffers(ad, spec, device)]
     with open(out, "w") as f:
         json.dump(records, f)
     ad.distributed.destroy_process_group()

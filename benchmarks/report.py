@@ -5,6 +5,7 @@ the scaling curves, with lines per framework and device.
 With results from several machines, a target is met only where it holds on every machine
 that measured the case, and the spread across machines is tabled. A case measured while
 the machine was under load (``benchmarks.load``) is marked unreliable."""
+import functools
 import json
 import pathlib
 
@@ -166,7 +167,8 @@ def missing_lines(doc):
             ""] if missing else []
 
 
-def _verdict_text(doc, record, table):
+def _verdict_text(doc, table, record):
+    """The target column of ``record``: the target and whether it is met, or nothing."""
     t = target(record)
     return "" if t is None else f"{t[0]}: {verdict(doc, record, table)}"
 
@@ -235,8 +237,8 @@ def markdown(docs, plots=()):
                 lines += ["```", json.dumps(records[0]["results"], indent=1), "```", ""]
                 continue
             if suite == "data_parallel":
-                lines += data_parallel.markdown(records, lambda r: _verdict_text(doc, r,
-                                                                                   table))
+                lines += data_parallel.markdown(records, functools.partial(
+                    _verdict_text, doc, table))
                 continue
             used = [f for f in frameworks if any(f in r["results"] for r in records)]
             lines.append("| case | unit | " + " | ".join(map(column, used))

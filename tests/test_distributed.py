@@ -277,8 +277,16 @@ def test_sampler_orders_differ_by_epoch_and_agree_across_ranks():
 
 
 # ---- the torchrun-style rendezvous --------------------------------------------------------
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_rendezvous_between_two_processes():
-    port = 29000 + int(time.time() * 1000) % 900
+    port = _free_port()
     other = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from gpuad.distributed.rendezvous import Rendezvous
         r = Rendezvous(1, 2, "127.0.0.1", {port}, timeout=30)
@@ -396,7 +404,7 @@ def test_rendezvous_port_and_a_foreign_listener():
 
 
 def test_rendezvous_with_another_key_is_named(monkeypatch):
-    port = 30000 + int(time.time() * 1000) % 900
+    port = _free_port()
     ours = Rendezvous(0, 2, "127.0.0.1", port, timeout=10)
     try:
         ours.exchange("nccl-id", b"x")

@@ -163,8 +163,7 @@ def init(backend: str, timeout: Any, rank: int | None, world_size: int | None,
     current = group
     if isinstance(group.comms.get("cpu"), MpiCommunicator) and info.world_size > 1:
         sys.excepthook = _aborting(sys.excepthook, group.comms["cpu"])
-        if group.device == "cpu":
-            _share_cores(group.comms["cpu"], env)
+        _share_cores(group.comms["cpu"], env, group.device == "cpu")
     return group
 
 
@@ -172,21 +171,23 @@ def init(backend: str, timeout: Any, rank: int | None, world_size: int | None,
 THREAD_SETTINGS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _share_cores(comm: MpiCommunicator, env: Any) -> None:
-    """Split this machine's cores among the ranks on it (gpuad's helper threads, and the BLAS
-    threads through threadpoolctl where it is installed), as torchrun sets one thread per
-    process: ranks that each start a thread per core oversubscribe the machine, and a step
-    then takes many times as long (measured: the demo's epoch at 2 ranks on 2 cores, 238-384
-    ms with 2 threads each, 10 ms with 1; one process alone, 13-14 ms). A variable of
-    ``THREAD_SETTINGS`` set keeps the user's choice."""
+def _share_cores(comm: MpiCommunicator, env: Any, threads: bool) -> None:
+    """Note whether this machine's ranks outnumber its cores (``comm.crowded``) and, with
+    ``threads`` (the ranks compute on the CPU), split its cores among the ranks on it (gpuad's
+    helper threads, and the BLAS threads through threadpoolctl where it is installed), as
+    torchrun sets one thread per process: ranks that each start a thread per core
+    oversubscribe the machine, and a step then takes many times as long (measured: the demo's
+    epoch at 2 ranks on 2 cores, 238-384 ms with 2 threads each, 10 ms with 1; one process
+    alone, 13-14 ms). A variable of ``THREAD_SETTINGS`` set keeps the user's choice."""
 
     from ..backends import cpu_parallel
 
     local = comm.comm.Split_type(comm.MPI.COMM_TYPE_SHARED).Get_size()
-    if local < 2 or any(name in env for name in THREAD_SETTINGS):
-        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         os.cpu_count() or 1
+    comm.crowded = local > cores
+    if not threads or local < 2 or any(name in env for name in THREAD_SETTINGS):
+        return
     share = max(1, cores // local)
     cpu_parallel.set_num_threads(min(share, cpu_parallel.get_num_threads()))
     try:

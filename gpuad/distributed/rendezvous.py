@@ -93,12 +93,13 @@ class Rendezvous:
                 self.ready.notify_all()
             return value
         result: list[Any] = []  # (the value, or the error to raise here)
-        done = threading.Event()
-        threading.Thread(target=self._fetch, args=(key, result, done), daemon=True,
+        done, stop = threading.Event(), threading.Event()
+        threading.Thread(target=self._fetch, args=(key, result, done, stop), daemon=True,
                          name="gpuad-rendezvous-fetch").start()
         # (the fetch runs in a thread: a handshake with a server that is not gpuad's can block
         # without end, and the deadline must hold all the same)
         if not done.wait(self.timeout):
+            stop.set()  # (the fetch stops trying; one blocked in a handshake stays, a daemon)
             raise DistributedTimeoutError(
                 f"gpuad.distributed: rank {self.rank} got no {key!r} from the rendezvous at "
                 f"{self.address[0]}:{self.address[1]} within timeout={self.timeout:g} s: is "
@@ -108,9 +109,11 @@ class Rendezvous:
             raise result[0]
         return result[0]
 
-    def _fetch(self, key: str, result: list[Any], done: threading.Event) -> None:
-        """Ask rank 0 for ``key`` until it answers (connection refused: not serving yet)."""
-        while True:
+    def _fetch(self, key: str, result: list[Any], done: threading.Event,
+               stop: threading.Event) -> None:
+        """Ask rank 0 for ``key`` until it answers (connection refused: not serving yet), or
+        until ``stop`` is set."""
+        while not stop.is_set():
             try:
                 with Client(self.address, authkey=_authkey()) as conn:
                     conn.send(key)
