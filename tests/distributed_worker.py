@@ -102,6 +102,17 @@ def collectives(ad, r, n, out):
         assert "modified by an in-place operation" in str(exc), exc
     else:
         raise AssertionError("a tensor changed by all_reduce after it was saved went unseen")
+    # DDP: a layer unused on rank 1 only averages with rank 1's zeros; a layer no rank uses
+    # keeps no gradient on every rank
+    ad.manual_seed(0)
+    net = ad.nn.Sequential(ad.nn.Linear(2, 2), ad.nn.Linear(2, 2), ad.nn.Linear(2, 2))
+    ddp = ad.nn.parallel.DistributedDataParallel(net)
+    h = net[0](ad.ones(1, 2))
+    (net[1](h) if r != 1 else h).sum().backward()
+    assert net[2].weight.grad is None and net[2].bias.grad is None
+    want = float(np.float32(n - 1) / np.float32(n))  # (every rank but rank 1 gave 1s)
+    assert net[1].bias.grad.tolist() == [want] * 2, net[1].bias.grad
+    del ddp
     shares = {}
     for size, drop in ((10, False), (10, True), (3 * n, False)):
         s = dist.DistributedSampler(size, shuffle=True, seed=3, drop_last=drop)
@@ -158,6 +169,11 @@ def fail(ad, args, r):
             t = ad.ones(4)
         if args.how == "dtype":
             t = ad.ones(3, dtype=ad.float64)
+        if args.how == "barrier":  # (another call than rank 0's)
+            ad.distributed.barrier()
+            return
+        if args.how == "before_init":  # (gone before init_process_group)
+            os._exit(3)
     start = time.monotonic()
     try:
         ad.distributed.all_reduce(t)
@@ -175,6 +191,8 @@ def main():
         fake_cupy.install(devices=args.stand_in)
     import gpuad as ad
 
+    if args.how == "raise_before_init" and os.environ.get("PMI_RANK") == "1":
+        raise FileNotFoundError("rank 1 failed before init_process_group")
     ad.distributed.init_process_group(backend=args.backend, timeout=args.timeout)
     r, n = ad.distributed.get_rank(), ad.distributed.get_world_size()
     if args.scenario == "collectives":

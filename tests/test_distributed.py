@@ -172,8 +172,8 @@ def test_ddp_averages_once_per_backward_and_not_for_grad(world_of_one, monkeypat
     (bucket,) = ddp._buckets
     calls = []
     plain_reduce = bucket.reduce
-    monkeypatch.setattr(bucket, "reduce", lambda *g: (calls.append(len(g)),
-                                                      plain_reduce(*g)))
+    monkeypatch.setattr(bucket, "reduce", lambda present, *g: (
+        calls.append(len(g)), plain_reduce(present, *g))[1])
     x = ad.randn(3, 4)
     ddp(x).sum().backward()
     assert calls == [4]
@@ -191,12 +191,77 @@ def test_ddp_averages_once_per_backward_and_not_for_grad(world_of_one, monkeypat
     assert calls == [4, 4]
 
 
-def test_ddp_unused_parameter_gets_zeros(world_of_one):
+def test_ddp_leaves_a_parameter_no_rank_used_without_gradient(world_of_one):
+    """As a single process (and PyTorch's DDP): no gradient, not zeros (which would move it
+    under Adam or weight decay); backward(inputs=...) leaves the others alone."""
     ad.manual_seed(0)
     net = ad.nn.Sequential(ad.nn.Linear(3, 3), ad.nn.Linear(3, 3))
     ad.nn.parallel.DistributedDataParallel(net)  # (its hooks on the parameters keep it)
     net[0](ad.ones(2, 3)).sum().backward()  # (the second layer is not used)
-    assert net[1].weight.grad.tolist() == [[0.0] * 3] * 3
+    assert net[1].weight.grad is None and net[0].weight.grad is not None
+    net.zero_grad()
+    net(ad.ones(2, 3)).sum().backward(inputs=[net[1].weight])
+    assert net[0].weight.grad is None and net[1].weight.grad is not None
+
+
+def test_ddp_refuses_create_graph_and_a_parameter_unfrozen_after_wrapping(world_of_one):
+    ad.manual_seed(0)
+    net = ad.nn.Sequential(ad.nn.Linear(3, 3), ad.nn.Linear(3, 1))
+    net[0].bias.requires_grad_(False)
+    ddp = ad.nn.parallel.DistributedDataParallel(net)
+    with pytest.raises(RuntimeError, match="create_graph=True"):
+        ddp(ad.ones(2, 3)).square().sum().backward(create_graph=True)
+    net.zero_grad()
+    net[0].bias.requires_grad_(True)
+    with pytest.raises(dist.DistributedError, match="parameter '0.bias' requires grad"):
+        ddp(ad.ones(2, 3)).sum().backward()
+
+
+def test_ddp_after_a_failed_backward_still_averages(world_of_one, monkeypatch):
+    """A backward that raises runs no averaging, and the next one averages again."""
+    _, ddp = _pair()
+    (bucket,) = ddp._buckets
+    calls = []
+    plain_reduce = bucket.reduce
+    monkeypatch.setattr(bucket, "reduce", lambda present, *g: (
+        calls.append(1), plain_reduce(present, *g))[1])
+    first = next(iter(ddp.parameters()))
+
+    def fail(g):
+        raise ValueError("a hook fails")
+
+    handle = first.register_hook(fail)
+    with pytest.raises(ValueError, match="a hook fails"):
+        ddp(ad.ones(2, 4)).sum().backward()
+    handle.remove()
+    ddp(ad.ones(2, 4)).sum().backward()
+    assert calls == [1]
+
+
+def test_ddp_no_sync_is_checked_on_each_compiled_replay(world_of_one, monkeypatch):
+    _, ddp = _pair()
+    (bucket,) = ddp._buckets
+    calls = []
+    plain_reduce = bucket.reduce
+    monkeypatch.setattr(bucket, "reduce", lambda present, *g: (
+        calls.append(1), plain_reduce(present, *g))[1])
+
+    @ad.compile
+    def micro(x):
+        ddp.zero_grad()
+        ddp(x).sum().backward()
+
+    x = ad.ones(2, 4)
+    for _ in range(3):
+        with ddp.no_sync():
+            micro(x)
+    assert calls == []
+    for _ in range(3):
+        micro(x)
+    assert calls == [1, 1, 1]
+    with ddp.no_sync():
+        micro(x)
+    assert calls == [1, 1, 1]
 
 
 def test_ddp_compiled_equals_eager(world_of_one):
@@ -332,7 +397,7 @@ def test_nccl_world_of_one_on_the_stand_in(monkeypatch):
             ddp = ad.nn.parallel.DistributedDataParallel(net)
             ddp(ad.ones(4, 3, device="cuda")).sum().backward()
             assert net.weight.grad.tolist() == [[4.0] * 3] * 2
-            assert ("allReduce", 8, "float32") in nccl.calls[before:]
+            assert ("allReduce", 8 + 2, "float32") in nccl.calls[before:]  # (and the flags)
             with pytest.raises(ad.DeviceMismatchError, match="a tensor on cuda:1, but this "
                                "rank's NCCL communicator is on cuda:0"):
                 dist.all_reduce(ad.ones(2, device="cuda:1"))
@@ -403,16 +468,55 @@ def test_rendezvous_port_and_a_foreign_listener():
         silent.close()
 
 
-def test_rendezvous_with_another_key_is_named(monkeypatch):
+def _fetch_in_another_process(port, key="nccl-id#0", **env):
+    code = textwrap.dedent(f"""
+        from gpuad.distributed.rendezvous import Rendezvous
+        print(Rendezvous(1, 2, "127.0.0.1", {port}, timeout=20)._fetch({key!r}, 20).decode())
+        """)
+    import os
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **env})
+
+
+def test_rendezvous_with_another_key_is_named():
     port = _free_port()
     ours = Rendezvous(0, 2, "127.0.0.1", port, timeout=10)
     try:
         ours.exchange("nccl-id", b"x")
-        monkeypatch.setenv("GPUAD_RENDEZVOUS_KEY", "another")
-        with pytest.raises(dist.DistributedError, match="different GPUAD_RENDEZVOUS_KEY"):
-            Rendezvous(1, 2, "127.0.0.1", port, timeout=10).exchange("nccl-id", None)
+        run = _fetch_in_another_process(port, GPUAD_RENDEZVOUS_KEY="another")
+        assert run.returncode != 0 and "different GPUAD_RENDEZVOUS_KEY" in run.stderr
+        assert _fetch_in_another_process(port).stdout.strip() == "x"  # (same key: served)
     finally:
         ours.close()
+
+
+def test_rendezvous_survives_idle_and_foreign_clients_and_frees_its_port():
+    import socket
+
+    port = _free_port()
+    ours = Rendezvous(0, 2, "127.0.0.1", port, timeout=10)
+    idle = socket.create_connection(("127.0.0.1", port))  # (connects, never speaks)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as probe:  # (an HTTP probe)
+            probe.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        ours.exchange("nccl-id", b"id-1")
+        other = Rendezvous(1, 2, "127.0.0.1", port, timeout=10)
+        assert other.exchange("nccl-id", None) == b"id-1"
+    finally:
+        idle.close()
+        ours.close()
+    again = Rendezvous(0, 2, "127.0.0.1", port, timeout=10, generation=1)  # (port free)
+    try:
+        again.exchange("nccl-id", b"id-2")
+        # a rank of the new group never takes the old group's value
+        assert Rendezvous(1, 2, "127.0.0.1", port, timeout=10, generation=1).exchange(
+            "nccl-id", None) == b"id-2"
+        with pytest.raises(dist.DistributedTimeoutError):
+            Rendezvous(1, 2, "127.0.0.1", port, timeout=1, generation=0).exchange(
+                "nccl-id", None)
+    finally:
+        again.close()
 
 
 def test_rendezvous_under_torchrun(tmp_path):
@@ -459,3 +563,29 @@ def test_sampler_order_is_pytorchs_without_shuffling(n, world, rank_seed, drop):
         assert list(ours) == [] and len(ours) == 0
         return
     assert list(ours) == list(theirs) and len(ours) == len(theirs)
+
+
+def test_real_cupys_nccl_unique_id_travels_as_it_takes_it():
+    """Real CuPy (14 returns the id as bytes, and NcclCommunicator takes bytes only; older
+    ones used tuples): the id that gpuad packs arrives as the type CuPy's constructor takes.
+    Runs without a GPU (ncclGetUniqueId needs none) where CuPy and NCCL's wheel are
+    installed; the constructor itself needs a GPU."""
+    code = textwrap.dedent("""
+        import cupy.cuda.nccl as nccl
+        if not nccl.available:
+            raise SystemExit(77)
+        from gpuad.distributed.nccl_comm import _id_bytes, _id_of
+        uid = nccl.get_unique_id()
+        back = _id_of(_id_bytes(uid))
+        assert back == uid and type(back) is type(uid), (type(uid), type(back))
+        try:
+            nccl.NcclCommunicator(1, tuple(range(128)), 0)
+        except TypeError as exc:  # (CuPy 14: bytes only)
+            assert isinstance(uid, bytes), exc
+        print("ok", type(uid).__name__)
+        """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    if run.returncode == 77 or "No module named 'cupy'" in run.stderr:
+        pytest.skip("real CuPy with NCCL is not installed (pip install nvidia-nccl-cu13)")
+    assert run.returncode == 0 and run.stdout.startswith("ok"), run.stdout + run.stderr

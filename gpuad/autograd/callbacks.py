@@ -13,18 +13,21 @@ from collections.abc import Callable, Iterator
 
 class _Queue(threading.local):
     def __init__(self) -> None:
-        self.current: list[Callable[[], None]] | None = None
+        self.current: list[tuple[object, Callable[[], None]]] | None = None
 
 
 _queue = _Queue()
 
 
-def queue_callback(fn: Callable[[], None]) -> bool:
+def queue_callback(fn: Callable[[], None], key: object = None) -> bool:
     """Run ``fn()`` when the ``backward()`` pass in progress on this thread has filled every
-    ``.grad``; returns False, queueing nothing, when no such pass is in progress."""
-    if _queue.current is None:
+    ``.grad``; returns False, queueing nothing, when no such pass is in progress. With a
+    ``key``, once per pass: a second call with the same key (``is``) queues nothing more."""
+    queued = _queue.current
+    if queued is None:
         return False
-    _queue.current.append(fn)
+    if key is None or all(k is not key for k, _ in queued):
+        queued.append((key, fn))
     return True
 
 
@@ -38,5 +41,5 @@ def after_pass() -> Iterator[None]:
         yield
     finally:
         _queue.current = outer
-    for fn in queued:
+    for _, fn in queued:
         fn()

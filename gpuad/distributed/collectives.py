@@ -28,7 +28,7 @@ OPS = ("sum", "mean", "max", "min")
 MPI_STAGING = {"float16": np.float32, "bool": np.uint8}
 #: signature slots: call, dtype, ndim, op, src, shape hash, then up to MAX_DIMS dimensions
 MAX_DIMS = 10
-CALLS = ("all_reduce", "broadcast", "all_gather")
+CALLS = ("all_reduce", "broadcast", "all_gather", "barrier")
 
 
 def _tensor(t: Any, op: str) -> Tensor:
@@ -68,6 +68,10 @@ def _signature(call: str, a: Any, op: str, src: int) -> np.ndarray:
 
 
 def _describe(sig: np.ndarray) -> str:
+    if not 0 <= sig[0] < len(CALLS) or not 0 <= sig[2] <= 64:
+        return "something else (not one of gpuad's collectives at this point)"
+    if CALLS[int(sig[0])] == "barrier":
+        return "barrier()"
     ndim = int(sig[2])
     dims = [int(d) for d in sig[6:6 + min(ndim, MAX_DIMS)]]
     shape = "(" + ", ".join(map(str, dims)) + ("," if ndim == 1 else "") + \
@@ -93,20 +97,24 @@ def agree(comm: Any, call: str, a: Any, op: str = "", src: int = -1) -> None:
     if comm.size == 1:
         return
     sig = _signature(call, a, op, src)
-    rows = np.empty((comm.size, sig.size), np.int64)
+    rows = np.zeros((comm.size, sig.size), np.int64)
     what = f"{call} of {_describe(sig)} (its check that the ranks agree)"
     if comm.name == "nccl":
         with comm.cupy.cuda.Device(comm.device):
-            device_rows = comm.cupy.empty(rows.shape, rows.dtype)
+            device_rows = comm.cupy.zeros(rows.shape, rows.dtype)
             comm.all_gather(comm.cupy.asarray(sig), device_rows, what)
             rows = device_rows.get()
     else:
         comm.all_gather(sig, rows, what)
     if (rows == rows[0]).all():
         return
-    called = {CALLS[int(r[0])] for r in rows}
-    ranks = "; ".join(f"rank {r}: {CALLS[int(row[0])] + ' ' if len(called) > 1 else ''}"
-                      f"{_describe(row)}" for r, row in enumerate(rows))
+    called = {int(r[0]) for r in rows}
+
+    def call(row: np.ndarray) -> str:
+        known = 0 <= row[0] < len(CALLS) and CALLS[int(row[0])] != "barrier"
+        return CALLS[int(row[0])] + " " if len(called) > 1 and known else ""
+
+    ranks = "; ".join(f"rank {r}: {call(row)}{_describe(row)}" for r, row in enumerate(rows))
     raise DistributedError(
         f"gpuad.distributed.{call}: the ranks disagree ({ranks}); every rank must make the "
         "same call with a tensor of the same shape and dtype (and the same op and source)")
@@ -251,4 +259,6 @@ def barrier() -> None:
     """
     group = groups.require("barrier")
     comm = group.comms.get("cpu") or group.comms["cuda"]
+    comm.check_usable()
+    agree(comm, "barrier", np.zeros(0, np.int64))
     comm.barrier()

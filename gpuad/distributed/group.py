@@ -13,9 +13,14 @@ A world of one needs neither: its collectives leave tensors as they are.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import faulthandler
 import os
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +80,8 @@ class Group:
 
 
 current: Group | None = None
+#: how many groups this process has made (the rendezvous keys of each group are its own)
+_made = [0]
 
 
 def _seconds(timeout: Any) -> float | None:
@@ -94,11 +101,48 @@ def _mpi_launch(info: launching.Launch, env: Any) -> bool:
     MPI's variables are set too)."""
     if info.launcher in ("Open MPI", "MPICH (PMI)", "Slurm"):
         return True
-    return any(launching.LAUNCHERS[name][0] in env for name in ("Open MPI", "MPICH (PMI)"))
+    for name in ("Open MPI", "MPICH (PMI)"):  # (torchrun's variables and MPI's: one world?)
+        rank_name, size_name, _ = launching.LAUNCHERS[name]
+        if (env.get(rank_name), env.get(size_name)) == (str(info.rank), str(info.world_size)):
+            return True
+    return False  # (torchrun started inside an MPI launch: its workers are no MPI world)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None, what: str, rank: int) -> Iterator[None]:
+    """A step that cannot be interrupted (MPI's start-up, NCCL's ``ncclCommInitRank``): past
+    ``seconds`` the process says what it waited for and exits (status 1), which ends an MPI
+    job on every rank, rather than wait forever for a rank that is gone. Where the step holds
+    the GIL while it waits (MPI_Init does), the message cannot run: then, a second later,
+    faulthandler prints "Timeout" and every thread's stack (the step's frames in it) and
+    exits."""
+    if seconds is None:
+        yield
+        return
+
+    def expire() -> None:
+        sys.stderr.write(f"gpuad.distributed: rank {rank}: {what} did not complete within "
+                         f"timeout={seconds:g} s: some rank did not take part (it died "
+                         "before init_process_group, or hangs); exiting\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    # (a backstop that needs no GIL, which MPI_Init and ncclCommInitRank hold while they
+    # wait: it prints every thread's stack, this step's frames among them, and exits)
+    faulthandler.dump_traceback_later(seconds + 1.0, exit=True)
+    try:
+        yield
+    finally:
+        timer.cancel()
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _mpi(info: launching.Launch, timeout: float | None) -> MpiCommunicator:
-    comm = MpiCommunicator(timeout)
+    with deadline(timeout, "MPI's start-up (MPI_Init, with every rank)", info.rank):
+        comm = MpiCommunicator(timeout)
     if (comm.rank, comm.size) != (info.rank, info.world_size):
         raise DistributedError(
             f"gpuad.distributed: the launch says rank {info.rank} of {info.world_size} "
@@ -133,11 +177,10 @@ def init(backend: str, timeout: Any, rank: int | None, world_size: int | None,
         raise ValueError(f"gpuad.distributed.init_process_group: backend={backend!r}; choose "
                          f"one of {', '.join(map(repr, BACKENDS))}")
     seconds = _seconds(timeout)
+    _made[0] += 1
     info = launching.read(env)
-    if rank is not None or world_size is not None:
-        info = launching.read({**env, "RANK": str(info.rank if rank is None else rank),
-                               "WORLD_SIZE": str(info.world_size if world_size is None
-                                                 else world_size)})
+    if rank is not None or world_size is not None:  # (the rest of the launch kept)
+        info = launching.override(info, rank, world_size)
     group = Group(info, backend, seconds)
     cpu = group.comms
     try:
@@ -163,7 +206,9 @@ def init(backend: str, timeout: Any, rank: int | None, world_size: int | None,
     current = group
     if isinstance(group.comms.get("cpu"), MpiCommunicator) and info.world_size > 1:
         sys.excepthook = _aborting(sys.excepthook, group.comms["cpu"])
-        _share_cores(group.comms["cpu"], env, group.device == "cpu")
+        with deadline(seconds, "finding the ranks of this machine (MPI_Comm_split_type)",
+                      info.rank):
+            _share_cores(group.comms["cpu"], env, group.device == "cpu")
     return group
 
 
@@ -203,10 +248,17 @@ def _aborting(previous: Any, comm: MpiCommunicator) -> Any:
     waiting for it until their timeout."""
 
     def hook(kind: Any, value: Any, tb: Any) -> None:
+        if current is None or current.comms.get("cpu") is not comm:
+            previous(kind, value, tb)
+            return
+        sys.stderr.write(f"gpuad.distributed: rank {comm.rank} of {comm.size} failed with "
+                         f"{kind.__name__}: {value}; aborting the MPI job\n")
+        sys.stderr.flush()
         previous(kind, value, tb)
-        if current is not None and current.comms.get("cpu") is comm:
-            sys.stderr.flush()
-            comm.comm.Abort(1)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        time.sleep(0.2)  # (the launcher forwards what was written before the abort)
+        comm.comm.Abort(1)
 
     hook.previous = previous  # type: ignore[attr-defined]  # (put back by destroy())
     return hook
@@ -221,8 +273,9 @@ def _cuda(group: Group, env: Any) -> None:
     if backend == "mpi":
         return
     wanted = backend == "nccl"
-    if not wanted and not (cuda.is_available() and nccl_comm.usable()):
-        return
+    if not wanted and (info.world_size == 1 or not (cuda.is_available()
+                                                    and nccl_comm.usable())):
+        return  # (a world of one needs no NCCL unless asked for)
     if not cuda.is_available():
         raise DistributedError("gpuad.distributed.init_process_group: backend='nccl' needs a "
                                "usable GPU, and this machine has none "
@@ -239,11 +292,15 @@ def _cuda(group: Group, env: Any) -> None:
         share = lambda uid: uid  # noqa: E731
     else:
         port = None if info.master_port is None else rendezvous_port(info.master_port, env)
+        restarts = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+        generation = _made[0] + (int(restarts) if restarts.isdigit() else 0) * 1000
         group.rendezvous = Rendezvous(info.rank, info.world_size, info.master_addr, port,
-                                      group.timeout)
+                                      group.timeout, generation)
         share = lambda uid: group.rendezvous.exchange("nccl-id", uid)  # type: ignore  # noqa
-    group.comms["cuda"] = nccl_comm.NcclCommunicator(info.rank, info.world_size, device,
-                                                     group.timeout, share)
+    with deadline(group.timeout, "NCCL's start-up (ncclCommInitRank, with every rank)",
+                  info.rank):
+        group.comms["cuda"] = nccl_comm.NcclCommunicator(info.rank, info.world_size, device,
+                                                         group.timeout, share)
 
 
 def destroy() -> None:

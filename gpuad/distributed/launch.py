@@ -12,6 +12,7 @@ With none of them, the process is a world of one (rank 0 of 1).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,3 +81,22 @@ def read(env: Mapping[str, str] | None = None) -> Launch:
                 port = _integer(env, "MASTER_PORT", launcher)
         return Launch(rank, size, local, launcher, addr, port)
     return Launch(0, 1, 0, None)
+
+
+def override(launch: Launch, rank: int | None, world_size: int | None) -> Launch:
+    """``launch`` with the rank and world size given to ``init_process_group`` (the local
+    rank, launcher and rendezvous address kept).
+
+    >>> ad.distributed.launch.override(ad.distributed.launch.read({}), 1, 2).rank
+    1
+    """
+    rank = launch.rank if rank is None else rank
+    size = launch.world_size if world_size is None else world_size
+    for name, value in (("rank", rank), ("world_size", size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"gpuad.distributed.init_process_group: {name}={value!r}; give an "
+                            "int")
+    if size < 1 or not 0 <= rank < size:
+        raise ValueError(f"gpuad.distributed.init_process_group: rank={rank} of "
+                         f"world_size={size}; a rank must lie in [0, world_size)")
+    return dataclasses.replace(launch, rank=rank, world_size=size)

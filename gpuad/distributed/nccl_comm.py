@@ -22,9 +22,10 @@ from ..errors import DistributedError, DistributedTimeoutError
 
 #: gpuad's reduction names -> NCCL's (mean is NCCL's average, floating point only)
 OPS = {"sum": "NCCL_SUM", "mean": "NCCL_AVG", "max": "NCCL_MAX", "min": "NCCL_MIN"}
-#: NumPy dtype names -> NCCL's data types (bool travels as uint8)
+#: NumPy dtype names -> NCCL's data types (bool travels as uint8); NCCL has no others
 DTYPES = {"float16": "NCCL_FLOAT16", "float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64",
-          "int32": "NCCL_INT32", "int64": "NCCL_INT64", "uint8": "NCCL_UINT8",
+          "int8": "NCCL_INT8", "uint8": "NCCL_UINT8", "int32": "NCCL_INT32",
+          "uint32": "NCCL_UINT32", "int64": "NCCL_INT64", "uint64": "NCCL_UINT64",
           "bool": "NCCL_UINT8"}
 SPIN = 0.01
 
@@ -56,6 +57,22 @@ def usable() -> bool:
     return True
 
 
+def _id_bytes(uid: Any) -> bytes:
+    """NCCL's unique id as it travels: CuPy 14's 128 bytes as they are, marked ``b"B"``; an
+    older CuPy's tuple of 128 C chars (signed or not, as the platform's char) as int16s,
+    marked ``b"T"``, so that every rank rebuilds the type its CuPy takes."""
+    if isinstance(uid, bytes):
+        return b"B" + uid
+    return b"T" + np.array(uid, np.int16).tobytes()
+
+
+def _id_of(data: bytes) -> Any:
+    """The unique id that :func:`_id_bytes` packed."""
+    if data[:1] == b"B":
+        return data[1:]
+    return tuple(np.frombuffer(data[1:], np.int16).tolist())
+
+
 class NcclCommunicator:
     """An NCCL communicator of ``size`` ranks on CUDA device ``device``; ``share_id(uid)``
     gives every rank rank 0's unique id."""
@@ -69,9 +86,8 @@ class NcclCommunicator:
         self.cupy, self.nccl = cupy, import_nccl()
         self.rank, self.size, self.device, self.timeout = rank, size, device, timeout
         self.broken: str | None = None
-        # (the id's 128 C chars, signed or not as the platform's char: carried as int16)
-        mine = np.array(self.nccl.get_unique_id(), np.int16).tobytes() if rank == 0 else None
-        uid = tuple(np.frombuffer(share_id(mine), np.int16).tolist())
+        mine = _id_bytes(self.nccl.get_unique_id()) if rank == 0 else None
+        uid = _id_of(share_id(mine))
         with cupy.cuda.Device(device):
             self.comm = self.nccl.NcclCommunicator(size, uid, rank)
 
@@ -105,7 +121,12 @@ class NcclCommunicator:
                                    f"earlier {self.broken}; start a new job")
 
     def _args(self, a: Any) -> tuple[int, int]:
-        return a.size, getattr(self.nccl, DTYPES[a.dtype.name])
+        name = DTYPES.get(a.dtype.name)
+        if name is None:
+            raise TypeError(f"gpuad.distributed: NCCL cannot carry {a.dtype} tensors (it has "
+                            f"{', '.join(sorted(DTYPES))}); cast the tensor first, or move it "
+                            "to the CPU (MPI carries more dtypes)")
+        return a.size, getattr(self.nccl, name)
 
     def _stream(self) -> int:
         return self.cupy.cuda.get_current_stream().ptr

@@ -5,17 +5,16 @@ At construction the ranks check that they wrap the same model (names, shapes, dt
 rank 0's parameters and buffers are broadcast to all. During a ``backward()`` pass, the first
 parameter gradient computed queues one averaging for the end of the pass
 (:mod:`gpuad.autograd.callbacks`); it then all-reduces the gradients, one call per bucket (the
-parameters of one device and dtype):
+parameters of one device and dtype): they are copied into the bucket's flat buffer, followed by
+one flag per parameter (1 where this rank has its gradient), reduced, and copied back.
 
-- where the gradients already are consecutive views of one flat buffer (on CUDA, the fused
-  optimizer's, after ``zero_grad(set_to_none=False)``), that buffer is reduced in place;
-- otherwise they are copied into the bucket's own flat buffer, reduced, and copied back.
-
-The average is ``sum / world_size`` (NCCL's average on CUDA). A parameter without a gradient
-on this rank counts as zeros, so that every rank ends with the same gradient. Inside
-``ad.compile`` the averaging is one recorded step that every replay runs again on the CPU; on
-CUDA with NCCL, its copies and ``ncclAllReduce`` are kernels that the step's CUDA graph
-captures.
+The average is ``sum / world_size`` (NCCL's average on CUDA), the mean of each rank's
+gradient: with equal shares of the batch on every rank, the gradient of the whole batch's mean
+loss, as PyTorch's DDP. A parameter that has no gradient on this rank counts as zeros where
+another rank has one (so every rank ends with the same gradient), and keeps ``None`` where no
+rank has one (as on a single process). Inside ``ad.compile`` the averaging is one recorded step
+that every replay runs again on the CPU; on CUDA with NCCL, its copies and ``ncclAllReduce``
+are kernels that the step's CUDA graph captures.
 """
 from __future__ import annotations
 
@@ -46,55 +45,61 @@ class _Bucket:
         first = params[0]
         self.backend = first._dev._backend
         self.sizes = [p.size for p in params]
-        with self.backend.on_device():
-            self.flat = self.backend.xp.empty(sum(self.sizes), first.dtype)
-
-    def _shared_base(self, grads: tuple[Any, ...]) -> Any:
-        """The one flat buffer whose consecutive views ``grads`` are, or None."""
-        base = grads[0].base
-        if base is None or base.ndim != 1 or not base.flags.c_contiguous:
-            return None
-        if base.size != sum(self.sizes):
-            return None
-        off = 0
-        address = base.__array_interface__["data"][0] if isinstance(base, np.ndarray) \
-            else base.data.ptr
-        for g, size in zip(grads, self.sizes):
-            here = g.__array_interface__["data"][0] if isinstance(g, np.ndarray) \
-                else g.data.ptr
-            if g.base is not base or not g.flags.c_contiguous or \
-                    here != address + off * base.itemsize:
-                return None
-            off += size
-        return base
-
-    def _through_flat(self, arrays: tuple[Any, ...], work: Any, read: bool = True) -> None:
-        """``work`` on the flat buffer holding ``arrays`` one after another (the arrays
-        themselves, where they are consecutive views of one buffer), then back into them."""
-        with self.backend.on_device():
-            base = self._shared_base(arrays)
-            if base is not None:
-                collectives._run(self.comm, base, self.backend, work)
-                return
-            off = 0
-            for a, size in zip(arrays, self.sizes):
-                if read:
-                    self.flat[off:off + size] = a.reshape(-1)
-                off += size
-            collectives._run(self.comm, self.flat, self.backend, work)
-            off = 0
-            for a, size in zip(arrays, self.sizes):
-                a[...] = self.flat[off:off + size].reshape(a.shape)
-                off += size
-
-    def reduce(self, *grads: Any) -> None:
-        """Average ``grads`` (this bucket's gradients) across the ranks, in place: one
-        all-reduce."""
-        self._through_flat(grads, lambda a: self.comm.all_reduce(a, "mean"))
+        self.total = sum(self.sizes)
+        with self.backend.on_device():  # (the values, then a flag per tensor)
+            self.flat = self.backend.xp.empty(self.total + len(params), first.dtype)
+            self.ones = self.backend.xp.ones(len(params), first.dtype)
 
     def broadcast(self, *arrays: Any) -> None:
         """Rank 0's ``arrays`` (this bucket's tensors) into every rank's: one broadcast."""
-        self._through_flat(arrays, lambda a: self.comm.broadcast(a, 0))
+        with self.backend.on_device():
+            flat, off = self.flat[:self.total], 0
+            for a, size in zip(arrays, self.sizes):
+                flat[off:off + size] = a.reshape(-1)
+                off += size
+            collectives._run(self.comm, flat, self.backend, lambda b: self.comm.broadcast(b, 0))
+            self._unpack(arrays)
+
+    def reduce(self, present: tuple[bool, ...], *grads: Any) -> list[tuple[int, Any]]:
+        """Average the gradients across the ranks, in place: ``grads`` are those of the
+        parameters ``present`` marks (this rank has them). One all-reduce of the flat buffer
+        and the flags. Returns ``(i, average)`` for each parameter ``i`` absent here that
+        another rank has (read back only when some parameter is absent)."""
+        xp = self.backend.xp
+        with self.backend.on_device():
+            off, it = 0, iter(grads)
+            for size, here in zip(self.sizes, present):
+                if here:
+                    self.flat[off:off + size] = next(it).reshape(-1)
+                else:
+                    self.flat[off:off + size].fill(0)
+                off += size
+            all_here = all(present)
+            if all_here:
+                self.flat[self.total:] = self.ones
+            else:
+                self.flat[self.total:] = xp.asarray(np.array(present, self.flat.dtype))
+            collectives._run(self.comm, self.flat, self.backend,
+                             lambda b: self.comm.all_reduce(b, "mean"))
+            self._unpack([g for g, here in zip(self._slots(grads, present), present) if here],
+                         [i for i, here in enumerate(present) if here])
+            if all_here:
+                return []
+            used = self.backend.to_numpy(self.flat[self.total:]) > 0
+            offsets = np.cumsum([0, *self.sizes])
+            return [(i, self.flat[offsets[i]:offsets[i + 1]].copy())
+                    for i, here in enumerate(present) if not here and used[i]]
+
+    @staticmethod
+    def _slots(grads: tuple[Any, ...], present: tuple[bool, ...]) -> list[Any]:
+        it = iter(grads)
+        return [next(it) if here else None for here in present]
+
+    def _unpack(self, arrays: Any, which: list[int] | None = None) -> None:
+        """The flat buffer's values back into ``arrays`` (those of the tensors ``which``)."""
+        offsets = np.cumsum([0, *self.sizes])
+        for a, i in zip(arrays, range(len(arrays)) if which is None else which):
+            a[...] = self.flat[offsets[i]:offsets[i + 1]].reshape(a.shape)
 
 
 def _by_kind(tensors: list[Tensor]) -> list[list[Tensor]]:
@@ -126,7 +131,7 @@ class DistributedDataParallel(Module):
         group = groups.require("nn.parallel.DistributedDataParallel")
         self.module = module
         object.__setattr__(self, "_sync", True)
-        object.__setattr__(self, "_pending", False)
+        object.__setattr__(self, "_group", group)
         named = list(module.named_parameters())
         buffers = list(module.named_buffers()) if broadcast_buffers else []
         self._check_same_model(named + buffers, group)
@@ -137,6 +142,7 @@ class DistributedDataParallel(Module):
         trained = _by_kind([p for _, p in named if p.requires_grad])
         object.__setattr__(self, "_buckets", [_Bucket(ps, self._comm(group, ps[0]))
                                               for ps in trained])
+        object.__setattr__(self, "_trained", {id(p) for ps in trained for p in ps})
         for ps in trained:
             for p in ps:
                 p.register_hook(self._on_gradient)
@@ -165,23 +171,42 @@ class DistributedDataParallel(Module):
                 "same model, with the same dtypes and devices, on every rank")
 
     def _on_gradient(self, grad: Tensor) -> None:
-        """A parameter's gradient was computed: average them all when the pass ends."""
-        if self._sync and not self._pending and queue_callback(self._average):
-            object.__setattr__(self, "_pending", True)
+        """A parameter's gradient was computed: average them all when the pass ends (once per
+        pass; not inside ``no_sync()``, which a compiled step checks on each replay; not once
+        the group this wrapper was made in is gone)."""
+        if groups.current is self._group and tracing.state(self, "_sync"):
+            queue_callback(self._average, key=self)
 
     def _average(self) -> None:
-        object.__setattr__(self, "_pending", False)
+        self._check_trained()
         for bucket in self._buckets:
-            for p in bucket.params:
-                if p._grad is None:  # (unused here: zeros, so every rank ends the same)
-                    with bucket.backend.on_device():
-                        zeros = bucket.backend.xp.zeros(p.shape, p.dtype)
-                    p._grad = Tensor(zeros, p._dev)
-            grads = [p._grad._a for p in bucket.params]
+            present = tuple(p._grad is not None for p in bucket.params)
+            grads = [p._grad for p in bucket.params if p._grad is not None]
+            if any(g._grad_fn is not None for g in grads):
+                raise RuntimeError(
+                    "gpuad.nn.parallel.DistributedDataParallel: backward(create_graph=True) "
+                    "made gradients with a graph; the average across ranks is data, so the "
+                    "graph of an averaged gradient would be this rank's alone (its derivatives "
+                    "wrong). Take higher derivatives outside DDP (its .module), or average "
+                    "with ad.distributed.all_reduce yourself")
+            arrays = [g._a for g in grads]
             if bucket.comm.name == "nccl":  # (device work: a CUDA graph captures it)
-                bucket.reduce(*grads)
+                elsewhere = bucket.reduce(present, *arrays)
             else:  # (host work: ad.compile replays the call)
-                tracing.opaque(bucket.reduce, *grads)
+                elsewhere = tracing.opaque(bucket.reduce, present, *arrays)
+            for i, average in elsewhere:  # (absent here, present on another rank)
+                p = bucket.params[i]
+                p._grad = Tensor(average.reshape(p.shape), p._dev)
+
+    def _check_trained(self) -> None:
+        """Refuse a parameter that requires grad now but did not at wrapping: no bucket
+        averages it, so the ranks would drift apart."""
+        for name, p in self.module.named_parameters():
+            if p.requires_grad and id(p) not in self._trained:
+                raise DistributedError(
+                    f"gpuad.nn.parallel.DistributedDataParallel: parameter {name!r} requires "
+                    "grad but did not when the model was wrapped, so its gradient would not "
+                    "be averaged; set requires_grad before wrapping (wrap the model again)")
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:

@@ -22,7 +22,7 @@ from . import array, capture, cuda
 
 # NCCL's own values (nccl.h), as real CuPy exposes them
 DTYPES = {0: np.int8, 1: np.uint8, 2: np.int32, 3: np.uint32, 4: np.int64, 5: np.uint64,
-          6: np.float16, 7: np.float32, 8: np.float64}
+          6: np.float16, 7: np.float32, 8: np.float64}  # (9, bfloat16: NumPy has none)
 NAMES = {"NCCL_INT8": 0, "NCCL_CHAR": 0, "NCCL_UINT8": 1, "NCCL_INT32": 2, "NCCL_INT": 2,
          "NCCL_UINT32": 3, "NCCL_INT64": 4, "NCCL_UINT64": 5, "NCCL_FLOAT16": 6,
          "NCCL_HALF": 6, "NCCL_FLOAT32": 7, "NCCL_FLOAT": 7, "NCCL_FLOAT64": 8,
@@ -39,7 +39,8 @@ class NcclError(RuntimeError):
 
 
 def get_unique_id():
-    uid = tuple(int(b) for b in np.random.default_rng().integers(-128, 128, 128))
+    """128 bytes, as CuPy 14 gives it (an older CuPy gave a tuple of 128 ints)."""
+    uid = np.random.default_rng().integers(0, 256, 128, dtype=np.uint8).tobytes()
     _made.append(uid)
     return uid
 
@@ -71,7 +72,10 @@ def _host_view(ptr, count, dtype, device, what):
 
 class NcclCommunicator:
     def __init__(self, ndev, commId, rank):
-        if not isinstance(commId, tuple) or len(commId) != 128:
+        if not isinstance(commId, bytes):  # (CuPy 14's Cython signature: bytes commId)
+            raise TypeError(f"Argument 'commId' has incorrect type (expected bytes, got "
+                            f"{type(commId).__name__})")
+        if len(commId) != 128:
             raise NcclError("ncclCommInitRank: the unique id must be 128 bytes")
         if not 0 <= rank < ndev:
             raise NcclError(f"ncclCommInitRank: rank {rank} of {ndev} (invalid argument)")
