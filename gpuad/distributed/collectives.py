@@ -110,11 +110,11 @@ def agree(comm: Any, call: str, a: Any, op: str = "", src: int = -1) -> None:
         return
     called = {int(r[0]) for r in rows}
 
-    def call(row: np.ndarray) -> str:
+    def named(row: np.ndarray) -> str:
         known = 0 <= row[0] < len(CALLS) and CALLS[int(row[0])] != "barrier"
         return CALLS[int(row[0])] + " " if len(called) > 1 and known else ""
 
-    ranks = "; ".join(f"rank {r}: {call(row)}{_describe(row)}" for r, row in enumerate(rows))
+    ranks = "; ".join(f"rank {r}: {named(row)}{_describe(row)}" for r, row in enumerate(rows))
     raise DistributedError(
         f"gpuad.distributed.{call}: the ranks disagree ({ranks}); every rank must make the "
         "same call with a tensor of the same shape and dtype (and the same op and source)")
