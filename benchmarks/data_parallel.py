@@ -182,8 +182,9 @@ def _share(g):
 
 
 #: the all-reduce table's columns: result key -> header
-COLUMNS = {"gpuad_sum": "gpuad: MPI all-reduce (sum)", "gpuad": "gpuad: DDP bucket, in place",
-           "gpuad_staged": "gpuad: DDP bucket, staged",
+COLUMNS = {"gpuad_sum": "gpuad: MPI all-reduce (sum)",
+           "gpuad": "gpuad: DDP bucket (views of one buffer)",
+           "gpuad_staged": "gpuad: DDP bucket (separate arrays)",
            "gpuad_all_reduce": "gpuad: ad.distributed.all_reduce",
            "mpi4py": "bare mpi4py Allreduce", "mpi4py_iallreduce": "bare mpi4py Iallreduce+Wait",
            "nccl": "bare ncclAllReduce", "torch": "torch (gloo)"}
@@ -231,12 +232,13 @@ def markdown(records, verdict):
         lines += [f"All-reduce (ms per call, and bytes / time; every rank's values, checked "
                   f"first): the target is the flat buffer's all-reduce, gpuad's sum at least "
                   f"{suites.DATA_PARALLEL_TARGET:.2f}× bare {bare}'s speed (bare time / "
-                  "gpuad time, the median of the per-round ratios). The DDP bucket's mean "
-                  "adds a scaling pass to that sum. In place: the gradients are views of one "
-                  "flat buffer; staged: separate gradients (what DDP reduces on the CPU) "
-                  "copied into the bucket's buffer and back.", "",
+                  "gpuad time, the median of the per-round ratios). DDP's bucket adds to "
+                  "that sum a copy of the gradients into its flat buffer (with a flag per "
+                  "parameter) and back, and the mean's scaling pass; its gradients are "
+                  "views of one buffer, or separate arrays (as on the CPU).", "",
                   "| case | " + " | ".join(COLUMNS[k] for k in used)
-                  + " | bare / gpuad sum | bare / in place | bare / staged | bare / all_reduce "
+                  + " | bare / gpuad sum | bare / bucket (views) | bare / bucket (arrays) | "
+                  "bare / all_reduce "
                   "| target |", "|---" * (len(used) + 6) + "|"]
         for r in reduces:
             res = r["results"]

@@ -188,11 +188,12 @@ class CommProbe:
     def __enter__(self):
         bucket_reduce, comm_reduce = self.parallel._Bucket.reduce, self.comm.all_reduce
 
-        def timed_reduce(bucket, *grads):
+        def timed_reduce(bucket, *args):
             t0 = time.perf_counter()
-            bucket_reduce(bucket, *grads)
+            result = bucket_reduce(bucket, *args)
             self.reduce_s += time.perf_counter() - t0
             self.calls += 1
+            return result
 
         def timed_all_reduce(a, op):
             t0 = time.perf_counter()
@@ -276,6 +277,11 @@ def _free_port():
 def _pattern(size, rank):
     """Rank ``rank``'s values: small integers times (rank + 1), exact in float32 sums."""
     return ((np.arange(size) % 7 + 1) * (rank + 1)).astype(np.float32)
+
+
+def _all(arrays):
+    """The bucket's flags: every gradient present."""
+    return (True,) * len(arrays)
 
 
 def _bucket_arrays(xp, shapes, flat):
@@ -435,9 +441,11 @@ def _gpuad_ranks(comm, spec, launch, problem, rows):
                 "gpuad_sum": Method("gpuad's MPI all-reduce (sum)", [flat],
                                     lambda a=flat, c=mpi: c.all_reduce(a, "sum"), mine, total),
                 "gpuad": Method("the bucket's mean", inplace,
-                                lambda b=bucket, a=inplace: b.reduce(*a), mine, mean),
+                                lambda b=bucket, a=inplace: b.reduce(_all(a), *a), mine,
+                                mean),
                 "gpuad_staged": Method("the bucket's mean", staged,
-                                       lambda b=bucket, a=staged: b.reduce(*a), mine, mean),
+                                       lambda b=bucket, a=staged: b.reduce(_all(a), *a), mine,
+                                       mean),
                 "gpuad_all_reduce": Method("ad.distributed.all_reduce's sum", [t._a],
                                            lambda t=t: ad.distributed.all_reduce(t), mine,
                                            total),
@@ -565,12 +573,12 @@ def nccl_main(spec, out):
 
     reason = _nccl_unusable(ad)
     if reason is None:
-        ad.distributed.init_process_group(timeout=spec["timeout"])
-        comm = ad.distributed.group.current.comms.get("cuda")
-        if comm is None or comm.name != "nccl":
-            reason = ("gpuad's process group has no NCCL communicator (backend "
-                      f"{ad.distributed.get_backend()!r})")
-            ad.distributed.destroy_process_group()
+        try:  # (a world of one starts NCCL only when asked to)
+            ad.distributed.init_process_group(backend="nccl", timeout=spec["timeout"])
+        except ad.distributed.DistributedError as exc:
+            reason = f"gpuad cannot start NCCL: {exc}"
+        else:
+            comm = ad.distributed.group.current.comms["cuda"]
     if reason is not None:
         records = [{"suite": "data_parallel", "case": _case_name("nccl all_reduce", kind, 1),
                     "unit": "ms", "x": 1, "params": {"buffer": kind, "ranks": 1},
@@ -609,10 +617,12 @@ def nccl_main(spec, out):
         return {
             "gpuad_sum": Method("gpuad's NCCL all-reduce (sum)", [flat],
                                 lambda: comm.all_reduce(flat, "sum"), mine, mine, **on),
-            "gpuad": Method("the bucket's mean", inplace, lambda: bucket.reduce(*inplace),
+            "gpuad": Method("the bucket's mean", inplace,
+                            lambda: bucket.reduce(_all(inplace), *inplace),
                             mine, mine, **on),
             "gpuad_staged": Method("the bucket's mean", staged,
-                                   lambda: bucket.reduce(*staged), mine, mine, **on),
+                                   lambda: bucket.reduce(_all(staged), *staged), mine, mine,
+                                   **on),
             "gpuad_all_reduce": Method("ad.distributed.all_reduce's sum", [t._a],
                                        lambda: ad.distributed.all_reduce(t), mine, mine, **on),
             "nccl": Method("NCCL's sum", [bare], bare_call, mine, mine, **on)}
