@@ -63,8 +63,9 @@ class MpiCommunicator:
         self.crowded = False
 
     # ---- the waits ----------------------------------------------------------------------
-    def _wait(self, request: Any, what: str) -> None:
-        """Wait for ``request`` until the deadline; a timeout breaks the group."""
+    def _wait(self, request: Any, describe: Any) -> None:
+        """Wait for ``request`` until the deadline; a timeout breaks the group (``describe``
+        names the call, a string or a function giving one: formatted only then)."""
         if self.timeout is None:
             request.Wait()
             return
@@ -79,6 +80,7 @@ class MpiCommunicator:
                 continue
             now = time.monotonic()
             if now > deadline:
+                what = describe() if callable(describe) else describe
                 self._break(f"{what} did not complete within timeout={self.timeout:g} s")
                 raise DistributedTimeoutError(
                     f"gpuad.distributed: {what} on rank {self.rank} of {self.size} (MPI) did "
@@ -106,7 +108,7 @@ class MpiCommunicator:
         self.check_usable()
         request = self.comm.Iallreduce(self.MPI.IN_PLACE, a,
                                        op=getattr(self.MPI, OPS[op]))
-        self._wait(request, f"all_reduce({op}) of {a.dtype} {a.shape}")
+        self._wait(request, lambda: f"all_reduce({op}) of {a.dtype} {a.shape}")
         if op == "mean":
             scale(a, self.size)
 
@@ -114,13 +116,13 @@ class MpiCommunicator:
         """``a`` becomes rank ``src``'s ``a``."""
         self.check_usable()
         request = self.comm.Ibcast(a, root=src)
-        self._wait(request, f"broadcast(src={src}) of {a.dtype} {a.shape}")
+        self._wait(request, lambda: f"broadcast(src={src}) of {a.dtype} {a.shape}")
 
     def all_gather(self, a: np.ndarray, out: np.ndarray, what: str | None = None) -> None:
         """``out[r]`` becomes rank ``r``'s ``a``."""
         self.check_usable()
         request = self.comm.Iallgather(a, out)
-        self._wait(request, what or f"all_gather of {a.dtype} {a.shape}")
+        self._wait(request, lambda: what or f"all_gather of {a.dtype} {a.shape}")
 
     def barrier(self) -> None:
         """Return when every rank has reached its barrier."""
