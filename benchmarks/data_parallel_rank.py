@@ -140,16 +140,8 @@ def _gpuad_mlp(ad, spec, weights, x, labels, device="cpu"):
     params = list(ddp.parameters())
     opt = ad.optim.SGD(params, lr=ref.SGD_LR)
     xt, yt = ad.tensor(x, device=device), ad.tensor(labels, device=device)
-    cross_entropy = ad.nn.functional.cross_entropy
-
-    def step():
-        opt.zero_grad()
-        loss = cross_entropy(ddp(xt), yt)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step, lambda: [p.numpy() for p in params]
+    return _sgd_step(opt, ddp, ad.nn.functional.cross_entropy, xt, yt), \
+        lambda: [p.numpy() for p in params]
 
 
 def _torch_mlp(torch, spec, weights, x, labels):
@@ -164,16 +156,20 @@ def _torch_mlp(torch, spec, weights, x, labels):
     params = list(ddp.parameters())
     opt = torch.optim.SGD(params, lr=ref.SGD_LR)
     xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
-    cross_entropy = torch.nn.functional.cross_entropy
+    return _sgd_step(opt, ddp, torch.nn.functional.cross_entropy, xt, yt), \
+        lambda: [p.detach().numpy() for p in params]
 
+
+def _sgd_step(opt, model, cross_entropy, x, labels):
+    """One training step of either framework (the same spelling in both)."""
     def step():
         opt.zero_grad()
-        loss = cross_entropy(ddp(xt), yt)
+        loss = cross_entropy(model(x), labels)
         loss.backward()
         opt.step()
         return loss
 
-    return step, lambda: [p.detach().numpy() for p in params]
+    return step
 
 
 class CommProbe:
@@ -378,7 +374,7 @@ def _gpuad_buffers(ad, spec, device):
     for kind, module in (("flat", ad.nn.Sequential(*layers[:-1])),
                          ("big", ad.nn.Linear(cols, rows, bias=False))):
         (bucket,) = ad.nn.parallel.DistributedDataParallel(module.to(device))._buckets
-        assert sum(bucket.sizes) == _buffer_sizes(spec)[kind]
+        assert bucket.total == _buffer_sizes(spec)[kind]
         out.append((kind, bucket))
     return out
 
@@ -428,7 +424,7 @@ def _gpuad_ranks(comm, spec, launch, problem, rows):
     if n > 1:
         k = n * (n + 1) // 2  # the sum of (rank + 1) over the ranks
         for kind, bucket in _gpuad_buffers(ad, spec, "cpu"):
-            size = sum(bucket.sizes)
+            size = bucket.total
             shapes = [p.shape for p in bucket.params]
             mine, base = _pattern(size, r), _pattern(size, 0)
             mean, total = base * (n + 1) / 2, base * k
@@ -598,7 +594,7 @@ def nccl_main(spec, out):
     device = f"cuda:{comm.device}"
 
     def make(bucket):
-        size = sum(bucket.sizes)
+        size = bucket.total
         shapes = [p.shape for p in bucket.params]
         mine = _pattern(size, 0)  # (a world of one: the sum and the mean are the values)
         inplace = _bucket_arrays(cupy, shapes, True)
@@ -630,7 +626,7 @@ def nccl_main(spec, out):
     extra = {"prefix": "nccl all_reduce", "launch": launch, "bare": "nccl", "ranks": 1}
     clock = Clock(None, spec["profile"])
     with cupy.cuda.Device(comm.device):
-        records = [_all_reduce_case(clock, kind, sum(bucket.sizes), make(bucket), extra)
+        records = [_all_reduce_case(clock, kind, bucket.total, make(bucket), extra)
                    for kind, bucket in _gpuad_buffers(ad, spec, device)]
     with open(out, "w") as f:
         json.dump(records, f)

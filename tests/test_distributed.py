@@ -167,13 +167,19 @@ def test_ddp_equals_the_bare_model(world_of_one):
         ddp.to(dtype=ad.float64)
 
 
-def test_ddp_averages_once_per_backward_and_not_for_grad(world_of_one, monkeypatch):
-    _, ddp = _pair()
+def _count_reduces(ddp, monkeypatch):
+    """The calls of ``ddp``'s (one) bucket's reduce, one entry (its number of gradients) each."""
     (bucket,) = ddp._buckets
     calls = []
     plain_reduce = bucket.reduce
     monkeypatch.setattr(bucket, "reduce", lambda present, *g: (
         calls.append(len(g)), plain_reduce(present, *g))[1])
+    return calls
+
+
+def test_ddp_averages_once_per_backward_and_not_for_grad(world_of_one, monkeypatch):
+    _, ddp = _pair()
+    calls = _count_reduces(ddp, monkeypatch)
     x = ad.randn(3, 4)
     ddp(x).sum().backward()
     assert calls == [4]
@@ -220,11 +226,7 @@ def test_ddp_refuses_create_graph_and_a_parameter_unfrozen_after_wrapping(world_
 def test_ddp_after_a_failed_backward_still_averages(world_of_one, monkeypatch):
     """A backward that raises runs no averaging, and the next one averages again."""
     _, ddp = _pair()
-    (bucket,) = ddp._buckets
-    calls = []
-    plain_reduce = bucket.reduce
-    monkeypatch.setattr(bucket, "reduce", lambda present, *g: (
-        calls.append(1), plain_reduce(present, *g))[1])
+    calls = _count_reduces(ddp, monkeypatch)
     first = next(iter(ddp.parameters()))
 
     def fail(g):
@@ -235,16 +237,12 @@ def test_ddp_after_a_failed_backward_still_averages(world_of_one, monkeypatch):
         ddp(ad.ones(2, 4)).sum().backward()
     handle.remove()
     ddp(ad.ones(2, 4)).sum().backward()
-    assert calls == [1]
+    assert calls == [4]
 
 
 def test_ddp_no_sync_is_checked_on_each_compiled_replay(world_of_one, monkeypatch):
     _, ddp = _pair()
-    (bucket,) = ddp._buckets
-    calls = []
-    plain_reduce = bucket.reduce
-    monkeypatch.setattr(bucket, "reduce", lambda present, *g: (
-        calls.append(1), plain_reduce(present, *g))[1])
+    calls = _count_reduces(ddp, monkeypatch)
 
     @ad.compile
     def micro(x):
@@ -258,10 +256,10 @@ def test_ddp_no_sync_is_checked_on_each_compiled_replay(world_of_one, monkeypatc
     assert calls == []
     for _ in range(3):
         micro(x)
-    assert calls == [1, 1, 1]
+    assert calls == [4, 4, 4]
     with ddp.no_sync():
         micro(x)
-    assert calls == [1, 1, 1]
+    assert calls == [4, 4, 4]
 
 
 def test_ddp_compiled_equals_eager(world_of_one):

@@ -44,62 +44,52 @@ class _Bucket:
         self.params, self.comm = params, comm
         first = params[0]
         self.backend = first._dev._backend
-        self.sizes = [p.size for p in params]
-        self.total = sum(self.sizes)
+        offsets = np.cumsum([0, *(p.size for p in params)]).tolist()
+        self.spans = list(zip(offsets[:-1], offsets[1:]))  # (each tensor's place in flat)
+        self.total = offsets[-1]
         with self.backend.on_device():  # (the values, then a flag per tensor)
             self.flat = self.backend.xp.empty(self.total + len(params), first.dtype)
             self.ones = self.backend.xp.ones(len(params), first.dtype)
 
+    def _pack(self, arrays: Any, spans: list[tuple[int, int]]) -> None:
+        for a, (lo, hi) in zip(arrays, spans):
+            self.flat[lo:hi] = a.reshape(-1)
+
+    def _unpack(self, arrays: Any, spans: list[tuple[int, int]]) -> None:
+        for a, (lo, hi) in zip(arrays, spans):
+            a[...] = self.flat[lo:hi].reshape(a.shape)
+
     def broadcast(self, *arrays: Any) -> None:
         """Rank 0's ``arrays`` (this bucket's tensors) into every rank's: one broadcast."""
         with self.backend.on_device():
-            flat, off = self.flat[:self.total], 0
-            for a, size in zip(arrays, self.sizes):
-                flat[off:off + size] = a.reshape(-1)
-                off += size
-            collectives._run(self.comm, flat, self.backend, lambda b: self.comm.broadcast(b, 0))
-            self._unpack(arrays)
+            self._pack(arrays, self.spans)
+            collectives._run(self.comm, self.flat[:self.total], self.backend,
+                             lambda b: self.comm.broadcast(b, 0))
+            self._unpack(arrays, self.spans)
 
     def reduce(self, present: tuple[bool, ...], *grads: Any) -> list[tuple[int, Any]]:
         """Average the gradients across the ranks, in place: ``grads`` are those of the
         parameters ``present`` marks (this rank has them). One all-reduce of the flat buffer
         and the flags. Returns ``(i, average)`` for each parameter ``i`` absent here that
         another rank has (read back only when some parameter is absent)."""
-        xp = self.backend.xp
+        spans = [span for span, here in zip(self.spans, present) if here]
+        all_here = len(spans) == len(self.spans)
         with self.backend.on_device():
-            off, it = 0, iter(grads)
-            for size, here in zip(self.sizes, present):
-                if here:
-                    self.flat[off:off + size] = next(it).reshape(-1)
-                else:
-                    self.flat[off:off + size].fill(0)
-                off += size
-            all_here = all(present)
             if all_here:
                 self.flat[self.total:] = self.ones
-            else:
-                self.flat[self.total:] = xp.asarray(np.array(present, self.flat.dtype))
+            else:  # (zeros for the absent ones, and their flags)
+                self.flat.fill(0)
+                self.flat[self.total:] = self.backend.xp.asarray(
+                    np.array(present, self.flat.dtype))
+            self._pack(grads, spans)
             collectives._run(self.comm, self.flat, self.backend,
                              lambda b: self.comm.all_reduce(b, "mean"))
-            self._unpack([g for g, here in zip(self._slots(grads, present), present) if here],
-                         [i for i, here in enumerate(present) if here])
+            self._unpack(grads, spans)
             if all_here:
                 return []
             used = self.backend.to_numpy(self.flat[self.total:]) > 0
-            offsets = np.cumsum([0, *self.sizes])
-            return [(i, self.flat[offsets[i]:offsets[i + 1]].copy())
-                    for i, here in enumerate(present) if not here and used[i]]
-
-    @staticmethod
-    def _slots(grads: tuple[Any, ...], present: tuple[bool, ...]) -> list[Any]:
-        it = iter(grads)
-        return [next(it) if here else None for here in present]
-
-    def _unpack(self, arrays: Any, which: list[int] | None = None) -> None:
-        """The flat buffer's values back into ``arrays`` (those of the tensors ``which``)."""
-        offsets = np.cumsum([0, *self.sizes])
-        for a, i in zip(arrays, range(len(arrays)) if which is None else which):
-            a[...] = self.flat[offsets[i]:offsets[i + 1]].reshape(a.shape)
+            return [(i, self.flat[lo:hi].copy()) for i, ((lo, hi), here)
+                    in enumerate(zip(self.spans, present)) if not here and used[i]]
 
 
 def _by_kind(tensors: list[Tensor]) -> list[list[Tensor]]:
